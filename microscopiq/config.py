@@ -1,0 +1,292 @@
+"""The one configuration shared by hdl/, quant/ and tb/.
+
+Two frozen dataclasses, grouped by who needs them:
+
+* :class:`FormatConfig` — the number formats (SPEC §1–§3): what the quantizer produces, what the
+  golden model computes and what the hardware datapaths must hold. The quantizer needs only this.
+* :class:`AccelConfig` — a generated accelerator: a :class:`FormatConfig` plus the array geometry,
+  the accumulator and the ReCoN arrangement.
+
+Every knob has a default; derived widths are properties; limits are checked in ``__post_init__``
+with ``TypeError`` (wrong kind) or ``ValueError`` (bad value) and a message that names the parameter,
+states the rule and echoes the value. Named presets live in :data:`PRESETS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ConfigError", "FormatConfig", "AccelConfig", "ReconSharing", "PRESETS",
+    "WBITS_ALLOWED", "MSQ_WBITS_ALLOWED", "ABITS_ALLOWED",
+]
+
+#: Slot widths b the INT PE supports (8 only in uniform mode).
+WBITS_ALLOWED = (2, 3, 4, 8)
+#: Slot widths b for which the MicroScopiQ (outlier) format is defined.
+MSQ_WBITS_ALLOWED = (2, 3, 4)
+#: Activation widths a.
+ABITS_ALLOWED = (4, 8)
+
+
+class ConfigError(ValueError):
+    """A parameter value breaks a documented rule (a ``ValueError``, so callers may catch either)."""
+
+
+def _check_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+
+
+def _check_choice(name: str, value, allowed) -> None:
+    _check_int(name, value)
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}, not {value!r}")
+
+
+def _check_power_of_two(name: str, value, minimum: int) -> None:
+    _check_int(name, value)
+    if value < minimum or value & (value - 1):
+        raise ConfigError(f"{name} must be a power of two >= {minimum}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class FormatConfig:
+    """Number formats of SPEC §1–§3.
+
+    Parameters
+    ----------
+    wbits : int
+        Slot width ``b``: 2, 3 or 4 for MicroScopiQ layers, also 8 for uniform-mode layers.
+    abits : int
+        Activation width ``a`` (signed, symmetric): 4 or 8.
+    ublock : int
+        Micro-block size ``U`` (output rows sharing an outlier exponent), a power of two >= 2.
+    group : int
+        K-group size ``G`` (input columns sharing an inlier exponent), a power of two >= 2.
+    xbits : int
+        Width ``xb`` of the micro-block's shared unsigned outlier exponent ``X``: 1 to 6.
+    """
+
+    wbits: int = 4
+    abits: int = 8
+    ublock: int = 8
+    group: int = 128
+    xbits: int = 4
+
+    def __post_init__(self):
+        _check_choice("wbits", self.wbits, WBITS_ALLOWED)
+        _check_choice("abits", self.abits, ABITS_ALLOWED)
+        _check_power_of_two("ublock", self.ublock, 2)
+        _check_power_of_two("group", self.group, 2)
+        _check_int("xbits", self.xbits)
+        if not 1 <= self.xbits <= 6:
+            raise ConfigError(f"xbits must be between 1 and 6, not {self.xbits!r}")
+
+    # -- derived values -------------------------------------------------------------------------
+    @property
+    def msq_capable(self) -> bool:
+        """True when the MicroScopiQ outlier format exists for this ``wbits``."""
+        return self.wbits in MSQ_WBITS_ALLOWED
+
+    @property
+    def amax(self) -> int:
+        """Largest activation magnitude, ``2^(a-1) - 1`` (the range is symmetric)."""
+        return (1 << (self.abits - 1)) - 1
+
+    @property
+    def act_bound(self) -> int:
+        """Largest activation magnitude the hardware accepts, ``2^(a-1)``: datapath widths cover the
+        whole a-bit input range, including ``-2^(a-1)`` which the quantizer never produces."""
+        return 1 << (self.abits - 1)
+
+    @property
+    def pe_product_bits(self) -> int:
+        """Signed width of a PE output (:func:`~microscopiq.quant.golden.pe_product`): ``a + b``."""
+        return self.abits + self.wbits
+
+    @property
+    def qmin(self) -> int:
+        """Smallest inlier code value, ``-2^(b-1)``."""
+        return -(1 << (self.wbits - 1))
+
+    @property
+    def qmax(self) -> int:
+        """Largest inlier code value, ``2^(b-1) - 1``."""
+        return (1 << (self.wbits - 1)) - 1
+
+    @property
+    def ebits(self) -> int:
+        """Width of an outlier's own exponent ``e`` (the OUT_HI code minus its sign bit)."""
+        return self.wbits - 1
+
+    @property
+    def max_outliers(self) -> int:
+        """Most outliers (pairs) in one micro-block, ``U/2``."""
+        return self.ublock // 2
+
+    @property
+    def max_outlier_shift(self) -> int:
+        """Largest ``e + X``: the biggest left shift an outlier's merged product takes."""
+        return (1 << self.ebits) - 1 + (1 << self.xbits) - 1
+
+    @property
+    def max_slot_magnitude(self) -> int:
+        """Largest ``|v[n,k]|`` of SPEC §3 over every code this format allows."""
+        inlier = (1 << (self.wbits - 1)) << self.wbits
+        if not self.msq_capable:
+            return inlier
+        outlier = ((1 << (self.wbits + 1)) - 1) << self.max_outlier_shift
+        return max(inlier, outlier)
+
+    @property
+    def product_bits(self) -> int:
+        """Signed width that holds any ``x · v[n,k]`` (activation times slot value)."""
+        return (self.act_bound * self.max_slot_magnitude).bit_length() + 1
+
+    def group_sum_bits(self) -> int:
+        """Signed width of a K-group partial sum ``P[m,n,g]`` (SPEC §3), never overflowing."""
+        return (self.act_bound * self.max_slot_magnitude * self.group).bit_length() + 1
+
+
+class ReconSharing:
+    """How ReCoN networks are arranged: ``"per-row"``, ``"shared:S"`` or ``"none"``.
+
+    A plain string wrapper would do, but the parse rules and the message belong in one place.
+    """
+
+    @staticmethod
+    def parse(text: str) -> int:
+        """Return rows per ReCoN network: 1 for per-row, S for shared:S, 0 for none."""
+        if text == "per-row":
+            return 1
+        if text == "none":
+            return 0
+        if text.startswith("shared:"):
+            count = text.split(":", 1)[1]
+            if count.isdigit() and int(count) >= 1:
+                return int(count)
+        raise ConfigError(f"recon must be 'per-row', 'shared:S' (S >= 1 rows per network) or 'none', "
+                          f"not {text!r}")
+
+    @staticmethod
+    def format(rows_per_recon: int) -> str:
+        return {0: "none", 1: "per-row"}.get(rows_per_recon, f"shared:{rows_per_recon}")
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """A generated accelerator (SPEC §5).
+
+    Parameters
+    ----------
+    fmt : FormatConfig
+        Number formats.
+    rows, cols : int
+        Array geometry ``R × C``: ``R`` input columns ``k`` per weight tile, ``C`` output rows ``n``.
+        ``cols`` is a multiple of ``ublock``; ``group`` is a multiple of ``rows`` so that a K-tile
+        never straddles two K-groups.
+    acc_bits : int
+        Width of the saturating MX accumulator (SPEC §3), 16 to 64.
+    recon_share : int
+        PE rows served by one ReCoN network: 1 = one per row (full rate), ``S`` > 1 = shared by
+        ``S`` rows (``rows`` a multiple of ``S``), 0 = no ReCoN and no outlier support (the plain
+        INT-b baseline; uniform layers only).
+    max_tokens : int
+        Tokens per pass the result buffer holds (``M`` is processed in chunks of this many).
+    max_k : int
+        Largest layer ``K`` the generated instance accepts (sizes its counters).
+    max_n : int
+        Largest layer ``N`` the generated instance accepts.
+    """
+
+    fmt: FormatConfig = field(default_factory=FormatConfig)
+    rows: int = 8
+    cols: int = 8
+    acc_bits: int = 32
+    recon_share: int = 1
+    max_tokens: int = 64
+    max_k: int = 4096
+    max_n: int = 16384
+
+    def __post_init__(self):
+        if not isinstance(self.fmt, FormatConfig):
+            raise TypeError(f"fmt must be a FormatConfig, not {self.fmt!r}")
+        for name in ("rows", "cols", "acc_bits", "recon_share", "max_tokens", "max_k", "max_n"):
+            _check_int(name, getattr(self, name))
+        if self.rows < 1:
+            raise ConfigError(f"rows must be >= 1, not {self.rows!r}")
+        if self.cols < 1 or self.cols % self.fmt.ublock:
+            raise ConfigError(f"cols must be a positive multiple of ublock ({self.fmt.ublock}), "
+                              f"not {self.cols!r}")
+        if self.fmt.group % self.rows:
+            raise ConfigError(f"group ({self.fmt.group}) must be a multiple of rows, so a K-tile never "
+                              f"straddles two K-groups; rows={self.rows!r} does not divide it")
+        if not 16 <= self.acc_bits <= 64:
+            raise ConfigError(f"acc_bits must be between 16 and 64, not {self.acc_bits!r}")
+        if self.recon_share < 0 or (self.recon_share and self.rows % self.recon_share):
+            raise ConfigError(f"recon_share must be 0 (none), 1 (per-row) or a divisor of rows "
+                              f"({self.rows}), not {self.recon_share!r}")
+        if self.recon_share and not self.fmt.msq_capable:
+            raise ConfigError(f"wbits={self.fmt.wbits} has no outlier format: use recon 'none' "
+                              f"(uniform layers only)")
+        if self.max_tokens < 1 or self.max_k < 1 or self.max_n < 1:
+            raise ConfigError("max_tokens, max_k and max_n must be >= 1")
+        if self.max_k < self.rows:
+            raise ConfigError(f"max_k ({self.max_k}) must be >= rows ({self.rows})")
+        min_acc = self.min_acc_bits
+        if self.acc_bits < min_acc:
+            raise ConfigError(f"acc_bits={self.acc_bits} is too small for max_k={self.max_k}: an "
+                              f"all-inlier output of that many inputs needs {min_acc} bits")
+
+    # -- derived values -------------------------------------------------------------------------
+    @property
+    def has_recon(self) -> bool:
+        return self.recon_share > 0
+
+    @property
+    def recon_networks(self) -> int:
+        """ReCoN networks in the array (0 when there is no outlier support)."""
+        return self.rows // self.recon_share if self.recon_share else 0
+
+    @property
+    def column_sum_bits(self) -> int:
+        """Signed width of a column partial sum over one K-tile (``rows`` products)."""
+        fmt = self.fmt
+        return (fmt.act_bound * fmt.max_slot_magnitude * self.rows).bit_length() + 1
+
+    @property
+    def min_acc_bits(self) -> int:
+        """Smallest ``acc_bits``: the worst all-inlier output over ``max_k`` inputs must fit, so a
+        layer without outliers never saturates (outliers may, and raise the sticky flag)."""
+        fmt = self.fmt
+        inlier_row = fmt.act_bound * ((1 << (fmt.wbits - 1)) << fmt.wbits) * self.max_k
+        return max(inlier_row.bit_length() + 1, 16)
+
+    def replace(self, **changes) -> "AccelConfig":
+        """A copy with some fields changed (``fmt`` fields may be given by name too)."""
+        fmt_fields = {f.name for f in dataclasses.fields(FormatConfig)}
+        fmt_changes = {k: changes.pop(k) for k in list(changes) if k in fmt_fields}
+        fmt = dataclasses.replace(self.fmt, **fmt_changes)
+        return dataclasses.replace(self, fmt=fmt, **changes)
+
+    def to_json(self) -> dict:
+        """Plain dict (for manifests): every parameter plus the ReCoN arrangement as text."""
+        out = dataclasses.asdict(self)
+        out["recon"] = ReconSharing.format(self.recon_share)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "AccelConfig":
+        fields = {f.name for f in dataclasses.fields(cls)} - {"fmt"}
+        return cls(fmt=FormatConfig(**data["fmt"]), **{k: data[k] for k in fields if k in data})
+
+
+#: Named configurations used by the demo, the tests and the benchmarks.
+PRESETS: dict[str, AccelConfig] = {
+    "default": AccelConfig(),
+    "4x8-b2": AccelConfig(fmt=FormatConfig(wbits=2), rows=4, cols=8),
+    "8x8-b4": AccelConfig(fmt=FormatConfig(wbits=4), rows=8, cols=8),
+    "16x16-b4-shared": AccelConfig(fmt=FormatConfig(wbits=4), rows=16, cols=16, recon_share=4),
+}

@@ -1,0 +1,58 @@
+"""microscopiq.config: defaults, derived widths and the refusal messages."""
+
+import pytest
+
+from microscopiq.config import AccelConfig, ConfigError, FormatConfig, ReconSharing
+
+
+def test_default_widths():
+    fmt = FormatConfig()
+    # b=4, xb=4: e+X <= 7+15 = 22; |v| <= 31·2^22; |x| <= 128.
+    assert fmt.max_outlier_shift == 22
+    assert fmt.max_slot_magnitude == 31 << 22
+    assert fmt.product_bits == (128 * (31 << 22)).bit_length() + 1 == 35
+    assert fmt.group_sum_bits() == 42
+    assert fmt.pe_product_bits == 12
+    assert AccelConfig().min_acc_bits == 28
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"wbits": 5}, r"^wbits must be one of 2, 3, 4, 8, not 5$"),
+    ({"abits": 0}, r"^abits must be one of 4, 8, not 0$"),
+    ({"ublock": 6}, r"^ublock must be a power of two >= 2, not 6$"),
+    ({"group": 100}, r"^group must be a power of two >= 2, not 100$"),
+    ({"xbits": 7}, r"^xbits must be between 1 and 6, not 7$"),
+])
+def test_format_refusals(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        FormatConfig(**kwargs)
+
+
+def test_format_type_error():
+    with pytest.raises(TypeError, match=r"^wbits must be an integer, not '4'$"):
+        FormatConfig(wbits="4")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"cols": 12}, r"^cols must be a positive multiple of ublock \(8\), not 12$"),
+    ({"rows": 3}, r"^group \(128\) must be a multiple of rows"),
+    ({"acc_bits": 20}, r"^acc_bits=20 is too small for max_k=4096: an all-inlier output"),
+    ({"recon_share": 3}, r"^recon_share must be 0 \(none\), 1 \(per-row\) or a divisor of rows \(8\), not 3$"),
+    ({"wbits": 8}, r"^wbits=8 has no outlier format: use recon 'none'"),
+])
+def test_accel_refusals(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        AccelConfig().replace(**kwargs)
+
+
+def test_recon_sharing_parse():
+    assert ReconSharing.parse("per-row") == 1
+    assert ReconSharing.parse("shared:4") == 4
+    assert ReconSharing.parse("none") == 0
+    with pytest.raises(ConfigError, match=r"^recon must be 'per-row', 'shared:S'"):
+        ReconSharing.parse("shared:0")
+
+
+def test_json_round_trip():
+    cfg = AccelConfig().replace(rows=4, wbits=2, recon_share=2)
+    assert AccelConfig.from_json(cfg.to_json()) == cfg
