@@ -18,6 +18,8 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: Modules that add subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES = [
+    "microscopiq.hdl.generate",
+    "microscopiq.hdl.synth_cli",
 ]
 
 EXIT_USAGE = 2

