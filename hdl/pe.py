@@ -1,0 +1,147 @@
+"""The multi-precision INT processing element (SPEC §5): one activation times one weight slot.
+
+The PE holds its weight slot stationary in two banks (ping-pong): the *active* bank feeds the
+multiplier while the *shadow* bank is loaded with the next tile's slot; ``swap`` exchanges them at a
+clock edge, so a weight tile loads while the previous one computes.
+
+Each bank stores the slot already decoded into the signed multiplier operand ``w`` (``b + 1`` bits),
+so the compute path is one bank multiplexer and one ``a × (b + 1)`` signed multiplier whatever the
+role, and a bank costs ``b + 1`` flip-flops instead of ``b + 2`` (code and role):
+
+========  ================================  ====================================
+role      operand ``w``                     product (:func:`~microscopiq.quant.golden.pe_product`)
+========  ================================  ====================================
+INLIER    ``q``, the signed ``b``-bit code  ``x · q``
+OUT_HI    ``-1`` if the code's MSB is set,  ``(-1)^s · x`` (sign and implicit one)
+          else ``+1``
+OUT_LO    ``f``, the unsigned ``b``-bit     ``x · f`` (the fraction)
+          code
+3         ``0`` (unused encoding)           ``0``
+========  ================================  ====================================
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import FormatConfig
+from ..quant.layer import Role
+
+__all__ = ["RoleEnum", "PE"]
+
+
+class RoleEnum(enum.Enum, shape=2):
+    """Hardware encoding of a slot's role; the values are those of
+    :class:`microscopiq.quant.layer.Role`. The fourth encoding (3) is unused: its product is 0."""
+
+    INLIER = Role.INLIER.value
+    OUT_HI = Role.OUT_HI.value
+    OUT_LO = Role.OUT_LO.value
+
+
+class PE(wiring.Component):
+    """Multi-precision INT PE with double-buffered (ping-pong) weight-stationary slot.
+
+    Latency 1 cycle (``product`` is registered), throughput one product per cycle. The product
+    register advances only when ``en`` is 1 (a stall holds it); ``load`` and ``swap`` act at every
+    clock edge regardless of ``en``. Reset clears both banks (operand 0), selects bank 0 and clears
+    ``product``.
+
+    At a clock edge, in this order of meaning:
+
+    * if ``en``: ``product ← pe_product(act, active code, active role, b)`` with the bank that was
+      active *before* the edge;
+    * if ``swap``: the shadow bank becomes active and the active bank becomes the shadow;
+    * if ``load``: ``(load_code, load_role)`` is written into the bank that is the shadow *after*
+      the edge — the old shadow without ``swap``, the old active bank with ``swap``.
+
+    So a slot loaded at edge ``t`` takes part in products from the first ``swap`` after ``t``:
+    ``swap`` at edge ``t' > t`` makes it active, and the activation presented in the cycle after
+    ``t'`` is multiplied by it.
+
+    Parameters
+    ----------
+    fmt : FormatConfig
+        Uses ``fmt.abits`` (``a``: 4 or 8) and ``fmt.wbits`` (``b``: 2, 3, 4 or 8). With ``b = 8``
+        only INLIER slots occur in practice (uniform mode), but every role is computed.
+
+    Members
+    -------
+    act : In(signed(a))
+        Activation.
+    en : In(1)
+        Clock enable of the compute pipeline (0: ``product`` holds).
+    load : In(1)
+        Write ``load_code``/``load_role`` into the shadow bank (see above).
+    load_code : In(unsigned(b))
+        Raw ``b``-bit code of the slot.
+    load_role : In(RoleEnum)
+        Role of the slot.
+    swap : In(1)
+        Exchange the active and shadow banks at this clock edge.
+    product : Out(signed(a + b))
+        ``golden.pe_product(act, code, role, b)`` of the previous enabled cycle.
+    """
+
+    #: Cycles from ``act`` to ``product``.
+    LATENCY = 1
+    #: Products per cycle.
+    THROUGHPUT = 1
+
+    def __init__(self, fmt: FormatConfig):
+        if not isinstance(fmt, FormatConfig):
+            self._MustUse__silence = True  # refused: never elaborated, no "unused" warning
+            raise TypeError(f"fmt must be a FormatConfig, not {fmt!r}")
+        self.fmt = fmt
+        a, b = fmt.abits, fmt.wbits
+        super().__init__({
+            "act": In(signed(a)),
+            "en": In(1),
+            "load": In(1),
+            "load_code": In(unsigned(b)),
+            "load_role": In(RoleEnum),
+            "swap": In(1),
+            "product": Out(signed(a + b)),
+        })
+
+    def _decode(self, m: Module) -> Signal:
+        """The multiplier operand ``w`` (signed ``b + 1`` bits) of the slot being loaded."""
+        b = self.fmt.wbits
+        code = self.load_code
+        operand = Signal(signed(b + 1))
+        with m.Switch(self.load_role):
+            with m.Case(RoleEnum.INLIER):
+                m.d.comb += operand.eq(code.as_signed())
+            with m.Case(RoleEnum.OUT_HI):
+                m.d.comb += operand.eq(Mux(code[b - 1], -1, 1))
+            with m.Case(RoleEnum.OUT_LO):
+                m.d.comb += operand.eq(code)
+            with m.Default():
+                m.d.comb += operand.eq(0)
+        return operand
+
+    def elaborate(self, platform):
+        m = Module()
+        b = self.fmt.wbits
+        operand = self._decode(m)
+
+        banks = [Signal(signed(b + 1), name=f"bank{i}") for i in range(2)]
+        sel = Signal(name="active_bank")  # index of the active bank
+        active = Signal(signed(b + 1))
+        m.d.comb += active.eq(Mux(sel, banks[1], banks[0]))
+
+        with m.If(self.swap):
+            m.d.sync += sel.eq(~sel)
+        # The bank that is the shadow after this edge: ~sel without swap, sel with swap.
+        target = sel ^ ~self.swap
+        with m.If(self.load):
+            with m.If(target):
+                m.d.sync += banks[1].eq(operand)
+            with m.Else():
+                m.d.sync += banks[0].eq(operand)
+
+        with m.If(self.en):
+            m.d.sync += self.product.eq(self.act * active)
+        return m

@@ -1,0 +1,203 @@
+"""Build and run a cocotb test module against Verilog on Icarus or Verilator (the one runner every
+cocotb test of the project uses).
+
+:func:`run_cocotb` wraps :func:`cocotb_tools.runner.get_runner`:
+
+* **cached build** — the simulator build in ``build_dir`` is reused while the Verilog *contents*,
+  the top module, the simulator, the options and ``WAVES`` are unchanged (a key file in
+  ``build_dir``); regenerating identical Verilog does not rebuild;
+* timescale ``1ns/1ps``; Verilator builds with ``-Wall`` and the named waivers of
+  :mod:`microscopiq.tb.lint` (so every simulation build is also a lint);
+* ``WAVES=1`` writes waveforms into ``build_dir``: FST from Verilator (``--trace-fst``,
+  ``dump.fst``) and FST from Icarus (cocotb's dump module, ``<top>.fst``, Icarus 11 writes FST
+  natively and both open in GTKWave/Surfer);
+* ``TESTCASE=name[,name]`` runs only those cocotb tests;
+* test-body parameters (configuration, seed, vector count, ...) reach the cocotb module as JSON in
+  the environment variable :data:`PARAMS_ENV`; the module reads them with :func:`cocotb_params`;
+* a failing, erroring or missing cocotb test raises :class:`CocotbFailure` (an ``AssertionError``,
+  so pytest reports it as a failure) with each failure message from the results XML.
+
+Simulator and build logs go to ``build_dir/build.log`` and ``build_dir/<test module>.log``; the
+tail of the log is in the exception when something fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from pathlib import Path
+
+import cocotb
+from cocotb_tools.runner import get_runner
+
+from .lint import verilator_warning_args
+
+__all__ = [
+    "SIMULATORS", "PARAMS_ENV", "TIMESCALE", "CocotbFailure", "CocotbResult", "selected_simulators",
+    "run_cocotb", "cocotb_params",
+]
+
+SIMULATORS = ("icarus", "verilator")
+#: Environment variable carrying the test body's parameters (JSON) into the cocotb module.
+PARAMS_ENV = "MICROSCOPIQ_TB_PARAMS"
+TIMESCALE = ("1ns", "1ps")
+_KEY_FILE = ".microscopiq-build-key"
+_LOG_TAIL_LINES = 40
+
+
+class CocotbFailure(AssertionError):
+    """A cocotb test failed (or none ran); the message lists the failures and the log's tail."""
+
+
+@dataclass(frozen=True)
+class CocotbResult:
+    """What :func:`run_cocotb` ran: test names that passed, the results XML, the log, whether the
+    simulator was (re)built and the waveform file when ``WAVES=1``."""
+
+    passed: tuple[str, ...]
+    results_xml: Path
+    log: Path
+    rebuilt: bool
+    waves: Path | None
+
+
+def selected_simulators() -> list[str]:
+    """Simulators to parametrise tests over: ``SIM`` from the environment if set, else both."""
+    sim = os.environ.get("SIM")
+    if not sim:
+        return list(SIMULATORS)
+    if sim not in SIMULATORS:
+        raise ValueError(f"SIM must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    return [sim]
+
+
+def _waves_requested() -> bool:
+    return os.environ.get("WAVES", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _build_args(sim: str, waves: bool) -> list[str]:
+    if sim != "verilator":
+        return []
+    # cocotb adds --trace (VCD) when tracing; --trace-fst after it selects FST instead.
+    return verilator_warning_args() + (["--trace-fst"] if waves else [])
+
+
+def _build_key(sim: str, sources: list[Path], toplevel: str, args: list[str], waves: bool) -> str:
+    digest = hashlib.sha256()
+    tool = shutil.which("verilator" if sim == "verilator" else "iverilog") or ""
+    for part in (sim, tool, cocotb.__version__, toplevel, " ".join(args), str(waves)):
+        digest.update(part.encode() + b"\0")
+    for source in sources:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _tail(path: Path) -> str:
+    if not path.is_file():
+        return f"(no log at {path})"
+    lines = path.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
+    return f"last lines of {path}:\n" + "\n".join(lines)
+
+
+def _results(xml_path: Path) -> tuple[list[str], list[str]]:
+    """(passed test names, failure descriptions) from a cocotb results XML."""
+    passed, failed = [], []
+    for case in ElementTree.parse(xml_path).getroot().iter("testcase"):
+        problems = [child for child in case if child.tag in ("failure", "error")]
+        if problems:
+            for problem in problems:
+                failed.append(f"{case.get('name')}: {problem.get('message') or problem.text or problem.tag}")
+        elif not any(child.tag == "skipped" for child in case):
+            passed.append(case.get("name"))
+    return passed, failed
+
+
+def _build(runner, sim: str, sources: list[Path], toplevel: str, build_dir: Path) -> bool:
+    waves = _waves_requested()
+    args = _build_args(sim, waves)
+    key = _build_key(sim, sources, toplevel, args, waves)
+    key_file = build_dir / _KEY_FILE
+    if key_file.is_file() and key_file.read_text() == key:
+        return False
+    build_dir.mkdir(parents=True, exist_ok=True)
+    key_file.unlink(missing_ok=True)
+    log = build_dir / "build.log"
+    try:
+        runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=args,
+                     timescale=TIMESCALE, waves=waves, always=True, log_file=log)
+    except (RuntimeError, SystemExit) as error:
+        raise CocotbFailure(f"{sim} build of {toplevel} failed ({error})\n{_tail(log)}") from None
+    key_file.write_text(key)
+    return True
+
+
+def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
+               params: dict | None = None, seed: int | None = None) -> CocotbResult:
+    """Build (cached) and run cocotb ``test_module`` on ``sim`` against ``sources``.
+
+    Parameters
+    ----------
+    sim : {"icarus", "verilator"}
+    sources : list of path
+        Verilog files.
+    toplevel : str
+        Top module name.
+    test_module : str
+        Dotted name of the cocotb test module (importable, e.g. ``microscopiq.tb.test_pe``).
+    build_dir : path
+        Build and run folder; one per (design, simulator). Two runs must never share it
+        concurrently (pytest-xdist: put them in one ``xdist_group``).
+    params : dict, optional
+        JSON-serialisable parameters for the test body (see :func:`cocotb_params`).
+    seed : int, optional
+        cocotb's random seed (``COCOTB_RANDOM_SEED``).
+
+    Returns
+    -------
+    CocotbResult
+
+    Raises
+    ------
+    CocotbFailure
+        The build failed, a test failed or errored, or no test ran (e.g. a ``TESTCASE`` matching
+        nothing).
+    """
+    if sim not in SIMULATORS:
+        raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    sources = [Path(source).resolve() for source in sources]
+    build_dir = Path(build_dir).resolve()
+    runner = get_runner(sim)
+    rebuilt = _build(runner, sim, sources, toplevel, build_dir)
+    log = build_dir / f"{test_module.rsplit('.', 1)[-1]}.log"
+    results_xml = build_dir / f"{test_module.rsplit('.', 1)[-1]}.results.xml"
+    testcase = os.environ.get("TESTCASE") or None
+    env = {PARAMS_ENV: json.dumps(params or {})}
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                    build_dir=build_dir,
+                    testcase=testcase, seed=seed, extra_env=env, timescale=TIMESCALE,
+                    waves=_waves_requested(), results_xml=str(results_xml), log_file=log)
+    except (RuntimeError, SystemExit) as error:
+        # cocotb_tools exits under pytest when a test failed: the XML below says which and why.
+        if not results_xml.is_file():
+            raise CocotbFailure(f"{sim} simulation of {toplevel} failed ({error}), no results\n"
+                                f"{_tail(log)}") from None
+    if not results_xml.is_file():
+        raise CocotbFailure(f"{sim} simulation of {toplevel} wrote no results\n{_tail(log)}")
+    passed, failed = _results(results_xml)
+    if failed or not passed:
+        problems = "\n".join(failed) or f"no cocotb test ran (TESTCASE={testcase!r})"
+        raise CocotbFailure(f"{sim}: {test_module} on {toplevel}:\n{problems}\n{_tail(log)}")
+    waves = None
+    if _waves_requested():
+        waves = build_dir / ("dump.fst" if sim == "verilator" else f"{toplevel}.fst")
+    return CocotbResult(tuple(passed), results_xml, log, rebuilt, waves)
+
+
+def cocotb_params() -> dict:
+    """Inside a cocotb module: the parameters :func:`run_cocotb` was given."""
+    return json.loads(os.environ.get(PARAMS_ENV, "{}"))

@@ -1,0 +1,124 @@
+"""microscopiq.hdl.pe in amaranth.sim: exhaustive products, ping-pong banks, stalls, refusals.
+
+Every product is compared as an exact integer with ``golden.pe_product`` (through
+``microscopiq.tb.test_pe.expected_products``, which adds only the bank/swap/enable bookkeeping).
+"""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment
+from amaranth.sim import Simulator
+
+from microscopiq.config import AccelConfig, ConfigError, FormatConfig
+from microscopiq.hdl.pe import PE, RoleEnum
+from microscopiq.quant.layer import Role
+from microscopiq.tb.test_pe import (
+    PeStimulus, UNUSED_ROLE, expected_products, extreme_acts, first_mismatch, stress_stream,
+    sweep_stream,
+)
+
+SEED = 20261123
+
+
+def simulate(fmt: FormatConfig, stim: PeStimulus) -> list[int]:
+    """Drive one stimulus cycle per clock from reset; return ``product`` after each edge."""
+    dut = PE(fmt)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    actual = []
+    role = dut.load_role.as_value()  # raw 2 bits, so the unused encoding 3 can be driven
+
+    async def bench(ctx):
+        for act, en, load, code, role_code, swap in stim.cycles():
+            ctx.set(dut.act, act)
+            ctx.set(dut.en, en)
+            ctx.set(dut.load, load)
+            ctx.set(dut.load_code, code)
+            ctx.set(role, role_code)
+            ctx.set(dut.swap, swap)
+            await ctx.tick()
+            actual.append(ctx.get(dut.product))
+
+    sim.add_testbench(bench)
+    sim.run()
+    return actual
+
+
+def assert_matches(fmt: FormatConfig, stim: PeStimulus) -> None:
+    count, message = first_mismatch(stim, fmt.wbits, simulate(fmt, stim))
+    assert count == 0, message
+
+
+@pytest.mark.parametrize("wbits", [2, 4])
+def test_exhaustive_full_rate_pingpong(wbits):
+    """Every (activation, code, role) for a=8 (b=4: 256·16·3 = 12288 products), a new slot
+    swapped in every cycle while the next one loads into the shadow bank."""
+    fmt = FormatConfig(abits=8, wbits=wbits)
+    stim = sweep_stream(fmt, np.arange(-128, 128), list(Role))
+    assert len(stim) == 256 * (1 << wbits) * 3 + 2
+    assert_matches(fmt, stim)
+
+
+@pytest.mark.parametrize("abits", [4, 8])
+@pytest.mark.parametrize("wbits", [2, 3, 4, 8])
+def test_random_stalls_loads_swaps(abits, wbits):
+    """Random en/load/swap with all four role encodings (3 must give 0) on every width pair."""
+    fmt = FormatConfig(abits=abits, wbits=wbits)
+    rng = np.random.default_rng(SEED)
+    stim = PeStimulus.concat([sweep_stream(fmt, extreme_acts(fmt), [UNUSED_ROLE]),
+                              stress_stream(fmt, 1500, rng)])
+    assert_matches(fmt, stim)
+
+
+def test_directed_pingpong_and_stall():
+    """Load the shadow while the active bank computes, swap, stall: exact products, a=8, b=4."""
+    fmt = FormatConfig(abits=8, wbits=4)
+    hi, lo, inl = Role.OUT_HI, Role.OUT_LO, Role.INLIER
+    # (act, en, load, code, role, swap, product after the edge); banks 0/1, bank 0 active at reset
+    steps = [
+        (5, 1, 1, 3, inl, 0, 0),           # 5·0 (reset bank); bank 1 <- q=3
+        (5, 1, 1, 0b1001, hi, 1, 0),       # 5·0; swap: bank 1 (q=3) active; load goes to bank 0
+        (-7, 1, 0, 0, inl, 0, -21),        # -7·3
+        (100, 0, 0, 0, inl, 0, -21),       # stall: holds
+        (100, 0, 0, 0, inl, 1, -21),       # stall while swapping: holds; bank 0 (s=1) active
+        (-7, 1, 1, 5, lo, 0, 7),           # -(-7); bank 1 <- f=5 while computing
+        (11, 1, 0, 0, inl, 1, -11),        # -(11); swap: bank 1 (f=5) active
+        (-128, 1, 0, 0, inl, 0, -640),     # -128·5
+        (127, 1, 1, 0b1000, inl, 1, 635),  # 127·5; swap: bank 0 (s=1) active; bank 1 <- q=-8
+        (127, 1, 0, 0, inl, 1, -127),      # -(127); swap: bank 1 (q=-8) active
+        (-128, 1, 0, 0, inl, 0, 1024),     # -128·-8
+    ]
+    columns = list(zip(*steps))
+    stim = PeStimulus(*(np.array(column, dtype=np.int64) for column in columns[:6]))
+    want = np.array(columns[6], dtype=np.int64)
+    assert np.array_equal(expected_products(stim, fmt.wbits)[0], want)  # the model agrees
+    got = np.array(simulate(fmt, stim), dtype=np.int64)
+    assert np.array_equal(got, want), f"expected {want.tolist()}, got {got.tolist()}"
+
+
+def test_role_enum_matches_layer_roles():
+    assert {m.name: m.value for m in RoleEnum} == {r.name: r.value for r in Role}
+    assert RoleEnum.as_shape().width == 2
+
+
+def test_ports_and_widths():
+    pe = PE(FormatConfig(abits=4, wbits=3))
+    shapes = {name: member.shape for name, member in pe.signature.members.items()}
+    assert (shapes["act"].width, shapes["act"].signed) == (4, True)
+    assert (shapes["load_code"].width, shapes["load_code"].signed) == (3, False)
+    assert shapes["load_role"] is RoleEnum
+    assert (shapes["product"].width, shapes["product"].signed) == (7, True)
+    assert (PE.LATENCY, PE.THROUGHPUT) == (1, 1)
+    Fragment.get(pe, None)  # elaborates
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: PE("a8w4"), TypeError, r"^fmt must be a FormatConfig, not 'a8w4'$"),
+    (lambda: PE(AccelConfig()), TypeError, r"^fmt must be a FormatConfig, not AccelConfig\(.*\)$"),
+    (lambda: PE(FormatConfig(wbits=1)), ConfigError, r"^wbits must be one of 2, 3, 4, 8, not 1$"),
+    (lambda: PE(FormatConfig(abits=16)), ConfigError, r"^abits must be one of 4, 8, not 16$"),
+    (lambda: PE(FormatConfig(abits=True)), TypeError, r"^abits must be an integer, not True$"),
+])
+def test_refusals(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
