@@ -305,7 +305,10 @@ def run_yosys(verilog: list[Path], top: str, family: str, workdir: Path, use_dsp
               timeout_s: float) -> tuple[dict[str, int], float]:
     """Synthesise; write ``netlist.json``, ``stat.json`` and ``yosys.log`` in ``workdir``."""
     flags = "-nodsp" if family == "ecp5" and not use_dsp else ("-dsp" if family == "ice40" and use_dsp else "")
-    reads = "; ".join(f"read_verilog -sv {json.dumps(str(Path(v).resolve()))}" for v in verilog)
+    # Relative paths: YoWASP maps /tmp to a private folder, but every ancestor of the working
+    # folder is reachable through "..".
+    reads = "; ".join(f"read_verilog -sv {json.dumps(os.path.relpath(Path(v).resolve(), workdir.resolve()))}"
+                      for v in verilog)
     script = (f"{reads}; synth_{family} -top {top} {flags} -json netlist.json; "
               f"tee -q -o stat.json stat -json")
     (workdir / "yosys.ys").write_text(script.replace("; ", "\n") + "\n")

