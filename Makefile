@@ -48,5 +48,16 @@ test: setup
 test-quick: setup
 	$(PYTEST) -n $(JOBS) -m "not slow"
 
+# make sim [SIM=icarus|verilator] [CONFIG=<preset>] [TESTCASE=name[,name]] [WAVES=1]
+# The end-to-end cocotb regression of one configuration on one simulator (tests/tb/test_accel_cocotb.py);
+# build, logs and waves (FST) in build/accel/<config>-<sim>/.
+CONFIG ?= 8x8-b4
+sim: setup
+	SIM=$(SIM) TESTCASE=$(TESTCASE) WAVES=$(WAVES) $(PYTEST) tests/tb/test_accel_cocotb.py -k "$(CONFIG)-$(SIM)"
+
+# Simulated MACs/s and wall time per configuration on both simulators -> docs/bench_sim.md.
+bench-sim: setup
+	$(PY) bench/bench_sim.py
+
 clean:
 	rm -rf build .pytest_cache

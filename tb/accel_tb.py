@@ -1,0 +1,273 @@
+"""cocotb testbench of the generated accelerator top level (:class:`~microscopiq.hdl.top.Accelerator`).
+
+:class:`TB` is the usual cocotbext-axi arrangement: it starts the clock, drives ``s_axis_weights``
+and ``s_axis_act`` with :class:`~cocotbext.axi.AxiStreamSource`, takes ``m_axis_result`` with an
+:class:`~cocotbext.axi.AxiStreamSink` (all built by prefix with
+:meth:`AxiStreamBus.from_prefix`), and offers :meth:`TB.reset`, pause generators for idle cycles
+and back-pressure, and :meth:`TB.run_layer`, which streams one :class:`~microscopiq.tb.stimulus.Case`
+(encoded by the host driver :mod:`microscopiq.hdl.stream_format`) and returns its decoded results
+and the cycles it took.
+
+:class:`Scoreboard` compares every result integer with the golden model
+(:func:`~microscopiq.quant.golden.msq_matmul`, :func:`~microscopiq.quant.golden.uniform_raw`), never
+with a re-derivation, and reports the layer, the index, the expected and actual integers and the seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from dataclasses import dataclass, field
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge, with_timeout
+from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+
+from ..config import AccelConfig
+from ..hdl import stream_format
+from ..quant.golden import msq_matmul, uniform_raw
+from .stimulus import Case
+
+__all__ = ["TB", "Scoreboard", "Mismatch", "LayerRun", "PAUSES", "pause_generator",
+           "frames_of", "beats_of"]
+
+CLOCK_PERIOD_NS = 10
+#: Cycles of slack over :func:`~microscopiq.hdl.stream_format.predict_cycles` before a layer is
+#: declared hung, and the factor covering pause generators (at most 1 cycle in 2 paused each).
+TIMEOUT_SLACK_CYCLES = 2000
+TIMEOUT_FACTOR = 8
+
+
+# -- pause generators ------------------------------------------------------------------------------
+
+def _random_pauses(seed: int, probability: float):
+    rng = random.Random(seed)
+    while True:
+        yield rng.random() < probability
+
+
+#: Pause patterns by name: ``fn(seed) -> iterator of bool`` (True = pause this cycle).
+PAUSES = {
+    "none": None,
+    "cycle": lambda seed: itertools.cycle([1, 1, 1, 0]),   # cocotbext-axi's own test pattern
+    "random": lambda seed: _random_pauses(seed, 0.3),
+    "heavy": lambda seed: _random_pauses(seed, 0.5),
+}
+
+
+def pause_generator(name: str, seed: int):
+    """The pause iterator called ``name`` in :data:`PAUSES` (``None`` for "none")."""
+    try:
+        factory = PAUSES[name]
+    except KeyError:
+        raise ValueError(f"pause must be one of {', '.join(PAUSES)}, not {name!r}") from None
+    return None if factory is None else factory(seed)
+
+
+# -- beats <-> cocotbext-axi frames --------------------------------------------------------------
+
+def frames_of(beats) -> list[list[int]]:
+    """Split :class:`~microscopiq.hdl.stream_format.Beat` s into frames (lists of ``tdata``), one
+    per ``tlast``.
+
+    cocotbext-axi raises ``tlast`` on the last word of each frame, so the beats must end in one.
+    """
+    frames, current = [], []
+    for beat in beats:
+        current.append(int(beat.data))
+        if beat.last:
+            frames.append(current)
+            current = []
+    if current:
+        raise ValueError(f"stream ends with {len(current)} beat(s) after the last tlast")
+    return frames
+
+
+def beats_of(frames) -> list[stream_format.Beat]:
+    """The inverse of :func:`frames_of`: ``tlast`` on the last word of every frame."""
+    return [stream_format.Beat(int(data), index == len(frame) - 1)
+            for frame in frames for index, data in enumerate(frame)]
+
+
+# -- scoreboard ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One wrong result integer."""
+
+    layer: str
+    what: str          # "y", "overflow", "P" or "S"
+    index: tuple
+    expected: int
+    actual: int
+
+    def __str__(self) -> str:
+        return f"{self.layer}: {self.what}{list(self.index)} expected {self.expected}, got {self.actual}"
+
+
+@dataclass
+class Scoreboard:
+    """Checks decoded results against the golden model; counts integers checked and mismatches."""
+
+    cfg: AccelConfig
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("cocotb.tb.scoreboard"))
+    checked: int = 0
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+    def expected(self, case: Case) -> dict[str, np.ndarray]:
+        """The golden results of ``case``, unpadded: ``y``/``overflow`` (M, n) for MicroScopiQ,
+        ``P`` (M, n, groups) and ``S`` (M, groups) for uniform mode."""
+        n = case.layer.n
+        if case.uniform:
+            partial, sums = uniform_raw(case.x, case.layer)
+            return {"P": partial[:, :n], "S": sums}
+        result = msq_matmul(case.x, case.layer, self.cfg.acc_bits)
+        return {"y": result.y_int[:, :n], "overflow": result.overflow[:, :n]}
+
+    def check(self, case: Case, actual: dict[str, np.ndarray]) -> list[Mismatch]:
+        """Compare every integer of ``actual`` with :meth:`expected`; return (and keep) mismatches."""
+        found = []
+        for what, want in self.expected(case).items():
+            got = np.asarray(actual[what])
+            if got.shape != want.shape:
+                found.append(Mismatch(case.name, f"{what}.shape", (), want.shape, got.shape))
+                continue
+            want_i, got_i = want.astype(object), got.astype(object)
+            self.checked += want.size
+            for index in np.argwhere(want_i != got_i):
+                index = tuple(int(i) for i in index)
+                found.append(Mismatch(case.name, what, index, int(want_i[index]), int(got_i[index])))
+        for mismatch in found[:10]:
+            self.log.error("MISMATCH %s", mismatch)
+        self.mismatches.extend(found)
+        return found
+
+    def assert_clean(self) -> None:
+        """Raise ``AssertionError`` naming the first mismatch and how many there were."""
+        if self.mismatches:
+            raise AssertionError(f"{len(self.mismatches)} mismatching result integer(s) of "
+                                 f"{self.checked} checked; first: {self.mismatches[0]}")
+
+
+# -- the testbench ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerRun:
+    """What :meth:`TB.run_layer` observed: decoded results, cycles from the first input beat
+    offered to the last result beat taken, and the result beats."""
+
+    results: dict[str, np.ndarray]
+    cycles: int
+    beats: int
+
+
+class TB:
+    """Testbench of the accelerator top level.
+
+    Parameters
+    ----------
+    dut
+        The cocotb handle of the top module.
+    cfg : AccelConfig
+        The configuration the Verilog was generated with (from its manifest).
+    """
+
+    def __init__(self, dut, cfg: AccelConfig):
+        self.dut = dut
+        self.cfg = cfg
+        self.log = logging.getLogger("cocotb.tb")
+        self.log.setLevel(logging.INFO)
+        cocotb.start_soon(Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start())
+        # tdata is one word per beat (byte_lanes=1), whatever its width.
+        self.weights = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_weights"), dut.clk, dut.rst,
+                                       byte_lanes=1)
+        self.act = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_act"), dut.clk, dut.rst,
+                                   byte_lanes=1)
+        self.result = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_result"), dut.clk, dut.rst,
+                                    byte_lanes=1)
+        for port in (self.weights, self.act, self.result):
+            port.log.setLevel(logging.WARNING)  # one INFO line per frame would drown the log
+        self.cycle = 0
+        cocotb.start_soon(self._count_cycles())
+
+    async def _count_cycles(self) -> None:
+        edge = RisingEdge(self.dut.clk)
+        while True:
+            await edge
+            self.cycle += 1
+
+    def set_idle_generator(self, generator=None, act_generator=None) -> None:
+        """Idle cycles on the inputs: ``generator`` on the weight stream, ``act_generator`` (or the
+        same pattern, restarted) on the activation stream."""
+        self.weights.set_pause_generator(generator)
+        self.act.set_pause_generator(act_generator)
+
+    def set_backpressure_generator(self, generator=None) -> None:
+        """Back-pressure on the result stream (``tready`` low while the generator yields True)."""
+        self.result.set_pause_generator(generator)
+
+    async def cycles(self, count: int) -> None:
+        for _ in range(count):
+            await RisingEdge(self.dut.clk)
+
+    async def reset(self, cycles: int = 4) -> None:
+        """Synchronous active-high reset for ``cycles`` cycles; queued beats are dropped."""
+        for port in (self.weights, self.act, self.result):
+            port.clear()
+        self.dut.rst.value = 1
+        await self.cycles(cycles)
+        self.dut.rst.value = 0
+        await self.cycles(2)
+
+    def timeout_cycles(self, case: Case) -> int:
+        """Cycle limit for one layer: the predicted cycles, stretched for pauses, plus slack."""
+        predicted = stream_format.predict_cycles(self.cfg, case.layer, case.tokens)
+        return predicted * TIMEOUT_FACTOR + TIMEOUT_SLACK_CYCLES
+
+    def start_layer(self, case: Case) -> int:
+        """Queue ``case``'s weight and activation beats; return the number of result beats due."""
+        weight_beats, act_beats = stream_format.encode_layer(self.cfg, case.layer, case.x)
+        for source, beats in ((self.weights, weight_beats), (self.act, act_beats)):
+            for frame in frames_of(beats):
+                source.send_nowait(AxiStreamFrame(frame))
+        return stream_format.result_beat_count(self.cfg, case.layer, case.tokens)
+
+    async def _take_beats(self, count: int) -> list[stream_format.Beat]:
+        frames = []
+        while sum(map(len, frames)) < count:
+            frames.append(list((await self.result.recv()).tdata))
+        return beats_of(frames)
+
+    async def run_layer(self, case: Case) -> LayerRun:
+        """Stream one layer through the accelerator and return its decoded results.
+
+        Raises ``cocotb.triggers.SimTimeoutError`` if the results are not all out within
+        :meth:`timeout_cycles` and ``AssertionError`` if more beats arrive than are due.
+        """
+        start = self.cycle
+        due = self.start_layer(case)
+        beats = await with_timeout(self._take_beats(due), self.timeout_cycles(case) * CLOCK_PERIOD_NS, "ns")
+        cycles = self.cycle - start
+        if len(beats) != due:
+            raise AssertionError(f"{case.name}: {len(beats)} result beats, {due} due "
+                                 f"(a frame runs past the last beat due)")
+        decoded = stream_format.decode_results(self.cfg, case.layer, case.tokens, beats)
+        return LayerRun(_result_dict(case, decoded), cycles, len(beats))
+
+    async def drained(self) -> None:
+        """Wait until the inputs are idle and no result beat is left over."""
+        await self.weights.wait()
+        await self.act.wait()
+        await self.cycles(50)
+        if not self.result.empty():
+            extra = self.result.recv_nowait()
+            raise AssertionError(f"unexpected extra result frame of {len(extra.tdata)} beat(s)")
+
+
+def _result_dict(case: Case, decoded) -> dict[str, np.ndarray]:
+    """:func:`stream_format.decode_results`'s tuple as the scoreboard's named arrays."""
+    first, second = decoded
+    return {"P": first, "S": second} if case.uniform else {"y": first, "overflow": second}

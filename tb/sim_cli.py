@@ -1,0 +1,172 @@
+"""Run layers through the simulated accelerator: the launcher of :mod:`microscopiq.tb.test_accel`
+and the ``microscopiq sim`` command.
+
+* :func:`generate_rtl` writes the accelerator's Verilog for a configuration into a build folder;
+* :func:`run_accel` builds it (cached) on Icarus or Verilator and runs the cocotb regression with
+  the given stimulus parameters, returning the per-layer records the tests wrote;
+* ``microscopiq sim --layer FILE --sim icarus|verilator [--config C] [--tokens M] [--seed S]`` runs
+  one packed layer (:func:`~microscopiq.quant.pack.load_layer`) with ``M`` random activations and
+  prints the cycles, the result integers checked and the mismatches; exit status 1 on a mismatch.
+
+Build folders are ``build/accel/<config>-<sim>/`` (one per configuration and simulator: the
+simulator build is reused while the Verilog is unchanged). ``WAVES=1`` writes waves there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import PRESETS, AccelConfig, ConfigError
+from .runner import SIMULATORS, CocotbFailure, run_cocotb
+
+__all__ = ["BUILD_ROOT", "TEST_MODULE", "config_name", "resolve_config", "generate_rtl", "run_accel",
+           "SimReport", "simulate_layer_file", "add_commands"]
+
+BUILD_ROOT = Path("build") / "accel"
+TEST_MODULE = "microscopiq.tb.test_accel"
+
+
+def config_name(cfg: AccelConfig) -> str:
+    """The preset name of ``cfg``, or ``cfg-<hash>`` for a configuration that is no preset."""
+    for name, preset in PRESETS.items():
+        if preset == cfg:
+            return name
+    digest = hashlib.sha256(json.dumps(cfg.to_json(), sort_keys=True).encode()).hexdigest()[:10]
+    return f"cfg-{digest}"
+
+
+def resolve_config(text: str) -> AccelConfig:
+    """``--config``: a preset name (:data:`~microscopiq.config.PRESETS`) or a JSON file holding
+    :meth:`AccelConfig.to_json` (a generated ``manifest.json`` with a ``config`` entry works too)."""
+    if text in PRESETS:
+        return PRESETS[text]
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"--config must be a preset ({', '.join(PRESETS)}) or a JSON file, not {text!r}")
+    try:
+        data = json.loads(path.read_text())
+        return AccelConfig.from_json(data.get("config", data))
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ConfigError(f"--config file {text!r} does not hold an accelerator configuration "
+                          f"({error})") from None
+
+
+def generate_rtl(cfg: AccelConfig, out_dir: Path) -> tuple[dict, list[Path]]:
+    """Write the accelerator's Verilog and manifest into ``out_dir``; return (manifest, sources)."""
+    from ..hdl.generate import generate_accel, read_manifest
+    generate_accel(cfg, out_dir)
+    manifest, files = read_manifest(out_dir)
+    return manifest, [path for path in files if path.suffix in (".v", ".sv")]
+
+
+def run_accel(cfg: AccelConfig, sim: str, params: dict, *, build_dir: Path | None = None,
+              seed: int | None = None) -> list[dict]:
+    """Generate, build (cached) and run the cocotb regression of ``cfg`` on ``sim``.
+
+    ``params`` are :mod:`~microscopiq.tb.test_accel`'s parameters (``config`` and ``stats`` are
+    filled in). Returns the per-layer records (kind, name, cycles, MACs, integers checked,
+    mismatches). Raises :class:`~microscopiq.tb.runner.CocotbFailure` when a test fails.
+    """
+    if sim not in SIMULATORS:
+        raise ValueError(f"--sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    build_dir = Path(build_dir or BUILD_ROOT / f"{config_name(cfg)}-{sim}").resolve()
+    manifest, sources = generate_rtl(cfg, build_dir / "rtl")
+    with tempfile.NamedTemporaryFile("r", suffix=".jsonl", dir=build_dir, delete=False) as stats:
+        stats_path = Path(stats.name)
+    try:
+        params = {**params, "config": cfg.to_json(), "stats": str(stats_path)}
+        try:
+            run_cocotb(sim=sim, sources=sources, toplevel=manifest["top"], test_module=TEST_MODULE,
+                       build_dir=build_dir, params=params, seed=seed)
+        except CocotbFailure as failure:
+            failure.records = _records(stats_path)
+            raise
+        return _records(stats_path)
+    finally:
+        stats_path.unlink(missing_ok=True)
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class SimReport:
+    """Outcome of :func:`simulate_layer_file`."""
+
+    name: str
+    cycles: int
+    predicted: int
+    macs: int
+    checked: int
+    mismatches: int
+    first_mismatch: str
+    error: str = ""
+
+
+def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str, tokens: int,
+                        seed: int) -> SimReport:
+    """Run the packed layer at ``path`` with ``tokens`` random activations (seed ``seed``)."""
+    from ..quant.pack import load_layer
+    layer = load_layer(path)
+    if layer.fmt != cfg.fmt:
+        raise ConfigError(f"--layer {str(path)!r} has format {layer.fmt}, the accelerator {cfg.fmt}: "
+                          f"choose a --config with the same format")
+    if tokens < 1:
+        raise ConfigError(f"--tokens must be >= 1, not {tokens!r}")
+    params = {"layer_file": str(Path(path).resolve()), "shape": {"m": tokens}, "seed": seed}
+    try:
+        records = run_accel(cfg, sim, params, seed=seed)
+        error = ""
+    except CocotbFailure as failure:
+        records, error = getattr(failure, "records", []), str(failure).splitlines()[1:2]
+        error = error[0] if error else str(failure)
+    if not records:
+        raise CocotbFailure(error or "the simulation recorded no layer")
+    rec = records[-1]
+    return SimReport(rec["name"], rec["cycles"], rec["predicted"], rec["macs"], rec["checked"],
+                     rec["mismatches"], rec["first_mismatch"], error)
+
+
+def _run_sim(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args.config)
+    report = simulate_layer_file(args.layer, cfg, args.sim, args.tokens, args.seed)
+    print(f"{report.name} on {config_name(cfg)} ({args.sim})")
+    print(f"cycles: {report.cycles} (predicted {report.predicted}), {report.macs} MACs, "
+          f"{report.macs / max(report.cycles, 1):.1f} MACs/cycle")
+    print(f"results checked: {report.checked}, mismatches: {report.mismatches}")
+    if report.mismatches or report.error:
+        print(f"first mismatch: {report.first_mismatch or report.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    """Add ``sim`` to the ``microscopiq`` command."""
+    parser = subparsers.add_parser(
+        "sim", help="run a packed layer through the simulated accelerator",
+        description="Generate the accelerator for --config, build it on --sim (cached under "
+                    "build/accel/), stream the packed layer with M random activations through it "
+                    "and check every result integer against the golden model. Prints the cycles, "
+                    "the integers checked and the mismatches; exits 1 on a mismatch. WAVES=1 "
+                    "writes a waveform into the build folder.",
+        epilog="example: microscopiq sim --layer build/layers/q.msq --sim verilator --config 8x8-b4 "
+               "--tokens 16 --seed 1")
+    parser.add_argument("--layer", required=True, metavar="FILE", help="packed layer (.msq)")
+    parser.add_argument("--sim", choices=SIMULATORS, default="verilator",
+                        help="simulator (default verilator)")
+    parser.add_argument("--config", default="8x8-b4", metavar="C",
+                        help=f"preset ({', '.join(PRESETS)}) or a JSON configuration/manifest "
+                             "(default 8x8-b4)")
+    parser.add_argument("--tokens", type=int, default=8, metavar="M",
+                        help="activation rows streamed (default 8)")
+    parser.add_argument("--seed", type=int, default=1, metavar="S",
+                        help="seed of the random activations (default 1)")
+    parser.set_defaults(func=_run_sim)

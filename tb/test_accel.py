@@ -1,0 +1,163 @@
+"""cocotb regression of the accelerator top level, end to end (SPEC §6).
+
+One generic test body, :func:`run_layer`, streams one stimulus layer through the simulated
+accelerator and checks every result integer against the golden model; ``cocotb.parametrize``
+crosses it with the stimulus kind and with idle cycles on the inputs and back-pressure on the
+results (as cocotbext-axi's own tests cross ``idle_inserter`` and ``backpressure_inserter``).
+Two more tests: a reset in the middle of a layer followed by a clean rerun, and layers of different
+shapes back to back without a reset.
+
+Run through :func:`microscopiq.tb.runner.run_cocotb` (tests/tb/test_accel_cocotb.py, ``make sim``,
+``microscopiq sim``); the parameters arrive as JSON (:func:`~microscopiq.tb.runner.cocotb_params`):
+
+``config``
+    :meth:`AccelConfig.to_json` of the generated Verilog.
+``seed``
+    Base seed; each case derives its own from it and prints it.
+``kinds``
+    Stimulus kinds (keys of :data:`microscopiq.tb.stimulus.GENERATORS`) for :func:`run_layer`.
+``idle``, ``backpressure``
+    Pause patterns (keys of :data:`~microscopiq.tb.accel_tb.PAUSES`) crossed with ``kinds``.
+``shape``
+    ``{"n": .., "k": .., "m": ..}`` of the layers (corners adjust ``k`` where they need to).
+``extras``
+    False to run only :func:`run_layer` (no reset and back-to-back tests).
+``stats``
+    Optional path: one JSON line per layer run (kind, cycles, MACs) is appended there.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import cocotb
+import numpy as np
+
+from ..config import AccelConfig
+from ..hdl import stream_format
+from . import stimulus
+from .accel_tb import TB, Scoreboard, pause_generator
+from .runner import cocotb_params
+
+PARAMS = cocotb_params()
+CFG = AccelConfig.from_json(PARAMS["config"]) if "config" in PARAMS else None
+SEED = int(PARAMS.get("seed", 1))
+KINDS = PARAMS.get("kinds", ["random"])
+IDLE = PARAMS.get("idle", ["none", "random"])
+BACKPRESSURE = PARAMS.get("backpressure", ["none", "random"])
+SHAPE = {"n": 16, "k": 128, "m": 6, **PARAMS.get("shape", {})}
+#: ``microscopiq sim`` runs one packed layer (``layer_file``) and skips the regression tests.
+LAYER_FILE = PARAMS.get("layer_file")
+#: ``extras: false`` (the benchmark) runs only :func:`run_layer`.
+EXTRAS = bool(PARAMS.get("extras", True)) and not LAYER_FILE
+
+
+def case_seed(*parts) -> int:
+    """A seed for one case: the base seed mixed with the case's knobs (stable across runs)."""
+    return SEED * 1_000_003 + zlib.crc32("/".join(map(str, parts)).encode()) % 1_000_003
+
+
+def make_case(kind: str, seed: int, **shape) -> stimulus.Case:
+    """The ``kind`` case in this configuration, with the corners' own shape needs met."""
+    dims = {**SHAPE, **shape}
+    n, k, m = dims["n"], dims["k"], dims["m"]
+    group = CFG.fmt.group
+    if kind == "saturation":
+        k = group + max(k % group, CFG.rows)          # two K-groups
+    elif kind == "pair_positions":
+        k = max(k, CFG.fmt.ublock * (CFG.fmt.ublock - 1))
+    return stimulus.build_case(kind, CFG, n, k, m, seed)
+
+
+def record(**fields) -> None:
+    """Append one JSON line to the ``stats`` file, if one was given."""
+    if PARAMS.get("stats"):
+        with open(PARAMS["stats"], "a") as handle:
+            handle.write(json.dumps(fields) + "\n")
+
+
+async def check_layer(tb: TB, kind: str, case: stimulus.Case, scoreboard: Scoreboard) -> int:
+    """Run ``case``, score it, log and record the cycles; return the cycles."""
+    tb.log.info("layer %s", case.name)
+    before, wrong = scoreboard.checked, len(scoreboard.mismatches)
+    run = await tb.run_layer(case)
+    found = scoreboard.check(case, run.results)
+    predicted = stream_format.predict_cycles(CFG, case.layer, case.tokens)
+    tb.log.info("  %d cycles (predicted %d), %d result beats, %d integers checked, %d wrong",
+                run.cycles, predicted, run.beats, scoreboard.checked - before, len(found))
+    record(kind=kind, name=case.name, cycles=run.cycles, predicted=predicted, macs=case.macs,
+           checked=scoreboard.checked - before, mismatches=len(scoreboard.mismatches) - wrong,
+           first_mismatch=str(found[0]) if found else "")
+    return run.cycles
+
+
+@cocotb.test(skip=bool(LAYER_FILE))
+@cocotb.parametrize(
+    kind=KINDS,
+    idle=IDLE,
+    backpressure=BACKPRESSURE,
+)
+async def run_layer(dut, kind: str, idle: str, backpressure: str):
+    """One layer of stimulus ``kind`` under the given input idle and output back-pressure patterns."""
+    seed = case_seed(kind, idle, backpressure)
+    tb = TB(dut, CFG)
+    tb.set_idle_generator(pause_generator(idle, seed), pause_generator(idle, seed + 1))
+    tb.set_backpressure_generator(pause_generator(backpressure, seed + 2))
+    await tb.reset()
+    scoreboard = Scoreboard(CFG)
+    await check_layer(tb, kind, make_case(kind, seed), scoreboard)
+    await tb.drained()
+    scoreboard.assert_clean()
+
+
+@cocotb.test(skip=not EXTRAS)
+async def reset_mid_layer(dut):
+    """Reset while a layer is streaming (weights, activations and results all in flight), then a
+    clean layer must come out exact: no state of the aborted layer survives the reset."""
+    seed = case_seed("reset")
+    tb = TB(dut, CFG)
+    tb.set_backpressure_generator(pause_generator("random", seed))
+    await tb.reset()
+    aborted = make_case("random", seed)
+    tb.start_layer(aborted)
+    # Part-way through: some tiles loaded, some results out and some held by back-pressure.
+    await tb.cycles(max(8, tb.timeout_cycles(aborted) // (8 * 4)))
+    await tb.reset()
+    tb.set_backpressure_generator(None)
+    scoreboard = Scoreboard(CFG)
+    await check_layer(tb, "reset", make_case("random", seed + 1), scoreboard)
+    await tb.drained()
+    scoreboard.assert_clean()
+
+
+@cocotb.test(skip=not EXTRAS)
+async def back_to_back_layers(dut):
+    """Layers of different shapes and modes one after another without a reset: tile, pass and
+    token counters and the sticky flag must restart with every layer."""
+    seed = case_seed("back-to-back")
+    tb = TB(dut, CFG)
+    await tb.reset()
+    scoreboard = Scoreboard(CFG)
+    n, k, m = SHAPE["n"], SHAPE["k"], SHAPE["m"]
+    sequence = [("saturation", {}), ("random", {"n": n + CFG.cols, "m": m + 3}),
+                ("random_uniform", {"k": k + CFG.rows}), ("all_inlier", {"n": 3, "k": 5, "m": 1})]
+    for index, (kind, shape) in enumerate(sequence):
+        await check_layer(tb, kind, make_case(kind, seed + index, **shape), scoreboard)
+    await tb.drained()
+    scoreboard.assert_clean()
+
+
+@cocotb.test(skip=not LAYER_FILE)
+async def layer_file(dut):
+    """One packed layer (``microscopiq sim``) with ``shape["m"]`` random activations."""
+    from ..quant.pack import load_layer
+    layer = load_layer(LAYER_FILE)
+    rng = np.random.default_rng(SEED)
+    case = stimulus.Case(f"{LAYER_FILE} (n={layer.n} k={layer.k} m={SHAPE['m']} seed={SEED})", layer,
+                         stimulus.random_activations(CFG.fmt, SHAPE["m"], layer.k, rng), SEED)
+    tb = TB(dut, CFG)
+    await tb.reset()
+    scoreboard = Scoreboard(CFG)
+    await check_layer(tb, "layer_file", case, scoreboard)
+    scoreboard.assert_clean()

@@ -1,0 +1,65 @@
+"""End-to-end cocotb regression of the generated accelerator (microscopiq.tb.test_accel).
+
+Each (configuration, simulator) pair has its own build folder ``build/accel/<config>-<sim>/``
+(cached: rebuilt only when the Verilog changes) and its own pytest-xdist group, so no folder is
+ever built twice at once. ``make test-quick`` runs the 8x8 b=4 configuration on Icarus; the other
+pairs and the quantizer-backed layers (MicroScopiQ with a calibration Hessian, decoupleQ, a real
+all-MiniLM-L6-v2 sub-block) are marked slow. ``SIM=icarus|verilator`` restricts the simulators,
+``TESTCASE=name`` the cocotb tests, ``WAVES=1`` writes waveforms into the build folder.
+"""
+
+import pytest
+
+from microscopiq.config import PRESETS
+from microscopiq.tb.runner import selected_simulators
+from microscopiq.tb.sim_cli import run_accel
+from microscopiq.tb.stimulus import CORNERS
+
+SEED = 1
+QUICK = ("8x8-b4", "icarus")
+#: Structural stimulus: random layers, uniform mode and every SPEC §6 corner.
+KINDS = ["random", "random_uniform", *CORNERS]
+#: Quantizer-backed stimulus (PyTorch, seconds per layer): one configuration and simulator only.
+HEAVY = ("8x8-b4", "verilator")
+HEAVY_KINDS = ["quantized", "decoupleq", "minilm"]
+#: Layer shapes per configuration: two N-tiles, one K-group, a few tokens; ~a minute per pair.
+SHAPES = {
+    "4x8-b2": {"n": 16, "k": 128, "m": 5},
+    "8x8-b4": {"n": 16, "k": 128, "m": 6},
+    "16x16-b4-shared": {"n": 32, "k": 128, "m": 6},
+}
+
+
+def _pairs():
+    params = []
+    for preset in SHAPES:
+        for sim in selected_simulators():
+            marks = [pytest.mark.xdist_group(f"accel-{preset}-{sim}")]
+            if (preset, sim) != QUICK:
+                marks.append(pytest.mark.slow)
+            params.append(pytest.param(preset, sim, marks=marks, id=f"{preset}-{sim}-seed{SEED}"))
+    return params
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("preset, sim", _pairs())
+def test_accel_regression(preset, sim):
+    records = run_accel(PRESETS[preset], sim, {"kinds": KINDS, "seed": SEED, "shape": SHAPES[preset]},
+                        seed=SEED)
+    # kinds x idle x back-pressure, the reset rerun and four back-to-back layers.
+    assert len(records) == len(KINDS) * 4 + 1 + 4
+    assert all(record["mismatches"] == 0 and record["checked"] > 0 for record in records)
+
+
+@pytest.mark.cocotb
+@pytest.mark.slow
+@pytest.mark.parametrize("preset, sim", [
+    pytest.param(*HEAVY, marks=pytest.mark.xdist_group(f"accel-{HEAVY[0]}-{HEAVY[1]}"),
+                 id=f"{HEAVY[0]}-{HEAVY[1]}-seed{SEED}")])
+def test_accel_quantized_layers(preset, sim):
+    if sim not in selected_simulators():
+        pytest.skip(f"SIM selects {selected_simulators()}")
+    records = run_accel(PRESETS[preset], sim, {"kinds": HEAVY_KINDS, "seed": SEED, "idle": ["random"],
+                                               "backpressure": ["random"], "shape": SHAPES[preset]},
+                        seed=SEED)
+    assert [record["kind"] for record in records[:len(HEAVY_KINDS)]] == HEAVY_KINDS
