@@ -1,0 +1,153 @@
+"""The ReCoN network of one PE row (SPEC §5): PE products in, exact column contributions out.
+
+Per micro-block of ``U`` columns:
+
+1. an in-place Beneš network of ``2·log2(U) - 1`` stages of ``U/2`` pass/swap
+   :class:`~microscopiq.hdl.recon_switch.ReconSwitch` es, ``pe_product_bits`` wide, routes every
+   partner's OUT_LO product to its outlier's column (any permutation is realisable, so any set of
+   disjoint (outlier, partner) pairs is);
+2. pipeline register (the column's own product, the routed product, the column's config field);
+3. one merge cell per column — a ReconSwitch fed ``(own, routed)`` whose ``o[0]`` is the column's
+   output: KEEP ``own << shift`` (inlier; shift ``b``, or 0 in uniform mode), ZERO (partner),
+   MERGE ``((own << b) ± routed) << (e + X)`` (outlier), computed ``pe_product_bits + b + 1`` bits
+   wide and shifted to ``product_bits``;
+4. pipeline register: ``contributions``.
+
+The configuration (layout: :meth:`ReconNetwork.config_layout`, values: :mod:`~microscopiq.hdl.routing`)
+is static per weight tile. See ``docs/recon.md`` for the proof that every placement is realised.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import FormatConfig
+from . import routing
+from .recon_switch import Command, ReconSwitch
+from .routing import ReconGeometry
+
+__all__ = ["ColumnOpEnum", "ReconNetwork"]
+
+
+class ColumnOpEnum(enum.Enum, shape=2):
+    """Hardware encoding of a column's merge-cell op; values of :class:`~microscopiq.hdl.routing.ColumnOp`."""
+
+    KEEP = routing.ColumnOp.KEEP.value
+    ZERO = routing.ColumnOp.ZERO.value
+    MERGE_ADD = routing.ColumnOp.MERGE_ADD.value
+    MERGE_SUB = routing.ColumnOp.MERGE_SUB.value
+
+
+class ReconNetwork(wiring.Component):
+    """ReCoN for one PE row of ``width`` columns.
+
+    Latency 2 cycles (counted in cycles with ``en = 1``), throughput one row of products per cycle:
+    ``contributions`` after the second enabled clock edge equal
+    :func:`~microscopiq.hdl.routing.simulate_row` of the ``products`` and ``config`` present at the
+    first. Both register stages advance only when ``en`` is 1 and carry the column config with the
+    data, so a config change between two product rows takes effect exactly with the row it arrives
+    with. Reset clears the registers (contributions 0).
+
+    Parameters
+    ----------
+    fmt : FormatConfig
+        Number formats; ``wbits`` must have an outlier format (2, 3 or 4).
+    width : int
+        Columns ``C``, a positive multiple of ``fmt.ublock``.
+
+    Members
+    -------
+    products : In(ArrayLayout(signed(fmt.pe_product_bits), width))
+        The row's PE products (:func:`~microscopiq.quant.golden.pe_product`), one token.
+    config : In(ReconNetwork.config_layout(fmt, width))
+        Static routing of the row (:func:`~microscopiq.hdl.routing.compile_row`).
+    en : In(1)
+        Clock enable of both register stages (0 = stall, everything holds).
+    contributions : Out(ArrayLayout(signed(fmt.product_bits), width))
+        ``x · v[n,k]`` of SPEC §3 per column (``x · q`` in uniform mode).
+    """
+
+    latency = 2
+
+    def __init__(self, fmt: FormatConfig, width: int):
+        self.geometry = ReconGeometry(fmt, width)
+        self.fmt, self.width = fmt, width
+        super().__init__({
+            "products": In(data.ArrayLayout(signed(fmt.pe_product_bits), width)),
+            "config": In(self.config_layout(fmt, width)),
+            "en": In(1),
+            "contributions": Out(data.ArrayLayout(signed(fmt.product_bits), width)),
+        })
+
+    @staticmethod
+    def column_layout(fmt: FormatConfig) -> data.StructLayout:
+        """One column's field: ``op`` (2 bits) then ``shift``."""
+        geom = ReconGeometry(fmt, fmt.ublock)
+        return data.StructLayout({"op": ColumnOpEnum, "shift": unsigned(geom.shift_bits)})
+
+    @classmethod
+    def config_layout(cls, fmt: FormatConfig, width: int) -> data.ArrayLayout:
+        """Layout of the ``config`` port: per micro-block the Beneš swap bits (one ``U/2``-bit word
+        per stage, bit ``i`` = switch ``i``) then the ``U`` column fields. Bit-identical to the
+        integers of :func:`~microscopiq.hdl.routing.compile_row`."""
+        geom = ReconGeometry(fmt, width)
+        block = data.StructLayout({
+            "benes": data.ArrayLayout(unsigned(geom.switches), geom.stages),
+            "columns": data.ArrayLayout(cls.column_layout(fmt), geom.ublock),
+        })
+        return data.ArrayLayout(block, geom.blocks)
+
+    def elaborate(self, platform):
+        m = Module()
+        geom, fmt = self.geometry, self.fmt
+        u = geom.ublock
+        for blk in range(geom.blocks):
+            cfg = self.config[blk]
+            own = [self.products[blk * u + c] for c in range(u)]
+            routed = self._benes(m, blk, own, cfg.benes)
+            for c in range(u):
+                self._column(m, blk * u + c, own[c], routed[c], cfg.columns[c])
+        return m
+
+    def _benes(self, m: Module, blk: int, lines: list, swaps) -> list:
+        """Instantiate micro-block ``blk``'s Beneš switches on ``lines``; return the output lines."""
+        geom, bits = self.geometry, self.fmt.pe_product_bits
+        lines = list(lines)
+        for stage in range(geom.stages):
+            for index, (lo, hi) in enumerate(geom.stage_pairs(stage)):
+                switch = ReconSwitch(bits, bits, merge_shift=0, max_shift=0)
+                m.submodules[f"route_{blk}_{stage}_{index}"] = switch
+                m.d.comb += [
+                    switch.in0.eq(lines[lo]),
+                    switch.in1.eq(lines[hi]),
+                    switch.cmd.eq(Mux(swaps[stage][index], Command.SWAP, Command.PASS)),
+                ]
+                lines[lo], lines[hi] = switch.out0, switch.out1
+        return lines
+
+    def _column(self, m: Module, col: int, own, routed, field) -> None:
+        """Register column ``col``'s operands and config, then its merge cell and output register."""
+        fmt, geom = self.fmt, self.geometry
+        own_r = Signal(signed(fmt.pe_product_bits), name=f"own_{col}")
+        routed_r = Signal(signed(fmt.pe_product_bits), name=f"routed_{col}")
+        op_r = Signal(ColumnOpEnum, name=f"op_{col}")
+        shift_r = Signal(geom.shift_bits, name=f"shift_{col}")
+        with m.If(self.en):
+            m.d.sync += [own_r.eq(own), routed_r.eq(routed), op_r.eq(field.op), shift_r.eq(field.shift)]
+        cell = ReconSwitch(fmt.pe_product_bits, fmt.product_bits,
+                           merge_shift=fmt.wbits, max_shift=geom.max_shift)
+        m.submodules[f"merge_{col}"] = cell
+        m.d.comb += [cell.in0.eq(own_r), cell.in1.eq(routed_r), cell.shift.eq(shift_r)]
+        with m.Switch(op_r):
+            with m.Case(ColumnOpEnum.KEEP):
+                m.d.comb += cell.cmd.eq(Command.PASS)
+            with m.Case(ColumnOpEnum.ZERO):
+                m.d.comb += cell.cmd.eq(Command.ZERO)
+            with m.Case(ColumnOpEnum.MERGE_ADD):
+                m.d.comb += cell.cmd.eq(Command.MERGE_TO_0)
+            with m.Case(ColumnOpEnum.MERGE_SUB):
+                m.d.comb += [cell.cmd.eq(Command.MERGE_TO_0), cell.sign.eq(1)]
+        with m.If(self.en):
+            m.d.sync += self.contributions[col].eq(cell.out0)
