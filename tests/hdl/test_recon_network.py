@@ -1,0 +1,181 @@
+"""ReconNetwork in amaranth.sim against the golden model, through the routing compiler.
+
+A random sample of placements with random products, plus directed corners (no outliers, U/2
+outliers, every (outlier, partner) position pair, extremes, uniform mode), streamed one row per
+cycle with random ``en`` stalls; every output is compared after exactly ``latency`` enabled edges.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from microscopiq.config import FormatConfig
+from microscopiq.hdl.recon_network import ReconNetwork
+from microscopiq.hdl.routing import ReconGeometry, compile_fields, config_bits, pack_config
+from microscopiq.quant import golden
+from microscopiq.quant.layer import Role
+
+SEED = 4242
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
+
+
+def _rows_for(fmt, width, pairs_per_block, rng, *, extreme=None):
+    """Metadata of one row: ``pairs_per_block`` lists (outlier, partner) pairs per micro-block."""
+    u, b = fmt.ublock, fmt.wbits
+    codes = rng.integers(0, 1 << b, size=width)
+    roles = np.zeros(width, dtype=np.int64)
+    mate = np.full(width, -1, dtype=np.int64)
+    xexp = rng.integers(0, 1 << fmt.xbits, size=width // u)
+    if extreme is not None:
+        xexp[:] = extreme * ((1 << fmt.xbits) - 1)
+    for blk, pairs in enumerate(pairs_per_block):
+        for o, p in pairs:
+            o, p = blk * u + o, blk * u + p
+            roles[o], roles[p], mate[o], mate[p] = Role.OUT_HI, Role.OUT_LO, p % u, o % u
+            if extreme is not None:
+                codes[o] = (extreme << (b - 1)) | (extreme * ((1 << (b - 1)) - 1))
+                codes[p] = extreme * ((1 << b) - 1)
+    return codes, roles, mate, xexp
+
+
+def _random_pairs(u, rng):
+    order = rng.permutation(u)
+    k = int(rng.integers(0, u // 2 + 1))
+    return [(int(order[2 * j]), int(order[2 * j + 1])) for j in range(k)]
+
+
+def _cases(fmt, width, rng, count):
+    """(codes, roles, mate, xexp, x, uniform) rows: directed corners first, then random ones."""
+    u, blocks = fmt.ublock, width // fmt.ublock
+    amax = fmt.act_bound
+    cases = []
+    for x in (-amax, amax - 1, 0):
+        cases.append((*_rows_for(fmt, width, [[]] * blocks, rng), x, False))
+        full = [[(2 * j, 2 * j + 1) for j in range(u // 2)]] * blocks
+        for extreme in (0, 1):
+            cases.append((*_rows_for(fmt, width, full, rng, extreme=extreme), x, False))
+            rev = [[(2 * j + 1, 2 * j) for j in range(u // 2)]] * blocks
+            cases.append((*_rows_for(fmt, width, rev, rng, extreme=extreme), x, False))
+        codes, roles, mate, xexp = _rows_for(fmt, width, [[]] * blocks, rng)
+        cases.append((codes, roles, mate, xexp, x, True))
+    for o, p in itertools.permutations(range(u), 2):
+        x = int(rng.integers(-amax, amax))
+        cases.append((*_rows_for(fmt, width, [[(o, p)]] * blocks, rng, extreme=int(rng.integers(0, 2))),
+                      x, False))
+    while len(cases) < count:
+        pairs = [_random_pairs(u, rng) for _ in range(blocks)]
+        cases.append((*_rows_for(fmt, width, pairs, rng), int(rng.integers(-amax, amax)), False))
+    return cases
+
+
+def _expected(fmt, codes, roles, mate, xexp, x, uniform):
+    products = golden.pe_product(x, codes, roles, fmt.wbits)
+    if uniform:
+        return products, products
+    u, b = fmt.ublock, fmt.wbits
+    sign, e = golden.split_hi(codes, b)
+    base = np.arange(len(codes)) - np.arange(len(codes)) % u
+    lo = products[base + np.maximum(mate, 0)]
+    merged = golden.recon_merge(products, lo, sign, e + np.repeat(xexp, u), b)
+    want = np.select([roles == Role.INLIER, roles == Role.OUT_HI], [products << b, merged], 0)
+    return products, want
+
+
+def run_network(fmt, width, count, seed):
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}")
+    dut = ReconNetwork(fmt, width)
+    geom = ReconGeometry(fmt, width)
+    cases = _cases(fmt, width, rng, count)
+    configs, products, wants = [], [], []
+    for codes, roles, mate, xexp, x, uniform in cases:
+        fields = compile_fields(fmt, width, codes, roles, mate, xexp, uniform=uniform)
+        configs.append(pack_config(geom, fields)[0])
+        prod, want = _expected(fmt, codes, roles, mate, xexp, x, uniform)
+        products.append([int(v) for v in prod])
+        wants.append([int(v) for v in want])
+    stalls = rng.random(4 * len(cases)) < 0.25
+    garbage = rng.integers(-(1 << (fmt.pe_product_bits - 1)), 1 << (fmt.pe_product_bits - 1),
+                           size=(len(stalls), width))
+    seen = []
+
+    async def bench(ctx):
+        issued, pipe, last = 0, [], [0] * width
+        for cycle in itertools.count():
+            if len(seen) == len(cases):
+                return
+            en = not stalls[cycle % len(stalls)]
+            ctx.set(dut.en, en)
+            if en and issued < len(cases):
+                ctx.set(dut.products, products[issued])
+                ctx.set(dut.config.as_value(), configs[issued])
+            else:  # ignored: a stall, or the drain after the last case
+                ctx.set(dut.products, [int(v) for v in garbage[cycle % len(stalls)]])
+            await ctx.tick()
+            got = [int(v) for v in ctx.get(dut.contributions)]
+            if not en:
+                assert got == last, f"cycle {cycle}: a stall changed the outputs"
+                continue
+            pipe.append(issued if issued < len(cases) else None)
+            issued += 1
+            last = got
+            index = pipe[-dut.latency] if len(pipe) >= dut.latency else None
+            if index is None:
+                continue
+            seen.append(index)
+            if got != wants[index]:
+                col = next(c for c in range(width) if got[c] != wants[index][c])
+                raise AssertionError(f"case {index} column {col}: expected {wants[index][col]}, "
+                                     f"got {got[col]}")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == list(range(len(cases)))
+    return len(cases)
+
+
+@pytest.mark.parametrize("wbits,ublock,width,count", [(4, 8, 8, 2000), (2, 8, 16, 300), (3, 4, 8, 200)])
+def test_network_random_and_corners(wbits, ublock, width, count):
+    fmt = FormatConfig(wbits=wbits, ublock=ublock)
+    checked = run_network(fmt, width, count, SEED + wbits * 100 + width)
+    assert checked >= count
+
+
+def test_config_port_matches_compiler_layout():
+    for fmt, width in ((FormatConfig(), 8), (FormatConfig(wbits=2, ublock=4, xbits=6), 12),
+                       (FormatConfig(ublock=16), 32)):
+        layout = ReconNetwork.config_layout(fmt, width)
+        assert layout.size == config_bits(fmt, width)
+        geom = ReconGeometry(fmt, width)
+        benes_pos, op_pos, shift_pos = geom._positions
+        for blk in range(geom.blocks):
+            block = layout.elem_shape
+            base = blk * layout.elem_shape.size
+            assert base + block["benes"].offset == benes_pos[blk * geom.benes_bits]
+            for c in range(geom.ublock):
+                col = block["columns"].offset + c * block["columns"].shape.elem_shape.size
+                column = block["columns"].shape.elem_shape
+                assert base + col + column["op"].offset == op_pos[blk * geom.ublock + c][0]
+                assert base + col + column["shift"].offset == shift_pos[blk * geom.ublock + c][0]
+
+
+def test_refuses_bad_width():
+    with pytest.raises(ValueError, match=r"^width must be a positive multiple of ublock \(8\), not 12$"):
+        ReconNetwork(FormatConfig(), 12)
+    with pytest.raises(ValueError, match=r"^ReCoN needs a wbits with an outlier format"):
+        ReconNetwork(FormatConfig(wbits=8), 8)
+    with pytest.raises(TypeError, match=r"^width must be an integer, not 8.0$"):
+        ReconNetwork(FormatConfig(), 8.0)
+
+
+def test_verilog_converts():
+    text = verilog.convert(ReconNetwork(FormatConfig(), 8), name="recon")
+    assert "module recon(" in text
