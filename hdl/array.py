@@ -1,0 +1,338 @@
+"""The weight-stationary ``R × C`` array of MicroScopiQ PEs with ReCoN (docs/architecture.md).
+
+Rows carry ``k``, columns carry ``n``. A token's activation vector enters at stage 0 and walks one
+stage per enabled cycle down a marker pipeline; row ``r`` multiplies it when it reaches stage ``r``
+(the one-cycle-per-row skew), its ReCoN turns the row's C products into the exact contributions
+``x · v[n,k]``, and the column adder of row ``r`` adds them to the partial sum coming down from row
+``r - 1``. Weights, ReCoN configurations and the per-row scheduling fields are double-buffered and
+swap with the skew: row ``r`` switches to the next tile exactly when that tile's first token reaches
+it, so tiles follow each other without a gap.
+
+ReCoN arrangements (``AccelConfig.recon_share``):
+
+* ``1`` (per row): one :class:`~microscopiq.hdl.recon_network.ReconNetwork` per row, full rate.
+* ``S > 1`` (shared): one network per group of ``S`` rows. Rows without an outlier bypass it
+  (their contribution is ``product << b``, or ``product`` in raw mode). The ``j``-th outlier row of a
+  group (in row order) owns network slot ``j``; the tile's period ``T`` is the largest number of
+  outlier rows in a group (at least 1). Tokens enter every ``T`` cycles and a phase counter
+  modulo ``T`` gives each slot one network cycle per token; each row holds its contribution in a
+  register until its column adder takes it. The controller drains the array between tiles.
+* ``0`` (none): no network, every row is a bypass row with shift 0 (uniform layers only).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import AccelConfig
+from .pe import PE, RoleEnum
+from .routing import config_bits
+
+__all__ = ["Array", "issue_layout", "load_layout", "result_layout"]
+
+
+def issue_layout(cfg: AccelConfig, tag_bits: int) -> data.StructLayout:
+    """One token entering the array: ``x`` (row ``r`` gets ``x[r]``), ``first`` marks the first token
+    of a weight tile, ``tag`` is carried unchanged to ``out``."""
+    return data.StructLayout({
+        "valid": 1, "first": 1, "tag": unsigned(tag_bits),
+        "x": data.ArrayLayout(signed(cfg.fmt.abits), cfg.rows),
+    })
+
+
+def load_layout(cfg: AccelConfig) -> data.StructLayout:
+    """One PE row of the next weight tile: codes, roles and the ReCoN config of row ``row``."""
+    return data.StructLayout({
+        "valid": 1, "row": range(cfg.rows),
+        "codes": data.ArrayLayout(unsigned(cfg.fmt.wbits), cfg.cols),
+        "roles": data.ArrayLayout(unsigned(2), cfg.cols),
+        "config": unsigned(_config_bits(cfg)),
+    })
+
+
+def act_sum_bits(cfg: AccelConfig) -> int:
+    """Signed width of the sum column (``Σ_r x`` over one K-tile)."""
+    return (cfg.fmt.act_bound * cfg.rows).bit_length() + 1
+
+
+def result_layout(cfg: AccelConfig, tag_bits: int) -> data.StructLayout:
+    """A token leaving the array: the ``C`` column sums over the K-tile and the sum column."""
+    return data.StructLayout({
+        "valid": 1, "first": 1, "tag": unsigned(tag_bits),
+        "sums": data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols),
+        "act_sum": signed(act_sum_bits(cfg)),
+    })
+
+
+def _config_bits(cfg: AccelConfig) -> int:
+    return config_bits(cfg.fmt, cfg.cols) if cfg.has_recon else 0
+
+
+def _recon_latency(cfg: AccelConfig) -> int:
+    if not cfg.has_recon:
+        return 0
+    from .recon_network import ReconNetwork
+    return ReconNetwork.latency
+
+
+class Array(wiring.Component):
+    """Weight-stationary ``R × C`` PE array with ReCoN, double-buffered tiles.
+
+    Latency ``R + T + L + H`` enabled cycles from ``issue`` to ``out`` (``T`` the tile's period, 1
+    unless ReCoN is shared; ``L`` the ReCoN latency, 0 without ReCoN; ``H`` = 1 with shared ReCoN,
+    else 0): :attr:`depth` gives it for ``T = 1``. Throughput one token every ``T`` cycles. All
+    state advances only when ``en`` is 1.
+
+    Loading: rows of the next tile are written with ``load`` into the shadow banks, at most one per
+    enabled cycle, only after the current tile's first token has left the array (``out.first``).
+    The shadow tile becomes active row by row as its first token (``issue.first``) passes. With
+    shared ReCoN, ``next_period`` is the shadow tile's ``T``: the controller issues that tile's
+    tokens ``T`` cycles apart, after the array has drained (``busy`` low).
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+    tag_bits : int
+        Width of the token tag carried from ``issue`` to ``out``.
+
+    Members
+    -------
+    en : In(1)
+        Global clock enable (0 = stall).
+    raw : In(1)
+        Uniform (raw) mode: bypass rows contribute ``x · q`` unshifted.
+    issue : In(issue_layout(cfg, tag_bits))
+        The token entering this cycle (``valid`` 0 = bubble).
+    load : In(load_layout(cfg))
+        One row of the next tile.
+    out : Out(result_layout(cfg, tag_bits))
+        The token leaving this cycle with its column sums.
+    next_period : Out(range(recon_share + 1))
+        ``T`` of the loaded (shadow) tile (1 unless ReCoN is shared).
+    busy : Out(1)
+        A token is inside the array.
+    """
+
+    def __init__(self, cfg: AccelConfig, tag_bits: int = 1):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+        self.cfg = cfg
+        self.tag_bits = tag_bits
+        self.shared = cfg.recon_share > 1
+        self.max_period = cfg.recon_share if self.shared else 1
+        self.recon_latency = _recon_latency(cfg)
+        self.hold = 1 if self.shared else 0
+        super().__init__({
+            "en": In(1),
+            "raw": In(1),
+            "issue": In(issue_layout(cfg, tag_bits)),
+            "load": In(load_layout(cfg)),
+            "out": Out(result_layout(cfg, tag_bits)),
+            "next_period": Out(range(self.max_period + 1)),
+            "busy": Out(1),
+        })
+
+    @property
+    def depth(self) -> int:
+        """Enabled cycles from ``issue`` to ``out`` for ``T = 1``."""
+        return self.cfg.rows + 1 + self.recon_latency + self.hold
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        rows = cfg.rows
+        en = self.en
+        stages = rows + self.max_period + self.recon_latency + self.hold + 1
+        marker_layout = data.StructLayout({"valid": 1, "first": 1, "tag": unsigned(self.tag_bits),
+                                           "act_sum": signed(act_sum_bits(cfg))})
+        markers = [Signal(marker_layout, name=f"marker_{s}") for s in range(stages)]
+        with m.If(en):
+            m.d.sync += [
+                markers[0].valid.eq(self.issue.valid),
+                markers[0].first.eq(self.issue.first),
+                markers[0].tag.eq(self.issue.tag),
+                markers[0].act_sum.eq(sum(self.issue.x[r] for r in range(rows))),
+            ]
+            m.d.sync += [markers[s].eq(markers[s - 1]) for s in range(1, stages)]
+        m.d.comb += self.busy.eq(Cat(mk.valid for mk in markers).any())
+
+        period = Signal(range(self.max_period + 1), init=1)
+        starting = en & self.issue.valid & self.issue.first
+        if self.shared:
+            with m.If(starting):
+                m.d.sync += period.eq(self.next_period)
+
+        def tap(base):
+            """``markers[base + T]`` for the active period ``T``."""
+            if not self.shared:
+                return markers[base + 1]
+            chosen = markers[base + 1]
+            for t in range(2, self.max_period + 1):
+                chosen = Mux(period == t, markers[base + t], chosen)
+            return chosen
+
+        lanes = self._lanes(m)
+        rowctl = self._row_state(m, markers)
+        products = self._pe_rows(m, markers, lanes, rowctl, tap, period)
+        contribs = self._contributions(m, products, rowctl, starting, period)
+
+        # Column adders: row r adds its contribution when the token reaches stage r + T + L + H.
+        lat = self.recon_latency + self.hold
+        psum = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name="psum_in")
+        for r in range(rows):
+            nxt = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name=f"psum_{r}")
+            take = tap(r + lat)
+            with m.If(en & take.valid):
+                m.d.sync += [nxt[c].eq((psum[c] if r else 0) + contribs[r][c]) for c in range(cfg.cols)]
+            psum = nxt
+        leaving = tap(rows + lat)
+        m.d.comb += [
+            self.out.valid.eq(leaving.valid),
+            self.out.first.eq(leaving.first),
+            self.out.tag.eq(leaving.tag),
+            self.out.act_sum.eq(leaving.act_sum),
+            self.out.sums.eq(psum),
+        ]
+        return m
+
+    def _lanes(self, m):
+        """Per row, the delay line of its activation: ``lanes[r][s]`` is stage ``s``'s ``x[r]``."""
+        cfg = self.cfg
+        lanes = []
+        extra = self.max_period + self.recon_latency + self.hold - 1 if self.shared or not cfg.has_recon else 0
+        for r in range(cfg.rows):
+            line = [Signal(signed(cfg.fmt.abits), name=f"lane_{r}_{s}") for s in range(r + extra + 1)]
+            with m.If(self.en):
+                m.d.sync += line[0].eq(self.issue.x[r])
+                m.d.sync += [line[s].eq(line[s - 1]) for s in range(1, len(line))]
+            lanes.append(line)
+        return lanes
+
+    def _row_state(self, m, markers):
+        """Double-buffered per-row fields: ReCoN config, bypass flag, network slot; and ``T``."""
+        cfg, load, en = self.cfg, self.load, self.en
+        share = max(cfg.recon_share, 1)
+        slot_shape = range(share)
+        rowctl = []
+        count = Signal(range(share + 1))      # outlier rows so far in the loading group
+        most = Signal(range(share + 1))       # largest count of the loading tile
+        writing = en & load.valid
+        has_outlier = Cat(role != 0 for role in load.roles).any()
+        group_start = (load.row % share == 0) if share > 1 else Const(1)
+        new_count = Mux(group_start, 0, count) + has_outlier
+        with m.If(writing):
+            m.d.sync += [count.eq(new_count),
+                         most.eq(Mux(load.row == 0, new_count, Mux(new_count > most, new_count, most)))]
+        m.d.comb += self.next_period.eq(Mux(most > 1, most, 1) if self.shared else 1)
+        for r in range(cfg.rows):
+            fields = data.StructLayout({"config": unsigned(_config_bits(cfg)), "bypass": 1,
+                                        "pe_bypass": 1, "slot": slot_shape})
+            shadow = Signal(fields, name=f"row_{r}_shadow")
+            active = Signal(fields, name=f"row_{r}_active")
+            with m.If(writing & (load.row == r)):
+                m.d.sync += [shadow.config.eq(load.config), shadow.bypass.eq(~has_outlier),
+                             shadow.pe_bypass.eq(~has_outlier), shadow.slot.eq(Mux(group_start, 0, count))]
+            # The PE side (which stage feeds the PE) switches with the PE banks, one stage before
+            # the ReCoN side (config, slot, contribution source) which switches with the products.
+            pe_swap = self.issue if r == 0 else markers[r - 1]
+            with m.If(en & pe_swap.valid & pe_swap.first):
+                m.d.sync += active.pe_bypass.eq(shadow.pe_bypass)
+            with m.If(en & markers[r].valid & markers[r].first):
+                m.d.sync += [active.config.eq(shadow.config), active.bypass.eq(shadow.bypass),
+                             active.slot.eq(shadow.slot)]
+            rowctl.append(active)
+        return rowctl
+
+    def _pe_rows(self, m, markers, lanes, rowctl, tap, period):
+        """The PEs; returns per row the list of ``C`` product signals."""
+        cfg, en = self.cfg, self.en
+        lat = self.recon_latency + self.hold
+        bypassing = self.shared or not cfg.has_recon
+        products = []
+        for r in range(cfg.rows):
+            swap_src = (self.issue if r == 0 else markers[r - 1])
+            swap = en & swap_src.valid & swap_src.first
+            if bypassing:
+                # A bypass row multiplies at stage r + T + L + H - 1, so that its product is there
+                # when its column adder takes it.
+                late = tap(r + lat - 1)
+                late_x = lanes[r][r + lat]
+                for t in range(2, self.max_period + 1):
+                    late_x = Mux(period == t, lanes[r][r + t + lat - 1], late_x)
+                byp = rowctl[r].pe_bypass if cfg.has_recon else Const(1)
+                act = Mux(byp, late_x, lanes[r][r])
+                step = Mux(byp, late.valid, markers[r].valid)
+            else:
+                act, step = lanes[r][r], markers[r].valid
+            row = []
+            for c in range(cfg.cols):
+                pe = m.submodules[f"pe_{r}_{c}"] = PE(cfg.fmt)
+                m.d.comb += [
+                    pe.act.eq(act),
+                    pe.en.eq(en & step),
+                    pe.swap.eq(swap),
+                    pe.load.eq(en & self.load.valid & (self.load.row == r)),
+                    pe.load_code.eq(self.load.codes[c]),
+                    pe.load_role.as_value().eq(self.load.roles[c]),
+                ]
+                row.append(pe.product)
+            products.append(row)
+        return products
+
+    def _contributions(self, m, products, rowctl, starting, period):
+        """Per row, the ``C`` contributions the column adders take."""
+        cfg, en = self.cfg, self.en
+        fmt = cfg.fmt
+        width = fmt.product_bits
+        shift = Mux(self.raw, 0, fmt.wbits)
+
+        out = []
+        if not cfg.has_recon:
+            for r, row in enumerate(products):
+                vals = [Signal(signed(width), name=f"contrib_{r}_{c}") for c in range(cfg.cols)]
+                m.d.comb += [v.eq(p) for v, p in zip(vals, row)]
+                out.append(vals)
+            return out
+        from .recon_network import ReconNetwork
+        if not self.shared:
+            for r, row in enumerate(products):
+                net = m.submodules[f"recon_{r}"] = ReconNetwork(fmt, cfg.cols)
+                m.d.comb += [net.en.eq(en), net.config.as_value().eq(rowctl[r].config)]
+                m.d.comb += [net.products[c].eq(p) for c, p in enumerate(row)]
+                out.append([net.contributions[c] for c in range(cfg.cols)])
+            return out
+        share = cfg.recon_share
+        phase = Signal(range(share))
+        with m.If(starting):
+            m.d.sync += phase.eq(0)
+        with m.Elif(en):
+            m.d.sync += phase.eq(Mux(phase + 1 >= period, 0, phase + 1))
+        for g in range(cfg.rows // share):
+            net = m.submodules[f"recon_{g}"] = ReconNetwork(fmt, cfg.cols)
+            members = range(g * share, (g + 1) * share)
+            sel = Signal(share, name=f"recon_{g}_sel")
+            m.d.comb += sel.eq(Cat(~rowctl[r].bypass & (rowctl[r].slot == phase) for r in members))
+            config = Const(0, _config_bits(cfg))
+            prods = [Const(0, fmt.pe_product_bits)] * cfg.cols
+            for i, r in enumerate(members):
+                config = Mux(sel[i], rowctl[r].config, config)
+                prods = [Mux(sel[i], p, q) for p, q in zip(products[r], prods)]
+            m.d.comb += [net.en.eq(en), net.config.as_value().eq(config)]
+            m.d.comb += [net.products[c].eq(p) for c, p in enumerate(prods)]
+            delayed = sel
+            for s in range(self.recon_latency):
+                nxt = Signal(share, name=f"recon_{g}_sel_d{s + 1}")
+                with m.If(en):
+                    m.d.sync += nxt.eq(delayed)
+                delayed = nxt
+            for i, r in enumerate(members):
+                hold = [Signal(signed(width), name=f"hold_{r}_{c}") for c in range(cfg.cols)]
+                with m.If(en & delayed[i]):
+                    m.d.sync += [h.eq(net.contributions[c]) for c, h in enumerate(hold)]
+                vals = [Signal(signed(width), name=f"contrib_{r}_{c}") for c in range(cfg.cols)]
+                m.d.comb += [v.eq(Mux(rowctl[r].bypass, p << shift, h))
+                             for v, p, h in zip(vals, products[r], hold)]
+                out.append(vals)
+        return out

@@ -1,0 +1,457 @@
+"""Host side of the accelerator's three AXI4-Stream ports: encoder, decoder, golden results and the
+cycle model (pure Python and NumPy; see ``docs/hardware.md`` for the bit layouts).
+
+A layer ``Y = X · Wᵀ`` runs as one or more *passes*, each of at most ``max_tokens`` tokens. A pass
+sends on ``s_axis_weights`` one layer header beat, then for every weight tile ``(j, t)`` (N-tile
+``j`` outer, K-tile ``t`` inner) one tile header beat (the PPU shifts ``d``) and ``R`` row beats
+(codes, roles, ReCoN config of PE row ``r``); on ``s_axis_act`` the ``M`` activation vectors of
+every tile; and receives on ``m_axis_result`` ``M`` beats per N-tile (MicroScopiQ mode: ``Y_int``
+and the sticky overflow flags) or ``M`` beats per N-tile and K-group (raw mode: ``P`` and ``S``).
+Every field is two's complement (signed) or plain binary (unsigned), LSB first at its offset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import AccelConfig
+from ..quant import golden
+from ..quant.layer import MsqLayer, Role, UniformLayer, padded
+from . import routing
+
+__all__ = [
+    "MODE_MSQ", "MODE_RAW", "StreamFormat", "Beat", "StreamError",
+    "encode_layer", "decode_results", "expected_results", "predict_cycles", "CycleModel",
+]
+
+#: Layer header ``mode`` values.
+MODE_MSQ, MODE_RAW = 0, 1
+#: Width of one PPU shift ``d = E - E_min`` (0 … 255).
+SHIFT_BITS = 8
+
+
+class StreamError(ValueError):
+    """A layer or activation matrix the generated instance cannot run (names the limit)."""
+
+
+@dataclass(frozen=True)
+class Beat:
+    """One AXI4-Stream transfer: ``data`` (``tdata`` as an int) and ``last`` (``tlast``)."""
+
+    data: int
+    last: bool = False
+
+
+def _bits(maximum: int) -> int:
+    """Unsigned width that holds 0 … ``maximum``."""
+    return max(1, int(maximum).bit_length())
+
+
+@dataclass(frozen=True)
+class StreamFormat:
+    """Every field offset and width of the three streams of one :class:`AccelConfig`.
+
+    The hardware (:mod:`microscopiq.hdl.top`) slices ``tdata`` with these offsets, so host and RTL
+    share one definition.
+    """
+
+    cfg: AccelConfig
+
+    # -- sizes -----------------------------------------------------------------------------------
+    @property
+    def max_k_tiles(self) -> int:
+        return padded(self.cfg.max_k, self.cfg.fmt.group) // self.cfg.rows
+
+    @property
+    def max_n_tiles(self) -> int:
+        return -(-self.cfg.max_n // self.cfg.cols)
+
+    @property
+    def tiles_per_group(self) -> int:
+        return self.cfg.fmt.group // self.cfg.rows
+
+    # -- layer header ----------------------------------------------------------------------------
+    @property
+    def header_fields(self) -> dict[str, tuple[int, int]]:
+        """``name: (offset, width)``: ``mode``, ``tokens`` (M-1), ``k_tiles`` (KT-1), ``n_tiles`` (NT-1)."""
+        widths = {"mode": 1, "tokens": _bits(self.cfg.max_tokens - 1),
+                  "k_tiles": _bits(self.max_k_tiles - 1), "n_tiles": _bits(self.max_n_tiles - 1)}
+        fields, offset = {}, 0
+        for name, width in widths.items():
+            fields[name] = (offset, width)
+            offset += width
+        return fields
+
+    @property
+    def header_bits(self) -> int:
+        return sum(width for _, width in self.header_fields.values())
+
+    # -- weight tiles ----------------------------------------------------------------------------
+    @property
+    def shift_bits(self) -> int:
+        return SHIFT_BITS
+
+    @property
+    def code_offset(self) -> int:
+        return 0
+
+    @property
+    def role_offset(self) -> int:
+        return self.cfg.cols * self.cfg.fmt.wbits
+
+    @property
+    def config_offset(self) -> int:
+        return self.cfg.cols * (self.cfg.fmt.wbits + 2)
+
+    @property
+    def config_bits(self) -> int:
+        """ReCoN config bits of one PE row (0 without ReCoN)."""
+        return routing.config_bits(self.cfg.fmt, self.cfg.cols) if self.cfg.has_recon else 0
+
+    @property
+    def weights_width(self) -> int:
+        """``s_axis_weights_tdata`` width: the widest of header, tile header and row beat."""
+        row = self.config_offset + self.config_bits
+        return max(self.header_bits, self.cfg.cols * SHIFT_BITS, row)
+
+    # -- activations -----------------------------------------------------------------------------
+    @property
+    def act_width(self) -> int:
+        """``s_axis_act_tdata`` width: ``R`` activations of ``a`` bits (row ``r`` at ``r·a``)."""
+        return self.cfg.rows * self.cfg.fmt.abits
+
+    # -- results ---------------------------------------------------------------------------------
+    @property
+    def sum_bits(self) -> int:
+        """Signed width of ``S[m,g]`` (sum of a K-group's activations)."""
+        fmt = self.cfg.fmt
+        return (fmt.act_bound * fmt.group).bit_length() + 1
+
+    @property
+    def partial_bits(self) -> int:
+        """Signed width of ``P[m,n,g]`` in raw mode."""
+        return self.cfg.fmt.group_sum_bits()
+
+    @property
+    def result_width(self) -> int:
+        """``m_axis_result_tdata`` width: the wider of the MicroScopiQ and raw layouts."""
+        cols = self.cfg.cols
+        return max(cols * (self.cfg.acc_bits + 1), cols * self.partial_bits + self.sum_bits)
+
+
+def _pack(values, width: int) -> int:
+    """Concatenate integers (two's complement, ``width`` bits each), the first at bit 0."""
+    mask = (1 << width) - 1
+    word = 0
+    for index, value in enumerate(values):
+        word |= (int(value) & mask) << (index * width)
+    return word
+
+
+def _unpack(word: int, count: int, width: int, signed: bool = True, offset: int = 0) -> list[int]:
+    mask = (1 << width) - 1
+    out = []
+    for index in range(count):
+        value = (word >> (offset + index * width)) & mask
+        if signed and value >> (width - 1):
+            value -= 1 << width
+        out.append(value)
+    return out
+
+
+def _check_layer(cfg: AccelConfig, layer, x: np.ndarray) -> np.ndarray:
+    fmt = cfg.fmt
+    if layer.fmt != fmt:
+        raise StreamError(f"layer format {layer.fmt} differs from the accelerator's {fmt}")
+    if isinstance(layer, MsqLayer):
+        if not cfg.has_recon:
+            raise StreamError("a MicroScopiQ layer needs ReCoN: this instance has recon 'none' "
+                              "(uniform layers only)")
+    elif not isinstance(layer, UniformLayer):
+        raise TypeError(f"layer must be an MsqLayer or UniformLayer, not {type(layer).__name__}")
+    if layer.k > cfg.max_k:
+        raise StreamError(f"layer k={layer.k} exceeds max_k={cfg.max_k}")
+    if layer.n > cfg.max_n:
+        raise StreamError(f"layer n={layer.n} exceeds max_n={cfg.max_n}")
+    x = np.asarray(x, dtype=np.int64)
+    if x.ndim != 2 or x.shape[1] != layer.k or x.shape[0] < 1:
+        raise StreamError(f"activations must be (M >= 1, k={layer.k}), got shape {x.shape}")
+    if (bad := (x < -fmt.act_bound) | (x >= fmt.act_bound)).any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise StreamError(f"activation at {index} = {x[index]} does not fit in abits={fmt.abits}")
+    return x
+
+
+@dataclass(frozen=True)
+class _Tiles:
+    """A layer padded to whole tiles: per-slot arrays (Nt, Kp) with Nt a multiple of C."""
+
+    codes: np.ndarray
+    roles: np.ndarray
+    mate: np.ndarray
+    xexp: np.ndarray     # (Nt, Kp): each slot's micro-block X
+    shifts: np.ndarray   # (Nt, groups): d = E - E_min
+    uniform: bool
+
+    @property
+    def n_tiles_k(self) -> int:
+        return self.codes.shape[1]
+
+
+def _tiles(cfg: AccelConfig, layer) -> _Tiles:
+    fmt = cfg.fmt
+    kp = padded(layer.k, fmt.group)
+    nt = padded(layer.n, cfg.cols)
+    groups = kp // fmt.group
+
+    def grow(array, fill):
+        out = np.full((nt, array.shape[1]), fill, dtype=np.int64)
+        out[:array.shape[0]] = array
+        return out
+
+    if isinstance(layer, UniformLayer):
+        codes = grow(np.asarray(layer.q, np.int64) & ((1 << fmt.wbits) - 1), 0)
+        zeros = np.zeros_like(codes)
+        return _Tiles(codes, zeros + Role.INLIER, zeros - 1, zeros, np.zeros((nt, groups), np.int64), True)
+    exps = np.asarray(layer.exps, np.int64)
+    shifts = grow(exps - exps.min(axis=1, keepdims=True), 0)
+    return _Tiles(grow(layer.codes, 0), grow(layer.roles, Role.INLIER), grow(layer.mate, -1),
+                  grow(np.repeat(np.asarray(layer.xexp, np.int64), fmt.ublock, axis=0), 0), shifts, False)
+
+
+def _row_beats(cfg: AccelConfig, fmt_: StreamFormat, tiles: _Tiles, j: int, t: int) -> list[int]:
+    """The ``R`` row beats of weight tile ``(j, t)``."""
+    fmt = cfg.fmt
+    rows, cols = cfg.rows, cfg.cols
+    n0, k0 = j * cols, t * rows
+    sel = (slice(n0, n0 + cols), slice(k0, k0 + rows))
+    codes, roles = tiles.codes[sel].T, tiles.roles[sel].T   # (R, C)
+    if cfg.has_recon:
+        fields = routing.compile_fields(fmt, cols, codes, roles, tiles.mate[sel].T, tiles.xexp[sel].T,
+                                        uniform=tiles.uniform)
+        configs = routing.pack_config(routing.ReconGeometry(fmt, cols), fields)
+    else:
+        configs = [0] * rows
+    return [_pack(codes[r], fmt.wbits) | (_pack(roles[r], 2) << fmt_.role_offset)
+            | (int(configs[r]) << fmt_.config_offset) for r in range(rows)]
+
+
+def _passes(cfg: AccelConfig, tokens: int) -> list[tuple[int, int]]:
+    """``(first token, token count)`` of every pass."""
+    return [(start, min(cfg.max_tokens, tokens - start)) for start in range(0, tokens, cfg.max_tokens)]
+
+
+def encode_layer(cfg: AccelConfig, layer, x) -> tuple[list[Beat], list[Beat]]:
+    """The ``s_axis_weights`` and ``s_axis_act`` beats that run ``layer`` on activations ``x``.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        The generated instance.
+    layer : MsqLayer or UniformLayer
+        MicroScopiQ mode (``Y_int`` and overflow out) or raw mode (``P`` and ``S`` out).
+    x : array of int, (M, layer.k)
+        Signed ``a``-bit activations.
+
+    Returns
+    -------
+    (weight_beats, act_beats) : two lists of :class:`Beat`
+        ``tlast`` marks the last beat of every pass on both streams.
+
+    Raises
+    ------
+    StreamError
+        The layer or ``x`` does not fit the instance (format, ``max_k``, ``max_n``, ``abits``,
+        a MicroScopiQ layer on an instance without ReCoN).
+    """
+    x = _check_layer(cfg, layer, x)
+    sf = StreamFormat(cfg)
+    fmt = cfg.fmt
+    tiles = _tiles(cfg, layer)
+    kp = padded(layer.k, fmt.group)
+    k_tiles, n_tiles = kp // cfg.rows, tiles.codes.shape[0] // cfg.cols
+    xp = np.zeros((x.shape[0], kp), np.int64)
+    xp[:, :layer.k] = x
+    mode = MODE_RAW if tiles.uniform else MODE_MSQ
+    tile_beats = []
+    for j in range(n_tiles):
+        cols = slice(j * cfg.cols, (j + 1) * cfg.cols)
+        for t in range(k_tiles):
+            g = t // sf.tiles_per_group
+            tile_beats.append(_pack(tiles.shifts[cols, g], SHIFT_BITS))
+            tile_beats.extend(_row_beats(cfg, sf, tiles, j, t))
+    weights, acts = [], []
+    for start, count in _passes(cfg, x.shape[0]):
+        header = {"mode": mode, "tokens": count - 1, "k_tiles": k_tiles - 1, "n_tiles": n_tiles - 1}
+        word = sum(value << sf.header_fields[name][0] for name, value in header.items())
+        beats = [word] + tile_beats
+        weights += [Beat(data, index == len(beats) - 1) for index, data in enumerate(beats)]
+        vectors = [_pack(xp[m, t * cfg.rows:(t + 1) * cfg.rows], fmt.abits)
+                   for m in range(start, start + count) for t in range(k_tiles)]
+        # Order: tile (j, t) outer, token inner; the vectors do not depend on j.
+        per_tile = [[vectors[(m - start) * k_tiles + t] for m in range(start, start + count)]
+                    for t in range(k_tiles)]
+        flat = [vec for _ in range(n_tiles) for t in range(k_tiles) for vec in per_tile[t]]
+        acts += [Beat(data, index == len(flat) - 1) for index, data in enumerate(flat)]
+    return weights, acts
+
+
+def _result_shape(cfg: AccelConfig, layer) -> tuple[int, int, int]:
+    kp = padded(layer.k, cfg.fmt.group)
+    return kp // cfg.fmt.group, padded(layer.n, cfg.cols) // cfg.cols, len(())
+
+
+def result_beat_count(cfg: AccelConfig, layer, tokens: int) -> int:
+    """How many ``m_axis_result`` beats ``tokens`` tokens through ``layer`` produce."""
+    groups, n_tiles, _ = _result_shape(cfg, layer)
+    per_token = n_tiles * (groups if isinstance(layer, UniformLayer) else 1)
+    return per_token * tokens
+
+
+def decode_results(cfg: AccelConfig, layer, tokens: int, beats):
+    """Turn ``m_axis_result`` beats back into arrays.
+
+    Parameters
+    ----------
+    beats : sequence of Beat or int
+        Every result beat of the layer's passes, in order.
+
+    Returns
+    -------
+    MicroScopiQ layer: ``(y_int (M, n) int64, overflow (M, n) bool)``;
+    uniform layer: ``(P (M, n, groups) int64, S (M, groups) int64)``.
+
+    Raises
+    ------
+    StreamError
+        Wrong number of beats, or a ``tlast`` that is missing or misplaced.
+    """
+    sf = StreamFormat(cfg)
+    groups, n_tiles, _ = _result_shape(cfg, layer)
+    raw = isinstance(layer, UniformLayer)
+    expected = result_beat_count(cfg, layer, tokens)
+    beats = [b if isinstance(b, Beat) else Beat(int(b)) for b in beats]
+    if len(beats) != expected:
+        raise StreamError(f"expected {expected} result beats, got {len(beats)}")
+    cols = cfg.cols
+    nt = n_tiles * cols
+    if raw:
+        p = np.zeros((tokens, nt, groups), np.int64)
+        s = np.zeros((tokens, groups), np.int64)
+    else:
+        y = np.zeros((tokens, nt), np.int64)
+        ovf = np.zeros((tokens, nt), bool)
+    index = 0
+    for start, count in _passes(cfg, tokens):
+        order = [(j, g, m) for j in range(n_tiles) for g in range(groups if raw else 1)
+                 for m in range(count)]
+        for position, (j, g, m) in enumerate(order):
+            beat = beats[index]
+            index += 1
+            if beat.last != (position == len(order) - 1):
+                raise StreamError(f"result beat {index - 1}: tlast={int(beat.last)} where "
+                                  f"{int(not beat.last)} was expected")
+            row, cs = start + m, slice(j * cols, (j + 1) * cols)
+            if raw:
+                p[row, cs, g] = _unpack(beat.data, cols, sf.partial_bits)
+                s[row, g] = _unpack(beat.data, 1, sf.sum_bits, offset=cols * sf.partial_bits)[0]
+            else:
+                y[row, cs] = _unpack(beat.data, cols, cfg.acc_bits)
+                ovf[row, cs] = _unpack(beat.data, cols, 1, signed=False, offset=cols * cfg.acc_bits)
+    if raw:
+        return p[:, :layer.n], s
+    return y[:, :layer.n], ovf[:, :layer.n]
+
+
+def expected_results(cfg: AccelConfig, layer, x):
+    """What :func:`decode_results` must return, from the golden model (same shapes and types)."""
+    x = _check_layer(cfg, layer, x)
+    if isinstance(layer, UniformLayer):
+        p, s = golden.uniform_raw(x, layer)
+        return p[:, :layer.n], s
+    result = golden.msq_matmul(x, layer, cfg.acc_bits)
+    return result.y_int[:, :layer.n], result.overflow[:, :layer.n]
+
+
+# -- cycle model ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CycleModel:
+    """Constants of the accelerator's timing (see ``docs/hardware.md``, "Cycle model").
+
+    Attributes
+    ----------
+    depth : int
+        Cycles from a token's issue (its ``s_axis_act`` handshake) to its arrival at the PPU for
+        ``period = 1``; ``depth + period - 1`` in general.
+    load_beats : int
+        ``s_axis_weights`` beats per tile (tile header plus ``R`` rows).
+    shared : bool
+        Tiles drain the array before the next one starts (time-multiplexed ReCoN).
+    """
+
+    depth: int
+    load_beats: int
+    shared: bool
+
+    @classmethod
+    def of(cls, cfg: AccelConfig, recon_latency: int) -> "CycleModel":
+        return cls(depth=cfg.rows + recon_latency + 3, load_beats=cfg.rows + 1,
+                   shared=cfg.recon_share > 1)
+
+
+def tile_periods(cfg: AccelConfig, layer) -> list[int]:
+    """Issue period ``T`` of every weight tile in stream order (1 unless ReCoN is shared: then the
+    largest number of outlier rows among the tile's ReCoN groups, at least 1)."""
+    tiles = _tiles(cfg, layer)
+    n_tiles, k_tiles = tiles.codes.shape[0] // cfg.cols, tiles.codes.shape[1] // cfg.rows
+    if cfg.recon_share <= 1:
+        return [1] * (n_tiles * k_tiles)
+    outlier = (tiles.roles != Role.INLIER).reshape(n_tiles, cfg.cols, k_tiles, cfg.rows).any(axis=1)
+    per_group = outlier.reshape(n_tiles, k_tiles, -1, cfg.recon_share).sum(axis=3)
+    return [max(1, int(v)) for v in per_group.max(axis=2).reshape(-1)]
+
+
+def predict_cycles(cfg: AccelConfig, layer, tokens: int, *, recon_latency: int | None = None) -> int:
+    """Clock cycles from the first weights beat to the last result beat, with every stream always
+    valid/ready (no back-pressure, no idle source).
+
+    The schedule of every pass: the header, then tile 0's ``R + 1`` beats; tile ``i`` issues its
+    ``M`` tokens one every ``T_i`` cycles from ``max(end of tile i-1's issue, load of tile i done)``
+    (shared ReCoN: also after tile ``i-1`` drained); tile ``i+1`` loads once tile ``i``'s first token
+    reached the PPU. The last result leaves ``depth + T - 1`` cycles after the last issue.
+    """
+    if recon_latency is None:
+        recon_latency = _recon_latency(cfg)
+    model = CycleModel.of(cfg, recon_latency)
+    periods = tile_periods(cfg, layer)
+    total = 0
+    for _, count in _passes(cfg, tokens):
+        total += _pass_cycles(model, periods, count)
+    return total
+
+
+def _pass_cycles(model: CycleModel, periods: list[int], tokens: int) -> int:
+    # Cycle indices: the header handshakes in cycle 0.
+    load_done = 1 + model.load_beats          # first cycle tile 0 may issue
+    issue_free = 0                             # first cycle after the previous tile's last issue
+    drained = 0
+    last = 0
+    for index, period in enumerate(periods):
+        start = max(load_done, issue_free, drained if model.shared else 0)
+        arrive = model.depth + period - 1      # issue to PPU
+        last_issue = start + (tokens - 1) * period
+        issue_free = last_issue + 1 if period == 1 else last_issue + period
+        drained = last_issue + arrive + 1
+        load_done = start + arrive + 1 + model.load_beats
+        last = last_issue + arrive
+    return last + 2
+
+
+def _recon_latency(cfg: AccelConfig) -> int:
+    if not cfg.has_recon:
+        return 0
+    from .recon_network import ReconNetwork
+    return ReconNetwork.latency
