@@ -59,5 +59,18 @@ sim: setup
 bench-sim: setup
 	$(PY) bench/bench_sim.py
 
+# make synth [FAMILY=ecp5|ice40] [DEVICE=45k] [FREQ=100] [SYNTH_ARGS="--rows 16 --cols 16 ..."]
+# Yosys + nextpnr on the default accelerator; table on stdout, synth.json and logs in build/synth/.
+FAMILY ?= ecp5
+DEVICE ?= 45k
+FREQ ?= 100
+synth: setup
+	$(PY) -m microscopiq.cli synth --design accel --family $(FAMILY) --device $(DEVICE) --freq $(FREQ) $(SYNTH_ARGS)
+
+# FPGA QoR sweep (array size x b x ReCoN) and the peer comparison -> docs/performance.md, docs/img/.
+# Resumable: every configuration's result is cached in build/qor/ (QOR_ARGS="--fresh" reruns).
+bench-qor: setup
+	$(PY) bench/bench_qor.py $(QOR_ARGS)
+
 clean:
 	rm -rf build .pytest_cache

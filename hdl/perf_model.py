@@ -1,0 +1,227 @@
+"""Peer comparison: cycles and weight traffic of a layer on this accelerator and on three peers.
+
+Every design is a weight-stationary ``R × C`` array with the same PE count, run with the schedule of
+:func:`microscopiq.hdl.stream_format.predict_cycles` (the accelerator's own cycle model): per pass
+of at most ``max_tokens`` tokens, a header beat, then per weight tile (N-tile outer, K-tile inner) a
+load into the shadow registers overlapped with the previous tile's tokens, ``M`` tokens issued one
+every ``T`` cycles, tile ``i+1``'s load starting once tile ``i``'s first token reached the
+post-processing. What this module adds is a weight *memory* of ``bus_bits`` bits per cycle: a tile
+of ``B`` stream bits loads in ``max(R + 1, ceil(B / bus_bits))`` cycles (``R + 1`` is the load port
+of one header and one PE row per cycle). With ``bus_bits=None`` the memory keeps up and the model
+is exactly ``predict_cycles`` (tested).
+
+Designs (:func:`designs`), each with its tile bits, issue period and pipeline depth:
+
+``msq``
+    This accelerator (MicroScopiQ mode) as generated: tile bits are those of its weights stream
+    (:class:`~microscopiq.hdl.stream_format.StreamFormat`: ``C`` 8-bit PPU shifts, then per PE row
+    ``C`` codes of ``b`` bits, ``C`` 2-bit roles and the row's ReCoN configuration); depth
+    ``R + ReCoN latency + 3``; period 1 (ReCoN per row).
+``msq-packed``
+    The same array fed the packed MicroScopiQ format (``EBW`` bits per weight, quant/ebw.py) by a
+    hypothetical on-chip metadata decoder: what the format saves when the weight port is the limit.
+``int8``
+    A uniform INT8 weight-stationary array: 8 bits per weight, depth ``R + 3`` (no ReCoN), period 1.
+``gobo``
+    A GOBO/OLAccel-style mixed-precision array: a dense ``b``-bit inlier array (outliers zeroed in
+    it) plus one high-precision outlier MAC per PE row. Each outlier travels as a 16-bit value and
+    its ``log2(R·C)``-bit position in the tile, and every tile carries the ``C`` 8-bit shifts and an
+    outlier count of ``log2(R·C) + 1`` bits. A PE row's outlier MAC takes one outlier × token per
+    cycle, so a tile issues one token every ``T = max(1, most outliers in one of its PE rows)``
+    cycles. Depth ``R + 3``. Outlier positions are those of the real quantized layer.
+``w2``
+    The same generator at ``b = 2`` running a uniform decoupleQ W2 layer (raw mode): tile bits of
+    that configuration's weights stream, period 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import AccelConfig
+from ..quant.layer import MsqLayer, Role, padded
+from .stream_format import SHIFT_BITS, CycleModel, StreamFormat
+
+__all__ = ["TileStats", "Design", "tile_stats", "resized", "designs", "schedule_cycles",
+           "layer_cycles", "compare", "OUTLIER_VALUE_BITS", "PeerModelError"]
+
+#: Bits of one outlier value in the GOBO-style design (FP16 / INT16).
+OUTLIER_VALUE_BITS = 16
+
+
+class PeerModelError(ValueError):
+    """Bad input to the performance model (a parameter named in the message)."""
+
+
+@dataclass(frozen=True)
+class TileStats:
+    """Per weight tile (stream order: N-tile outer, K-tile inner) outlier counts of one layer.
+
+    Attributes
+    ----------
+    n_tiles, k_tiles : int
+    outliers : ndarray of int, (n_tiles · k_tiles,)
+        Outliers (OUT_HI slots) in the tile.
+    row_max : ndarray of int, (n_tiles · k_tiles,)
+        Most outliers in one PE row (one input column ``k``) of the tile.
+    slots : int
+        Weight slots per tile, ``R · C``.
+    ebw : float
+        Effective bits per weight of the packed layer (codes + metadata + scales).
+    source : str
+        Where the statistics come from.
+    """
+
+    n_tiles: int
+    k_tiles: int
+    outliers: np.ndarray
+    row_max: np.ndarray
+    slots: int
+    ebw: float
+    source: str
+
+    @property
+    def tiles(self) -> int:
+        return self.n_tiles * self.k_tiles
+
+    @property
+    def outlier_fraction(self) -> float:
+        """Outliers per weight slot."""
+        return float(self.outliers.sum()) / (self.tiles * self.slots)
+
+    @property
+    def outlier_tile_fraction(self) -> float:
+        """Fraction of tiles holding at least one outlier."""
+        return float((self.outliers > 0).mean())
+
+
+def tile_stats(layer: MsqLayer, rows: int, cols: int, ebw: float, source: str) -> TileStats:
+    """Outlier counts of ``layer`` tiled onto an ``rows × cols`` array (N padded to ``cols``, K to
+    the K-group as the weights stream does)."""
+    if layer.kp % rows:
+        raise PeerModelError(f"rows ({rows}) must divide the padded K ({layer.kp})")
+    nt = padded(layer.n, cols)
+    hi = np.zeros((nt, layer.kp), dtype=np.int64)
+    rows_n = min(nt, layer.np_)
+    hi[:rows_n] = layer.roles[:rows_n] == Role.OUT_HI
+    per_row = hi.reshape(nt // cols, cols, layer.kp // rows, rows).sum(axis=1)  # (NT, KT, R)
+    return TileStats(n_tiles=nt // cols, k_tiles=layer.kp // rows,
+                     outliers=per_row.sum(axis=2).reshape(-1), row_max=per_row.max(axis=2).reshape(-1),
+                     slots=rows * cols, ebw=ebw, source=source)
+
+
+def resized(stats: TileStats, n_tiles: int, k_tiles: int, source: str) -> TileStats:
+    """``stats`` repeated cyclically over an ``n_tiles × k_tiles`` tile grid (a layer shape whose
+    weights are not available, given the outlier statistics of a real quantized layer)."""
+    count = n_tiles * k_tiles
+    return TileStats(n_tiles=n_tiles, k_tiles=k_tiles, outliers=np.resize(stats.outliers, count),
+                     row_max=np.resize(stats.row_max, count), slots=stats.slots, ebw=stats.ebw,
+                     source=source)
+
+
+@dataclass(frozen=True)
+class Design:
+    """One design on a tile grid: per-tile stream bits and issue periods, the pipeline depth, the
+    load floor (cycles of the load port per tile) and the activation/result overhead per pass."""
+
+    name: str
+    rows: int
+    depth: int
+    tile_bits: np.ndarray
+    periods: np.ndarray
+    shared: bool = False
+
+    @property
+    def load_floor(self) -> int:
+        return self.rows + 1
+
+    def load_cycles(self, bus_bits: int | None) -> np.ndarray:
+        if bus_bits is None:
+            return np.full(self.tile_bits.shape, self.load_floor, dtype=np.int64)
+        return np.maximum(self.load_floor, -(-self.tile_bits // bus_bits))
+
+
+def _stream_tile_bits(cfg: AccelConfig) -> int:
+    """Payload bits of one tile on this accelerator's weights stream: the tile header (``C`` shifts)
+    and ``R`` row beats (codes, roles, ReCoN config)."""
+    sf = StreamFormat(cfg)
+    return cfg.cols * SHIFT_BITS + cfg.rows * (sf.config_offset + sf.config_bits)
+
+
+def _depth(cfg: AccelConfig) -> int:
+    from .recon_network import ReconNetwork
+    return CycleModel.of(cfg, ReconNetwork.latency if cfg.has_recon else 0).depth
+
+
+def designs(cfg: AccelConfig, stats: TileStats) -> dict[str, Design]:
+    """The five designs of the module notes for ``cfg`` (ReCoN per row) on ``stats``' tile grid."""
+    if cfg.recon_share != 1:
+        raise PeerModelError(f"the peer comparison models ReCoN per row (recon_share=1), not "
+                             f"recon_share={cfg.recon_share!r}")
+    rows, cols, tiles = cfg.rows, cfg.cols, stats.tiles
+    ones = np.ones(tiles, dtype=np.int64)
+    slots = rows * cols
+    index_bits = max(1, math.ceil(math.log2(slots)))
+    cfg_w2 = cfg.replace(wbits=2)
+    plain_depth = CycleModel.of(cfg, 0).depth   # the same array without ReCoN
+    return {
+        "msq": Design("msq", rows, _depth(cfg), ones * _stream_tile_bits(cfg), ones),
+        "msq-packed": Design("msq-packed", rows, _depth(cfg),
+                             ones * math.ceil(stats.ebw * slots), ones),
+        "int8": Design("int8", rows, plain_depth, ones * (8 * slots), ones),
+        "gobo": Design("gobo", rows, plain_depth,
+                       cols * SHIFT_BITS + slots * cfg.fmt.wbits + (index_bits + 1)
+                       + stats.outliers.astype(np.int64) * (OUTLIER_VALUE_BITS + index_bits),
+                       np.maximum(1, stats.row_max.astype(np.int64))),
+        "w2": Design("w2", rows, _depth(cfg_w2), ones * _stream_tile_bits(cfg_w2), ones),
+    }
+
+
+def schedule_cycles(design: Design, tokens: int, max_tokens: int, bus_bits: int | None = None) -> int:
+    """Cycles from the first weights beat to the last result of a layer (every pass re-streams all
+    tiles), the schedule of :func:`~microscopiq.hdl.stream_format.predict_cycles` with each tile's
+    load taking :meth:`Design.load_cycles`."""
+    if tokens < 1:
+        raise PeerModelError(f"tokens must be >= 1, not {tokens!r}")
+    loads = design.load_cycles(bus_bits).tolist()
+    periods = design.periods.tolist()
+    total = 0
+    for start in range(0, tokens, max_tokens):
+        total += _pass_cycles(design, loads, periods, min(max_tokens, tokens - start))
+    return total
+
+
+def _pass_cycles(design: Design, loads: list[int], periods: list[int], tokens: int) -> int:
+    load_done = 1 + loads[0]          # the layer header handshakes in cycle 0
+    issue_free = drained = last = 0
+    for index, period in enumerate(periods):
+        start = max(load_done, issue_free, drained if design.shared else 0)
+        arrive = design.depth + period - 1
+        last_issue = start + (tokens - 1) * period
+        issue_free = last_issue + (1 if period == 1 else period)
+        drained = last_issue + arrive + 1
+        if index + 1 < len(loads):
+            load_done = start + arrive + 1 + loads[index + 1]
+        last = last_issue + arrive
+    return last + 2
+
+
+def layer_cycles(design: Design, tokens: int, max_tokens: int, bus_bits: int | None) -> dict:
+    """Cycles and weight bytes moved (all passes) of one design."""
+    passes = -(-tokens // max_tokens)
+    return {"cycles": schedule_cycles(design, tokens, max_tokens, bus_bits),
+            "weight_bytes": passes * int(design.tile_bits.sum()) / 8}
+
+
+def compare(cfg: AccelConfig, stats: TileStats, tokens: int, bus_bits: int | None) -> dict[str, dict]:
+    """:func:`layer_cycles` of every design plus ``speedup`` (its cycles over ``msq``'s: > 1 means
+    this accelerator is faster)."""
+    out = {name: layer_cycles(design, tokens, cfg.max_tokens, bus_bits)
+           for name, design in designs(cfg, stats).items()}
+    base = out["msq"]["cycles"]
+    for entry in out.values():
+        entry["speedup"] = entry["cycles"] / base
+    return out

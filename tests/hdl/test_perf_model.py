@@ -1,0 +1,115 @@
+"""The peer-comparison model (hdl/perf_model.py): equal to the accelerator's own cycle model when the
+weight memory keeps up, and exact cycles and bytes on small hand-computed cases."""
+
+import numpy as np
+import pytest
+
+from microscopiq.config import AccelConfig, FormatConfig
+from microscopiq.hdl import perf_model as pm
+from microscopiq.hdl import routing
+from microscopiq.hdl.stream_format import CycleModel, predict_cycles, tile_periods
+from microscopiq.quant.layer import Role
+from microscopiq.tb.stimulus import empty_msq_layer, random_case
+
+SMALL = AccelConfig(fmt=FormatConfig(group=8))       # 8×8, b=4, K-group = one K-tile
+
+
+def _stats(layer, cfg, ebw=4.5):
+    return pm.tile_stats(layer, cfg.rows, cfg.cols, ebw=ebw, source="test")
+
+
+def _layer_with_pairs(fmt, n, k, pairs):
+    """An all-inlier layer with OUT_HI at each ``(n, k)`` of ``pairs`` and OUT_LO at ``n ^ 1``."""
+    layer = empty_msq_layer(fmt, n, k)
+    for row, col in pairs:
+        layer.roles[row, col] = Role.OUT_HI
+        layer.roles[row ^ 1, col] = Role.OUT_LO
+    return layer
+
+
+@pytest.mark.parametrize("recon_share", [1, 4], ids=["per-row", "shared4"])
+@pytest.mark.parametrize("tokens", [1, 5, 64, 70])
+def test_unbounded_memory_is_predict_cycles(recon_share, tokens):
+    seed = 7
+    print(f"seed={seed}")
+    cfg = AccelConfig(rows=8, cols=8, recon_share=recon_share)
+    layer = random_case(cfg, n=24, k=200, m=1, seed=seed).layer
+    periods = np.array(tile_periods(cfg, layer), dtype=np.int64)
+    from microscopiq.hdl.recon_network import ReconNetwork
+    depth = CycleModel.of(cfg, ReconNetwork.latency).depth
+    design = pm.Design("msq", cfg.rows, depth, np.zeros_like(periods), periods, shared=recon_share > 1)
+    assert pm.schedule_cycles(design, tokens, cfg.max_tokens) == predict_cycles(cfg, layer, tokens)
+    if recon_share == 1:
+        stats = _stats(layer, cfg)
+        assert pm.compare(cfg, stats, tokens, None)["msq"]["cycles"] == predict_cycles(cfg, layer, tokens)
+
+
+def test_hand_computed_schedule_without_memory_limit():
+    # depth = R + ReCoN latency (2) + 3 = 13; a tile loads in R + 1 = 9 beats after the header.
+    layer = empty_msq_layer(SMALL.fmt, 8, 8)                      # one tile
+    design = pm.designs(SMALL, _stats(layer, SMALL))["msq"]
+    assert design.depth == 13
+    # start 1 + 9 = 10, last issue 13, last result 13 + 13 = 26, done at 28.
+    assert pm.schedule_cycles(design, 4, 64) == 28
+    two = pm.designs(SMALL, _stats(empty_msq_layer(SMALL.fmt, 8, 16), SMALL))["msq"]
+    # Tile 1 loads after tile 0's first token reached the PPU: 10 + 13 + 1 + 9 = 33; last issue 36.
+    assert pm.schedule_cycles(two, 4, 64) == 51
+    # 30 tokens: tile 1 waits for tile 0's last issue (39), starts at 40, last issue 69, done 84.
+    assert pm.schedule_cycles(two, 30, 64) == 84
+    # 70 tokens with max_tokens 64: passes of 64 and 6 tokens, each re-streaming the tile.
+    assert pm.schedule_cycles(design, 70, 64) == pm.schedule_cycles(design, 64, 64) + \
+        pm.schedule_cycles(design, 6, 64)
+
+
+def test_hand_computed_bits_and_memory_bound_cycles():
+    layer = _layer_with_pairs(SMALL.fmt, 8, 8, [(0, 0), (2, 0), (4, 5)])
+    stats = _stats(layer, SMALL, ebw=4.25)
+    assert stats.outliers.tolist() == [3] and stats.row_max.tolist() == [2]
+    assert routing.config_bits(SMALL.fmt, 8) == 76
+    got = pm.designs(SMALL, stats)
+    # msq: 8 shifts of 8 bits + 8 rows of (8 codes × 4 + 8 roles × 2 + 76 config bits).
+    assert got["msq"].tile_bits.tolist() == [64 + 8 * (32 + 16 + 76)]          # 1056
+    assert got["msq-packed"].tile_bits.tolist() == [272]                     # ceil(4.25 × 64)
+    assert got["int8"].tile_bits.tolist() == [512]
+    # gobo: shifts 64 + codes 256 + count 7 + 3 outliers × (16 + 6).
+    assert got["gobo"].tile_bits.tolist() == [64 + 256 + 7 + 3 * 22]         # 393
+    assert got["gobo"].periods.tolist() == [2]
+    # w2: 8 rows of (8 × 2 + 8 × 2 + 76).
+    assert got["w2"].tile_bits.tolist() == [64 + 8 * (16 + 16 + 76)]          # 928
+
+    result = pm.compare(SMALL, stats, tokens=4, bus_bits=64)
+    # msq: load ceil(1056 / 64) = 17 > 9: start 18, last issue 21, + depth 13 = 34, done 36.
+    assert result["msq"] == {"cycles": 36, "weight_bytes": 132.0, "speedup": 1.0}
+    # int8: load max(9, 8) = 9, depth 11: start 10, last issue 13, done 13 + 11 + 2 = 26.
+    assert result["int8"]["cycles"] == 26 and result["int8"]["weight_bytes"] == 64.0
+    # gobo: load max(9, 7) = 9, period 2: start 10, last issue 16, arrival 11 + 1, done 30.
+    assert result["gobo"]["cycles"] == 30 and result["gobo"]["weight_bytes"] == 393 / 8
+    assert result["gobo"]["speedup"] == 30 / 36
+    # w2: load ceil(928 / 64) = 15 (depth 13): start 16, last issue 19, done 34.
+    assert result["w2"]["cycles"] == 34
+
+
+def test_tile_stats_and_resize():
+    cfg = SMALL
+    # 16 x 16 layer: tiles (N-tile, K-tile) = (0,0) (0,1) (1,0) (1,1) in stream order.
+    layer = _layer_with_pairs(cfg.fmt, 16, 16, [(0, 0), (2, 1), (4, 1), (8, 9), (10, 9), (12, 9), (14, 15)])
+    stats = _stats(layer, cfg)
+    assert (stats.n_tiles, stats.k_tiles) == (2, 2)
+    assert stats.outliers.tolist() == [3, 0, 0, 4]
+    assert stats.row_max.tolist() == [2, 0, 0, 3]
+    assert stats.outlier_fraction == 7 / 256
+    assert stats.outlier_tile_fraction == 0.5
+    big = pm.resized(stats, 3, 2, "tiled")
+    assert big.outliers.tolist() == [3, 0, 0, 4, 3, 0] and big.tiles == 6
+
+
+def test_errors():
+    layer = empty_msq_layer(SMALL.fmt, 8, 8)
+    with pytest.raises(pm.PeerModelError, match=r"^the peer comparison models ReCoN per row "
+                                                r"\(recon_share=1\), not recon_share=0$"):
+        pm.designs(SMALL.replace(recon_share=0), _stats(layer, SMALL))
+    design = pm.designs(SMALL, _stats(layer, SMALL))["msq"]
+    with pytest.raises(pm.PeerModelError, match=r"^tokens must be >= 1, not 0$"):
+        pm.schedule_cycles(design, 0, 64)
+    with pytest.raises(pm.PeerModelError, match=r"^rows \(16\) must divide the padded K \(8\)$"):
+        pm.tile_stats(layer, 16, 8, ebw=4.0, source="x")
