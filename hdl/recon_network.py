@@ -7,7 +7,7 @@ Per micro-block of ``U`` columns:
    partner's OUT_LO product to its outlier's column (any permutation is realisable, so any set of
    disjoint (outlier, partner) pairs is);
 2. pipeline register (the column's own product, the routed product, the column's config field);
-3. one merge cell per column — a ReconSwitch fed ``(own, routed)`` whose ``o[0]`` is the column's
+3. one merge cell per column — a ReconSwitch fed ``(own, routed)`` whose ``out0`` is the column's
    output: KEEP ``own << shift`` (inlier; shift ``b``, or 0 in uniform mode), ZERO (partner),
    MERGE ``((own << b) ± routed) << (e + X)`` (outlier), computed ``pe_product_bits + b + 1`` bits
    wide and shifted to ``product_bits``;
