@@ -168,13 +168,13 @@ class Array(wiring.Component):
             """``markers[base + T]`` for the active period ``T``."""
             if not self.shared:
                 return markers[base + 1]
-            chosen = markers[base + 1]
+            chosen = markers[base + 1].as_value()
             for t in range(2, self.max_period + 1):
-                chosen = Mux(period == t, markers[base + t], chosen)
-            return chosen
+                chosen = Mux(period == t, markers[base + t].as_value(), chosen)
+            return data.View(marker_layout, chosen)
 
         lanes = self._lanes(m)
-        rowctl = self._row_state(m, markers)
+        rowctl = self._row_state(m, markers, starting)
         products = self._pe_rows(m, markers, lanes, rowctl, tap, period)
         contribs = self._contributions(m, products, rowctl, starting, period)
 
@@ -210,7 +210,7 @@ class Array(wiring.Component):
             lanes.append(line)
         return lanes
 
-    def _row_state(self, m, markers):
+    def _row_state(self, m, markers, starting):
         """Double-buffered per-row fields: ReCoN config, bypass flag, network slot; and ``T``."""
         cfg, load, en = self.cfg, self.load, self.en
         share = max(cfg.recon_share, 1)
@@ -228,20 +228,22 @@ class Array(wiring.Component):
         m.d.comb += self.next_period.eq(Mux(most > 1, most, 1) if self.shared else 1)
         for r in range(cfg.rows):
             fields = data.StructLayout({"config": unsigned(_config_bits(cfg)), "bypass": 1,
-                                        "pe_bypass": 1, "slot": slot_shape})
+                                        "slot": slot_shape})
             shadow = Signal(fields, name=f"row_{r}_shadow")
             active = Signal(fields, name=f"row_{r}_active")
             with m.If(writing & (load.row == r)):
                 m.d.sync += [shadow.config.eq(load.config), shadow.bypass.eq(~has_outlier),
-                             shadow.pe_bypass.eq(~has_outlier), shadow.slot.eq(Mux(group_start, 0, count))]
-            # The PE side (which stage feeds the PE) switches with the PE banks, one stage before
-            # the ReCoN side (config, slot, contribution source) which switches with the products.
-            pe_swap = self.issue if r == 0 else markers[r - 1]
-            with m.If(en & pe_swap.valid & pe_swap.first):
-                m.d.sync += active.pe_bypass.eq(shadow.pe_bypass)
-            with m.If(en & markers[r].valid & markers[r].first):
-                m.d.sync += [active.config.eq(shadow.config), active.bypass.eq(shadow.bypass),
-                             active.slot.eq(shadow.slot)]
+                             shadow.slot.eq(Mux(group_start, 0, count))]
+            if self.shared:
+                # The array has drained: the whole group switches as the first token enters, so
+                # no row still flagged for the old tile claims a network slot.
+                with m.If(starting):
+                    m.d.sync += active.eq(shadow)
+            else:
+                # The ReCoN config switches with the products it applies to (one stage after
+                # the PE banks).
+                with m.If(en & markers[r].valid & markers[r].first):
+                    m.d.sync += active.config.eq(shadow.config)
             rowctl.append(active)
         return rowctl
 
@@ -261,7 +263,7 @@ class Array(wiring.Component):
                 late_x = lanes[r][r + lat]
                 for t in range(2, self.max_period + 1):
                     late_x = Mux(period == t, lanes[r][r + t + lat - 1], late_x)
-                byp = rowctl[r].pe_bypass if cfg.has_recon else Const(1)
+                byp = rowctl[r].bypass if cfg.has_recon else Const(1)
                 act = Mux(byp, late_x, lanes[r][r])
                 step = Mux(byp, late.valid, markers[r].valid)
             else:
