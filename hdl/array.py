@@ -148,6 +148,8 @@ class Array(wiring.Component):
         marker_layout = data.StructLayout({"valid": 1, "first": 1, "tag": unsigned(self.tag_bits),
                                            "act_sum": signed(act_sum_bits(cfg))})
         markers = [Signal(marker_layout, name=f"marker_{s}") for s in range(stages)]
+        period = Signal(range(self.max_period + 1), init=1)
+        exit_stage = rows + self.recon_latency + self.hold + period
         with m.If(en):
             m.d.sync += [
                 markers[0].valid.eq(self.issue.valid),
@@ -155,10 +157,12 @@ class Array(wiring.Component):
                 markers[0].tag.eq(self.issue.tag),
                 markers[0].act_sum.eq(sum(self.issue.x[r] for r in range(rows))),
             ]
+            # A token leaves at stage R + T + L + H; beyond it its marker is cleared, so a later
+            # tile with a longer period never sees it again.
             m.d.sync += [markers[s].eq(markers[s - 1]) for s in range(1, stages)]
+            m.d.sync += [markers[s].valid.eq(markers[s - 1].valid & (s - 1 < exit_stage))
+                         for s in range(1, stages)]
         m.d.comb += self.busy.eq(Cat(mk.valid for mk in markers).any())
-
-        period = Signal(range(self.max_period + 1), init=1)
         starting = en & self.issue.valid & self.issue.first
         if self.shared:
             with m.If(starting):

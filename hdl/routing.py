@@ -146,7 +146,7 @@ class ReconGeometry:
         return self.blocks * self.block_bits
 
     @cached_property
-    def _positions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def bit_positions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Bit positions in the row config of every Beneš bit (blocks·S·U/2,), every op bit (width, 2)
         and every shift bit (width, shift_bits)."""
         base = np.arange(self.blocks)[:, None] * self.block_bits
@@ -380,7 +380,7 @@ def compile_row(fmt: FormatConfig, width: int, codes, roles, mate, xexp, *, unif
 
 def pack_config(geom: ReconGeometry, fields: RowFields) -> list[int]:
     """Pack a batch of :class:`RowFields` into config integers (one per row)."""
-    benes_pos, op_pos, shift_pos = geom._positions
+    benes_pos, op_pos, shift_pos = geom.bit_positions
     rows = fields.op.shape[0]
     bits = np.zeros((rows, geom.total_bits), dtype=np.uint8)
     bits[:, benes_pos] = fields.benes.reshape(rows, -1)
@@ -400,7 +400,7 @@ def unpack_config(geom: ReconGeometry, configs) -> RowFields:
     nbytes = -(-geom.total_bits // 8)
     raw = np.frombuffer(b"".join(c.to_bytes(nbytes, "little") for c in configs), dtype=np.uint8)
     bits = np.unpackbits(raw.reshape(len(configs), nbytes), axis=1, bitorder="little").astype(np.int64)
-    benes_pos, op_pos, shift_pos = geom._positions
+    benes_pos, op_pos, shift_pos = geom.bit_positions
     benes = bits[:, benes_pos].reshape(len(configs), geom.blocks, geom.stages, geom.switches)
     op = (bits[:, op_pos] << np.arange(2)).sum(axis=2)
     shift = (bits[:, shift_pos] << np.arange(geom.shift_bits)).sum(axis=2)
@@ -412,6 +412,12 @@ def unpack_config(geom: ReconGeometry, configs) -> RowFields:
 def _wrap(values: np.ndarray, bits: int) -> np.ndarray:
     half = 1 << (bits - 1)
     return ((values + half) & ((1 << bits) - 1)) - half
+
+
+def _check_products(fmt: FormatConfig, products: np.ndarray, batched: bool) -> None:
+    bits = fmt.pe_product_bits
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    _refuse((products < lo) | (products > hi), batched, f"product outside the signed {bits}-bit range")
 
 
 def simulate_fields(geom: ReconGeometry, fields: RowFields, products) -> np.ndarray:
@@ -438,8 +444,7 @@ def simulate_fields(geom: ReconGeometry, fields: RowFields, products) -> np.ndar
     products = np.asarray(products, dtype=np.int64)
     if products.shape != fields.op.shape:
         raise ValueError(f"products must have shape {fields.op.shape}, not {products.shape}")
-    lo, hi = -(1 << (pe_bits - 1)), (1 << (pe_bits - 1)) - 1
-    _refuse((products < lo) | (products > hi), True, f"product outside the signed {pe_bits}-bit range")
+    _check_products(fmt, products, batched=True)
     rows = products.shape[0]
     routed = benes_apply(geom, fields.benes, products.reshape(rows, geom.blocks, geom.ublock))
     own = products.astype(dtype)
@@ -458,5 +463,6 @@ def simulate_row(fmt: FormatConfig, width: int, config: int, products) -> list[i
     products = np.asarray(products, dtype=np.int64)
     if products.shape != (width,):
         raise ValueError(f"products must have length width={width}, got shape {products.shape}")
+    _check_products(fmt, products[None, :], batched=False)
     out = simulate_fields(geom, unpack_config(geom, [config]), products[None, :])
     return [int(v) for v in out[0]]

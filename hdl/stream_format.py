@@ -298,14 +298,15 @@ def encode_layer(cfg: AccelConfig, layer, x) -> tuple[list[Beat], list[Beat]]:
     return weights, acts
 
 
-def _result_shape(cfg: AccelConfig, layer) -> tuple[int, int, int]:
+def _result_shape(cfg: AccelConfig, layer) -> tuple[int, int]:
+    """(K-groups, N-tiles) of ``layer`` on ``cfg``."""
     kp = padded(layer.k, cfg.fmt.group)
-    return kp // cfg.fmt.group, padded(layer.n, cfg.cols) // cfg.cols, len(())
+    return kp // cfg.fmt.group, padded(layer.n, cfg.cols) // cfg.cols
 
 
 def result_beat_count(cfg: AccelConfig, layer, tokens: int) -> int:
     """How many ``m_axis_result`` beats ``tokens`` tokens through ``layer`` produce."""
-    groups, n_tiles, _ = _result_shape(cfg, layer)
+    groups, n_tiles = _result_shape(cfg, layer)
     per_token = n_tiles * (groups if isinstance(layer, UniformLayer) else 1)
     return per_token * tokens
 
@@ -329,7 +330,7 @@ def decode_results(cfg: AccelConfig, layer, tokens: int, beats):
         Wrong number of beats, or a ``tlast`` that is missing or misplaced.
     """
     sf = StreamFormat(cfg)
-    groups, n_tiles, _ = _result_shape(cfg, layer)
+    groups, n_tiles = _result_shape(cfg, layer)
     raw = isinstance(layer, UniformLayer)
     expected = result_beat_count(cfg, layer, tokens)
     beats = [b if isinstance(b, Beat) else Beat(int(b)) for b in beats]
@@ -383,23 +384,32 @@ class CycleModel:
 
     Attributes
     ----------
-    depth : int
-        Cycles from a token's issue (its ``s_axis_act`` handshake) to its arrival at the PPU for
-        ``period = 1``; ``depth + period - 1`` in general.
+    rows : int
+        ``R``.
+    pipeline : int
+        ``L + H``: the ReCoN latency ``L`` (0 without ReCoN) plus the hold register of shared
+        ReCoN (``H`` = 1 when shared, else 0).
     load_beats : int
         ``s_axis_weights`` beats per tile (tile header plus ``R`` rows).
     shared : bool
         Tiles drain the array before the next one starts (time-multiplexed ReCoN).
     """
 
-    depth: int
+    rows: int
+    pipeline: int
     load_beats: int
     shared: bool
 
     @classmethod
     def of(cls, cfg: AccelConfig, recon_latency: int) -> "CycleModel":
-        return cls(depth=cfg.rows + recon_latency + 3, load_beats=cfg.rows + 1,
-                   shared=cfg.recon_share > 1)
+        shared = cfg.recon_share > 1
+        return cls(rows=cfg.rows, pipeline=recon_latency + int(shared), load_beats=cfg.rows + 1,
+                   shared=shared)
+
+    def arrive(self, period: int) -> int:
+        """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU; its result
+        beat (if it makes one) is valid one cycle later."""
+        return self.rows + period + self.pipeline + 1
 
 
 def tile_periods(cfg: AccelConfig, layer) -> list[int]:
@@ -415,39 +425,35 @@ def tile_periods(cfg: AccelConfig, layer) -> list[int]:
 
 
 def predict_cycles(cfg: AccelConfig, layer, tokens: int, *, recon_latency: int | None = None) -> int:
-    """Clock cycles from the first weights beat to the last result beat, with every stream always
-    valid/ready (no back-pressure, no idle source).
+    """Clock cycles from the first ``s_axis_weights`` handshake to the last ``m_axis_result``
+    handshake, both included, with every stream always valid and ready.
 
-    The schedule of every pass: the header, then tile 0's ``R + 1`` beats; tile ``i`` issues its
-    ``M`` tokens one every ``T_i`` cycles from ``max(end of tile i-1's issue, load of tile i done)``
-    (shared ReCoN: also after tile ``i-1`` drained); tile ``i+1`` loads once tile ``i``'s first token
-    reached the PPU. The last result leaves ``depth + T - 1`` cycles after the last issue.
+    Per pass (cycle 0: the header): tile 0 loads in cycles 1 … R+1. Tile ``i`` issues its ``M``
+    tokens ``T_i`` cycles apart from ``start_i = max(load_i, free_i, drained_i)``: ``load_i`` the cycle
+    after its last row beat, ``free_i`` the cycle when tile ``i-1``'s issue allows the next token
+    (``T_{i-1}`` after its last one), ``drained_i`` (shared ReCoN only) the cycle after tile ``i-1``'s
+    last token left the array. Tile ``i+1``'s beats start the cycle after tile ``i``'s first token
+    reached the PPU. The last result beat is ``arrive(T) + 1`` cycles after the last token; the next
+    pass's header follows in the next cycle.
     """
     if recon_latency is None:
         recon_latency = _recon_latency(cfg)
     model = CycleModel.of(cfg, recon_latency)
     periods = tile_periods(cfg, layer)
-    total = 0
-    for _, count in _passes(cfg, tokens):
-        total += _pass_cycles(model, periods, count)
-    return total
+    return sum(_pass_cycles(model, periods, count) for _, count in _passes(cfg, tokens))
 
 
 def _pass_cycles(model: CycleModel, periods: list[int], tokens: int) -> int:
-    # Cycle indices: the header handshakes in cycle 0.
-    load_done = 1 + model.load_beats          # first cycle tile 0 may issue
-    issue_free = 0                             # first cycle after the previous tile's last issue
-    drained = 0
-    last = 0
-    for index, period in enumerate(periods):
-        start = max(load_done, issue_free, drained if model.shared else 0)
-        arrive = model.depth + period - 1      # issue to PPU
+    load_done = 1 + model.load_beats
+    free = drained = last = 0
+    for period in periods:
+        start = max(load_done, free, drained if model.shared else 0)
         last_issue = start + (tokens - 1) * period
-        issue_free = last_issue + 1 if period == 1 else last_issue + period
-        drained = last_issue + arrive + 1
-        load_done = start + arrive + 1 + model.load_beats
-        last = last_issue + arrive
-    return last + 2
+        free = last_issue + period
+        drained = last_issue + model.arrive(period) + 1
+        load_done = start + model.arrive(period) + 1 + model.load_beats
+        last = last_issue + model.arrive(period) + 1
+    return last + 1
 
 
 def _recon_latency(cfg: AccelConfig) -> int:

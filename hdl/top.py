@@ -43,7 +43,6 @@ class _Load(enum.Enum, shape=2):
     HEADER = 0
     TILE = 1
     ROWS = 2
-    DONE = 3
 
 
 def _field(word, offset_width):
@@ -165,14 +164,12 @@ class AcceleratorCore(wiring.Component):
                         with m.If(tile_k == k_tiles):
                             m.d.sync += tile_k.eq(0)
                             with m.If(tile_n == n_tiles):
-                                m.d.sync += state.eq(_Load.DONE)
+                                # The next header waits in HEADER until this pass has ended.
+                                m.d.sync += state.eq(_Load.HEADER)
                             with m.Else():
                                 m.d.sync += tile_n.eq(tile_n + 1)
                         with m.Else():
                             m.d.sync += tile_k.eq(tile_k + 1)
-            with m.Case(_Load.DONE):
-                with m.If(~busy):
-                    m.d.sync += state.eq(_Load.HEADER)
 
     def _issuer(self, m, en, busy, tokens, k_tiles, n_tiles, shadow_full, started, array, tag_layout):
         cfg = self.cfg

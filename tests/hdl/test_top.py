@@ -49,11 +49,13 @@ class Harness:
                 out.append(Beat(data, bool(last)))
         ctx.set(dut.m_axis_result_tready, 0)
 
-    def run(self, weights, acts, count):
-        """Stream the beats; return (result beats, cycles from start to the last result)."""
+    def run(self, weights, acts, count, reset_after=None):
+        """Stream the beats; return (result beats, cycles from the first weights handshake to the
+        last result handshake, both included)."""
+        dut = self.dut
         out = []
-        clock = {"cycles": 0}
-        sim = Simulator(self.dut)
+        clock = {}
+        sim = Simulator(dut)
         sim.add_clock(1e-8)
 
         async def weights_tb(ctx):
@@ -63,20 +65,25 @@ class Harness:
             await self._source(ctx, "s_axis_act", acts)
 
         async def sink_tb(ctx):
-            cycles = 0
             await self._sink(ctx, count, out)
 
         async def counter(ctx):
-            while len(out) < count:
-                await ctx.tick()
-                clock["cycles"] += 1
+            cycle = 0
+            async for _, _, wv, wr, rv, rr in ctx.tick().sample(
+                    dut.s_axis_weights_tvalid, dut.s_axis_weights_tready,
+                    dut.m_axis_result_tvalid, dut.m_axis_result_tready):
+                if wv and wr:
+                    clock.setdefault("first", cycle)
+                if rv and rr:
+                    clock["last"] = cycle
+                cycle += 1
 
         sim.add_testbench(weights_tb, background=True)
         sim.add_testbench(acts_tb, background=True)
         sim.add_testbench(counter, background=True)
         sim.add_testbench(sink_tb)
         sim.run()
-        return out, clock["cycles"]
+        return out, clock["last"] - clock["first"] + 1
 
 
 def check_case(cfg, case, pause=0.0, seed=0, cycles_expected=None):
