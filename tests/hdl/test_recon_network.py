@@ -85,8 +85,9 @@ def _expected(fmt, codes, roles, mate, xexp, x, uniform):
     sign, e = golden.split_hi(codes, b)
     base = np.arange(len(codes)) - np.arange(len(codes)) % u
     lo = products[base + np.maximum(mate, 0)]
-    merged = golden.recon_merge(products, lo, sign, e + np.repeat(xexp, u), b)
-    want = np.select([roles == Role.INLIER, roles == Role.OUT_HI], [products << b, merged], 0)
+    # recon_merge unshifted, then the shift in Python ints: e + X reaches 70 at xbits = 6.
+    merged = golden.recon_merge(products, lo, sign, 0, b).astype(object) << (e + np.repeat(xexp, u)).astype(object)
+    want = np.select([roles == Role.INLIER, roles == Role.OUT_HI], [products.astype(object) << b, merged], 0)
     return products, want
 
 
@@ -145,9 +146,10 @@ def run_network(fmt, width, count, seed):
     return len(cases)
 
 
-@pytest.mark.parametrize("wbits,ublock,width,count", [(4, 8, 8, 2000), (2, 8, 16, 300), (3, 4, 8, 200)])
-def test_network_random_and_corners(wbits, ublock, width, count):
-    fmt = FormatConfig(wbits=wbits, ublock=ublock)
+@pytest.mark.parametrize("wbits,ublock,xbits,width,count", [
+    (4, 8, 4, 8, 2000), (2, 8, 4, 16, 300), (3, 4, 4, 8, 200), (4, 16, 4, 16, 300), (4, 8, 6, 8, 200)])
+def test_network_random_and_corners(wbits, ublock, xbits, width, count):
+    fmt = FormatConfig(wbits=wbits, ublock=ublock, xbits=xbits)
     checked = run_network(fmt, width, count, SEED + wbits * 100 + width)
     assert checked >= count
 
@@ -158,7 +160,7 @@ def test_config_port_matches_compiler_layout():
         layout = ReconNetwork.config_layout(fmt, width)
         assert layout.size == config_bits(fmt, width)
         geom = ReconGeometry(fmt, width)
-        benes_pos, op_pos, shift_pos = geom._positions
+        benes_pos, op_pos, shift_pos = geom.bit_positions
         for blk in range(geom.blocks):
             block = layout.elem_shape
             base = blk * layout.elem_shape.size

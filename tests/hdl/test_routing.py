@@ -272,5 +272,31 @@ def test_refuses_bad_arguments():
         config_bits(FormatConfig(wbits=8), 8)
     with pytest.raises(RoutingError, match=r"^config 0 = 0x1.* does not fit in 76 bits$"):
         simulate_row(FormatConfig(), 8, 1 << 76, [0] * 8)
+    with pytest.raises(RoutingError, match=r"^slot 3: product outside the signed 12-bit range$"):
+        simulate_row(FormatConfig(), 8, 0, [0, 0, 0, 2048, 0, 0, 0, 0])
     with pytest.raises(ValueError, match=r"^dst must be a permutation"):
         benes_route([0, 0, 1, 2])
+
+
+def test_wide_format_python_ints():
+    """xbits = 6: e + X reaches 70 and product_bits is 83, beyond int64; the model uses Python ints."""
+    fmt = FormatConfig(wbits=4, xbits=6)
+    assert fmt.product_bits == 83
+    rng = np.random.default_rng(SEED + 6)
+    print(f"seed {SEED + 6}")
+    rows = 500
+    pairs = random_placements(8, rows, rng)
+    codes, roles, mate, xexp = build_rows(
+        fmt, pairs, rng, signs=rng.integers(0, 2, size=(rows, 4)), exps=np.full((rows, 4), 7),
+        fracs=rng.integers(0, 16, size=(rows, 4)), xs=np.full(rows, 63))
+    geom = ReconGeometry(fmt, 8)
+    x = rng.integers(-128, 128, size=rows)
+    products = golden.pe_product(x[:, None], codes, roles, 4)
+    got = simulate_fields(geom, unpack_config(geom, pack_config(geom, compile_fields(
+        fmt, 8, codes, roles, mate, xexp))), products)
+    for r in range(rows):
+        for o, p in pairs[r]:
+            sign = int(codes[r, o]) >> 3
+            # golden.recon_merge unshifted (int64-safe), then the shift of 7 + 63 in Python ints.
+            want = int(golden.recon_merge(products[r, o], products[r, p], sign, 0, 4)) << 70
+            assert got[r, o] == want and got[r, p] == 0, f"row {r} outlier {o}: expected {want}, got {got[r, o]}"
