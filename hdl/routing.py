@@ -274,7 +274,7 @@ def _refuse(mask: np.ndarray, batched: bool, rule: str) -> None:
         raise RoutingError(f"{_slot_name(index, batched)}: {rule}")
 
 
-def _as_rows(name: str, values, width: int, widths: tuple[int, ...]) -> np.ndarray:
+def _as_rows(name: str, values, widths: tuple[int, ...]) -> np.ndarray:
     array = np.asarray(values)
     if array.ndim not in (1, 2) or array.shape[-1] not in widths or not np.issubdtype(array.dtype, np.integer):
         raise RoutingError(f"{name} must be an integer array of length {' or '.join(map(str, widths))} "
@@ -296,21 +296,20 @@ def compile_fields(fmt: FormatConfig, width: int, codes, roles, mate, xexp, *,
     geom = ReconGeometry(fmt, width)
     u, b = fmt.ublock, fmt.wbits
     batched = np.ndim(codes) == 2
-    codes = _as_rows("codes", codes, width, (width,))
-    roles = _as_rows("roles", roles, width, (width,))
-    mate = _as_rows("mate", mate, width, (width,))
-    xexp = _as_rows("xexp", xexp, width, (width, geom.blocks))
+    codes = _as_rows("codes", codes, (width,))
+    roles = _as_rows("roles", roles, (width,))
+    mate = _as_rows("mate", mate, (width,))
+    xexp = _as_rows("xexp", xexp, (width, geom.blocks))
     if not codes.shape[0] == roles.shape[0] == mate.shape[0] == xexp.shape[0]:
         raise RoutingError("codes, roles, mate and xexp must hold the same number of rows")
+    if xexp.shape[1] == geom.blocks:  # one X per micro-block: give it to each of its columns
+        xexp = np.repeat(xexp, u, axis=1)
     _refuse((codes < 0) | (codes >= 1 << b), batched, f"code does not fit in wbits={b}")
     _refuse(~np.isin(roles, list(Role)), batched, "role is not INLIER (0), OUT_HI (1) or OUT_LO (2)")
     _refuse((xexp < 0) | (xexp >= 1 << fmt.xbits), batched,
             f"shared exponent X does not fit in xbits={fmt.xbits}")
-    if xexp.shape[1] == width:
-        per_block = xexp.reshape(-1, geom.blocks, u)
-        _refuse((per_block != per_block[:, :, :1]).reshape(xexp.shape), batched,
-                "shared exponent X differs from the one of its micro-block's first column")
-        xexp = per_block[:, :, 0]
+    first_x = np.repeat(xexp[:, ::u], u, axis=1)
+    _refuse(xexp != first_x, batched, "shared exponent X differs from the one of its micro-block's first column")
     inlier = roles == Role.INLIER
     if uniform:
         _refuse(~inlier, batched, "uniform mode has only INLIER slots")
@@ -332,10 +331,9 @@ def compile_fields(fmt: FormatConfig, width: int, codes, roles, mate, xexp, *,
     benes = routes[inverse.reshape(-1)].reshape(codes.shape[0], geom.blocks, geom.stages, geom.switches)
 
     sign, e = codes >> (b - 1), codes & ((1 << (b - 1)) - 1)
-    shared_x = np.repeat(xexp, u, axis=1)
     op = np.select([inlier, roles == Role.OUT_LO, sign == 0],
                    [ColumnOp.KEEP, ColumnOp.ZERO, ColumnOp.MERGE_ADD], ColumnOp.MERGE_SUB).astype(np.uint8)
-    shift = np.select([inlier, roles == Role.OUT_LO], [0 if uniform else b, 0], e + shared_x).astype(np.int64)
+    shift = np.select([inlier, roles == Role.OUT_LO], [0 if uniform else b, 0], e + xexp).astype(np.int64)
     return RowFields(benes=benes, op=op, shift=shift)
 
 
