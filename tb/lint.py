@@ -1,19 +1,25 @@
 """Verilator lint of generated Verilog, with the project's one list of named waivers.
 
 Every Verilog file the generator writes must pass ``verilator --lint-only -Wall`` with only the
-waivers of :data:`VERILATOR_WAIVERS` (each a warning name and the reason it is waived for
-Amaranth-generated code). The cocotb runner (:mod:`microscopiq.tb.runner`) builds with the same
+waivers of :data:`VERILATOR_WAIVERS` (warnings waived by name) and
+:data:`VERILATOR_MESSAGE_WAIVERS` (waived only for one message pattern), each with the reason it is
+waived for Amaranth-generated code. The cocotb runner (:mod:`microscopiq.tb.runner`) builds with the same
 options, so a simulation build is also a lint. There is never a ``-Wno-fatal`` or ``-Wno-lint``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
-__all__ = ["VERILATOR_WAIVERS", "verilator_warning_args", "LintError", "lint", "verilator_executable"]
+__all__ = [
+    "VERILATOR_WAIVERS", "VERILATOR_MESSAGE_WAIVERS", "waiver_control_file",
+    "verilator_warning_args", "LintError", "lint", "verilator_executable",
+]
 
 #: Verilator warnings waived for all generated Verilog, by name, with the reason.
 VERILATOR_WAIVERS: dict[str, str] = {
@@ -23,19 +29,53 @@ VERILATOR_WAIVERS: dict[str, str] = {
     "DECLFILENAME": "Amaranth writes a whole hierarchy into one file named after its role (pe.v, "
                     "accel.v) while module names carry the parameter set (msq_pe_a8_w4); the "
                     "manifest maps one to the other.",
+    "WIDTHEXPAND": "Amaranth arithmetic is exact: Yosys's Verilog writer emits "
+                   "`$signed(a) + $signed(b)` with operands narrower than the result and relies on "
+                   "Verilog's context-determined sign extension, which is exactly Amaranth's meaning. "
+                   "Truncation (WIDTHTRUNC) stays an error: Amaranth always slices explicitly.",
+    "UNUSEDSIGNAL": "Amaranth keeps every named Python signal as a debug wire (`assign name = $7;`) "
+                    "while the logic reads the anonymous net, and computes full-width results of "
+                    "which the design uses a slice (the top bit of an a x (b+1) product that "
+                    "provably fits a+b bits): Verilator reports these as unused although nothing "
+                    "is dead. Dead logic is removed and counted by Yosys in synthesis.",
+    "CASEINCOMPLETE": "Amaranth writes the default value of a combinational signal before every "
+                      "`case` (a Switch or FSM without a Default arm), so an uncovered value keeps "
+                      "that default: no latch is possible (LATCH stays an error).",
 }
 
-#: Signal names Verilator exempts from UNUSED* warnings: only Amaranth's anonymous intermediate
-#: wires (``$1``, ``$2`` ...), which hold a full-width operation result of which the design
-#: deliberately uses a slice (for example the top bit of an ``a × (b+1)`` product that provably
-#: fits ``a + b`` bits). Every signal a designer named is still checked.
-UNUSED_NAME_PATTERN = "$*"
+#: Warnings waived only when the message matches, as ``(name, message pattern, reason)``; the
+#: pattern uses Verilator's ``*`` wildcard. They go into a Verilator control file (``.vlt``).
+VERILATOR_MESSAGE_WAIVERS: list[tuple[str, str, str]] = [
+    ("WIDTHTRUNC", "Logical operator LOGNOT expects 1 bit on the LHS, but LHS's * generates * bits.",
+     "Yosys writes Amaranth's `~x.any()` / `x == 0` as `!x` on a vector, which Verilog defines as "
+     "'x is all zeros'; every other truncation still fails."),
+    ("ASCRANGE", "Ascending bit range vector: left < right of bit range: [-1:0]",
+     "Amaranth writes a zero-width signal (an empty layout field at some parameter values) as "
+     "`wire [-1:0]`; it is never read. Every other ascending range still fails."),
+]
+
+
+def waiver_control_file() -> Path:
+    """The Verilator control file (``.vlt``) of :data:`VERILATOR_MESSAGE_WAIVERS`, written once
+    into the temporary folder under a name that is the hash of its contents."""
+    lines = ["`verilator_config"] + [f'lint_off -rule {name} -file "*" -match "{pattern}"'
+                                    for name, pattern, _ in VERILATOR_MESSAGE_WAIVERS]
+    text = "\n".join(lines) + "\n"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"microscopiq-waivers-{digest}.vlt"
+    if not path.is_file():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".vlt")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    return path
 
 
 def verilator_warning_args() -> list[str]:
-    """``-Wall``, one ``-Wno-NAME`` per waiver and the unused-name pattern (shared with the runner)."""
+    """``-Wall``, one ``-Wno-NAME`` per waiver and the control file of the message-matched
+    waivers (the cocotb runner builds with the same options)."""
     return (["-Wall"] + [f"-Wno-{name}" for name in VERILATOR_WAIVERS]
-            + ["--unused-regexp", UNUSED_NAME_PATTERN])
+            + [str(waiver_control_file())])
 
 
 class LintError(Exception):

@@ -76,7 +76,8 @@ def selected_simulators() -> list[str]:
 
 
 def _waves_requested() -> bool:
-    return os.environ.get("WAVES", "0").strip().lower() in ("1", "true", "yes", "on")
+    """``WAVES`` as cocotb reads it: 1/yes/y/on/true/enable (any case); unset or empty is off."""
+    return os.environ.get("WAVES", "").strip().lower() in ("1", "yes", "y", "on", "true", "enable")
 
 
 def _build_args(sim: str, waves: bool) -> list[str]:
