@@ -213,7 +213,7 @@ def run_decoupleq(weight, hessian, fmt: FormatConfig = FormatConfig(), *, outer_
         return torch.nn.functional.pad(q, (0, prob.kp - k))
 
     order = torch.argsort(torch.diagonal(h64), descending=True, stable=True)
-    hinv_order, _ = hessian_inverse_factor(h64[order][:, order], damp)
+    hinv_order, _ = hessian_inverse_factor(h64[order][:, order], damp, dev)
 
     def round_onto(scale, zero):
         q_perm, _, _ = gptq_round(w[:, order], hinv_order, fmt, scale=scale.float(), zero=zero.float(),

@@ -6,7 +6,8 @@ GPTQ column sweep (Frantar et al., 2023): columns are rounded one at a time and 
 spread over the columns not yet rounded through the upper Cholesky factor of ``H⁻¹``, in blocks of
 ``block_size`` columns with lazy batch updates.
 
-The sweep is shared with decoupleQ (:mod:`.decoupleq`), which calls :func:`gptq_round` with a fixed
+The sweep itself is :func:`.hessian.lazy_batch_sweep` (shared with MicroScopiQ); this module supplies
+its column quantizer. The rounding is shared with decoupleQ (:mod:`.decoupleq`), which calls :func:`gptq_round` with a fixed
 grid, and the input checks with every quantizer entry point of this package (:func:`check_problem`).
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from ..config import FormatConfig
+from .hessian import inverse_cholesky_upper, lazy_batch_sweep, prepare_hessian
 from .layer import UniformLayer, padded
 
 __all__ = ["QuantInputError", "check_problem", "minmax_grid", "hessian_inverse_factor", "gptq_round",
@@ -80,27 +82,50 @@ def minmax_grid(block: torch.Tensor, fmt: FormatConfig) -> tuple[torch.Tensor, t
     return scale.float().to(block.dtype), zero.float().to(block.dtype)
 
 
-def hessian_inverse_factor(hessian: torch.Tensor, damp: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return ``(U, dead)``: the upper Cholesky factor of ``(H + λI)⁻¹`` (float64) with
-    ``λ = damp · mean(diag H)``, and the mask of dead inputs (``H[k,k] = 0``, given a unit diagonal)."""
-    h = hessian.double().clone()
-    dead = torch.diagonal(h) == 0
-    h[dead, dead] = 1.0
-    k = h.shape[0]
-    h += damp * torch.diagonal(h).mean() * torch.eye(k, dtype=h.dtype, device=h.device)
-    lower, info = torch.linalg.cholesky_ex(h)
-    if int(info):
-        # Not positive definite even after damping (numerical rank deficiency): add more.
-        h += torch.diagonal(h).mean() * 1e-2 * torch.eye(k, dtype=h.dtype, device=h.device)
-        lower = torch.linalg.cholesky(h)
-    inverse = torch.cholesky_inverse(lower)
-    return torch.linalg.cholesky(inverse, upper=True), dead
+def hessian_inverse_factor(hessian, damp: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(U, dead)``: the upper Cholesky factor of the damped ``H⁻¹`` and the mask of dead
+    inputs (``H[k,k] = 0``), via :func:`.hessian.prepare_hessian` and
+    :func:`.hessian.inverse_cholesky_upper`."""
+    k = hessian.shape[0]
+    h, dead = prepare_hessian(hessian, k, k, damp=damp, device=device)
+    return inverse_cholesky_upper(h), dead
+
+
+class _UniformColumns:
+    """The :class:`.hessian.ColumnQuantizer` of the uniform grid: a fixed grid, or a min-max grid
+    taken from each K-group's error-updated weights when the sweep reaches it."""
+
+    def __init__(self, n: int, k: int, fmt: FormatConfig, scale, zero, order, device):
+        self.fmt = fmt
+        self.dynamic = scale is None
+        groups = -(-k // fmt.group)
+        if self.dynamic:
+            self.scale_t = torch.empty((groups, n), dtype=torch.float32, device=device)
+            self.zero_t = torch.empty_like(self.scale_t)
+        else:
+            self.scale_t = scale.t().to(device=device, dtype=torch.float32).contiguous()
+            self.zero_t = zero.t().to(device=device, dtype=torch.float32).contiguous()
+        cols = torch.arange(k) if order is None else order.cpu()
+        self.gidx = (cols // fmt.group).tolist()
+        self.q_t = torch.empty((k, n), dtype=torch.float32, device=device)
+
+    def begin_group(self, start: int, weights: torch.Tensor) -> None:
+        if self.dynamic:
+            g = start // self.fmt.group
+            self.scale_t[g], self.zero_t[g] = minmax_grid(weights.t(), self.fmt)
+
+    def quantize_column(self, index: int, column: torch.Tensor, hinv_diag: float) -> torch.Tensor:
+        g = self.gidx[index]
+        s, z = self.scale_t[g], self.zero_t[g]
+        q = torch.clamp(torch.round((column - z) / s), self.fmt.qmin, self.fmt.qmax)
+        self.q_t[index] = q
+        return s * q + z
 
 
 def gptq_round(weight: torch.Tensor, hinv_upper: torch.Tensor, fmt: FormatConfig, *,
                scale: torch.Tensor | None = None, zero: torch.Tensor | None = None,
                order: torch.Tensor | None = None, block_size: int = 128):
-    """The GPTQ sweep: round ``weight`` (N×K, columns in sweep order) to the uniform grid.
+    """The GPTQ sweep (:func:`.hessian.lazy_batch_sweep`) onto the uniform grid.
 
     Parameters
     ----------
@@ -117,44 +142,18 @@ def gptq_round(weight: torch.Tensor, hinv_upper: torch.Tensor, fmt: FormatConfig
 
     Returns
     -------
-    q : Tensor (N, K) float, integers in ``[qmin, qmax]``, in sweep order
-    scale, zero : Tensor (N, ceil(K/G))
+    q : Tensor (N, K) float32, integers in ``[qmin, qmax]``, in sweep order
+    scale, zero : Tensor (N, ceil(K/G)) float32
     """
+    if scale is None and order is not None:
+        raise ValueError("a min-max grid taken during the sweep needs the natural column order")
     n, k = weight.shape
-    group = fmt.group
-    # Work on Wᵀ so that a column of W is a contiguous row.
-    wt = weight.t().contiguous()
-    hinv = hinv_upper.to(wt.dtype)
-    dynamic = scale is None
-    if dynamic:
-        if order is not None:
-            raise ValueError("a min-max grid taken during the sweep needs the natural column order")
-        scale_t = torch.empty((-(-k // group), n), dtype=wt.dtype, device=wt.device)
-        zero_t = torch.empty_like(scale_t)
-    else:
-        scale_t, zero_t = scale.t().contiguous().to(wt.dtype), zero.t().contiguous().to(wt.dtype)
-    cols = torch.arange(k, device=wt.device) if order is None else order
-    gidx = (cols // group).tolist()
-    qt = torch.empty_like(wt)
-    for i1 in range(0, k, block_size):
-        i2 = min(i1 + block_size, k)
-        w1 = wt[i1:i2].clone()
-        err = torch.empty_like(w1)
-        h1 = hinv[i1:i2, i1:i2]
-        for i in range(i2 - i1):
-            j = i1 + i
-            if dynamic and j % group == 0:
-                span = torch.cat([w1[i:], wt[i2:j + group]], dim=0)[:group]
-                scale_t[j // group], zero_t[j // group] = minmax_grid(span.t(), fmt)
-            s, z = scale_t[gidx[j]], zero_t[gidx[j]]
-            row = w1[i]
-            qr = torch.clamp(torch.round((row - z) / s), fmt.qmin, fmt.qmax)
-            qt[j] = qr
-            e = (row - (s * qr + z)) / h1[i, i]
-            w1[i:] -= h1[i, i:, None] * e[None, :]
-            err[i] = e
-        wt[i2:] -= hinv[i1:i2, i2:].t() @ err
-    return qt.t(), scale_t.t(), zero_t.t()
+    columns = _UniformColumns(n, k, fmt, scale, zero, order, weight.device)
+    work = weight.t().to(torch.float32).contiguous()
+    with torch.no_grad():
+        lazy_batch_sweep(work, hinv_upper.to(torch.float32), columns, block_size=block_size,
+                         group=fmt.group if order is None else k)
+    return columns.q_t.t(), columns.scale_t.t(), columns.zero_t.t()
 
 
 def expand_groups(values: torch.Tensor, group: int, k: int) -> torch.Tensor:
@@ -208,12 +207,12 @@ def quantize_gptq(weight, hessian, fmt: FormatConfig = FormatConfig(), *, damp: 
     h = torch.as_tensor(h_np, device=dev)
     w[:, torch.diagonal(h) == 0] = 0
     if not act_order:
-        hinv, _ = hessian_inverse_factor(h, damp)
+        hinv, _ = hessian_inverse_factor(h, damp, dev)
         q, scale, zero = gptq_round(w, hinv, fmt, block_size=block_size)
         return to_uniform_layer(q, scale, zero, fmt)
     order = torch.argsort(torch.diagonal(h), descending=True, stable=True)
     scale, zero = minmax_grid_groups(w, fmt)
-    hinv, _ = hessian_inverse_factor(h[order][:, order], damp)
+    hinv, _ = hessian_inverse_factor(h[order][:, order], damp, dev)
     q_perm, _, _ = gptq_round(w[:, order], hinv, fmt, scale=scale, zero=zero, order=order,
                               block_size=block_size)
     q = torch.empty_like(q_perm)

