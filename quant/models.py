@@ -127,14 +127,12 @@ def _chunks(doc: str) -> list[str]:
 
 def _module_docs(name: str) -> list[str]:
     module = importlib.import_module(name)
-    docs = [inspect.getdoc(module) or ""]
-    for attr in sorted(vars(module)):
-        obj = vars(module)[attr]
-        if attr.startswith("_") or getattr(obj, "__module__", None) != name:
-            continue
-        if inspect.isclass(obj) or inspect.isfunction(obj):
-            docs.append(inspect.getdoc(obj) or "")
-    return docs
+    objects = [module] + [vars(module)[attr] for attr in sorted(vars(module))
+                          if not attr.startswith("_")
+                          and getattr(vars(module)[attr], "__module__", None) == name
+                          and (inspect.isclass(vars(module)[attr]) or inspect.isfunction(vars(module)[attr]))]
+    # The object's own docstring (not an inherited one, as inspect.getdoc would give).
+    return [inspect.cleandoc(obj.__doc__) for obj in objects if isinstance(obj.__dict__.get("__doc__"), str)]
 
 
 def docstring_texts(modules=STDLIB_MODULES) -> dict[str, list[str]]:
@@ -147,11 +145,12 @@ def _is_evaluation(module: str) -> bool:
 
 
 def split_texts(modules=STDLIB_MODULES) -> tuple[list[str], list[str]]:
-    """``(calibration, evaluation)`` text chunks, split by module (disjoint, deterministic)."""
-    calibration, evaluation = [], []
+    """``(calibration, evaluation)`` text chunks, split by module, each chunk once, the evaluation
+    set without any chunk of the calibration set (disjoint, deterministic)."""
+    calibration, evaluation = {}, {}
     for name, chunks in docstring_texts(modules).items():
-        (evaluation if _is_evaluation(name) else calibration).extend(chunks)
-    return calibration, evaluation
+        (evaluation if _is_evaluation(name) else calibration).update(dict.fromkeys(chunks))
+    return list(calibration), [t for t in evaluation if t not in calibration]
 
 
 def _spread(texts: list[str], count: int) -> list[str]:

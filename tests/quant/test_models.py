@@ -1,0 +1,93 @@
+"""MiniLM offline loading, the docstring text split, Hessian capture and one-layer quantization."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from microscopiq.config import FormatConfig
+from microscopiq.quant import models
+from microscopiq.quant.dequant import dequantize
+
+SEED = 7
+
+
+def test_text_split_is_disjoint_and_deterministic():
+    cal, ev = models.split_texts()
+    cal2, ev2 = models.split_texts()
+    assert (cal, ev) == (cal2, ev2)
+    assert len(cal) > 300 and len(ev) > 150, (len(cal), len(ev))
+    assert not set(cal) & set(ev), f"shared texts: {sorted(set(cal) & set(ev))[:2]}"
+    assert all(len(t.split()) <= models.CHUNK_WORDS for t in cal + ev)
+    eval_modules = [m for m in models.STDLIB_MODULES if models._is_evaluation(m)]
+    assert 0 < len(eval_modules) < len(models.STDLIB_MODULES)
+    assert models.calibration_texts(16) == models.calibration_texts(16)
+    assert len(set(models.evaluation_texts(40))) == 40
+
+
+def test_relative_output_error_matches_activations():
+    print(f"seed={SEED}")
+    rng = np.random.default_rng(SEED)
+    x = rng.standard_normal((50, 12))
+    w = rng.standard_normal((5, 12))
+    wq = w + 0.1 * rng.standard_normal((5, 12))
+    expected = np.linalg.norm(x @ (w - wq).T) / np.linalg.norm(x @ w.T)
+    assert models.relative_output_error(w, wq, 2 * x.T @ x) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return models.load_minilm()
+
+
+def test_model_loads_offline(minilm):
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
+    layers = models.linear_layers(minilm)
+    assert len(layers) == 37
+    shapes = {tuple(m.weight.shape) for _, m in layers}
+    assert shapes == {(384, 384), (1536, 384), (384, 1536)}
+    assert layers[0][0].endswith("encoder.layer.0.attention.self.query")
+    assert models.embed(minilm, ["hello world"]).shape == (1, 384)
+
+
+def test_hessian_ignores_padding_tokens(minilm):
+    """Batching a short text with a long one (padding) must not change H or the token count."""
+    texts = ["A short docstring.", "A much longer docstring that forces the short one to be padded in "
+             "the same batch, so its padding positions would leak into H if they were counted."]
+    name, layer = models.linear_layers(minilm)[0]
+    together, tokens_t, _ = models.collect_hessians(minilm, {name: layer}, texts, batch_size=2)
+    alone, tokens_a, _ = models.collect_hessians(minilm, {name: layer}, texts, batch_size=1)
+    assert tokens_t[name] == tokens_a[name]
+    np.testing.assert_allclose(together[name], alone[name], rtol=1e-4, atol=1e-3)
+
+
+def test_quantize_one_layer_end_to_end(minilm):
+    target = "0.model.encoder.layer.0.attention.self.value"
+    before = {n: m.weight.detach().clone() for n, m in models.linear_layers(minilm)}
+    saved = {}
+    reports = models.quantize_model(minilm, "gptq", FormatConfig(wbits=4, group=128),
+                                    models.calibration_texts(8), layer_filter=lambda n: n == target,
+                                    on_layer=lambda n, layer, r: saved.update({n: layer}), progress=False)
+    try:
+        assert [r.name for r in reports] == [target] and list(saved) == [target]
+        report = reports[0]
+        assert report.shape == (384, 384) and report.tokens > 100
+        assert 0 < report.rel_error < 0.2, report
+        assert 4.0 < report.ebw < 5.0, report
+        layers = dict(models.linear_layers(minilm))
+        np.testing.assert_array_equal(layers[target].weight.detach().numpy(),
+                                      dequantize(saved[target]).astype(np.float32))
+        for n, w in before.items():
+            if n != target:
+                assert torch.equal(layers[n].weight, w), f"{n} changed"
+    finally:
+        with torch.no_grad():
+            for n, m in models.linear_layers(minilm):
+                m.weight.copy_(before[n])
+
+
+def test_unknown_method(minilm):
+    with pytest.raises(models.ModelError, match=r"^method must be one of microscopiq, decoupleq, gptq, "
+                                               r"rtn, mxint, not 'awq'$"):
+        models.quantize_model(minilm, "awq", FormatConfig(), ["text"])
