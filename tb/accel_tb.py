@@ -142,6 +142,8 @@ class Scoreboard:
                 found.append(Mismatch(case.name, what, index, int(want_i[index]), int(got_i[index])))
         for mismatch in found[:10]:
             self.log.error("MISMATCH %s", mismatch)
+        if found:
+            self.log.error("%d of the layer's result integers wrong; %s", len(found), _pattern(found))
         self.mismatches.extend(found)
         return found
 
@@ -150,6 +152,29 @@ class Scoreboard:
         if self.mismatches:
             raise AssertionError(f"{len(self.mismatches)} mismatching result integer(s) of "
                                  f"{self.checked} checked; first: {self.mismatches[0]}")
+
+
+def _pattern(found: list[Mismatch]) -> str:
+    """Where the mismatches are, per result array and index position (tokens m, outputs n, ...)."""
+    parts = []
+    for what in dict.fromkeys(m.what for m in found):
+        indices = [m.index for m in found if m.what == what]
+        axes = ", ".join(f"axis {axis}: {_ranges(sorted({i[axis] for i in indices}))}"
+                         for axis in range(len(indices[0])))
+        parts.append(f"{what} ({len(indices)}) at {axes or 'shape'}")
+    return "; ".join(parts)
+
+
+def _ranges(values: list[int]) -> str:
+    """``[0, 1, 2, 5]`` as ``"0-2,5"``."""
+    spans, start = [], None
+    for index, value in enumerate(values):
+        if start is None:
+            start = value
+        if index + 1 == len(values) or values[index + 1] != value + 1:
+            spans.append(f"{start}" if start == value else f"{start}-{value}")
+            start = None
+    return ",".join(spans)
 
 
 # -- the testbench ---------------------------------------------------------------------------------
@@ -214,13 +239,15 @@ class TB:
             await RisingEdge(self.dut.clk)
 
     async def reset(self, cycles: int = 4) -> None:
-        """Synchronous active-high reset for ``cycles`` cycles; queued beats are dropped."""
-        for port in (self.weights, self.act, self.result):
-            port.clear()
+        """Synchronous active-high reset for ``cycles`` cycles; beats still queued in the sources
+        and results taken before or during the reset are dropped."""
         self.dut.rst.value = 1
         await self.cycles(cycles)
+        for port in (self.weights, self.act, self.result):
+            port.clear()
         self.dut.rst.value = 0
         await self.cycles(2)
+        self.result.clear()
 
     def timeout_cycles(self, case: Case) -> int:
         """Cycle limit for one layer: the predicted cycles, stretched for pauses, plus slack."""

@@ -358,18 +358,41 @@ def decoupleq_case(cfg: AccelConfig, n: int, k: int, m: int, seed: int) -> Case:
     return _case("decoupleq", layer, x, seed)
 
 
-def minilm_case(cfg: AccelConfig, n: int, k: int, m: int, seed: int,
-                layer_name: str = "encoder.layer.0.attention.self.query") -> Case:
-    """A real all-MiniLM-L6-v2 linear layer, tiled to its top-left ``n × k`` sub-block, quantized
-    by MicroScopiQ with the Hessian of its own calibration inputs; the activations are ``m`` of
-    those calibration rows (restricted to the same ``k`` inputs), quantized per token."""
+#: The MiniLM layer :func:`minilm_case` takes by default: an FFN down-projection, whose inputs (after
+#: GELU) have the heavy-tailed channels outlier formats are for.
+MINILM_LAYER = "0.model.encoder.layer.3.output.dense"
+
+
+def _minilm_inputs(layer_name: str, texts: int = 8):
+    """The weight of MiniLM's ``layer_name`` and the real inputs it receives for ``texts``
+    calibration texts (one text per forward pass, so no padding token is among them)."""
     import torch
     from ..quant import models
+    model = models.load_minilm()
+    layers = dict(models.linear_layers(model))
+    if layer_name not in layers:
+        raise ValueError(f"MiniLM has no linear layer {layer_name!r}")
+    linear, captured = layers[layer_name], []
+    handle = linear.register_forward_pre_hook(
+        lambda module, args: captured.append(args[0].detach().reshape(-1, args[0].shape[-1])))
+    try:
+        with torch.no_grad():
+            model.encode(models.calibration_texts(texts), batch_size=1)
+    finally:
+        handle.remove()
+    return linear.weight.detach().clone(), torch.cat(captured).double().numpy()
+
+
+def minilm_case(cfg: AccelConfig, n: int, k: int, m: int, seed: int,
+                layer_name: str = MINILM_LAYER) -> Case:
+    """A real all-MiniLM-L6-v2 linear layer, tiled to its top-left ``n × k`` sub-block, quantized
+    by MicroScopiQ with the Hessian of its own calibration inputs (the same ``k`` input channels);
+    the activations are ``m`` of those real input rows, drawn with ``seed``, quantized per token."""
+    import torch
     from ..quant.msq import quantize_msq
-    torch.manual_seed(seed)
-    weight, calib = models.linear_layer_with_calibration(layer_name, seed=seed)
+    weight, calib = _minilm_inputs(layer_name)
     weight = weight[:n, :k].to(torch.float32)
-    calib = np.asarray(calib, dtype=np.float64)[:, :k]
+    calib = calib[:, :k]
     layer = _only_layer(quantize_msq(weight, _hessian(calib), cfg.fmt))
     rows = np.random.default_rng(seed).choice(calib.shape[0], size=m, replace=False)
     x, _ = quantize_activations(calib[rows], cfg.fmt)

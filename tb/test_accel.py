@@ -122,7 +122,7 @@ async def reset_mid_layer(dut):
     aborted = make_case("random", seed)
     tb.start_layer(aborted)
     # Part-way through: some tiles loaded, some results out and some held by back-pressure.
-    await tb.cycles(max(8, tb.timeout_cycles(aborted) // (8 * 4)))
+    await tb.cycles(stream_format.predict_cycles(CFG, aborted.layer, aborted.tokens) // 2)
     await tb.reset()
     tb.set_backpressure_generator(None)
     scoreboard = Scoreboard(CFG)
