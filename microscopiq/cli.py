@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "microscopiq.hdl.generate",
     "microscopiq.tb.sim_cli",
     "microscopiq.hdl.synth_cli",
+    "microscopiq.quant.cli",
 ]
 
 EXIT_USAGE = 2

@@ -171,13 +171,16 @@ def evaluation_texts(count: int = 128) -> list[str]:
 # -- one layer -----------------------------------------------------------------------------------
 
 def quantize_matrix(method: str, weight, hessian, fmt: FormatConfig) -> MsqLayer | UniformLayer:
-    """Quantize one weight matrix (N×K) with ``method`` (one of :data:`METHODS`)."""
+    """Quantize one weight matrix (N×K) with ``method`` (one of :data:`METHODS`); ``hessian=None``
+    means no calibration data (the identity: GPTQ and decoupleQ then minimise the weight error)."""
     from .baselines import quantize_mxint, quantize_rtn
     from .decoupleq import quantize_decoupleq
     from .gptq import quantize_gptq
     from .msq import quantize_msq
 
-    check_problem(weight, hessian)
+    weight, hessian = check_problem(weight, hessian)
+    if hessian is None and method in ("gptq", "decoupleq"):
+        hessian = np.eye(weight.shape[1])
     if method == "microscopiq":
         return quantize_msq(weight, hessian, fmt)
     if method == "mxint":

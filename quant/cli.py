@@ -1,0 +1,193 @@
+"""``microscopiq quantize`` and ``microscopiq eval``.
+
+``quantize`` writes one packed ``.msq`` file per linear layer (:func:`.pack.save_layer`) and a
+``summary.json`` into ``--out``, all or nothing (:func:`microscopiq.outputs.atomic_dir`). The source is
+either ``--model minilm`` (37 layers, calibrated on standard-library docstrings, see :mod:`.models`) or
+``--weights FILE`` holding one matrix:
+
+* ``FILE.npz``: array ``weight`` (N×K, out_features × in_features) and optionally ``activations``
+  (M×K calibration inputs; the Hessian is then ``2 XᵀX``, else the identity);
+* ``FILE.pt``: a tensor (the weight) or a dict with the same keys, read with
+  ``torch.load(weights_only=True)``.
+
+Every parameter and the input are checked before any work: a bad value prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import FormatConfig
+from ..outputs import atomic_dir
+from .dequant import dequantize
+from .ebw import effective_bits
+from .evaluate import check_method_format, evaluate, write_report
+from .gptq import QuantInputError, check_problem
+from .models import METHODS, LayerReport, calibration_texts, load_minilm, quantize_matrix, quantize_model
+from .models import relative_output_error
+from .pack import save_layer
+
+__all__ = ["add_commands", "load_weights_file", "WEIGHT_KEY", "ACTIVATION_KEY"]
+
+#: Keys of a ``--weights`` file.
+WEIGHT_KEY = "weight"
+ACTIVATION_KEY = "activations"
+MODELS = ("minilm",)
+
+
+def _format_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wbits", type=int, required=True, metavar="B",
+                        help="bits per weight slot b: 2, 3, 4 (all methods) or 8 (uniform methods)")
+    parser.add_argument("--group", type=int, default=128, metavar="G", help="K-group size (default 128)")
+    parser.add_argument("--ublock", type=int, default=8, metavar="U", help="micro-block size (default 8)")
+    parser.add_argument("--xbits", type=int, default=4, metavar="X",
+                        help="shared outlier-exponent bits (default 4)")
+    parser.add_argument("--calib-texts", type=int, default=64, metavar="N",
+                        help="calibration text chunks for --model (default 64, about 4.5k tokens)")
+
+
+def add_commands(subparsers) -> None:
+    q = subparsers.add_parser(
+        "quantize", help="quantize a model or one weight matrix into packed layer files",
+        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = q.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", choices=MODELS, help="a bundled model (offline)")
+    source.add_argument("--weights", type=Path, metavar="FILE", help="one matrix: .npz or .pt")
+    q.add_argument("--method", choices=METHODS, required=True)
+    _format_args(q)
+    q.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    q.set_defaults(func=run_quantize)
+
+    e = subparsers.add_parser(
+        "eval", help="compare quantization methods on MiniLM (EBW, layer error, embedding cosine)",
+        description="Quantize MiniLM with each method at each b from FP32, then write eval.md, eval.png "
+                    "and eval.json into --out.")
+    e.add_argument("--model", choices=MODELS, default="minilm")
+    e.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    e.add_argument("--wbits", nargs="+", type=int, default=[2, 4], metavar="B")
+    e.add_argument("--group", type=int, default=128, metavar="G")
+    e.add_argument("--ublock", type=int, default=8, metavar="U")
+    e.add_argument("--xbits", type=int, default=4, metavar="X")
+    e.add_argument("--calib-texts", type=int, default=64, metavar="N")
+    e.add_argument("--eval-texts", type=int, default=256, metavar="N")
+    e.add_argument("--out", type=Path, required=True, metavar="DIR")
+    e.set_defaults(func=run_eval)
+
+
+def _check_count(name: str, value: int) -> None:
+    if value < 1:
+        raise QuantInputError(f"{name} must be >= 1, not {value!r}")
+
+
+def load_weights_file(path: Path) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Read a ``--weights`` file; return the weight (N×K), the Hessian ``2XᵀX`` (None without
+    activations) and the number of calibration tokens M."""
+    if not path.is_file():
+        raise QuantInputError(f"weights file {str(path)!r} does not exist")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                content = {key: data[key] for key in data.files}
+        except (OSError, ValueError) as error:
+            raise QuantInputError(f"weights file {str(path)!r} is not a readable .npz: {error}") from None
+    elif path.suffix == ".pt":
+        try:
+            content = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many kinds for a bad file
+            raise QuantInputError(f"weights file {str(path)!r} is not a readable .pt: "
+                                  f"{str(error).splitlines()[0]}") from None
+        if isinstance(content, torch.Tensor):
+            content = {WEIGHT_KEY: content}
+        if not isinstance(content, dict):
+            raise QuantInputError(f"weights file {str(path)!r} must hold a tensor or a dict, "
+                                  f"not {type(content).__name__}")
+    else:
+        raise QuantInputError(f"weights file {str(path)!r} must end in .npz or .pt")
+    if WEIGHT_KEY not in content:
+        raise QuantInputError(f"weights file {str(path)!r} has no {WEIGHT_KEY!r} entry "
+                              f"(found: {', '.join(map(str, content)) or 'nothing'})")
+    weight, _ = check_problem(content[WEIGHT_KEY])
+    if ACTIVATION_KEY not in content:
+        return weight, None, 0
+    x = np.asarray(content[ACTIVATION_KEY].numpy() if isinstance(content[ACTIVATION_KEY], torch.Tensor)
+                   else content[ACTIVATION_KEY], dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != weight.shape[1]:
+        raise QuantInputError(f"{ACTIVATION_KEY!r} must be M×K with M >= 1 and K = {weight.shape[1]} "
+                              f"(the weight's in_features), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise QuantInputError(f"{ACTIVATION_KEY!r} has a NaN or Inf at "
+                              f"{tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])}")
+    return weight, 2.0 * x.T @ x, x.shape[0]
+
+
+def _file_name(name: str) -> str:
+    return name.removeprefix("0.model.") + ".msq"
+
+
+def _summary(source: str, args, fmt: FormatConfig, reports: list[LayerReport], seconds: float) -> dict:
+    weights = sum(r.shape[0] * r.shape[1] for r in reports)
+    return {
+        "source": source, "method": args.method,
+        "format": {"wbits": fmt.wbits, "group": fmt.group, "ublock": fmt.ublock, "xbits": fmt.xbits},
+        "layers": [dict(r.to_json(), file=_file_name(r.name)) for r in reports],
+        "totals": {
+            "layers": len(reports), "weights": weights,
+            "ebw": sum(r.ebw * r.shape[0] * r.shape[1] for r in reports) / weights,
+            "rel_error_mean": sum(r.rel_error for r in reports) / len(reports),
+            "seconds": seconds,
+        },
+    }
+
+
+def run_quantize(args) -> int:
+    fmt = FormatConfig(wbits=args.wbits, group=args.group, ublock=args.ublock, xbits=args.xbits)
+    check_method_format(args.method, fmt)
+    _check_count("--calib-texts", args.calib_texts)
+    start = time.perf_counter()
+    if args.weights is not None:
+        weight, hessian, tokens = load_weights_file(args.weights)
+        with atomic_dir(args.out) as tmp:
+            t = time.perf_counter()
+            layer = quantize_matrix(args.method, weight, hessian, fmt)
+            h = np.eye(weight.shape[1]) if hessian is None else hessian
+            report = LayerReport(name="weight", shape=weight.shape, ebw=effective_bits(layer).bits_per_weight,
+                                 rel_error=relative_output_error(weight, dequantize(layer), h),
+                                 seconds=time.perf_counter() - t, tokens=tokens)
+            save_layer(tmp / "weight.msq", layer)
+            summary = _summary(str(args.weights), args, fmt, [report], time.perf_counter() - start)
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
+    else:
+        model = load_minilm()
+        with atomic_dir(args.out) as tmp:
+            reports = quantize_model(model, args.method, fmt, calibration_texts(args.calib_texts),
+                                     on_layer=lambda name, layer, _: save_layer(tmp / _file_name(name), layer))
+            summary = _summary(args.model, args, fmt, reports, time.perf_counter() - start)
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
+    totals = summary["totals"]
+    print(f"{args.method} b={fmt.wbits}: {totals['layers']} layer(s), EBW {totals['ebw']:.3f} bits/weight, "
+          f"mean relative output error {totals['rel_error_mean']:.4f}, {totals['seconds']:.1f} s -> {args.out}")
+    return 0
+
+
+def run_eval(args) -> int:
+    for name in ("--calib-texts", "--eval-texts"):
+        _check_count(name, getattr(args, name[2:].replace("-", "_")))
+    results = evaluate(args.methods, args.wbits, group=args.group, ublock=args.ublock, xbits=args.xbits,
+                       calib_texts=args.calib_texts, eval_texts=args.eval_texts)
+    command = (f"microscopiq eval --model {args.model} --methods {' '.join(args.methods)} "
+               f"--wbits {' '.join(map(str, args.wbits))} --group {args.group} --ublock {args.ublock} "
+               f"--xbits {args.xbits} --calib-texts {args.calib_texts} --eval-texts {args.eval_texts} "
+               f"--out {shlex.quote(str(args.out))}")
+    write_report(results, args.out, command)
+    for r in results:
+        print(f"{r.method:12s} b={r.wbits}: EBW {r.ebw:.3f}  cosine {r.cosine_mean:.4f}  "
+              f"rel. error {r.rel_error_mean:.4f}")
+    print(f"wrote {args.out}/eval.md, eval.png, eval.json")
+    return 0

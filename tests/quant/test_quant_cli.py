@@ -1,0 +1,104 @@
+"""``microscopiq quantize --weights``: files and summary written; bad input exits 2, nothing written."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from microscopiq.cli import main
+from microscopiq.quant.dequant import dequantize
+from microscopiq.quant.pack import load_layer
+
+SEED = 11
+
+
+@pytest.fixture
+def weights_npz(tmp_path):
+    print(f"seed={SEED}")
+    rng = np.random.default_rng(SEED)
+    path = tmp_path / "layer.npz"
+    np.savez(path, weight=rng.standard_normal((24, 96)), activations=rng.standard_normal((200, 96)))
+    return path
+
+
+@pytest.mark.parametrize("method, wbits", [("gptq", 4), ("decoupleq", 2), ("rtn", 8), ("microscopiq", 3),
+                                           ("mxint", 2)])
+def test_weights_file_writes_layer_and_summary(tmp_path, weights_npz, method, wbits, capsys):
+    out = tmp_path / "out"
+    assert main(["quantize", "--weights", str(weights_npz), "--method", method, "--wbits", str(wbits),
+                 "--group", "32", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "weight.msq"]
+    summary = json.loads((out / "summary.json").read_text())
+    layer = load_layer(out / "weight.msq")
+    assert (layer.n, layer.k, layer.fmt.wbits, layer.fmt.group) == (24, 96, wbits, 32)
+    entry = summary["layers"][0]
+    assert entry["shape"] == [24, 96] and entry["tokens"] == 200 and entry["file"] == "weight.msq"
+    assert summary["method"] == method and summary["totals"]["layers"] == 1
+    assert summary["totals"]["weights"] == 24 * 96
+    x = np.load(weights_npz)["activations"]
+    w = np.load(weights_npz)["weight"]
+    expected = np.linalg.norm(x @ (w - dequantize(layer)).T) / np.linalg.norm(x @ w.T)
+    assert entry["rel_error"] == pytest.approx(expected, rel=1e-9)
+    assert 0 < entry["rel_error"] < 0.7
+    assert f"{method} b={wbits}: 1 layer(s)" in capsys.readouterr().out
+
+
+def test_pt_tensor_without_activations(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save(torch.linspace(-1, 1, 64).reshape(4, 16), path)
+    out = tmp_path / "out"
+    assert main(["quantize", "--weights", str(path), "--method", "gptq", "--wbits", "8", "--group", "16",
+                 "--out", str(out)]) == 0
+    layer = load_layer(out / "weight.msq")
+    np.testing.assert_allclose(dequantize(layer), np.linspace(-1, 1, 64).reshape(4, 16), atol=1e-2)
+
+
+def _bad_files(tmp_path):
+    rng = np.random.default_rng(SEED)
+    files = {}
+    files["nan"] = tmp_path / "nan.npz"
+    w = rng.standard_normal((4, 8))
+    w[2, 5] = np.inf
+    np.savez(files["nan"], weight=w)
+    files["empty"] = tmp_path / "empty.npz"
+    np.savez(files["empty"], weight=np.zeros((0, 8)))
+    files["shape"] = tmp_path / "shape.npz"
+    np.savez(files["shape"], weight=np.ones((4, 8)), activations=np.ones((10, 7)))
+    files["nokey"] = tmp_path / "nokey.npz"
+    np.savez(files["nokey"], w=np.ones((4, 8)))
+    files["ext"] = tmp_path / "w.txt"
+    files["ext"].write_text("1 2 3")
+    files["good"] = tmp_path / "good.npz"
+    np.savez(files["good"], weight=np.ones((4, 8)))
+    return files
+
+
+@pytest.mark.parametrize("case, extra, message", [
+    ("nan", [], r"weight has a NaN or Inf at \(2, 5\)"),
+    ("empty", [], r"weight is empty \(shape \(0, 8\)\)"),
+    ("shape", [], r"'activations' must be M×K with M >= 1 and K = 8 \(the weight's in_features\), got shape \(10, 7\)"),
+    ("nokey", [], r"weights file '.*nokey\.npz' has no 'weight' entry \(found: w\)"),
+    ("ext", [], r"weights file '.*w\.txt' must end in \.npz or \.pt"),
+    ("missing", [], r"weights file '.*missing\.npz' does not exist"),
+    ("good", ["--wbits", "5"], r"wbits must be one of 2, 3, 4, 8, not 5"),
+    ("good", ["--group", "96"], r"group must be a power of two >= 2, not 96"),
+    ("good", ["--ublock", "6"], r"ublock must be a power of two >= 2, not 6"),
+    ("good", ["--xbits", "9"], r"xbits must be between 1 and 6, not 9"),
+    ("good", ["--wbits", "8", "--method", "mxint"], r"method mxint needs wbits 2, 3 or 4 \(the MSQ format\), not 8"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, case, extra, message):
+    files = _bad_files(tmp_path)
+    path = files.get(case, tmp_path / "missing.npz")
+    out = tmp_path / "out"
+    args = {"--wbits": "4", "--method": "gptq"}
+    for flag, value in zip(extra[::2], extra[1::2]):
+        args[flag] = value
+    argv = ["quantize", "--weights", str(path), "--out", str(out)] + [x for kv in args.items() for x in kv]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert re.fullmatch(r"microscopiq: error: " + message + r"\n", err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "something was written"
