@@ -143,6 +143,9 @@ class PPU(wiring.Component):
             m.d.sync += shadow.eq(self.shift_load.d)
         with m.If(en & inp.valid & inp.first):
             m.d.sync += shifts.eq(shadow)
+        # The tile's first token already uses the shifts it makes active.
+        current = Signal(data.ArrayLayout(unsigned(SHIFT_BITS), cols))
+        m.d.comb += current.eq(Mux(inp.first, shadow.as_value(), shifts.as_value()))
 
         m.submodules.tokens = mem = Memory(shape=self.entry_layout(), depth=cfg.max_tokens, init=[])
         rd = mem.read_port(domain="comb")
@@ -159,7 +162,7 @@ class PPU(wiring.Component):
             acc_old = Mux(tag.k_first, 0, old.acc[c])
             ovf_old = Mux(tag.k_first, 0, old.ovf[c])
             with m.If(tag.group_last):
-                summed, clamped = saturating_shift_add(m, acc_old, new.p[c], shifts[c], cfg.acc_bits)
+                summed, clamped = saturating_shift_add(m, acc_old, new.p[c], current[c], cfg.acc_bits)
                 m.d.comb += [new.acc[c].eq(summed), new.ovf[c].eq(ovf_old | clamped)]
             with m.Else():
                 m.d.comb += [new.acc[c].eq(acc_old), new.ovf[c].eq(ovf_old)]

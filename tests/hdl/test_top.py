@@ -1,114 +1,192 @@
-"""Whole layers through the AXI4-Stream top level (amaranth.sim), compared with the golden model."""
+"""Whole layers through the AXI4-Stream top level (amaranth.sim), compared with the golden model:
+MicroScopiQ layers (per-row and shared ReCoN) and uniform layers (raw mode, also without ReCoN),
+sizes that are not multiples of the array, more tokens than ``max_tokens``, random idle cycles and
+back-pressure on every stream, a reset in the middle of a layer, and the exact cycle model."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from amaranth import ClockDomain, Module
+from amaranth.sim import DomainReset, Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl.stream_format import (Beat, decode_results, encode_layer, expected_results,
                                            predict_cycles, result_beat_count)
 from microscopiq.hdl.top import Accelerator
-from microscopiq.tb.stimulus import random_case, random_uniform_case, full_outlier_case
+from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, random_case,
+                                     random_uniform_case, saturation_case)
 
 
 class Harness:
-    """Drives an :class:`Accelerator` in amaranth.sim: a source per input stream and a sink, each
-    with its own seeded idle/back-pressure pattern (probability of a pause per cycle)."""
+    """An :class:`Accelerator` in amaranth.sim with a source per input stream and a result sink,
+    each pausing (idle source / back-pressure) with probability ``pause`` per cycle, seeded."""
 
     def __init__(self, cfg, pause=0.0, seed=0):
         self.cfg = cfg
         self.dut = Accelerator(cfg)
         self.pause = pause
         self.rng = np.random.default_rng(seed)
+        self.phase = 0
 
     def _idle(self):
-        return self.pause and self.rng.random() < self.pause
+        return bool(self.pause) and self.rng.random() < self.pause
 
-    async def _source(self, ctx, prefix, beats):
+    async def _source(self, ctx, prefix, beats, phase):
         dut = self.dut
+        valid = getattr(dut, f"{prefix}_tvalid")
         for beat in beats:
-            while self._idle():
-                ctx.set(getattr(dut, f"{prefix}_tvalid"), 0)
+            while self._idle() and self.phase == phase:
+                ctx.set(valid, 0)
                 await ctx.tick()
             ctx.set(getattr(dut, f"{prefix}_tdata"), beat.data)
             ctx.set(getattr(dut, f"{prefix}_tlast"), beat.last)
-            ctx.set(getattr(dut, f"{prefix}_tvalid"), 1)
+            ctx.set(valid, 1)
             await ctx.tick().until(getattr(dut, f"{prefix}_tready"))
-        ctx.set(getattr(dut, f"{prefix}_tvalid"), 0)
+            if self.phase != phase:
+                break
+        ctx.set(valid, 0)
 
-    async def _sink(self, ctx, count, out):
-        dut = self.dut
-        while len(out) < count:
-            ready = not self._idle()
-            ctx.set(dut.m_axis_result_tready, ready)
-            _, _, valid, data, last = await ctx.tick().sample(
-                dut.m_axis_result_tvalid, dut.m_axis_result_tdata, dut.m_axis_result_tlast)
-            if ready and valid:
-                out.append(Beat(data, bool(last)))
-        ctx.set(dut.m_axis_result_tready, 0)
+    def run(self, weights, acts, count, interrupt=None):
+        """Stream the beats and collect ``count`` result beats.
 
-    def run(self, weights, acts, count, reset_after=None):
-        """Stream the beats; return (result beats, cycles from the first weights handshake to the
-        last result handshake, both included)."""
+        With ``interrupt = (weights, acts, cycles)``, those beats are streamed first and the design
+        is reset after ``cycles`` cycles (sources stop at once); then the real job runs.
+
+        Returns (result beats, cycles from the first weights handshake to the last result
+        handshake of the real job, both included).
+        """
         dut = self.dut
-        out = []
-        clock = {}
-        sim = Simulator(dut)
+        top = Module()
+        top.domains.sync = domain = ClockDomain()
+        top.submodules.dut = dut
+        out, clock = [], {}
+        sim = Simulator(top)
         sim.add_clock(1e-8)
+        self.phase = 0 if interrupt else 1
 
-        async def weights_tb(ctx):
-            await self._source(ctx, "s_axis_weights", weights)
+        def source(prefix, beats, phase):
+            async def bench(ctx):
+                while self.phase < phase:
+                    await ctx.tick()
+                try:
+                    await self._source(ctx, prefix, beats, phase)
+                except DomainReset:              # the interrupted job: its beats are abandoned
+                    ctx.set(getattr(dut, f"{prefix}_tvalid"), 0)
+            return bench
 
-        async def acts_tb(ctx):
-            await self._source(ctx, "s_axis_act", acts)
-
-        async def sink_tb(ctx):
-            await self._sink(ctx, count, out)
+        async def sink(ctx):
+            while len(out) < count:
+                ready = not self._idle()
+                ctx.set(dut.m_axis_result_tready, ready)
+                _, _, valid, data, last = await ctx.tick().sample(
+                    dut.m_axis_result_tvalid, dut.m_axis_result_tdata, dut.m_axis_result_tlast)
+                if ready and valid and self.phase == 1:
+                    out.append(Beat(data, bool(last)))
 
         async def counter(ctx):
             cycle = 0
             async for _, _, wv, wr, rv, rr in ctx.tick().sample(
                     dut.s_axis_weights_tvalid, dut.s_axis_weights_tready,
                     dut.m_axis_result_tvalid, dut.m_axis_result_tready):
-                if wv and wr:
-                    clock.setdefault("first", cycle)
-                if rv and rr:
-                    clock["last"] = cycle
+                if self.phase == 1:
+                    if wv and wr:
+                        clock.setdefault("first", cycle)
+                    if rv and rr:
+                        clock["last"] = cycle
                 cycle += 1
 
-        sim.add_testbench(weights_tb, background=True)
-        sim.add_testbench(acts_tb, background=True)
+        async def resetter(ctx):
+            await ctx.tick().repeat(interrupt[2])
+            self.phase = -1                      # sources stop driving
+            await ctx.tick()
+            ctx.set(domain.rst, 1)
+            await ctx.tick()
+            await ctx.tick()
+            ctx.set(domain.rst, 0)
+            self.phase = 1
+
+        if interrupt:
+            sim.add_testbench(source("s_axis_weights", interrupt[0], 0), background=True)
+            sim.add_testbench(source("s_axis_act", interrupt[1], 0), background=True)
+            sim.add_testbench(resetter, background=True)
+        sim.add_testbench(source("s_axis_weights", weights, 1), background=True)
+        sim.add_testbench(source("s_axis_act", acts, 1), background=True)
         sim.add_testbench(counter, background=True)
-        sim.add_testbench(sink_tb)
+        sim.add_testbench(sink)
         sim.run()
         return out, clock["last"] - clock["first"] + 1
 
 
-def check_case(cfg, case, pause=0.0, seed=0, cycles_expected=None):
-    print(f"case: {case.name}, pause={pause}, seed={seed}")
+def check_case(cfg, case, pause=0.0, seed=0, interrupt_cycles=None):
+    """Run ``case`` through the top level and compare every output with the golden model; return
+    the measured cycles."""
+    print(f"case: {case.name}, recon={cfg.to_json()['recon']}, pause={pause}, seed={seed}")
     weights, acts = encode_layer(cfg, case.layer, case.x)
     count = result_beat_count(cfg, case.layer, case.tokens)
-    harness = Harness(cfg, pause, seed)
-    beats, cycles = harness.run(weights, acts, count)
+    interrupt = (weights, acts, interrupt_cycles) if interrupt_cycles else None
+    beats, cycles = Harness(cfg, pause, seed).run(weights, acts, count, interrupt)
     got = decode_results(cfg, case.layer, case.tokens, beats)
     want = expected_results(cfg, case.layer, case.x)
-    for name, g, w in zip(("first", "second"), got, want):
+    names = ("P", "S") if case.uniform else ("y_int", "overflow")
+    for name, g, w in zip(names, got, want):
         bad = np.argwhere(g != w)
         if len(bad):
             index = tuple(int(i) for i in bad[0])
-            pytest.fail(f"{case.name}: {name} output mismatch at {index}: expected {w[index]}, got {g[index]}")
+            pytest.fail(f"{case.name}: {name} mismatch at (m, n, ...)={index}: expected {int(w[index])}, "
+                        f"got {int(g[index])}")
     return cycles
 
 
-def test_uniform_none_smoke():
-    cfg = AccelConfig(fmt=FormatConfig(wbits=4, group=8), rows=4, cols=8, recon_share=0, max_tokens=4, max_k=64)
-    case = random_uniform_case(cfg, n=12, k=13, m=5, seed=1)
-    check_case(cfg, case)
+def small(share, wbits=4, rows=4, cols=8, group=8, max_tokens=6, acc_bits=32, abits=8):
+    return AccelConfig(fmt=FormatConfig(wbits=wbits, group=group, abits=abits), rows=rows, cols=cols,
+                       recon_share=share, max_tokens=max_tokens, max_k=64, acc_bits=acc_bits)
 
 
-def test_msq_per_row_smoke():
-    cfg = AccelConfig(fmt=FormatConfig(wbits=4, group=8), rows=4, cols=8, recon_share=1, max_tokens=4, max_k=64)
-    case = random_case(cfg, n=12, k=13, m=5, seed=1)
+# Sizes not multiples of R, C, U or G; M > max_tokens (three passes).
+@pytest.mark.parametrize("share", [1, 2, 4], ids=lambda s: f"recon{s}")
+@pytest.mark.parametrize("seed", [11, 12])
+def test_msq_layer(share, seed):
+    cfg = small(share)
+    cycles = check_case(cfg, random_case(cfg, n=19, k=21, m=13, seed=seed))
+    assert cycles == predict_cycles(cfg, random_case(cfg, n=19, k=21, m=13, seed=seed).layer, 13)
+
+
+@pytest.mark.parametrize("share", [0, 1, 2], ids=lambda s: f"recon{s}")
+def test_uniform_layer(share):
+    cfg = small(share, wbits=3)
+    case = random_uniform_case(cfg, n=10, k=19, m=7, seed=21)
+    assert check_case(cfg, case) == predict_cycles(cfg, case.layer, 7)
+
+
+def test_uniform_int8_no_recon():
+    cfg = small(0, wbits=8, abits=4)
+    check_case(cfg, random_uniform_case(cfg, n=8, k=16, m=4, seed=22))
+
+
+@pytest.mark.parametrize("share", [1, 2], ids=lambda s: f"recon{s}")
+def test_full_outliers_and_extremes(share):
+    cfg = small(share, wbits=2)
+    check_case(cfg, full_outlier_case(cfg, n=16, k=16, m=4, seed=31))
+    check_case(cfg, extreme_case(cfg, n=8, k=16, m=5, seed=32))
+
+
+def test_saturation():
+    cfg = small(1, acc_bits=22, rows=4, group=4)
+    case = saturation_case(cfg, n=8, k=7, m=5, seed=41)
     check_case(cfg, case)
+    assert expected_results(cfg, case.layer, case.x)[1].any(), "the case must saturate somewhere"
+
+
+@pytest.mark.parametrize("share,seed", [(1, 51), (2, 52), (0, 53)], ids=["recon1", "recon2", "recon0"])
+def test_backpressure(share, seed):
+    cfg = small(share)
+    maker = random_uniform_case if share == 0 else random_case
+    check_case(cfg, maker(cfg, n=17, k=12, m=9, seed=seed), pause=0.4, seed=seed)
+
+
+@pytest.mark.parametrize("share,cycles", [(1, 37), (2, 90)], ids=["recon1", "recon2"])
+def test_reset_mid_layer(share, cycles):
+    cfg = small(share)
+    check_case(cfg, random_case(cfg, n=16, k=16, m=8, seed=61), pause=0.2, seed=61,
+               interrupt_cycles=cycles)
