@@ -72,5 +72,20 @@ synth: setup
 bench-qor: setup
 	$(PY) bench/bench_qor.py $(QOR_ARGS)
 
+# make lint: generate the blocks and run verilator --lint-only -Wall with the named waivers
+# (tb/lint.py; docs/verification.md says why each is waived).
+lint: setup
+	@$(PY) -m microscopiq.cli generate pe --abits 8 --wbits 4 --out build/lint/pe
+	@$(PY) -m microscopiq.tb.lint build/lint/pe
+
+# make demo: each demo-<part> recipe prints its own summary lines.
+demo: demo-pe
+
+# The PE end to end: generate a=8 b=4, run its cocotb regression on Verilator, one summary line.
+.PHONY: demo-pe
+demo-pe: setup
+	@$(PY) -m microscopiq.cli generate pe --abits 8 --wbits 4 --out build/demo/pe
+	@$(PY) -m microscopiq.tb.test_pe --rtl build/demo/pe --build build/demo/pe-sim --sim verilator
+
 clean:
 	rm -rf build .pytest_cache

@@ -9,16 +9,19 @@ options, so a simulation build is also a lint. There is never a ``-Wno-fatal`` o
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 __all__ = [
     "VERILATOR_WAIVERS", "VERILATOR_MESSAGE_WAIVERS", "waiver_control_file",
-    "verilator_warning_args", "LintError", "lint", "verilator_executable",
+    "verilator_warning_args", "LintError", "lint", "lint_generated", "verilator_executable", "main",
 ]
 
 #: Verilator warnings waived for all generated Verilog, by name, with the reason.
@@ -114,3 +117,38 @@ def lint(verilog: str | os.PathLike, top: str | None = None) -> None:
     text = (result.stdout + result.stderr).strip()
     if result.returncode != 0 or "%Warning" in text or "%Error" in text:
         raise LintError(f"verilator lint of {str(verilog)!r} failed:\n{text}")
+
+
+def lint_generated(folder: str | os.PathLike) -> str:
+    """Lint every file of a generated folder (``manifest.json`` names the files and the top
+    module); return the top module's name. Raises :class:`LintError`."""
+    folder = Path(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name in manifest["files"]:
+        lint(folder / name, top=manifest["top"])
+    return manifest["top"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m microscopiq.tb.lint FOLDER...``: lint generated folders (``make lint``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m microscopiq.tb.lint",
+        description="verilator --lint-only -Wall, with the project's named waivers, on folders "
+                    "written by 'microscopiq generate'.")
+    parser.add_argument("folders", nargs="+", metavar="FOLDER")
+    args = parser.parse_args(argv)
+    waived = ", ".join([*VERILATOR_WAIVERS, *(f"{name} (one message)"
+                                              for name, _, _ in VERILATOR_MESSAGE_WAIVERS)])
+    for folder in args.folders:
+        try:
+            top = lint_generated(folder)
+        except LintError as error:
+            print(error, file=sys.stderr)
+            return 1
+        print(f"lint clean: {folder} (module {top}), verilator -Wall")
+    print(f"waived: {waived} (reasons in tb/lint.py, docs/verification.md)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

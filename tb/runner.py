@@ -6,6 +6,10 @@ cocotb test of the project uses).
 * **cached build** — the simulator build in ``build_dir`` is reused while the Verilog *contents*,
   the top module, the simulator, the options and ``WAVES`` are unchanged (a key file in
   ``build_dir``); regenerating identical Verilog does not rebuild;
+* **shared Verilator runtime objects** — the C++ runtime Verilator and cocotb compile into every
+  simulator (``verilated*.o``, cocotb's ``verilator.o``: ~80 % of a Verilator build) is compiled once
+  per compiler, flags and package versions and reused from :data:`OBJECT_CACHE`, through
+  Verilator's ``OBJCACHE`` hook (a ``ccache`` set in the environment takes precedence);
 * timescale ``1ns/1ps``; Verilator builds with ``-Wall`` and the named waivers of
   :mod:`microscopiq.tb.lint` (so every simulation build is also a lint);
 * ``WAVES=1`` writes waveforms into ``build_dir``: FST from Verilator (``--trace-fst``,
@@ -27,6 +31,9 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +53,10 @@ SIMULATORS = ("icarus", "verilator")
 PARAMS_ENV = "MICROSCOPIQ_TB_PARAMS"
 TIMESCALE = ("1ns", "1ps")
 _KEY_FILE = ".microscopiq-build-key"
+#: Where compiled Verilator/cocotb runtime objects are shared between builds
+#: (``MICROSCOPIQ_OBJCACHE_DIR`` overrides).
+OBJECT_CACHE = Path(os.environ.get("MICROSCOPIQ_OBJCACHE_DIR",
+                                   Path.home() / ".cache" / "microscopiq" / "verilator-objects"))
 _LOG_TAIL_LINES = 40
 
 
@@ -127,6 +138,9 @@ def _build(runner, sim: str, sources: list[Path], toplevel: str, build_dir: Path
     build_dir.mkdir(parents=True, exist_ok=True)
     key_file.unlink(missing_ok=True)
     log = build_dir / "build.log"
+    if sim == "verilator":
+        # Verilator's makefile runs every compile as `$(OBJCACHE) $(CXX) ...`.
+        runner.env["OBJCACHE"] = f"{sys.executable} -m {__name__} --objcache"
     try:
         runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=args,
                      timescale=TIMESCALE, waves=waves, always=True, log_file=log)
@@ -199,6 +213,59 @@ def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
     return CocotbResult(tuple(passed), results_xml, log, rebuilt, waves)
 
 
+def _objcache_key(argv: list[str], source: Path, output: str) -> str:
+    """Compiler, flags, source contents and the (name, size, mtime) of every file in the absolute
+    include folders: a changed package or header gives a new key."""
+    digest = hashlib.sha256()
+    for arg in argv:
+        if arg != output:
+            digest.update(arg.encode() + b"\0")
+    digest.update(source.read_bytes())
+    for arg in argv:
+        if arg.startswith("-I/") and Path(arg[2:]).is_dir():
+            for entry in sorted(os.scandir(arg[2:]), key=lambda e: e.name):
+                if entry.is_file():
+                    stat = entry.stat()
+                    digest.update(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()
+
+
+def _objcache(argv: list[str]) -> int:
+    """Compile ``argv`` (a compiler command), reusing :data:`OBJECT_CACHE` for objects whose source
+    lies outside the build folder (the Verilator and cocotb runtime). Returns the exit status."""
+    sources = [arg for arg in argv[1:] if arg.endswith(".cpp")]
+    if "-c" not in argv or len(sources) != 1 or not os.path.isabs(sources[0]):
+        return subprocess.call(argv)  # the design's own files: compiled every time
+    source = Path(sources[0])
+    output = argv[argv.index("-o") + 1] if "-o" in argv else source.stem + ".o"
+    products = {".o": Path(output)}
+    if "-MMD" in argv:
+        products[".d"] = Path(output).with_suffix(".d")
+    entry = OBJECT_CACHE / _objcache_key(argv, source, output)
+    if all((entry / suffix).is_file() for suffix in products):
+        for suffix, path in products.items():
+            shutil.copyfile(entry / suffix, path)
+        return 0
+    status = subprocess.call(argv)
+    if status == 0:
+        OBJECT_CACHE.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=OBJECT_CACHE, prefix=".new-"))
+        for suffix, path in products.items():
+            shutil.copyfile(path, staging / suffix)
+        try:
+            os.replace(staging, entry)
+        except OSError:  # another build stored the same entry first
+            shutil.rmtree(staging, ignore_errors=True)
+    return status
+
+
 def cocotb_params() -> dict:
     """Inside a cocotb module: the parameters :func:`run_cocotb` was given."""
     return json.loads(os.environ.get(PARAMS_ENV, "{}"))
+
+
+if __name__ == "__main__":
+    # Verilator's OBJCACHE hook: python -m microscopiq.tb.runner --objcache c++ ARGS...
+    if sys.argv[1:2] != ["--objcache"] or len(sys.argv) < 3:
+        sys.exit("usage: python -m microscopiq.tb.runner --objcache COMPILER ARGS...")
+    sys.exit(_objcache(sys.argv[2:]))
