@@ -59,47 +59,49 @@ def _ceil_log2(values: torch.Tensor) -> torch.Tensor:
     return torch.where(values > 0, torch.where(mantissa == 0.5, exponent - 1, exponent), -1000)
 
 
+def _pow2(exponent: torch.Tensor) -> torch.Tensor:
+    """``2.0 ** exponent`` (float32, exact) for an integer tensor."""
+    return torch.ldexp(torch.ones(exponent.shape, dtype=torch.float32, device=exponent.device), exponent)
+
+
 class _MsqColumns:
     """The per-column MicroScopiQ step (a :class:`~microscopiq.quant.hessian.ColumnQuantizer`).
 
-    Records codes, roles, mates and ``X`` transposed (``(Kp, Np)`` / ``(Kp, Np/U)``).
+    Keeps the exponents of every group and, per column, the accepted pairs; the inlier codes are
+    read back from the swept (dequantized) weights at the end (:meth:`layer`).
     """
 
     def __init__(self, fmt: FormatConfig, n: int, np_: int, kp: int, *, outliers: bool,
                  outlier_sigma: float, device):
         self.fmt, self.outliers, self.sigma = fmt, outliers, outlier_sigma
-        b = fmt.wbits
         self.qmin, self.qmax = float(fmt.qmin), float(fmt.qmax)
         self.emax = (1 << fmt.ebits) - 1
         self.xmax = (1 << fmt.xbits) - 1
         self.blocks = np_ // fmt.ublock
         self.half = fmt.max_outliers
-        self.codes = torch.zeros((kp, np_), dtype=torch.uint8, device=device)
-        self.roles = torch.zeros((kp, np_), dtype=torch.uint8, device=device)
-        self.mate = torch.full((kp, np_), -1, dtype=torch.int8, device=device)
-        self.xexp = torch.zeros((kp, self.blocks), dtype=torch.uint8, device=device)
-        self.exps = torch.zeros((kp // fmt.group, np_), dtype=torch.int16, device=device)
-        self.mask = (1 << b) - 1
+        self.exps = torch.zeros((kp // fmt.group, np_), dtype=torch.int32, device=device)
+        #: Per column with pairs: (column, int32 (5, P) tensor of hi row, lo row, hi code, lo code, X).
+        self.pairs: list[tuple[int, torch.Tensor]] = []
         # Padding rows never host a partner (padding stays inlier zero).
         self.no_partner = (torch.arange(np_, device=device) >= n).reshape(self.blocks, fmt.ublock)
-        self.block_base = (torch.arange(self.blocks, device=device) * fmt.ublock)[:, None]
-        self.scale = self.threshold = None
+        self.offsets = torch.arange(fmt.ublock, device=device)
+        self.x_steps = torch.tensor([0, -1, 1], dtype=torch.int32, device=device)[:, None, None]
+        self.scale = self.inv_scale = self.upper = self.lower = None
 
     # -- group start -----------------------------------------------------------------------------
     def begin_group(self, start: int, weights: torch.Tensor) -> None:
         mag = weights.abs()
         if self.outliers:
-            self.threshold = self.sigma * weights.std(dim=0, unbiased=False)
-            inlier = mag <= self.threshold
+            threshold = self.sigma * weights.std(dim=0, unbiased=False)
+            inlier = mag <= threshold
         else:
-            self.threshold = None
             inlier = torch.ones_like(mag, dtype=torch.bool)
         peak = torch.where(inlier, mag, 0).amax(dim=0)
         top = _ceil_log2(peak / self.qmax)
-        best_err, best = None, None
+        best_err = best = None
         for exp in (top - 1, top):
             exp = exp.clamp(-128, 127)
-            step = torch.ldexp(torch.ones_like(peak), exp)
+            step = _pow2(exp)
             err = torch.where(inlier, weights - (weights / step).round().clamp(self.qmin, self.qmax) * step,
                               0).square().sum(dim=0)
             if best is None:
@@ -108,95 +110,103 @@ class _MsqColumns:
                 better = err < best_err
                 best_err, best = torch.where(better, err, best_err), torch.where(better, exp, best)
         best = torch.where(peak > 0, best, 0)
-        self.exps[start // self.fmt.group] = best.to(torch.int16)
-        self.scale = torch.ldexp(torch.ones_like(peak), best)
+        self.exps[start // self.fmt.group] = best
+        self.scale, self.inv_scale = _pow2(best), _pow2(-best)
+        if self.outliers:
+            # Candidate iff |w| > threshold or w/2^E outside [qmin - 1/2, qmax + 1/2] (exact: 2^E).
+            self.upper = torch.minimum(threshold, (self.qmax + 0.5) * self.scale)
+            self.lower = torch.maximum(-threshold, (self.qmin - 0.5) * self.scale)
 
     # -- one column ------------------------------------------------------------------------------
     def quantize_column(self, index: int, column: torch.Tensor, hinv_diag: float) -> torch.Tensor:
-        scaled = column / self.scale
-        q = scaled.round().clamp(self.qmin, self.qmax)
-        codes = q.to(torch.int16) & self.mask
+        scaled = column * self.inv_scale
+        q = scaled.round_().clamp_(self.qmin, self.qmax)
+        values = q * self.scale
         if not self.outliers:
-            self.codes[index] = codes.to(torch.uint8)
-            return q * self.scale
-        fmt, u, half = self.fmt, self.fmt.ublock, self.half
-        b = fmt.wbits
-        err_in = (scaled - q).reshape(self.blocks, u)          # inlier error, units of 2^E
-        mag = scaled.abs().reshape(self.blocks, u)
-        cand = ((column.abs() > self.threshold) | (scaled > self.qmax + 0.5)
-                | (scaled < self.qmin - 0.5)).reshape(self.blocks, u)
-        # 2. the U/2 candidates with the largest inlier error, per micro-block.
-        key = torch.where(cand, err_in.square(), -1.0)
-        order = torch.sort(key, dim=1, descending=True, stable=True).indices[:, :half]
-        top_cand = torch.gather(cand, 1, order)
-        top_mag = torch.gather(mag, 1, order)
-        # 3. shared exponent X, then each outlier's e and f.
+            return values
+        cand = (column > self.upper) | (column < self.lower)
+        blocks = torch.nonzero(cand.view(self.blocks, self.fmt.ublock).any(dim=1)).squeeze(1)
+        if blocks.numel():
+            self._outliers(index, blocks, column, cand, values, hinv_diag)
+        return values
+
+    def _outliers(self, index, blocks, column, cand, values, hinv_diag) -> None:
+        """Steps 2-5 of the module docstring on the micro-blocks ``blocks`` that have candidates;
+        records the accepted pairs and writes their values into ``values``."""
+        b, half, u = self.fmt.wbits, self.half, self.fmt.ublock
+        rows = blocks[:, None] * u + self.offsets             # (B', U)
+        scale, inv_scale = self.scale[rows], self.inv_scale[rows]
+        sub, cand = column[rows] * inv_scale, cand[rows]      # units of 2^E
+        err2 = (sub - values[rows] * inv_scale).square()
+        mag = sub.abs()
+        # 2. the U/2 candidates with the largest inlier error.
+        order = torch.where(cand, err2, -1.0).argsort(dim=1, descending=True, stable=True)[:, :half]
+        top_cand, top_mag = cand.gather(1, order), mag.gather(1, order)
+        # 3. X from X0, X0 - 1, X0 + 1 (first minimum: X0 on ties), then e and f.
         t_star = _floor_log2(top_mag)
-        x0 = (torch.where(top_cand, t_star, -1000).amax(dim=1) - self.emax).clamp(0, self.xmax)
-        best_total = best = None
-        for shared in (x0, x0 - 1, x0 + 1):
-            shared = shared.clamp(0, self.xmax)[:, None]
-            enc = (shared, *self._encode(top_mag, t_star, shared))
-            total = torch.where(top_cand, enc[3], 0).sum(dim=1, keepdim=True)
-            if best is None:
-                best_total, best = total, enc
-            else:
-                pick = total < best_total
-                best_total = torch.where(pick, total, best_total)
-                best = tuple(torch.where(pick, new, old) for new, old in zip(enc, best))
-        shared, expo, frac, err_out2 = best
-        # 4. partners by OBS cost, pairing, acceptance.
-        scale2 = self.scale.reshape(self.blocks, u).square()
-        err_in2 = err_in.square()
-        gain = (torch.gather(err_in2, 1, order) - err_out2) * torch.gather(scale2, 1, order) / hinv_diag ** 2
-        cost = (mag.square() - err_in2) * scale2 / hinv_diag ** 2
+        x0 = torch.where(top_cand, t_star, -1000).amax(dim=1, keepdim=True) - self.emax
+        shared = (x0[None] + self.x_steps).clamp_(0, self.xmax)            # (3, B', 1)
+        expo, frac, err_out2 = self._encode(top_mag, t_star, shared)      # (3, B', U/2)
+        pick = (err_out2 * top_cand).sum(dim=2).argmin(dim=0)[None, :, None]
+        shared = shared.gather(0, pick)[0]
+        pick = pick.expand(1, -1, half)
+        expo, frac, err_out2 = (x.gather(0, pick)[0] for x in (expo, frac, err_out2))
+        # 4. OBS gain of each candidate, OBS cost of each possible partner, pairing, acceptance.
+        scale2 = scale.square() / hinv_diag ** 2
+        gain = (err2.gather(1, order) - err_out2) * scale2.gather(1, order)
+        cost = (mag.square() - err2) * scale2
         taken = torch.zeros_like(cand).scatter_(1, order, top_cand)
-        cost = torch.where(taken | self.no_partner, torch.inf, cost)
-        cheap = torch.sort(cost, dim=1, stable=True)
-        partner, partner_cost = cheap.indices[:, :half], cheap.values[:, :half]
-        accept = top_cand & (gain > partner_cost)
-        # 5. values and codes.
-        values = (q * self.scale).reshape(self.blocks, u)
-        sign = torch.gather(scaled.reshape(self.blocks, u), 1, order) < 0
-        out_val = torch.ldexp((1 << b) + frac, expo - b) * torch.where(sign, -1.0, 1.0)
-        out_val = out_val * torch.gather(self.scale.reshape(self.blocks, u), 1, order)
-        hi_code = (sign.to(torch.int16) << (b - 1)) | (expo - shared).to(torch.int16)
+        cost, partner = cost.masked_fill_(taken | self.no_partner[blocks], torch.inf).sort(dim=1, stable=True)
+        accept = top_cand & (gain > cost[:, :half])
         blk, slot = torch.nonzero(accept, as_tuple=True)
-        hi_off, lo_off = order[blk, slot], partner[blk, slot]
-        values[blk, hi_off] = out_val[blk, slot]
-        values[blk, lo_off] = 0.0
-        codes = codes.reshape(self.blocks, u)
-        codes[blk, hi_off] = hi_code[blk, slot]
-        codes[blk, lo_off] = frac[blk, slot].to(torch.int16)
-        roles = torch.zeros_like(codes, dtype=torch.uint8)
-        roles[blk, hi_off], roles[blk, lo_off] = Role.OUT_HI, Role.OUT_LO
-        mate = torch.full_like(roles, -1, dtype=torch.int8)
-        mate[blk, hi_off], mate[blk, lo_off] = lo_off.to(torch.int8), hi_off.to(torch.int8)
-        self.codes[index] = codes.reshape(-1).to(torch.uint8)
-        self.roles[index] = roles.reshape(-1)
-        self.mate[index] = mate.reshape(-1)
-        self.xexp[index] = torch.where(accept.any(dim=1), shared[:, 0], 0).to(torch.uint8)
-        return values.reshape(-1)
+        if not blk.numel():
+            return
+        # 5. the accepted pairs' values and records.
+        hi, lo = order[blk, slot], partner[blk, slot]
+        hi_rows, lo_rows = rows[blk, hi], rows[blk, lo]
+        expo, frac, shared = expo[blk, slot], frac[blk, slot], shared[blk, 0]
+        negative = sub[blk, hi] < 0
+        magnitude = (frac + (1 << b)) * _pow2(expo - b) * scale[blk, hi]
+        values[hi_rows] = torch.where(negative, -magnitude, magnitude)
+        values[lo_rows] = 0.0
+        hi_code = (negative.to(torch.int32) << (b - 1)) | (expo - shared)
+        self.pairs.append((index, torch.stack([hi_rows.to(torch.int32), lo_rows.to(torch.int32), hi_code,
+                                               frac.to(torch.int32), shared])))
 
     def _encode(self, mag: torch.Tensor, t_star: torch.Tensor, shared: torch.Tensor):
-        """Round-to-nearest E(b-1)M(b) of ``mag`` (units of 2^E) with shared exponent ``shared``:
-        ``(t = e + X, f, squared error)``."""
+        """Round-to-nearest E(b-1)M(b) of ``mag`` (units of 2^E; ``t_star = floor(log2 mag)``)
+        with shared exponent ``shared``: ``(t = e + X, f, squared error)``, saturating at
+        ``e = 2^(b-1) - 1`` and flushing magnitudes below ``2^X`` up to ``2^X``."""
         b = self.fmt.wbits
-        lo, hi = shared, shared + self.emax
-        t = torch.maximum(torch.minimum(t_star, hi), lo)
-        frac = (torch.ldexp(mag, b - t) - (1 << b)).round()
+        top = shared + self.emax
+        t = torch.minimum(torch.maximum(t_star, shared), top)
+        frac = (mag * _pow2(b - t) - (1 << b)).round_()
         carry = frac >= (1 << b)
-        t = torch.where(carry & (t < hi), t + 1, t)
-        frac = torch.where(carry, torch.where(t == hi, float((1 << b) - 1), 0.0), frac)
-        frac = frac.clamp(0, (1 << b) - 1)
-        err = (mag - torch.ldexp((1 << b) + frac, t - b)).square()
+        saturate = carry & (t == top)
+        t = t + (carry & ~saturate).to(t.dtype)
+        frac = frac.masked_fill_(carry, 0.0).masked_fill_(saturate, (1 << b) - 1).clamp_(0, (1 << b) - 1)
+        err = (mag - (frac + (1 << b)) * _pow2(t - b)).square_()
         return t, frac, err
 
-    def layer(self, n: int, k: int) -> MsqLayer:
-        def host(t):
-            return t.T.contiguous().cpu().numpy()
-        return MsqLayer(self.fmt, n, k, host(self.codes), host(self.roles), host(self.mate),
-                        host(self.exps).astype(np.int16), host(self.xexp))
+    def layer(self, weights: torch.Tensor, n: int, k: int) -> MsqLayer:
+        """The layer from the swept weights ``(Kp, Np)`` (inlier values) and the recorded pairs."""
+        fmt = self.fmt
+        u, groups = fmt.ublock, self.exps.shape[0]
+        inv = _pow2(-self.exps)[:, None, :]
+        q = (weights.view(groups, fmt.group, -1) * inv).round().to(torch.int32)
+        codes = (q.reshape(weights.shape).T & ((1 << fmt.wbits) - 1)).to(torch.uint8).cpu().numpy()
+        np_, kp = codes.shape
+        roles = np.zeros((np_, kp), dtype=np.uint8)
+        mate = np.full((np_, kp), -1, dtype=np.int8)
+        xexp = np.zeros((np_ // u, kp), dtype=np.uint8)
+        if self.pairs:
+            cols = np.concatenate([np.full(p.shape[1], c) for c, p in self.pairs])
+            hi, lo, hi_code, lo_code, shared = torch.cat([p for _, p in self.pairs], dim=1).cpu().numpy()
+            codes[hi, cols], codes[lo, cols] = hi_code, lo_code
+            roles[hi, cols], roles[lo, cols] = Role.OUT_HI, Role.OUT_LO
+            mate[hi, cols], mate[lo, cols] = lo % u, hi % u
+            xexp[hi // u, cols] = shared
+        return MsqLayer(fmt, n, k, codes, roles, mate, self.exps.T.cpu().numpy().astype(np.int16), xexp)
 
 
 def _sweep(weight, hessian, fmt: FormatConfig, *, outliers: bool, damp: float, outlier_sigma: float,
@@ -220,7 +230,7 @@ def _sweep(weight, hessian, fmt: FormatConfig, *, outliers: bool, damp: float, o
         upper = inverse_cholesky_upper(h)
     with torch.no_grad():
         lazy_batch_sweep(work, upper, columns, block_size=block_size, group=fmt.group)
-    return columns.layer(n, k).validate()
+    return columns.layer(work, n, k).validate()
 
 
 def quantize_msq(weight, hessian=None, fmt: FormatConfig = FormatConfig(), *, damp: float = 0.01,
