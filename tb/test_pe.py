@@ -37,9 +37,11 @@ from .runner import cocotb_params, run_cocotb
 
 __all__ = [
     "PeStimulus", "pe_vectors", "sweep_stream", "stress_stream", "expected_products",
-    "first_mismatch", "extreme_acts", "run_pe", "main",
+    "first_mismatch", "extreme_acts", "run_pe", "main", "TEST_MODULE",
 ]
 
+#: This module's import name (also when run as ``python -m``), for cocotb.
+TEST_MODULE = "microscopiq.tb.test_pe"
 #: The unused fourth role encoding: the PE outputs 0 for it.
 UNUSED_ROLE = 3
 _FIELDS = ("act", "en", "load", "code", "role", "swap")
@@ -283,7 +285,7 @@ def run_pe(sim: str, fmt: FormatConfig, build_dir, *, seed: int = 1, vectors: in
     params = {"fmt": {"abits": fmt.abits, "wbits": fmt.wbits}, "seed": seed,
               "vectors": vectors, "summary": str(summary_path.resolve())}
     result = run_cocotb(sim=sim, sources=sources, toplevel=manifest["top"],
-                        test_module=__name__ if __name__ != "__main__" else "microscopiq.tb.test_pe",
+                        test_module=TEST_MODULE,
                         build_dir=sim_dir, params=params, seed=seed)
     counts = json.loads(summary_path.read_text()).values()
     return {"sim": sim, "top": manifest["top"], "seed": seed,

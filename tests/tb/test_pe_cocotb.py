@@ -17,7 +17,7 @@ from microscopiq.config import FormatConfig
 from microscopiq.hdl.generate import generate_pe, read_manifest, write_generated
 from microscopiq.hdl.pe import PE
 from microscopiq.tb.runner import CocotbFailure, run_cocotb, selected_simulators
-from microscopiq.tb.test_pe import run_pe
+from microscopiq.tb.test_pe import TEST_MODULE, run_pe
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build" / "cocotb" / "pe"
@@ -25,7 +25,6 @@ SEED = 1
 VECTORS = 10_000
 CONFIGS = [(8, 4), (4, 2), (8, 3), (8, 8)]
 VERILATOR_DEFAULT = {(8, 4)}
-TEST_MODULE = "microscopiq.tb.test_pe"
 
 
 def _cases():
