@@ -37,6 +37,7 @@ from .pe import PE
 __all__ = [
     "MANIFEST_NAME", "FILELIST_NAME", "signature_ports", "write_generated", "read_manifest",
     "add_commands", "add_format_arguments", "add_out_argument", "pe_top_name", "generate_pe",
+    "generate_accel",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -88,7 +89,7 @@ def _clock_reset(emitted: list[str]) -> dict:
 
 
 def write_generated(out_dir: str | os.PathLike, component: wiring.Component, top_name: str,
-                    manifest_extra: dict, *, basename: str) -> dict:
+                    manifest_extra: dict, *, basename: str, extra_files: dict | None = None) -> dict:
     """Convert ``component`` to Verilog and write ``<basename>.v``, the manifest and the file list.
 
     Parameters
@@ -104,6 +105,9 @@ def write_generated(out_dir: str | os.PathLike, component: wiring.Component, top
         ``latency_cycles``, ``throughput_per_cycle``, ...); JSON-serialisable.
     basename : str
         Stem of the Verilog file name.
+    extra_files : dict of str to str, optional
+        More files (name: text) written in the same all-or-nothing step, e.g. a FuseSoC core;
+        listed in the manifest under ``extra_files``, not in the file list.
 
     Returns
     -------
@@ -134,10 +138,14 @@ def write_generated(out_dir: str | os.PathLike, component: wiring.Component, top
         "ports": implicit + ports,
         **manifest_extra,
     }
+    if extra_files:
+        manifest["extra_files"] = sorted(extra_files)
     with atomic_dir(out_dir) as staging:
         (staging / verilog_name).write_text(text)
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         (staging / FILELIST_NAME).write_text("".join(f"{name}\n" for name in manifest["files"]))
+        for name, content in (extra_files or {}).items():
+            (staging / name).write_text(content)
     return manifest
 
 
@@ -222,3 +230,16 @@ def add_commands(subparsers) -> None:
         epilog="Run 'microscopiq generate BLOCK --help' for the options of one block.")
     generators = parser.add_subparsers(dest="block", metavar="BLOCK", required=True)
     _add_pe(generators)
+    _add_accel(generators)
+
+
+# -- the accelerator (hdl/top.py) -------------------------------------------------------------------
+def generate_accel(cfg, out_dir: str | os.PathLike) -> dict:
+    """Write the accelerator for ``cfg`` (see :func:`microscopiq.hdl.top.generate_accel`)."""
+    from .top import generate_accel as generate
+    return generate(cfg, out_dir)
+
+
+def _add_accel(generators) -> None:
+    from .top import add_accel_command
+    add_accel_command(generators)

@@ -406,6 +406,11 @@ class CycleModel:
         return cls(rows=cfg.rows, pipeline=recon_latency + int(shared), load_beats=cfg.rows + 1,
                    shared=shared)
 
+    @property
+    def depth(self) -> int:
+        """Cycles from a token's ``s_axis_act`` handshake to the PPU at ``T = 1``: :meth:`arrive` (1)."""
+        return self.arrive(1)
+
     def arrive(self, period: int) -> int:
         """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU; its result
         beat (if it makes one) is valid one cycle later."""

@@ -27,13 +27,10 @@ from amaranth.lib.wiring import In, Out
 from ..config import AccelConfig
 from .array import Array
 from .ppu import PPU, token_tag_layout
-from .stream_format import MODE_RAW, SHIFT_BITS, StreamFormat
+from .stream_format import MODE_MSQ, MODE_RAW, SHIFT_BITS, StreamFormat
 
-__all__ = ["AcceleratorCore", "Accelerator", "STREAMS"]
-
-#: Top-level stream prefixes: (name, direction of tdata).
-STREAMS = (("s_axis_weights", "in"), ("s_axis_act", "in"), ("m_axis_result", "out"))
-
+__all__ = ["AcceleratorCore", "Accelerator", "accel_top_name", "accel_manifest",
+           "generate_accel", "CORE_NAME"]
 
 def _beat(width: int) -> stream.Signature:
     return stream.Signature(data.StructLayout({"data": unsigned(width), "last": 1}))
@@ -276,3 +273,170 @@ class Accelerator(wiring.Component):
             core.result.ready.eq(self.m_axis_result_tready),
         ]
         return m
+
+
+# -- generation ---------------------------------------------------------------------------------------
+
+CORE_NAME = "accel.core"
+
+
+def accel_top_name(cfg: AccelConfig) -> str:
+    """Verilog module name of the accelerator: ``msq_accel_<R>x<C>_a<a>_w<b>_<recon>``."""
+    recon = {0: "plain", 1: "rowrecon"}.get(cfg.recon_share, f"shared{cfg.recon_share}")
+    return f"msq_accel_{cfg.rows}x{cfg.cols}_a{cfg.fmt.abits}_w{cfg.fmt.wbits}_{recon}"
+
+
+def accel_manifest(cfg: AccelConfig) -> dict:
+    """Block-specific manifest entries: parameters, stream widths and layouts, latencies and the
+    cycle-model constants (``docs/hardware.md`` explains each)."""
+    from .stream_format import CycleModel, _recon_latency
+    sf = StreamFormat(cfg)
+    model = CycleModel.of(cfg, _recon_latency(cfg))
+    cols, b = cfg.cols, cfg.fmt.wbits
+    return {
+        "block": "accel",
+        "parameters": cfg.to_json(),
+        "streams": {
+            "s_axis_weights": {
+                "direction": "in", "width": sf.weights_width,
+                "header": {name: {"offset": o, "width": w} for name, (o, w) in sf.header_fields.items()},
+                "tile_header": {"d": {"offset": 0, "width": SHIFT_BITS, "count": cols}},
+                "row": {"codes": {"offset": sf.code_offset, "width": b, "count": cols},
+                        "roles": {"offset": sf.role_offset, "width": 2, "count": cols},
+                        "recon_config": {"offset": sf.config_offset, "width": sf.config_bits}},
+                "beats_per_tile": model.load_beats,
+            },
+            "s_axis_act": {"direction": "in", "width": sf.act_width,
+                           "x": {"offset": 0, "width": cfg.fmt.abits, "count": cfg.rows}},
+            "m_axis_result": {
+                "direction": "out", "width": sf.result_width,
+                "msq": {"y_int": {"offset": 0, "width": cfg.acc_bits, "count": cols, "signed": True},
+                        "overflow": {"offset": cols * cfg.acc_bits, "width": 1, "count": cols}},
+                "raw": {"p": {"offset": 0, "width": sf.partial_bits, "count": cols, "signed": True},
+                        "s": {"offset": cols * sf.partial_bits, "width": sf.sum_bits, "signed": True}},
+            },
+        },
+        "modes": {"msq": MODE_MSQ, "raw": MODE_RAW},
+        "latency_cycles": {
+            "act_to_ppu": model.depth,
+            "act_to_result": model.depth + 1,
+            "recon": model.pipeline - int(model.shared),
+            "ppu": 1,
+        },
+        "throughput_per_cycle": "1 token (R activations x C columns) per cycle per tile; 1/T with shared ReCoN",
+        "cycle_model": {"rows": model.rows, "pipeline": model.pipeline, "load_beats": model.load_beats,
+                        "shared": model.shared, "drain_between_tiles": model.shared},
+    }
+
+
+def _core_file(cfg: AccelConfig, top_name: str, verilog_name: str) -> str:
+    from .. import __version__
+    from ..tb.lint import verilator_warning_args
+    options = "".join(f"\n          - {arg}" for arg in ["-Wall", *verilator_warning_args()])
+    return f"""CAPI=2:
+# FuseSoC core of a generated MicroScopiQ accelerator (recon {cfg.to_json()['recon']}).
+name: microscopiq:accel:{top_name}:{__version__}
+description: MicroScopiQ accelerator {cfg.rows}x{cfg.cols}, a={cfg.fmt.abits}, b={cfg.fmt.wbits}, AXI4-Stream
+
+filesets:
+  rtl:
+    files:
+      - {verilog_name}
+    file_type: verilogSource
+
+targets:
+  default:
+    filesets: [rtl]
+    toplevel: {top_name}
+  lint:
+    default_tool: verilator
+    filesets: [rtl]
+    toplevel: {top_name}
+    tools:
+      verilator:
+        mode: lint-only
+        verilator_options:{options}
+"""
+
+
+def generate_accel(cfg: AccelConfig, out_dir) -> dict:
+    """Write the accelerator for ``cfg`` into ``out_dir``: ``accel.v``, ``manifest.json``,
+    ``files.f`` and the FuseSoC core ``accel.core``; return the manifest. Nothing is written if
+    anything fails."""
+    from .generate import write_generated
+    top_name = accel_top_name(cfg)
+    core = _core_file(cfg, top_name, "accel.v")
+    return write_generated(out_dir, Accelerator(cfg), top_name, accel_manifest(cfg), basename="accel",
+                           extra_files={CORE_NAME: core})
+
+
+def config_from_args(args) -> AccelConfig:
+    """The :class:`AccelConfig` of ``generate accel``'s options (its checks name the rule)."""
+    from ..config import FormatConfig, ReconSharing
+    fmt = FormatConfig(wbits=args.wbits, abits=args.abits, ublock=args.ublock, group=args.group,
+                       xbits=args.xbits)
+    return AccelConfig(fmt=fmt, rows=args.rows, cols=args.cols, acc_bits=args.acc_bits,
+                       recon_share=ReconSharing.parse(args.recon), max_tokens=args.max_tokens,
+                       max_k=args.max_k, max_n=args.max_n)
+
+
+def _run_accel(args) -> int:
+    from pathlib import Path
+
+    from ..outputs import OutputError
+    from .generate import FILELIST_NAME, MANIFEST_NAME, _output_error
+    cfg = config_from_args(args)
+    try:
+        manifest = generate_accel(cfg, args.out)
+    except (OutputError, OSError) as error:
+        raise _output_error(args.out, error) from error
+    streams = manifest["streams"]
+    print(f"wrote {Path(args.out) / manifest['files'][0]} (module {manifest['top']}; tdata widths: "
+          f"weights {streams['s_axis_weights']['width']}, act {streams['s_axis_act']['width']}, "
+          f"result {streams['m_axis_result']['width']}; latency act->result "
+          f"{manifest['latency_cycles']['act_to_result']} cycles), {MANIFEST_NAME}, {FILELIST_NAME}, "
+          f"{CORE_NAME}")
+    return 0
+
+
+def add_accel_command(generators) -> None:
+    """``microscopiq generate accel``."""
+    from .generate import FILELIST_NAME, MANIFEST_NAME, add_format_arguments, add_out_argument
+    defaults = AccelConfig()
+    fmt = defaults.fmt
+    parser = generators.add_parser(
+        "accel", help="the whole accelerator with AXI4-Stream ports",
+        description="Generate the MicroScopiQ accelerator: an RxC weight-stationary INT PE array with "
+                    "ReCoN (per row, shared by S rows, or none), the post-processing unit and "
+                    "AXI4-Stream weights/activations/results ports. Writes accel.v, "
+                    f"{MANIFEST_NAME} (parameters, ports, stream widths and layouts, latencies, "
+                    f"cycle-model constants), {FILELIST_NAME} and the FuseSoC core {CORE_NAME}. "
+                    "Invalid combinations are refused with the rule they break (exit 2, nothing "
+                    "written).",
+        epilog="example: microscopiq generate accel --rows 8 --cols 8 --wbits 4 --recon per-row "
+               "--out build/accel/")
+    parser.add_argument("--rows", type=int, default=defaults.rows, metavar="R",
+                        help=f"PE rows R = input columns k per weight tile; divides --group (default {defaults.rows})")
+    parser.add_argument("--cols", type=int, default=defaults.cols, metavar="C",
+                        help=f"PE columns C = outputs n per tile, a multiple of --ublock (default {defaults.cols})")
+    add_format_arguments(parser)
+    parser.add_argument("--ublock", type=int, default=fmt.ublock, metavar="U",
+                        help=f"micro-block size U, a power of two (default {fmt.ublock})")
+    parser.add_argument("--group", type=int, default=fmt.group, metavar="G",
+                        help=f"K-group size G, a power of two and a multiple of R (default {fmt.group})")
+    parser.add_argument("--xbits", type=int, default=fmt.xbits, metavar="XB",
+                        help=f"bits of the shared outlier exponent X, 1 to 6 (default {fmt.xbits})")
+    parser.add_argument("--acc-bits", type=int, default=defaults.acc_bits, metavar="N",
+                        help=f"saturating accumulator width, 16 to 64, enough for --max-k "
+                             f"(default {defaults.acc_bits})")
+    parser.add_argument("--recon", default="per-row", metavar="per-row|shared:S|none",
+                        help="ReCoN arrangement: one network per PE row, one per S rows "
+                             "(time-multiplexed), or none (uniform layers only) (default per-row)")
+    parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens, metavar="T",
+                        help=f"tokens per pass (PPU token memory depth) (default {defaults.max_tokens})")
+    parser.add_argument("--max-k", type=int, default=defaults.max_k, metavar="K",
+                        help=f"largest layer K accepted (default {defaults.max_k})")
+    parser.add_argument("--max-n", type=int, default=defaults.max_n, metavar="N",
+                        help=f"largest layer N accepted (default {defaults.max_n})")
+    add_out_argument(parser, "build/accel")
+    parser.set_defaults(func=_run_accel)
