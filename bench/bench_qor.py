@@ -4,14 +4,16 @@ Part ``qor``: the accelerator for arrays 4×8, 8×8 and 16×16 (``cols`` must be
 so the smallest array is 4 rows × 8 columns, keeping U = 8 of the format), b ∈ {2, 4}, a = 8, and
 ReCoN per row, shared (rows/2 per network, i.e. 2 networks) and none (the plain INT-b baseline: the
 same array without outlier support), through Yosys and nextpnr-ecp5 (seed 1, 100 MHz target, out of
-context: the core's AXI-Stream ports are wider than any package). The device is the smallest of
+context: the core's AXI-Stream ports are wider than any package; LUTs mapped with ABC for every
+configuration, as Yosys 0.70's ABC9 asserts on the larger arrays). The device is the smallest of
 25k/45k/85k that holds the design's DSPs and LUTs; an array with more multipliers than the 85k's 156
 DSPs maps them to LUTs (noted in the table). Reported: LUT4s, FFs, DSPs, BRAMs, Fmax, and the cost
 of outlier support against the ``none`` array of the same size and b.
 
 Part ``peers``: :mod:`microscopiq.hdl.perf_model` on all-MiniLM-L6-v2's linears (quantized by
 ``quantize_msq`` with their calibration Hessians) and the LLaMA-7B shapes (with MiniLM's per-tile
-outlier statistics): cycles, weight bytes and speedups at a decode step (M = 1) and a 64-token pass.
+outlier statistics): cycles, weight bytes and speedups at a decode step (M = 1) and a 64-token
+pass, with a 128-bit and a 32-bit weight memory.
 
 Resumable: each configuration's result is cached as JSON in ``build/qor/`` (``--fresh`` reruns);
 Yosys runs for every configuration first (cheap), place and route after, smallest first. The page
@@ -47,6 +49,9 @@ RECONS = ("per-row", "shared", "none")
 ECP5_PARTS = (("25k", 24288, 28), ("45k", 43848, 72), ("85k", 83640, 156))
 FREQ_MHZ = 100.0
 TOP = "msq_accel"
+#: One LUT mapper for every configuration, so that LUT counts compare: ABC (Yosys 0.70's ABC9
+#: asserts on the larger arrays, see hdl/synth.py).
+MAPPER = "abc"
 
 
 # -- configurations ----------------------------------------------------------------------------------
@@ -92,10 +97,10 @@ def run_yosys(name: str, cfg: AccelConfig, timeout: float) -> dict:
         source = _verilog(name, cfg)
         start = time.monotonic()
         report = synth.synthesize(source, TOP, workdir=CACHE / name / "yosys", place_route=False,
-                                  timeout_s=timeout)
+                                  timeout_s=timeout, mapper=MAPPER)
         if report.resources.dsps > ECP5_PARTS[-1][2]:
             report = synth.synthesize(source, TOP, workdir=CACHE / name / "yosys", use_dsp=False,
-                                      place_route=False, timeout_s=timeout)
+                                      place_route=False, timeout_s=timeout, mapper=MAPPER)
         entry["yosys"] = {"resources": report.to_json()["resources"], "use_dsp": report.use_dsp,
                           "seconds": round(time.monotonic() - start, 1)}
     except (ValueError, TypeError) as error:       # the generator refuses this configuration
@@ -122,7 +127,8 @@ def run_pnr(name: str, timeout: float) -> dict:
     print(f"  place and route {name} on {device} ...", flush=True)
     try:
         report = synth.synthesize(source, TOP, device=device, freq_mhz=FREQ_MHZ, use_dsp=use_dsp,
-                                  io="ooc", workdir=CACHE / name / f"pnr-{device}", timeout_s=timeout)
+                                  io="ooc", workdir=CACHE / name / f"pnr-{device}", timeout_s=timeout,
+                                  mapper=MAPPER)
         data = report.to_json()
         entry["pnr"] = {key_: data[key_] for key_ in
                         ("device", "resources", "utilisation", "fmax", "fmax_mhz", "critical_path",
@@ -214,7 +220,9 @@ def peer_stats(cfg: AccelConfig) -> dict[str, perf_model.TileStats]:
 
 
 PEER_TOKENS = (1, 64)
-BUS_BITS = 128
+#: Weight-memory widths in bits per cycle: a 128-bit AXI port, and a 32-bit one (a 16-bit DDR
+#: interface at twice the core clock, typical of small ECP5 boards).
+PEER_BUS_BITS = (128, 32)
 
 
 def run_peers() -> dict:
@@ -224,7 +232,8 @@ def run_peers() -> dict:
     for label, s in stats.items():
         rows[label] = {"outlier_fraction": s.outlier_fraction, "outlier_tiles": s.outlier_tile_fraction,
                        "ebw": s.ebw, "tiles": s.tiles,
-                       "by_tokens": {m: perf_model.compare(cfg, s, m, BUS_BITS) for m in PEER_TOKENS}}
+                       "runs": {f"M={m}, {bus}-bit bus": perf_model.compare(cfg, s, m, bus)
+                                for bus in PEER_BUS_BITS for m in PEER_TOKENS}}
     return rows
 
 
@@ -309,31 +318,36 @@ def qor_plots(rows: list[dict]) -> list[str]:
     return made
 
 
-def peers_section(peers: dict) -> tuple[str, str | None]:
-    lines = ["| layer | outlier slots | tiles with outliers | EBW | M | design | cycles | weight MB | "
-             "cycles vs msq |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+def peers_section(peers: dict) -> tuple[str, str]:
+    first = next(iter(peers.values()))
+    designs = list(next(iter(first["runs"].values())))
+    lines = ["| layer | outlier slots | tiles with outliers | EBW | scenario | "
+             + " | ".join(f"{d} cycles (/msq)" for d in designs) + " | " + " | ".join(f"{d} MB" for d in designs) + " |",
+             "| --- " * (5 + 2 * len(designs)) + "|"]
     for label, row in peers.items():
-        for m, result in row["by_tokens"].items():
-            for design, value in result.items():
-                lines.append(f"| {label} | {100 * row['outlier_fraction']:.2f} % | {100 * row['outlier_tiles']:.1f} % "
-                             f"| {row['ebw']:.3f} | {m} | {design} | {value['cycles']:,} "
-                             f"| {value['weight_bytes'] / 1e6:.3f} | {value['speedup']:.2f} |")
+        for scenario, result in row["runs"].items():
+            cycles = " | ".join(f"{result[d]['cycles']:,} ({result[d]['speedup']:.2f})" for d in designs)
+            traffic = " | ".join(f"{result[d]['weight_bytes'] / 1e6:.3f}" for d in designs)
+            lines.append(f"| {label} | {100 * row['outlier_fraction']:.2f} % | {100 * row['outlier_tiles']:.1f} % "
+                         f"| {row['ebw']:.3f} | {scenario} | {cycles} | {traffic} |")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     IMG.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, len(PEER_TOKENS), figsize=(12, 4.2), squeeze=False)
+    scenarios = list(first["runs"])
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), squeeze=False)
     labels = list(peers)
-    designs = [d for d in next(iter(peers.values()))["by_tokens"][PEER_TOKENS[0]] if d != "msq"]
-    for ax, m in zip(axes[0], PEER_TOKENS):
-        width = 0.8 / len(designs)
-        for i, design in enumerate(designs):
-            ax.bar(np.arange(len(labels)) + i * width, [peers[l]["by_tokens"][m][design]["speedup"] for l in labels],
-                   width, label=design)
+    peers_only = [d for d in designs if d != "msq"]
+    width = 0.8 / len(peers_only)
+    for ax, scenario in zip(axes.reshape(-1), scenarios):
+        for i, design in enumerate(peers_only):
+            ax.bar(np.arange(len(labels)) + i * width,
+                   [peers[l]["runs"][scenario][design]["speedup"] for l in labels], width, label=design)
         ax.axhline(1.0, color="black", lw=0.8)
-        ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, [l.replace(" ", "\n", 2) for l in labels], fontsize=7)
-        ax.set_ylabel("peer cycles / msq cycles  (> 1: msq faster)")
-        ax.set_title(f"M = {m} token{'s' if m > 1 else ''}, {BUS_BITS}-bit weight bus")
+        ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, [l.replace(" ", "\n", 2) for l in labels],
+                      fontsize=7)
+        ax.set_ylabel("design cycles / msq cycles  (> 1: msq faster)", fontsize=8)
+        ax.set_title(scenario, fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(IMG / "peer_speedup.png", dpi=110)

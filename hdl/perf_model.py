@@ -15,20 +15,23 @@ Designs (:func:`designs`), each with its tile bits, issue period and pipeline de
 ``msq``
     This accelerator (MicroScopiQ mode) as generated: tile bits are those of its weights stream
     (:class:`~microscopiq.hdl.stream_format.StreamFormat`: ``C`` 8-bit PPU shifts, then per PE row
-    ``C`` codes of ``b`` bits, ``C`` 2-bit roles and the row's ReCoN configuration); depth
-    ``R + ReCoN latency + 3``; period 1 (ReCoN per row).
+    ``C`` codes of ``b`` bits, ``C`` 2-bit roles and the row's ReCoN configuration); its
+    :class:`~microscopiq.hdl.stream_format.CycleModel` (ReCoN latency in the pipeline); period 1
+    (ReCoN per row).
 ``msq-packed``
     The same array fed the packed MicroScopiQ format (``EBW`` bits per weight, quant/ebw.py) by a
     hypothetical on-chip metadata decoder: what the format saves when the weight port is the limit.
 ``int8``
-    A uniform INT8 weight-stationary array: 8 bits per weight, depth ``R + 3`` (no ReCoN), period 1.
+    A uniform INT8 weight-stationary array: 8 bits per weight, the cycle model of the same array
+    without ReCoN, period 1.
 ``gobo``
     A GOBO/OLAccel-style mixed-precision array: a dense ``b``-bit inlier array (outliers zeroed in
     it) plus one high-precision outlier MAC per PE row. Each outlier travels as a 16-bit value and
     its ``log2(R·C)``-bit position in the tile, and every tile carries the ``C`` 8-bit shifts and an
     outlier count of ``log2(R·C) + 1`` bits. A PE row's outlier MAC takes one outlier × token per
     cycle, so a tile issues one token every ``T = max(1, most outliers in one of its PE rows)``
-    cycles. Depth ``R + 3``. Outlier positions are those of the real quantized layer.
+    cycles. The cycle model of the array without ReCoN (the outlier path is assumed to fit in the
+    same pipeline). Outlier positions are those of the real quantized layer.
 ``w2``
     The same generator at ``b = 2`` running a uniform decoupleQ W2 layer (raw mode): tile bits of
     that configuration's weights stream, period 1.
@@ -124,24 +127,21 @@ def resized(stats: TileStats, n_tiles: int, k_tiles: int, source: str) -> TileSt
 
 @dataclass(frozen=True)
 class Design:
-    """One design on a tile grid: per-tile stream bits and issue periods, the pipeline depth, the
-    load floor (cycles of the load port per tile) and the activation/result overhead per pass."""
+    """One design on a tile grid: its timing constants (the accelerator's
+    :class:`~microscopiq.hdl.stream_format.CycleModel`: rows, pipeline, load beats, shared), and per
+    tile the weight bits it streams and its issue period."""
 
     name: str
-    rows: int
-    depth: int
+    model: CycleModel
     tile_bits: np.ndarray
     periods: np.ndarray
-    shared: bool = False
-
-    @property
-    def load_floor(self) -> int:
-        return self.rows + 1
 
     def load_cycles(self, bus_bits: int | None) -> np.ndarray:
+        """Cycles to load each tile: the load port's beats, or the memory's ``ceil(bits / bus)``."""
+        floor = self.model.load_beats
         if bus_bits is None:
-            return np.full(self.tile_bits.shape, self.load_floor, dtype=np.int64)
-        return np.maximum(self.load_floor, -(-self.tile_bits // bus_bits))
+            return np.full(self.tile_bits.shape, floor, dtype=np.int64)
+        return np.maximum(floor, -(-self.tile_bits // bus_bits))
 
 
 def _stream_tile_bits(cfg: AccelConfig) -> int:
@@ -151,9 +151,9 @@ def _stream_tile_bits(cfg: AccelConfig) -> int:
     return cfg.cols * SHIFT_BITS + cfg.rows * (sf.config_offset + sf.config_bits)
 
 
-def _depth(cfg: AccelConfig) -> int:
+def _model(cfg: AccelConfig) -> CycleModel:
     from .recon_network import ReconNetwork
-    return CycleModel.of(cfg, ReconNetwork.latency if cfg.has_recon else 0).depth
+    return CycleModel.of(cfg, ReconNetwork.latency if cfg.has_recon else 0)
 
 
 def designs(cfg: AccelConfig, stats: TileStats) -> dict[str, Design]:
@@ -161,22 +161,22 @@ def designs(cfg: AccelConfig, stats: TileStats) -> dict[str, Design]:
     if cfg.recon_share != 1:
         raise PeerModelError(f"the peer comparison models ReCoN per row (recon_share=1), not "
                              f"recon_share={cfg.recon_share!r}")
-    rows, cols, tiles = cfg.rows, cfg.cols, stats.tiles
+    cols, tiles = cfg.cols, stats.tiles
+    rows = cfg.rows
     ones = np.ones(tiles, dtype=np.int64)
     slots = rows * cols
     index_bits = max(1, math.ceil(math.log2(slots)))
     cfg_w2 = cfg.replace(wbits=2)
-    plain_depth = CycleModel.of(cfg, 0).depth   # the same array without ReCoN
+    plain = CycleModel.of(cfg, 0)            # the same array without ReCoN
     return {
-        "msq": Design("msq", rows, _depth(cfg), ones * _stream_tile_bits(cfg), ones),
-        "msq-packed": Design("msq-packed", rows, _depth(cfg),
-                             ones * math.ceil(stats.ebw * slots), ones),
-        "int8": Design("int8", rows, plain_depth, ones * (8 * slots), ones),
-        "gobo": Design("gobo", rows, plain_depth,
+        "msq": Design("msq", _model(cfg), ones * _stream_tile_bits(cfg), ones),
+        "msq-packed": Design("msq-packed", _model(cfg), ones * math.ceil(stats.ebw * slots), ones),
+        "int8": Design("int8", plain, ones * (8 * slots), ones),
+        "gobo": Design("gobo", plain,
                        cols * SHIFT_BITS + slots * cfg.fmt.wbits + (index_bits + 1)
                        + stats.outliers.astype(np.int64) * (OUTLIER_VALUE_BITS + index_bits),
                        np.maximum(1, stats.row_max.astype(np.int64))),
-        "w2": Design("w2", rows, _depth(cfg_w2), ones * _stream_tile_bits(cfg_w2), ones),
+        "w2": Design("w2", _model(cfg_w2), ones * _stream_tile_bits(cfg_w2), ones),
     }
 
 
@@ -195,18 +195,19 @@ def schedule_cycles(design: Design, tokens: int, max_tokens: int, bus_bits: int 
 
 
 def _pass_cycles(design: Design, loads: list[int], periods: list[int], tokens: int) -> int:
+    model = design.model
     load_done = 1 + loads[0]          # the layer header handshakes in cycle 0
-    issue_free = drained = last = 0
+    free = drained = last = 0
     for index, period in enumerate(periods):
-        start = max(load_done, issue_free, drained if design.shared else 0)
-        arrive = design.depth + period - 1
+        start = max(load_done, free, drained if model.shared else 0)
+        arrive = model.arrive(period)
         last_issue = start + (tokens - 1) * period
-        issue_free = last_issue + (1 if period == 1 else period)
+        free = last_issue + period
         drained = last_issue + arrive + 1
         if index + 1 < len(loads):
             load_done = start + arrive + 1 + loads[index + 1]
-        last = last_issue + arrive
-    return last + 2
+        last = last_issue + arrive + 1
+    return last + 1
 
 
 def layer_cycles(design: Design, tokens: int, max_tokens: int, bus_bits: int | None) -> dict:

@@ -379,7 +379,7 @@ def run_nextpnr(family: str, device: str, package: str, freq_mhz: float, seed: i
     return data, seconds
 
 
-def _check_parameters(family, device, package, freq_mhz, io, use_dsp):
+def _check_parameters(family, device, package, freq_mhz, io, use_dsp, mapper):
     if family not in DEVICES:
         raise FlowParameterError(f"family must be one of {', '.join(DEVICES)}, not {family!r}")
     device = device or DEFAULT_DEVICE[family]
@@ -390,6 +390,8 @@ def _check_parameters(family, device, package, freq_mhz, io, use_dsp):
         raise FlowParameterError(f"freq_mhz must be a number in (0, 1000], not {freq_mhz!r}")
     if io not in ("auto", "pins", "ooc"):
         raise FlowParameterError(f"io must be 'auto', 'pins' or 'ooc', not {io!r}")
+    if mapper not in ("abc9", "abc") or (mapper == "abc" and family != "ecp5"):
+        raise FlowParameterError(f"mapper must be 'abc9' or (ecp5 only) 'abc', not {mapper!r}")
     if io == "ooc" and family != "ecp5":
         raise FlowParameterError(f"io='ooc' (out of context) exists for ecp5 only, not {family!r}")
     if use_dsp and family == "ice40" and device not in ICE40_DSP_DEVICES:
@@ -400,7 +402,7 @@ def _check_parameters(family, device, package, freq_mhz, io, use_dsp):
 def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = None,
                package: str | None = None, freq_mhz: float = 100.0, workdir=None, seed: int = 1,
                use_dsp: bool = True, io: str = "auto", place_route: bool = True,
-               timeout_s: float = 1800.0) -> SynthReport:
+               timeout_s: float = 1800.0, mapper: str = "abc9") -> SynthReport:
     """Synthesise ``top`` from ``verilog`` (a path or a list of paths), then place and route it.
 
     Parameters
@@ -426,6 +428,9 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
         I/O placement (see the module notes).
     place_route : bool
         False stops after Yosys (cell counts only).
+    mapper : {"abc9", "abc"}
+        Yosys LUT mapper: ``abc9`` (the default flow; on ECP5 it falls back to ``abc`` when Yosys
+        0.70 asserts in it) or ``abc`` (ECP5 only; comparisons between designs should use one).
     timeout_s : float
         Time limit of each tool run.
 
@@ -438,7 +443,7 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
     SynthTimeout, SynthError
         A tool ran too long or failed.
     """
-    device, package, use_dsp = _check_parameters(family, device, package, freq_mhz, io, use_dsp)
+    device, package, use_dsp = _check_parameters(family, device, package, freq_mhz, io, use_dsp, mapper)
     sources = [Path(v) for v in ([verilog] if isinstance(verilog, (str, os.PathLike)) else verilog)]
     for source in sources:
         if not source.is_file():
@@ -448,7 +453,7 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
     workdir = Path(workdir or Path("build") / "synth" / f"{top}-{family}-{device}")
     workdir.mkdir(parents=True, exist_ok=True)
 
-    cells, yosys_s, mapper = run_yosys(sources, top, family, workdir, use_dsp, timeout_s)
+    cells, yosys_s, mapper = run_yosys(sources, top, family, workdir, use_dsp, timeout_s, mapper)
     report = SynthReport(top=top, family=family, device=device, package=package,
                          freq_mhz=float(freq_mhz), seed=seed, use_dsp=use_dsp,
                          resources=summarize_cells(cells, family), cells=cells, lut_mapper=mapper,
