@@ -77,6 +77,9 @@ bench-qor: setup
 lint: setup
 	@$(PY) -m microscopiq.cli generate pe --abits 8 --wbits 4 --out build/lint/pe
 	@$(PY) -m microscopiq.tb.lint build/lint/pe
+	@for preset in $$($(PY) -c 'from microscopiq.config import PRESETS; print(*PRESETS)'); do \
+	  $(PY) -m microscopiq.cli generate accel --preset $$preset --out build/lint/accel-$$preset && \
+	  $(PY) -m microscopiq.tb.lint build/lint/accel-$$preset || exit 1; done
 
 # make demo: each demo-<part> recipe prints its own summary lines.
 demo: demo-pe

@@ -370,14 +370,22 @@ def generate_accel(cfg: AccelConfig, out_dir) -> dict:
                            extra_files={CORE_NAME: core})
 
 
+#: ``generate accel`` options that map to :class:`AccelConfig` / :class:`FormatConfig` fields.
+_OPTION_FIELDS = ("rows", "cols", "wbits", "abits", "ublock", "group", "xbits", "acc_bits",
+                  "max_tokens", "max_k", "max_n")
+
+
 def config_from_args(args) -> AccelConfig:
-    """The :class:`AccelConfig` of ``generate accel``'s options (its checks name the rule)."""
-    from ..config import FormatConfig, ReconSharing
-    fmt = FormatConfig(wbits=args.wbits, abits=args.abits, ublock=args.ublock, group=args.group,
-                       xbits=args.xbits)
-    return AccelConfig(fmt=fmt, rows=args.rows, cols=args.cols, acc_bits=args.acc_bits,
-                       recon_share=ReconSharing.parse(args.recon), max_tokens=args.max_tokens,
-                       max_k=args.max_k, max_n=args.max_n)
+    """The :class:`AccelConfig` of ``generate accel``'s options: the ``--preset`` (default
+    ``default``) with every option given on the command line replacing its value. The config's
+    own checks refuse invalid combinations, naming the rule."""
+    from ..config import PRESETS, ConfigError, ReconSharing
+    if args.preset not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, not {args.preset!r}")
+    changes = {name: getattr(args, name) for name in _OPTION_FIELDS if getattr(args, name) is not None}
+    if args.recon is not None:
+        changes["recon_share"] = ReconSharing.parse(args.recon)
+    return PRESETS[args.preset].replace(**changes)
 
 
 def _run_accel(args) -> int:
@@ -401,7 +409,8 @@ def _run_accel(args) -> int:
 
 def add_accel_command(generators) -> None:
     """``microscopiq generate accel``."""
-    from .generate import FILELIST_NAME, MANIFEST_NAME, add_format_arguments, add_out_argument
+    from ..config import PRESETS
+    from .generate import FILELIST_NAME, MANIFEST_NAME, add_out_argument
     defaults = AccelConfig()
     fmt = defaults.fmt
     parser = generators.add_parser(
@@ -415,28 +424,36 @@ def add_accel_command(generators) -> None:
                     "written).",
         epilog="example: microscopiq generate accel --rows 8 --cols 8 --wbits 4 --recon per-row "
                "--out build/accel/")
-    parser.add_argument("--rows", type=int, default=defaults.rows, metavar="R",
+    parser.add_argument("--rows", type=int, metavar="R",
                         help=f"PE rows R = input columns k per weight tile; divides --group (default {defaults.rows})")
-    parser.add_argument("--cols", type=int, default=defaults.cols, metavar="C",
+    parser.add_argument("--cols", type=int, metavar="C",
                         help=f"PE columns C = outputs n per tile, a multiple of --ublock (default {defaults.cols})")
-    add_format_arguments(parser)
-    parser.add_argument("--ublock", type=int, default=fmt.ublock, metavar="U",
+    parser.add_argument("--wbits", type=int, metavar="B",
+                        help="weight slot width b: 2, 3 or 4 (MicroScopiQ), 8 (uniform mode, --recon "
+                             f"none) (default {fmt.wbits})")
+    parser.add_argument("--abits", type=int, metavar="A",
+                        help=f"activation width a, signed: 4 or 8 (default {fmt.abits})")
+    parser.add_argument("--ublock", type=int, metavar="U",
                         help=f"micro-block size U, a power of two (default {fmt.ublock})")
-    parser.add_argument("--group", type=int, default=fmt.group, metavar="G",
+    parser.add_argument("--group", type=int, metavar="G",
                         help=f"K-group size G, a power of two and a multiple of R (default {fmt.group})")
-    parser.add_argument("--xbits", type=int, default=fmt.xbits, metavar="XB",
+    parser.add_argument("--xbits", type=int, metavar="XB",
                         help=f"bits of the shared outlier exponent X, 1 to 6 (default {fmt.xbits})")
-    parser.add_argument("--acc-bits", type=int, default=defaults.acc_bits, metavar="N",
+    parser.add_argument("--acc-bits", type=int, metavar="N",
                         help=f"saturating accumulator width, 16 to 64, enough for --max-k "
                              f"(default {defaults.acc_bits})")
-    parser.add_argument("--recon", default="per-row", metavar="per-row|shared:S|none",
+    parser.add_argument("--recon", metavar="per-row|shared:S|none",
                         help="ReCoN arrangement: one network per PE row, one per S rows "
                              "(time-multiplexed), or none (uniform layers only) (default per-row)")
-    parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens, metavar="T",
+    parser.add_argument("--max-tokens", type=int, metavar="T",
                         help=f"tokens per pass (PPU token memory depth) (default {defaults.max_tokens})")
-    parser.add_argument("--max-k", type=int, default=defaults.max_k, metavar="K",
+    parser.add_argument("--max-k", type=int, metavar="K",
                         help=f"largest layer K accepted (default {defaults.max_k})")
-    parser.add_argument("--max-n", type=int, default=defaults.max_n, metavar="N",
+    parser.add_argument("--max-n", type=int, metavar="N",
                         help=f"largest layer N accepted (default {defaults.max_n})")
+    parser.add_argument("--preset", default="default", choices=sorted(PRESETS), metavar="NAME",
+                        help="start from a named configuration of microscopiq/config.py "
+                             f"({', '.join(PRESETS)}); the options above replace its values; the "
+                             "defaults shown are those of 'default' (default: default)")
     add_out_argument(parser, "build/accel")
     parser.set_defaults(func=_run_accel)
