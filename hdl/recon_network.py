@@ -6,12 +6,13 @@ Per micro-block of ``U`` columns:
    :class:`~microscopiq.hdl.recon_switch.ReconSwitch` es, ``pe_product_bits`` wide, routes every
    partner's OUT_LO product to its outlier's column (any permutation is realisable, so any set of
    disjoint (outlier, partner) pairs is);
-2. pipeline register (the column's own product, the routed product, the column's config field);
-3. one merge cell per column — a ReconSwitch fed ``(own, routed)`` whose ``out0`` is the column's
-   output: KEEP ``own << shift`` (inlier; shift ``b``, or 0 in uniform mode), ZERO (partner),
-   MERGE ``((own << b) ± routed) << (e + X)`` (outlier), computed ``pe_product_bits + b + 1`` bits
-   wide and shifted to ``product_bits``;
-4. pipeline register: ``contributions``.
+2. register 1: per column its own product, the routed product and its config field;
+3. per column a *merge* ReconSwitch fed ``(own, routed)``: PASS ``own`` (inlier), ZERO (partner) or
+   MERGE_TO_0 ``(own << b) ± routed`` (outlier), exact at ``pe_product_bits + b + 1`` bits;
+4. register 2: the merged value and the column's shift;
+5. per column a *scale* ReconSwitch in PASS with the configured shift: ``b`` (inlier; 0 in uniform
+   mode) or ``e + X`` (outlier), into ``product_bits``;
+6. register 3: ``contributions``.
 
 The configuration (layout: :meth:`ReconNetwork.config_layout`, values: :mod:`~microscopiq.hdl.routing`)
 is static per weight tile. See ``docs/recon.md`` for the proof that every placement is realised.
@@ -43,12 +44,13 @@ class ColumnOpEnum(enum.Enum, shape=2):
 class ReconNetwork(wiring.Component):
     """ReCoN for one PE row of ``width`` columns.
 
-    Latency 2 cycles (counted in cycles with ``en = 1``), throughput one row of products per cycle:
-    ``contributions`` after the second enabled clock edge equal
+    Latency 3 cycles (counted in cycles with ``en = 1``), throughput one row of products per cycle:
+    ``contributions`` after the third enabled clock edge equal
     :func:`~microscopiq.hdl.routing.simulate_row` of the ``products`` and ``config`` present at the
-    first. Both register stages advance only when ``en`` is 1 and carry the column config with the
-    data, so a config change between two product rows takes effect exactly with the row it arrives
-    with. Reset clears the registers (contributions 0).
+    first. The registers sit after the Beneš network, after the merge adder and after the shifter
+    (148 MHz on an ECP5-25k with registered inputs, U = 8, b = 4); all advance only when ``en`` is 1
+    and carry the column config with the data, so a config change between two product rows takes
+    effect exactly with the row it arrives with. Reset clears the registers (contributions 0).
 
     Parameters
     ----------
@@ -64,12 +66,13 @@ class ReconNetwork(wiring.Component):
     config : In(ReconNetwork.config_layout(fmt, width))
         Static routing of the row (:func:`~microscopiq.hdl.routing.compile_row`).
     en : In(1)
-        Clock enable of both register stages (0 = stall, everything holds).
+        Clock enable of the three register stages (0 = stall, everything holds).
     contributions : Out(ArrayLayout(signed(fmt.product_bits), width))
         ``x · v[n,k]`` of SPEC §3 per column (``x · q`` in uniform mode).
     """
 
-    latency = 2
+    #: Enabled clock edges from ``products``/``config`` to ``contributions``.
+    latency = 3
 
     def __init__(self, fmt: FormatConfig, width: int):
         self.geometry = ReconGeometry(fmt, width)
@@ -128,26 +131,36 @@ class ReconNetwork(wiring.Component):
         return lines
 
     def _column(self, m: Module, col: int, own, routed, field) -> None:
-        """Register column ``col``'s operands and config, then its merge cell and output register."""
+        """Column ``col`` after the Beneš network: register, merge switch, register, scale switch,
+        output register."""
         fmt, geom = self.fmt, self.geometry
+        merge_bits = fmt.pe_product_bits + fmt.wbits + 1
         own_r = Signal(signed(fmt.pe_product_bits), name=f"own_{col}")
         routed_r = Signal(signed(fmt.pe_product_bits), name=f"routed_{col}")
         op_r = Signal(ColumnOpEnum, name=f"op_{col}")
         shift_r = Signal(geom.shift_bits, name=f"shift_{col}")
         with m.If(self.en):
             m.d.sync += [own_r.eq(own), routed_r.eq(routed), op_r.eq(field.op), shift_r.eq(field.shift)]
-        cell = ReconSwitch(fmt.pe_product_bits, fmt.product_bits,
-                           merge_shift=fmt.wbits, max_shift=geom.max_shift)
-        m.submodules[f"merge_{col}"] = cell
-        m.d.comb += [cell.in0.eq(own_r), cell.in1.eq(routed_r), cell.shift.eq(shift_r)]
+
+        merge = ReconSwitch(fmt.pe_product_bits, merge_bits, merge_shift=fmt.wbits, max_shift=0)
+        m.submodules[f"merge_{col}"] = merge
+        m.d.comb += [merge.in0.eq(own_r), merge.in1.eq(routed_r)]
         with m.Switch(op_r):
             with m.Case(ColumnOpEnum.KEEP):
-                m.d.comb += cell.cmd.eq(Command.PASS)
+                m.d.comb += merge.cmd.eq(Command.PASS)
             with m.Case(ColumnOpEnum.ZERO):
-                m.d.comb += cell.cmd.eq(Command.ZERO)
+                m.d.comb += merge.cmd.eq(Command.ZERO)
             with m.Case(ColumnOpEnum.MERGE_ADD):
-                m.d.comb += cell.cmd.eq(Command.MERGE_TO_0)
+                m.d.comb += merge.cmd.eq(Command.MERGE_TO_0)
             with m.Case(ColumnOpEnum.MERGE_SUB):
-                m.d.comb += [cell.cmd.eq(Command.MERGE_TO_0), cell.sign.eq(1)]
+                m.d.comb += [merge.cmd.eq(Command.MERGE_TO_0), merge.sign.eq(1)]
+
+        merged_r = Signal(signed(merge_bits), name=f"merged_{col}")
+        scale_r = Signal(geom.shift_bits, name=f"scale_{col}")
         with m.If(self.en):
-            m.d.sync += self.contributions[col].eq(cell.out0)
+            m.d.sync += [merged_r.eq(merge.out0), scale_r.eq(shift_r)]
+        scale = ReconSwitch(merge_bits, fmt.product_bits, merge_shift=0, max_shift=geom.max_shift)
+        m.submodules[f"scale_{col}"] = scale
+        m.d.comb += [scale.in0.eq(merged_r), scale.cmd.eq(Command.PASS), scale.shift.eq(scale_r)]
+        with m.If(self.en):
+            m.d.sync += self.contributions[col].eq(scale.out0)

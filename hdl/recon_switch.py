@@ -127,7 +127,10 @@ class ReconSwitch(wiring.Component):
         scaled = Signal(signed(self.merge_bits))
         addend = Signal(signed(self.merge_bits))
         m.d.comb += [scaled.eq(first << self.merge_shift), addend.eq(second)]
-        merged = Mux(self.sign, scaled - addend, scaled + addend)
+        # One carry chain: a - b = a + ~b + 1, the sign selecting the inversion and the carry-in.
+        flipped = Signal(signed(self.merge_bits))
+        m.d.comb += flipped.eq(addend ^ self.sign.replicate(self.merge_bits))
+        merged = scaled + flipped + self.sign
         main = Signal(signed(self.out_bits))
         other = Signal(signed(self.out_bits))
         m.d.comb += [main.eq(self._shifted(Mux(merging, merged, first))), other.eq(self._shifted(second))]

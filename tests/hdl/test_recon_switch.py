@@ -73,8 +73,8 @@ def run_switch(dut: ReconSwitch, seed: int) -> int:
     return len(checked)
 
 
-def test_merge_cell_of_the_default_format():
-    """The column cell ReCoN builds: a+b bit inputs, product_bits outputs, every shift 0..31."""
+def test_merge_and_shift_default_format():
+    """A switch that merges and shifts at once: a+b bit inputs, product_bits outputs, shifts 0..31."""
     fmt = FormatConfig()
     dut = ReconSwitch(fmt.pe_product_bits, fmt.product_bits, merge_shift=fmt.wbits,
                       max_shift=fmt.max_outlier_shift)
@@ -82,7 +82,11 @@ def test_merge_cell_of_the_default_format():
     assert run_switch(dut, SEED) == 8 * 2 * 32 * 55
 
 
-@pytest.mark.parametrize("in_bits,out_bits,merge_shift,max_shift", [(6, 6, 0, 0), (6, 20, 2, 5), (4, 30, 3, 9)])
+@pytest.mark.parametrize("in_bits,out_bits,merge_shift,max_shift", [
+    (12, 12, 0, 0),   # ReconNetwork's Beneš switch (defaults)
+    (12, 17, 4, 0),   # its merge switch
+    (17, 35, 0, 22),  # its scale switch
+    (6, 20, 2, 5), (4, 30, 3, 9)])
 def test_other_widths(in_bits, out_bits, merge_shift, max_shift):
     dut = ReconSwitch(in_bits, out_bits, merge_shift=merge_shift, max_shift=max_shift)
     assert run_switch(dut, SEED + in_bits) > 0
