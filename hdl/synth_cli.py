@@ -2,7 +2,7 @@
 
 The design comes either from a generated folder (``--from DIR``, the output of ``microscopiq
 generate``, read through its ``manifest.json``) or from generator parameters (``--design pe|accel``
-plus the flags of ``microscopiq generate accel``), generated into ``<out>/rtl/`` first. The flow is
+plus the flags of ``microscopiq generate accel``, passed through to it), generated into ``<out>/rtl/`` first. The flow is
 :func:`microscopiq.hdl.synth.synthesize`; its logs, netlist and nextpnr report stay in ``--out``
 beside ``synth.json`` (written atomically: the report, the flow parameters and the design's
 manifest parameters).
@@ -30,8 +30,9 @@ DESIGNS = ("pe", "accel")
 #: Generator flags of ``microscopiq generate accel`` (destination name, flag); the PE takes the
 #: format flags only.
 _ACCEL_FLAGS = (("rows", "--rows"), ("cols", "--cols"), ("wbits", "--wbits"), ("abits", "--abits"),
-                ("ublock", "--ublock"), ("group", "--group"), ("acc_bits", "--acc-bits"),
-                ("recon", "--recon"))
+                ("ublock", "--ublock"), ("group", "--group"), ("xbits", "--xbits"),
+                ("acc_bits", "--acc-bits"), ("recon", "--recon"), ("max_tokens", "--max-tokens"),
+                ("max_k", "--max-k"), ("max_n", "--max-n"), ("preset", "--preset"))
 _PE_FLAGS = (("wbits", "--wbits"), ("abits", "--abits"))
 
 
@@ -134,10 +135,20 @@ def add_commands(subparsers) -> None:
     generator.add_argument("--abits", type=int, default=None, help=f"activation width a (default {fmt.abits})")
     generator.add_argument("--ublock", type=int, default=None, help=f"micro-block U (default {fmt.ublock})")
     generator.add_argument("--group", type=int, default=None, help=f"K-group G (default {fmt.group})")
+    generator.add_argument("--xbits", type=int, default=None,
+                           help=f"shared outlier exponent bits (default {fmt.xbits})")
     generator.add_argument("--acc-bits", dest="acc_bits", type=int, default=None,
                            help=f"accumulator width (default {defaults.acc_bits})")
     generator.add_argument("--recon", default=None, metavar="per-row|shared:S|none",
                            help=f"ReCoN arrangement (default {ReconSharing.format(defaults.recon_share)})")
+    generator.add_argument("--max-tokens", dest="max_tokens", type=int, default=None,
+                           help=f"tokens per pass (default {defaults.max_tokens})")
+    generator.add_argument("--max-k", dest="max_k", type=int, default=None,
+                           help=f"largest layer K (default {defaults.max_k})")
+    generator.add_argument("--max-n", dest="max_n", type=int, default=None,
+                           help=f"largest layer N (default {defaults.max_n})")
+    generator.add_argument("--preset", default=None,
+                           help="a named configuration of microscopiq/config.py, before the options")
     flow = parser.add_argument_group("flow")
     flow.add_argument("--family", choices=tuple(synth.DEVICES), default="ecp5",
                       help="FPGA family (default ecp5)")

@@ -280,6 +280,8 @@ def test_cli_synth_generates_the_pe_and_reports_no_fit(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--design", "pe", "--rows", "4"],
      r"^microscopiq: error: --rows: generator parameters of --design accel only, not of --design pe$"),
+    (["--design", "accel", "--rows", "3"],
+     r"^microscopiq: error: group \(128\) must be a multiple of rows, .*rows=3 does not divide it$"),
     (["--from", "nowhere"],
      r"^microscopiq: error: --from must be a folder written by 'microscopiq generate' \(with "
      r"manifest\.json\), not 'nowhere'$"),
