@@ -176,15 +176,17 @@ class SynthReport:
 # -- parsing (pure functions, tested on captured tool output) -------------------------------------
 
 def parse_cell_counts(stat_json: str) -> dict[str, int]:
-    """Cell counts by type from ``yosys stat -json`` output (the whole design)."""
+    """Cell counts by type from ``yosys stat -json`` output (the whole design), without Yosys's
+    ``$scopeinfo`` annotations (they are not hardware)."""
     data = json.loads(stat_json)
     if "design" in data and "num_cells_by_type" in data["design"]:
-        return dict(data["design"]["num_cells_by_type"])
-    totals: dict[str, int] = {}
-    for module in data["modules"].values():
-        for cell, count in module.get("num_cells_by_type", {}).items():
-            totals[cell] = totals.get(cell, 0) + count
-    return totals
+        totals = dict(data["design"]["num_cells_by_type"])
+    else:
+        totals = {}
+        for module in data["modules"].values():
+            for cell, count in module.get("num_cells_by_type", {}).items():
+                totals[cell] = totals.get(cell, 0) + count
+    return {cell: count for cell, count in totals.items() if cell != "$scopeinfo"}
 
 
 def _count(cells: dict[str, int], prefixes: tuple[str, ...]) -> int:

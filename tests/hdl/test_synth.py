@@ -27,8 +27,8 @@ STAT_JSON = """{
       "\\\\top": {"num_cells": 26, "num_cells_by_type": {"CCU2C": 4, "LUT4": 1, "MULT18X18D": 1,
                                                          "TRELLIS_FF": 20}}
    },
-   "design": {"num_cells": 26, "num_cells_by_type": {"CCU2C": 4, "LUT4": 1, "MULT18X18D": 1,
-                                                     "TRELLIS_FF": 20}}
+   "design": {"num_cells": 325, "num_cells_by_type": {"$scopeinfo": 299, "CCU2C": 4, "LUT4": 1,
+                                                      "MULT18X18D": 1, "TRELLIS_FF": 20}}
 }"""
 
 # A 40-stage 16-bit adder pipeline forced into an iCE40 LP384: the logic does not fit.
