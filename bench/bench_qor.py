@@ -419,7 +419,9 @@ def main(argv=None) -> int:
                 entry = run_pnr(key(*name), args.timeout)
                 pnr = entry.get("pnr", {})
                 print(f"pnr {key(*name)}: {pnr.get('fmax') or pnr.get('error')}", flush=True)
-        rows = qor_rows(names)
+        # The page shows every configuration of the full sweep measured so far (this run or earlier).
+        everything = [(s, b, r) for s in SIZES for b in (4, 2) for r in RECONS]
+        rows = qor_rows([name for name in everything if _load(key(*name))])
         print(qor_table(rows))
     if args.part in ("peers", "all"):
         peers = run_peers()
