@@ -121,7 +121,7 @@ def stress_stream(fmt: FormatConfig, cycles: int, rng: np.random.Generator) -> P
 def pe_vectors(fmt: FormatConfig, seed: int, vectors: int) -> PeStimulus:
     """The PE regression, at least ``vectors`` enabled cycles: a full-rate ping-pong sweep
     (exhaustive over activation × code × role when that space has at most
-    :data:`EXHAUSTIVE_LIMIT` points, else every code and role with the extreme activations and 64
+    :data:`EXHAUSTIVE_LIMIT` points, else every code and role with the extreme activations and 10
     random ones), every code with role 3, then random cycles with stalls, loads and swaps
     (:func:`stress_stream`, at least :data:`MIN_STRESS_CYCLES`, more until ``vectors`` is reached)."""
     rng = np.random.default_rng(seed)
@@ -130,7 +130,7 @@ def pe_vectors(fmt: FormatConfig, seed: int, vectors: int) -> PeStimulus:
     if len(every_act) * (1 << fmt.wbits) * len(roles) <= EXHAUSTIVE_LIMIT:
         acts = every_act
     else:
-        acts = np.concatenate([extreme_acts(fmt), rng.choice(every_act, 64, replace=False)])
+        acts = np.concatenate([extreme_acts(fmt), rng.choice(every_act, 10, replace=False)])
     parts = [sweep_stream(fmt, acts, roles), sweep_stream(fmt, extreme_acts(fmt), [UNUSED_ROLE]),
              stress_stream(fmt, MIN_STRESS_CYCLES, rng)]
     while sum(int(part.en.sum()) for part in parts) < vectors:
