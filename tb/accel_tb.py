@@ -225,14 +225,15 @@ class TB:
             self.cycle += 1
 
     def set_idle_generator(self, generator=None, act_generator=None) -> None:
-        """Idle cycles on the inputs: ``generator`` on the weight stream, ``act_generator`` (or the
-        same pattern, restarted) on the activation stream."""
-        self.weights.set_pause_generator(generator)
-        self.act.set_pause_generator(act_generator)
+        """Idle cycles on the inputs: ``generator`` on the weight stream, ``act_generator`` on the
+        activation stream (``None``: never idle)."""
+        _set_pauses(self.weights, generator)
+        _set_pauses(self.act, act_generator)
 
     def set_backpressure_generator(self, generator=None) -> None:
-        """Back-pressure on the result stream (``tready`` low while the generator yields True)."""
-        self.result.set_pause_generator(generator)
+        """Back-pressure on the result stream (``tready`` low while the generator yields True;
+        ``None``: always ready)."""
+        _set_pauses(self.result, generator)
 
     async def cycles(self, count: int) -> None:
         for _ in range(count):
@@ -292,6 +293,14 @@ class TB:
         if not self.result.empty():
             extra = self.result.recv_nowait()
             raise AssertionError(f"unexpected extra result frame of {len(extra.tdata)} beat(s)")
+
+
+def _set_pauses(port, generator) -> None:
+    """Install a pause generator; ``None`` also releases a pause the old generator left on
+    (cocotbext-axi keeps the last value, which would stall the port for good)."""
+    port.set_pause_generator(generator)
+    if generator is None:
+        port.pause = False
 
 
 def _result_dict(case: Case, decoded) -> dict[str, np.ndarray]:

@@ -4,6 +4,8 @@ One generic test body, :func:`run_layer`, streams one stimulus layer through the
 accelerator and checks every result integer against the golden model; ``cocotb.parametrize``
 crosses it with the stimulus kind and with idle cycles on the inputs and back-pressure on the
 results (as cocotbext-axi's own tests cross ``idle_inserter`` and ``backpressure_inserter``).
+The launcher chooses the crossing (:func:`cross`): every idle × back-pressure pair for some kinds,
+the stress pair (both random) for the others, so each configuration stays within its time budget.
 Two more tests: a reset in the middle of a layer followed by a clean rerun, and layers of different
 shapes back to back without a reset.
 
@@ -14,10 +16,11 @@ Run through :func:`microscopiq.tb.runner.run_cocotb` (tests/tb/test_accel_cocotb
     :meth:`AccelConfig.to_json` of the generated Verilog.
 ``seed``
     Base seed; each case derives its own from it and prints it.
-``kinds``
-    Stimulus kinds (keys of :data:`microscopiq.tb.stimulus.GENERATORS`) for :func:`run_layer`.
-``idle``, ``backpressure``
-    Pause patterns (keys of :data:`~microscopiq.tb.accel_tb.PAUSES`) crossed with ``kinds``.
+``cases``
+    ``[kind, idle, backpressure]`` triples for :func:`run_layer`: a stimulus kind (a key of
+    :data:`microscopiq.tb.stimulus.GENERATORS`) and the pause patterns (keys of
+    :data:`~microscopiq.tb.accel_tb.PAUSES`) of the input streams and of the result stream.
+    :func:`cross` builds the usual lists.
 ``shape``
     ``{"n": .., "k": .., "m": ..}`` of the layers (corners adjust ``k`` where they need to).
 ``extras``
@@ -43,14 +46,22 @@ from .runner import cocotb_params
 PARAMS = cocotb_params()
 CFG = AccelConfig.from_json(PARAMS["config"]) if "config" in PARAMS else None
 SEED = int(PARAMS.get("seed", 1))
-KINDS = PARAMS.get("kinds", ["random"])
-IDLE = PARAMS.get("idle", ["none", "random"])
-BACKPRESSURE = PARAMS.get("backpressure", ["none", "random"])
+#: cocotb names a parameter longer than 10 characters by its index; cocotb.Param keeps it readable.
+CASES = [tuple(cocotb.Param(value, name=value) for value in case)
+         for case in PARAMS.get("cases", [("random", "none", "none")])]
 SHAPE = {"n": 16, "k": 128, "m": 6, **PARAMS.get("shape", {})}
 #: ``microscopiq sim`` runs one packed layer (``layer_file``) and skips the regression tests.
 LAYER_FILE = PARAMS.get("layer_file")
 #: ``extras: false`` (the benchmark) runs only :func:`run_layer`.
 EXTRAS = bool(PARAMS.get("extras", True)) and not LAYER_FILE
+
+
+def cross(full_kinds, stress_kinds, patterns=("none", "random")) -> list[list[str]]:
+    """``cases``: every (idle, back-pressure) pair of ``patterns`` for ``full_kinds``, and idle and
+    back-pressure both ``patterns[-1]`` for ``stress_kinds``."""
+    pairs = [(idle, back) for idle in patterns for back in patterns]
+    return ([[kind, idle, back] for kind in full_kinds for idle, back in pairs]
+            + [[kind, patterns[-1], patterns[-1]] for kind in stress_kinds])
 
 
 def case_seed(*parts) -> int:
@@ -93,11 +104,7 @@ async def check_layer(tb: TB, kind: str, case: stimulus.Case, scoreboard: Scoreb
 
 
 @cocotb.test(skip=bool(LAYER_FILE))
-@cocotb.parametrize(
-    kind=KINDS,
-    idle=IDLE,
-    backpressure=BACKPRESSURE,
-)
+@cocotb.parametrize((("kind", "idle", "backpressure"), CASES))
 async def run_layer(dut, kind: str, idle: str, backpressure: str):
     """One layer of stimulus ``kind`` under the given input idle and output back-pressure patterns."""
     seed = case_seed(kind, idle, backpressure)

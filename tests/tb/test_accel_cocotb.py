@@ -14,14 +14,18 @@ from microscopiq.config import PRESETS
 from microscopiq.tb.runner import selected_simulators
 from microscopiq.tb.sim_cli import run_accel
 from microscopiq.tb.stimulus import CORNERS
+from microscopiq.tb.test_accel import cross
 
 SEED = 1
 QUICK = ("8x8-b4", "icarus")
-#: Structural stimulus: random layers, uniform mode and every SPEC §6 corner.
-KINDS = ["random", "random_uniform", *CORNERS]
+#: Structural stimulus: random layers (every idle x back-pressure pair), uniform mode and every
+#: SPEC §6 corner (under random idle cycles and back-pressure together).
+CASES = cross(["random"], ["random_uniform", *CORNERS])
 #: Quantizer-backed stimulus (PyTorch, seconds per layer): one configuration and simulator only.
 HEAVY = ("8x8-b4", "verilator")
 HEAVY_KINDS = ["quantized", "decoupleq", "minilm"]
+#: Two K-groups of real inputs (MiniLM's FFN down-projection has K = 1536).
+HEAVY_SHAPE = {"n": 16, "k": 256, "m": 8}
 #: Layer shapes per configuration: two N-tiles, one K-group, a few tokens; ~a minute per pair.
 SHAPES = {
     "4x8-b2": {"n": 16, "k": 128, "m": 5},
@@ -44,10 +48,10 @@ def _pairs():
 @pytest.mark.cocotb
 @pytest.mark.parametrize("preset, sim", _pairs())
 def test_accel_regression(preset, sim):
-    records = run_accel(PRESETS[preset], sim, {"kinds": KINDS, "seed": SEED, "shape": SHAPES[preset]},
+    records = run_accel(PRESETS[preset], sim, {"cases": CASES, "seed": SEED, "shape": SHAPES[preset]},
                         seed=SEED)
-    # kinds x idle x back-pressure, the reset rerun and four back-to-back layers.
-    assert len(records) == len(KINDS) * 4 + 1 + 4
+    # One record per case, the reset rerun and four back-to-back layers.
+    assert len(records) == len(CASES) + 1 + 4
     assert all(record["mismatches"] == 0 and record["checked"] > 0 for record in records)
 
 
@@ -59,7 +63,6 @@ def test_accel_regression(preset, sim):
 def test_accel_quantized_layers(preset, sim):
     if sim not in selected_simulators():
         pytest.skip(f"SIM selects {selected_simulators()}")
-    records = run_accel(PRESETS[preset], sim, {"kinds": HEAVY_KINDS, "seed": SEED, "idle": ["random"],
-                                               "backpressure": ["random"], "shape": SHAPES[preset]},
-                        seed=SEED)
-    assert [record["kind"] for record in records[:len(HEAVY_KINDS)]] == HEAVY_KINDS
+    records = run_accel(PRESETS[preset], sim, {"cases": cross([], HEAVY_KINDS), "seed": SEED,
+                                               "extras": False, "shape": HEAVY_SHAPE}, seed=SEED)
+    assert [record["kind"] for record in records] == HEAVY_KINDS
