@@ -12,8 +12,9 @@ cocotb test of the project uses).
   Verilator's ``OBJCACHE`` hook (a ``ccache`` set in the environment takes precedence);
 * timescale ``1ns/1ps``; Verilator builds with ``-Wall`` and the named waivers of
   :mod:`microscopiq.tb.lint` (so every simulation build is also a lint);
-* ``WAVES=1`` writes waveforms into ``build_dir``: FST from Verilator (``--trace-fst``,
-  ``dump.fst``) and FST from Icarus (cocotb's dump module, ``<top>.fst``, Icarus 11 writes FST
+* ``WAVES=1`` writes waveforms into ``build_dir``: from Verilator FST (``--trace-fst``,
+  ``dump.fst``) where the lz4 headers its FST writer needs are installed (Debian: ``liblz4-dev``),
+  else VCD (``dump.vcd``); from Icarus FST (cocotb's dump module, ``<top>.fst``, Icarus 11 writes FST
   natively and both open in GTKWave/Surfer);
 * ``TESTCASE=name[,name]`` runs only those cocotb tests;
 * test-body parameters (configuration, seed, vector count, ...) reach the cocotb module as JSON in
@@ -91,11 +92,22 @@ def _waves_requested() -> bool:
     return os.environ.get("WAVES", "").strip().lower() in ("1", "yes", "y", "on", "true", "enable")
 
 
+def _verilator_fst() -> bool:
+    """Whether Verilator's FST writer can be compiled here (it includes ``<lz4.h>``)."""
+    return any(Path(folder, "lz4.h").is_file() for folder in ("/usr/include", "/usr/local/include"))
+
+
+def _waves_file(sim: str, toplevel: str) -> str:
+    if sim == "icarus":
+        return f"{toplevel}.fst"
+    return "dump.fst" if _verilator_fst() else "dump.vcd"
+
+
 def _build_args(sim: str, waves: bool) -> list[str]:
     if sim != "verilator":
         return []
     # cocotb adds --trace (VCD) when tracing; --trace-fst after it selects FST instead.
-    return verilator_warning_args() + (["--trace-fst"] if waves else [])
+    return verilator_warning_args() + (["--trace-fst"] if waves and _verilator_fst() else [])
 
 
 def _build_key(sim: str, sources: list[Path], toplevel: str, args: list[str], waves: bool) -> str:
@@ -209,7 +221,7 @@ def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
         raise CocotbFailure(f"{sim}: {test_module} on {toplevel}:\n{problems}\n{_tail(log)}")
     waves = None
     if _waves_requested():
-        waves = build_dir / ("dump.fst" if sim == "verilator" else f"{toplevel}.fst")
+        waves = build_dir / _waves_file(sim, toplevel)
     return CocotbResult(tuple(passed), results_xml, log, rebuilt, waves)
 
 
