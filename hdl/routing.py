@@ -3,7 +3,7 @@
 ReCoN (SPEC §5) turns the ``C`` PE products of one PE row into the ``C`` exact column
 contributions ``x · v[n,k]`` of SPEC §3. Per micro-block of ``U`` columns it is an in-place Beneš
 network of 2×2 pass/swap switches, which brings every partner's OUT_LO product to its outlier's
-column, followed by one merge cell per column (see ``docs/recon.md`` and
+column, followed per column by a merge switch and a scale (shift) switch (see ``docs/recon.md`` and
 :class:`~microscopiq.hdl.recon_network.ReconNetwork`). Its configuration is static per weight tile;
 this module computes it from the slot metadata, packs it into the integer the hardware's
 ``config`` port takes, and models the network bit for bit.
@@ -32,14 +32,14 @@ from ..config import FormatConfig
 from ..quant.layer import Role
 
 __all__ = [
-    "ColumnOp", "RoutingError", "ReconGeometry", "RowFields", "benes_route", "benes_apply",
+    "ColumnOp", "RoutingError", "ReconGeometry", "RowFields", "benes_route", "benes_apply", "placements",
     "config_bits", "compile_fields", "compile_row", "pack_config", "unpack_config",
     "simulate_fields", "simulate_row",
 ]
 
 
 class ColumnOp(enum.IntEnum):
-    """What the merge cell of one column does (2 bits); ``own`` is the column's own PE product,
+    """What the merge and scale switches of one column do (2 bits); ``own`` is the column's own PE product,
     ``routed`` the product the Beneš network delivers to the column.
 
     * KEEP: ``own << shift`` (an inlier: ``shift = b``, or 0 in uniform mode);
@@ -241,6 +241,26 @@ def benes_apply(geom: ReconGeometry, swaps: np.ndarray, values: np.ndarray) -> n
         out[..., lo] = np.where(swap, b, a)
         out[..., hi] = np.where(swap, a, b)
     return out
+
+
+def placements(ublock: int) -> list[tuple[tuple[int, int], ...]]:
+    """Every placement the format allows in one micro-block: each set of disjoint ordered
+    ``(outlier, partner)`` offset pairs (0 … U/2 pairs), once; 5937 for U = 8.
+
+    The lowest free slot is either an inlier or paired (in either order) with a later free slot.
+    """
+    def extend(free: tuple[int, ...]):
+        if not free:
+            yield ()
+            return
+        first, rest = free[0], free[1:]
+        yield from extend(rest)
+        for index, other in enumerate(rest):
+            for tail in extend(rest[:index] + rest[index + 1:]):
+                yield ((first, other),) + tail
+                yield ((other, first),) + tail
+
+    return list(extend(tuple(range(ublock))))
 
 
 # -- compiler -------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from amaranth.sim import Simulator
 
 from microscopiq.config import FormatConfig
 from microscopiq.hdl.recon_network import ReconNetwork
-from microscopiq.hdl.routing import ReconGeometry, compile_fields, config_bits, pack_config
+from microscopiq.hdl.routing import ReconGeometry, compile_fields, config_bits, pack_config, placements
 from microscopiq.quant import golden
 from microscopiq.quant.layer import Role
 
@@ -91,12 +91,10 @@ def _expected(fmt, codes, roles, mate, xexp, x, uniform):
     return products, want
 
 
-def run_network(fmt, width, count, seed):
-    rng = np.random.default_rng(seed)
-    print(f"seed {seed}")
+def run_network(fmt, width, cases, rng):
+    """Stream ``cases`` through the network with random stalls; return how many were checked."""
     dut = ReconNetwork(fmt, width)
     geom = ReconGeometry(fmt, width)
-    cases = _cases(fmt, width, rng, count)
     configs, products, wants = [], [], []
     for codes, roles, mate, xexp, x, uniform in cases:
         fields = compile_fields(fmt, width, codes, roles, mate, xexp, uniform=uniform)
@@ -150,8 +148,23 @@ def run_network(fmt, width, count, seed):
     (4, 8, 4, 8, 2000), (2, 8, 4, 16, 300), (3, 4, 4, 8, 200), (4, 16, 4, 16, 300), (4, 8, 6, 8, 200)])
 def test_network_random_and_corners(wbits, ublock, xbits, width, count):
     fmt = FormatConfig(wbits=wbits, ublock=ublock, xbits=xbits)
-    checked = run_network(fmt, width, count, SEED + wbits * 100 + width)
-    assert checked >= count
+    seed = SEED + wbits * 100 + width + xbits
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    assert run_network(fmt, width, _cases(fmt, width, rng, count), rng) >= count
+
+
+@pytest.mark.slow
+def test_network_every_placement_u8():
+    """The RTL itself on every U = 8 placement (5937), extremes on alternate placements."""
+    fmt = FormatConfig()
+    print(f"seed {SEED}")
+    rng = np.random.default_rng(SEED)
+    amax = fmt.act_bound
+    cases = [(*_rows_for(fmt, 8, [list(pairs)], rng, extreme=index % 3 if index % 3 < 2 else None),
+              int(rng.integers(-amax, amax)), False)
+             for index, pairs in enumerate(placements(8))]
+    assert run_network(fmt, 8, cases, rng) == 5937
 
 
 def test_config_port_matches_compiler_layout():

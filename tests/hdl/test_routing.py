@@ -18,34 +18,12 @@ import pytest
 from microscopiq.config import FormatConfig
 from microscopiq.hdl.routing import (
     ColumnOp, ReconGeometry, RoutingError, benes_apply, benes_route, compile_fields, compile_row,
-    config_bits, pack_config, simulate_fields, simulate_row, unpack_config,
+    config_bits, pack_config, placements, simulate_fields, simulate_row, unpack_config,
 )
 from microscopiq.quant import golden
 from microscopiq.quant.layer import MsqLayer, Role
 
 SEED = 20261123
-
-
-def placements(u: int) -> list[tuple[tuple[int, int], ...]]:
-    """Every set of disjoint ordered (outlier, partner) pairs in a micro-block of ``u`` (0..u/2 pairs)."""
-    found = []
-
-    def extend(free: tuple[int, ...], chosen: tuple) -> None:
-        found.append(chosen)
-        # Pairs in increasing order of their smallest member, so each set is produced once.
-        lowest = min((min(p) for p in chosen), default=-1)
-        for a, b in itertools.combinations(free, 2):
-            if a < lowest:
-                continue
-            rest = tuple(f for f in free if f not in (a, b))
-            lowest_new = min(a, b)
-            if chosen and lowest_new < max(min(p) for p in chosen):
-                continue
-            for pair in ((a, b), (b, a)):
-                extend(rest, chosen + (pair,))
-
-    extend(tuple(range(u)), ())
-    return found
 
 
 def placement_count(u: int) -> int:
@@ -107,6 +85,9 @@ def test_exhaustive_u8(wbits):
     every = placements(u)
     assert len(every) == placement_count(u) == 5937
     assert len(set(frozenset(p) for p in every)) == len(every)
+    for pairs in every:  # disjoint, inside the micro-block, at most U/2
+        slots = [s for pair in pairs for s in pair]
+        assert len(set(slots)) == len(slots) and all(0 <= s < u for s in slots) and len(pairs) <= u // 2
     emax, fmax, xmax = (1 << (b - 1)) - 1, (1 << b) - 1, (1 << fmt.xbits) - 1
     half = u // 2
     # Extremes: all 2^4 combinations of (sign, e, f, X) at min/max, the same for every pair.
