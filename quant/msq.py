@@ -4,25 +4,28 @@ GPTQ-style error compensation.
 One pass over the input columns ``k`` (:func:`~microscopiq.quant.hessian.lazy_batch_sweep`):
 
 * **Group start** (``k % G == 0``), per row ``n``: the group's *inliers* are the weights with
-  ``|w| <= outlier_sigma · std(W[n, group])``. ``E[n,g]`` is the power of two that makes the b-bit
+  ``|w| <= outlier_sigma · σ``, ``σ`` the row group's standard deviation by sigma clipping
+  (recomputed over the previous round's inliers until the inlier set is stable, at most 10
+  rounds, so a few large outliers do not inflate it); a group with no nonzero inlier takes all its weights. ``E[n,g]`` is the power of two that makes the b-bit
   signed code cover them: ``E_c = ceil(log2(max|inlier| / (2^(b-1) - 1)))``; of ``E_c - 1`` and
   ``E_c`` the one with the smaller squared rounding error over the inliers is kept (the smaller on
   ties), clamped to int8. An all-zero row group gets ``E = 0``.
 * **Column k**, all rows at once, in micro-blocks of ``U`` rows:
 
   1. every weight gets its inlier code ``q = clamp(round(w / 2^E), -2^(b-1), 2^(b-1) - 1)``;
-  2. *outlier candidates* are the weights with ``|w| > outlier_sigma · std`` (the group's row std)
+  2. *outlier candidates* are the weights with ``|w| > outlier_sigma · σ`` (the group's clipped σ)
      or beyond the inlier range (``w / 2^E`` outside ``[-2^(b-1) - ½, 2^(b-1) - ½]``: rounding
      would clip); per micro-block the ``U/2`` candidates with the largest inlier error are kept;
-  3. their shared exponent ``X`` is chosen from ``X0 - 1, X0, X0 + 1`` (``X0`` the smallest ``X``
-     that reaches the largest candidate without clipping) to minimise the candidates' summed
-     squared MX-FP error; each outlier's own exponent ``e`` and fraction ``f`` are then the
-     round-to-nearest E(b-1)M(b) encoding of ``|w| / 2^E`` (saturating at ``e = 2^(b-1) - 1``);
-  4. partners: the non-candidate rows (real rows, never padding) ordered by the OBS cost of
-     pruning them instead of rounding them, ``(w² - (w - q·2^E)²) / [H⁻¹]_kk`` (the saliency
-     ``w² / [H⁻¹]_kk`` minus what rounding loses anyway), cheapest first; the i-th candidate is
-     paired with the i-th cheapest partner and **accepted** when its gain
-     ``((w - q·2^E)² - (w - ŵ_out)²) / [H⁻¹]_kk`` exceeds that cost;
+  3. partners: the other rows (real rows, never padding) ordered by the OBS cost of pruning them
+     instead of rounding them, ``(w² - (w - q·2^E)²) / [H⁻¹]_kk`` (the saliency ``w² / [H⁻¹]_kk``
+     minus what rounding loses anyway), cheapest first; the i-th candidate is paired with the
+     i-th cheapest partner;
+  4. each candidate's MX-FP encoding: own exponent ``e`` and fraction ``f`` by round-to-nearest
+     E(b-1)M(b) of ``|w| / 2^E`` (saturating at ``e = 2^(b-1) - 1``), for a shared ``X`` taken
+     from ``X0 - 1, X0, X0 + 1`` (``X0`` the smallest ``X`` that reaches the largest candidate
+     without clipping) to maximise the block's total net OBS gain ``Σ max(0, gain - cost)``, with
+     ``gain = ((w - q·2^E)² - (w - ŵ_out)²) / [H⁻¹]_kk``; a pair is **accepted** when its gain
+     exceeds its partner's cost;
   5. the outlier takes its MX-FP value, the partner becomes 0, everything else its inlier value;
      the sweep compensates every error (rounding and pruning alike) through ``H⁻¹``.
 
@@ -40,6 +43,11 @@ from .hessian import as_weight, inverse_cholesky_upper, lazy_batch_sweep, prepar
 from .layer import MsqLayer, Role, padded
 
 __all__ = ["QuantizeError", "quantize_msq", "quantize_mxint_sweep"]
+
+
+#: Most rounds of sigma clipping that estimate a row group's inlier spread (it stops earlier once
+#: the inlier set no longer changes).
+_CLIP_ROUNDS = 10
 
 
 class QuantizeError(ValueError):
@@ -91,12 +99,19 @@ class _MsqColumns:
     # -- group start -----------------------------------------------------------------------------
     def begin_group(self, start: int, weights: torch.Tensor) -> None:
         mag = weights.abs()
+        inlier = torch.ones_like(mag, dtype=torch.bool)
         if self.outliers:
-            threshold = self.sigma * weights.std(dim=0, unbiased=False)
-            inlier = mag <= threshold
-        else:
-            inlier = torch.ones_like(mag, dtype=torch.bool)
+            for _ in range(_CLIP_ROUNDS):
+                count = inlier.sum(dim=0).clamp_(min=1)
+                mean = torch.where(inlier, weights, 0).sum(dim=0) / count
+                spread = (torch.where(inlier, weights - mean, 0).square().sum(dim=0) / count).sqrt_()
+                threshold = self.sigma * spread
+                kept, inlier = inlier, mag <= threshold
+                if torch.equal(kept, inlier):
+                    break
         peak = torch.where(inlier, mag, 0).amax(dim=0)
+        # A group whose every weight is an "outlier" (e.g. one lone nonzero) is scaled as a whole.
+        peak = torch.where(peak > 0, peak, mag.amax(dim=0))
         top = _ceil_log2(peak / self.qmax)
         best_err = best = None
         for exp in (top - 1, top):
@@ -142,22 +157,27 @@ class _MsqColumns:
         # 2. the U/2 candidates with the largest inlier error.
         order = torch.where(cand, err2, -1.0).argsort(dim=1, descending=True, stable=True)[:, :half]
         top_cand, top_mag = cand.gather(1, order), mag.gather(1, order)
-        # 3. X from X0, X0 - 1, X0 + 1 (first minimum: X0 on ties), then e and f.
+        # 3. partners: OBS cost of pruning each non-candidate row; the i-th candidate gets the
+        #    i-th cheapest partner.
+        scale2 = scale.square() / hinv_diag ** 2
+        cost = (mag.square() - err2) * scale2
+        taken = torch.zeros_like(cand).scatter_(1, order, top_cand)
+        cost, partner = cost.masked_fill_(taken | self.no_partner[blocks], torch.inf).sort(dim=1, stable=True)
+        cost = cost[:, :half]
+        # 4. X from X0, X0 - 1, X0 + 1: the one with the largest total net OBS gain
+        #    sum(max(0, gain - cost)) over the block's pairs (the first on ties, X0 first); e and f
+        #    by rounding; a pair is accepted when its gain exceeds its partner's cost.
         t_star = _floor_log2(top_mag)
         x0 = torch.where(top_cand, t_star, -1000).amax(dim=1, keepdim=True) - self.emax
         shared = (x0[None] + self.x_steps).clamp_(0, self.xmax)            # (3, B', 1)
         expo, frac, err_out2 = self._encode(top_mag, t_star, shared)      # (3, B', U/2)
-        pick = (err_out2 * top_cand).sum(dim=2).argmin(dim=0)[None, :, None]
+        net = (err2.gather(1, order) - err_out2) * scale2.gather(1, order) - cost
+        net = net.masked_fill_(~top_cand, 0.0).clamp_(min=0.0)
+        pick = net.sum(dim=2).argmax(dim=0)[None, :, None]
         shared = shared.gather(0, pick)[0]
         pick = pick.expand(1, -1, half)
-        expo, frac, err_out2 = (x.gather(0, pick)[0] for x in (expo, frac, err_out2))
-        # 4. OBS gain of each candidate, OBS cost of each possible partner, pairing, acceptance.
-        scale2 = scale.square() / hinv_diag ** 2
-        gain = (err2.gather(1, order) - err_out2) * scale2.gather(1, order)
-        cost = (mag.square() - err2) * scale2
-        taken = torch.zeros_like(cand).scatter_(1, order, top_cand)
-        cost, partner = cost.masked_fill_(taken | self.no_partner[blocks], torch.inf).sort(dim=1, stable=True)
-        accept = top_cand & (gain > cost[:, :half])
+        expo, frac, net = (x.gather(0, pick)[0] for x in (expo, frac, net))
+        accept = net > 0
         blk, slot = torch.nonzero(accept, as_tuple=True)
         if not blk.numel():
             return

@@ -1,0 +1,147 @@
+"""quant/msq: the MicroScopiQ quantizer (SPEC §4)."""
+
+import numpy as np
+import pytest
+import torch
+
+from microscopiq.config import FormatConfig
+from microscopiq.quant.baselines import quantize_mxint, quantize_rtn
+from microscopiq.quant.dequant import dequantize
+from microscopiq.quant.hessian import HessianError
+from microscopiq.quant.layer import Role
+from microscopiq.quant.msq import QuantizeError, quantize_msq
+from microscopiq.tb.stimulus import empty_msq_layer
+
+
+def planted(seed, n=64, k=256, m=512, rate=0.005):
+    """Gaussian weights with a few planted 12× outliers and correlated calibration activations."""
+    rng = np.random.default_rng(seed)
+    weight = rng.standard_normal((n, k)) * 0.02
+    weight[rng.random((n, k)) < rate] *= 12
+    mix = np.eye(k) + 0.3 * rng.standard_normal((k, k)) / np.sqrt(k)
+    x = rng.standard_normal((m, k)) @ mix
+    return weight, x, 2 * x.T @ x
+
+
+def output_error(x, weight, layer):
+    return float(np.linalg.norm(x @ (weight - dequantize(layer)).T))
+
+
+@pytest.mark.parametrize("wbits", [2, 3, 4])
+def test_beats_rtn_and_mxint_on_planted_outliers(wbits):
+    seed = 20 + wbits
+    weight, x, hessian = planted(seed)
+    fmt = FormatConfig(wbits=wbits, group=64)
+    errors = {
+        "rtn": output_error(x, weight, quantize_rtn(weight, fmt)),
+        "mxint+gptq": output_error(x, weight, quantize_mxint(weight, hessian, fmt)),
+        "msq": output_error(x, weight, quantize_msq(weight, None, fmt)),
+        "msq+gptq": output_error(x, weight, quantize_msq(weight, hessian, fmt)),
+    }
+    print(f"seed {seed} b={wbits}:", {name: round(e, 4) for name, e in errors.items()})
+    assert errors["msq"] < errors["rtn"]
+    assert errors["msq+gptq"] < errors["rtn"]
+    assert errors["msq+gptq"] < errors["msq"]
+    assert errors["msq+gptq"] < errors["mxint+gptq"]
+
+
+def test_structure_padding_and_pruning():
+    seed = 31
+    weight, _, hessian = planted(seed, n=45, k=200)      # pads to 48 × 256
+    fmt = FormatConfig(wbits=2, ublock=8, group=128)
+    layer = quantize_msq(weight, hessian, fmt)
+    print("seed", seed)
+    assert (layer.n, layer.k, layer.codes.shape) == (45, 200, (48, 256))
+    hi, lo = layer.roles == Role.OUT_HI, layer.roles == Role.OUT_LO
+    assert hi.any()
+    per_block = hi.reshape(-1, 8, 256).sum(axis=1)
+    assert per_block.max() <= fmt.max_outliers
+    assert (lo.reshape(-1, 8, 256).sum(axis=1) == per_block).all()
+    assert not (layer.roles[45:].any() or layer.roles[:, 200:].any()), "padding holds an outlier half"
+    assert not (layer.codes[45:].any() or layer.codes[:, 200:].any()), "padding code not zero"
+    assert not layer.xexp[~hi.reshape(-1, 8, 256).any(axis=1)].any()
+    w = dequantize(layer)
+    assert (w[lo[:45, :200]] == 0).all(), "a pruned partner is not zero"
+
+
+def representable(fmt, n, k, seed):
+    """Weights that are exactly an MSQ layer: inliers over the whole code range (each row group
+    reaches qmax), and in one column in eight up to U/2 outliers per micro-block on zero partners,
+    each at least 2^(b+1)·2^E (4× beyond the inlier range, so the 3σ rule separates them)."""
+    rng = np.random.default_rng(seed)
+    b, u = fmt.wbits, fmt.ublock
+    layer = empty_msq_layer(fmt, n, k)
+    codes = rng.integers(fmt.qmin, fmt.qmax + 1, size=(n, k))
+    codes[:, ::fmt.group] = fmt.qmax
+    layer.codes[:n, :k] = codes & ((1 << b) - 1)
+    layer.exps[:n] = rng.integers(-6, 7, size=(n, layer.exps.shape[1]))
+    emax = (1 << (b - 1)) - 1
+    for block in range(n // u):
+        for col in rng.choice(k, size=k // 8, replace=False):
+            pairs = int(rng.integers(1, u // 2 + 1))
+            rows = block * u + rng.permutation(u)[:2 * pairs]
+            shared = int(rng.integers(max(0, b + 1 - emax), max(0, b + 1 - emax) + 4))
+            for hi, lo in zip(rows[:pairs], rows[pairs:]):
+                t = int(rng.integers(max(shared, b + 1), shared + emax + 1))
+                layer.roles[hi, col], layer.roles[lo, col] = Role.OUT_HI, Role.OUT_LO
+                layer.mate[hi, col], layer.mate[lo, col] = lo % u, hi % u
+                layer.codes[hi, col] = (int(rng.integers(0, 2)) << (b - 1)) | (t - shared)
+                layer.codes[lo, col] = rng.integers(0, 1 << b)
+            layer.xexp[block, col] = shared
+    return dequantize(layer.validate())
+
+
+@pytest.mark.parametrize("wbits, with_hessian", [(2, False), (3, True), (4, False), (4, True)])
+def test_representable_weights_come_back_exactly(wbits, with_hessian):
+    seed = 40 + wbits
+    fmt = FormatConfig(wbits=wbits, ublock=8, group=32, xbits=3)
+    weight = representable(fmt, 32, 64, seed)
+    hessian = None
+    if with_hessian:
+        x = np.random.default_rng(seed).standard_normal((256, 64))
+        hessian = 2 * x.T @ x
+    out = dequantize(quantize_msq(weight, hessian, fmt))
+    mismatch = np.argwhere(out != weight)
+    assert mismatch.size == 0, (f"seed {seed}: first mismatch at {tuple(mismatch[0])}: "
+                                f"expected {weight[tuple(mismatch[0])]}, got {out[tuple(mismatch[0])]}")
+
+
+def test_identity_hessian_is_plain_rounding():
+    weight, _, _ = planted(50, n=32, k=128)
+    fmt = FormatConfig(wbits=3, group=64)
+    plain = quantize_msq(weight, None, fmt)
+    swept = quantize_msq(torch.as_tensor(weight), torch.eye(128), fmt)
+    for name in ("codes", "roles", "mate", "exps", "xexp"):
+        assert (getattr(plain, name) == getattr(swept, name)).all(), name
+
+
+def test_deterministic():
+    weight, _, hessian = planted(51, n=32, k=128)
+    a, b = quantize_msq(weight, hessian), quantize_msq(weight, hessian)
+    assert all((getattr(a, f) == getattr(b, f)).all() for f in ("codes", "roles", "mate", "exps", "xexp"))
+
+
+def test_dead_inputs_and_zero_rows():
+    weight, x, _ = planted(52, n=16, k=64)
+    x[:, 5] = 0                                          # input 5 never active
+    weight[3] = 0
+    layer = quantize_msq(weight, 2 * x.T @ x, FormatConfig(group=32))
+    w = dequantize(layer)
+    assert (w[:, 5] == 0).all() and (w[3] == 0).all()
+    assert (layer.exps[3] == 0).all()
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"fmt": FormatConfig(wbits=8)}, QuantizeError, r"^wbits=8 has no MicroScopiQ format \(allowed: 2, 3, 4\)$"),
+    ({"weight": np.zeros(4)}, ValueError, r"^weight must be a non-empty 2-D \(N, K\) matrix, got shape \(4,\)$"),
+    ({"weight": np.full((2, 2), np.nan)}, ValueError, r"^weight holds NaN or Inf at \(0, 0\)$"),
+    ({"hessian": np.eye(3)}, HessianError, r"^hessian must be \(4, 4\) for a weight with K=4, got \(3, 3\)$"),
+    ({"hessian": -np.eye(4), "damp": 0.0}, HessianError, r"^hessian is not positive definite"),
+    ({"damp": -1}, HessianError, r"^damp must be a number >= 0, not -1$"),
+    ({"outlier_sigma": 0}, QuantizeError, r"^outlier_sigma must be a number > 0, not 0$"),
+    ({"block_size": 0}, ValueError, r"^block_size must be a positive integer, not 0$"),
+])
+def test_refusals(kwargs, error, message):
+    args = {"weight": np.ones((2, 4)), "hessian": np.eye(4)} | kwargs
+    with pytest.raises(error, match=message):
+        quantize_msq(args.pop("weight"), args.pop("hessian"), **args)
