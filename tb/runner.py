@@ -203,6 +203,7 @@ def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
     results_xml = build_dir / f"{test_module.rsplit('.', 1)[-1]}.results.xml"
     testcase = os.environ.get("TESTCASE") or None
     env = {PARAMS_ENV: json.dumps(params or {})}
+    sim_error = None
     try:
         runner.test(test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
                     build_dir=build_dir,
@@ -210,14 +211,15 @@ def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
                     waves=_waves_requested(), results_xml=str(results_xml), log_file=log)
     except (RuntimeError, SystemExit) as error:
         # cocotb_tools exits under pytest when a test failed: the XML below says which and why.
-        if not results_xml.is_file():
-            raise CocotbFailure(f"{sim} simulation of {toplevel} failed ({error}), no results\n"
-                                f"{_tail(log)}") from None
+        sim_error = error
     if not results_xml.is_file():
-        raise CocotbFailure(f"{sim} simulation of {toplevel} wrote no results\n{_tail(log)}")
+        raise CocotbFailure(f"{sim} simulation of {toplevel} wrote no results ({sim_error})\n"
+                            f"{_tail(log)}")
     passed, failed = _results(results_xml)
-    if failed or not passed:
-        problems = "\n".join(failed) or f"no cocotb test ran (TESTCASE={testcase!r})"
+    if failed or not passed or sim_error is not None:
+        problems = "\n".join(failed) or (
+            f"the simulator failed ({sim_error})" if sim_error is not None
+            else f"no cocotb test ran (TESTCASE={testcase!r})")
         raise CocotbFailure(f"{sim}: {test_module} on {toplevel}:\n{problems}\n{_tail(log)}")
     waves = None
     if _waves_requested():
@@ -226,9 +228,12 @@ def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
 
 
 def _objcache_key(argv: list[str], source: Path, output: str) -> str:
-    """Compiler, flags, source contents and the (name, size, mtime) of every file in the absolute
-    include folders: a changed package or header gives a new key."""
+    """Compiler (its binary's size and mtime), flags, source contents and the (name, size, mtime)
+    of every file in the absolute include folders: a changed compiler, package or header gives a
+    new key."""
     digest = hashlib.sha256()
+    compiler = os.stat(shutil.which(argv[0]) or argv[0])  # follows c++ -> g++-12
+    digest.update(f"{compiler.st_size}:{compiler.st_mtime_ns}\0".encode())
     for arg in argv:
         if arg != output:
             digest.update(arg.encode() + b"\0")
