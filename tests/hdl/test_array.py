@@ -42,6 +42,13 @@ def run_array(cfg, layer, x, seed, pause=0.0):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
 
+    async def step(ctx):
+        """One enabled clock edge (the array ignores its inputs at a stalled edge)."""
+        while True:
+            _, _, en = await ctx.tick().sample(dut.en)
+            if en:
+                return
+
     async def driver(ctx):
         ctx.set(dut.raw, raw)
         ctx.set(dut.en, 1)
@@ -51,7 +58,7 @@ def run_array(cfg, layer, x, seed, pause=0.0):
                 await ctx.tick()
             for r, (codes, roles, config) in enumerate(_tile_rows(cfg, layer, t)):
                 ctx.set(dut.load, {"valid": 1, "row": r, "codes": codes, "roles": roles, "config": config})
-                await ctx.tick()
+                await step(ctx)
             ctx.set(dut.load.valid, 0)
             assert ctx.get(dut.next_period) == periods[t], (t, ctx.get(dut.next_period), periods[t])
             if cfg.recon_share > 1:
@@ -62,10 +69,10 @@ def run_array(cfg, layer, x, seed, pause=0.0):
                     await ctx.tick()
                 ctx.set(dut.issue, {"valid": 1, "first": mm == 0, "tag": mm,
                                     "x": [int(v) for v in x[mm, t * cfg.rows:(t + 1) * cfg.rows]]})
-                await ctx.tick()
+                await step(ctx)
                 ctx.set(dut.issue.valid, 0)
                 for _ in range(periods[t] - 1):
-                    await ctx.tick()
+                    await step(ctx)
             ctx.set(dut.issue.valid, 0)
 
     async def staller(ctx):
@@ -127,3 +134,29 @@ def _cfg(share, wbits=4, rows=4, cols=8):
 def test_random_tiles(share, seed):
     cfg = _cfg(share)
     check(cfg, random_case(cfg, n=8, k=16, m=5, seed=seed), seed)
+
+
+@pytest.mark.parametrize("share", [1, 2, 4])
+def test_full_outlier_blocks_with_stalls(share):
+    """U/2 outliers in every micro-block at every k; bubbles and global stalls (en low)."""
+    seed = 20 + share
+    cfg = _cfg(share, wbits=2)
+    check(cfg, full_outlier_case(cfg, n=8, k=12, m=6, seed=seed), seed, pause=0.3)
+
+
+@pytest.mark.parametrize("share", [0, 1, 2])
+def test_uniform_raw(share):
+    """Uniform layers: inliers contribute x·q unshifted (ReCoN uniform config, or bypass)."""
+    seed = 30 + share
+    cfg = _cfg(share, wbits=3)
+    check(cfg, random_uniform_case(cfg, n=8, k=12, m=5, seed=seed), seed, pause=0.2)
+
+
+def test_wide_array_mixed_periods():
+    """8 × 16 array, ReCoN shared by 4 rows: tiles with periods 1 … 4 back to back."""
+    seed = 40
+    cfg = AccelConfig(fmt=FormatConfig(wbits=4, group=8), rows=8, cols=16, recon_share=4,
+                      max_tokens=16, max_k=64)
+    case = random_case(cfg, n=16, k=40, m=4, seed=seed, outlier_rate=0.15)
+    assert len(set(tile_periods(cfg, case.layer))) > 1
+    check(cfg, case, seed)
