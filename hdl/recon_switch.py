@@ -123,7 +123,7 @@ class ReconSwitch(wiring.Component):
                 m.d.comb += merging.eq(1)
             with m.Default():
                 m.d.comb += merging.eq(0)
-        # Both merge operands at the exact sum width, so the adder sees equal widths.
+        # The merge operands at the exact width of the sum (|sum| <= 2^(in_bits + m)).
         scaled = Signal(signed(self.merge_bits))
         addend = Signal(signed(self.merge_bits))
         m.d.comb += [scaled.eq(first << self.merge_shift), addend.eq(second)]
