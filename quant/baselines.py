@@ -20,11 +20,13 @@ def quantize_rtn(weight, fmt: FormatConfig = FormatConfig()) -> UniformLayer:
     For the real weights ``w`` of one row group (padding excluded), with ``lo = min w``,
     ``hi = max w`` and the signed code range ``[qmin, qmax] = [-2^(b-1), 2^(b-1) - 1]``:
 
-    * ``scale = (hi - lo) / (2^b - 1)`` (1 when ``hi == lo``), rounded to float32;
+    * ``scale = (hi - lo) / (2^b - 1)``, rounded to float32;
     * ``zero = lo - scale · qmin`` (float32), so ``lo ↦ qmin`` and ``hi ↦ qmax``;
-    * ``q = clamp(round((w - zero) / scale), qmin, qmax)``; the weight is ``scale · q + zero``.
+    * ``q = clamp(round((w - zero) / scale), qmin, qmax)`` (round half to even); the weight is
+      ``scale · q + zero``.
 
-    Padding rows get ``scale = 1, zero = 0``; padding slots ``q = 0``.
+    A constant group (``hi == lo``) gets ``scale = 1``, ``zero = lo``, ``q = 0``; padding rows
+    ``scale = 1, zero = 0``; padding slots ``q = 0``.
     """
     if not isinstance(fmt, FormatConfig):
         raise TypeError(f"fmt must be a FormatConfig, not {fmt!r}")
@@ -40,7 +42,7 @@ def quantize_rtn(weight, fmt: FormatConfig = FormatConfig()) -> UniformLayer:
     row_real = real.any(dim=2)
     lo, hi = torch.where(row_real, lo, 0.0), torch.where(row_real, hi, 0.0)
     scale = torch.where(hi > lo, (hi - lo) / ((1 << fmt.wbits) - 1), 1.0).float()
-    zero = torch.where(row_real, lo - scale.double() * fmt.qmin, 0.0).float()
+    zero = torch.where(hi > lo, lo - scale.double() * fmt.qmin, lo).float()
     q = ((w - zero.double()[..., None]) / scale.double()[..., None]).round().clamp(fmt.qmin, fmt.qmax)
     q = torch.where(real, q, 0.0).reshape(np_, kp).to(torch.int8)
     return UniformLayer(fmt, n, k, q.numpy(), scale.numpy(), zero.numpy()).validate()
