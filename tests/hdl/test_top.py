@@ -225,9 +225,10 @@ def test_generate_accel_writes_everything(tmp_path, capsys):
 @pytest.mark.parametrize("args,message", [
     (["--cols", "12"], r"cols must be a positive multiple of ublock \(8\), not 12"),
     (["--acc-bits", "20"], r"acc_bits=20 is too small for max_k=4096: .* needs 28 bits"),
-    (["--group", "4"], r"group \(4\) must be a multiple of rows"),
+    (["--group", "4"], r"group \(4\) must be a multiple of rows, so a K-tile never straddles two "
+                      r"K-groups; rows=8 does not divide it"),
     (["--wbits", "5"], r"wbits must be one of 2, 3, 4, 8, not 5"),
-    (["--wbits", "8"], r"wbits=8 has no outlier format: use recon 'none'"),
+    (["--wbits", "8"], r"wbits=8 has no outlier format: use recon 'none' \(uniform layers only\)"),
     (["--recon", "shared:3"], r"recon_share must be 0 \(none\), 1 \(per-row\) or a divisor of rows \(8\), not 3"),
     (["--recon", "some"], r"recon must be 'per-row', 'shared:S' \(S >= 1 rows per network\) or 'none', not 'some'"),
 ])
