@@ -50,15 +50,15 @@ def pe_product(x, code, role, wbits: int):
 
     * INLIER: ``x · q`` with ``q`` the signed code (ReCoN later scales it by ``2^b``);
     * OUT_HI: ``(-1)^s · x`` — the sign and the implicit one;
-    * OUT_LO: ``x · f`` with ``f`` the unsigned code — the fraction.
+    * OUT_LO: ``x · f`` with ``f`` the unsigned code — the fraction;
+    * role value 3 (unused by the format): 0.
     """
     x = np.asarray(x, dtype=np.int64)
     code = np.asarray(code, dtype=np.int64)
     role = np.asarray(role)
     sign, _ = split_hi(code, wbits)
-    return np.select([role == Role.INLIER, role == Role.OUT_HI],
-                     [x * to_signed(code, wbits), np.where(sign == 1, -x, x)],
-                     x * code)
+    return np.select([role == Role.INLIER, role == Role.OUT_HI, role == Role.OUT_LO],
+                     [x * to_signed(code, wbits), np.where(sign == 1, -x, x), x * code], 0)
 
 
 def recon_merge(hi_product, lo_product, sign, shift: int, wbits: int):
