@@ -28,6 +28,7 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 
 from ..config import AccelConfig
 from ..hdl import stream_format
+from ..hdl.stream_format import StreamFormat
 from ..quant.golden import msq_matmul, uniform_raw
 from .stimulus import Case
 
@@ -213,16 +214,36 @@ class TB:
                                    byte_lanes=1)
         self.result = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_result"), dut.clk, dut.rst,
                                     byte_lanes=1)
-        for port in (self.weights, self.act, self.result):
+        widths = StreamFormat(cfg)
+        for port, width in ((self.weights, widths.weights_width), (self.act, widths.act_width),
+                            (self.result, widths.result_width)):
             port.log.setLevel(logging.WARNING)  # one INFO line per frame would drown the log
+            if port.width != width:
+                raise AssertionError(f"{port.bus._name}_tdata is {port.width} bits wide, the stream "
+                                     f"format of this configuration says {width}")
         self.cycle = 0
         cocotb.start_soon(self._count_cycles())
+        cocotb.start_soon(self._check_resolved())
 
     async def _count_cycles(self) -> None:
         edge = RisingEdge(self.dut.clk)
         while True:
             await edge
             self.cycle += 1
+
+    async def _check_resolved(self) -> None:
+        """Fail on a result beat with X or Z bits (4-state simulators): a valid result must not
+        depend on input ``tdata`` sampled while ``tvalid`` was low (the sources drive X there
+        until their first beat, as cocotbext-axi does)."""
+        edge = RisingEdge(self.dut.clk)
+        dut = self.dut
+        while True:
+            await edge
+            if str(dut.m_axis_result_tvalid.value) == "1" and not dut.m_axis_result_tdata.value.is_resolvable:
+                text = str(dut.m_axis_result_tdata.value)
+                bad = [len(text) - 1 - i for i, bit in enumerate(text) if bit not in "01"]
+                raise AssertionError(f"m_axis_result_tdata has {len(bad)} X/Z bit(s) in a valid beat at "
+                                     f"cycle {self.cycle}: bits {_ranges(sorted(bad))}")
 
     def set_idle_generator(self, generator=None, act_generator=None) -> None:
         """Idle cycles on the inputs: ``generator`` on the weight stream, ``act_generator`` on the

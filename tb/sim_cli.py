@@ -34,17 +34,18 @@ TEST_MODULE = "microscopiq.tb.test_accel"
 
 
 def config_name(cfg: AccelConfig) -> str:
-    """The preset name of ``cfg``, or ``cfg-<hash>`` for a configuration that is no preset."""
-    for name, preset in PRESETS.items():
-        if preset == cfg:
-            return name
+    """The preset name of ``cfg`` (a descriptive one before ``default``, which aliases 8x8-b4), or
+    ``cfg-<hash>`` for a configuration that is no preset."""
+    names = [name for name, preset in PRESETS.items() if preset == cfg]
+    if names:
+        return sorted(names, key=lambda name: name == "default")[0]
     digest = hashlib.sha256(json.dumps(cfg.to_json(), sort_keys=True).encode()).hexdigest()[:10]
     return f"cfg-{digest}"
 
 
 def resolve_config(text: str) -> AccelConfig:
     """``--config``: a preset name (:data:`~microscopiq.config.PRESETS`) or a JSON file holding
-    :meth:`AccelConfig.to_json` (a generated ``manifest.json`` with a ``config`` entry works too)."""
+    :meth:`AccelConfig.to_json` (a generated ``manifest.json``, whose ``parameters`` are that)."""
     if text in PRESETS:
         return PRESETS[text]
     path = Path(text)
@@ -52,7 +53,7 @@ def resolve_config(text: str) -> AccelConfig:
         raise ConfigError(f"--config must be a preset ({', '.join(PRESETS)}) or a JSON file, not {text!r}")
     try:
         data = json.loads(path.read_text())
-        return AccelConfig.from_json(data.get("config", data))
+        return AccelConfig.from_json(data.get("parameters", data))
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ConfigError(f"--config file {text!r} does not hold an accelerator configuration "
                           f"({error})") from None
@@ -63,6 +64,9 @@ def generate_rtl(cfg: AccelConfig, out_dir: Path) -> tuple[dict, list[Path]]:
     from ..hdl.generate import generate_accel, read_manifest
     generate_accel(cfg, out_dir)
     manifest, files = read_manifest(out_dir)
+    if AccelConfig.from_json(manifest["parameters"]) != cfg:
+        raise RuntimeError(f"the manifest in {str(out_dir)!r} describes {manifest['parameters']}, "
+                           f"not the configuration asked for ({cfg.to_json()})")
     return manifest, [path for path in files if path.suffix in (".v", ".sv")]
 
 
