@@ -24,8 +24,10 @@ One pass over the input columns ``k`` (:func:`~microscopiq.quant.hessian.lazy_ba
      E(b-1)M(b) of ``|w| / 2^E`` (saturating at ``e = 2^(b-1) - 1``), for a shared ``X`` taken
      from ``X0 - 1, X0, X0 + 1`` (``X0`` the smallest ``X`` that reaches the largest candidate
      without clipping) to maximise the block's total net OBS gain ``Σ max(0, gain - cost)``, with
-     ``gain = ((w - q·2^E)² - (w - ŵ_out)²) / [H⁻¹]_kk``; a pair is **accepted** when its gain
-     exceeds its partner's cost;
+     ``gain = ((w - q·2^E)² - (w - ŵ_out)² - λ·R) / [H⁻¹]_kk``, where ``λ·R`` charges the
+     outlier's metadata (``R = outlier_bits``, ``λ = (2 ln 2 / 12)·2^(2E)``, the distortion one bit
+     buys a uniform quantizer of step ``2^E``); a pair is **accepted** when its gain exceeds its
+     partner's cost;
   5. the outlier takes its MX-FP value, the partner becomes 0, everything else its inlier value;
      the sweep compensates every error (rounding and pruning alike) through ``H⁻¹``.
 
@@ -34,6 +36,8 @@ exponents chosen over all weights of the group).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -80,8 +84,10 @@ class _MsqColumns:
     """
 
     def __init__(self, fmt: FormatConfig, n: int, np_: int, kp: int, *, outliers: bool,
-                 outlier_sigma: float, device):
+                 outlier_sigma: float, outlier_bits: float, device):
         self.fmt, self.outliers, self.sigma = fmt, outliers, outlier_sigma
+        # Rate term of an outlier in units of 2^(2E): lambda = (2 ln 2 / 12) · Δ² per bit, Δ = 2^E.
+        self.rate = outlier_bits * 2 * math.log(2) / 12
         self.qmin, self.qmax = float(fmt.qmin), float(fmt.qmax)
         self.emax = (1 << fmt.ebits) - 1
         self.xmax = (1 << fmt.xbits) - 1
@@ -171,7 +177,7 @@ class _MsqColumns:
         x0 = torch.where(top_cand, t_star, -1000).amax(dim=1, keepdim=True) - self.emax
         shared = (x0[None] + self.x_steps).clamp_(0, self.xmax)            # (3, B', 1)
         expo, frac, err_out2 = self._encode(top_mag, t_star, shared)      # (3, B', U/2)
-        net = (err2.gather(1, order) - err_out2) * scale2.gather(1, order) - cost
+        net = (err2.gather(1, order) - err_out2 - self.rate) * scale2.gather(1, order) - cost
         net = net.masked_fill_(~top_cand, 0.0).clamp_(min=0.0)
         pick = net.sum(dim=2).argmax(dim=0)[None, :, None]
         shared = shared.gather(0, pick)[0]
@@ -230,18 +236,21 @@ class _MsqColumns:
 
 
 def _sweep(weight, hessian, fmt: FormatConfig, *, outliers: bool, damp: float, outlier_sigma: float,
-           block_size: int, device) -> MsqLayer:
+           outlier_bits: float, block_size: int, device) -> MsqLayer:
     if not isinstance(fmt, FormatConfig):
         raise TypeError(f"fmt must be a FormatConfig, not {fmt!r}")
     if not fmt.msq_capable:
         raise QuantizeError(f"wbits={fmt.wbits} has no MicroScopiQ format (allowed: 2, 3, 4)")
     if not (isinstance(outlier_sigma, (int, float)) and outlier_sigma > 0):
         raise QuantizeError(f"outlier_sigma must be a number > 0, not {outlier_sigma!r}")
+    if not (isinstance(outlier_bits, (int, float)) and outlier_bits >= 0):
+        raise QuantizeError(f"outlier_bits must be a number >= 0, not {outlier_bits!r}")
     n, k = np.shape(weight)[:2] if np.ndim(weight) == 2 else (0, 0)
     np_, kp = padded(max(n, 1), fmt.ublock), padded(max(k, 1), fmt.group)
     device = torch.device(device) if device is not None else torch.device("cpu")
     work = as_weight(weight, np_, kp, device)
-    columns = _MsqColumns(fmt, n, np_, kp, outliers=outliers, outlier_sigma=outlier_sigma, device=device)
+    columns = _MsqColumns(fmt, n, np_, kp, outliers=outliers, outlier_sigma=outlier_sigma,
+                          outlier_bits=outlier_bits, device=device)
     if hessian is None:
         upper = None
     else:
@@ -254,7 +263,8 @@ def _sweep(weight, hessian, fmt: FormatConfig, *, outliers: bool, damp: float, o
 
 
 def quantize_msq(weight, hessian=None, fmt: FormatConfig = FormatConfig(), *, damp: float = 0.01,
-                 outlier_sigma: float = 3.0, block_size: int = 128, device=None) -> MsqLayer:
+                 outlier_sigma: float = 3.0, outlier_bits: float = 12.0, block_size: int = 128,
+                 device=None) -> MsqLayer:
     """Quantize a linear layer's weight into the MicroScopiQ format (see the module docstring).
 
     Parameters
@@ -269,6 +279,10 @@ def quantize_msq(weight, hessian=None, fmt: FormatConfig = FormatConfig(), *, da
         Diagonal damping as a fraction of ``mean(diag H)`` (GPTQ's ``percdamp``).
     outlier_sigma : float
         Outlier threshold in row-group standard deviations.
+    outlier_bits : float
+        Rate charged per accepted outlier (about the metadata bits it costs), traded against
+        distortion at the high-resolution slope ``λ = (2 ln 2 / 12) · 2^(2E)`` per bit; 0 accepts
+        every outlier that lowers the error.
     block_size : int
         Columns per lazy batch update.
     device : str or torch.device, optional
@@ -280,11 +294,11 @@ def quantize_msq(weight, hessian=None, fmt: FormatConfig = FormatConfig(), *, da
         Passes :meth:`~MsqLayer.validate`; padding slots are inlier code 0.
     """
     return _sweep(weight, hessian, fmt, outliers=True, damp=damp, outlier_sigma=outlier_sigma,
-                  block_size=block_size, device=device)
+                  outlier_bits=outlier_bits, block_size=block_size, device=device)
 
 
 def quantize_mxint_sweep(weight, hessian, fmt: FormatConfig, *, damp: float, block_size: int,
                          device) -> MsqLayer:
     """The MicroScopiQ pass without outliers (every slot an inlier): the MX-INT baseline."""
-    return _sweep(weight, hessian, fmt, outliers=False, damp=damp, outlier_sigma=3.0,
+    return _sweep(weight, hessian, fmt, outliers=False, damp=damp, outlier_sigma=3.0, outlier_bits=0.0,
                   block_size=block_size, device=device)

@@ -106,6 +106,19 @@ def test_representable_weights_come_back_exactly(wbits, with_hessian):
                                 f"expected {weight[tuple(mismatch[0])]}, got {out[tuple(mismatch[0])]}")
 
 
+def test_outlier_rate_trades_bits_for_error():
+    """outlier_bits = 0 takes every outlier that lowers the error; the default charges each one its
+    metadata, so fewer are taken at a slightly higher error."""
+    weight, x, _ = planted(53, n=64, k=128, rate=0.02)
+    fmt = FormatConfig(wbits=2, group=64)
+    free, charged = quantize_msq(weight, fmt=fmt, outlier_bits=0.0), quantize_msq(weight, fmt=fmt)
+    count = {name: int((layer.roles == Role.OUT_HI).sum()) for name, layer in
+             (("free", free), ("charged", charged))}
+    print("seed 53", count)
+    assert count["charged"] < count["free"]
+    assert output_error(x, weight, free) < output_error(x, weight, charged)
+
+
 def test_identity_hessian_is_plain_rounding():
     weight, _, _ = planted(50, n=32, k=128)
     fmt = FormatConfig(wbits=3, group=64)
@@ -139,6 +152,7 @@ def test_dead_inputs_and_zero_rows():
     ({"hessian": -np.eye(4), "damp": 0.0}, HessianError, r"^hessian is not positive definite"),
     ({"damp": -1}, HessianError, r"^damp must be a number >= 0, not -1$"),
     ({"outlier_sigma": 0}, QuantizeError, r"^outlier_sigma must be a number > 0, not 0$"),
+    ({"outlier_bits": -1.0}, QuantizeError, r"^outlier_bits must be a number >= 0, not -1.0$"),
     ({"block_size": 0}, ValueError, r"^block_size must be a positive integer, not 0$"),
 ])
 def test_refusals(kwargs, error, message):
