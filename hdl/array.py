@@ -135,6 +135,15 @@ class Array(wiring.Component):
         })
 
     @property
+    def tile_gap_extra(self) -> int:
+        """Extra cycles between a tile's last token and the next tile's first beyond its period:
+        with shared ReCoN, ``max(S - 1, L + H)``, so that the old tile's slot windows in every
+        group, and its bypass rows' late products, are over before the new tile's start (0 else)."""
+        if not self.shared:
+            return 0
+        return max(self.cfg.recon_share - 1, self.recon_latency + self.hold)
+
+    @property
     def depth(self) -> int:
         """Enabled cycles from ``issue`` to ``out`` for ``T = 1``."""
         return self.cfg.rows + 1 + self.recon_latency + self.hold
@@ -144,46 +153,48 @@ class Array(wiring.Component):
         cfg = self.cfg
         rows = cfg.rows
         en = self.en
-        stages = rows + self.max_period + self.recon_latency + self.hold + 1
+        lat = self.recon_latency + self.hold
+        stages = rows + self.max_period + lat + 1
+        # Each token carries its tile's period T: tiles with different periods overlap in the
+        # array, and every stage that depends on T uses the token's own.
         marker_layout = data.StructLayout({"valid": 1, "first": 1, "tag": unsigned(self.tag_bits),
-                                           "act_sum": signed(act_sum_bits(cfg))})
+                                           "act_sum": signed(act_sum_bits(cfg)),
+                                           "period": range(self.max_period + 1)})
         markers = [Signal(marker_layout, name=f"marker_{s}") for s in range(stages)]
-        period = Signal(range(self.max_period + 1), init=1)
-        exit_stage = rows + self.recon_latency + self.hold + period
+        period = Signal(range(self.max_period + 1), init=1)      # of the tile being issued
+        with m.If(en & self.issue.valid & self.issue.first):
+            m.d.sync += period.eq(self.next_period)
         with m.If(en):
             m.d.sync += [
                 markers[0].valid.eq(self.issue.valid),
                 markers[0].first.eq(self.issue.first),
                 markers[0].tag.eq(self.issue.tag),
                 markers[0].act_sum.eq(sum(self.issue.x[r] for r in range(rows))),
+                markers[0].period.eq(Mux(self.issue.first, self.next_period, period)),
             ]
-            # A token leaves at stage R + T + L + H; beyond it its marker is cleared, so a later
-            # tile with a longer period never sees it again.
+            # A token leaves at stage R + T + L + H; beyond it its marker is cleared.
             m.d.sync += [markers[s].eq(markers[s - 1]) for s in range(1, stages)]
-            m.d.sync += [markers[s].valid.eq(markers[s - 1].valid & (s - 1 < exit_stage))
+            m.d.sync += [markers[s].valid.eq(markers[s - 1].valid
+                                             & (s - 1 < rows + lat + markers[s - 1].period))
                          for s in range(1, stages)]
         m.d.comb += self.busy.eq(Cat(mk.valid for mk in markers).any())
-        starting = en & self.issue.valid & self.issue.first
-        if self.shared:
-            with m.If(starting):
-                m.d.sync += period.eq(self.next_period)
 
         def tap(base):
-            """``markers[base + T]`` for the active period ``T``."""
+            """The token at stage ``base + T`` with ``T`` its own period (valid 0 if none)."""
             if not self.shared:
                 return markers[base + 1]
-            chosen = markers[base + 1].as_value()
-            for t in range(2, self.max_period + 1):
-                chosen = Mux(period == t, markers[base + t].as_value(), chosen)
+            chosen = Const(0, marker_layout.size)
+            for t in range(1, self.max_period + 1):
+                here = markers[base + t]
+                chosen = Mux(here.valid & (here.period == t), here.as_value(), chosen)
             return data.View(marker_layout, chosen)
 
         lanes = self._lanes(m)
-        rowctl = self._row_state(m, markers, starting)
-        products = self._pe_rows(m, markers, lanes, rowctl, tap, period)
-        contribs = self._contributions(m, products, rowctl, starting, period)
+        rowctl = self._row_state(m, markers)
+        products = self._pe_rows(m, markers, lanes, rowctl, tap)
+        contribs = self._contributions(m, markers, products, rowctl)
 
         # Column adders: row r adds its contribution when the token reaches stage r + T + L + H.
-        lat = self.recon_latency + self.hold
         psum = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name="psum_in")
         for r in range(rows):
             nxt = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name=f"psum_{r}")
@@ -214,7 +225,7 @@ class Array(wiring.Component):
             lanes.append(line)
         return lanes
 
-    def _row_state(self, m, markers, starting):
+    def _row_state(self, m, markers):
         """Double-buffered per-row fields: ReCoN config, bypass flag, network slot; and ``T``."""
         cfg, load, en = self.cfg, self.load, self.en
         share = max(cfg.recon_share, 1)
@@ -232,26 +243,29 @@ class Array(wiring.Component):
         m.d.comb += self.next_period.eq(Mux(most > 1, most, 1) if self.shared else 1)
         for r in range(cfg.rows):
             fields = data.StructLayout({"config": unsigned(_config_bits(cfg)), "bypass": 1,
-                                        "slot": slot_shape})
+                                        "pe_bypass": 1, "claim": 1, "slot": slot_shape})
             shadow = Signal(fields, name=f"row_{r}_shadow")
             active = Signal(fields, name=f"row_{r}_active")
             with m.If(writing & (load.row == r)):
                 m.d.sync += [shadow.config.eq(load.config), shadow.bypass.eq(~has_outlier),
+                             shadow.pe_bypass.eq(~has_outlier), shadow.claim.eq(has_outlier),
                              shadow.slot.eq(Mux(group_start, 0, count))]
-            if self.shared:
-                # The array has drained: the whole group switches as the first token enters, so
-                # no row still flagged for the old tile claims a network slot.
-                with m.If(starting):
-                    m.d.sync += active.eq(shadow)
-            else:
-                # The ReCoN config switches with the products it applies to (one stage after
-                # the PE banks).
-                with m.If(en & markers[r].valid & markers[r].first):
-                    m.d.sync += active.config.eq(shadow.config)
+            # Which stage feeds the PEs switches with the PE banks (first token entering stage
+            # r); the config and the contribution source one stage later, with the products they
+            # apply to; the network slot of every row of a group at once, when the first token
+            # reaches the group's first row (with the group's slot clock, see _contributions).
+            pe_swap = self.issue if r == 0 else markers[r - 1]
+            with m.If(en & pe_swap.valid & pe_swap.first):
+                m.d.sync += active.pe_bypass.eq(shadow.pe_bypass)
+            with m.If(en & markers[r].valid & markers[r].first):
+                m.d.sync += [active.config.eq(shadow.config), active.bypass.eq(shadow.bypass)]
+            head = markers[r - r % share]
+            with m.If(en & head.valid & head.first):
+                m.d.sync += [active.claim.eq(shadow.claim), active.slot.eq(shadow.slot)]
             rowctl.append(active)
         return rowctl
 
-    def _pe_rows(self, m, markers, lanes, rowctl, tap, period):
+    def _pe_rows(self, m, markers, lanes, rowctl, tap):
         """The PEs; returns per row the list of ``C`` product signals."""
         cfg, en = self.cfg, self.en
         lat = self.recon_latency + self.hold
@@ -266,8 +280,9 @@ class Array(wiring.Component):
                 late = tap(r + lat - 1)
                 late_x = lanes[r][r + lat]
                 for t in range(2, self.max_period + 1):
-                    late_x = Mux(period == t, lanes[r][r + t + lat - 1], late_x)
-                byp = rowctl[r].bypass if cfg.has_recon else Const(1)
+                    here = markers[r + t + lat - 1]
+                    late_x = Mux(here.valid & (here.period == t), lanes[r][r + t + lat - 1], late_x)
+                byp = rowctl[r].pe_bypass if cfg.has_recon else Const(1)
                 act = Mux(byp, late_x, lanes[r][r])
                 step = Mux(byp, late.valid, markers[r].valid)
             else:
@@ -287,7 +302,7 @@ class Array(wiring.Component):
             products.append(row)
         return products
 
-    def _contributions(self, m, products, rowctl, starting, period):
+    def _contributions(self, m, markers, products, rowctl):
         """Per row, the ``C`` contributions the column adders take."""
         cfg, en = self.cfg, self.en
         fmt = cfg.fmt
@@ -310,16 +325,20 @@ class Array(wiring.Component):
                 out.append([net.contributions[c] for c in range(cfg.cols)])
             return out
         share = cfg.recon_share
-        phase = Signal(range(share))
-        with m.If(starting):
-            m.d.sync += phase.eq(0)
-        with m.Elif(en):
-            m.d.sync += phase.eq(Mux(phase + 1 >= period, 0, phase + 1))
         for g in range(cfg.rows // share):
             net = m.submodules[f"recon_{g}"] = ReconNetwork(fmt, cfg.cols)
             members = range(g * share, (g + 1) * share)
+            # The group's slot clock: restarts when a tile's first token reaches its first row
+            # (the previous tile's windows in this group have ended: see tile_gap).
+            head = markers[g * share]
+            phase = Signal(range(share), name=f"recon_{g}_phase")
+            period = Signal(range(share + 1), init=1, name=f"recon_{g}_period")
+            with m.If(en & head.valid & head.first):
+                m.d.sync += [phase.eq(0), period.eq(head.period)]
+            with m.Elif(en):
+                m.d.sync += phase.eq(Mux(phase + 1 >= period, 0, phase + 1))
             sel = Signal(share, name=f"recon_{g}_sel")
-            m.d.comb += sel.eq(Cat(~rowctl[r].bypass & (rowctl[r].slot == phase) for r in members))
+            m.d.comb += sel.eq(Cat(rowctl[r].claim & (rowctl[r].slot == phase) for r in members))
             config = Const(0, _config_bits(cfg))
             prods = [Const(0, fmt.pe_product_bits)] * cfg.cols
             for i, r in enumerate(members):

@@ -392,19 +392,24 @@ class CycleModel:
     load_beats : int
         ``s_axis_weights`` beats per tile (tile header plus ``R`` rows).
     shared : bool
-        Tiles drain the array before the next one starts (time-multiplexed ReCoN).
+        Time-multiplexed ReCoN.
+    tile_gap : int
+        Extra cycles after a tile's last token before the next tile's first (shared ReCoN:
+        ``max(S - 1, L + H)``, else 0).
     """
 
     rows: int
     pipeline: int
     load_beats: int
     shared: bool
+    tile_gap: int
 
     @classmethod
     def of(cls, cfg: AccelConfig, recon_latency: int) -> "CycleModel":
         shared = cfg.recon_share > 1
-        return cls(rows=cfg.rows, pipeline=recon_latency + int(shared), load_beats=cfg.rows + 1,
-                   shared=shared)
+        pipeline = recon_latency + int(shared)
+        return cls(rows=cfg.rows, pipeline=pipeline, load_beats=cfg.rows + 1, shared=shared,
+                   tile_gap=max(cfg.recon_share - 1, pipeline) if shared else 0)
 
     @property
     def depth(self) -> int:
@@ -434,12 +439,11 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int, *, recon_latency: int |
     handshake, both included, with every stream always valid and ready.
 
     Per pass (cycle 0: the header): tile 0 loads in cycles 1 … R+1. Tile ``i`` issues its ``M``
-    tokens ``T_i`` cycles apart from ``start_i = max(load_i, free_i, drained_i)``: ``load_i`` the cycle
-    after its last row beat, ``free_i`` the cycle when tile ``i-1``'s issue allows the next token
-    (``T_{i-1}`` after its last one), ``drained_i`` (shared ReCoN only) the cycle after tile ``i-1``'s
-    last token left the array. Tile ``i+1``'s beats start the cycle after tile ``i``'s first token
-    reached the PPU. The last result beat is ``arrive(T) + 1`` cycles after the last token; the next
-    pass's header follows in the next cycle.
+    tokens ``T_i`` cycles apart from ``start_i = max(load_i, free_i)``: ``load_i`` the cycle after
+    its last row beat, ``free_i`` = tile ``i-1``'s last token + ``T_{i-1}`` + the tile gap (shared
+    ReCoN only). Tile ``i+1``'s beats start the cycle after tile ``i``'s first token reached the
+    PPU. The last result beat is ``arrive(T) + 1`` cycles after the last token; the next pass's
+    header follows in the next cycle.
     """
     if recon_latency is None:
         recon_latency = _recon_latency(cfg)
@@ -450,12 +454,11 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int, *, recon_latency: int |
 
 def _pass_cycles(model: CycleModel, periods: list[int], tokens: int) -> int:
     load_done = 1 + model.load_beats
-    free = drained = last = 0
+    free = last = 0
     for period in periods:
-        start = max(load_done, free, drained if model.shared else 0)
+        start = max(load_done, free)
         last_issue = start + (tokens - 1) * period
-        free = last_issue + period
-        drained = last_issue + model.arrive(period) + 1
+        free = last_issue + period + model.tile_gap
         load_done = start + model.arrive(period) + 1 + model.load_beats
         last = last_issue + model.arrive(period) + 1
     return last + 1

@@ -177,9 +177,8 @@ class AcceleratorCore(wiring.Component):
         tile_k = Signal.like(k_tiles)
         tile_n = Signal.like(n_tiles)
         period = Signal.like(array.next_period, init=1)
-        wait = Signal.like(array.next_period)
-        drained = ~array.busy if array.shared else 1
-        can_start = busy & ~done & shadow_full & ~started & drained
+        wait = Signal(range(array.max_period + array.tile_gap_extra + 1))
+        can_start = busy & ~done & shadow_full & ~started
         m.d.comb += beat.ready.eq(en & (wait == 0) & Mux(in_tile, 1, can_start))
         take = beat.valid & beat.ready
 
@@ -204,8 +203,9 @@ class AcceleratorCore(wiring.Component):
         with m.If(en & (wait != 0)):
             m.d.sync += wait.eq(wait - 1)
         with m.If(take):
-            m.d.sync += [wait.eq(cur_period - 1), period.eq(cur_period), token.eq(token + 1),
-                         in_tile.eq(1)]
+            # Tokens T apart; after a tile's last one, also the array's tile gap.
+            m.d.sync += [wait.eq(cur_period - 1 + Mux(last_token, array.tile_gap_extra, 0)),
+                         period.eq(cur_period), token.eq(token + 1), in_tile.eq(1)]
             with m.If(~in_tile):
                 m.d.sync += started.eq(1)
             with m.If(last_token):

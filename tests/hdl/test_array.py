@@ -61,9 +61,6 @@ def run_array(cfg, layer, x, seed, pause=0.0):
                 await step(ctx)
             ctx.set(dut.load.valid, 0)
             assert ctx.get(dut.next_period) == periods[t], (t, ctx.get(dut.next_period), periods[t])
-            if cfg.recon_share > 1:
-                while ctx.get(dut.busy):
-                    await ctx.tick()
             for mm in range(tokens):
                 while pause and rng.random() < pause:
                     await ctx.tick()
@@ -71,7 +68,7 @@ def run_array(cfg, layer, x, seed, pause=0.0):
                                     "x": [int(v) for v in x[mm, t * cfg.rows:(t + 1) * cfg.rows]]})
                 await step(ctx)
                 ctx.set(dut.issue.valid, 0)
-                for _ in range(periods[t] - 1):
+                for _ in range(periods[t] - 1 + (dut.tile_gap_extra if mm == tokens - 1 else 0)):
                     await step(ctx)
             ctx.set(dut.issue.valid, 0)
 
