@@ -50,7 +50,7 @@ test-quick: setup
 
 # make sim [SIM=icarus|verilator] [CONFIG=<preset>] [TESTCASE=name[,name]] [WAVES=1]
 # The end-to-end cocotb regression of one configuration on one simulator (tests/tb/test_accel_cocotb.py);
-# build, logs and waves (FST) in build/accel/<config>-<sim>/.
+# build, logs and waves in build/cocotb/accel/<config>/<sim>/.
 CONFIG ?= 8x8-b4
 sim: setup
 	SIM=$(SIM) TESTCASE=$(TESTCASE) WAVES=$(WAVES) $(PYTEST) tests/tb/test_accel_cocotb.py -k "$(CONFIG)-$(SIM)"
@@ -58,6 +58,11 @@ sim: setup
 # Simulated MACs/s and wall time per configuration on both simulators -> docs/bench_sim.md.
 bench-sim: setup
 	$(PY) bench/bench_sim.py
+
+# Quantizer seconds and peak memory (MicroScopiQ, decoupleQ vs the official decoupleQ timings) on a
+# 4096x4096 layer and MiniLM's FFN layers -> docs/bench_quant.md (~15 min on 2 cores).
+bench-quant: setup
+	$(PY) bench/bench_quant.py
 
 # make synth [FAMILY=ecp5|ice40] [DEVICE=45k] [FREQ=100] [SYNTH_ARGS="--rows 16 --cols 16 ..."]
 # Yosys + nextpnr on the default accelerator; table on stdout, synth.json and logs in build/synth/.

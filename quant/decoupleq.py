@@ -23,8 +23,9 @@ decoupleQ never ends above GPTQ. A candidate is kept only if it lowers the objec
 iteration) is non-increasing; :attr:`DecoupleQResult.candidates` and :attr:`DecoupleQResult.relaxed`
 record every candidate and the relaxed chain.
 
-Block-wise refinement of the floats against a transformer block's output needs the whole block, so it
-lives in :mod:`.models` (``refine=True`` there), not here.
+Not implemented: the paper's optional block-wise refinement of the floats (training ``s, z`` against a
+transformer block's output with ``q`` frozen); here the floats are the exact layer-wise optimum for
+the final ``q``.
 """
 
 from __future__ import annotations
