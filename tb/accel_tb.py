@@ -239,7 +239,8 @@ class TB:
         dut = self.dut
         while True:
             await edge
-            if str(dut.m_axis_result_tvalid.value) == "1" and not dut.m_axis_result_tdata.value.is_resolvable:
+            if (str(dut.rst.value) == "0" and str(dut.m_axis_result_tvalid.value) == "1"
+                    and not dut.m_axis_result_tdata.value.is_resolvable):
                 text = str(dut.m_axis_result_tdata.value)
                 bad = [len(text) - 1 - i for i, bit in enumerate(text) if bit not in "01"]
                 raise AssertionError(f"m_axis_result_tdata has {len(bad)} X/Z bit(s) in a valid beat at "

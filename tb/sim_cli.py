@@ -8,8 +8,9 @@ and the ``microscopiq sim`` command.
   one packed layer (:func:`~microscopiq.quant.pack.load_layer`) with ``M`` random activations and
   prints the cycles, the result integers checked and the mismatches; exit status 1 on a mismatch.
 
-Build folders are ``build/accel/<config>-<sim>/`` (one per configuration and simulator: the
-simulator build is reused while the Verilog is unchanged). ``WAVES=1`` writes waves there.
+Build folders follow the project's layout, ``build/cocotb/accel/<config>/{rtl,icarus,verilator}``:
+the Verilog in ``rtl/``, one simulator build per configuration and simulator, reused while the
+Verilog is unchanged. ``WAVES=1`` writes waves into the simulator's folder.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .runner import SIMULATORS, CocotbFailure, run_cocotb
 __all__ = ["BUILD_ROOT", "TEST_MODULE", "config_name", "resolve_config", "generate_rtl", "run_accel",
            "SimReport", "simulate_layer_file", "add_commands"]
 
-BUILD_ROOT = Path("build") / "accel"
+BUILD_ROOT = Path("build") / "cocotb" / "accel"
 TEST_MODULE = "microscopiq.tb.test_accel"
 
 
@@ -80,8 +81,10 @@ def run_accel(cfg: AccelConfig, sim: str, params: dict, *, build_dir: Path | Non
     """
     if sim not in SIMULATORS:
         raise ValueError(f"--sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
-    build_dir = Path(build_dir or BUILD_ROOT / f"{config_name(cfg)}-{sim}").resolve()
-    manifest, sources = generate_rtl(cfg, build_dir / "rtl")
+    folder = (BUILD_ROOT / config_name(cfg)).resolve()
+    build_dir = Path(build_dir or folder / sim).resolve()
+    manifest, sources = generate_rtl(cfg, folder / "rtl")
+    build_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("r", suffix=".jsonl", dir=build_dir, delete=False) as stats:
         stats_path = Path(stats.name)
     try:
@@ -157,7 +160,7 @@ def add_commands(subparsers) -> None:
     parser = subparsers.add_parser(
         "sim", help="run a packed layer through the simulated accelerator",
         description="Generate the accelerator for --config, build it on --sim (cached under "
-                    "build/accel/), stream the packed layer with M random activations through it "
+                    "build/cocotb/accel/), stream the packed layer with M random activations through it "
                     "and check every result integer against the golden model. Prints the cycles, "
                     "the integers checked and the mismatches; exits 1 on a mismatch. WAVES=1 "
                     "writes a waveform into the build folder.",

@@ -31,6 +31,7 @@ Run through :func:`microscopiq.tb.runner.run_cocotb` (tests/tb/test_accel_cocotb
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zlib
 
@@ -168,3 +169,24 @@ async def layer_file(dut):
     scoreboard = Scoreboard(CFG)
     await check_layer(tb, "layer_file", case, scoreboard)
     scoreboard.assert_clean()
+
+
+@cocotb.test(skip=not EXTRAS)
+async def scoreboard_catches_a_wrong_weight(dut):
+    """The check can fail: stream a layer with one inlier code changed and score the results
+    against the unchanged layer. Exactly the outputs of that weight's row must be reported."""
+    seed = case_seed("wrong-weight")
+    tb = TB(dut, CFG)
+    await tb.reset()
+    case = make_case("all_inlier", seed)
+    layer = case.layer
+    codes = layer.codes.copy()
+    row, col = layer.n - 1, layer.k // 2
+    codes[row, col] = (int(codes[row, col]) + 1) % (1 << CFG.fmt.wbits)
+    wrong = stimulus.Case(case.name, dataclasses.replace(layer, codes=codes), case.x, case.seed)
+    run = await tb.run_layer(wrong)
+    found = Scoreboard(CFG).check(case, run.results)
+    wrong_outputs = {m.index for m in found if m.what == "y"}
+    expected = {(m, row) for m in range(case.tokens) if case.x[m, col] != 0}
+    assert wrong_outputs == expected, (wrong_outputs, expected)
+    assert all(m.what == "y" for m in found)

@@ -1,8 +1,8 @@
 """End-to-end cocotb regression of the generated accelerator (microscopiq.tb.test_accel).
 
-Each (configuration, simulator) pair has its own build folder ``build/accel/<config>-<sim>/``
-(cached: rebuilt only when the Verilog changes) and its own pytest-xdist group, so no folder is
-ever built twice at once. ``make test-quick`` runs the 8x8 b=4 configuration on Icarus; the other
+Each (configuration, simulator) pair has its own build folder
+``build/cocotb/accel/<config>/<sim>/`` (cached: rebuilt only when the Verilog changes) and its own
+pytest-xdist group, so no folder is ever built twice at once. ``make test-quick`` runs the 8x8 b=4 configuration on Icarus; the other
 pairs and the quantizer-backed layers (MicroScopiQ with a calibration Hessian, decoupleQ, a real
 all-MiniLM-L6-v2 sub-block) are marked slow. ``SIM=icarus|verilator`` restricts the simulators,
 ``TESTCASE=name`` the cocotb tests, ``WAVES=1`` writes waveforms into the build folder.
