@@ -140,64 +140,63 @@ class _MsqColumns:
 
     # -- one column ------------------------------------------------------------------------------
     def quantize_column(self, index: int, column: torch.Tensor, hinv_diag: float) -> torch.Tensor:
-        scaled = column * self.inv_scale
-        q = scaled.round_().clamp_(self.qmin, self.qmax)
+        q = (column * self.inv_scale).round_().clamp_(self.qmin, self.qmax)
         values = q * self.scale
         if not self.outliers:
             return values
         cand = (column > self.upper) | (column < self.lower)
         blocks = torch.nonzero(cand.view(self.blocks, self.fmt.ublock).any(dim=1)).squeeze(1)
         if blocks.numel():
-            self._outliers(index, blocks, column, cand, values, hinv_diag)
+            self._outliers(index, blocks, column, cand, q, values, hinv_diag)
         return values
 
-    def _outliers(self, index, blocks, column, cand, values, hinv_diag) -> None:
+    def _outliers(self, index, blocks, column, cand, q, values, hinv_diag) -> None:
         """Steps 2-5 of the module docstring on the micro-blocks ``blocks`` that have candidates;
         records the accepted pairs and writes their values into ``values``."""
         b, half, u = self.fmt.wbits, self.half, self.fmt.ublock
-        rows = blocks[:, None] * u + self.offsets             # (B', U)
-        scale, inv_scale = self.scale[rows], self.inv_scale[rows]
-        sub, cand = column[rows] * inv_scale, cand[rows]      # units of 2^E
-        err2 = (sub - values[rows] * inv_scale).square()
+
+        def pick_blocks(t):
+            return t.view(self.blocks, u).index_select(0, blocks)      # (B', U)
+
+        scale, sub, cand = pick_blocks(self.scale), pick_blocks(column * self.inv_scale), pick_blocks(cand)
+        err2 = (sub - pick_blocks(q)).square_()                          # units of 2^E
         mag = sub.abs()
         # 2. the U/2 candidates with the largest inlier error.
-        order = torch.where(cand, err2, -1.0).argsort(dim=1, descending=True, stable=True)[:, :half]
+        order = err2.masked_fill(~cand, -1.0).argsort(dim=1, descending=True, stable=True)[:, :half]
         top_cand, top_mag = cand.gather(1, order), mag.gather(1, order)
         # 3. partners: OBS cost of pruning each non-candidate row; the i-th candidate gets the
         #    i-th cheapest partner.
-        scale2 = scale.square() / hinv_diag ** 2
-        cost = (mag.square() - err2) * scale2
+        scale2 = scale.square_().div_(hinv_diag ** 2)
+        cost = (mag.square() - err2).mul_(scale2)
         taken = torch.zeros_like(cand).scatter_(1, order, top_cand)
-        cost, partner = cost.masked_fill_(taken | self.no_partner[blocks], torch.inf).sort(dim=1, stable=True)
-        cost = cost[:, :half]
+        cost, partner = cost.masked_fill_(taken | self.no_partner.index_select(0, blocks), torch.inf).sort(
+            dim=1, stable=True)
         # 4. X from X0, X0 - 1, X0 + 1: the one with the largest total net OBS gain
         #    sum(max(0, gain - cost)) over the block's pairs (the first on ties, X0 first); e and f
         #    by rounding; a pair is accepted when its gain exceeds its partner's cost.
         t_star = _floor_log2(top_mag)
-        x0 = torch.where(top_cand, t_star, -1000).amax(dim=1, keepdim=True) - self.emax
+        x0 = t_star.masked_fill(~top_cand, -1000).amax(dim=1, keepdim=True) - self.emax
         shared = (x0[None] + self.x_steps).clamp_(0, self.xmax)            # (3, B', 1)
         expo, frac, err_out2 = self._encode(top_mag, t_star, shared)      # (3, B', U/2)
-        net = (err2.gather(1, order) - err_out2 - self.rate) * scale2.gather(1, order) - cost
+        net = (err2.gather(1, order) - self.rate - err_out2).mul_(scale2.gather(1, order)).sub_(cost[:, :half])
         net = net.masked_fill_(~top_cand, 0.0).clamp_(min=0.0)
         pick = net.sum(dim=2).argmax(dim=0)[None, :, None]
-        shared = shared.gather(0, pick)[0]
+        shared = shared.gather(0, pick)[0].expand(-1, half)
         pick = pick.expand(1, -1, half)
         expo, frac, net = (x.gather(0, pick)[0] for x in (expo, frac, net))
         accept = net > 0
-        blk, slot = torch.nonzero(accept, as_tuple=True)
-        if not blk.numel():
+        if not accept.any():
             return
         # 5. the accepted pairs' values and records.
-        hi, lo = order[blk, slot], partner[blk, slot]
-        hi_rows, lo_rows = rows[blk, hi], rows[blk, lo]
-        expo, frac, shared = expo[blk, slot], frac[blk, slot], shared[blk, 0]
-        negative = sub[blk, hi] < 0
-        magnitude = (frac + (1 << b)) * _pow2(expo - b) * scale[blk, hi]
-        values[hi_rows] = torch.where(negative, -magnitude, magnitude)
-        values[lo_rows] = 0.0
-        hi_code = (negative.to(torch.int32) << (b - 1)) | (expo - shared)
-        self.pairs.append((index, torch.stack([hi_rows.to(torch.int32), lo_rows.to(torch.int32), hi_code,
-                                               frac.to(torch.int32), shared])))
+        base = blocks[:, None].to(torch.int32) * u
+        negative = sub.gather(1, order) < 0
+        record = torch.stack([base + order, base + partner[:, :half],
+                              (negative.to(torch.int32) << (b - 1)) | (expo - shared),
+                              frac.to(torch.int32), shared])[:, accept]
+        magnitude = (frac + (1 << b)).mul_(_pow2(expo - b)).mul_(pick_blocks(self.scale).gather(1, order))
+        values.index_copy_(0, record[0], torch.where(negative, -magnitude, magnitude)[accept])
+        values.index_fill_(0, record[1], 0.0)
+        self.pairs.append((index, record))
 
     def _encode(self, mag: torch.Tensor, t_star: torch.Tensor, shared: torch.Tensor):
         """Round-to-nearest E(b-1)M(b) of ``mag`` (units of 2^E; ``t_star = floor(log2 mag)``)
