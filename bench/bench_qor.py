@@ -269,8 +269,8 @@ def qor_rows(names: list[tuple[str, int, str]]) -> list[dict]:
 
 
 def qor_table(rows: list[dict]) -> str:
-    lines = ["| array | b | ReCoN | device | LUT4s | FFs | DSPs | BRAMs | Fmax MHz | outlier support, % of LUTs "
-             "| Fmax vs none |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| array | b | ReCoN | device | LUT4s | FFs | DSPs | BRAMs | LUT RAMs | Fmax MHz "
+             "| outlier support, % of LUTs | Fmax vs none |", "| --- " * 12 + "|"]
     for row in rows:
         res = row["res"] or {}
         device = row["device"] or "(Yosys only)"
@@ -278,7 +278,8 @@ def qor_table(rows: list[dict]) -> str:
             device += ", multipliers in LUTs"
         fmax = _fmt(row["fmax"], ".1f") if not row["error"] else "does not fit" if "fit" in row["error"] else "error"
         lines.append(f"| {row['size']} | {row['wbits']} | {row['recon']} | {device} | {_fmt(res.get('luts'))} "
-                     f"| {_fmt(res.get('ffs'))} | {_fmt(res.get('dsps'))} | {_fmt(res.get('brams'))} | {fmax} "
+                     f"| {_fmt(res.get('ffs'))} | {_fmt(res.get('dsps'))} | {_fmt(res.get('brams'))} "
+                     f"| {_fmt(res.get('lutram'))} | {fmax} "
                      f"| {_fmt(row['lut_cost'], '.1f')} | {_fmt(row['fmax_cost'], '+.1f')}{'' if row['fmax_cost'] is None else ' %'} |")
     return "\n".join(lines)
 
