@@ -101,7 +101,8 @@ def run_yosys(name: str, cfg: AccelConfig, timeout: float) -> dict:
         report = synth.synthesize(source, TOP, workdir=CACHE / name / "yosys", place_route=False,
                                   use_dsp=use_dsp, timeout_s=timeout, mapper=MAPPER)
         entry["yosys"] = {"resources": report.to_json()["resources"], "use_dsp": report.use_dsp,
-                          "seconds": round(time.monotonic() - start, 1)}
+                          "seconds": round(time.monotonic() - start, 1),
+                          "measured": datetime.date.today().isoformat()}
     except (ValueError, TypeError) as error:       # the generator refuses this configuration
         entry["error"] = f"{type(error).__name__}: {error}"
         return entry
@@ -358,9 +359,11 @@ def peers_section(peers: dict) -> tuple[str, str]:
 def write_page(rows: list[dict] | None, peers: dict | None, command: str) -> None:
     """Rewrite the generated sections of docs/performance.md (between the markers) from results."""
     text = DOC.read_text() if DOC.exists() else ""
-    stamp = (f"Measured {datetime.date.today().isoformat()} on {platform.machine()} "
-             f"({platform.python_implementation()} {platform.python_version()}), Yosys/nextpnr from YoWASP; "
-             f"command: `{command}`.")
+    stamp = (f"Page written {datetime.date.today().isoformat()} on {platform.machine()} "
+             f"({platform.python_implementation()} {platform.python_version()}), Yosys 0.70 / nextpnr 0.11 "
+             f"from YoWASP, by `{command}` from the results cached in build/qor/ (each row: the "
+             f"configurations measured so far, with the date in its cache entry; `make bench-qor` "
+             f"resumes the rest).")
     if rows is not None:
         qor_plots(rows)
         text = _replace(text, "QOR", f"{stamp}\n\n{qor_table(rows)}\n\n"
@@ -400,6 +403,8 @@ def main(argv=None) -> int:
     parser.add_argument("--wbits", nargs="+", type=int, choices=(2, 4), default=[4, 2])
     parser.add_argument("--recon", nargs="+", choices=RECONS, default=list(RECONS))
     parser.add_argument("--no-pnr", action="store_true", help="Yosys only (cell counts)")
+    parser.add_argument("--page", action="store_true",
+                        help="run no tool: rebuild the page from the cached results")
     parser.add_argument("--fresh", action="store_true", help="ignore cached results")
     parser.add_argument("--timeout", type=float, default=2400.0, help="limit per tool run, s")
     args = parser.parse_args(argv)
@@ -410,11 +415,11 @@ def main(argv=None) -> int:
             (CACHE / f"{key(*name)}.json").unlink(missing_ok=True)
     rows = peers = None
     if args.part in ("qor", "all"):
-        for name in names:
+        for name in [] if args.page else names:
             entry = run_yosys(key(*name), config(*name), args.timeout)
             print(f"yosys {key(*name)}: {entry.get('yosys', {}).get('resources') or entry.get('error')}",
                   flush=True)
-        if not args.no_pnr:
+        if not args.no_pnr and not args.page:
             for name in names:
                 entry = run_pnr(key(*name), args.timeout)
                 pnr = entry.get("pnr", {})
