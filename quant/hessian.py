@@ -29,6 +29,10 @@ __all__ = [
 ]
 
 
+#: Size below which a triangular inverse is one triangular solve.
+_TRIANGULAR_LEAF = 256
+
+
 class HessianError(ValueError):
     """A calibration Hessian cannot be used (wrong shape, NaN/Inf, not positive definite)."""
 
@@ -107,8 +111,24 @@ def inverse_cholesky_upper(h: torch.Tensor) -> torch.Tensor:
     if int(info):
         raise HessianError(f"hessian is not positive definite (Cholesky fails at column "
                            f"{h.shape[0] - int(info)}); increase damp")
-    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
-    return torch.linalg.solve_triangular(low, eye, upper=False).flip(0, 1)
+    return _lower_inverse(low).flip(0, 1)
+
+
+def _lower_inverse(low: torch.Tensor) -> torch.Tensor:
+    """Inverse of a lower-triangular matrix by 2×2 block recursion,
+    ``[[A, 0], [C, D]]⁻¹ = [[A⁻¹, 0], [-D⁻¹ C A⁻¹, D⁻¹]]``: about ``n³/3`` multiply-adds in
+    matrix products, against ``n³/2`` for a triangular solve with the identity."""
+    size = low.shape[0]
+    if size <= _TRIANGULAR_LEAF:
+        eye = torch.eye(size, dtype=low.dtype, device=low.device)
+        return torch.linalg.solve_triangular(low, eye, upper=False)
+    half = size // 2
+    out = torch.zeros_like(low)
+    top, bottom = _lower_inverse(low[:half, :half]), _lower_inverse(low[half:, half:])
+    out[:half, :half], out[half:, half:] = top, bottom
+    torch.mm(bottom, low[half:, :half] @ top, out=out[half:, :half])
+    out[half:, :half].neg_()
+    return out
 
 
 def lazy_batch_sweep(weights: torch.Tensor, hinv_upper: torch.Tensor | None,
