@@ -14,9 +14,11 @@ ReCoN arrangements (``AccelConfig.recon_share``):
 * ``S > 1`` (shared): one network per group of ``S`` rows. Rows without an outlier bypass it
   (their contribution is ``product << b``, or ``product`` in raw mode). The ``j``-th outlier row of a
   group (in row order) owns network slot ``j``; the tile's period ``T`` is the largest number of
-  outlier rows in a group (at least 1). Tokens enter every ``T`` cycles and a phase counter
-  modulo ``T`` gives each slot one network cycle per token; each row holds its contribution in a
-  register until its column adder takes it. The controller drains the array between tiles.
+  outlier rows in a group (at least 1). Tokens enter every ``T`` cycles and a slot clock modulo
+  ``T`` per group gives each slot one network cycle per token; each row holds its contribution in
+  a register until its column adder takes it. Every token carries its tile's ``T``, so tiles of
+  different periods overlap; the controller leaves :attr:`Array.tile_gap_extra` cycles after a
+  tile's last token.
 * ``0`` (none): no network, every row is a bypass row with shift 0 (uniform layers only).
 """
 
@@ -27,7 +29,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
-from .pe import PE, RoleEnum
+from .pe import PE
 from .routing import config_bits
 
 __all__ = ["Array", "issue_layout", "load_layout", "result_layout"]
@@ -89,7 +91,8 @@ class Array(wiring.Component):
     enabled cycle, only after the current tile's first token has left the array (``out.first``).
     The shadow tile becomes active row by row as its first token (``issue.first``) passes. With
     shared ReCoN, ``next_period`` is the shadow tile's ``T``: the controller issues that tile's
-    tokens ``T`` cycles apart, after the array has drained (``busy`` low).
+    tokens ``T`` cycles apart, and the next tile's first token ``T + tile_gap_extra`` cycles after
+    the last one.
 
     Parameters
     ----------
@@ -111,8 +114,6 @@ class Array(wiring.Component):
         The token leaving this cycle with its column sums.
     next_period : Out(range(recon_share + 1))
         ``T`` of the loaded (shadow) tile (1 unless ReCoN is shared).
-    busy : Out(1)
-        A token is inside the array.
     """
 
     def __init__(self, cfg: AccelConfig, tag_bits: int = 1):
@@ -131,7 +132,6 @@ class Array(wiring.Component):
             "load": In(load_layout(cfg)),
             "out": Out(result_layout(cfg, tag_bits)),
             "next_period": Out(range(self.max_period + 1)),
-            "busy": Out(1),
         })
 
     @property
@@ -177,7 +177,6 @@ class Array(wiring.Component):
             m.d.sync += [markers[s].valid.eq(markers[s - 1].valid
                                              & (s - 1 < rows + lat + markers[s - 1].period))
                          for s in range(1, stages)]
-        m.d.comb += self.busy.eq(Cat(mk.valid for mk in markers).any())
 
         def tap(base):
             """The token at stage ``base + T`` with ``T`` its own period (valid 0 if none)."""

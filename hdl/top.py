@@ -12,7 +12,7 @@ Control, per pass (one layer header, at most ``max_tokens`` tokens):
   the ``R`` row beats into the shadow banks; it waits while the shadow holds a tile whose first
   token has not yet reached the PPU;
 * the **issuer** sends each tile's ``M`` activation vectors into the array, one per cycle (one every
-  ``T`` cycles with shared ReCoN, after the previous tile drained), tagging each token with its
+  ``T`` cycles with shared ReCoN, plus the array's tile gap after a tile), tagging each token with its
   index and the tile's place in its K-group and the layer;
 * the **PPU** accumulates and emits result beats. Its full output register stalls everything
   (``en = ~result.valid | result.ready``).
@@ -325,7 +325,7 @@ def accel_manifest(cfg: AccelConfig) -> dict:
         },
         "throughput_per_cycle": "1 token (R activations x C columns) per cycle per tile; 1/T with shared ReCoN",
         "cycle_model": {"rows": model.rows, "pipeline": model.pipeline, "load_beats": model.load_beats,
-                        "shared": model.shared, "drain_between_tiles": model.shared},
+                        "shared": model.shared, "tile_gap": model.tile_gap},
     }
 
 

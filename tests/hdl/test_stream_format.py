@@ -3,8 +3,6 @@ cycle model's shape (the exact cycle counts are checked against the RTL in test_
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
@@ -75,6 +73,20 @@ def test_encode_msq_layout():
     got = [_field(vector.data, 8 * r, 8) for r in range(4)]
     want = [int(case.x[2, 4 + r]) & 0xFF if 4 + r < 13 else 0 for r in range(4)]
     assert got == want
+
+
+def test_encode_uniform_header_is_raw_mode():
+    cfg = _cfg(share=0, ).replace(wbits=3, recon_share=0)
+    case = random_uniform_case(cfg, n=8, k=8, m=2, seed=13)
+    weights, acts = encode_layer(cfg, case.layer, case.x)
+    sf = StreamFormat(cfg)
+    assert _field(weights[0].data, *sf.header_fields["mode"]) == MODE_RAW
+    assert sf.config_bits == 0
+    # INLIER roles, codes = q as b-bit two's complement.
+    row = weights[2].data
+    q = case.layer.q[:8, 0]
+    assert [_field(row, 3 * c, 3) for c in range(8)] == [int(v) & 7 for v in q]
+    assert all(_field(row, sf.role_offset + 2 * c, 2) == Role.INLIER for c in range(8))
 
 
 def _fake_results(cfg, layer, x):
@@ -157,7 +169,7 @@ def test_periods_and_cycle_model():
     for share in (0, 1):
         c = _cfg(share=share)
         layer = uniform.layer
-        # Full rate: at least one token per tile and cycle, overhead bounded by one load + drain.
+        # Full rate: at least one token per tile and cycle, overhead bounded by the first load and the pipeline fill.
         for m in (4, 16, 64):
             c2 = c.replace(max_tokens=64)
             cycles = predict_cycles(c2, layer, m)
