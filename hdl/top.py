@@ -30,7 +30,7 @@ from .ppu import PPU, token_tag_layout
 from .stream_format import MODE_MSQ, MODE_RAW, SHIFT_BITS, StreamFormat
 
 __all__ = ["AcceleratorCore", "Accelerator", "accel_top_name", "accel_manifest",
-           "generate_accel", "CORE_NAME"]
+           "generate_accel", "CORE_NAME", "WAIVERS_NAME"]
 
 def _beat(width: int) -> stream.Signature:
     return stream.Signature(data.StructLayout({"data": unsigned(width), "last": 1}))
@@ -278,6 +278,8 @@ class Accelerator(wiring.Component):
 # -- generation ---------------------------------------------------------------------------------------
 
 CORE_NAME = "accel.core"
+#: Verilator control file of the message-matched lint waivers, shipped with the core.
+WAIVERS_NAME = "waivers.vlt"
 
 
 def accel_top_name(cfg: AccelConfig) -> str:
@@ -331,8 +333,9 @@ def accel_manifest(cfg: AccelConfig) -> dict:
 
 def _core_file(cfg: AccelConfig, top_name: str, verilog_name: str) -> str:
     from .. import __version__
-    from ..tb.lint import verilator_warning_args
-    options = "".join(f"\n          - {arg}" for arg in ["-Wall", *verilator_warning_args()])
+    from ..tb.lint import VERILATOR_WAIVERS
+    options = "".join(f"\n          - {arg}"
+                      for arg in ["-Wall", *(f"-Wno-{name}" for name in VERILATOR_WAIVERS)])
     return f"""CAPI=2:
 # FuseSoC core of a generated MicroScopiQ accelerator (recon {cfg.to_json()['recon']}).
 name: microscopiq:accel:{top_name}:{__version__}
@@ -343,6 +346,10 @@ filesets:
     files:
       - {verilog_name}
     file_type: verilogSource
+  waivers:
+    files:
+      - {WAIVERS_NAME}
+    file_type: vlt
 
 targets:
   default:
@@ -350,7 +357,7 @@ targets:
     toplevel: {top_name}
   lint:
     default_tool: verilator
-    filesets: [rtl]
+    filesets: [waivers, rtl]
     toplevel: {top_name}
     tools:
       verilator:
@@ -361,13 +368,16 @@ targets:
 
 def generate_accel(cfg: AccelConfig, out_dir) -> dict:
     """Write the accelerator for ``cfg`` into ``out_dir``: ``accel.v``, ``manifest.json``,
-    ``files.f`` and the FuseSoC core ``accel.core``; return the manifest. Nothing is written if
-    anything fails."""
+    ``files.f``, the FuseSoC core ``accel.core`` (targets ``default`` and ``lint``: Verilator
+    ``-Wall`` with the project's named waivers) and its ``waivers.vlt``; return the manifest.
+    Nothing is written if anything fails."""
+    from ..tb.lint import waiver_control_file
     from .generate import write_generated
     top_name = accel_top_name(cfg)
-    core = _core_file(cfg, top_name, "accel.v")
+    extra = {CORE_NAME: _core_file(cfg, top_name, "accel.v"),
+             WAIVERS_NAME: waiver_control_file().read_text()}
     return write_generated(out_dir, Accelerator(cfg), top_name, accel_manifest(cfg), basename="accel",
-                           extra_files={CORE_NAME: core})
+                           extra_files=extra)
 
 
 #: ``generate accel`` options that map to :class:`AccelConfig` / :class:`FormatConfig` fields.
@@ -403,7 +413,7 @@ def _run_accel(args) -> int:
           f"weights {streams['s_axis_weights']['width']}, act {streams['s_axis_act']['width']}, "
           f"result {streams['m_axis_result']['width']}; latency act->result "
           f"{manifest['latency_cycles']['act_to_result']} cycles), {MANIFEST_NAME}, {FILELIST_NAME}, "
-          f"{CORE_NAME}")
+          f"{CORE_NAME}, {WAIVERS_NAME}")
     return 0
 
 
