@@ -12,7 +12,7 @@ import pytest
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.quant.baselines import quantize_rtn
 from microscopiq.quant.dequant import dequantize
-from microscopiq.quant.golden import (group_partial_sums, msq_matmul, mx_accumulate, pe_product,
+from microscopiq.quant.golden import (group_partial_sums, msq_matmul, pe_product,
                                       quantize_activations, recon_merge, slot_values, split_hi,
                                       uniform_raw)
 from microscopiq.quant.layer import Role
