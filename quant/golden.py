@@ -33,6 +33,18 @@ class ActivationError(ValueError):
     """Activations that cannot be quantized (NaN, Inf, wrong rank, empty)."""
 
 
+def _exact(arrays, magnitude_bound: int):
+    """``arrays`` as int64 when every result stays below ``magnitude_bound < 2^62``, else as Python
+    ints (object arrays): the formats allow outlier shifts (xbits = 6) that no fixed width holds."""
+    dtype = np.int64 if magnitude_bound < (1 << 62) else object
+    return [np.asarray(a).astype(dtype) for a in arrays]
+
+
+def _max_abs(array) -> int:
+    array = np.asarray(array)
+    return int(np.abs(array).max()) if array.size else 0
+
+
 def to_signed(code, bits: int):
     """Two's-complement value of an unsigned ``bits``-wide code (scalar or array)."""
     code = np.asarray(code, dtype=np.int64)
@@ -67,42 +79,43 @@ def recon_merge(hi_product, lo_product, sign, shift: int, wbits: int):
     ``hi_product`` already carries the sign (see :func:`pe_product`); the fraction product gets it
     from the configuration: ``((hi << b) + (-1)^s · lo) << (e + X)``.
     """
-    hi = np.asarray(hi_product, dtype=np.int64)
-    lo = np.asarray(lo_product, dtype=np.int64)
+    bound = ((_max_abs(hi_product) << wbits) + _max_abs(lo_product)) << _max_abs(shift)
+    hi, lo, shift = _exact([hi_product, lo_product, shift], bound)
     signed_lo = np.where(np.asarray(sign) == 1, -lo, lo)
-    return ((hi << wbits) + signed_lo) << np.asarray(shift, dtype=np.int64)
+    return ((hi << wbits) + signed_lo) << shift
 
 
 def slot_values(layer: MsqLayer) -> np.ndarray:
-    """``v[n,k]`` of SPEC §3 in units of ``2^(E[n,g]-b)``, int64, shape (Np, Kp)."""
+    """``v[n,k]`` of SPEC §3 in units of ``2^(E[n,g]-b)``, shape (Np, Kp): int64, or Python ints
+    when the format's largest outlier does not fit in 62 bits (xbits = 6)."""
     fmt = layer.fmt
     b = fmt.wbits
-    codes = layer.codes.astype(np.int64)
+    (codes,) = _exact([layer.codes], fmt.max_slot_magnitude)
     sign, e = split_hi(codes, b)
     rows = np.arange(layer.np_)[:, None]
     mate_row = rows - rows % fmt.ublock + np.maximum(layer.mate, 0)
     cols = np.arange(layer.kp)[None, :]
     frac = codes[mate_row, cols]
-    shared_x = np.repeat(layer.xexp.astype(np.int64), fmt.ublock, axis=0)
+    shared_x = np.repeat(layer.xexp.astype(codes.dtype), fmt.ublock, axis=0)
     outlier = np.where(sign == 1, -1, 1) * (((1 << b) + frac) << (e + shared_x))
+    inlier = np.where(codes >= (1 << (b - 1)), codes - (1 << b), codes) << b
     return np.select([layer.roles == Role.INLIER, layer.roles == Role.OUT_HI],
-                     [to_signed(codes, b) << b, outlier], 0).astype(np.int64)
+                     [inlier, outlier], 0).astype(codes.dtype)
 
 
 def group_partial_sums(x: np.ndarray, weights: np.ndarray, group: int) -> np.ndarray:
-    """``P[m,n,g] = Σ_{k in g} x[m,k] · w[n,k]``, int64, shape (M, N, K // group).
+    """``P[m,n,g] = Σ_{k in g} x[m,k] · w[n,k]``, shape (M, N, K // group).
 
-    ``x`` is (M, Kp) and ``weights`` (N, Kp); ``Kp`` a multiple of ``group``. The widths in
-    :class:`~microscopiq.config.FormatConfig` bound every partial sum far below 2^63.
+    ``x`` is (M, Kp) and ``weights`` (N, Kp); ``Kp`` a multiple of ``group``. int64 when the bound
+    ``max|x| · max|w| · group`` proves no sum can overflow, Python ints otherwise.
     """
-    x = np.asarray(x, dtype=np.int64)
-    weights = np.asarray(weights, dtype=np.int64)
+    x, weights = _exact([x, weights], _max_abs(x) * _max_abs(weights) * group)
     m, kp = x.shape
     groups = kp // group
     xg = x.reshape(m, groups, group)
     wg = weights.reshape(weights.shape[0], groups, group)
-    # einsum on int64 is exact; reduce per group so no sum ever mixes groups.
-    return np.einsum("mgk,ngk->mng", xg, wg, dtype=np.int64)
+    # Exact in either dtype; reduce per group so no sum ever mixes groups.
+    return np.einsum("mgk,ngk->mng", xg, wg, dtype=x.dtype)
 
 
 @dataclass(frozen=True)
