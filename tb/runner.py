@@ -162,9 +162,10 @@ def _pch_include_flag(sim: str):
             os.environ["MAKEFLAGS"] = saved
 
 
-def _build(runner, sim: str, sources: list[Path], toplevel: str, build_dir: Path) -> bool:
+def _build(runner, sim: str, sources: list[Path], toplevel: str, build_dir: Path,
+           extra_args: tuple[str, ...] = ()) -> bool:
     waves = _waves_requested()
-    args = _build_args(sim, waves)
+    args = _build_args(sim, waves) + list(extra_args)
     key = _build_key(sim, sources, toplevel, args, waves)
     key_file = build_dir / _KEY_FILE
     if key_file.is_file() and key_file.read_text() == key:
@@ -186,7 +187,8 @@ def _build(runner, sim: str, sources: list[Path], toplevel: str, build_dir: Path
 
 
 def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
-               params: dict | None = None, seed: int | None = None) -> CocotbResult:
+               params: dict | None = None, seed: int | None = None,
+               build_args: dict[str, list[str]] | None = None) -> CocotbResult:
     """Build (cached) and run cocotb ``test_module`` on ``sim`` against ``sources``.
 
     Parameters
@@ -205,6 +207,9 @@ def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
         JSON-serialisable parameters for the test body (see :func:`cocotb_params`).
     seed : int, optional
         cocotb's random seed (``COCOTB_RANDOM_SEED``).
+    build_args : dict, optional
+        Extra build options per simulator, after the project's (``{"verilator": ["-CFLAGS",
+        "-O0"]}``); part of the cache key.
 
     Returns
     -------
@@ -221,7 +226,7 @@ def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
     sources = [Path(source).resolve() for source in sources]
     build_dir = Path(build_dir).resolve()
     runner = get_runner(sim)
-    rebuilt = _build(runner, sim, sources, toplevel, build_dir)
+    rebuilt = _build(runner, sim, sources, toplevel, build_dir, tuple((build_args or {}).get(sim, ())))
     log = build_dir / f"{test_module.rsplit('.', 1)[-1]}.log"
     results_xml = build_dir / f"{test_module.rsplit('.', 1)[-1]}.results.xml"
     testcase = os.environ.get("TESTCASE") or None

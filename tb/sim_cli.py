@@ -27,11 +27,15 @@ from pathlib import Path
 from ..config import PRESETS, AccelConfig, ConfigError
 from .runner import SIMULATORS, CocotbFailure, run_cocotb
 
-__all__ = ["BUILD_ROOT", "TEST_MODULE", "config_name", "resolve_config", "generate_rtl", "run_accel",
+__all__ = ["BUILD_ROOT", "TEST_MODULE", "BUILD_ARGS", "config_name", "resolve_config", "generate_rtl", "run_accel",
            "SimReport", "simulate_layer_file", "add_commands"]
 
 BUILD_ROOT = Path("build") / "cocotb" / "accel"
 TEST_MODULE = "microscopiq.tb.test_accel"
+#: The accelerator's C++ from Verilator is tens of MB: at the default -Os, GCC needs about a CPU
+#: minute per file (half an hour for 16x16), at -O0 a second or two. The runs are short and their
+#: time is mostly cocotb's, so unoptimised code costs little.
+BUILD_ARGS = {"verilator": ["-CFLAGS", "-O0"]}
 
 
 def config_name(cfg: AccelConfig) -> str:
@@ -91,7 +95,7 @@ def run_accel(cfg: AccelConfig, sim: str, params: dict, *, build_dir: Path | Non
         params = {**params, "config": cfg.to_json(), "stats": str(stats_path)}
         try:
             run_cocotb(sim=sim, sources=sources, toplevel=manifest["top"], test_module=TEST_MODULE,
-                       build_dir=build_dir, params=params, seed=seed)
+                       build_dir=build_dir, params=params, seed=seed, build_args=BUILD_ARGS)
         except CocotbFailure as failure:
             failure.records = _records(stats_path)
             raise
