@@ -32,10 +32,17 @@ __all__ = ["BUILD_ROOT", "TEST_MODULE", "BUILD_ARGS", "config_name", "resolve_co
 
 BUILD_ROOT = Path("build") / "cocotb" / "accel"
 TEST_MODULE = "microscopiq.tb.test_accel"
-#: The accelerator's C++ from Verilator is tens of MB: at the default -Os, GCC needs about a CPU
-#: minute per file (half an hour for 16x16), at -O0 a second or two. The runs are short and their
-#: time is mostly cocotb's, so unoptimised code costs little.
-BUILD_ARGS = {"verilator": ["-CFLAGS", "-O0"]}
+#: Extra simulator build options for the accelerator.
+#:
+#: * Verilator: its C++ for the accelerator is tens of MB; at the default -Os GCC needs about a CPU
+#:   minute per file (half an hour for 16x16), at -O0 a second or two. The runs are short and
+#:   their time is mostly cocotb's, so unoptimised code costs little.
+#: * Icarus: cocotb compiles with -g2012, where a variable's declaration initializer raises no
+#:   event at time 0. Yosys's Verilog relies on one (``reg $auto$...dump_module$N = 0;`` read by
+#:   every ``always @*``) to evaluate combinational blocks once; under -g2012 a block whose inputs
+#:   never change stays X, and the first result of a simulation came out all-X. Amaranth writes
+#:   Verilog-2005: -g2005 (the last -g wins) simulates it as written.
+BUILD_ARGS = {"verilator": ["-CFLAGS", "-O0"], "icarus": ["-g2005"]}
 
 
 def config_name(cfg: AccelConfig) -> str:
