@@ -119,7 +119,8 @@ class AcceleratorCore(wiring.Component):
     def _loader(self, m, en, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu):
         cfg, sf = self.cfg, self.format
         beat = self.weights
-        word = beat.payload.data
+        # tdata is only looked at with tvalid (4-state simulators drive X before the first beat).
+        word = Mux(beat.valid, beat.payload.data, 0)
         state = Signal(_Load)
         row = Signal(range(cfg.rows))
         tile_k = Signal.like(k_tiles)
@@ -197,7 +198,7 @@ class AcceleratorCore(wiring.Component):
             array.issue.valid.eq(take),
             array.issue.first.eq(~in_tile),
             array.issue.tag.eq(tag),
-            array.issue.x.as_value().eq(beat.payload.data),
+            array.issue.x.as_value().eq(Mux(beat.valid, beat.payload.data, 0)),
         ]
         cur_period = Mux(in_tile, period, array.next_period)
         with m.If(en & (wait != 0)):

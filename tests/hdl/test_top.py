@@ -39,9 +39,12 @@ class Harness:
     async def _source(self, ctx, prefix, beats, phase):
         dut = self.dut
         valid = getattr(dut, f"{prefix}_tvalid")
+        data = getattr(dut, f"{prefix}_tdata")
         for beat in beats:
             while self._idle() and self.phase == phase:
+                # Garbage on tdata while tvalid is low: it must never reach a result.
                 ctx.set(valid, 0)
+                ctx.set(data, int(self.rng.integers(0, 1 << 62)) * 0x9E3779B97F4A7C15 % (1 << len(data)))
                 await ctx.tick()
             ctx.set(getattr(dut, f"{prefix}_tdata"), beat.data)
             ctx.set(getattr(dut, f"{prefix}_tlast"), beat.last)
