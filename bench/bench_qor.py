@@ -307,7 +307,7 @@ def qor_plots(rows: list[dict]) -> list[str]:
                         ax.plot(*zip(*points), style, label=f"b={wbits} {recon}")
             ax.set_xscale("log", base=2)
             ax.set_xticks(pes, [f"{s}\n({p} PEs)" for s, p in zip(sizes, pes)])
-            ax.set_ylabel(ylabel if field == "fmax" else f"{field.upper()} ({ylabel})")
+            ax.set_ylabel({"luts": "LUT4s", "ffs": "flip-flops", "fmax": ylabel}[field])
             ax.grid(alpha=0.3)
             if field == "fmax":
                 ax.axhline(FREQ_MHZ, color="grey", lw=0.8)
