@@ -197,13 +197,12 @@ def schedule_cycles(design: Design, tokens: int, max_tokens: int, bus_bits: int 
 def _pass_cycles(design: Design, loads: list[int], periods: list[int], tokens: int) -> int:
     model = design.model
     load_done = 1 + loads[0]          # the layer header handshakes in cycle 0
-    free = drained = last = 0
+    free = last = 0
     for index, period in enumerate(periods):
-        start = max(load_done, free, drained if model.shared else 0)
+        start = max(load_done, free)
         arrive = model.arrive(period)
         last_issue = start + (tokens - 1) * period
-        free = last_issue + period
-        drained = last_issue + arrive + 1
+        free = last_issue + period + model.tile_gap
         if index + 1 < len(loads):
             load_done = start + arrive + 1 + loads[index + 1]
         last = last_issue + arrive + 1
