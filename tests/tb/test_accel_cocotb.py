@@ -26,11 +26,11 @@ HEAVY = ("8x8-b4", "verilator")
 HEAVY_KINDS = ["quantized", "decoupleq", "minilm"]
 #: Two K-groups of real inputs (MiniLM's FFN down-projection has K = 1536).
 HEAVY_SHAPE = {"n": 16, "k": 256, "m": 8}
-#: Layer shapes per configuration: two N-tiles, one K-group, a few tokens; ~a minute per pair.
+#: Layer shapes per configuration: one K-group, a few tokens; about a CPU minute per pair.
 SHAPES = {
     "4x8-b2": {"n": 16, "k": 128, "m": 5},
     "8x8-b4": {"n": 16, "k": 128, "m": 6},
-    "16x16-b4-shared": {"n": 32, "k": 128, "m": 6},
+    "16x16-b4-shared": {"n": 16, "k": 128, "m": 6},  # one N-tile (ragged and back-to-back: two)
 }
 
 
