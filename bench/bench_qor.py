@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import platform
 import sys
@@ -76,25 +77,33 @@ def _store(name: str, entry: dict) -> None:
         json.dump(entry, handle, indent=1)
 
 
-def _verilog(name: str, cfg: AccelConfig) -> Path:
+def _verilog(name: str, cfg: AccelConfig) -> tuple[Path, str]:
+    """The configuration's Verilog from the current hdl/ (rewritten only when it changed, so that
+    an unchanged design keeps its Yosys netlist) and its SHA-256."""
     from amaranth.back import verilog
     from microscopiq.hdl.top import Accelerator
     path = CACHE / name / f"{TOP}.v"
-    if not path.exists():
+    text = verilog.convert(Accelerator(cfg), name=TOP)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path, "w") as handle:
-            handle.write(verilog.convert(Accelerator(cfg), name=TOP))
-    return path
+            handle.write(text)
+    return path, digest
 
 
 def run_yosys(name: str, cfg: AccelConfig, timeout: float) -> dict:
     """Cell counts with DSP inference (or, when the PEs outnumber the largest part's DSPs, without)."""
     entry = _load(name)
-    if "yosys" in entry:
-        return entry
-    entry["config"] = cfg.to_json()
     try:
-        source = _verilog(name, cfg)
+        source, digest = _verilog(name, cfg)
+    except (ValueError, TypeError) as error:       # the generator refuses this configuration
+        return {"error": f"{type(error).__name__}: {error}"}
+    if "yosys" in entry and entry.get("verilog_sha256") == digest:
+        return entry
+    entry = {"config": cfg.to_json(), "verilog_sha256": digest,
+             "rtl_generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    try:
         start = time.monotonic()
         # One MULT18X18D per PE (tests/hdl/test_synth.py): beyond the 85k's DSPs, multipliers go to LUTs.
         use_dsp = cfg.rows * cfg.cols <= ECP5_PARTS[-1][2]
@@ -103,8 +112,8 @@ def run_yosys(name: str, cfg: AccelConfig, timeout: float) -> dict:
         entry["yosys"] = {"resources": report.to_json()["resources"], "use_dsp": report.use_dsp,
                           "seconds": round(time.monotonic() - start, 1),
                           "measured": datetime.date.today().isoformat()}
-    except (ValueError, TypeError) as error:       # the generator refuses this configuration
-        entry["error"] = f"{type(error).__name__}: {error}"
+    except synth.FlowParameterError as error:
+        entry["error"] = str(error)
         return entry
     _store(name, entry)
     return entry
@@ -256,6 +265,10 @@ def qor_rows(names: list[tuple[str, int, str]]) -> list[dict]:
         row["error"] = entry.get("error") or pnr.get("error")
         row["use_dsp"] = entry.get("yosys", {}).get("use_dsp")
         row["util"] = pnr.get("utilisation", {})
+        source = CACHE / key(size, wbits, recon) / f"{TOP}.v"
+        row["rtl"] = entry.get("rtl_generated") or (datetime.datetime.fromtimestamp(
+            source.stat().st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            if source.exists() else None)
         rows.append(row)
     by = {(r["size"], r["wbits"], r["recon"]): r for r in rows}
     for row in rows:
@@ -271,7 +284,7 @@ def qor_rows(names: list[tuple[str, int, str]]) -> list[dict]:
 
 def qor_table(rows: list[dict]) -> str:
     lines = ["| array | b | ReCoN | device | LUT4s | FFs | DSPs | BRAMs | LUT RAMs | Fmax MHz "
-             "| outlier support, % of LUTs | Fmax vs none |", "| --- " * 12 + "|"]
+             "| outlier support, % of LUTs | Fmax vs none | RTL generated |", "| --- " * 13 + "|"]
     for row in rows:
         res = row["res"] or {}
         device = row["device"] or "(Yosys only)"
@@ -281,7 +294,8 @@ def qor_table(rows: list[dict]) -> str:
         lines.append(f"| {row['size']} | {row['wbits']} | {row['recon']} | {device} | {_fmt(res.get('luts'))} "
                      f"| {_fmt(res.get('ffs'))} | {_fmt(res.get('dsps'))} | {_fmt(res.get('brams'))} "
                      f"| {_fmt(res.get('lutram'))} | {fmax} "
-                     f"| {_fmt(row['lut_cost'], '.1f')} | {_fmt(row['fmax_cost'], '+.1f')}{'' if row['fmax_cost'] is None else ' %'} |")
+                     f"| {_fmt(row['lut_cost'], '.1f')} | {_fmt(row['fmax_cost'], '+.1f')}{'' if row['fmax_cost'] is None else ' %'} "
+                     f"| {_fmt(row['rtl'])} |")
     return "\n".join(lines)
 
 
