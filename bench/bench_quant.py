@@ -129,6 +129,70 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _anchor_plan(big: int, mid: int, tokens: int) -> list[dict]:
+    plan = []
+    for key in sorted(OFFICIAL, key=lambda k: k.startswith("4096")):
+        size = big if key.startswith("4096") else mid
+        base = {"label": f"random {size}x{size}, {tokens} tokens", "n": size, "k": size, "tokens": tokens,
+                "wbits": 2, "group": size if "per-channel" in key else 128, "anchor": key}
+        plan += [dict(base, method="gptq", role="gptq"), dict(base, method="decoupleq", role="fast")]
+        if size <= 1024:
+            plan.append(dict(base, method="decoupleq", role="long", outer_iters=12, pg_steps=8))
+    return plan
+
+
+def _report(rows: list[dict], pending: list[dict], quick: bool, started: str) -> str:
+    layer_rows = [r for r in rows if "anchor" not in r]
+    lines = [
+        "# Quantizer benchmark (`make bench-quant`)", "",
+        f"Command: `make bench-quant` (= `.venv/bin/python bench/bench_quant.py{' --quick' if quick else ''}`), "
+        f"started {started} on {os.cpu_count()} CPU cores, torch {__import__('torch').__version__}, CPU only.", "",
+        "**Timings are noisy:** the machine was shared with other jobs while this ran (load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores when this file was written), so wall seconds "
+        "are upper bounds of what an idle machine gives; *CPU s* (process CPU time, all threads) is "
+        "less sensitive to the sharing.", "",
+        "Each row runs in a fresh process: *peak RSS* is that process's peak resident memory (VmHWM, "
+        "inputs included), *extra RSS* its growth during the quantizer call. *rel. output error* is "
+        "`‖X(W − W_q)ᵀ‖_F / ‖XWᵀ‖_F` on the calibration tokens. Random layers: Student-t (ν = 3) "
+        f"weights and activations with hot input channels (×20), seed {SEED}. MiniLM rows: the FFN "
+        "layers of transformer blocks 0 and 5 with the Hessian of 64 calibration text chunks (FP32 model).",
+        "", "## MicroScopiQ and decoupleQ, per layer", "", _table(layer_rows) if layer_rows else "(none yet)", "",
+        "## decoupleQ against the official implementation's timings", "",
+        "The official implementation (bytedance/decoupleQ) takes the times below on this 2-core CPU "
+        "(given to us as anchors; its objective values were not available offline, and it was not "
+        "re-run here). Our run at the default settings (4 outer iterations, 4 projected-gradient steps) "
+        "is compared with GPTQ (its start point) and, where run, with a long run of our own solver "
+        "(12 outer iterations, 8 steps) as a stand-in for a converged solution. Objective: "
+        "`tr((W − W_q) H (W − W_q)ᵀ)`. *ours CPU s / threads* is the process CPU time divided by "
+        "torch's thread count: about the wall time of an idle machine. The speed-up range uses the "
+        "loaded wall time and that estimate.", "",
+        "| problem | official s | ours s (wall, loaded) | ours CPU s / threads | speed-up | GPTQ objective "
+        "| ours objective | long-run objective | long-run s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    histories = []
+    for key, official in OFFICIAL.items():
+        got = {r["role"]: r for r in rows if r.get("anchor") == key}
+        if "fast" not in got:
+            continue
+        fast, gptq, long = got["fast"], got.get("gptq"), got.get("long")
+        ideal = fast["cpu_seconds"] / fast["threads"]
+        long_cells = f"{long['objective']:.5g} | {long['seconds']:.1f}" if long else "not run | –"
+        gptq_cell = f"{gptq['objective']:.5g}" if gptq else "not run"
+        lines.append(f"| {key}{' (quick: smaller)' if quick else ''} | {official:.1f} | {fast['seconds']:.1f} | "
+                     f"{ideal:.1f} | {official / fast['seconds']:.1f}× – {official / ideal:.1f}× | "
+                     f"{gptq_cell} | {fast['objective']:.5g} | {long_cells} |")
+        histories.append(f"* {key}: " + ", ".join(f"{v:.5g}" for v in fast["history"]))
+    lines += ["", "Objective per outer iteration (default run; first value = GPTQ start with re-solved floats):",
+              ""] + histories
+    if pending:
+        lines += ["", "## Not measured in this run", "",
+                  "The run was stopped before these measurements (the machine was heavily shared):", ""]
+        lines += [f"* {p['label']}: {p['method']} b={p['wbits']} G={p['group']}"
+                  + (f" ({p['role']} run for the anchor {p['anchor']})" if "anchor" in p else "") for p in pending]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -145,71 +209,20 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"bench-quant: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
-
-    layer_rows = []
-    for b in (2,):
-        label = f"random {big}x{big}, {tokens} tokens"
-        base = {"label": label, "n": big, "k": big, "tokens": tokens, "wbits": b, "group": 128}
-        for method in ("microscopiq", "decoupleq"):
-            layer_rows.append(measure(dict(base, method=method)))
+    # Cheapest first, so that an interrupted run still documents most of the table.
+    plan = _anchor_plan(big, mid, tokens)[:3]
     for name, file in minilm_ffn(work, 16 if args.quick else 64):
-        for method in ("microscopiq", "decoupleq"):
-            layer_rows.append(measure({"label": f"MiniLM {name}", "npz": str(file), "wbits": 2, "group": 128,
-                                       "method": method}))
-
-    anchors = []
-    for key, official in OFFICIAL.items():
-        size = big if key.startswith("4096") else mid
-        group = size if "per-channel" in key else 128
-        base = {"label": f"random {size}x{size}, {tokens} tokens", "n": size, "k": size, "tokens": tokens,
-                "wbits": 2, "group": group}
-        gptq = measure(dict(base, method="gptq"))
-        fast = measure(dict(base, method="decoupleq"))
-        long = measure(dict(base, method="decoupleq", outer_iters=12, pg_steps=8)) if size <= 1024 else None
-        anchors.append((key, official, gptq, fast, long))
-
-    lines = [
-        "# Quantizer benchmark (`make bench-quant`)", "",
-        f"Command: `make bench-quant` (= `.venv/bin/python bench/bench_quant.py{' --quick' if args.quick else ''}`), "
-        f"run {started} on {os.cpu_count()} CPU cores, torch {__import__('torch').__version__}, CPU only.", "",
-        "**Timings are noisy:** the machine was shared with other jobs while this ran (load average "
-        f"{os.getloadavg()[0]:.1f} at the end on {os.cpu_count()} cores), so seconds are upper bounds "
-        "of what an idle machine gives.", "",
-        "Each row runs in a fresh process: *peak RSS* is that process's peak resident memory, *extra RSS* "
-        "its growth during the quantizer call (beyond the weight and Hessian already loaded). "
-        "*rel. output error* is `‖X(W − W_q)ᵀ‖_F / ‖XWᵀ‖_F` on the calibration tokens. Random layers: "
-        "Student-t (ν = 3) weights and activations with hot input channels (×20), seed "
-        f"{SEED}. MiniLM rows: the FFN layers of transformer blocks 0 and 5 with the Hessian of 64 "
-        "calibration text chunks (FP32 model).", "",
-        "## MicroScopiQ and decoupleQ, per layer", "", _table(layer_rows), "",
-        "## decoupleQ against the official implementation's timings", "",
-        "The official implementation (bytedance/decoupleQ) takes the times below on this 2-core CPU "
-        "(given to us as anchors; its objective values were not available offline, and it was not "
-        "re-run here). Our run at the default settings (4 outer iterations, 4 projected-gradient steps) "
-        "is compared with GPTQ (its start point) and with a long run of our own solver (12 outer "
-        "iterations, 8 steps) as a stand-in for a converged solution. Objective: "
-        "`tr((W − W_q) H (W − W_q)ᵀ)`.", "",
-        "*ours s* is wall time on the loaded machine; *ours CPU s / threads* is the process CPU time "
-        "divided by torch's thread count, the wall time an idle machine would give at best. The "
-        "speed-up range uses the two.", "",
-        "| problem | official s | ours s (wall, loaded) | ours CPU s / threads | speed-up | GPTQ objective "
-        "| ours objective | long-run objective | long-run s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for key, official, gptq, fast, long in anchors:
-        ideal = fast["cpu_seconds"] / fast["threads"]
-        long_cells = f"{long['objective']:.5g} | {long['seconds']:.1f}" if long else "not run | –"
-        lines.append(f"| {key}{' (quick: smaller)' if args.quick else ''} | {official:.1f} | {fast['seconds']:.1f} | "
-                     f"{ideal:.1f} | {official / fast['seconds']:.1f}× – {official / ideal:.1f}× | "
-                     f"{gptq['objective']:.5g} | {fast['objective']:.5g} | {long_cells} |")
-    lines += ["", "Objective per outer iteration (default run; first value = GPTQ start with re-solved floats):", ""]
-    for key, _, _, fast, _ in anchors:
-        lines.append(f"* {key}: " + ", ".join(f"{v:.5g}" for v in fast["history"]))
+        plan += [{"label": f"MiniLM {name}", "npz": str(file), "wbits": 2, "group": 128, "method": m}
+                 for m in ("microscopiq", "decoupleq")]
+    plan += _anchor_plan(big, mid, tokens)[3:]
+    plan += [{"label": f"random {big}x{big}, {tokens} tokens", "n": big, "k": big, "tokens": tokens,
+              "wbits": 2, "group": 128, "method": m} for m in ("decoupleq", "microscopiq")]
+    rows = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    (work / "results.json").write_text(json.dumps({"layers": layer_rows, "anchors": [
-        {"problem": a[0], "official_s": a[1], "gptq": a[2], "decoupleq": a[3], "long": a[4]} for a in anchors]},
-        indent=1))
+    for i, spec in enumerate(plan):
+        rows.append(measure(spec))
+        args.out.write_text(_report(rows, plan[i + 1:], args.quick, started))
+        (work / "results.json").write_text(json.dumps(rows, indent=1))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
