@@ -32,10 +32,14 @@ from ..hdl.stream_format import StreamFormat
 from ..quant.golden import msq_matmul, uniform_raw
 from .stimulus import Case
 
-__all__ = ["TB", "Scoreboard", "Mismatch", "LayerRun", "PAUSES", "pause_generator",
+__all__ = ["TB", "TB_CYCLES", "Scoreboard", "Mismatch", "LayerRun", "PAUSES", "pause_generator",
            "frames_of", "beats_of"]
 
 CLOCK_PERIOD_NS = 10
+#: :func:`~microscopiq.hdl.stream_format.predict_cycles` counts the cycle of the first weights
+#: handshake as 0 and adds 2 after the last result leaves; the rising edges from the first weights
+#: handshake to the last result handshake, plus this, give the same count.
+TB_CYCLES = 1
 #: Cycles of slack over :func:`~microscopiq.hdl.stream_format.predict_cycles` before a layer is
 #: declared hung, and the factor covering pause generators (at most 1 cycle in 2 paused each).
 TIMEOUT_SLACK_CYCLES = 2000
@@ -182,8 +186,9 @@ def _ranges(values: list[int]) -> str:
 
 @dataclass(frozen=True)
 class LayerRun:
-    """What :meth:`TB.run_layer` observed: decoded results, cycles from the first input beat
-    offered to the last result beat taken, and the result beats."""
+    """What :meth:`TB.run_layer` observed: decoded results, the cycles from the first weights
+    handshake to the last result handshake counted as :func:`~microscopiq.hdl.stream_format.predict_cycles`
+    counts them, and the result beats."""
 
     results: dict[str, np.ndarray]
     cycles: int
@@ -222,14 +227,22 @@ class TB:
                 raise AssertionError(f"{port.bus._name}_tdata is {port.width} bits wide, the stream "
                                      f"format of this configuration says {width}")
         self.cycle = 0
+        self.first_weights = self.last_result = None
         cocotb.start_soon(self._count_cycles())
         cocotb.start_soon(self._check_resolved())
 
     async def _count_cycles(self) -> None:
+        """Count rising edges and note the first weights handshake and the last result handshake
+        (signals read at the edge hold the values the edge samples)."""
         edge = RisingEdge(self.dut.clk)
+        dut = self.dut
         while True:
             await edge
             self.cycle += 1
+            if self.first_weights is None and _handshake(dut, "s_axis_weights"):
+                self.first_weights = self.cycle
+            if _handshake(dut, "m_axis_result"):
+                self.last_result = self.cycle
 
     async def _check_resolved(self) -> None:
         """Fail on a result beat with X or Z bits (4-state simulators): a valid result must not
@@ -245,6 +258,12 @@ class TB:
                 bad = [len(text) - 1 - i for i, bit in enumerate(text) if bit not in "01"]
                 raise AssertionError(f"m_axis_result_tdata has {len(bad)} X/Z bit(s) in a valid beat at "
                                      f"cycle {self.cycle}: bits {_ranges(sorted(bad))}")
+
+    @property
+    def free_running(self) -> bool:
+        """True when no pause generator is installed: every stream always valid and ready, the
+        condition :func:`~microscopiq.hdl.stream_format.predict_cycles` assumes."""
+        return all(port._pause_generator is None for port in (self.weights, self.act, self.result))
 
     def set_idle_generator(self, generator=None, act_generator=None) -> None:
         """Idle cycles on the inputs: ``generator`` on the weight stream, ``act_generator`` on the
@@ -297,10 +316,10 @@ class TB:
         Raises ``cocotb.triggers.SimTimeoutError`` if the results are not all out within
         :meth:`timeout_cycles` and ``AssertionError`` if more beats arrive than are due.
         """
-        start = self.cycle
+        self.first_weights = None
         due = self.start_layer(case)
         beats = await with_timeout(self._take_beats(due), self.timeout_cycles(case) * CLOCK_PERIOD_NS, "ns")
-        cycles = self.cycle - start
+        cycles = self.last_result - self.first_weights + TB_CYCLES
         if len(beats) != due:
             raise AssertionError(f"{case.name}: {len(beats)} result beats, {due} due "
                                  f"(a frame runs past the last beat due)")
@@ -315,6 +334,10 @@ class TB:
         if not self.result.empty():
             extra = self.result.recv_nowait()
             raise AssertionError(f"unexpected extra result frame of {len(extra.tdata)} beat(s)")
+
+
+def _handshake(dut, prefix: str) -> bool:
+    return str(getattr(dut, f"{prefix}_tvalid").value) == "1" and str(getattr(dut, f"{prefix}_tready").value) == "1"
 
 
 def _set_pauses(port, generator) -> None:

@@ -101,6 +101,11 @@ async def check_layer(tb: TB, kind: str, case: stimulus.Case, scoreboard: Scoreb
     record(kind=kind, name=case.name, cycles=run.cycles, predicted=predicted, macs=case.macs,
            checked=scoreboard.checked - before, mismatches=len(scoreboard.mismatches) - wrong,
            first_mismatch=str(found[0]) if found else "")
+    # The cycle model is a contract too: exact whenever every stream is always valid and ready.
+    if tb.free_running and not found:
+        assert run.cycles == predicted, (
+            f"{case.name}: {run.cycles} cycles from the first weights beat to the last result beat "
+            f"(free-running streams), stream_format.predict_cycles says {predicted}")
     return run.cycles
 
 
