@@ -80,8 +80,9 @@ def main(argv=None) -> int:
             "generated accelerator without idle cycles or back-pressure, checks every result "
             "integer against the golden model, and times the run (simulator start-up and cocotb "
             "included). *Build + 1st run* is the first call, which compiles the simulator unless "
-            "its build is cached. *Cycles* are measured from the first input beat queued to the "
-            "last result beat taken; *predicted* is `stream_format.predict_cycles`.\n\n"
+            "its build is cached. *Cycles* are counted from the first weights handshake to the "
+            "last result handshake as `stream_format.predict_cycles` (*predicted*) counts them; "
+            "the regression asserts they are equal whenever no stream pauses.\n\n"
             f"{table(rows)}\n")
     with atomic_file(args.out, "w") as handle:
         handle.write(text)
