@@ -25,6 +25,8 @@ Run through :func:`microscopiq.tb.runner.run_cocotb` (tests/tb/test_accel_cocotb
     ``{"n": .., "k": .., "m": ..}`` of the layers (corners adjust ``k`` where they need to).
 ``extras``
     False to run only :func:`run_layer` (no reset and back-to-back tests).
+``check_cycles``
+    False to report, not assert, the cycle model (the benchmark tabulates both).
 ``stats``
     Optional path: one JSON line per layer run (kind, cycles, MACs) is appended there.
 """
@@ -102,7 +104,7 @@ async def check_layer(tb: TB, kind: str, case: stimulus.Case, scoreboard: Scoreb
            checked=scoreboard.checked - before, mismatches=len(scoreboard.mismatches) - wrong,
            first_mismatch=str(found[0]) if found else "")
     # The cycle model is a contract too: exact whenever every stream is always valid and ready.
-    if tb.free_running and not found:
+    if tb.free_running and not found and PARAMS.get("check_cycles", True):
         assert run.cycles == predicted, (
             f"{case.name}: {run.cycles} cycles from the first weights beat to the last result beat "
             f"(free-running streams), stream_format.predict_cycles says {predicted}")
