@@ -60,7 +60,7 @@ bench-sim: setup
 	$(PY) bench/bench_sim.py
 
 # Quantizer seconds and peak memory (MicroScopiQ, decoupleQ vs the official decoupleQ timings) on a
-# 4096x4096 layer and MiniLM's FFN layers -> docs/bench_quant.md (~15 min on 2 cores).
+# 4096x4096 layer and MiniLM's FFN layers -> docs/bench_quant.md (tens of minutes on 2 cores).
 bench-quant: setup
 	$(PY) bench/bench_quant.py
 
@@ -87,7 +87,13 @@ lint: setup
 	  $(PY) -m microscopiq.tb.lint build/lint/accel-$$preset || exit 1; done
 
 # make demo: each demo-<part> recipe prints its own summary lines.
-demo: demo-pe
+demo: demo-pe demo-accel
+
+# A real MiniLM layer quantized, run through the generated accelerator on Verilator (every integer
+# checked), and the PE placed on an ECP5 (microscopiq/demo.py).
+.PHONY: demo-accel
+demo-accel: setup
+	@$(PY) -m microscopiq.demo --out build/demo
 
 # The PE end to end: generate a=8 b=4, run its cocotb regression on Verilator, one summary line.
 .PHONY: demo-pe

@@ -6,7 +6,7 @@ Every measurement runs in its own child process (so the peak resident memory, ``
 of one quantizer run): ``peak`` is the child's peak RSS, ``extra`` its growth during the quantizer call
 (over the inputs already in memory). Writes ``docs/bench_quant.md``.
 
-    python bench/bench_quant.py            # the full run (make bench-quant), ~15 min on 2 idle cores
+    python bench/bench_quant.py            # the full run (make bench-quant): tens of minutes on 2 cores
     python bench/bench_quant.py --quick    # small sizes, a smoke test of the script
 """
 
