@@ -53,7 +53,7 @@ test-quick: setup
 # build, logs and waves in build/cocotb/accel/<config>/<sim>/.
 CONFIG ?= 8x8-b4
 sim: setup
-	SIM=$(SIM) TESTCASE=$(TESTCASE) WAVES=$(WAVES) $(PYTEST) tests/tb/test_accel_cocotb.py -k "$(CONFIG)-$(SIM)"
+	SIM=$(SIM) TESTCASE=$(TESTCASE) WAVES=$(WAVES) $(PYTEST) tests/tb/test_accel_cocotb.py -k "regression and $(CONFIG)-$(SIM)"
 
 # Simulated MACs/s and wall time per configuration on both simulators -> docs/bench_sim.md.
 bench-sim: setup
