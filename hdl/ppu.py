@@ -2,15 +2,19 @@
 saturating MX accumulator with its sticky overflow flag; raw mode emits ``P`` and ``S``.
 
 Tokens arrive from the array with their column sums over one K-tile and a tag naming the token
-``m`` and the tile's place in its K-group and in the layer. A token memory of ``max_tokens`` entries
-keeps, per token, ``P`` per column (``FormatConfig.group_sum_bits()``), ``S`` (the sum column),
-the accumulator per column (``acc_bits``) and the overflow flags.
+``m`` and the tile's place in its K-group and in the layer. Two token memories of ``max_tokens``
+entries keep, per token, ``P`` per column (``FormatConfig.group_sum_bits()``) and ``S`` (the sum
+column), and the accumulator per column (``acc_bits``) with the overflow flags.
 
 At a token of the last K-tile of a group, MicroScopiQ mode computes
 ``acc ← sat(acc + (P << d[c]))`` (``golden.mx_accumulate``); the shifts ``d = E - E_min`` come
 per tile from the host (double-buffered: loaded for the next tile, active from its first token).
 At the last K-tile of the layer the token's ``(acc, overflow)`` row is emitted. Raw mode emits
 ``(P, S)`` at the last K-tile of every group (``golden.uniform_raw``).
+
+The work is a four-stage pipeline (:class:`PPU`); each memory is read through a synchronous port
+transparent to its own write port, so a token sees every earlier token's update of its entry even
+when the same ``m`` arrives in consecutive cycles.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
 from .array import act_sum_bits
-from .stream_format import SHIFT_BITS, StreamFormat
+from .stream_format import PPU_LATENCY, SHIFT_BITS, StreamFormat
 
-__all__ = ["PPU", "token_tag_layout", "saturating_shift_add"]
+__all__ = ["PPU", "token_tag_layout", "shift_fit", "saturating_add"]
 
 
 def token_tag_layout(cfg: AccelConfig) -> data.StructLayout:
@@ -40,49 +44,67 @@ def token_tag_layout(cfg: AccelConfig) -> data.StructLayout:
     })
 
 
-def saturating_shift_add(m: Module, acc, partial, shift, acc_bits: int):
-    """``clamp(acc + (partial << shift))`` to signed ``acc_bits`` and whether it clamped.
+def shift_fit(m: Module, partial, small, huge, acc_bits: int):
+    """``partial << small`` in ``acc_bits + 1`` signed bits, and whether it cannot be added exactly.
 
-    ``shift`` may be up to 255: instead of a 300-bit shifter, a nonzero ``partial`` whose shifted
-    value cannot fit in ``acc_bits + 1`` signed bits saturates directly (its magnitude is then at
-    least ``2^acc_bits``, more than any accumulator can cancel). Otherwise the shift is narrower
-    than ``acc_bits + 1`` and the sum is formed ``acc_bits + 2`` bits wide and clamped.
+    The shift ``d`` (0 … 255) arrives split as ``huge = d ≥ acc_bits + 1`` and ``small = d`` (when
+    not huge). Instead of a 300-bit shifter, a nonzero ``partial`` whose shifted value does not fit
+    ``acc_bits + 1`` signed bits is flagged ``beyond``: its magnitude is then at least
+    ``2^acc_bits``, more than any accumulator can cancel, so the sum saturates in its direction.
+    The value fits exactly when the bits of ``partial << small`` from ``acc_bits`` up are all
+    copies of its sign.
     """
     wide = acc_bits + 1
-    small = Signal(range(wide), name="small_shift")
-    huge = shift >= wide
-    m.d.comb += small.eq(shift)
-    high = Signal(signed(len(partial)), name="shifted_out")
-    # The bits that P << small pushes past the wide window: all sign copies when it fits.
-    amount = Signal(range(wide), name="fit_shift")
-    m.d.comb += amount.eq(wide - 1 - small)
-    m.d.comb += high.eq(partial.as_signed() >> amount)
-    fits = (high == 0) | (high == -1)
+    full = Signal(signed(len(partial) + wide - 1), name="shifted_full")
+    m.d.comb += full.eq(partial.as_signed() << small)
+    spill = full[wide - 1:]
+    fits = (spill == 0) | (spill == (1 << len(spill)) - 1)
     shifted = Signal(signed(wide), name="shifted")
-    m.d.comb += shifted.eq(partial.as_signed() << small)
+    beyond = Signal(name="beyond")
+    m.d.comb += [shifted.eq(full[:wide]), beyond.eq((partial != 0) & (huge | ~fits))]
+    return shifted, beyond
+
+
+def saturating_add(m: Module, acc, shifted, beyond, negative, acc_bits: int):
+    """``clamp(acc + shifted)`` to signed ``acc_bits`` (or the bound on the side of ``negative``
+    when ``beyond``, see :func:`shift_fit`), and whether it clamped.
+
+    The sum is formed ``acc_bits + 2`` bits wide; it is in range when its top three bits agree.
+    """
     total = Signal(signed(acc_bits + 2), name="total")
     m.d.comb += total.eq(acc + shifted)
+    top_bits = total[acc_bits - 1:]
+    in_range = (top_bits == 0) | (top_bits == 0b111)
     top, bottom = (1 << (acc_bits - 1)) - 1, -(1 << (acc_bits - 1))
     result = Signal(signed(acc_bits), name="saturated")
     clamped = Signal(name="clamped")
-    beyond = (partial != 0) & (huge | ~fits)
-    with m.If(beyond):
-        m.d.comb += [result.eq(Mux(partial.as_signed() < 0, bottom, top)), clamped.eq(1)]
-    with m.Elif(total > top):
-        m.d.comb += [result.eq(top), clamped.eq(1)]
-    with m.Elif(total < bottom):
-        m.d.comb += [result.eq(bottom), clamped.eq(1)]
-    with m.Else():
-        m.d.comb += result.eq(total)
+    towards_bottom = Mux(beyond, negative, total[-1])
+    m.d.comb += [
+        clamped.eq(beyond | ~in_range),
+        result.eq(Mux(clamped, Mux(towards_bottom, bottom, top), total[:acc_bits])),
+    ]
     return result, clamped
 
 
 class PPU(wiring.Component):
     """Post-processing unit: K-group accumulation, MX shift-accumulate with saturation, raw mode.
 
-    Latency 1 enabled cycle from ``inp`` to ``result`` (a registered output), throughput one token
-    per cycle. Everything advances only when ``en`` is 1; the controller drives
-    ``en = ~result.valid | result.ready`` so a full output register stalls the whole pipeline.
+    Latency :data:`~microscopiq.hdl.stream_format.PPU_LATENCY` (4) enabled cycles from ``inp`` to
+    ``result``, throughput one token per cycle, any token order (no hazard):
+
+    1. input: the ``P``/``S`` memory is read at ``tag.m``; the tile's shifts are split into
+       ``small``/``huge``;
+    2. ``P ← (group_first ? 0 : P) + sums``, ``S`` likewise, written back; the accumulator memory
+       is read at the token's ``m`` for stage 4;
+    3. ``P << d`` and its fit check (:func:`shift_fit`);
+    4. ``acc ← sat(acc + (P << d))`` at a group's last K-tile (:func:`saturating_add`), the sticky
+       flags, written back; the result beat is registered.
+
+    A token read in stage 1 (2) sees the write of the token one stage ahead through the port's
+    transparency and every older write in the memory, so the same ``m`` may follow itself
+    back to back. Everything (stages, reads, writes) advances only when ``en`` is 1; the
+    controller drives ``en = ~result.valid | result.ready`` so a full output register stalls the
+    whole pipeline.
 
     Parameters
     ----------
@@ -103,6 +125,8 @@ class PPU(wiring.Component):
         Result beats in the layout of :class:`~microscopiq.hdl.stream_format.StreamFormat`.
     """
 
+    latency = PPU_LATENCY
+
     def __init__(self, cfg: AccelConfig):
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
@@ -122,21 +146,38 @@ class PPU(wiring.Component):
                 "data": unsigned(sf.result_width), "last": 1}))),
         })
 
-    def entry_layout(self) -> data.StructLayout:
+    def _layouts(self) -> dict[str, data.StructLayout]:
+        """Memory entries and the stage registers."""
         cfg, sf = self.cfg, self.format
-        return data.StructLayout({
-            "p": data.ArrayLayout(signed(sf.partial_bits), cfg.cols),
-            "s": signed(sf.sum_bits),
-            "acc": data.ArrayLayout(signed(cfg.acc_bits), cfg.cols),
-            "ovf": unsigned(cfg.cols),
-        })
+        cols, wide = cfg.cols, cfg.acc_bits + 1
+        partial = {"p": data.ArrayLayout(signed(sf.partial_bits), cols), "s": signed(sf.sum_bits)}
+        token = {"valid": 1, "tag": token_tag_layout(cfg)}
+        return {
+            "partial": data.StructLayout(partial),
+            "acc": data.StructLayout({"acc": data.ArrayLayout(signed(cfg.acc_bits), cols),
+                                      "ovf": unsigned(cols)}),
+            "sum": data.StructLayout({**token,
+                                      "sums": data.ArrayLayout(signed(cfg.column_sum_bits), cols),
+                                      "act_sum": signed(act_sum_bits(cfg)),
+                                      "small": data.ArrayLayout(range(wide), cols), "huge": cols}),
+            "shift": data.StructLayout({**token, **partial,
+                                        "small": data.ArrayLayout(range(wide), cols), "huge": cols}),
+            "add": data.StructLayout({**token, **partial,
+                                      "shifted": data.ArrayLayout(signed(wide), cols),
+                                      "beyond": cols}),
+        }
 
     def elaborate(self, platform):
         m = Module()
-        cfg, sf = self.cfg, self.format
-        cols, en, inp = cfg.cols, self.en, self.inp
-        tag = inp.tag
+        cfg = self.cfg
+        cols, en, inp, wide = cfg.cols, self.en, self.inp, cfg.acc_bits + 1
+        layouts = self._layouts()
 
+        def advance(stage, **fields):
+            with m.If(en):
+                m.d.sync += [getattr(stage, name).eq(value) for name, value in fields.items()]
+
+        # -- stage 1: the tile's shifts, the P/S read --------------------------------------------
         shadow = Signal(data.ArrayLayout(unsigned(SHIFT_BITS), cols))
         shifts = Signal(data.ArrayLayout(unsigned(SHIFT_BITS), cols))
         with m.If(en & self.shift_load.valid):
@@ -147,30 +188,52 @@ class PPU(wiring.Component):
         current = Signal(data.ArrayLayout(unsigned(SHIFT_BITS), cols))
         m.d.comb += current.eq(Mux(inp.first, shadow.as_value(), shifts.as_value()))
 
-        m.submodules.tokens = mem = Memory(shape=self.entry_layout(), depth=cfg.max_tokens, init=[])
-        rd = mem.read_port(domain="comb")
-        wr = mem.write_port()
-        old = rd.data
-        new = Signal(self.entry_layout())
-        m.d.comb += rd.addr.eq(tag.m)
+        m.submodules.partials = partials = Memory(shape=layouts["partial"], depth=cfg.max_tokens, init=[])
+        m.submodules.accumulators = accs = Memory(shape=layouts["acc"], depth=cfg.max_tokens, init=[])
+        p_wr, a_wr = partials.write_port(), accs.write_port()
+        p_rd = partials.read_port(transparent_for=(p_wr,))
+        a_rd = accs.read_port(transparent_for=(a_wr,))
+        m.d.comb += [p_rd.en.eq(en), a_rd.en.eq(en), p_rd.addr.eq(inp.tag.m)]
 
-        restart = tag.group_first
-        for c in range(cols):
-            m.d.comb += new.p[c].eq(Mux(restart, 0, old.p[c]) + inp.sums[c])
-        m.d.comb += new.s.eq(Mux(restart, 0, old.s) + inp.act_sum)
-        for c in range(cols):
-            acc_old = Mux(tag.k_first, 0, old.acc[c])
-            ovf_old = Mux(tag.k_first, 0, old.ovf[c])
-            with m.If(tag.group_last):
-                summed, clamped = saturating_shift_add(m, acc_old, new.p[c], current[c], cfg.acc_bits)
-                m.d.comb += [new.acc[c].eq(summed), new.ovf[c].eq(ovf_old | clamped)]
-            with m.Else():
-                m.d.comb += [new.acc[c].eq(acc_old), new.ovf[c].eq(ovf_old)]
-        m.d.comb += [wr.addr.eq(tag.m), wr.data.eq(new), wr.en.eq(en & inp.valid)]
+        s2 = Signal(layouts["sum"])
+        advance(s2, valid=inp.valid, tag=inp.tag, sums=inp.sums, act_sum=inp.act_sum,
+                small=Cat(*(current[c][:len(s2.small[c])] for c in range(cols))),
+                huge=Cat(*(current[c] >= wide for c in range(cols))))
 
-        raw_word = Cat(*(new.p[c] for c in range(cols)), new.s)
-        msq_word = Cat(*(new.acc[c] for c in range(cols)), new.ovf)
-        emit = inp.valid & Mux(self.raw, tag.group_last, tag.k_last)
+        # -- stage 2: P and S, written back; the accumulator read --------------------------------
+        old = p_rd.data
+        new = Signal(layouts["partial"])
+        restart = s2.tag.group_first
+        for c in range(cols):
+            m.d.comb += new.p[c].eq(Mux(restart, 0, old.p[c]) + s2.sums[c])
+        m.d.comb += new.s.eq(Mux(restart, 0, old.s) + s2.act_sum)
+        m.d.comb += [p_wr.addr.eq(s2.tag.m), p_wr.data.eq(new), p_wr.en.eq(en & s2.valid)]
+        s3 = Signal(layouts["shift"])
+        advance(s3, valid=s2.valid, tag=s2.tag, p=new.p, s=new.s, small=s2.small, huge=s2.huge)
+
+        # -- stage 3: P << d and its fit ---------------------------------------------------------
+        m.d.comb += a_rd.addr.eq(s3.tag.m)
+        fitted = [shift_fit(m, s3.p[c], s3.small[c], s3.huge[c], cfg.acc_bits) for c in range(cols)]
+        s4 = Signal(layouts["add"])
+        advance(s4, valid=s3.valid, tag=s3.tag, p=s3.p, s=s3.s,
+                shifted=Cat(*(shifted for shifted, _ in fitted)), beyond=Cat(*(b for _, b in fitted)))
+
+        # -- stage 4: saturating accumulate, written back; the result register -------------------
+        tag = s4.tag
+        stored = a_rd.data
+        acc = Signal(layouts["acc"])
+        for c in range(cols):
+            acc_old = Mux(tag.k_first, 0, stored.acc[c])
+            ovf_old = Mux(tag.k_first, 0, stored.ovf[c])
+            summed, clamped = saturating_add(m, acc_old, s4.shifted[c], s4.beyond[c],
+                                             s4.p[c] < 0, cfg.acc_bits)
+            m.d.comb += [acc.acc[c].eq(Mux(tag.group_last, summed, acc_old)),
+                         acc.ovf[c].eq(ovf_old | (tag.group_last & clamped))]
+        m.d.comb += [a_wr.addr.eq(tag.m), a_wr.data.eq(acc), a_wr.en.eq(en & s4.valid)]
+
+        raw_word = Cat(*(s4.p[c] for c in range(cols)), s4.s)
+        msq_word = Cat(*(acc.acc[c] for c in range(cols)), acc.ovf)
+        emit = s4.valid & Mux(self.raw, tag.group_last, tag.k_last)
         with m.If(en):
             m.d.sync += self.result.valid.eq(emit)
             with m.If(emit):

@@ -24,12 +24,15 @@ from . import routing
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "StreamFormat", "Beat", "StreamError",
     "encode_layer", "decode_results", "expected_results", "predict_cycles", "CycleModel",
+    "PPU_LATENCY",
 ]
 
 #: Layer header ``mode`` values.
 MODE_MSQ, MODE_RAW = 0, 1
 #: Width of one PPU shift ``d = E - E_min`` (0 … 255).
 SHIFT_BITS = 8
+#: Enabled cycles from a token at the PPU's input to its result beat (the PPU's four stages).
+PPU_LATENCY = 4
 
 
 class StreamError(ValueError):
@@ -396,6 +399,8 @@ class CycleModel:
     tile_gap : int
         Extra cycles after a tile's last token before the next tile's first (shared ReCoN:
         ``max(S - 1, L + H)``, else 0).
+    ppu_latency : int
+        Cycles from a token's column sums at the PPU to its result beat (:data:`PPU_LATENCY`).
     """
 
     rows: int
@@ -403,6 +408,7 @@ class CycleModel:
     load_beats: int
     shared: bool
     tile_gap: int
+    ppu_latency: int = PPU_LATENCY
 
     @classmethod
     def of(cls, cfg: AccelConfig, recon_latency: int) -> "CycleModel":
@@ -418,7 +424,7 @@ class CycleModel:
 
     def arrive(self, period: int) -> int:
         """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU; its result
-        beat (if it makes one) is valid one cycle later."""
+        beat (if it makes one) is valid :attr:`ppu_latency` cycles later."""
         return self.rows + period + self.pipeline + 1
 
 
@@ -442,8 +448,8 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int, *, recon_latency: int |
     tokens ``T_i`` cycles apart from ``start_i = max(load_i, free_i)``: ``load_i`` the cycle after
     its last row beat, ``free_i`` = tile ``i-1``'s last token + ``T_{i-1}`` + the tile gap (shared
     ReCoN only). Tile ``i+1``'s beats start the cycle after tile ``i``'s first token reached the
-    PPU. The last result beat is ``arrive(T) + 1`` cycles after the last token; the next pass's
-    header follows in the next cycle.
+    PPU. The last result beat is ``arrive(T) + ppu_latency`` cycles after the last token; the next
+    pass's header follows in the next cycle.
     """
     if recon_latency is None:
         recon_latency = _recon_latency(cfg)
@@ -460,7 +466,7 @@ def _pass_cycles(model: CycleModel, periods: list[int], tokens: int) -> int:
         last_issue = start + (tokens - 1) * period
         free = last_issue + period + model.tile_gap
         load_done = start + model.arrive(period) + 1 + model.load_beats
-        last = last_issue + model.arrive(period) + 1
+        last = last_issue + model.arrive(period) + model.ppu_latency
     return last + 1
 
 

@@ -322,13 +322,14 @@ def accel_manifest(cfg: AccelConfig) -> dict:
         "modes": {"msq": MODE_MSQ, "raw": MODE_RAW},
         "latency_cycles": {
             "act_to_ppu": model.depth,
-            "act_to_result": model.depth + 1,
+            "act_to_result": model.depth + model.ppu_latency,
             "recon": model.pipeline - int(model.shared),
-            "ppu": 1,
+            "ppu": model.ppu_latency,
         },
         "throughput_per_cycle": "1 token (R activations x C columns) per cycle per tile; 1/T with shared ReCoN",
         "cycle_model": {"rows": model.rows, "pipeline": model.pipeline, "load_beats": model.load_beats,
-                        "shared": model.shared, "tile_gap": model.tile_gap},
+                        "shared": model.shared, "tile_gap": model.tile_gap,
+                        "ppu_latency": model.ppu_latency},
     }
 
 

@@ -1,5 +1,6 @@
 """The post-processing unit against ``golden.mx_accumulate`` and ``golden.uniform_raw``: random
-partial sums, saturation both ways with the sticky flag, shifts 0 to 255, raw mode."""
+partial sums, saturation both ways with the sticky flag, shifts 0 to 255, raw mode, the same token
+back to back (M = 1, 2 without a gap between tiles) under back-pressure, and the latency."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from microscopiq.hdl.stream_format import StreamFormat, _unpack
 from microscopiq.quant import golden
 
 
-def run_ppu(cfg, tile_sums, act_sums, shifts, raw, seed, stall=0.0):
+def run_ppu(cfg, tile_sums, act_sums, shifts, raw, seed, stall=0.0, gapless=False):
     """Feed K-tile column sums ``tile_sums`` (K-tiles, M, C) and act sums (K-tiles, M) for one
-    N-tile, with ``shifts`` (groups, C); return the result words in order."""
+    N-tile, with ``shifts`` (groups, C); return the result words in order.
+
+    ``gapless``: the next tile's shifts load with a tile's last token and the next tile follows
+    in the next cycle (at M = 1 the same token back to back), instead of one idle cycle apart."""
     dut = PPU(cfg)
     sf = StreamFormat(cfg)
     rng = np.random.default_rng(seed)
@@ -26,12 +30,16 @@ def run_ppu(cfg, tile_sums, act_sums, shifts, raw, seed, stall=0.0):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
 
+    def load(ctx, t):
+        ctx.set(dut.shift_load, {"valid": 1, "d": [int(v) for v in shifts[t // per_group]]})
+
     async def driver(ctx):
         ctx.set(dut.raw, raw)
         for t in range(k_tiles):
-            ctx.set(dut.shift_load, {"valid": 1, "d": [int(v) for v in shifts[t // per_group]]})
-            await ctx.tick()
-            ctx.set(dut.shift_load.valid, 0)
+            if not gapless or t == 0:
+                load(ctx, t)
+                await ctx.tick()
+                ctx.set(dut.shift_load.valid, 0)
             for m in range(tokens):
                 place = t % per_group
                 tag = {"m": m, "group_first": place == 0, "group_last": place == per_group - 1,
@@ -39,12 +47,15 @@ def run_ppu(cfg, tile_sums, act_sums, shifts, raw, seed, stall=0.0):
                        "last": t == k_tiles - 1 and m == tokens - 1}
                 ctx.set(dut.inp, {"valid": 1, "first": m == 0, "tag": tag,
                                   "sums": [int(v) for v in tile_sums[t, m]], "act_sum": int(act_sums[t, m])})
+                if gapless and m == tokens - 1 and t + 1 < k_tiles:
+                    load(ctx, t + 1)
                 # Hold the token until the pipeline moves (en high at the edge).
                 while True:
                     _, _, en = await ctx.tick().sample(dut.en)
                     if en:
                         break
                 ctx.set(dut.inp.valid, 0)
+                ctx.set(dut.shift_load.valid, 0)
 
     async def sink(ctx):
         while len(words) < expected_beats:
@@ -82,9 +93,9 @@ def _random_tiles(cfg, rng, k_tiles, tokens, scale_bits):
     return sums, acts
 
 
-def check_msq(cfg, sums, acts, shifts, seed, stall=0.0):
-    print(f"seed={seed} acc_bits={cfg.acc_bits} shifts max={shifts.max()} stall={stall}")
-    words = run_ppu(cfg, sums, acts, shifts, raw=False, seed=seed, stall=stall)
+def check_msq(cfg, sums, acts, shifts, seed, stall=0.0, gapless=False):
+    print(f"seed={seed} acc_bits={cfg.acc_bits} shifts max={shifts.max()} stall={stall} gapless={gapless}")
+    words = run_ppu(cfg, sums, acts, shifts, raw=False, seed=seed, stall=stall, gapless=gapless)
     per_group = cfg.fmt.group // cfg.rows
     k_tiles, tokens, cols = sums.shape
     partial = sums.reshape(-1, per_group, tokens, cols).sum(axis=1).transpose(1, 2, 0)   # (M, C, groups)
@@ -131,15 +142,13 @@ def test_saturation_both_ways_and_large_shifts():
     assert overflow.any() and not overflow.all()
 
 
-def test_raw_mode():
-    seed = 4
-    cfg = _cfg(rows=4, group=8)
-    rng = np.random.default_rng(seed)
-    k_tiles, tokens = 4, 6
-    sums, acts = _random_tiles(cfg, rng, k_tiles, tokens, 24)
-    words = run_ppu(cfg, sums, acts, np.zeros((2, cfg.cols), np.int64), raw=True, seed=seed, stall=0.3)
+def check_raw(cfg, sums, acts, seed, stall=0.0, gapless=False):
+    print(f"seed={seed} stall={stall} gapless={gapless}")
+    per_group = cfg.fmt.group // cfg.rows
+    k_tiles, tokens, _ = sums.shape
+    shifts = np.zeros((k_tiles // per_group, cfg.cols), np.int64)
+    words = run_ppu(cfg, sums, acts, shifts, raw=True, seed=seed, stall=stall, gapless=gapless)
     sf = StreamFormat(cfg)
-    per_group = 2
     p = sums.reshape(-1, per_group, tokens, cfg.cols).sum(axis=1)      # (groups, M, C)
     s = acts.reshape(-1, per_group, tokens).sum(axis=1)
     got_p = np.array([_unpack(w, cfg.cols, sf.partial_bits) for w in words]).reshape(p.shape)
@@ -148,9 +157,73 @@ def test_raw_mode():
     _first_mismatch(got_s, s.reshape(-1), "S")
 
 
+def test_raw_mode():
+    seed = 4
+    cfg = _cfg(rows=4, group=8)
+    sums, acts = _random_tiles(cfg, np.random.default_rng(seed), 4, 6, 24)
+    check_raw(cfg, sums, acts, seed, stall=0.3)
+
+
 def test_stalls():
     seed = 5
     cfg = _cfg()
     rng = np.random.default_rng(seed)
     sums, acts = _random_tiles(cfg, rng, 4, 7, 30)
     check_msq(cfg, sums, acts, _shifts(rng, 2, cfg.cols, 12), seed, stall=0.5)
+
+
+@pytest.mark.parametrize("tokens", [1, 2])
+@pytest.mark.parametrize("stall", [0.0, 0.4])
+def test_same_token_back_to_back(tokens, stall):
+    """M = 1 and 2 with no gap between tiles: a token re-enters while its previous K-tile's update
+    is still in the pipeline (P every cycle, the accumulator at every group end: groups of one
+    K-tile), with and without back-pressure; acc_bits = 18 so the saturation path runs too."""
+    seed = 6 + tokens
+    cfg = _cfg(acc_bits=18, rows=4, group=4)
+    rng = np.random.default_rng(seed)
+    sums, acts = _random_tiles(cfg, rng, 8, tokens, 15)
+    overflow = check_msq(cfg, sums, acts, _shifts(rng, 8, cfg.cols, 3), seed, stall=stall, gapless=True)
+    assert overflow.any() and not overflow.all()
+
+
+@pytest.mark.parametrize("tokens", [1, 2])
+def test_same_token_back_to_back_groups(tokens):
+    """K-groups of two K-tiles without gaps: ``P`` carries across tiles of a group, in both modes."""
+    seed = 8 + tokens
+    cfg = _cfg(rows=4, group=8)
+    rng = np.random.default_rng(seed)
+    sums, acts = _random_tiles(cfg, rng, 6, tokens, 20)
+    check_msq(cfg, sums, acts, _shifts(rng, 3, cfg.cols, 8), seed, stall=0.3, gapless=True)
+    check_raw(cfg, sums, acts, seed, stall=0.3, gapless=True)
+
+
+def test_latency():
+    """A token's result beat is valid exactly ``PPU.latency`` enabled cycles after it entered,
+    and a stall (``en`` = 0) in between delays it by exactly the stalled cycles."""
+    cfg = _cfg()
+    dut = PPU(cfg)
+    tag = {"m": 3, "group_first": 1, "group_last": 1, "k_first": 1, "k_last": 1, "last": 1}
+    seen = {}
+
+    async def bench(ctx):
+        for stalled in (0, 2):
+            ctx.set(dut.en, 1)
+            ctx.set(dut.inp, {"valid": 1, "first": 1, "tag": tag, "sums": [5] * cfg.cols, "act_sum": 1})
+            await ctx.tick()
+            ctx.set(dut.inp.valid, 0)
+            ctx.set(dut.en, 0)                 # the token is in stage 2 while en is low
+            for _ in range(stalled):
+                await ctx.tick()
+            ctx.set(dut.en, 1)
+            cycles = 1 + stalled
+            while not ctx.get(dut.result.valid):
+                await ctx.tick()
+                cycles += 1
+            seen[stalled] = cycles
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == {0: PPU.latency, 2: PPU.latency + 2}
