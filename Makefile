@@ -5,6 +5,7 @@
 # See README.md for the rest.
 
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV := .venv
 PY := $(CURDIR)/$(VENV)/bin/python
@@ -30,15 +31,18 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt constraints.txt pyproject.toml
-	@command -v iverilog >/dev/null || { \
-	  echo "installing Icarus Verilog (apt)"; \
-	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q iverilog >/dev/null 2>&1 || \
-	   (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iverilog >/dev/null)); }
+$(STAMP): requirements.txt constraints.txt pyproject.toml Makefile
+	@# Icarus, and lz4's header so Verilator can write FST waves (WAVES=1).
+	@command -v iverilog >/dev/null && test -f /usr/include/lz4.h || { \
+	  echo "installing Icarus Verilog and liblz4-dev (apt)"; \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q iverilog liblz4-dev >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iverilog liblz4-dev >/dev/null)); }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing pinned Python packages into $(VENV)/ (torch is the CPU wheel)"
-	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
-	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt 2>&1 \
+	  | { grep -v '^WARNING: Location .* is ignored' || true; }
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 \
+	  | { grep -v '^WARNING: Location .* is ignored' || true; }
 	@$(PY) -c 'import torch; v = torch.__version__; assert v.split("+")[0] == "2.13.0", f"torch {v} installed, 2.13.0 is pinned"'
 	@touch $@
 
