@@ -23,6 +23,7 @@ import inspect
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -127,12 +128,17 @@ def _chunks(doc: str) -> list[str]:
 
 def _module_docs(name: str) -> list[str]:
     module = importlib.import_module(name)
-    objects = [module] + [vars(module)[attr] for attr in sorted(vars(module))
-                          if not attr.startswith("_")
-                          and getattr(vars(module)[attr], "__module__", None) == name
-                          and (inspect.isclass(vars(module)[attr]) or inspect.isfunction(vars(module)[attr]))]
-    # The object's own docstring (not an inherited one, as inspect.getdoc would give).
-    return [inspect.cleandoc(obj.__doc__) for obj in objects if isinstance(obj.__dict__.get("__doc__"), str)]
+    with warnings.catch_warnings():
+        # Touching deprecated stdlib attributes (typing.re, ...) warns; only docstrings are read.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        objects = [module] + [vars(module)[attr] for attr in sorted(vars(module))
+                              if not attr.startswith("_")
+                              and getattr(vars(module)[attr], "__module__", None) == name
+                              and (inspect.isclass(vars(module)[attr])
+                                   or inspect.isfunction(vars(module)[attr]))]
+        # The object's own docstring (not an inherited one, as inspect.getdoc would give).
+        return [inspect.cleandoc(obj.__doc__) for obj in objects
+                if isinstance(obj.__dict__.get("__doc__"), str)]
 
 
 def docstring_texts(modules=STDLIB_MODULES) -> dict[str, list[str]]:
