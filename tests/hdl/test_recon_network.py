@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import re
-import subprocess
 
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ from microscopiq.hdl.recon_network import ReconNetwork
 from microscopiq.hdl.routing import ReconGeometry, compile_fields, config_bits, pack_config, placements
 from microscopiq.quant import golden
 from microscopiq.quant.layer import Role
+from microscopiq.tb.lint import lint
 
 SEED = 4242
 
@@ -201,27 +200,8 @@ def test_verilog_converts():
     assert "module recon(" in text
 
 
-#: Warnings the shared waiver list (tb/lint.py) does not yet cover and that every Amaranth design
-#: with arithmetic or layout-typed ports produces: Yosys writes ``$signed(a) + $signed(b)`` with
-#: operands narrower than the result (WIDTHEXPAND), and Amaranth emits an alias wire for every
-#: layout field and every renamed signal (UNUSEDSIGNAL). Anything else fails this test.
-AMARANTH_INHERENT = {"WIDTHEXPAND", "UNUSEDSIGNAL"}
-
-
 def test_verilog_lint(tmp_path):
-    """``verilator --lint-only -Wall`` with the shared waivers: no warning outside the two classes
-    above (reported to the lint owner), and the design itself (no latch, no multi-driven net, no
-    truncation, no incomplete case) is clean."""
-    lint = pytest.importorskip("microscopiq.tb.lint")
-    try:
-        verilator = lint.verilator_executable()
-    except FileNotFoundError:
-        pytest.skip("verilator not on PATH")
+    """``verilator --lint-only -Wall`` with the project's named waivers (tb/lint.py) is clean."""
     path = tmp_path / "recon.v"
     path.write_text(verilog.convert(ReconNetwork(FormatConfig(), 8), name="recon"))
-    result = subprocess.run([verilator, "--lint-only", *lint.verilator_warning_args(),
-                             "--top-module", "recon", str(path)], capture_output=True, text=True)
-    text = result.stdout + result.stderr
-    kinds = set(re.findall(r"%Warning-(\w+)", text))
-    assert "%Error" not in text.replace("%Error: Exiting due to", ""), text[:4000]
-    assert kinds <= AMARANTH_INHERENT, f"unexpected Verilator warnings {sorted(kinds - AMARANTH_INHERENT)}"
+    lint(path, top="recon")
