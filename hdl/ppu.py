@@ -12,9 +12,9 @@ per tile from the host (double-buffered: loaded for the next tile, active from i
 At the last K-tile of the layer the token's ``(acc, overflow)`` row is emitted. Raw mode emits
 ``(P, S)`` at the last K-tile of every group (``golden.uniform_raw``).
 
-The work is a four-stage pipeline (:class:`PPU`); each memory is read through a synchronous port
-transparent to its own write port, so a token sees every earlier token's update of its entry even
-when the same ``m`` arrives in consecutive cycles.
+The work is a four-stage pipeline (:class:`PPU`); each memory (LUT RAM) is read into a register
+that also takes the memory's write of the same cycle (:func:`read_forwarded`), so a token sees
+every earlier token's update of its entry even when the same ``m`` arrives in consecutive cycles.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..config import AccelConfig
 from .array import act_sum_bits
 from .stream_format import PPU_LATENCY, SHIFT_BITS, StreamFormat
 
-__all__ = ["PPU", "token_tag_layout", "shift_fit", "saturating_add"]
+__all__ = ["PPU", "token_tag_layout", "read_forwarded", "shift_fit", "saturating_add"]
 
 
 def token_tag_layout(cfg: AccelConfig) -> data.StructLayout:
@@ -42,6 +42,22 @@ def token_tag_layout(cfg: AccelConfig) -> data.StructLayout:
         "m": range(cfg.max_tokens), "group_first": 1, "group_last": 1,
         "k_first": 1, "k_last": 1, "last": 1,
     })
+
+
+def read_forwarded(m: Module, en, memory: Memory, write, addr, clear, name: str):
+    """A register loaded (when ``en``) with ``memory[addr]``, or 0 when ``clear``.
+
+    The memory is read combinationally (LUT RAM) and the register takes the data ``write`` stores
+    in the same cycle when it writes ``addr`` (``write.en`` includes ``en``): as a synchronous read
+    port transparent to ``write``, with the clear in front of the register.
+    """
+    port = memory.read_port(domain="comb")
+    m.d.comb += port.addr.eq(addr)
+    fresh = Mux(write.en & (write.addr == addr), write.data.as_value(), port.data.as_value())
+    entry = Signal(memory.shape, name=name)
+    with m.If(en):
+        m.d.sync += entry.eq(Mux(clear, 0, fresh))
+    return entry
 
 
 def shift_fit(m: Module, partial, small, huge, acc_bits: int):
@@ -92,16 +108,16 @@ class PPU(wiring.Component):
     Latency :data:`~microscopiq.hdl.stream_format.PPU_LATENCY` (4) enabled cycles from ``inp`` to
     ``result``, throughput one token per cycle, any token order (no hazard):
 
-    1. input: the ``P``/``S`` memory is read at ``tag.m``; the tile's shifts are split into
-       ``small``/``huge``;
-    2. ``P ← (group_first ? 0 : P) + sums``, ``S`` likewise, written back; the accumulator memory
-       is read at the token's ``m`` for stage 4;
-    3. ``P << d`` and its fit check (:func:`shift_fit`);
+    1. input: the ``P``/``S`` entry is read at ``tag.m`` (0 at ``group_first``); the tile's
+       shifts are split into ``small``/``huge``;
+    2. ``P ← P + sums``, ``S`` likewise, written back;
+    3. ``P << d`` and its fit check (:func:`shift_fit`); the accumulator entry is read at the
+       token's ``m`` (0 at ``k_first``);
     4. ``acc ← sat(acc + (P << d))`` at a group's last K-tile (:func:`saturating_add`), the sticky
        flags, written back; the result beat is registered.
 
-    A token read in stage 1 (2) sees the write of the token one stage ahead through the port's
-    transparency and every older write in the memory, so the same ``m`` may follow itself
+    A token read in stage 1 (3) sees the write of the token one stage ahead through
+    :func:`read_forwarded` and every older write in the memory, so the same ``m`` may follow itself
     back to back. Everything (stages, reads, writes) advances only when ``en`` is 1; the
     controller drives ``en = ~result.valid | result.ready`` so a full output register stalls the
     whole pipeline.
@@ -191,28 +207,24 @@ class PPU(wiring.Component):
         m.submodules.partials = partials = Memory(shape=layouts["partial"], depth=cfg.max_tokens, init=[])
         m.submodules.accumulators = accs = Memory(shape=layouts["acc"], depth=cfg.max_tokens, init=[])
         p_wr, a_wr = partials.write_port(), accs.write_port()
-        p_rd = partials.read_port(transparent_for=(p_wr,))
-        a_rd = accs.read_port(transparent_for=(a_wr,))
-        m.d.comb += [p_rd.en.eq(en), a_rd.en.eq(en), p_rd.addr.eq(inp.tag.m)]
+        old = read_forwarded(m, en, partials, p_wr, inp.tag.m, inp.tag.group_first, "old_partial")
 
         s2 = Signal(layouts["sum"])
         advance(s2, valid=inp.valid, tag=inp.tag, sums=inp.sums, act_sum=inp.act_sum,
                 small=Cat(*(current[c][:len(s2.small[c])] for c in range(cols))),
                 huge=Cat(*(current[c] >= wide for c in range(cols))))
 
-        # -- stage 2: P and S, written back; the accumulator read --------------------------------
-        old = p_rd.data
+        # -- stage 2: P and S, written back ---------------------------------------------------------
         new = Signal(layouts["partial"])
-        restart = s2.tag.group_first
         for c in range(cols):
-            m.d.comb += new.p[c].eq(Mux(restart, 0, old.p[c]) + s2.sums[c])
-        m.d.comb += new.s.eq(Mux(restart, 0, old.s) + s2.act_sum)
+            m.d.comb += new.p[c].eq(old.p[c] + s2.sums[c])
+        m.d.comb += new.s.eq(old.s + s2.act_sum)
         m.d.comb += [p_wr.addr.eq(s2.tag.m), p_wr.data.eq(new), p_wr.en.eq(en & s2.valid)]
         s3 = Signal(layouts["shift"])
         advance(s3, valid=s2.valid, tag=s2.tag, p=new.p, s=new.s, small=s2.small, huge=s2.huge)
 
-        # -- stage 3: P << d and its fit ---------------------------------------------------------
-        m.d.comb += a_rd.addr.eq(s3.tag.m)
+        # -- stage 3: P << d and its fit; the accumulator read -------------------------------------
+        stored = read_forwarded(m, en, accs, a_wr, s3.tag.m, s3.tag.k_first, "old_acc")
         fitted = [shift_fit(m, s3.p[c], s3.small[c], s3.huge[c], cfg.acc_bits) for c in range(cols)]
         s4 = Signal(layouts["add"])
         advance(s4, valid=s3.valid, tag=s3.tag, p=s3.p, s=s3.s,
@@ -220,11 +232,9 @@ class PPU(wiring.Component):
 
         # -- stage 4: saturating accumulate, written back; the result register -------------------
         tag = s4.tag
-        stored = a_rd.data
         acc = Signal(layouts["acc"])
         for c in range(cols):
-            acc_old = Mux(tag.k_first, 0, stored.acc[c])
-            ovf_old = Mux(tag.k_first, 0, stored.ovf[c])
+            acc_old, ovf_old = stored.acc[c], stored.ovf[c]
             summed, clamped = saturating_add(m, acc_old, s4.shifted[c], s4.beyond[c],
                                              s4.p[c] < 0, cfg.acc_bits)
             m.d.comb += [acc.acc[c].eq(Mux(tag.group_last, summed, acc_old)),
