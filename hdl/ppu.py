@@ -19,7 +19,7 @@ every earlier token's update of its entry even when the same ``m`` arrives in co
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -28,7 +28,10 @@ from ..config import AccelConfig
 from .array import act_sum_bits
 from .stream_format import PPU_LATENCY, SHIFT_BITS, StreamFormat
 
-__all__ = ["PPU", "token_tag_layout", "read_forwarded", "shift_fit", "saturating_add"]
+__all__ = ["PPU", "token_tag_layout", "read_forwarded", "coarse_shift", "shift_fit", "saturating_add"]
+
+#: Low bits of the shift ``d`` applied in stage 3 (:func:`shift_fit`); stage 2 shifts by the rest.
+FINE_BITS = 3
 
 
 def token_tag_layout(cfg: AccelConfig) -> data.StructLayout:
@@ -60,19 +63,28 @@ def read_forwarded(m: Module, en, memory: Memory, write, addr, clear, name: str)
     return entry
 
 
-def shift_fit(m: Module, partial, small, huge, acc_bits: int):
-    """``partial << small`` in ``acc_bits + 1`` signed bits, and whether it cannot be added exactly.
+def coarse_shift(m: Module, partial, small, acc_bits: int):
+    """``partial << small`` with the low :data:`FINE_BITS` of ``small`` taken as 0, in
+    ``len(partial) + acc_bits`` signed bits (exact for ``small ≤ acc_bits``)."""
+    coarse = Signal(signed(len(partial) + acc_bits), name="coarse")
+    m.d.comb += coarse.eq(partial.as_signed() << Cat(C(0, FINE_BITS), small[FINE_BITS:]))
+    return coarse
 
-    The shift ``d`` (0 … 255) arrives split as ``huge = d ≥ acc_bits + 1`` and ``small = d`` (when
-    not huge). Instead of a 300-bit shifter, a nonzero ``partial`` whose shifted value does not fit
-    ``acc_bits + 1`` signed bits is flagged ``beyond``: its magnitude is then at least
-    ``2^acc_bits``, more than any accumulator can cancel, so the sum saturates in its direction.
-    The value fits exactly when the bits of ``partial << small`` from ``acc_bits`` up are all
-    copies of its sign.
+
+def shift_fit(m: Module, partial, coarse, fine, huge, acc_bits: int):
+    """``partial << d`` in ``acc_bits + 1`` signed bits, and whether it cannot be added exactly.
+
+    The shift ``d`` (0 … 255) arrives as ``huge = d ≥ acc_bits + 1`` and, when not huge,
+    ``coarse`` = :func:`coarse_shift` of ``partial`` by ``d`` and ``fine``, the low
+    :data:`FINE_BITS` of ``d``. Instead of a 300-bit shifter, a nonzero ``partial`` whose shifted
+    value does not fit ``acc_bits + 1`` signed bits is flagged ``beyond``: its magnitude is then
+    at least ``2^acc_bits``, more than any accumulator can cancel, so the sum saturates in its
+    direction. The value fits exactly when the bits of ``partial << d`` from ``acc_bits`` up are
+    all copies of its sign.
     """
     wide = acc_bits + 1
-    full = Signal(signed(len(partial) + wide - 1), name="shifted_full")
-    m.d.comb += full.eq(partial.as_signed() << small)
+    full = Signal(signed(len(coarse)), name="shifted_full")
+    m.d.comb += full.eq(coarse << fine)
     spill = full[wide - 1:]
     fits = (spill == 0) | (spill == (1 << len(spill)) - 1)
     shifted = Signal(signed(wide), name="shifted")
@@ -110,8 +122,9 @@ class PPU(wiring.Component):
 
     1. input: the ``P``/``S`` entry is read at ``tag.m`` (0 at ``group_first``); the tile's
        shifts are split into ``small``/``huge``;
-    2. ``P ← P + sums``, ``S`` likewise, written back;
-    3. ``P << d`` and its fit check (:func:`shift_fit`); the accumulator entry is read at the
+    2. ``P ← P + sums``, ``S`` likewise, written back; ``P`` shifted by ``d`` but its low
+       :data:`FINE_BITS` (:func:`coarse_shift`);
+    3. the rest of ``P << d`` and its fit check (:func:`shift_fit`); the accumulator entry is read at the
        token's ``m`` (0 at ``k_first``);
     4. ``acc ← sat(acc + (P << d))`` at a group's last K-tile (:func:`saturating_add`), the sticky
        flags, written back; the result beat is registered.
@@ -166,6 +179,7 @@ class PPU(wiring.Component):
         """Memory entries and the stage registers."""
         cfg, sf = self.cfg, self.format
         cols, wide = cfg.cols, cfg.acc_bits + 1
+        coarse = signed(sf.partial_bits + cfg.acc_bits)
         partial = {"p": data.ArrayLayout(signed(sf.partial_bits), cols), "s": signed(sf.sum_bits)}
         token = {"valid": 1, "tag": token_tag_layout(cfg)}
         return {
@@ -177,7 +191,8 @@ class PPU(wiring.Component):
                                       "act_sum": signed(act_sum_bits(cfg)),
                                       "small": data.ArrayLayout(range(wide), cols), "huge": cols}),
             "shift": data.StructLayout({**token, **partial,
-                                        "small": data.ArrayLayout(range(wide), cols), "huge": cols}),
+                                        "coarse": data.ArrayLayout(coarse, cols),
+                                        "fine": data.ArrayLayout(unsigned(FINE_BITS), cols), "huge": cols}),
             "add": data.StructLayout({**token, **partial,
                                       "shifted": data.ArrayLayout(signed(wide), cols),
                                       "beyond": cols}),
@@ -221,11 +236,14 @@ class PPU(wiring.Component):
         m.d.comb += new.s.eq(old.s + s2.act_sum)
         m.d.comb += [p_wr.addr.eq(s2.tag.m), p_wr.data.eq(new), p_wr.en.eq(en & s2.valid)]
         s3 = Signal(layouts["shift"])
-        advance(s3, valid=s2.valid, tag=s2.tag, p=new.p, s=new.s, small=s2.small, huge=s2.huge)
+        advance(s3, valid=s2.valid, tag=s2.tag, p=new.p, s=new.s, huge=s2.huge,
+                coarse=Cat(*(coarse_shift(m, new.p[c], s2.small[c], cfg.acc_bits) for c in range(cols))),
+                fine=Cat(*(s2.small[c][:FINE_BITS] for c in range(cols))))
 
         # -- stage 3: P << d and its fit; the accumulator read -------------------------------------
         stored = read_forwarded(m, en, accs, a_wr, s3.tag.m, s3.tag.k_first, "old_acc")
-        fitted = [shift_fit(m, s3.p[c], s3.small[c], s3.huge[c], cfg.acc_bits) for c in range(cols)]
+        fitted = [shift_fit(m, s3.p[c], s3.coarse[c], s3.fine[c], s3.huge[c], cfg.acc_bits)
+                  for c in range(cols)]
         s4 = Signal(layouts["add"])
         advance(s4, valid=s3.valid, tag=s3.tag, p=s3.p, s=s3.s,
                 shifted=Cat(*(shifted for shifted, _ in fitted)), beyond=Cat(*(b for _, b in fitted)))
