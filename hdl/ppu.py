@@ -86,7 +86,7 @@ def shift_fit(m: Module, partial, coarse, fine, huge, acc_bits: int):
     full = Signal(signed(len(coarse)), name="shifted_full")
     m.d.comb += full.eq(coarse << fine)
     spill = full[wide - 1:]
-    fits = (spill == 0) | (spill == (1 << len(spill)) - 1)
+    fits = ~spill.any() | spill.all()
     shifted = Signal(signed(wide), name="shifted")
     beyond = Signal(name="beyond")
     m.d.comb += [shifted.eq(full[:wide]), beyond.eq((partial != 0) & (huge | ~fits))]
@@ -102,7 +102,7 @@ def saturating_add(m: Module, acc, shifted, beyond, negative, acc_bits: int):
     total = Signal(signed(acc_bits + 2), name="total")
     m.d.comb += total.eq(acc + shifted)
     top_bits = total[acc_bits - 1:]
-    in_range = (top_bits == 0) | (top_bits == 0b111)
+    in_range = ~top_bits.any() | top_bits.all()
     top, bottom = (1 << (acc_bits - 1)) - 1, -(1 << (acc_bits - 1))
     result = Signal(signed(acc_bits), name="saturated")
     clamped = Signal(name="clamped")
