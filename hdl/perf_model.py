@@ -46,7 +46,7 @@ import numpy as np
 
 from ..config import AccelConfig
 from ..quant.layer import MsqLayer, Role, padded
-from .stream_format import SHIFT_BITS, CycleModel, StreamFormat
+from .stream_format import SHIFT_BITS, CycleModel, StreamFormat, pass_cycles
 
 __all__ = ["TileStats", "Design", "tile_stats", "resized", "designs", "schedule_cycles",
            "layer_cycles", "compare", "OUTLIER_VALUE_BITS", "PeerModelError"]
@@ -190,23 +190,8 @@ def schedule_cycles(design: Design, tokens: int, max_tokens: int, bus_bits: int 
     periods = design.periods.tolist()
     total = 0
     for start in range(0, tokens, max_tokens):
-        total += _pass_cycles(design, loads, periods, min(max_tokens, tokens - start))
+        total += pass_cycles(design.model, periods, min(max_tokens, tokens - start), loads)
     return total
-
-
-def _pass_cycles(design: Design, loads: list[int], periods: list[int], tokens: int) -> int:
-    model = design.model
-    load_done = 1 + loads[0]          # the layer header handshakes in cycle 0
-    free = last = 0
-    for index, period in enumerate(periods):
-        start = max(load_done, free)
-        arrive = model.arrive(period)
-        last_issue = start + (tokens - 1) * period
-        free = last_issue + period + model.tile_gap
-        if index + 1 < len(loads):
-            load_done = start + arrive + 1 + loads[index + 1]
-        last = last_issue + arrive + 1
-    return last + 1
 
 
 def layer_cycles(design: Design, tokens: int, max_tokens: int, bus_bits: int | None) -> dict:

@@ -24,7 +24,7 @@ from . import routing
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "StreamFormat", "Beat", "StreamError",
     "encode_layer", "decode_results", "expected_results", "predict_cycles", "CycleModel",
-    "PPU_LATENCY",
+    "PPU_LATENCY", "pass_cycles",
 ]
 
 #: Layer header ``mode`` values.
@@ -455,18 +455,24 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int, *, recon_latency: int |
         recon_latency = _recon_latency(cfg)
     model = CycleModel.of(cfg, recon_latency)
     periods = tile_periods(cfg, layer)
-    return sum(_pass_cycles(model, periods, count) for _, count in _passes(cfg, tokens))
+    return sum(pass_cycles(model, periods, count) for _, count in _passes(cfg, tokens))
 
 
-def _pass_cycles(model: CycleModel, periods: list[int], tokens: int) -> int:
-    load_done = 1 + model.load_beats
+def pass_cycles(model: CycleModel, periods: list[int], tokens: int, loads: list[int] | None = None) -> int:
+    """Cycles of one pass of ``tokens`` tokens over tiles with issue ``periods`` (the schedule of
+    :func:`predict_cycles`). ``loads`` gives each tile's load time in cycles when it is not
+    ``model.load_beats`` (the peer model feeds tiles from a narrower weight memory)."""
+    loads = [model.load_beats] * len(periods) if loads is None else loads
+    load_done = 1 + loads[0]          # the layer header handshakes in cycle 0
     free = last = 0
-    for period in periods:
+    for index, period in enumerate(periods):
         start = max(load_done, free)
+        arrive = model.arrive(period)
         last_issue = start + (tokens - 1) * period
         free = last_issue + period + model.tile_gap
-        load_done = start + model.arrive(period) + 1 + model.load_beats
-        last = last_issue + model.arrive(period) + model.ppu_latency
+        if index + 1 < len(loads):
+            load_done = start + arrive + 1 + loads[index + 1]
+        last = last_issue + arrive + model.ppu_latency
     return last + 1
 
 

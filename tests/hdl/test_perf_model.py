@@ -8,7 +8,7 @@ from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl import perf_model as pm
 from microscopiq.hdl import routing
 from microscopiq.hdl.recon_network import ReconNetwork
-from microscopiq.hdl.stream_format import CycleModel, predict_cycles, tile_periods
+from microscopiq.hdl.stream_format import PPU_LATENCY, CycleModel, predict_cycles, tile_periods
 from microscopiq.quant.layer import Role
 from microscopiq.tb.stimulus import empty_msq_layer, random_case
 
@@ -46,19 +46,20 @@ def test_unbounded_memory_is_predict_cycles(recon_share, tokens):
 
 def test_hand_computed_schedule_without_memory_limit():
     # arrive(T=1) = R + T + ReCoN latency L + 1 = 10 + L; a tile loads in R + 1 = 9 beats after the
-    # header (cycle 0); the last result beat is arrive + 1 after the last token, counted inclusively.
-    lat = ReconNetwork.latency
+    # header (cycle 0); the last result beat is arrive + P (the PPU latency) after the last token,
+    # counted inclusively.
+    lat, ppu = ReconNetwork.latency, PPU_LATENCY
     layer = empty_msq_layer(SMALL.fmt, 8, 8)                      # one tile
     design = pm.designs(SMALL, _stats(layer, SMALL))["msq"]
     assert design.model.arrive(1) == 10 + lat
-    # start 1 + 9 = 10, last issue 13, last result 13 + (10 + L) + 1: 25 + L cycles.
-    assert pm.schedule_cycles(design, 4, 64) == 25 + lat
+    # start 1 + 9 = 10, last issue 13, last result 13 + (10 + L) + P: 24 + L + P cycles.
+    assert pm.schedule_cycles(design, 4, 64) == 24 + lat + ppu
     two = pm.designs(SMALL, _stats(empty_msq_layer(SMALL.fmt, 8, 16), SMALL))["msq"]
     # Tile 1 loads after tile 0's first token reached the PPU: 10 + (10 + L) + 1 + 9 = 30 + L;
-    # last issue 33 + L, done 33 + L + (10 + L) + 2.
-    assert pm.schedule_cycles(two, 4, 64) == 45 + 2 * lat
+    # last issue 33 + L, done 33 + L + (10 + L) + P + 1.
+    assert pm.schedule_cycles(two, 4, 64) == 44 + 2 * lat + ppu
     # 30 tokens: tile 1 waits for tile 0's last issue (39), starts at 40, last issue 69.
-    assert pm.schedule_cycles(two, 30, 64) == 81 + lat
+    assert pm.schedule_cycles(two, 30, 64) == 80 + lat + ppu
     # 70 tokens with max_tokens 64: passes of 64 and 6 tokens, each re-streaming the tile.
     assert pm.schedule_cycles(design, 70, 64) == pm.schedule_cycles(design, 64, 64) + \
         pm.schedule_cycles(design, 6, 64)
@@ -81,16 +82,16 @@ def test_hand_computed_bits_and_memory_bound_cycles():
     assert got["w2"].tile_bits.tolist() == [64 + 8 * (16 + 16 + 76)]          # 928
 
     result = pm.compare(SMALL, stats, tokens=4, bus_bits=64)
-    lat = ReconNetwork.latency
-    # msq: load ceil(1056 / 64) = 17 > 9: start 18, last issue 21, last result 21 + (10 + L) + 1.
-    assert result["msq"] == {"cycles": 33 + lat, "weight_bytes": 132.0, "speedup": 1.0}
-    # int8: load max(9, 8) = 9, arrive 10 (no ReCoN): start 10, last issue 13, 13 + 11 + 1 = 25.
-    assert result["int8"]["cycles"] == 25 and result["int8"]["weight_bytes"] == 64.0
-    # gobo: load max(9, 7) = 9, period 2, arrive(2) = 11: start 10, last issue 16, 16 + 12 + 1 = 29.
-    assert result["gobo"]["cycles"] == 29 and result["gobo"]["weight_bytes"] == 393 / 8
-    assert result["gobo"]["speedup"] == 29 / (33 + lat)
-    # w2: load ceil(928 / 64) = 15: start 16, last issue 19, 19 + (10 + L) + 1 + 1.
-    assert result["w2"]["cycles"] == 31 + lat
+    lat, ppu = ReconNetwork.latency, PPU_LATENCY
+    # msq: load ceil(1056 / 64) = 17 > 9: start 18, last issue 21, last result 21 + (10 + L) + P.
+    assert result["msq"] == {"cycles": 32 + lat + ppu, "weight_bytes": 132.0, "speedup": 1.0}
+    # int8: load max(9, 8) = 9, arrive 10 (no ReCoN): start 10, last issue 13, 13 + 10 + P + 1.
+    assert result["int8"]["cycles"] == 24 + ppu and result["int8"]["weight_bytes"] == 64.0
+    # gobo: load max(9, 7) = 9, period 2, arrive(2) = 11: start 10, last issue 16, 16 + 11 + P + 1.
+    assert result["gobo"]["cycles"] == 28 + ppu and result["gobo"]["weight_bytes"] == 393 / 8
+    assert result["gobo"]["speedup"] == (28 + ppu) / (32 + lat + ppu)
+    # w2: load ceil(928 / 64) = 15: start 16, last issue 19, 19 + (10 + L) + P + 1.
+    assert result["w2"]["cycles"] == 30 + lat + ppu
 
 
 def test_tile_stats_and_resize():
