@@ -24,7 +24,7 @@ JOBS ?= 2
 SIM ?= verilator
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
-.PHONY: setup demo test test-quick lint sim synth bench-quant bench-sim bench-qor clean help
+.PHONY: setup demo test test-quick lint sim synth bench-quant bench-cycles bench-sim bench-qor clean help
 
 help:
 	@sed -n '1,8p' Makefile
@@ -58,6 +58,11 @@ test-quick: setup
 CONFIG ?= 8x8-b4
 sim: setup
 	SIM=$(SIM) TESTCASE=$(TESTCASE) WAVES=$(WAVES) $(PYTEST) tests/tb/test_accel_cocotb.py -k "regression and $(CONFIG)-$(SIM)"
+
+# Cycles of every MiniLM layer (MicroScopiQ b=4) on an 8x8 array, per-row and shared ReCoN, against
+# the ideal ceil(K/R)*ceil(N/C)*M -> docs/bench_cycles.md.
+bench-cycles: setup
+	$(PY) bench/bench_cycles.py
 
 # Simulated MACs/s and wall time per configuration on both simulators -> docs/bench_sim.md.
 bench-sim: setup
