@@ -31,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import AccelConfig
 from .pe import PE
 from .routing import config_bits
+from .stream_format import PRODUCT_PIPE
 
 __all__ = ["Array", "issue_layout", "load_layout", "result_layout"]
 
@@ -82,9 +83,10 @@ def _recon_latency(cfg: AccelConfig) -> int:
 class Array(wiring.Component):
     """Weight-stationary ``R × C`` PE array with ReCoN, double-buffered tiles.
 
-    Latency ``R + T + L + H`` enabled cycles from ``issue`` to ``out`` (``T`` the tile's period, 1
-    unless ReCoN is shared; ``L`` the ReCoN latency, 0 without ReCoN; ``H`` = 1 with shared ReCoN,
-    else 0): :attr:`depth` gives it for ``T = 1``. Throughput one token every ``T`` cycles. All
+    Latency ``R + T + P + L + H`` enabled cycles from ``issue`` to ``out`` (``T`` the tile's period,
+    1 unless ReCoN is shared; ``P`` the product pipeline register after every PE,
+    :data:`~microscopiq.hdl.stream_format.PRODUCT_PIPE`; ``L`` the ReCoN latency, 0 without ReCoN;
+    ``H`` = 1 with shared ReCoN, else 0): :attr:`depth` gives it for ``T = 1``. Throughput one token every ``T`` cycles. All
     state advances only when ``en`` is 1.
 
     Loading: rows of the next tile are written with ``load`` into the shadow banks, at most one per
@@ -146,14 +148,20 @@ class Array(wiring.Component):
     @property
     def depth(self) -> int:
         """Enabled cycles from ``issue`` to ``out`` for ``T = 1``."""
-        return self.cfg.rows + 1 + self.recon_latency + self.hold
+        return self.cfg.rows + 1 + self.pipeline
+
+    @property
+    def pipeline(self) -> int:
+        """``P + L + H``: enabled cycles from a row's PE product register to its column adder's
+        input, beyond the one cycle of a period-1 tile."""
+        return PRODUCT_PIPE + self.recon_latency + self.hold
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
         rows = cfg.rows
         en = self.en
-        lat = self.recon_latency + self.hold
+        lat = self.pipeline
         stages = rows + self.max_period + lat + 1
         # Each token carries its tile's period T: tiles with different periods overlap in the
         # array, and every stage that depends on T uses the token's own.
@@ -172,7 +180,7 @@ class Array(wiring.Component):
                 markers[0].act_sum.eq(sum(self.issue.x[r] for r in range(rows))),
                 markers[0].period.eq(Mux(self.issue.first, self.next_period, period)),
             ]
-            # A token leaves at stage R + T + L + H; beyond it its marker is cleared.
+            # A token leaves at stage R + T + P + L + H; beyond it its marker is cleared.
             m.d.sync += [markers[s].eq(markers[s - 1]) for s in range(1, stages)]
             m.d.sync += [markers[s].valid.eq(markers[s - 1].valid
                                              & (s - 1 < rows + lat + markers[s - 1].period))
@@ -193,7 +201,7 @@ class Array(wiring.Component):
         products = self._pe_rows(m, markers, lanes, rowctl, tap)
         contribs = self._contributions(m, markers, products, rowctl)
 
-        # Column adders: row r adds its contribution when the token reaches stage r + T + L + H.
+        # Column adders: row r adds its contribution when the token reaches stage r + T + P + L + H.
         psum = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name="psum_in")
         for r in range(rows):
             nxt = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name=f"psum_{r}")
@@ -250,15 +258,17 @@ class Array(wiring.Component):
                              shadow.pe_bypass.eq(~has_outlier), shadow.claim.eq(has_outlier),
                              shadow.slot.eq(Mux(group_start, 0, count))]
             # Which stage feeds the PEs switches with the PE banks (first token entering stage
-            # r); the config and the contribution source one stage later, with the products they
-            # apply to; the network slot of every row of a group at once, when the first token
-            # reaches the group's first row (with the group's slot clock, see _contributions).
+            # r); the config and the contribution source 1 + P stages later, with the products
+            # they apply to; the network slot of every row of a group at once, when the first
+            # token's products leave the group's first row (with the group's slot clock, see
+            # _contributions).
             pe_swap = self.issue if r == 0 else markers[r - 1]
             with m.If(en & pe_swap.valid & pe_swap.first):
                 m.d.sync += active.pe_bypass.eq(shadow.pe_bypass)
-            with m.If(en & markers[r].valid & markers[r].first):
+            products_in = markers[r + PRODUCT_PIPE]
+            with m.If(en & products_in.valid & products_in.first):
                 m.d.sync += [active.config.eq(shadow.config), active.bypass.eq(shadow.bypass)]
-            head = markers[r - r % share]
+            head = markers[r - r % share + PRODUCT_PIPE]
             with m.If(en & head.valid & head.first):
                 m.d.sync += [active.claim.eq(shadow.claim), active.slot.eq(shadow.slot)]
             rowctl.append(active)
@@ -275,7 +285,7 @@ class Array(wiring.Component):
             swap = en & swap_src.valid & swap_src.first
             if bypassing:
                 # A bypass row multiplies at stage r + T + L + H - 1, so that its product is there
-                # when its column adder takes it.
+                # (after the PE's and the pipeline's registers) when its column adder takes it.
                 late = tap(r + lat - 1)
                 late_x = lanes[r][r + lat]
                 for t in range(2, self.max_period + 1):
@@ -297,7 +307,10 @@ class Array(wiring.Component):
                     pe.load_code.eq(self.load.codes[c]),
                     pe.load_role.as_value().eq(self.load.roles[c]),
                 ]
-                row.append(pe.product)
+                staged = Signal.like(pe.product, name=f"product_{r}_{c}")
+                with m.If(en):
+                    m.d.sync += staged.eq(pe.product)
+                row.append(staged)
             products.append(row)
         return products
 
@@ -327,9 +340,9 @@ class Array(wiring.Component):
         for g in range(cfg.rows // share):
             net = m.submodules[f"recon_{g}"] = ReconNetwork(fmt, cfg.cols)
             members = range(g * share, (g + 1) * share)
-            # The group's slot clock: restarts when a tile's first token reaches its first row
-            # (the previous tile's windows in this group have ended: see tile_gap).
-            head = markers[g * share]
+            # The group's slot clock: restarts when a tile's first token's products leave its first
+            # row (the previous tile's windows in this group have ended: see tile_gap).
+            head = markers[g * share + PRODUCT_PIPE]
             phase = Signal(range(share), name=f"recon_{g}_phase")
             period = Signal(range(share + 1), init=1, name=f"recon_{g}_period")
             with m.If(en & head.valid & head.first):

@@ -5,8 +5,8 @@ multiplier while the *shadow* bank is loaded with the next tile's slot; ``swap``
 clock edge, so a weight tile loads while the previous one computes.
 
 Each bank stores the slot already decoded into the signed multiplier operand ``w`` (``b + 1`` bits),
-so the compute path is one bank multiplexer and one ``a × (b + 1)`` signed multiplier whatever the
-role, and a bank costs ``b + 1`` flip-flops instead of ``b + 2`` (code and role):
+so the compute path is one ``a × (b + 1)`` signed multiplier fed by the active bank's register
+whatever the role, and a bank costs ``b + 1`` flip-flops instead of ``b + 2`` (code and role):
 
 ========  ================================  ====================================
 role      operand ``w``                     product (:func:`~microscopiq.quant.golden.pe_product`)
@@ -46,8 +46,9 @@ class PE(wiring.Component):
 
     Latency 1 cycle (``product`` is registered), throughput one product per cycle. The product
     register advances only when ``en`` is 1 (a stall holds it); ``load`` and ``swap`` act at every
-    clock edge regardless of ``en``. Reset clears both banks (operand 0), selects bank 0 and clears
-    ``product``.
+    clock edge regardless of ``en``. Reset clears both banks (operand 0) and ``product``. The
+    banks are an *active* and a *shadow* register (a swap copies each into the other), so the
+    multiplier's operand comes straight from a flip-flop.
 
     At a clock edge, in this order of meaning:
 
@@ -127,20 +128,18 @@ class PE(wiring.Component):
         b = self.fmt.wbits
         operand = self._decode(m)
 
-        banks = [Signal(signed(b + 1), name=f"bank{i}") for i in range(2)]
-        sel = Signal(name="active_bank")  # index of the active bank
-        active = Signal(signed(b + 1))
-        m.d.comb += active.eq(Mux(sel, banks[1], banks[0]))
-
-        with m.If(self.swap):
-            m.d.sync += sel.eq(~sel)
-        # The bank that is the shadow after this edge: ~sel without swap, sel with swap.
-        target = sel ^ ~self.swap
+        # The active operand is a register of its own (not banks[select]): the multiplier's input
+        # comes straight from a flip-flop, with no bank multiplexer and no select signal shared by
+        # a whole row (Yosys merges identical per-PE selects into one high-fanout net).
+        active = Signal(signed(b + 1), name="active")
+        shadow = Signal(signed(b + 1), name="shadow")
+        # The shadow after this edge: the loaded slot, else the old active bank on a swap, else itself.
         with m.If(self.load):
-            with m.If(target):
-                m.d.sync += banks[1].eq(operand)
-            with m.Else():
-                m.d.sync += banks[0].eq(operand)
+            m.d.sync += shadow.eq(operand)
+        with m.Elif(self.swap):
+            m.d.sync += shadow.eq(active)
+        with m.If(self.swap):
+            m.d.sync += active.eq(shadow)
 
         with m.If(self.en):
             m.d.sync += self.product.eq(self.act * active)

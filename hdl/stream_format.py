@@ -24,7 +24,7 @@ from . import routing
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "StreamFormat", "Beat", "StreamError",
     "encode_layer", "decode_results", "expected_results", "predict_cycles", "CycleModel",
-    "PPU_LATENCY", "pass_cycles",
+    "PPU_LATENCY", "PRODUCT_PIPE", "pass_cycles",
 ]
 
 #: Layer header ``mode`` values.
@@ -33,6 +33,9 @@ MODE_MSQ, MODE_RAW = 0, 1
 SHIFT_BITS = 8
 #: Enabled cycles from a token at the PPU's input to its result beat (the PPU's four stages).
 PPU_LATENCY = 4
+#: Register stages between a PE's product register and its consumer (ReCoN or the column adder): the
+#: DSP sites sit far from the logic that consumes their products, so that route gets a cycle of its own.
+PRODUCT_PIPE = 1
 
 
 class StreamError(ValueError):
@@ -423,9 +426,10 @@ class CycleModel:
         return self.arrive(1)
 
     def arrive(self, period: int) -> int:
-        """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU; its result
+        """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU: the issue
+        register, then the array's ``R + T + P + L + H`` (``P`` = :data:`PRODUCT_PIPE`); its result
         beat (if it makes one) is valid :attr:`ppu_latency` cycles later."""
-        return self.rows + period + self.pipeline + 1
+        return 1 + self.rows + period + PRODUCT_PIPE + self.pipeline
 
 
 def tile_periods(cfg: AccelConfig, layer) -> list[int]:

@@ -8,7 +8,7 @@ from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl import perf_model as pm
 from microscopiq.hdl import routing
 from microscopiq.hdl.recon_network import ReconNetwork
-from microscopiq.hdl.stream_format import PPU_LATENCY, CycleModel, predict_cycles, tile_periods
+from microscopiq.hdl.stream_format import PPU_LATENCY, PRODUCT_PIPE, CycleModel, predict_cycles, tile_periods
 from microscopiq.quant.layer import Role
 from microscopiq.tb.stimulus import empty_msq_layer, random_case
 
@@ -45,10 +45,10 @@ def test_unbounded_memory_is_predict_cycles(recon_share, tokens):
 
 
 def test_hand_computed_schedule_without_memory_limit():
-    # arrive(T=1) = R + T + ReCoN latency L + 1 = 10 + L; a tile loads in R + 1 = 9 beats after the
-    # header (cycle 0); the last result beat is arrive + P (the PPU latency) after the last token,
-    # counted inclusively.
-    lat, ppu = ReconNetwork.latency, PPU_LATENCY
+    # arrive(T=1) = 1 + R + T + product pipe + ReCoN latency = 10 + L with L = pipe + ReCoN; a tile
+    # loads in R + 1 = 9 beats after the header (cycle 0); the last result beat is arrive + P (the
+    # PPU latency) after the last token, counted inclusively.
+    lat, ppu = PRODUCT_PIPE + ReconNetwork.latency, PPU_LATENCY
     layer = empty_msq_layer(SMALL.fmt, 8, 8)                      # one tile
     design = pm.designs(SMALL, _stats(layer, SMALL))["msq"]
     assert design.model.arrive(1) == 10 + lat
@@ -82,14 +82,16 @@ def test_hand_computed_bits_and_memory_bound_cycles():
     assert got["w2"].tile_bits.tolist() == [64 + 8 * (16 + 16 + 76)]          # 928
 
     result = pm.compare(SMALL, stats, tokens=4, bus_bits=64)
-    lat, ppu = ReconNetwork.latency, PPU_LATENCY
+    # Every design has the array's product pipe; L adds ReCoN's latency to it.
+    pipe, ppu = PRODUCT_PIPE, PPU_LATENCY
+    lat = pipe + ReconNetwork.latency
     # msq: load ceil(1056 / 64) = 17 > 9: start 18, last issue 21, last result 21 + (10 + L) + P.
     assert result["msq"] == {"cycles": 32 + lat + ppu, "weight_bytes": 132.0, "speedup": 1.0}
-    # int8: load max(9, 8) = 9, arrive 10 (no ReCoN): start 10, last issue 13, 13 + 10 + P + 1.
-    assert result["int8"]["cycles"] == 24 + ppu and result["int8"]["weight_bytes"] == 64.0
-    # gobo: load max(9, 7) = 9, period 2, arrive(2) = 11: start 10, last issue 16, 16 + 11 + P + 1.
-    assert result["gobo"]["cycles"] == 28 + ppu and result["gobo"]["weight_bytes"] == 393 / 8
-    assert result["gobo"]["speedup"] == (28 + ppu) / (32 + lat + ppu)
+    # int8: load max(9, 8) = 9, arrive 10 + pipe (no ReCoN): start 10, last issue 13, 13 + 10 + pipe + P + 1.
+    assert result["int8"]["cycles"] == 24 + pipe + ppu and result["int8"]["weight_bytes"] == 64.0
+    # gobo: load max(9, 7) = 9, period 2, arrive(2) = 11 + pipe: start 10, last issue 16, 16 + 11 + pipe + P + 1.
+    assert result["gobo"]["cycles"] == 28 + pipe + ppu and result["gobo"]["weight_bytes"] == 393 / 8
+    assert result["gobo"]["speedup"] == (28 + pipe + ppu) / (32 + lat + ppu)
     # w2: load ceil(928 / 64) = 15: start 16, last issue 19, 19 + (10 + L) + P + 1.
     assert result["w2"]["cycles"] == 30 + lat + ppu
 
