@@ -108,22 +108,25 @@ class MsqLayer:
             raise LayerError(f"slot {_first_index(bad)}: an inlier has no mate and an outlier half has one")
         if (bad := self.mate >= fmt.ublock).any():
             raise LayerError(f"slot {_first_index(bad)}: mate offset outside the micro-block (U={fmt.ublock})")
-        rows = np.arange(self.np_)[:, None]
-        block_base = rows - rows % fmt.ublock
-        mate_row = np.where(inlier, rows, block_base + self.mate)
-        cols = np.broadcast_to(np.arange(self.kp), self.roles.shape)
-        mate_role = self.roles[mate_row, cols]
-        back = self.mate[mate_row, cols]
-        paired = ~inlier & (back == rows % fmt.ublock) & (mate_role + self.roles == Role.OUT_HI + Role.OUT_LO)
-        if (bad := ~inlier & ~paired).any():
-            raise LayerError(f"slot {_first_index(bad)}: its mate does not point back with the other role "
-                             f"(each outlier needs exactly one partner in its micro-block)")
-        hi_per_block = (self.roles == Role.OUT_HI).reshape(-1, fmt.ublock, self.kp).sum(axis=1)
+        # Outlier halves are sparse: check each one's mate through its (row, column) index.
+        rows, cols = np.nonzero(~inlier)
+        offset = rows % fmt.ublock
+        mate_row = rows - offset + self.mate[rows, cols]
+        roles = self.roles[rows, cols]
+        paired = (self.mate[mate_row, cols] == offset) & (self.roles[mate_row, cols] + roles == Role.OUT_HI + Role.OUT_LO)
+        if not paired.all():
+            first = int(np.argmin(paired))
+            raise LayerError(f"slot {(int(rows[first]), int(cols[first]))}: its mate does not point back with the "
+                             f"other role (each outlier needs exactly one partner in its micro-block)")
+        hi = roles == Role.OUT_HI
+        hi_per_block = np.bincount(rows[hi] // fmt.ublock * self.kp + cols[hi],
+                                   minlength=self.np_ // fmt.ublock * self.kp).reshape(-1, self.kp)
         if (bad := hi_per_block > fmt.max_outliers).any():
             raise LayerError(f"micro-block {_first_index(bad)} has {hi_per_block.max()} outliers, "
                              f"at most U/2 = {fmt.max_outliers} allowed")
-        if (bad := (self.codes != 0) & (self.roles == Role.INLIER)
-                & ((rows >= self.n) | (cols >= self.k))).any():
+        if any(((self.codes[pad] != 0) & inlier[pad]).any() for pad in (np.s_[self.n:], np.s_[:, self.k:])):
+            rows, cols = np.arange(self.np_)[:, None], np.arange(self.kp)
+            bad = (self.codes != 0) & inlier & ((rows >= self.n) | (cols >= self.k))
             raise LayerError(f"padding slot {_first_index(bad)} is not zero")
 
 

@@ -58,10 +58,10 @@ class QuantizeError(ValueError):
     """A quantizer parameter is out of range."""
 
 
-def _floor_log2(values: torch.Tensor) -> torch.Tensor:
+def _floor_log2(values: np.ndarray) -> np.ndarray:
     """``floor(log2(v))`` exactly (via the binary exponent); -1000 for zero."""
-    _, exponent = torch.frexp(values)
-    return torch.where(values > 0, exponent.to(torch.int32) - 1, -1000)
+    _, exponent = np.frexp(values)
+    return np.where(values > 0, exponent - 1, -1000)
 
 
 def _ceil_log2(values: torch.Tensor) -> torch.Tensor:
@@ -81,25 +81,29 @@ class _MsqColumns:
 
     Keeps the exponents of every group and, per column, the accepted pairs; the inlier codes are
     read back from the swept (dequantized) weights at the end (:meth:`layer`).
+
+    Group statistics run in torch on the sweep's device; the column step runs in NumPy on the host
+    (a column is a few thousand floats and the outlier search touches only the micro-blocks with
+    candidates, so its cost is the number of array operations, which NumPy dispatches several
+    times faster than torch). Both are float32 and give the same bits.
     """
 
     def __init__(self, fmt: FormatConfig, n: int, np_: int, kp: int, *, outliers: bool,
                  outlier_sigma: float, outlier_bits: float, device):
         self.fmt, self.outliers, self.sigma = fmt, outliers, outlier_sigma
         # Rate term of an outlier in units of 2^(2E): lambda = (2 ln 2 / 12) · Δ² per bit, Δ = 2^E.
-        self.rate = outlier_bits * 2 * math.log(2) / 12
-        self.qmin, self.qmax = float(fmt.qmin), float(fmt.qmax)
+        self.rate = np.float32(outlier_bits * 2 * math.log(2) / 12)
+        self.qmin, self.qmax = np.float32(fmt.qmin), np.float32(fmt.qmax)
         self.emax = (1 << fmt.ebits) - 1
         self.xmax = (1 << fmt.xbits) - 1
         self.blocks = np_ // fmt.ublock
         self.half = fmt.max_outliers
         self.exps = torch.zeros((kp // fmt.group, np_), dtype=torch.int32, device=device)
-        #: Per column with pairs: (column, int32 (5, P) tensor of hi row, lo row, hi code, lo code, X).
-        self.pairs: list[tuple[int, torch.Tensor]] = []
+        #: Per column with pairs: (column, int32 (5, P) array of hi row, lo row, hi code, lo code, X).
+        self.pairs: list[tuple[int, np.ndarray]] = []
         # Padding rows never host a partner (padding stays inlier zero).
-        self.no_partner = (torch.arange(np_, device=device) >= n).reshape(self.blocks, fmt.ublock)
-        self.offsets = torch.arange(fmt.ublock, device=device)
-        self.x_steps = torch.tensor([0, -1, 1], dtype=torch.int32, device=device)[:, None, None]
+        self.no_partner = (np.arange(np_) >= n).reshape(self.blocks, fmt.ublock)
+        self.x_steps = np.array([0, -1, 1], dtype=np.int32)[:, None, None]
         self.scale = self.inv_scale = self.upper = self.lower = None
 
     # -- group start -----------------------------------------------------------------------------
@@ -118,12 +122,12 @@ class _MsqColumns:
         peak = torch.where(inlier, mag, 0).amax(dim=0)
         # A group whose every weight is an "outlier" (e.g. one lone nonzero) is scaled as a whole.
         peak = torch.where(peak > 0, peak, mag.amax(dim=0))
-        top = _ceil_log2(peak / self.qmax)
+        top = _ceil_log2(peak / float(self.qmax))
         best_err = best = None
         for exp in (top - 1, top):
             exp = exp.clamp(-128, 127)
             step = _pow2(exp)
-            err = torch.where(inlier, weights - (weights / step).round().clamp(self.qmin, self.qmax) * step,
+            err = torch.where(inlier, weights - (weights / step).round().clamp(self.fmt.qmin, self.fmt.qmax) * step,
                               0).square().sum(dim=0)
             if best is None:
                 best_err, best = err, exp
@@ -132,86 +136,92 @@ class _MsqColumns:
                 best_err, best = torch.where(better, err, best_err), torch.where(better, exp, best)
         best = torch.where(peak > 0, best, 0)
         self.exps[start // self.fmt.group] = best
-        self.scale, self.inv_scale = _pow2(best), _pow2(-best)
+        scale = _pow2(best)
+        self.scale, self.inv_scale = scale.numpy(force=True), _pow2(-best).numpy(force=True)
         if self.outliers:
             # Candidate iff |w| > threshold or w/2^E outside [qmin - 1/2, qmax + 1/2] (exact: 2^E).
-            self.upper = torch.minimum(threshold, (self.qmax + 0.5) * self.scale)
-            self.lower = torch.maximum(-threshold, (self.qmin - 0.5) * self.scale)
+            self.upper = torch.minimum(threshold, (self.fmt.qmax + 0.5) * scale).numpy(force=True)
+            self.lower = torch.maximum(-threshold, (self.fmt.qmin - 0.5) * scale).numpy(force=True)
 
     # -- one column ------------------------------------------------------------------------------
     def quantize_column(self, index: int, column: torch.Tensor, hinv_diag: float) -> torch.Tensor:
-        q = (column * self.inv_scale).round_().clamp_(self.qmin, self.qmax)
+        weights = column.numpy(force=True)
+        scaled = weights * self.inv_scale
+        q = np.rint(scaled)
+        np.minimum(np.maximum(q, self.qmin, out=q), self.qmax, out=q)
         values = q * self.scale
-        if not self.outliers:
-            return values
-        cand = (column > self.upper) | (column < self.lower)
-        blocks = torch.nonzero(cand.view(self.blocks, self.fmt.ublock).any(dim=1)).squeeze(1)
-        if blocks.numel():
-            self._outliers(index, blocks, column, cand, q, values, hinv_diag)
-        return values
+        if self.outliers:
+            cand = (weights > self.upper) | (weights < self.lower)
+            blocks = np.flatnonzero(cand.reshape(self.blocks, -1).any(axis=1))
+            if blocks.size:
+                self._outliers(index, blocks, scaled, cand, q, values, hinv_diag)
+        return torch.from_numpy(values).to(column.device)
 
-    def _outliers(self, index, blocks, column, cand, q, values, hinv_diag) -> None:
+    def _outliers(self, index, blocks, scaled, cand, q, values, hinv_diag) -> None:
         """Steps 2-5 of the module docstring on the micro-blocks ``blocks`` that have candidates;
         records the accepted pairs and writes their values into ``values``."""
         b, half, u = self.fmt.wbits, self.half, self.fmt.ublock
+        rows = np.arange(blocks.size)[:, None]
 
-        def pick_blocks(t):
-            return t.view(self.blocks, u).index_select(0, blocks)      # (B', U)
+        def pick_blocks(a):
+            return a.reshape(self.blocks, u)[blocks]                      # (B', U)
 
-        scale, sub, cand = pick_blocks(self.scale), pick_blocks(column * self.inv_scale), pick_blocks(cand)
-        err2 = (sub - pick_blocks(q)).square_()                          # units of 2^E
-        mag = sub.abs()
-        # 2. the U/2 candidates with the largest inlier error.
-        order = err2.masked_fill(~cand, -1.0).argsort(dim=1, descending=True, stable=True)[:, :half]
-        top_cand, top_mag = cand.gather(1, order), mag.gather(1, order)
+        scale, sub, cand = pick_blocks(self.scale), pick_blocks(scaled), pick_blocks(cand)
+        err2 = sub - pick_blocks(q)
+        err2 *= err2                                                       # units of 2^E
+        mag = np.abs(sub)
+        # 2. the U/2 candidates with the largest inlier error (stable: the first on ties).
+        order = np.argsort(np.where(cand, -err2, np.float32(1.0)), axis=1, kind="stable")[:, :half]
+        top_cand, top_mag = cand[rows, order], mag[rows, order]
         # 3. partners: OBS cost of pruning each non-candidate row; the i-th candidate gets the
         #    i-th cheapest partner.
-        scale2 = scale.square_().div_(hinv_diag ** 2)
-        cost = (mag.square() - err2).mul_(scale2)
-        taken = torch.zeros_like(cand).scatter_(1, order, top_cand)
-        cost, partner = cost.masked_fill_(taken | self.no_partner.index_select(0, blocks), torch.inf).sort(
-            dim=1, stable=True)
+        scale2 = scale * scale / np.float32(hinv_diag ** 2)
+        cost = (mag * mag - err2) * scale2
+        taken = np.zeros_like(cand)
+        taken[rows, order] = top_cand
+        cost[taken | pick_blocks(self.no_partner)] = np.inf
+        partner = np.argsort(cost, axis=1, kind="stable")[:, :half]
         # 4. X from X0, X0 - 1, X0 + 1: the one with the largest total net OBS gain
         #    sum(max(0, gain - cost)) over the block's pairs (the first on ties, X0 first); e and f
         #    by rounding; a pair is accepted when its gain exceeds its partner's cost.
         t_star = _floor_log2(top_mag)
-        x0 = t_star.masked_fill(~top_cand, -1000).amax(dim=1, keepdim=True) - self.emax
-        shared = (x0[None] + self.x_steps).clamp_(0, self.xmax)            # (3, B', 1)
+        x0 = np.where(top_cand, t_star, -1000).max(axis=1, keepdims=True) - self.emax
+        shared = np.clip(x0 + self.x_steps, 0, self.xmax)                # (3, B', 1)
         expo, frac, err_out2 = self._encode(top_mag, t_star, shared)      # (3, B', U/2)
-        net = (err2.gather(1, order) - self.rate - err_out2).mul_(scale2.gather(1, order)).sub_(cost[:, :half])
-        net = net.masked_fill_(~top_cand, 0.0).clamp_(min=0.0)
-        pick = net.sum(dim=2).argmax(dim=0)[None, :, None]
-        shared = shared.gather(0, pick)[0].expand(-1, half)
-        pick = pick.expand(1, -1, half)
-        expo, frac, net = (x.gather(0, pick)[0] for x in (expo, frac, net))
-        accept = net > 0
+        net = (err2[rows, order] - self.rate - err_out2) * scale2[rows, order] - cost[rows, partner]
+        net = np.maximum(np.where(top_cand, net, np.float32(0.0)), np.float32(0.0))
+        choice = (np.argmax(net.sum(axis=2), axis=0), rows[:, 0])
+        expo, frac, accept = expo[choice], frac[choice], net[choice] > 0
         if not accept.any():
             return
         # 5. the accepted pairs' values and records.
-        base = blocks[:, None].to(torch.int32) * u
-        negative = sub.gather(1, order) < 0
-        record = torch.stack([base + order, base + partner[:, :half],
-                              (negative.to(torch.int32) << (b - 1)) | (expo - shared),
-                              frac.to(torch.int32), shared])[:, accept]
-        magnitude = (frac + (1 << b)).mul_(_pow2(expo - b)).mul_(pick_blocks(self.scale).gather(1, order))
-        values.index_copy_(0, record[0], torch.where(negative, -magnitude, magnitude)[accept])
-        values.index_fill_(0, record[1], 0.0)
+        shared = np.broadcast_to(shared[choice], accept.shape)[accept]
+        expo, frac, negative = expo[accept], frac[accept], sub[rows, order][accept] < 0
+        base = blocks[:, None] * u
+        hi, lo = (base + order)[accept], (base + partner)[accept]
+        record = np.stack([hi, lo, (negative.astype(np.int32) << (b - 1)) | (expo - shared),
+                           frac.astype(np.int32), shared]).astype(np.int32)
+        magnitude = np.ldexp(frac + (1 << b), expo - b) * scale[rows, order][accept]
+        values[hi] = np.where(negative, -magnitude, magnitude)
+        values[lo] = 0.0
         self.pairs.append((index, record))
 
-    def _encode(self, mag: torch.Tensor, t_star: torch.Tensor, shared: torch.Tensor):
+    def _encode(self, mag: np.ndarray, t_star: np.ndarray, shared: np.ndarray):
         """Round-to-nearest E(b-1)M(b) of ``mag`` (units of 2^E; ``t_star = floor(log2 mag)``)
         with shared exponent ``shared``: ``(t = e + X, f, squared error)``, saturating at
         ``e = 2^(b-1) - 1`` and flushing magnitudes below ``2^X`` up to ``2^X``."""
         b = self.fmt.wbits
         top = shared + self.emax
-        t = torch.minimum(torch.maximum(t_star, shared), top)
-        frac = (mag * _pow2(b - t) - (1 << b)).round_()
+        t = np.minimum(np.maximum(t_star, shared), top)
+        frac = np.rint(np.ldexp(mag, b - t) - (1 << b))
         carry = frac >= (1 << b)
         saturate = carry & (t == top)
-        t = t + (carry & ~saturate).to(t.dtype)
-        frac = frac.masked_fill_(carry, 0.0).masked_fill_(saturate, (1 << b) - 1).clamp_(0, (1 << b) - 1)
-        err = (mag - (frac + (1 << b)) * _pow2(t - b)).square_()
-        return t, frac, err
+        t = t + (carry & ~saturate)
+        frac[carry] = 0.0
+        frac[saturate] = (1 << b) - 1
+        frac = np.clip(frac, 0, (1 << b) - 1)
+        err = mag - np.ldexp(frac + (1 << b), t - b)
+        return t, frac, err * err
 
     def layer(self, weights: torch.Tensor, n: int, k: int) -> MsqLayer:
         """The layer from the swept weights ``(Kp, Np)`` (inlier values) and the recorded pairs."""
@@ -226,7 +236,7 @@ class _MsqColumns:
         xexp = np.zeros((np_ // u, kp), dtype=np.uint8)
         if self.pairs:
             cols = np.concatenate([np.full(p.shape[1], c) for c, p in self.pairs])
-            hi, lo, hi_code, lo_code, shared = torch.cat([p for _, p in self.pairs], dim=1).cpu().numpy()
+            hi, lo, hi_code, lo_code, shared = np.concatenate([p for _, p in self.pairs], axis=1)
             codes[hi, cols], codes[lo, cols] = hi_code, lo_code
             roles[hi, cols], roles[lo, cols] = Role.OUT_HI, Role.OUT_LO
             mate[hi, cols], mate[lo, cols] = lo % u, hi % u
