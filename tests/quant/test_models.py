@@ -9,6 +9,7 @@ import torch
 from microscopiq.config import FormatConfig
 from microscopiq.quant import models
 from microscopiq.quant.dequant import dequantize
+from microscopiq.quant.refine import RefineError
 
 SEED = 7
 
@@ -91,3 +92,52 @@ def test_unknown_method(minilm):
     with pytest.raises(models.ModelError, match=r"^method must be one of microscopiq, decoupleq, gptq, "
                                                r"rtn, mxint, not 'awq'$"):
         models.quantize_model(minilm, "awq", FormatConfig(), ["text"])
+
+
+@pytest.mark.parametrize("name, block", [
+    ("0.model.encoder.layer.3.attention.self.query", "0.model.encoder.layer.3"),
+    ("encoder.layer.10.output.dense", "encoder.layer.10"),
+    ("0.model.pooler.dense", None),
+])
+def test_block_name(name, block):
+    assert models.block_name(name) == block
+
+
+@pytest.mark.parametrize("method, steps, lr, error, message", [
+    ("gptq", 5, 1e-2, models.ModelError, r"block-wise refinement \(refine_steps=5\) needs method decoupleq, not 'gptq'"),
+    ("decoupleq", -2, 1e-2, RefineError, r"refine_steps must be an integer >= 0, not -2"),
+    ("decoupleq", 5, -1.0, RefineError, r"refine_lr must be a finite number > 0, not -1\.0"),
+])
+def test_refine_bad_knobs(minilm, method, steps, lr, error, message):
+    with pytest.raises(error, match="^" + message + "$"):
+        models.quantize_model(minilm, method, FormatConfig(), ["text"], refine_steps=steps, refine_lr=lr)
+
+
+def test_refine_one_block_end_to_end(minilm):
+    """decoupleQ + refinement of one layer of block 5: the refined layer is what on_layer gets and
+    what the model now holds, its block error did not rise, every other layer is untouched."""
+    block = "0.model.encoder.layer.5"
+    target = block + ".attention.output.dense"
+    before = {n: m.weight.detach().clone() for n, m in models.linear_layers(minilm)}
+    saved, blocks = {}, []
+    try:
+        reports = models.quantize_model(minilm, "decoupleq", FormatConfig(wbits=2, group=128),
+                                        models.calibration_texts(8), layer_filter=lambda n: n == target,
+                                        on_layer=lambda n, layer, r: saved.update({n: layer}),
+                                        on_block=lambda b, result: blocks.append((b, result)),
+                                        refine_steps=4, progress=False)
+        assert [b for b, _ in blocks] == [block] and list(saved) == [target]
+        result = blocks[0][1]
+        assert len(result.losses) == 5 and result.final_loss < result.initial_loss, result.losses
+        assert saved[target] is result.layers["attention.output.dense"]
+        layers = dict(models.linear_layers(minilm))
+        np.testing.assert_array_equal(layers[target].weight.detach().numpy(),
+                                      dequantize(saved[target]).astype(np.float32))
+        assert [r.name for r in reports] == [target] and 0 < reports[0].rel_error < 0.5
+        for n, w in before.items():
+            if n != target:
+                assert torch.equal(layers[n].weight, w), f"{n} changed"
+    finally:
+        with torch.no_grad():
+            for n, m in models.linear_layers(minilm):
+                m.weight.copy_(before[n])

@@ -87,6 +87,11 @@ def _bad_files(tmp_path):
     ("good", ["--ublock", "6"], r"ublock must be a power of two >= 2, not 6"),
     ("good", ["--xbits", "9"], r"xbits must be between 1 and 6, not 9"),
     ("good", ["--wbits", "8", "--method", "mxint"], r"method mxint needs wbits 2, 3 or 4 \(the MSQ format\), not 8"),
+    ("good", ["--refine-steps", "-1"], r"--refine-steps must be an integer >= 0, not -1"),
+    ("good", ["--refine-steps", "5", "--refine-lr", "0"], r"--refine-lr must be a finite number > 0, not 0\.0"),
+    ("good", ["--refine-steps", "5"], r"--refine-steps needs --method decoupleq, not gptq"),
+    ("good", ["--refine-steps", "5", "--method", "decoupleq"],
+     r"--refine-steps needs --model \(it refines transformer blocks\), not --weights"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, case, extra, message):
     files = _bad_files(tmp_path)
