@@ -18,8 +18,9 @@ the layers and the data, and returns new layers and the loss history.
   :func:`.dequant.dequantize` gives for the stored layer; every recorded loss is the loss of a layer
   that can be stored as is.
 * **Best state kept.** ``losses[t]`` is the loss before step ``t`` (``losses[0]``: the unrefined
-  layers; ``losses[steps]``: after the last step). The returned floats are those of the lowest
-  recorded loss, so refinement never returns a worse block than it was given.
+  layers; ``losses[steps]``: after the last step; the training stops early, history cut there, if the
+  loss ever becomes NaN or Inf). The returned floats are those of the lowest recorded loss, so
+  refinement never returns a worse block than it was given.
 
 Nothing is random (full-batch Adam from a zero start), so two runs on the same data return the same
 floats; there is no seed.
@@ -97,17 +98,16 @@ def check_refine_knobs(steps, lr, names: tuple[str, str] = ("refine_steps", "ref
 class _Floats:
     """The trainable floats of one layer and the weight they give (see the module docstring)."""
 
-    def __init__(self, layer: UniformLayer):
+    def __init__(self, layer: UniformLayer, device: torch.device):
         self.layer = layer
-        group = layer.fmt.group
-        self.s0 = torch.as_tensor(layer.scale, dtype=torch.float64)
-        self.z0 = torch.as_tensor(layer.zero, dtype=torch.float64)
-        largest = float(self.s0.abs().max()) if self.s0.numel() else 0.0
-        self.unit = self.s0.abs().clamp_min(max(largest, 1.0) * _UNIT_FLOOR)
+        self.group = layer.fmt.group
+        self.s0 = torch.as_tensor(layer.scale, dtype=torch.float64, device=device)
+        self.z0 = torch.as_tensor(layer.zero, dtype=torch.float64, device=device)
+        largest = float(self.s0.abs().max())
+        self.unit = self.s0.abs().clamp_min((largest or 1.0) * _UNIT_FLOOR)
         self.a = torch.zeros_like(self.s0, requires_grad=True)
         self.c = torch.zeros_like(self.z0, requires_grad=True)
-        self.q = torch.as_tensor(layer.q.astype(np.float64))[:layer.n, :layer.k]
-        self.group = group
+        self.q = torch.as_tensor(layer.q[:layer.n, :layer.k], dtype=torch.float64, device=device)
 
     def stored(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(s, z)`` rounded to float32, as the layer stores them (differentiable)."""
@@ -123,7 +123,7 @@ class _Floats:
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
             s, z = self.stored()
-        return s.numpy().copy(), z.numpy().copy()
+        return s.cpu().numpy().copy(), z.cpu().numpy().copy()
 
 
 def _check_inputs(block, layers, inputs, targets, masks) -> list[tuple[tuple, dict]]:
@@ -131,12 +131,12 @@ def _check_inputs(block, layers, inputs, targets, masks) -> list[tuple[tuple, di
         raise RefineError(f"block must be a torch.nn.Module, not {type(block).__name__}")
     if not layers:
         raise RefineError("layers must name at least one quantized linear layer of the block")
-    modules = dict(block.named_modules())
+    linears = {n: m for n, m in block.named_modules() if isinstance(m, torch.nn.Linear)}
     for name, layer in layers.items():
-        module = modules.get(name)
-        if not isinstance(module, torch.nn.Linear):
+        module = linears.get(name)
+        if module is None:
             raise RefineError(f"layers key {name!r} is not an nn.Linear of the block "
-                              f"(linear layers: {', '.join(n for n, m in modules.items() if isinstance(m, torch.nn.Linear))})")
+                              f"(linear layers: {', '.join(linears)})")
         if not isinstance(layer, UniformLayer):
             raise RefineError(f"layer {name!r} must be a UniformLayer (decoupleQ, GPTQ, RTN), "
                               f"not {type(layer).__name__}")
@@ -152,7 +152,8 @@ def _check_inputs(block, layers, inputs, targets, masks) -> list[tuple[tuple, di
     for item in inputs:
         if isinstance(item, torch.Tensor):
             calls.append(((item,), {}))
-        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], tuple) and isinstance(item[1], dict):
+        elif (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], tuple)
+              and isinstance(item[1], dict)):
             calls.append(item)
         else:
             raise RefineError("each input must be a Tensor or an (args tuple, kwargs dict) pair, "
@@ -205,7 +206,8 @@ def refine_block(block: torch.nn.Module, layers: Mapping[str, UniformLayer],
     calls = _check_inputs(block, layers, inputs, targets, masks)
     start = time.perf_counter()
     masks = list(masks) if masks is not None else [None] * len(calls)
-    floats = {name: _Floats(layer) for name, layer in layers.items()}
+    device = next(block.parameters()).device
+    floats = {name: _Floats(layer, device) for name, layer in layers.items()}
     frozen = {name: p.detach() for name, p in block.named_parameters()}
     targets = [_output(t).detach() for t in targets]
     selected = [t if m is None else t[m.bool()] for t, m in zip(targets, masks)]

@@ -104,7 +104,8 @@ def test_block_name(name, block):
 
 
 @pytest.mark.parametrize("method, steps, lr, error, message", [
-    ("gptq", 5, 1e-2, models.ModelError, r"block-wise refinement \(refine_steps=5\) needs method decoupleq, not 'gptq'"),
+    ("gptq", 5, 1e-2, models.ModelError,
+     r"block-wise refinement \(refine_steps=5\) needs method decoupleq, not 'gptq'"),
     ("decoupleq", -2, 1e-2, RefineError, r"refine_steps must be an integer >= 0, not -2"),
     ("decoupleq", 5, -1.0, RefineError, r"refine_lr must be a finite number > 0, not -1\.0"),
 ])
