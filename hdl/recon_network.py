@@ -20,7 +20,7 @@ is static per weight tile. See ``docs/recon.md`` for the proof that every placem
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -130,37 +130,51 @@ class ReconNetwork(wiring.Component):
                 lines[lo], lines[hi] = switch.out0, switch.out1
         return lines
 
+    def _load(self, m: Module, reg: Signal, value, clear) -> None:
+        """``reg <= value`` on enabled edges, ``0`` instead where ``clear`` (and on reset).
+
+        ``reg`` is reset-less: the clear (with the domain's reset) becomes the flip-flops'
+        synchronous reset instead of a gate in front of every data bit."""
+        with m.If(ResetSignal(allow_reset_less=True) | (self.en & clear)):
+            m.d.sync += reg.eq(0)
+        with m.Elif(self.en):
+            m.d.sync += reg.eq(value)
+
     def _column(self, m: Module, col: int, own, routed, field) -> None:
-        """Column ``col`` after the Beneš network: register, merge switch, register, scale switch,
-        output register."""
+        """Column ``col`` after the Beneš network: register 1, merge switch, register 2, scale
+        switch, register 3 (whose synchronous clear is the shifter's last step's zero fill)."""
         fmt, geom = self.fmt, self.geometry
-        merge_bits = fmt.pe_product_bits + fmt.wbits + 1
-        own_r = Signal(signed(fmt.pe_product_bits), name=f"own_{col}")
-        routed_r = Signal(signed(fmt.pe_product_bits), name=f"routed_{col}")
-        op_r = Signal(ColumnOpEnum, name=f"op_{col}")
+        # Register 1: the merge operands, already selected by the op (hi: own product of an outlier,
+        # else 0; lo: the routed product, 0 for a partner), the sign and the shift.
+        hi_r = Signal(signed(fmt.pe_product_bits), name=f"hi_{col}", reset_less=True)
+        lo_r = Signal(signed(fmt.pe_product_bits), name=f"lo_{col}")
+        sign_r = Signal(name=f"sign_{col}")
         shift_r = Signal(geom.shift_bits, name=f"shift_{col}")
+        self._load(m, hi_r, own, ~field.op.as_value()[1])  # not MERGE_ADD / MERGE_SUB
         with m.If(self.en):
-            m.d.sync += [own_r.eq(own), routed_r.eq(routed), op_r.eq(field.op), shift_r.eq(field.shift)]
+            m.d.sync += [lo_r.eq(Mux(field.op == ColumnOpEnum.ZERO, 0, routed)),
+                         sign_r.eq(field.op == ColumnOpEnum.MERGE_SUB), shift_r.eq(field.shift)]
 
-        merge = ReconSwitch(fmt.pe_product_bits, merge_bits, merge_shift=fmt.wbits, max_shift=0)
+        # Merge switch, always MERGE_TO_0: (hi << b) ± lo, which is lo for KEEP and 0 for ZERO.
+        merge = ReconSwitch(fmt.pe_product_bits, geom.merge_bits, merge_shift=fmt.wbits, max_shift=0)
         m.submodules[f"merge_{col}"] = merge
-        m.d.comb += [merge.in0.eq(own_r), merge.in1.eq(routed_r)]
-        with m.Switch(op_r):
-            with m.Case(ColumnOpEnum.KEEP):
-                m.d.comb += merge.cmd.eq(Command.PASS)
-            with m.Case(ColumnOpEnum.ZERO):
-                m.d.comb += merge.cmd.eq(Command.ZERO)
-            with m.Case(ColumnOpEnum.MERGE_ADD):
-                m.d.comb += merge.cmd.eq(Command.MERGE_TO_0)
-            with m.Case(ColumnOpEnum.MERGE_SUB):
-                m.d.comb += [merge.cmd.eq(Command.MERGE_TO_0), merge.sign.eq(1)]
-
-        merged_r = Signal(signed(merge_bits), name=f"merged_{col}")
+        m.d.comb += [merge.in0.eq(hi_r), merge.in1.eq(lo_r), merge.cmd.eq(Command.MERGE_TO_0),
+                     merge.sign.eq(sign_r)]
+        merged_r = Signal(signed(geom.merge_bits), name=f"merged_{col}")
         scale_r = Signal(geom.shift_bits, name=f"scale_{col}")
         with m.If(self.en):
             m.d.sync += [merged_r.eq(merge.out0), scale_r.eq(shift_r)]
-        scale = ReconSwitch(merge_bits, fmt.product_bits, merge_shift=0, max_shift=geom.max_shift)
+
+        # Scale switch (PASS) for the shift's low bits; its top bit (a step of 2^(sb-1)) is the
+        # output register's: a 2:1 multiplexer on the upper bits, a synchronous clear of the lower.
+        step = 1 << (geom.shift_bits - 1)
+        scale = ReconSwitch(geom.merge_bits, fmt.product_bits, merge_shift=0, max_shift=step - 1)
         m.submodules[f"scale_{col}"] = scale
-        m.d.comb += [scale.in0.eq(merged_r), scale.cmd.eq(Command.PASS), scale.shift.eq(scale_r)]
+        m.d.comb += [scale.in0.eq(merged_r), scale.cmd.eq(Command.PASS), scale.shift.eq(scale_r[:-1])]
+        low = Signal(step, name=f"low_{col}", reset_less=True)
+        high = Signal(signed(fmt.product_bits - step), name=f"high_{col}")
+        stepping = scale_r[-1]
+        self._load(m, low, scale.out0[:step], stepping)
         with m.If(self.en):
-            m.d.sync += self.contributions[col].eq(scale.out0)
+            m.d.sync += high.eq(Mux(stepping, scale.out0, scale.out0[step:]))
+        m.d.comb += self.contributions[col].eq(Cat(low, high))

@@ -42,10 +42,14 @@ class ColumnOp(enum.IntEnum):
     """What the merge and scale switches of one column do (2 bits); ``own`` is the column's own PE product,
     ``routed`` the product the Beneš network delivers to the column.
 
-    * KEEP: ``own << shift`` (an inlier: ``shift = b``, or 0 in uniform mode);
+    * KEEP: ``routed << shift`` (an inlier, which the Beneš network routes to itself:
+      ``shift = b``, or 0 in uniform mode);
     * ZERO: ``0`` (a partner, whose slot carried the outlier's fraction);
     * MERGE_ADD: ``((own << b) + routed) << shift`` (an outlier with ``s = 0``, ``shift = e + X``);
     * MERGE_SUB: ``((own << b) - routed) << shift`` (an outlier with ``s = 1``).
+
+    The merge is formed in :attr:`ReconGeometry.merge_bits` (two's complement wrap-around beyond
+    it, which PE products never reach) and the shifted value in ``fmt.product_bits``.
     """
 
     KEEP = 0
@@ -119,6 +123,16 @@ class ReconGeometry:
     def max_shift(self) -> int:
         """Largest shift a column must apply: ``max(e + X, b)``."""
         return max(self.fmt.max_outlier_shift, self.fmt.wbits)
+
+    @property
+    def merge_bits(self) -> int:
+        """Signed width of a merged value ``(hi << b) ± lo``: ``a + b + 1``.
+
+        Exact for every value the PEs produce: ``|hi| <= 2^(a-1)`` (``±x``) and
+        ``|lo| <= 2^(a-1)·(2^b - 1)`` (``x·f``) give ``|(hi << b) ± lo| <= 2^(a-1)·(2^(b+1) - 1)
+        < 2^(a+b)``, and an inlier's ``|x·q| <= 2^(a-1)·2^(b-1)``. Shifted by up to
+        ``max_outlier_shift`` it fills ``fmt.product_bits`` exactly."""
+        return self.fmt.pe_product_bits + 1
 
     @property
     def shift_bits(self) -> int:
@@ -456,8 +470,7 @@ def simulate_fields(geom: ReconGeometry, fields: RowFields, products) -> np.ndar
         widths exceed 62 bits.
     """
     fmt = geom.fmt
-    pe_bits = fmt.pe_product_bits
-    wide = pe_bits + fmt.wbits + 1 + (1 << geom.shift_bits) - 1 > 62 or fmt.product_bits > 62
+    wide = geom.merge_bits + (1 << geom.shift_bits) - 1 > 62 or fmt.product_bits > 62
     dtype = object if wide else np.int64
     products = np.asarray(products, dtype=np.int64)
     if products.shape != fields.op.shape:
@@ -465,13 +478,14 @@ def simulate_fields(geom: ReconGeometry, fields: RowFields, products) -> np.ndar
     _check_products(fmt, products, batched=True)
     rows = products.shape[0]
     routed = benes_apply(geom, fields.benes, products.reshape(rows, geom.blocks, geom.ublock))
-    own = products.astype(dtype)
-    routed = routed.reshape(rows, geom.width).astype(dtype)
-    scaled = own << fmt.wbits
-    base = np.select([fields.op == ColumnOp.KEEP, fields.op == ColumnOp.MERGE_ADD,
-                      fields.op == ColumnOp.MERGE_SUB], [own, scaled + routed, scaled - routed],
-                     np.zeros_like(own))
-    return _wrap(base << fields.shift.astype(dtype), fmt.product_bits)
+    routed = routed.reshape(rows, geom.width)
+    # Register 1 holds the merge operands: hi (the own product of a merging column, else 0) and
+    # lo (the routed product, 0 for ZERO); the merge switch forms (hi << b) ± lo in merge_bits.
+    merging = (fields.op == ColumnOp.MERGE_ADD) | (fields.op == ColumnOp.MERGE_SUB)
+    hi = np.where(merging, products, 0)
+    lo = np.where(fields.op == ColumnOp.ZERO, 0, routed)
+    merged = _wrap((hi << fmt.wbits) + np.where(fields.op == ColumnOp.MERGE_SUB, -lo, lo), geom.merge_bits)
+    return _wrap(merged.astype(dtype) << fields.shift.astype(dtype), fmt.product_bits)
 
 
 def simulate_row(fmt: FormatConfig, width: int, config: int, products) -> list[int]:
