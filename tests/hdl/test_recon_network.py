@@ -17,7 +17,9 @@ from amaranth.sim import Simulator
 
 from microscopiq.config import FormatConfig
 from microscopiq.hdl.recon_network import ReconNetwork
-from microscopiq.hdl.routing import ReconGeometry, compile_fields, config_bits, pack_config, placements
+from microscopiq.hdl.routing import (
+    ReconGeometry, compile_fields, config_bits, pack_config, placements, simulate_row,
+)
 from microscopiq.quant import golden
 from microscopiq.quant.layer import Role
 from microscopiq.tb.lint import lint
@@ -92,7 +94,6 @@ def _expected(fmt, codes, roles, mate, xexp, x, uniform):
 
 def run_network(fmt, width, cases, rng):
     """Stream ``cases`` through the network with random stalls; return how many were checked."""
-    dut = ReconNetwork(fmt, width)
     geom = ReconGeometry(fmt, width)
     configs, products, wants = [], [], []
     for codes, roles, mate, xexp, x, uniform in cases:
@@ -101,7 +102,15 @@ def run_network(fmt, width, cases, rng):
         prod, want = _expected(fmt, codes, roles, mate, xexp, x, uniform)
         products.append([int(v) for v in prod])
         wants.append([int(v) for v in want])
-    stalls = rng.random(4 * len(cases)) < 0.25
+    return stream(fmt, width, configs, products, wants, rng)
+
+
+def stream(fmt, width, configs, products, wants, rng):
+    """Stream rows (config, products) through the network, one per enabled cycle with random
+    stalls, and compare each output row with ``wants``; return how many were checked."""
+    dut = ReconNetwork(fmt, width)
+    rows = len(configs)
+    stalls = rng.random(4 * rows) < 0.25
     garbage = rng.integers(-(1 << (fmt.pe_product_bits - 1)), 1 << (fmt.pe_product_bits - 1),
                            size=(len(stalls), width))
     seen = []
@@ -109,11 +118,11 @@ def run_network(fmt, width, cases, rng):
     async def bench(ctx):
         issued, pipe, last = 0, [], [0] * width
         for cycle in itertools.count():
-            if len(seen) == len(cases):
+            if len(seen) == rows:
                 return
             en = not stalls[cycle % len(stalls)]
             ctx.set(dut.en, en)
-            if en and issued < len(cases):
+            if en and issued < rows:
                 ctx.set(dut.products, products[issued])
                 ctx.set(dut.config.as_value(), configs[issued])
             else:  # ignored: a stall, or the drain after the last case
@@ -123,7 +132,7 @@ def run_network(fmt, width, cases, rng):
             if not en:
                 assert got == last, f"cycle {cycle}: a stall changed the outputs"
                 continue
-            pipe.append(issued if issued < len(cases) else None)
+            pipe.append(issued if issued < rows else None)
             issued += 1
             last = got
             index = pipe[-dut.latency] if len(pipe) >= dut.latency else None
@@ -139,8 +148,8 @@ def run_network(fmt, width, cases, rng):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert seen == list(range(len(cases)))
-    return len(cases)
+    assert seen == list(range(rows))
+    return rows
 
 
 @pytest.mark.parametrize("wbits,ublock,xbits,width,count", [
@@ -151,6 +160,24 @@ def test_network_random_and_corners(wbits, ublock, xbits, width, count):
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
     assert run_network(fmt, width, _cases(fmt, width, rng, count), rng) >= count
+
+
+@pytest.mark.parametrize("wbits,ublock,xbits,width", [(4, 8, 4, 8), (2, 4, 3, 8), (3, 16, 4, 16)])
+def test_network_matches_model_on_any_input(wbits, ublock, xbits, width):
+    """Any config integer (shifts beyond e + X, swaps that do not route inliers to themselves,
+    every op) and any products of the signed a+b-bit range, including the extremes whose merges
+    wrap around: the RTL is routing.simulate_row bit for bit."""
+    fmt = FormatConfig(wbits=wbits, ublock=ublock, xbits=xbits)
+    seed = SEED + 7 * wbits + ublock + xbits
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    bits, lo, hi = config_bits(fmt, width), -(1 << (fmt.pe_product_bits - 1)), 1 << (fmt.pe_product_bits - 1)
+    configs = [int.from_bytes(rng.bytes((bits + 7) // 8), "little") % (1 << bits) for _ in range(400)]
+    configs += [(1 << bits) - 1, 0]
+    products = [[int(v) for v in rng.choice([lo, hi - 1, int(rng.integers(lo, hi))], size=width)]
+                if r % 2 else [int(v) for v in rng.integers(lo, hi, size=width)] for r in range(len(configs))]
+    wants = [simulate_row(fmt, width, c, p) for c, p in zip(configs, products)]
+    assert stream(fmt, width, configs, products, wants, rng) == len(configs)
 
 
 @pytest.mark.slow

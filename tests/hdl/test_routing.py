@@ -213,6 +213,24 @@ def test_config_layout_sizes():
     assert (geom.stages, geom.switches) == (7, 8)
 
 
+@pytest.mark.parametrize("wbits,abits,xbits", list(itertools.product((2, 3, 4), (4, 8), (1, 4, 6))))
+def test_merge_width_is_exact(wbits, abits, xbits):
+    """merge_bits holds every merge of two PE products (the extremes reach it) and, shifted by the
+    largest e + X, fills product_bits exactly."""
+    fmt = FormatConfig(wbits=wbits, abits=abits, xbits=xbits)
+    geom = ReconGeometry(fmt, fmt.ublock)
+    b, x = wbits, np.arange(-fmt.act_bound, fmt.act_bound)
+    hi = np.concatenate([x, -x])                       # OUT_HI products (-1)^s · x
+    lo = np.concatenate([x, x]) * ((1 << b) - 1)       # OUT_LO products x · f at f = 2^b - 1
+    sign = np.repeat([0, 1], len(x))
+    merged = golden.recon_merge(hi, lo, sign, 0, b)
+    inlier = np.outer(x, golden.to_signed(np.arange(1 << b), b)).ravel()
+    half = 1 << (geom.merge_bits - 1)
+    assert max(np.abs(merged).max(), np.abs(inlier).max()) <= half - 1
+    assert np.abs(merged).max() > half // 2 - 1    # one bit fewer would not do
+    assert geom.merge_bits + fmt.max_outlier_shift == fmt.product_bits
+
+
 def _base_row():
     """One micro-block (U=8): outlier 0 with partner 5, outlier 6 with partner 2."""
     roles = np.array([1, 0, 2, 0, 0, 2, 1, 0])
