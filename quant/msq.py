@@ -59,7 +59,10 @@ class QuantizeError(ValueError):
 
 
 def _floor_log2(values: np.ndarray) -> np.ndarray:
-    """``floor(log2(v))`` exactly (via the binary exponent); -1000 for zero."""
+    """``floor(log2(v))`` of float32 ``v >= 0`` exactly (via the binary exponent); -1000 for zero."""
+    biased = values.view(np.int32) >> 23
+    if np.minimum.reduce(biased, axis=None) > 0:      # all normal: the biased exponent field is the answer
+        return biased - 127
     _, exponent = np.frexp(values)
     return np.where(values > 0, exponent - 1, -1000)
 
@@ -99,12 +102,17 @@ class _MsqColumns:
         self.blocks = np_ // fmt.ublock
         self.half = fmt.max_outliers
         self.exps = torch.zeros((kp // fmt.group, np_), dtype=torch.int32, device=device)
-        #: Per column with pairs: (column, int32 (5, P) array of hi row, lo row, hi code, lo code, X).
-        self.pairs: list[tuple[int, np.ndarray]] = []
+        #: Per column with pairs: (column, hi rows, lo rows, hi codes, lo codes, X), one entry a pair.
+        self.pairs: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         # Padding rows never host a partner (padding stays inlier zero).
-        self.no_partner = (np.arange(np_) >= n).reshape(self.blocks, fmt.ublock)
+        self.no_partner = np.arange(np_) >= n if n < np_ else None
         self.x_steps = np.array([0, -1, 1], dtype=np.int32)[:, None, None]
-        self.scale = self.inv_scale = self.upper = self.lower = None
+        # Row offsets inside a micro-block, and the flat start of every (micro-block, slot) row of
+        # the (B', U) and (B', U/2) arrays of a column's candidate blocks.
+        self.offsets = np.arange(fmt.ublock)
+        self.block_start = np.arange(self.blocks)[:, None] * fmt.ublock
+        self.half_start = np.arange(self.blocks)[:, None] * self.half
+        self.scale = self.scale_sq = self.inv_scale = self.upper = self.lower = None
 
     # -- group start -----------------------------------------------------------------------------
     def begin_group(self, start: int, weights: torch.Tensor) -> None:
@@ -138,6 +146,7 @@ class _MsqColumns:
         self.exps[start // self.fmt.group] = best
         scale = _pow2(best)
         self.scale, self.inv_scale = scale.numpy(force=True), _pow2(-best).numpy(force=True)
+        self.scale_sq = self.scale * self.scale
         if self.outliers:
             # Candidate iff |w| > threshold or w/2^E outside [qmin - 1/2, qmax + 1/2] (exact: 2^E).
             self.upper = torch.minimum(threshold, (self.fmt.qmax + 0.5) * scale).numpy(force=True)
@@ -152,59 +161,61 @@ class _MsqColumns:
         values = q * self.scale
         if self.outliers:
             cand = (weights > self.upper) | (weights < self.lower)
-            blocks = np.flatnonzero(cand.reshape(self.blocks, -1).any(axis=1))
+            blocks = np.logical_or.reduce(cand.reshape(self.blocks, -1), axis=1).nonzero()[0]
             if blocks.size:
                 self._outliers(index, blocks, scaled, cand, q, values, hinv_diag)
-        return torch.from_numpy(values).to(column.device)
+        values = torch.from_numpy(values)
+        return values if column.device.type == "cpu" else values.to(column.device)
 
     def _outliers(self, index, blocks, scaled, cand, q, values, hinv_diag) -> None:
         """Steps 2-5 of the module docstring on the micro-blocks ``blocks`` that have candidates;
-        records the accepted pairs and writes their values into ``values``."""
-        b, half, u = self.fmt.wbits, self.half, self.fmt.ublock
-        rows = np.arange(blocks.size)[:, None]
+        records the accepted pairs and writes their values into ``values``.
 
-        def pick_blocks(a):
-            return a.reshape(self.blocks, u)[blocks]                      # (B', U)
-
-        scale, sub, cand = pick_blocks(self.scale), pick_blocks(scaled), pick_blocks(cand)
-        err2 = sub - pick_blocks(q)
+        Per-block arrays are ``(B', U)`` (``B'`` candidate blocks); ``top``/``partner`` hold flat
+        indices into them, one per candidate slot ``(B', U/2)``."""
+        b, half, count = self.fmt.wbits, self.half, blocks.size
+        rows = blocks[:, None] * self.fmt.ublock + self.offsets            # (B', U) row of each slot
+        sub, cand = scaled[rows], cand[rows]
+        err2 = sub - q[rows]
         err2 *= err2                                                       # units of 2^E
         mag = np.abs(sub)
         # 2. the U/2 candidates with the largest inlier error (stable: the first on ties).
-        order = np.argsort(np.where(cand, -err2, np.float32(1.0)), axis=1, kind="stable")[:, :half]
-        top_cand, top_mag = cand[rows, order], mag[rows, order]
+        top = np.where(cand, -err2, np.float32(1.0)).argsort(axis=1, kind="stable")[:, :half]
+        top += self.block_start[:count]
+        top_cand, top_mag = cand.take(top), mag.take(top)
         # 3. partners: OBS cost of pruning each non-candidate row; the i-th candidate gets the
         #    i-th cheapest partner.
-        scale2 = scale * scale / np.float32(hinv_diag ** 2)
+        scale2 = self.scale_sq[rows] / np.float32(hinv_diag ** 2)
         cost = (mag * mag - err2) * scale2
-        taken = np.zeros_like(cand)
-        taken[rows, order] = top_cand
-        cost[taken | pick_blocks(self.no_partner)] = np.inf
-        partner = np.argsort(cost, axis=1, kind="stable")[:, :half]
+        cost.put(top[top_cand], np.inf)
+        if self.no_partner is not None:
+            cost[self.no_partner[rows]] = np.inf
+        partner = cost.argsort(axis=1, kind="stable")[:, :half]
+        partner += self.block_start[:count]
         # 4. X from X0, X0 - 1, X0 + 1: the one with the largest total net OBS gain
         #    sum(max(0, gain - cost)) over the block's pairs (the first on ties, X0 first); e and f
         #    by rounding; a pair is accepted when its gain exceeds its partner's cost.
         t_star = _floor_log2(top_mag)
-        x0 = np.where(top_cand, t_star, -1000).max(axis=1, keepdims=True) - self.emax
-        shared = np.clip(x0 + self.x_steps, 0, self.xmax)                # (3, B', 1)
+        x0 = np.maximum.reduce(np.where(top_cand, t_star, -1000), axis=1, keepdims=True) - self.emax
+        shared = np.minimum(np.maximum(x0 + self.x_steps, 0), self.xmax)  # (3, B', 1)
         expo, frac, err_out2 = self._encode(top_mag, t_star, shared)      # (3, B', U/2)
-        net = (err2[rows, order] - self.rate - err_out2) * scale2[rows, order] - cost[rows, partner]
+        net = (err2.take(top) - self.rate - err_out2) * scale2.take(top) - cost.take(partner)
         net = np.maximum(np.where(top_cand, net, np.float32(0.0)), np.float32(0.0))
-        choice = (np.argmax(net.sum(axis=2), axis=0), rows[:, 0])
-        expo, frac, accept = expo[choice], frac[choice], net[choice] > 0
-        if not accept.any():
+        # Flat index into the (3, B', U/2) arrays of each slot's chosen X.
+        choice = np.add.reduce(net, axis=2).argmax(axis=0)[:, None] * (count * half) + self.half_start[:count]
+        choice = choice + self.offsets[:half]
+        accept = (net.take(choice) > 0).ravel().nonzero()[0]
+        if not accept.size:
             return
         # 5. the accepted pairs' values and records.
-        shared = np.broadcast_to(shared[choice], accept.shape)[accept]
-        expo, frac, negative = expo[accept], frac[accept], sub[rows, order][accept] < 0
-        base = blocks[:, None] * u
-        hi, lo = (base + order)[accept], (base + partner)[accept]
-        record = np.stack([hi, lo, (negative.astype(np.int32) << (b - 1)) | (expo - shared),
-                           frac.astype(np.int32), shared]).astype(np.int32)
-        magnitude = np.ldexp(frac + (1 << b), expo - b) * scale[rows, order][accept]
+        choice, top = choice.take(accept), top.take(accept)
+        expo, frac, shared = expo.take(choice), frac.take(choice), shared.take(choice // half)
+        hi, lo = rows.take(top), rows.take(partner.take(accept))
+        negative = sub.take(top) < 0
+        magnitude = np.ldexp(frac + (1 << b), expo - b) * self.scale[hi]
         values[hi] = np.where(negative, -magnitude, magnitude)
         values[lo] = 0.0
-        self.pairs.append((index, record))
+        self.pairs.append((index, hi, lo, (negative.astype(np.int32) << (b - 1)) | (expo - shared), frac, shared))
 
     def _encode(self, mag: np.ndarray, t_star: np.ndarray, shared: np.ndarray):
         """Round-to-nearest E(b-1)M(b) of ``mag`` (units of 2^E; ``t_star = floor(log2 mag)``)
@@ -216,10 +227,10 @@ class _MsqColumns:
         frac = np.rint(np.ldexp(mag, b - t) - (1 << b))
         carry = frac >= (1 << b)
         saturate = carry & (t == top)
-        t = t + (carry & ~saturate)
+        t += carry & ~saturate
         frac[carry] = 0.0
         frac[saturate] = (1 << b) - 1
-        frac = np.clip(frac, 0, (1 << b) - 1)
+        np.minimum(np.maximum(frac, 0.0, out=frac), (1 << b) - 1, out=frac)
         err = mag - np.ldexp(frac + (1 << b), t - b)
         return t, frac, err * err
 
@@ -235,8 +246,8 @@ class _MsqColumns:
         mate = np.full((np_, kp), -1, dtype=np.int8)
         xexp = np.zeros((np_ // u, kp), dtype=np.uint8)
         if self.pairs:
-            cols = np.concatenate([np.full(p.shape[1], c) for c, p in self.pairs])
-            hi, lo, hi_code, lo_code, shared = np.concatenate([p for _, p in self.pairs], axis=1)
+            cols = np.concatenate([np.full(p[1].size, p[0]) for p in self.pairs])
+            hi, lo, hi_code, lo_code, shared = (np.concatenate(f) for f in list(zip(*self.pairs))[1:])
             codes[hi, cols], codes[lo, cols] = hi_code, lo_code
             roles[hi, cols], roles[lo, cols] = Role.OUT_HI, Role.OUT_LO
             mate[hi, cols], mate[lo, cols] = lo % u, hi % u
