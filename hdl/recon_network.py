@@ -3,16 +3,20 @@
 Per micro-block of ``U`` columns:
 
 1. an in-place Beneš network of ``2·log2(U) - 1`` stages of ``U/2`` pass/swap
-   :class:`~microscopiq.hdl.recon_switch.ReconSwitch` es, ``pe_product_bits`` wide, routes every
-   partner's OUT_LO product to its outlier's column (any permutation is realisable, so any set of
-   disjoint (outlier, partner) pairs is);
-2. register 1: per column its own product, the routed product and its config field;
-3. per column a *merge* ReconSwitch fed ``(own, routed)``: PASS ``own`` (inlier), ZERO (partner) or
-   MERGE_TO_0 ``(own << b) ± routed`` (outlier), exact at ``pe_product_bits + b + 1`` bits;
+   :class:`~microscopiq.hdl.recon_switch.ReconSwitch` es, ``pe_product_bits`` wide, in its Waksman
+   form (``U·log2(U) - U + 1`` switches, the others fixed PASS wires), routes every partner's
+   OUT_LO product to its outlier's column and every inlier's product to its own (any permutation
+   is realisable, so any set of disjoint (outlier, partner) pairs is);
+2. register 1: per column the merge operands ``hi`` (its own product when it merges, else 0: a
+   synchronous clear of the register) and ``lo`` (the routed product, 0 for a partner), the sign
+   and the shift;
+3. per column a *merge* ReconSwitch, always MERGE_TO_0: ``(hi << b) ± lo`` (outlier), ``lo``
+   (inlier) or 0 (partner), exact at ``merge_bits = a + b + 1`` bits;
 4. register 2: the merged value and the column's shift;
-5. per column a *scale* ReconSwitch in PASS with the configured shift: ``b`` (inlier; 0 in uniform
-   mode) or ``e + X`` (outlier), into ``product_bits``;
-6. register 3: ``contributions``.
+5. per column a *scale* ReconSwitch in PASS with the low bits of the configured shift (``b`` for an
+   inlier, 0 in uniform mode, ``e + X`` for an outlier), into ``product_bits``;
+6. register 3: ``contributions``; it also makes the shift's top step (``2^(sb-1)``): a 2:1
+   multiplexer on its upper bits, a synchronous clear of its lower ``2^(sb-1)`` bits.
 
 The configuration (layout: :meth:`ReconNetwork.config_layout`, values: :mod:`~microscopiq.hdl.routing`)
 is static per weight tile. See ``docs/recon.md`` for the proof that every placement is realised.
@@ -48,7 +52,7 @@ class ReconNetwork(wiring.Component):
     ``contributions`` after the third enabled clock edge equal
     :func:`~microscopiq.hdl.routing.simulate_row` of the ``products`` and ``config`` present at the
     first. The registers sit after the Beneš network, after the merge adder and after the shifter
-    (151 MHz on an ECP5-25k with registered inputs, U = 8, b = 4); all advance only when ``en`` is 1
+    (160 MHz on an ECP5-25k with registered inputs, U = 8, b = 4); all advance only when ``en`` is 1
     and carry the column config with the data, so a config change between two product rows takes
     effect exactly with the row it arrives with. Reset clears the registers (contributions 0).
 
@@ -92,12 +96,13 @@ class ReconNetwork(wiring.Component):
 
     @classmethod
     def config_layout(cls, fmt: FormatConfig, width: int) -> data.ArrayLayout:
-        """Layout of the ``config`` port: per micro-block the Beneš swap bits (one ``U/2``-bit word
-        per stage, bit ``i`` = switch ``i``) then the ``U`` column fields. Bit-identical to the
-        integers of :func:`~microscopiq.hdl.routing.compile_row`."""
+        """Layout of the ``config`` port: per micro-block the swap bits of the configurable
+        switches (:attr:`~microscopiq.hdl.routing.ReconGeometry.routing_switches` order) then the
+        ``U`` column fields. Bit-identical to the integers of
+        :func:`~microscopiq.hdl.routing.compile_row`."""
         geom = ReconGeometry(fmt, width)
         block = data.StructLayout({
-            "benes": data.ArrayLayout(unsigned(geom.switches), geom.stages),
+            "benes": unsigned(geom.benes_bits),
             "columns": data.ArrayLayout(cls.column_layout(fmt), geom.ublock),
         })
         return data.ArrayLayout(block, geom.blocks)
@@ -115,19 +120,20 @@ class ReconNetwork(wiring.Component):
         return m
 
     def _benes(self, m: Module, blk: int, lines: list, swaps) -> list:
-        """Instantiate micro-block ``blk``'s Beneš switches on ``lines``; return the output lines."""
+        """Instantiate micro-block ``blk``'s routing switches on ``lines`` (the fixed PASS ones are
+        wires); return the output lines."""
         geom, bits = self.geometry, self.fmt.pe_product_bits
         lines = list(lines)
-        for stage in range(geom.stages):
-            for index, (lo, hi) in enumerate(geom.stage_pairs(stage)):
-                switch = ReconSwitch(bits, bits, merge_shift=0, max_shift=0)
-                m.submodules[f"route_{blk}_{stage}_{index}"] = switch
-                m.d.comb += [
-                    switch.in0.eq(lines[lo]),
-                    switch.in1.eq(lines[hi]),
-                    switch.cmd.eq(Mux(swaps[stage][index], Command.SWAP, Command.PASS)),
-                ]
-                lines[lo], lines[hi] = switch.out0, switch.out1
+        for bit, (stage, index) in enumerate(geom.routing_switches):
+            lo, hi = geom.stage_pairs(stage)[index]
+            switch = ReconSwitch(bits, bits, merge_shift=0, max_shift=0)
+            m.submodules[f"route_{blk}_{stage}_{index}"] = switch
+            m.d.comb += [
+                switch.in0.eq(lines[lo]),
+                switch.in1.eq(lines[hi]),
+                switch.cmd.eq(Mux(swaps[bit], Command.SWAP, Command.PASS)),
+            ]
+            lines[lo], lines[hi] = switch.out0, switch.out1
         return lines
 
     def _load(self, m: Module, reg: Signal, value, clear) -> None:

@@ -2,8 +2,10 @@
 
 ReCoN (SPEC §5) turns the ``C`` PE products of one PE row into the ``C`` exact column
 contributions ``x · v[n,k]`` of SPEC §3. Per micro-block of ``U`` columns it is an in-place Beneš
-network of 2×2 pass/swap switches, which brings every partner's OUT_LO product to its outlier's
-column, followed per column by a merge switch and a scale (shift) switch (see ``docs/recon.md`` and
+network of 2×2 pass/swap switches in its Waksman form (the first switch of the last stage of the
+network and of every sub-network of 4 or more lines is a fixed PASS), which brings every partner's
+OUT_LO product to its outlier's column and every inlier's product back to its own, followed per
+column by a merge switch and a scale (shift) switch (see ``docs/recon.md`` and
 :class:`~microscopiq.hdl.recon_network.ReconNetwork`). Its configuration is static per weight tile;
 this module computes it from the slot metadata, packs it into the integer the hardware's
 ``config`` port takes, and models the network bit for bit.
@@ -11,11 +13,14 @@ this module computes it from the slot metadata, packs it into the integer the ha
 Nothing here imports Amaranth: the host side (packers, stream encoders, the tests' expectations)
 uses it as is, and :mod:`microscopiq.hdl.recon_network` builds its layout from :class:`ReconGeometry`.
 
-Configuration layout of one PE row (LSB first; ``μ`` = micro-block, ``S = 2·log2(U) - 1``):
+Configuration layout of one PE row (LSB first; ``μ`` = micro-block, ``W = U·log2(U) - U + 1``
+configurable switches):
 
-* micro-block ``μ`` occupies bits ``[μ·B, (μ+1)·B)`` with ``B = S·U/2 + U·(2 + sb)``;
-* inside it, first the Beneš swap bits: stage ``s`` switch ``i`` at bit ``s·U/2 + i`` (1 = swap);
-* then one column field per column ``c`` of the micro-block at ``S·U/2 + c·(2 + sb)``:
+* micro-block ``μ`` occupies bits ``[μ·B, (μ+1)·B)`` with ``B = W + U·(2 + sb)``;
+* inside it, first the swap bits (1 = swap), one per configurable switch in
+  :attr:`ReconGeometry.routing_switches` order: stage by stage, switch by switch, the fixed
+  switches left out (17 bits at U = 8);
+* then one column field per column ``c`` of the micro-block at ``W + c·(2 + sb)``:
   ``op`` (2 bits, :class:`ColumnOp`) then ``shift`` (``sb`` bits, unsigned),
   ``sb = max(max_outlier_shift, b).bit_length()``.
 """
@@ -119,6 +124,24 @@ class ReconGeometry:
         bit = 1 << self.stage_dims[stage]
         return [(lo, lo | bit) for lo in range(self.fmt.ublock) if not lo & bit]
 
+    @cached_property
+    def fixed_switches(self) -> frozenset[tuple[int, int]]:
+        """``(stage, switch)`` of the switches that are always PASS (Waksman): the first switch of
+        the last stage of the network and of every sub-network of 4 or more lines; ``U·log2(U) -
+        U + 1`` switches remain (17 of 20 at U = 8)."""
+        fixed, levels = set(), self.fmt.ublock.bit_length() - 2
+        for depth in range(levels):  # sub-networks of U / 2^depth lines end at stage S-1-depth
+            per_sub = self.switches >> depth
+            fixed.update((self.stages - 1 - depth, sub * per_sub) for sub in range(1 << depth))
+        return frozenset(fixed)
+
+    @cached_property
+    def routing_switches(self) -> tuple[tuple[int, int], ...]:
+        """``(stage, switch)`` of the configurable switches, in config bit order (stage by stage,
+        switch by switch, the fixed ones left out)."""
+        return tuple((stage, index) for stage in range(self.stages) for index in range(self.switches)
+                     if (stage, index) not in self.fixed_switches)
+
     @property
     def max_shift(self) -> int:
         """Largest shift a column must apply: ``max(e + X, b)``."""
@@ -146,8 +169,8 @@ class ReconGeometry:
 
     @property
     def benes_bits(self) -> int:
-        """Swap bits of one micro-block's Beneš network, ``S · U / 2``."""
-        return self.stages * self.switches
+        """Swap bits of one micro-block's routing network, one per configurable switch."""
+        return len(self.routing_switches)
 
     @property
     def block_bits(self) -> int:
@@ -161,8 +184,8 @@ class ReconGeometry:
 
     @cached_property
     def bit_positions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Bit positions in the row config of every Beneš bit (blocks·S·U/2,), every op bit (width, 2)
-        and every shift bit (width, shift_bits)."""
+        """Bit positions in the row config of every swap bit (blocks·benes_bits,), every op bit
+        (width, 2) and every shift bit (width, shift_bits)."""
         base = np.arange(self.blocks)[:, None] * self.block_bits
         benes = (base + np.arange(self.benes_bits)[None, :]).reshape(-1)
         column = (base + self.benes_bits + np.arange(self.ublock)[None, :] * self.column_bits).reshape(-1)
@@ -179,7 +202,8 @@ def config_bits(fmt: FormatConfig, width: int) -> int:
 # -- Beneš network --------------------------------------------------------------------------------
 
 def benes_route(dst) -> tuple[tuple[int, ...], ...]:
-    """Swap bits that make the in-place Beneš network realise a permutation (looping algorithm).
+    """Swap bits that make the in-place Beneš network realise a permutation (looping algorithm),
+    never swapping a switch of :attr:`ReconGeometry.fixed_switches` (Waksman).
 
     Parameters
     ----------
@@ -191,7 +215,7 @@ def benes_route(dst) -> tuple[tuple[int, ...], ...]:
     -------
     tuple of tuple of int
         ``2·log2(U) - 1`` stages of ``U / 2`` bits, in the order of
-        :meth:`ReconGeometry.stage_pairs` (1 = swap).
+        :meth:`ReconGeometry.stage_pairs` (1 = swap); the bits of the fixed switches are 0.
     """
     dst = tuple(int(d) for d in dst)
     size = len(dst)
@@ -211,8 +235,10 @@ def _route(dst: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
         inv[q] = p
     # sub[p]: 0 if the value entering on line p crosses the upper sub-network, 1 the lower. The two
     # inputs of a first-stage switch, and the two values bound for one last-stage switch, differ.
+    # Waksman: the loop through the value bound for output 0 starts in the upper sub-network, so
+    # the last stage's first switch never swaps (it is a fixed PASS in the hardware).
     sub = [-1] * size
-    for start in range(half):
+    for start in (inv[0], *range(half)):
         p = start
         while sub[p] < 0:
             sub[p], mate = 0, (p + half) % size
@@ -286,7 +312,7 @@ class RowFields:
     Attributes
     ----------
     benes : ndarray of uint8, (B, blocks, stages, U/2)
-        Swap bits.
+        Swap bits of every switch, 0 for the fixed ones (only the others are packed).
     op : ndarray of uint8, (B, width)
         :class:`ColumnOp` of every column.
     shift : ndarray of int64, (B, width)
@@ -415,7 +441,8 @@ def pack_config(geom: ReconGeometry, fields: RowFields) -> list[int]:
     benes_pos, op_pos, shift_pos = geom.bit_positions
     rows = fields.op.shape[0]
     bits = np.zeros((rows, geom.total_bits), dtype=np.uint8)
-    bits[:, benes_pos] = fields.benes.reshape(rows, -1)
+    stage, switch = np.array(geom.routing_switches).T
+    bits[:, benes_pos] = fields.benes[:, :, stage, switch].reshape(rows, -1)
     bits[:, op_pos.reshape(-1)] = ((fields.op[:, :, None] >> np.arange(2)) & 1).reshape(rows, -1)
     shifts = (fields.shift[:, :, None] >> np.arange(geom.shift_bits)) & 1
     bits[:, shift_pos.reshape(-1)] = shifts.reshape(rows, -1)
@@ -433,10 +460,12 @@ def unpack_config(geom: ReconGeometry, configs) -> RowFields:
     raw = np.frombuffer(b"".join(c.to_bytes(nbytes, "little") for c in configs), dtype=np.uint8)
     bits = np.unpackbits(raw.reshape(len(configs), nbytes), axis=1, bitorder="little").astype(np.int64)
     benes_pos, op_pos, shift_pos = geom.bit_positions
-    benes = bits[:, benes_pos].reshape(len(configs), geom.blocks, geom.stages, geom.switches)
+    benes = np.zeros((len(configs), geom.blocks, geom.stages, geom.switches), dtype=np.uint8)
+    stage, switch = np.array(geom.routing_switches).T
+    benes[:, :, stage, switch] = bits[:, benes_pos].reshape(len(configs), geom.blocks, -1)
     op = (bits[:, op_pos] << np.arange(2)).sum(axis=2)
     shift = (bits[:, shift_pos] << np.arange(geom.shift_bits)).sum(axis=2)
-    return RowFields(benes=benes.astype(np.uint8), op=op.astype(np.uint8), shift=shift)
+    return RowFields(benes=benes, op=op.astype(np.uint8), shift=shift)
 
 
 # -- bit-exact model ------------------------------------------------------------------------------

@@ -120,6 +120,8 @@ def test_benes_every_permutation_u8():
     assert len(perms) == 40320
     swaps = np.array([benes_route(p) for p in perms], dtype=np.uint8)
     assert swaps.shape == (40320, 5, 4)
+    for stage, index in geom.fixed_switches:  # Waksman: these never swap
+        assert not swaps[:, stage, index].any(), f"switch {index} of stage {stage} swapped"
     out = benes_apply(geom, swaps, np.broadcast_to(np.arange(8), perms.shape))
     want = np.empty_like(perms)
     np.put_along_axis(want, perms, np.broadcast_to(np.arange(8), perms.shape), axis=1)
@@ -135,6 +137,7 @@ def test_benes_random_permutations(u):
     perms = np.array([rng.permutation(u) for _ in range(2000)])
     swaps = np.array([benes_route(p) for p in perms], dtype=np.uint8)
     assert swaps.shape[1:] == (2 * (u.bit_length() - 1) - 1, u // 2)
+    assert all(not swaps[:, stage, index].any() for stage, index in geom.fixed_switches)
     out = benes_apply(geom, swaps, np.broadcast_to(np.arange(u), perms.shape))
     want = np.empty_like(perms)
     np.put_along_axis(want, perms, np.broadcast_to(np.arange(u), perms.shape), axis=1)
@@ -205,12 +208,15 @@ def test_uniform_mode():
 
 
 def test_config_layout_sizes():
-    assert config_bits(FormatConfig(), 8) == 5 * 4 + 8 * (2 + 5) == 76
-    assert config_bits(FormatConfig(), 16) == 152
-    assert config_bits(FormatConfig(wbits=2, xbits=4), 8) == 20 + 8 * (2 + 5)
-    assert config_bits(FormatConfig(ublock=4), 4) == 3 * 2 + 4 * 7
+    # Waksman: U·log2(U) - U + 1 configurable switches (Beneš: (2·log2(U) - 1)·U/2).
+    assert config_bits(FormatConfig(), 8) == 17 + 8 * (2 + 5) == 73
+    assert config_bits(FormatConfig(), 16) == 146
+    assert config_bits(FormatConfig(wbits=2, xbits=4), 8) == 17 + 8 * (2 + 5)
+    assert config_bits(FormatConfig(ublock=4), 4) == 5 + 4 * 7
+    assert config_bits(FormatConfig(ublock=2), 2) == 1 + 2 * 7
     geom = ReconGeometry(FormatConfig(ublock=16), 16)
-    assert (geom.stages, geom.switches) == (7, 8)
+    assert (geom.stages, geom.switches, geom.benes_bits) == (7, 8, 16 * 4 - 16 + 1)
+    assert ReconGeometry(FormatConfig(), 8).fixed_switches == {(4, 0), (3, 0), (3, 2)}
 
 
 @pytest.mark.parametrize("wbits,abits,xbits", list(itertools.product((2, 3, 4), (4, 8), (1, 4, 6))))
@@ -269,8 +275,8 @@ def test_refuses_bad_arguments():
         compile_row(FormatConfig(), 12, codes, roles, mate, xexp)
     with pytest.raises(ValueError, match=r"^ReCoN needs a wbits with an outlier format"):
         config_bits(FormatConfig(wbits=8), 8)
-    with pytest.raises(RoutingError, match=r"^config 0 = 0x1.* does not fit in 76 bits$"):
-        simulate_row(FormatConfig(), 8, 1 << 76, [0] * 8)
+    with pytest.raises(RoutingError, match=r"^config 0 = 0x20{18} does not fit in 73 bits$"):
+        simulate_row(FormatConfig(), 8, 1 << 73, [0] * 8)
     with pytest.raises(RoutingError, match=r"^slot 3: product outside the signed 12-bit range$"):
         simulate_row(FormatConfig(), 8, 0, [0, 0, 0, 2048, 0, 0, 0, 0])
     with pytest.raises(ValueError, match=r"^dst must be a permutation"):
