@@ -352,7 +352,8 @@ def quantize_model(model, method: str, fmt: FormatConfig, texts: list[str], *,
         Quantize only the layers whose name it accepts (the others stay FP32).
     on_layer : callable, optional
         Called with ``(name, layer, report)`` after each layer (the CLI saves the packed file); with
-        refinement, after the layer's block is refined, with the refined layer.
+        refinement, after the layer's block is refined, with the refined layer (the report's
+        ``rel_error`` is then the refined layer's; ``seconds`` stays the quantization's).
     progress : bool
         A tqdm bar on stderr.
     refine_steps : int
