@@ -30,17 +30,18 @@ the final ``q``.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
 import torch
 
 from ..config import FormatConfig
-from .gptq import (QuantInputError, _device, check_problem, expand_groups, gptq_round,
+from .gptq import (QuantInputError, _device, check_problem, clipped_grid_groups, expand_groups, gptq_round,
                    hessian_inverse_factor, minmax_grid_groups, to_uniform_layer)
 from .layer import UniformLayer, padded
 
-__all__ = ["DecoupleQResult", "run_decoupleq", "quantize_decoupleq", "layer_objective"]
+__all__ = ["DecoupleQResult", "STARTS", "run_decoupleq", "quantize_decoupleq", "layer_objective"]
 
 #: Elements of the (groups × rows × K) temporary of the normal-equation assembly, per row chunk.
 _CHUNK_ELEMENTS = 1 << 25
@@ -103,6 +104,24 @@ def _largest_eigenvalue(h: torch.Tensor, iters: int = 50, margin: float = 1.05) 
     return margin * value
 
 
+class _Fit:
+    """An integer ``q`` (N×Kp) with its floats and their objective."""
+
+    __slots__ = ("q", "scale", "zero", "objective")
+
+    def __init__(self, q, scale, zero, objective: float):
+        self.q, self.scale, self.zero, self.objective = q, scale, zero, objective
+
+
+def _chunk_size(group: int) -> int:
+    """Columns per block of the quadratic forms: a divisor of ``group`` of at most 512 (so that a
+    per-channel group is still split and the symmetric half of ``qᵀHq`` is skipped)."""
+    if group <= 512:
+        return group
+    best = max(d for d in range(1, 513) if group % d == 0)
+    return best if best >= 64 else group
+
+
 class _Problem:
     """The padded problem (K padded to a multiple of G with zero weights and zero Hessian), with the
     products that never change: ``HW = W H``, ``wᵀHw`` per row and the Hessian's group sums."""
@@ -112,6 +131,7 @@ class _Problem:
         self.fmt, self.n, self.k, self.group = fmt, n, k, fmt.group
         self.kp = padded(k, fmt.group)
         self.groups = self.kp // fmt.group
+        self.chunk = _chunk_size(fmt.group)
         self.w = torch.zeros((n, self.kp), dtype=w.dtype, device=w.device)
         self.w[:, :k] = w
         self.h = torch.zeros((self.kp, self.kp), dtype=w.dtype, device=w.device)
@@ -119,45 +139,70 @@ class _Problem:
         self.hw = self.w @ self.h
         self.whw = (self.w.double() * self.hw.double()).sum(dim=1)
         g, gs = self.groups, self.group
-        hb = self.h.reshape(g, gs, g, gs)
-        self.h_rowsum = hb.sum(dim=3)                                     # [g, a, h]
+        self.h_rowsum = self.h.reshape(g, gs, g, gs).sum(dim=3)          # [g, a, h]
         self.h_blocksum = self.h_rowsum.sum(dim=1).double()               # [g, h]
-        self.h_batched = hb.permute(2, 3, 0, 1).reshape(g, gs, self.kp)  # [h, b, (g, a)]
-        self.lipschitz_h = _largest_eigenvalue(self.h)
+        self._lipschitz_h = None
+
+    @property
+    def lipschitz_h(self) -> float:
+        if self._lipschitz_h is None:
+            self._lipschitz_h = _largest_eigenvalue(self.h)
+        return self._lipschitz_h
 
     def expand(self, values: torch.Tensor) -> torch.Tensor:
         return values.repeat_interleave(self.group, dim=1)
 
-    def solve_floats(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Closed-form ``(s, z)`` for ``q`` (N×Kp) and the objective per row at that solution."""
+    def objective(self, q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> float:
+        """``f`` from the residual ``E = W − W_q`` (no cancellation against ``wᵀHw``)."""
+        e = self.w - (self.expand(scale).to(self.w.dtype) * q + self.expand(zero).to(self.w.dtype))
+        chunk = max(1, _CHUNK_ELEMENTS // self.kp)
+        return sum(float(self._quadratic(e[r:r + chunk]).sum()) for r in range(0, self.n, chunk))
+
+    def _quadratic(self, q: torch.Tensor) -> torch.Tensor:
+        """``ss[n,g,h] = Σ_{a∈g, b∈h} q[n,a] H[a,b] q[n,b]`` (float64) for rows ``q``: the products
+        ``q_i H[i, j]`` are formed for column blocks ``j >= i`` only and mirrored (half a matmul)."""
+        rows, c = q.shape[0], self.chunk
+        blocks = self.kp // c
+        pairs = torch.empty((rows, blocks, blocks), dtype=torch.float64, device=q.device)
+        for i in range(blocks):
+            tail = q[:, i * c:].reshape(rows, blocks - i, c)
+            t = (q[:, i * c:(i + 1) * c] @ self.h[i * c:(i + 1) * c, i * c:]).reshape(rows, blocks - i, c)
+            pairs[:, i, i:] = (t * tail).sum(dim=2).double()
+            pairs[:, i + 1:, i] = pairs[:, i, i + 1:]
+        per = self.group // c
+        return pairs.reshape(rows, self.groups, per, self.groups, per).sum(dim=(2, 4))
+
+    def solve_floats(self, q: torch.Tensor, at: tuple[torch.Tensor, torch.Tensor] | None = None
+                     ) -> tuple[_Fit, float | None]:
+        """Closed-form ``(s, z)`` for ``q`` (N×Kp) with their objective, and the objective at the given
+        floats ``at`` (or None); both from the normal equations ``Nθ = b`` of each row,
+        ``f = wᵀHw − 2θᵀb + θᵀNθ`` (``wᵀHw − θᵀb`` at the solution)."""
         n, g, gs = self.n, self.groups, self.group
         scale = torch.empty((n, g), dtype=torch.float64, device=q.device)
         zero = torch.empty_like(scale)
-        obj = torch.empty(n, dtype=torch.float64, device=q.device)
-        chunk = max(1, _CHUNK_ELEMENTS // (g * self.kp))
+        sums = [0.0, 0.0]
+        chunk = max(1, _CHUNK_ELEMENTS // self.kp)
+        eye = torch.eye(2 * g, dtype=torch.float64, device=q.device)
         for r1 in range(0, n, chunk):
             r2 = min(r1 + chunk, n)
             qb = q[r1:r2].reshape(r2 - r1, g, gs)
-            t = torch.bmm(qb.permute(1, 0, 2), self.h_batched)            # [h, n, (g, a)]
-            t = t.reshape(g, r2 - r1, g, gs)
-            ss = torch.einsum("nga,hnga->ngh", qb, t).double()
+            ss = self._quadratic(q[r1:r2])
             sz = torch.einsum("nga,gah->ngh", qb, self.h_rowsum).double()
             zz = self.h_blocksum.expand(r2 - r1, g, g)
-            normal = torch.cat([torch.cat([ss, sz], dim=2),
-                                torch.cat([sz.transpose(1, 2), zz], dim=2)], dim=1)
+            normal = torch.cat([torch.cat([ss, sz], dim=2), torch.cat([sz.transpose(1, 2), zz], dim=2)], dim=1)
             hwb = self.hw[r1:r2].reshape(r2 - r1, g, gs)
             rhs = torch.cat([(qb * hwb).sum(dim=2), hwb.sum(dim=2)], dim=1).double()
             ridge = _RIDGE * torch.diagonal(normal, dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30)
-            normal = normal + ridge[:, None, None] * torch.eye(2 * g, dtype=normal.dtype, device=q.device)
-            lower, _ = torch.linalg.cholesky_ex(normal)
+            lower, _ = torch.linalg.cholesky_ex(normal + ridge[:, None, None] * eye)
             theta = torch.cholesky_solve(rhs[:, :, None], lower)[:, :, 0]
             scale[r1:r2], zero[r1:r2] = theta[:, :g], theta[:, g:]
-            obj[r1:r2] = self.whw[r1:r2] - (theta * rhs).sum(dim=1)
-        return scale, zero, obj
-
-    def objective(self, q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> float:
-        e = self.w - (self.expand(scale).to(self.w.dtype) * q + self.expand(zero).to(self.w.dtype))
-        return float(((e @ self.h).double() * e.double()).sum())
+            whw = self.whw[r1:r2]
+            sums[0] += float((whw - (theta * rhs).sum(dim=1)).sum())
+            if at is not None:
+                floats = torch.cat([at[0][r1:r2], at[1][r1:r2]], dim=1).double()
+                quad = (floats[:, :, None] * normal * floats[:, None, :]).sum(dim=(1, 2))
+                sums[1] += float((whw - 2.0 * (floats * rhs).sum(dim=1) + quad).sum())
+        return _Fit(q, scale, zero, sums[0]), None if at is None else sums[1]
 
     def projected_gradient(self, q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor,
                            steps: int) -> torch.Tensor:
@@ -176,10 +221,17 @@ class _Problem:
         return q
 
 
+#: Start grids of :func:`run_decoupleq`.
+STARTS = ("clip", "minmax")
+
+
 def run_decoupleq(weight, hessian, fmt: FormatConfig = FormatConfig(), *, outer_iters: int = 4,
-                  pg_steps: int = 4, damp: float = 0.01, block_size: int = 128,
-                  device=None) -> DecoupleQResult:
+                  pg_steps: int = 0, start: str = "clip", extrapolation: float = 0.75,
+                  damp: float = 0.01, block_size: int = 128, device=None) -> DecoupleQResult:
     """Quantize one layer with decoupleQ and report the objective per outer iteration.
+
+    The defaults are the fast setting; ``outer_iters=4, pg_steps=200, start="minmax",
+    extrapolation=0`` is the official implementation's (bytedance/decoupleQ) default setting.
 
     Parameters
     ----------
@@ -189,72 +241,88 @@ def run_decoupleq(weight, hessian, fmt: FormatConfig = FormatConfig(), *, outer_
     fmt : FormatConfig
         ``wbits`` (2, 3, 4 or 8), ``group`` (per-channel: ``group`` >= K) and ``ublock`` (padding).
     outer_iters : int
-        Alternations of (projected gradient → floats → GPTQ rounding → floats).
+        Outer iterations (each: GPTQ rounding onto the best solution's grid, floats re-solved; with
+        ``pg_steps > 0`` also the relaxed chain and its candidate).
     pg_steps : int
-        Projected-gradient steps per outer iteration.
+        Projected-gradient steps per outer iteration on the box-relaxed ``q``; 0 skips the relaxed
+        chain and its rounding candidate.
+    start : {"clip", "minmax"}
+        Start grid of the first GPTQ rounding: each (row, group)'s min-max range, shrunk by the
+        factor of :data:`.gptq.CLIP_RATIOS` with the least ``diag H``-weighted rounding error
+        (:func:`.gptq.clipped_grid_groups`), or the min-max range itself.
+    extrapolation : float
+        ``β >= 0``: after an outer iteration that lowered the objective, the next rounding uses the
+        grid ``θ + β (θ − θ_prev)`` (``θ`` the new best floats, ``θ_prev`` the previous best's), and
+        the plain ``θ`` again after one that did not. 0: always the best solution's grid.
     damp, block_size :
         Of the GPTQ rounding (:func:`.gptq.quantize_gptq`).
     device : str or torch.device, optional
         Default: CUDA when present, else CPU.
     """
-    start = time.perf_counter()
+    begin = time.perf_counter()
     w_np, h_np = check_problem(weight, hessian)
     for name, value, low in (("outer_iters", outer_iters, 0), ("pg_steps", pg_steps, 0),
                              ("block_size", block_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise QuantInputError(f"{name} must be an integer >= {low}, not {value!r}")
+    if start not in STARTS:
+        raise QuantInputError(f"start must be one of {', '.join(STARTS)}, not {start!r}")
+    if isinstance(extrapolation, bool) or not isinstance(extrapolation, (int, float)) or not 0 <= extrapolation < math.inf:
+        raise QuantInputError(f"extrapolation must be a finite number >= 0, not {extrapolation!r}")
     dev = _device(device)
     h64 = torch.as_tensor(h_np, device=dev)
     w = torch.as_tensor(w_np, dtype=torch.float32, device=dev)
-    w[:, torch.diagonal(h64) == 0] = 0
+    diag = torch.diagonal(h64)
+    w[:, diag == 0] = 0
     prob = _Problem(w, h64.float(), fmt)
     k = w.shape[1]
-
-    def pad(q):
-        return torch.nn.functional.pad(q, (0, prob.kp - k))
-
-    order = torch.argsort(torch.diagonal(h64), descending=True, stable=True)
+    order = torch.argsort(diag, descending=True, stable=True)
     hinv_order, _ = hessian_inverse_factor(h64[order][:, order], damp, dev)
+    w_order = w[:, order].contiguous()
 
     def round_onto(scale, zero):
-        q_perm, _, _ = gptq_round(w[:, order], hinv_order, fmt, scale=scale.float(), zero=zero.float(),
+        # A zero scale (a group whose q is constant) leaves q free: round on a unit step instead.
+        scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+        q_perm, _, _ = gptq_round(w_order, hinv_order, fmt, scale=scale.float(), zero=zero.float(),
                                   order=order, block_size=block_size)
-        q = torch.empty_like(q_perm)
+        q = torch.zeros((w.shape[0], prob.kp), dtype=q_perm.dtype, device=dev)
         q[:, order] = q_perm
-        return pad(q)
+        return q
 
-    s0, z0 = minmax_grid_groups(w, fmt)
-    best_q = round_onto(s0, z0)
-    gptq_obj = prob.objective(best_q, s0, z0)
-    best_s, best_z, rows = prob.solve_floats(best_q)
-    result = DecoupleQResult(layer=None, gptq_objective=gptq_obj)
-    result.objective.append(min(float(rows.sum()), gptq_obj))
-    if gptq_obj <= float(rows.sum()):
-        best_s, best_z = s0.double(), z0.double()
-    best_obj = result.objective[-1]
-    relaxed_q, relaxed_s, relaxed_z = best_q, best_s, best_z
+    s0, z0 = minmax_grid_groups(w, fmt) if start == "minmax" else clipped_grid_groups(w, diag, fmt)
+    best, gptq_obj = prob.solve_floats(round_onto(s0, z0), at=(s0, z0))
+    if gptq_obj <= best.objective:
+        best = _Fit(best.q, s0.double(), z0.double(), gptq_obj)
+    result = DecoupleQResult(layer=None, gptq_objective=gptq_obj, objective=[best.objective])
+    relaxed = best
+    grid, previous = (best.scale, best.zero), None
     for _ in range(outer_iters):
-        relaxed_q = prob.projected_gradient(relaxed_q, relaxed_s, relaxed_z, pg_steps)
-        relaxed_s, relaxed_z, rows = prob.solve_floats(relaxed_q)
-        result.relaxed.append(float(rows.sum()))
-        for grid in ((relaxed_s, relaxed_z), (best_s, best_z)):
-            cand_q = round_onto(*grid)
-            cand_s, cand_z, rows = prob.solve_floats(cand_q)
-            cand = float(rows.sum())
-            result.candidates.append(cand)
-            if cand < best_obj:
-                best_q, best_s, best_z, best_obj = cand_q, cand_s, cand_z, cand
-        result.objective.append(best_obj)
-    scale, zero = best_s.float(), best_z.float()
-    result.final_objective = prob.objective(best_q, scale.double(), zero.double())
-    result.layer = to_uniform_layer(best_q[:, :k], scale, zero, fmt)
-    result.seconds = time.perf_counter() - start
+        candidates = []
+        if pg_steps:
+            relaxed_q = prob.projected_gradient(relaxed.q, relaxed.scale, relaxed.zero, pg_steps)
+            relaxed, _ = prob.solve_floats(relaxed_q)
+            result.relaxed.append(relaxed.objective)
+            candidates.append(prob.solve_floats(round_onto(relaxed.scale, relaxed.zero))[0])
+        candidates.append(prob.solve_floats(round_onto(*grid))[0])
+        result.candidates += [cand.objective for cand in candidates]
+        winner = min(candidates, key=lambda cand: cand.objective)
+        if winner.objective < best.objective:
+            previous, best = best, winner
+            grid = (best.scale + extrapolation * (best.scale - previous.scale),
+                    best.zero + extrapolation * (best.zero - previous.zero))
+        else:
+            grid = (best.scale, best.zero)
+        result.objective.append(best.objective)
+    scale, zero = best.scale.float(), best.zero.float()
+    result.final_objective = prob.objective(best.q, scale, zero)
+    result.layer = to_uniform_layer(best.q[:, :k], scale, zero, fmt)
+    result.seconds = time.perf_counter() - begin
     return result
 
 
 def quantize_decoupleq(weight, hessian, fmt: FormatConfig = FormatConfig(), *, outer_iters: int = 4,
-                       pg_steps: int = 4, damp: float = 0.01, block_size: int = 128,
-                       device=None) -> UniformLayer:
+                       pg_steps: int = 0, start: str = "clip", extrapolation: float = 0.75,
+                       damp: float = 0.01, block_size: int = 128, device=None) -> UniformLayer:
     """Quantize one layer with decoupleQ (see :func:`run_decoupleq`); return the layer only."""
-    return run_decoupleq(weight, hessian, fmt, outer_iters=outer_iters, pg_steps=pg_steps, damp=damp,
-                         block_size=block_size, device=device).layer
+    return run_decoupleq(weight, hessian, fmt, outer_iters=outer_iters, pg_steps=pg_steps, start=start,
+                         extrapolation=extrapolation, damp=damp, block_size=block_size, device=device).layer

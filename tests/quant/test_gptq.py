@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from microscopiq.config import FormatConfig
-from microscopiq.quant.gptq import QuantInputError, minmax_grid_groups, quantize_gptq
+from microscopiq.quant.gptq import (CLIP_RATIOS, QuantInputError, clipped_grid_groups, minmax_grid_groups,
+                                   quantize_gptq)
 from microscopiq.quant.layer import padded
 
 SEED = 20240419
@@ -96,3 +97,37 @@ def test_dead_inputs_and_constant_groups():
 def test_bad_inputs(weight, hessian, message):
     with pytest.raises(QuantInputError, match=message):
         quantize_gptq(weight, hessian, FormatConfig(wbits=4))
+
+
+def weighted_rtn_error(w, d, s, z, fmt):
+    """Per (row, group) ``Σ d_k (w - RTN(w))²`` on the grid ``s, z`` (N, groups)."""
+    g = fmt.group
+    se, ze = (np.repeat(t, g, axis=1)[:, :w.shape[1]] for t in (s, z))
+    e = (se * np.clip(np.round((w - ze) / se), fmt.qmin, fmt.qmax) + ze - w) ** 2 * d
+    kp = padded(w.shape[1], g)
+    return np.pad(e, ((0, 0), (0, kp - w.shape[1]))).reshape(w.shape[0], kp // g, g).sum(axis=2)
+
+
+@pytest.mark.parametrize("wbits, group", [(2, 64), (2, 256), (4, 128)])
+def test_clipped_grid_is_the_best_shrink_of_the_minmax_range(wbits, group):
+    """Every (row, group) gets the shrink factor with the least diag-weighted rounding error: checked
+    against each factor's grid computed here; factor 1 is the min-max grid exactly."""
+    print(f"seed={SEED}")
+    w, h = planted_problem(SEED)
+    fmt = FormatConfig(wbits=wbits, group=group)
+    wt = torch.as_tensor(w, dtype=torch.float32)
+    d = np.diag(h)
+    s, z = (t.double().numpy() for t in clipped_grid_groups(wt, torch.as_tensor(d), fmt))
+    s1, z1 = (t.double().numpy() for t in clipped_grid_groups(wt, torch.as_tensor(d), fmt, ratios=(1.0,)))
+    smm, zmm = (t.double().numpy() for t in minmax_grid_groups(wt, fmt))
+    np.testing.assert_array_equal(s1, smm)
+    np.testing.assert_array_equal(z1, zmm)
+    wf = wt.double().numpy()
+    chosen = weighted_rtn_error(wf, d, s, z, fmt)
+    for ratio in CLIP_RATIOS:
+        sr, zr = (t.double().numpy() for t in clipped_grid_groups(wt, torch.as_tensor(d), fmt, ratios=(ratio,)))
+        other = weighted_rtn_error(wf, d, sr, zr, fmt)
+        worse = np.argwhere(chosen > other * (1 + 1e-5) + 1e-9)
+        assert worse.size == 0, (f"ratio {ratio}: (row, group) {tuple(worse[0])} has error "
+                                 f"{other[tuple(worse[0])]:.6g} < chosen {chosen[tuple(worse[0])]:.6g}")
+    assert (s < smm).mean() > 0.2, "heavy-tailed rows should mostly clip"
