@@ -7,11 +7,12 @@ Per micro-block of ``U`` columns:
    form (``U·log2(U) - U + 1`` switches, the others fixed PASS wires), routes every partner's
    OUT_LO product to its outlier's column and every inlier's product to its own (any permutation
    is realisable, so any set of disjoint (outlier, partner) pairs is);
-2. register 1: per column the merge operands ``hi`` (its own product when it merges, else 0: a
-   synchronous clear of the register) and ``lo`` (the routed product, 0 for a partner), the sign
-   and the shift;
-3. per column a *merge* ReconSwitch, always MERGE_TO_0: ``(hi << b) ± lo`` (outlier), ``lo``
-   (inlier) or 0 (partner), exact at ``merge_bits = a + b + 1`` bits;
+2. register 1: per column the merge operands ``hi`` (its own product when it merges, else 0) and
+   ``lo`` (the routed product, 0 for a partner, inverted for MERGE_SUB), both zeroed by synchronous
+   clears of the flip-flops, the subtract flag and the shift;
+3. per column a *merge* ReconSwitch, always MERGE_TO_0 on ``((hi << b) | subtract, lo)``:
+   ``(hi << b) ± routed`` (outlier), the own product (inlier) or 0 (partner), kept to
+   ``merge_bits = a + b + 1`` bits, exact for PE products;
 4. register 2: the merged value and the column's shift;
 5. per column a *scale* ReconSwitch in PASS with the low bits of the configured shift (``b`` for an
    inlier, 0 in uniform mode, ``e + X`` for an outlier), into ``product_bits``;
@@ -24,7 +25,7 @@ is static per weight tile. See ``docs/recon.md`` for the proof that every placem
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, ResetSignal, Signal, signed, unsigned
+from amaranth import C, Cat, Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -150,22 +151,27 @@ class ReconNetwork(wiring.Component):
         """Column ``col`` after the Beneš network: register 1, merge switch, register 2, scale
         switch, register 3 (whose synchronous clear is the shifter's last step's zero fill)."""
         fmt, geom = self.fmt, self.geometry
-        # Register 1: the merge operands, already selected by the op (hi: own product of an outlier,
-        # else 0; lo: the routed product, 0 for a partner), the sign and the shift.
-        hi_r = Signal(signed(fmt.pe_product_bits), name=f"hi_{col}", reset_less=True)
-        lo_r = Signal(signed(fmt.pe_product_bits), name=f"lo_{col}")
+        # Register 1: the merge operands, already selected by the op. hi: the own product of a
+        # merging column, else 0. lo: the routed product, 0 for ZERO, inverted for MERGE_SUB (the
+        # inversion shares the LUT of the last routing stage). -lo = ~lo + 1, and the + 1 rides in
+        # bit 0 of hi << b, which is free: (hi << b) - lo = ((hi << b) | 1) + ~lo.
+        pe_bits, b = fmt.pe_product_bits, fmt.wbits
+        hi_r = Signal(signed(pe_bits), name=f"hi_{col}", reset_less=True)
+        lo_r = Signal(signed(pe_bits), name=f"lo_{col}", reset_less=True)
         sign_r = Signal(name=f"sign_{col}")
         shift_r = Signal(geom.shift_bits, name=f"shift_{col}")
+        subtract = field.op == ColumnOpEnum.MERGE_SUB
         self._load(m, hi_r, own, ~field.op.as_value()[1])  # not MERGE_ADD / MERGE_SUB
+        self._load(m, lo_r, routed ^ subtract.replicate(pe_bits), field.op == ColumnOpEnum.ZERO)
         with m.If(self.en):
-            m.d.sync += [lo_r.eq(Mux(field.op == ColumnOpEnum.ZERO, 0, routed)),
-                         sign_r.eq(field.op == ColumnOpEnum.MERGE_SUB), shift_r.eq(field.shift)]
+            m.d.sync += [sign_r.eq(subtract), shift_r.eq(field.shift)]
 
-        # Merge switch, always MERGE_TO_0: (hi << b) ± lo, which is lo for KEEP and 0 for ZERO.
-        merge = ReconSwitch(fmt.pe_product_bits, geom.merge_bits, merge_shift=fmt.wbits, max_shift=0)
+        # Merge switch, always MERGE_TO_0 with m = 0 on the prepared operands: (hi << b) ± lo for an
+        # outlier, lo for KEEP, 0 for ZERO; kept to its low merge_bits (exact for PE products).
+        merge = ReconSwitch(pe_bits + b, pe_bits + b + 1, merge_shift=0, max_shift=0)
         m.submodules[f"merge_{col}"] = merge
-        m.d.comb += [merge.in0.eq(hi_r), merge.in1.eq(lo_r), merge.cmd.eq(Command.MERGE_TO_0),
-                     merge.sign.eq(sign_r)]
+        m.d.comb += [merge.in0.eq(Cat(sign_r, C(0, b - 1), hi_r)), merge.in1.eq(lo_r),
+                     merge.cmd.eq(Command.MERGE_TO_0)]
         merged_r = Signal(signed(geom.merge_bits), name=f"merged_{col}")
         scale_r = Signal(geom.shift_bits, name=f"scale_{col}")
         with m.If(self.en):
