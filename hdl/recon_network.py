@@ -53,7 +53,7 @@ class ReconNetwork(wiring.Component):
     ``contributions`` after the third enabled clock edge equal
     :func:`~microscopiq.hdl.routing.simulate_row` of the ``products`` and ``config`` present at the
     first. The registers sit after the Beneš network, after the merge adder and after the shifter
-    (156 MHz on an ECP5-25k with registered inputs, U = 8, b = 4); all advance only when ``en`` is 1
+    (152.6 MHz on an ECP5-25k with registered inputs, U = 8, b = 4); all advance only when ``en`` is 1
     and carry the column config with the data, so a config change between two product rows takes
     effect exactly with the row it arrives with. Reset clears the registers (contributions 0).
 

@@ -508,12 +508,13 @@ def simulate_fields(geom: ReconGeometry, fields: RowFields, products) -> np.ndar
     rows = products.shape[0]
     routed = benes_apply(geom, fields.benes, products.reshape(rows, geom.blocks, geom.ublock))
     routed = routed.reshape(rows, geom.width)
-    # Register 1 holds the merge operands: hi (the own product of a merging column, else 0) and
-    # lo (the routed product, 0 for ZERO); the merge switch forms (hi << b) ± lo in merge_bits.
+    # The merge operands of register 1: hi (the own product of a merging column, else 0) and lo
+    # (the routed product, 0 for ZERO, negated for MERGE_SUB); (hi << b) + lo wraps at merge_bits.
     merging = (fields.op == ColumnOp.MERGE_ADD) | (fields.op == ColumnOp.MERGE_SUB)
     hi = np.where(merging, products, 0)
     lo = np.where(fields.op == ColumnOp.ZERO, 0, routed)
-    merged = _wrap((hi << fmt.wbits) + np.where(fields.op == ColumnOp.MERGE_SUB, -lo, lo), geom.merge_bits)
+    lo = np.where(fields.op == ColumnOp.MERGE_SUB, -lo, lo)
+    merged = _wrap((hi << fmt.wbits) + lo, geom.merge_bits)
     return _wrap(merged.astype(dtype) << fields.shift.astype(dtype), fmt.product_bits)
 
 

@@ -171,11 +171,13 @@ def test_network_matches_model_on_any_input(wbits, ublock, xbits, width):
     seed = SEED + 7 * wbits + ublock + xbits
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
-    bits, lo, hi = config_bits(fmt, width), -(1 << (fmt.pe_product_bits - 1)), 1 << (fmt.pe_product_bits - 1)
+    bits, half = config_bits(fmt, width), 1 << (fmt.pe_product_bits - 1)
     configs = [int.from_bytes(rng.bytes((bits + 7) // 8), "little") % (1 << bits) for _ in range(400)]
     configs += [(1 << bits) - 1, 0]
-    products = [[int(v) for v in rng.choice([lo, hi - 1, int(rng.integers(lo, hi))], size=width)]
-                if r % 2 else [int(v) for v in rng.integers(lo, hi, size=width)] for r in range(len(configs))]
+    # Odd rows: only the extremes -2^(a+b-1), 2^(a+b-1) - 1 and one random value; even rows: random.
+    products = [rng.choice([-half, half - 1, int(rng.integers(-half, half))], size=width) if r % 2
+                else rng.integers(-half, half, size=width) for r in range(len(configs))]
+    products = [[int(v) for v in row] for row in products]
     wants = [simulate_row(fmt, width, c, p) for c, p in zip(configs, products)]
     assert stream(fmt, width, configs, products, wants, rng) == len(configs)
 
