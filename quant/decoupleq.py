@@ -9,16 +9,21 @@ row and K-group), by alternation. Every step works on all rows at once:
 
 * **float part, closed form.** Given ``q``, each row's ``(s, z)`` is a linear least-squares problem in
   the ``H``-norm; its normal equations (``2·groups`` unknowns per row) are assembled for all rows with
-  batched matrix products and solved with one batched Cholesky solve. At the solution the objective is
-  ``wᵀHw − θᵀ(Aᵀ H w)`` per row, so it costs nothing extra.
-* **integer part.** Projected gradient descent on the box-relaxed ``q`` (step ``1/L`` per row, ``L`` a
-  bound of the row's curvature), the floats re-solved for the relaxed ``q``; then two integer
-  candidates by GPTQ-style rounding (:func:`.gptq.gptq_round`, columns by decreasing ``H[k,k]``, error
-  feedback through ``H⁻¹``): onto the relaxed chain's grid and onto the best integer solution's grid;
-  each candidate's floats are re-solved in closed form.
+  matrix products over column blocks (the upper half of ``qᵀHq`` only, mirrored) and solved with one
+  batched Cholesky solve. At the solution the objective is ``wᵀHw − θᵀ(Aᵀ H w)`` per row, so it costs
+  nothing extra.
+* **integer part.** GPTQ-style rounding (:func:`.gptq.gptq_round`, columns by decreasing ``H[k,k]``,
+  error feedback through ``H⁻¹``) onto a grid derived from the best solution's floats ``θ``: after an
+  outer iteration that lowered the objective, the extrapolated ``θ + β (θ − θ_prev)``, else ``θ``
+  itself; the candidate's floats re-solved in closed form. With ``pg_steps > 0`` (the official
+  implementation's path) each iteration also runs projected gradient descent on the box-relaxed ``q``
+  (step ``1/L`` per row, ``L`` a bound of the row's curvature), re-solves the relaxed chain's floats and
+  rounds onto that grid: a second candidate.
 
-The start point is GPTQ's own (act-order GPTQ onto the min-max grid), then the floats re-solved, so
-decoupleQ never ends above GPTQ. A candidate is kept only if it lowers the objective, so
+The start point is act-order GPTQ onto the start grid (the min-max grid, or by default each (row,
+group)'s min-max range clipped by the factor with the least ``diag H``-weighted rounding error:
+:func:`.gptq.clipped_grid_groups`), then the floats re-solved, so decoupleQ never ends above that
+GPTQ. A candidate is kept only if it lowers the objective, so
 :attr:`DecoupleQResult.objective` (best integer objective after the start and after each outer
 iteration) is non-increasing; :attr:`DecoupleQResult.candidates` and :attr:`DecoupleQResult.relaxed`
 record every candidate and the relaxed chain.
@@ -59,11 +64,12 @@ class DecoupleQResult:
     objective : list of float
         Best integer objective ``f`` so far: after the start point, then after each outer iteration.
     candidates : list of float
-        Objective of every integer candidate (two per outer iteration; kept only when lower).
+        Objective of every integer candidate (one per outer iteration, two with the relaxed chain;
+        kept only when lower).
     relaxed : list of float
         Objective of the box-relaxed ``q`` after each outer iteration's projected-gradient steps.
     gptq_objective : float
-        Objective of act-order GPTQ on the min-max grid: the start point, before the floats are solved.
+        Objective of act-order GPTQ on the start grid: the start point, before the floats are solved.
     final_objective : float
         Objective of the returned layer (floats rounded to float32 as stored).
     seconds : float
