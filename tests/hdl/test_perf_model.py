@@ -69,30 +69,30 @@ def test_hand_computed_bits_and_memory_bound_cycles():
     layer = _layer_with_pairs(SMALL.fmt, 8, 8, [(0, 0), (2, 0), (4, 5)])
     stats = _stats(layer, SMALL, ebw=4.25)
     assert stats.outliers.tolist() == [3] and stats.row_max.tolist() == [2]
-    assert routing.config_bits(SMALL.fmt, 8) == 76
+    assert routing.config_bits(SMALL.fmt, 8) == 73
     got = pm.designs(SMALL, stats)
-    # msq: 8 shifts of 8 bits + 8 rows of (8 codes × 4 + 8 roles × 2 + 76 config bits).
-    assert got["msq"].tile_bits.tolist() == [64 + 8 * (32 + 16 + 76)]          # 1056
+    # msq: 8 shifts of 8 bits + 8 rows of (8 codes × 4 + 8 roles × 2 + 73 config bits).
+    assert got["msq"].tile_bits.tolist() == [64 + 8 * (32 + 16 + 73)]          # 1032
     assert got["msq-packed"].tile_bits.tolist() == [272]                     # ceil(4.25 × 64)
     assert got["int8"].tile_bits.tolist() == [512]
     # gobo: shifts 64 + codes 256 + count 7 + 3 outliers × (16 + 6).
     assert got["gobo"].tile_bits.tolist() == [64 + 256 + 7 + 3 * 22]         # 393
     assert got["gobo"].periods.tolist() == [2]
-    # w2: 8 rows of (8 × 2 + 8 × 2 + 76).
-    assert got["w2"].tile_bits.tolist() == [64 + 8 * (16 + 16 + 76)]          # 928
+    # w2: 8 rows of (8 × 2 + 8 × 2 + 73).
+    assert got["w2"].tile_bits.tolist() == [64 + 8 * (16 + 16 + 73)]          # 904
 
     result = pm.compare(SMALL, stats, tokens=4, bus_bits=64)
     # Every design has the array's product pipe; L adds ReCoN's latency to it.
     pipe, ppu = PRODUCT_PIPE, PPU_LATENCY
     lat = pipe + ReconNetwork.latency
-    # msq: load ceil(1056 / 64) = 17 > 9: start 18, last issue 21, last result 21 + (10 + L) + P.
-    assert result["msq"] == {"cycles": 32 + lat + ppu, "weight_bytes": 132.0, "speedup": 1.0}
+    # msq: load ceil(1032 / 64) = 17 > 9: start 18, last issue 21, last result 21 + (10 + L) + P.
+    assert result["msq"] == {"cycles": 32 + lat + ppu, "weight_bytes": 129.0, "speedup": 1.0}
     # int8: load max(9, 8) = 9, arrive 10 + pipe (no ReCoN): start 10, last issue 13, 13 + 10 + pipe + P + 1.
     assert result["int8"]["cycles"] == 24 + pipe + ppu and result["int8"]["weight_bytes"] == 64.0
     # gobo: load max(9, 7) = 9, period 2, arrive(2) = 11 + pipe: start 10, last issue 16, 16 + 11 + pipe + P + 1.
     assert result["gobo"]["cycles"] == 28 + pipe + ppu and result["gobo"]["weight_bytes"] == 393 / 8
     assert result["gobo"]["speedup"] == (28 + pipe + ppu) / (32 + lat + ppu)
-    # w2: load ceil(928 / 64) = 15: start 16, last issue 19, 19 + (10 + L) + P + 1.
+    # w2: load ceil(904 / 64) = 15: start 16, last issue 19, 19 + (10 + L) + P + 1.
     assert result["w2"]["cycles"] == 30 + lat + ppu
 
 
