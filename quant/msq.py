@@ -198,7 +198,7 @@ class _MsqColumns:
         t_star = _floor_log2(top_mag)
         x0 = np.maximum.reduce(np.where(top_cand, t_star, -1000), axis=1, keepdims=True) - self.emax
         shared = np.minimum(np.maximum(x0 + self.x_steps, 0), self.xmax)  # (3, B', 1)
-        expo, frac, err_out2 = self._encode(top_mag, t_star, shared)      # (3, B', U/2)
+        t, mant, err_out2 = self._encode(top_mag, t_star, shared)         # (3, B', U/2)
         net = (err2.take(top) - self.rate - err_out2) * scale2.take(top) - cost.take(partner)
         net = np.maximum(np.where(top_cand, net, np.float32(0.0)), np.float32(0.0))
         # Flat index into the (3, B', U/2) arrays of each slot's chosen X.
@@ -209,30 +209,30 @@ class _MsqColumns:
             return
         # 5. the accepted pairs' values and records.
         choice, top = choice.take(accept), top.take(accept)
-        expo, frac, shared = expo.take(choice), frac.take(choice), shared.take(choice // half)
+        t, mant, shared = t.take(choice), mant.take(choice), shared.take(choice // half)
         hi, lo = rows.take(top), rows.take(partner.take(accept))
         negative = sub.take(top) < 0
-        magnitude = np.ldexp(frac + (1 << b), expo - b) * self.scale[hi]
+        magnitude = np.ldexp(mant, t - b) * self.scale[hi]
         values[hi] = np.where(negative, -magnitude, magnitude)
         values[lo] = 0.0
+        # A mantissa of 2^(b+1) (rounding carried into the next binade) is exponent t + 1, fraction 0.
+        carry = mant == (2 << b)
+        expo, frac = t + carry, np.where(carry, 0.0, mant - (1 << b))
         self.pairs.append((index, hi, lo, (negative.astype(np.int32) << (b - 1)) | (expo - shared), frac, shared))
 
     def _encode(self, mag: np.ndarray, t_star: np.ndarray, shared: np.ndarray):
         """Round-to-nearest E(b-1)M(b) of ``mag`` (units of 2^E; ``t_star = floor(log2 mag)``)
-        with shared exponent ``shared``: ``(t = e + X, f, squared error)``, saturating at
-        ``e = 2^(b-1) - 1`` and flushing magnitudes below ``2^X`` up to ``2^X``."""
+        with shared exponent ``X = shared``: ``(t, m, squared error)``, the value being ``m · 2^(t-b)``
+        with ``t = e + X`` in ``[X, X + 2^(b-1) - 1]`` and the mantissa ``m = 2^b + f`` in
+        ``[2^b, 2^(b+1)]``. Magnitudes below ``2^X`` flush up to ``2^X``, those beyond the top binade
+        saturate at ``m = 2^(b+1) - 1``; ``m = 2^(b+1)`` (below the top binade) is ``e + 1, f = 0``."""
         b = self.fmt.wbits
         top = shared + self.emax
         t = np.minimum(np.maximum(t_star, shared), top)
-        frac = np.rint(np.ldexp(mag, b - t) - (1 << b))
-        carry = frac >= (1 << b)
-        saturate = carry & (t == top)
-        t += carry & ~saturate
-        frac[carry] = 0.0
-        frac[saturate] = (1 << b) - 1
-        np.minimum(np.maximum(frac, 0.0, out=frac), (1 << b) - 1, out=frac)
-        err = mag - np.ldexp(frac + (1 << b), t - b)
-        return t, frac, err * err
+        mant = np.rint(np.ldexp(mag, b - t))
+        np.minimum(np.maximum(mant, 1 << b, out=mant), np.float32(2 << b) - (t == top), out=mant)
+        err = mag - np.ldexp(mant, t - b)
+        return t, mant, err * err
 
     def layer(self, weights: torch.Tensor, n: int, k: int) -> MsqLayer:
         """The layer from the swept weights ``(Kp, Np)`` (inlier values) and the recorded pairs."""
@@ -277,7 +277,9 @@ def _sweep(weight, hessian, fmt: FormatConfig, *, outliers: bool, damp: float, o
         h, dead = prepare_hessian(hessian, k, kp, damp=damp, device=device)
         work[dead] = 0.0
         upper = inverse_cholesky_upper(h)
-    with torch.no_grad():
+    # The column step is IEEE float32 NumPy, bit for bit what torch computes: extreme magnitudes
+    # overflow to Inf/NaN there exactly as in torch, silently as in torch.
+    with torch.no_grad(), np.errstate(over="ignore", invalid="ignore"):
         lazy_batch_sweep(work, upper, columns, block_size=block_size, group=fmt.group)
     return columns.layer(work, n, k).validate()
 
