@@ -116,15 +116,17 @@ class _MsqColumns:
 
     # -- group start -----------------------------------------------------------------------------
     def begin_group(self, start: int, weights: torch.Tensor) -> None:
-        mag = weights.abs()
+        mag, work = weights.abs(), torch.empty_like(weights)
         inlier = torch.ones_like(mag, dtype=torch.bool)
+        # Masked sums are products with the 0/1 mask (a masked-out term is ±0) in a reused buffer.
         if self.outliers:
+            kept = torch.empty_like(inlier)
             for _ in range(_CLIP_ROUNDS):
                 count = inlier.sum(dim=0).clamp_(min=1)
-                mean = torch.where(inlier, weights, 0).sum(dim=0) / count
-                spread = (torch.where(inlier, weights - mean, 0).square().sum(dim=0) / count).sqrt_()
-                threshold = self.sigma * spread
-                kept, inlier = inlier, mag <= threshold
+                mean = torch.mul(weights, inlier, out=work).sum(dim=0).div_(count)
+                spread = torch.sub(weights, mean, out=work).mul_(inlier).square_().sum(dim=0).div_(count).sqrt_()
+                threshold = spread.mul_(self.sigma)
+                kept, inlier = inlier, torch.le(mag, threshold, out=kept)
                 if torch.equal(kept, inlier):
                     break
         peak = torch.where(inlier, mag, 0).amax(dim=0)
@@ -135,8 +137,8 @@ class _MsqColumns:
         for exp in (top - 1, top):
             exp = exp.clamp(-128, 127)
             step = _pow2(exp)
-            err = torch.where(inlier, weights - (weights / step).round().clamp(self.fmt.qmin, self.fmt.qmax) * step,
-                              0).square().sum(dim=0)
+            torch.div(weights, step, out=work).round_().clamp_(self.fmt.qmin, self.fmt.qmax).mul_(step)
+            err = torch.sub(weights, work, out=work).mul_(inlier).square_().sum(dim=0)
             if best is None:
                 best_err, best = err, exp
             else:
@@ -239,7 +241,7 @@ class _MsqColumns:
         fmt = self.fmt
         u, groups = fmt.ublock, self.exps.shape[0]
         inv = _pow2(-self.exps)[:, None, :]
-        q = (weights.view(groups, fmt.group, -1) * inv).round().to(torch.int32)
+        q = (weights.view(groups, fmt.group, -1) * inv).round_().to(torch.int32)
         codes = (q.reshape(weights.shape).T & ((1 << fmt.wbits) - 1)).to(torch.uint8).cpu().numpy()
         np_, kp = codes.shape
         roles = np.zeros((np_, kp), dtype=np.uint8)
