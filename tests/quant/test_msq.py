@@ -9,7 +9,7 @@ from microscopiq.quant.baselines import quantize_mxint, quantize_rtn
 from microscopiq.quant.dequant import dequantize
 from microscopiq.quant.hessian import HessianError
 from microscopiq.quant.layer import Role
-from microscopiq.quant.msq import QuantizeError, quantize_msq
+from microscopiq.quant.msq import QuantizeError, _floor_log2, _MsqColumns, quantize_msq
 from microscopiq.tb.stimulus import empty_msq_layer
 
 
@@ -144,10 +144,41 @@ def test_dead_inputs_and_zero_rows():
     assert (layer.exps[3] == 0).all()
 
 
+def nearest_outlier(mag, shared, wbits):
+    """Brute force: the E(b-1)M(b) value ``(2^b + f) · 2^(e + X - b)`` nearest to ``mag`` (ties to
+    even ``f``) as ``(e, f, value)``."""
+    values = [((1 << wbits) + f) * 2.0 ** (e + shared - wbits) for e in range(1 << (wbits - 1))
+              for f in range(1 << wbits)]
+    best = min(range(len(values)), key=lambda i: (abs(values[i] - mag), i % 2))
+    return best >> wbits, best % (1 << wbits), values[best]
+
+
+@pytest.mark.parametrize("wbits", [2, 3, 4])
+def test_outlier_encoding_is_nearest_with_flush_carry_and_saturation(wbits):
+    """Every quarter step of the mantissa grid from below ``2^X`` (flushes up) through every binade
+    (ties, carries into the next binade) to beyond the top one (saturates)."""
+    columns = _MsqColumns(FormatConfig(wbits=wbits), 8, 8, 128, outliers=True, outlier_sigma=3.0,
+                          outlier_bits=12.0, device="cpu")
+    for shared in range(3):
+        top = shared + (1 << (wbits - 1)) - 1
+        mag = np.arange(1, 4 * (1 << wbits) * 2 ** (top + 2 - shared) + 3, dtype=np.float32)
+        mag *= np.float32(2.0 ** (shared - wbits - 2))
+        t, mant, err2 = columns._encode(mag[None], _floor_log2(mag)[None], np.full((1, 1, 1), shared, np.int32))
+        carry = mant[0, 0] == (2 << wbits)
+        for i, m in enumerate(mag):
+            e, f, value = nearest_outlier(float(m), shared, wbits)
+            got = (int(t[0, 0, i] + carry[i]) - shared, 0 if carry[i] else int(mant[0, 0, i]) - (1 << wbits))
+            assert got == (e, f), f"b={wbits} X={shared} |w|/2^E={m}: expected (e, f) {(e, f)}, got {got}"
+            assert err2[0, 0, i] == np.float32((float(m) - value) ** 2), f"b={wbits} X={shared} |w|/2^E={m}"
+
+
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"fmt": FormatConfig(wbits=8)}, QuantizeError, r"^wbits=8 has no MicroScopiQ format \(allowed: 2, 3, 4\)$"),
     ({"weight": np.zeros(4)}, ValueError, r"^weight must be a non-empty 2-D \(N, K\) matrix, got shape \(4,\)$"),
     ({"weight": np.full((2, 2), np.nan)}, ValueError, r"^weight holds NaN or Inf at \(0, 0\)$"),
+    ({"weight": np.array([[1.0, 2, 3, 4], [5, 6, -np.inf, 8]])}, ValueError, r"^weight holds NaN or Inf at \(1, 2\)$"),
+    ({"hessian": np.diag([1.0, 2, np.inf, 4])}, HessianError, r"^hessian holds NaN or Inf$"),
+    ({"hessian": np.diag([1.0, np.nan, 3, 4])}, HessianError, r"^hessian holds NaN or Inf$"),
     ({"hessian": np.eye(3)}, HessianError, r"^hessian must be \(4, 4\) for a weight with K=4, got \(3, 3\)$"),
     ({"hessian": -np.eye(4), "damp": 0.0}, HessianError, r"^hessian is not positive definite"),
     ({"damp": -1}, HessianError, r"^damp must be a number >= 0, not -1$"),
