@@ -107,3 +107,29 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, case, extra, mes
     assert err.count("\n") == 1, err
     assert re.fullmatch(r"microscopiq: error: " + message + r"\n", err), err
     assert sorted(p.name for p in tmp_path.iterdir()) == before, "something was written"
+
+
+def test_model_refine_summary(tmp_path, monkeypatch, capsys):
+    """``--model minilm --refine-steps``, cut down to one layer of block 1 (the layer filter is patched
+    in): the refined layer is the packed file and ``summary.json`` lists the block's errors."""
+    from microscopiq.quant import cli as quant_cli
+
+    target = "0.model.encoder.layer.1.attention.output.dense"
+    real = quant_cli.quantize_model
+
+    def one_layer(*args, **kwargs):
+        return real(*args, layer_filter=lambda name: name == target, progress=False, **kwargs)
+
+    monkeypatch.setattr(quant_cli, "quantize_model", one_layer)
+    out = tmp_path / "out"
+    assert main(["quantize", "--model", "minilm", "--method", "decoupleq", "--wbits", "2", "--calib-texts", "4",
+                 "--refine-steps", "3", "--refine-lr", "0.02", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["encoder.layer.1.attention.output.dense.msq", "summary.json"]
+    refine = json.loads((out / "summary.json").read_text())["refine"]
+    assert (refine["steps"], refine["lr"], len(refine["blocks"])) == (3, 0.02, 1)
+    block = refine["blocks"][0]
+    assert block["block"] == "encoder.layer.1" and block["steps"] == 3 and 0 <= block["best_step"] <= 3
+    assert 0 < block["rel_error_after"] <= block["rel_error_before"] < 1
+    assert refine["seconds"] == block["seconds"] > 0
+    layer = load_layer(out / "encoder.layer.1.attention.output.dense.msq")
+    assert (layer.n, layer.k, layer.fmt.wbits) == (384, 384, 2)
