@@ -12,12 +12,22 @@ with ``U`` the upper Cholesky factor of ``H⁻¹`` (``H⁻¹ = Uᵀ U``). Update
 block's errors in one matrix product at the end of the block. Blocks also end at every K-group
 boundary, so :meth:`ColumnQuantizer.begin_group` always sees fully updated weights.
 
+With more than one torch thread the product looks ahead: the next block's rows are updated at
+once, the rows after it in a background thread while the next block's columns are quantized
+(the column step is mostly serial Python, the product is BLAS, so the second core has work).
+Every row still receives the blocks' updates in block order. For blocks of 32 columns and more
+the row ranges of a product come out bit for bit as the whole product (MKL, 1 and 2 threads;
+tests/quant/test_hessian.py), so the layer is the same as without look-ahead; for blocks of a few
+columns BLAS may pick other kernels for the small range and the last bits can differ, as they
+already do between thread counts.
+
 Weights are handled **transposed**, ``(K, N)`` contiguous: column ``k`` of ``W`` is row ``k`` of
 the working matrix, so every per-column operation reads and writes contiguous memory.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -162,13 +172,36 @@ def lazy_batch_sweep(weights: torch.Tensor, hinv_upper: torch.Tensor | None,
     """
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer, not {block_size!r}")
+    pool = ThreadPoolExecutor(1, "lazy-batch") if hinv_upper is not None and torch.get_num_threads() > 1 else None
+    try:
+        return _sweep_blocks(weights, hinv_upper, quantizer, block_size, group, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _settled(pending: Future | None) -> None:
+    """Wait for a background product (raising its error, if any); nothing is pending after it."""
+    if pending is not None:
+        pending.result()
+
+
+def _sweep_blocks(weights, hinv_upper, quantizer, block_size, group, pool) -> float:
+    """:func:`lazy_batch_sweep`'s loop; ``pool`` (or None) runs the trailing products."""
     size = weights.shape[0]
+
+    def block_end(start):
+        return min(start + block_size, (start // group + 1) * group, size)
+
     loss = torch.zeros((), dtype=torch.float64, device=weights.device)
+    pending: Future | None = None       # the trailing product of the previous block, past this one
     start = 0
     while start < size:
+        stop = block_end(start)
         if start % group == 0:
+            if start + group > stop:                # the group reaches rows a pending product writes
+                pending = _settled(pending)
             quantizer.begin_group(start, weights[start:start + group])
-        stop = min(start + block_size, (start // group + 1) * group, size)
         block = weights[start:stop]
         if hinv_upper is None:
             for i in range(stop - start):
@@ -186,6 +219,11 @@ def lazy_batch_sweep(weights: torch.Tensor, hinv_upper: torch.Tensor | None,
                     block[i + 1:].addmm_(hinv[i, i + 1:, None], errors[i, None], alpha=-1.0)
             loss += errors.double().square().sum()
             if stop < size:
-                weights[stop:].addmm_(hinv_upper[start:stop, stop:].T, errors, alpha=-1.0)
+                ahead = block_end(stop) if pool is not None else size
+                pending = _settled(pending)
+                weights[stop:ahead].addmm_(hinv_upper[start:stop, stop:ahead].T, errors, alpha=-1.0)
+                if ahead < size:
+                    pending = pool.submit(weights[ahead:].addmm_, hinv_upper[start:stop, ahead:].T, errors,
+                                          alpha=-1.0)
         start = stop
     return float(loss) / 2
