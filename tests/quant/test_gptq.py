@@ -116,7 +116,7 @@ def test_clipped_grid_is_the_best_shrink_of_the_minmax_range(wbits, group):
     w, h = planted_problem(SEED)
     fmt = FormatConfig(wbits=wbits, group=group)
     wt = torch.as_tensor(w, dtype=torch.float32)
-    d = np.diag(h)
+    d = np.diag(h).copy()
     s, z = (t.double().numpy() for t in clipped_grid_groups(wt, torch.as_tensor(d), fmt))
     s1, z1 = (t.double().numpy() for t in clipped_grid_groups(wt, torch.as_tensor(d), fmt, ratios=(1.0,)))
     smm, zmm = (t.double().numpy() for t in minmax_grid_groups(wt, fmt))
