@@ -12,9 +12,11 @@ per tile from the host (double-buffered: loaded for the next tile, active from i
 At the last K-tile of the layer the token's ``(acc, overflow)`` row is emitted. Raw mode emits
 ``(P, S)`` at the last K-tile of every group (``golden.uniform_raw``).
 
-The work is a four-stage pipeline (:class:`PPU`); each memory (LUT RAM) is read into a register
+The work is a five-stage pipeline (:class:`PPU`); each memory (LUT RAM) is read into a register
 that also takes the memory's write of the same cycle (:func:`read_forwarded`), so a token sees
-every earlier token's update of its entry even when the same ``m`` arrives in consecutive cycles.
+every earlier token's update of its entry as long as the same ``m`` does not arrive in two
+consecutive cycles (the accumulator's add and its saturation are a stage apart; the array's
+schedule brings a token back only after a whole tile, at least ``2R + 6`` cycles).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ..config import AccelConfig
 from .array import act_sum_bits
 from .stream_format import PPU_LATENCY, SHIFT_BITS, StreamFormat
 
-__all__ = ["PPU", "token_tag_layout", "read_forwarded", "coarse_shift", "shift_fit", "saturating_add"]
+__all__ = ["PPU", "token_tag_layout", "read_forwarded", "coarse_shift", "shift_fit", "saturate"]
 
 #: Low bits of the shift ``d`` applied in stage 3 (:func:`shift_fit`); stage 2 shifts by the rest.
 FINE_BITS = 3
@@ -93,14 +95,11 @@ def shift_fit(m: Module, partial, coarse, fine, huge, acc_bits: int):
     return shifted, beyond
 
 
-def saturating_add(m: Module, acc, shifted, beyond, negative, acc_bits: int):
-    """``clamp(acc + shifted)`` to signed ``acc_bits`` (or the bound on the side of ``negative``
-    when ``beyond``, see :func:`shift_fit`), and whether it clamped.
-
-    The sum is formed ``acc_bits + 2`` bits wide; it is in range when its top three bits agree.
+def saturate(m: Module, total, beyond, negative, acc_bits: int):
+    """``total`` (an accumulator plus a shifted ``P``, formed ``acc_bits + 2`` bits wide) clamped to
+    signed ``acc_bits`` (or to the bound on the side of ``negative`` when ``beyond``, see
+    :func:`shift_fit`), and whether it clamped. ``total`` is in range when its top three bits agree.
     """
-    total = Signal(signed(acc_bits + 2), name="total")
-    m.d.comb += total.eq(acc + shifted)
     top_bits = total[acc_bits - 1:]
     in_range = ~top_bits.any() | top_bits.all()
     top, bottom = (1 << (acc_bits - 1)) - 1, -(1 << (acc_bits - 1))
@@ -117,21 +116,24 @@ def saturating_add(m: Module, acc, shifted, beyond, negative, acc_bits: int):
 class PPU(wiring.Component):
     """Post-processing unit: K-group accumulation, MX shift-accumulate with saturation, raw mode.
 
-    Latency :data:`~microscopiq.hdl.stream_format.PPU_LATENCY` (4) enabled cycles from ``inp`` to
-    ``result``, throughput one token per cycle, any token order (no hazard):
+    Latency :data:`~microscopiq.hdl.stream_format.PPU_LATENCY` (5) enabled cycles from ``inp`` to
+    ``result``, throughput one token per cycle, any token order in which the same ``m`` is not
+    in two consecutive enabled cycles:
 
     1. input: the ``P``/``S`` entry is read at ``tag.m`` (0 at ``group_first``); the tile's
        shifts are split into ``small``/``huge``;
     2. ``P ← P + sums``, ``S`` likewise, written back; ``P`` shifted by ``d`` but its low
        :data:`FINE_BITS` (:func:`coarse_shift`);
-    3. the rest of ``P << d`` and its fit check (:func:`shift_fit`); the accumulator entry is read at the
-       token's ``m`` (0 at ``k_first``);
-    4. ``acc ← sat(acc + (P << d))`` at a group's last K-tile (:func:`saturating_add`), the sticky
-       flags, written back; the result beat is registered.
+    3. the rest of ``P << d`` and its fit check (:func:`shift_fit`); the accumulator entry is read
+       at the token's ``m`` (0 at ``k_first``);
+    4. ``acc + (P << d)`` at a group's last K-tile (``acc + 0`` else), ``acc_bits + 2`` bits wide;
+    5. its saturation (:func:`saturate`) and the sticky flags, written back; the result beat is
+       registered.
 
-    A token read in stage 1 (3) sees the write of the token one stage ahead through
-    :func:`read_forwarded` and every older write in the memory, so the same ``m`` may follow itself
-    back to back. Everything (stages, reads, writes) advances only when ``en`` is 1; the
+    A token read in stage 1 sees the ``P`` write of the token one stage ahead through
+    :func:`read_forwarded` and every older write in the memory; a token read in stage 3 sees the
+    accumulator write of the token two stages ahead and every older one, so the same ``m`` must
+    not follow itself in the next cycle (the token one stage ahead has not written yet). Everything (stages, reads, writes) advances only when ``en`` is 1; the
     controller drives ``en = ~result.valid | result.ready`` so a full output register stalls the
     whole pipeline.
 
@@ -196,6 +198,9 @@ class PPU(wiring.Component):
             "add": data.StructLayout({**token, **partial,
                                       "shifted": data.ArrayLayout(signed(wide), cols),
                                       "beyond": cols}),
+            "saturate": data.StructLayout({**token, **partial,
+                                           "total": data.ArrayLayout(signed(cfg.acc_bits + 2), cols),
+                                           "beyond": cols, "negative": cols, "ovf": unsigned(cols)}),
         }
 
     def elaborate(self, platform):
@@ -246,22 +251,28 @@ class PPU(wiring.Component):
                   for c in range(cols)]
         s4 = Signal(layouts["add"])
         advance(s4, valid=s3.valid, tag=s3.tag, p=s3.p, s=s3.s,
-                shifted=Cat(*(shifted for shifted, _ in fitted)), beyond=Cat(*(b for _, b in fitted)))
+                shifted=Cat(*(shifted for shifted, _ in fitted)),
+                beyond=Cat(*(s3.tag.group_last & beyond for _, beyond in fitted)))
 
-        # -- stage 4: saturating accumulate, written back; the result register -------------------
-        tag = s4.tag
+        # -- stage 4: the accumulate, wide ---------------------------------------------------------
+        # Outside a group's last K-tile the accumulator adds 0 (and so cannot saturate).
+        addend = [Mux(s4.tag.group_last, s4.shifted[c], 0) for c in range(cols)]
+        s5 = Signal(layouts["saturate"])
+        advance(s5, valid=s4.valid, tag=s4.tag, p=s4.p, s=s4.s, beyond=s4.beyond, ovf=stored.ovf,
+                total=Cat(*(stored.acc[c] + addend[c] for c in range(cols))),
+                negative=Cat(*(s4.p[c] < 0 for c in range(cols))))
+
+        # -- stage 5: saturation, written back; the result register ------------------------------
+        tag = s5.tag
         acc = Signal(layouts["acc"])
         for c in range(cols):
-            acc_old, ovf_old = stored.acc[c], stored.ovf[c]
-            summed, clamped = saturating_add(m, acc_old, s4.shifted[c], s4.beyond[c],
-                                             s4.p[c] < 0, cfg.acc_bits)
-            m.d.comb += [acc.acc[c].eq(Mux(tag.group_last, summed, acc_old)),
-                         acc.ovf[c].eq(ovf_old | (tag.group_last & clamped))]
-        m.d.comb += [a_wr.addr.eq(tag.m), a_wr.data.eq(acc), a_wr.en.eq(en & s4.valid)]
+            summed, clamped = saturate(m, s5.total[c], s5.beyond[c], s5.negative[c], cfg.acc_bits)
+            m.d.comb += [acc.acc[c].eq(summed), acc.ovf[c].eq(s5.ovf[c] | clamped)]
+        m.d.comb += [a_wr.addr.eq(tag.m), a_wr.data.eq(acc), a_wr.en.eq(en & s5.valid)]
 
-        raw_word = Cat(*(s4.p[c] for c in range(cols)), s4.s)
+        raw_word = Cat(*(s5.p[c] for c in range(cols)), s5.s)
         msq_word = Cat(*(acc.acc[c] for c in range(cols)), acc.ovf)
-        emit = s4.valid & Mux(self.raw, tag.group_last, tag.k_last)
+        emit = s5.valid & Mux(self.raw, tag.group_last, tag.k_last)
         with m.If(en):
             m.d.sync += self.result.valid.eq(emit)
             with m.If(emit):

@@ -31,8 +31,8 @@ __all__ = [
 MODE_MSQ, MODE_RAW = 0, 1
 #: Width of one PPU shift ``d = E - E_min`` (0 … 255).
 SHIFT_BITS = 8
-#: Enabled cycles from a token at the PPU's input to its result beat (the PPU's four stages).
-PPU_LATENCY = 4
+#: Enabled cycles from a token at the PPU's input to its result beat (the PPU's five stages).
+PPU_LATENCY = 5
 #: Register stages between a PE's product register and its consumer (ReCoN or the column adder): the
 #: DSP sites sit far from the logic that consumes their products, so that route gets a cycle of its own.
 PRODUCT_PIPE = 1

@@ -1,6 +1,7 @@
 """The post-processing unit against ``golden.mx_accumulate`` and ``golden.uniform_raw``: random
 partial sums, saturation both ways with the sticky flag, shifts 0 to 255, raw mode, the same token
-back to back (M = 1, 2 without a gap between tiles) under back-pressure, and the latency."""
+as close as the PPU allows (M = 2 without a gap between tiles, M = 1 one cycle apart) under
+back-pressure, and the latency."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def run_ppu(cfg, tile_sums, act_sums, shifts, raw, seed, stall=0.0, gapless=Fals
     N-tile, with ``shifts`` (groups, C); return the result words in order.
 
     ``gapless``: the next tile's shifts load with a tile's last token and the next tile follows
-    in the next cycle (at M = 1 the same token back to back), instead of one idle cycle apart."""
+    in the next cycle, instead of one idle cycle apart; but the same ``m`` never enters in two
+    consecutive enabled cycles (the PPU's rule: at M = 1 the tiles stay one idle cycle apart)."""
     dut = PPU(cfg)
     sf = StreamFormat(cfg)
     rng = np.random.default_rng(seed)
@@ -29,6 +31,13 @@ def run_ppu(cfg, tile_sums, act_sums, shifts, raw, seed, stall=0.0, gapless=Fals
     words = []
     sim = Simulator(dut)
     sim.add_clock(1e-8)
+
+    async def enabled_tick(ctx):
+        """Wait for a clock edge with ``en`` high (a stalled pipeline holds its input)."""
+        while True:
+            _, _, en = await ctx.tick().sample(dut.en)
+            if en:
+                return
 
     def load(ctx, t):
         ctx.set(dut.shift_load, {"valid": 1, "d": [int(v) for v in shifts[t // per_group]]})
@@ -45,15 +54,13 @@ def run_ppu(cfg, tile_sums, act_sums, shifts, raw, seed, stall=0.0, gapless=Fals
                 tag = {"m": m, "group_first": place == 0, "group_last": place == per_group - 1,
                        "k_first": t == 0, "k_last": t == k_tiles - 1,
                        "last": t == k_tiles - 1 and m == tokens - 1}
+                if gapless and tokens == 1 and t > 0:
+                    await enabled_tick(ctx)            # one idle cycle: m = 0 may not follow itself
                 ctx.set(dut.inp, {"valid": 1, "first": m == 0, "tag": tag,
                                   "sums": [int(v) for v in tile_sums[t, m]], "act_sum": int(act_sums[t, m])})
                 if gapless and m == tokens - 1 and t + 1 < k_tiles:
                     load(ctx, t + 1)
-                # Hold the token until the pipeline moves (en high at the edge).
-                while True:
-                    _, _, en = await ctx.tick().sample(dut.en)
-                    if en:
-                        break
+                await enabled_tick(ctx)                # hold the token until the pipeline moves
                 ctx.set(dut.inp.valid, 0)
                 ctx.set(dut.shift_load.valid, 0)
 
@@ -175,9 +182,10 @@ def test_stalls():
 @pytest.mark.parametrize("tokens", [1, 2])
 @pytest.mark.parametrize("stall", [0.0, 0.4])
 def test_same_token_back_to_back(tokens, stall):
-    """M = 1 and 2 with no gap between tiles: a token re-enters while its previous K-tile's update
-    is still in the pipeline (P every cycle, the accumulator at every group end: groups of one
-    K-tile), with and without back-pressure; acc_bits = 18 so the saturation path runs too."""
+    """M = 2 with no gap between tiles and M = 1 one cycle apart: a token re-enters while its
+    previous K-tile's update is still in the pipeline (P every cycle, the accumulator at every
+    group end: groups of one K-tile), with and without back-pressure; acc_bits = 18 so the
+    saturation path runs too."""
     seed = 6 + tokens
     cfg = _cfg(acc_bits=18, rows=4, group=4)
     rng = np.random.default_rng(seed)
@@ -188,7 +196,8 @@ def test_same_token_back_to_back(tokens, stall):
 
 @pytest.mark.parametrize("tokens", [1, 2])
 def test_same_token_back_to_back_groups(tokens):
-    """K-groups of two K-tiles without gaps: ``P`` carries across tiles of a group, in both modes."""
+    """K-groups of two K-tiles without gaps (M = 1: one cycle apart): ``P`` carries across tiles of a
+    group, in both modes."""
     seed = 8 + tokens
     cfg = _cfg(rows=4, group=8)
     rng = np.random.default_rng(seed)

@@ -159,6 +159,16 @@ def test_msq_layer(share, seed):
     assert cycles == predict_cycles(cfg, random_case(cfg, n=19, k=21, m=13, seed=seed).layer, 13)
 
 
+# Decode steps: one token re-enters the PPU every tile (groups of one K-tile: the accumulator
+# at every tile), the closest the schedule brings the same token back.
+@pytest.mark.parametrize("share", [1, 2], ids=lambda s: f"recon{s}")
+@pytest.mark.parametrize("tokens", [1, 2])
+def test_decode_tokens(share, tokens):
+    cfg = small(share, group=4)
+    case = random_case(cfg, n=16, k=24, m=tokens, seed=70 + tokens)
+    assert check_case(cfg, case) == predict_cycles(cfg, case.layer, tokens)
+
+
 @pytest.mark.parametrize("share", [0, 1, 2], ids=lambda s: f"recon{s}")
 def test_uniform_layer(share):
     cfg = small(share, wbits=3)
