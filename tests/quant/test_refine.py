@@ -1,7 +1,6 @@
 """decoupleQ block-wise refinement of the floats (quant/refine.py) on a small synthetic block."""
 
 import copy
-import re
 
 import numpy as np
 import pytest
