@@ -28,9 +28,10 @@ GPTQ. A candidate is kept only if it lowers the objective, so
 iteration) is non-increasing; :attr:`DecoupleQResult.candidates` and :attr:`DecoupleQResult.relaxed`
 record every candidate and the relaxed chain.
 
-Not implemented: the paper's optional block-wise refinement of the floats (training ``s, z`` against a
-transformer block's output with ``q`` frozen); here the floats are the exact layer-wise optimum for
-the final ``q``.
+The floats returned here are the exact layer-wise optimum for the final ``q``. The paper's optional
+block-wise refinement (training ``s, z`` against a transformer block's output with ``q`` frozen) is
+:func:`.refine.refine_block`, which :func:`.models.quantize_model` runs with ``refine_steps > 0``
+(CLI ``--refine-steps``).
 """
 
 from __future__ import annotations
