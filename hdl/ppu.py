@@ -133,9 +133,11 @@ class PPU(wiring.Component):
     A token read in stage 1 sees the ``P`` write of the token one stage ahead through
     :func:`read_forwarded` and every older write in the memory; a token read in stage 3 sees the
     accumulator write of the token two stages ahead and every older one, so the same ``m`` must
-    not follow itself in the next cycle (the token one stage ahead has not written yet). Everything (stages, reads, writes) advances only when ``en`` is 1; the
-    controller drives ``en = ~result.valid | result.ready`` so a full output register stalls the
-    whole pipeline.
+    not follow itself in the next cycle (the token one stage ahead has not written yet).
+    Everything (stages, reads, writes) advances only when ``en`` is 1. ``result.ready`` is not
+    used: a beat stays in the result register until the next enabled edge, and the controller
+    holds ``en`` low while it cannot take it (the top: while its result FIFO is nearly full;
+    ``en = ~result.valid | result.ready`` also works).
 
     Parameters
     ----------

@@ -24,7 +24,7 @@ from . import routing
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "StreamFormat", "Beat", "StreamError",
     "encode_layer", "decode_results", "expected_results", "predict_cycles", "CycleModel",
-    "PPU_LATENCY", "PRODUCT_PIPE", "pass_cycles",
+    "PPU_LATENCY", "PRODUCT_PIPE", "RESULT_FIFO_DEPTH", "RESULT_FIFO_LATENCY", "pass_cycles",
 ]
 
 #: Layer header ``mode`` values.
@@ -33,6 +33,9 @@ MODE_MSQ, MODE_RAW = 0, 1
 SHIFT_BITS = 8
 #: Enabled cycles from a token at the PPU's input to its result beat (the PPU's five stages).
 PPU_LATENCY = 5
+#: Beats of the top's result FIFO (after the PPU's result register) and the cycles it adds from the
+#: PPU's result register to the output beat when the output is always ready.
+RESULT_FIFO_DEPTH, RESULT_FIFO_LATENCY = 4, 1
 #: Register stages between a PE's product register and its consumer (ReCoN or the column adder): the
 #: DSP sites sit far from the logic that consumes their products, so that route gets a cycle of its own.
 PRODUCT_PIPE = 1
@@ -403,7 +406,8 @@ class CycleModel:
         Extra cycles after a tile's last token before the next tile's first (shared ReCoN:
         ``max(S - 1, L + H)``, else 0).
     ppu_latency : int
-        Cycles from a token's column sums at the PPU to its result beat (:data:`PPU_LATENCY`).
+        Cycles from a token's column sums at the PPU to its result beat at the output: the PPU's
+        stages and the result FIFO (:data:`PPU_LATENCY` + :data:`RESULT_FIFO_LATENCY`).
     """
 
     rows: int
@@ -411,7 +415,7 @@ class CycleModel:
     load_beats: int
     shared: bool
     tile_gap: int
-    ppu_latency: int = PPU_LATENCY
+    ppu_latency: int = PPU_LATENCY + RESULT_FIFO_LATENCY
 
     @classmethod
     def of(cls, cfg: AccelConfig, recon_latency: int) -> "CycleModel":

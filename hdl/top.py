@@ -14,20 +14,22 @@ Control, per pass (one layer header, at most ``max_tokens`` tokens):
 * the **issuer** sends each tile's ``M`` activation vectors into the array, one per cycle (one every
   ``T`` cycles with shared ReCoN, plus the array's tile gap after a tile), tagging each token with its
   index and the tile's place in its K-group and the layer;
-* the **PPU** accumulates and emits result beats. Its full output register stalls everything
-  (``en = ~result.valid | result.ready``).
+* the **PPU** accumulates and emits result beats into a small result FIFO. The whole pipeline
+  advances (``en``, a register) while the FIFO can still take every beat already on its way, so no
+  combinational path runs from the output handshake to the registers it stalls.
 """
 
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
 from .array import Array
 from .ppu import PPU, token_tag_layout
-from .stream_format import MODE_MSQ, MODE_RAW, SHIFT_BITS, StreamFormat
+from .stream_format import MODE_MSQ, MODE_RAW, RESULT_FIFO_DEPTH, SHIFT_BITS, StreamFormat
 
 __all__ = ["AcceleratorCore", "Accelerator", "accel_top_name", "accel_manifest",
            "generate_accel", "CORE_NAME", "WAIVERS_NAME"]
@@ -81,10 +83,7 @@ class AcceleratorCore(wiring.Component):
         tag_layout = token_tag_layout(cfg)
         m.submodules.array = array = Array(cfg, tag_bits=tag_layout.size)
         m.submodules.ppu = ppu = PPU(cfg)
-        wiring.connect(m, ppu=ppu.result, core=wiring.flipped(self.result))
-
-        en = Signal()
-        m.d.comb += en.eq(~ppu.result.valid | ppu.result.ready)
+        en = self._result_fifo(m, ppu)
         m.d.comb += [array.en.eq(en), ppu.en.eq(en)]
 
         # -- pass registers (layer header) ------------------------------------------------------
@@ -115,6 +114,33 @@ class AcceleratorCore(wiring.Component):
         with m.If(self.result.valid & self.result.ready & self.result.payload.last):
             m.d.sync += busy.eq(0)
         return m
+
+    def _result_fifo(self, m, ppu):
+        """The result FIFO after the PPU's result register, and the global enable it grants.
+
+        A beat is new in the PPU's result register in the cycle after an enabled edge (``fresh``)
+        and enters the FIFO then. ``en`` for the next cycle is 1 when the FIFO will hold at most
+        ``depth - 2`` beats: room for the beat entering now's successor and for the one the next
+        enabled edge may load. With the output always ready the FIFO holds at most one beat, so
+        ``en`` stays 1 and the FIFO adds one cycle of latency
+        (:data:`~microscopiq.hdl.stream_format.RESULT_FIFO_LATENCY`)."""
+        depth = RESULT_FIFO_DEPTH
+        m.submodules.result_fifo = out = SyncFIFO(width=len(ppu.result.payload.as_value()), depth=depth)
+        en = Signal(init=1)
+        fresh = Signal()
+        m.d.sync += fresh.eq(en)
+        written = ppu.result.valid & fresh
+        read = out.r_rdy & self.result.ready
+        m.d.comb += [
+            ppu.result.ready.eq(fresh),
+            out.w_en.eq(written),
+            out.w_data.eq(ppu.result.payload.as_value()),
+            out.r_en.eq(self.result.ready),
+            self.result.valid.eq(out.r_rdy),
+            self.result.payload.as_value().eq(out.r_data),
+        ]
+        m.d.sync += en.eq(out.level + written - read <= depth - 2)
+        return en
 
     def _loader(self, m, en, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu):
         cfg, sf = self.cfg, self.format

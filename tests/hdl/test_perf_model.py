@@ -8,7 +8,8 @@ from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl import perf_model as pm
 from microscopiq.hdl import routing
 from microscopiq.hdl.recon_network import ReconNetwork
-from microscopiq.hdl.stream_format import PPU_LATENCY, PRODUCT_PIPE, CycleModel, predict_cycles, tile_periods
+from microscopiq.hdl.stream_format import (PPU_LATENCY, PRODUCT_PIPE, RESULT_FIFO_LATENCY, CycleModel,
+                                           predict_cycles, tile_periods)
 from microscopiq.quant.layer import Role
 from microscopiq.tb.stimulus import empty_msq_layer, random_case
 
@@ -47,8 +48,8 @@ def test_unbounded_memory_is_predict_cycles(recon_share, tokens):
 def test_hand_computed_schedule_without_memory_limit():
     # arrive(T=1) = 1 + R + T + product pipe + ReCoN latency = 10 + L with L = pipe + ReCoN; a tile
     # loads in R + 1 = 9 beats after the header (cycle 0); the last result beat is arrive + P (the
-    # PPU latency) after the last token, counted inclusively.
-    lat, ppu = PRODUCT_PIPE + ReconNetwork.latency, PPU_LATENCY
+    # PPU latency and the result FIFO's cycle) after the last token, counted inclusively.
+    lat, ppu = PRODUCT_PIPE + ReconNetwork.latency, PPU_LATENCY + RESULT_FIFO_LATENCY
     layer = empty_msq_layer(SMALL.fmt, 8, 8)                      # one tile
     design = pm.designs(SMALL, _stats(layer, SMALL))["msq"]
     assert design.model.arrive(1) == 10 + lat
@@ -83,7 +84,7 @@ def test_hand_computed_bits_and_memory_bound_cycles():
 
     result = pm.compare(SMALL, stats, tokens=4, bus_bits=64)
     # Every design has the array's product pipe; L adds ReCoN's latency to it.
-    pipe, ppu = PRODUCT_PIPE, PPU_LATENCY
+    pipe, ppu = PRODUCT_PIPE, PPU_LATENCY + RESULT_FIFO_LATENCY
     lat = pipe + ReconNetwork.latency
     # msq: load ceil(1032 / 64) = 17 > 9: start 18, last issue 21, last result 21 + (10 + L) + P.
     assert result["msq"] == {"cycles": 32 + lat + ppu, "weight_bytes": 129.0, "speedup": 1.0}
