@@ -86,8 +86,8 @@ class Array(wiring.Component):
     Latency ``R + T + P + L + H`` enabled cycles from ``issue`` to ``out`` (``T`` the tile's period,
     1 unless ReCoN is shared; ``P`` the product pipeline register after every PE,
     :data:`~microscopiq.hdl.stream_format.PRODUCT_PIPE`; ``L`` the ReCoN latency, 0 without ReCoN;
-    ``H`` = 1 with shared ReCoN, else 0): :attr:`depth` gives it for ``T = 1``. Throughput one token every ``T`` cycles. All
-    state advances only when ``en`` is 1.
+    ``H`` = 1 with shared ReCoN, else 0): :attr:`depth` gives it for ``T = 1``. Throughput one
+    token every ``T`` cycles. All state advances only when ``en`` is 1.
 
     Loading: rows of the next tile are written with ``load`` into the shadow banks, at most one per
     enabled cycle, only after the current tile's first token has left the array (``out.first``).

@@ -24,7 +24,7 @@ from . import routing
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "StreamFormat", "Beat", "StreamError",
     "encode_layer", "decode_results", "expected_results", "predict_cycles", "CycleModel",
-    "PPU_LATENCY", "PRODUCT_PIPE", "RESULT_FIFO_DEPTH", "RESULT_FIFO_LATENCY", "pass_cycles",
+    "PPU_LATENCY", "PRODUCT_PIPE", "RESULT_FIFO_DEPTH", "RESULT_FIFO_LATENCY", "LOAD_STAGE", "pass_cycles",
 ]
 
 #: Layer header ``mode`` values.
@@ -36,6 +36,8 @@ PPU_LATENCY = 5
 #: Beats of the top's result FIFO (after the PPU's result register) and the cycles it adds from the
 #: PPU's result register to the output beat when the output is always ready.
 RESULT_FIFO_DEPTH, RESULT_FIFO_LATENCY = 4, 1
+#: Cycles from a row beat's handshake to its write into the shadow banks (the loader's register).
+LOAD_STAGE = 1
 #: Register stages between a PE's product register and its consumer (ReCoN or the column adder): the
 #: DSP sites sit far from the logic that consumes their products, so that route gets a cycle of its own.
 PRODUCT_PIPE = 1
@@ -454,8 +456,8 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int, *, recon_latency: int |
 
     Per pass (cycle 0: the header): tile 0 loads in cycles 1 … R+1. Tile ``i`` issues its ``M``
     tokens ``T_i`` cycles apart from ``start_i = max(load_i, free_i)``: ``load_i`` the cycle after
-    its last row beat, ``free_i`` = tile ``i-1``'s last token + ``T_{i-1}`` + the tile gap (shared
-    ReCoN only). Tile ``i+1``'s beats start the cycle after tile ``i``'s first token reached the
+    its last row beat plus :data:`LOAD_STAGE` (the row's write into the shadow), ``free_i`` = tile
+    ``i-1``'s last token + ``T_{i-1}`` + the tile gap (shared ReCoN only). Tile ``i+1``'s beats start the cycle after tile ``i``'s first token reached the
     PPU. The last result beat is ``arrive(T) + ppu_latency`` cycles after the last token; the next
     pass's header follows in the next cycle.
     """
@@ -471,7 +473,8 @@ def pass_cycles(model: CycleModel, periods: list[int], tokens: int, loads: list[
     :func:`predict_cycles`). ``loads`` gives each tile's load time in cycles when it is not
     ``model.load_beats`` (the peer model feeds tiles from a narrower weight memory)."""
     loads = [model.load_beats] * len(periods) if loads is None else loads
-    load_done = 1 + loads[0]          # the layer header handshakes in cycle 0
+    # The layer header handshakes in cycle 0; a tile can start once its last row is in the shadow.
+    load_done = 1 + loads[0] + LOAD_STAGE
     free = last = 0
     for index, period in enumerate(periods):
         start = max(load_done, free)
@@ -479,7 +482,7 @@ def pass_cycles(model: CycleModel, periods: list[int], tokens: int, loads: list[
         last_issue = start + (tokens - 1) * period
         free = last_issue + period + model.tile_gap
         if index + 1 < len(loads):
-            load_done = start + arrive + 1 + loads[index + 1]
+            load_done = start + arrive + 1 + loads[index + 1] + LOAD_STAGE
         last = last_issue + arrive + model.ppu_latency
     return last + 1
 

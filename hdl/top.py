@@ -27,7 +27,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
-from .array import Array
+from .array import Array, load_layout
 from .ppu import PPU, token_tag_layout
 from .stream_format import MODE_MSQ, MODE_RAW, RESULT_FIFO_DEPTH, SHIFT_BITS, StreamFormat
 
@@ -94,15 +94,20 @@ class AcceleratorCore(wiring.Component):
         n_tiles = Signal(sf.header_fields["n_tiles"][1])
         m.d.comb += [array.raw.eq(mode == MODE_RAW), ppu.raw.eq(mode == MODE_RAW)]
 
-        # shadow_full: a tile sits in the shadow banks; started: its first token has been issued.
+        # shadow_full: a tile's rows are being taken or sit in the shadow banks (the loader waits);
+        # shadow_ready: its last row has been written into the shadow (the issuer may start it);
+        # started: its first token has been issued.
         shadow_full = Signal()
+        shadow_ready = Signal()
         started = Signal()
         arrived = en & array.out.valid & array.out.first
+        with m.If(en & array.load.valid & (array.load.row == cfg.rows - 1)):
+            m.d.sync += shadow_ready.eq(1)
         with m.If(arrived):
-            m.d.sync += [shadow_full.eq(0), started.eq(0)]
+            m.d.sync += [shadow_full.eq(0), shadow_ready.eq(0), started.eq(0)]
 
         self._loader(m, en, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu)
-        self._issuer(m, en, busy, tokens, k_tiles, n_tiles, shadow_full, started, array, tag_layout)
+        self._issuer(m, en, busy, tokens, k_tiles, n_tiles, shadow_ready, started, array, tag_layout)
 
         m.d.comb += [
             ppu.inp.valid.eq(array.out.valid),
@@ -145,6 +150,15 @@ class AcceleratorCore(wiring.Component):
     def _loader(self, m, en, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu):
         cfg, sf = self.cfg, self.format
         beat = self.weights
+        # A taken tile header (the PPU shifts) or row beat reaches the PPU and the array one enabled
+        # cycle later (LOAD_STAGE), from registers: the input port and the loader's state then
+        # drive no path across the die into the shadow registers' enables. The issuer starts the
+        # tile once its last row is in the shadow (shadow_ready), so the shadow's period and banks
+        # are complete when its first token swaps them in.
+        shift_next = Signal.like(ppu.shift_load)
+        load_next = Signal(load_layout(cfg))
+        with m.If(en):
+            m.d.sync += [ppu.shift_load.eq(shift_next), array.load.eq(load_next)]
         # tdata is only looked at with tvalid (4-state simulators drive X before the first beat).
         word = Mux(beat.valid, beat.payload.data, 0)
         state = Signal(_Load)
@@ -166,21 +180,21 @@ class AcceleratorCore(wiring.Component):
                     ]
             with m.Case(_Load.TILE):
                 m.d.comb += beat.ready.eq(en & ~shadow_full)
-                m.d.comb += [ppu.shift_load.valid.eq(take),
-                             ppu.shift_load.d.as_value().eq(word[:cfg.cols * SHIFT_BITS])]
+                m.d.comb += [shift_next.valid.eq(take),
+                             shift_next.d.as_value().eq(word[:cfg.cols * SHIFT_BITS])]
                 with m.If(take):
                     m.d.sync += [row.eq(0), state.eq(_Load.ROWS)]
             with m.Case(_Load.ROWS):
                 m.d.comb += beat.ready.eq(en)
                 cols, b = cfg.cols, cfg.fmt.wbits
                 m.d.comb += [
-                    array.load.valid.eq(take),
-                    array.load.row.eq(row),
-                    array.load.codes.as_value().eq(word[sf.code_offset:sf.code_offset + cols * b]),
-                    array.load.roles.as_value().eq(word[sf.role_offset:sf.role_offset + 2 * cols]),
+                    load_next.valid.eq(take),
+                    load_next.row.eq(row),
+                    load_next.codes.as_value().eq(word[sf.code_offset:sf.code_offset + cols * b]),
+                    load_next.roles.as_value().eq(word[sf.role_offset:sf.role_offset + 2 * cols]),
                 ]
                 if sf.config_bits:
-                    m.d.comb += array.load.config.eq(word[sf.config_offset:sf.config_offset + sf.config_bits])
+                    m.d.comb += load_next.config.eq(word[sf.config_offset:sf.config_offset + sf.config_bits])
                 with m.If(take):
                     m.d.sync += row.eq(row + 1)
                     with m.If(row == cfg.rows - 1):
@@ -195,7 +209,7 @@ class AcceleratorCore(wiring.Component):
                         with m.Else():
                             m.d.sync += tile_k.eq(tile_k + 1)
 
-    def _issuer(self, m, en, busy, tokens, k_tiles, n_tiles, shadow_full, started, array, tag_layout):
+    def _issuer(self, m, en, busy, tokens, k_tiles, n_tiles, shadow_ready, started, array, tag_layout):
         cfg = self.cfg
         beat = self.act
         in_tile = Signal()
@@ -205,7 +219,7 @@ class AcceleratorCore(wiring.Component):
         tile_n = Signal.like(n_tiles)
         period = Signal.like(array.next_period, init=1)
         wait = Signal(range(array.max_period + array.tile_gap_extra + 1))
-        can_start = busy & ~done & shadow_full & ~started
+        can_start = busy & ~done & shadow_ready & ~started
         m.d.comb += beat.ready.eq(en & (wait == 0) & Mux(in_tile, 1, can_start))
         take = beat.valid & beat.ready
 

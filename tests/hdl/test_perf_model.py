@@ -8,8 +8,8 @@ from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl import perf_model as pm
 from microscopiq.hdl import routing
 from microscopiq.hdl.recon_network import ReconNetwork
-from microscopiq.hdl.stream_format import (PPU_LATENCY, PRODUCT_PIPE, RESULT_FIFO_LATENCY, CycleModel,
-                                           predict_cycles, tile_periods)
+from microscopiq.hdl.stream_format import (LOAD_STAGE, PPU_LATENCY, PRODUCT_PIPE, RESULT_FIFO_LATENCY,
+                                           CycleModel, predict_cycles, tile_periods)
 from microscopiq.quant.layer import Role
 from microscopiq.tb.stimulus import empty_msq_layer, random_case
 
@@ -50,17 +50,18 @@ def test_hand_computed_schedule_without_memory_limit():
     # loads in R + 1 = 9 beats after the header (cycle 0); the last result beat is arrive + P (the
     # PPU latency and the result FIFO's cycle) after the last token, counted inclusively.
     lat, ppu = PRODUCT_PIPE + ReconNetwork.latency, PPU_LATENCY + RESULT_FIFO_LATENCY
+    stage = LOAD_STAGE                                            # last row beat -> shadow write
     layer = empty_msq_layer(SMALL.fmt, 8, 8)                      # one tile
     design = pm.designs(SMALL, _stats(layer, SMALL))["msq"]
     assert design.model.arrive(1) == 10 + lat
-    # start 1 + 9 = 10, last issue 13, last result 13 + (10 + L) + P: 24 + L + P cycles.
-    assert pm.schedule_cycles(design, 4, 64) == 24 + lat + ppu
+    # start 1 + 9 + S = 10 + S, last issue 13 + S, last result 13 + S + (10 + L) + P: 24 + S + L + P.
+    assert pm.schedule_cycles(design, 4, 64) == 24 + stage + lat + ppu
     two = pm.designs(SMALL, _stats(empty_msq_layer(SMALL.fmt, 8, 16), SMALL))["msq"]
-    # Tile 1 loads after tile 0's first token reached the PPU: 10 + (10 + L) + 1 + 9 = 30 + L;
-    # last issue 33 + L, done 33 + L + (10 + L) + P + 1.
-    assert pm.schedule_cycles(two, 4, 64) == 44 + 2 * lat + ppu
-    # 30 tokens: tile 1 waits for tile 0's last issue (39), starts at 40, last issue 69.
-    assert pm.schedule_cycles(two, 30, 64) == 80 + lat + ppu
+    # Tile 1 loads after tile 0's first token reached the PPU: (10 + S) + (10 + L) + 1 + 9 + S =
+    # 30 + 2S + L; last issue 33 + 2S + L, done 33 + 2S + L + (10 + L) + P + 1.
+    assert pm.schedule_cycles(two, 4, 64) == 44 + 2 * stage + 2 * lat + ppu
+    # 30 tokens: tile 1 waits for tile 0's last issue (39 + S), starts at 40 + S, last issue 69 + S.
+    assert pm.schedule_cycles(two, 30, 64) == 80 + stage + lat + ppu
     # 70 tokens with max_tokens 64: passes of 64 and 6 tokens, each re-streaming the tile.
     assert pm.schedule_cycles(design, 70, 64) == pm.schedule_cycles(design, 64, 64) + \
         pm.schedule_cycles(design, 6, 64)
@@ -86,15 +87,19 @@ def test_hand_computed_bits_and_memory_bound_cycles():
     # Every design has the array's product pipe; L adds ReCoN's latency to it.
     pipe, ppu = PRODUCT_PIPE, PPU_LATENCY + RESULT_FIFO_LATENCY
     lat = pipe + ReconNetwork.latency
-    # msq: load ceil(1032 / 64) = 17 > 9: start 18, last issue 21, last result 21 + (10 + L) + P.
-    assert result["msq"] == {"cycles": 32 + lat + ppu, "weight_bytes": 129.0, "speedup": 1.0}
-    # int8: load max(9, 8) = 9, arrive 10 + pipe (no ReCoN): start 10, last issue 13, 13 + 10 + pipe + P + 1.
-    assert result["int8"]["cycles"] == 24 + pipe + ppu and result["int8"]["weight_bytes"] == 64.0
-    # gobo: load max(9, 7) = 9, period 2, arrive(2) = 11 + pipe: start 10, last issue 16, 16 + 11 + pipe + P + 1.
-    assert result["gobo"]["cycles"] == 28 + pipe + ppu and result["gobo"]["weight_bytes"] == 393 / 8
-    assert result["gobo"]["speedup"] == (28 + pipe + ppu) / (32 + lat + ppu)
-    # w2: load ceil(904 / 64) = 15: start 16, last issue 19, 19 + (10 + L) + P + 1.
-    assert result["w2"]["cycles"] == 30 + lat + ppu
+    stage = LOAD_STAGE
+    # msq: load ceil(1032 / 64) = 17 > 9: start 18 + S, last issue 21 + S, last result
+    # 21 + S + (10 + L) + P.
+    assert result["msq"] == {"cycles": 32 + stage + lat + ppu, "weight_bytes": 129.0, "speedup": 1.0}
+    # int8: load max(9, 8) = 9, arrive 10 + pipe (no ReCoN): start 10 + S, last issue 13 + S,
+    # then + 10 + pipe + P + 1.
+    assert result["int8"]["cycles"] == 24 + stage + pipe + ppu and result["int8"]["weight_bytes"] == 64.0
+    # gobo: load max(9, 7) = 9, period 2, arrive(2) = 11 + pipe: start 10 + S, last issue 16 + S,
+    # then + 11 + pipe + P + 1.
+    assert result["gobo"]["cycles"] == 28 + stage + pipe + ppu and result["gobo"]["weight_bytes"] == 393 / 8
+    assert result["gobo"]["speedup"] == (28 + stage + pipe + ppu) / (32 + stage + lat + ppu)
+    # w2: load ceil(904 / 64) = 15: start 16 + S, last issue 19 + S, then + (10 + L) + P + 1.
+    assert result["w2"]["cycles"] == 30 + stage + lat + ppu
 
 
 def test_tile_stats_and_resize():
