@@ -12,7 +12,7 @@ per tile from the host (double-buffered: loaded for the next tile, active from i
 At the last K-tile of the layer the token's ``(acc, overflow)`` row is emitted. Raw mode emits
 ``(P, S)`` at the last K-tile of every group (``golden.uniform_raw``).
 
-The work is a five-stage pipeline (:class:`PPU`); each memory (LUT RAM) is read into a register
+The work is a six-stage pipeline (:class:`PPU`); each memory (LUT RAM) is read into a register
 that also takes the memory's write of the same cycle (:func:`read_forwarded`), so a token sees
 every earlier token's update of its entry as long as the same ``m`` does not arrive in two
 consecutive cycles (the accumulator's add and its saturation are a stage apart; the array's
@@ -32,7 +32,7 @@ from .stream_format import PPU_LATENCY, SHIFT_BITS, StreamFormat
 
 __all__ = ["PPU", "token_tag_layout", "read_forwarded", "coarse_shift", "shift_fit", "saturate"]
 
-#: Low bits of the shift ``d`` applied in stage 3 (:func:`shift_fit`); stage 2 shifts by the rest.
+#: Low bits of the shift ``d`` applied in stage 3; stage 2 shifts by the rest.
 FINE_BITS = 3
 
 
@@ -73,20 +73,19 @@ def coarse_shift(m: Module, partial, small, acc_bits: int):
     return coarse
 
 
-def shift_fit(m: Module, partial, coarse, fine, huge, acc_bits: int):
+def shift_fit(m: Module, partial, full, huge, acc_bits: int):
     """``partial << d`` in ``acc_bits + 1`` signed bits, and whether it cannot be added exactly.
 
     The shift ``d`` (0 … 255) arrives as ``huge = d ≥ acc_bits + 1`` and, when not huge,
-    ``coarse`` = :func:`coarse_shift` of ``partial`` by ``d`` and ``fine``, the low
-    :data:`FINE_BITS` of ``d``. Instead of a 300-bit shifter, a nonzero ``partial`` whose shifted
+    ``full`` = ``partial << d`` in ``len(partial) + acc_bits`` bits (:func:`coarse_shift` of
+    ``partial`` by ``d``, then shifted by ``d``'s low :data:`FINE_BITS`). Instead of a 300-bit
+    shifter, a nonzero ``partial`` whose shifted
     value does not fit ``acc_bits + 1`` signed bits is flagged ``beyond``: its magnitude is then
     at least ``2^acc_bits``, more than any accumulator can cancel, so the sum saturates in its
     direction. The value fits exactly when the bits of ``partial << d`` from ``acc_bits`` up are
     all copies of its sign.
     """
     wide = acc_bits + 1
-    full = Signal(signed(len(coarse)), name="shifted_full")
-    m.d.comb += full.eq(coarse << fine)
     spill = full[wide - 1:]
     fits = ~spill.any() | spill.all()
     shifted = Signal(signed(wide), name="shifted")
@@ -116,7 +115,7 @@ def saturate(m: Module, total, beyond, negative, acc_bits: int):
 class PPU(wiring.Component):
     """Post-processing unit: K-group accumulation, MX shift-accumulate with saturation, raw mode.
 
-    Latency :data:`~microscopiq.hdl.stream_format.PPU_LATENCY` (5) enabled cycles from ``inp`` to
+    Latency :data:`~microscopiq.hdl.stream_format.PPU_LATENCY` (6) enabled cycles from ``inp`` to
     ``result``, throughput one token per cycle, any token order in which the same ``m`` is not
     in two consecutive enabled cycles:
 
@@ -124,14 +123,15 @@ class PPU(wiring.Component):
        shifts are split into ``small``/``huge``;
     2. ``P ← P + sums``, ``S`` likewise, written back; ``P`` shifted by ``d`` but its low
        :data:`FINE_BITS` (:func:`coarse_shift`);
-    3. the rest of ``P << d`` and its fit check (:func:`shift_fit`); the accumulator entry is read
-       at the token's ``m`` (0 at ``k_first``);
-    4. ``acc + (P << d)`` at a group's last K-tile (``acc + 0`` else), ``acc_bits + 2`` bits wide;
-    5. its saturation (:func:`saturate`) and the sticky flags, written back; the result beat is
+    3. the rest of ``P << d`` (its low :data:`FINE_BITS`);
+    4. its fit check (:func:`shift_fit`); the accumulator entry is read at the token's ``m`` (0 at
+       ``k_first``);
+    5. ``acc + (P << d)`` at a group's last K-tile (``acc + 0`` else), ``acc_bits + 2`` bits wide;
+    6. its saturation (:func:`saturate`) and the sticky flags, written back; the result beat is
        registered.
 
     A token read in stage 1 sees the ``P`` write of the token one stage ahead through
-    :func:`read_forwarded` and every older write in the memory; a token read in stage 3 sees the
+    :func:`read_forwarded` and every older write in the memory; a token read in stage 4 sees the
     accumulator write of the token two stages ahead and every older one, so the same ``m`` must
     not follow itself in the next cycle (the token one stage ahead has not written yet).
     Everything (stages, reads, writes) advances only when ``en`` is 1. ``result.ready`` is not
@@ -197,6 +197,8 @@ class PPU(wiring.Component):
             "shift": data.StructLayout({**token, **partial,
                                         "coarse": data.ArrayLayout(coarse, cols),
                                         "fine": data.ArrayLayout(unsigned(FINE_BITS), cols), "huge": cols}),
+            "fit": data.StructLayout({**token, **partial,
+                                      "full": data.ArrayLayout(coarse, cols), "huge": cols}),
             "add": data.StructLayout({**token, **partial,
                                       "shifted": data.ArrayLayout(signed(wide), cols),
                                       "beyond": cols}),
@@ -247,16 +249,20 @@ class PPU(wiring.Component):
                 coarse=Cat(*(coarse_shift(m, new.p[c], s2.small[c], cfg.acc_bits) for c in range(cols))),
                 fine=Cat(*(s2.small[c][:FINE_BITS] for c in range(cols))))
 
-        # -- stage 3: P << d and its fit; the accumulator read -------------------------------------
-        stored = read_forwarded(m, en, accs, a_wr, s3.tag.m, s3.tag.k_first, "old_acc")
-        fitted = [shift_fit(m, s3.p[c], s3.coarse[c], s3.fine[c], s3.huge[c], cfg.acc_bits)
-                  for c in range(cols)]
-        s4 = Signal(layouts["add"])
-        advance(s4, valid=s3.valid, tag=s3.tag, p=s3.p, s=s3.s,
-                shifted=Cat(*(shifted for shifted, _ in fitted)),
-                beyond=Cat(*(s3.tag.group_last & beyond for _, beyond in fitted)))
+        # -- stage 3: the rest of P << d ------------------------------------------------------------
+        s3b = Signal(layouts["fit"])
+        advance(s3b, valid=s3.valid, tag=s3.tag, p=s3.p, s=s3.s, huge=s3.huge,
+                full=Cat(*((s3.coarse[c] << s3.fine[c])[:len(s3.coarse[c])] for c in range(cols))))
 
-        # -- stage 4: the accumulate, wide ---------------------------------------------------------
+        # -- stage 4: its fit; the accumulator read --------------------------------------------------
+        stored = read_forwarded(m, en, accs, a_wr, s3b.tag.m, s3b.tag.k_first, "old_acc")
+        fitted = [shift_fit(m, s3b.p[c], s3b.full[c], s3b.huge[c], cfg.acc_bits) for c in range(cols)]
+        s4 = Signal(layouts["add"])
+        advance(s4, valid=s3b.valid, tag=s3b.tag, p=s3b.p, s=s3b.s,
+                shifted=Cat(*(shifted for shifted, _ in fitted)),
+                beyond=Cat(*(s3b.tag.group_last & beyond for _, beyond in fitted)))
+
+        # -- stage 5: the accumulate, wide ---------------------------------------------------------
         # Outside a group's last K-tile the accumulator adds 0 (and so cannot saturate).
         addend = [Mux(s4.tag.group_last, s4.shifted[c], 0) for c in range(cols)]
         s5 = Signal(layouts["saturate"])
@@ -264,7 +270,7 @@ class PPU(wiring.Component):
                 total=Cat(*(stored.acc[c] + addend[c] for c in range(cols))),
                 negative=Cat(*(s4.p[c] < 0 for c in range(cols))))
 
-        # -- stage 5: saturation, written back; the result register ------------------------------
+        # -- stage 6: saturation, written back; the result register ------------------------------
         tag = s5.tag
         acc = Signal(layouts["acc"])
         for c in range(cols):

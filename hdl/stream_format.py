@@ -31,8 +31,8 @@ __all__ = [
 MODE_MSQ, MODE_RAW = 0, 1
 #: Width of one PPU shift ``d = E - E_min`` (0 … 255).
 SHIFT_BITS = 8
-#: Enabled cycles from a token at the PPU's input to its result beat (the PPU's five stages).
-PPU_LATENCY = 5
+#: Enabled cycles from a token at the PPU's input to its result beat (the PPU's six stages).
+PPU_LATENCY = 6
 #: Beats of the top's result FIFO (after the PPU's result register) and the cycles it adds from the
 #: PPU's result register to the output beat when the output is always ready.
 RESULT_FIFO_DEPTH, RESULT_FIFO_LATENCY = 4, 1
