@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.hdl.stream_format import (MODE_MSQ, MODE_RAW, Beat, StreamError, StreamFormat,
-                                           _pack, decode_results, encode_layer, expected_results,
-                                           predict_cycles, result_beat_count, tile_periods)
+from microscopiq.hdl.stream_format import (LOAD_STAGE, MODE_MSQ, MODE_RAW, Beat, CycleModel, StreamError,
+                                           StreamFormat, _pack, _recon_latency, decode_results,
+                                           encode_layer, expected_results, predict_cycles,
+                                           result_beat_count, tile_periods)
 from microscopiq.quant.layer import Role
 from microscopiq.tb.stimulus import full_outlier_case, random_case, random_uniform_case
 
@@ -167,13 +168,14 @@ def test_periods_and_cycle_model():
     assert tile_periods(cfg, uniform.layer) == [1] * len(periods)
     tiles = len(periods)
     for share in (0, 1):
-        c = _cfg(share=share)
-        layer = uniform.layer
-        # Full rate: at least one token per tile and cycle, overhead bounded by the first load and the pipeline fill.
+        c2 = _cfg(share=share).replace(max_tokens=64)
+        model = CycleModel.of(c2, _recon_latency(c2))
+        # One token per tile and cycle after the first load (header, R + 1 beats, the load stage)
+        # and before the pipeline drains (arrive, PPU and result FIFO); exact once M hides every
+        # later tile's load (M >= 2R + L + H + 6, docs/hardware.md), more below that.
+        overhead = 1 + model.load_beats + LOAD_STAGE + model.arrive(1) + model.ppu_latency
+        hidden = 2 * c2.rows + model.pipeline + 6
         for m in (4, 16, 64):
-            c2 = c.replace(max_tokens=64)
-            cycles = predict_cycles(c2, layer, m)
-            assert tiles * m <= cycles
-            if m >= 16:
-                assert cycles <= tiles * m + 2 * (c2.rows + 1) + 12
+            cycles = predict_cycles(c2, uniform.layer, m)
+            assert cycles == tiles * m + overhead if m >= hidden else cycles > tiles * m + overhead
     assert predict_cycles(cfg, case.layer, 4) > predict_cycles(_cfg(share=1), case.layer, 4)
