@@ -49,16 +49,18 @@ def token_tag_layout(cfg: AccelConfig) -> data.StructLayout:
     })
 
 
-def read_forwarded(m: Module, en, memory: Memory, write, addr, clear, name: str):
+def read_forwarded(m: Module, en, memory: Memory, write, writing, addr, clear, name: str):
     """A register loaded (when ``en``) with ``memory[addr]``, or 0 when ``clear``.
 
     The memory is read combinationally (LUT RAM) and the register takes the data ``write`` stores
-    in the same cycle when it writes ``addr`` (``write.en`` includes ``en``): as a synchronous read
-    port transparent to ``write``, with the clear in front of the register.
+    in the same cycle when it writes ``addr``: as a synchronous read port transparent to ``write``,
+    with the clear in front of the register. ``writing`` is the writer's valid without ``en``
+    (``write.en`` is ``en & writing``): the register loads only when ``en`` anyway, and keeping the
+    global enable out of the data path keeps its fan-out net off every forwarding multiplexer.
     """
     port = memory.read_port(domain="comb")
     m.d.comb += port.addr.eq(addr)
-    fresh = Mux(write.en & (write.addr == addr), write.data.as_value(), port.data.as_value())
+    fresh = Mux(writing & (write.addr == addr), write.data.as_value(), port.data.as_value())
     entry = Signal(memory.shape, name=name)
     with m.If(en):
         m.d.sync += entry.eq(Mux(clear, 0, fresh))
@@ -231,9 +233,9 @@ class PPU(wiring.Component):
         m.submodules.partials = partials = Memory(shape=layouts["partial"], depth=cfg.max_tokens, init=[])
         m.submodules.accumulators = accs = Memory(shape=layouts["acc"], depth=cfg.max_tokens, init=[])
         p_wr, a_wr = partials.write_port(), accs.write_port()
-        old = read_forwarded(m, en, partials, p_wr, inp.tag.m, inp.tag.group_first, "old_partial")
-
         s2 = Signal(layouts["sum"])
+        s5 = Signal(layouts["saturate"])
+        old = read_forwarded(m, en, partials, p_wr, s2.valid, inp.tag.m, inp.tag.group_first, "old_partial")
         advance(s2, valid=inp.valid, tag=inp.tag, sums=inp.sums, act_sum=inp.act_sum,
                 small=Cat(*(current[c][:len(s2.small[c])] for c in range(cols))),
                 huge=Cat(*(current[c] >= wide for c in range(cols))))
@@ -255,7 +257,7 @@ class PPU(wiring.Component):
                 full=Cat(*((s3.coarse[c] << s3.fine[c])[:len(s3.coarse[c])] for c in range(cols))))
 
         # -- stage 4: its fit; the accumulator read --------------------------------------------------
-        stored = read_forwarded(m, en, accs, a_wr, s3b.tag.m, s3b.tag.k_first, "old_acc")
+        stored = read_forwarded(m, en, accs, a_wr, s5.valid, s3b.tag.m, s3b.tag.k_first, "old_acc")
         fitted = [shift_fit(m, s3b.p[c], s3b.full[c], s3b.huge[c], cfg.acc_bits) for c in range(cols)]
         s4 = Signal(layouts["add"])
         advance(s4, valid=s3b.valid, tag=s3b.tag, p=s3b.p, s=s3b.s,
@@ -265,7 +267,6 @@ class PPU(wiring.Component):
         # -- stage 5: the accumulate, wide ---------------------------------------------------------
         # Outside a group's last K-tile the accumulator adds 0 (and so cannot saturate).
         addend = [Mux(s4.tag.group_last, s4.shifted[c], 0) for c in range(cols)]
-        s5 = Signal(layouts["saturate"])
         advance(s5, valid=s4.valid, tag=s4.tag, p=s4.p, s=s4.s, beyond=s4.beyond, ovf=stored.ovf,
                 total=Cat(*(stored.acc[c] + addend[c] for c in range(cols))),
                 negative=Cat(*(s4.p[c] < 0 for c in range(cols))))
