@@ -14,6 +14,23 @@ from microscopiq.quant.refine import RefineError
 SEED = 7
 
 
+
+def assert_only_target_quantized(model, target, layer, before):
+    """The model's ``target`` linear holds ``layer``'s dequantized weight; every other is unchanged."""
+    layers = dict(models.linear_layers(model))
+    np.testing.assert_array_equal(layers[target].weight.detach().numpy(),
+                                  dequantize(layer).astype(np.float32))
+    for name, weight in before.items():
+        if name != target:
+            assert torch.equal(layers[name].weight, weight), f"{name} changed"
+
+
+def restore_weights(model, before):
+    """Put the FP32 weights back (the session-scoped model is shared by the tests)."""
+    with torch.no_grad():
+        for name, module in models.linear_layers(model):
+            module.weight.copy_(before[name])
+
 def test_text_split_is_disjoint_and_deterministic():
     cal, ev = models.split_texts()
     cal2, ev2 = models.split_texts()
@@ -76,16 +93,9 @@ def test_quantize_one_layer_end_to_end(minilm):
         assert report.shape == (384, 384) and report.tokens > 100
         assert 0 < report.rel_error < 0.2, report
         assert 4.0 < report.ebw < 5.0, report
-        layers = dict(models.linear_layers(minilm))
-        np.testing.assert_array_equal(layers[target].weight.detach().numpy(),
-                                      dequantize(saved[target]).astype(np.float32))
-        for n, w in before.items():
-            if n != target:
-                assert torch.equal(layers[n].weight, w), f"{n} changed"
+        assert_only_target_quantized(minilm, target, saved[target], before)
     finally:
-        with torch.no_grad():
-            for n, m in models.linear_layers(minilm):
-                m.weight.copy_(before[n])
+        restore_weights(minilm, before)
 
 
 def test_unknown_method(minilm):
@@ -131,14 +141,7 @@ def test_refine_one_block_end_to_end(minilm):
         result = blocks[0][1]
         assert len(result.losses) == 5 and result.final_loss < result.initial_loss, result.losses
         assert saved[target] is result.layers["attention.output.dense"]
-        layers = dict(models.linear_layers(minilm))
-        np.testing.assert_array_equal(layers[target].weight.detach().numpy(),
-                                      dequantize(saved[target]).astype(np.float32))
         assert [r.name for r in reports] == [target] and 0 < reports[0].rel_error < 0.5
-        for n, w in before.items():
-            if n != target:
-                assert torch.equal(layers[n].weight, w), f"{n} changed"
+        assert_only_target_quantized(minilm, target, saved[target], before)
     finally:
-        with torch.no_grad():
-            for n, m in models.linear_layers(minilm):
-                m.weight.copy_(before[n])
+        restore_weights(minilm, before)
