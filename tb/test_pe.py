@@ -243,7 +243,7 @@ async def pe_regression(dut):
 
 @cocotb.test()
 async def pe_reset_clears(dut):
-    """Reset in the middle of a stream clears both banks, the bank select and the product."""
+    """Reset in the middle of a stream clears both banks (active and shadow operands) and the product."""
     fmt = FormatConfig(**cocotb_params()["fmt"])
     await _start(dut)
     # Fill both banks with non-zero slots (last loads: OUT_HI, operand -1) and compute.
