@@ -81,10 +81,9 @@ def shift_fit(m: Module, partial, full, huge, acc_bits: int):
     The shift ``d`` (0 … 255) arrives as ``huge = d ≥ acc_bits + 1`` and, when not huge,
     ``full`` = ``partial << d`` in ``len(partial) + acc_bits`` bits (:func:`coarse_shift` of
     ``partial`` by ``d``, then shifted by ``d``'s low :data:`FINE_BITS`). Instead of a 300-bit
-    shifter, a nonzero ``partial`` whose shifted
-    value does not fit ``acc_bits + 1`` signed bits is flagged ``beyond``: its magnitude is then
-    at least ``2^acc_bits``, more than any accumulator can cancel, so the sum saturates in its
-    direction. The value fits exactly when the bits of ``partial << d`` from ``acc_bits`` up are
+    shifter, a nonzero ``partial`` whose shifted value does not fit ``acc_bits + 1`` signed bits is
+    flagged ``beyond``: its magnitude is then at least ``2^acc_bits``, more than any accumulator
+    can cancel, so the sum saturates in its direction. The value fits exactly when the bits of ``partial << d`` from ``acc_bits`` up are
     all copies of its sign.
     """
     wide = acc_bits + 1

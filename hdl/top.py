@@ -137,7 +137,6 @@ class AcceleratorCore(wiring.Component):
         written = ppu.result.valid & fresh
         read = out.r_rdy & self.result.ready
         m.d.comb += [
-            ppu.result.ready.eq(fresh),
             out.w_en.eq(written),
             out.w_data.eq(ppu.result.payload.as_value()),
             out.r_en.eq(self.result.ready),
