@@ -5,10 +5,13 @@ so the smallest array is 4 rows × 8 columns, keeping U = 8 of the format), b �
 ReCoN per row, shared (rows/2 per network, i.e. 2 networks) and none (the plain INT-b baseline: the
 same array without outlier support), through Yosys and nextpnr-ecp5 (seed 1, 100 MHz target, out of
 context: the core's AXI-Stream ports are wider than any package; LUTs mapped with ABC for every
-configuration, as Yosys 0.70's ABC9 asserts on the larger arrays). The device is the smallest of
-25k/45k/85k that holds the design's DSPs and LUTs; an array with more multipliers than the 85k's 156
-DSPs maps them to LUTs (noted in the table). Reported: LUT4s, FFs, DSPs, BRAMs, Fmax, and the cost
-of outlier support against the ``none`` array of the same size and b.
+configuration, as Yosys 0.70's ABC9 asserts on the larger arrays). Cell counts come from Yosys with
+DSP inference (an array with more multipliers than the 85k's 156 DSPs maps them to LUTs, noted in
+the table): the architecture's LUT cost, and the cost of outlier support against the ``none`` array
+of the same size and b. Place and route synthesises the same RTL again with LUT multipliers (like
+``make synth``: DSP sites far from the logic limit the clock) on the smallest of 25k/45k/85k whose
+LUTs hold it at 85 %; a design too large for the 85k is reported with the resource that does not
+fit. Reported: LUT4s, FFs, DSPs, BRAMs, LUT RAMs, Fmax and the critical path.
 
 Part ``peers``: :mod:`microscopiq.hdl.perf_model` on all-MiniLM-L6-v2's linears (quantized by
 ``quantize_msq`` with their calibration Hessians) and the LLaMA-7B shapes (with MiniLM's per-tile
@@ -119,29 +122,35 @@ def run_yosys(name: str, cfg: AccelConfig, timeout: float) -> dict:
     return entry
 
 
-def _device(resources: dict, use_dsp: bool) -> str:
-    for device, luts, dsps in ECP5_PARTS:
-        if resources["luts"] <= 0.85 * luts and (not use_dsp or resources["dsps"] <= dsps):
+def _device(luts: int) -> str:
+    """The smallest part whose LUT4s hold ``luts`` at 85 % (room for placement); the largest when
+    none does (nextpnr then reports the resource that does not fit)."""
+    for device, capacity, _ in ECP5_PARTS:
+        if luts <= 0.85 * capacity:
             return device
     return ECP5_PARTS[-1][0]
 
 
 def run_pnr(name: str, timeout: float) -> dict:
+    """Place and route with LUT multipliers, like ``make synth``: inferred MULT18X18D sit in DSP
+    sites spread over the die and the routes to and from them alone limit the clock
+    (docs/performance.md). The netlist is synthesised again without DSPs in ``pnr/``."""
     entry = _load(name)
     if "pnr" in entry or "yosys" not in entry:
         return entry
-    use_dsp = entry["yosys"]["use_dsp"]
-    device = _device(entry["yosys"]["resources"], use_dsp)
-    source = CACHE / name / f"{TOP}.v"
-    print(f"  place and route {name} on {device} ...", flush=True)
+    source, workdir = CACHE / name / f"{TOP}.v", CACHE / name / "pnr"
+    device = None
+    options = dict(use_dsp=False, workdir=workdir, timeout_s=timeout, mapper=MAPPER)
     try:
-        report = synth.synthesize(source, TOP, device=device, freq_mhz=FREQ_MHZ, use_dsp=use_dsp,
-                                  io="ooc", workdir=CACHE / name / "yosys", timeout_s=timeout,
-                                  mapper=MAPPER)
+        counted = synth.synthesize(source, TOP, place_route=False, **options)
+        device = _device(counted.resources.luts)
+        print(f"  place and route {name} on {device} ...", flush=True)
+        # Yosys is not run again: the netlist of the identical script in ``workdir`` is reused.
+        report = synth.synthesize(source, TOP, device=device, freq_mhz=FREQ_MHZ, io="ooc", **options)
         data = report.to_json()
         entry["pnr"] = {key_: data[key_] for key_ in
                         ("device", "resources", "utilisation", "fmax", "fmax_mhz", "critical_path",
-                         "seconds", "io_mode")}
+                         "seconds", "io_mode", "use_dsp")}
     except synth.DoesNotFit as error:
         entry["pnr"] = {"device": device, "error": str(error)}
     except synth.SynthTimeout as error:
@@ -258,7 +267,8 @@ def qor_rows(names: list[tuple[str, int, str]]) -> list[dict]:
         entry = _load(key(size, wbits, recon))
         row = {"size": size, "wbits": wbits, "recon": recon, "entry": entry}
         pnr = entry.get("pnr", {})
-        row["res"] = pnr.get("resources") or entry.get("yosys", {}).get("resources")
+        row["res"] = entry.get("yosys", {}).get("resources")
+        row["pnr_luts"] = pnr.get("resources", {}).get("luts")
         row["fmax"] = pnr.get("fmax")
         row["device"] = pnr.get("device")
         row["path"] = pnr.get("critical_path")
@@ -283,18 +293,17 @@ def qor_rows(names: list[tuple[str, int, str]]) -> list[dict]:
 
 
 def qor_table(rows: list[dict]) -> str:
-    lines = ["| array | b | ReCoN | device | LUT4s | FFs | DSPs | BRAMs | LUT RAMs | Fmax MHz "
-             "| outlier support, % of LUTs | Fmax vs none | RTL generated |", "| --- " * 13 + "|"]
+    lines = ["| array | b | ReCoN | LUT4s | FFs | DSPs | BRAMs | LUT RAMs | outlier support, % of LUTs "
+             "| P&R device | P&R LUT4s | Fmax MHz | Fmax vs none | RTL generated |", "| --- " * 14 + "|"]
     for row in rows:
         res = row["res"] or {}
-        device = row["device"] or "(Yosys only)"
-        if row["use_dsp"] is False:
-            device += ", multipliers in LUTs"
+        res_note = " (multipliers in LUTs)" if row["use_dsp"] is False else ""
         fmax = _fmt(row["fmax"], ".1f") if not row["error"] else "does not fit" if "fit" in row["error"] else "error"
-        lines.append(f"| {row['size']} | {row['wbits']} | {row['recon']} | {device} | {_fmt(res.get('luts'))} "
+        lines.append(f"| {row['size']} | {row['wbits']} | {row['recon']} | {_fmt(res.get('luts'))}{res_note} "
                      f"| {_fmt(res.get('ffs'))} | {_fmt(res.get('dsps'))} | {_fmt(res.get('brams'))} "
-                     f"| {_fmt(res.get('lutram'))} | {fmax} "
-                     f"| {_fmt(row['lut_cost'], '.1f')} | {_fmt(row['fmax_cost'], '+.1f')}{'' if row['fmax_cost'] is None else ' %'} "
+                     f"| {_fmt(res.get('lutram'))} | {_fmt(row['lut_cost'], '.1f')} "
+                     f"| {_fmt(row['device'])} | {_fmt(row['pnr_luts'])} | {fmax} "
+                     f"| {_fmt(row['fmax_cost'], '+.1f')}{'' if row['fmax_cost'] is None else ' %'} "
                      f"| {_fmt(row['rtl'])} |")
     return "\n".join(lines)
 
@@ -377,7 +386,9 @@ def write_page(rows: list[dict] | None, peers: dict | None, command: str) -> Non
              f"({platform.python_implementation()} {platform.python_version()}), Yosys 0.70 / nextpnr 0.11 "
              f"from YoWASP, by `{command}` from the results cached in build/qor/ (each row: the "
              f"configurations measured so far, with the date in its cache entry; `make bench-qor` "
-             f"resumes the rest).")
+             f"resumes the rest). LUT4s … LUT RAMs and the outlier-support share: Yosys with DSP inference "
+             f"(multipliers in MULT18X18D where the 85k has enough); P&R: the same RTL synthesised again "
+             f"with LUT multipliers, like `make synth`, placed and routed out of context at {FREQ_MHZ:g} MHz.")
     if rows is not None:
         qor_plots(rows)
         text = _replace(text, "QOR", f"{stamp}\n\n{qor_table(rows)}\n\n"

@@ -229,8 +229,13 @@ class PPU(wiring.Component):
         current = Signal(data.ArrayLayout(unsigned(SHIFT_BITS), cols))
         m.d.comb += current.eq(Mux(inp.first, shadow.as_value(), shifts.as_value()))
 
-        m.submodules.partials = partials = Memory(shape=layouts["partial"], depth=cfg.max_tokens, init=[])
-        m.submodules.accumulators = accs = Memory(shape=layouts["acc"], depth=cfg.max_tokens, init=[])
+        # LUT RAM: Yosys would fold the forwarding registers into block-RAM read ports, whose
+        # clock-to-output delay leaves too little of the cycle for the next stage's logic.
+        lut_ram = {"ram_style": "distributed"}
+        m.submodules.partials = partials = Memory(shape=layouts["partial"], depth=cfg.max_tokens, init=[],
+                                                  attrs=lut_ram)
+        m.submodules.accumulators = accs = Memory(shape=layouts["acc"], depth=cfg.max_tokens, init=[],
+                                                  attrs=lut_ram)
         p_wr, a_wr = partials.write_port(), accs.write_port()
         s2 = Signal(layouts["sum"])
         s5 = Signal(layouts["saturate"])

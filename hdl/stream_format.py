@@ -24,7 +24,7 @@ from . import routing
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "StreamFormat", "Beat", "StreamError",
     "encode_layer", "decode_results", "expected_results", "predict_cycles", "CycleModel",
-    "PPU_LATENCY", "PRODUCT_PIPE", "RESULT_FIFO_DEPTH", "RESULT_FIFO_LATENCY", "LOAD_STAGE", "pass_cycles",
+    "PPU_LATENCY", "PRODUCT_PIPE", "RESULT_FIFO_LATENCY", "LOAD_STAGE", "pass_cycles",
 ]
 
 #: Layer header ``mode`` values.
@@ -33,9 +33,9 @@ MODE_MSQ, MODE_RAW = 0, 1
 SHIFT_BITS = 8
 #: Enabled cycles from a token at the PPU's input to its result beat (the PPU's six stages).
 PPU_LATENCY = 6
-#: Beats of the top's result FIFO (after the PPU's result register) and the cycles it adds from the
-#: PPU's result register to the output beat when the output is always ready.
-RESULT_FIFO_DEPTH, RESULT_FIFO_LATENCY = 4, 1
+#: Cycles the top's result FIFO adds from the PPU's result register to the output beat when the
+#: output is always ready (its depth: :attr:`CycleModel.result_fifo_depth`).
+RESULT_FIFO_LATENCY = 1
 #: Cycles from a row beat's handshake to its write into the shadow banks (the loader's register).
 LOAD_STAGE = 1
 #: Register stages between a PE's product register and its consumer (ReCoN or the column adder): the
@@ -436,6 +436,14 @@ class CycleModel:
         register, then the array's ``R + T + P + L + H`` (``P`` = :data:`PRODUCT_PIPE`); its result
         beat (if it makes one) is valid :attr:`ppu_latency` cycles later."""
         return 1 + self.rows + period + PRODUCT_PIPE + self.pipeline
+
+    @property
+    def result_fifo_depth(self) -> int:
+        """Beats of the top's result FIFO: the issuer sends a token only while the FIFO has room for
+        it and for every token already in the array or the PPU (at most ``arrive(1)`` and
+        :data:`PPU_LATENCY`). With the output always ready the FIFO holds one beat at the start of
+        a cycle, so this depth never holds a token back."""
+        return self.arrive(1) + PPU_LATENCY + 2
 
 
 def tile_periods(cfg: AccelConfig, layer) -> list[int]:

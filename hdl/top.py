@@ -14,9 +14,10 @@ Control, per pass (one layer header, at most ``max_tokens`` tokens):
 * the **issuer** sends each tile's ``M`` activation vectors into the array, one per cycle (one every
   ``T`` cycles with shared ReCoN, plus the array's tile gap after a tile), tagging each token with its
   index and the tile's place in its K-group and the layer;
-* the **PPU** accumulates and emits result beats into a small result FIFO. The whole pipeline
-  advances (``en``, a register) while the FIFO can still take every beat already on its way, so no
-  combinational path runs from the output handshake to the registers it stalls.
+* the **PPU** accumulates and emits result beats into the result FIFO. The array and the PPU never
+  stall: the issuer takes a token only while the FIFO has room for it and for every token already
+  on its way (a registered credit check), so back-pressure on the output stops the input and
+  nothing else, and no enable net fans out to the array's registers.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import AccelConfig
 from .array import Array, load_layout
 from .ppu import PPU, token_tag_layout
-from .stream_format import MODE_MSQ, MODE_RAW, RESULT_FIFO_DEPTH, SHIFT_BITS, StreamFormat
+from .stream_format import MODE_MSQ, MODE_RAW, PPU_LATENCY, SHIFT_BITS, CycleModel, StreamFormat, _recon_latency
 
 __all__ = ["AcceleratorCore", "Accelerator", "accel_top_name", "accel_manifest",
            "generate_accel", "CORE_NAME", "WAIVERS_NAME"]
@@ -83,8 +84,9 @@ class AcceleratorCore(wiring.Component):
         tag_layout = token_tag_layout(cfg)
         m.submodules.array = array = Array(cfg, tag_bits=tag_layout.size)
         m.submodules.ppu = ppu = PPU(cfg)
-        en = self._result_fifo(m, ppu)
-        m.d.comb += [array.en.eq(en), ppu.en.eq(en)]
+        # Free-running: Yosys folds the blocks' enables away (see the module docstring).
+        m.d.comb += [array.en.eq(1), ppu.en.eq(1)]
+        credit = self._result_fifo(m, array, ppu)
 
         # -- pass registers (layer header) ------------------------------------------------------
         busy = Signal()
@@ -100,14 +102,14 @@ class AcceleratorCore(wiring.Component):
         shadow_full = Signal()
         shadow_ready = Signal()
         started = Signal()
-        arrived = en & array.out.valid & array.out.first
-        with m.If(en & array.load.valid & (array.load.row == cfg.rows - 1)):
+        arrived = array.out.valid & array.out.first
+        with m.If(array.load.valid & (array.load.row == cfg.rows - 1)):
             m.d.sync += shadow_ready.eq(1)
         with m.If(arrived):
             m.d.sync += [shadow_full.eq(0), shadow_ready.eq(0), started.eq(0)]
 
-        self._loader(m, en, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu)
-        self._issuer(m, en, busy, tokens, k_tiles, n_tiles, shadow_ready, started, array, tag_layout)
+        self._loader(m, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu)
+        self._issuer(m, credit, busy, tokens, k_tiles, n_tiles, shadow_ready, started, array, tag_layout)
 
         m.d.comb += [
             ppu.inp.valid.eq(array.out.valid),
@@ -120,54 +122,63 @@ class AcceleratorCore(wiring.Component):
             m.d.sync += busy.eq(0)
         return m
 
-    def _result_fifo(self, m, ppu):
-        """The result FIFO after the PPU's result register, and the global enable it grants.
+    def _result_fifo(self, m, array, ppu):
+        """The result FIFO after the PPU's result register, and the credit the issuer needs.
 
-        A beat is new in the PPU's result register in the cycle after an enabled edge (``fresh``)
-        and enters the FIFO then. ``en`` for the next cycle is 1 when the FIFO will hold at most
-        ``depth - 2`` beats: room for the beat entering now's successor and for the one the next
-        enabled edge may load. With the output always ready the FIFO holds at most one beat, so
-        ``en`` stays 1 and the FIFO adds one cycle of latency
-        (:data:`~microscopiq.hdl.stream_format.RESULT_FIFO_LATENCY`)."""
-        depth = RESULT_FIFO_DEPTH
+        Every token in the array (``in_array``: issued, not yet at the PPU) or in the PPU's
+        :data:`~microscopiq.hdl.stream_format.PPU_LATENCY` stages may still write one beat, so the
+        FIFO cannot overflow while ``level + in_array + PPU_LATENCY ≤ depth``. ``credit`` (a
+        register, from the next cycle's exact counts) allows one more token. Depth:
+        :attr:`~microscopiq.hdl.stream_format.CycleModel.result_fifo_depth`."""
+        depth = CycleModel.of(self.cfg, _recon_latency(self.cfg)).result_fifo_depth
         m.submodules.result_fifo = out = SyncFIFO(width=len(ppu.result.payload.as_value()), depth=depth)
-        en = Signal(init=1)
-        fresh = Signal()
-        m.d.sync += fresh.eq(en)
-        written = ppu.result.valid & fresh
-        read = out.r_rdy & self.result.ready
         m.d.comb += [
-            out.w_en.eq(written),
+            out.w_en.eq(ppu.result.valid),
             out.w_data.eq(ppu.result.payload.as_value()),
             out.r_en.eq(self.result.ready),
             self.result.valid.eq(out.r_rdy),
             self.result.payload.as_value().eq(out.r_data),
         ]
-        m.d.sync += en.eq(out.level + written - read <= depth - 2)
-        return en
+        in_array = Signal(range(depth + 1))
+        in_array_next = in_array + array.issue.valid - array.out.valid
+        level_next = out.level + ppu.result.valid - (out.r_rdy & self.result.ready)
+        credit = Signal(init=1)
+        m.d.sync += [in_array.eq(in_array_next),
+                     credit.eq(level_next + in_array_next + PPU_LATENCY + 1 <= depth)]
+        return credit
 
-    def _loader(self, m, en, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu):
+    def _loader(self, m, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu):
         cfg, sf = self.cfg, self.format
         beat = self.weights
-        # A taken tile header (the PPU shifts) or row beat reaches the PPU and the array one enabled
-        # cycle later (LOAD_STAGE), from registers: the input port and the loader's state then
+        # A taken tile header (the PPU shifts) or row beat reaches the PPU and the array one cycle
+        # later (LOAD_STAGE), from registers: the input port and the loader's state then
         # drive no path across the die into the shadow registers' enables. The issuer starts the
         # tile once its last row is in the shadow (shadow_ready), so the shadow's period and banks
         # are complete when its first token swaps them in.
         shift_next = Signal.like(ppu.shift_load)
         load_next = Signal(load_layout(cfg))
-        with m.If(en):
-            m.d.sync += [ppu.shift_load.eq(shift_next), array.load.eq(load_next)]
+        m.d.sync += [ppu.shift_load.eq(shift_next), array.load.eq(load_next)]
         # tdata is only looked at with tvalid (4-state simulators drive X before the first beat).
         word = Mux(beat.valid, beat.payload.data, 0)
         state = Signal(_Load)
         row = Signal(range(cfg.rows))
+        # Only the valid flags depend on the loader's state: the fields take the word every cycle,
+        # so the wide registers need no reset or enable from the state (one fan-out net less).
+        cols, b = cfg.cols, cfg.fmt.wbits
+        m.d.comb += [
+            shift_next.d.as_value().eq(word[:cols * SHIFT_BITS]),
+            load_next.row.eq(row),
+            load_next.codes.as_value().eq(word[sf.code_offset:sf.code_offset + cols * b]),
+            load_next.roles.as_value().eq(word[sf.role_offset:sf.role_offset + 2 * cols]),
+        ]
+        if sf.config_bits:
+            m.d.comb += load_next.config.eq(word[sf.config_offset:sf.config_offset + sf.config_bits])
         tile_k = Signal.like(k_tiles)
         tile_n = Signal.like(n_tiles)
         take = beat.valid & beat.ready
         with m.Switch(state):
             with m.Case(_Load.HEADER):
-                m.d.comb += beat.ready.eq(en & ~busy)
+                m.d.comb += beat.ready.eq(~busy)
                 with m.If(take):
                     m.d.sync += [
                         busy.eq(1),
@@ -178,22 +189,12 @@ class AcceleratorCore(wiring.Component):
                         tile_k.eq(0), tile_n.eq(0), state.eq(_Load.TILE),
                     ]
             with m.Case(_Load.TILE):
-                m.d.comb += beat.ready.eq(en & ~shadow_full)
-                m.d.comb += [shift_next.valid.eq(take),
-                             shift_next.d.as_value().eq(word[:cfg.cols * SHIFT_BITS])]
+                m.d.comb += beat.ready.eq(~shadow_full)
+                m.d.comb += shift_next.valid.eq(take)
                 with m.If(take):
                     m.d.sync += [row.eq(0), state.eq(_Load.ROWS)]
             with m.Case(_Load.ROWS):
-                m.d.comb += beat.ready.eq(en)
-                cols, b = cfg.cols, cfg.fmt.wbits
-                m.d.comb += [
-                    load_next.valid.eq(take),
-                    load_next.row.eq(row),
-                    load_next.codes.as_value().eq(word[sf.code_offset:sf.code_offset + cols * b]),
-                    load_next.roles.as_value().eq(word[sf.role_offset:sf.role_offset + 2 * cols]),
-                ]
-                if sf.config_bits:
-                    m.d.comb += load_next.config.eq(word[sf.config_offset:sf.config_offset + sf.config_bits])
+                m.d.comb += [beat.ready.eq(1), load_next.valid.eq(take)]
                 with m.If(take):
                     m.d.sync += row.eq(row + 1)
                     with m.If(row == cfg.rows - 1):
@@ -208,7 +209,7 @@ class AcceleratorCore(wiring.Component):
                         with m.Else():
                             m.d.sync += tile_k.eq(tile_k + 1)
 
-    def _issuer(self, m, en, busy, tokens, k_tiles, n_tiles, shadow_ready, started, array, tag_layout):
+    def _issuer(self, m, credit, busy, tokens, k_tiles, n_tiles, shadow_ready, started, array, tag_layout):
         cfg = self.cfg
         beat = self.act
         in_tile = Signal()
@@ -219,7 +220,7 @@ class AcceleratorCore(wiring.Component):
         period = Signal.like(array.next_period, init=1)
         wait = Signal(range(array.max_period + array.tile_gap_extra + 1))
         can_start = busy & ~done & shadow_ready & ~started
-        m.d.comb += beat.ready.eq(en & (wait == 0) & Mux(in_tile, 1, can_start))
+        m.d.comb += beat.ready.eq(credit & (wait == 0) & Mux(in_tile, 1, can_start))
         take = beat.valid & beat.ready
 
         per_group = cfg.fmt.group // cfg.rows
@@ -240,7 +241,7 @@ class AcceleratorCore(wiring.Component):
             array.issue.x.as_value().eq(Mux(beat.valid, beat.payload.data, 0)),
         ]
         cur_period = Mux(in_tile, period, array.next_period)
-        with m.If(en & (wait != 0)):
+        with m.If(wait != 0):
             m.d.sync += wait.eq(wait - 1)
         with m.If(take):
             # Tokens T apart; after a tile's last one, also the array's tile gap.
@@ -331,7 +332,6 @@ def accel_top_name(cfg: AccelConfig) -> str:
 def accel_manifest(cfg: AccelConfig) -> dict:
     """Block-specific manifest entries: parameters, stream widths and layouts, latencies and the
     cycle-model constants (``docs/hardware.md`` explains each)."""
-    from .stream_format import CycleModel, _recon_latency
     sf = StreamFormat(cfg)
     model = CycleModel.of(cfg, _recon_latency(cfg))
     cols, b = cfg.cols, cfg.fmt.wbits
@@ -368,7 +368,7 @@ def accel_manifest(cfg: AccelConfig) -> dict:
         "throughput_per_cycle": "1 token (R activations x C columns) per cycle per tile; 1/T with shared ReCoN",
         "cycle_model": {"rows": model.rows, "pipeline": model.pipeline, "load_beats": model.load_beats,
                         "shared": model.shared, "tile_gap": model.tile_gap,
-                        "ppu_latency": model.ppu_latency},
+                        "ppu_latency": model.ppu_latency, "result_fifo_depth": model.result_fifo_depth},
     }
 
 

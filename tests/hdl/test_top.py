@@ -15,8 +15,8 @@ from amaranth.sim import DomainReset, Simulator
 
 from microscopiq.cli import main
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.hdl.stream_format import (Beat, StreamFormat, decode_results, encode_layer,
-                                           expected_results, predict_cycles, result_beat_count)
+from microscopiq.hdl.stream_format import (Beat, CycleModel, StreamFormat, _recon_latency, decode_results,
+                                           encode_layer, expected_results, predict_cycles, result_beat_count)
 from microscopiq.hdl.top import Accelerator
 from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, random_case,
                                      random_uniform_case, saturation_case)
@@ -24,12 +24,14 @@ from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, random_cas
 
 class Harness:
     """An :class:`Accelerator` in amaranth.sim with a source per input stream and a result sink,
-    each pausing (idle source / back-pressure) with probability ``pause`` per cycle, seeded."""
+    each pausing (idle source / back-pressure) with probability ``pause`` per cycle, seeded; the
+    sink also holds ``tready`` low for its first ``result_hold`` cycles."""
 
-    def __init__(self, cfg, pause=0.0, seed=0):
+    def __init__(self, cfg, pause=0.0, seed=0, result_hold=0):
         self.cfg = cfg
         self.dut = Accelerator(cfg)
         self.pause = pause
+        self.result_hold = result_hold
         self.rng = np.random.default_rng(seed)
         self.phase = 0
 
@@ -83,13 +85,19 @@ class Harness:
             return bench
 
         async def sink(ctx):
-            while len(out) < count:
+            if self.result_hold:
+                await ctx.tick().repeat(self.result_hold)
+            # Far beyond any job here (stalls included): a beat lost would otherwise hang the test.
+            for cycle in range(100 * count + 10_000):
+                if len(out) == count:
+                    return
                 ready = not self._idle()
                 ctx.set(dut.m_axis_result_tready, ready)
                 _, _, valid, data, last = await ctx.tick().sample(
                     dut.m_axis_result_tvalid, dut.m_axis_result_tdata, dut.m_axis_result_tlast)
                 if ready and valid and self.phase == 1:
                     out.append(Beat(data, bool(last)))
+            raise AssertionError(f"{len(out)} of {count} result beats after {cycle + 1} cycles")
 
         async def counter(ctx):
             cycle = 0
@@ -125,14 +133,14 @@ class Harness:
         return out, clock["last"] - clock["first"] + 1
 
 
-def check_case(cfg, case, pause=0.0, seed=0, interrupt_cycles=None):
+def check_case(cfg, case, pause=0.0, seed=0, interrupt_cycles=None, result_hold=0):
     """Run ``case`` through the top level and compare every output with the golden model; return
     the measured cycles."""
     print(f"case: {case.name}, recon={cfg.to_json()['recon']}, pause={pause}, seed={seed}")
     weights, acts = encode_layer(cfg, case.layer, case.x)
     count = result_beat_count(cfg, case.layer, case.tokens)
     interrupt = (weights, acts, interrupt_cycles) if interrupt_cycles else None
-    beats, cycles = Harness(cfg, pause, seed).run(weights, acts, count, interrupt)
+    beats, cycles = Harness(cfg, pause, seed, result_hold).run(weights, acts, count, interrupt)
     got = decode_results(cfg, case.layer, case.tokens, beats)
     want = expected_results(cfg, case.layer, case.x)
     names = ("P", "S") if case.uniform else ("y_int", "overflow")
@@ -200,6 +208,29 @@ def test_backpressure(share, seed):
     cfg = small(share)
     maker = random_uniform_case if share == 0 else random_case
     check_case(cfg, maker(cfg, n=17, k=12, m=9, seed=seed), pause=0.4, seed=seed)
+
+
+@pytest.mark.parametrize("share", [1, 2], ids=["recon1", "recon2"])
+def test_long_pass_full_rate(share):
+    """40 tokens per pass with every stream always ready: the result FIFO's depth must keep the
+    issuer's credit from ever holding a token back (one beat less and this job takes longer)."""
+    cfg = small(share, max_tokens=64)
+    case = random_case(cfg, n=24, k=16, m=40, seed=72)
+    assert check_case(cfg, case) == predict_cycles(cfg, case.layer, 40)
+
+
+@pytest.mark.parametrize("share", [1, 2], ids=["recon1", "recon2"])
+def test_result_stall(share):
+    """The output blocked for 400 cycles while every input is ready: the result FIFO fills to its
+    depth (each pass makes more beats than it holds) and the issuer's credit must stop the input
+    before a beat is lost. The job finishes later than with the output always ready, but less than
+    400 cycles later: the array works ahead while the FIFO takes its beats."""
+    cfg = small(share, max_tokens=64)
+    case = random_uniform_case(cfg, n=24, k=16, m=40, seed=71)
+    depth = CycleModel.of(cfg, _recon_latency(cfg)).result_fifo_depth
+    assert result_beat_count(cfg, case.layer, case.tokens) > 2 * depth
+    cycles, free_running = check_case(cfg, case, result_hold=400), predict_cycles(cfg, case.layer, 40)
+    assert free_running < cycles < free_running + 400, (cycles, free_running)
 
 
 @pytest.mark.parametrize("share,cycles", [(1, 37), (2, 90)], ids=["recon1", "recon2"])
