@@ -12,7 +12,7 @@ per tile from the host (double-buffered: loaded for the next tile, active from i
 At the last K-tile of the layer the token's ``(acc, overflow)`` row is emitted. Raw mode emits
 ``(P, S)`` at the last K-tile of every group (``golden.uniform_raw``).
 
-The work is a six-stage pipeline (:class:`PPU`); each memory (LUT RAM) is read into a register
+The work is a seven-stage pipeline (:class:`PPU`); each memory (LUT RAM) is read into a register
 that also takes the memory's write of the same cycle (:func:`read_forwarded`), so a token sees
 every earlier token's update of its entry as long as the same ``m`` does not arrive in two
 consecutive cycles (the accumulator's add and its saturation are a stage apart; the array's
@@ -116,12 +116,12 @@ def saturate(m: Module, total, beyond, negative, acc_bits: int):
 class PPU(wiring.Component):
     """Post-processing unit: K-group accumulation, MX shift-accumulate with saturation, raw mode.
 
-    Latency :data:`~microscopiq.hdl.stream_format.PPU_LATENCY` (6) enabled cycles from ``inp`` to
+    Latency :data:`~microscopiq.hdl.stream_format.PPU_LATENCY` (7) enabled cycles from ``inp`` to
     ``result``, throughput one token per cycle, any token order in which the same ``m`` is not
     in two consecutive enabled cycles:
 
-    1. input: the ``P``/``S`` entry is read at ``tag.m`` (0 at ``group_first``); the tile's
-       shifts are split into ``small``/``huge``;
+    0. input register: the token; the tile's shifts split into ``small``/``huge``;
+    1. the ``P``/``S`` entry is read at ``tag.m`` (0 at ``group_first``);
     2. ``P ← P + sums``, ``S`` likewise, written back; ``P`` shifted by ``d`` but its low
        :data:`FINE_BITS` (:func:`coarse_shift`);
     3. the rest of ``P << d`` (its low :data:`FINE_BITS`);
@@ -136,9 +136,9 @@ class PPU(wiring.Component):
     accumulator write of the token two stages ahead and every older one, so the same ``m`` must
     not follow itself in the next cycle (the token one stage ahead has not written yet).
     Everything (stages, reads, writes) advances only when ``en`` is 1. ``result.ready`` is not
-    used: a beat stays in the result register until the next enabled edge, and the controller
-    holds ``en`` low while it cannot take it (the top: while its result FIFO is nearly full;
-    ``en = ~result.valid | result.ready`` also works).
+    used: a beat stays in the result register until the next enabled edge, so a controller that
+    stalls holds ``en`` low while the beat cannot be taken (``en = ~result.valid | result.ready``).
+    The accelerator's top ties ``en`` to 1 and keeps room for every beat in its result FIFO.
 
     Parameters
     ----------
@@ -218,7 +218,9 @@ class PPU(wiring.Component):
             with m.If(en):
                 m.d.sync += [getattr(stage, name).eq(value) for name, value in fields.items()]
 
-        # -- stage 1: the tile's shifts, the P/S read --------------------------------------------
+        # -- stage 0: the input register, the tile's shifts -----------------------------------------
+        # The token is registered here, next to the memories, before anything reads them: the
+        # address then comes from a local register, not from the array's last stage across the die.
         shadow = Signal(data.ArrayLayout(unsigned(SHIFT_BITS), cols))
         shifts = Signal(data.ArrayLayout(unsigned(SHIFT_BITS), cols))
         with m.If(en & self.shift_load.valid):
@@ -228,6 +230,12 @@ class PPU(wiring.Component):
         # The tile's first token already uses the shifts it makes active.
         current = Signal(data.ArrayLayout(unsigned(SHIFT_BITS), cols))
         m.d.comb += current.eq(Mux(inp.first, shadow.as_value(), shifts.as_value()))
+        s1 = Signal(layouts["sum"])
+        advance(s1, valid=inp.valid, tag=inp.tag, sums=inp.sums, act_sum=inp.act_sum,
+                small=Cat(*(current[c][:len(s1.small[c])] for c in range(cols))),
+                huge=Cat(*(current[c] >= wide for c in range(cols))))
+
+        # -- stage 1: the P/S read ------------------------------------------------------------------
 
         # LUT RAM: Yosys would fold the forwarding registers into block-RAM read ports, whose
         # clock-to-output delay leaves too little of the cycle for the next stage's logic.
@@ -239,10 +247,9 @@ class PPU(wiring.Component):
         p_wr, a_wr = partials.write_port(), accs.write_port()
         s2 = Signal(layouts["sum"])
         s5 = Signal(layouts["saturate"])
-        old = read_forwarded(m, en, partials, p_wr, s2.valid, inp.tag.m, inp.tag.group_first, "old_partial")
-        advance(s2, valid=inp.valid, tag=inp.tag, sums=inp.sums, act_sum=inp.act_sum,
-                small=Cat(*(current[c][:len(s2.small[c])] for c in range(cols))),
-                huge=Cat(*(current[c] >= wide for c in range(cols))))
+        old = read_forwarded(m, en, partials, p_wr, s2.valid, s1.tag.m, s1.tag.group_first, "old_partial")
+        with m.If(en):
+            m.d.sync += s2.eq(s1)
 
         # -- stage 2: P and S, written back ---------------------------------------------------------
         new = Signal(layouts["partial"])

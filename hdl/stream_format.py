@@ -31,8 +31,8 @@ __all__ = [
 MODE_MSQ, MODE_RAW = 0, 1
 #: Width of one PPU shift ``d = E - E_min`` (0 … 255).
 SHIFT_BITS = 8
-#: Enabled cycles from a token at the PPU's input to its result beat (the PPU's six stages).
-PPU_LATENCY = 6
+#: Enabled cycles from a token at the PPU's input to its result beat (the PPU's seven stages).
+PPU_LATENCY = 7
 #: Cycles the top's result FIFO adds from the PPU's result register to the output beat when the
 #: output is always ready (its depth: :attr:`CycleModel.result_fifo_depth`).
 RESULT_FIFO_LATENCY = 1
