@@ -134,11 +134,13 @@ def _device(luts: int) -> str:
 def run_pnr(name: str, timeout: float) -> dict:
     """Place and route with LUT multipliers, like ``make synth``: inferred MULT18X18D sit in DSP
     sites spread over the die and the routes to and from them alone limit the clock
-    (docs/performance.md). The netlist is synthesised again without DSPs in ``pnr/``."""
+    (docs/performance.md). The netlist is synthesised again without DSPs in ``pnr/`` (unless the
+    counted netlist already has none)."""
     entry = _load(name)
     if "pnr" in entry or "yosys" not in entry:
         return entry
-    source, workdir = CACHE / name / f"{TOP}.v", CACHE / name / "pnr"
+    source = CACHE / name / f"{TOP}.v"
+    workdir = CACHE / name / ("pnr" if entry["yosys"]["use_dsp"] else "yosys")
     device = None
     options = dict(use_dsp=False, workdir=workdir, timeout_s=timeout, mapper=MAPPER)
     try:
