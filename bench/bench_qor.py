@@ -10,8 +10,9 @@ DSP inference (an array with more multipliers than the 85k's 156 DSPs maps them 
 the table): the architecture's LUT cost, and the cost of outlier support against the ``none`` array
 of the same size and b. Place and route synthesises the same RTL again with LUT multipliers (like
 ``make synth``: DSP sites far from the logic limit the clock) on the smallest of 25k/45k/85k whose
-LUTs hold it at 85 %; a design too large for the 85k is reported with the resource that does not
-fit. Reported: LUT4s, FFs, DSPs, BRAMs, LUT RAMs, Fmax and the critical path.
+logic cells hold it at 85 % (LUT4s plus about 7.5 per LUT RAM); a design too large for the 85k is
+reported with the resource that does not fit. Reported: LUT4s, FFs, DSPs, BRAMs, LUT RAMs, Fmax and
+the critical path.
 
 Part ``peers``: :mod:`microscopiq.hdl.perf_model` on all-MiniLM-L6-v2's linears (quantized by
 ``quantize_msq`` with their calibration Hessians) and the LLaMA-7B shapes (with MiniLM's per-tile
@@ -122,11 +123,19 @@ def run_yosys(name: str, cfg: AccelConfig, timeout: float) -> dict:
     return entry
 
 
-def _device(luts: int) -> str:
-    """The smallest part whose LUT4s hold ``luts`` at 85 % (room for placement); the largest when
-    none does (nextpnr then reports the resource that does not fit)."""
+#: Logic cells nextpnr places per ``TRELLIS_DPR16X4`` beyond Yosys's LUT4 count, measured on the
+#: 8×8 build (``make synth``: 32142 placed for 26488 LUT4s and 794 LUT RAMs) and the 16×16 shared
+#: one (87769 for 75821 and 1562): about 7 (the RAM's slices and their write logic).
+COMB_PER_LUTRAM = 7.5
+
+
+def _device(resources) -> str:
+    """The smallest part whose logic cells hold the design at 85 % (room for placement: at 94 %
+    the placer of the 25k ran for 15 minutes without converging); the largest when none does
+    (nextpnr then reports the resource that does not fit)."""
+    cells = resources.luts + COMB_PER_LUTRAM * resources.lutram
     for device, capacity, _ in ECP5_PARTS:
-        if luts <= 0.85 * capacity:
+        if cells <= 0.85 * capacity:
             return device
     return ECP5_PARTS[-1][0]
 
@@ -145,7 +154,7 @@ def run_pnr(name: str, timeout: float) -> dict:
     options = dict(use_dsp=False, workdir=workdir, timeout_s=timeout, mapper=MAPPER)
     try:
         counted = synth.synthesize(source, TOP, place_route=False, **options)
-        device = _device(counted.resources.luts)
+        device = _device(counted.resources)
         print(f"  place and route {name} on {device} ...", flush=True)
         # Yosys is not run again: the netlist of the identical script in ``workdir`` is reused.
         report = synth.synthesize(source, TOP, device=device, freq_mhz=FREQ_MHZ, io="ooc", **options)
@@ -285,18 +294,25 @@ def qor_rows(names: list[tuple[str, int, str]]) -> list[dict]:
     by = {(r["size"], r["wbits"], r["recon"]): r for r in rows}
     for row in rows:
         base = by.get((row["size"], row["wbits"], "none"))
-        row["lut_cost"] = row["fmax_cost"] = None
+        row["lut_cost"] = row["pnr_lut_cost"] = row["fmax_cost"] = None
         if row["recon"] != "none" and base and base["res"] and row["res"]:
-            extra = row["res"]["luts"] - base["res"]["luts"]
-            row["lut_cost"] = 100 * extra / row["res"]["luts"]
+            row["lut_cost"] = _share(row["res"]["luts"], base["res"]["luts"])
+            if row["pnr_luts"] and base["pnr_luts"]:
+                row["pnr_lut_cost"] = _share(row["pnr_luts"], base["pnr_luts"])
             if row["fmax"] and base["fmax"]:
                 row["fmax_cost"] = 100 * (row["fmax"] - base["fmax"]) / base["fmax"]
     return rows
 
 
+def _share(luts: int, baseline_luts: int) -> float:
+    """Percentage of ``luts`` that the same array without outlier support does not have."""
+    return 100 * (luts - baseline_luts) / luts
+
+
 def qor_table(rows: list[dict]) -> str:
     lines = ["| array | b | ReCoN | LUT4s | FFs | DSPs | BRAMs | LUT RAMs | outlier support, % of LUTs "
-             "| P&R device | P&R LUT4s | Fmax MHz | Fmax vs none | RTL generated |", "| --- " * 14 + "|"]
+             "| P&R device | P&R LUT4s | outlier support, % of P&R LUTs | Fmax MHz | Fmax vs none | RTL generated |",
+             "| --- " * 15 + "|"]
     for row in rows:
         res = row["res"] or {}
         res_note = " (multipliers in LUTs)" if row["use_dsp"] is False else ""
@@ -304,7 +320,7 @@ def qor_table(rows: list[dict]) -> str:
         lines.append(f"| {row['size']} | {row['wbits']} | {row['recon']} | {_fmt(res.get('luts'))}{res_note} "
                      f"| {_fmt(res.get('ffs'))} | {_fmt(res.get('dsps'))} | {_fmt(res.get('brams'))} "
                      f"| {_fmt(res.get('lutram'))} | {_fmt(row['lut_cost'], '.1f')} "
-                     f"| {_fmt(row['device'])} | {_fmt(row['pnr_luts'])} | {fmax} "
+                     f"| {_fmt(row['device'])} | {_fmt(row['pnr_luts'])} | {_fmt(row['pnr_lut_cost'], '.1f')} | {fmax} "
                      f"| {_fmt(row['fmax_cost'], '+.1f')}{'' if row['fmax_cost'] is None else ' %'} "
                      f"| {_fmt(row['rtl'])} |")
     return "\n".join(lines)
