@@ -404,12 +404,13 @@ def write_page(rows: list[dict] | None, peers: dict | None, command: str) -> Non
              f"({platform.python_implementation()} {platform.python_version()}), Yosys 0.70 / nextpnr 0.11 "
              f"from YoWASP, by `{command}` from the results cached in build/qor/ (each row: the "
              f"configurations measured so far, with the date in its cache entry; `make bench-qor` "
-             f"resumes the rest). LUT4s … LUT RAMs and the outlier-support share: Yosys with DSP inference "
-             f"(multipliers in MULT18X18D where the 85k has enough); P&R: the same RTL synthesised again "
-             f"with LUT multipliers, like `make synth`, placed and routed out of context at {FREQ_MHZ:g} MHz.")
+             f"resumes the rest).")
+    columns = (f"LUT4s … LUT RAMs and the first outlier-support share: Yosys with DSP inference (multipliers "
+               f"in MULT18X18D where the 85k has enough); P&R: the same RTL synthesised again with LUT "
+               f"multipliers, like `make synth`, placed and routed out of context at {FREQ_MHZ:g} MHz.")
     if rows is not None:
         qor_plots(rows)
-        text = _replace(text, "QOR", f"{stamp}\n\n{qor_table(rows)}\n\n"
+        text = _replace(text, "QOR", f"{stamp} {columns}\n\n{qor_table(rows)}\n\n"
                                      f"![resources](img/qor_resources.png)\n\n![Fmax](img/qor_fmax.png)\n\n"
                                      f"{critical_paths(rows)}")
     if peers is not None:
