@@ -441,9 +441,10 @@ class CycleModel:
     def result_fifo_depth(self) -> int:
         """Beats of the top's result FIFO: the issuer sends a token only while the FIFO has room for
         it and for every token already in the array or the PPU (at most ``arrive(1)`` and
-        :data:`PPU_LATENCY`). With the output always ready the FIFO holds one beat at the start of
-        a cycle, so this depth never holds a token back."""
-        return self.arrive(1) + PPU_LATENCY + 2
+        :data:`PPU_LATENCY`), judged from the counts a cycle old (two beats of margin). With the
+        output always ready the FIFO holds one beat at the start of a cycle, so this depth never
+        holds a token back."""
+        return self.arrive(1) + PPU_LATENCY + 4
 
 
 def tile_periods(cfg: AccelConfig, layer) -> list[int]:

@@ -125,10 +125,13 @@ class AcceleratorCore(wiring.Component):
     def _result_fifo(self, m, array, ppu):
         """The result FIFO after the PPU's result register, and the credit the issuer needs.
 
-        Every token in the array (``in_array``: issued, not yet at the PPU) or in the PPU's
+        Every token in the array (issued, not yet at the PPU) or in the PPU's
         :data:`~microscopiq.hdl.stream_format.PPU_LATENCY` stages may still write one beat, so the
-        FIFO cannot overflow while ``level + in_array + PPU_LATENCY ≤ depth``. ``credit`` (a
-        register, from the next cycle's exact counts) allows one more token. Depth:
+        FIFO cannot overflow while ``committed + PPU_LATENCY ≤ depth``, ``committed`` being the
+        tokens in the array plus the FIFO's beats. ``credit`` for the next cycle compares this
+        cycle's ``committed`` register with a constant (a short path, whatever the handshakes do),
+        leaving room for the two beats by which ``committed`` can grow in this cycle (a token
+        issued, a beat written) and for the token the credit admits. Depth:
         :attr:`~microscopiq.hdl.stream_format.CycleModel.result_fifo_depth`."""
         depth = CycleModel.of(self.cfg, _recon_latency(self.cfg)).result_fifo_depth
         m.submodules.result_fifo = out = SyncFIFO(width=len(ppu.result.payload.as_value()), depth=depth)
@@ -139,12 +142,12 @@ class AcceleratorCore(wiring.Component):
             self.result.valid.eq(out.r_rdy),
             self.result.payload.as_value().eq(out.r_data),
         ]
-        in_array = Signal(range(depth + 1))
-        in_array_next = in_array + array.issue.valid - array.out.valid
-        level_next = out.level + ppu.result.valid - (out.r_rdy & self.result.ready)
+        committed = Signal(range(depth + 1))
+        grows = array.issue.valid + ppu.result.valid
+        shrinks = array.out.valid + (out.r_rdy & self.result.ready)
         credit = Signal(init=1)
-        m.d.sync += [in_array.eq(in_array_next),
-                     credit.eq(level_next + in_array_next + PPU_LATENCY + 1 <= depth)]
+        m.d.sync += [committed.eq(committed + grows - shrinks),
+                     credit.eq(committed + 2 + PPU_LATENCY + 1 <= depth)]
         return credit
 
     def _loader(self, m, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu):
