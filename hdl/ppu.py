@@ -13,10 +13,10 @@ At the last K-tile of the layer the token's ``(acc, overflow)`` row is emitted. 
 ``(P, S)`` at the last K-tile of every group (``golden.uniform_raw``).
 
 The work is a seven-stage pipeline (:class:`PPU`); each memory (LUT RAM) is read into a register
-that also takes the memory's write of the same cycle (:func:`read_forwarded`), so a token sees
-every earlier token's update of its entry as long as the same ``m`` does not arrive in two
-consecutive cycles (the accumulator's add and its saturation are a stage apart; the array's
-schedule brings a token back only after a whole tile, at least ``2R + 6`` cycles).
+(:func:`read_registered`), the accumulator's also taking the memory's write of the same cycle, so
+a token sees every earlier token's update of its entries as long as the same ``m`` does not arrive
+in two consecutive cycles (the array's schedule brings a token back only after a whole tile, at
+least ``2R + 6`` cycles).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..config import AccelConfig
 from .array import act_sum_bits
 from .stream_format import PPU_LATENCY, SHIFT_BITS, StreamFormat
 
-__all__ = ["PPU", "token_tag_layout", "read_forwarded", "coarse_shift", "shift_fit", "saturate"]
+__all__ = ["PPU", "token_tag_layout", "read_registered", "coarse_shift", "shift_fit", "saturate"]
 
 #: Low bits of the shift ``d`` applied in stage 3; stage 2 shifts by the rest.
 FINE_BITS = 3
@@ -49,18 +49,21 @@ def token_tag_layout(cfg: AccelConfig) -> data.StructLayout:
     })
 
 
-def read_forwarded(m: Module, en, memory: Memory, write, writing, addr, clear, name: str):
+def read_registered(m: Module, en, memory: Memory, addr, clear, name: str, forward=None):
     """A register loaded (when ``en``) with ``memory[addr]``, or 0 when ``clear``.
 
-    The memory is read combinationally (LUT RAM) and the register takes the data ``write`` stores
-    in the same cycle when it writes ``addr``: as a synchronous read port transparent to ``write``,
-    with the clear in front of the register. ``writing`` is the writer's valid without ``en``
-    (``write.en`` is ``en & writing``): the register loads only when ``en`` anyway, and keeping the
-    global enable out of the data path keeps its fan-out net off every forwarding multiplexer.
+    The memory is read combinationally (LUT RAM). With ``forward = (write, writing)`` the register
+    takes the data ``write`` stores in the same cycle when it writes ``addr``: a synchronous read
+    port transparent to ``write``. ``writing`` is the writer's valid without ``en`` (``write.en``
+    is ``en & writing``): the register loads only when ``en`` anyway, and keeping the enable out
+    of the data path keeps its fan-out net off every forwarding multiplexer.
     """
     port = memory.read_port(domain="comb")
     m.d.comb += port.addr.eq(addr)
-    fresh = Mux(writing & (write.addr == addr), write.data.as_value(), port.data.as_value())
+    fresh = port.data.as_value()
+    if forward is not None:
+        write, writing = forward
+        fresh = Mux(writing & (write.addr == addr), write.data.as_value(), fresh)
     entry = Signal(memory.shape, name=name)
     with m.If(en):
         m.d.sync += entry.eq(Mux(clear, 0, fresh))
@@ -131,10 +134,12 @@ class PPU(wiring.Component):
     6. its saturation (:func:`saturate`) and the sticky flags, written back; the result beat is
        registered.
 
-    A token read in stage 1 sees the ``P`` write of the token one stage ahead through
-    :func:`read_forwarded` and every older write in the memory; a token read in stage 4 sees the
-    accumulator write of the token two stages ahead and every older one, so the same ``m`` must
-    not follow itself in the next cycle (the token one stage ahead has not written yet).
+    A token read in stage 4 sees the accumulator write of the token two stages ahead through
+    :func:`read_registered`'s forwarding and every older write in the memory, so the same ``m``
+    must not follow itself in the next cycle (the token one stage ahead has not written yet). A
+    token read in stage 1 sees every ``P`` write but that of the token one stage ahead, written in
+    the same cycle: by the same rule that token has another ``m``, so the ``P`` read needs no
+    forwarding multiplexer (it was one level of the read path, the longest of the 8×8 build).
     Everything (stages, reads, writes) advances only when ``en`` is 1. ``result.ready`` is not
     used: a beat stays in the result register until the next enabled edge, so a controller that
     stalls holds ``en`` low while the beat cannot be taken (``en = ~result.valid | result.ready``).
@@ -247,7 +252,7 @@ class PPU(wiring.Component):
         p_wr, a_wr = partials.write_port(), accs.write_port()
         s2 = Signal(layouts["sum"])
         s5 = Signal(layouts["saturate"])
-        old = read_forwarded(m, en, partials, p_wr, s2.valid, s1.tag.m, s1.tag.group_first, "old_partial")
+        old = read_registered(m, en, partials, s1.tag.m, s1.tag.group_first, "old_partial")
         with m.If(en):
             m.d.sync += s2.eq(s1)
 
@@ -268,7 +273,7 @@ class PPU(wiring.Component):
                 full=Cat(*((s3.coarse[c] << s3.fine[c])[:len(s3.coarse[c])] for c in range(cols))))
 
         # -- stage 4: its fit; the accumulator read --------------------------------------------------
-        stored = read_forwarded(m, en, accs, a_wr, s5.valid, s3b.tag.m, s3b.tag.k_first, "old_acc")
+        stored = read_registered(m, en, accs, s3b.tag.m, s3b.tag.k_first, "old_acc", forward=(a_wr, s5.valid))
         fitted = [shift_fit(m, s3b.p[c], s3b.full[c], s3b.huge[c], cfg.acc_bits) for c in range(cols)]
         s4 = Signal(layouts["add"])
         advance(s4, valid=s3b.valid, tag=s3b.tag, p=s3b.p, s=s3b.s,
