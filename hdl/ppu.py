@@ -30,7 +30,7 @@ from ..config import AccelConfig
 from .array import act_sum_bits
 from .stream_format import PPU_LATENCY, SHIFT_BITS, StreamFormat
 
-__all__ = ["PPU", "token_tag_layout", "read_registered", "coarse_shift", "shift_fit", "saturate"]
+__all__ = ["PPU", "token_tag_layout", "read_registered", "read_ahead", "coarse_shift", "shift_fit", "saturate"]
 
 #: Low bits of the shift ``d`` applied in stage 3; stage 2 shifts by the rest.
 FINE_BITS = 3
@@ -49,21 +49,34 @@ def token_tag_layout(cfg: AccelConfig) -> data.StructLayout:
     })
 
 
-def read_registered(m: Module, en, memory: Memory, addr, clear, name: str, forward=None):
-    """A register loaded (when ``en``) with ``memory[addr]``, or 0 when ``clear``.
-
-    The memory is read combinationally (LUT RAM). With ``forward = (write, writing)`` the register
-    takes the data ``write`` stores in the same cycle when it writes ``addr``: a synchronous read
-    port transparent to ``write``. ``writing`` is the writer's valid without ``en`` (``write.en``
-    is ``en & writing``): the register loads only when ``en`` anyway, and keeping the enable out
-    of the data path keeps its fan-out net off every forwarding multiplexer.
-    """
+def read_registered(m: Module, en, memory: Memory, addr, clear, name: str):
+    """A register loaded (when ``en``) with ``memory[addr]`` (LUT RAM, read combinationally), or 0
+    when ``clear``: a synchronous read port that does not see the write of the same cycle."""
     port = memory.read_port(domain="comb")
     m.d.comb += port.addr.eq(addr)
-    fresh = port.data.as_value()
-    if forward is not None:
-        write, writing = forward
-        fresh = Mux(writing & (write.addr == addr), write.data.as_value(), fresh)
+    entry = Signal(memory.shape, name=name)
+    with m.If(en):
+        m.d.sync += entry.eq(Mux(clear, 0, port.data.as_value()))
+    return entry
+
+
+def read_ahead(m: Module, en, memory: Memory, write, writing, early_addr, addr, clear, name: str):
+    """A register loaded (when ``en``) with ``memory[addr]`` as updated by every write up to and
+    including this cycle's, or 0 when ``clear``, for a token that had ``early_addr == addr`` one
+    enabled cycle before (it moves one stage per enabled cycle).
+
+    The memory is read a cycle early (at ``early_addr``) into a register, so the LUT RAM's read
+    tree ends in a flip-flop; the write of that cycle (kept in a register with its address) and
+    the write of this one are forwarded in front of the result register. ``writing`` is the
+    writer's valid without ``en`` (``write.en`` is ``en & writing``).
+    """
+    early = read_registered(m, en, memory, early_addr, 0, f"{name}_early")
+    before = Signal(data.StructLayout({"valid": 1, "addr": len(write.addr), "data": memory.shape}),
+                    name=f"{name}_write")
+    with m.If(en):
+        m.d.sync += [before.valid.eq(writing), before.addr.eq(write.addr), before.data.eq(write.data)]
+    fresh = Mux(writing & (write.addr == addr), write.data.as_value(),
+                Mux(before.valid & (before.addr == addr), before.data.as_value(), early.as_value()))
     entry = Signal(memory.shape, name=name)
     with m.If(en):
         m.d.sync += entry.eq(Mux(clear, 0, fresh))
@@ -273,7 +286,7 @@ class PPU(wiring.Component):
                 full=Cat(*((s3.coarse[c] << s3.fine[c])[:len(s3.coarse[c])] for c in range(cols))))
 
         # -- stage 4: its fit; the accumulator read --------------------------------------------------
-        stored = read_registered(m, en, accs, s3b.tag.m, s3b.tag.k_first, "old_acc", forward=(a_wr, s5.valid))
+        stored = read_ahead(m, en, accs, a_wr, s5.valid, s3.tag.m, s3b.tag.m, s3b.tag.k_first, "old_acc")
         fitted = [shift_fit(m, s3b.p[c], s3b.full[c], s3b.huge[c], cfg.acc_bits) for c in range(cols)]
         s4 = Signal(layouts["add"])
         advance(s4, valid=s3b.valid, tag=s3b.tag, p=s3b.p, s=s3b.s,

@@ -179,13 +179,15 @@ def test_stalls():
     check_msq(cfg, sums, acts, _shifts(rng, 2, cfg.cols, 12), seed, stall=0.5)
 
 
-@pytest.mark.parametrize("tokens", [1, 2])
+@pytest.mark.parametrize("tokens", [1, 2, 3])
 @pytest.mark.parametrize("stall", [0.0, 0.4])
 def test_same_token_back_to_back(tokens, stall):
-    """M = 2 with no gap between tiles and M = 1 one cycle apart: a token re-enters while its
+    """M = 2 or 3 with no gap between tiles and M = 1 one cycle apart: a token re-enters while its
     previous K-tile's update is still in the pipeline (P every cycle, the accumulator at every
     group end: groups of one K-tile), with and without back-pressure; acc_bits = 18 so the
-    saturation path runs too."""
+    saturation path runs too. A token two cycles behind its previous visit takes the accumulator
+    write of the current cycle, three cycles behind the one of the cycle of its early read
+    (:func:`~microscopiq.hdl.ppu.read_ahead`)."""
     seed = 6 + tokens
     cfg = _cfg(acc_bits=18, rows=4, group=4)
     rng = np.random.default_rng(seed)
