@@ -138,9 +138,8 @@ class PPU(wiring.Component):
 
     0. input register: the token; the tile's shifts split into ``small``/``huge``;
     1. the ``P``/``S`` entry is read at ``tag.m`` (0 at ``group_first``);
-    2. ``P ← P + sums``, ``S`` likewise, written back; ``P`` shifted by ``d`` but its low
-       :data:`FINE_BITS` (:func:`coarse_shift`);
-    3. the rest of ``P << d`` (its low :data:`FINE_BITS`);
+    2. ``P ← P + sums``, ``S`` likewise, written back;
+    3. ``P << d``: by ``d`` but its low :data:`FINE_BITS` (:func:`coarse_shift`), then by those;
     4. its fit check (:func:`shift_fit`); the accumulator entry is read at the token's ``m`` (0 at
        ``k_first``);
     5. ``acc + (P << d)`` at a group's last K-tile (``acc + 0`` else), ``acc_bits + 2`` bits wide;
@@ -214,8 +213,7 @@ class PPU(wiring.Component):
                                       "act_sum": signed(act_sum_bits(cfg)),
                                       "small": data.ArrayLayout(range(wide), cols), "huge": cols}),
             "shift": data.StructLayout({**token, **partial,
-                                        "coarse": data.ArrayLayout(coarse, cols),
-                                        "fine": data.ArrayLayout(unsigned(FINE_BITS), cols), "huge": cols}),
+                                        "small": data.ArrayLayout(range(wide), cols), "huge": cols}),
             "fit": data.StructLayout({**token, **partial,
                                       "full": data.ArrayLayout(coarse, cols), "huge": cols}),
             "add": data.StructLayout({**token, **partial,
@@ -276,14 +274,16 @@ class PPU(wiring.Component):
         m.d.comb += new.s.eq(old.s + s2.act_sum)
         m.d.comb += [p_wr.addr.eq(s2.tag.m), p_wr.data.eq(new), p_wr.en.eq(en & s2.valid)]
         s3 = Signal(layouts["shift"])
-        advance(s3, valid=s2.valid, tag=s2.tag, p=new.p, s=new.s, huge=s2.huge,
-                coarse=Cat(*(coarse_shift(m, new.p[c], s2.small[c], cfg.acc_bits) for c in range(cols))),
-                fine=Cat(*(s2.small[c][:FINE_BITS] for c in range(cols))))
+        advance(s3, valid=s2.valid, tag=s2.tag, p=new.p, s=new.s, huge=s2.huge, small=s2.small)
 
-        # -- stage 3: the rest of P << d ------------------------------------------------------------
+        # -- stage 3: P << d, by multiples of 2^FINE_BITS, then by the rest ----------------------
+        # (after the add of stage 2, the longest path of the 8×8 build with the coarse step in it)
+        def shifted_partial(c):
+            coarse = coarse_shift(m, s3.p[c], s3.small[c], cfg.acc_bits)
+            return (coarse << s3.small[c][:FINE_BITS])[:len(coarse)]
         s3b = Signal(layouts["fit"])
         advance(s3b, valid=s3.valid, tag=s3.tag, p=s3.p, s=s3.s, huge=s3.huge,
-                full=Cat(*((s3.coarse[c] << s3.fine[c])[:len(s3.coarse[c])] for c in range(cols))))
+                full=Cat(*(shifted_partial(c) for c in range(cols))))
 
         # -- stage 4: its fit; the accumulator read --------------------------------------------------
         stored = read_ahead(m, en, accs, a_wr, s5.valid, s3.tag.m, s3b.tag.m, s3b.tag.k_first, "old_acc")
