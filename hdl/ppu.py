@@ -140,16 +140,16 @@ class PPU(wiring.Component):
     1. the ``P``/``S`` entry is read at ``tag.m`` (0 at ``group_first``);
     2. ``P ← P + sums``, ``S`` likewise, written back;
     3. ``P << d``: by ``d`` but its low :data:`FINE_BITS` (:func:`coarse_shift`), then by those;
-    4. its fit check (:func:`shift_fit`); the accumulator entry is read at the token's ``m`` (0 at
-       ``k_first``);
+       the accumulator entry is read at the token's ``m`` into a register (:func:`read_ahead`);
+    4. its fit check (:func:`shift_fit`); the accumulator entry completed by the writes since its
+       read (0 at ``k_first``);
     5. ``acc + (P << d)`` at a group's last K-tile (``acc + 0`` else), ``acc_bits + 2`` bits wide;
     6. its saturation (:func:`saturate`) and the sticky flags, written back; the result beat is
        registered.
 
-    A token read in stage 4 sees the accumulator write of the token two stages ahead through
-    :func:`read_registered`'s forwarding and every older write in the memory, so the same ``m``
-    must not follow itself in the next cycle (the token one stage ahead has not written yet). A
-    token read in stage 1 sees every ``P`` write but that of the token one stage ahead, written in
+    A token in stage 4 sees the accumulator write of the token two stages ahead (forwarded by
+    :func:`read_ahead`) and every older write, so the same ``m`` must not follow itself in the
+    next cycle (the token one stage ahead has not written yet). A token read in stage 1 sees every ``P`` write but that of the token one stage ahead, written in
     the same cycle: by the same rule that token has another ``m``, so the ``P`` read needs no
     forwarding multiplexer (it was one level of the read path, the longest of the 8×8 build).
     Everything (stages, reads, writes) advances only when ``en`` is 1. ``result.ready`` is not
