@@ -60,23 +60,28 @@ def read_registered(m: Module, en, memory: Memory, addr, clear, name: str):
     return entry
 
 
-def read_ahead(m: Module, en, memory: Memory, write, writing, early_addr, addr, clear, name: str):
-    """A register loaded (when ``en``) with ``memory[addr]`` as updated by every write up to and
-    including this cycle's, or 0 when ``clear``, for a token that had ``early_addr == addr`` one
-    enabled cycle before (it moves one stage per enabled cycle).
+def read_ahead(m: Module, en, memory: Memory, write, writing, next_writer, early_addr, clear, name: str):
+    """A register loaded (when ``en``) with the entry a token read at ``early_addr`` one enabled
+    cycle before (it moves one stage per enabled cycle), as updated by every write up to and
+    including this cycle's, or 0 when ``clear``.
 
     The memory is read a cycle early (at ``early_addr``) into a register, so the LUT RAM's read
-    tree ends in a flip-flop; the write of that cycle (kept in a register with its address) and
-    the write of this one are forwarded in front of the result register. ``writing`` is the
-    writer's valid without ``en`` (``write.en`` is ``en & writing``).
+    tree ends in a flip-flop; the write of that cycle (its data kept in a register) and the write
+    of this one are forwarded in front of the result register. ``writing`` is the writer's valid
+    without ``en`` (``write.en`` is ``en & writing``); ``next_writer = (valid, addr)`` is the token
+    that writes in the next enabled cycle. Both forwarding selects are registers, compared a cycle
+    early: each drives a multiplexer per memory bit, and a select computed in the same cycle
+    lands anywhere on the die.
     """
     early = read_registered(m, en, memory, early_addr, 0, f"{name}_early")
-    before = Signal(data.StructLayout({"valid": 1, "addr": len(write.addr), "data": memory.shape}),
-                    name=f"{name}_write")
+    next_valid, next_addr = next_writer
+    before = Signal(memory.shape, name=f"{name}_write")           # the write of the read's cycle
+    from_before = Signal(name=f"{name}_from_write")
+    from_now = Signal(name=f"{name}_from_writer")
     with m.If(en):
-        m.d.sync += [before.valid.eq(writing), before.addr.eq(write.addr), before.data.eq(write.data)]
-    fresh = Mux(writing & (write.addr == addr), write.data.as_value(),
-                Mux(before.valid & (before.addr == addr), before.data.as_value(), early.as_value()))
+        m.d.sync += [before.eq(write.data), from_before.eq(writing & (write.addr == early_addr)),
+                     from_now.eq(next_valid & (next_addr == early_addr))]
+    fresh = Mux(from_now, write.data.as_value(), Mux(from_before, before.as_value(), early.as_value()))
     entry = Signal(memory.shape, name=name)
     with m.If(en):
         m.d.sync += entry.eq(Mux(clear, 0, fresh))
@@ -286,9 +291,10 @@ class PPU(wiring.Component):
                 full=Cat(*(shifted_partial(c) for c in range(cols))))
 
         # -- stage 4: its fit; the accumulator read --------------------------------------------------
-        stored = read_ahead(m, en, accs, a_wr, s5.valid, s3.tag.m, s3b.tag.m, s3b.tag.k_first, "old_acc")
-        fitted = [shift_fit(m, s3b.p[c], s3b.full[c], s3b.huge[c], cfg.acc_bits) for c in range(cols)]
         s4 = Signal(layouts["add"])
+        stored = read_ahead(m, en, accs, a_wr, s5.valid, (s4.valid, s4.tag.m), s3.tag.m, s3b.tag.k_first,
+                            "old_acc")
+        fitted = [shift_fit(m, s3b.p[c], s3b.full[c], s3b.huge[c], cfg.acc_bits) for c in range(cols)]
         advance(s4, valid=s3b.valid, tag=s3b.tag, p=s3b.p, s=s3b.s,
                 shifted=Cat(*(shifted for shifted, _ in fitted)),
                 beyond=Cat(*(s3b.tag.group_last & beyond for _, beyond in fitted)))
