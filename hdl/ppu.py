@@ -154,9 +154,9 @@ class PPU(wiring.Component):
 
     A token in stage 4 sees the accumulator write of the token two stages ahead (forwarded by
     :func:`read_ahead`) and every older write, so the same ``m`` must not follow itself in the
-    next cycle (the token one stage ahead has not written yet). A token read in stage 1 sees every ``P`` write but that of the token one stage ahead, written in
-    the same cycle: by the same rule that token has another ``m``, so the ``P`` read needs no
-    forwarding multiplexer (it was one level of the read path, the longest of the 8×8 build).
+    next cycle (the token one stage ahead has not written yet). Stage 1 sees every ``P`` write
+    but the one of the token one stage ahead, made in the same cycle: by the same rule that token
+    has another ``m``, so the ``P`` read needs no forwarding multiplexer.
     Everything (stages, reads, writes) advances only when ``en`` is 1. ``result.ready`` is not
     used: a beat stays in the result register until the next enabled edge, so a controller that
     stalls holds ``en`` low while the beat cannot be taken (``en = ~result.valid | result.ready``).
