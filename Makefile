@@ -89,13 +89,13 @@ bench-qor: setup
 	$(PY) bench/bench_qor.py $(QOR_ARGS)
 
 # make lint: generate the blocks and run verilator --lint-only -Wall with the named waivers
-# (tb/lint.py; docs/verification.md says why each is waived).
+# (flow/lint.py; docs/verification.md says why each is waived).
 lint: setup
 	@$(PY) -m microscopiq.cli generate pe --abits 8 --wbits 4 --out build/lint/pe
-	@$(PY) -m microscopiq.tb.lint build/lint/pe
+	@$(PY) -m microscopiq.flow.lint build/lint/pe
 	@for preset in $$($(PY) -c 'from microscopiq.config import PRESETS; print(*PRESETS)'); do \
 	  $(PY) -m microscopiq.cli generate accel --preset $$preset --out build/lint/accel-$$preset && \
-	  $(PY) -m microscopiq.tb.lint build/lint/accel-$$preset || exit 1; done
+	  $(PY) -m microscopiq.flow.lint build/lint/accel-$$preset || exit 1; done
 
 # make demo: each demo-<part> recipe prints its own summary lines.
 demo: demo-pe demo-accel

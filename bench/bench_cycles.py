@@ -3,7 +3,7 @@
 
 Quantizes every linear layer of all-MiniLM-L6-v2 with MicroScopiQ at b = 4 (calibrated offline on
 standard-library docstrings, the model's layers replaced sequentially as ``microscopiq quantize``
-does), then counts cycles with :func:`~microscopiq.hdl.stream_format.predict_cycles` — the cycle
+does), then counts cycles with :func:`~microscopiq.host.stream_format.predict_cycles` — the cycle
 model that the top-level and cocotb tests prove equal to the RTL's cycle counts — for an 8×8 array
 with ReCoN per row and shared by 2, 4 and 8 rows, at M = 4R, 8R and 16R tokens. Shared ReCoN's cost
 depends on where the outliers sit (rows with an outlier per group and tile); per-row does not.
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from microscopiq.config import PRESETS
-from microscopiq.hdl.stream_format import predict_cycles
+from microscopiq.host.stream_format import predict_cycles
 from microscopiq.outputs import atomic_file
 from microscopiq.quant import models
 

@@ -14,7 +14,7 @@ logic cells hold it at 85 % (LUT4s plus about 7.5 per LUT RAM); a design too lar
 reported with the resource that does not fit. Reported: LUT4s, FFs, DSPs, BRAMs, LUT RAMs, Fmax and
 the critical path.
 
-Part ``peers``: :mod:`microscopiq.hdl.perf_model` on all-MiniLM-L6-v2's linears (quantized by
+Part ``peers``: :mod:`microscopiq.host.perf_model` on all-MiniLM-L6-v2's linears (quantized by
 ``quantize_msq`` with their calibration Hessians) and the LLaMA-7B shapes (with MiniLM's per-tile
 outlier statistics): cycles, weight bytes and speedups at a decode step (M = 1) and a 64-token
 pass, with a 128-bit and a 32-bit weight memory.
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from microscopiq.config import AccelConfig, FormatConfig, ReconSharing
-from microscopiq.hdl import perf_model, synth
+from microscopiq.host import perf_model, synth
 from microscopiq.outputs import atomic_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ ECP5_PARTS = (("25k", 24288, 28), ("45k", 43848, 72), ("85k", 83640, 156))
 FREQ_MHZ = 100.0
 TOP = "msq_accel"
 #: One LUT mapper for every configuration, so that LUT counts compare: ABC (Yosys 0.70's ABC9
-#: asserts on the larger arrays, see hdl/synth.py).
+#: asserts on the larger arrays, see flow/synth.py).
 MAPPER = "abc"
 
 

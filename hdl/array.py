@@ -30,8 +30,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
 from .pe import PE
-from .routing import config_bits
-from .stream_format import PRODUCT_PIPE
+from ..host.routing import config_bits
+from ..host.stream_format import PRODUCT_PIPE
 
 __all__ = ["Array", "issue_layout", "load_layout", "result_layout"]
 
@@ -85,7 +85,7 @@ class Array(wiring.Component):
 
     Latency ``R + T + P + L + H`` enabled cycles from ``issue`` to ``out`` (``T`` the tile's period,
     1 unless ReCoN is shared; ``P`` the product pipeline register after every PE,
-    :data:`~microscopiq.hdl.stream_format.PRODUCT_PIPE`; ``L`` the ReCoN latency, 0 without ReCoN;
+    :data:`~microscopiq.host.stream_format.PRODUCT_PIPE`; ``L`` the ReCoN latency, 0 without ReCoN;
     ``H`` = 1 with shared ReCoN, else 0): :attr:`depth` gives it for ``T = 1``. Throughput one
     token every ``T`` cycles. All state advances only when ``en`` is 1.
 

@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
 from .array import act_sum_bits
-from .stream_format import PPU_LATENCY, SHIFT_BITS, StreamFormat
+from ..host.stream_format import PPU_LATENCY, SHIFT_BITS, StreamFormat
 
 __all__ = ["PPU", "token_tag_layout", "read_registered", "read_ahead", "coarse_shift", "shift_fit", "saturate"]
 
@@ -137,7 +137,7 @@ def saturate(m: Module, total, beyond, negative, acc_bits: int):
 class PPU(wiring.Component):
     """Post-processing unit: K-group accumulation, MX shift-accumulate with saturation, raw mode.
 
-    Latency :data:`~microscopiq.hdl.stream_format.PPU_LATENCY` (7) enabled cycles from ``inp`` to
+    Latency :data:`~microscopiq.host.stream_format.PPU_LATENCY` (7) enabled cycles from ``inp`` to
     ``result``, throughput one token per cycle, any token order in which the same ``m`` is not
     in two consecutive enabled cycles:
 
@@ -178,7 +178,7 @@ class PPU(wiring.Component):
     shift_load : In(StructLayout)
         ``valid`` and ``d`` (C × 8 bits): the next tile's shifts.
     result : Out(stream.Signature(StructLayout({"data": result_width, "last": 1})))
-        Result beats in the layout of :class:`~microscopiq.hdl.stream_format.StreamFormat`.
+        Result beats in the layout of :class:`~microscopiq.host.stream_format.StreamFormat`.
     """
 
     latency = PPU_LATENCY

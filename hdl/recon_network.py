@@ -19,7 +19,7 @@ Per micro-block of ``U`` columns:
 6. register 3: ``contributions``; it also makes the shift's top step (``2^(sb-1)``): a 2:1
    multiplexer on its upper bits, a synchronous clear of its lower ``2^(sb-1)`` bits.
 
-The configuration (layout: :meth:`ReconNetwork.config_layout`, values: :mod:`~microscopiq.hdl.routing`)
+The configuration (layout: :meth:`ReconNetwork.config_layout`, values: :mod:`~microscopiq.host.routing`)
 is static per weight tile. See ``docs/recon.md`` for the proof that every placement is realised.
 """
 
@@ -30,15 +30,15 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import FormatConfig
-from . import routing
+from ..host import routing
 from .recon_switch import Command, ReconSwitch
-from .routing import ReconGeometry
+from ..host.routing import ReconGeometry
 
 __all__ = ["ColumnOpEnum", "ReconNetwork"]
 
 
 class ColumnOpEnum(enum.Enum, shape=2):
-    """Hardware encoding of a column's merge-cell op; values of :class:`~microscopiq.hdl.routing.ColumnOp`."""
+    """Hardware encoding of a column's merge-cell op; values of :class:`~microscopiq.host.routing.ColumnOp`."""
 
     KEEP = routing.ColumnOp.KEEP.value
     ZERO = routing.ColumnOp.ZERO.value
@@ -51,7 +51,7 @@ class ReconNetwork(wiring.Component):
 
     Latency 3 cycles (counted in cycles with ``en = 1``), throughput one row of products per cycle:
     ``contributions`` after the third enabled clock edge equal
-    :func:`~microscopiq.hdl.routing.simulate_row` of the ``products`` and ``config`` present at the
+    :func:`~microscopiq.host.routing.simulate_row` of the ``products`` and ``config`` present at the
     first. The registers sit after the Beneš network, after the merge adder and after the shifter
     (152.6 MHz on an ECP5-25k with registered inputs, U = 8, b = 4); all advance only when ``en`` is 1
     and carry the column config with the data, so a config change between two product rows takes
@@ -69,7 +69,7 @@ class ReconNetwork(wiring.Component):
     products : In(ArrayLayout(signed(fmt.pe_product_bits), width))
         The row's PE products (:func:`~microscopiq.quant.golden.pe_product`), one token.
     config : In(ReconNetwork.config_layout(fmt, width))
-        Static routing of the row (:func:`~microscopiq.hdl.routing.compile_row`).
+        Static routing of the row (:func:`~microscopiq.host.routing.compile_row`).
     en : In(1)
         Clock enable of the three register stages (0 = stall, everything holds).
     contributions : Out(ArrayLayout(signed(fmt.product_bits), width))
@@ -98,9 +98,9 @@ class ReconNetwork(wiring.Component):
     @classmethod
     def config_layout(cls, fmt: FormatConfig, width: int) -> data.ArrayLayout:
         """Layout of the ``config`` port: per micro-block the swap bits of the configurable
-        switches (:attr:`~microscopiq.hdl.routing.ReconGeometry.routing_switches` order) then the
+        switches (:attr:`~microscopiq.host.routing.ReconGeometry.routing_switches` order) then the
         ``U`` column fields. Bit-identical to the integers of
-        :func:`~microscopiq.hdl.routing.compile_row`."""
+        :func:`~microscopiq.host.routing.compile_row`."""
         geom = ReconGeometry(fmt, width)
         block = data.StructLayout({
             "benes": unsigned(geom.benes_bits),

@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import AccelConfig
 from .array import Array, load_layout
 from .ppu import PPU, token_tag_layout
-from .stream_format import MODE_MSQ, MODE_RAW, PPU_LATENCY, SHIFT_BITS, CycleModel, StreamFormat, _recon_latency
+from ..host.stream_format import MODE_MSQ, MODE_RAW, PPU_LATENCY, SHIFT_BITS, CycleModel, StreamFormat, _recon_latency
 
 __all__ = ["AcceleratorCore", "Accelerator", "accel_top_name", "accel_manifest",
            "generate_accel", "CORE_NAME", "WAIVERS_NAME"]
@@ -126,13 +126,13 @@ class AcceleratorCore(wiring.Component):
         """The result FIFO after the PPU's result register, and the credit the issuer needs.
 
         Every token in the array (issued, not yet at the PPU) or in the PPU's
-        :data:`~microscopiq.hdl.stream_format.PPU_LATENCY` stages may still write one beat, so the
+        :data:`~microscopiq.host.stream_format.PPU_LATENCY` stages may still write one beat, so the
         FIFO cannot overflow while ``committed + PPU_LATENCY ≤ depth``, ``committed`` being the
         tokens in the array plus the FIFO's beats. ``credit`` for the next cycle compares this
         cycle's ``committed`` register with a constant (a short path, whatever the handshakes do),
         leaving room for the two beats by which ``committed`` can grow in this cycle (a token
         issued, a beat written) and for the token the credit admits. Depth:
-        :attr:`~microscopiq.hdl.stream_format.CycleModel.result_fifo_depth`."""
+        :attr:`~microscopiq.host.stream_format.CycleModel.result_fifo_depth`."""
         depth = CycleModel.of(self.cfg, _recon_latency(self.cfg)).result_fifo_depth
         m.submodules.result_fifo = out = SyncFIFO(width=len(ppu.result.payload.as_value()), depth=depth)
         m.d.comb += [
@@ -377,7 +377,7 @@ def accel_manifest(cfg: AccelConfig) -> dict:
 
 def _core_file(cfg: AccelConfig, top_name: str, verilog_name: str) -> str:
     from .. import __version__
-    from ..tb.lint import VERILATOR_WAIVERS
+    from ..flow.lint import VERILATOR_WAIVERS
     options = "".join(f"\n          - {arg}"
                       for arg in ["-Wall", *(f"-Wno-{name}" for name in VERILATOR_WAIVERS)])
     return f"""CAPI=2:
@@ -415,8 +415,8 @@ def generate_accel(cfg: AccelConfig, out_dir) -> dict:
     ``files.f``, the FuseSoC core ``accel.core`` (targets ``default`` and ``lint``: Verilator
     ``-Wall`` with the project's named waivers) and its ``waivers.vlt``; return the manifest.
     Nothing is written if anything fails."""
-    from ..tb.lint import waiver_control_file
-    from .generate import write_generated
+    from ..flow.lint import waiver_control_file
+    from ..flow.generate import write_generated
     top_name = accel_top_name(cfg)
     extra = {CORE_NAME: _core_file(cfg, top_name, "accel.v"),
              WAIVERS_NAME: waiver_control_file().read_text()}
@@ -446,7 +446,7 @@ def _run_accel(args) -> int:
     from pathlib import Path
 
     from ..outputs import OutputError
-    from .generate import FILELIST_NAME, MANIFEST_NAME, _output_error
+    from ..flow.generate import FILELIST_NAME, MANIFEST_NAME, _output_error
     cfg = config_from_args(args)
     try:
         manifest = generate_accel(cfg, args.out)
@@ -464,7 +464,7 @@ def _run_accel(args) -> int:
 def add_accel_command(generators) -> None:
     """``microscopiq generate accel``."""
     from ..config import PRESETS
-    from .generate import FILELIST_NAME, MANIFEST_NAME, add_out_argument
+    from ..flow.generate import FILELIST_NAME, MANIFEST_NAME, add_out_argument
     defaults = AccelConfig()
     fmt = defaults.fmt
     parser = generators.add_parser(

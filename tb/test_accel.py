@@ -41,7 +41,7 @@ import cocotb
 import numpy as np
 
 from ..config import AccelConfig
-from ..hdl import stream_format
+from ..host import stream_format
 from . import stimulus
 from .accel_tb import TB, Scoreboard, pause_generator
 from .runner import cocotb_params

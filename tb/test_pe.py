@@ -30,7 +30,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
 from ..config import FormatConfig
-from ..hdl.generate import generate_pe, read_manifest
+from ..flow.generate import generate_pe, read_manifest
 from ..quant.golden import pe_product
 from ..quant.layer import Role
 from .runner import cocotb_params, run_cocotb

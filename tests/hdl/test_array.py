@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl.array import Array
-from microscopiq.hdl.stream_format import StreamFormat, _row_beats, _tiles, tile_periods
+from microscopiq.host.stream_format import StreamFormat, _row_beats, _tiles, tile_periods
 from microscopiq.quant import golden
 from microscopiq.quant.layer import UniformLayer
 from microscopiq.tb.stimulus import full_outlier_case, random_case, random_uniform_case

@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl.ppu import PPU
-from microscopiq.hdl.stream_format import StreamFormat, _unpack
+from microscopiq.host.stream_format import StreamFormat, _unpack
 from microscopiq.quant import golden
 
 

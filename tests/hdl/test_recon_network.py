@@ -17,12 +17,12 @@ from amaranth.sim import Simulator
 
 from microscopiq.config import FormatConfig
 from microscopiq.hdl.recon_network import ReconNetwork
-from microscopiq.hdl.routing import (
+from microscopiq.host.routing import (
     ReconGeometry, compile_fields, config_bits, pack_config, placements, simulate_row,
 )
 from microscopiq.quant import golden
 from microscopiq.quant.layer import Role
-from microscopiq.tb.lint import lint
+from microscopiq.flow.lint import lint
 
 SEED = 4242
 
@@ -230,7 +230,7 @@ def test_verilog_converts():
 
 
 def test_verilog_lint(tmp_path):
-    """``verilator --lint-only -Wall`` with the project's named waivers (tb/lint.py) is clean."""
+    """``verilator --lint-only -Wall`` with the project's named waivers (flow/lint.py) is clean."""
     path = tmp_path / "recon.v"
     path.write_text(verilog.convert(ReconNetwork(FormatConfig(), 8), name="recon"))
     lint(path, top="recon")

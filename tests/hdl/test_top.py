@@ -15,7 +15,7 @@ from amaranth.sim import DomainReset, Simulator
 
 from microscopiq.cli import main
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.hdl.stream_format import (Beat, CycleModel, StreamFormat, _recon_latency, decode_results,
+from microscopiq.host.stream_format import (Beat, CycleModel, StreamFormat, _recon_latency, decode_results,
                                            encode_layer, expected_results, predict_cycles, result_beat_count)
 from microscopiq.hdl.top import Accelerator
 from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, random_case,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from microscopiq.config import PRESETS
-from microscopiq.hdl.stream_format import Beat, encode_layer
+from microscopiq.host.stream_format import Beat, encode_layer
 from microscopiq.tb.accel_tb import PAUSES, Scoreboard, beats_of, frames_of, pause_generator
 from microscopiq.tb.stimulus import random_case, random_uniform_case
 

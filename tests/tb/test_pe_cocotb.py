@@ -14,7 +14,7 @@ import pytest
 from amaranth import Signal, signed
 
 from microscopiq.config import FormatConfig
-from microscopiq.hdl.generate import generate_pe, read_manifest, write_generated
+from microscopiq.flow.generate import generate_pe, read_manifest, write_generated
 from microscopiq.hdl.pe import PE
 from microscopiq.tb.runner import CocotbFailure, run_cocotb, selected_simulators
 from microscopiq.tb.test_pe import TEST_MODULE, run_pe

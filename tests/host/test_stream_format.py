@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.hdl.stream_format import (LOAD_STAGE, MODE_MSQ, MODE_RAW, Beat, CycleModel, StreamError,
+from microscopiq.host.stream_format import (LOAD_STAGE, MODE_MSQ, MODE_RAW, Beat, CycleModel, StreamError,
                                            StreamFormat, _pack, _recon_latency, decode_results,
                                            encode_layer, expected_results, predict_cycles,
                                            result_beat_count, tile_periods)

@@ -141,9 +141,9 @@ def lint_generated(folder: str | os.PathLike) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m microscopiq.tb.lint FOLDER...``: lint generated folders (``make lint``)."""
+    """``python -m microscopiq.flow.lint FOLDER...``: lint generated folders (``make lint``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m microscopiq.tb.lint",
+        prog="python -m microscopiq.flow.lint",
         description="verilator --lint-only -Wall, with the project's named waivers, on folders "
                     "written by 'microscopiq generate'.")
     parser.add_argument("folders", nargs="+", metavar="FOLDER")
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             print(error, file=sys.stderr)
             return 1
         print(f"lint clean: {folder} (module {top}), verilator -Wall")
-    print(f"waived: {waived} (reasons in tb/lint.py, docs/verification.md)")
+    print(f"waived: {waived} (reasons in flow/lint.py, docs/verification.md)")
     return 0
 
 

@@ -1,14 +1,14 @@
-"""The peer-comparison model (hdl/perf_model.py): equal to the accelerator's own cycle model when the
+"""The peer-comparison model (host/perf_model.py): equal to the accelerator's own cycle model when the
 weight memory keeps up, and exact cycles and bytes on small hand-computed cases."""
 
 import numpy as np
 import pytest
 
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.hdl import perf_model as pm
-from microscopiq.hdl import routing
+from microscopiq.host import perf_model as pm
+from microscopiq.host import routing
 from microscopiq.hdl.recon_network import ReconNetwork
-from microscopiq.hdl.stream_format import (LOAD_STAGE, PPU_LATENCY, PRODUCT_PIPE, RESULT_FIFO_LATENCY,
+from microscopiq.host.stream_format import (LOAD_STAGE, PPU_LATENCY, PRODUCT_PIPE, RESULT_FIFO_LATENCY,
                                            CycleModel, predict_cycles, tile_periods)
 from microscopiq.quant.layer import Role
 from microscopiq.tb.stimulus import empty_msq_layer, random_case

@@ -1,4 +1,4 @@
-"""Routing compiler and bit-exact network model (hdl/routing.py) against the golden model.
+"""Routing compiler and bit-exact network model (host/routing.py) against the golden model.
 
 The U = 8 test is the exhaustive proof of SPEC §5: every placement of 0..U/2 disjoint ordered
 (outlier, partner) pairs in a micro-block, crossed with sign / e / X / fraction extremes and random
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from microscopiq.config import FormatConfig
-from microscopiq.hdl.routing import (
+from microscopiq.host.routing import (
     ColumnOp, ReconGeometry, RoutingError, benes_apply, benes_route, compile_fields, compile_row,
     config_bits, pack_config, placements, simulate_fields, simulate_row, unpack_config,
 )

@@ -3,7 +3,7 @@
 The design comes either from a generated folder (``--from DIR``, the output of ``microscopiq
 generate``, read through its ``manifest.json``) or from generator parameters (``--design pe|accel``
 plus the flags of ``microscopiq generate accel``, passed through to it), generated into ``<out>/rtl/`` first. The flow is
-:func:`microscopiq.hdl.synth.synthesize`; its logs, netlist and nextpnr report stay in ``--out``
+:func:`microscopiq.flow.synth.synthesize`; its logs, netlist and nextpnr report stay in ``--out``
 beside ``synth.json`` (written atomically: the report, the flow parameters and the design's
 manifest parameters).
 
@@ -62,7 +62,7 @@ def generate_design(design: str, params: dict, out_dir: Path) -> tuple[dict, lis
 def run_synth(manifest: dict, files: list[Path], out: Path, **flow) -> synth.SynthReport:
     """Run the flow on a generated design and write ``out/synth.json``; return the report.
 
-    On :class:`~microscopiq.hdl.synth.DoesNotFit` the synthesis-only report is written (with the
+    On :class:`~microscopiq.flow.synth.DoesNotFit` the synthesis-only report is written (with the
     error) before the exception propagates.
     """
     try:

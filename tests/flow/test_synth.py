@@ -1,4 +1,4 @@
-"""The FPGA flow (hdl/synth.py, hdl/synth_cli.py): report parsing on captured tool output, exact cell
+"""The FPGA flow (flow/synth.py, flow/synth_cli.py): report parsing on captured tool output, exact cell
 counts of a design whose netlist is known, the generated PE through Yosys and nextpnr, the
 does-not-fit message, the time limit and the ``microscopiq synth`` command.
 
@@ -15,8 +15,8 @@ from amaranth.lib.wiring import In, Out
 
 from microscopiq.cli import main
 from microscopiq.config import FormatConfig
-from microscopiq.hdl import synth
-from microscopiq.hdl.generate import generate_pe, read_manifest
+from microscopiq.flow import synth
+from microscopiq.flow.generate import generate_pe, read_manifest
 
 # -- captured tool output (Yosys 0.70, nextpnr 0.11.1) --------------------------------------------
 

@@ -499,5 +499,5 @@ def pass_cycles(model: CycleModel, periods: list[int], tokens: int, loads: list[
 def _recon_latency(cfg: AccelConfig) -> int:
     if not cfg.has_recon:
         return 0
-    from .recon_network import ReconNetwork
+    from ..hdl.recon_network import ReconNetwork
     return ReconNetwork.latency

@@ -12,7 +12,7 @@ import pytest
 from amaranth.hdl import Fragment
 
 from microscopiq.cli import main
-from microscopiq.hdl.generate import pe_top_name, read_manifest, signature_ports
+from microscopiq.flow.generate import pe_top_name, read_manifest, signature_ports
 from microscopiq.config import FormatConfig
 from microscopiq.hdl.pe import PE
 

@@ -32,7 +32,7 @@ from amaranth.lib.enum import EnumType
 from .. import __version__
 from ..config import FormatConfig
 from ..outputs import OutputError, atomic_dir
-from .pe import PE
+from ..hdl.pe import PE
 
 __all__ = [
     "MANIFEST_NAME", "FILELIST_NAME", "signature_ports", "write_generated", "read_manifest",
@@ -236,10 +236,10 @@ def add_commands(subparsers) -> None:
 # -- the accelerator (hdl/top.py) -------------------------------------------------------------------
 def generate_accel(cfg, out_dir: str | os.PathLike) -> dict:
     """Write the accelerator for ``cfg`` (see :func:`microscopiq.hdl.top.generate_accel`)."""
-    from .top import generate_accel as generate
+    from ..hdl.top import generate_accel as generate
     return generate(cfg, out_dir)
 
 
 def _add_accel(generators) -> None:
-    from .top import add_accel_command
+    from ..hdl.top import add_accel_command
     add_accel_command(generators)

@@ -1,7 +1,7 @@
 """Peer comparison: cycles and weight traffic of a layer on this accelerator and on three peers.
 
 Every design is a weight-stationary ``R × C`` array with the same PE count, run with the schedule of
-:func:`microscopiq.hdl.stream_format.predict_cycles` (the accelerator's own cycle model): per pass
+:func:`microscopiq.host.stream_format.predict_cycles` (the accelerator's own cycle model): per pass
 of at most ``max_tokens`` tokens, a header beat, then per weight tile (N-tile outer, K-tile inner) a
 load into the shadow registers overlapped with the previous tile's tokens, ``M`` tokens issued one
 every ``T`` cycles, tile ``i+1``'s load starting once tile ``i``'s first token reached the
@@ -14,9 +14,9 @@ Designs (:func:`designs`), each with its tile bits, issue period and pipeline de
 
 ``msq``
     This accelerator (MicroScopiQ mode) as generated: tile bits are those of its weights stream
-    (:class:`~microscopiq.hdl.stream_format.StreamFormat`: ``C`` 8-bit PPU shifts, then per PE row
+    (:class:`~microscopiq.host.stream_format.StreamFormat`: ``C`` 8-bit PPU shifts, then per PE row
     ``C`` codes of ``b`` bits, ``C`` 2-bit roles and the row's ReCoN configuration); its
-    :class:`~microscopiq.hdl.stream_format.CycleModel` (ReCoN latency in the pipeline); period 1
+    :class:`~microscopiq.host.stream_format.CycleModel` (ReCoN latency in the pipeline); period 1
     (ReCoN per row).
 ``msq-packed``
     The same array fed the packed MicroScopiQ format (``EBW`` bits per weight, quant/ebw.py) by a
@@ -128,7 +128,7 @@ def resized(stats: TileStats, n_tiles: int, k_tiles: int, source: str) -> TileSt
 @dataclass(frozen=True)
 class Design:
     """One design on a tile grid: its timing constants (the accelerator's
-    :class:`~microscopiq.hdl.stream_format.CycleModel`: rows, pipeline, load beats, shared), and per
+    :class:`~microscopiq.host.stream_format.CycleModel`: rows, pipeline, load beats, shared), and per
     tile the weight bits it streams and its issue period."""
 
     name: str
@@ -152,7 +152,7 @@ def _stream_tile_bits(cfg: AccelConfig) -> int:
 
 
 def _model(cfg: AccelConfig) -> CycleModel:
-    from .recon_network import ReconNetwork
+    from ..hdl.recon_network import ReconNetwork
     return CycleModel.of(cfg, ReconNetwork.latency if cfg.has_recon else 0)
 
 
@@ -182,7 +182,7 @@ def designs(cfg: AccelConfig, stats: TileStats) -> dict[str, Design]:
 
 def schedule_cycles(design: Design, tokens: int, max_tokens: int, bus_bits: int | None = None) -> int:
     """Cycles from the first weights beat to the last result of a layer (every pass re-streams all
-    tiles), the schedule of :func:`~microscopiq.hdl.stream_format.predict_cycles` with each tile's
+    tiles), the schedule of :func:`~microscopiq.host.stream_format.predict_cycles` with each tile's
     load taking :meth:`Design.load_cycles`."""
     if tokens < 1:
         raise PeerModelError(f"tokens must be >= 1, not {tokens!r}")

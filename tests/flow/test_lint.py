@@ -4,8 +4,8 @@ warning is reported."""
 import pytest
 
 from microscopiq.config import FormatConfig
-from microscopiq.hdl.generate import generate_pe, read_manifest
-from microscopiq.tb.lint import (
+from microscopiq.flow.generate import generate_pe, read_manifest
+from microscopiq.flow.lint import (
     VERILATOR_MESSAGE_WAIVERS, VERILATOR_WAIVERS, LintError, lint, verilator_warning_args,
 )
 

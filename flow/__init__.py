@@ -1,0 +1,1 @@
+"""The tool flow: Verilog generation, manifest, FuseSoC core, lint, Yosys/nextpnr synthesis."""

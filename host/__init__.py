@@ -1,0 +1,1 @@
+"""Host-side code: the ReCoN routing compiler, the stream encoder/decoder, the cycle and performance models."""
