@@ -233,13 +233,13 @@ def add_commands(subparsers) -> None:
     _add_accel(generators)
 
 
-# -- the accelerator (hdl/top.py) -------------------------------------------------------------------
+# -- the accelerator (flow/accel.py) -----------------------------------------------------------------
 def generate_accel(cfg, out_dir: str | os.PathLike) -> dict:
-    """Write the accelerator for ``cfg`` (see :func:`microscopiq.hdl.top.generate_accel`)."""
-    from ..hdl.top import generate_accel as generate
+    """Write the accelerator for ``cfg`` (see :func:`microscopiq.flow.accel.generate_accel`)."""
+    from .accel import generate_accel as generate
     return generate(cfg, out_dir)
 
 
 def _add_accel(generators) -> None:
-    from ..hdl.top import add_accel_command
+    from .accel import add_accel_command
     add_accel_command(generators)
