@@ -3,11 +3,17 @@ waivers (the hardware itself is :class:`microscopiq.hdl.top.Accelerator`)."""
 
 from __future__ import annotations
 
-from ..config import AccelConfig
-from ..hdl.top import Accelerator
-from ..host.stream_format import MODE_MSQ, MODE_RAW, SHIFT_BITS, CycleModel, StreamFormat, _recon_latency
+from amaranth import Shape
+from amaranth.lib import data
 
-__all__ = ["accel_top_name", "accel_manifest", "generate_accel", "config_from_args", "add_accel_command",
+from ..config import PRESETS, AccelConfig, ConfigError, ReconSharing
+from ..hdl.layouts import Mode, StreamLayouts
+from ..hdl.top import Accelerator
+from ..host.stream_format import CycleModel
+from .generate import is_enum
+
+__all__ = ["accel_top_name", "accel_manifest", "layout_fields", "generate_accel", "accel_options",
+           "add_accel_options", "config_from_args", "add_accel_command",
            "CORE_NAME", "WAIVERS_NAME"]
 
 
@@ -24,40 +30,55 @@ def accel_top_name(cfg: AccelConfig) -> str:
     return f"msq_accel_{cfg.rows}x{cfg.cols}_a{cfg.fmt.abits}_w{cfg.fmt.wbits}_{recon}"
 
 
+def layout_fields(layout: data.StructLayout) -> dict:
+    """The manifest's description of a beat layout: per field its ``offset`` and ``width`` (an
+    array's element width, with ``count``), ``signed`` when signed, ``enum`` (name: value) for an
+    enumeration; a nested layout (the ReCoN configuration) as one field of its whole width."""
+    out = {}
+    for name, field in layout:
+        shape, entry = field.shape, {"offset": field.offset}
+        if isinstance(shape, data.ArrayLayout) and not isinstance(shape.elem_shape, data.Layout):
+            shape, entry["count"] = shape.elem_shape, shape.length
+        cast = Shape.cast(shape)
+        entry["width"] = cast.width
+        if cast.signed:
+            entry["signed"] = True
+        if is_enum(shape):
+            entry["enum"] = {member.name: member.value for member in shape}
+        out[name] = entry
+    return out
+
+
 def accel_manifest(cfg: AccelConfig) -> dict:
-    """Block-specific manifest entries: parameters, stream widths and layouts, latencies and the
-    cycle-model constants (``docs/hardware.md`` explains each)."""
-    sf = StreamFormat(cfg)
-    model = CycleModel.of(cfg, _recon_latency(cfg))
-    cols, b = cfg.cols, cfg.fmt.wbits
+    """Block-specific manifest entries: parameters, stream widths and beat layouts (from
+    :class:`~microscopiq.hdl.layouts.StreamLayouts`), latencies and the cycle-model constants
+    (``docs/hardware.md`` explains each)."""
+    layouts = StreamLayouts(cfg)
+    model = CycleModel.of(cfg)
     return {
         "block": "accel",
         "parameters": cfg.to_json(),
         "streams": {
             "s_axis_weights": {
-                "direction": "in", "width": sf.weights_width,
-                "header": {name: {"offset": o, "width": w} for name, (o, w) in sf.header_fields.items()},
-                "tile_header": {"d": {"offset": 0, "width": SHIFT_BITS, "count": cols}},
-                "row": {"codes": {"offset": sf.code_offset, "width": b, "count": cols},
-                        "roles": {"offset": sf.role_offset, "width": 2, "count": cols},
-                        "recon_config": {"offset": sf.config_offset, "width": sf.config_bits}},
+                "direction": "in", "width": layouts.weights_width,
+                "header": layout_fields(layouts.header),
+                "tile_header": layout_fields(layouts.tile),
+                "row": layout_fields(layouts.row),
                 "beats_per_tile": model.load_beats,
             },
-            "s_axis_act": {"direction": "in", "width": sf.act_width,
-                           "x": {"offset": 0, "width": cfg.fmt.abits, "count": cfg.rows}},
+            "s_axis_act": {"direction": "in", "width": layouts.act_width,
+                           **layout_fields(data.StructLayout({"x": layouts.act}))},
             "m_axis_result": {
-                "direction": "out", "width": sf.result_width,
-                "msq": {"y_int": {"offset": 0, "width": cfg.acc_bits, "count": cols, "signed": True},
-                        "overflow": {"offset": cols * cfg.acc_bits, "width": 1, "count": cols}},
-                "raw": {"p": {"offset": 0, "width": sf.partial_bits, "count": cols, "signed": True},
-                        "s": {"offset": cols * sf.partial_bits, "width": sf.sum_bits, "signed": True}},
+                "direction": "out", "width": layouts.result_width,
+                "msq": layout_fields(layouts.msq_result),
+                "raw": layout_fields(layouts.raw_result),
             },
         },
-        "modes": {"msq": MODE_MSQ, "raw": MODE_RAW},
+        "modes": {mode.name.lower(): mode.value for mode in Mode},
         "latency_cycles": {
             "act_to_ppu": model.depth,
             "act_to_result": model.depth + model.ppu_latency,
-            "recon": model.pipeline - int(model.shared),
+            "recon": model.timing.array.recon_latency,
             "ppu": model.ppu_latency,
         },
         "throughput_per_cycle": "1 token (R activations x C columns) per cycle per tile; 1/T with shared ReCoN",
@@ -69,7 +90,7 @@ def accel_manifest(cfg: AccelConfig) -> dict:
 
 def _core_file(cfg: AccelConfig, top_name: str, verilog_name: str) -> str:
     from .. import __version__
-    from ..flow.lint import VERILATOR_WAIVERS
+    from .lint import VERILATOR_WAIVERS
     options = "".join(f"\n          - {arg}"
                       for arg in ["-Wall", *(f"-Wno-{name}" for name in VERILATOR_WAIVERS)])
     return f"""CAPI=2:
@@ -107,8 +128,8 @@ def generate_accel(cfg: AccelConfig, out_dir) -> dict:
     ``files.f``, the FuseSoC core ``accel.core`` (targets ``default`` and ``lint``: Verilator
     ``-Wall`` with the project's named waivers) and its ``waivers.vlt``; return the manifest.
     Nothing is written if anything fails."""
-    from ..flow.lint import waiver_control_file
-    from ..flow.generate import write_generated
+    from .generate import write_generated
+    from .lint import waiver_control_file
     top_name = accel_top_name(cfg)
     extra = {CORE_NAME: _core_file(cfg, top_name, "accel.v"),
              WAIVERS_NAME: waiver_control_file().read_text()}
@@ -116,32 +137,71 @@ def generate_accel(cfg: AccelConfig, out_dir) -> dict:
                            extra_files=extra)
 
 
-#: ``generate accel`` options that map to :class:`AccelConfig` / :class:`FormatConfig` fields.
-_OPTION_FIELDS = ("rows", "cols", "wbits", "abits", "ublock", "group", "xbits", "acc_bits",
-                  "max_tokens", "max_k", "max_n")
+def accel_options() -> tuple[tuple[str, str, str, str], ...]:
+    """The generator options of the accelerator, once for ``generate accel`` and ``synth``:
+    ``(flag, destination, metavar, help)``; every one is an integer field of :class:`AccelConfig` /
+    :class:`~microscopiq.config.FormatConfig` but ``--recon`` (:class:`ReconSharing` text)."""
+    defaults = AccelConfig()
+    fmt = defaults.fmt
+    return (
+        ("--rows", "rows", "R", f"PE rows R = input columns k per weight tile; divides --group (default {defaults.rows})"),
+        ("--cols", "cols", "C", f"PE columns C = outputs n per tile, a multiple of --ublock (default {defaults.cols})"),
+        ("--wbits", "wbits", "B", "weight slot width b: 2, 3 or 4 (MicroScopiQ), 8 (uniform mode, --recon "
+                                  f"none) (default {fmt.wbits})"),
+        ("--abits", "abits", "A", f"activation width a, signed: 4 or 8 (default {fmt.abits})"),
+        ("--ublock", "ublock", "U", f"micro-block size U, a power of two (default {fmt.ublock})"),
+        ("--group", "group", "G", f"K-group size G, a power of two and a multiple of R (default {fmt.group})"),
+        ("--xbits", "xbits", "XB", f"bits of the shared outlier exponent X, 1 to 6 (default {fmt.xbits})"),
+        ("--acc-bits", "acc_bits", "N", f"saturating accumulator width, 16 to 64, enough for --max-k "
+                                        f"(default {defaults.acc_bits})"),
+        ("--recon", "recon", "per-row|shared:S|none",
+         "ReCoN arrangement: one network per PE row, one per S rows (time-multiplexed), or none "
+         f"(uniform layers only) (default {ReconSharing.format(defaults.recon_share)})"),
+        ("--max-tokens", "max_tokens", "T", f"tokens per pass (PPU token memory depth) (default {defaults.max_tokens})"),
+        ("--max-k", "max_k", "K", f"largest layer K accepted (default {defaults.max_k})"),
+        ("--max-n", "max_n", "N", f"largest layer N accepted (default {defaults.max_n})"),
+    )
+
+
+def add_accel_options(parser) -> None:
+    """:func:`accel_options`, then ``--preset`` and ``--config`` (the configuration they start
+    from), on ``parser`` (a parser or an argument group); every default is ``None``."""
+    for flag, dest, metavar, text in accel_options():
+        parser.add_argument(flag, dest=dest, type=str if dest == "recon" else int, default=None,
+                            metavar=metavar, help=text)
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS), metavar="NAME",
+                        help="start from a named configuration of microscopiq/config.py "
+                             f"({', '.join(PRESETS)}); the options above replace its values; the "
+                             "defaults shown are those of 'default' (default: default)")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="start from a configuration file instead, as 'microscopiq sim' takes it: "
+                             "a preset name or a JSON file (a generated manifest.json)")
 
 
 def config_from_args(args) -> AccelConfig:
-    """The :class:`AccelConfig` of ``generate accel``'s options: the ``--preset`` (default
-    ``default``) with every option given on the command line replacing its value. The config's
-    own checks refuse invalid combinations, naming the rule."""
-    from ..config import PRESETS, ConfigError, ReconSharing
-    if args.preset not in PRESETS:
-        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, not {args.preset!r}")
-    changes = {name: getattr(args, name) for name in _OPTION_FIELDS if getattr(args, name) is not None}
+    """The :class:`AccelConfig` of the generator options: ``--config`` or the ``--preset``
+    (default ``default``) with every option given on the command line replacing its value. The
+    config's own checks refuse invalid combinations, naming the rule."""
+    from ..tb.sim_cli import resolve_config
+    if args.preset is not None and args.config is not None:
+        raise ConfigError(f"--preset and --config both name a starting configuration: give one, "
+                          f"not {args.preset!r} and {args.config!r}")
+    base = resolve_config(args.config) if args.config is not None else PRESETS[args.preset or "default"]
+    changes = {dest: getattr(args, dest) for _, dest, _, _ in accel_options()
+               if dest != "recon" and getattr(args, dest) is not None}
     if args.recon is not None:
         changes["recon_share"] = ReconSharing.parse(args.recon)
-    return PRESETS[args.preset].replace(**changes)
+    return base.replace(**changes)
 
 
 def _run_accel(args) -> int:
     from pathlib import Path
 
     from ..outputs import OutputError
-    from ..flow.generate import FILELIST_NAME, MANIFEST_NAME, _output_error
+    from .generate import FILELIST_NAME, MANIFEST_NAME, _output_error, generate
     cfg = config_from_args(args)
     try:
-        manifest = generate_accel(cfg, args.out)
+        manifest = generate("accel", cfg, args.out)
     except (OutputError, OSError) as error:
         raise _output_error(args.out, error) from error
     streams = manifest["streams"]
@@ -155,10 +215,7 @@ def _run_accel(args) -> int:
 
 def add_accel_command(generators) -> None:
     """``microscopiq generate accel``."""
-    from ..config import PRESETS
-    from ..flow.generate import FILELIST_NAME, MANIFEST_NAME, add_out_argument
-    defaults = AccelConfig()
-    fmt = defaults.fmt
+    from .generate import FILELIST_NAME, MANIFEST_NAME, add_out_argument
     parser = generators.add_parser(
         "accel", help="the whole accelerator with AXI4-Stream ports",
         description="Generate the MicroScopiQ accelerator: an RxC weight-stationary INT PE array with "
@@ -170,36 +227,6 @@ def add_accel_command(generators) -> None:
                     "written).",
         epilog="example: microscopiq generate accel --rows 8 --cols 8 --wbits 4 --recon per-row "
                "--out build/accel/")
-    parser.add_argument("--rows", type=int, metavar="R",
-                        help=f"PE rows R = input columns k per weight tile; divides --group (default {defaults.rows})")
-    parser.add_argument("--cols", type=int, metavar="C",
-                        help=f"PE columns C = outputs n per tile, a multiple of --ublock (default {defaults.cols})")
-    parser.add_argument("--wbits", type=int, metavar="B",
-                        help="weight slot width b: 2, 3 or 4 (MicroScopiQ), 8 (uniform mode, --recon "
-                             f"none) (default {fmt.wbits})")
-    parser.add_argument("--abits", type=int, metavar="A",
-                        help=f"activation width a, signed: 4 or 8 (default {fmt.abits})")
-    parser.add_argument("--ublock", type=int, metavar="U",
-                        help=f"micro-block size U, a power of two (default {fmt.ublock})")
-    parser.add_argument("--group", type=int, metavar="G",
-                        help=f"K-group size G, a power of two and a multiple of R (default {fmt.group})")
-    parser.add_argument("--xbits", type=int, metavar="XB",
-                        help=f"bits of the shared outlier exponent X, 1 to 6 (default {fmt.xbits})")
-    parser.add_argument("--acc-bits", type=int, metavar="N",
-                        help=f"saturating accumulator width, 16 to 64, enough for --max-k "
-                             f"(default {defaults.acc_bits})")
-    parser.add_argument("--recon", metavar="per-row|shared:S|none",
-                        help="ReCoN arrangement: one network per PE row, one per S rows "
-                             "(time-multiplexed), or none (uniform layers only) (default per-row)")
-    parser.add_argument("--max-tokens", type=int, metavar="T",
-                        help=f"tokens per pass (PPU token memory depth) (default {defaults.max_tokens})")
-    parser.add_argument("--max-k", type=int, metavar="K",
-                        help=f"largest layer K accepted (default {defaults.max_k})")
-    parser.add_argument("--max-n", type=int, metavar="N",
-                        help=f"largest layer N accepted (default {defaults.max_n})")
-    parser.add_argument("--preset", default="default", choices=sorted(PRESETS), metavar="NAME",
-                        help="start from a named configuration of microscopiq/config.py "
-                             f"({', '.join(PRESETS)}); the options above replace its values; the "
-                             "defaults shown are those of 'default' (default: default)")
+    add_accel_options(parser)
     add_out_argument(parser, "build/accel")
     parser.set_defaults(func=_run_accel)

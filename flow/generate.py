@@ -18,6 +18,7 @@ and :func:`write_generated`.
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import os
 import re
@@ -27,7 +28,6 @@ import amaranth
 from amaranth import Shape
 from amaranth.back import verilog
 from amaranth.lib import wiring
-from amaranth.lib.enum import EnumType
 
 from .. import __version__
 from ..config import FormatConfig
@@ -37,13 +37,19 @@ from ..hdl.pe import PE
 __all__ = [
     "MANIFEST_NAME", "FILELIST_NAME", "signature_ports", "write_generated", "read_manifest",
     "add_commands", "add_format_arguments", "add_out_argument", "pe_top_name", "generate_pe",
-    "generate_accel",
+    "generate_accel", "generate", "BLOCKS",
 ]
 
 MANIFEST_NAME = "manifest.json"
 FILELIST_NAME = "files.f"
 #: Names Amaranth gives the ``sync`` domain's clock and reset ports.
 CLOCK_PORT, RESET_PORT = "clk", "rst"
+
+
+def is_enum(shape) -> bool:
+    """``shape`` is an enumeration (``amaranth.lib.enum`` or a plain ``enum.Enum``, as
+    :class:`~microscopiq.quant.layer.Role`)."""
+    return isinstance(shape, type) and issubclass(shape, enum.Enum)
 
 
 def signature_ports(component: wiring.Component) -> list[dict]:
@@ -64,7 +70,7 @@ def signature_ports(component: wiring.Component) -> list[dict]:
             "width": shape.width,
             "signed": shape.signed,
         }
-        if isinstance(member.shape, EnumType):
+        if is_enum(member.shape):
             port["enum"] = {item.name: item.value for item in member.shape}
         ports.append(port)
     return ports
@@ -200,7 +206,7 @@ def _output_error(out, error: Exception) -> OutputError:
 def _run_pe(args: argparse.Namespace) -> int:
     fmt = FormatConfig(abits=args.abits, wbits=args.wbits)
     try:
-        manifest = generate_pe(fmt, args.out)
+        manifest = generate("pe", fmt, args.out)
     except (OutputError, OSError) as error:
         raise _output_error(args.out, error) from error
     print(f"wrote {Path(args.out) / manifest['files'][0]} (module {manifest['top']}, "
@@ -243,3 +249,20 @@ def generate_accel(cfg, out_dir: str | os.PathLike) -> dict:
 def _add_accel(generators) -> None:
     from .accel import add_accel_command
     add_accel_command(generators)
+
+
+#: The blocks :func:`generate` writes.
+BLOCKS = ("pe", "accel")
+
+
+def generate(block: str, cfg, out_dir: str | os.PathLike) -> dict:
+    """Write ``block`` for ``cfg`` into ``out_dir`` and return its manifest: the one entry point of
+    the ``generate``, ``synth`` and ``sim`` commands and the tests.
+
+    ``block`` is ``"pe"`` (``cfg`` a :class:`FormatConfig`, or an ``AccelConfig`` whose ``fmt`` is
+    used) or ``"accel"`` (``cfg`` an ``AccelConfig``)."""
+    if block == "pe":
+        return generate_pe(getattr(cfg, "fmt", cfg), out_dir)
+    if block == "accel":
+        return generate_accel(cfg, out_dir)
+    raise ValueError(f"block must be one of {', '.join(BLOCKS)}, not {block!r}")

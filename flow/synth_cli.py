@@ -2,7 +2,7 @@
 
 The design comes either from a generated folder (``--from DIR``, the output of ``microscopiq
 generate``, read through its ``manifest.json``) or from generator parameters (``--design pe|accel``
-plus the flags of ``microscopiq generate accel``, passed through to it), generated into ``<out>/rtl/`` first. The flow is
+plus the options of ``microscopiq generate accel``, the same table), generated into ``<out>/rtl/`` first. The flow is
 :func:`microscopiq.flow.synth.synthesize`; its logs, netlist and nextpnr report stay in ``--out``
 beside ``synth.json`` (written atomically: the report, the flow parameters and the design's
 manifest parameters).
@@ -19,43 +19,40 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import AccelConfig, FormatConfig, ReconSharing
+from ..config import FormatConfig
 from ..outputs import atomic_file
 from . import synth
-from .generate import MANIFEST_NAME, read_manifest
+from .accel import accel_options, add_accel_options, config_from_args
+from .generate import MANIFEST_NAME, generate, read_manifest
 
 __all__ = ["add_commands", "generate_design", "run_synth", "DESIGNS"]
 
 DESIGNS = ("pe", "accel")
-#: Generator flags of ``microscopiq generate accel`` (destination name, flag); the PE takes the
-#: format flags only.
-_ACCEL_FLAGS = (("rows", "--rows"), ("cols", "--cols"), ("wbits", "--wbits"), ("abits", "--abits"),
-                ("ublock", "--ublock"), ("group", "--group"), ("xbits", "--xbits"),
-                ("acc_bits", "--acc-bits"), ("recon", "--recon"), ("max_tokens", "--max-tokens"),
-                ("max_k", "--max-k"), ("max_n", "--max-n"), ("preset", "--preset"))
-_PE_FLAGS = (("wbits", "--wbits"), ("abits", "--abits"))
+#: Parameters that choose the accelerator's starting configuration, beside its options.
+_BASES = (("--preset", "preset"), ("--config", "config"))
+#: Generator parameters the PE takes (the format flags).
+_PE_DESTS = ("wbits", "abits")
 
 
 def generate_design(design: str, params: dict, out_dir: Path) -> tuple[dict, list[Path]]:
-    """Generate ``design`` ("pe" or "accel") with ``params`` (flag destinations of
-    :data:`_ACCEL_FLAGS`) into ``out_dir`` through the ``generate`` command; return the manifest and
-    the Verilog files."""
-    from ..cli import build_parser
-
+    """Generate ``design`` ("pe" or "accel") with ``params`` (the destinations of
+    :func:`~microscopiq.flow.accel.accel_options`, ``preset`` and ``config``; absent or ``None`` =
+    not given) into ``out_dir`` with :func:`~microscopiq.flow.generate.generate`; return the
+    manifest and the Verilog files."""
     if design not in DESIGNS:
         raise synth.FlowParameterError(f"design must be one of {', '.join(DESIGNS)}, not {design!r}")
-    flags = _PE_FLAGS if design == "pe" else _ACCEL_FLAGS
-    ignored = [flag for dest, flag in _ACCEL_FLAGS
-               if (dest, flag) not in flags and params.get(dest) is not None]
-    if ignored:
-        raise synth.FlowParameterError(f"{', '.join(ignored)}: generator parameters of --design accel "
-                                       f"only, not of --design {design}")
-    argv = ["generate", design, "--out", str(out_dir)]
-    for dest, flag in flags:
-        if params.get(dest) is not None:
-            argv += [flag, str(params[dest])]
-    args = build_parser().parse_args(argv)
-    args.func(args)
+    given = [(flag, dest) for flag, dest, *_ in (*accel_options(), *_BASES) if params.get(dest) is not None]
+    if design == "pe":
+        ignored = [flag for flag, dest in given if dest not in _PE_DESTS]
+        if ignored:
+            raise synth.FlowParameterError(f"{', '.join(ignored)}: generator parameters of --design accel "
+                                           f"only, not of --design {design}")
+        defaults = FormatConfig()
+        cfg = FormatConfig(abits=params.get("abits") or defaults.abits, wbits=params.get("wbits") or defaults.wbits)
+    else:
+        dests = [dest for _, dest, *_ in (*accel_options(), *_BASES)]
+        cfg = config_from_args(argparse.Namespace(**{dest: params.get(dest) for dest in dests}))
+    generate(design, cfg, out_dir)
     return read_manifest(out_dir)
 
 
@@ -114,7 +111,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers) -> None:
     """Add ``synth`` to the ``microscopiq`` command."""
-    defaults = AccelConfig()
     parser = subparsers.add_parser(
         "synth", help="synthesise (Yosys) and place and route (nextpnr) a generated block",
         description="Synthesise a block with Yosys (synth_ecp5 / synth_ice40) and place and route "
@@ -127,28 +123,8 @@ def add_commands(subparsers) -> None:
                         help="a folder written by 'microscopiq generate' (with manifest.json)")
     source.add_argument("--design", choices=DESIGNS, default="accel",
                         help="generate this block from the parameters below (default accel)")
-    generator = parser.add_argument_group("generator parameters (with --design)")
-    fmt = FormatConfig()
-    generator.add_argument("--rows", type=int, default=None, help=f"array rows R (default {defaults.rows})")
-    generator.add_argument("--cols", type=int, default=None, help=f"array columns C (default {defaults.cols})")
-    generator.add_argument("--wbits", type=int, default=None, help=f"weight slot width b (default {fmt.wbits})")
-    generator.add_argument("--abits", type=int, default=None, help=f"activation width a (default {fmt.abits})")
-    generator.add_argument("--ublock", type=int, default=None, help=f"micro-block U (default {fmt.ublock})")
-    generator.add_argument("--group", type=int, default=None, help=f"K-group G (default {fmt.group})")
-    generator.add_argument("--xbits", type=int, default=None,
-                           help=f"shared outlier exponent bits (default {fmt.xbits})")
-    generator.add_argument("--acc-bits", dest="acc_bits", type=int, default=None,
-                           help=f"accumulator width (default {defaults.acc_bits})")
-    generator.add_argument("--recon", default=None, metavar="per-row|shared:S|none",
-                           help=f"ReCoN arrangement (default {ReconSharing.format(defaults.recon_share)})")
-    generator.add_argument("--max-tokens", dest="max_tokens", type=int, default=None,
-                           help=f"tokens per pass (default {defaults.max_tokens})")
-    generator.add_argument("--max-k", dest="max_k", type=int, default=None,
-                           help=f"largest layer K (default {defaults.max_k})")
-    generator.add_argument("--max-n", dest="max_n", type=int, default=None,
-                           help=f"largest layer N (default {defaults.max_n})")
-    generator.add_argument("--preset", default=None,
-                           help="a named configuration of microscopiq/config.py, before the options")
+    add_accel_options(parser.add_argument_group("generator parameters (with --design; those of "
+                                                "'microscopiq generate accel')"))
     flow = parser.add_argument_group("flow")
     flow.add_argument("--family", choices=tuple(synth.DEVICES), default="ecp5",
                       help="FPGA family (default ecp5)")

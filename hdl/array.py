@@ -24,23 +24,29 @@ ReCoN arrangements (``AccelConfig.recon_share``):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
 from .pe import PE
-from ..host.routing import config_bits
-from ..host.stream_format import PRODUCT_PIPE
+from .recon_geometry import config_bits
+from .recon_network import ReconNetwork, recon_latency
 
-__all__ = ["Array", "issue_layout", "load_layout", "result_layout"]
+__all__ = ["Array", "ArrayTiming", "PRODUCT_PIPE", "issue_layout", "load_layout", "result_layout"]
+
+#: Register stages between a PE's product register and its consumer (ReCoN or the column adder): the
+#: DSP sites sit far from the logic that consumes their products, so that route gets a cycle of its own.
+PRODUCT_PIPE = 1
 
 
-def issue_layout(cfg: AccelConfig, tag_bits: int) -> data.StructLayout:
+def issue_layout(cfg: AccelConfig, tag_shape=1) -> data.StructLayout:
     """One token entering the array: ``x`` (row ``r`` gets ``x[r]``), ``first`` marks the first token
-    of a weight tile, ``tag`` is carried unchanged to ``out``."""
+    of a weight tile, ``tag`` (of ``tag_shape``) is carried unchanged to ``out``."""
     return data.StructLayout({
-        "valid": 1, "first": 1, "tag": unsigned(tag_bits),
+        "first": 1, "tag": tag_shape,
         "x": data.ArrayLayout(signed(cfg.fmt.abits), cfg.rows),
     })
 
@@ -60,10 +66,10 @@ def act_sum_bits(cfg: AccelConfig) -> int:
     return (cfg.fmt.act_bound * cfg.rows).bit_length() + 1
 
 
-def result_layout(cfg: AccelConfig, tag_bits: int) -> data.StructLayout:
+def result_layout(cfg: AccelConfig, tag_shape=1) -> data.StructLayout:
     """A token leaving the array: the ``C`` column sums over the K-tile and the sum column."""
     return data.StructLayout({
-        "valid": 1, "first": 1, "tag": unsigned(tag_bits),
+        "first": 1, "tag": tag_shape,
         "sums": data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols),
         "act_sum": signed(act_sum_bits(cfg)),
     })
@@ -73,21 +79,74 @@ def _config_bits(cfg: AccelConfig) -> int:
     return config_bits(cfg.fmt, cfg.cols) if cfg.has_recon else 0
 
 
-def _recon_latency(cfg: AccelConfig) -> int:
-    if not cfg.has_recon:
-        return 0
-    from .recon_network import ReconNetwork
-    return ReconNetwork.latency
+@dataclass(frozen=True)
+class ArrayTiming:
+    """The latencies of the :class:`Array` of one :class:`AccelConfig`, known without elaborating
+    it (the host's cycle model is built from them).
+
+    A token issued in cycle ``c`` leaves (``out``) in cycle ``c + latency(T)``, ``T`` its tile's
+    period: ``latency(T) = 1 + R + T + P + L + H`` — the input register, one stage per PE row (the
+    systolic skew), the tile's period ``T``, ``P`` =
+    :data:`PRODUCT_PIPE`, ``L`` the ReCoN latency (:func:`~.recon_network.recon_latency`, 0 without
+    ReCoN) and ``H`` the hold register of shared ReCoN (1 when shared, else 0).
+    """
+
+    rows: int
+    recon_share: int
+    #: ``L``.
+    recon_latency: int
+
+    @classmethod
+    def of(cls, cfg: AccelConfig) -> "ArrayTiming":
+        return cls(rows=cfg.rows, recon_share=cfg.recon_share, recon_latency=recon_latency(cfg))
+
+    @property
+    def shared(self) -> bool:
+        """Time-multiplexed ReCoN (one network per ``recon_share > 1`` rows)."""
+        return self.recon_share > 1
+
+    @property
+    def hold(self) -> int:
+        """``H``: the register that holds a shared network's result until its row's adder takes it."""
+        return 1 if self.shared else 0
+
+    @property
+    def max_period(self) -> int:
+        """Largest tile period ``T`` (``recon_share`` when shared, else 1)."""
+        return self.recon_share if self.shared else 1
+
+    @property
+    def pipeline(self) -> int:
+        """``P + L + H``: enabled cycles from a row's PE product register to its column adder's
+        input, beyond the one cycle of a period-1 tile."""
+        return PRODUCT_PIPE + self.recon_latency + self.hold
+
+    @property
+    def tile_gap_extra(self) -> int:
+        """Extra cycles between a tile's last token and the next tile's first beyond its period:
+        with shared ReCoN, ``max(S - 1, L + H)``, so that the old tile's slot windows in every
+        group, and its bypass rows' late products, are over before the new tile's start (0 else)."""
+        if not self.shared:
+            return 0
+        return max(self.recon_share - 1, self.recon_latency + self.hold)
+
+    def latency(self, period: int) -> int:
+        """Enabled cycles from ``issue`` to ``out`` of a token of a tile of period ``period``."""
+        return 1 + self.rows + period + self.pipeline
+
+    @property
+    def depth(self) -> int:
+        """:meth:`latency` of a period-1 tile."""
+        return self.latency(1)
 
 
 class Array(wiring.Component):
     """Weight-stationary ``R × C`` PE array with ReCoN, double-buffered tiles.
 
-    Latency ``R + T + P + L + H`` enabled cycles from ``issue`` to ``out`` (``T`` the tile's period,
-    1 unless ReCoN is shared; ``P`` the product pipeline register after every PE,
-    :data:`~microscopiq.host.stream_format.PRODUCT_PIPE`; ``L`` the ReCoN latency, 0 without ReCoN;
-    ``H`` = 1 with shared ReCoN, else 0): :attr:`depth` gives it for ``T = 1``. Throughput one
-    token every ``T`` cycles. All state advances only when ``en`` is 1.
+    Latency ``1 + R + T + P + L + H`` enabled cycles from ``issue`` to ``out`` (``T`` the tile's
+    period, 1 unless ReCoN is shared; :class:`ArrayTiming` names the terms, :attr:`timing` holds
+    them and :attr:`depth` gives the latency for ``T = 1``). Throughput one token every ``T``
+    cycles. All state advances only when ``en`` is 1.
 
     Loading: rows of the next tile are written with ``load`` into the shadow banks, at most one per
     enabled cycle, only after the current tile's first token has left the array (``out.first``).
@@ -99,8 +158,9 @@ class Array(wiring.Component):
     Parameters
     ----------
     cfg : AccelConfig
-    tag_bits : int
-        Width of the token tag carried from ``issue`` to ``out``.
+    tag_shape : shape-like
+        Shape of the token tag carried from ``issue`` to ``out`` (the PPU's
+        :func:`~.ppu.token_tag_layout` in the core).
 
     Members
     -------
@@ -108,53 +168,47 @@ class Array(wiring.Component):
         Global clock enable (0 = stall).
     raw : In(1)
         Uniform (raw) mode: bypass rows contribute ``x · q`` unshifted.
-    issue : In(issue_layout(cfg, tag_bits))
-        The token entering this cycle (``valid`` 0 = bubble).
+    issue : In(stream.Signature(issue_layout(cfg, tag_shape), always_ready=True))
+        The token entering this cycle (``valid`` 0 = bubble); the array never refuses one.
     load : In(load_layout(cfg))
         One row of the next tile.
-    out : Out(result_layout(cfg, tag_bits))
-        The token leaving this cycle with its column sums.
+    out : Out(stream.Signature(result_layout(cfg, tag_shape), always_ready=True))
+        The token leaving this cycle with its column sums; it cannot be held back.
     next_period : Out(range(recon_share + 1))
         ``T`` of the loaded (shadow) tile (1 unless ReCoN is shared).
     """
 
-    def __init__(self, cfg: AccelConfig, tag_bits: int = 1):
+    def __init__(self, cfg: AccelConfig, tag_shape=1):
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
         self.cfg = cfg
-        self.tag_bits = tag_bits
-        self.shared = cfg.recon_share > 1
-        self.max_period = cfg.recon_share if self.shared else 1
-        self.recon_latency = _recon_latency(cfg)
-        self.hold = 1 if self.shared else 0
+        self.tag_shape = tag_shape
+        self.timing = timing = ArrayTiming.of(cfg)
+        self.shared, self.max_period = timing.shared, timing.max_period
+        self.recon_latency, self.hold = timing.recon_latency, timing.hold
         super().__init__({
             "en": In(1),
             "raw": In(1),
-            "issue": In(issue_layout(cfg, tag_bits)),
+            "issue": In(stream.Signature(issue_layout(cfg, tag_shape), always_ready=True)),
             "load": In(load_layout(cfg)),
-            "out": Out(result_layout(cfg, tag_bits)),
+            "out": Out(stream.Signature(result_layout(cfg, tag_shape), always_ready=True)),
             "next_period": Out(range(self.max_period + 1)),
         })
 
     @property
     def tile_gap_extra(self) -> int:
-        """Extra cycles between a tile's last token and the next tile's first beyond its period:
-        with shared ReCoN, ``max(S - 1, L + H)``, so that the old tile's slot windows in every
-        group, and its bypass rows' late products, are over before the new tile's start (0 else)."""
-        if not self.shared:
-            return 0
-        return max(self.cfg.recon_share - 1, self.recon_latency + self.hold)
+        """:attr:`ArrayTiming.tile_gap_extra`."""
+        return self.timing.tile_gap_extra
 
     @property
     def depth(self) -> int:
-        """Enabled cycles from ``issue`` to ``out`` for ``T = 1``."""
-        return self.cfg.rows + 1 + self.pipeline
+        """Enabled cycles from ``issue`` to ``out`` for ``T = 1`` (:attr:`ArrayTiming.depth`)."""
+        return self.timing.depth
 
     @property
     def pipeline(self) -> int:
-        """``P + L + H``: enabled cycles from a row's PE product register to its column adder's
-        input, beyond the one cycle of a period-1 tile."""
-        return PRODUCT_PIPE + self.recon_latency + self.hold
+        """:attr:`ArrayTiming.pipeline`, ``P + L + H``."""
+        return self.timing.pipeline
 
     def elaborate(self, platform):
         m = Module()
@@ -165,20 +219,21 @@ class Array(wiring.Component):
         stages = rows + self.max_period + lat + 1
         # Each token carries its tile's period T: tiles with different periods overlap in the
         # array, and every stage that depends on T uses the token's own.
-        marker_layout = data.StructLayout({"valid": 1, "first": 1, "tag": unsigned(self.tag_bits),
+        issue = self.issue.payload
+        marker_layout = data.StructLayout({"valid": 1, "first": 1, "tag": self.tag_shape,
                                            "act_sum": signed(act_sum_bits(cfg)),
                                            "period": range(self.max_period + 1)})
         markers = [Signal(marker_layout, name=f"marker_{s}") for s in range(stages)]
         period = Signal(range(self.max_period + 1), init=1)      # of the tile being issued
-        with m.If(en & self.issue.valid & self.issue.first):
+        with m.If(en & self.issue.valid & issue.first):
             m.d.sync += period.eq(self.next_period)
         with m.If(en):
             m.d.sync += [
                 markers[0].valid.eq(self.issue.valid),
-                markers[0].first.eq(self.issue.first),
-                markers[0].tag.eq(self.issue.tag),
-                markers[0].act_sum.eq(sum(self.issue.x[r] for r in range(rows))),
-                markers[0].period.eq(Mux(self.issue.first, self.next_period, period)),
+                markers[0].first.eq(issue.first),
+                markers[0].tag.eq(issue.tag),
+                markers[0].act_sum.eq(sum(issue.x[r] for r in range(rows))),
+                markers[0].period.eq(Mux(issue.first, self.next_period, period)),
             ]
             # A token leaves at stage R + T + P + L + H; beyond it its marker is cleared.
             m.d.sync += [markers[s].eq(markers[s - 1]) for s in range(1, stages)]
@@ -200,24 +255,35 @@ class Array(wiring.Component):
         rowctl = self._row_state(m, markers)
         products = self._pe_rows(m, markers, lanes, rowctl, tap)
         contribs = self._contributions(m, markers, products, rowctl)
-
-        # Column adders: row r adds its contribution when the token reaches stage r + T + P + L + H.
-        psum = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name="psum_in")
-        for r in range(rows):
-            nxt = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name=f"psum_{r}")
-            take = tap(r + lat)
-            with m.If(en & take.valid):
-                m.d.sync += [nxt[c].eq((psum[c] if r else 0) + contribs[r][c]) for c in range(cfg.cols)]
-            psum = nxt
+        psum = self._column_adders(m, contribs, tap)
         leaving = tap(rows + lat)
         m.d.comb += [
             self.out.valid.eq(leaving.valid),
-            self.out.first.eq(leaving.first),
-            self.out.tag.eq(leaving.tag),
-            self.out.act_sum.eq(leaving.act_sum),
-            self.out.sums.eq(psum),
+            self.out.payload.first.eq(leaving.first),
+            self.out.payload.tag.eq(leaving.tag),
+            self.out.payload.act_sum.eq(leaving.act_sum),
+            self.out.payload.sums.eq(psum),
         ]
         return m
+
+    def _column_adders(self, m, contribs, tap):
+        """Row ``r`` adds its contribution to the partial sums coming down from row ``r - 1`` when
+        the token reaches stage ``r + T + P + L + H``; returns the last row's sums."""
+        cfg = self.cfg
+        psum = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name="psum_in")
+        for r in range(cfg.rows):
+            nxt = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name=f"psum_{r}")
+            take = tap(r + self.pipeline)
+            with m.If(self.en & take.valid):
+                m.d.sync += [nxt[c].eq((psum[c] if r else 0) + contribs[r][c]) for c in range(cfg.cols)]
+            psum = nxt
+        return psum
+
+    def _first_entering(self, markers, r):
+        """A tile's first token enters stage ``r`` (from ``issue`` at row 0)."""
+        if r == 0:
+            return self.issue.valid & self.issue.payload.first
+        return markers[r - 1].valid & markers[r - 1].first
 
     def _lanes(self, m):
         """Per row, the delay line of its activation: ``lanes[r][s]`` is stage ``s``'s ``x[r]``."""
@@ -227,7 +293,7 @@ class Array(wiring.Component):
         for r in range(cfg.rows):
             line = [Signal(signed(cfg.fmt.abits), name=f"lane_{r}_{s}") for s in range(r + extra + 1)]
             with m.If(self.en):
-                m.d.sync += line[0].eq(self.issue.x[r])
+                m.d.sync += line[0].eq(self.issue.payload.x[r])
                 m.d.sync += [line[s].eq(line[s - 1]) for s in range(1, len(line))]
             lanes.append(line)
         return lanes
@@ -262,8 +328,7 @@ class Array(wiring.Component):
             # they apply to; the network slot of every row of a group at once, when the first
             # token's products leave the group's first row (with the group's slot clock, see
             # _contributions).
-            pe_swap = self.issue if r == 0 else markers[r - 1]
-            with m.If(en & pe_swap.valid & pe_swap.first):
+            with m.If(en & self._first_entering(markers, r)):
                 m.d.sync += active.pe_bypass.eq(shadow.pe_bypass)
             products_in = markers[r + PRODUCT_PIPE]
             with m.If(en & products_in.valid & products_in.first):
@@ -281,8 +346,7 @@ class Array(wiring.Component):
         bypassing = self.shared or not cfg.has_recon
         products = []
         for r in range(cfg.rows):
-            swap_src = (self.issue if r == 0 else markers[r - 1])
-            swap = en & swap_src.valid & swap_src.first
+            swap = en & self._first_entering(markers, r)
             if bypassing:
                 # A bypass row multiplies at stage r + T + L + H - 1, so that its product is there
                 # (after the PE's and the pipeline's registers) when its column adder takes it.
@@ -305,7 +369,7 @@ class Array(wiring.Component):
                     pe.swap.eq(swap),
                     pe.load.eq(en & self.load.valid & (self.load.row == r)),
                     pe.load_code.eq(self.load.codes[c]),
-                    pe.load_role.as_value().eq(self.load.roles[c]),
+                    pe.load_role.eq(self.load.roles[c]),
                 ]
                 staged = Signal.like(pe.product, name=f"product_{r}_{c}")
                 with m.If(en):
@@ -328,7 +392,6 @@ class Array(wiring.Component):
                 m.d.comb += [v.eq(p) for v, p in zip(vals, row)]
                 out.append(vals)
             return out
-        from .recon_network import ReconNetwork
         if not self.shared:
             for r, row in enumerate(products):
                 net = m.submodules[f"recon_{r}"] = ReconNetwork(fmt, cfg.cols)

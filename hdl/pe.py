@@ -23,22 +23,13 @@ OUT_LO    ``f``, the unsigned ``b``-bit     ``x · f`` (the fraction)
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import enum, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import FormatConfig
 from ..quant.layer import Role
 
-__all__ = ["RoleEnum", "PE"]
-
-
-class RoleEnum(enum.Enum, shape=2):
-    """Hardware encoding of a slot's role; the values are those of
-    :class:`microscopiq.quant.layer.Role`. The fourth encoding (3) is unused: its product is 0."""
-
-    INLIER = Role.INLIER.value
-    OUT_HI = Role.OUT_HI.value
-    OUT_LO = Role.OUT_LO.value
+__all__ = ["PE"]
 
 
 class PE(wiring.Component):
@@ -78,8 +69,9 @@ class PE(wiring.Component):
         Write ``load_code``/``load_role`` into the shadow bank (see above).
     load_code : In(unsigned(b))
         Raw ``b``-bit code of the slot.
-    load_role : In(RoleEnum)
-        Role of the slot.
+    load_role : In(Role)
+        Role of the slot, :class:`~microscopiq.quant.layer.Role` (2 bits; the unused encoding 3
+        gives the product 0).
     swap : In(1)
         Exchange the active and shadow banks at this clock edge.
     product : Out(signed(a + b))
@@ -102,7 +94,7 @@ class PE(wiring.Component):
             "en": In(1),
             "load": In(1),
             "load_code": In(unsigned(b)),
-            "load_role": In(RoleEnum),
+            "load_role": In(Role),
             "swap": In(1),
             "product": Out(signed(a + b)),
         })
@@ -113,11 +105,11 @@ class PE(wiring.Component):
         code = self.load_code
         operand = Signal(signed(b + 1))
         with m.Switch(self.load_role):
-            with m.Case(RoleEnum.INLIER):
+            with m.Case(Role.INLIER):
                 m.d.comb += operand.eq(code.as_signed())
-            with m.Case(RoleEnum.OUT_HI):
+            with m.Case(Role.OUT_HI):
                 m.d.comb += operand.eq(Mux(code[b - 1], -1, 1))
-            with m.Case(RoleEnum.OUT_LO):
+            with m.Case(Role.OUT_LO):
                 m.d.comb += operand.eq(code)
             with m.Default():
                 m.d.comb += operand.eq(0)

@@ -27,8 +27,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
-from .array import act_sum_bits
-from ..host.stream_format import PPU_LATENCY, SHIFT_BITS, StreamFormat
+from .array import act_sum_bits, result_layout
+from .layouts import SHIFT_BITS, StreamLayouts, axis_signature
 
 __all__ = ["PPU", "token_tag_layout", "read_registered", "read_ahead", "coarse_shift", "shift_fit", "saturate"]
 
@@ -137,7 +137,7 @@ def saturate(m: Module, total, beyond, negative, acc_bits: int):
 class PPU(wiring.Component):
     """Post-processing unit: K-group accumulation, MX shift-accumulate with saturation, raw mode.
 
-    Latency :data:`~microscopiq.host.stream_format.PPU_LATENCY` (7) enabled cycles from ``inp`` to
+    Latency :attr:`latency` (7) enabled cycles from ``inp`` to
     ``result``, throughput one token per cycle, any token order in which the same ``m`` is not
     in two consecutive enabled cycles:
 
@@ -157,10 +157,11 @@ class PPU(wiring.Component):
     next cycle (the token one stage ahead has not written yet). Stage 1 sees every ``P`` write
     but the one of the token one stage ahead, made in the same cycle: by the same rule that token
     has another ``m``, so the ``P`` read needs no forwarding multiplexer.
-    Everything (stages, reads, writes) advances only when ``en`` is 1. ``result.ready`` is not
-    used: a beat stays in the result register until the next enabled edge, so a controller that
-    stalls holds ``en`` low while the beat cannot be taken (``en = ~result.valid | result.ready``).
-    The accelerator's top ties ``en`` to 1 and keeps room for every beat in its result FIFO.
+    Everything (stages, reads, writes) advances only when ``en`` is 1. ``result`` is
+    ``always_ready``: the PPU cannot stall on its output, a beat stays in the result register only
+    until the next enabled edge, so a controller whose consumer can refuse a beat holds ``en`` low
+    while it does (``en = ~result.valid | ready``). The accelerator's core ties ``en`` to 1 and
+    keeps room for every beat in its result FIFO.
 
     Parameters
     ----------
@@ -172,34 +173,31 @@ class PPU(wiring.Component):
         Global clock enable.
     raw : In(1)
         Raw (uniform) mode.
-    inp : In(StructLayout)
-        ``valid``, ``first`` (first token of a tile: the loaded shifts become active), ``tag``
-        (:func:`token_tag_layout`), ``sums`` (C signed ``column_sum_bits``), ``act_sum``.
+    inp : In(stream.Signature(result_layout(cfg, token_tag_layout(cfg)), always_ready=True))
+        The array's ``out``: ``first`` (first token of a tile: the loaded shifts become active),
+        ``tag`` (:func:`token_tag_layout`), ``sums`` (C signed ``column_sum_bits``), ``act_sum``.
     shift_load : In(StructLayout)
         ``valid`` and ``d`` (C × 8 bits): the next tile's shifts.
-    result : Out(stream.Signature(StructLayout({"data": result_width, "last": 1})))
-        Result beats in the layout of :class:`~microscopiq.host.stream_format.StreamFormat`.
+    result : Out(axis_signature(result_width, always_ready=True))
+        Result beats, :attr:`~.layouts.StreamLayouts.msq_result` or
+        :attr:`~.layouts.StreamLayouts.raw_result`.
     """
 
-    latency = PPU_LATENCY
+    #: Enabled cycles from a token at ``inp`` to its result beat (the seven stages).
+    latency = 7
 
     def __init__(self, cfg: AccelConfig):
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
         self.cfg = cfg
-        self.format = sf = StreamFormat(cfg)
+        self.format = sf = StreamLayouts(cfg)
         super().__init__({
             "en": In(1),
             "raw": In(1),
-            "inp": In(data.StructLayout({
-                "valid": 1, "first": 1, "tag": token_tag_layout(cfg),
-                "sums": data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols),
-                "act_sum": signed(act_sum_bits(cfg)),
-            })),
+            "inp": In(stream.Signature(result_layout(cfg, token_tag_layout(cfg)), always_ready=True)),
             "shift_load": In(data.StructLayout({
                 "valid": 1, "d": data.ArrayLayout(unsigned(SHIFT_BITS), cfg.cols)})),
-            "result": Out(stream.Signature(data.StructLayout({
-                "data": unsigned(sf.result_width), "last": 1}))),
+            "result": Out(axis_signature(sf.result_width, always_ready=True)),
         })
 
     def _layouts(self) -> dict[str, data.StructLayout]:
@@ -232,32 +230,7 @@ class PPU(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        cols, en, inp, wide = cfg.cols, self.en, self.inp, cfg.acc_bits + 1
         layouts = self._layouts()
-
-        def advance(stage, **fields):
-            with m.If(en):
-                m.d.sync += [getattr(stage, name).eq(value) for name, value in fields.items()]
-
-        # -- stage 0: the input register, the tile's shifts -----------------------------------------
-        # The token is registered here, next to the memories, before anything reads them: the
-        # address then comes from a local register, not from the array's last stage across the die.
-        shadow = Signal(data.ArrayLayout(unsigned(SHIFT_BITS), cols))
-        shifts = Signal(data.ArrayLayout(unsigned(SHIFT_BITS), cols))
-        with m.If(en & self.shift_load.valid):
-            m.d.sync += shadow.eq(self.shift_load.d)
-        with m.If(en & inp.valid & inp.first):
-            m.d.sync += shifts.eq(shadow)
-        # The tile's first token already uses the shifts it makes active.
-        current = Signal(data.ArrayLayout(unsigned(SHIFT_BITS), cols))
-        m.d.comb += current.eq(Mux(inp.first, shadow.as_value(), shifts.as_value()))
-        s1 = Signal(layouts["sum"])
-        advance(s1, valid=inp.valid, tag=inp.tag, sums=inp.sums, act_sum=inp.act_sum,
-                small=Cat(*(current[c][:len(s1.small[c])] for c in range(cols))),
-                huge=Cat(*(current[c] >= wide for c in range(cols))))
-
-        # -- stage 1: the P/S read ------------------------------------------------------------------
-
         # LUT RAM: Yosys would fold the forwarding registers into block-RAM read ports, whose
         # clock-to-output delay leaves too little of the cycle for the next stage's logic.
         lut_ram = {"ram_style": "distributed"}
@@ -266,54 +239,94 @@ class PPU(wiring.Component):
         m.submodules.accumulators = accs = Memory(shape=layouts["acc"], depth=cfg.max_tokens, init=[],
                                                   attrs=lut_ram)
         p_wr, a_wr = partials.write_port(), accs.write_port()
-        s2 = Signal(layouts["sum"])
         s5 = Signal(layouts["saturate"])
+        s1 = self._stage_input(m, layouts)
+        s3 = self._stage_partial(m, layouts, partials, p_wr, s1)
+        s3b = self._stage_shift(m, layouts, s3)
+        self._stage_accumulate(m, layouts, accs, a_wr, s3, s3b, s5)
+        self._stage_saturate(m, layouts, a_wr, s5)
+        return m
+
+    def _advance(self, m, stage, **fields):
+        """Load the stage register ``stage``'s ``fields`` at enabled edges."""
+        with m.If(self.en):
+            m.d.sync += [getattr(stage, name).eq(value) for name, value in fields.items()]
+
+    def _stage_input(self, m, layouts):
+        """Stage 0: the input register and the tile's shifts (split into ``small``/``huge``).
+
+        The token is registered here, next to the memories, before anything reads them: the
+        address then comes from a local register, not from the array's last stage across the die."""
+        cols, en, inp, wide = self.cfg.cols, self.en, self.inp.payload, self.cfg.acc_bits + 1
+        shadow = Signal(data.ArrayLayout(unsigned(SHIFT_BITS), cols))
+        shifts = Signal(data.ArrayLayout(unsigned(SHIFT_BITS), cols))
+        with m.If(en & self.shift_load.valid):
+            m.d.sync += shadow.eq(self.shift_load.d)
+        with m.If(en & self.inp.valid & inp.first):
+            m.d.sync += shifts.eq(shadow)
+        # The tile's first token already uses the shifts it makes active.
+        current = Signal(data.ArrayLayout(unsigned(SHIFT_BITS), cols))
+        m.d.comb += current.eq(Mux(inp.first, shadow.as_value(), shifts.as_value()))
+        s1 = Signal(layouts["sum"])
+        self._advance(m, s1, valid=self.inp.valid, tag=inp.tag, sums=inp.sums, act_sum=inp.act_sum,
+                      small=Cat(*(current[c][:len(s1.small[c])] for c in range(cols))),
+                      huge=Cat(*(current[c] >= wide for c in range(cols))))
+        return s1
+
+    def _stage_partial(self, m, layouts, partials, p_wr, s1):
+        """Stage 1, the P/S read, and stage 2, ``P ← P + sums`` (``S`` likewise) written back."""
+        cols, en = self.cfg.cols, self.en
+        s2 = Signal(layouts["sum"])
         old = read_registered(m, en, partials, s1.tag.m, s1.tag.group_first, "old_partial")
         with m.If(en):
             m.d.sync += s2.eq(s1)
-
-        # -- stage 2: P and S, written back ---------------------------------------------------------
         new = Signal(layouts["partial"])
         for c in range(cols):
             m.d.comb += new.p[c].eq(old.p[c] + s2.sums[c])
         m.d.comb += new.s.eq(old.s + s2.act_sum)
         m.d.comb += [p_wr.addr.eq(s2.tag.m), p_wr.data.eq(new), p_wr.en.eq(en & s2.valid)]
         s3 = Signal(layouts["shift"])
-        advance(s3, valid=s2.valid, tag=s2.tag, p=new.p, s=new.s, huge=s2.huge, small=s2.small)
+        self._advance(m, s3, valid=s2.valid, tag=s2.tag, p=new.p, s=new.s, huge=s2.huge, small=s2.small)
+        return s3
 
-        # -- stage 3: P << d, by multiples of 2^FINE_BITS, then by the rest ----------------------
-        # (after the add of stage 2, the longest path of the 8×8 build with the coarse step in it)
+    def _stage_shift(self, m, layouts, s3):
+        """Stage 3: ``P << d``, by multiples of ``2^FINE_BITS``, then by the rest (after the add of
+        stage 2, the longest path of the 8×8 build with the coarse step in it)."""
+        acc_bits = self.cfg.acc_bits
+
         def shifted_partial(c):
-            coarse = coarse_shift(m, s3.p[c], s3.small[c], cfg.acc_bits)
+            coarse = coarse_shift(m, s3.p[c], s3.small[c], acc_bits)
             return (coarse << s3.small[c][:FINE_BITS])[:len(coarse)]
         s3b = Signal(layouts["fit"])
-        advance(s3b, valid=s3.valid, tag=s3.tag, p=s3.p, s=s3.s, huge=s3.huge,
-                full=Cat(*(shifted_partial(c) for c in range(cols))))
+        self._advance(m, s3b, valid=s3.valid, tag=s3.tag, p=s3.p, s=s3.s, huge=s3.huge,
+                      full=Cat(*(shifted_partial(c) for c in range(self.cfg.cols))))
+        return s3b
 
-        # -- stage 4: its fit; the accumulator read --------------------------------------------------
+    def _stage_accumulate(self, m, layouts, accs, a_wr, s3, s3b, s5):
+        """Stage 4, the fit check and the accumulator read, and stage 5, the wide accumulate into
+        ``s5``. Outside a group's last K-tile the accumulator adds 0 (and so cannot saturate)."""
+        cols, acc_bits = self.cfg.cols, self.cfg.acc_bits
         s4 = Signal(layouts["add"])
-        stored = read_ahead(m, en, accs, a_wr, s5.valid, (s4.valid, s4.tag.m), s3.tag.m, s3b.tag.k_first,
-                            "old_acc")
-        fitted = [shift_fit(m, s3b.p[c], s3b.full[c], s3b.huge[c], cfg.acc_bits) for c in range(cols)]
-        advance(s4, valid=s3b.valid, tag=s3b.tag, p=s3b.p, s=s3b.s,
-                shifted=Cat(*(shifted for shifted, _ in fitted)),
-                beyond=Cat(*(s3b.tag.group_last & beyond for _, beyond in fitted)))
-
-        # -- stage 5: the accumulate, wide ---------------------------------------------------------
-        # Outside a group's last K-tile the accumulator adds 0 (and so cannot saturate).
+        stored = read_ahead(m, self.en, accs, a_wr, s5.valid, (s4.valid, s4.tag.m), s3.tag.m,
+                            s3b.tag.k_first, "old_acc")
+        fitted = [shift_fit(m, s3b.p[c], s3b.full[c], s3b.huge[c], acc_bits) for c in range(cols)]
+        self._advance(m, s4, valid=s3b.valid, tag=s3b.tag, p=s3b.p, s=s3b.s,
+                      shifted=Cat(*(shifted for shifted, _ in fitted)),
+                      beyond=Cat(*(s3b.tag.group_last & beyond for _, beyond in fitted)))
         addend = [Mux(s4.tag.group_last, s4.shifted[c], 0) for c in range(cols)]
-        advance(s5, valid=s4.valid, tag=s4.tag, p=s4.p, s=s4.s, beyond=s4.beyond, ovf=stored.ovf,
-                total=Cat(*(stored.acc[c] + addend[c] for c in range(cols))),
-                negative=Cat(*(s4.p[c] < 0 for c in range(cols))))
+        self._advance(m, s5, valid=s4.valid, tag=s4.tag, p=s4.p, s=s4.s, beyond=s4.beyond, ovf=stored.ovf,
+                      total=Cat(*(stored.acc[c] + addend[c] for c in range(cols))),
+                      negative=Cat(*(s4.p[c] < 0 for c in range(cols))))
 
-        # -- stage 6: saturation, written back; the result register ------------------------------
+    def _stage_saturate(self, m, layouts, a_wr, s5):
+        """Stage 6: saturation and the sticky flags, written back; the result register."""
+        cols, en = self.cfg.cols, self.en
         tag = s5.tag
         acc = Signal(layouts["acc"])
         for c in range(cols):
-            summed, clamped = saturate(m, s5.total[c], s5.beyond[c], s5.negative[c], cfg.acc_bits)
+            summed, clamped = saturate(m, s5.total[c], s5.beyond[c], s5.negative[c], self.cfg.acc_bits)
             m.d.comb += [acc.acc[c].eq(summed), acc.ovf[c].eq(s5.ovf[c] | clamped)]
         m.d.comb += [a_wr.addr.eq(tag.m), a_wr.data.eq(acc), a_wr.en.eq(en & s5.valid)]
-
         raw_word = Cat(*(s5.p[c] for c in range(cols)), s5.s)
         msq_word = Cat(*(acc.acc[c] for c in range(cols)), acc.ovf)
         emit = s5.valid & Mux(self.raw, tag.group_last, tag.k_last)
@@ -322,4 +335,3 @@ class PPU(wiring.Component):
             with m.If(emit):
                 m.d.sync += [self.result.payload.data.eq(Mux(self.raw, raw_word, msq_word)),
                              self.result.payload.last.eq(tag.last)]
-        return m

@@ -12,8 +12,6 @@ import enum
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
-
 from ..config import FormatConfig
 
 __all__ = ["ColumnOp", "ReconGeometry", "config_bits"]
@@ -153,17 +151,6 @@ class ReconGeometry:
     def total_bits(self) -> int:
         """Config bits of the whole row."""
         return self.blocks * self.block_bits
-
-    @cached_property
-    def bit_positions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Bit positions in the row config of every swap bit (blocks·benes_bits,), every op bit
-        (width, 2) and every shift bit (width, shift_bits)."""
-        base = np.arange(self.blocks)[:, None] * self.block_bits
-        benes = (base + np.arange(self.benes_bits)[None, :]).reshape(-1)
-        column = (base + self.benes_bits + np.arange(self.ublock)[None, :] * self.column_bits).reshape(-1)
-        op = column[:, None] + np.arange(2)[None, :]
-        shift = column[:, None] + 2 + np.arange(self.shift_bits)[None, :]
-        return benes, op, shift
 
 
 def config_bits(fmt: FormatConfig, width: int) -> int:

@@ -25,25 +25,33 @@ is static per weight tile. See ``docs/recon.md`` for the proof that every placem
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import numpy as np
 from amaranth import C, Cat, Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import FormatConfig
-from ..host import routing
+from ..config import AccelConfig, FormatConfig
+from .recon_geometry import ColumnOp, ReconGeometry
 from .recon_switch import Command, ReconSwitch
-from ..host.routing import ReconGeometry
 
-__all__ = ["ColumnOpEnum", "ReconNetwork"]
+__all__ = ["ColumnOpEnum", "ReconNetwork", "recon_latency", "config_bit_positions"]
 
 
 class ColumnOpEnum(enum.Enum, shape=2):
-    """Hardware encoding of a column's merge-cell op; values of :class:`~microscopiq.host.routing.ColumnOp`."""
+    """Hardware encoding of a column's merge-cell op; values of :class:`~microscopiq.hdl.recon_geometry.ColumnOp`."""
 
-    KEEP = routing.ColumnOp.KEEP.value
-    ZERO = routing.ColumnOp.ZERO.value
-    MERGE_ADD = routing.ColumnOp.MERGE_ADD.value
-    MERGE_SUB = routing.ColumnOp.MERGE_SUB.value
+    KEEP = ColumnOp.KEEP.value
+    ZERO = ColumnOp.ZERO.value
+    MERGE_ADD = ColumnOp.MERGE_ADD.value
+    MERGE_SUB = ColumnOp.MERGE_SUB.value
+
+
+def recon_latency(cfg: AccelConfig) -> int:
+    """Enabled cycles the ReCoN of ``cfg`` adds to a PE row's products: :attr:`ReconNetwork.latency`,
+    0 without ReCoN (``recon_share = 0``)."""
+    return ReconNetwork.latency if cfg.has_recon else 0
 
 
 class ReconNetwork(wiring.Component):
@@ -98,7 +106,7 @@ class ReconNetwork(wiring.Component):
     @classmethod
     def config_layout(cls, fmt: FormatConfig, width: int) -> data.ArrayLayout:
         """Layout of the ``config`` port: per micro-block the swap bits of the configurable
-        switches (:attr:`~microscopiq.host.routing.ReconGeometry.routing_switches` order) then the
+        switches (:attr:`~microscopiq.hdl.recon_geometry.ReconGeometry.routing_switches` order) then the
         ``U`` column fields. Bit-identical to the integers of
         :func:`~microscopiq.host.routing.compile_row`."""
         geom = ReconGeometry(fmt, width)
@@ -110,7 +118,7 @@ class ReconNetwork(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        geom, fmt = self.geometry, self.fmt
+        geom = self.geometry
         u = geom.ublock
         for blk in range(geom.blocks):
             cfg = self.config[blk]
@@ -190,3 +198,21 @@ class ReconNetwork(wiring.Component):
         with m.If(self.en):
             m.d.sync += high.eq(Mux(stepping, scale.out0, scale.out0[step:]))
         m.d.comb += self.contributions[col].eq(Cat(low, high))
+
+
+@lru_cache(maxsize=64)
+def config_bit_positions(fmt: FormatConfig, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bit positions in :meth:`ReconNetwork.config_layout` of every swap bit (blocks·benes_bits,),
+    every op bit (width, 2) and every shift bit (width, shift_bits): the host's vectorised packer
+    (:func:`~microscopiq.host.routing.pack_config`) places the fields with these."""
+    geom = ReconGeometry(fmt, width)
+    layout = ReconNetwork.config_layout(fmt, width)
+    block = layout.elem_shape
+    columns = block["columns"]
+    column = columns.shape.elem_shape
+    base = np.arange(geom.blocks)[:, None] * block.size
+    benes = (base + block["benes"].offset + np.arange(geom.benes_bits)[None, :]).reshape(-1)
+    start = (base + columns.offset + np.arange(geom.ublock)[None, :] * column.size).reshape(-1)
+    op = start[:, None] + column["op"].offset + np.arange(2)[None, :]
+    shift = start[:, None] + column["shift"].offset + np.arange(geom.shift_bits)[None, :]
+    return benes, op, shift

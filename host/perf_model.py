@@ -46,7 +46,8 @@ import numpy as np
 
 from ..config import AccelConfig
 from ..quant.layer import MsqLayer, Role, padded
-from .stream_format import SHIFT_BITS, CycleModel, StreamFormat, pass_cycles
+from ..hdl.layouts import SHIFT_BITS
+from .stream_format import CycleModel, StreamFormat, pass_cycles
 
 __all__ = ["TileStats", "Design", "tile_stats", "resized", "designs", "schedule_cycles",
            "layer_cycles", "compare", "OUTLIER_VALUE_BITS", "PeerModelError"]
@@ -151,11 +152,6 @@ def _stream_tile_bits(cfg: AccelConfig) -> int:
     return cfg.cols * SHIFT_BITS + cfg.rows * (sf.config_offset + sf.config_bits)
 
 
-def _model(cfg: AccelConfig) -> CycleModel:
-    from ..hdl.recon_network import ReconNetwork
-    return CycleModel.of(cfg, ReconNetwork.latency if cfg.has_recon else 0)
-
-
 def designs(cfg: AccelConfig, stats: TileStats) -> dict[str, Design]:
     """The five designs of the module notes for ``cfg`` (ReCoN per row) on ``stats``' tile grid."""
     if cfg.recon_share != 1:
@@ -167,16 +163,16 @@ def designs(cfg: AccelConfig, stats: TileStats) -> dict[str, Design]:
     slots = rows * cols
     index_bits = max(1, math.ceil(math.log2(slots)))
     cfg_w2 = cfg.replace(wbits=2)
-    plain = CycleModel.of(cfg, 0)            # the same array without ReCoN
+    plain = CycleModel.of(cfg.replace(recon_share=0))            # the same array without ReCoN
     return {
-        "msq": Design("msq", _model(cfg), ones * _stream_tile_bits(cfg), ones),
-        "msq-packed": Design("msq-packed", _model(cfg), ones * math.ceil(stats.ebw * slots), ones),
+        "msq": Design("msq", CycleModel.of(cfg), ones * _stream_tile_bits(cfg), ones),
+        "msq-packed": Design("msq-packed", CycleModel.of(cfg), ones * math.ceil(stats.ebw * slots), ones),
         "int8": Design("int8", plain, ones * (8 * slots), ones),
         "gobo": Design("gobo", plain,
                        cols * SHIFT_BITS + slots * cfg.fmt.wbits + (index_bits + 1)
                        + stats.outliers.astype(np.int64) * (OUTLIER_VALUE_BITS + index_bits),
                        np.maximum(1, stats.row_max.astype(np.int64))),
-        "w2": Design("w2", _model(cfg_w2), ones * _stream_tile_bits(cfg_w2), ones),
+        "w2": Design("w2", CycleModel.of(cfg_w2), ones * _stream_tile_bits(cfg_w2), ones),
     }
 
 

@@ -10,10 +10,12 @@ column by a merge switch and a scale (shift) switch (see ``docs/recon.md`` and
 this module computes it from the slot metadata, packs it into the integer the hardware's
 ``config`` port takes, and models the network bit for bit.
 
-Nothing here imports Amaranth: the host side (packers, stream encoders, the tests' expectations)
-uses it as is, and :mod:`microscopiq.hdl.recon_network` builds its layout from :class:`ReconGeometry`.
+The network's geometry (:class:`ReconGeometry`) and the configuration's layout
+(:meth:`~microscopiq.hdl.recon_network.ReconNetwork.config_layout`) belong to the hardware; this
+module packs into that layout through its bit positions
+(:func:`~microscopiq.hdl.recon_network.config_bit_positions`).
 
-Configuration layout of one PE row (LSB first; ``μ`` = micro-block, ``W = U·log2(U) - U + 1``
+Configuration layout of one PE row, as ``config_layout`` defines it (LSB first; ``μ`` = micro-block, ``W = U·log2(U) - U + 1``
 configurable switches):
 
 * micro-block ``μ`` occupies bits ``[μ·B, (μ+1)·B)`` with ``B = W + U·(2 + sb)``;
@@ -34,6 +36,7 @@ import numpy as np
 
 from ..config import FormatConfig
 from ..hdl.recon_geometry import ColumnOp, ReconGeometry, config_bits
+from ..hdl.recon_network import config_bit_positions
 from ..quant.layer import Role
 
 __all__ = [
@@ -286,7 +289,7 @@ def compile_row(fmt: FormatConfig, width: int, codes, roles, mate, xexp, *, unif
 
 def pack_config(geom: ReconGeometry, fields: RowFields) -> list[int]:
     """Pack a batch of :class:`RowFields` into config integers (one per row)."""
-    benes_pos, op_pos, shift_pos = geom.bit_positions
+    benes_pos, op_pos, shift_pos = config_bit_positions(geom.fmt, geom.width)
     rows = fields.op.shape[0]
     bits = np.zeros((rows, geom.total_bits), dtype=np.uint8)
     stage, switch = np.array(geom.routing_switches).T
@@ -307,7 +310,7 @@ def unpack_config(geom: ReconGeometry, configs) -> RowFields:
     nbytes = -(-geom.total_bits // 8)
     raw = np.frombuffer(b"".join(c.to_bytes(nbytes, "little") for c in configs), dtype=np.uint8)
     bits = np.unpackbits(raw.reshape(len(configs), nbytes), axis=1, bitorder="little").astype(np.int64)
-    benes_pos, op_pos, shift_pos = geom.bit_positions
+    benes_pos, op_pos, shift_pos = config_bit_positions(geom.fmt, geom.width)
     benes = np.zeros((len(configs), geom.blocks, geom.stages, geom.switches), dtype=np.uint8)
     stage, switch = np.array(geom.routing_switches).T
     benes[:, :, stage, switch] = bits[:, benes_pos].reshape(len(configs), geom.blocks, -1)

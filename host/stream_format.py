@@ -12,35 +12,28 @@ Every field is two's complement (signed) or plain binary (unsigned), LSB first a
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
 
+from amaranth import Shape
+from amaranth.lib import data
+
 from ..config import AccelConfig
+from ..hdl.layouts import Mode, StreamLayouts
+from ..hdl.core import LOAD_STAGE, CoreTiming
 from ..quant import golden
 from ..quant.layer import MsqLayer, Role, UniformLayer, padded
 from . import routing
 
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "StreamFormat", "Beat", "StreamError",
-    "encode_layer", "decode_results", "expected_results", "predict_cycles", "CycleModel",
-    "PPU_LATENCY", "PRODUCT_PIPE", "RESULT_FIFO_LATENCY", "LOAD_STAGE", "pass_cycles",
+    "encode_layer", "decode_results", "pack_beat", "from_beat", "expected_results", "predict_cycles", "CycleModel", "pass_cycles",
 ]
 
-#: Layer header ``mode`` values.
-MODE_MSQ, MODE_RAW = 0, 1
-#: Width of one PPU shift ``d = E - E_min`` (0 … 255).
-SHIFT_BITS = 8
-#: Enabled cycles from a token at the PPU's input to its result beat (the PPU's seven stages).
-PPU_LATENCY = 7
-#: Cycles the top's result FIFO adds from the PPU's result register to the output beat when the
-#: output is always ready (its depth: :attr:`CycleModel.result_fifo_depth`).
-RESULT_FIFO_LATENCY = 1
-#: Cycles from a row beat's handshake to its write into the shadow banks (the loader's register).
-LOAD_STAGE = 1
-#: Register stages between a PE's product register and its consumer (ReCoN or the column adder): the
-#: DSP sites sit far from the logic that consumes their products, so that route gets a cycle of its own.
-PRODUCT_PIPE = 1
+#: Layer header ``mode`` values (:class:`~microscopiq.hdl.layouts.Mode`).
+MODE_MSQ, MODE_RAW = Mode.MSQ.value, Mode.RAW.value
 
 
 class StreamError(ValueError):
@@ -55,30 +48,21 @@ class Beat:
     last: bool = False
 
 
-def _bits(maximum: int) -> int:
-    """Unsigned width that holds 0 … ``maximum``."""
-    return max(1, int(maximum).bit_length())
-
-
 @dataclass(frozen=True)
 class StreamFormat:
     """Every field offset and width of the three streams of one :class:`AccelConfig`.
 
-    The hardware (:mod:`microscopiq.hdl.top`) slices ``tdata`` with these offsets, so host and RTL
-    share one definition.
+    Derived from the beat layouts the hardware reads (:class:`~microscopiq.hdl.layouts.StreamLayouts`),
+    so host and RTL share one definition.
     """
 
     cfg: AccelConfig
 
+    @property
+    def layouts(self) -> StreamLayouts:
+        return StreamLayouts(self.cfg)
+
     # -- sizes -----------------------------------------------------------------------------------
-    @property
-    def max_k_tiles(self) -> int:
-        return padded(self.cfg.max_k, self.cfg.fmt.group) // self.cfg.rows
-
-    @property
-    def max_n_tiles(self) -> int:
-        return -(-self.cfg.max_n // self.cfg.cols)
-
     @property
     def tiles_per_group(self) -> int:
         return self.cfg.fmt.group // self.cfg.rows
@@ -87,89 +71,90 @@ class StreamFormat:
     @property
     def header_fields(self) -> dict[str, tuple[int, int]]:
         """``name: (offset, width)``: ``mode``, ``tokens`` (M-1), ``k_tiles`` (KT-1), ``n_tiles`` (NT-1)."""
-        widths = {"mode": 1, "tokens": _bits(self.cfg.max_tokens - 1),
-                  "k_tiles": _bits(self.max_k_tiles - 1), "n_tiles": _bits(self.max_n_tiles - 1)}
-        fields, offset = {}, 0
-        for name, width in widths.items():
-            fields[name] = (offset, width)
-            offset += width
-        return fields
+        return {name: (field.offset, Shape.cast(field.shape).width) for name, field in self.layouts.header}
 
     @property
     def header_bits(self) -> int:
-        return sum(width for _, width in self.header_fields.values())
+        return self.layouts.header.size
 
     # -- weight tiles ----------------------------------------------------------------------------
     @property
-    def shift_bits(self) -> int:
-        return SHIFT_BITS
-
-    @property
     def code_offset(self) -> int:
-        return 0
+        return self.layouts.row["codes"].offset
 
     @property
     def role_offset(self) -> int:
-        return self.cfg.cols * self.cfg.fmt.wbits
+        return self.layouts.row["roles"].offset
 
     @property
     def config_offset(self) -> int:
-        return self.cfg.cols * (self.cfg.fmt.wbits + 2)
+        return self.layouts.row["config"].offset
 
     @property
     def config_bits(self) -> int:
         """ReCoN config bits of one PE row (0 without ReCoN)."""
-        return routing.config_bits(self.cfg.fmt, self.cfg.cols) if self.cfg.has_recon else 0
+        return self.layouts.recon_config.size
 
     @property
     def weights_width(self) -> int:
         """``s_axis_weights_tdata`` width: the widest of header, tile header and row beat."""
-        row = self.config_offset + self.config_bits
-        return max(self.header_bits, self.cfg.cols * SHIFT_BITS, row)
+        return self.layouts.weights_width
 
     # -- activations -----------------------------------------------------------------------------
     @property
     def act_width(self) -> int:
         """``s_axis_act_tdata`` width: ``R`` activations of ``a`` bits (row ``r`` at ``r·a``)."""
-        return self.cfg.rows * self.cfg.fmt.abits
+        return self.layouts.act_width
 
     # -- results ---------------------------------------------------------------------------------
     @property
     def sum_bits(self) -> int:
         """Signed width of ``S[m,g]`` (sum of a K-group's activations)."""
-        fmt = self.cfg.fmt
-        return (fmt.act_bound * fmt.group).bit_length() + 1
+        return self.layouts.sum_bits
 
     @property
     def partial_bits(self) -> int:
         """Signed width of ``P[m,n,g]`` in raw mode."""
-        return self.cfg.fmt.group_sum_bits()
+        return self.layouts.partial_bits
 
     @property
     def result_width(self) -> int:
         """``m_axis_result_tdata`` width: the wider of the MicroScopiQ and raw layouts."""
-        cols = self.cfg.cols
-        return max(cols * (self.cfg.acc_bits + 1), cols * self.partial_bits + self.sum_bits)
+        return self.layouts.result_width
 
 
-def _pack(values, width: int) -> int:
-    """Concatenate integers (two's complement, ``width`` bits each), the first at bit 0."""
-    mask = (1 << width) - 1
+def _ints(values) -> list[int]:
+    return [int(v) for v in values]
+
+
+def pack_beat(layout: data.StructLayout | data.ArrayLayout, value) -> int:
+    """``layout.const(value).as_bits()`` (tested equal), for a dict (struct) or list (array) whose
+    items are integers or lists of integers; a nested layout's value is given as its bits.
+
+    The encoder's hot path: a model layer streams tens of thousands of row beats, and
+    :meth:`~amaranth.lib.data.Layout.const` casts every element (4× slower for a whole layer).
+    Offsets and widths come from ``layout``, so nothing is defined twice.
+    """
     word = 0
-    for index, value in enumerate(values):
-        word |= (int(value) & mask) << (index * width)
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        field = layout[key]
+        shape = field.shape
+        if isinstance(shape, data.ArrayLayout) and not isinstance(item, (int, np.integer)):
+            width = Shape.cast(shape.elem_shape).width
+            mask = (1 << width) - 1
+            for index, element in enumerate(item):
+                word |= (int(element) & mask) << (field.offset + index * width)
+        else:
+            item = item.value if isinstance(item, enum.Enum) else item
+            word |= (int(item) & ((1 << Shape.cast(shape).width) - 1)) << field.offset
     return word
 
 
-def _unpack(word: int, count: int, width: int, signed: bool = True, offset: int = 0) -> list[int]:
-    mask = (1 << width) - 1
-    out = []
-    for index in range(count):
-        value = (word >> (offset + index * width)) & mask
-        if signed and value >> (width - 1):
-            value -= 1 << width
-        out.append(value)
-    return out
+def from_beat(layout, word: int):
+    """``word`` (a beat's ``tdata``) read as ``layout``: its low ``layout.size`` bits, the rest of a
+    wider stream's ``tdata`` ignored."""
+    return layout.from_bits(int(word) & ((1 << layout.size) - 1))
 
 
 def _check_layer(cfg: AccelConfig, layer, x: np.ndarray) -> np.ndarray:
@@ -232,8 +217,8 @@ def _tiles(cfg: AccelConfig, layer) -> _Tiles:
                   grow(np.repeat(np.asarray(layer.xexp, np.int64), fmt.ublock, axis=0), 0), shifts, False)
 
 
-def _row_beats(cfg: AccelConfig, fmt_: StreamFormat, tiles: _Tiles, j: int, t: int) -> list[int]:
-    """The ``R`` row beats of weight tile ``(j, t)``."""
+def _row_beats(cfg: AccelConfig, layouts: StreamLayouts, tiles: _Tiles, j: int, t: int) -> list[int]:
+    """The ``R`` row beats of weight tile ``(j, t)`` (:attr:`~microscopiq.hdl.layouts.StreamLayouts.row`)."""
     fmt = cfg.fmt
     rows, cols = cfg.rows, cfg.cols
     n0, k0 = j * cols, t * rows
@@ -245,8 +230,8 @@ def _row_beats(cfg: AccelConfig, fmt_: StreamFormat, tiles: _Tiles, j: int, t: i
         configs = routing.pack_config(routing.ReconGeometry(fmt, cols), fields)
     else:
         configs = [0] * rows
-    return [_pack(codes[r], fmt.wbits) | (_pack(roles[r], 2) << fmt_.role_offset)
-            | (int(configs[r]) << fmt_.config_offset) for r in range(rows)]
+    return [pack_beat(layouts.row, {"codes": codes[r], "roles": roles[r], "config": configs[r]})
+            for r in range(rows)]
 
 
 def _passes(cfg: AccelConfig, tokens: int) -> list[tuple[int, int]]:
@@ -278,28 +263,27 @@ def encode_layer(cfg: AccelConfig, layer, x) -> tuple[list[Beat], list[Beat]]:
         a MicroScopiQ layer on an instance without ReCoN).
     """
     x = _check_layer(cfg, layer, x)
-    sf = StreamFormat(cfg)
+    sf, layouts = StreamFormat(cfg), StreamLayouts(cfg)
     fmt = cfg.fmt
     tiles = _tiles(cfg, layer)
     kp = padded(layer.k, fmt.group)
     k_tiles, n_tiles = kp // cfg.rows, tiles.codes.shape[0] // cfg.cols
     xp = np.zeros((x.shape[0], kp), np.int64)
     xp[:, :layer.k] = x
-    mode = MODE_RAW if tiles.uniform else MODE_MSQ
+    mode = Mode.RAW if tiles.uniform else Mode.MSQ
     tile_beats = []
     for j in range(n_tiles):
         cols = slice(j * cfg.cols, (j + 1) * cfg.cols)
         for t in range(k_tiles):
             g = t // sf.tiles_per_group
-            tile_beats.append(_pack(tiles.shifts[cols, g], SHIFT_BITS))
-            tile_beats.extend(_row_beats(cfg, sf, tiles, j, t))
+            tile_beats.append(pack_beat(layouts.tile, {"d": tiles.shifts[cols, g]}))
+            tile_beats.extend(_row_beats(cfg, layouts, tiles, j, t))
     weights, acts = [], []
     for start, count in _passes(cfg, x.shape[0]):
         header = {"mode": mode, "tokens": count - 1, "k_tiles": k_tiles - 1, "n_tiles": n_tiles - 1}
-        word = sum(value << sf.header_fields[name][0] for name, value in header.items())
-        beats = [word] + tile_beats
+        beats = [pack_beat(layouts.header, header)] + tile_beats
         weights += [Beat(data, index == len(beats) - 1) for index, data in enumerate(beats)]
-        vectors = [_pack(xp[m, t * cfg.rows:(t + 1) * cfg.rows], fmt.abits)
+        vectors = [pack_beat(layouts.act, xp[m, t * cfg.rows:(t + 1) * cfg.rows])
                    for m in range(start, start + count) for t in range(k_tiles)]
         # Order: tile (j, t) outer, token inner; the vectors do not depend on j.
         per_tile = [[vectors[(m - start) * k_tiles + t] for m in range(start, start + count)]
@@ -340,7 +324,7 @@ def decode_results(cfg: AccelConfig, layer, tokens: int, beats):
     StreamError
         Wrong number of beats, or a ``tlast`` that is missing or misplaced.
     """
-    sf = StreamFormat(cfg)
+    layouts = StreamLayouts(cfg)
     groups, n_tiles = _result_shape(cfg, layer)
     raw = isinstance(layer, UniformLayer)
     expected = result_beat_count(cfg, layer, tokens)
@@ -367,11 +351,11 @@ def decode_results(cfg: AccelConfig, layer, tokens: int, beats):
                                   f"{int(not beat.last)} was expected")
             row, cs = start + m, slice(j * cols, (j + 1) * cols)
             if raw:
-                p[row, cs, g] = _unpack(beat.data, cols, sf.partial_bits)
-                s[row, g] = _unpack(beat.data, 1, sf.sum_bits, offset=cols * sf.partial_bits)[0]
+                fields = from_beat(layouts.raw_result, beat.data)
+                p[row, cs, g], s[row, g] = _ints(fields.p), fields.s
             else:
-                y[row, cs] = _unpack(beat.data, cols, cfg.acc_bits)
-                ovf[row, cs] = _unpack(beat.data, cols, 1, signed=False, offset=cols * cfg.acc_bits)
+                fields = from_beat(layouts.msq_result, beat.data)
+                y[row, cs], ovf[row, cs] = _ints(fields.y_int), _ints(fields.overflow)
     if raw:
         return p[:, :layer.n], s
     return y[:, :layer.n], ovf[:, :layer.n]
@@ -391,40 +375,50 @@ def expected_results(cfg: AccelConfig, layer, x):
 
 @dataclass(frozen=True)
 class CycleModel:
-    """Constants of the accelerator's timing (see ``docs/hardware.md``, "Cycle model").
+    """The accelerator's timing (``docs/hardware.md``, "Cycle model"), built from the blocks'
+    latencies (:class:`~microscopiq.hdl.core.CoreTiming`, which the core itself uses)."""
 
-    Attributes
-    ----------
-    rows : int
-        ``R``.
-    pipeline : int
-        ``L + H``: the ReCoN latency ``L`` (0 without ReCoN) plus the hold register of shared
-        ReCoN (``H`` = 1 when shared, else 0).
-    load_beats : int
-        ``s_axis_weights`` beats per tile (tile header plus ``R`` rows).
-    shared : bool
-        Time-multiplexed ReCoN.
-    tile_gap : int
-        Extra cycles after a tile's last token before the next tile's first (shared ReCoN:
-        ``max(S - 1, L + H)``, else 0).
-    ppu_latency : int
-        Cycles from a token's column sums at the PPU to its result beat at the output: the PPU's
-        stages and the result FIFO (:data:`PPU_LATENCY` + :data:`RESULT_FIFO_LATENCY`).
-    """
-
-    rows: int
-    pipeline: int
-    load_beats: int
-    shared: bool
-    tile_gap: int
-    ppu_latency: int = PPU_LATENCY + RESULT_FIFO_LATENCY
+    timing: CoreTiming
 
     @classmethod
-    def of(cls, cfg: AccelConfig, recon_latency: int) -> "CycleModel":
-        shared = cfg.recon_share > 1
-        pipeline = recon_latency + int(shared)
-        return cls(rows=cfg.rows, pipeline=pipeline, load_beats=cfg.rows + 1, shared=shared,
-                   tile_gap=max(cfg.recon_share - 1, pipeline) if shared else 0)
+    def of(cls, cfg: AccelConfig) -> "CycleModel":
+        return cls(CoreTiming.of(cfg))
+
+    @property
+    def rows(self) -> int:
+        """``R``."""
+        return self.timing.array.rows
+
+    @property
+    def pipeline(self) -> int:
+        """``P + L + H`` (:attr:`~microscopiq.hdl.array.ArrayTiming.pipeline`)."""
+        return self.timing.array.pipeline
+
+    @property
+    def shared(self) -> bool:
+        """Time-multiplexed ReCoN."""
+        return self.timing.array.shared
+
+    @property
+    def load_beats(self) -> int:
+        """``s_axis_weights`` beats per tile (tile header plus ``R`` rows)."""
+        return self.timing.load_beats
+
+    @property
+    def tile_gap(self) -> int:
+        """Extra cycles after a tile's last token before the next tile's first (shared ReCoN:
+        ``max(S - 1, L + H)``, else 0)."""
+        return self.timing.array.tile_gap_extra
+
+    @property
+    def ppu_latency(self) -> int:
+        """Cycles from a token's column sums at the PPU to its result beat at the output: the PPU's
+        stages and the result FIFO."""
+        return self.timing.result_latency
+
+    @property
+    def result_fifo_depth(self) -> int:
+        return self.timing.result_fifo_depth
 
     @property
     def depth(self) -> int:
@@ -432,19 +426,10 @@ class CycleModel:
         return self.arrive(1)
 
     def arrive(self, period: int) -> int:
-        """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU: the issue
-        register, then the array's ``R + T + P + L + H`` (``P`` = :data:`PRODUCT_PIPE`); its result
-        beat (if it makes one) is valid :attr:`ppu_latency` cycles later."""
-        return 1 + self.rows + period + PRODUCT_PIPE + self.pipeline
-
-    @property
-    def result_fifo_depth(self) -> int:
-        """Beats of the top's result FIFO: the issuer sends a token only while the FIFO has room for
-        it and for every token already in the array or the PPU (at most ``arrive(1)`` and
-        :data:`PPU_LATENCY`), judged from the counts a cycle old (two beats of margin). With the
-        output always ready the FIFO holds one beat at the start of a cycle, so this depth never
-        holds a token back."""
-        return self.arrive(1) + PPU_LATENCY + 4
+        """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU (the array's
+        ``1 + R + T + P + L + H``); its result beat (if it makes one) is valid :attr:`ppu_latency`
+        cycles later."""
+        return self.timing.arrive(period)
 
 
 def tile_periods(cfg: AccelConfig, layer) -> list[int]:
@@ -459,7 +444,7 @@ def tile_periods(cfg: AccelConfig, layer) -> list[int]:
     return [max(1, int(v)) for v in per_group.max(axis=2).reshape(-1)]
 
 
-def predict_cycles(cfg: AccelConfig, layer, tokens: int, *, recon_latency: int | None = None) -> int:
+def predict_cycles(cfg: AccelConfig, layer, tokens: int) -> int:
     """Clock cycles from the first ``s_axis_weights`` handshake to the last ``m_axis_result``
     handshake, both included, with every stream always valid and ready.
 
@@ -470,9 +455,7 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int, *, recon_latency: int |
     PPU. The last result beat is ``arrive(T) + ppu_latency`` cycles after the last token; the next
     pass's header follows in the next cycle.
     """
-    if recon_latency is None:
-        recon_latency = _recon_latency(cfg)
-    model = CycleModel.of(cfg, recon_latency)
+    model = CycleModel.of(cfg)
     periods = tile_periods(cfg, layer)
     return sum(pass_cycles(model, periods, count) for _, count in _passes(cfg, tokens))
 
@@ -494,10 +477,3 @@ def pass_cycles(model: CycleModel, periods: list[int], tokens: int, loads: list[
             load_done = start + arrive + 1 + loads[index + 1] + LOAD_STAGE
         last = last_issue + arrive + model.ppu_latency
     return last + 1
-
-
-def _recon_latency(cfg: AccelConfig) -> int:
-    if not cfg.has_recon:
-        return 0
-    from ..hdl.recon_network import ReconNetwork
-    return ReconNetwork.latency

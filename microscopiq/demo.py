@@ -45,7 +45,7 @@ def quantize_demo_layer(out: Path):
 
 def synth_pe(out: Path):
     """Yosys + nextpnr for the a = 8, b = 4 PE on an ECP5-25k at a 100 MHz target."""
-    from .hdl.synth_cli import generate_design, run_synth
+    from .flow.synth_cli import generate_design, run_synth
 
     manifest, files = generate_design("pe", {"abits": 8, "wbits": 4}, out / "rtl")
     return run_synth(manifest, files, out, family="ecp5", device="25k", freq_mhz=100.0)

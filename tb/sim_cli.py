@@ -73,8 +73,8 @@ def resolve_config(text: str) -> AccelConfig:
 
 def generate_rtl(cfg: AccelConfig, out_dir: Path) -> tuple[dict, list[Path]]:
     """Write the accelerator's Verilog and manifest into ``out_dir``; return (manifest, sources)."""
-    from ..flow.generate import generate_accel, read_manifest
-    generate_accel(cfg, out_dir)
+    from ..flow.generate import generate, read_manifest
+    generate("accel", cfg, out_dir)
     manifest, files = read_manifest(out_dir)
     if AccelConfig.from_json(manifest["parameters"]) != cfg:
         raise RuntimeError(f"the manifest in {str(out_dir)!r} describes {manifest['parameters']}, "

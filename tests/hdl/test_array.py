@@ -9,28 +9,25 @@ from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl.array import Array
-from microscopiq.host.stream_format import StreamFormat, _row_beats, _tiles, tile_periods
+from microscopiq.hdl.layouts import StreamLayouts
+from microscopiq.host.stream_format import _row_beats, _tiles, from_beat, tile_periods
 from microscopiq.quant import golden
 from microscopiq.quant.layer import UniformLayer
+from microscopiq.tb.sim_streams import step, stream_get, stream_put
 from microscopiq.tb.stimulus import full_outlier_case, random_case, random_uniform_case
 
 
 def _tile_rows(cfg, layer, t):
     """(codes, roles, config) per PE row of K-tile ``t`` (N-tile 0), from the stream encoder."""
-    sf = StreamFormat(cfg)
-    words = _row_beats(cfg, sf, _tiles(cfg, layer), 0, t)
-    b, cols = cfg.fmt.wbits, cfg.cols
-    out = []
-    for word in words:
-        codes = [(word >> (c * b)) & ((1 << b) - 1) for c in range(cols)]
-        roles = [(word >> (sf.role_offset + 2 * c)) & 3 for c in range(cols)]
-        out.append((codes, roles, word >> sf.config_offset))
-    return out
+    layouts = StreamLayouts(cfg)
+    beats = [from_beat(layouts.row, word) for word in _row_beats(cfg, layouts, _tiles(cfg, layer), 0, t)]
+    return [([int(c) for c in beat.codes], [int(role) for role in beat.roles], beat.config.as_bits())
+            for beat in beats]
 
 
 def run_array(cfg, layer, x, seed, pause=0.0):
     """Stream every K-tile of N-tile 0 through the array; return (sums (T, M, C), act sums (T, M))."""
-    dut = Array(cfg, tag_bits=8)
+    dut = Array(cfg, tag_shape=8)
     rng = np.random.default_rng(seed)
     k_tiles = x.shape[1] // cfg.rows
     tokens = x.shape[0]
@@ -42,13 +39,6 @@ def run_array(cfg, layer, x, seed, pause=0.0):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
 
-    async def step(ctx):
-        """One enabled clock edge (the array ignores its inputs at a stalled edge)."""
-        while True:
-            _, _, en = await ctx.tick().sample(dut.en)
-            if en:
-                return
-
     async def driver(ctx):
         ctx.set(dut.raw, raw)
         ctx.set(dut.en, 1)
@@ -58,19 +48,16 @@ def run_array(cfg, layer, x, seed, pause=0.0):
                 await ctx.tick()
             for r, (codes, roles, config) in enumerate(_tile_rows(cfg, layer, t)):
                 ctx.set(dut.load, {"valid": 1, "row": r, "codes": codes, "roles": roles, "config": config})
-                await step(ctx)
+                await step(ctx, dut.en)
             ctx.set(dut.load.valid, 0)
             assert ctx.get(dut.next_period) == periods[t], (t, ctx.get(dut.next_period), periods[t])
             for mm in range(tokens):
                 while pause and rng.random() < pause:
                     await ctx.tick()
-                ctx.set(dut.issue, {"valid": 1, "first": mm == 0, "tag": mm,
-                                    "x": [int(v) for v in x[mm, t * cfg.rows:(t + 1) * cfg.rows]]})
-                await step(ctx)
-                ctx.set(dut.issue.valid, 0)
+                await stream_put(ctx, dut.issue, {"first": mm == 0, "tag": mm, "x": [
+                    int(v) for v in x[mm, t * cfg.rows:(t + 1) * cfg.rows]]}, en=dut.en)
                 for _ in range(periods[t] - 1 + (dut.tile_gap_extra if mm == tokens - 1 else 0)):
-                    await step(ctx)
-            ctx.set(dut.issue.valid, 0)
+                    await step(ctx, dut.en)
 
     async def staller(ctx):
         # Random global stalls (en low) on top of the bubbles.
@@ -80,17 +67,15 @@ def run_array(cfg, layer, x, seed, pause=0.0):
 
     async def monitor(ctx):
         while state["received"] < k_tiles * tokens:
-            _, _, en, out = await ctx.tick().sample(dut.en, dut.out)
-            if en and out.valid:
-                index = state["received"]
-                t, mm = divmod(index, tokens)
-                assert out.tag == mm, f"token order: expected tag {mm}, got {out.tag}"
-                assert bool(out.first) == (mm == 0)
-                if out.first:
-                    state["arrived"] += 1
-                sums[t, mm] = [int(v) for v in out.sums]
-                act_sums[t, mm] = out.act_sum
-                state["received"] += 1
+            out = await stream_get(ctx, dut.out, en=dut.en)
+            t, mm = divmod(state["received"], tokens)
+            assert out.tag == mm, f"token order: expected tag {mm}, got {out.tag}"
+            assert bool(out.first) == (mm == 0)
+            if out.first:
+                state["arrived"] += 1
+            sums[t, mm] = [int(v) for v in out.sums]
+            act_sums[t, mm] = out.act_sum
+            state["received"] += 1
 
     sim.add_testbench(driver, background=True)
     if pause:

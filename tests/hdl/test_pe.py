@@ -6,11 +6,12 @@ Every product is compared as an exact integer with ``golden.pe_product`` (throug
 
 import numpy as np
 import pytest
+from amaranth import Shape, unsigned
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, ConfigError, FormatConfig
-from microscopiq.hdl.pe import PE, RoleEnum
+from microscopiq.hdl.pe import PE
 from microscopiq.quant.layer import Role
 from microscopiq.tb.test_pe import (
     PeStimulus, UNUSED_ROLE, expected_products, extreme_acts, first_mismatch, stress_stream,
@@ -26,7 +27,7 @@ def simulate(fmt: FormatConfig, stim: PeStimulus) -> list[int]:
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     actual = []
-    role = dut.load_role.as_value()  # raw 2 bits, so the unused encoding 3 can be driven
+    role = dut.load_role  # raw 2 bits, so the unused encoding 3 can be driven
 
     async def bench(ctx):
         for act, en, load, code, role_code, swap in stim.cycles():
@@ -96,9 +97,8 @@ def test_directed_pingpong_and_stall():
     assert np.array_equal(got, want), f"expected {want.tolist()}, got {got.tolist()}"
 
 
-def test_role_enum_matches_layer_roles():
-    assert {m.name: m.value for m in RoleEnum} == {r.name: r.value for r in Role}
-    assert RoleEnum.as_shape().width == 2
+def test_role_is_a_two_bit_shape():
+    assert Shape.cast(Role) == unsigned(2)
 
 
 def test_ports_and_widths():
@@ -106,7 +106,7 @@ def test_ports_and_widths():
     shapes = {name: member.shape for name, member in pe.signature.members.items()}
     assert (shapes["act"].width, shapes["act"].signed) == (4, True)
     assert (shapes["load_code"].width, shapes["load_code"].signed) == (3, False)
-    assert shapes["load_role"] is RoleEnum
+    assert shapes["load_role"] is Role
     assert (shapes["product"].width, shapes["product"].signed) == (7, True)
     assert (PE.LATENCY, PE.THROUGHPUT) == (1, 1)
     Fragment.get(pe, None)  # elaborates

@@ -11,8 +11,10 @@ from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl.ppu import PPU
-from microscopiq.host.stream_format import StreamFormat, _unpack
+from microscopiq.hdl.layouts import StreamLayouts
+from microscopiq.host.stream_format import from_beat
 from microscopiq.quant import golden
+from microscopiq.tb.sim_streams import step, stream_put
 
 
 def run_ppu(cfg, tile_sums, act_sums, shifts, raw, seed, stall=0.0, gapless=False):
@@ -23,7 +25,6 @@ def run_ppu(cfg, tile_sums, act_sums, shifts, raw, seed, stall=0.0, gapless=Fals
     in the next cycle, instead of one idle cycle apart; but the same ``m`` never enters in two
     consecutive enabled cycles (the PPU's rule: at M = 1 the tiles stay one idle cycle apart)."""
     dut = PPU(cfg)
-    sf = StreamFormat(cfg)
     rng = np.random.default_rng(seed)
     k_tiles, tokens, cols = tile_sums.shape
     per_group = cfg.fmt.group // cfg.rows
@@ -31,13 +32,6 @@ def run_ppu(cfg, tile_sums, act_sums, shifts, raw, seed, stall=0.0, gapless=Fals
     words = []
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-
-    async def enabled_tick(ctx):
-        """Wait for a clock edge with ``en`` high (a stalled pipeline holds its input)."""
-        while True:
-            _, _, en = await ctx.tick().sample(dut.en)
-            if en:
-                return
 
     def load(ctx, t):
         ctx.set(dut.shift_load, {"valid": 1, "d": [int(v) for v in shifts[t // per_group]]})
@@ -55,20 +49,19 @@ def run_ppu(cfg, tile_sums, act_sums, shifts, raw, seed, stall=0.0, gapless=Fals
                        "k_first": t == 0, "k_last": t == k_tiles - 1,
                        "last": t == k_tiles - 1 and m == tokens - 1}
                 if gapless and tokens == 1 and t > 0:
-                    await enabled_tick(ctx)            # one idle cycle: m = 0 may not follow itself
-                ctx.set(dut.inp, {"valid": 1, "first": m == 0, "tag": tag,
-                                  "sums": [int(v) for v in tile_sums[t, m]], "act_sum": int(act_sums[t, m])})
+                    await step(ctx, dut.en)            # one idle cycle: m = 0 may not follow itself
                 if gapless and m == tokens - 1 and t + 1 < k_tiles:
                     load(ctx, t + 1)
-                await enabled_tick(ctx)                # hold the token until the pipeline moves
-                ctx.set(dut.inp.valid, 0)
+                # Held until the pipeline moves (an enabled edge).
+                await stream_put(ctx, dut.inp, {"first": m == 0, "tag": tag, "sums": [
+                    int(v) for v in tile_sums[t, m]], "act_sum": int(act_sums[t, m])}, en=dut.en)
                 ctx.set(dut.shift_load.valid, 0)
 
     async def sink(ctx):
         while len(words) < expected_beats:
             ready = not (stall and rng.random() < stall)
-            ctx.set(dut.result.ready, ready)
-            # The controller's rule: everything advances when the output register can move.
+            # The controller's rule: everything advances when the output register can move (the
+            # PPU's result is always_ready: a consumer that refuses a beat holds en low).
             ctx.set(dut.en, (not ctx.get(dut.result.valid)) or ready)
             _, _, valid, payload = await ctx.tick().sample(dut.result.valid, dut.result.payload)
             if valid and ready:
@@ -108,8 +101,9 @@ def check_msq(cfg, sums, acts, shifts, seed, stall=0.0, gapless=False):
     partial = sums.reshape(-1, per_group, tokens, cols).sum(axis=1).transpose(1, 2, 0)   # (M, C, groups)
     # mx_accumulate takes exponents; E = d with E_min = 0 gives shifts d (min 0 per row ensured).
     want = golden.mx_accumulate(partial, shifts.T, cfg.acc_bits)
-    got_y = np.array([_unpack(w, cols, cfg.acc_bits) for w in words])
-    got_o = np.array([_unpack(w, cols, 1, signed=False, offset=cols * cfg.acc_bits) for w in words]).astype(bool)
+    beats = [from_beat(StreamLayouts(cfg).msq_result, w) for w in words]
+    got_y = np.array([[int(v) for v in beat.y_int] for beat in beats])
+    got_o = np.array([[int(v) for v in beat.overflow] for beat in beats]).astype(bool)
     _first_mismatch(got_y, want.y_int, "y_int")
     _first_mismatch(got_o, want.overflow, "overflow")
     return want.overflow
@@ -155,11 +149,11 @@ def check_raw(cfg, sums, acts, seed, stall=0.0, gapless=False):
     k_tiles, tokens, _ = sums.shape
     shifts = np.zeros((k_tiles // per_group, cfg.cols), np.int64)
     words = run_ppu(cfg, sums, acts, shifts, raw=True, seed=seed, stall=stall, gapless=gapless)
-    sf = StreamFormat(cfg)
     p = sums.reshape(-1, per_group, tokens, cfg.cols).sum(axis=1)      # (groups, M, C)
     s = acts.reshape(-1, per_group, tokens).sum(axis=1)
-    got_p = np.array([_unpack(w, cfg.cols, sf.partial_bits) for w in words]).reshape(p.shape)
-    got_s = np.array([_unpack(w, 1, sf.sum_bits, offset=cfg.cols * sf.partial_bits)[0] for w in words])
+    beats = [from_beat(StreamLayouts(cfg).raw_result, w) for w in words]
+    got_p = np.array([[int(v) for v in beat.p] for beat in beats]).reshape(p.shape)
+    got_s = np.array([int(beat.s) for beat in beats])
     _first_mismatch(got_p.reshape(-1, cfg.cols), p.reshape(-1, cfg.cols), "P")
     _first_mismatch(got_s, s.reshape(-1), "S")
 
@@ -219,9 +213,8 @@ def test_latency():
     async def bench(ctx):
         for stalled in (0, 2):
             ctx.set(dut.en, 1)
-            ctx.set(dut.inp, {"valid": 1, "first": 1, "tag": tag, "sums": [5] * cfg.cols, "act_sum": 1})
-            await ctx.tick()
-            ctx.set(dut.inp.valid, 0)
+            await stream_put(ctx, dut.inp, {"first": 1, "tag": tag, "sums": [5] * cfg.cols, "act_sum": 1},
+                             en=dut.en)
             ctx.set(dut.en, 0)                 # the token is in stage 2 while en is low
             for _ in range(stalled):
                 await ctx.tick()

@@ -16,7 +16,7 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from microscopiq.config import FormatConfig
-from microscopiq.hdl.recon_network import ReconNetwork
+from microscopiq.hdl.recon_network import ReconNetwork, config_bit_positions
 from microscopiq.host.routing import (
     ReconGeometry, compile_fields, config_bits, pack_config, placements, simulate_row,
 )
@@ -195,22 +195,23 @@ def test_network_every_placement_u8():
     assert run_network(fmt, 8, cases, rng) == 5937
 
 
-def test_config_port_matches_compiler_layout():
+def test_config_layout_is_the_documented_one():
+    """The config port's layout, which the host packs with, is the bit layout host/routing.py
+    documents: micro-block μ at μ·B, its swap bits first, then column c's op and shift at
+    W + c·(2 + sb)."""
     for fmt, width in ((FormatConfig(), 8), (FormatConfig(wbits=2, ublock=4, xbits=6), 12),
                        (FormatConfig(ublock=16), 32)):
-        layout = ReconNetwork.config_layout(fmt, width)
-        assert layout.size == config_bits(fmt, width)
+        assert ReconNetwork.config_layout(fmt, width).size == config_bits(fmt, width)
         geom = ReconGeometry(fmt, width)
-        benes_pos, op_pos, shift_pos = geom.bit_positions
+        benes_pos, op_pos, shift_pos = config_bit_positions(fmt, width)
         for blk in range(geom.blocks):
-            block = layout.elem_shape
-            base = blk * layout.elem_shape.size
-            assert base + block["benes"].offset == benes_pos[blk * geom.benes_bits]
+            base = blk * geom.block_bits
+            assert list(benes_pos[blk * geom.benes_bits:(blk + 1) * geom.benes_bits]) == \
+                list(range(base, base + geom.benes_bits))
             for c in range(geom.ublock):
-                col = block["columns"].offset + c * block["columns"].shape.elem_shape.size
-                column = block["columns"].shape.elem_shape
-                assert base + col + column["op"].offset == op_pos[blk * geom.ublock + c][0]
-                assert base + col + column["shift"].offset == shift_pos[blk * geom.ublock + c][0]
+                col = base + geom.benes_bits + c * geom.column_bits
+                assert list(op_pos[blk * geom.ublock + c]) == [col, col + 1]
+                assert list(shift_pos[blk * geom.ublock + c]) == list(range(col + 2, col + 2 + geom.shift_bits))
 
 
 def test_refuses_bad_width():

@@ -5,17 +5,13 @@ back-pressure on every stream, a reset in the middle of a layer, and the exact c
 
 from __future__ import annotations
 
-import json
-import re
-
 import numpy as np
 import pytest
 from amaranth import ClockDomain, Module
 from amaranth.sim import DomainReset, Simulator
 
-from microscopiq.cli import main
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.host.stream_format import (Beat, CycleModel, StreamFormat, _recon_latency, decode_results,
+from microscopiq.host.stream_format import (Beat, CycleModel, StreamFormat, decode_results,
                                            encode_layer, expected_results, predict_cycles, result_beat_count)
 from microscopiq.hdl.top import Accelerator
 from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, random_case,
@@ -227,7 +223,7 @@ def test_result_stall(share):
     400 cycles later: the array works ahead while the FIFO takes its beats."""
     cfg = small(share, max_tokens=64)
     case = random_uniform_case(cfg, n=24, k=16, m=40, seed=71)
-    depth = CycleModel.of(cfg, _recon_latency(cfg)).result_fifo_depth
+    depth = CycleModel.of(cfg).result_fifo_depth
     assert result_beat_count(cfg, case.layer, case.tokens) > 2 * depth
     cycles, free_running = check_case(cfg, case, result_hold=400), predict_cycles(cfg, case.layer, 40)
     assert free_running < cycles < free_running + 400, (cycles, free_running)
@@ -238,50 +234,3 @@ def test_reset_mid_layer(share, cycles):
     cfg = small(share)
     check_case(cfg, random_case(cfg, n=16, k=16, m=8, seed=61), pause=0.2, seed=61,
                interrupt_cycles=cycles)
-
-
-# -- generate accel --------------------------------------------------------------------------------
-
-def test_generate_accel_writes_everything(tmp_path, capsys):
-    out = tmp_path / "accel"
-    assert main(["generate", "accel", "--rows", "4", "--cols", "8", "--group", "8", "--max-k", "64",
-                 "--max-tokens", "8", "--recon", "shared:2", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["accel.core", "accel.v", "files.f", "manifest.json",
-                                                     "waivers.vlt"]
-    manifest = json.loads((out / "manifest.json").read_text())
-    cfg = AccelConfig.from_json(manifest["parameters"])
-    assert cfg == small(2, max_tokens=8).replace(max_n=AccelConfig().max_n)
-    sf = StreamFormat(cfg)
-    ports = {p["name"]: p for p in manifest["ports"]}
-    for prefix, width in (("s_axis_weights", sf.weights_width), ("s_axis_act", sf.act_width),
-                          ("m_axis_result", sf.result_width)):
-        assert ports[f"{prefix}_tdata"]["width"] == width == manifest["streams"][prefix]["width"]
-        for suffix in ("tvalid", "tready", "tlast"):
-            assert ports[f"{prefix}_{suffix}"]["width"] == 1
-    assert ports["clk"]["direction"] == "in" and ports["rst"]["direction"] == "in"
-    assert manifest["top"] in (out / "accel.v").read_text()
-    assert (out / "files.f").read_text() == "accel.v\n"
-    core = (out / "accel.core").read_text()
-    assert core.startswith("CAPI=2:\n") and f"toplevel: {manifest['top']}" in core
-    assert "- waivers.vlt" in core and "/tmp" not in core and core.count("- -Wall") == 1
-    assert manifest["cycle_model"]["shared"] is True
-    assert "wrote" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("args,message", [
-    (["--cols", "12"], r"cols must be a positive multiple of ublock \(8\), not 12"),
-    (["--acc-bits", "20"], r"acc_bits=20 is too small for max_k=4096: .* needs 28 bits"),
-    (["--group", "4"], r"group \(4\) must be a multiple of rows, so a K-tile never straddles two "
-                      r"K-groups; rows=8 does not divide it"),
-    (["--wbits", "5"], r"wbits must be one of 2, 3, 4, 8, not 5"),
-    (["--wbits", "8"], r"wbits=8 has no outlier format: use recon 'none' \(uniform layers only\)"),
-    (["--recon", "shared:3"], r"recon_share must be 0 \(none\), 1 \(per-row\) or a divisor of rows \(8\), not 3"),
-    (["--recon", "some"], r"recon must be 'per-row', 'shared:S' \(S >= 1 rows per network\) or 'none', not 'some'"),
-])
-def test_generate_accel_refusals(tmp_path, capsys, args, message):
-    out = tmp_path / "accel"
-    assert main(["generate", "accel", *args, "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert re.match(rf"^microscopiq: error: {message}\n$", err), err
-    assert not out.exists()

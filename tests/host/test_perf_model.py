@@ -7,9 +7,11 @@ import pytest
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.host import perf_model as pm
 from microscopiq.host import routing
+from microscopiq.hdl.array import PRODUCT_PIPE
+from microscopiq.hdl.ppu import PPU
 from microscopiq.hdl.recon_network import ReconNetwork
-from microscopiq.host.stream_format import (LOAD_STAGE, PPU_LATENCY, PRODUCT_PIPE, RESULT_FIFO_LATENCY,
-                                           CycleModel, predict_cycles, tile_periods)
+from microscopiq.hdl.core import LOAD_STAGE, RESULT_FIFO_LATENCY
+from microscopiq.host.stream_format import CycleModel, predict_cycles, tile_periods
 from microscopiq.quant.layer import Role
 from microscopiq.tb.stimulus import empty_msq_layer, random_case
 
@@ -37,7 +39,7 @@ def test_unbounded_memory_is_predict_cycles(recon_share, tokens):
     cfg = AccelConfig(rows=8, cols=8, recon_share=recon_share)
     layer = random_case(cfg, n=24, k=200, m=1, seed=seed).layer
     periods = np.array(tile_periods(cfg, layer), dtype=np.int64)
-    model = CycleModel.of(cfg, ReconNetwork.latency)
+    model = CycleModel.of(cfg)
     design = pm.Design("msq", model, np.zeros_like(periods), periods)
     assert pm.schedule_cycles(design, tokens, cfg.max_tokens) == predict_cycles(cfg, layer, tokens)
     if recon_share == 1:
@@ -49,7 +51,7 @@ def test_hand_computed_schedule_without_memory_limit():
     # arrive(T=1) = 1 + R + T + product pipe + ReCoN latency = 10 + L with L = pipe + ReCoN; a tile
     # loads in R + 1 = 9 beats after the header (cycle 0); the last result beat is arrive + P (the
     # PPU latency and the result FIFO's cycle) after the last token, counted inclusively.
-    lat, ppu = PRODUCT_PIPE + ReconNetwork.latency, PPU_LATENCY + RESULT_FIFO_LATENCY
+    lat, ppu = PRODUCT_PIPE + ReconNetwork.latency, PPU.latency + RESULT_FIFO_LATENCY
     stage = LOAD_STAGE                                            # last row beat -> shadow write
     layer = empty_msq_layer(SMALL.fmt, 8, 8)                      # one tile
     design = pm.designs(SMALL, _stats(layer, SMALL))["msq"]
@@ -85,7 +87,7 @@ def test_hand_computed_bits_and_memory_bound_cycles():
 
     result = pm.compare(SMALL, stats, tokens=4, bus_bits=64)
     # Every design has the array's product pipe; L adds ReCoN's latency to it.
-    pipe, ppu = PRODUCT_PIPE, PPU_LATENCY + RESULT_FIFO_LATENCY
+    pipe, ppu = PRODUCT_PIPE, PPU.latency + RESULT_FIFO_LATENCY
     lat = pipe + ReconNetwork.latency
     stage = LOAD_STAGE
     # msq: load ceil(1032 / 64) = 17 > 9: start 18 + S, last issue 21 + S, last result

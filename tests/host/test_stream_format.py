@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.host.stream_format import (LOAD_STAGE, MODE_MSQ, MODE_RAW, Beat, CycleModel, StreamError,
-                                           StreamFormat, _pack, _recon_latency, decode_results,
+from microscopiq.hdl.layouts import Mode, StreamLayouts
+from microscopiq.hdl.core import LOAD_STAGE
+from microscopiq.host.stream_format import (MODE_MSQ, MODE_RAW, Beat, CycleModel, StreamError,
+                                           StreamFormat, decode_results, pack_beat,
                                            encode_layer, expected_results, predict_cycles,
                                            result_beat_count, tile_periods)
 from microscopiq.quant.layer import Role
@@ -92,7 +94,7 @@ def test_encode_uniform_header_is_raw_mode():
 
 def _fake_results(cfg, layer, x):
     """The result beats a correct device returns (built from the golden model)."""
-    sf = StreamFormat(cfg)
+    layouts = StreamLayouts(cfg)
     first, second = expected_results(cfg, layer, x)
     tokens = x.shape[0]
     cols = cfg.cols
@@ -108,11 +110,12 @@ def _fake_results(cfg, layer, x):
             cs = [j * cols + c for c in range(cols)]
             if uniform:
                 p = [first[row, n, g] if n < layer.n else 0 for n in cs]
-                word = _pack(p, sf.partial_bits) | (_pack([second[row, g]], sf.sum_bits) << cols * sf.partial_bits)
+                word = layouts.raw_result.const({"p": [int(v) for v in p], "s": int(second[row, g])}).as_bits()
             else:
                 y = [first[row, n] if n < layer.n else 0 for n in cs]
                 o = [second[row, n] if n < layer.n else 0 for n in cs]
-                word = _pack(y, cfg.acc_bits) | (_pack(o, 1) << cols * cfg.acc_bits)
+                word = layouts.msq_result.const({"y_int": [int(v) for v in y],
+                                                 "overflow": [int(v) for v in o]}).as_bits()
             beats.append(Beat(word, pos == len(order) - 1))
     return beats
 
@@ -169,13 +172,34 @@ def test_periods_and_cycle_model():
     tiles = len(periods)
     for share in (0, 1):
         c2 = _cfg(share=share).replace(max_tokens=64)
-        model = CycleModel.of(c2, _recon_latency(c2))
+        model = CycleModel.of(c2)
         # One token per tile and cycle after the first load (header, R + 1 beats, the load stage)
         # and before the pipeline drains (arrive, PPU and result FIFO); exact once M hides every
-        # later tile's load (M >= 2R + L + H + 6, docs/hardware.md), more below that.
+        # later tile's load (M >= 2R + P + L + H + 5, docs/hardware.md), more below that.
         overhead = 1 + model.load_beats + LOAD_STAGE + model.arrive(1) + model.ppu_latency
-        hidden = 2 * c2.rows + model.pipeline + 6
+        hidden = 2 * c2.rows + model.pipeline + 5
         for m in (4, 16, 64):
             cycles = predict_cycles(c2, uniform.layer, m)
             assert cycles == tiles * m + overhead if m >= hidden else cycles > tiles * m + overhead
     assert predict_cycles(cfg, case.layer, 4) > predict_cycles(_cfg(share=1), case.layer, 4)
+
+
+@pytest.mark.parametrize("share", [0, 1])
+def test_pack_beat_is_the_layout_constant(share):
+    """The encoder's fast packer gives exactly ``layout.const(value).as_bits()`` for every beat."""
+    seed = 14
+    cfg = _cfg(share=share)
+    layouts = StreamLayouts(cfg)
+    rng = np.random.default_rng(seed)
+    print(f"seed={seed}")
+    header = {"mode": Mode.RAW, "tokens": 3, "k_tiles": 15, "n_tiles": 2}
+    codes, roles = rng.integers(0, 16, cfg.cols), rng.integers(0, 3, cfg.cols)
+    config = int(rng.integers(0, 1 << 62)) % (1 << max(layouts.recon_config.size, 1)) if share else 0
+    row = {"codes": [int(v) for v in codes], "roles": [int(v) for v in roles]}
+    constant = {**row, "config": layouts.recon_config.from_bits(config)} if share else row
+    shifts = [int(v) for v in rng.integers(0, 256, cfg.cols)]
+    acts = [int(v) for v in rng.integers(-128, 128, cfg.rows)]
+    assert pack_beat(layouts.header, header) == layouts.header.const(header).as_bits()
+    assert pack_beat(layouts.row, {**row, "config": config}) == layouts.row.const(constant).as_bits()
+    assert pack_beat(layouts.tile, {"d": shifts}) == layouts.tile.const({"d": shifts}).as_bits()
+    assert pack_beat(layouts.act, acts) == layouts.act.const(acts).as_bits()

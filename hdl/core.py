@@ -1,0 +1,307 @@
+"""The accelerator's core: the array and the PPU behind :mod:`amaranth.lib.stream` ports
+(``weights`` and ``act`` in, ``result`` out), with the loader, the issuer and the result FIFO
+(docs/hardware.md has the stream layouts and the cycle model; :mod:`.top` gives the ports their
+AXI4-Stream names).
+
+Control, per pass (one layer header, at most ``max_tokens`` tokens):
+
+* the **loader** takes the header, then per weight tile the tile header (the PPU shifts ``d``) and
+  the ``R`` row beats into the shadow banks; it waits while the shadow holds a tile whose first
+  token has not yet reached the PPU;
+* the **issuer** sends each tile's ``M`` activation vectors into the array, one per cycle (one every
+  ``T`` cycles with shared ReCoN, plus the array's tile gap after a tile), tagging each token with its
+  index and the tile's place in its K-group and the layer;
+* the **PPU** accumulates and emits result beats into the result FIFO. The array and the PPU never
+  stall: the issuer takes a token only while the FIFO has room for it and for every token already
+  on its way (a registered credit check), so back-pressure on the output stops the input and
+  nothing else, and no enable net fans out to the array's registers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from ..config import AccelConfig
+from .array import Array, ArrayTiming, load_layout
+from .layouts import Mode, StreamLayouts, axis_signature
+from .ppu import PPU, token_tag_layout
+
+__all__ = ["AcceleratorCore", "CoreTiming", "LOAD_STAGE", "RESULT_FIFO_LATENCY",
+           "CREDIT_MARGIN"]
+
+#: Cycles from a row beat's (or tile header's) handshake to its write into the shadow registers:
+#: the loader's register.
+LOAD_STAGE = 1
+#: Cycles a beat spends in the result FIFO when the output is always ready: it is written at the
+#: PPU's result register and read in the next cycle, so the FIFO then holds one beat.
+RESULT_FIFO_LATENCY = 1
+#: Beats the issuer's credit keeps free beyond the tokens in flight: ``committed`` is a cycle old
+#: and can grow by two beats in a cycle (a token issued, a beat written), and the credit admits one
+#: more token.
+CREDIT_MARGIN = 3
+
+
+@dataclass(frozen=True)
+class CoreTiming:
+    """The latencies of the :class:`AcceleratorCore` of one :class:`AccelConfig`, built from its
+    blocks' (:class:`~.array.ArrayTiming`, :attr:`PPU.latency <.ppu.PPU.latency>`) and known
+    without elaborating it; the host's cycle model is built from these.
+    """
+
+    array: ArrayTiming
+
+    @classmethod
+    def of(cls, cfg: AccelConfig) -> "CoreTiming":
+        return cls(ArrayTiming.of(cfg))
+
+    @property
+    def load_beats(self) -> int:
+        """``s_axis_weights`` beats per weight tile: the tile header and ``R`` rows."""
+        return self.array.rows + 1
+
+    def arrive(self, period: int) -> int:
+        """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU: the
+        array's latency (the issuer drives the array's ``issue`` from the handshake)."""
+        return self.array.latency(period)
+
+    @property
+    def result_latency(self) -> int:
+        """Cycles from a token's column sums at the PPU to its result beat at the output (always
+        ready): the PPU's stages and the result FIFO's cycle."""
+        return PPU.latency + RESULT_FIFO_LATENCY
+
+    @property
+    def result_fifo_depth(self) -> int:
+        """Beats of the result FIFO: room for every token in the array (``arrive(1)``) and in the
+        PPU, the beat the FIFO holds when the output is always ready, and :data:`CREDIT_MARGIN`,
+        so the credit never holds a token back while the output keeps up."""
+        return self.arrive(1) + PPU.latency + RESULT_FIFO_LATENCY + CREDIT_MARGIN
+
+
+class _Load(enum.Enum, shape=2):
+    HEADER = 0
+    TILE = 1
+    ROWS = 2
+
+
+class AcceleratorCore(wiring.Component):
+    """The accelerator with :mod:`amaranth.lib.stream` ports.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+
+    Members
+    -------
+    weights : In(stream.Signature({"data": weights_width, "last": 1}))
+        Layer header, tile headers and row beats (``last`` is not used by the hardware).
+    act : In(stream.Signature({"data": R·a, "last": 1}))
+        Activation vectors (``last`` is not used by the hardware).
+    result : Out(stream.Signature({"data": result_width, "last": 1}))
+        Result beats; ``last`` on the last beat of a pass.
+
+    Latency (every stream always ready): :meth:`CoreTiming.arrive` ``(T)`` cycles from an
+    ``act`` handshake to the PPU, :attr:`CoreTiming.result_latency` more to its result beat;
+    :attr:`timing` holds the terms. Throughput one token per cycle (one per ``T`` with shared ReCoN).
+    """
+
+    def __init__(self, cfg: AccelConfig):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+        self.cfg = cfg
+        self.format = sf = StreamLayouts(cfg)
+        self.timing = CoreTiming.of(cfg)
+        super().__init__({
+            "weights": In(axis_signature(sf.weights_width)),
+            "act": In(axis_signature(sf.act_width)),
+            "result": Out(axis_signature(sf.result_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, sf = self.cfg, self.format
+        tag_layout = token_tag_layout(cfg)
+        m.submodules.array = array = Array(cfg, tag_shape=tag_layout)
+        m.submodules.ppu = ppu = PPU(cfg)
+        # Free-running: Yosys folds the blocks' enables away (see the module docstring).
+        m.d.comb += [array.en.eq(1), ppu.en.eq(1)]
+        credit = self._result_fifo(m, array, ppu)
+
+        # -- pass registers (layer header) ------------------------------------------------------
+        busy = Signal()
+        mode = Signal(Mode)
+        tokens = Signal(sf.header.members["tokens"])
+        k_tiles = Signal(sf.header.members["k_tiles"])
+        n_tiles = Signal(sf.header.members["n_tiles"])
+        m.d.comb += [array.raw.eq(mode == Mode.RAW), ppu.raw.eq(mode == Mode.RAW)]
+
+        # shadow_full: a tile's rows are being taken or sit in the shadow banks (the loader waits);
+        # shadow_ready: its last row has been written into the shadow (the issuer may start it);
+        # started: its first token has been issued.
+        shadow_full = Signal()
+        shadow_ready = Signal()
+        started = Signal()
+        arrived = array.out.valid & array.out.payload.first
+        with m.If(array.load.valid & (array.load.row == cfg.rows - 1)):
+            m.d.sync += shadow_ready.eq(1)
+        with m.If(arrived):
+            m.d.sync += [shadow_full.eq(0), shadow_ready.eq(0), started.eq(0)]
+
+        self._loader(m, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu)
+        self._issuer(m, credit, busy, tokens, k_tiles, n_tiles, shadow_ready, started, array, tag_layout)
+
+        wiring.connect(m, array=array.out, ppu=ppu.inp)
+        with m.If(self.result.valid & self.result.ready & self.result.payload.last):
+            m.d.sync += busy.eq(0)
+        return m
+
+    def _result_fifo(self, m, array, ppu):
+        """The result FIFO after the PPU's result register, and the credit the issuer needs.
+
+        Every token in the array (issued, not yet at the PPU) or in the PPU's
+        :attr:`PPU.latency <.ppu.PPU.latency>` stages may still write one beat, so the
+        FIFO cannot overflow while ``committed + PPU.latency ≤ depth``, ``committed`` being the
+        tokens in the array plus the FIFO's beats. ``credit`` for the next cycle compares this
+        cycle's ``committed`` register with a constant (a short path, whatever the handshakes do),
+        leaving :data:`CREDIT_MARGIN`. Depth: :attr:`CoreTiming.result_fifo_depth`."""
+        depth = self.timing.result_fifo_depth
+        m.submodules.result_fifo = out = SyncFIFO(width=len(ppu.result.payload.as_value()), depth=depth)
+        # The PPU cannot stall (its result is always_ready): the credit keeps the FIFO from ever
+        # refusing a beat, so its w_rdy is not looked at.
+        m.d.comb += [out.w_stream.valid.eq(ppu.result.valid), out.w_stream.payload.eq(ppu.result.payload)]
+        wiring.connect(m, fifo=out.r_stream, result=wiring.flipped(self.result))
+        committed = Signal(range(depth + 1))
+        grows = array.issue.valid + ppu.result.valid
+        shrinks = array.out.valid + (out.r_rdy & self.result.ready)
+        credit = Signal(init=1)
+        m.d.sync += [committed.eq(committed + grows - shrinks),
+                     credit.eq(committed + CREDIT_MARGIN + PPU.latency <= depth)]
+        return credit
+
+    def _loader(self, m, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu):
+        cfg, sf = self.cfg, self.format
+        beat = self.weights
+        # tdata is only looked at with tvalid (4-state simulators drive X before the first beat).
+        word = Mux(beat.valid, beat.payload.data, 0)
+        state = Signal(_Load)
+        row = Signal(range(cfg.rows))
+        header = data.View(sf.header, word[:sf.header.size])
+        shift_next, load_next = self._load_stage(m, word, row, array, ppu)
+        tile_k = Signal.like(k_tiles)
+        tile_n = Signal.like(n_tiles)
+        take = beat.valid & beat.ready
+        with m.Switch(state):
+            with m.Case(_Load.HEADER):
+                m.d.comb += beat.ready.eq(~busy)
+                with m.If(take):
+                    m.d.sync += [
+                        busy.eq(1),
+                        mode.eq(header.mode),
+                        tokens.eq(header.tokens),
+                        k_tiles.eq(header.k_tiles),
+                        n_tiles.eq(header.n_tiles),
+                        tile_k.eq(0), tile_n.eq(0), state.eq(_Load.TILE),
+                    ]
+            with m.Case(_Load.TILE):
+                m.d.comb += beat.ready.eq(~shadow_full)
+                m.d.comb += shift_next.valid.eq(take)
+                with m.If(take):
+                    m.d.sync += [row.eq(0), state.eq(_Load.ROWS)]
+            with m.Case(_Load.ROWS):
+                m.d.comb += [beat.ready.eq(1), load_next.valid.eq(take)]
+                with m.If(take):
+                    m.d.sync += row.eq(row + 1)
+                    with m.If(row == cfg.rows - 1):
+                        m.d.sync += [shadow_full.eq(1), state.eq(_Load.TILE)]
+                        with m.If(tile_k == k_tiles):
+                            m.d.sync += tile_k.eq(0)
+                            with m.If(tile_n == n_tiles):
+                                # The next header waits in HEADER until this pass has ended.
+                                m.d.sync += state.eq(_Load.HEADER)
+                            with m.Else():
+                                m.d.sync += tile_n.eq(tile_n + 1)
+                        with m.Else():
+                            m.d.sync += tile_k.eq(tile_k + 1)
+
+    def _load_stage(self, m, word, row, array, ppu):
+        """The registers (:data:`LOAD_STAGE`) through which a taken tile header (the PPU shifts) or
+        row beat reaches the PPU and the array a cycle later: the input port and the loader's state
+        then drive no path across the die into the shadow registers' enables. The issuer starts
+        the tile once its last row is in the shadow (shadow_ready), so the shadow's period and
+        banks are complete when its first token swaps them in. Returns their inputs (the loader
+        drives the valid flags)."""
+        sf = self.format
+        shift_next = Signal.like(ppu.shift_load)
+        load_next = Signal(load_layout(self.cfg))
+        m.d.sync += [ppu.shift_load.eq(shift_next), array.load.eq(load_next)]
+        # Only the valid flags depend on the loader's state: the fields take the word every cycle,
+        # so the wide registers need no reset or enable from the state (one fan-out net less).
+        tile = data.View(sf.tile, word[:sf.tile.size])
+        row_beat = data.View(sf.row, word[:sf.row.size])
+        m.d.comb += [
+            shift_next.d.eq(tile.d),
+            load_next.row.eq(row),
+            load_next.codes.eq(row_beat.codes),
+            load_next.roles.as_value().eq(row_beat.roles.as_value()),
+        ]
+        if sf.recon_config.size:
+            m.d.comb += load_next.config.eq(row_beat.config.as_value())
+        return shift_next, load_next
+
+    def _issuer(self, m, credit, busy, tokens, k_tiles, n_tiles, shadow_ready, started, array, tag_layout):
+        cfg = self.cfg
+        beat = self.act
+        in_tile = Signal()
+        done = Signal()
+        token = Signal.like(tokens)
+        tile_k = Signal.like(k_tiles)
+        tile_n = Signal.like(n_tiles)
+        period = Signal.like(array.next_period, init=1)
+        wait = Signal(range(array.max_period + array.tile_gap_extra + 1))
+        can_start = busy & ~done & shadow_ready & ~started
+        m.d.comb += beat.ready.eq(credit & (wait == 0) & Mux(in_tile, 1, can_start))
+        take = beat.valid & beat.ready
+
+        per_group = cfg.fmt.group // cfg.rows
+        place = tile_k % per_group if per_group > 1 else 0
+        tag = Signal(tag_layout)
+        last_token = token == tokens
+        last_k = tile_k == k_tiles
+        m.d.comb += [
+            tag.m.eq(token),
+            tag.group_first.eq(place == 0),
+            tag.group_last.eq(place == per_group - 1),
+            tag.k_first.eq(tile_k == 0),
+            tag.k_last.eq(last_k),
+            tag.last.eq(last_token & last_k & (tile_n == n_tiles)),
+            array.issue.valid.eq(take),
+            array.issue.payload.first.eq(~in_tile),
+            array.issue.payload.tag.eq(tag),
+            array.issue.payload.x.as_value().eq(Mux(beat.valid, beat.payload.data, 0)),
+        ]
+        cur_period = Mux(in_tile, period, array.next_period)
+        with m.If(wait != 0):
+            m.d.sync += wait.eq(wait - 1)
+        with m.If(take):
+            # Tokens T apart; after a tile's last one, also the array's tile gap.
+            m.d.sync += [wait.eq(cur_period - 1 + Mux(last_token, array.tile_gap_extra, 0)),
+                         period.eq(cur_period), token.eq(token + 1), in_tile.eq(1)]
+            with m.If(~in_tile):
+                m.d.sync += started.eq(1)
+            with m.If(last_token):
+                m.d.sync += [token.eq(0), in_tile.eq(0)]
+                with m.If(last_k):
+                    m.d.sync += tile_k.eq(0)
+                    with m.If(tile_n == n_tiles):
+                        m.d.sync += [done.eq(1), tile_n.eq(0)]
+                    with m.Else():
+                        m.d.sync += tile_n.eq(tile_n + 1)
+                with m.Else():
+                    m.d.sync += tile_k.eq(tile_k + 1)
+        with m.If(~busy):
+            m.d.sync += done.eq(0)

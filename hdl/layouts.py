@@ -1,0 +1,141 @@
+"""The beats of the accelerator's three streams, one :mod:`amaranth.lib.data` layout each.
+
+The RTL reads ``tdata`` through a :class:`~amaranth.lib.data.View` of these layouts, the host
+encoder builds beats with ``layout.const({...}).as_bits()`` and decodes them with
+``layout.from_bits(...)`` (:mod:`microscopiq.host.stream_format`), the tests drive them as dicts
+and the generator writes the manifest's stream section from them (``docs/hardware.md``). Every
+field is two's complement (signed) or plain binary (unsigned), LSB first at its offset.
+
+``s_axis_weights`` carries, per pass, one layer :attr:`StreamLayouts.header`, then per weight tile
+one :attr:`StreamLayouts.tile` (the PPU shifts) and ``R`` :attr:`StreamLayouts.row` beats;
+``s_axis_act`` one :attr:`StreamLayouts.act` vector per token and tile; ``m_axis_result`` one
+:attr:`StreamLayouts.msq_result` (MicroScopiQ mode) or :attr:`StreamLayouts.raw_result` (raw mode)
+beat per result. A beat narrower than its stream's ``tdata`` fills its low bits; the rest are 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from amaranth import signed, unsigned
+from amaranth.lib import data, enum, stream
+
+from ..config import AccelConfig
+from ..quant.layer import Role, padded
+from .recon_network import ReconNetwork
+
+__all__ = ["SHIFT_BITS", "Mode", "StreamLayouts", "axis_signature"]
+
+#: Width of one PPU shift ``d = E - E_min`` (0 … 255), in the tile header and in the PPU.
+SHIFT_BITS = 8
+
+
+class Mode(enum.Enum, shape=1):
+    """The layer header's ``mode``: MicroScopiQ (``Y_int`` and overflow out) or raw (``P`` and ``S``)."""
+
+    MSQ = 0
+    RAW = 1
+
+
+def axis_signature(width: int, *, always_ready: bool = False) -> stream.Signature:
+    """One AXI4-Stream port as an Amaranth stream: ``data`` (``tdata``) and ``last`` (``tlast``)."""
+    return stream.Signature(data.StructLayout({"data": unsigned(width), "last": 1}),
+                            always_ready=always_ready)
+
+
+def _bits(maximum: int) -> int:
+    """Unsigned width that holds 0 … ``maximum``."""
+    return max(1, int(maximum).bit_length())
+
+
+@dataclass(frozen=True)
+class StreamLayouts:
+    """Every beat layout and stream width of one :class:`AccelConfig`."""
+
+    cfg: AccelConfig
+
+    # -- sizes -----------------------------------------------------------------------------------
+    @property
+    def max_k_tiles(self) -> int:
+        return padded(self.cfg.max_k, self.cfg.fmt.group) // self.cfg.rows
+
+    @property
+    def max_n_tiles(self) -> int:
+        return -(-self.cfg.max_n // self.cfg.cols)
+
+    @property
+    def sum_bits(self) -> int:
+        """Signed width of ``S[m,g]`` (sum of a K-group's activations)."""
+        fmt = self.cfg.fmt
+        return (fmt.act_bound * fmt.group).bit_length() + 1
+
+    @property
+    def partial_bits(self) -> int:
+        """Signed width of ``P[m,n,g]`` in raw mode."""
+        return self.cfg.fmt.group_sum_bits()
+
+    # -- s_axis_weights --------------------------------------------------------------------------
+    @cached_property
+    def header(self) -> data.StructLayout:
+        """The layer header: ``mode``, ``tokens`` (M-1), ``k_tiles`` (KT-1), ``n_tiles`` (NT-1)."""
+        return data.StructLayout({
+            "mode": Mode, "tokens": unsigned(_bits(self.cfg.max_tokens - 1)),
+            "k_tiles": unsigned(_bits(self.max_k_tiles - 1)),
+            "n_tiles": unsigned(_bits(self.max_n_tiles - 1)),
+        })
+
+    @cached_property
+    def tile(self) -> data.StructLayout:
+        """A tile header: the PPU shift ``d`` of every column."""
+        return data.StructLayout({"d": data.ArrayLayout(unsigned(SHIFT_BITS), self.cfg.cols)})
+
+    @cached_property
+    def recon_config(self) -> data.Layout:
+        """One PE row's ReCoN configuration (:meth:`ReconNetwork.config_layout`; 0 bits without ReCoN)."""
+        cfg = self.cfg
+        return ReconNetwork.config_layout(cfg.fmt, cfg.cols) if cfg.has_recon else data.StructLayout({})
+
+    @cached_property
+    def row(self) -> data.StructLayout:
+        """One PE row of a weight tile: the ``b``-bit codes, the roles and the ReCoN configuration."""
+        cfg = self.cfg
+        return data.StructLayout({
+            "codes": data.ArrayLayout(unsigned(cfg.fmt.wbits), cfg.cols),
+            "roles": data.ArrayLayout(Role, cfg.cols),
+            "config": self.recon_config,
+        })
+
+    @property
+    def weights_width(self) -> int:
+        """``s_axis_weights_tdata`` width: the widest of header, tile header and row beat."""
+        return max(self.header.size, self.tile.size, self.row.size)
+
+    # -- s_axis_act ------------------------------------------------------------------------------
+    @cached_property
+    def act(self) -> data.ArrayLayout:
+        """``R`` signed ``a``-bit activations, row ``r`` at ``r·a``."""
+        return data.ArrayLayout(signed(self.cfg.fmt.abits), self.cfg.rows)
+
+    @property
+    def act_width(self) -> int:
+        return self.act.size
+
+    # -- m_axis_result ---------------------------------------------------------------------------
+    @cached_property
+    def msq_result(self) -> data.StructLayout:
+        """MicroScopiQ mode: ``Y_int`` per column, then the sticky overflow flag per column."""
+        cols = self.cfg.cols
+        return data.StructLayout({"y_int": data.ArrayLayout(signed(self.cfg.acc_bits), cols),
+                                  "overflow": data.ArrayLayout(unsigned(1), cols)})
+
+    @cached_property
+    def raw_result(self) -> data.StructLayout:
+        """Raw mode: ``P`` per column, then ``S``."""
+        return data.StructLayout({"p": data.ArrayLayout(signed(self.partial_bits), self.cfg.cols),
+                                  "s": signed(self.sum_bits)})
+
+    @property
+    def result_width(self) -> int:
+        """``m_axis_result_tdata`` width: the wider of the MicroScopiQ and raw layouts."""
+        return max(self.msq_result.size, self.raw_result.size)
