@@ -142,9 +142,10 @@ class MetaDecoder(wiring.Component):
         size = self.fmt.ublock
         while size > 2:                           # one Beneš level: first and last stages, two halves
             depth = levels - size.bit_length() + 1
-            for step in (self._inverse, self._orbits, self._colours, self._halves):
+            steps = (self._inverse, self._orbits, self._colours, self._halves)
+            for index, step in enumerate(steps):
                 state["perms"] = [[step(perm) for perm in block] for block in state["perms"]]
-                if step is self._halves:
+                if index == len(steps) - 1:
                     self._collect(state, depth)
                 state = self._stage(state)
             size //= 2
@@ -167,6 +168,13 @@ class MetaDecoder(wiring.Component):
         with self._m.If(self._advance):
             self._m.d.sync += reg.eq(value)
         return reg
+
+    def _wires(self, values: list) -> list:
+        """Each value on a signal of its own, so that later selections share it instead of
+        copying its expression (which would grow with every doubling step)."""
+        wires = [Signal(value.shape()) for value in values]
+        self._m.d.comb += [w.eq(v) for w, v in zip(wires, values)]
+        return wires
 
     def _stage(self, state: dict) -> dict:
         self._stages += 1
@@ -207,36 +215,34 @@ class MetaDecoder(wiring.Component):
 
     # One Beneš level on a permutation dst of n lines (h = n/2), in four register stages.
 
-    @staticmethod
-    def _inverse(perm: dict) -> dict:
+    def _inverse(self, perm: dict) -> dict:
         """``inv`` and the loop step ``T(p) = inv[dst[p ^ h] ^ h]``."""
         dst = perm["dst"]
         n = len(dst)
         h, bits = n // 2, n.bit_length() - 1
-        inv = [reduce(lambda a, b: a | b, [Mux(dst[p] == q, p, 0) for p in range(n)], C(0, bits)) for q in range(n)]
+        inv = self._wires([reduce(lambda a, b: a | b, [Mux(dst[p] == q, p, 0) for p in range(n)], C(0, bits))
+                           for q in range(n)])
         step = [_select(inv, dst[p ^ h] ^ h) for p in range(n)]
         return {"dst": dst, "inv": inv, "step": step}
 
-    @staticmethod
-    def _orbits(perm: dict) -> dict:
+    def _orbits(self, perm: dict) -> dict:
         """``orbit[p]``: the inputs ``T^k(p)``, ``k < h``, as an ``n``-bit mask (doubling steps)."""
         step = perm["step"]
         n = len(step)
         power = step
-        orbit = [C(1 << p, n) | _onehot(power[p], n) for p in range(n)]
+        orbit = self._wires([C(1 << p, n) | _onehot(power[p], n) for p in range(n)])
         for _ in range((n // 2).bit_length() - 2):    # covers T^0 … T^(2^(i+1) - 1) after step i
-            power = [_select(power, power[p]) for p in range(n)]
-            orbit = [orbit[p] | _select(orbit, power[p]) for p in range(n)]
+            power = self._wires([_select(power, power[p]) for p in range(n)])
+            orbit = self._wires([orbit[p] | _select(orbit, power[p]) for p in range(n)])
         return {"dst": perm["dst"], "inv": perm["inv"], "orbit": orbit}
 
-    @staticmethod
-    def _colours(perm: dict) -> dict:
+    def _colours(self, perm: dict) -> dict:
         """``sub[i]`` (``i < h``): input ``i`` crosses the lower half. The loop through ``inv[0]``
         crosses the upper half at ``inv[0]``, every other loop at its lowest input."""
         orbit, inv = perm["orbit"], perm["inv"]
         n = len(orbit)
         h = n // 2
-        first = _select(orbit, inv[0])                # inputs in the upper half, loop of inv[0]
+        first, = self._wires([_select(orbit, inv[0])])  # inputs in the upper half, loop of inv[0]
         second = Cat(first[h:], first[:h])            # their first-stage mates
         sub = []
         for i in range(h):
@@ -246,13 +252,12 @@ class MetaDecoder(wiring.Component):
             sub.append(Mux(first[i], 0, Mux(second[i], 1, ~(lowest & lo).any())))
         return {"dst": perm["dst"], "inv": inv, "sub": Cat(*sub)}
 
-    @staticmethod
-    def _halves(perm: dict) -> dict:
+    def _halves(self, perm: dict) -> dict:
         """The level's first- and last-stage swap bits and the two halves' permutations."""
         dst, inv, sub = perm["dst"], perm["inv"], perm["sub"]
         n = len(dst)
         h, bits = n // 2, n.bit_length() - 1
-        down = Cat(sub, ~sub)                          # per input: crosses the lower half
+        down, = self._wires([Cat(sub, ~sub)])          # per input: crosses the lower half
         last = [_select([down[p] for p in range(n)], inv[q]) for q in range(h)]
         upper = [Mux(sub[i], dst[i + h], dst[i])[:bits - 1] for i in range(h)]
         lower = [Mux(sub[i], dst[i], dst[i + h])[:bits - 1] for i in range(h)]
