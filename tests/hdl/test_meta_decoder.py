@@ -23,24 +23,11 @@ from microscopiq.host.packed_stream import RecordGeometry, row_records
 from microscopiq.host.routing import compile_row, placements
 from microscopiq.quant.layer import Role
 from microscopiq.tb import stimulus
+from microscopiq.tb.sim_streams import stream_get, stream_put
 
 SEED = 1212
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
-
-
-async def stream_put(ctx, port, payload):
-    ctx.set(port.payload, payload)
-    ctx.set(port.valid, 1)
-    await ctx.tick().until(port.ready)
-    ctx.set(port.valid, 0)
-
-
-async def stream_get(ctx, port):
-    ctx.set(port.ready, 1)
-    payload, = await ctx.tick().sample(port.payload).until(port.valid)
-    ctx.set(port.ready, 0)
-    return payload
 
 
 def beat_fields(beat) -> tuple[int, int, int, int]:
