@@ -216,12 +216,16 @@ class MetaDecoder(wiring.Component):
     # One Beneš level on a permutation dst of n lines (h = n/2), in four register stages.
 
     def _inverse(self, perm: dict) -> dict:
-        """``inv`` and the loop step ``T(p) = inv[dst[p ^ h] ^ h]``."""
+        """``inv`` and the loop step ``T(p) = inv[dst[p ^ h] ^ h]``. The whole micro-block's
+        permutation is its own inverse; the halves' are not."""
         dst = perm["dst"]
         n = len(dst)
         h, bits = n // 2, n.bit_length() - 1
-        inv = self._wires([reduce(lambda a, b: a | b, [Mux(dst[p] == q, p, 0) for p in range(n)], C(0, bits))
-                           for q in range(n)])
+        if n == self.fmt.ublock:   # a legal record's dst is an involution (an illegal one sets error)
+            inv = dst
+        else:
+            inv = self._wires([reduce(lambda a, b: a | b, [Mux(dst[p] == q, p, 0) for p in range(n)], C(0, bits))
+                               for q in range(n)])
         step = [_select(inv, dst[p ^ h] ^ h) for p in range(n)]
         return {"dst": dst, "inv": inv, "step": step}
 
