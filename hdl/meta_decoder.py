@@ -190,7 +190,7 @@ class MetaDecoder(wiring.Component):
             rec = payload.blocks[blk]
             count = rec.count if self.record.count_bits else C(0, 1)
             present = rec.present & ~raw
-            pairs = [(present & (count >= i), rec.pairs[i].outlier, rec.pairs[i].partner)
+            pairs = [(present & (count >= i) if i else present, rec.pairs[i].outlier, rec.pairs[i].partner)
                      for i in range(self.record.max_pairs)]
             dst = []
             for c in range(u):

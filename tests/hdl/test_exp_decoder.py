@@ -7,9 +7,11 @@ import gc
 
 import numpy as np
 import pytest
+from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
+from microscopiq.flow.lint import lint
 from microscopiq.hdl.exp_decoder import ExpDecoder
 from microscopiq.host import stream_format
 from microscopiq.host.packed_stream import decode_pass, encode_pass, ppu_shifts
@@ -131,3 +133,10 @@ def test_refuses_bad_width():
     with pytest.raises(ValueError, match=r"^width must be >= 1, not 0$"):
         ExpDecoder(0)
     gc.collect()
+
+
+def test_verilog_lint(tmp_path):
+    """``verilator --lint-only -Wall`` with the project's named waivers (flow/lint.py) is clean."""
+    path = tmp_path / "exp_decoder.v"
+    path.write_text(verilog.convert(ExpDecoder(8), name="exp_decoder"))
+    lint(path, top="exp_decoder")

@@ -14,9 +14,11 @@ import gc
 
 import numpy as np
 import pytest
+from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
+from microscopiq.flow.lint import lint
 from microscopiq.hdl.meta_decoder import MetaDecoder
 from microscopiq.host import stream_format
 from microscopiq.host.packed_stream import RecordGeometry, row_records
@@ -231,3 +233,10 @@ def test_refuses_bad_parameters():
     with pytest.raises(TypeError, match=r"^width must be an integer, not '8'$"):
         MetaDecoder(FormatConfig(), "8")
     gc.collect()  # the half-built components warn "never used" now, under this module's filter
+
+
+def test_verilog_lint(tmp_path):
+    """``verilator --lint-only -Wall`` with the project's named waivers (flow/lint.py) is clean."""
+    path = tmp_path / "meta_decoder.v"
+    path.write_text(verilog.convert(MetaDecoder(FormatConfig(), 8), name="meta_decoder"))
+    lint(path, top="meta_decoder")
