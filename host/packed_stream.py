@@ -287,7 +287,7 @@ def _header(cfg: AccelConfig, grid: _Grid, tokens: int) -> int:
     return sum(value << HEADER_FIELDS[name][0] for name, value in values.items())
 
 
-def _fields(grid: _Grid, tokens: int):
+def _fields(grid: _Grid):
     """Every field of a pass: ``(sections, keys, values, widths)``, unsorted; sorting by ``keys``
     (tile, part, position; the header first) gives stream order."""
     cfg, rec = grid.cfg, grid.records
@@ -336,7 +336,7 @@ def stream_bits(cfg: AccelConfig, layer) -> StreamBits:
     """The bit count of :func:`encode_pass` by section, without building the stream."""
     grid = _grid(cfg, layer)
     _header(cfg, grid, 1)
-    sizes = {name: sum(len(part[3]) * part[4] for part in parts) for name, parts in _fields(grid, 1).items()}
+    sizes = {name: sum(len(part[3]) * part[4] for part in parts) for name, parts in _fields(grid).items()}
     total = sum(sizes.values())
     return StreamBits(**sizes, padding=-total % 8, weights=layer.n * layer.k)
 
@@ -352,7 +352,7 @@ def encode_pass(cfg: AccelConfig, layer, tokens: int = 1) -> bytes:
     """
     grid = _grid(cfg, layer)
     header = _header(cfg, grid, tokens)
-    parts = [p for section in _fields(grid, tokens).values() for p in section]
+    parts = [p for section in _fields(grid).values() for p in section]
     tile, part, pos, values, widths = (np.concatenate(a) for a in zip(
         *((t, p, q, v, np.full(len(v), w, np.int64)) for t, p, q, v, w in parts)))
     values = values.astype(np.uint64)
