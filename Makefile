@@ -24,7 +24,7 @@ JOBS ?= 2
 SIM ?= verilator
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
-.PHONY: setup demo test test-quick lint sim synth bench-quant bench-cycles bench-sim bench-qor clean help
+.PHONY: setup demo test test-quick lint sim synth bench-quant bench-cycles bench-sim bench-qor bench-stream clean help
 
 help:
 	@sed -n '1,8p' Makefile
@@ -72,6 +72,17 @@ bench-sim: setup
 # 4096x4096 layer and MiniLM's FFN layers -> docs/bench_quant.md (tens of minutes on 2 cores).
 bench-quant: setup
 	$(PY) bench/bench_quant.py
+
+# Packed weight stream bits/weight on every MiniLM layer (MicroScopiQ b = 4 and 2; the .msq files
+# are quantized once into build/stream-bits/) against the files' EBW -> docs/bench_stream.md; then
+# the Yosys LUT4s of the on-chip stream decoders (docs/hardware.md).
+STREAM_DIR := build/stream-bits
+bench-stream: setup
+	@for b in 4 2; do test -f $(STREAM_DIR)/minilm-b$$b/summary.json || \
+	  $(PY) -m microscopiq.cli quantize --model minilm --method microscopiq --wbits $$b \
+	    --out $(STREAM_DIR)/minilm-b$$b || exit 1; done
+	$(PY) bench/bench_stream_bits.py $(STREAM_DIR)/minilm-b4 $(STREAM_DIR)/minilm-b2 --out docs/bench_stream.md
+	$(PY) bench/bench_decoders.py
 
 # make synth [FAMILY=ecp5|ice40] [DEVICE=45k] [FREQ=100] [DSP=--no-dsp] [SYNTH_ARGS="--rows 16 ..."]
 # Yosys + nextpnr on the default accelerator; table on stdout, synth.json and logs in build/synth/.

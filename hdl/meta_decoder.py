@@ -1,0 +1,299 @@
+"""On-chip metadata decoder: one PE row's micro-block records in, its roles and ReCoN configuration
+out (the routing compiler, :func:`~microscopiq.host.routing.compile_row`, moved into hardware).
+
+The packed weight stream (:mod:`~microscopiq.host.packed_stream`) carries per micro-block only a
+presence bit, ``pairs - 1``, ``X`` and the (outlier, partner) offsets. Per row this block computes
+
+* the role of every slot (OUT_HI at an outlier offset, OUT_LO at a partner offset, else INLIER);
+* per micro-block the swap bits of the Waksman–Beneš network that realise the involution
+  ``dst[o] = p, dst[p] = o`` (inliers fixed), exactly the bits of ``routing.benes_route``;
+* per column the merge op (KEEP, ZERO, MERGE_ADD / MERGE_SUB by the OUT_HI code's sign) and the
+  shift (``b`` for an inlier, 0 in raw mode and for a partner, ``e + X`` for an outlier);
+* ``error``: a slot named by two pairs (or an outlier that is its own partner) in a present
+  micro-block; the row's roles and configuration are then meaningless and must not be used.
+
+The Beneš routing is the looping algorithm in closed form. For a (sub-)network of ``n`` lines
+(``h = n/2``), input ``p`` and its first-stage mate ``A(p) = p ^ h`` must cross different halves,
+and so must the inputs bound for outputs ``q`` and ``q ^ h``; ``T(p) = inv[dst[p ^ h] ^ h]`` is the
+next input of the loop through ``p`` that crosses the same half. The loop through ``inv[0]`` crosses
+the upper half there (the Waksman rule that keeps the first last-stage switch fixed), every other
+loop at its lowest input; so input ``i < h`` goes down (``sub[i] = 1``) unless its ``T``-orbit holds
+that input. The orbits come from ``log2(h)`` doubling steps (``T``, ``T²``, ``T⁴`` …), then the
+halves' permutations are formed and the same is done on each, down to two lines (one swap bit:
+``dst[0]``). Every level is pipelined in four register stages.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from amaranth import C, Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import FormatConfig
+from ..host.packed_stream import RecordGeometry
+from ..host.routing import ColumnOp, ReconGeometry
+from .pe import RoleEnum
+from .recon_network import ReconNetwork
+
+__all__ = ["MetaDecoder"]
+
+
+def _select(values: list, index) -> object:
+    """``values[index]`` as a tree of 2:1 multiplexers on the bits of ``index`` (LSB first)."""
+    level = list(values)
+    for bit in range(len(index)):
+        level = [Mux(index[bit], level[i + 1], level[i]) if i + 1 < len(level) else level[i]
+                 for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def _onehot(value, width: int):
+    """``1 << value`` on ``width`` bits."""
+    return Cat(*(value == q for q in range(width)))
+
+
+def _any(bits) -> object:
+    return reduce(lambda a, b: a | b, bits, C(0, 1))
+
+
+class MetaDecoder(wiring.Component):
+    """Micro-block metadata of one PE row -> roles and ReCoN configuration.
+
+    Latency :attr:`latency` cycles, throughput one row per cycle: an input beat taken in cycle ``t``
+    is the output beat valid from cycle ``t + latency`` when the output is always ready. A stalled
+    output (``o.valid`` and not ``o.ready``) freezes the whole pipeline; ``i.ready`` is
+    ``~o.valid | o.ready`` (never depends on ``i.valid``).
+
+    Parameters
+    ----------
+    fmt : FormatConfig
+        Number formats; ``wbits`` must have an outlier format (2, 3 or 4).
+    width : int
+        Columns ``C`` of the row, a positive multiple of ``fmt.ublock``.
+
+    Members
+    -------
+    i : In(stream.Signature(MetaDecoder.row_layout(fmt, width)))
+        ``codes`` (``C`` raw codes), ``blocks`` (per micro-block ``present``, ``count`` = pairs - 1
+        (absent at U = 2), ``xexp``, ``pairs[U/2]`` of ``outlier`` / ``partner`` offsets, the first
+        ``count + 1`` used, any order), ``raw`` (uniform layer: metadata ignored, every slot INLIER,
+        shift 0).
+    o : Out(stream.Signature(MetaDecoder.out_layout(fmt, width)))
+        ``codes`` (passed through), ``roles`` (:class:`~microscopiq.hdl.pe.RoleEnum` per column),
+        ``config`` (:meth:`ReconNetwork.config_layout`, bit-identical to ``compile_row``), ``error``.
+    """
+
+    #: Register stages per level of the Beneš recursion (networks of 4 or more lines).
+    STAGES_PER_LEVEL = 4
+
+    def __init__(self, fmt: FormatConfig, width: int):
+        self.geometry = ReconGeometry(fmt, width)      # checks fmt and width
+        self.record = RecordGeometry(fmt)
+        self.fmt, self.width = fmt, width
+        super().__init__({
+            "i": In(stream.Signature(self.row_layout(fmt, width))),
+            "o": Out(stream.Signature(self.out_layout(fmt, width))),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an input handshake to its output beat: the record register, four stages per
+        Beneš level of 4 or more lines, the output register."""
+        return 2 + self.STAGES_PER_LEVEL * (self.record.offset_bits - 1)
+
+    @staticmethod
+    def block_layout(fmt: FormatConfig) -> data.StructLayout:
+        """One micro-block's record."""
+        geom = RecordGeometry(fmt)
+        pair = data.StructLayout({"outlier": unsigned(geom.offset_bits), "partner": unsigned(geom.offset_bits)})
+        fields = {"present": unsigned(1)}
+        if geom.count_bits:
+            fields["count"] = unsigned(geom.count_bits)
+        fields.update({"xexp": unsigned(fmt.xbits), "pairs": data.ArrayLayout(pair, geom.max_pairs)})
+        return data.StructLayout(fields)
+
+    @classmethod
+    def row_layout(cls, fmt: FormatConfig, width: int) -> data.StructLayout:
+        return data.StructLayout({
+            "codes": data.ArrayLayout(unsigned(fmt.wbits), width),
+            "blocks": data.ArrayLayout(cls.block_layout(fmt), width // fmt.ublock),
+            "raw": unsigned(1),
+        })
+
+    @staticmethod
+    def out_layout(fmt: FormatConfig, width: int) -> data.StructLayout:
+        return data.StructLayout({
+            "codes": data.ArrayLayout(unsigned(fmt.wbits), width),
+            "roles": data.ArrayLayout(RoleEnum, width),
+            "config": ReconNetwork.config_layout(fmt, width),
+            "error": unsigned(1),
+        })
+
+    # -- pipeline ---------------------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        self._m, self._advance, self._stages = m, Signal(), 0
+        m.d.comb += [self._advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(self._advance)]
+        levels = self.record.offset_bits          # log2(U): stages 0 … 2·levels - 2 of the network
+        state = self._stage(self._records())
+        size = self.fmt.ublock
+        while size > 2:                           # one Beneš level: first and last stages, two halves
+            depth = levels - size.bit_length() + 1
+            steps = (self._inverse, self._orbits, self._colours, self._halves)
+            for index, step in enumerate(steps):
+                state["perms"] = [[step(perm) for perm in block] for block in state["perms"]]
+                if index == len(steps) - 1:
+                    self._collect(state, depth)
+                state = self._stage(state)
+            size //= 2
+        for blk, block in enumerate(state["perms"]):  # two-line networks: the swap bit is dst[0]
+            state["benes"][blk][levels - 1] = [perm["dst"][0][0] for perm in block]
+        out = self._stage(self._outputs(state))
+        m.d.comb += [self.o.valid.eq(out.pop("valid"))]
+        m.d.comb += self.o.payload.as_value().eq(Cat(*(out[name] for name in self.o.payload.shape().members)))
+        if self._stages != self.latency:
+            raise RuntimeError(f"pipeline has {self._stages} stages, latency says {self.latency}")
+        return m
+
+    def _register(self, value):
+        """Register a nest of dicts and lists of values, advancing with the pipeline."""
+        if isinstance(value, dict):
+            return {key: self._register(v) for key, v in value.items()}
+        if isinstance(value, list):
+            return [self._register(v) for v in value]
+        reg = Signal(value.shape())
+        with self._m.If(self._advance):
+            self._m.d.sync += reg.eq(value)
+        return reg
+
+    def _wires(self, values: list) -> list:
+        """Each value on a signal of its own, so that later selections share it instead of
+        copying its expression (which would grow with every doubling step)."""
+        wires = [Signal(value.shape()) for value in values]
+        self._m.d.comb += [w.eq(v) for w, v in zip(wires, values)]
+        return wires
+
+    def _stage(self, state: dict) -> dict:
+        self._stages += 1
+        return self._register(state)
+
+    def _records(self) -> dict:
+        """Stage 0: per micro-block the routing permutation ``dst``, per column the role, and the
+        error flag, from the records (metadata ignored in raw mode)."""
+        u, payload = self.fmt.ublock, self.i.payload
+        raw = payload.raw
+        roles, perms, errors = [], [], []
+        for blk in range(self.geometry.blocks):
+            rec = payload.blocks[blk]
+            count = rec.count if self.record.count_bits else C(0, 1)
+            present = rec.present & ~raw
+            pairs = [(present & (count >= i) if i else present, rec.pairs[i].outlier, rec.pairs[i].partner)
+                     for i in range(self.record.max_pairs)]
+            dst = []
+            for c in range(u):
+                hits_hi = [valid & (o == c) for valid, o, _ in pairs]
+                hits_lo = [valid & (p == c) for valid, _, p in pairs]
+                is_hi, is_lo = _any(hits_hi), _any(hits_lo)
+                moved = [Mux(hit, p, 0) for hit, (_, _, p) in zip(hits_hi, pairs)]
+                moved += [Mux(hit, o, 0) for hit, (_, o, _) in zip(hits_lo, pairs)]
+                dst.append(reduce(lambda a, b: a | b, moved, Mux(is_hi | is_lo, 0, C(c, self.record.offset_bits))))
+                roles.append(Mux(is_hi, RoleEnum.OUT_HI.value, Mux(is_lo, RoleEnum.OUT_LO.value,
+                                                                   RoleEnum.INLIER.value)))
+                seen = dup = C(0, 1)                   # this slot named by two pair fields
+                for hit in (h for pair in zip(hits_hi, hits_lo) for h in pair):
+                    dup, seen = dup | (seen & hit), seen | hit
+                errors.append(dup)
+            perms.append([{"dst": dst}])
+        stages = 2 * self.record.offset_bits - 1
+        return {"valid": self.i.valid, "codes": [payload.codes[c] for c in range(self.width)], "roles": roles,
+                "xexp": [payload.blocks[blk].xexp for blk in range(self.geometry.blocks)], "raw": raw,
+                "error": _any(errors), "perms": perms,
+                "benes": [[[] for _ in range(stages)] for _ in range(self.geometry.blocks)]}
+
+    # One Beneš level on a permutation dst of n lines (h = n/2), in four register stages.
+
+    def _inverse(self, perm: dict) -> dict:
+        """``inv`` and the loop step ``T(p) = inv[dst[p ^ h] ^ h]``. The whole micro-block's
+        permutation is its own inverse; the halves' are not."""
+        dst = perm["dst"]
+        n = len(dst)
+        h, bits = n // 2, n.bit_length() - 1
+        if n == self.fmt.ublock:   # a legal record's dst is an involution (an illegal one sets error)
+            inv = dst
+        else:
+            inv = self._wires([reduce(lambda a, b: a | b, [Mux(dst[p] == q, p, 0) for p in range(n)], C(0, bits))
+                               for q in range(n)])
+        step = [_select(inv, dst[p ^ h] ^ h) for p in range(n)]
+        return {"dst": dst, "inv": inv, "step": step}
+
+    def _orbits(self, perm: dict) -> dict:
+        """``orbit[p]``: the inputs ``T^k(p)``, ``k < h``, as an ``n``-bit mask (doubling steps)."""
+        step = perm["step"]
+        n = len(step)
+        power = step
+        orbit = self._wires([C(1 << p, n) | _onehot(power[p], n) for p in range(n)])
+        for _ in range((n // 2).bit_length() - 2):    # covers T^0 … T^(2^(i+1) - 1) after step i
+            power = self._wires([_select(power, power[p]) for p in range(n)])
+            orbit = self._wires([orbit[p] | _select(orbit, power[p]) for p in range(n)])
+        return {"dst": perm["dst"], "inv": perm["inv"], "orbit": orbit}
+
+    def _colours(self, perm: dict) -> dict:
+        """``sub[i]`` (``i < h``): input ``i`` crosses the lower half. The loop through ``inv[0]``
+        crosses the upper half at ``inv[0]``, every other loop at its lowest input."""
+        orbit, inv = perm["orbit"], perm["inv"]
+        n = len(orbit)
+        h = n // 2
+        first, = self._wires([_select(orbit, inv[0])])  # inputs in the upper half, loop of inv[0]
+        second = Cat(first[h:], first[:h])            # their first-stage mates
+        sub = []
+        for i in range(h):
+            lo, hi = orbit[i][:h], orbit[i][h:]
+            loop = lo | hi
+            lowest = loop & (~loop + 1)[:h]
+            sub.append(Mux(first[i], 0, Mux(second[i], 1, ~(lowest & lo).any())))
+        return {"dst": perm["dst"], "inv": inv, "sub": Cat(*sub)}
+
+    def _halves(self, perm: dict) -> dict:
+        """The level's first- and last-stage swap bits and the two halves' permutations."""
+        dst, inv, sub = perm["dst"], perm["inv"], perm["sub"]
+        n = len(dst)
+        h, bits = n // 2, n.bit_length() - 1
+        down, = self._wires([Cat(sub, ~sub)])          # per input: crosses the lower half
+        last = [_select([down[p] for p in range(n)], inv[q]) for q in range(h)]
+        upper = [Mux(sub[i], dst[i + h], dst[i])[:bits - 1] for i in range(h)]
+        lower = [Mux(sub[i], dst[i], dst[i + h])[:bits - 1] for i in range(h)]
+        return {"first": [sub[i] for i in range(h)], "last": last, "upper": upper, "lower": lower}
+
+    def _collect(self, state: dict, depth: int) -> None:
+        """File a level's first/last bits under network stages ``depth`` and ``2L - 2 - depth``
+        (sub-networks in tree order, upper before lower, as ``routing.benes_route``) and replace
+        each permutation by its two halves."""
+        stages = 2 * self.record.offset_bits - 1
+        for blk, block in enumerate(state["perms"]):
+            state["benes"][blk][depth] = [bit for half in block for bit in half["first"]]
+            state["benes"][blk][stages - 1 - depth] = [bit for half in block for bit in half["last"]]
+            state["perms"][blk] = [{"dst": half[side]} for half in block for side in ("upper", "lower")]
+
+    def _outputs(self, state: dict) -> dict:
+        """Column ops and shifts, and the row's output payload fields."""
+        fmt, geom = self.fmt, self.geometry
+        b, u = fmt.wbits, fmt.ublock
+        config = []
+        for blk in range(geom.blocks):
+            stages = state["benes"][blk]
+            benes = Cat(*(stages[stage][index] for stage, index in geom.routing_switches))
+            columns = []
+            for c in range(blk * u, (blk + 1) * u):
+                role, code = state["roles"][c], state["codes"][c]
+                outlier, partner = role == RoleEnum.OUT_HI.value, role == RoleEnum.OUT_LO.value
+                op = Mux(outlier, Mux(code[b - 1], ColumnOp.MERGE_SUB, ColumnOp.MERGE_ADD),
+                         Mux(partner, ColumnOp.ZERO, ColumnOp.KEEP))
+                shift = Mux(outlier, code[:b - 1] + state["xexp"][blk],
+                            Mux(partner | state["raw"], 0, b))
+                columns.append(Cat(op[:2], shift[:geom.shift_bits]))
+            config.append(Cat(benes, *columns))
+        return {"valid": state["valid"], "codes": Cat(*state["codes"]), "roles": Cat(*state["roles"]),
+                "config": Cat(*config), "error": state["error"]}

@@ -1,0 +1,480 @@
+"""The packed weight stream: the ``.msq`` layer's own bits in the order the array consumes them
+(``docs/format.md``, "Streaming variant (proposal)"); pure Python and NumPy.
+
+One pass of a layer on an ``R × C`` instance is a bit stream (LSB first, byte ``i`` holding stream
+bits ``8i … 8i + 7``), zero-padded to a whole byte:
+
+* a 64-bit **header** (:data:`HEADER_FIELDS`);
+* per N-tile ``j`` (MicroScopiQ mode) the **row minima** ``E_min[n]``, ``C × 8`` bits;
+* per weight tile ``(j, t)``, K-tiles inner:
+
+  - at the last K-tile of a K-group ``g`` (MicroScopiQ mode) the **exponents** ``E[n, g]``,
+    ``C × 8`` bits;
+  - (MicroScopiQ mode) the **tile map**: one presence bit per micro-block of the tile (``R·C/U``,
+    row ``r`` outer, micro-block inner), then ``pairs − 1`` (``log2(U/2)`` bits) of every present
+    micro-block in the same order;
+  - ``R`` **rows**: the ``C`` codes (``b`` bits each, column ``c`` first), then for every present
+    micro-block of the row its **record**: ``X`` (``xb`` bits), then its pairs in ascending outlier
+    offset, ``o | p << log2(U)`` in ``2·log2(U)`` bits each.
+
+Uniform (raw) layers carry only the header and the rows' codes. Every field is a field of the packed
+file (``quant/pack.py``) or a presence bit; the host reorders, it never expands metadata into roles or
+ReCoN configurations: that is the on-chip decoders' job (:mod:`microscopiq.hdl.meta_decoder`,
+:mod:`microscopiq.hdl.exp_decoder`). Row lengths are fixed by the tile map, which precedes the rows,
+so an unpacker knows every row's length before the row arrives.
+
+:func:`encode_pass` writes a pass, :func:`decode_pass` reads one back (checking every rule),
+:func:`stream_bits` counts the bits per section, :func:`row_records` gives the per-row metadata the
+meta decoder takes (what an unpacker hands it), :func:`ppu_shifts` what the exponent decoder computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from ..config import AccelConfig, FormatConfig
+from ..quant.layer import MsqLayer, Role, UniformLayer, padded
+from .stream_format import MODE_MSQ, MODE_RAW
+
+__all__ = [
+    "STREAM_VERSION", "HEADER_BITS", "HEADER_FIELDS", "EXP_BITS", "PackedStreamError",
+    "RecordGeometry", "RowRecords", "StreamBits", "Contents",
+    "row_records", "encode_pass", "decode_pass", "stream_bits", "ppu_shifts",
+]
+
+#: The header's ``version`` field.
+STREAM_VERSION = 1
+#: Width of the pass header.
+HEADER_BITS = 64
+#: ``name: (offset, width)`` of the header fields. ``wbits`` holds ``b - 1``; ``reserved`` is 0.
+HEADER_FIELDS = {"version": (0, 4), "mode": (4, 1), "wbits": (5, 3), "reserved": (8, 8),
+                 "tokens": (16, 16), "k_tiles": (32, 16), "n_tiles": (48, 16)}
+#: Width of an inlier exponent ``E`` and of a row minimum ``E_min`` (two's complement).
+EXP_BITS = 8
+
+# Order of the parts of a tile (sort keys of the encoder).
+_PART_EMIN, _PART_EXPS, _PART_MAP, _PART_ROWS = range(4)
+
+
+class PackedStreamError(ValueError):
+    """A packed weight stream (or a layer) that breaks a rule of the format; the message names it."""
+
+
+@dataclass(frozen=True)
+class RecordGeometry:
+    """Field widths of one micro-block's metadata (shared by the encoder and the decoders).
+
+    Parameters
+    ----------
+    fmt : FormatConfig
+        ``wbits`` must have an outlier format (2, 3 or 4).
+    """
+
+    fmt: FormatConfig
+
+    def __post_init__(self):
+        if not isinstance(self.fmt, FormatConfig):
+            raise TypeError(f"fmt must be a FormatConfig, not {self.fmt!r}")
+        if not self.fmt.msq_capable:
+            raise ValueError(f"micro-block metadata needs wbits 2, 3 or 4, not wbits={self.fmt.wbits!r}")
+
+    @property
+    def offset_bits(self) -> int:
+        """Bits of a row offset inside the micro-block, ``log2(U)``."""
+        return self.fmt.ublock.bit_length() - 1
+
+    @property
+    def count_bits(self) -> int:
+        """Bits of ``pairs - 1``, ``log2(U/2)`` (0 at U = 2: one pair at most)."""
+        return self.offset_bits - 1
+
+    @property
+    def max_pairs(self) -> int:
+        return self.fmt.max_outliers
+
+    @property
+    def pair_bits(self) -> int:
+        """Bits of one pair ``o | p << log2(U)``."""
+        return 2 * self.offset_bits
+
+
+@dataclass(frozen=True, eq=False)
+class RowRecords:
+    """Per PE row, in stream order (tile ``(j, t)`` outer, row ``r`` inner: row index
+    ``(j·KT + t)·R + r``), what the meta decoder takes; ``B = C/U`` micro-blocks per row.
+
+    Attributes
+    ----------
+    codes : ndarray, (rows, C)
+        Raw ``b``-bit codes of slots ``(jC + c, tR + r)``.
+    count : ndarray, (rows, B)
+        Pairs of each micro-block (0: not present).
+    xexp : ndarray, (rows, B)
+        Shared exponent ``X`` (0 where not present).
+    outlier, partner : ndarray, (rows, B, U/2)
+        Row offsets of each pair, ascending outlier offset; 0 beyond ``count``.
+    """
+
+    codes: np.ndarray
+    count: np.ndarray
+    xexp: np.ndarray
+    outlier: np.ndarray
+    partner: np.ndarray
+
+    def __len__(self) -> int:
+        return self.codes.shape[0]
+
+    def payload(self, index: int, geom: RecordGeometry, raw: bool = False) -> dict:
+        """Row ``index`` as the meta decoder's input payload (``hdl.meta_decoder.row_layout``)."""
+        blocks = []
+        for blk in range(self.count.shape[1]):
+            pairs = int(self.count[index, blk])
+            block = {"present": int(pairs > 0), "xexp": int(self.xexp[index, blk]),
+                     "pairs": [{"outlier": int(self.outlier[index, blk, i]),
+                                "partner": int(self.partner[index, blk, i])} for i in range(geom.max_pairs)]}
+            if geom.count_bits:
+                block["count"] = max(pairs - 1, 0)
+            blocks.append(block)
+        return {"codes": [int(v) for v in self.codes[index]], "blocks": blocks, "raw": int(raw)}
+
+    def equals(self, other: "RowRecords") -> str | None:
+        """``None`` when both hold the same rows, else where the first difference is."""
+        for field in fields(self):
+            mine, theirs = getattr(self, field.name), getattr(other, field.name)
+            if mine.shape != theirs.shape:
+                return f"{field.name}: shape {mine.shape} != {theirs.shape}"
+            if (bad := mine != theirs).any():
+                index = tuple(int(i) for i in np.argwhere(bad)[0])
+                return f"{field.name}{list(index)}: {mine[index]} != {theirs[index]}"
+        return None
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """A layer on the instance's tiles: sizes and the padded arrays (``Nt = NT·C`` rows)."""
+
+    cfg: AccelConfig
+    n_tiles: int
+    k_tiles: int
+    raw: bool
+    codes: np.ndarray          # (Nt, Kp)
+    exps: np.ndarray           # (Nt, groups) int64; zeros in raw mode
+    records: RowRecords
+
+    @property
+    def groups(self) -> int:
+        return self.exps.shape[1]
+
+
+def _check(cfg: AccelConfig, layer) -> None:
+    if not isinstance(cfg, AccelConfig):
+        raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+    if not isinstance(layer, (MsqLayer, UniformLayer)):
+        raise TypeError(f"layer must be an MsqLayer or a UniformLayer, not {type(layer).__name__}")
+    if layer.fmt != cfg.fmt:
+        raise PackedStreamError(f"layer format {layer.fmt} differs from the accelerator's {cfg.fmt}")
+    if isinstance(layer, MsqLayer) and not cfg.has_recon:
+        raise PackedStreamError("a MicroScopiQ layer needs ReCoN: this instance has recon 'none'")
+
+
+def _to_rows(array: np.ndarray, cfg: AccelConfig, per_row: int) -> np.ndarray:
+    """``(NT·per_row, Kp, ...)`` indexed by (N position, k) → stream rows ``(NT·KT·R, per_row, ...)``."""
+    nt = array.shape[0] // per_row
+    kt = array.shape[1] // cfg.rows
+    tail = array.shape[2:]
+    grid = array.reshape(nt, per_row, kt, cfg.rows, *tail)
+    grid = np.moveaxis(grid, 1, 3)                       # (j, t, r, per_row, ...)
+    return grid.reshape(nt * kt * cfg.rows, per_row, *tail)
+
+
+def _grid(cfg: AccelConfig, layer) -> _Grid:
+    _check(cfg, layer)
+    fmt = cfg.fmt
+    u = fmt.ublock
+    kp = padded(layer.k, fmt.group)
+    nt = padded(layer.n, cfg.cols)
+    raw = isinstance(layer, UniformLayer)
+
+    def grow(array, fill=0):
+        out = np.full((nt, *array.shape[1:]), fill, dtype=np.int64)
+        out[:array.shape[0]] = array
+        return out
+
+    blocks, half = nt // u, max(fmt.max_outliers, 1)
+    count = np.zeros((blocks, kp), np.int64)
+    xexp = np.zeros((blocks, kp), np.int64)
+    outlier = np.zeros((blocks, kp, half), np.int64)
+    partner = np.zeros((blocks, kp, half), np.int64)
+    if raw:
+        codes = grow(np.asarray(layer.q, np.int64) & ((1 << fmt.wbits) - 1))
+        exps = np.zeros((nt, kp // fmt.group), np.int64)
+    else:
+        codes, exps = grow(layer.codes), grow(layer.exps)
+        hi = (np.asarray(layer.roles) == Role.OUT_HI).reshape(-1, u, kp).transpose(0, 2, 1)  # (μ, k, o)
+        mu, col, off = np.nonzero(hi)                   # lexicographic: offsets ascend in a block
+        index = (np.cumsum(hi, axis=2) - 1)[mu, col, off]
+        count[:hi.shape[0]] = hi.sum(axis=2)
+        outlier[mu, col, index] = off
+        partner[mu, col, index] = np.asarray(layer.mate)[mu * u + off, col]
+        xexp[:hi.shape[0]] = np.where(count[:hi.shape[0]] > 0, layer.xexp, 0)
+    per_row = cfg.cols // u
+    records = RowRecords(codes=_to_rows(codes, cfg, cfg.cols), count=_to_rows(count, cfg, per_row),
+                         xexp=_to_rows(xexp, cfg, per_row), outlier=_to_rows(outlier, cfg, per_row),
+                         partner=_to_rows(partner, cfg, per_row))
+    return _Grid(cfg, nt // cfg.cols, kp // cfg.rows, raw, codes, exps, records)
+
+
+def row_records(cfg: AccelConfig, layer) -> RowRecords:
+    """Every PE row's codes and micro-block metadata in stream order (see :class:`RowRecords`)."""
+    return _grid(cfg, layer).records
+
+
+def ppu_shifts(emin, exps) -> np.ndarray:
+    """The PPU shifts ``d = E - E_min`` (``hdl.exp_decoder``'s function), for arrays of equal shape.
+
+    Raises
+    ------
+    PackedStreamError
+        An ``E`` below its row minimum (a malformed stream).
+    """
+    d = np.asarray(exps, np.int64) - np.asarray(emin, np.int64)
+    if (bad := d < 0).any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise PackedStreamError(f"exponent at {list(index)} lies below its row minimum")
+    return d
+
+
+# -- encoder --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StreamBits:
+    """Bits of one pass by section; ``weights`` is the layer's ``n · k``."""
+
+    header: int
+    emin: int
+    exps: int
+    tile_maps: int
+    codes: int
+    records: int
+    padding: int
+    weights: int
+
+    @property
+    def total(self) -> int:
+        return (self.header + self.emin + self.exps + self.tile_maps + self.codes + self.records
+                + self.padding)
+
+    @property
+    def bits_per_weight(self) -> float:
+        return self.total / self.weights
+
+
+def _header(cfg: AccelConfig, grid: _Grid, tokens: int) -> int:
+    if isinstance(tokens, bool) or not isinstance(tokens, int):
+        raise TypeError(f"tokens must be an integer, not {tokens!r}")
+    if not 1 <= tokens <= cfg.max_tokens:
+        raise PackedStreamError(f"tokens must be 1 … max_tokens={cfg.max_tokens} for one pass, "
+                                f"not {tokens!r}")
+    values = {"version": STREAM_VERSION, "mode": MODE_RAW if grid.raw else MODE_MSQ,
+              "wbits": cfg.fmt.wbits - 1, "reserved": 0, "tokens": tokens - 1,
+              "k_tiles": grid.k_tiles - 1, "n_tiles": grid.n_tiles - 1}
+    for name in ("k_tiles", "n_tiles"):
+        if values[name] >> HEADER_FIELDS[name][1]:
+            raise PackedStreamError(f"the layer has {values[name] + 1} {name.replace('_', '-')}, more "
+                                    f"than the header's {HEADER_FIELDS[name][1]}-bit field holds")
+    return sum(value << HEADER_FIELDS[name][0] for name, value in values.items())
+
+
+def _fields(grid: _Grid):
+    """Every field of a pass: ``(sections, keys, values, widths)``, unsorted; sorting by ``keys``
+    (tile, part, position; the header first) gives stream order."""
+    cfg, rec = grid.cfg, grid.records
+    fmt, rows, cols = grid.cfg.fmt, grid.cfg.rows, grid.cfg.cols
+    per_row = cols // fmt.ublock
+    tiles_per_group = fmt.group // rows
+    out = {name: [] for name in ("header", "emin", "exps", "tile_maps", "codes", "records")}
+
+    def add(section, tile, part, pos, values, width):
+        tile, part, pos, values = np.broadcast_arrays(*(np.asarray(a, np.int64) for a in (tile, part, pos, values)))
+        if width:
+            out[section].append((tile.ravel(), part.ravel(), pos.ravel(), values.ravel(), width))
+
+    add("header", -1, 0, 0, np.array(0), HEADER_BITS)        # value filled in by the caller
+    row = np.arange(len(rec))
+    tile, r = row // rows, row % rows
+    add("codes", tile[:, None], _PART_ROWS + r[:, None], np.arange(cols)[None, :], rec.codes, fmt.wbits)
+    if not grid.raw:
+        geom = RecordGeometry(fmt)
+        j = np.arange(grid.n_tiles)
+        add("emin", (j * grid.k_tiles)[:, None], _PART_EMIN, np.arange(cols)[None, :],
+            grid.exps.min(axis=1).reshape(grid.n_tiles, cols) & 0xFF, EXP_BITS)
+        g = np.arange(grid.groups)
+        last_tile = j[:, None] * grid.k_tiles + (g[None, :] + 1) * tiles_per_group - 1      # (NT, groups)
+        exps = grid.exps.reshape(grid.n_tiles, cols, grid.groups).transpose(0, 2, 1)      # (NT, groups, C)
+        add("exps", last_tile[:, :, None], _PART_EXPS, np.arange(cols)[None, None, :], exps & 0xFF, EXP_BITS)
+        blk = np.arange(per_row)[None, :]
+        map_pos = r[:, None] * per_row + blk                                              # (rows, B)
+        present = rec.count > 0
+        add("tile_maps", tile[:, None], _PART_MAP, map_pos, present, 1)
+        sel = np.nonzero(present)
+        add("tile_maps", tile[sel[0]], _PART_MAP, rows * per_row + map_pos[sel], rec.count[sel] - 1,
+            geom.count_bits)
+        stride = 1 + geom.max_pairs
+        base = cols + sel[1] * stride
+        add("records", tile[sel[0]], _PART_ROWS + r[sel[0]], base, rec.xexp[sel], fmt.xbits)
+        pairs = np.arange(geom.max_pairs)[None, :] < rec.count[sel][:, None]              # (present, U/2)
+        which = np.nonzero(pairs)
+        value = rec.outlier[sel][which] | (rec.partner[sel][which] << geom.offset_bits)
+        add("records", tile[sel[0]][which[0]], _PART_ROWS + r[sel[0]][which[0]], base[which[0]] + 1 + which[1],
+            value, geom.pair_bits)
+    return out
+
+
+def stream_bits(cfg: AccelConfig, layer) -> StreamBits:
+    """The bit count of :func:`encode_pass` by section, without building the stream."""
+    grid = _grid(cfg, layer)
+    _header(cfg, grid, 1)
+    sizes = {name: sum(len(part[3]) * part[4] for part in parts) for name, parts in _fields(grid).items()}
+    total = sum(sizes.values())
+    return StreamBits(**sizes, padding=-total % 8, weights=layer.n * layer.k)
+
+
+def encode_pass(cfg: AccelConfig, layer, tokens: int = 1) -> bytes:
+    """The ``s_axis_weights`` bytes of one pass of ``tokens`` tokens through ``layer``.
+
+    Raises
+    ------
+    PackedStreamError
+        The layer does not fit the instance (format, ReCoN, tile counts) or ``tokens`` exceeds
+        ``max_tokens``.
+    """
+    grid = _grid(cfg, layer)
+    header = _header(cfg, grid, tokens)
+    parts = [p for section in _fields(grid).values() for p in section]
+    tile, part, pos, values, widths = (np.concatenate(a) for a in zip(
+        *((t, p, q, v, np.full(len(v), w, np.int64)) for t, p, q, v, w in parts)))
+    values = values.astype(np.uint64)
+    values[(tile == -1)] = np.uint64(header)
+    order = np.lexsort((pos, part, tile))
+    values, widths = values[order], widths[order]
+    starts = np.cumsum(widths) - widths
+    owner = np.repeat(np.arange(len(values)), widths)
+    shift = (np.arange(int(widths.sum())) - starts[owner]).astype(np.uint64)
+    bits = ((values[owner] >> shift) & np.uint64(1)).astype(np.uint8)
+    return np.packbits(bits, bitorder="little").tobytes()
+
+
+# -- decoder --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Contents:
+    """What :func:`decode_pass` reads: the header fields, the per-row records, and (MicroScopiQ
+    mode) ``emin`` (NT·C,) and ``exps`` (NT·C, groups) as signed integers."""
+
+    header: dict
+    records: RowRecords
+    emin: np.ndarray
+    exps: np.ndarray
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little").astype(np.int64)
+        self.cursor = 0
+
+    def take(self, count: int, width: int, what: str) -> np.ndarray:
+        """``count`` consecutive ``width``-bit fields."""
+        end = self.cursor + count * width
+        if end > self.bits.size:
+            raise PackedStreamError(f"stream is truncated in the {what}: needs {end} bits, has {self.bits.size}")
+        chunk = self.bits[self.cursor:end].reshape(count, width)
+        self.cursor = end
+        return (chunk << np.arange(width)).sum(axis=1) if width else np.zeros(count, np.int64)
+
+
+def _signed8(values: np.ndarray) -> np.ndarray:
+    return np.where(values >= 128, values - 256, values)
+
+
+def decode_pass(cfg: AccelConfig, data: bytes) -> Contents:
+    """Read one pass written by :func:`encode_pass` for ``cfg``, checking every rule.
+
+    Raises
+    ------
+    PackedStreamError
+        A wrong version, reserved bits, ``wbits`` or tile counts the instance cannot take, a stream
+        that ends early or has more than 7 zero padding bits (or nonzero ones) after its last field,
+        a pair whose outlier and partner coincide or a slot used by two pairs.
+    """
+    fmt = cfg.fmt
+    data = bytes(data)
+    if len(data) < HEADER_BITS // 8:
+        raise PackedStreamError(f"stream is truncated in the header: {len(data)} bytes, the header is "
+                                f"{HEADER_BITS // 8}")
+    word = int.from_bytes(data[:HEADER_BITS // 8], "little")
+    header = {name: (word >> offset) & ((1 << width) - 1) for name, (offset, width) in HEADER_FIELDS.items()}
+    reader = _Reader(data)
+    reader.cursor = HEADER_BITS
+    if header["version"] != STREAM_VERSION:
+        raise PackedStreamError(f"unsupported stream version {header['version']} (this reader knows "
+                                f"{STREAM_VERSION})")
+    if header["reserved"]:
+        raise PackedStreamError(f"header reserved bits are {header['reserved']:#x}, must be 0")
+    if header["wbits"] + 1 != fmt.wbits:
+        raise PackedStreamError(f"stream has wbits={header['wbits'] + 1}, the instance {fmt.wbits}")
+    raw = header["mode"] == MODE_RAW
+    if not raw and not cfg.has_recon:
+        raise PackedStreamError("a MicroScopiQ stream needs ReCoN: this instance has recon 'none'")
+    kt, nt = header["k_tiles"] + 1, header["n_tiles"] + 1
+    rows, cols, u = cfg.rows, cfg.cols, fmt.ublock
+    tiles_per_group = fmt.group // rows
+    if kt % tiles_per_group:
+        raise PackedStreamError(f"k_tiles={kt} is not a whole number of K-groups ({tiles_per_group} tiles each)")
+    if kt * rows > padded(cfg.max_k, fmt.group) or nt * cols > padded(cfg.max_n, cols):
+        raise PackedStreamError(f"stream has {kt} K-tiles and {nt} N-tiles, more than the instance's "
+                                f"max_k={cfg.max_k}, max_n={cfg.max_n} allow")
+    per_row = cols // u
+    half = max(fmt.max_outliers, 1)
+    total_rows = nt * kt * rows
+    rec = RowRecords(codes=np.zeros((total_rows, cols), np.int64), count=np.zeros((total_rows, per_row), np.int64),
+                     xexp=np.zeros((total_rows, per_row), np.int64),
+                     outlier=np.zeros((total_rows, per_row, half), np.int64),
+                     partner=np.zeros((total_rows, per_row, half), np.int64))
+    emin = np.zeros(nt * cols, np.int64)
+    exps = np.zeros((nt * cols, kt // tiles_per_group), np.int64)
+    geom = RecordGeometry(fmt) if not raw else None
+    for j in range(nt):
+        if not raw:
+            emin[j * cols:(j + 1) * cols] = _signed8(reader.take(cols, EXP_BITS, "row minima"))
+        for t in range(kt):
+            if not raw and (t + 1) % tiles_per_group == 0:
+                exps[j * cols:(j + 1) * cols, t // tiles_per_group] = _signed8(reader.take(cols, EXP_BITS, "exponents"))
+            first = (j * kt + t) * rows
+            counts = np.zeros((rows, per_row), np.int64)
+            if not raw:
+                present = reader.take(rows * per_row, 1, "tile map").reshape(rows, per_row)
+                counts[present == 1] = reader.take(int(present.sum()), geom.count_bits, "tile map") + 1
+            for r in range(rows):
+                index = first + r
+                rec.codes[index] = reader.take(cols, fmt.wbits, "codes")
+                for blk in np.flatnonzero(counts[r]):
+                    _read_record(reader, geom, rec, index, blk, int(counts[r, blk]))
+    tail = reader.bits[reader.cursor:]
+    if tail.size >= 8 or tail.any():
+        raise PackedStreamError(f"stream has {tail.size} bits after its last field (at most 7 zero "
+                                f"padding bits are allowed)")
+    return Contents(header, rec, emin, exps)
+
+
+def _read_record(reader: _Reader, geom: RecordGeometry, rec: RowRecords, index: int, blk: int, pairs: int) -> None:
+    rec.count[index, blk] = pairs
+    rec.xexp[index, blk] = reader.take(1, geom.fmt.xbits, "records")[0]
+    values = reader.take(pairs, geom.pair_bits, "records")
+    outlier, partner = values & (geom.fmt.ublock - 1), values >> geom.offset_bits
+    slots = np.concatenate([outlier, partner])
+    if np.unique(slots).size != slots.size:
+        raise PackedStreamError(f"row {index} micro-block {blk}: a slot is used twice (or an outlier is "
+                                f"its own partner) in pairs {list(zip(outlier.tolist(), partner.tolist()))}")
+    rec.outlier[index, blk, :pairs], rec.partner[index, blk, :pairs] = outlier, partner

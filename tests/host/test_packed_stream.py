@@ -1,0 +1,153 @@
+"""The packed weight stream (host/packed_stream.py): the worked example of docs/format.md bit for
+bit, round trips over formats and geometries, exact bit counts, and every refusal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from microscopiq.config import AccelConfig, FormatConfig
+from microscopiq.host.packed_stream import (
+    HEADER_BITS, PackedStreamError, decode_pass, encode_pass, row_records, stream_bits,
+)
+from microscopiq.quant.layer import Role
+from microscopiq.tb.stimulus import empty_msq_layer, random_case, random_uniform_case
+
+FMT = FormatConfig(wbits=4, ublock=8, group=16, xbits=4)
+CFG = AccelConfig(fmt=FMT, rows=8, cols=8)
+
+
+def one_pair_layer():
+    """docs/format.md's worked example: 8×16, the only pair outlier row 5 / partner row 2 at column 3."""
+    layer = empty_msq_layer(FMT, 8, 16)
+    layer.codes[:] = np.arange(8 * 16).reshape(8, 16) % 7
+    layer.roles[5, 3], layer.roles[2, 3] = Role.OUT_HI, Role.OUT_LO
+    layer.mate[5, 3], layer.mate[2, 3] = 2, 5
+    layer.codes[5, 3], layer.codes[2, 3] = 0b1011, 0b0110
+    layer.xexp[0, 3] = 9
+    layer.exps[:] = -3
+    return layer.validate()
+
+
+def write_fields(fields) -> bytes:
+    """``(value, width)`` fields, LSB first, zero-padded to a byte: an independent bit writer."""
+    bits = [(value >> i) & 1 for value, width in fields for i in range(width)]
+    bits += [0] * (-len(bits) % 8)
+    return bytes(sum(bit << i for i, bit in enumerate(bits[at:at + 8])) for at in range(0, len(bits), 8))
+
+
+def test_worked_example_bit_for_bit():
+    """The fields in the order docs/format.md lists them, written by hand, equal encode_pass."""
+    layer = one_pair_layer()
+    header = 1 | (0 << 4) | (3 << 5) | (0 << 16) | (1 << 32) | (0 << 48)   # v1, MSQ, b-1, M-1, KT-1, NT-1
+    fields = [(header, 64)] + [(0xFD, 8)] * 8                            # E_min = -3 for the 8 rows
+    for t in range(2):                                                   # two K-tiles, one K-group
+        if t == 1:
+            fields += [(0xFD, 8)] * 8                                    # E[n, 0] at the group's last tile
+        present = [int(t == 0 and r == 3) for r in range(8)]
+        fields += [(p, 1) for p in present] + [(0, 2)] * sum(present)   # tile map: presence, pairs - 1
+        for r in range(8):
+            fields += [(int(layer.codes[c, 8 * t + r]), 4) for c in range(8)]
+            if present[r]:
+                fields += [(9, 4), (5 | 2 << 3, 6)]                      # X, pair o | p << 3
+    expected = write_fields(fields)
+    assert len(expected) == 92                                           # 732 bits + 4 padding
+    assert encode_pass(CFG, layer) == expected
+    assert expected[:24].hex(" ") == ("61 00 00 00 01 00 00 00 fd fd fd fd fd fd fd fd "
+                                      "08 80 90 c5 14 c4 14 08")
+    assert stream_bits(CFG, layer).total == 8 * len(expected)
+
+
+def check_round_trip(cfg, layer):
+    data = encode_pass(cfg, layer)
+    bits = stream_bits(cfg, layer)
+    assert bits.total == 8 * len(data) and bits.padding == -(bits.total - bits.padding) % 8
+    contents = decode_pass(cfg, data)
+    where = contents.records.equals(row_records(cfg, layer))
+    assert where is None, f"records differ at {where}"
+    return contents
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(wbits=st.sampled_from([2, 3, 4]), ublock=st.sampled_from([2, 4, 8, 16]), blocks=st.integers(1, 3),
+       rows=st.sampled_from([1, 2, 4]), xbits=st.integers(1, 6), n=st.integers(1, 40), k=st.integers(1, 70),
+       rate=st.sampled_from([0.0, 0.3, 1.0]), seed=st.integers(0, 2**32 - 1))
+def test_msq_round_trip(wbits, ublock, blocks, rows, xbits, n, k, rate, seed):
+    fmt = FormatConfig(wbits=wbits, ublock=ublock, group=8, xbits=xbits)
+    cfg = AccelConfig(fmt=fmt, rows=rows, cols=ublock * blocks)
+    layer = random_case(cfg, n, k, 1, seed, outlier_rate=rate).layer
+    contents = check_round_trip(cfg, layer)
+    np_ = layer.exps.shape[0]
+    assert (contents.exps[:np_] == layer.exps).all() and not contents.exps[np_:].any()
+    assert (contents.emin[:np_] == layer.exps.min(axis=1)).all()
+
+
+@pytest.mark.parametrize("wbits", [2, 4, 8])
+def test_uniform_round_trip_is_codes_only(wbits):
+    cfg = AccelConfig(fmt=FormatConfig(wbits=wbits, group=16), rows=4, cols=8, acc_bits=48,
+                      recon_share=0 if wbits == 8 else 1)
+    layer = random_uniform_case(cfg, 20, 40, 1, 7).layer
+    contents = check_round_trip(cfg, layer)
+    bits = stream_bits(cfg, layer)
+    assert (bits.header, bits.emin, bits.exps, bits.tile_maps, bits.records) == (HEADER_BITS, 0, 0, 0, 0)
+    assert bits.codes == 24 * 48 * wbits
+    assert contents.header["mode"] == 1
+
+
+def test_records_list_pairs_by_ascending_outlier():
+    layer = empty_msq_layer(FMT, 8, 16)
+    for o, p in ((6, 0), (1, 7), (3, 2)):
+        layer.roles[o, 5], layer.roles[p, 5], layer.mate[o, 5], layer.mate[p, 5] = Role.OUT_HI, Role.OUT_LO, p, o
+    layer.xexp[0, 5] = 4
+    rec = row_records(CFG, layer.validate())
+    assert rec.count[5].tolist() == [3] and rec.xexp[5].tolist() == [4]
+    assert rec.outlier[5, 0].tolist() == [1, 3, 6, 0] and rec.partner[5, 0].tolist() == [7, 2, 0, 0]
+    assert not rec.count[np.arange(16) != 5].any()
+
+
+def tampered(change) -> bytes:
+    bits = np.unpackbits(np.frombuffer(encode_pass(CFG, one_pair_layer()), np.uint8), bitorder="little")
+    bits = change(bits.copy())
+    return np.packbits(bits, bitorder="little").tobytes()
+
+
+def set_field(bits, offset, width, value):
+    bits[offset:offset + width] = [(value >> i) & 1 for i in range(width)]
+    return bits
+
+
+# Bit offsets in the worked example: the record of tile 0 row 3 starts after the header, the minima,
+# the 10-bit tile map and four rows of codes: 64 + 64 + 10 + 4·32 = 266 (X), 270 (the pair).
+PAIR = 64 + 64 + 10 + 3 * 32 + 32 + 4
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda b: set_field(b, 0, 4, 2), r"^unsupported stream version 2 \(this reader knows 1\)$"),
+    (lambda b: set_field(b, 8, 8, 0x40), r"^header reserved bits are 0x40, must be 0$"),
+    (lambda b: set_field(b, 5, 3, 1), r"^stream has wbits=2, the instance 4$"),
+    (lambda b: set_field(b, 32, 16, 2), r"^k_tiles=3 is not a whole number of K-groups \(2 tiles each\)$"),
+    (lambda b: set_field(b, 32, 16, 1023), r"^stream has 1024 K-tiles and 1 N-tiles, more than the instance's "
+                                           r"max_k=4096, max_n=16384 allow$"),
+    (lambda b: set_field(b, PAIR, 6, 5 | 5 << 3), r"^row 3 micro-block 0: a slot is used twice"),
+    (lambda b: b[:-16], r"^stream is truncated in the codes: needs"),
+    (lambda b: np.concatenate([b, np.zeros(8, np.uint8)]), r"^stream has 12 bits after its last field"),
+    (lambda b: set_field(b, 733, 1, 1), r"^stream has 4 bits after its last field"),
+    (lambda b: b[:40], r"^stream is truncated in the header: 5 bytes, the header is 8$"),
+])
+def test_decode_refusals(change, message):
+    with pytest.raises(PackedStreamError, match=message):
+        decode_pass(CFG, tampered(change))
+
+
+def test_encode_refusals():
+    layer = one_pair_layer()
+    with pytest.raises(PackedStreamError, match=r"^layer format .* differs from the accelerator's"):
+        encode_pass(AccelConfig(), layer)
+    with pytest.raises(PackedStreamError, match=r"^tokens must be 1 … max_tokens=64 for one pass, not 65$"):
+        encode_pass(CFG, layer, 65)
+    with pytest.raises(PackedStreamError, match=r"^a MicroScopiQ layer needs ReCoN"):
+        encode_pass(AccelConfig(fmt=FMT, rows=8, cols=8, recon_share=0), layer)
+    with pytest.raises(TypeError, match=r"^layer must be an MsqLayer or a UniformLayer, not int$"):
+        stream_bits(CFG, 3)
