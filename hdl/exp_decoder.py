@@ -13,7 +13,7 @@ from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..host.packed_stream import EXP_BITS
+from .layouts import EXP_BITS
 
 __all__ = ["ExpDecoder"]
 

@@ -25,10 +25,13 @@ from ..config import AccelConfig
 from ..quant.layer import Role, padded
 from .recon_network import ReconNetwork
 
-__all__ = ["SHIFT_BITS", "Mode", "StreamLayouts", "axis_signature"]
+__all__ = ["SHIFT_BITS", "EXP_BITS", "Mode", "StreamLayouts", "axis_signature"]
 
 #: Width of one PPU shift ``d = E - E_min`` (0 … 255), in the tile header and in the PPU.
 SHIFT_BITS = 8
+#: Width of an inlier exponent ``E`` and of a row minimum ``E_min`` in the packed weight stream
+#: (two's complement; host/packed_stream.py).
+EXP_BITS = 8
 
 
 class Mode(enum.Enum, shape=1):

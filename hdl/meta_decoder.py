@@ -25,6 +25,7 @@ halves' permutations are formed and the same is done on each, down to two lines 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import reduce
 
 from amaranth import C, Cat, Module, Mux, Signal, unsigned
@@ -32,12 +33,51 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import FormatConfig
-from ..host.packed_stream import RecordGeometry
-from ..host.routing import ColumnOp, ReconGeometry
-from .pe import RoleEnum
+from .recon_geometry import ColumnOp, ReconGeometry
+from ..quant.layer import Role
 from .recon_network import ReconNetwork
 
-__all__ = ["MetaDecoder"]
+__all__ = ["RecordGeometry", "MetaDecoder"]
+
+
+@dataclass(frozen=True)
+class RecordGeometry:
+    """Field widths of one micro-block's metadata (shared by the encoder and the decoders).
+
+    Parameters
+    ----------
+    fmt : FormatConfig
+        ``wbits`` must have an outlier format (2, 3 or 4).
+    """
+
+    fmt: FormatConfig
+
+    def __post_init__(self):
+        if not isinstance(self.fmt, FormatConfig):
+            raise TypeError(f"fmt must be a FormatConfig, not {self.fmt!r}")
+        if not self.fmt.msq_capable:
+            raise ValueError(f"micro-block metadata needs wbits 2, 3 or 4, not wbits={self.fmt.wbits!r}")
+
+    @property
+    def offset_bits(self) -> int:
+        """Bits of a row offset inside the micro-block, ``log2(U)``."""
+        return self.fmt.ublock.bit_length() - 1
+
+    @property
+    def count_bits(self) -> int:
+        """Bits of ``pairs - 1``, ``log2(U/2)`` (0 at U = 2: one pair at most)."""
+        return self.offset_bits - 1
+
+    @property
+    def max_pairs(self) -> int:
+        return self.fmt.max_outliers
+
+    @property
+    def pair_bits(self) -> int:
+        """Bits of one pair ``o | p << log2(U)``."""
+        return 2 * self.offset_bits
+
+
 
 
 def _select(values: list, index) -> object:
@@ -81,7 +121,7 @@ class MetaDecoder(wiring.Component):
         ``count + 1`` used, any order), ``raw`` (uniform layer: metadata ignored, every slot INLIER,
         shift 0).
     o : Out(stream.Signature(MetaDecoder.out_layout(fmt, width)))
-        ``codes`` (passed through), ``roles`` (:class:`~microscopiq.hdl.pe.RoleEnum` per column),
+        ``codes`` (passed through), ``roles`` (:class:`~microscopiq.quant.layer.Role` per column),
         ``config`` (:meth:`ReconNetwork.config_layout`, bit-identical to ``compile_row``), ``error``.
     """
 
@@ -126,7 +166,7 @@ class MetaDecoder(wiring.Component):
     def out_layout(fmt: FormatConfig, width: int) -> data.StructLayout:
         return data.StructLayout({
             "codes": data.ArrayLayout(unsigned(fmt.wbits), width),
-            "roles": data.ArrayLayout(RoleEnum, width),
+            "roles": data.ArrayLayout(Role, width),
             "config": ReconNetwork.config_layout(fmt, width),
             "error": unsigned(1),
         })
@@ -200,8 +240,8 @@ class MetaDecoder(wiring.Component):
                 moved = [Mux(hit, p, 0) for hit, (_, _, p) in zip(hits_hi, pairs)]
                 moved += [Mux(hit, o, 0) for hit, (_, o, _) in zip(hits_lo, pairs)]
                 dst.append(reduce(lambda a, b: a | b, moved, Mux(is_hi | is_lo, 0, C(c, self.record.offset_bits))))
-                roles.append(Mux(is_hi, RoleEnum.OUT_HI.value, Mux(is_lo, RoleEnum.OUT_LO.value,
-                                                                   RoleEnum.INLIER.value)))
+                roles.append(Mux(is_hi, Role.OUT_HI.value, Mux(is_lo, Role.OUT_LO.value,
+                                                                   Role.INLIER.value)))
                 seen = dup = C(0, 1)                   # this slot named by two pair fields
                 for hit in (h for pair in zip(hits_hi, hits_lo) for h in pair):
                     dup, seen = dup | (seen & hit), seen | hit
@@ -288,7 +328,7 @@ class MetaDecoder(wiring.Component):
             columns = []
             for c in range(blk * u, (blk + 1) * u):
                 role, code = state["roles"][c], state["codes"][c]
-                outlier, partner = role == RoleEnum.OUT_HI.value, role == RoleEnum.OUT_LO.value
+                outlier, partner = role == Role.OUT_HI.value, role == Role.OUT_LO.value
                 op = Mux(outlier, Mux(code[b - 1], ColumnOp.MERGE_SUB, ColumnOp.MERGE_ADD),
                          Mux(partner, ColumnOp.ZERO, ColumnOp.KEEP))
                 shift = Mux(outlier, code[:b - 1] + state["xexp"][blk],

@@ -35,6 +35,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..config import AccelConfig, FormatConfig
+from ..hdl.layouts import EXP_BITS
+from ..hdl.meta_decoder import RecordGeometry
 from ..quant.layer import MsqLayer, Role, UniformLayer, padded
 from .stream_format import MODE_MSQ, MODE_RAW
 
@@ -51,8 +53,6 @@ HEADER_BITS = 64
 #: ``name: (offset, width)`` of the header fields. ``wbits`` holds ``b - 1``; ``reserved`` is 0.
 HEADER_FIELDS = {"version": (0, 4), "mode": (4, 1), "wbits": (5, 3), "reserved": (8, 8),
                  "tokens": (16, 16), "k_tiles": (32, 16), "n_tiles": (48, 16)}
-#: Width of an inlier exponent ``E`` and of a row minimum ``E_min`` (two's complement).
-EXP_BITS = 8
 
 # Order of the parts of a tile (sort keys of the encoder).
 _PART_EMIN, _PART_EXPS, _PART_MAP, _PART_ROWS = range(4)
@@ -60,44 +60,6 @@ _PART_EMIN, _PART_EXPS, _PART_MAP, _PART_ROWS = range(4)
 
 class PackedStreamError(ValueError):
     """A packed weight stream (or a layer) that breaks a rule of the format; the message names it."""
-
-
-@dataclass(frozen=True)
-class RecordGeometry:
-    """Field widths of one micro-block's metadata (shared by the encoder and the decoders).
-
-    Parameters
-    ----------
-    fmt : FormatConfig
-        ``wbits`` must have an outlier format (2, 3 or 4).
-    """
-
-    fmt: FormatConfig
-
-    def __post_init__(self):
-        if not isinstance(self.fmt, FormatConfig):
-            raise TypeError(f"fmt must be a FormatConfig, not {self.fmt!r}")
-        if not self.fmt.msq_capable:
-            raise ValueError(f"micro-block metadata needs wbits 2, 3 or 4, not wbits={self.fmt.wbits!r}")
-
-    @property
-    def offset_bits(self) -> int:
-        """Bits of a row offset inside the micro-block, ``log2(U)``."""
-        return self.fmt.ublock.bit_length() - 1
-
-    @property
-    def count_bits(self) -> int:
-        """Bits of ``pairs - 1``, ``log2(U/2)`` (0 at U = 2: one pair at most)."""
-        return self.offset_bits - 1
-
-    @property
-    def max_pairs(self) -> int:
-        return self.fmt.max_outliers
-
-    @property
-    def pair_bits(self) -> int:
-        """Bits of one pair ``o | p << log2(U)``."""
-        return 2 * self.offset_bits
 
 
 @dataclass(frozen=True, eq=False)
