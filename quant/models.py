@@ -50,7 +50,7 @@ from .refine import RefineResult, check_refine_knobs, refine_block
 
 __all__ = ["METHODS", "STDLIB_MODULES", "CHUNK_WORDS", "ModelError", "LayerReport", "model_dir",
            "load_minilm", "linear_layers", "docstring_texts", "split_texts", "calibration_texts",
-           "evaluation_texts", "quantize_matrix", "relative_output_error", "collect_hessians",
+           "evaluation_texts", "quantize_matrix", "output_energy", "relative_output_error", "collect_hessians",
            "quantize_model", "embed", "block_name", "capture_block_inputs"]
 
 #: Quantization methods, as the CLI names them.
@@ -214,11 +214,23 @@ def quantize_matrix(method: str, weight, hessian, fmt: FormatConfig) -> MsqLayer
     raise ModelError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
 
 
+def output_energy(a: np.ndarray, hessian: np.ndarray) -> float:
+    """``tr(A H Aᵀ) = Σ (AᵀA) ∘ H``: ``AᵀA`` is one float32 symmetric rank-k product (BLAS syrk, half a
+    matrix product; 4096×4096 in well under a second), the contraction with ``H`` is float64."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    gram = a.T @ a                     # NumPy recognises the transposed self-product and calls syrk
+    return float(np.einsum("kj,kj->", gram, hessian, dtype=np.float64))
+
+
 def relative_output_error(weight: np.ndarray, dequantized: np.ndarray, hessian: np.ndarray) -> float:
-    """``‖X Wᵀ − X W_qᵀ‖_F / ‖X Wᵀ‖_F`` on the calibration inputs, from ``H = 2XᵀX`` alone."""
-    e = weight - dequantized
-    num = float(np.einsum("nk,kj,nj->", e, hessian, e))
-    den = float(np.einsum("nk,kj,nj->", weight, hessian, weight))
+    """``‖X Wᵀ − X W_qᵀ‖_F / ‖X Wᵀ‖_F`` on the calibration inputs, from ``H = 2XᵀX`` alone.
+
+    Computed as ``sqrt(tr(E H Eᵀ) / tr(W H Wᵀ))``, ``E = W − W_q``, through the Gram matrices ``EᵀE``
+    and ``WᵀW`` in float32 (relative error about 1e-7; the float64 chain product ``E·H·Eᵀ`` took minutes
+    at K = 4096)."""
+    hessian = np.asarray(hessian, dtype=np.float64)
+    num = output_energy(np.asarray(weight, dtype=np.float64) - dequantized, hessian)
+    den = output_energy(weight, hessian)
     return float(np.sqrt(max(num, 0.0) / den)) if den > 0 else 0.0
 
 
