@@ -40,7 +40,7 @@ from microscopiq.quant.models import output_energy
 
 SEED = 2024
 #: Our settings measured against the official run: name -> run_decoupleq knobs.
-OURS = {"defaults": {}, "outer_iters=2": {"outer_iters": 2}, "outer_iters=8": {"outer_iters": 8}}
+OURS = {"defaults": {}, "damp=0.03": {"damp": 0.03}, "damp=0.1": {"damp": 0.1}}
 
 
 def layer(n: int, k: int, tokens: int) -> tuple[np.ndarray, np.ndarray]:

@@ -82,9 +82,10 @@ class MsqKnobs:
     exponent_span: int
 
 
-#: Defaults per bit width. b = 2 lets the exponent drop two steps below the one that covers every
-#: inlier and charges outliers 16 bits: the search in docs/quantization.md ("MicroScopiQ at b = 2").
-DEFAULT_KNOBS = {2: MsqKnobs(outlier_sigma=3.0, outlier_bits=16.0, exponent_span=3),
+#: Defaults per bit width. b = 2 lets the exponent drop up to two steps below the one that covers every
+#: inlier (the clipped weights become outlier candidates): the search in docs/quantization.md
+#: ("MicroScopiQ at b = 2"; bench/bench_msq_w2.py).
+DEFAULT_KNOBS = {2: MsqKnobs(outlier_sigma=3.0, outlier_bits=12.0, exponent_span=3),
                  3: MsqKnobs(outlier_sigma=3.0, outlier_bits=12.0, exponent_span=2),
                  4: MsqKnobs(outlier_sigma=3.0, outlier_bits=12.0, exponent_span=2)}
 
@@ -347,7 +348,7 @@ def quantize_msq(weight, hessian=None, fmt: FormatConfig = FormatConfig(), *, da
     damp : float
         Diagonal damping as a fraction of ``mean(diag H)`` (GPTQ's ``percdamp``).
     outlier_sigma, outlier_bits, exponent_span : optional
-        The :class:`MsqKnobs`; ``None`` takes the bit width's :data:`DEFAULT_KNOBS` (b = 2: 3.0, 16, 3;
+        The :class:`MsqKnobs`; ``None`` takes the bit width's :data:`DEFAULT_KNOBS` (b = 2: 3.0, 12, 3;
         b = 3, 4: 3.0, 12, 2).
     block_size : int
         Columns per lazy batch update.

@@ -196,9 +196,9 @@ def test_refusals(kwargs, error, message):
 
 
 def test_default_knobs_per_bit_width():
-    """b = 2 tries three exponents and charges an outlier 16 bits (docs/quantization.md, the W2
-    search); b = 3 and 4 keep two exponents and 12 bits."""
-    assert DEFAULT_KNOBS == {2: MsqKnobs(outlier_sigma=3.0, outlier_bits=16.0, exponent_span=3),
+    """b = 2 tries three exponents (docs/quantization.md, the W2 search); b = 3 and 4 keep two; every
+    b charges an outlier 12 bits and flags weights beyond 3 sigma. Omitted knobs are these."""
+    assert DEFAULT_KNOBS == {2: MsqKnobs(outlier_sigma=3.0, outlier_bits=12.0, exponent_span=3),
                              3: MsqKnobs(outlier_sigma=3.0, outlier_bits=12.0, exponent_span=2),
                              4: MsqKnobs(outlier_sigma=3.0, outlier_bits=12.0, exponent_span=2)}
     seed = 31
@@ -226,6 +226,9 @@ def test_exponent_span_picks_the_least_error_exponent(span, exponent, values):
     weight = np.array([[1.0] + [0.25, -0.25] * 7 + [0.25]])
     layer = quantize_msq(weight, None, FormatConfig(wbits=2, group=16), outlier_sigma=1e6, exponent_span=span)
     assert layer.exps[0, 0] == exponent, f"span {span}: expected E {exponent}, got {layer.exps[0, 0]}"
+    if span == DEFAULT_KNOBS[2].exponent_span:
+        default = quantize_msq(weight, None, FormatConfig(wbits=2, group=16), outlier_sigma=1e6)
+        assert default.exps[0, 0] == exponent, f"b = 2 default: expected E {exponent}, got {default.exps[0, 0]}"
     got = dequantize(layer)[0]
     bad = np.flatnonzero(got != np.array(values))
     assert not bad.size, f"span {span}: first mismatch at k={bad[0]}: expected {values[bad[0]]}, got {got[bad[0]]}"
