@@ -15,8 +15,9 @@ row and K-group), by alternation. Every step works on all rows at once:
 * **integer part.** GPTQ-style rounding (:func:`.gptq.gptq_round`, columns by decreasing ``H[k,k]``,
   error feedback through ``H⁻¹``) onto a grid derived from the best solution's floats ``θ``: after an
   outer iteration that lowered the objective, the extrapolated ``θ + β (θ − θ_prev)``, else ``θ``
-  itself; the candidate's floats re-solved in closed form. With ``pg_steps > 0`` (the official
-  implementation's path) each iteration also runs projected gradient descent on the box-relaxed ``q``
+  itself; the candidate's floats re-solved in closed form. With ``pg_steps > 0`` (the PG setting, a
+  stand-in for the paper's relaxed path; the official code with ``round_fn="gptq"`` runs no projected
+  gradient step) each iteration also runs projected gradient descent on the box-relaxed ``q``
   (step ``1/L`` per row, ``L`` a bound of the row's curvature), re-solves the relaxed chain's floats and
   rounds onto that grid: a second candidate.
 
@@ -243,7 +244,9 @@ def run_decoupleq(weight, hessian, fmt: FormatConfig = FormatConfig(), *, outer_
     """Quantize one layer with decoupleQ and report the objective per outer iteration.
 
     The defaults are the fast setting; ``outer_iters=4, pg_steps=200, start="minmax",
-    extrapolation=0`` is the official implementation's (bytedance/decoupleQ) default setting.
+    extrapolation=0`` is the PG setting (projected-gradient chain). Neither is the official
+    implementation's algorithm (docs/quantization.md describes that one;
+    bench/bench_decoupleq_official.py runs it side by side).
 
     Parameters
     ----------
