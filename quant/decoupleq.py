@@ -15,8 +15,9 @@ row and K-group), by alternation. Every step works on all rows at once:
 * **integer part.** GPTQ-style rounding (:func:`.gptq.gptq_round`, columns by decreasing ``H[k,k]``,
   error feedback through ``H⁻¹``) onto a grid derived from the best solution's floats ``θ``: after an
   outer iteration that lowered the objective, the extrapolated ``θ + β (θ − θ_prev)``, else ``θ``
-  itself; the candidate's floats re-solved in closed form. With ``pg_steps > 0`` (the official
-  implementation's path) each iteration also runs projected gradient descent on the box-relaxed ``q``
+  itself; the candidate's floats re-solved in closed form. With ``pg_steps > 0`` (the PG setting, a
+  stand-in for the paper's relaxed path; the official code with ``round_fn="gptq"`` runs no projected
+  gradient step) each iteration also runs projected gradient descent on the box-relaxed ``q``
   (step ``1/L`` per row, ``L`` a bound of the row's curvature), re-solves the relaxed chain's floats and
   rounds onto that grid: a second candidate.
 
@@ -243,7 +244,9 @@ def run_decoupleq(weight, hessian, fmt: FormatConfig = FormatConfig(), *, outer_
     """Quantize one layer with decoupleQ and report the objective per outer iteration.
 
     The defaults are the fast setting; ``outer_iters=4, pg_steps=200, start="minmax",
-    extrapolation=0`` is the official implementation's (bytedance/decoupleQ) default setting.
+    extrapolation=0`` is the PG setting (projected-gradient chain). Neither is the official
+    implementation's algorithm (docs/quantization.md describes that one;
+    bench/bench_decoupleq_official.py runs it side by side).
 
     Parameters
     ----------
@@ -273,6 +276,28 @@ def run_decoupleq(weight, hessian, fmt: FormatConfig = FormatConfig(), *, outer_
     """
     begin = time.perf_counter()
     w_np, h_np = check_problem(weight, hessian)
+    _check_knobs(outer_iters, pg_steps, start, extrapolation, block_size)
+    dev = _device(device)
+    h64 = torch.as_tensor(h_np, device=dev)
+    w = torch.as_tensor(w_np, dtype=torch.float32, device=dev)
+    diag = torch.diagonal(h64)
+    w[:, diag == 0] = 0
+    prob = _Problem(w, h64.float(), fmt)
+    round_onto = _ActOrderRounding(w, h64, prob.kp, fmt, damp, block_size)
+    s0, z0 = minmax_grid_groups(w, fmt) if start == "minmax" else clipped_grid_groups(w, diag, fmt)
+    best, gptq_obj = prob.solve_floats(round_onto(s0, z0), at=(s0, z0))
+    if gptq_obj <= best.objective:
+        best = _Fit(best.q, s0.double(), z0.double(), gptq_obj)
+    result = DecoupleQResult(layer=None, gptq_objective=gptq_obj, objective=[best.objective])
+    best = _outer_iterations(prob, round_onto, best, result, outer_iters, pg_steps, extrapolation)
+    scale, zero = best.scale.float(), best.zero.float()
+    result.final_objective = prob.objective(best.q, scale, zero)
+    result.layer = to_uniform_layer(best.q[:, :w.shape[1]], scale, zero, fmt)
+    result.seconds = time.perf_counter() - begin
+    return result
+
+
+def _check_knobs(outer_iters, pg_steps, start, extrapolation, block_size) -> None:
     for name, value, low in (("outer_iters", outer_iters, 0), ("pg_steps", pg_steps, 0),
                              ("block_size", block_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -281,31 +306,33 @@ def run_decoupleq(weight, hessian, fmt: FormatConfig = FormatConfig(), *, outer_
         raise QuantInputError(f"start must be one of {', '.join(STARTS)}, not {start!r}")
     if isinstance(extrapolation, bool) or not isinstance(extrapolation, (int, float)) or not 0 <= extrapolation < math.inf:
         raise QuantInputError(f"extrapolation must be a finite number >= 0, not {extrapolation!r}")
-    dev = _device(device)
-    h64 = torch.as_tensor(h_np, device=dev)
-    w = torch.as_tensor(w_np, dtype=torch.float32, device=dev)
-    diag = torch.diagonal(h64)
-    w[:, diag == 0] = 0
-    prob = _Problem(w, h64.float(), fmt)
-    k = w.shape[1]
-    order = torch.argsort(diag, descending=True, stable=True)
-    hinv_order, _ = hessian_inverse_factor(h64[order][:, order], damp, dev)
-    w_order = w[:, order].contiguous()
 
-    def round_onto(scale, zero):
+
+class _ActOrderRounding:
+    """GPTQ rounding of the layer onto a given grid, columns by decreasing ``H[k,k]`` (the factor of
+    the damped ``H⁻¹`` in that order computed once): called with ``(scale, zero)``, returns ``q``."""
+
+    def __init__(self, w: torch.Tensor, h64: torch.Tensor, kp: int, fmt: FormatConfig, damp: float,
+                 block_size: int):
+        self.order = torch.argsort(torch.diagonal(h64), descending=True, stable=True)
+        self.hinv, _ = hessian_inverse_factor(h64[self.order][:, self.order], damp, w.device)
+        self.w = w[:, self.order].contiguous()
+        self.kp, self.fmt, self.block_size = kp, fmt, block_size
+
+    def __call__(self, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
         # A zero scale (a group whose q is constant) leaves q free: round on a unit step instead.
         scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-        q_perm, _, _ = gptq_round(w_order, hinv_order, fmt, scale=scale.float(), zero=zero.float(),
-                                  order=order, block_size=block_size)
-        q = torch.zeros((w.shape[0], prob.kp), dtype=q_perm.dtype, device=dev)
-        q[:, order] = q_perm
+        q_perm, _, _ = gptq_round(self.w, self.hinv, self.fmt, scale=scale.float(), zero=zero.float(),
+                                  order=self.order, block_size=self.block_size)
+        q = torch.zeros((self.w.shape[0], self.kp), dtype=q_perm.dtype, device=self.w.device)
+        q[:, self.order] = q_perm
         return q
 
-    s0, z0 = minmax_grid_groups(w, fmt) if start == "minmax" else clipped_grid_groups(w, diag, fmt)
-    best, gptq_obj = prob.solve_floats(round_onto(s0, z0), at=(s0, z0))
-    if gptq_obj <= best.objective:
-        best = _Fit(best.q, s0.double(), z0.double(), gptq_obj)
-    result = DecoupleQResult(layer=None, gptq_objective=gptq_obj, objective=[best.objective])
+
+def _outer_iterations(prob: _Problem, round_onto: _ActOrderRounding, best: _Fit, result: DecoupleQResult,
+                      outer_iters: int, pg_steps: int, extrapolation: float) -> _Fit:
+    """Step 3 of the module docstring, ``outer_iters`` times from ``best``; records every objective in
+    ``result`` and returns the best fit."""
     relaxed = best
     grid, previous = (best.scale, best.zero), None
     for _ in range(outer_iters):
@@ -325,11 +352,7 @@ def run_decoupleq(weight, hessian, fmt: FormatConfig = FormatConfig(), *, outer_
         else:
             grid = (best.scale, best.zero)
         result.objective.append(best.objective)
-    scale, zero = best.scale.float(), best.zero.float()
-    result.final_objective = prob.objective(best.q, scale, zero)
-    result.layer = to_uniform_layer(best.q[:, :k], scale, zero, fmt)
-    result.seconds = time.perf_counter() - begin
-    return result
+    return best
 
 
 def quantize_decoupleq(weight, hessian, fmt: FormatConfig = FormatConfig(), *, outer_iters: int = 4,

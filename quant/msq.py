@@ -7,9 +7,11 @@ One pass over the input columns ``k`` (:func:`~microscopiq.quant.hessian.lazy_ba
   ``|w| <= outlier_sigma · σ``, ``σ`` the row group's standard deviation by sigma clipping
   (recomputed over the previous round's inliers until the inlier set is stable, at most 10
   rounds, so a few large outliers do not inflate it); a group with no nonzero inlier takes all its weights. ``E[n,g]`` is the power of two that makes the b-bit
-  signed code cover them: ``E_c = ceil(log2(max|inlier| / (2^(b-1) - 1)))``; of ``E_c - 1`` and
-  ``E_c`` the one with the smaller squared rounding error over the inliers is kept (the smaller on
-  ties), clamped to int8. An all-zero row group gets ``E = 0``.
+  signed code cover them: ``E_c = ceil(log2(max|inlier| / (2^(b-1) - 1)))``; of the
+  ``exponent_span`` exponents ``E_c - span + 1, …, E_c`` the one with the smallest squared rounding
+  error over the inliers is kept (the smallest on ties), clamped to int8. An all-zero row group gets
+  ``E = 0``. A lower exponent clips the group's largest inliers: rounding would clip them, so they
+  become outlier candidates (step 2) and are kept by an MX-FP outlier when that pays.
 * **Column k**, all rows at once, in micro-blocks of ``U`` rows:
 
   1. every weight gets its inlier code ``q = clamp(round(w / 2^E), -2^(b-1), 2^(b-1) - 1)``;
@@ -38,6 +40,7 @@ exponents chosen over all weights of the group).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -46,7 +49,7 @@ from ..config import FormatConfig
 from .hessian import as_weight, inverse_cholesky_upper, lazy_batch_sweep, prepare_hessian
 from .layer import MsqLayer, Role, padded
 
-__all__ = ["QuantizeError", "quantize_msq", "quantize_mxint_sweep"]
+__all__ = ["QuantizeError", "MsqKnobs", "DEFAULT_KNOBS", "quantize_msq", "quantize_mxint_sweep"]
 
 
 #: Most rounds of sigma clipping that estimate a row group's inlier spread (it stops earlier once
@@ -56,6 +59,35 @@ _CLIP_ROUNDS = 10
 
 class QuantizeError(ValueError):
     """A quantizer parameter is out of range."""
+
+
+@dataclass(frozen=True)
+class MsqKnobs:
+    """The quantizer's choices of which weights are outliers and where the inlier exponent sits.
+
+    Attributes
+    ----------
+    outlier_sigma : float
+        Outlier threshold in row-group standard deviations (sigma-clipped).
+    outlier_bits : float
+        Rate charged per accepted outlier (about the metadata bits it costs), traded against
+        distortion at the high-resolution slope ``λ = (2 ln 2 / 12) · 2^(2E)`` per bit; 0 accepts
+        every outlier that lowers the error.
+    exponent_span : int
+        How many exponents ``E_c - span + 1 … E_c`` each row group tries (by inlier rounding error).
+    """
+
+    outlier_sigma: float
+    outlier_bits: float
+    exponent_span: int
+
+
+#: Defaults per bit width. b = 2 lets the exponent drop up to two steps below the one that covers every
+#: inlier (the clipped weights become outlier candidates): the search in docs/quantization.md
+#: ("MicroScopiQ at b = 2"; bench/bench_msq_w2.py).
+DEFAULT_KNOBS = {2: MsqKnobs(outlier_sigma=3.0, outlier_bits=12.0, exponent_span=3),
+                 3: MsqKnobs(outlier_sigma=3.0, outlier_bits=12.0, exponent_span=2),
+                 4: MsqKnobs(outlier_sigma=3.0, outlier_bits=12.0, exponent_span=2)}
 
 
 def _floor_log2(values: np.ndarray) -> np.ndarray:
@@ -91,11 +123,12 @@ class _MsqColumns:
     times faster than torch). Both are float32 and give the same bits.
     """
 
-    def __init__(self, fmt: FormatConfig, n: int, np_: int, kp: int, *, outliers: bool,
-                 outlier_sigma: float, outlier_bits: float, device):
-        self.fmt, self.outliers, self.sigma = fmt, outliers, outlier_sigma
+    def __init__(self, fmt: FormatConfig, n: int, np_: int, kp: int, *, outliers: bool, knobs: MsqKnobs,
+                 device):
+        self.fmt, self.outliers, self.sigma = fmt, outliers, knobs.outlier_sigma
+        self.span = knobs.exponent_span
         # Rate term of an outlier in units of 2^(2E): lambda = (2 ln 2 / 12) · Δ² per bit, Δ = 2^E.
-        self.rate = np.float32(outlier_bits * 2 * math.log(2) / 12)
+        self.rate = np.float32(knobs.outlier_bits * 2 * math.log(2) / 12)
         self.qmin, self.qmax = np.float32(fmt.qmin), np.float32(fmt.qmax)
         self.emax = (1 << fmt.ebits) - 1
         self.xmax = (1 << fmt.xbits) - 1
@@ -134,7 +167,7 @@ class _MsqColumns:
         peak = torch.where(peak > 0, peak, mag.amax(dim=0))
         top = _ceil_log2(peak / float(self.qmax))
         best_err = best = None
-        for exp in (top - 1, top):
+        for exp in [top - j for j in range(self.span - 1, -1, -1)]:     # lowest first: it wins ties
             exp = exp.clamp(-128, 127)
             step = _pow2(exp)
             torch.div(weights, step, out=work).round_().clamp_(self.fmt.qmin, self.fmt.qmax).mul_(step)
@@ -257,22 +290,35 @@ class _MsqColumns:
         return MsqLayer(fmt, n, k, codes, roles, mate, self.exps.T.cpu().numpy().astype(np.int16), xexp)
 
 
-def _sweep(weight, hessian, fmt: FormatConfig, *, outliers: bool, damp: float, outlier_sigma: float,
-           outlier_bits: float, block_size: int, device) -> MsqLayer:
+def _check_format(fmt) -> None:
     if not isinstance(fmt, FormatConfig):
         raise TypeError(f"fmt must be a FormatConfig, not {fmt!r}")
     if not fmt.msq_capable:
         raise QuantizeError(f"wbits={fmt.wbits} has no MicroScopiQ format (allowed: 2, 3, 4)")
-    if not (isinstance(outlier_sigma, (int, float)) and outlier_sigma > 0):
+
+
+def _knobs(wbits: int, outlier_sigma, outlier_bits, exponent_span) -> MsqKnobs:
+    """The bit width's :data:`DEFAULT_KNOBS` with every given (not None) knob replacing its default."""
+    default = DEFAULT_KNOBS[wbits]
+    outlier_sigma = default.outlier_sigma if outlier_sigma is None else outlier_sigma
+    outlier_bits = default.outlier_bits if outlier_bits is None else outlier_bits
+    exponent_span = default.exponent_span if exponent_span is None else exponent_span
+    if isinstance(outlier_sigma, bool) or not (isinstance(outlier_sigma, (int, float)) and outlier_sigma > 0):
         raise QuantizeError(f"outlier_sigma must be a number > 0, not {outlier_sigma!r}")
-    if not (isinstance(outlier_bits, (int, float)) and outlier_bits >= 0):
+    if isinstance(outlier_bits, bool) or not (isinstance(outlier_bits, (int, float)) and outlier_bits >= 0):
         raise QuantizeError(f"outlier_bits must be a number >= 0, not {outlier_bits!r}")
+    if isinstance(exponent_span, bool) or not (isinstance(exponent_span, int) and 1 <= exponent_span <= 8):
+        raise QuantizeError(f"exponent_span must be an integer from 1 to 8, not {exponent_span!r}")
+    return MsqKnobs(float(outlier_sigma), float(outlier_bits), exponent_span)
+
+
+def _sweep(weight, hessian, fmt: FormatConfig, *, outliers: bool, damp: float, knobs: MsqKnobs,
+           block_size: int, device) -> MsqLayer:
     n, k = np.shape(weight)[:2] if np.ndim(weight) == 2 else (0, 0)
     np_, kp = padded(max(n, 1), fmt.ublock), padded(max(k, 1), fmt.group)
     device = torch.device(device) if device is not None else torch.device("cpu")
     work = as_weight(weight, np_, kp, device)
-    columns = _MsqColumns(fmt, n, np_, kp, outliers=outliers, outlier_sigma=outlier_sigma,
-                          outlier_bits=outlier_bits, device=device)
+    columns = _MsqColumns(fmt, n, np_, kp, outliers=outliers, knobs=knobs, device=device)
     if hessian is None:
         upper = None
     else:
@@ -287,8 +333,8 @@ def _sweep(weight, hessian, fmt: FormatConfig, *, outliers: bool, damp: float, o
 
 
 def quantize_msq(weight, hessian=None, fmt: FormatConfig = FormatConfig(), *, damp: float = 0.01,
-                 outlier_sigma: float = 3.0, outlier_bits: float = 12.0, block_size: int = 128,
-                 device=None) -> MsqLayer:
+                 outlier_sigma: float | None = None, outlier_bits: float | None = None,
+                 exponent_span: int | None = None, block_size: int = 128, device=None) -> MsqLayer:
     """Quantize a linear layer's weight into the MicroScopiQ format (see the module docstring).
 
     Parameters
@@ -301,12 +347,9 @@ def quantize_msq(weight, hessian=None, fmt: FormatConfig = FormatConfig(), *, da
         ``wbits`` 2, 3 or 4; ``ublock``, ``group``, ``xbits``.
     damp : float
         Diagonal damping as a fraction of ``mean(diag H)`` (GPTQ's ``percdamp``).
-    outlier_sigma : float
-        Outlier threshold in row-group standard deviations.
-    outlier_bits : float
-        Rate charged per accepted outlier (about the metadata bits it costs), traded against
-        distortion at the high-resolution slope ``λ = (2 ln 2 / 12) · 2^(2E)`` per bit; 0 accepts
-        every outlier that lowers the error.
+    outlier_sigma, outlier_bits, exponent_span : optional
+        The :class:`MsqKnobs`; ``None`` takes the bit width's :data:`DEFAULT_KNOBS` (b = 2: 3.0, 12, 3;
+        b = 3, 4: 3.0, 12, 2).
     block_size : int
         Columns per lazy batch update.
     device : str or torch.device, optional
@@ -317,12 +360,15 @@ def quantize_msq(weight, hessian=None, fmt: FormatConfig = FormatConfig(), *, da
     MsqLayer
         Passes :meth:`~MsqLayer.validate`; padding slots are inlier code 0.
     """
-    return _sweep(weight, hessian, fmt, outliers=True, damp=damp, outlier_sigma=outlier_sigma,
-                  outlier_bits=outlier_bits, block_size=block_size, device=device)
+    _check_format(fmt)
+    knobs = _knobs(fmt.wbits, outlier_sigma, outlier_bits, exponent_span)
+    return _sweep(weight, hessian, fmt, outliers=True, damp=damp, knobs=knobs, block_size=block_size,
+                  device=device)
 
 
 def quantize_mxint_sweep(weight, hessian, fmt: FormatConfig, *, damp: float, block_size: int,
                          device) -> MsqLayer:
     """The MicroScopiQ pass without outliers (every slot an inlier): the MX-INT baseline."""
-    return _sweep(weight, hessian, fmt, outliers=False, damp=damp, outlier_sigma=3.0, outlier_bits=0.0,
+    _check_format(fmt)
+    return _sweep(weight, hessian, fmt, outliers=False, damp=damp, knobs=MsqKnobs(3.0, 0.0, 2),
                   block_size=block_size, device=device)

@@ -208,48 +208,62 @@ def refine_block(block: torch.nn.Module, layers: Mapping[str, UniformLayer],
     masks = list(masks) if masks is not None else [None] * len(calls)
     device = next(block.parameters()).device
     floats = {name: _Floats(layer, device) for name, layer in layers.items()}
-    frozen = {name: p.detach() for name, p in block.named_parameters()}
     targets = [_output(t).detach() for t in targets]
     selected = [t if m is None else t[m.bool()] for t, m in zip(targets, masks)]
     count = sum(t.numel() for t in selected)
-    target_power = sum(float(t.double().pow(2).sum()) for t in selected) / count
+    result = RefineResult(layers={}, target_power=sum(float(t.double().pow(2).sum()) for t in selected) / count)
+    loss = _BlockLoss(block, floats, calls, targets, masks, count)
+    best = _train(loss, floats, steps, lr, result)
+    result.layers = {name: replace(layer, scale=best[name][0], zero=best[name][1]).validate()
+                     for name, layer in layers.items()}
+    result.seconds = time.perf_counter() - start
+    return result
 
-    def loss_pass(train: bool) -> float:
-        """Full-batch loss; with ``train`` the gradients of every ``a, c`` are accumulated."""
+
+class _BlockLoss:
+    """The full-batch loss of the block with the floats' current weights: the summed squared error
+    over the real tokens of every batch, divided by ``count`` (their number × the output width)."""
+
+    def __init__(self, block, floats: dict[str, _Floats], calls, targets, masks, count: int):
+        self.block, self.floats, self.count = block, floats, count
+        self.batches = list(zip(calls, targets, masks))
+        self.frozen = {name: p.detach() for name, p in block.named_parameters()}
+
+    def __call__(self, train: bool) -> float:
+        """The loss; with ``train`` the gradients of every ``a, c`` are accumulated."""
         total = 0.0
         with torch.set_grad_enabled(train):
-            params = dict(frozen)
-            params.update({f"{name}.weight": f.weight() for name, f in floats.items()})
-            for (args, kwargs), target, mask in zip(calls, targets, masks):
-                out = _output(torch.func.functional_call(block, params, args, kwargs))
-                diff = out - target
+            params = dict(self.frozen)
+            params.update({f"{name}.weight": f.weight() for name, f in self.floats.items()})
+            for (args, kwargs), target, mask in self.batches:
+                diff = _output(torch.func.functional_call(self.block, params, args, kwargs)) - target
                 if mask is not None:
                     diff = diff[mask.bool()]
-                loss = diff.pow(2).sum() / count
+                loss = diff.pow(2).sum() / self.count
                 if train:
                     loss.backward(retain_graph=True)
                 total += float(loss.detach())
         return total
 
-    variables = [v for f in floats.values() for v in (f.a, f.c)]
-    optimizer = torch.optim.Adam(variables, lr=lr)
-    result = RefineResult(layers={}, target_power=target_power)
+
+def _train(loss: _BlockLoss, floats: dict[str, _Floats], steps: int, lr: float,
+           result: RefineResult) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Adam on every ``a, c``: records the loss before every step and after the last in ``result``
+    (``losses``, ``best_step``) and returns the stored floats of the lowest loss."""
+    optimizer = torch.optim.Adam([v for f in floats.values() for v in (f.a, f.c)], lr=lr)
     best = {name: f.snapshot() for name, f in floats.items()}
     for step in range(steps + 1):
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_pass(train=step < steps)
-        if not math.isfinite(loss):
+        value = loss(train=step < steps)
+        if not math.isfinite(value):
             if step == 0:
-                raise RefineError(f"the block's output error is {loss} before any step: "
+                raise RefineError(f"the block's output error is {value} before any step: "
                                   "the inputs, targets or layers hold a NaN or Inf")
             break
-        result.losses.append(loss)
-        if loss < result.losses[result.best_step]:
+        result.losses.append(value)
+        if value < result.losses[result.best_step]:
             result.best_step = step
             best = {name: f.snapshot() for name, f in floats.items()}
         if step < steps:
             optimizer.step()
-    result.layers = {name: replace(layer, scale=best[name][0], zero=best[name][1]).validate()
-                     for name, layer in layers.items()}
-    result.seconds = time.perf_counter() - start
-    return result
+    return best

@@ -56,9 +56,11 @@ def test_total_equals_file_size(seed):
     assert report.weights == n * k
 
 
-@pytest.mark.parametrize("wbits, bound", [(2, 2.45), (4, 4.5)])
+@pytest.mark.parametrize("wbits, bound", [(2, 2.9), (4, 4.5)])
 def test_heavy_tailed_layer_report(wbits, bound):
-    """EBW of a 512×512 Student-t (3 dof) layer at U=8, G=128: printed for the record."""
+    """EBW of a 512×512 Student-t (3 dof) layer at U=8, G=128: printed for the record. The b = 2
+    default (``exponent_span=3``) turns the clipped tails into outliers: 2.82 bits per weight at half
+    the weight error of ``exponent_span=2`` (2.28 bits)."""
     seed = 7
     weight = np.random.default_rng(seed).standard_t(3, size=(512, 512))
     layer = quantize_msq(weight, fmt=FormatConfig(wbits=wbits))

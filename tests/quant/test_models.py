@@ -51,7 +51,24 @@ def test_relative_output_error_matches_activations():
     w = rng.standard_normal((5, 12))
     wq = w + 0.1 * rng.standard_normal((5, 12))
     expected = np.linalg.norm(x @ (w - wq).T) / np.linalg.norm(x @ w.T)
-    assert models.relative_output_error(w, wq, 2 * x.T @ x) == pytest.approx(expected, rel=1e-12)
+    assert models.relative_output_error(w, wq, 2 * x.T @ x) == pytest.approx(expected, rel=1e-6)
+
+
+def test_relative_output_error_equals_the_chain_product():
+    """The Gram-matrix form (float32 ``EᵀE``) against the straightforward float64 ``E·H·Eᵀ`` on a
+    correlated Hessian with a hot channel, to float32 precision."""
+    print(f"seed={SEED}")
+    rng = np.random.default_rng(SEED)
+    x = rng.standard_normal((64, 40)) @ rng.standard_normal((40, 40))
+    x[:, 3] *= 30.0
+    h = 2 * x.T @ x
+    w = rng.standard_normal((24, 40)).astype(np.float32).astype(np.float64)
+    wq = (w + 0.05 * rng.standard_normal(w.shape)).astype(np.float32)
+    e = w - wq
+    expected = np.sqrt(np.einsum("nk,kj,nj->", e, h, e) / np.einsum("nk,kj,nj->", w, h, w))
+    assert models.relative_output_error(w, wq, h) == pytest.approx(expected, rel=1e-6)
+    assert models.relative_output_error(w, w, h) == 0.0
+    assert models.relative_output_error(np.zeros_like(w), wq, h) == 0.0
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from microscopiq.quant.baselines import quantize_mxint, quantize_rtn
 from microscopiq.quant.dequant import dequantize
 from microscopiq.quant.hessian import HessianError
 from microscopiq.quant.layer import Role
-from microscopiq.quant.msq import QuantizeError, _floor_log2, _MsqColumns, quantize_msq
+from microscopiq.quant.msq import DEFAULT_KNOBS, MsqKnobs, QuantizeError, _floor_log2, _MsqColumns, quantize_msq
 from microscopiq.tb.stimulus import empty_msq_layer
 
 
@@ -157,8 +157,8 @@ def nearest_outlier(mag, shared, wbits):
 def test_outlier_encoding_is_nearest_with_flush_carry_and_saturation(wbits):
     """Every quarter step of the mantissa grid from below ``2^X`` (flushes up) through every binade
     (ties, carries into the next binade) to beyond the top one (saturates)."""
-    columns = _MsqColumns(FormatConfig(wbits=wbits), 8, 8, 128, outliers=True, outlier_sigma=3.0,
-                          outlier_bits=12.0, device="cpu")
+    columns = _MsqColumns(FormatConfig(wbits=wbits), 8, 8, 128, outliers=True,
+                          knobs=MsqKnobs(outlier_sigma=3.0, outlier_bits=12.0, exponent_span=2), device="cpu")
     for shared in range(3):
         top = shared + (1 << (wbits - 1)) - 1
         mag = np.arange(1, 4 * (1 << wbits) * 2 ** (top + 2 - shared) + 3, dtype=np.float32)
@@ -185,8 +185,50 @@ def test_outlier_encoding_is_nearest_with_flush_carry_and_saturation(wbits):
     ({"outlier_sigma": 0}, QuantizeError, r"^outlier_sigma must be a number > 0, not 0$"),
     ({"outlier_bits": -1.0}, QuantizeError, r"^outlier_bits must be a number >= 0, not -1.0$"),
     ({"block_size": 0}, ValueError, r"^block_size must be a positive integer, not 0$"),
+    ({"exponent_span": 0}, QuantizeError, r"^exponent_span must be an integer from 1 to 8, not 0$"),
+    ({"exponent_span": 2.0}, QuantizeError, r"^exponent_span must be an integer from 1 to 8, not 2.0$"),
+    ({"exponent_span": True}, QuantizeError, r"^exponent_span must be an integer from 1 to 8, not True$"),
 ])
 def test_refusals(kwargs, error, message):
     args = {"weight": np.ones((2, 4)), "hessian": np.eye(4)} | kwargs
     with pytest.raises(error, match=message):
         quantize_msq(args.pop("weight"), args.pop("hessian"), **args)
+
+
+def test_default_knobs_per_bit_width():
+    """b = 2 tries three exponents (docs/quantization.md, the W2 search); b = 3 and 4 keep two; every
+    b charges an outlier 12 bits and flags weights beyond 3 sigma. Omitted knobs are these."""
+    assert DEFAULT_KNOBS == {2: MsqKnobs(outlier_sigma=3.0, outlier_bits=12.0, exponent_span=3),
+                             3: MsqKnobs(outlier_sigma=3.0, outlier_bits=12.0, exponent_span=2),
+                             4: MsqKnobs(outlier_sigma=3.0, outlier_bits=12.0, exponent_span=2)}
+    seed = 31
+    print(f"seed={seed}")
+    weight, _, hessian = planted(seed, n=16, k=64)
+    for wbits, knobs in DEFAULT_KNOBS.items():
+        fmt = FormatConfig(wbits=wbits, group=32)
+        implicit, explicit = quantize_msq(weight, hessian, fmt), quantize_msq(weight, hessian, fmt, **vars(knobs))
+        for field in ("codes", "roles", "mate", "exps", "xexp"):
+            got, want = getattr(implicit, field), getattr(explicit, field)
+            bad = np.argwhere(got != want)
+            assert not bad.size, f"b={wbits} {field}: first mismatch at {tuple(bad[0])}: {want[tuple(bad[0])]} vs {got[tuple(bad[0])]}"
+
+
+@pytest.mark.parametrize("span, exponent, values", [
+    # E = 0 (step 1, covers the 1.0): every 0.25 rounds to 0, error 15 · 0.0625 = 0.9375.
+    (2, 0, [1.0] + [0.0] * 15),
+    # E = -2 (step 1/4, the b = 2 default's third candidate): the 0.25s are exact, the 1.0 clips to
+    # code 1 = 0.25 (error 0.5625; no partner row, so no outlier): the smallest error.
+    (3, -2, [0.25] + [0.25, -0.25] * 7 + [0.25]),
+])
+def test_exponent_span_picks_the_least_error_exponent(span, exponent, values):
+    """One row of 16 weights, a 1.0 and fifteen ±0.25 (b = 2, G = 16, no calibration, outliers off by
+    a huge sigma): E = -1 loses to both (error 1.1875: the 0.25s round half to even, to 0)."""
+    weight = np.array([[1.0] + [0.25, -0.25] * 7 + [0.25]])
+    layer = quantize_msq(weight, None, FormatConfig(wbits=2, group=16), outlier_sigma=1e6, exponent_span=span)
+    assert layer.exps[0, 0] == exponent, f"span {span}: expected E {exponent}, got {layer.exps[0, 0]}"
+    if span == DEFAULT_KNOBS[2].exponent_span:
+        default = quantize_msq(weight, None, FormatConfig(wbits=2, group=16), outlier_sigma=1e6)
+        assert default.exps[0, 0] == exponent, f"b = 2 default: expected E {exponent}, got {default.exps[0, 0]}"
+    got = dequantize(layer)[0]
+    bad = np.flatnonzero(got != np.array(values))
+    assert not bad.size, f"span {span}: first mismatch at k={bad[0]}: expected {values[bad[0]]}, got {got[bad[0]]}"

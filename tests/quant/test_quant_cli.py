@@ -40,7 +40,7 @@ def test_weights_file_writes_layer_and_summary(tmp_path, weights_npz, method, wb
     x = np.load(weights_npz)["activations"]
     w = np.load(weights_npz)["weight"]
     expected = np.linalg.norm(x @ (w - dequantize(layer)).T) / np.linalg.norm(x @ w.T)
-    assert entry["rel_error"] == pytest.approx(expected, rel=1e-9)
+    assert entry["rel_error"] == pytest.approx(expected, rel=1e-6)   # float32 Gram matrices
     assert 0 < entry["rel_error"] < 0.7
     assert f"{method} b={wbits}: 1 layer(s)" in capsys.readouterr().out
 
