@@ -327,9 +327,9 @@ WAIVERS_NAME = "waivers.vlt"
 
 
 def accel_top_name(cfg: AccelConfig) -> str:
-    """Verilog module name of the accelerator: ``msq_accel_<R>x<C>_a<a>_w<b>_<recon>``."""
-    recon = {0: "plain", 1: "rowrecon"}.get(cfg.recon_share, f"shared{cfg.recon_share}")
-    return f"msq_accel_{cfg.rows}x{cfg.cols}_a{cfg.fmt.abits}_w{cfg.fmt.wbits}_{recon}"
+    """Verilog module name of the accelerator (:func:`microscopiq.flow.naming.accel_top_name`)."""
+    from ..flow.naming import accel_top_name as name
+    return name(cfg)
 
 
 def accel_manifest(cfg: AccelConfig) -> dict:
@@ -375,53 +375,10 @@ def accel_manifest(cfg: AccelConfig) -> dict:
     }
 
 
-def _core_file(cfg: AccelConfig, top_name: str, verilog_name: str) -> str:
-    from .. import __version__
-    from ..flow.lint import VERILATOR_WAIVERS
-    options = "".join(f"\n          - {arg}"
-                      for arg in ["-Wall", *(f"-Wno-{name}" for name in VERILATOR_WAIVERS)])
-    return f"""CAPI=2:
-# FuseSoC core of a generated MicroScopiQ accelerator (recon {cfg.to_json()['recon']}).
-name: microscopiq:accel:{top_name}:{__version__}
-description: MicroScopiQ accelerator {cfg.rows}x{cfg.cols}, a={cfg.fmt.abits}, b={cfg.fmt.wbits}, AXI4-Stream
-
-filesets:
-  rtl:
-    files:
-      - {verilog_name}
-    file_type: verilogSource
-  waivers:
-    files:
-      - {WAIVERS_NAME}
-    file_type: vlt
-
-targets:
-  default:
-    filesets: [rtl]
-    toplevel: {top_name}
-  lint:
-    default_tool: verilator
-    filesets: [waivers, rtl]
-    toplevel: {top_name}
-    tools:
-      verilator:
-        mode: lint-only
-        verilator_options:{options}
-"""
-
-
-def generate_accel(cfg: AccelConfig, out_dir) -> dict:
-    """Write the accelerator for ``cfg`` into ``out_dir``: ``accel.v``, ``manifest.json``,
-    ``files.f``, the FuseSoC core ``accel.core`` (targets ``default`` and ``lint``: Verilator
-    ``-Wall`` with the project's named waivers) and its ``waivers.vlt``; return the manifest.
-    Nothing is written if anything fails."""
-    from ..flow.lint import waiver_control_file
-    from ..flow.generate import write_generated
-    top_name = accel_top_name(cfg)
-    extra = {CORE_NAME: _core_file(cfg, top_name, "accel.v"),
-             WAIVERS_NAME: waiver_control_file().read_text()}
-    return write_generated(out_dir, Accelerator(cfg), top_name, accel_manifest(cfg), basename="accel",
-                           extra_files=extra)
+def generate_accel(cfg: AccelConfig, out_dir, **options) -> dict:
+    """Write the accelerator for ``cfg`` into ``out_dir`` (:func:`microscopiq.flow.accel.generate_accel`)."""
+    from ..flow.accel import generate_accel as generate
+    return generate(cfg, out_dir, **options)
 
 
 #: ``generate accel`` options that map to :class:`AccelConfig` / :class:`FormatConfig` fields.
@@ -447,9 +404,10 @@ def _run_accel(args) -> int:
 
     from ..outputs import OutputError
     from ..flow.generate import FILELIST_NAME, MANIFEST_NAME, _output_error
+    from ..flow.accel import soc_ports_from_args
     cfg = config_from_args(args)
     try:
-        manifest = generate_accel(cfg, args.out)
+        manifest = generate_accel(cfg, args.out, name=args.name, ports=soc_ports_from_args(args))
     except (OutputError, OSError) as error:
         raise _output_error(args.out, error) from error
     streams = manifest["streams"]
@@ -509,5 +467,9 @@ def add_accel_command(generators) -> None:
                         help="start from a named configuration of microscopiq/config.py "
                              f"({', '.join(PRESETS)}); the options above replace its values; the "
                              "defaults shown are those of 'default' (default: default)")
+    from ..flow.accel import add_soc_arguments
+    from ..flow.naming import add_name_argument
+    add_name_argument(parser)
+    add_soc_arguments(parser)
     add_out_argument(parser, "build/accel")
     parser.set_defaults(func=_run_accel)
