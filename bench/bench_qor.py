@@ -86,9 +86,11 @@ def _verilog(name: str, cfg: AccelConfig) -> tuple[Path, str]:
     """The configuration's Verilog from the current hdl/ (rewritten only when it changed, so that
     an unchanged design keeps its Yosys netlist) and its SHA-256."""
     from amaranth.back import verilog
+    from microscopiq.flow.provenance import relative_sources
     from microscopiq.hdl.top import Accelerator
     path = CACHE / name / f"{TOP}.v"
-    text = verilog.convert(Accelerator(cfg), name=TOP)
+    # Package-relative source paths: the same hash, so the same cache entry, from any checkout.
+    text = relative_sources(verilog.convert(Accelerator(cfg), name=TOP))
     digest = hashlib.sha256(text.encode()).hexdigest()
     if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -415,7 +415,7 @@ def _run_accel(args) -> int:
           f"weights {streams['s_axis_weights']['width']}, act {streams['s_axis_act']['width']}, "
           f"result {streams['m_axis_result']['width']}; latency act->result "
           f"{manifest['latency_cycles']['act_to_result']} cycles), {MANIFEST_NAME}, {FILELIST_NAME}, "
-          f"{CORE_NAME}, {WAIVERS_NAME}")
+          f"{CORE_NAME}, {WAIVERS_NAME}, smoke_tb.v")
     return 0
 
 
