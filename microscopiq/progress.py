@@ -5,8 +5,8 @@ prints anything else; a silent terminal for that long looks like a hang. :class:
 line per stage on stderr (stdout keeps the results, so scripts that read it are unaffected)::
 
     microscopiq sim: [   0.0 s] generating the Verilog of 8x8-b4
-    microscopiq sim: [   9.8 s] building the verilator model (build/cocotb/accel/8x8-b4/verilator)
-    microscopiq sim: [ 142.0 s] running 16 tokens
+    microscopiq sim: [   9.8 s] building the verilator model (/…/build/cocotb/accel/8x8-b4/verilator; reused if the Verilog is unchanged)
+    microscopiq sim: [ 142.0 s] built the verilator model; running microscopiq.tb.test_accel
     microscopiq sim: [ 171.3 s] checked 2048 result integers, 0 mismatches
 """
 

@@ -213,8 +213,8 @@ def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
         Extra build options per simulator, after the project's (``{"verilator": ["-CFLAGS",
         "-O0"]}``); part of the cache key.
     progress : callable, optional
-        Called with a line per stage (waiting for the build lock, building or reusing the model,
-        running), e.g. :class:`microscopiq.progress.Stages`.
+        Called with a line per stage (building or reusing the model, running), e.g.
+        :class:`microscopiq.progress.Stages`; with it, a wait for the build lock is reported too.
 
     Returns
     -------
