@@ -133,7 +133,8 @@ def _plot(results: list[MethodResult], path: Path) -> None:
         left.bar_label(bars, fmt="%.3f", fontsize=7)
     left.set_xticks(np.arange(len(methods)), methods)
     left.set_ylim(*_zoomed(r.cosine_mean for r in results))
-    left.set_ylabel(f"embedding cosine vs FP32 (mean); axis from {left.get_ylim()[0]:.3f}, not 0")
+    low = left.get_ylim()[0]
+    left.set_ylabel("embedding cosine vs FP32 (mean)" + (f"; axis from {low:.3f}, not 0" if low > 0 else ""))
     left.set_title("Sentence embeddings, evaluation text")
     left.legend()
     styles = ["-", "--", ":", "-."]
