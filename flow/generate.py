@@ -111,7 +111,7 @@ def write_generated(out_dir: str | os.PathLike, component: wiring.Component, top
         listed in the manifest under ``extra_files``, not in the file list.
     command : str, optional
         The command that rebuilds the file, for its header comment (default: ``microscopiq generate
-        <block>`` with the ``parameters`` as options).
+        <block>`` with the ``parameters`` as options, when ``manifest_extra`` names the ``block``).
 
     Returns
     -------
@@ -161,7 +161,8 @@ def _verilog(component, top_name: str, generator: dict, manifest_extra: dict, co
     """Reproducible Verilog with its header comment (:mod:`microscopiq.flow.provenance`)."""
     parameters = manifest_extra.get("parameters", {})
     if command is None:
-        command = generate_command(manifest_extra["block"], parameters)
+        block = manifest_extra.get("block")
+        command = generate_command(block, parameters) if block else "none (not a 'generate' block)"
     return convert(component, top_name, header_comment(generator, top_name, parameters, command))
 
 
