@@ -61,7 +61,7 @@ def generate_accel(cfg: AccelConfig, out_dir, *, name: str | None = None,
                               description=description, command=command, verilog_name="accel.v",
                               waivers_name=WAIVERS_NAME),
         WAIVERS_NAME: waiver_control_file().read_text(),
-        SMOKE_TB_NAME: smoke_testbench(top_name, implicit + signature_ports(component), ports),
+        SMOKE_TB_NAME: smoke_testbench(cfg, top_name, implicit + signature_ports(component), ports),
     }
     return write_generated(out_dir, component, top_name, soc_manifest(accel_manifest(cfg), ports),
                            basename="accel", extra_files=extra, command=command)

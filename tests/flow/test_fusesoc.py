@@ -1,6 +1,7 @@
 """The generated FuseSoC core and the project's generator core, run by real FuseSoC and edalize:
-every target of a generated core (Verilator lint, the smoke simulation on Icarus and on Verilator,
-the ECP5 synthesis set up), and a user's core that asks the generator for a configuration."""
+every target of a generated core (Verilator lint, the self-checking simulation on Icarus and on
+Verilator, the ECP5 synthesis set up), that the testbench fails on a wrong result, and a user's
+core that asks the generator for a configuration."""
 
 import json
 import os
@@ -75,13 +76,25 @@ def test_core_uses_the_flow_api_with_described_targets(generated):
 
 @pytest.mark.parametrize("target, says", [
     ("lint", "V e r i l a t i o n   R e p o r t"),
-    ("sim_icarus", "PASS: msq_accel_2x8_a8_w2_rowrecon_"),
-    ("sim_verilator", "PASS: msq_accel_2x8_a8_w2_rowrecon_"),
+    ("sim_icarus", "result beats equal the golden model's"),
+    ("sim_verilator", "result beats equal the golden model's"),
 ])
 def test_generated_core_targets_run(generated, tmp_path, target, says):
     out, vlnv = generated
     result = _fusesoc(tmp_path, "--cores-root", str(out), "run", f"--target={target}", vlnv)
     assert says in result.stdout + result.stderr
+
+
+def test_testbench_fails_on_a_wrong_result(generated, tmp_path):
+    out, _ = generated
+    text = (out / "smoke_tb.v").read_text()
+    line = next(line for line in text.splitlines() if line.startswith("    expected[1] = "))
+    wrong = line[:-2] + ("0" if line[-2] != "0" else "1") + ";"
+    (tmp_path / "tb.v").write_text(text.replace(line, wrong))
+    subprocess.run(["iverilog", "-g2005", "-s", "msq_smoke_tb", "-o", str(tmp_path / "sim"),
+                    str(tmp_path / "tb.v"), str(out / "accel.v")], check=True, timeout=300)
+    result = subprocess.run(["vvp", "-n", str(tmp_path / "sim")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "FAIL: result beat 1: " in result.stdout, result.stdout[-2000:]
 
 
 def test_synthesis_target_is_set_up(generated, tmp_path):
