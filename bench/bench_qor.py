@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from microscopiq.config import AccelConfig, FormatConfig, ReconSharing
-from microscopiq.host import perf_model, synth
+from microscopiq.flow import synth
+from microscopiq.host import perf_model
 from microscopiq.outputs import atomic_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,9 +86,11 @@ def _verilog(name: str, cfg: AccelConfig) -> tuple[Path, str]:
     """The configuration's Verilog from the current hdl/ (rewritten only when it changed, so that
     an unchanged design keeps its Yosys netlist) and its SHA-256."""
     from amaranth.back import verilog
+    from microscopiq.flow.provenance import relative_sources
     from microscopiq.hdl.top import Accelerator
     path = CACHE / name / f"{TOP}.v"
-    text = verilog.convert(Accelerator(cfg), name=TOP)
+    # Package-relative source paths: the same hash, so the same cache entry, from any checkout.
+    text = relative_sources(verilog.convert(Accelerator(cfg), name=TOP))
     digest = hashlib.sha256(text.encode()).hexdigest()
     if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -327,37 +330,90 @@ def qor_table(rows: list[dict]) -> str:
 
 
 def qor_plots(rows: list[dict]) -> list[str]:
+    """docs/img/qor_resources.png (LUTs and FFs over array size) and qor_fmax.png (:func:`fmax_plot`)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     IMG.mkdir(parents=True, exist_ok=True)
     sizes = list(SIZES)
     pes = [SIZES[s][0] * SIZES[s][1] for s in sizes]
-    made = []
-    for name, fields, ylabel in (("qor_resources.png", ("luts", "ffs"), "cells"),
-                                 ("qor_fmax.png", ("fmax",), "Fmax (MHz)")):
-        fig, axes = plt.subplots(1, len(fields), figsize=(5.5 * len(fields), 4), squeeze=False)
-        for ax, field in zip(axes[0], fields):
-            for wbits in (2, 4):
-                for recon, style in zip(RECONS, ("o-", "s--", "^:")):
-                    points = [(pe, (r["fmax"] if field == "fmax" else (r["res"] or {}).get(field)))
-                              for pe, s in zip(pes, sizes)
-                              for r in rows if (r["size"], r["wbits"], r["recon"]) == (s, wbits, recon)]
-                    points = [(x, y) for x, y in points if y]
-                    if points:
-                        ax.plot(*zip(*points), style, label=f"b={wbits} {recon}")
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(pes, [f"{s}\n({p} PEs)" for s, p in zip(sizes, pes)])
-            ax.set_ylabel({"luts": "LUT4s", "ffs": "flip-flops", "fmax": ylabel}[field])
-            ax.grid(alpha=0.3)
-            if field == "fmax":
-                ax.axhline(FREQ_MHZ, color="grey", lw=0.8)
-        axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(IMG / name, dpi=110)
-        plt.close(fig)
-        made.append(name)
-    return made
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
+    for ax, field in zip(axes[0], ("luts", "ffs")):
+        for wbits in (2, 4):
+            for recon, style in zip(RECONS, ("o-", "s--", "^:")):
+                points = [(pe, (r["res"] or {}).get(field)) for pe, s in zip(pes, sizes)
+                          for r in rows if (r["size"], r["wbits"], r["recon"]) == (s, wbits, recon)]
+                points = [(x, y) for x, y in points if y]
+                if points:
+                    ax.plot(*zip(*points), style, label=f"b={wbits} {recon}")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(pes, [f"{s}\n({p} PEs)" for s, p in zip(sizes, pes)])
+        ax.set_ylabel({"luts": "LUT4s", "ffs": "flip-flops"}[field])
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(IMG / "qor_resources.png", dpi=110)
+    plt.close(fig)
+    fmax_plot(rows, IMG / "qor_fmax.png")
+    return ["qor_resources.png", "qor_fmax.png"]
+
+
+def fmax_plot(rows: list[dict], path: Path) -> None:
+    """One labelled bar per placed and routed configuration (its Fmax written on it), the target
+    frequency as a labelled line, and the configurations not placed yet named below the axis: a
+    line plot over array size joined only the few placed points and hid which ones they were."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    placed = [r for r in rows if r["fmax"]]
+    unplaced = [key(r["size"], r["wbits"], r["recon"]) for r in rows if not r["fmax"]]
+    labels = [f"{r['size']} b={r['wbits']} {r['recon']}" for r in placed]
+    colors = {"per-row": "tab:blue", "shared": "tab:orange", "none": "tab:grey"}
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(placed) + 1.8))
+    bars = ax.barh(range(len(placed)), [r["fmax"] for r in placed],
+                   color=[colors[r["recon"]] for r in placed])
+    ax.bar_label(bars, fmt="%.1f MHz", padding=3, fontsize=8)
+    ax.axvline(FREQ_MHZ, color="black", ls="--", lw=1, label=f"target {FREQ_MHZ:g} MHz (nextpnr --freq)")
+    ax.set_yticks(range(len(placed)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("Fmax after place and route, ECP5 out of context (MHz); colour: ReCoN arrangement")
+    ax.set_xlim(0, max([FREQ_MHZ, *(r["fmax"] for r in placed)]) * 1.25)
+    ax.legend(fontsize=8, loc="lower right")
+    if unplaced:
+        fig.text(0.01, 0.01, f"not placed yet: {', '.join(unplaced)}", fontsize=6, wrap=True)
+    fig.tight_layout(rect=(0, 0.06 if unplaced else 0, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def peer_plot(peers: dict, path: Path) -> None:
+    """Speedup of msq over each peer design per scenario: one bar per (scenario, peer) at the median
+    over the layers, a whisker for the layers' range. The layers give nearly the same ratio (the
+    cycle counts scale with the tile count), so one bar per layer only repeated four numbers."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    first = next(iter(peers.values()))
+    scenarios = list(first["runs"])
+    designs = [d for d in next(iter(first["runs"].values())) if d != "msq"]
+    width = 0.8 / len(designs)
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    for i, design in enumerate(designs):
+        values = np.array([[row["runs"][s][design]["speedup"] for row in peers.values()] for s in scenarios])
+        middle = np.median(values, axis=1)
+        x = np.arange(len(scenarios)) + (i - (len(designs) - 1) / 2) * width
+        bars = ax.bar(x, middle, width, label=design,
+                      yerr=[middle - values.min(axis=1), values.max(axis=1) - middle], capsize=2)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_xticks(np.arange(len(scenarios)), scenarios)
+    ax.set_ylabel("design cycles / msq cycles  (> 1: msq faster)")
+    ax.set_title(f"msq against each peer, median of {len(peers)} layers (whiskers: their range)",
+                 fontsize=9)
+    ax.legend(fontsize=8, ncol=len(designs))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def peers_section(peers: dict) -> tuple[str, str]:
@@ -372,28 +428,8 @@ def peers_section(peers: dict) -> tuple[str, str]:
             traffic = " | ".join(f"{result[d]['weight_bytes'] / 1e6:.3f}" for d in designs)
             lines.append(f"| {label} | {100 * row['outlier_fraction']:.2f} % | {100 * row['outlier_tiles']:.1f} % "
                          f"| {row['ebw']:.3f} | {scenario} | {cycles} | {traffic} |")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     IMG.mkdir(parents=True, exist_ok=True)
-    scenarios = list(first["runs"])
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8), squeeze=False)
-    labels = list(peers)
-    peers_only = [d for d in designs if d != "msq"]
-    width = 0.8 / len(peers_only)
-    for ax, scenario in zip(axes.reshape(-1), scenarios):
-        for i, design in enumerate(peers_only):
-            ax.bar(np.arange(len(labels)) + i * width,
-                   [peers[l]["runs"][scenario][design]["speedup"] for l in labels], width, label=design)
-        ax.axhline(1.0, color="black", lw=0.8)
-        ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, [l.replace(" ", "\n", 2) for l in labels],
-                      fontsize=7)
-        ax.set_ylabel("design cycles / msq cycles  (> 1: msq faster)", fontsize=8)
-        ax.set_title(scenario, fontsize=9)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(IMG / "peer_speedup.png", dpi=110)
-    plt.close(fig)
+    peer_plot(peers, IMG / "peer_speedup.png")
     return "\n".join(lines), "peer_speedup.png"
 
 

@@ -1,5 +1,13 @@
 """``microscopiq generate accel``: the accelerator's Verilog, manifest, FuseSoC core and lint
-waivers (the hardware itself is :class:`microscopiq.hdl.top.Accelerator`)."""
+waivers (the hardware itself is :class:`microscopiq.hdl.top.Accelerator`).
+
+:func:`generate_accel` writes ``accel.v`` (reproducible, with a header comment:
+:mod:`~microscopiq.flow.provenance`), ``manifest.json``, ``files.f``, the FuseSoC core
+``accel.core`` (:mod:`~microscopiq.flow.fusesoc`), its ``waivers.vlt`` and smoke testbench. The top
+module is named by :func:`~microscopiq.flow.naming.accel_top_name` unless ``name`` is given; with
+non-default :class:`~microscopiq.hdl.soc.SocPorts` the top level is the
+:class:`~microscopiq.hdl.soc.SocAccelerator` wrapper.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +16,16 @@ from amaranth.lib import data
 
 from ..config import PRESETS, AccelConfig, ConfigError, ReconSharing
 from ..hdl.layouts import Mode, StreamLayouts
+from ..hdl.soc import RESET_STYLES, STREAMS, SocAccelerator, SocPorts
 from ..hdl.top import Accelerator
 from ..host.stream_format import CycleModel
 from .generate import is_enum
+from .naming import accel_top_name, add_name_argument, check_name, option_values
+from .provenance import generate_command
 
-__all__ = ["accel_top_name", "accel_manifest", "layout_fields", "generate_accel", "accel_options",
-           "add_accel_options", "config_from_args", "add_accel_command",
+__all__ = ["accel_manifest", "layout_fields", "generate_accel", "soc_manifest", "accel_options",
+           "add_accel_options", "config_from_args", "add_accel_command", "add_soc_arguments",
+           "soc_ports_from_args",
            "CORE_NAME", "WAIVERS_NAME"]
 
 
@@ -22,12 +34,6 @@ __all__ = ["accel_top_name", "accel_manifest", "layout_fields", "generate_accel"
 CORE_NAME = "accel.core"
 #: Verilator control file of the message-matched lint waivers, shipped with the core.
 WAIVERS_NAME = "waivers.vlt"
-
-
-def accel_top_name(cfg: AccelConfig) -> str:
-    """Verilog module name of the accelerator: ``msq_accel_<R>x<C>_a<a>_w<b>_<recon>``."""
-    recon = {0: "plain", 1: "rowrecon"}.get(cfg.recon_share, f"shared{cfg.recon_share}")
-    return f"msq_accel_{cfg.rows}x{cfg.cols}_a{cfg.fmt.abits}_w{cfg.fmt.wbits}_{recon}"
 
 
 def layout_fields(layout: data.StructLayout) -> dict:
@@ -88,53 +94,50 @@ def accel_manifest(cfg: AccelConfig) -> dict:
     }
 
 
-def _core_file(cfg: AccelConfig, top_name: str, verilog_name: str) -> str:
-    from .. import __version__
-    from .lint import VERILATOR_WAIVERS
-    options = "".join(f"\n          - {arg}"
-                      for arg in ["-Wall", *(f"-Wno-{name}" for name in VERILATOR_WAIVERS)])
-    return f"""CAPI=2:
-# FuseSoC core of a generated MicroScopiQ accelerator (recon {cfg.to_json()['recon']}).
-name: microscopiq:accel:{top_name}:{__version__}
-description: MicroScopiQ accelerator {cfg.rows}x{cfg.cols}, a={cfg.fmt.abits}, b={cfg.fmt.wbits}, AXI4-Stream
-
-filesets:
-  rtl:
-    files:
-      - {verilog_name}
-    file_type: verilogSource
-  waivers:
-    files:
-      - {WAIVERS_NAME}
-    file_type: vlt
-
-targets:
-  default:
-    filesets: [rtl]
-    toplevel: {top_name}
-  lint:
-    default_tool: verilator
-    filesets: [waivers, rtl]
-    toplevel: {top_name}
-    tools:
-      verilator:
-        mode: lint-only
-        verilator_options:{options}
-"""
+def soc_manifest(manifest: dict, ports: SocPorts) -> dict:
+    """``manifest`` (from :func:`accel_manifest`) with the ports' view: each
+    stream's ``tdata_width`` beside its payload ``width`` and the ``used_bits`` of ``tdata``, the
+    clock and reset when they are ``aclk``/``aresetn``, and ``soc_ports``."""
+    streams = {}
+    for prefix, _ in STREAMS:
+        stream = dict(manifest["streams"][prefix])
+        stream["tdata_width"] = ports.tdata_width(stream["width"])
+        stream["used_bits"] = {"offset": 0, "width": stream["width"]}
+        streams[prefix] = stream
+    extra = {**manifest, "streams": streams,
+             "soc_ports": {"tdata_bytes": ports.tdata_bytes, "reset_style": ports.reset_style}}
+    if ports.reset_active_low:
+        extra["clock"] = {"name": ports.clock, "edge": "rising"}
+        extra["reset"] = {"name": ports.reset, "active": "low", "kind": "synchronous"}
+    return extra
 
 
-def generate_accel(cfg: AccelConfig, out_dir) -> dict:
-    """Write the accelerator for ``cfg`` into ``out_dir``: ``accel.v``, ``manifest.json``,
-    ``files.f``, the FuseSoC core ``accel.core`` (targets ``default`` and ``lint``: Verilator
-    ``-Wall`` with the project's named waivers) and its ``waivers.vlt``; return the manifest.
+def generate_accel(cfg: AccelConfig, out_dir, *, name: str | None = None,
+                   ports: SocPorts | None = None) -> dict:
+    """Write the accelerator for ``cfg`` into ``out_dir`` (see the module doc); return the manifest.
     Nothing is written if anything fails."""
-    from .generate import write_generated
+    from .. import __version__
+    from .fusesoc import SMOKE_TB_NAME, accel_core, core_vlnv, smoke_testbench
+    from .generate import signature_ports, write_generated
     from .lint import waiver_control_file
-    top_name = accel_top_name(cfg)
-    extra = {CORE_NAME: _core_file(cfg, top_name, "accel.v"),
-             WAIVERS_NAME: waiver_control_file().read_text()}
-    return write_generated(out_dir, Accelerator(cfg), top_name, accel_manifest(cfg), basename="accel",
-                           extra_files=extra)
+    ports = ports or SocPorts()
+    top_name = check_name(name) if name is not None else accel_top_name(cfg, ports.options())
+    options = option_values(cfg) | ports.options() | ({"name": name} if name is not None else {})
+    command = generate_command("accel", options)
+    component = SocAccelerator(cfg, ports) if ports.wrapped else Accelerator(cfg)
+    implicit = [] if ports.reset_active_low else [
+        {"name": port, "direction": "in", "width": 1} for port in ("clk", "rst")]
+    description = (f"MicroScopiQ accelerator {cfg.rows}x{cfg.cols}, a={cfg.fmt.abits}, "
+                   f"b={cfg.fmt.wbits}, recon {options['recon']}, AXI4-Stream")
+    extra = {
+        CORE_NAME: accel_core(vlnv=core_vlnv(top_name, __version__), top_name=top_name,
+                              description=description, command=command, verilog_name="accel.v",
+                              waivers_name=WAIVERS_NAME),
+        WAIVERS_NAME: waiver_control_file().read_text(),
+        SMOKE_TB_NAME: smoke_testbench(cfg, top_name, implicit + signature_ports(component), ports),
+    }
+    return write_generated(out_dir, component, top_name, soc_manifest(accel_manifest(cfg), ports),
+                           basename="accel", extra_files=extra, command=command)
 
 
 def accel_options() -> tuple[tuple[str, str, str, str], ...]:
@@ -194,14 +197,29 @@ def config_from_args(args) -> AccelConfig:
     return base.replace(**changes)
 
 
+def add_soc_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tdata-bytes`` and ``--reset-style`` (:class:`~microscopiq.hdl.soc.SocPorts`)."""
+    parser.add_argument("--tdata-bytes", action="store_true",
+                        help="pad every tdata to whole bytes (payload in the low bits; the manifest "
+                             "gives tdata_width and used_bits per stream)")
+    parser.add_argument("--reset-style", choices=RESET_STYLES, default="rst",
+                        help="clk and active-high rst (Amaranth's), or aclk and active-low aresetn "
+                             "(AXI); synchronous in both (default rst)")
+
+
+def soc_ports_from_args(args) -> SocPorts:
+    return SocPorts(tdata_bytes=args.tdata_bytes, reset_style=args.reset_style)
+
+
 def _run_accel(args) -> int:
     from pathlib import Path
 
     from ..outputs import OutputError
+    from .fusesoc import SMOKE_TB_NAME
     from .generate import FILELIST_NAME, MANIFEST_NAME, _output_error, generate
     cfg = config_from_args(args)
     try:
-        manifest = generate("accel", cfg, args.out)
+        manifest = generate("accel", cfg, args.out, name=args.name, ports=soc_ports_from_args(args))
     except (OutputError, OSError) as error:
         raise _output_error(args.out, error) from error
     streams = manifest["streams"]
@@ -209,7 +227,7 @@ def _run_accel(args) -> int:
           f"weights {streams['s_axis_weights']['width']}, act {streams['s_axis_act']['width']}, "
           f"result {streams['m_axis_result']['width']}; latency act->result "
           f"{manifest['latency_cycles']['act_to_result']} cycles), {MANIFEST_NAME}, {FILELIST_NAME}, "
-          f"{CORE_NAME}, {WAIVERS_NAME}")
+          f"{CORE_NAME}, {WAIVERS_NAME}, {SMOKE_TB_NAME}")
     return 0
 
 
@@ -228,5 +246,7 @@ def add_accel_command(generators) -> None:
         epilog="example: microscopiq generate accel --rows 8 --cols 8 --wbits 4 --recon per-row "
                "--out build/accel/")
     add_accel_options(parser)
+    add_name_argument(parser)
+    add_soc_arguments(parser)
     add_out_argument(parser, "build/accel")
     parser.set_defaults(func=_run_accel)

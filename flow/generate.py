@@ -26,13 +26,13 @@ from pathlib import Path
 
 import amaranth
 from amaranth import Shape
-from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from .. import __version__
 from ..config import FormatConfig
 from ..outputs import OutputError, atomic_dir
 from ..hdl.pe import PE
+from .provenance import convert, generate_command, header_comment
 
 __all__ = [
     "MANIFEST_NAME", "FILELIST_NAME", "signature_ports", "write_generated", "read_manifest",
@@ -95,7 +95,8 @@ def _clock_reset(emitted: list[str]) -> dict:
 
 
 def write_generated(out_dir: str | os.PathLike, component: wiring.Component, top_name: str,
-                    manifest_extra: dict, *, basename: str, extra_files: dict | None = None) -> dict:
+                    manifest_extra: dict, *, basename: str, extra_files: dict | None = None,
+                    command: str | None = None) -> dict:
     """Convert ``component`` to Verilog and write ``<basename>.v``, the manifest and the file list.
 
     Parameters
@@ -114,6 +115,9 @@ def write_generated(out_dir: str | os.PathLike, component: wiring.Component, top
     extra_files : dict of str to str, optional
         More files (name: text) written in the same all-or-nothing step, e.g. a FuseSoC core;
         listed in the manifest under ``extra_files``, not in the file list.
+    command : str, optional
+        The command that rebuilds the file, for its header comment (default: ``microscopiq generate
+        <block>`` with the ``parameters`` as options, when ``manifest_extra`` names the ``block``).
 
     Returns
     -------
@@ -125,7 +129,8 @@ def write_generated(out_dir: str | os.PathLike, component: wiring.Component, top
     OutputError
         ``out_dir`` cannot be created or written (see :mod:`microscopiq.outputs`).
     """
-    text = verilog.convert(component, name=top_name)
+    generator = _generator()
+    text = _verilog(component, top_name, generator, manifest_extra, command)
     emitted = _module_ports(text, top_name)
     ports = signature_ports(component)
     missing = [port["name"] for port in ports if port["name"] not in emitted]
@@ -136,8 +141,7 @@ def write_generated(out_dir: str | os.PathLike, component: wiring.Component, top
                 for entry in clock_reset.values()]
     verilog_name = f"{basename}.v"
     manifest = {
-        "generator": {"name": "microscopiq", "version": __version__,
-                      "amaranth": amaranth.__version__},
+        "generator": generator,
         "top": top_name,
         "files": [verilog_name],
         **clock_reset,
@@ -153,6 +157,19 @@ def write_generated(out_dir: str | os.PathLike, component: wiring.Component, top
         for name, content in (extra_files or {}).items():
             (staging / name).write_text(content)
     return manifest
+
+
+def _generator() -> dict:
+    return {"name": "microscopiq", "version": __version__, "amaranth": amaranth.__version__}
+
+
+def _verilog(component, top_name: str, generator: dict, manifest_extra: dict, command) -> str:
+    """Reproducible Verilog with its header comment (:mod:`microscopiq.flow.provenance`)."""
+    parameters = manifest_extra.get("parameters", {})
+    if command is None:
+        block = manifest_extra.get("block")
+        command = generate_command(block, parameters) if block else "none (not a 'generate' block)"
+    return convert(component, top_name, header_comment(generator, top_name, parameters, command))
 
 
 def read_manifest(folder: str | os.PathLike) -> tuple[dict, list[Path]]:
@@ -239,11 +256,11 @@ def add_commands(subparsers) -> None:
     _add_accel(generators)
 
 
-# -- the accelerator (flow/accel.py) -----------------------------------------------------------------
-def generate_accel(cfg, out_dir: str | os.PathLike) -> dict:
+# -- the accelerator (flow/accel.py) -------------------------------------------------------------------
+def generate_accel(cfg, out_dir: str | os.PathLike, **options) -> dict:
     """Write the accelerator for ``cfg`` (see :func:`microscopiq.flow.accel.generate_accel`)."""
     from .accel import generate_accel as generate
-    return generate(cfg, out_dir)
+    return generate(cfg, out_dir, **options)
 
 
 def _add_accel(generators) -> None:
@@ -255,14 +272,15 @@ def _add_accel(generators) -> None:
 BLOCKS = ("pe", "accel")
 
 
-def generate(block: str, cfg, out_dir: str | os.PathLike) -> dict:
+def generate(block: str, cfg, out_dir: str | os.PathLike, **options) -> dict:
     """Write ``block`` for ``cfg`` into ``out_dir`` and return its manifest: the one entry point of
     the ``generate``, ``synth`` and ``sim`` commands and the tests.
 
     ``block`` is ``"pe"`` (``cfg`` a :class:`FormatConfig`, or an ``AccelConfig`` whose ``fmt`` is
-    used) or ``"accel"`` (``cfg`` an ``AccelConfig``)."""
+    used) or ``"accel"`` (``cfg`` an ``AccelConfig``; ``options`` are
+    :func:`~microscopiq.flow.accel.generate_accel`'s ``name`` and ``ports``)."""
     if block == "pe":
         return generate_pe(getattr(cfg, "fmt", cfg), out_dir)
     if block == "accel":
-        return generate_accel(cfg, out_dir)
+        return generate_accel(cfg, out_dir, **options)
     raise ValueError(f"block must be one of {', '.join(BLOCKS)}, not {block!r}")

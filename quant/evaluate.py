@@ -107,6 +107,15 @@ def _layer_table(results: list[MethodResult]) -> str:
     return "\n".join(lines)
 
 
+def _zoomed(values, margin: float = 0.25) -> tuple[float, float]:
+    """Axis limits around ``values`` with ``margin`` of their spread each side (at most 1.0 on top,
+    room for the labels): on a 0-1 axis the b=4 methods' 0.938-0.983 looked equal."""
+    values = list(values)
+    low, high = min(values), max(values)
+    spread = max(high - low, 0.01)
+    return max(0.0, low - margin * spread), min(1.0 + margin * spread, high + margin * spread)
+
+
 def _plot(results: list[MethodResult], path: Path) -> None:
     import matplotlib
 
@@ -123,9 +132,10 @@ def _plot(results: list[MethodResult], path: Path) -> None:
                         label=f"b = {b}")
         left.bar_label(bars, fmt="%.3f", fontsize=7)
     left.set_xticks(np.arange(len(methods)), methods)
-    left.set_ylabel("embedding cosine vs FP32 (mean)")
+    left.set_ylim(*_zoomed(r.cosine_mean for r in results))
+    low = left.get_ylim()[0]
+    left.set_ylabel("embedding cosine vs FP32 (mean)" + (f"; axis from {low:.3f}, not 0" if low > 0 else ""))
     left.set_title("Sentence embeddings, evaluation text")
-    left.set_ylim(min(0.0, min(r.cosine_mean for r in results) - 0.05), 1.02)
     left.legend()
     styles = ["-", "--", ":", "-."]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]

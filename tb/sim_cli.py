@@ -83,7 +83,7 @@ def generate_rtl(cfg: AccelConfig, out_dir: Path) -> tuple[dict, list[Path]]:
 
 
 def run_accel(cfg: AccelConfig, sim: str, params: dict, *, build_dir: Path | None = None,
-              seed: int | None = None) -> list[dict]:
+              seed: int | None = None, progress=None) -> list[dict]:
     """Generate, build (cached) and run the cocotb regression of ``cfg`` on ``sim``.
 
     ``params`` are :mod:`~microscopiq.tb.test_accel`'s parameters (``config`` and ``stats`` are
@@ -94,6 +94,8 @@ def run_accel(cfg: AccelConfig, sim: str, params: dict, *, build_dir: Path | Non
         raise ValueError(f"--sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     folder = (BUILD_ROOT / config_name(cfg)).resolve()
     build_dir = Path(build_dir or folder / sim).resolve()
+    if progress:
+        progress(f"generating the Verilog of {config_name(cfg)}")
     manifest, sources = generate_rtl(cfg, folder / "rtl")
     build_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("r", suffix=".jsonl", dir=build_dir, delete=False) as stats:
@@ -102,7 +104,8 @@ def run_accel(cfg: AccelConfig, sim: str, params: dict, *, build_dir: Path | Non
         params = {**params, "config": cfg.to_json(), "stats": str(stats_path)}
         try:
             run_cocotb(sim=sim, sources=sources, toplevel=manifest["top"], test_module=TEST_MODULE,
-                       build_dir=build_dir, params=params, seed=seed, build_args=BUILD_ARGS)
+                       build_dir=build_dir, params=params, seed=seed, build_args=BUILD_ARGS,
+                       progress=progress)
         except CocotbFailure as failure:
             failure.records = _records(stats_path)
             raise
@@ -130,7 +133,7 @@ class SimReport:
 
 
 def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str, tokens: int,
-                        seed: int) -> SimReport:
+                        seed: int, progress=None) -> SimReport:
     """Run the packed layer at ``path`` with ``tokens`` random activations (seed ``seed``)."""
     from ..quant.pack import load_layer
     layer = load_layer(path)
@@ -141,7 +144,7 @@ def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str, tok
         raise ConfigError(f"--tokens must be >= 1, not {tokens!r}")
     params = {"layer_file": str(Path(path).resolve()), "shape": {"m": tokens}, "seed": seed}
     try:
-        records = run_accel(cfg, sim, params, seed=seed)
+        records = run_accel(cfg, sim, params, seed=seed, progress=progress)
         error = ""
     except CocotbFailure as failure:
         records, error = getattr(failure, "records", []), str(failure).splitlines()[1:2]
@@ -154,8 +157,11 @@ def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str, tok
 
 
 def _run_sim(args: argparse.Namespace) -> int:
+    from ..progress import Stages
     cfg = resolve_config(args.config)
-    report = simulate_layer_file(args.layer, cfg, args.sim, args.tokens, args.seed)
+    stages = Stages("microscopiq sim")
+    report = simulate_layer_file(args.layer, cfg, args.sim, args.tokens, args.seed, progress=stages)
+    stages(f"checked {report.checked} result integers, {report.mismatches} mismatches")
     print(f"{report.name} on {config_name(cfg)} ({args.sim})")
     print(f"cycles: {report.cycles} (predicted {report.predicted}), {report.macs} MACs, "
           f"{report.macs / max(report.cycles, 1):.1f} MACs/cycle")

@@ -27,6 +27,9 @@ Run through :func:`microscopiq.tb.runner.run_cocotb` (tests/tb/test_accel_cocotb
     False to run only :func:`run_layer` (no reset and back-to-back tests).
 ``check_cycles``
     False to report, not assert, the cycle model (the benchmark tabulates both).
+``soc_ports``
+    The manifest's ``soc_ports`` when the Verilog has SoC ports (``aclk``/``aresetn``, padded
+    ``tdata``); absent for the plain top level.
 ``stats``
     Optional path: one JSON line per layer run (kind, cycles, MACs) is appended there.
 """
@@ -41,6 +44,7 @@ import cocotb
 import numpy as np
 
 from ..config import AccelConfig
+from ..hdl.soc import SocPorts
 from ..host import stream_format
 from . import stimulus
 from .accel_tb import TB, Scoreboard, pause_generator
@@ -49,6 +53,8 @@ from .runner import cocotb_params
 PARAMS = cocotb_params()
 CFG = AccelConfig.from_json(PARAMS["config"]) if "config" in PARAMS else None
 SEED = int(PARAMS.get("seed", 1))
+#: The generated top level's port options (the manifest's ``soc_ports``).
+PORTS = SocPorts(**PARAMS.get("soc_ports", {}))
 #: cocotb names a parameter longer than 10 characters by its index; cocotb.Param keeps it readable.
 CASES = [tuple(cocotb.Param(value, name=value) for value in case)
          for case in PARAMS.get("cases", [("random", "none", "none")])]
@@ -116,7 +122,7 @@ async def check_layer(tb: TB, kind: str, case: stimulus.Case, scoreboard: Scoreb
 async def run_layer(dut, kind: str, idle: str, backpressure: str):
     """One layer of stimulus ``kind`` under the given input idle and output back-pressure patterns."""
     seed = case_seed(kind, idle, backpressure)
-    tb = TB(dut, CFG)
+    tb = TB(dut, CFG, PORTS)
     tb.set_idle_generator(pause_generator(idle, seed), pause_generator(idle, seed + 1))
     tb.set_backpressure_generator(pause_generator(backpressure, seed + 2))
     await tb.reset()
@@ -131,7 +137,7 @@ async def reset_mid_layer(dut):
     """Reset while a layer is streaming (weights, activations and results all in flight), then a
     clean layer must come out exact: no state of the aborted layer survives the reset."""
     seed = case_seed("reset")
-    tb = TB(dut, CFG)
+    tb = TB(dut, CFG, PORTS)
     tb.set_backpressure_generator(pause_generator("random", seed))
     await tb.reset()
     aborted = make_case("random", seed)
@@ -151,7 +157,7 @@ async def back_to_back_layers(dut):
     """Layers of different shapes and modes one after another without a reset: tile, pass and
     token counters and the sticky flag must restart with every layer."""
     seed = case_seed("back-to-back")
-    tb = TB(dut, CFG)
+    tb = TB(dut, CFG, PORTS)
     await tb.reset()
     scoreboard = Scoreboard(CFG)
     n, k, m = SHAPE["n"], SHAPE["k"], SHAPE["m"]
@@ -171,7 +177,7 @@ async def layer_file(dut):
     rng = np.random.default_rng(SEED)
     case = stimulus.Case(f"{LAYER_FILE} (n={layer.n} k={layer.k} m={SHAPE['m']} seed={SEED})", layer,
                          stimulus.random_activations(CFG.fmt, SHAPE["m"], layer.k, rng), SEED)
-    tb = TB(dut, CFG)
+    tb = TB(dut, CFG, PORTS)
     await tb.reset()
     scoreboard = Scoreboard(CFG)
     await check_layer(tb, "layer_file", case, scoreboard)
@@ -183,7 +189,7 @@ async def scoreboard_catches_a_wrong_weight(dut):
     """The check can fail: stream a layer with one inlier code changed and score the results
     against the unchanged layer. Exactly the outputs of that weight's row must be reported."""
     seed = case_seed("wrong-weight")
-    tb = TB(dut, CFG)
+    tb = TB(dut, CFG, PORTS)
     await tb.reset()
     case = make_case("all_inlier", seed)
     layer = case.layer

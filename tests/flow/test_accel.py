@@ -24,7 +24,7 @@ def test_generate_accel_writes_everything(tmp_path, capsys):
     assert main(["generate", "accel", "--rows", "4", "--cols", "8", "--group", "8", "--max-k", "64",
                  "--max-tokens", "8", "--recon", "shared:2", "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["accel.core", "accel.v", "files.f", "manifest.json",
-                                                     "waivers.vlt"]
+                                                     "smoke_tb.v", "waivers.vlt"]
     manifest = json.loads((out / "manifest.json").read_text())
     cfg = AccelConfig.from_json(manifest["parameters"])
     assert cfg == small(2, max_tokens=8).replace(max_n=AccelConfig().max_n)
@@ -40,7 +40,7 @@ def test_generate_accel_writes_everything(tmp_path, capsys):
     assert (out / "files.f").read_text() == "accel.v\n"
     core = (out / "accel.core").read_text()
     assert core.startswith("CAPI=2:\n") and f"toplevel: {manifest['top']}" in core
-    assert "- waivers.vlt" in core and "/tmp" not in core and core.count("- -Wall") == 1
+    assert "- waivers.vlt" in core and "/tmp" not in core and core.count("- -Wall") == 2  # lint, sim_verilator
     assert manifest["cycle_model"]["shared"] is True
     assert "wrote" in capsys.readouterr().out
 

@@ -1,0 +1,7 @@
+"""``python -m microscopiq``: the ``microscopiq`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
