@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "SynthError", "SynthTimeout", "DoesNotFit", "FlowParameterError",
+    "SynthError", "SynthTimeout", "DoesNotFit", "FlowParameterError", "PACKAGES", "check_flow_parameters",
     "Resources", "CriticalPath", "SynthReport", "synthesize", "run_yosys", "run_nextpnr",
     "DEVICES", "DEFAULT_DEVICE", "parse_cell_counts", "summarize_cells", "parse_utilisation",
     "over_utilised", "parse_timing", "first_error", "format_report", "abc9_crash",
@@ -430,6 +430,21 @@ def _check_parameters(family, device, package, freq_mhz, io, use_dsp, mapper):
     return device, package or DEVICES[family][device], use_dsp
 
 
+def check_flow_parameters(family, device, package, freq_mhz, io, use_dsp, mapper="abc9", *,
+                          seed: int = 1, timeout_s: float = 1800.0):
+    """Every flow parameter, checked before any tool runs or anything is written; returns the
+    device, the package and whether DSPs are used (see :func:`synthesize`)."""
+    device, chosen, use_dsp = _check_parameters(family, device, package, freq_mhz, io, use_dsp, mapper)
+    if package is not None and package not in PACKAGES[family][device]:
+        raise FlowParameterError(f"package for {family} {device} must be one of "
+                                 f"{', '.join(PACKAGES[family][device])}, not {package!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 31:
+        raise FlowParameterError(f"seed must be an integer from 0 to {(1 << 31) - 1}, not {seed!r}")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < float("inf"):
+        raise FlowParameterError(f"timeout must be a number of seconds > 0, not {timeout_s!r}")
+    return device, chosen, use_dsp
+
+
 def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = None,
                package: str | None = None, freq_mhz: float = 100.0, workdir=None, seed: int = 1,
                use_dsp: bool = True, io: str = "auto", place_route: bool = True,
@@ -474,7 +489,8 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
     SynthTimeout, SynthError
         A tool ran too long or failed.
     """
-    device, package, use_dsp = _check_parameters(family, device, package, freq_mhz, io, use_dsp, mapper)
+    device, package, use_dsp = check_flow_parameters(family, device, package, freq_mhz, io, use_dsp, mapper,
+                                                     seed=seed, timeout_s=timeout_s)
     sources = [Path(v) for v in ([verilog] if isinstance(verilog, (str, os.PathLike)) else verilog)]
     for source in sources:
         if not source.is_file():

@@ -20,7 +20,7 @@ from ..config import FormatConfig
 from ..outputs import atomic_dir
 from . import models
 
-__all__ = ["MethodResult", "cosine_similarity", "evaluate", "write_report"]
+__all__ = ["MethodResult", "REPORT_FILES", "cosine_similarity", "evaluate", "write_report"]
 
 
 @dataclass
@@ -142,11 +142,16 @@ def _plot(results: list[MethodResult], path: Path) -> None:
     plt.close(fig)
 
 
+#: The files :func:`write_report` writes (checked before an evaluation starts).
+REPORT_FILES = ("eval.json", "eval.md", "eval.png")
+
+
 def write_report(results: list[MethodResult], out: str | Path, command: str) -> None:
     """Write ``eval.json``, ``eval.md`` and ``eval.png`` into ``out`` (all or nothing)."""
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, REPORT_FILES) as tmp:
         (tmp / "eval.json").write_text(json.dumps({"command": command,
-                                                   "results": [r.__dict__ for r in results]}, indent=1))
+                                                   "results": [r.__dict__ for r in results]}, indent=1,
+                                                  allow_nan=False))
         (tmp / "eval.md").write_text(
             f"# MiniLM quantization: evaluation\n\nCommand: `{command}`\n\n{_table(results)}\n\n"
             f"![evaluation](eval.png)\n\n## Relative output error per layer\n\n{_layer_table(results)}\n")
