@@ -31,7 +31,7 @@ from amaranth.lib.enum import EnumType
 
 from .. import __version__
 from ..config import FormatConfig
-from ..outputs import OutputError, atomic_dir
+from ..outputs import OutputError, atomic_dir, check_output_dir
 from ..hdl.pe import PE
 
 __all__ = [
@@ -200,6 +200,7 @@ def _output_error(out, error: Exception) -> OutputError:
 def _run_pe(args: argparse.Namespace) -> int:
     fmt = FormatConfig(abits=args.abits, wbits=args.wbits)
     try:
+        check_output_dir(args.out)
         manifest = generate_pe(fmt, args.out)
     except (OutputError, OSError) as error:
         raise _output_error(args.out, error) from error

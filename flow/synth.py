@@ -51,6 +51,31 @@ DEVICES: dict[str, dict[str, str]] = {
     "ice40": {"lp384": "qn32", "lp1k": "tq144", "lp4k": "tq144", "lp8k": "ct256", "hx1k": "tq144",
               "hx4k": "tq144", "hx8k": "ct256", "up3k": "sg48", "up5k": "sg48", "u4k": "sg48"},
 }
+#: Packages nextpnr accepts per device (probed with the pinned yowasp-nextpnr 0.11.1 wheels: every
+#: candidate package passed as --package, refused ones print "Unsupported package"), so a bad
+#: --package is refused before Yosys runs.
+PACKAGES: dict[str, dict[str, tuple[str, ...]]] = {
+    "ecp5": {"12k": ("CABGA256", "CABGA381", "CSFBGA285", "TQFP144"),
+              "25k": ("CABGA256", "CABGA381", "CSFBGA285", "TQFP144"),
+              "45k": ("CABGA256", "CABGA381", "CABGA554", "CSFBGA285", "TQFP144"),
+              "85k": ("CABGA381", "CABGA554", "CABGA756", "CSFBGA285"),
+              "um-25k": ("CABGA256", "CABGA381", "CSFBGA285", "TQFP144"),
+              "um-45k": ("CABGA256", "CABGA381", "CABGA554", "CSFBGA285", "TQFP144"),
+              "um-85k": ("CABGA381", "CABGA554", "CABGA756", "CSFBGA285"),
+              "um5g-25k": ("CABGA256", "CABGA381", "CSFBGA285", "TQFP144"),
+              "um5g-45k": ("CABGA256", "CABGA381", "CABGA554", "CSFBGA285", "TQFP144"),
+              "um5g-85k": ("CABGA381", "CABGA554", "CABGA756", "CSFBGA285")},
+    "ice40": {"lp384": ("qn32", "cm36", "cm49"),
+              "lp1k": ("cm36", "cm49", "swg16tr", "cm81", "cb81", "qn84", "cm121", "cb121", "vq100",
+                       "cb132", "tq144"),
+              "lp4k": ("cm81", "cm121", "cb132", "tq144", "cm225", "bg121"),
+              "lp8k": ("cm81", "cm121", "cb132", "cm225", "ct256", "bg121"),
+              "hx1k": ("cm36", "cm49", "swg16tr", "cm81", "cb81", "qn84", "cm121", "cb121", "vq100",
+                       "cb132", "tq144"),
+              "hx4k": ("cm81", "cm121", "cb132", "tq144", "cm225", "bg121"),
+              "hx8k": ("cm81", "cm121", "cb132", "cm225", "ct256", "bg121"), "up3k": ("sg48", "uwg30"),
+              "up5k": ("sg48", "uwg30"), "u4k": ("sg48",)},
+}
 DEFAULT_DEVICE = {"ecp5": "25k", "ice40": "up5k"}
 #: iCE40 parts with SB_MAC16 DSP blocks.
 ICE40_DSP_DEVICES = ("up3k", "up5k")

@@ -445,10 +445,11 @@ def config_from_args(args) -> AccelConfig:
 def _run_accel(args) -> int:
     from pathlib import Path
 
-    from ..outputs import OutputError
+    from ..outputs import OutputError, check_output_dir
     from ..flow.generate import FILELIST_NAME, MANIFEST_NAME, _output_error
     cfg = config_from_args(args)
     try:
+        check_output_dir(args.out)  # before the elaboration, which takes seconds to minutes
         manifest = generate_accel(cfg, args.out)
     except (OutputError, OSError) as error:
         raise _output_error(args.out, error) from error

@@ -30,7 +30,7 @@ def check_seed(name: str, seed: int) -> None:
 def check_count(name: str, value: int, maximum: int | None = None) -> None:
     """``value`` must be an integer >= 1 (and <= ``maximum`` when given)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, not {value!r}")
+        raise ConfigError(f"{name} must be >= 1, not {value!r}")
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name} must be at most {maximum}, not {value!r}")
 

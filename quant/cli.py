@@ -36,7 +36,7 @@ from ..outputs import atomic_dir, path_arg
 from ..validate import check_out_dir
 from .dequant import dequantize
 from .ebw import effective_bits
-from .evaluate import REPORT_FILES, check_method_format, evaluate, write_report
+from .evaluate import REPORT_FILES, check_formats, check_method_format, evaluate, write_report
 from .gptq import QuantInputError, as_real_array, check_problem, check_weight_range
 from .models import METHODS, LayerReport, calibration_texts, load_minilm, quantize_matrix, quantize_model
 from .models import relative_output_error
@@ -248,6 +248,7 @@ def run_eval(args) -> int:
     check_out_dir(args.out, REPORT_FILES)
     for name in ("--calib-texts", "--eval-texts"):
         _check_count(name, getattr(args, name[2:].replace("-", "_")))
+    check_formats(args.methods, args.wbits, group=args.group, ublock=args.ublock, xbits=args.xbits)
     results = evaluate(args.methods, args.wbits, group=args.group, ublock=args.ublock, xbits=args.xbits,
                        calib_texts=args.calib_texts, eval_texts=args.eval_texts)
     command = (f"microscopiq eval --model {args.model} --methods {' '.join(args.methods)} "

@@ -68,7 +68,9 @@ def resolve_config(text: str) -> AccelConfig:
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict):
-            raise TypeError(f"it holds a JSON {type(data).__name__}, not an object")
+            kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+                type(data), "a number")
+            raise TypeError(f"it holds {kind}, not a JSON object")
         return AccelConfig.from_json(data.get("parameters", data))
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as error:
         raise ConfigError(f"--config file {text!r} does not hold an accelerator configuration "

@@ -6,8 +6,10 @@ crosses it with the stimulus kind and with idle cycles on the inputs and back-pr
 results (as cocotbext-axi's own tests cross ``idle_inserter`` and ``backpressure_inserter``).
 The launcher chooses the crossing (:func:`cross`): every idle × back-pressure pair for some kinds,
 the stress pair (both random) for the others, so each configuration stays within its time budget.
-Two more tests: a reset in the middle of a layer followed by a clean rerun, and layers of different
-shapes back to back without a reset.
+More tests: a reset in the middle of a layer followed by a clean rerun, resets just as a layer
+header and a pass boundary's header are taken followed by a layer under heavy and cyclic pauses,
+and layers of different shapes back to back without a reset. Every test ends by checking that the
+core drained (no result beat beyond those due), ``microscopiq sim``'s layer too.
 
 Run through :func:`microscopiq.tb.runner.run_cocotb` (tests/tb/test_accel_cocotb.py, ``make sim``,
 ``microscopiq sim``); the parameters arrive as JSON (:func:`~microscopiq.tb.runner.cocotb_params`):
@@ -151,6 +153,31 @@ async def reset_mid_layer(dut):
 
 
 @cocotb.test(skip=not EXTRAS)
+@cocotb.parametrize(("where", ["header", "pass"]))
+async def reset_at_boundary(dut, where: str):
+    """Reset just as a layer header is taken: the first one (``header``), or the second pass's, at
+    the pass boundary of a two-pass layer (``pass``: the first pass's results may still be draining).
+    The next layer runs under pauses on every stream (``heavy`` after the header reset, ``cycle``
+    after the pass-boundary one) and must come out exact, with nothing left over."""
+    seed = case_seed("reset", where)
+    tb = TB(dut, CFG)
+    await tb.reset()
+    aborted = make_case("random", seed, n=CFG.cols, k=CFG.rows, m=CFG.max_tokens + 1)
+    weights, _ = stream_format.encode_layer(CFG, aborted.layer, aborted.x)
+    first_pass = next(index for index, beat in enumerate(weights) if beat.last) + 1
+    tb.start_layer(aborted)
+    await tb.weight_beats_taken(1 if where == "header" else first_pass + 1)
+    await tb.reset()
+    pauses = "heavy" if where == "header" else "cycle"
+    tb.set_idle_generator(pause_generator(pauses, seed), pause_generator(pauses, seed + 1))
+    tb.set_backpressure_generator(pause_generator(pauses, seed + 2))
+    scoreboard = Scoreboard(CFG)
+    await check_layer(tb, f"reset-{where}", make_case("random", seed + 1), scoreboard)
+    await tb.drained()
+    scoreboard.assert_clean()
+
+
+@cocotb.test(skip=not EXTRAS)
 async def back_to_back_layers(dut):
     """Layers of different shapes and modes one after another without a reset: tile, pass and
     token counters and the sticky flag must restart with every layer."""
@@ -179,6 +206,7 @@ async def layer_file(dut):
     await tb.reset()
     scoreboard = Scoreboard(CFG)
     await check_layer(tb, "layer_file", case, scoreboard)
+    await tb.drained()
     scoreboard.assert_clean()
 
 
@@ -197,6 +225,7 @@ async def scoreboard_catches_a_wrong_weight(dut):
     wrong = stimulus.Case(case.name, dataclasses.replace(layer, codes=codes), case.x, case.seed)
     run = await tb.run_layer(wrong)
     found = Scoreboard(CFG).check(case, run.results)
+    await tb.drained()
     wrong_outputs = {m.index for m in found if m.what == "y"}
     expected = {(m, row) for m in range(case.tokens) if case.x[m, col] != 0}
     assert wrong_outputs == expected, (wrong_outputs, expected)

@@ -19,8 +19,10 @@ from microscopiq.tb.test_accel import cross
 SEED = 1
 QUICK = ("8x8-b4", "icarus")
 #: Structural stimulus: random layers (every idle x back-pressure pair), uniform mode and every
-#: SPEC §6 corner (under random idle cycles and back-pressure together).
-CASES = cross(["random"], ["random_uniform", *CORNERS])
+#: SPEC §6 corner (under random idle cycles and back-pressure together), and the other two pause
+#: patterns: ``heavy`` (half the cycles paused) on a random layer, ``cycle`` (3 in 4) on uniform mode.
+CASES = (cross(["random"], ["random_uniform", *CORNERS])
+         + [["random", "heavy", "heavy"], ["random_uniform", "cycle", "cycle"]])
 #: Quantizer-backed stimulus (PyTorch, seconds per layer): one configuration and one simulator
 #: only, Verilator unless ``SIM`` selects Icarus alone.
 HEAVY = ("8x8-b4", selected_simulators()[-1])
@@ -51,9 +53,12 @@ def _pairs():
 def test_accel_regression(preset, sim):
     records = run_accel(PRESETS[preset], sim, {"cases": CASES, "seed": SEED, "shape": SHAPES[preset]},
                         seed=SEED)
-    # One record per case, the reset rerun and four back-to-back layers.
-    assert len(records) == len(CASES) + 1 + 4
+    # One record per case, the reset reruns (mid-layer, header, pass boundary), four back-to-back layers.
+    assert len(records) == len(CASES) + 3 + 4
     assert all(record["mismatches"] == 0 and record["checked"] > 0 for record in records)
+    # Saturation really happens, and is counted (what microscopiq sim reports).
+    assert all(record["overflowed"] > 0 for record in records if record["kind"] == "saturation")
+    assert all(record["overflowed"] == 0 for record in records if record["kind"] == "all_inlier")
 
 
 @pytest.mark.cocotb
