@@ -30,7 +30,7 @@ from amaranth.lib import wiring
 from amaranth.lib.enum import EnumType
 
 from .. import __version__
-from ..config import FormatConfig
+from ..config import ConfigError, FormatConfig
 from ..outputs import OutputError, atomic_dir, check_output_dir
 from ..hdl.pe import PE
 
@@ -152,8 +152,13 @@ def write_generated(out_dir: str | os.PathLike, component: wiring.Component, top
 def read_manifest(folder: str | os.PathLike) -> tuple[dict, list[Path]]:
     """The manifest of a generated folder and the absolute paths of its files."""
     folder = Path(folder).resolve()
-    manifest = json.loads((folder / MANIFEST_NAME).read_text())
-    return manifest, [folder / name for name in manifest["files"]]
+    path = folder / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text())
+        return manifest, [folder / name for name in manifest["files"]]
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as error:
+        raise ConfigError(f"{str(path)!r} is not a manifest written by 'microscopiq generate' "
+                          f"({type(error).__name__}: {error})") from None
 
 
 # -- the PE ---------------------------------------------------------------------------------------

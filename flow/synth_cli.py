@@ -76,7 +76,7 @@ def run_synth(manifest: dict, files: list[Path], out: Path, **flow) -> synth.Syn
                 "report": report.to_json() if report is not None else None,
                 "error": None if error is None else str(error)}
     with atomic_file(out / "synth.json", "w") as handle:
-        json.dump(document, handle, indent=2)
+        json.dump(document, handle, indent=2, allow_nan=False)
         handle.write("\n")
     if error is not None:
         raise error

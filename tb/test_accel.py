@@ -27,6 +27,8 @@ Run through :func:`microscopiq.tb.runner.run_cocotb` (tests/tb/test_accel_cocotb
     ``{"n": .., "k": .., "m": ..}`` of the layers (corners adjust ``k`` where they need to).
 ``extras``
     False to run only :func:`run_layer` (no reset and back-to-back tests).
+``boundary_resets``
+    True to run :func:`reset_at_boundary` too (the regression does on the smallest preset).
 ``check_cycles``
     False to report, not assert, the cycle model (the benchmark tabulates both).
 ``stats``
@@ -59,6 +61,7 @@ SHAPE = {"n": 16, "k": 128, "m": 6, **PARAMS.get("shape", {})}
 LAYER_FILE = PARAMS.get("layer_file")
 #: ``extras: false`` (the benchmark) runs only :func:`run_layer`.
 EXTRAS = bool(PARAMS.get("extras", True)) and not LAYER_FILE
+BOUNDARY_RESETS = EXTRAS and bool(PARAMS.get("boundary_resets", False))
 
 
 def cross(full_kinds, stress_kinds, patterns=("none", "random")) -> list[list[str]]:
@@ -152,7 +155,7 @@ async def reset_mid_layer(dut):
     scoreboard.assert_clean()
 
 
-@cocotb.test(skip=not EXTRAS)
+@cocotb.test(skip=not BOUNDARY_RESETS)
 @cocotb.parametrize(("where", ["header", "pass"]))
 async def reset_at_boundary(dut, where: str):
     """Reset just as a layer header is taken: the first one (``header``), or the second pass's, at

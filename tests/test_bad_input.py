@@ -147,6 +147,8 @@ ROWS = [
      r"argument --out: must name a file or folder, not ''$"),
     ("eval-out-empty", 11, "eval --out ''", 2, r"argument --out: must name a file or folder, not ''$"),
     ("generate-out-empty", 11, "generate accel --out ''", 2, r"--out must be a folder .* not ''"),
+    ("synth-from-bad-manifest", 11, "synth --from badgen --out s", 2,
+     r"'.*/badgen/manifest.json' is not a manifest written by 'microscopiq generate' \(TypeError: "),
     ("synth-out-empty", 11, "synth --out ''", 2, r"--out: the output path is empty"),
     ("quantize-out-folder-in-the-way", 11, "quantize --weights w.npz --method rtn --wbits 4 --out clash", 2,
      r"--out: cannot write 'clash/weight.msq': a folder of that name is in the way$"),
@@ -207,6 +209,8 @@ def inputs(tmp_path_factory) -> Path:
                       ("norecon", base.replace(recon_share=0))):
         (root / f"{name}.json").write_text(json.dumps(cfg.to_json()))
     (root / "list.json").write_text("[1, 2]")
+    (root / "badgen").mkdir()
+    (root / "badgen" / "manifest.json").write_text("[1, 2]")
     (root / "null.json").write_text("null")
     # Folders named like output files; a read-only folder.
     (root / "clash" / "eval.json").mkdir(parents=True)
