@@ -15,10 +15,13 @@ from pathlib import Path
 from .config import AccelConfig, ConfigError
 from .outputs import OutputError, check_output_dir
 
-__all__ = ["SEED_MAX", "check_seed", "check_count", "check_out_dir", "check_sim_layer"]
+__all__ = ["SEED_MAX", "SIM_TOKENS_MAX", "check_seed", "check_count", "check_out_dir", "check_sim_layer"]
 
 #: Largest seed: cocotb's ``COCOTB_RANDOM_SEED`` and NumPy's generators take unsigned 32-bit seeds.
 SEED_MAX = (1 << 32) - 1
+#: Most tokens ``microscopiq sim`` streams: a simulated accelerator runs some thousand cycles a
+#: second, so this is already hours for a large layer; more is a typo, not a test.
+SIM_TOKENS_MAX = 1 << 16
 
 
 def check_seed(name: str, seed: int) -> None:
@@ -50,7 +53,7 @@ def check_sim_layer(path: str | os.PathLike, cfg: AccelConfig, tokens: int, seed
     ``cfg`` can run it (format, ReCoN, ``k <= max_k``, ``n <= max_n``). Returns the layer."""
     from .host.stream_format import StreamError, check_layer
     from .quant.pack import FormatError, load_layer
-    check_count("--tokens", tokens)
+    check_count("--tokens", tokens, SIM_TOKENS_MAX)
     check_seed("--seed", seed)
     text = os.fspath(path)
     if not Path(text).is_file():

@@ -198,7 +198,7 @@ def add_commands(subparsers) -> None:
                         help=f"preset ({', '.join(PRESETS)}) or a JSON configuration/manifest "
                              "(default 8x8-b4)")
     parser.add_argument("--tokens", type=int, default=8, metavar="M",
-                        help="activation rows streamed (default 8)")
+                        help="activation rows streamed, 1 to 65536 (default 8)")
     parser.add_argument("--seed", type=int, default=1, metavar="S",
                         help="seed of the random activations, 0 to 2^32-1 (default 1)")
     parser.add_argument("--json", action="store_true",

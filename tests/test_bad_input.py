@@ -54,6 +54,8 @@ ROWS = [
     ("sim-seed-too-big", 1, "sim --layer q4/weight.msq --seed 4294967296", 2,
      r"--seed must be an integer from 0 to 4294967295, not 4294967296$"),
     ("sim-tokens-zero", 1, "sim --layer q4/weight.msq --tokens 0", 2, r"--tokens must be >= 1, not 0$"),
+    ("sim-tokens-too-many", 1, "sim --layer q4/weight.msq --tokens 1000000000", 2,
+     r"--tokens must be at most 65536, not 1000000000$"),
     ("sim-format-mismatch", 1, "sim --layer q4/weight.msq --config 4x8-b2", 2,
      r"--layer 'q4/weight.msq' has format .*wbits=4.*, the accelerator .*wbits=2.*: choose a --config"),
     ("sim-truncated-layer", 1, "sim --layer trunc.msq", 2, r"--layer trunc.msq: file is truncated: 40 bytes"),
