@@ -106,7 +106,8 @@ def load_weights_file(path: Path) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Read a ``--weights`` file; return the weight (N×K), the Hessian ``2XᵀX`` (None without
     activations) and the number of calibration tokens M."""
     if not path.is_file():
-        raise QuantInputError(f"weights file {str(path)!r} does not exist")
+        raise QuantInputError(f"weights file {str(path)!r} "
+                              f"{'is not a file' if path.exists() else 'does not exist'}")
     if path.suffix == ".npz":
         content = _load_npz(path)
     elif path.suffix == ".pt":

@@ -83,6 +83,8 @@ ROWS = [
      r"weights file 'garbage.pt' is not a readable .pt: "),
     ("weights-missing", 4, "quantize --weights nope.npz --method rtn --wbits 4 --out q", 2,
      r"weights file 'nope.npz' does not exist$"),
+    ("weights-a-folder", 4, "quantize --weights q4 --method rtn --wbits 4 --out q", 2,
+     r"weights file 'q4' is not a file$"),
     ("weights-suffix", 4, "quantize --weights smallk.json --method rtn --wbits 4 --out q", 2,
      r"weights file 'smallk.json' must end in .npz or .pt$"),
     ("weights-no-key", 4, "quantize --weights nokey.npz --method rtn --wbits 4 --out q", 2,
