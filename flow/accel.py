@@ -14,7 +14,7 @@ from __future__ import annotations
 from amaranth import Shape
 from amaranth.lib import data
 
-from ..config import PRESETS, AccelConfig, ConfigError, ReconSharing
+from ..config import PRESETS, AccelConfig, ConfigError, ReconSharing, resolve_config
 from ..hdl.layouts import Mode, StreamLayouts
 from ..hdl.soc import RESET_STYLES, STREAMS, SocAccelerator, SocPorts
 from ..hdl.top import Accelerator
@@ -185,7 +185,6 @@ def config_from_args(args) -> AccelConfig:
     """The :class:`AccelConfig` of the generator options: ``--config`` or the ``--preset``
     (default ``default``) with every option given on the command line replacing its value. The
     config's own checks refuse invalid combinations, naming the rule."""
-    from ..tb.sim_cli import resolve_config
     if args.preset is not None and args.config is not None:
         raise ConfigError(f"--preset and --config both name a starting configuration: give one, "
                           f"not {args.preset!r} and {args.config!r}")
@@ -214,11 +213,12 @@ def soc_ports_from_args(args) -> SocPorts:
 def _run_accel(args) -> int:
     from pathlib import Path
 
-    from ..outputs import OutputError
+    from ..outputs import OutputError, check_output_dir
     from .fusesoc import SMOKE_TB_NAME
     from .generate import FILELIST_NAME, MANIFEST_NAME, _output_error, generate
     cfg = config_from_args(args)
     try:
+        check_output_dir(args.out)  # before the elaboration, which takes seconds to minutes
         manifest = generate("accel", cfg, args.out, name=args.name, ports=soc_ports_from_args(args))
     except (OutputError, OSError) as error:
         raise _output_error(args.out, error) from error

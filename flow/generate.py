@@ -29,8 +29,8 @@ from amaranth import Shape
 from amaranth.lib import wiring
 
 from .. import __version__
-from ..config import FormatConfig
-from ..outputs import OutputError, atomic_dir
+from ..config import ConfigError, FormatConfig
+from ..outputs import OutputError, atomic_dir, check_output_dir
 from ..hdl.pe import PE
 from .provenance import convert, generate_command, header_comment
 
@@ -175,8 +175,13 @@ def _verilog(component, top_name: str, generator: dict, manifest_extra: dict, co
 def read_manifest(folder: str | os.PathLike) -> tuple[dict, list[Path]]:
     """The manifest of a generated folder and the absolute paths of its files."""
     folder = Path(folder).resolve()
-    manifest = json.loads((folder / MANIFEST_NAME).read_text())
-    return manifest, [folder / name for name in manifest["files"]]
+    path = folder / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text())
+        return manifest, [folder / name for name in manifest["files"]]
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as error:
+        raise ConfigError(f"{str(path)!r} is not a manifest written by 'microscopiq generate' "
+                          f"({type(error).__name__}: {error})") from None
 
 
 # -- the PE ---------------------------------------------------------------------------------------
@@ -223,6 +228,7 @@ def _output_error(out, error: Exception) -> OutputError:
 def _run_pe(args: argparse.Namespace) -> int:
     fmt = FormatConfig(abits=args.abits, wbits=args.wbits)
     try:
+        check_output_dir(args.out)
         manifest = generate("pe", fmt, args.out)
     except (OutputError, OSError) as error:
         raise _output_error(args.out, error) from error

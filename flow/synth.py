@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "SynthError", "SynthTimeout", "DoesNotFit", "FlowParameterError",
+    "SynthError", "SynthTimeout", "DoesNotFit", "FlowParameterError", "PACKAGES", "check_flow_parameters",
     "Resources", "CriticalPath", "SynthReport", "synthesize", "run_yosys", "run_nextpnr",
     "DEVICES", "DEFAULT_DEVICE", "parse_cell_counts", "summarize_cells", "parse_utilisation",
     "over_utilised", "parse_timing", "first_error", "format_report", "abc9_crash",
@@ -50,6 +50,31 @@ DEVICES: dict[str, dict[str, str]] = {
              "um5g-25k": "CABGA381", "um5g-45k": "CABGA381", "um5g-85k": "CABGA381"},
     "ice40": {"lp384": "qn32", "lp1k": "tq144", "lp4k": "tq144", "lp8k": "ct256", "hx1k": "tq144",
               "hx4k": "tq144", "hx8k": "ct256", "up3k": "sg48", "up5k": "sg48", "u4k": "sg48"},
+}
+#: Packages nextpnr accepts per device (probed with the pinned yowasp-nextpnr 0.11.1 wheels: every
+#: candidate package passed as --package, refused ones print "Unsupported package"), so a bad
+#: --package is refused before Yosys runs.
+PACKAGES: dict[str, dict[str, tuple[str, ...]]] = {
+    "ecp5": {"12k": ("CABGA256", "CABGA381", "CSFBGA285", "TQFP144"),
+              "25k": ("CABGA256", "CABGA381", "CSFBGA285", "TQFP144"),
+              "45k": ("CABGA256", "CABGA381", "CABGA554", "CSFBGA285", "TQFP144"),
+              "85k": ("CABGA381", "CABGA554", "CABGA756", "CSFBGA285"),
+              "um-25k": ("CABGA256", "CABGA381", "CSFBGA285", "TQFP144"),
+              "um-45k": ("CABGA256", "CABGA381", "CABGA554", "CSFBGA285", "TQFP144"),
+              "um-85k": ("CABGA381", "CABGA554", "CABGA756", "CSFBGA285"),
+              "um5g-25k": ("CABGA256", "CABGA381", "CSFBGA285", "TQFP144"),
+              "um5g-45k": ("CABGA256", "CABGA381", "CABGA554", "CSFBGA285", "TQFP144"),
+              "um5g-85k": ("CABGA381", "CABGA554", "CABGA756", "CSFBGA285")},
+    "ice40": {"lp384": ("qn32", "cm36", "cm49"),
+              "lp1k": ("cm36", "cm49", "swg16tr", "cm81", "cb81", "qn84", "cm121", "cb121", "vq100",
+                       "cb132", "tq144"),
+              "lp4k": ("cm81", "cm121", "cb132", "tq144", "cm225", "bg121"),
+              "lp8k": ("cm81", "cm121", "cb132", "cm225", "ct256", "bg121"),
+              "hx1k": ("cm36", "cm49", "swg16tr", "cm81", "cb81", "qn84", "cm121", "cb121", "vq100",
+                       "cb132", "tq144"),
+              "hx4k": ("cm81", "cm121", "cb132", "tq144", "cm225", "bg121"),
+              "hx8k": ("cm81", "cm121", "cb132", "cm225", "ct256", "bg121"), "up3k": ("sg48", "uwg30"),
+              "up5k": ("sg48", "uwg30"), "u4k": ("sg48",)},
 }
 DEFAULT_DEVICE = {"ecp5": "25k", "ice40": "up5k"}
 #: iCE40 parts with SB_MAC16 DSP blocks.
@@ -430,6 +455,21 @@ def _check_parameters(family, device, package, freq_mhz, io, use_dsp, mapper):
     return device, package or DEVICES[family][device], use_dsp
 
 
+def check_flow_parameters(family, device, package, freq_mhz, io, use_dsp, mapper="abc9", *,
+                          seed: int = 1, timeout_s: float = 1800.0):
+    """Every flow parameter, checked before any tool runs or anything is written; returns the
+    device, the package and whether DSPs are used (see :func:`synthesize`)."""
+    device, chosen, use_dsp = _check_parameters(family, device, package, freq_mhz, io, use_dsp, mapper)
+    if package is not None and package not in PACKAGES[family][device]:
+        raise FlowParameterError(f"package for {family} {device} must be one of "
+                                 f"{', '.join(PACKAGES[family][device])}, not {package!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 31:
+        raise FlowParameterError(f"seed must be an integer from 0 to {(1 << 31) - 1}, not {seed!r}")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < float("inf"):
+        raise FlowParameterError(f"timeout must be a number of seconds > 0, not {timeout_s!r}")
+    return device, chosen, use_dsp
+
+
 def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = None,
                package: str | None = None, freq_mhz: float = 100.0, workdir=None, seed: int = 1,
                use_dsp: bool = True, io: str = "auto", place_route: bool = True,
@@ -474,7 +514,8 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
     SynthTimeout, SynthError
         A tool ran too long or failed.
     """
-    device, package, use_dsp = _check_parameters(family, device, package, freq_mhz, io, use_dsp, mapper)
+    device, package, use_dsp = check_flow_parameters(family, device, package, freq_mhz, io, use_dsp, mapper,
+                                                     seed=seed, timeout_s=timeout_s)
     sources = [Path(v) for v in ([verilog] if isinstance(verilog, (str, os.PathLike)) else verilog)]
     for source in sources:
         if not source.is_file():

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..config import FormatConfig
 from ..outputs import atomic_file
+from ..validate import check_out_dir
 from . import synth
 from .accel import accel_options, add_accel_options, config_from_args
 from .generate import MANIFEST_NAME, generate, read_manifest
@@ -72,16 +73,35 @@ def run_synth(manifest: dict, files: list[Path], out: Path, **flow) -> synth.Syn
                 "report": report.to_json() if report is not None else None,
                 "error": None if error is None else str(error)}
     with atomic_file(out / "synth.json", "w") as handle:
-        json.dump(document, handle, indent=2)
+        json.dump(document, handle, indent=2, allow_nan=False)
         handle.write("\n")
     if error is not None:
         raise error
     return report
 
 
+def _check_design(args: argparse.Namespace) -> None:
+    """The generator parameters of ``--design`` (preset included), checked as ``generate`` checks
+    them but before anything is written."""
+    if args.from_dir is not None:
+        return
+    if args.design == "pe":
+        defaults = FormatConfig()
+        FormatConfig(wbits=defaults.wbits if args.wbits is None else args.wbits,
+                     abits=defaults.abits if args.abits is None else args.abits)
+    else:
+        config_from_args(argparse.Namespace(**{**vars(args), "preset": args.preset or "default"}))
+
+
 def _run(args: argparse.Namespace) -> int:
     family = args.family
     device = args.device or synth.DEFAULT_DEVICE.get(family, "")
+    # Every parameter before anything is written: a bad one costs nothing (docs/verification.md).
+    synth.check_flow_parameters(family, args.device, args.package, args.freq, args.io,
+                                not args.no_dsp, seed=args.seed, timeout_s=args.timeout)
+    _check_design(args)
+    if args.out is not None:
+        check_out_dir(args.out)
     if args.from_dir is not None:
         folder = Path(args.from_dir)
         if not (folder / MANIFEST_NAME).is_file():

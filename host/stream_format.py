@@ -29,7 +29,8 @@ from . import routing
 
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "StreamFormat", "Beat", "StreamError",
-    "encode_layer", "decode_results", "pack_beat", "from_beat", "expected_results", "predict_cycles", "CycleModel", "pass_cycles",
+    "check_layer", "encode_layer", "decode_results", "pack_beat", "from_beat", "expected_results",
+    "predict_cycles", "CycleModel", "pass_cycles",
 ]
 
 #: Layer header ``mode`` values (:class:`~microscopiq.hdl.layouts.Mode`).
@@ -157,7 +158,10 @@ def from_beat(layout, word: int):
     return layout.from_bits(int(word) & ((1 << layout.size) - 1))
 
 
-def _check_layer(cfg: AccelConfig, layer, x: np.ndarray) -> np.ndarray:
+def check_layer(cfg: AccelConfig, layer) -> None:
+    """Raise :class:`StreamError` if the generated instance ``cfg`` cannot run ``layer`` (its format,
+    ReCoN for a MicroScopiQ layer, ``k <= max_k``, ``n <= max_n``): cheap, so callers check before
+    building anything."""
     fmt = cfg.fmt
     if layer.fmt != fmt:
         raise StreamError(f"layer format {layer.fmt} differs from the accelerator's {fmt}")
@@ -171,6 +175,11 @@ def _check_layer(cfg: AccelConfig, layer, x: np.ndarray) -> np.ndarray:
         raise StreamError(f"layer k={layer.k} exceeds max_k={cfg.max_k}")
     if layer.n > cfg.max_n:
         raise StreamError(f"layer n={layer.n} exceeds max_n={cfg.max_n}")
+
+
+def _check_layer(cfg: AccelConfig, layer, x: np.ndarray) -> np.ndarray:
+    check_layer(cfg, layer)
+    fmt = cfg.fmt
     x = np.asarray(x, dtype=np.int64)
     if x.ndim != 2 or x.shape[1] != layer.k or x.shape[0] < 1:
         raise StreamError(f"activations must be (M >= 1, k={layer.k}), got shape {x.shape}")

@@ -10,13 +10,20 @@ one-line help): ``--help``, ``--version``, ``generate`` and ``synth`` then need 
 Errors a user can cause (bad parameters, bad files, unwritable output) are ``ValueError``
 subclasses: they print one line ``microscopiq: error: …`` and exit with status 2. Anything else is
 a bug and keeps its traceback.
+
+SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, a cancelled CI job) unwind the command like an
+exception, so every staging folder is removed (:mod:`microscopiq.outputs`); they print one line
+``microscopiq: interrupted by SIGINT|SIGTERM`` and exit with ``128 + signal``
+(130, 143), as a shell reports a process the signal killed.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 __all__ = ["main", "build_parser", "COMMAND_MODULES", "COMMANDS"]
 
@@ -70,6 +77,14 @@ class _LazyCommand(argparse.ArgumentParser):
         return self._real().format_help()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like ``KeyboardInterrupt`` for SIGINT."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     parser = argparse.ArgumentParser(
@@ -88,8 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # signal.signal works in the main thread only (main() may be called from a worker's).
+    handles_term = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if handles_term else None
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt as interrupt:
+        signum = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+        print(f"microscopiq: interrupted by {signum.name}", file=sys.stderr)
+        return 128 + signum
     except ValueError as error:
         # ConfigError, LayerError, FormatError, OutputError, ...: the user's input, not a bug.
         print(f"microscopiq: error: {error}", file=sys.stderr)
@@ -98,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"microscopiq: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "),
               file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if handles_term:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

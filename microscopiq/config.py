@@ -15,11 +15,14 @@ states the rule and echoes the value. Named presets live in :data:`PRESETS`.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = [
     "ConfigError", "FormatConfig", "AccelConfig", "ReconSharing", "PRESETS",
     "WBITS_ALLOWED", "MSQ_WBITS_ALLOWED", "ABITS_ALLOWED",
+    "MAX_UBLOCK", "MAX_GROUP", "MAX_ARRAY_SIDE", "MAX_TOKENS", "MAX_LAYER_DIM", "resolve_config",
 ]
 
 #: Slot widths b the INT PE supports (8 only in uniform mode).
@@ -28,6 +31,19 @@ WBITS_ALLOWED = (2, 3, 4, 8)
 MSQ_WBITS_ALLOWED = (2, 3, 4)
 #: Activation widths a.
 ABITS_ALLOWED = (4, 8)
+#: Upper bounds where the formats have them (checked before any work, see docs/verification.md):
+#: a pair's row offset ``mate`` is an int8 inside its micro-block, so U <= 128; every layer is padded
+#: to whole K-groups, so G is bounded to keep one padded row small (16 times the presets' max_k).
+MAX_UBLOCK = 128
+MAX_GROUP = 1 << 16
+#: Largest array side: the stream beats carry R or C lanes (a 64-column result beat is already
+#: over 2000 bits wide) and elaboration time grows with R·C; 16x16 is the largest preset.
+MAX_ARRAY_SIDE = 64
+#: Largest result buffer (tokens per pass): max_tokens x C accumulators, 1 Mbit for 8x8 at 32 bits,
+#: about a third of the largest ECP5's block RAM.
+MAX_TOKENS = 4096
+#: Largest max_k and max_n: the packed file and the layer header hold n and k as u32.
+MAX_LAYER_DIM = (1 << 32) - 1
 
 
 class ConfigError(ValueError):
@@ -45,10 +61,17 @@ def _check_choice(name: str, value, allowed) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}, not {value!r}")
 
 
-def _check_power_of_two(name: str, value, minimum: int) -> None:
+def _check_power_of_two(name: str, value, minimum: int, maximum: int) -> None:
     _check_int(name, value)
     if value < minimum or value & (value - 1):
         raise ConfigError(f"{name} must be a power of two >= {minimum}, not {value!r}")
+    if value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, not {value!r}")
+
+
+def _check_at_most(name: str, value: int, maximum: int) -> None:
+    if value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -62,9 +85,11 @@ class FormatConfig:
     abits : int
         Activation width ``a`` (signed, symmetric): 4 or 8.
     ublock : int
-        Micro-block size ``U`` (output rows sharing an outlier exponent), a power of two >= 2.
+        Micro-block size ``U`` (output rows sharing an outlier exponent), a power of two from 2 to
+        :data:`MAX_UBLOCK`.
     group : int
-        K-group size ``G`` (input columns sharing an inlier exponent), a power of two >= 2.
+        K-group size ``G`` (input columns sharing an inlier exponent), a power of two from 2 to
+        :data:`MAX_GROUP`.
     xbits : int
         Width ``xb`` of the micro-block's shared unsigned outlier exponent ``X``: 1 to 6.
     """
@@ -78,8 +103,8 @@ class FormatConfig:
     def __post_init__(self):
         _check_choice("wbits", self.wbits, WBITS_ALLOWED)
         _check_choice("abits", self.abits, ABITS_ALLOWED)
-        _check_power_of_two("ublock", self.ublock, 2)
-        _check_power_of_two("group", self.group, 2)
+        _check_power_of_two("ublock", self.ublock, 2, MAX_UBLOCK)
+        _check_power_of_two("group", self.group, 2, MAX_GROUP)
         _check_int("xbits", self.xbits)
         if not 1 <= self.xbits <= 6:
             raise ConfigError(f"xbits must be between 1 and 6, not {self.xbits!r}")
@@ -186,7 +211,7 @@ class AccelConfig:
     rows, cols : int
         Array geometry ``R × C``: ``R`` input columns ``k`` per weight tile, ``C`` output rows ``n``.
         ``cols`` is a multiple of ``ublock``; ``group`` is a multiple of ``rows`` so that a K-tile
-        never straddles two K-groups.
+        never straddles two K-groups. Each at most :data:`MAX_ARRAY_SIDE`.
     acc_bits : int
         Width of the saturating MX accumulator (SPEC §3), 16 to 64.
     recon_share : int
@@ -194,11 +219,13 @@ class AccelConfig:
         ``S`` rows (``rows`` a multiple of ``S``), 0 = no ReCoN and no outlier support (the plain
         INT-b baseline; uniform layers only).
     max_tokens : int
-        Tokens per pass the result buffer holds (``M`` is processed in chunks of this many).
+        Tokens per pass the result buffer holds (``M`` is processed in chunks of this many), at
+        most :data:`MAX_TOKENS`.
     max_k : int
-        Largest layer ``K`` the generated instance accepts (sizes its counters).
+        Largest layer ``K`` the generated instance accepts (sizes its counters), at most
+        :data:`MAX_LAYER_DIM`.
     max_n : int
-        Largest layer ``N`` the generated instance accepts.
+        Largest layer ``N`` the generated instance accepts, at most :data:`MAX_LAYER_DIM`.
     """
 
     fmt: FormatConfig = field(default_factory=FormatConfig)
@@ -233,6 +260,10 @@ class AccelConfig:
                               f"(uniform layers only)")
         if self.max_tokens < 1 or self.max_k < 1 or self.max_n < 1:
             raise ConfigError("max_tokens, max_k and max_n must be >= 1")
+        for name, maximum in (("rows", MAX_ARRAY_SIDE), ("cols", MAX_ARRAY_SIDE),
+                              ("max_tokens", MAX_TOKENS), ("max_k", MAX_LAYER_DIM),
+                              ("max_n", MAX_LAYER_DIM)):
+            _check_at_most(name, getattr(self, name), maximum)
         if self.max_k < self.rows:
             raise ConfigError(f"max_k ({self.max_k}) must be >= rows ({self.rows})")
         min_acc = self.min_acc_bits
@@ -290,3 +321,23 @@ PRESETS: dict[str, AccelConfig] = {
     "8x8-b4": AccelConfig(fmt=FormatConfig(wbits=4), rows=8, cols=8),
     "16x16-b4-shared": AccelConfig(fmt=FormatConfig(wbits=4), rows=16, cols=16, recon_share=4),
 }
+
+
+def resolve_config(text: str) -> AccelConfig:
+    """``--config``: a preset name (:data:`~microscopiq.config.PRESETS`) or a JSON file holding
+    :meth:`AccelConfig.to_json` (a generated ``manifest.json``, whose ``parameters`` are that)."""
+    if text in PRESETS:
+        return PRESETS[text]
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"--config must be a preset ({', '.join(PRESETS)}) or a JSON file, not {text!r}")
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+                type(data), "a number")
+            raise TypeError(f"it holds {kind}, not a JSON object")
+        return AccelConfig.from_json(data.get("parameters", data))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as error:
+        raise ConfigError(f"--config file {text!r} does not hold an accelerator configuration "
+                          f"({error})") from None

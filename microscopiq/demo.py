@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  layer       {LAYER} {qreport.shape[0]}x{qreport.shape[1]}, MicroScopiQ b={cfg.fmt.wbits}: "
           f"{qreport.ebw:.3f} bits/weight, {outliers} outliers, relative output error {qreport.rel_error:.4f}")
     print(f"  accelerator {cfg.rows}x{cfg.cols} per-row ReCoN, Verilator: {sim.checked} result integers "
-          f"checked, {sim.mismatches} mismatches")
+          f"checked, {sim.mismatches} mismatches, {sim.overflowed} of {sim.outputs} outputs saturated")
     print(f"  cycles      {sim.cycles} measured, {sim.predicted} predicted by the cycle model, "
           f"{sim.macs / max(sim.cycles, 1):.1f} MACs/cycle of {cfg.rows * cfg.cols}")
     print(f"  PE on ECP5  {res.luts} LUTs, {res.ffs} FFs, {res.dsps} DSPs, Fmax {pe.fmax:.1f} MHz")

@@ -24,17 +24,20 @@ import argparse
 import json
 import shlex
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..config import FormatConfig
-from ..outputs import atomic_dir
+from ..outputs import atomic_dir, path_arg
+from ..validate import check_out_dir
 from .dequant import dequantize
 from .ebw import effective_bits
-from .evaluate import check_method_format, evaluate, write_report
-from .gptq import QuantInputError, check_problem
+from .evaluate import REPORT_FILES, check_formats, check_method_format, evaluate, write_report
+from .gptq import QuantInputError, as_real_array, check_problem, check_weight_range
 from .models import METHODS, LayerReport, calibration_texts, load_minilm, quantize_matrix, quantize_model
 from .models import relative_output_error
 from .pack import save_layer
@@ -67,10 +70,10 @@ def add_commands(subparsers) -> None:
         description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     source = q.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", choices=MODELS, help="a bundled model (offline)")
-    source.add_argument("--weights", type=Path, metavar="FILE", help="one matrix: .npz or .pt")
+    source.add_argument("--weights", type=path_arg, metavar="FILE", help="one matrix: .npz or .pt")
     q.add_argument("--method", choices=METHODS, required=True)
     _format_args(q)
-    q.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    q.add_argument("--out", type=path_arg, required=True, metavar="DIR", help="output folder")
     q.add_argument("--refine-steps", type=int, default=0, metavar="N",
                    help="decoupleQ block-wise refinement of the floats: Adam steps per transformer block "
                         "(default 0: off; needs --method decoupleq and --model)")
@@ -90,7 +93,7 @@ def add_commands(subparsers) -> None:
     e.add_argument("--xbits", type=int, default=4, metavar="X")
     e.add_argument("--calib-texts", type=int, default=64, metavar="N")
     e.add_argument("--eval-texts", type=int, default=256, metavar="N")
-    e.add_argument("--out", type=Path, required=True, metavar="DIR")
+    e.add_argument("--out", type=path_arg, required=True, metavar="DIR")
     e.set_defaults(func=run_eval)
 
 
@@ -103,13 +106,10 @@ def load_weights_file(path: Path) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Read a ``--weights`` file; return the weight (N×K), the Hessian ``2XᵀX`` (None without
     activations) and the number of calibration tokens M."""
     if not path.is_file():
-        raise QuantInputError(f"weights file {str(path)!r} does not exist")
+        raise QuantInputError(f"weights file {str(path)!r} "
+                              f"{'is not a file' if path.exists() else 'does not exist'}")
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                content = {key: data[key] for key in data.files}
-        except (OSError, ValueError) as error:
-            raise QuantInputError(f"weights file {str(path)!r} is not a readable .npz: {error}") from None
+        content = _load_npz(path)
     elif path.suffix == ".pt":
         try:
             content = torch.load(path, map_location="cpu", weights_only=True)
@@ -126,18 +126,46 @@ def load_weights_file(path: Path) -> tuple[np.ndarray, np.ndarray | None, int]:
     if WEIGHT_KEY not in content:
         raise QuantInputError(f"weights file {str(path)!r} has no {WEIGHT_KEY!r} entry "
                               f"(found: {', '.join(map(str, content)) or 'nothing'})")
+    try:
+        return _check_content(content)
+    except QuantInputError as error:
+        raise QuantInputError(f"weights file {str(path)!r}: {error}") from None
+
+
+def _load_npz(path: Path) -> dict:
+    """The arrays of an ``.npz``; any corruption (not a zip, a bad member, a ``.npy`` renamed) is a
+    one-line error naming the file."""
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array (a .npy file?), not named arrays")
+        with data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "pickled" in reason:  # NumPy's guess for bytes it cannot parse
+            reason = "not a NumPy .npz archive"
+        raise QuantInputError(f"weights file {str(path)!r} is not a readable .npz: {reason}") from None
+
+
+def _check_content(content: dict) -> tuple[np.ndarray, np.ndarray | None, int]:
     weight, _ = check_problem(content[WEIGHT_KEY])
     if ACTIVATION_KEY not in content:
         return weight, None, 0
-    x = np.asarray(content[ACTIVATION_KEY].numpy() if isinstance(content[ACTIVATION_KEY], torch.Tensor)
-                   else content[ACTIVATION_KEY], dtype=np.float64)
+    x = as_real_array(content[ACTIVATION_KEY], repr(ACTIVATION_KEY))
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != weight.shape[1]:
         raise QuantInputError(f"{ACTIVATION_KEY!r} must be M×K with M >= 1 and K = {weight.shape[1]} "
                               f"(the weight's in_features), got shape {x.shape}")
     if not np.isfinite(x).all():
-        raise QuantInputError(f"{ACTIVATION_KEY!r} has a NaN or Inf at "
-                              f"{tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])}")
-    return weight, 2.0 * x.T @ x, x.shape[0]
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise QuantInputError(f"{ACTIVATION_KEY!r} has a NaN or Inf at {index}: {float(x[index])!r}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        hessian = 2.0 * x.T @ x
+    if not np.isfinite(hessian).all():
+        index = tuple(int(i) for i in np.unravel_index(np.argmax(np.abs(x)), x.shape))
+        raise QuantInputError(f"{ACTIVATION_KEY!r} are too large: their Hessian 2XᵀX overflows float64 "
+                              f"(largest |x| is {ACTIVATION_KEY}{list(index)} = {float(x[index])!r})")
+    return weight, hessian, x.shape[0]
 
 
 def _file_name(name: str) -> str:
@@ -179,10 +207,16 @@ def run_quantize(args) -> int:
     check_method_format(args.method, fmt)
     _check_count("--calib-texts", args.calib_texts)
     _check_refine(args)
+    names = ("summary.json", "weight.msq") if args.weights is not None else ("summary.json",)
+    check_out_dir(args.out, names)
     start = time.perf_counter()
     if args.weights is not None:
         weight, hessian, tokens = load_weights_file(args.weights)
-        with atomic_dir(args.out) as tmp:
+        try:
+            check_weight_range(weight, fmt.group)
+        except QuantInputError as error:
+            raise QuantInputError(f"weights file {str(args.weights)!r}: {error}") from None
+        with atomic_dir(args.out, names) as tmp:
             t = time.perf_counter()
             layer = quantize_matrix(args.method, weight, hessian, fmt)
             h = np.eye(weight.shape[1]) if hessian is None else hessian
@@ -191,11 +225,11 @@ def run_quantize(args) -> int:
                                  seconds=time.perf_counter() - t, tokens=tokens)
             save_layer(tmp / "weight.msq", layer)
             summary = _summary(str(args.weights), args, fmt, [report], time.perf_counter() - start)
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
     else:
         model = load_minilm()
         blocks = []
-        with atomic_dir(args.out) as tmp:
+        with atomic_dir(args.out, names) as tmp:
             reports = quantize_model(model, args.method, fmt, calibration_texts(args.calib_texts),
                                      on_layer=lambda name, layer, _: save_layer(tmp / _file_name(name), layer),
                                      refine_steps=args.refine_steps, refine_lr=args.refine_lr,
@@ -204,7 +238,7 @@ def run_quantize(args) -> int:
             if args.refine_steps:
                 summary["refine"] = {"steps": args.refine_steps, "lr": args.refine_lr, "blocks": blocks,
                                      "seconds": sum(b["seconds"] for b in blocks)}
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
     totals = summary["totals"]
     print(f"{args.method} b={fmt.wbits}: {totals['layers']} layer(s), EBW {totals['ebw']:.3f} bits/weight, "
           f"mean relative output error {totals['rel_error_mean']:.4f}, {totals['seconds']:.1f} s -> {args.out}")
@@ -212,8 +246,10 @@ def run_quantize(args) -> int:
 
 
 def run_eval(args) -> int:
+    check_out_dir(args.out, REPORT_FILES)
     for name in ("--calib-texts", "--eval-texts"):
         _check_count(name, getattr(args, name[2:].replace("-", "_")))
+    check_formats(args.methods, args.wbits, group=args.group, ublock=args.ublock, xbits=args.xbits)
     results = evaluate(args.methods, args.wbits, group=args.group, ublock=args.ublock, xbits=args.xbits,
                        calib_texts=args.calib_texts, eval_texts=args.eval_texts)
     command = (f"microscopiq eval --model {args.model} --methods {' '.join(args.methods)} "

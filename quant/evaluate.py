@@ -20,7 +20,7 @@ from ..config import FormatConfig
 from ..outputs import atomic_dir
 from . import models
 
-__all__ = ["MethodResult", "cosine_similarity", "evaluate", "write_report"]
+__all__ = ["MethodResult", "REPORT_FILES", "check_formats", "cosine_similarity", "evaluate", "write_report"]
 
 
 @dataclass
@@ -48,12 +48,7 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def evaluate(methods: list[str], wbits: list[int], *, group: int = 128, ublock: int = 8, xbits: int = 4,
              calib_texts: int = 64, eval_texts: int = 256, progress: bool = True) -> list[MethodResult]:
     """Run every method at every b (formats checked before any work starts)."""
-    formats = {b: FormatConfig(wbits=b, group=group, ublock=ublock, xbits=xbits) for b in wbits}
-    for method in methods:
-        if method not in models.METHODS:
-            raise models.ModelError(f"method must be one of {', '.join(models.METHODS)}, not {method!r}")
-        for b, fmt in formats.items():
-            check_method_format(method, fmt)
+    formats = check_formats(methods, wbits, group=group, ublock=ublock, xbits=xbits)
     model = models.load_minilm()
     fp32 = {k: v.clone() for k, v in model.state_dict().items()}
     calibration = models.calibration_texts(calib_texts)
@@ -76,6 +71,18 @@ def evaluate(methods: list[str], wbits: list[int], *, group: int = 128, ublock: 
                 layers=[r.to_json() for r in reports]))
     model.load_state_dict(fp32)
     return results
+
+
+def check_formats(methods: list[str], wbits: list[int], *, group: int, ublock: int,
+                  xbits: int) -> dict[int, FormatConfig]:
+    """The format of every b, each method checked against each; raises before any work."""
+    formats = {b: FormatConfig(wbits=b, group=group, ublock=ublock, xbits=xbits) for b in wbits}
+    for method in methods:
+        if method not in models.METHODS:
+            raise models.ModelError(f"method must be one of {', '.join(models.METHODS)}, not {method!r}")
+        for fmt in formats.values():
+            check_method_format(method, fmt)
+    return formats
 
 
 def check_method_format(method: str, fmt: FormatConfig) -> None:
@@ -152,11 +159,16 @@ def _plot(results: list[MethodResult], path: Path) -> None:
     plt.close(fig)
 
 
+#: The files :func:`write_report` writes (checked before an evaluation starts).
+REPORT_FILES = ("eval.json", "eval.md", "eval.png")
+
+
 def write_report(results: list[MethodResult], out: str | Path, command: str) -> None:
     """Write ``eval.json``, ``eval.md`` and ``eval.png`` into ``out`` (all or nothing)."""
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, REPORT_FILES) as tmp:
         (tmp / "eval.json").write_text(json.dumps({"command": command,
-                                                   "results": [r.__dict__ for r in results]}, indent=1))
+                                                   "results": [r.__dict__ for r in results]}, indent=1,
+                                                  allow_nan=False))
         (tmp / "eval.md").write_text(
             f"# MiniLM quantization: evaluation\n\nCommand: `{command}`\n\n{_table(results)}\n\n"
             f"![evaluation](eval.png)\n\n## Relative output error per layer\n\n{_layer_table(results)}\n")

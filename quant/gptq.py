@@ -20,11 +20,22 @@ from ..config import FormatConfig
 from .hessian import inverse_cholesky_upper, lazy_batch_sweep, prepare_hessian
 from .layer import UniformLayer, padded
 
-__all__ = ["QuantInputError", "check_problem", "minmax_grid", "hessian_inverse_factor", "gptq_round",
+__all__ = ["QuantInputError", "check_problem", "check_weight_range", "as_real_array", "MAX_K", "PEAK_MIN",
+           "PEAK_MAX", "minmax_grid", "hessian_inverse_factor", "gptq_round",
            "quantize_gptq", "to_uniform_layer", "expand_groups", "minmax_grid_groups", "clipped_grid_groups"]
 
 #: Shrink factors of :func:`clipped_grid_groups`: 1, 0.95, ..., 0.2 (GPTQ's ``maxshrink = 0.8``).
 CLIP_RATIOS = tuple(1.0 - 0.05 * i for i in range(17))
+
+
+#: Largest K (in_features): the quantizers hold a K×K Hessian in float64, 2 GiB at this K.
+MAX_K = 16384
+#: Range of a row group's largest |w| (row n, K-group g) that every quantizer handles exactly as it
+#: handles the same weights at scale 1 (power-of-two scaling only moves the exponents; checked at
+#: both ends in tests/test_bad_input.py). MicroScopiQ, MX-INT and decoupleQ square weights in
+#: float32, which overflows above about 2^62 and loses them below about 2^-64; outside the range a
+#: group would quantize to garbage or to 0, so it is refused instead.
+PEAK_MIN, PEAK_MAX = 2.0 ** -60, 2.0 ** 60
 
 
 class QuantInputError(ValueError):
@@ -43,16 +54,20 @@ def check_problem(weight, hessian=None) -> tuple[np.ndarray, np.ndarray | None]:
     QuantInputError
         Not 2-D, empty, NaN/Inf, or a Hessian whose shape does not match the weight's K.
     """
-    w = _as_numpy(weight)
+    w = as_real_array(weight, "weight")
     if w.ndim != 2:
         raise QuantInputError(f"weight must be a 2-D matrix (out_features × in_features), got shape {w.shape}")
     if w.size == 0:
         raise QuantInputError(f"weight is empty (shape {w.shape})")
     if not np.isfinite(w).all():
-        raise QuantInputError(f"weight has a NaN or Inf at {_first_bad(w)}")
+        raise QuantInputError(f"weight has a NaN or Inf at {_first_bad(w)}: "
+                              f"{float(w[_first_bad(w)])!r}")
+    if w.shape[1] > MAX_K:
+        raise QuantInputError(f"weight has K = {w.shape[1]} input columns, at most {MAX_K}: the "
+                              f"quantizers hold a K×K float64 Hessian (2 GiB at K = {MAX_K})")
     if hessian is None:
         return w, None
-    h = _as_numpy(hessian)
+    h = as_real_array(hessian, "hessian")
     k = w.shape[1]
     if h.shape != (k, k):
         raise QuantInputError(f"hessian must be K×K = ({k}, {k}) for a weight with K = {k} columns, "
@@ -62,10 +77,38 @@ def check_problem(weight, hessian=None) -> tuple[np.ndarray, np.ndarray | None]:
     return w, h
 
 
-def _as_numpy(value) -> np.ndarray:
+def as_real_array(value, name: str) -> np.ndarray:
+    """``value`` (array, tensor or nested lists) as float64; refuses complex, string and object
+    data, which a cast would silently drop or garble."""
     if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise QuantInputError(f"{name} must hold real numbers, not {value.dtype}")
         value = value.detach().cpu().double().numpy()
-    return np.asarray(value, dtype=np.float64)
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # ragged nested lists
+        raise QuantInputError(f"{name} must be a rectangular array of real numbers: {error}") from None
+    if array.dtype.kind not in "biuf":
+        raise QuantInputError(f"{name} must hold real numbers, not dtype {array.dtype}")
+    return array.astype(np.float64)
+
+
+def check_weight_range(weight: np.ndarray, group: int) -> None:
+    """Refuse a float64 weight (N×K) with a row group (row ``n``, K-group of ``group`` columns) whose
+    largest |w| is neither 0 nor between :data:`PEAK_MIN` and :data:`PEAK_MAX`, naming the weight
+    and its value."""
+    n, k = weight.shape
+    magnitude = np.zeros((n, padded(k, group)))
+    magnitude[:, :k] = np.abs(weight)
+    peaks = magnitude.reshape(n, -1, group).max(axis=2)
+    bad = (peaks != 0) & ((peaks < PEAK_MIN) | (peaks > PEAK_MAX))
+    if bad.any():
+        row, g = (int(i) for i in np.argwhere(bad)[0])
+        col = g * group + int(np.argmax(magnitude[row, g * group:(g + 1) * group]))
+        raise QuantInputError(
+            f"weight[{row}, {col}] = {float(weight[row, col])!r} is the largest |w| of row {row}, K-group {g}: "
+            f"a row group's largest |w| must be 0 or between 2^-60 and 2^60 (about {PEAK_MIN:.2g} to "
+            f"{PEAK_MAX:.2g}); outside that range the quantizers cannot represent it")
 
 
 def _device(device) -> torch.device:
@@ -166,15 +209,15 @@ def expand_groups(values: torch.Tensor, group: int, k: int) -> torch.Tensor:
 def to_uniform_layer(q, scale, zero, fmt: FormatConfig) -> UniformLayer:
     """Pack unpadded ``q`` (N×K) and per-group ``scale``/``zero`` into a validated, padded
     :class:`UniformLayer` (padding: q = 0, scale = 1, zero = 0)."""
-    q = _as_numpy(q)
+    q = as_real_array(q, "q")
     n, k = q.shape
     np_, kp = padded(n, fmt.ublock), padded(k, fmt.group)
     qp = np.zeros((np_, kp), dtype=np.int8)
     qp[:n, :k] = np.rint(q).astype(np.int8)
     sp = np.ones((np_, kp // fmt.group), dtype=np.float32)
     zp = np.zeros((np_, kp // fmt.group), dtype=np.float32)
-    sp[:n] = _as_numpy(scale)
-    zp[:n] = _as_numpy(zero)
+    sp[:n] = as_real_array(scale, "scale")
+    zp[:n] = as_real_array(zero, "zero")
     return UniformLayer(fmt=fmt, n=n, k=k, q=qp, scale=sp, zero=zp).validate()
 
 

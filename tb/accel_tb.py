@@ -42,7 +42,7 @@ CLOCK_PERIOD_NS = 10
 #: handshake to the last result handshake, plus this, give the same count.
 TB_CYCLES = 1
 #: Cycles of slack over :func:`~microscopiq.host.stream_format.predict_cycles` before a layer is
-#: declared hung, and the factor covering pause generators (at most 1 cycle in 2 paused each).
+#: declared hung, and the factor covering pause generators (at most 3 cycles in 4 paused each).
 TIMEOUT_SLACK_CYCLES = 2000
 TIMEOUT_FACTOR = 8
 
@@ -234,6 +234,7 @@ class TB:
                 raise AssertionError(f"{port.bus._name}_tdata is {port.width} bits wide, the stream "
                                      f"format of this configuration says {ports.tdata_width(width)}")
         self.cycle = 0
+        self.weight_handshakes = 0
         self.first_weights = self.last_result = None
         cocotb.start_soon(self._count_cycles())
         cocotb.start_soon(self._check_resolved())
@@ -246,8 +247,10 @@ class TB:
         while True:
             await edge
             self.cycle += 1
-            if self.first_weights is None and _handshake(dut, "s_axis_weights"):
-                self.first_weights = self.cycle
+            if _handshake(dut, "s_axis_weights"):
+                self.weight_handshakes += 1
+                if self.first_weights is None:
+                    self.first_weights = self.cycle
             if _handshake(dut, "m_axis_result"):
                 self.last_result = self.cycle
 
@@ -288,6 +291,11 @@ class TB:
         for _ in range(count):
             await RisingEdge(self.clock)
 
+    async def weight_beats_taken(self, count: int) -> None:
+        """Wait for the edge at which the ``count``-th weights beat since the last reset is taken."""
+        while self.weight_handshakes < count:
+            await RisingEdge(self.dut.clk)
+
     async def reset(self, cycles: int = 4) -> None:
         """Synchronous reset (at the reset port's active level) for ``cycles`` cycles; beats still queued in the sources
         and results taken before or during the reset are dropped."""
@@ -298,6 +306,7 @@ class TB:
         self.reset_port.value = self.reset_levels[1]
         await self.cycles(2)
         self.result.clear()
+        self.weight_handshakes = 0
 
     def timeout_cycles(self, case: Case) -> int:
         """Cycle limit for one layer: the predicted cycles, stretched for pauses, plus slack."""

@@ -16,6 +16,7 @@ Verilog is unchanged. ``WAVES=1`` writes waves into the simulator's folder.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,10 +25,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import PRESETS, AccelConfig, ConfigError
+from ..config import PRESETS, AccelConfig, ConfigError, resolve_config
+from ..validate import check_sim_layer
 from .runner import SIMULATORS, CocotbFailure, run_cocotb
 
-__all__ = ["BUILD_ROOT", "TEST_MODULE", "BUILD_ARGS", "config_name", "resolve_config", "generate_rtl", "run_accel",
+__all__ = ["BUILD_ROOT", "TEST_MODULE", "BUILD_ARGS", "config_name", "generate_rtl", "run_accel",
            "SimReport", "simulate_layer_file", "add_commands"]
 
 BUILD_ROOT = Path("build") / "cocotb" / "accel"
@@ -53,22 +55,6 @@ def config_name(cfg: AccelConfig) -> str:
         return sorted(names, key=lambda name: name == "default")[0]
     digest = hashlib.sha256(json.dumps(cfg.to_json(), sort_keys=True).encode()).hexdigest()[:10]
     return f"cfg-{digest}"
-
-
-def resolve_config(text: str) -> AccelConfig:
-    """``--config``: a preset name (:data:`~microscopiq.config.PRESETS`) or a JSON file holding
-    :meth:`AccelConfig.to_json` (a generated ``manifest.json``, whose ``parameters`` are that)."""
-    if text in PRESETS:
-        return PRESETS[text]
-    path = Path(text)
-    if not path.is_file():
-        raise ConfigError(f"--config must be a preset ({', '.join(PRESETS)}) or a JSON file, not {text!r}")
-    try:
-        data = json.loads(path.read_text())
-        return AccelConfig.from_json(data.get("parameters", data))
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ConfigError(f"--config file {text!r} does not hold an accelerator configuration "
-                          f"({error})") from None
 
 
 def generate_rtl(cfg: AccelConfig, out_dir: Path) -> tuple[dict, list[Path]]:
@@ -130,18 +116,20 @@ class SimReport:
     mismatches: int
     first_mismatch: str
     error: str = ""
+    #: Result integers (MicroScopiQ mode: ``M x n``) and those the accelerator flagged as saturated
+    #: (sticky overflow flag; 0 in uniform mode, whose raw sums never overflow).
+    outputs: int = 0
+    overflowed: int = 0
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str, tokens: int,
                         seed: int, progress=None) -> SimReport:
-    """Run the packed layer at ``path`` with ``tokens`` random activations (seed ``seed``)."""
-    from ..quant.pack import load_layer
-    layer = load_layer(path)
-    if layer.fmt != cfg.fmt:
-        raise ConfigError(f"--layer {str(path)!r} has format {layer.fmt}, the accelerator {cfg.fmt}: "
-                          f"choose a --config with the same format")
-    if tokens < 1:
-        raise ConfigError(f"--tokens must be >= 1, not {tokens!r}")
+    """Run the packed layer at ``path`` with ``tokens`` random activations (seed ``seed``); every
+    input is checked before anything is built (:func:`microscopiq.validate.check_sim_layer`)."""
+    check_sim_layer(path, cfg, tokens, seed)
     params = {"layer_file": str(Path(path).resolve()), "shape": {"m": tokens}, "seed": seed}
     try:
         records = run_accel(cfg, sim, params, seed=seed, progress=progress)
@@ -153,7 +141,7 @@ def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str, tok
         raise CocotbFailure(error or "the simulation recorded no layer")
     rec = records[-1]
     return SimReport(rec["name"], rec["cycles"], rec["predicted"], rec["macs"], rec["checked"],
-                     rec["mismatches"], rec["first_mismatch"], error)
+                     rec["mismatches"], rec["first_mismatch"], error, rec["outputs"], rec["overflowed"])
 
 
 def _run_sim(args: argparse.Namespace) -> int:
@@ -162,10 +150,16 @@ def _run_sim(args: argparse.Namespace) -> int:
     stages = Stages("microscopiq sim")
     report = simulate_layer_file(args.layer, cfg, args.sim, args.tokens, args.seed, progress=stages)
     stages(f"checked {report.checked} result integers, {report.mismatches} mismatches")
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1, allow_nan=False))
+        return 1 if report.mismatches or report.error else 0
     print(f"{report.name} on {config_name(cfg)} ({args.sim})")
     print(f"cycles: {report.cycles} (predicted {report.predicted}), {report.macs} MACs, "
           f"{report.macs / max(report.cycles, 1):.1f} MACs/cycle")
     print(f"results checked: {report.checked}, mismatches: {report.mismatches}")
+    if report.overflowed:
+        print(f"overflowed outputs: {report.overflowed} of {report.outputs} saturated at the "
+              f"{cfg.acc_bits}-bit accumulator's range (overflow flag set; the golden model agrees)")
     if report.mismatches or report.error:
         print(f"first mismatch: {report.first_mismatch or report.error}", file=sys.stderr)
         return 1
@@ -190,7 +184,9 @@ def add_commands(subparsers) -> None:
                         help=f"preset ({', '.join(PRESETS)}) or a JSON configuration/manifest "
                              "(default 8x8-b4)")
     parser.add_argument("--tokens", type=int, default=8, metavar="M",
-                        help="activation rows streamed (default 8)")
+                        help="activation rows streamed, 1 to 65536 (default 8)")
     parser.add_argument("--seed", type=int, default=1, metavar="S",
-                        help="seed of the random activations (default 1)")
+                        help="seed of the random activations, 0 to 2^32-1 (default 1)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the report as one JSON object (strict JSON) instead of text")
     parser.set_defaults(func=_run_sim)

@@ -6,8 +6,10 @@ crosses it with the stimulus kind and with idle cycles on the inputs and back-pr
 results (as cocotbext-axi's own tests cross ``idle_inserter`` and ``backpressure_inserter``).
 The launcher chooses the crossing (:func:`cross`): every idle × back-pressure pair for some kinds,
 the stress pair (both random) for the others, so each configuration stays within its time budget.
-Two more tests: a reset in the middle of a layer followed by a clean rerun, and layers of different
-shapes back to back without a reset.
+More tests: a reset in the middle of a layer followed by a clean rerun, resets just as a layer
+header and a pass boundary's header are taken followed by a layer under heavy and cyclic pauses,
+and layers of different shapes back to back without a reset. Every test ends by checking that the
+core drained (no result beat beyond those due), ``microscopiq sim``'s layer too.
 
 Run through :func:`microscopiq.tb.runner.run_cocotb` (tests/tb/test_accel_cocotb.py, ``make sim``,
 ``microscopiq sim``); the parameters arrive as JSON (:func:`~microscopiq.tb.runner.cocotb_params`):
@@ -25,6 +27,8 @@ Run through :func:`microscopiq.tb.runner.run_cocotb` (tests/tb/test_accel_cocotb
     ``{"n": .., "k": .., "m": ..}`` of the layers (corners adjust ``k`` where they need to).
 ``extras``
     False to run only :func:`run_layer` (no reset and back-to-back tests).
+``boundary_resets``
+    True to run :func:`reset_at_boundary` too (the regression does on the smallest preset).
 ``check_cycles``
     False to report, not assert, the cycle model (the benchmark tabulates both).
 ``soc_ports``
@@ -63,6 +67,7 @@ SHAPE = {"n": 16, "k": 128, "m": 6, **PARAMS.get("shape", {})}
 LAYER_FILE = PARAMS.get("layer_file")
 #: ``extras: false`` (the benchmark) runs only :func:`run_layer`.
 EXTRAS = bool(PARAMS.get("extras", True)) and not LAYER_FILE
+BOUNDARY_RESETS = EXTRAS and bool(PARAMS.get("boundary_resets", False))
 
 
 def cross(full_kinds, stress_kinds, patterns=("none", "random")) -> list[list[str]]:
@@ -106,9 +111,13 @@ async def check_layer(tb: TB, kind: str, case: stimulus.Case, scoreboard: Scoreb
     predicted = stream_format.predict_cycles(CFG, case.layer, case.tokens)
     tb.log.info("  %d cycles (predicted %d), %d result beats, %d integers checked, %d wrong",
                 run.cycles, predicted, run.beats, scoreboard.checked - before, len(found))
+    # Saturated outputs are correct (the golden model saturates too) but the user must see them.
+    flags = run.results.get("overflow")
     record(kind=kind, name=case.name, cycles=run.cycles, predicted=predicted, macs=case.macs,
            checked=scoreboard.checked - before, mismatches=len(scoreboard.mismatches) - wrong,
-           first_mismatch=str(found[0]) if found else "")
+           first_mismatch=str(found[0]) if found else "",
+           outputs=case.tokens * case.layer.n,
+           overflowed=0 if flags is None else int(np.count_nonzero(flags)))
     # The cycle model is a contract too: exact whenever every stream is always valid and ready.
     if tb.free_running and not found and PARAMS.get("check_cycles", True):
         assert run.cycles == predicted, (
@@ -152,6 +161,31 @@ async def reset_mid_layer(dut):
     scoreboard.assert_clean()
 
 
+@cocotb.test(skip=not BOUNDARY_RESETS)
+@cocotb.parametrize(("where", ["header", "pass"]))
+async def reset_at_boundary(dut, where: str):
+    """Reset just as a layer header is taken: the first one (``header``), or the second pass's, at
+    the pass boundary of a two-pass layer (``pass``: the first pass's results may still be draining).
+    The next layer runs under pauses on every stream (``heavy`` after the header reset, ``cycle``
+    after the pass-boundary one) and must come out exact, with nothing left over."""
+    seed = case_seed("reset", where)
+    tb = TB(dut, CFG)
+    await tb.reset()
+    aborted = make_case("random", seed, n=CFG.cols, k=CFG.rows, m=CFG.max_tokens + 1)
+    weights, _ = stream_format.encode_layer(CFG, aborted.layer, aborted.x)
+    first_pass = next(index for index, beat in enumerate(weights) if beat.last) + 1
+    tb.start_layer(aborted)
+    await tb.weight_beats_taken(1 if where == "header" else first_pass + 1)
+    await tb.reset()
+    pauses = "heavy" if where == "header" else "cycle"
+    tb.set_idle_generator(pause_generator(pauses, seed), pause_generator(pauses, seed + 1))
+    tb.set_backpressure_generator(pause_generator(pauses, seed + 2))
+    scoreboard = Scoreboard(CFG)
+    await check_layer(tb, f"reset-{where}", make_case("random", seed + 1), scoreboard)
+    await tb.drained()
+    scoreboard.assert_clean()
+
+
 @cocotb.test(skip=not EXTRAS)
 async def back_to_back_layers(dut):
     """Layers of different shapes and modes one after another without a reset: tile, pass and
@@ -181,6 +215,7 @@ async def layer_file(dut):
     await tb.reset()
     scoreboard = Scoreboard(CFG)
     await check_layer(tb, "layer_file", case, scoreboard)
+    await tb.drained()
     scoreboard.assert_clean()
 
 
@@ -199,6 +234,7 @@ async def scoreboard_catches_a_wrong_weight(dut):
     wrong = stimulus.Case(case.name, dataclasses.replace(layer, codes=codes), case.x, case.seed)
     run = await tb.run_layer(wrong)
     found = Scoreboard(CFG).check(case, run.results)
+    await tb.drained()
     wrong_outputs = {m.index for m in found if m.what == "y"}
     expected = {(m, row) for m in range(case.tokens) if case.x[m, col] != 0}
     assert wrong_outputs == expected, (wrong_outputs, expected)

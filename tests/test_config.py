@@ -22,6 +22,8 @@ def test_default_widths():
     ({"ublock": 6}, r"^ublock must be a power of two >= 2, not 6$"),
     ({"group": 100}, r"^group must be a power of two >= 2, not 100$"),
     ({"xbits": 7}, r"^xbits must be between 1 and 6, not 7$"),
+    ({"ublock": 256}, r"^ublock must be at most 128, not 256$"),
+    ({"group": 1 << 17}, r"^group must be at most 65536, not 131072$"),
 ])
 def test_format_refusals(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -39,10 +41,22 @@ def test_format_type_error():
     ({"acc_bits": 20}, r"^acc_bits=20 is too small for max_k=4096: an all-inlier output"),
     ({"recon_share": 3}, r"^recon_share must be 0 \(none\), 1 \(per-row\) or a divisor of rows \(8\), not 3$"),
     ({"wbits": 8}, r"^wbits=8 has no outlier format: use recon 'none'"),
+    ({"rows": 128}, r"^rows must be at most 64, not 128$"),
+    ({"cols": 128}, r"^cols must be at most 64, not 128$"),
+    ({"max_tokens": 4097}, r"^max_tokens must be at most 4096, not 4097$"),
+    ({"max_n": 1 << 32}, r"^max_n must be at most 4294967295, not 4294967296$"),
 ])
 def test_accel_refusals(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         AccelConfig().replace(**kwargs)
+
+
+def test_largest_accepted_values():
+    fmt = FormatConfig(ublock=128, group=1 << 16)
+    assert (fmt.ublock, fmt.group) == (128, 65536)
+    cfg = AccelConfig(rows=64, cols=64, max_tokens=4096, max_k=(1 << 32) - 1, max_n=(1 << 32) - 1,
+                      acc_bits=64)
+    assert (cfg.rows, cfg.max_k) == (64, 4294967295)
 
 
 def test_recon_sharing_parse():

@@ -90,7 +90,7 @@ def test_dead_inputs_and_constant_groups():
 @pytest.mark.parametrize("weight, hessian, message", [
     (np.ones(4), np.eye(4), r"^weight must be a 2-D matrix \(out_features × in_features\), got shape \(4,\)$"),
     (np.ones((0, 4)), np.eye(4), r"^weight is empty \(shape \(0, 4\)\)$"),
-    (np.array([[1.0, np.nan]]), np.eye(2), r"^weight has a NaN or Inf at \(0, 1\)$"),
+    (np.array([[1.0, np.nan]]), np.eye(2), r"^weight has a NaN or Inf at \(0, 1\): nan$"),
     (np.ones((2, 3)), np.eye(4), r"^hessian must be K×K = \(3, 3\) for a weight with K = 3 columns, got shape \(4, 4\)$"),
     (np.ones((2, 2)), np.array([[1.0, 0], [0, np.inf]]), r"^hessian has a NaN or Inf at \(1, 1\)$"),
 ])

@@ -76,9 +76,9 @@ def _bad_files(tmp_path):
 
 
 @pytest.mark.parametrize("case, extra, message", [
-    ("nan", [], r"weight has a NaN or Inf at \(2, 5\)"),
-    ("empty", [], r"weight is empty \(shape \(0, 8\)\)"),
-    ("shape", [], r"'activations' must be M×K with M >= 1 and K = 8 \(the weight's in_features\), got shape \(10, 7\)"),
+    ("nan", [], r"weights file '.*nan\.npz': weight has a NaN or Inf at \(2, 5\): inf"),
+    ("empty", [], r"weights file '.*empty\.npz': weight is empty \(shape \(0, 8\)\)"),
+    ("shape", [], r"weights file '.*shape\.npz': 'activations' must be M×K with M >= 1 and K = 8 \(the weight's in_features\), got shape \(10, 7\)"),
     ("nokey", [], r"weights file '.*nokey\.npz' has no 'weight' entry \(found: w\)"),
     ("ext", [], r"weights file '.*w\.txt' must end in \.npz or \.pt"),
     ("missing", [], r"weights file '.*missing\.npz' does not exist"),

@@ -21,6 +21,11 @@ QUICK = ("8x8-b4", "icarus")
 #: Structural stimulus: random layers (every idle x back-pressure pair), uniform mode and every
 #: SPEC §6 corner (under random idle cycles and back-pressure together).
 CASES = cross(["random"], ["random_uniform", *CORNERS])
+#: On the smallest preset (both simulators; about 20 s of Icarus each): the other two pause patterns,
+#: ``heavy`` (half the cycles paused) on a random layer and ``cycle`` (3 in 4) on uniform mode, and the
+#: resets at a layer header and at a pass boundary (tb/test_accel.py ``reset_at_boundary``).
+STRESS_PRESET = "4x8-b2"
+STRESS_CASES = [["random", "heavy", "heavy"], ["random_uniform", "cycle", "cycle"]]
 #: Quantizer-backed stimulus (PyTorch, seconds per layer): one configuration and one simulator
 #: only, Verilator unless ``SIM`` selects Icarus alone.
 HEAVY = ("8x8-b4", selected_simulators()[-1])
@@ -49,11 +54,16 @@ def _pairs():
 @pytest.mark.cocotb
 @pytest.mark.parametrize("preset, sim", _pairs())
 def test_accel_regression(preset, sim):
-    records = run_accel(PRESETS[preset], sim, {"cases": CASES, "seed": SEED, "shape": SHAPES[preset]},
-                        seed=SEED)
-    # One record per case, the reset rerun and four back-to-back layers.
-    assert len(records) == len(CASES) + 1 + 4
+    stress = preset == STRESS_PRESET
+    cases = CASES + (STRESS_CASES if stress else [])
+    records = run_accel(PRESETS[preset], sim, {"cases": cases, "seed": SEED, "shape": SHAPES[preset],
+                                               "boundary_resets": stress}, seed=SEED)
+    # One record per case, the reset reruns (mid-layer; header and pass boundary), four back-to-back layers.
+    assert len(records) == len(cases) + 1 + (2 if stress else 0) + 4
     assert all(record["mismatches"] == 0 and record["checked"] > 0 for record in records)
+    # Saturation really happens, and is counted (what microscopiq sim reports).
+    assert all(record["overflowed"] > 0 for record in records if record["kind"] == "saturation")
+    assert all(record["overflowed"] == 0 for record in records if record["kind"] == "all_inlier")
 
 
 @pytest.mark.cocotb

@@ -8,7 +8,8 @@ import pytest
 from microscopiq.cli import main
 from microscopiq.config import PRESETS
 from microscopiq.quant.pack import save_layer
-from microscopiq.tb.sim_cli import config_name, resolve_config
+from microscopiq.config import resolve_config
+from microscopiq.tb.sim_cli import config_name
 from microscopiq.tb.stimulus import random_case
 
 
