@@ -73,15 +73,17 @@ bench-sim: setup
 bench-quant: setup
 	$(PY) bench/bench_quant.py
 
-# make synth [FAMILY=ecp5|ice40] [DEVICE=45k] [FREQ=100] [DSP=--no-dsp] [SYNTH_ARGS="--rows 16 ..."]
+# make synth [FAMILY=ecp5|ice40] [DEVICE=45k] [FREQ=100] [DSP=--no-dsp] [SEEDS=1,2,3] [SYNTH_ARGS="--rows 16 ..."]
 # Yosys + nextpnr on the default accelerator; table on stdout, synth.json and logs in build/synth/.
+# SEEDS: place and route once per nextpnr seed, each reported, the worst Fmax summarised.
+# SYNTH_ARGS=--no-place: Yosys counts only. YOSYS=, NEXTPNR_ECP5=, NEXTPNR_ICE40= name native tools.
 # LUT multipliers by default: the DSP sites sit far from the logic (docs/performance.md); DSP= infers them.
 FAMILY ?= ecp5
 DEVICE ?= 45k
 FREQ ?= 100
 DSP ?= --no-dsp
 synth: setup
-	$(PY) -m microscopiq.cli synth --design accel --family $(FAMILY) --device $(DEVICE) --freq $(FREQ) $(DSP) $(SYNTH_ARGS)
+	$(PY) -m microscopiq.cli synth --design accel --family $(FAMILY) --device $(DEVICE) --freq $(FREQ) $(DSP) $(if $(SEEDS),--seed $(SEEDS)) $(SYNTH_ARGS)
 
 # FPGA QoR sweep (array size x b x ReCoN) and the peer comparison -> docs/performance.md, docs/img/.
 # Resumable: every configuration's result is cached in build/qor/ (QOR_ARGS="--fresh" reruns).
