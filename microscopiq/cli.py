@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "microscopiq.flow.generate",
     "microscopiq.tb.sim_cli",
     "microscopiq.flow.synth_cli",
+    "microscopiq.flow.explore",
     "microscopiq.quant.cli",
 ]
 
