@@ -560,10 +560,10 @@ def explore(client, points: list[Point], ctx: Context, out: Path, work_root: str
                 attempts[point] += 1
                 reason = _reason(error)
                 if attempts[point] <= retries:
-                    bar.write(f"{point.label}: failed ({reason}); submitting it once more")
+                    say(f"{point.label}: failed ({reason}); submitting it once more")
                     pending.add(submit(point))
                     continue
-                bar.write(f"{point.label}: failed again ({reason})")
+                say(f"{point.label}: failed again ({reason})")
                 failed.append(f"{point.label}: {reason}")
                 bar.update()
                 continue
@@ -610,7 +610,8 @@ def _run(args: argparse.Namespace) -> int:
     work_root = str(Path(args.work or out / "work").resolve())
     client, cluster = open_client(args.scheduler, args.cluster, options, args.jobs, args.workers, len(points))
     try:
-        say = lambda line: print(line, file=sys.stderr, flush=True)
+        from tqdm import tqdm
+        say = lambda line: tqdm.write(line, file=sys.stderr)   # above the progress bar
         say(f"Dask scheduler {client.scheduler.address}; work folder {work_root}")
         tools = client.submit(tool_versions, flow.family, flow.place, pure=False).result()
         ctx = Context(model=args.model, tokens=args.tokens, calib_texts=args.calib_texts, tools=tools,
