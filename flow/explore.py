@@ -120,22 +120,37 @@ class Point:
                 f"-x{cfg.fmt.xbits}-g{cfg.fmt.group}-acc{cfg.acc_bits}")
 
 
-#: Sweep axes: option name, AccelConfig/FormatConfig field, parser of one value.
-AXES = (("rows", "rows", int), ("cols", "cols", int), ("wbits", "wbits", int), ("abits", "abits", int),
-        ("xbits", "xbits", int), ("ublock", "ublock", int), ("group", "group", int),
-        ("acc_bits", "acc_bits", int), ("recon", "recon_share", ReconSharing.parse),
-        ("max_tokens", "max_tokens", int), ("max_k", "max_k", int), ("max_n", "max_n", int))
+def _array(text: str) -> dict:
+    rows, sep, cols = text.partition("x")
+    if not sep:
+        raise ValueError(text)
+    return {"rows": int(rows), "cols": int(cols)}
 
 
-def _values(option: str, text: str, parse) -> list:
+def _field(name: str, parse=int):
+    return lambda text: {name: parse(text)}
+
+
+#: Sweep axes: option name and the parser of one value into AccelConfig/FormatConfig changes.
+#: ``arrays`` (``4x8,8x8``) lists array shapes where ``rows`` x ``cols`` would cross them.
+AXES = (("arrays", _array), ("rows", _field("rows")), ("cols", _field("cols")), ("wbits", _field("wbits")),
+        ("abits", _field("abits")), ("xbits", _field("xbits")), ("ublock", _field("ublock")),
+        ("group", _field("group")), ("acc_bits", _field("acc_bits")),
+        ("recon", _field("recon_share", ReconSharing.parse)), ("max_tokens", _field("max_tokens")),
+        ("max_k", _field("max_k")), ("max_n", _field("max_n")))
+
+
+def _values(option: str, text: str, parse) -> list[dict]:
     values = []
     for part in text.split(","):
         try:
-            values.append(parse(part.strip()))
+            value = parse(part.strip())
         except ValueError:
             raise ExploreError(f"--{option.replace('_', '-')} must be a comma-separated list of "
-                               f"values, not {text!r}") from None
-    return list(dict.fromkeys(values))
+                               f"{'RxC arrays' if option == 'arrays' else 'values'}, not {text!r}") from None
+        if value not in values:
+            values.append(value)
+    return values
 
 
 def sweep_points(base: AccelConfig, axes: dict[str, str], flow: Flow,
@@ -145,11 +160,12 @@ def sweep_points(base: AccelConfig, axes: dict[str, str], flow: Flow,
     whose ``max_k`` / ``max_n`` cannot hold the model's layers."""
     widest_n = max(n for _, n, _ in MODELS[model])
     widest_k = max(k for _, _, k in MODELS[model])
-    lists = [(field, _values(option, axes[option], parse)) for option, field, parse in AXES
-             if axes.get(option) is not None]
+    if axes.get("arrays") is not None and (axes.get("rows") is not None or axes.get("cols") is not None):
+        raise ExploreError("--arrays lists the array shapes: give it or --rows/--cols, not both")
+    lists = [_values(option, axes[option], parse) for option, parse in AXES if axes.get(option) is not None]
     points, skipped = [], []
-    for combination in itertools.product(*(values for _, values in lists)):
-        changes = {field: value for (field, _), value in zip(lists, combination)}
+    for combination in itertools.product(*lists):
+        changes = {field: value for part in combination for field, value in part.items()}
         shown = ", ".join(f"{field}={ReconSharing.format(v) if field == 'recon_share' else v}"
                           for field, v in changes.items())
         try:
@@ -345,7 +361,9 @@ def metrics(result: dict) -> dict:
     clock = fmax if fmax else result["flow"]["freq_mhz"]
     cycles = result["cycles"]["per_inference"]
     rate = clock * 1e6 / cycles
-    return {"label": result["label"], "luts": res["luts"], "ffs": res["ffs"], "dsps": res["dsps"],
+    cfg = result["config"]
+    return {"label": result["label"], "rows": cfg["rows"], "cols": cfg["cols"], "wbits": cfg["fmt"]["wbits"],
+            "xbits": cfg["fmt"]["xbits"], "recon": cfg["recon"], "luts": res["luts"], "ffs": res["ffs"], "dsps": res["dsps"],
             "lutram": res["lutram"], "fmax": fmax, "clock_mhz": clock, "cycles": cycles,
             "inferences_per_s": rate, "per_s_per_klut": 1000 * rate / res["luts"],
             "fits": result["fits"]}
@@ -453,9 +471,10 @@ def parse_cluster_options(items: list[str]) -> dict:
 
 
 def make_cluster(kind: str, options: dict):
-    """A dask-jobqueue cluster (its scheduler runs here; workers are batch jobs)."""
+    """A dask-jobqueue cluster (its scheduler runs here; workers are batch jobs). Defaults: one
+    core and 8 GB per job, no dashboard (the ``bokeh`` it needs is not a dependency)."""
     cls = cluster_class(kind)
-    options = {"cores": 1, "memory": "8GB", **options}
+    options = {"cores": 1, "memory": "8GB", "scheduler_options": {"dashboard_address": None}, **options}
     try:
         return cls(**options)
     except (TypeError, ValueError) as error:
@@ -599,7 +618,7 @@ def _run(args: argparse.Namespace) -> int:
     flow = Flow(family=args.family, device=args.device, freq_mhz=args.freq, place=args.place,
                 seed=args.seed, use_dsp=args.dsp, mapper=args.mapper,
                 io="ooc" if args.family == "ecp5" else "auto", timeout_s=args.timeout)
-    axes = {option: getattr(args, option) for option, _, _ in AXES}
+    axes = {option: getattr(args, option) for option, _ in AXES}
     points, skipped = sweep_points(PRESETS[args.preset], axes, flow, args.model)
     for line in skipped:
         print(f"skipped: {line}", file=sys.stderr)
@@ -639,8 +658,9 @@ def add_commands(subparsers) -> None:
                "--out build/explore;  ... --cluster slurm --cluster-opt queue=fpga --cluster-opt cores=4")
     sweep = parser.add_argument_group("sweep (comma-separated values; unset: the preset's)")
     sweep.add_argument("--preset", default="default", help="base configuration (default 'default')")
-    for option, _, _ in AXES:
-        sweep.add_argument(f"--{option.replace('_', '-')}", dest=option, default=None, metavar="V[,V...]")
+    for option, _ in AXES:
+        sweep.add_argument(f"--{option.replace('_', '-')}", dest=option, default=None,
+                           metavar="RxC[,RxC...]" if option == "arrays" else "V[,V...]")
     model = parser.add_argument_group("cycles")
     model.add_argument("--model", default="minilm", help=f"model: {', '.join(MODELS)} (default minilm)")
     model.add_argument("--tokens", type=int, default=128, help="tokens per inference M (default 128)")

@@ -37,6 +37,14 @@ def test_sweep_points_and_refusals():
     with pytest.raises(explore.ExploreError, match=r"^--rows must be a comma-separated list of values, "
                                                    r"not '4,x'$"):
         explore.sweep_points(AccelConfig(), {"rows": "4,x"}, explore.Flow())
+    points, _ = explore.sweep_points(AccelConfig(), {"arrays": "4x8,16x16", "recon": "none"}, explore.Flow())
+    assert [(p.cfg.rows, p.cfg.cols, p.cfg.recon_share) for p in points] == [(4, 8, 0), (16, 16, 0)]
+    with pytest.raises(explore.ExploreError, match=r"^--arrays must be a comma-separated list of RxC "
+                                                   r"arrays, not '4x8,8'$"):
+        explore.sweep_points(AccelConfig(), {"arrays": "4x8,8"}, explore.Flow())
+    with pytest.raises(explore.ExploreError, match=r"^--arrays lists the array shapes: give it or "
+                                                   r"--rows/--cols, not both$"):
+        explore.sweep_points(AccelConfig(), {"arrays": "4x8", "rows": "4"}, explore.Flow())
 
 
 def test_minilm_table():
