@@ -472,9 +472,10 @@ def parse_cluster_options(items: list[str]) -> dict:
 
 def make_cluster(kind: str, options: dict):
     """A dask-jobqueue cluster (its scheduler runs here; workers are batch jobs). Defaults: one
-    core and 8 GB per job, no dashboard (the ``bokeh`` it needs is not a dependency)."""
+    core and 8 GB per job, its HTTP server on a free port (the
+    dashboard needs ``bokeh``, not a dependency)."""
     cls = cluster_class(kind)
-    options = {"cores": 1, "memory": "8GB", "scheduler_options": {"dashboard_address": None}, **options}
+    options = {"cores": 1, "memory": "8GB", "scheduler_options": {"dashboard_address": ":0"}, **options}
     try:
         return cls(**options)
     except (TypeError, ValueError) as error:
@@ -500,7 +501,7 @@ def open_client(scheduler: str, cluster: str | None, cluster_options: dict, jobs
         return Client(batch), batch
     if scheduler == "local":
         local = LocalCluster(n_workers=workers or _local_workers(points), threads_per_worker=1,
-                             processes=True, dashboard_address=None)
+                             processes=True, dashboard_address=":0")
         return Client(local), local
     return Client(scheduler, timeout=60), None
 

@@ -142,13 +142,15 @@ def test_a_failing_point_is_retried_once_and_never_loses_the_others(tmp_path, mo
     monkeypatch.setattr(explore, "run_point", flaky)
     points, _ = explore.sweep_points(AccelConfig(), {"rows": "2,4"}, explore.Flow())
     lines = []
-    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster, Client(cluster) as client:
         results, failed = explore.explore(client, points, _context(), tmp_path, str(tmp_path / "work"),
                                           progress=False, say=lines.append)
     assert [r["label"] for r in results] == ["2x8-b4-per-row-x4-g128-acc32"]
     assert failed == ["4x8-b4-per-row-x4-g128-acc32: RuntimeError: yosys crashed"]
     assert sorted(calls.read_text().splitlines()) == ["2x8-b4-per-row-x4-g128-acc32"] + ["4x8-b4-per-row-x4-g128-acc32"] * 2
-    assert lines == ["2 points: 0 cached, 2 to run"]
+    assert lines == ["2 points: 0 cached, 2 to run",
+                     "4x8-b4-per-row-x4-g128-acc32: failed (RuntimeError: yosys crashed); submitting it once more",
+                     "4x8-b4-per-row-x4-g128-acc32: failed again (RuntimeError: yosys crashed)"]
     assert [p.name for p in (tmp_path / "points").iterdir()] == [f"{results[0]['key']}.json"]
     assert results[0] == json.loads((tmp_path / "points" / f"{results[0]['key']}.json").read_text())
 
@@ -212,7 +214,7 @@ def test_scheduler_by_address_with_a_retried_tool_failure(tmp_path, monkeypatch,
     wrapper.chmod(0o755)
     monkeypatch.setenv("YOSYS", str(wrapper))
     out = tmp_path / "remote"
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         code = main(["explore", *TINY, "--recon", "none", "--no-progress", "--scheduler",
                      cluster.scheduler_address, "--out", str(out)])
     captured = capsys.readouterr()
@@ -237,7 +239,7 @@ def test_scheduler_by_address_with_a_retried_tool_failure(tmp_path, monkeypatch,
 ])
 def test_job_scripts_carry_the_options(kind, own, expected):
     options = explore.parse_cluster_options(
-        ["queue=fpga", "cores=4", "memory=16GB", *own, 'scheduler_options={"dashboard_address": null}'])
+        ["queue=fpga", "cores=4", "memory=16GB", *own, 'scheduler_options={"dashboard_address": ":0"}'])
     cluster = explore.make_cluster(kind, options)
     try:
         script = cluster.job_script()
