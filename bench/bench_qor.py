@@ -171,7 +171,8 @@ def qor_section(sweep: Path, command: str) -> str:
                      f"| {row['ffs']} | {row['dsps']} | {row['lutram']} | {_fmt(share, '.1f')} | {fmax} "
                      f"| {row['cycles']:,} | {row['inferences_per_s']:.1f} | {row['per_s_per_klut']:.2f} "
                      f"| {'yes' if row['pareto'] else ''} |")
-    for title, entries in (("Failed", document["failed"]), ("Refused by the configuration", document["skipped"])):
+    for title, entries in (("Failed", document["failed"]), ("Not measured yet", document["missing"]),
+                           ("Refused by the configuration", document["skipped"])):
         if entries:
             lines += ["", f"{title}:", "", *(f"* {entry}" for entry in entries)]
     IMG.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ from ..outputs import atomic_file
 __all__ = [
     "ExploreError", "MODELS", "Flow", "Point", "Context", "sweep_points", "source_digest",
     "point_key", "layers_key", "tool_versions", "quantize_layers", "model_layers",
-    "inference_cycles", "pack_layers", "run_point", "metrics", "pareto", "write_tables", "cluster_class",
+    "inference_cycles", "pack_layers", "run_point", "cached_results", "metrics", "pareto", "write_tables", "cluster_class",
     "parse_cluster_options", "make_cluster", "open_client", "explore", "add_commands",
 ]
 
@@ -381,7 +381,8 @@ def pareto(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def _markdown(rows: list[dict], placed: bool, ctx: Context, failed: list[str], skipped: list[str]) -> str:
+def _markdown(rows: list[dict], placed: bool, ctx: Context, failed: list[str], skipped: list[str],
+              missing: list[str]) -> str:
     clock = "Fmax (nextpnr)" if placed else "the target clock (not placed)"
     lines = [f"Model {ctx.model}, {len(MODELS[ctx.model])} linear layers at M = {ctx.tokens} tokens; "
              f"inferences/s at {clock}; Pareto: no other point has as few LUT4s and as many "
@@ -395,7 +396,7 @@ def _markdown(rows: list[dict], placed: bool, ctx: Context, failed: list[str], s
                      f"| {fmax} | {row['cycles']} | {row['inferences_per_s']:.1f} "
                      f"| {row['per_s_per_klut']:.2f} | {'yes' if row['pareto'] else ''} |")
     for title, entries in (("Failed (twice; not cached, a re-run tries them again)", failed),
-                           ("Refused by the configuration", skipped)):
+                           ("Not run yet (--no-run)", missing), ("Refused by the configuration", skipped)):
         if entries:
             lines += ["", f"{title}:", "", *(f"* {entry}" for entry in entries)]
     return "\n".join(lines) + "\n"
@@ -426,13 +427,13 @@ def _plot(rows: list[dict], path: Path, placed: bool) -> None:
 
 
 def write_tables(out: Path, results: list[dict], ctx: Context, placed: bool, failed: list[str],
-                 skipped: list[str]) -> list[dict]:
+                 skipped: list[str], missing: list[str] = ()) -> list[dict]:
     """Write ``pareto.md``, ``pareto.json`` and ``pareto.png`` into ``out``; return the rows."""
     rows = pareto([metrics(result) for result in results])
     with atomic_file(out / "pareto.md", "w") as handle:
-        handle.write(_markdown(rows, placed, ctx, failed, skipped))
+        handle.write(_markdown(rows, placed, ctx, failed, skipped, list(missing)))
     document = {"model": ctx.model, "tokens": ctx.tokens, "tools": ctx.tools, "points": rows,
-                "failed": failed, "skipped": skipped}
+                "failed": failed, "missing": list(missing), "skipped": skipped}
     with atomic_file(out / "pareto.json", "w") as handle:
         json.dump(document, handle, indent=1)
         handle.write("\n")
@@ -542,6 +543,18 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
+def cached_results(points: list[Point], ctx: Context, out: Path) -> tuple[dict, list[Point]]:
+    """The results of ``points`` found in ``out/points/`` (point -> document) and the points without."""
+    results, todo = {}, []
+    for point in points:
+        path = out / "points" / f"{point_key(point, ctx)}.json"
+        if path.exists():
+            results[point] = json.loads(path.read_text())
+        else:
+            todo.append(point)
+    return results, todo
+
+
 def explore(client, points: list[Point], ctx: Context, out: Path, work_root: str, *, retries: int = 1,
             progress: bool = True, say=print) -> tuple[list[dict], list[str]]:
     """Run every point without a result in ``out/points/`` as a task; return all results (cached
@@ -550,13 +563,7 @@ def explore(client, points: list[Point], ctx: Context, out: Path, work_root: str
     from tqdm import tqdm
 
     keys = {point: point_key(point, ctx) for point in points}
-    results, todo = {}, []
-    for point, key in keys.items():
-        path = out / "points" / f"{key}.json"
-        if path.exists():
-            results[point] = json.loads(path.read_text())
-        else:
-            todo.append(point)
+    results, todo = cached_results(points, ctx, out)
     say(f"{len(points)} points: {len(results)} cached, {len(todo)} to run")
     blobs = _layer_blobs(client, todo, ctx, out, say)
 
@@ -627,6 +634,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ExploreError("the sweep has no valid point (see the skipped lines above)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.no_run:
+        return _table_of_cached(args, points, flow, skipped, out)
     work_root = str(Path(args.work or out / "work").resolve())
     client, cluster = open_client(args.scheduler, args.cluster, options, args.jobs, args.workers, len(points))
     try:
@@ -634,17 +643,34 @@ def _run(args: argparse.Namespace) -> int:
         say = lambda line: tqdm.write(line, file=sys.stderr)   # above the progress bar
         say(f"Dask scheduler {client.scheduler.address}; work folder {work_root}")
         tools = client.submit(tool_versions, flow.family, flow.place, pure=False).result()
-        ctx = Context(model=args.model, tokens=args.tokens, calib_texts=args.calib_texts, tools=tools,
-                      hardware=source_digest(), quant=source_digest(QUANT_SOURCES))
+        ctx = _context(args, tools)
         results, failed = explore(client, points, ctx, out, work_root, progress=not args.no_progress, say=say)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-    write_tables(out, results, ctx, flow.place, failed, skipped)
+    _report(out, results, ctx, flow, failed, skipped, [])
+    return 1 if failed else 0
+
+
+def _context(args, tools: dict) -> Context:
+    return Context(model=args.model, tokens=args.tokens, calib_texts=args.calib_texts, tools=tools,
+                   hardware=source_digest(), quant=source_digest(QUANT_SOURCES))
+
+
+def _table_of_cached(args, points: list[Point], flow: Flow, skipped: list[str], out: Path) -> int:
+    """``--no-run``: the table of the points already in the cache (tool versions read here)."""
+    ctx = _context(args, tool_versions(flow.family, flow.place))
+    results, todo = cached_results(points, ctx, out)
+    _report(out, [results[point] for point in points if point in results], ctx, flow, [], skipped,
+            [point.label for point in todo])
+    return 0
+
+
+def _report(out, results, ctx, flow, failed, skipped, missing) -> None:
+    write_tables(out, results, ctx, flow.place, failed, skipped, missing)
     print((out / "pareto.md").read_text())
     print(f"wrote {out / 'pareto.md'}, pareto.json, pareto.png; results per point in {out / 'points'}/")
-    return 1 if failed else 0
 
 
 def add_commands(subparsers) -> None:
@@ -697,6 +723,8 @@ def add_commands(subparsers) -> None:
     dask.add_argument("--work", default=None, metavar="DIR",
                       help="work folder of the tasks, reachable by every worker (default OUT/work)")
     dask.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dask.add_argument("--no-run", action="store_true",
+                      help="run no point: the table of the points already cached (the rest listed)")
     parser.add_argument("--out", default="build/explore", metavar="DIR",
                         help="results, cache and tables (default build/explore)")
     parser.set_defaults(func=_run)

@@ -197,6 +197,12 @@ def test_local_scheduler_two_tiny_points_then_resume(tiny_sweep, tmp_path, capsy
     captured = _run_tiny(moved, ["--workers", "1"], capsys)
     assert "2 points: 2 cached, 0 to run" in captured.err
     assert json.loads((moved / "pareto.json").read_text())["points"] == first["points"]
+    # --no-run: the table of what is cached, the rest listed, no task.
+    assert main(["explore", *TINY, "--recon", "none,per-row,shared:2", "--no-run", "--out", str(moved)]) == 0
+    document = json.loads((moved / "pareto.json").read_text())
+    assert document["points"] == first["points"] and document["missing"] == ["2x2-b2-shared:2-x4-g2-acc32"]
+    assert "Not run yet (--no-run):\n\n* 2x2-b2-shared:2-x4-g2-acc32" in (moved / "pareto.md").read_text()
+    assert not (moved / "work").exists()
 
 
 def test_scheduler_by_address_with_a_retried_tool_failure(tmp_path, monkeypatch, capsys):
