@@ -153,7 +153,7 @@ def qor_section(sweep: Path, command: str) -> str:
     baseline = {same(row): row for row in rows if row["recon"] == "none"}
     order = lambda row: (row["rows"] * row["cols"], -row["wbits"], row["recon"] == "none", row["recon"])
     placed = any(row["fmax"] for row in rows)
-    tools = ", ".join(f"{name} ({version})" for name, version in sorted(document["tools"].items()))
+    tools = ", ".join(f"{name} {version.split(' (')[0]}" for name, version in sorted(document["tools"].items()))
     lines = [f"Written {datetime.date.today().isoformat()} on {platform.machine()} by `{command}` "
              f"from `{sweep.relative_to(ROOT) if sweep.is_relative_to(ROOT) else sweep}/pareto.json`; tools: {tools}. "
              f"LUT4s … LUT RAMs: Yosys (ECP5, ABC LUT mapping, multipliers in LUTs as `make synth`); "

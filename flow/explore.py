@@ -419,8 +419,12 @@ def _plot(rows: list[dict], path: Path, placed: bool) -> None:
                     xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("LUT4s (Yosys)")
     ax.set_ylabel(f"inferences / s (at {'Fmax' if placed else 'the target clock'})")
+    # From zero: points a fraction of a percent apart must not look far apart.
+    ax.set_ylim(bottom=0, top=1.15 * max(r["inferences_per_s"] for r in fits))
+    ax.set_xlim(left=0, right=1.15 * max(r["luts"] for r in fits))
+    ax.ticklabel_format(useOffset=False)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -437,7 +441,7 @@ def write_tables(out: Path, results: list[dict], ctx: Context, placed: bool, fai
     with atomic_file(out / "pareto.json", "w") as handle:
         json.dump(document, handle, indent=1)
         handle.write("\n")
-    if rows:
+    if any(row["fits"] for row in rows):
         _plot(rows, out / "pareto.png", placed)
     return rows
 
