@@ -27,7 +27,8 @@ A point that fails or times out (a tool's limit, ``--timeout``) is reported and 
 if it fails again it is reported and left out of the table, and the other points are unaffected.
 
 Outputs in ``--out``: ``pareto.md`` (every point, the Pareto-optimal ones marked), ``pareto.json``
-and ``pareto.png`` (LUT4s against inferences per second).
+and ``pareto.png`` (LUT4s against inferences per second). ``--no-run`` writes them from the cached
+points alone.
 """
 
 from __future__ import annotations
