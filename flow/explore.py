@@ -678,6 +678,19 @@ def _report(out, results, ctx, flow, failed, skipped, missing) -> None:
     print(f"wrote {out / 'pareto.md'}, pareto.json, pareto.png; results per point in {out / 'points'}/")
 
 
+#: Metavar and help of each sweep option.
+_AXIS_HELP = {
+    "arrays": ("RxC[,RxC...]", "array shapes, e.g. 4x8,8x8 (instead of crossing --rows and --cols)"),
+    "rows": ("R[,R...]", "array rows R"), "cols": ("C[,C...]", "array columns C (multiples of U)"),
+    "wbits": ("B[,B...]", "weight slot width b"), "abits": ("A[,A...]", "activation width a"),
+    "xbits": ("XB[,XB...]", "shared outlier exponent bits"), "ublock": ("U[,U...]", "micro-block U"),
+    "group": ("G[,G...]", "K-group G"), "acc_bits": ("N[,N...]", "accumulator width"),
+    "recon": ("per-row|shared:S|none[,...]", "ReCoN arrangement"),
+    "max_tokens": ("M[,M...]", "tokens per pass the result buffer holds"),
+    "max_k": ("K[,K...]", "largest layer K"), "max_n": ("N[,N...]", "largest layer N"),
+}
+
+
 def add_commands(subparsers) -> None:
     """Add ``explore`` to the ``microscopiq`` command."""
     parser = subparsers.add_parser(
@@ -692,7 +705,7 @@ def add_commands(subparsers) -> None:
     sweep.add_argument("--preset", default="default", help="base configuration (default 'default')")
     for option, _ in AXES:
         sweep.add_argument(f"--{option.replace('_', '-')}", dest=option, default=None,
-                           metavar="RxC[,RxC...]" if option == "arrays" else "V[,V...]")
+                           metavar=_AXIS_HELP[option][0], help=_AXIS_HELP[option][1])
     model = parser.add_argument_group("cycles")
     model.add_argument("--model", default="minilm", help=f"model: {', '.join(MODELS)} (default minilm)")
     model.add_argument("--tokens", type=int, default=128, help="tokens per inference M (default 128)")
