@@ -20,6 +20,7 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 COMMAND_MODULES = [
     "microscopiq.flow.generate",
     "microscopiq.tb.sim_cli",
+    "microscopiq.tb.run_model",
     "microscopiq.flow.synth_cli",
     "microscopiq.quant.cli",
 ]

@@ -32,8 +32,8 @@ from ..host.stream_format import StreamFormat
 from ..quant.golden import msq_matmul, uniform_raw
 from .stimulus import Case
 
-__all__ = ["TB", "TB_CYCLES", "Scoreboard", "Mismatch", "LayerRun", "PAUSES", "pause_generator",
-           "frames_of", "beats_of"]
+__all__ = ["TB", "TB_CYCLES", "Scoreboard", "Mismatch", "LayerRun", "PAUSES", "PAUSE_PATTERNS",
+           "pause_generator", "timeout_cycles", "frames_of", "beats_of"]
 
 CLOCK_PERIOD_NS = 10
 #: :func:`~microscopiq.host.stream_format.predict_cycles` counts the cycle of the first weights
@@ -54,13 +54,27 @@ def _random_pauses(seed: int, probability: float):
         yield rng.random() < probability
 
 
-#: Pause patterns by name: ``fn(seed) -> iterator of bool`` (True = pause this cycle).
-PAUSES = {
+#: Pause patterns by name, as data (the native harness draws the same ones, tb/native.py): None,
+#: a tuple of pause bits repeated for ever, or the probability of a pause in each cycle, drawn
+#: from ``random.Random(seed)``.
+PAUSE_PATTERNS = {
     "none": None,
-    "cycle": lambda seed: itertools.cycle([1, 1, 1, 0]),   # cocotbext-axi's own test pattern
-    "random": lambda seed: _random_pauses(seed, 0.3),
-    "heavy": lambda seed: _random_pauses(seed, 0.5),
+    "cycle": (1, 1, 1, 0),   # cocotbext-axi's own test pattern
+    "random": 0.3,
+    "heavy": 0.5,
 }
+
+
+def _pause_factory(pattern):
+    if pattern is None:
+        return None
+    if isinstance(pattern, tuple):
+        return lambda seed: itertools.cycle(pattern)
+    return lambda seed: _random_pauses(seed, pattern)
+
+
+#: Pause patterns by name: ``fn(seed) -> iterator of bool`` (True = pause this cycle).
+PAUSES = {name: _pause_factory(pattern) for name, pattern in PAUSE_PATTERNS.items()}
 
 
 def pause_generator(name: str, seed: int):
@@ -70,6 +84,11 @@ def pause_generator(name: str, seed: int):
     except KeyError:
         raise ValueError(f"pause must be one of {', '.join(PAUSES)}, not {name!r}") from None
     return None if factory is None else factory(seed)
+
+
+def timeout_cycles(cfg: AccelConfig, layer, tokens: int) -> int:
+    """Cycle limit for one layer: the predicted cycles, stretched for pauses, plus slack."""
+    return stream_format.predict_cycles(cfg, layer, tokens) * TIMEOUT_FACTOR + TIMEOUT_SLACK_CYCLES
 
 
 # -- beats <-> cocotbext-axi frames --------------------------------------------------------------
@@ -292,9 +311,8 @@ class TB:
         self.result.clear()
 
     def timeout_cycles(self, case: Case) -> int:
-        """Cycle limit for one layer: the predicted cycles, stretched for pauses, plus slack."""
-        predicted = stream_format.predict_cycles(self.cfg, case.layer, case.tokens)
-        return predicted * TIMEOUT_FACTOR + TIMEOUT_SLACK_CYCLES
+        """Cycle limit for one layer (:func:`timeout_cycles`)."""
+        return timeout_cycles(self.cfg, case.layer, case.tokens)
 
     def start_layer(self, case: Case) -> int:
         """Queue ``case``'s weight and activation beats; return the number of result beats due."""

@@ -165,12 +165,15 @@ async def back_to_back_layers(dut):
 
 @cocotb.test(skip=not LAYER_FILE)
 async def layer_file(dut):
-    """One packed layer (``microscopiq sim``) with ``shape["m"]`` random activations."""
+    """One packed layer (``microscopiq sim``) with ``shape["m"]`` random activations, or the integer
+    activations in ``activations_file`` (``.npy``, already quantized by ``microscopiq sim``)."""
     from ..quant.pack import load_layer
     layer = load_layer(LAYER_FILE)
-    rng = np.random.default_rng(SEED)
-    case = stimulus.Case(f"{LAYER_FILE} (n={layer.n} k={layer.k} m={SHAPE['m']} seed={SEED})", layer,
-                         stimulus.random_activations(CFG.fmt, SHAPE["m"], layer.k, rng), SEED)
+    if PARAMS.get("activations_file"):
+        x = np.load(PARAMS["activations_file"])
+    else:
+        x = stimulus.random_activations(CFG.fmt, SHAPE["m"], layer.k, np.random.default_rng(SEED))
+    case = stimulus.Case(f"{LAYER_FILE} (n={layer.n} k={layer.k} m={x.shape[0]} seed={SEED})", layer, x, SEED)
     tb = TB(dut, CFG)
     await tb.reset()
     scoreboard = Scoreboard(CFG)
