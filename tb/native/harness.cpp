@@ -19,7 +19,8 @@
 //
 // It ends when every result beat due has arrived and a drain window has passed (an extra result
 // beat there is an error), or after --max-cycles edges (exit status 3: a stuck or malformed run
-// never hangs). On success it prints one JSON line of statistics on stdout.
+// never hangs). On success it prints one JSON line of statistics on stdout: the cycles so counted,
+// every cycle simulated, and the wall-clock and CPU seconds of the simulation loop.
 #include "Vtop.h"
 #include "verilated.h"
 
@@ -28,6 +29,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -231,7 +233,18 @@ struct Options {
     std::string idle_weights = "none", idle_act = "none", backpressure = "none";
 };
 
+// `harness --pauses P COUNT` prints COUNT draws of pattern P as 0/1 characters (the tests compare
+// them with the cocotb suite's pause generators).
+void print_pauses(int argc, char** argv) {
+    if (argc != 4) fail(EXIT_USAGE, "usage: harness --pauses P COUNT");
+    Pauses pauses(argv[2]);
+    for (unsigned long long i = std::strtoull(argv[3], nullptr, 10); i; i--) std::putchar('0' + pauses.next());
+    std::putchar('\n');
+    std::exit(0);
+}
+
 Options parse(int argc, char** argv) {
+    if (argc > 1 && std::string(argv[1]) == "--pauses") print_pauses(argc, argv);
     Options options;
     std::vector<const char*> files;
     for (int i = 1; i < argc; i++) {
@@ -297,6 +310,7 @@ int main(int argc, char** argv) {
     }
 
     const auto started = std::chrono::steady_clock::now();
+    const std::clock_t cpu_started = std::clock();
     const uint64_t first_cycle = cycle;
     int64_t first_weights = -1, last_result = -1;
     uint64_t received = 0, done_at = 0;
@@ -344,6 +358,7 @@ int main(int argc, char** argv) {
         top->eval();
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const double cpu_seconds = static_cast<double>(std::clock() - cpu_started) / CLOCKS_PER_SEC;
     const auto check_taken = [](const auto& source) {
         if (source.sent() != source.beats())
             fail(EXIT_PROTOCOL, std::string(source.name()) + ": " + std::to_string(source.sent()) +
@@ -357,9 +372,9 @@ int main(int argc, char** argv) {
         fail(EXIT_USAGE, std::string("cannot write ") + options.results);
     top->final();
     std::printf("{\"cycles\": %lld, \"first_weights\": %lld, \"last_result\": %lld, "
-                "\"simulated_cycles\": %llu, \"seconds\": %.6f}\n",
+                "\"simulated_cycles\": %llu, \"seconds\": %.6f, \"cpu_seconds\": %.6f}\n",
                 static_cast<long long>(last_result - first_weights + 1),
                 static_cast<long long>(first_weights), static_cast<long long>(last_result),
-                static_cast<unsigned long long>(cycle - first_cycle), seconds);
+                static_cast<unsigned long long>(cycle - first_cycle), seconds, cpu_seconds);
     return 0;
 }
