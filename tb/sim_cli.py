@@ -163,7 +163,7 @@ def layer_activations(layer, cfg: AccelConfig, tokens: int | None, seed: int,
     return x, f"m={x.shape[0]} from {Path(activations).name}"
 
 
-def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str, tokens: int | None,
+def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str | None, tokens: int | None,
                         seed: int, *, harness: str = "native",
                         activations: str | os.PathLike | None = None) -> SimReport:
     """Run the packed layer at ``path`` with ``tokens`` random activations (seed ``seed``) or the
@@ -177,6 +177,9 @@ def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str, tok
         raise ConfigError(f"--layer {str(path)!r} has format {layer.fmt}, the accelerator {cfg.fmt}: "
                           f"choose a --config with the same format")
     x, source = layer_activations(layer, cfg, tokens, seed, activations)
+    if harness == "native" and sim not in (None, "verilator"):
+        raise ConfigError(f"--sim {sim} needs --harness cocotb: the native harness is Verilator")
+    sim = sim or "verilator"
     if harness == "native":
         return _simulate_native(cfg, layer, x, f"{path} (n={layer.n} k={layer.k} {source})")
     params = {"layer_file": str(Path(path).resolve()), "shape": {"m": x.shape[0]}, "seed": seed}
@@ -212,7 +215,7 @@ def _run_sim(args: argparse.Namespace) -> int:
     cfg = resolve_config(args.config)
     report = simulate_layer_file(args.layer, cfg, args.sim, args.tokens, args.seed, harness=args.harness,
                                  activations=args.activations)
-    where = "native Verilator harness" if args.harness == "native" else f"cocotb on {args.sim}"
+    where = "native Verilator harness" if args.harness == "native" else f"cocotb on {args.sim or 'verilator'}"
     print(f"{report.name} on {config_name(cfg)} ({where})")
     print(f"cycles: {report.cycles} (predicted {report.predicted}), {report.macs} MACs, "
           f"{report.macs / max(report.cycles, 1):.1f} MACs/cycle")
@@ -241,8 +244,9 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--harness", choices=HARNESSES, default="native",
                         help="native: the C++ Verilator harness (whole layers at ~10^5 cycles/s); "
                              "cocotb: the cocotb testbench on --sim (default native)")
-    parser.add_argument("--sim", choices=SIMULATORS, default="verilator",
-                        help="simulator of the cocotb harness (default verilator)")
+    parser.add_argument("--sim", choices=SIMULATORS, default=None,
+                        help="simulator of the cocotb harness (default verilator; the native "
+                             "harness is Verilator)")
     parser.add_argument("--config", default="8x8-b4", metavar="C",
                         help=f"preset ({', '.join(PRESETS)}) or a JSON configuration/manifest "
                              "(default 8x8-b4)")
