@@ -105,8 +105,8 @@ class NativeCheck:
 
 
 def build_dir_of(cfg: AccelConfig) -> Path:
-    """``build/cocotb/accel/<config>/native``: beside the configuration's cocotb builds and its
-    ``rtl/`` (shared with them, hence the same pytest-xdist group)."""
+    """``build/cocotb/accel/<config>/native``: beside the configuration's cocotb builds, sharing
+    their ``rtl/`` (written all at once, :func:`~microscopiq.outputs.atomic_dir`)."""
     from .sim_cli import BUILD_ROOT, config_name
     return (BUILD_ROOT / config_name(cfg) / "native").resolve()
 
