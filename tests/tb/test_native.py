@@ -2,7 +2,8 @@
 golden model, cycles against the cycle model, the cocotb suite's pause patterns, and the cycle bound.
 
 Each preset's harness is built once into ``build/cocotb/accel/<preset>/native/`` (minutes the first
-time, then cached) under the build lock; the tests of one preset share a pytest-xdist group.
+time, then cached) under the build lock; the tests of one preset share a pytest-xdist group, and the
+tests that need a build run only on 8x8-b4 (plus the other presets when not ``make test-quick``).
 """
 
 import re
@@ -28,8 +29,13 @@ SHAPES = {
 STALLS = [("none", "none"), ("random", "random"), ("cycle", "heavy")]
 
 
+#: The preset ``make test-quick`` builds (the others are slow, as in the cocotb suite).
+QUICK = "8x8-b4"
+
+
 def _preset(preset):
-    return pytest.param(preset, marks=pytest.mark.xdist_group(f"accel-{preset}-native"), id=preset)
+    marks = [pytest.mark.xdist_group(f"accel-{preset}-native")] + ([] if preset == QUICK else [pytest.mark.slow])
+    return pytest.param(preset, marks=marks, id=preset)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +70,7 @@ def test_layers_exact_with_and_without_stalls(preset, executables):
                 assert check.run.cycles > check.predicted, where
 
 
+@pytest.mark.xdist_group(f"accel-{QUICK}-native")
 def test_a_wrong_weight_is_caught(executables):
     """The check can fail: the weights of a layer with one code changed, scored against the
     original layer, give mismatches in exactly that weight's output row."""
@@ -79,6 +86,7 @@ def test_a_wrong_weight_is_caught(executables):
         ("y", (t, row)) for t in range(case.tokens) if case.x[t, col] != 0}
 
 
+@pytest.mark.xdist_group(f"accel-{QUICK}-native")
 @pytest.mark.parametrize("name", [p for p in PAUSE_PATTERNS if p != "none"])
 def test_pauses_are_the_cocotb_suites(name, executables):
     """The harness draws the very pause bits of tb/accel_tb.py's generators (Python's MT19937)."""
@@ -92,6 +100,7 @@ def test_pauses_are_the_cocotb_suites(name, executables):
         assert out == expected, f"{name} seed {seed}: first difference at draw {first}"
 
 
+@pytest.mark.xdist_group(f"accel-{QUICK}-native")
 def test_a_stuck_or_malformed_run_times_out(executables):
     cfg = PRESETS["8x8-b4"]
     exe = _executable(executables, "8x8-b4")

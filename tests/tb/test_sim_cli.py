@@ -81,11 +81,11 @@ def test_real_activations_are_quantized_per_token(b2_layer):
     assert source == "m=3 from x.npy"
 
 
-@pytest.mark.xdist_group("accel-4x8-b2-native")
-def test_sim_native_runs_a_layer_with_real_activations(b2_layer, capsys):
-    path = b2_layer.with_name("x.npy")
-    np.save(path, np.random.default_rng(4).normal(size=(6, 40)))
-    assert main(["sim", "--layer", str(b2_layer), "--config", "4x8-b2", "--activations", str(path)]) == 0
+@pytest.mark.xdist_group("accel-8x8-b4-native")
+def test_sim_native_runs_a_layer_with_real_activations(tmp_path, capsys):
+    save_layer(tmp_path / "b4.msq", random_case(PRESETS["8x8-b4"], 8, 40, 2, seed=1).layer)
+    np.save(tmp_path / "x.npy", np.random.default_rng(4).normal(size=(6, 40)))
+    assert main(["sim", "--layer", str(tmp_path / "b4.msq"), "--activations", str(tmp_path / "x.npy")]) == 0
     out = capsys.readouterr().out
     assert re.search(r"\(native Verilator harness\)\ncycles: (\d+) \(predicted \1\)", out), out
     assert "results checked: 96, mismatches: 0" in out   # y and overflow of 6 tokens x 8 outputs
