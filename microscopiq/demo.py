@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  cycles      {sim.cycles} measured, {sim.predicted} predicted by the cycle model, "
           f"{macs_per_cycle:.1f} MACs/cycle of {cfg.rows * cfg.cols} "
           f"({100 * macs_per_cycle / (cfg.rows * cfg.cols):.1f} %), {TOKENS} tokens")
-    print(f"  harness     {sim.cycles_per_second:,.0f} simulated cycles/s")
+    print(f"  harness     {sim.cycles_per_second:,.0f} simulated cycles/s "
+          f"({sim.cycles_per_cpu_second:,.0f} per CPU second)")
     print(f"  PE on ECP5  {res.luts} LUTs, {res.ffs} FFs, {res.dsps} DSPs, Fmax {pe.fmax:.1f} MHz")
     return 1 if sim.mismatches or sim.error else 0
 

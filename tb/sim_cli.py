@@ -122,8 +122,8 @@ def _records(path: Path) -> list[dict]:
 
 @dataclass(frozen=True)
 class SimReport:
-    """Outcome of :func:`simulate_layer_file` (``cycles_per_second``: the native harness's
-    simulated cycles per second, 0 for cocotb)."""
+    """Outcome of :func:`simulate_layer_file` (``cycles_per_second`` and ``cycles_per_cpu_second``:
+    the native harness's simulated cycles per wall-clock and per CPU second, 0 for cocotb)."""
 
     name: str
     cycles: int
@@ -134,6 +134,7 @@ class SimReport:
     first_mismatch: str
     error: str = ""
     cycles_per_second: float = 0.0
+    cycles_per_cpu_second: float = 0.0
 
 
 def layer_activations(layer, cfg: AccelConfig, tokens: int | None, seed: int,
@@ -208,7 +209,8 @@ def _simulate_native(cfg: AccelConfig, layer, x, name: str) -> SimReport:
     check = check_case(cfg, case, executable=build_harness(cfg, quiet=False))
     first = str(check.mismatches[0]) if check.mismatches else ""
     return SimReport(name, check.run.cycles, check.predicted, case.macs, check.checked,
-                     len(check.mismatches), first, cycles_per_second=check.run.cycles_per_second)
+                     len(check.mismatches), first, cycles_per_second=check.run.cycles_per_second,
+                     cycles_per_cpu_second=check.run.cycles_per_cpu_second)
 
 
 def _run_sim(args: argparse.Namespace) -> int:
@@ -220,7 +222,8 @@ def _run_sim(args: argparse.Namespace) -> int:
     print(f"cycles: {report.cycles} (predicted {report.predicted}), {report.macs} MACs, "
           f"{report.macs / max(report.cycles, 1):.1f} MACs/cycle")
     if report.cycles_per_second:
-        print(f"harness speed: {report.cycles_per_second:,.0f} simulated cycles/s")
+        print(f"harness speed: {report.cycles_per_second:,.0f} simulated cycles/s "
+              f"({report.cycles_per_cpu_second:,.0f} per CPU second)")
     print(f"results checked: {report.checked}, mismatches: {report.mismatches}")
     if report.mismatches or report.error:
         print(f"first mismatch: {report.first_mismatch or report.error}", file=sys.stderr)
