@@ -153,10 +153,11 @@ def _build(cfg: AccelConfig, quiet: bool) -> Path:
         if not quiet:
             print(f"building the native harness of {manifest['top']} in {folder} (minutes, once)",
                   file=sys.stderr, flush=True)
-        # No OBJCACHE (tb/runner.py's shared objects): it would reuse harness.o, whose source lies
-        # outside the build folder, across configurations, but harness.o includes this design's Vtop.h.
-        env = {**{k: v for k, v in os.environ.items() if k != "OBJCACHE"},
-               "MAKEFLAGS": " ".join([os.environ.get("MAKEFLAGS", ""), *MAKE_VARIABLES]).strip()}
+        # The Verilator runtime objects come from tb/runner.py's shared object cache; harness.o
+        # includes this design's Vtop.h, so the cache compiles it every time.
+        env = {**os.environ,
+               "MAKEFLAGS": " ".join([os.environ.get("MAKEFLAGS", ""), *MAKE_VARIABLES]).strip(),
+               "OBJCACHE": f"{sys.executable} -m microscopiq.tb.runner --objcache"}
         cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", *args, "--Mdir", str(folder / "obj"),
                "-o", str(executable), *map(str, sources), str(HARNESS_SOURCE)]
         log = folder / "build.log"
