@@ -64,7 +64,8 @@ sim: setup
 bench-cycles: setup
 	$(PY) bench/bench_cycles.py
 
-# Simulated MACs/s and wall time per configuration on both simulators -> docs/bench_sim.md.
+# Simulated MACs/s and wall time per configuration on both simulators, cocotb and the native
+# Verilator harness -> docs/bench_sim.md.
 bench-sim: setup
 	$(PY) bench/bench_sim.py
 

@@ -30,7 +30,7 @@ from . import routing
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "StreamFormat", "Beat", "StreamError",
     "check_layer", "encode_layer", "decode_results", "pack_beat", "from_beat", "expected_results",
-    "predict_cycles", "CycleModel", "pass_cycles",
+    "predict_cycles", "CycleModel", "pass_cycles", "token_passes",
 ]
 
 #: Layer header ``mode`` values (:class:`~microscopiq.hdl.layouts.Mode`).
@@ -243,7 +243,7 @@ def _row_beats(cfg: AccelConfig, layouts: StreamLayouts, tiles: _Tiles, j: int, 
             for r in range(rows)]
 
 
-def _passes(cfg: AccelConfig, tokens: int) -> list[tuple[int, int]]:
+def token_passes(cfg: AccelConfig, tokens: int) -> list[tuple[int, int]]:
     """``(first token, token count)`` of every pass."""
     return [(start, min(cfg.max_tokens, tokens - start)) for start in range(0, tokens, cfg.max_tokens)]
 
@@ -288,7 +288,7 @@ def encode_layer(cfg: AccelConfig, layer, x) -> tuple[list[Beat], list[Beat]]:
             tile_beats.append(pack_beat(layouts.tile, {"d": tiles.shifts[cols, g]}))
             tile_beats.extend(_row_beats(cfg, layouts, tiles, j, t))
     weights, acts = [], []
-    for start, count in _passes(cfg, x.shape[0]):
+    for start, count in token_passes(cfg, x.shape[0]):
         header = {"mode": mode, "tokens": count - 1, "k_tiles": k_tiles - 1, "n_tiles": n_tiles - 1}
         beats = [pack_beat(layouts.header, header)] + tile_beats
         weights += [Beat(data, index == len(beats) - 1) for index, data in enumerate(beats)]
@@ -349,7 +349,7 @@ def decode_results(cfg: AccelConfig, layer, tokens: int, beats):
         y = np.zeros((tokens, nt), np.int64)
         ovf = np.zeros((tokens, nt), bool)
     index = 0
-    for start, count in _passes(cfg, tokens):
+    for start, count in token_passes(cfg, tokens):
         order = [(j, g, m) for j in range(n_tiles) for g in range(groups if raw else 1)
                  for m in range(count)]
         for position, (j, g, m) in enumerate(order):
@@ -466,7 +466,7 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int) -> int:
     """
     model = CycleModel.of(cfg)
     periods = tile_periods(cfg, layer)
-    return sum(pass_cycles(model, periods, count) for _, count in _passes(cfg, tokens))
+    return sum(pass_cycles(model, periods, count) for _, count in token_passes(cfg, tokens))
 
 
 def pass_cycles(model: CycleModel, periods: list[int], tokens: int, loads: list[int] | None = None) -> int:

@@ -31,6 +31,8 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES", "COMMANDS"]
 COMMANDS = {
     "generate": ("microscopiq.flow.generate", "generate Verilog and a manifest for a block"),
     "sim": ("microscopiq.tb.sim_cli", "run a packed layer through the simulated accelerator"),
+    "run": ("microscopiq.tb.run_model",
+            "run MiniLM on text with every linear layer on the simulated accelerator"),
     "synth": ("microscopiq.flow.synth_cli",
               "synthesise (Yosys) and place and route (nextpnr) a generated block"),
     "explore": ("microscopiq.flow.explore",

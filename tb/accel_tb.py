@@ -33,8 +33,8 @@ from ..hdl.soc import SocPorts
 from ..quant.golden import msq_matmul, uniform_raw
 from .stimulus import Case
 
-__all__ = ["TB", "TB_CYCLES", "Scoreboard", "Mismatch", "LayerRun", "PAUSES", "pause_generator",
-           "frames_of", "beats_of"]
+__all__ = ["TB", "TB_CYCLES", "Scoreboard", "Mismatch", "LayerRun", "PAUSES", "PAUSE_PATTERNS",
+           "pause_generator", "timeout_cycles", "frames_of", "beats_of", "saturation"]
 
 CLOCK_PERIOD_NS = 10
 #: :func:`~microscopiq.host.stream_format.predict_cycles` counts the cycle of the first weights
@@ -55,13 +55,27 @@ def _random_pauses(seed: int, probability: float):
         yield rng.random() < probability
 
 
-#: Pause patterns by name: ``fn(seed) -> iterator of bool`` (True = pause this cycle).
-PAUSES = {
+#: Pause patterns by name, as data (the native harness draws the same ones, tb/native.py): None,
+#: a tuple of pause bits repeated for ever, or the probability of a pause in each cycle, drawn
+#: from ``random.Random(seed)``.
+PAUSE_PATTERNS = {
     "none": None,
-    "cycle": lambda seed: itertools.cycle([1, 1, 1, 0]),   # cocotbext-axi's own test pattern
-    "random": lambda seed: _random_pauses(seed, 0.3),
-    "heavy": lambda seed: _random_pauses(seed, 0.5),
+    "cycle": (1, 1, 1, 0),   # cocotbext-axi's own test pattern
+    "random": 0.3,
+    "heavy": 0.5,
 }
+
+
+def _pause_factory(pattern):
+    if pattern is None:
+        return None
+    if isinstance(pattern, tuple):
+        return lambda seed: itertools.cycle(pattern)
+    return lambda seed: _random_pauses(seed, pattern)
+
+
+#: Pause patterns by name: ``fn(seed) -> iterator of bool`` (True = pause this cycle).
+PAUSES = {name: _pause_factory(pattern) for name, pattern in PAUSE_PATTERNS.items()}
 
 
 def pause_generator(name: str, seed: int):
@@ -71,6 +85,11 @@ def pause_generator(name: str, seed: int):
     except KeyError:
         raise ValueError(f"pause must be one of {', '.join(PAUSES)}, not {name!r}") from None
     return None if factory is None else factory(seed)
+
+
+def timeout_cycles(cfg: AccelConfig, layer, tokens: int) -> int:
+    """Cycle limit for one layer: the predicted cycles, stretched for pauses, plus slack."""
+    return stream_format.predict_cycles(cfg, layer, tokens) * TIMEOUT_FACTOR + TIMEOUT_SLACK_CYCLES
 
 
 # -- beats <-> cocotbext-axi frames --------------------------------------------------------------
@@ -309,9 +328,8 @@ class TB:
         self.weight_handshakes = 0
 
     def timeout_cycles(self, case: Case) -> int:
-        """Cycle limit for one layer: the predicted cycles, stretched for pauses, plus slack."""
-        predicted = stream_format.predict_cycles(self.cfg, case.layer, case.tokens)
-        return predicted * TIMEOUT_FACTOR + TIMEOUT_SLACK_CYCLES
+        """Cycle limit for one layer (:func:`timeout_cycles`)."""
+        return timeout_cycles(self.cfg, case.layer, case.tokens)
 
     def start_layer(self, case: Case) -> int:
         """Queue ``case``'s weight and activation beats; return the number of result beats due."""
@@ -374,3 +392,11 @@ def _result_dict(case: Case, decoded) -> dict[str, np.ndarray]:
     """:func:`stream_format.decode_results`'s tuple as the scoreboard's named arrays."""
     first, second = decoded
     return {"P": first, "S": second} if case.uniform else {"y": first, "overflow": second}
+
+
+def saturation(case: Case, results: dict[str, np.ndarray]) -> tuple[int, int]:
+    """``(outputs, overflowed)``: the layer's result integers (``M x n``) and those the accelerator
+    flagged as saturated (MicroScopiQ mode's sticky overflow flag; uniform mode has none). Saturated
+    outputs are correct (the golden model saturates too), but the user must see them."""
+    flags = results.get("overflow")
+    return case.tokens * case.layer.n, 0 if flags is None else int(np.count_nonzero(flags))

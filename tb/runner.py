@@ -61,6 +61,8 @@ _KEY_FILE = ".microscopiq-build-key"
 OBJECT_CACHE = Path(os.environ.get("MICROSCOPIQ_OBJCACHE_DIR",
                                    Path.home() / ".cache" / "microscopiq" / "verilator-objects"))
 _LOG_TAIL_LINES = 40
+#: A source that includes this depends on the design being built (see :func:`_objcache`).
+_DESIGN_HEADER = b'#include "Vtop.h"'
 
 
 class CocotbFailure(AssertionError):
@@ -298,6 +300,10 @@ def _objcache(argv: list[str]) -> int:
     if "-c" not in argv or len(sources) != 1 or not os.path.isabs(sources[0]):
         return subprocess.call(argv)  # the design's own files: compiled every time
     source = Path(sources[0])
+    if _DESIGN_HEADER in source.read_bytes():
+        # cocotb's verilator.cpp and the native harness include the design's Vtop.h (sizeof(Vtop)
+        # differs between designs), which the key does not cover: compiled every time.
+        return subprocess.call(argv)
     output = argv[argv.index("-o") + 1] if "-o" in argv else source.stem + ".o"
     products = {".o": Path(output)}
     if "-MMD" in argv:

@@ -4,9 +4,12 @@ and the ``microscopiq sim`` command.
 * :func:`generate_rtl` writes the accelerator's Verilog for a configuration into a build folder;
 * :func:`run_accel` builds it (cached) on Icarus or Verilator and runs the cocotb regression with
   the given stimulus parameters, returning the per-layer records the tests wrote;
-* ``microscopiq sim --layer FILE --sim icarus|verilator [--config C] [--tokens M] [--seed S]`` runs
-  one packed layer (:func:`~microscopiq.quant.pack.load_layer`) with ``M`` random activations and
-  prints the cycles, the result integers checked and the mismatches; exit status 1 on a mismatch.
+* ``microscopiq sim --layer FILE [--harness native|cocotb] [--sim icarus|verilator] [--config C]
+  [--tokens M] [--activations FILE.npy] [--seed S]`` runs one packed layer
+  (:func:`~microscopiq.quant.pack.load_layer`) with ``M`` random activations, or real ones from a
+  ``.npy`` file quantized per token (SPEC §1), on the native Verilator harness
+  (:mod:`microscopiq.tb.native`, the default) or the cocotb testbench, and prints the cycles, the
+  result integers checked and the mismatches; exit status 1 on a mismatch.
 
 Build folders follow the project's layout, ``build/cocotb/accel/<config>/{rtl,icarus,verilator}``:
 the Verilog in ``rtl/``, one simulator build per configuration and simulator, reused while the
@@ -29,11 +32,15 @@ from ..config import PRESETS, AccelConfig, ConfigError, resolve_config
 from ..validate import check_sim_layer
 from .runner import SIMULATORS, CocotbFailure, run_cocotb
 
-__all__ = ["BUILD_ROOT", "TEST_MODULE", "BUILD_ARGS", "config_name", "generate_rtl", "run_accel",
-           "SimReport", "simulate_layer_file", "add_commands"]
+__all__ = ["BUILD_ROOT", "TEST_MODULE", "BUILD_ARGS", "HARNESSES", "config_name", "generate_rtl",
+           "run_accel", "SimReport", "layer_activations", "simulate_layer_file", "add_commands"]
 
 BUILD_ROOT = Path("build") / "cocotb" / "accel"
 TEST_MODULE = "microscopiq.tb.test_accel"
+#: Random activation rows ``sim`` streams when neither ``--tokens`` nor ``--activations`` says.
+DEFAULT_TOKENS = 8
+#: ``--harness``: the native Verilator harness (whole layers, fast) or the cocotb testbench.
+HARNESSES = ("native", "cocotb")
 #: Extra simulator build options for the accelerator.
 #:
 #: * Verilator: its C++ for the accelerator is tens of MB; at the default -Os GCC needs about a CPU
@@ -106,7 +113,8 @@ def _records(path: Path) -> list[dict]:
 
 @dataclass(frozen=True)
 class SimReport:
-    """Outcome of :func:`simulate_layer_file`."""
+    """Outcome of :func:`simulate_layer_file` (``cycles_per_second`` and ``cycles_per_cpu_second``:
+    the native harness's simulated cycles per wall-clock and per CPU second, 0 for cocotb)."""
 
     name: str
     cycles: int
@@ -120,23 +128,66 @@ class SimReport:
     #: (sticky overflow flag; 0 in uniform mode, whose raw sums never overflow).
     outputs: int = 0
     overflowed: int = 0
+    cycles_per_second: float = 0.0
+    cycles_per_cpu_second: float = 0.0
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str, tokens: int,
-                        seed: int, progress=None) -> SimReport:
-    """Run the packed layer at ``path`` with ``tokens`` random activations (seed ``seed``); every
-    input is checked before anything is built (:func:`microscopiq.validate.check_sim_layer`)."""
-    check_sim_layer(path, cfg, tokens, seed)
-    params = {"layer_file": str(Path(path).resolve()), "shape": {"m": tokens}, "seed": seed}
+def layer_activations(layer, cfg: AccelConfig, tokens: int | None, seed: int,
+                      activations: str | os.PathLike | None = None):
+    """``(x, source)``: ``tokens`` random activations (seed ``seed``), or the rows of the float
+    ``(M, k)`` array in the ``.npy`` file ``activations`` (the first ``tokens`` if given) quantized
+    per token as SPEC §1 says."""
+    import numpy as np
+    from ..quant.golden import ActivationError, quantize_activations
+    from .stimulus import random_activations
+    if activations is None:
+        count = DEFAULT_TOKENS if tokens is None else tokens
+        return random_activations(cfg.fmt, count, layer.k, np.random.default_rng(seed)), f"m={count} seed={seed}"
     try:
-        records = run_accel(cfg, sim, params, seed=seed, progress=progress)
-        error = ""
-    except CocotbFailure as failure:
-        records, error = getattr(failure, "records", []), str(failure).splitlines()[1:2]
-        error = error[0] if error else str(failure)
+        values = np.load(activations, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"--activations {str(activations)!r} is not a readable .npy array ({error})") from None
+    if values.ndim != 2 or values.shape[1] != layer.k or not np.issubdtype(values.dtype, np.number):
+        raise ConfigError(f"--activations must hold a numeric (M, k={layer.k}) array, not "
+                          f"{values.dtype} {values.shape}")
+    try:
+        x, _ = quantize_activations(values[:tokens], cfg.fmt)
+    except ActivationError as error:
+        raise ConfigError(f"--activations {str(activations)!r}: {error}") from None
+    return x, f"m={x.shape[0]} from {Path(activations).name}"
+
+
+def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str | None, tokens: int | None,
+                        seed: int, *, harness: str = "native",
+                        activations: str | os.PathLike | None = None, progress=None) -> SimReport:
+    """Run the packed layer at ``path`` with ``tokens`` random activations (seed ``seed``) or the
+    ``activations`` file (:func:`layer_activations`) on ``harness`` (``sim`` for cocotb; the native
+    harness is Verilator). Every input is checked before anything is built
+    (:func:`microscopiq.validate.check_sim_layer`)."""
+    if harness not in HARNESSES:
+        raise ConfigError(f"--harness must be one of {', '.join(HARNESSES)}, not {harness!r}")
+    if harness == "native" and sim not in (None, "verilator"):
+        raise ConfigError(f"--sim {sim} needs --harness cocotb: the native harness is Verilator")
+    layer = check_sim_layer(path, cfg, DEFAULT_TOKENS if tokens is None else tokens, seed)
+    x, source = layer_activations(layer, cfg, tokens, seed, activations)
+    sim = sim or "verilator"
+    if harness == "native":
+        return _simulate_native(cfg, layer, x, f"{path} (n={layer.n} k={layer.k} {source})", progress)
+    params = {"layer_file": str(Path(path).resolve()), "shape": {"m": x.shape[0]}, "seed": seed}
+    with tempfile.TemporaryDirectory() as scratch:
+        if activations is not None:
+            import numpy as np
+            params["activations_file"] = str(Path(scratch, "x.npy"))
+            np.save(params["activations_file"], x)
+        try:
+            records = run_accel(cfg, sim, params, seed=seed, progress=progress)
+            error = ""
+        except CocotbFailure as failure:
+            records, error = getattr(failure, "records", []), str(failure).splitlines()[1:2]
+            error = error[0] if error else str(failure)
     if not records:
         raise CocotbFailure(error or "the simulation recorded no layer")
     rec = records[-1]
@@ -144,18 +195,42 @@ def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str, tok
                      rec["mismatches"], rec["first_mismatch"], error, rec["outputs"], rec["overflowed"])
 
 
+def _simulate_native(cfg: AccelConfig, layer, x, name: str, progress=None) -> SimReport:
+    from .accel_tb import saturation
+    from .native import build_harness, check_case
+    from .stimulus import Case
+    case = Case(name, layer, x, 0)
+    if progress is not None:
+        progress(f"building (or reusing) the native Verilator harness of {config_name(cfg)}")
+    executable = build_harness(cfg, quiet=False)
+    if progress is not None:
+        progress(f"running {x.shape[0]} tokens through the native harness")
+    check = check_case(cfg, case, executable=executable)
+    first = str(check.mismatches[0]) if check.mismatches else ""
+    outputs, overflowed = saturation(case, check.run.results)
+    return SimReport(name, check.run.cycles, check.predicted, case.macs, check.checked,
+                     len(check.mismatches), first, outputs=outputs, overflowed=overflowed,
+                     cycles_per_second=check.run.cycles_per_second,
+                     cycles_per_cpu_second=check.run.cycles_per_cpu_second)
+
+
 def _run_sim(args: argparse.Namespace) -> int:
     from ..progress import Stages
     cfg = resolve_config(args.config)
     stages = Stages("microscopiq sim")
-    report = simulate_layer_file(args.layer, cfg, args.sim, args.tokens, args.seed, progress=stages)
+    report = simulate_layer_file(args.layer, cfg, args.sim, args.tokens, args.seed, harness=args.harness,
+                                 activations=args.activations, progress=stages)
     stages(f"checked {report.checked} result integers, {report.mismatches} mismatches")
     if args.json:
         print(json.dumps(report.to_json(), indent=1, allow_nan=False))
         return 1 if report.mismatches or report.error else 0
-    print(f"{report.name} on {config_name(cfg)} ({args.sim})")
+    where = "native Verilator harness" if args.harness == "native" else f"cocotb on {args.sim or 'verilator'}"
+    print(f"{report.name} on {config_name(cfg)} ({where})")
     print(f"cycles: {report.cycles} (predicted {report.predicted}), {report.macs} MACs, "
           f"{report.macs / max(report.cycles, 1):.1f} MACs/cycle")
+    if report.cycles_per_second:
+        print(f"harness speed: {report.cycles_per_second:,.0f} simulated cycles/s "
+              f"({report.cycles_per_cpu_second:,.0f} per CPU second)")
     print(f"results checked: {report.checked}, mismatches: {report.mismatches}")
     if report.overflowed:
         print(f"overflowed outputs: {report.overflowed} of {report.outputs} saturated at the "
@@ -170,21 +245,30 @@ def add_commands(subparsers) -> None:
     """Add ``sim`` to the ``microscopiq`` command."""
     parser = subparsers.add_parser(
         "sim", help="run a packed layer through the simulated accelerator",
-        description="Generate the accelerator for --config, build it on --sim (cached under "
-                    "build/cocotb/accel/), stream the packed layer with M random activations through it "
-                    "and check every result integer against the golden model. Prints the cycles, "
-                    "the integers checked and the mismatches; exits 1 on a mismatch. WAVES=1 "
-                    "writes a waveform into the build folder.",
-        epilog="example: microscopiq sim --layer build/layers/q.msq --sim verilator --config 8x8-b4 "
-               "--tokens 16 --seed 1")
+        description="Generate the accelerator for --config, build it (cached under "
+                    "build/cocotb/accel/) for the native Verilator harness or for cocotb on --sim, "
+                    "stream the packed layer with M random or real (--activations) activations "
+                    "through it and check every result integer against the golden model. Prints "
+                    "the cycles, the integers checked and the mismatches; exits 1 on a mismatch. "
+                    "WAVES=1 writes a waveform into the cocotb build folder.",
+        epilog="example: microscopiq sim --layer build/layers/q.msq --config 8x8-b4 --tokens 64; "
+               "microscopiq sim --layer q.msq --harness cocotb --sim icarus --activations x.npy")
     parser.add_argument("--layer", required=True, metavar="FILE", help="packed layer (.msq)")
-    parser.add_argument("--sim", choices=SIMULATORS, default="verilator",
-                        help="simulator (default verilator)")
+    parser.add_argument("--harness", choices=HARNESSES, default="native",
+                        help="native: the C++ Verilator harness (whole layers at ~10^5 cycles/s); "
+                             "cocotb: the cocotb testbench on --sim (default native)")
+    parser.add_argument("--sim", choices=SIMULATORS, default=None,
+                        help="simulator of the cocotb harness (default verilator; the native "
+                             "harness is Verilator)")
     parser.add_argument("--config", default="8x8-b4", metavar="C",
                         help=f"preset ({', '.join(PRESETS)}) or a JSON configuration/manifest "
                              "(default 8x8-b4)")
-    parser.add_argument("--tokens", type=int, default=8, metavar="M",
-                        help="activation rows streamed, 1 to 65536 (default 8)")
+    parser.add_argument("--tokens", type=int, default=None, metavar="M",
+                        help=f"activation rows streamed, 1 to 65536 (default {DEFAULT_TOKENS} random ones, "
+                             "or every row of --activations)")
+    parser.add_argument("--activations", metavar="FILE.npy",
+                        help="real activations: a float (M, k) array, quantized per token "
+                             "(SPEC §1) (default: random integers)")
     parser.add_argument("--seed", type=int, default=1, metavar="S",
                         help="seed of the random activations, 0 to 2^32-1 (default 1)")
     parser.add_argument("--json", action="store_true",

@@ -51,7 +51,7 @@ from ..config import AccelConfig
 from ..hdl.soc import SocPorts
 from ..host import stream_format
 from . import stimulus
-from .accel_tb import TB, Scoreboard, pause_generator
+from .accel_tb import TB, Scoreboard, pause_generator, saturation
 from .runner import cocotb_params
 
 PARAMS = cocotb_params()
@@ -111,13 +111,11 @@ async def check_layer(tb: TB, kind: str, case: stimulus.Case, scoreboard: Scoreb
     predicted = stream_format.predict_cycles(CFG, case.layer, case.tokens)
     tb.log.info("  %d cycles (predicted %d), %d result beats, %d integers checked, %d wrong",
                 run.cycles, predicted, run.beats, scoreboard.checked - before, len(found))
-    # Saturated outputs are correct (the golden model saturates too) but the user must see them.
-    flags = run.results.get("overflow")
+    outputs, overflowed = saturation(case, run.results)
     record(kind=kind, name=case.name, cycles=run.cycles, predicted=predicted, macs=case.macs,
            checked=scoreboard.checked - before, mismatches=len(scoreboard.mismatches) - wrong,
            first_mismatch=str(found[0]) if found else "",
-           outputs=case.tokens * case.layer.n,
-           overflowed=0 if flags is None else int(np.count_nonzero(flags)))
+           outputs=outputs, overflowed=overflowed)
     # The cycle model is a contract too: exact whenever every stream is always valid and ready.
     if tb.free_running and not found and PARAMS.get("check_cycles", True):
         assert run.cycles == predicted, (
@@ -205,12 +203,15 @@ async def back_to_back_layers(dut):
 
 @cocotb.test(skip=not LAYER_FILE)
 async def layer_file(dut):
-    """One packed layer (``microscopiq sim``) with ``shape["m"]`` random activations."""
+    """One packed layer (``microscopiq sim``) with ``shape["m"]`` random activations, or the integer
+    activations in ``activations_file`` (``.npy``, already quantized by ``microscopiq sim``)."""
     from ..quant.pack import load_layer
     layer = load_layer(LAYER_FILE)
-    rng = np.random.default_rng(SEED)
-    case = stimulus.Case(f"{LAYER_FILE} (n={layer.n} k={layer.k} m={SHAPE['m']} seed={SEED})", layer,
-                         stimulus.random_activations(CFG.fmt, SHAPE["m"], layer.k, rng), SEED)
+    if PARAMS.get("activations_file"):
+        x = np.load(PARAMS["activations_file"])
+    else:
+        x = stimulus.random_activations(CFG.fmt, SHAPE["m"], layer.k, np.random.default_rng(SEED))
+    case = stimulus.Case(f"{LAYER_FILE} (n={layer.n} k={layer.k} m={x.shape[0]} seed={SEED})", layer, x, SEED)
     tb = TB(dut, CFG, PORTS)
     await tb.reset()
     scoreboard = Scoreboard(CFG)

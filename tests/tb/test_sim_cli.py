@@ -3,6 +3,7 @@
 import json
 import re
 
+import numpy as np
 import pytest
 
 from microscopiq.cli import main
@@ -47,3 +48,51 @@ def test_config_from_manifest_or_json(tmp_path):
 def test_config_names():
     assert config_name(PRESETS["8x8-b4"]) == "8x8-b4"          # not its alias "default"
     assert config_name(PRESETS["4x8-b2"].replace(acc_bits=40)).startswith("cfg-")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda path: np.save(path, np.zeros((3, 39))),
+     r"^microscopiq: error: --activations must hold a numeric \(M, k=40\) array, not float64 \(3, 39\)$"),
+    (lambda path: np.save(path, np.full((2, 40), np.nan)),
+     r"^microscopiq: error: --activations '.*x\.npy': activations contain NaN or Inf at "),
+    (lambda path: path.write_text("not an array"),
+     r"^microscopiq: error: --activations '.*x\.npy' is not a readable \.npy array"),
+])
+def test_sim_activation_refusals(b2_layer, tmp_path, capsys, make, message):
+    make(tmp_path / "x.npy")
+    argv = ["sim", "--layer", str(b2_layer), "--config", "4x8-b2", "--activations", str(tmp_path / "x.npy")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.match(message, err), err
+
+
+def test_real_activations_are_quantized_per_token(b2_layer):
+    """--activations: SPEC §1 per-token quantization of the file's rows (the first --tokens)."""
+    from microscopiq.quant.golden import quantize_activations
+    from microscopiq.quant.pack import load_layer
+    from microscopiq.tb.sim_cli import layer_activations
+    cfg = PRESETS["4x8-b2"]
+    layer = load_layer(b2_layer)
+    values = np.random.default_rng(2).normal(size=(5, 40)) * np.arange(1, 6)[:, None]
+    path = b2_layer.with_name("x.npy")
+    np.save(path, values)
+    x, source = layer_activations(layer, cfg, 3, 1, path)
+    assert np.array_equal(x, quantize_activations(values[:3], cfg.fmt)[0])
+    assert np.abs(x).max(axis=1).tolist() == [cfg.fmt.amax] * 3
+    assert source == "m=3 from x.npy"
+
+
+@pytest.mark.xdist_group("accel-8x8-b4-native")
+def test_sim_native_runs_a_layer_with_real_activations(tmp_path, capsys):
+    save_layer(tmp_path / "b4.msq", random_case(PRESETS["8x8-b4"], 8, 40, 2, seed=1).layer)
+    np.save(tmp_path / "x.npy", np.random.default_rng(4).normal(size=(6, 40)))
+    assert main(["sim", "--layer", str(tmp_path / "b4.msq"), "--activations", str(tmp_path / "x.npy")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\(native Verilator harness\)\ncycles: (\d+) \(predicted \1\)", out), out
+    assert "results checked: 96, mismatches: 0" in out   # y and overflow of 6 tokens x 8 outputs
+
+
+def test_sim_icarus_needs_the_cocotb_harness(b2_layer, capsys):
+    assert main(["sim", "--layer", str(b2_layer), "--config", "4x8-b2", "--sim", "icarus"]) == 2
+    assert capsys.readouterr().err.strip() == ("microscopiq: error: --sim icarus needs --harness cocotb: "
+                                               "the native harness is Verilator")
