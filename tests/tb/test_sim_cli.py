@@ -29,7 +29,7 @@ def b2_layer(tmp_path):
     (["--config", "4x8-b2", "--tokens", "0"], r"^microscopiq: error: --tokens must be >= 1, not 0$"),
 ])
 def test_sim_refusals(b2_layer, capsys, argv, message):
-    assert main(["sim", "--layer", str(b2_layer), "--sim", "icarus", *argv]) == 2
+    assert main(["sim", "--layer", str(b2_layer), "--harness", "cocotb", "--sim", "icarus", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert re.match(message, err), err
 
