@@ -47,6 +47,7 @@ class AxiProof(Elaboratable):
     def __init__(self, cfg: AccelConfig | None = None, *, accel=None):
         self.cfg = self.config() if cfg is None else cfg
         if self.cfg.fmt.group != self.cfg.rows:
+            self._MustUse__silence = True  # refused: never elaborated
             raise ValueError(f"AxiProof counts one K-tile per K-group: group must equal rows "
                              f"({self.cfg.rows}), not {self.cfg.fmt.group!r}")
         self.accel = Accelerator(self.cfg) if accel is None else accel

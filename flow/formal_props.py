@@ -25,7 +25,9 @@ class Proof:
     """One entry of :data:`PROOFS`: how to build the harness, and what to prove of it.
 
     ``mode``/``depth`` as in :func:`~microscopiq.flow.formal.prove`; ``quick`` proofs also run in
-    ``make test``; ``why`` says why the depth covers the block (or what the bound is)."""
+    ``make test``; ``why`` says why the depth covers the block (or what the bound is). An
+    ``explicit`` proof runs only when named (``make formal PROOFS=name``): one that does not yet
+    reach a verdict in reasonable time (docs/verification.md)."""
 
     build: Callable[..., Elaboratable]
     mode: str
@@ -33,9 +35,12 @@ class Proof:
     quick: bool
     what: str
     why: str
+    explicit: bool = False
+    timeout: int | None = None
 
     def run(self, name: str, *, harness: Elaboratable | None = None, **options) -> FormalResult:
         """Prove it (on ``harness`` instead of the default one, e.g. a mutant's)."""
+        options.setdefault("timeout", self.timeout)
         return prove(name, self.build() if harness is None else harness, mode=self.mode,
                      depth=self.depth, **options)
 
@@ -52,6 +57,12 @@ PROOFS: dict[str, Proof] = {
         "PE ping-pong banks: product = pe_product(act, slot) of the load/swap reference (a=8, b=4)",
         "every state of the PE and the reference is reached within 3 steps from reset (load, "
         "swap+load, swap+load+en); 6 steps check every step from each"),
+    "recon_network": Proof(
+        lambda network=None: NetworkProof(FormatConfig(wbits=2, xbits=1), network=network), "bmc", 4, False,
+        "ReCoN network, U=8, b=2, xbits=1: contributions = merge/shift of SPEC 3 for every compiled "
+        "configuration and every product in the PE ranges",
+        "the pipeline has no feedback: every state is reached 3 enabled edges after reset",
+        explicit=True, timeout=3600),
     "axi": Proof(
         lambda accel=None: AxiProof(accel=accel), "bmc", 24, True,
         "AXI4-Stream: stable result beats under back-pressure; no spurious, stale, duplicated or "

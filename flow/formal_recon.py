@@ -30,7 +30,8 @@ from ..hdl.recon_switch import Command, ReconSwitch
 from ..host import routing
 from ..quant.layer import Role
 
-__all__ = ["SwitchProof", "recon_switches", "CompilerEncoding", "compiler_encoding", "NetworkProof"]
+__all__ = ["SwitchProof", "recon_switches", "CompilerEncoding", "compiler_encoding", "column_field",
+           "NetworkProof"]
 
 
 class SwitchProof(Elaboratable):
@@ -106,9 +107,6 @@ class CompilerEncoding:
     routes: tuple
     columns: dict
 
-    def column_key_bits(self, fmt: FormatConfig) -> int:
-        return fmt.wbits + fmt.xbits + 2 + 1
-
 
 def _placement_rows(ublock: int):
     """``(roles, mate)`` rows of every placement of one micro-block (:func:`routing.placements`)."""
@@ -159,6 +157,20 @@ def compiler_encoding(fmt: FormatConfig) -> CompilerEncoding:
     return CompilerEncoding(routes=routes, columns=columns)
 
 
+def column_field(fmt: FormatConfig, uniform, role, code, xexp):
+    """The ``op | shift << 2`` word the compiler writes for one column, as an Amaranth expression
+    of its mode, role, code and ``X`` (checked equal to :attr:`CompilerEncoding.columns` for every
+    key by ``tests/formal/test_formal_recon.py``): KEEP with shift ``b`` (0 in uniform mode) for an
+    inlier, MERGE_ADD/MERGE_SUB by the sign with shift ``e + X`` for an OUT_HI, ZERO for an OUT_LO."""
+    b = fmt.wbits
+    sign, exp = code[b - 1], code[:b - 1]
+    op = Mux(role == Role.INLIER, routing.ColumnOp.KEEP,
+             Mux(role == Role.OUT_LO, routing.ColumnOp.ZERO,
+                 Mux(sign, routing.ColumnOp.MERGE_SUB, routing.ColumnOp.MERGE_ADD)))
+    shift = Mux(role == Role.INLIER, Mux(uniform, 0, b), Mux(role == Role.OUT_HI, exp + xexp, 0))
+    return Cat(op[:2], shift)
+
+
 # -- the network ----------------------------------------------------------------------------------
 
 class NetworkProof(Elaboratable):
@@ -189,19 +201,6 @@ class NetworkProof(Elaboratable):
         self.network = ReconNetwork(fmt, self.width) if network is None else network
         self.stalls = stalls
 
-    def _column_table(self, enc: CompilerEncoding, field_bits: int) -> Array:
-        """``(op, shift)`` words indexed by ``Cat(X, code, role, uniform)``; 0 where the compiler
-        writes nothing (role 3, uniform outliers: excluded by the harness)."""
-        fmt = self.fmt
-        words = []
-        for uniform in range(2):
-            for role in range(4):
-                for code in range(1 << fmt.wbits):
-                    for xexp in range(1 << fmt.xbits):
-                        op, shift = enc.columns.get((uniform, role, code, xexp), (0, 0))
-                        words.append(Const(op | shift << 2, field_bits))
-        return Array(words)
-
     def _block(self, m: Module, enc: CompilerEncoding, block: int, uniform) -> list:
         """Drive micro-block ``block`` with a free placement, codes and ``X`` and the compiler's
         config for them; return its exact expected contributions."""
@@ -221,7 +220,6 @@ class NetworkProof(Elaboratable):
                               for dst, _ in enc.routes)[route]),
             cfg.benes.eq(Array(Const(swaps, len(cfg.benes)) for _, swaps in enc.routes)[route]),
         ]
-        table = self._column_table(enc, len(cfg.columns[0].as_value()))
         expected = []
         for c in range(u):
             dst = dst_word[c * dst_bits:(c + 1) * dst_bits]
@@ -230,7 +228,7 @@ class NetworkProof(Elaboratable):
             role = Signal(2, name=f"role_{block}_{c}")
             m.d.comb += [
                 role.eq(Mux(paired, Mux(hi_side[c], Role.OUT_HI, Role.OUT_LO), Role.INLIER)),
-                cfg.columns[c].as_value().eq(table[Cat(xexp, codes[c], role, uniform)]),
+                cfg.columns[c].as_value().eq(column_field(fmt, uniform, role, codes[c], xexp)),
             ]
             # The PE's product: any value of the role's range (golden.pe_product: |x·q| <= 2^(a-1)·2^(b-1),
             # |±x| <= 2^(a-1), |x·f| <= 2^(a-1)·(2^b - 1)); the merge/shift of SPEC §3 on them.
