@@ -10,7 +10,7 @@ from amaranth import Module, Signal
 from amaranth.sim import Simulator
 
 from microscopiq.config import FormatConfig
-from microscopiq.flow.formal_props import PROOFS
+from microscopiq.flow.formal_props import NETWORK_FORMAT, PROOFS
 from microscopiq.flow.formal_recon import column_field, compiler_encoding
 from microscopiq.hdl.recon_network import ReconNetwork
 
@@ -48,7 +48,7 @@ def test_column_field_is_the_compilers():
 
 def test_network_proof_fails_on_a_mutant(tmp_path):
     proof = PROOFS["recon_network"]
-    fmt = proof.build().fmt
+    fmt = NETWORK_FORMAT
     result = proof.run("recon_network-mutant", root=tmp_path,
                        harness=proof.build(BenesBitFlipped(fmt, fmt.ublock)))
     assert result.status == "FAIL" and result.trace is not None, result.summary()
