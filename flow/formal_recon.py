@@ -2,16 +2,19 @@
 
 * :class:`SwitchProof`: every switch command against the table of ``docs/recon.md``, for every
   input pair, sign and shift (combinational, so one step is the whole proof).
-* :class:`NetworkProof`: for every configuration the routing compiler produces and every
-  activation and code, each column's contribution, ``latency`` enabled cycles after its products
-  and config entered, equals ``x · v[n,k]`` of SPEC §3 (``x · q`` in uniform mode).
+* :class:`NetworkProof`: for every configuration the routing compiler produces and all PE products
+  (any values of the PE's ranges for the slots' roles), each column's contribution, ``latency``
+  enabled cycles after its products and config entered, equals the merge/shift of SPEC §3:
+  ``products << b`` (inlier; unshifted in uniform mode), ``((hi << b) ± lo) << (e + X)`` (outlier,
+  ``golden.recon_merge``), 0 (partner).
 
 The legal configurations enter as an encoding taken from the compiler itself
 (:func:`compiler_encoding`): the Beneš swap bits it writes for each routing permutation of the
-placements of one micro-block (the ``dst`` involutions), and the op and shift it writes for a
-column from that column's role, code and shared exponent ``X``. ``tests/formal/test_recon.py``
-checks that the encoding holds every configuration the compiler writes for all 5937 placements,
-so assuming "config in the encoding" covers every configuration the compiler can produce.
+placements of one micro-block (the ``dst`` involutions, a table), and the op and shift it writes
+for a column from that column's role, code and shared exponent ``X`` (:func:`column_field`, a
+formula). ``tests/formal/`` checks that the table holds the Beneš bits the compiler writes for all
+5937 placements and that the formula equals the compiler on every (mode, role, code, X), so
+assuming them covers every configuration the compiler can produce.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, signed
 from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Assume, ResetSignal
 
@@ -176,10 +179,11 @@ def column_field(fmt: FormatConfig, uniform, role, code, xexp):
 class NetworkProof(Elaboratable):
     """ReCoN network of one row of ``width`` columns against SPEC §3 (see the module docstring).
 
-    Every cycle brings a new row: any activation ``x``, any codes, shared exponents ``X``, uniform or
-    MicroScopiQ mode, and per micro-block any placement (one of the compiler's routes, each pair in
-    either orientation); the config is the compiler's for that row (:func:`compiler_encoding`) and
-    the products are the PEs' (:func:`~microscopiq.quant.golden.pe_product`). The harness delays
+    Every cycle brings a new row: any codes, shared exponents ``X``, uniform or MicroScopiQ mode,
+    per micro-block any placement (one of the compiler's routes, each pair in either orientation)
+    and any products within the PE's range for each slot's role
+    (:func:`~microscopiq.quant.golden.pe_product`: ``|x·q| <= 2^(a-1)·2^(b-1)``, ``|±x| <= 2^(a-1)``,
+    ``|x·f| <= 2^(a-1)·(2^b - 1)``); the config is the compiler's for that row. The harness delays
     the exact expected contributions by ``network.latency`` enabled cycles and asserts them once
     that many enabled edges have passed.
 

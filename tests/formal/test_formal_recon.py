@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth import Module
 
 from microscopiq.config import FormatConfig
 from microscopiq.flow.formal_props import PROOFS

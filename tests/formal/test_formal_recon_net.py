@@ -4,7 +4,6 @@ The proof itself does not yet finish in reasonable time (docs/verification.md, "
 
 from __future__ import annotations
 
-import itertools
 
 from amaranth import Module, Signal
 from amaranth.sim import Simulator
