@@ -81,7 +81,7 @@ class FormalResult:
         return self.status == "PASS"
 
     def summary(self) -> str:
-        what = "k-induction" if self.mode == "prove" else "bounded"
+        what = {"prove": "k-induction", "bmc": "bounded", "cover": "cover"}[self.mode]
         line = f"{self.name}: {self.status} ({what}, depth {self.depth}, {self.seconds:.1f} s)"
         if self.trace is not None:
             line += f"; counterexample {self.trace}"

@@ -77,7 +77,7 @@ PROOFS: dict[str, Proof] = {
         "AXI4-Stream harness not vacuous: a whole pass ends with its last beat within the depth",
         "reached at step 18"),
     "axi_deep": Proof(
-        lambda accel=None: AxiProof(accel=accel), "bmc", 40, False,
+        lambda accel=None: AxiProof(accel=accel), "bmc", 30, False,
         "AXI4-Stream, as axi, deeper (passes of up to 2 tokens x 2 tiles with back-pressure)",
         "bounded"),
 }
