@@ -192,9 +192,13 @@ def prove(name: str, harness, *, mode: str = "prove", depth: int, engine: str = 
     FormalError
         When SymbiYosys ends in an error (the message quotes the log's last lines).
     """
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
-        raise ValueError(f"name must be letters, digits, '-' or '_', not {name!r}")
-    config = sby_config(mode, depth, engine, timeout)
+    try:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            raise ValueError(f"name must be letters, digits, '-' or '_', not {name!r}")
+        config = sby_config(mode, depth, engine, timeout)
+    except ValueError:
+        harness._MustUse__silence = True  # refused: never elaborated, no "unused" warning
+        raise
     env = tool_environment(root)
     folder = Path(root) / name
     with build_lock(folder):

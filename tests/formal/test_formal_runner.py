@@ -37,7 +37,6 @@ def test_bad_mode_or_depth_is_refused(mode, depth):
         sby_config(mode, depth, "smtbmc boolector", None)
 
 
-@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_bad_name_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"^name must be letters, digits"):
         prove("a b", Counter(3, 4), depth=1, root=tmp_path)
