@@ -163,7 +163,7 @@ def compiler_encoding(fmt: FormatConfig) -> CompilerEncoding:
 def column_field(fmt: FormatConfig, uniform, role, code, xexp):
     """The ``op | shift << 2`` word the compiler writes for one column, as an Amaranth expression
     of its mode, role, code and ``X`` (checked equal to :attr:`CompilerEncoding.columns` for every
-    key by ``tests/formal/test_formal_recon.py``): KEEP with shift ``b`` (0 in uniform mode) for an
+    key by ``tests/formal/test_formal_recon_net.py``): KEEP with shift ``b`` (0 in uniform mode) for an
     inlier, MERGE_ADD/MERGE_SUB by the sign with shift ``e + X`` for an OUT_HI, ZERO for an OUT_LO."""
     b = fmt.wbits
     sign, exp = code[b - 1], code[:b - 1]
