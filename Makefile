@@ -24,7 +24,7 @@ JOBS ?= 2
 SIM ?= verilator
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
-.PHONY: setup demo test test-quick lint sim synth bench-quant bench-cycles bench-sim bench-qor bench-stream clean help
+.PHONY: setup demo test test-quick lint sim synth formal bench-quant bench-cycles bench-sim bench-qor bench-stream clean help
 
 help:
 	@sed -n '1,8p' Makefile
@@ -116,6 +116,11 @@ lint: setup
 	@for preset in $$($(PY) -c 'from microscopiq.config import PRESETS; print(*PRESETS)'); do \
 	  $(PY) -m microscopiq.cli generate accel --preset $$preset --out build/lint/accel-$$preset && \
 	  $(PY) -m microscopiq.flow.lint build/lint/accel-$$preset || exit 1; done
+
+# make formal [PROOFS="name ..."]: every SymbiYosys proof of flow/formal_props.py (the quick ones also
+# run in make test, tests/formal/), one verdict line each; tasks and traces in build/formal/<name>/.
+formal: setup
+	$(PY) -m microscopiq.flow.formal --deep $(PROOFS)
 
 # make demo: each demo-<part> recipe prints its own summary lines.
 demo: demo-pe demo-accel

@@ -1,0 +1,83 @@
+"""The table of formal proofs: which harness, which mode and depth (docs/verification.md).
+
+``make formal`` runs every entry (``python -m microscopiq.flow.formal --deep``); ``tests/formal/``
+runs the quick ones and, for each property, a mutant of the block on which the proof must fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from amaranth import Elaboratable
+
+from ..config import FormatConfig
+from .formal import FormalResult, prove
+from .formal_axi import AxiProof
+from .formal_pe import PEProof
+from .formal_recon import NetworkProof, SwitchProof, recon_switches
+
+__all__ = ["Proof", "PROOFS", "NETWORK_FORMAT"]
+
+#: The network proof's formats: U = 8 at the smallest b and X of the format; the solver does not
+#: finish at b = 4 (docs/verification.md).
+NETWORK_FORMAT = FormatConfig(wbits=2, xbits=1)
+
+
+@dataclass(frozen=True)
+class Proof:
+    """One entry of :data:`PROOFS`: how to build the harness, and what to prove of it.
+
+    ``mode``/``depth`` as in :func:`~microscopiq.flow.formal.prove`; ``quick`` proofs also run in
+    ``make test``; ``why`` says why the depth covers the block (or what the bound is). An
+    ``explicit`` proof runs only when named (``make formal PROOFS=name``): one that does not yet
+    reach a verdict in reasonable time (docs/verification.md)."""
+
+    build: Callable[..., Elaboratable]
+    mode: str
+    depth: int
+    quick: bool
+    what: str
+    why: str
+    explicit: bool = False
+    timeout: int | None = None
+
+    def run(self, name: str, *, harness: Elaboratable | None = None, **options) -> FormalResult:
+        """Prove it (on ``harness`` instead of the default one, e.g. a mutant's)."""
+        options.setdefault("timeout", self.timeout)
+        return prove(name, self.build() if harness is None else harness, mode=self.mode,
+                     depth=self.depth, **options)
+
+
+#: The proofs, by name.
+PROOFS: dict[str, Proof] = {
+    "recon_switch": Proof(
+        lambda switches=None: SwitchProof(switches or recon_switches(FormatConfig())), "bmc", 1, True,
+        "ReCoN switch: every command, sign, shift and input pair; ReCoN's three shapes and a general "
+        "one (a=8, b=4)",
+        "combinational: one step covers every input"),
+    "pe": Proof(
+        lambda pe=None: PEProof(FormatConfig(), pe=pe), "bmc", 6, True,
+        "PE ping-pong banks: product = pe_product(act, slot) of the load/swap reference (a=8, b=4)",
+        "every state of the PE and the reference is reached within 3 steps from reset (load, "
+        "swap+load, swap+load+en); 6 steps check every step from each"),
+    "recon_network": Proof(
+        lambda network=None: NetworkProof(NETWORK_FORMAT, network=network, stalls=False),
+        "bmc", 4, False,
+        "ReCoN network, U=8, b=2, xbits=1, en=1: contributions = merge/shift of SPEC 3 for every "
+        "compiled configuration and every product in the PE ranges",
+        "no feedback: at full rate the state 3 edges after reset is any function of the last 3 rows"),
+    "axi": Proof(
+        lambda accel=None: AxiProof(accel=accel), "bmc", 24, True,
+        "AXI4-Stream: stable result beats under back-pressure; no spurious, stale, duplicated or "
+        "lost result beat (2x2, a=4, b=2, no ReCoN)",
+        "bounded: a whole pass takes at least 19 steps (cover: axi_cover)"),
+    "axi_cover": Proof(
+        lambda accel=None: AxiProof(accel=accel), "cover", 24, True,
+        "AXI4-Stream harness not vacuous: a whole pass ends with its last beat within the depth",
+        "reached at step 18"),
+    "axi_deep": Proof(
+        lambda accel=None: AxiProof(accel=accel), "bmc", 30, False,
+        "AXI4-Stream, as axi, deeper (passes of up to 2 tokens x 2 tiles with back-pressure)",
+        "bounded"),
+}
