@@ -58,7 +58,7 @@ class PEProof(Elaboratable):
         act, en, load, swap = AnySeq(signed(a)), AnySeq(1), AnySeq(1), AnySeq(1)
         code, role = AnySeq(b), AnySeq(2)
         m.d.comb += [pe.act.eq(act), pe.en.eq(en), pe.load.eq(load), pe.swap.eq(swap),
-                     pe.load_code.eq(code), pe.load_role.as_value().eq(role)]
+                     pe.load_code.eq(code), pe.load_role.eq(role)]
 
         # Reference banks of raw slots; reset (the initial state) holds the INLIER code 0 in both.
         active_code, active_role = Signal(b), Signal(2, init=Role.INLIER)
