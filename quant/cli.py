@@ -10,10 +10,12 @@ either ``--model minilm`` (37 layers, calibrated on standard-library docstrings,
 * ``FILE.pt``: a tensor (the weight) or a dict with the same keys, read with
   ``torch.load(weights_only=True)``.
 
-**Mixed precision:** ``--wbits 2,4 --budget 3.0`` quantizes every layer at each listed b, measures
-its packed bits and relative output error, and gives each layer one b so that the mean EBW stays within
-the budget (:mod:`.mixed`: greedy on the error reduction per extra bit); it writes the chosen layers'
-files (each in its own b), ``plan.json`` and ``plan.md`` (layer, b, EBW, error) besides ``summary.json``.
+**Mixed precision:** ``--wbits 2,4 --budget 3.0`` quantizes every layer at each listed b (for a model:
+one sequential run per b), measures its packed bits and its loss (a model: the calibration embeddings'
+distance from FP32 with only that layer quantized; ``--weights``: the squared relative output error),
+and gives each layer one b so that the mean EBW stays within the budget (:mod:`.mixed`: greedy on the
+loss reduction per extra bit); it writes the chosen layers' files (each in its own b), ``plan.json``
+and ``plan.md`` (layer, b, EBW, error, loss) besides ``summary.json``.
 
 ``--refine-steps N`` (with ``--method decoupleq --model minilm``) adds decoupleQ's block-wise
 refinement: after the six layers of each transformer block are quantized, their float scales and zeros
@@ -45,7 +47,8 @@ from .evaluate import REPORT_FILES, check_formats, check_method_format, evaluate
 from .gptq import QuantInputError, as_real_array, check_problem, check_weight_range
 from .models import METHODS, LayerReport, calibration_texts, load_minilm, quantize_matrix, quantize_model
 from .models import relative_output_error
-from .mixed import LayerOptions, Option, allocate, check_budget, measure_model, plan_json, plan_markdown
+from .mixed import EMBEDDING_LOSS, ERROR_LOSS, LayerOptions, Option, allocate, check_budget, embedding_losses
+from .mixed import measure_model, plan_json, plan_markdown
 from .pack import save_layer
 from .refine import RefineResult, check_refine_knobs
 
@@ -304,7 +307,8 @@ def _measure_matrix(args, formats: dict[int, FormatConfig]) -> tuple[list[LayerO
             name="weight", shape=weight.shape, ebw=effective_bits(layer).bits_per_weight,
             rel_error=relative_output_error(weight, dequantize(layer), h), seconds=time.perf_counter() - t,
             tokens=tokens)
-        options.append(Option(b, effective_bits(layer).total_bits, reports["weight", b].rel_error))
+        error = reports["weight", b].rel_error
+        options.append(Option(b, effective_bits(layer).total_bits, error, error ** 2))
     return [LayerOptions("weight", weight.size, tuple(options))], layers, reports
 
 
@@ -315,10 +319,12 @@ def _run_mixed(args, formats: dict[int, FormatConfig]) -> int:
     start = time.perf_counter()
     if args.weights is not None:
         options, layers, reports = _measure_matrix(args, formats)
+        objective = ERROR_LOSS
     else:
-        options, layers, reports = measure_model(load_minilm(), args.method, formats,
-                                                 calibration_texts(args.calib_texts),
+        model, texts = load_minilm(), calibration_texts(args.calib_texts)
+        options, layers, reports = measure_model(model, args.method, formats, texts,
                                                  quantize_model=quantize_model, effective_bits=effective_bits)
+        options, objective = embedding_losses(model, options, layers, texts), EMBEDDING_LOSS
     plan = allocate(options, args.budget)
     files = {layer.name: "weight.msq" if args.weights is not None else _file_name(layer.name) for layer in options}
     with atomic_dir(args.out, names) as tmp:
@@ -329,9 +335,9 @@ def _run_mixed(args, formats: dict[int, FormatConfig]) -> int:
                            formats[min(formats)], chosen, time.perf_counter() - start)
         summary["format"]["wbits"] = sorted(formats)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
-        (tmp / "plan.json").write_text(json.dumps(plan_json(plan, method=args.method, files=files), indent=1,
+        (tmp / "plan.json").write_text(json.dumps(plan_json(plan, method=args.method, files=files, objective=objective), indent=1,
                                                   allow_nan=False))
-        (tmp / "plan.md").write_text(plan_markdown(plan, method=args.method,
+        (tmp / "plan.md").write_text(plan_markdown(plan, method=args.method, objective=objective,
                                                    short=lambda name: name.removeprefix("0.model.")))
     counts = ", ".join(f"{plan.widths.count(b)} at b={b}" for b in sorted(formats))
     print(f"{args.method} b={','.join(map(str, sorted(formats)))} budget {args.budget:g}: {len(options)} layer(s) "

@@ -5,12 +5,13 @@ import json
 
 import pytest
 
-from microscopiq.quant.mixed import (LayerOptions, MixedError, Option, Plan, allocate, budget_bits, check_budget,
-                                     plan_json, plan_markdown)
+from microscopiq.quant.mixed import (ERROR_LOSS, LayerOptions, MixedError, Option, Plan, allocate, budget_bits,
+                                     check_budget, plan_json, plan_markdown)
 
 
 def _layer(name, weights, *options):
-    return LayerOptions(name, weights, tuple(Option(*o) for o in options))
+    """Options ``(b, bits, error)``, the loss the squared error (as for ``--weights``)."""
+    return LayerOptions(name, weights, tuple(Option(b, bits, error, error ** 2) for b, bits, error in options))
 
 
 #: Four layers (800 weights, all-b=2 EBW 2.5). Objective reduction per extra bit, err² differences:
@@ -40,6 +41,13 @@ def test_allocate_exact_plans(budget, widths, bits):
     assert plan.widths == widths, f"budget {budget}: expected {widths}, got {plan.widths}"
     assert plan.bits == bits and plan.bits <= budget_bits(budget, 800)
     assert plan.ebw == bits / 800
+
+
+def test_allocate_minimises_the_loss_not_the_error():
+    # y's error falls more, but x's loss (say, its effect on the model's output) does.
+    layers = (LayerOptions("x", 10, (Option(2, 25, 0.1, 0.5), Option(4, 45, 0.09, 0.1))),
+              LayerOptions("y", 10, (Option(2, 25, 0.3, 0.2), Option(4, 45, 0.01, 0.15))))
+    assert allocate(layers, 3.5).widths == (4, 2)
 
 
 def test_allocate_skips_an_upgrade_that_does_not_lower_the_error():
@@ -78,35 +86,37 @@ def test_check_budget(budget, message):
 
 def test_plan_json_schema():
     plan = allocate(TABLE, 3.3)
-    out = plan_json(plan, method="microscopiq", files={n: f"{n}.msq" for n in "ABCD"})
+    out = plan_json(plan, method="microscopiq", files={n: f"{n}.msq" for n in "ABCD"}, objective=ERROR_LOSS)
     json.dumps(out, allow_nan=False)
     assert list(out) == ["method", "budget", "objective", "allocator", "wbits", "layers", "totals"]
-    assert (out["method"], out["budget"], out["wbits"]) == ("microscopiq", 3.3, [2, 3, 4])
+    assert (out["method"], out["budget"], out["wbits"], out["objective"]) == ("microscopiq", 3.3, [2, 3, 4],
+                                                                             ERROR_LOSS)
     assert [(e["layer"], e["b"], e["bits"], e["weights"], e["file"]) for e in out["layers"]] == [
         ("A", 4, 450, 100, "A.msq"), ("B", 3, 700, 200, "B.msq"), ("C", 4, 450, 100, "C.msq"),
         ("D", 2, 1000, 400, "D.msq")]
     b = out["layers"][1]
-    assert list(b) == ["layer", "b", "ebw", "error", "bits", "weights", "file", "options"]
-    assert (b["ebw"], b["error"]) == (3.5, 0.06)
-    assert b["options"] == [{"b": 2, "ebw": 2.5, "error": 0.10, "bits": 500},
-                            {"b": 3, "ebw": 3.5, "error": 0.06, "bits": 700},
-                            {"b": 4, "ebw": 4.5, "error": 0.05, "bits": 900}]
+    assert list(b) == ["layer", "b", "ebw", "error", "loss", "bits", "weights", "file", "options"]
+    assert (b["ebw"], b["error"], b["loss"]) == (3.5, 0.06, 0.06 ** 2)
+    assert b["options"] == [{"b": 2, "ebw": 2.5, "error": 0.10, "loss": 0.10 ** 2, "bits": 500},
+                            {"b": 3, "ebw": 3.5, "error": 0.06, "loss": 0.06 ** 2, "bits": 700},
+                            {"b": 4, "ebw": 4.5, "error": 0.05, "loss": 0.05 ** 2, "bits": 900}]
     assert out["totals"] == {"layers": 4, "weights": 800, "bits": 2600, "ebw": 3.25, "budget_bits": 2640,
                              "objective": 0.08 ** 2 + 0.06 ** 2 + 0.10 ** 2 + 0.20 ** 2,
                              "layers_per_b": {"2": 1, "3": 1, "4": 2}}
 
 
 def test_plan_markdown_rows():
-    text = plan_markdown(allocate(TABLE, 3.0), method="microscopiq")
+    text = plan_markdown(allocate(TABLE, 3.0), method="microscopiq", objective="the loss")
     lines = text.splitlines()
     assert lines[0] == "# Mixed-precision plan: microscopiq, budget 3 bits/weight"
-    assert lines[2].startswith("Mean EBW 3.0000 bits/weight (2400 of 2400 bits allowed, 800 weights)")
-    assert lines[4] == ("| layer | weights | b | EBW | rel. output error | error at b = 2 | error at b = 3 | "
-                        "error at b = 4 |")
-    assert lines[6:] == ["| A | 100 | 4 | 4.5000 | 0.0800 | 0.3000 | 0.1500 | 0.0800 |",
-                         "| B | 200 | 2 | 2.5000 | 0.1000 | 0.1000 | 0.0600 | 0.0500 |",
-                         "| C | 100 | 4 | 4.5000 | 0.1000 | 0.5000 | 0.2000 | 0.1000 |",
-                         "| D | 400 | 2 | 2.5000 | 0.2000 | 0.2000 | 0.1200 | 0.0700 |"]
+    assert lines[2] == ("Mean EBW 3.0000 bits/weight (2400 of 2400 bits allowed, 800 weights); objective "
+                        "(the loss) 0.0664.")
+    assert lines[4] == ("| layer | weights | b | EBW | rel. output error | loss | loss at b = 2 | loss at b = 3 | "
+                        "loss at b = 4 |")
+    assert lines[6:] == ["| A | 100 | 4 | 4.5000 | 0.0800 | 0.0064 | 0.09 | 0.0225 | 0.0064 |",
+                         "| B | 200 | 2 | 2.5000 | 0.1000 | 0.01 | 0.01 | 0.0036 | 0.0025 |",
+                         "| C | 100 | 4 | 4.5000 | 0.1000 | 0.01 | 0.25 | 0.04 | 0.01 |",
+                         "| D | 400 | 2 | 2.5000 | 0.2000 | 0.04 | 0.04 | 0.0144 | 0.0049 |"]
 
 
 def test_plan_properties():

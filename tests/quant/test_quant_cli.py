@@ -155,6 +155,8 @@ def test_mixed_weights_file(tmp_path, weights_npz, capsys, budget, b):
     assert plan["totals"]["bits"] <= plan["totals"]["budget_bits"] == int(budget * 24 * 96)
     assert [o["b"] for o in entry["options"]] == [2, 4]
     assert entry["options"][0]["error"] > entry["options"][1]["error"]
+    assert [o["loss"] for o in entry["options"]] == [o["error"] ** 2 for o in entry["options"]]
+    assert plan["objective"] == "sum over layers of the squared relative output error"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["format"]["wbits"] == [2, 4] and summary["layers"][0]["rel_error"] == entry["error"]
     assert f"microscopiq b=2,4 budget {budget:g}: 1 layer(s)" in capsys.readouterr().out
@@ -200,7 +202,8 @@ def test_mixed_model_plan(tmp_path, monkeypatch, capsys):
         assert load_layer(out / entry["file"]).fmt.wbits == entry["b"]
         assert entry["bits"] == _file_bits(out, [entry["file"]])
     assert plan["totals"]["bits"] == _file_bits(out, files) <= plan["totals"]["budget_bits"] == int(3.5 * 2 * 384 * 384)
-    options = [LayerOptions(e["layer"], e["weights"], tuple(Option(o["b"], o["bits"], o["error"]) for o in e["options"]))
+    options = [LayerOptions(e["layer"], e["weights"], tuple(Option(o["b"], o["bits"], o["error"], o["loss"])
+                                                   for o in e["options"]))
                for e in plan["layers"]]
     assert [e["b"] for e in plan["layers"]] == list(allocate(options, 3.5).widths)
     table = (out / "plan.md").read_text().splitlines()
