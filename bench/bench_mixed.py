@@ -1,13 +1,16 @@
 """Mixed-precision MicroScopiQ on all-MiniLM-L6-v2: budget -> mean EBW -> embedding cosine
 (docs/quantization.md, "Mixed precision").
 
-MiniLM is quantized sequentially from FP32 once per width (2 and 4; 32 calibration chunks, as the
+MiniLM is quantized sequentially from FP32 once per width (32 calibration chunks, as the
 ``microscopiq eval`` results table), which measures every layer's packed bits and relative output error
-at each width (:func:`microscopiq.quant.mixed.measure_model`); the quantized layers are kept in
-``build/bench_quant/mixed/`` (a rerun reuses them). Then, for each budget, :func:`~.mixed.allocate`
-plans the widths, the planned layers are put into the FP32 model and the 128 evaluation chunks are
-embedded; the cosine is against FP32's embeddings. The all-b=2 and all-b=4 rows are the uniform
-models (the same layers ``microscopiq eval`` would produce).
+at each width (:func:`microscopiq.quant.mixed.measure_model`), then each layer's embedding distance
+on the calibration text at each width (:func:`~.mixed.embedding_losses`): what
+``microscopiq quantize --wbits 2,4 --budget B`` measures. The quantized layers and the measurements are
+kept in ``build/bench_quant/mixed/`` (a rerun reuses them). For each budget, :func:`~.mixed.allocate`
+plans the widths twice, on the embedding distance (the CLI's loss) and on the squared layer error (for
+comparison); the planned layers are put into the FP32 model and the 128 evaluation chunks (held out
+from the calibration text) are embedded; the cosine is against FP32's embeddings. The uniform rows are
+exactly the models ``microscopiq eval`` measures.
 
     python bench/bench_mixed.py [--wbits 2,4] [--budgets 2.25,2.5,3.0,3.5]
 """
