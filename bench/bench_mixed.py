@@ -90,7 +90,8 @@ def _rows(options, wbits: list[int], budgets: list[float]) -> list[tuple[str, st
     plan with either loss; a budget no plan meets has the reason instead of a plan."""
     by_error = [mixed.LayerOptions(o.name, o.weights, tuple(replace(x, loss=x.error ** 2) for x in o.options))
                 for o in options]
-    rows: list[tuple[str, str, mixed.Plan | str]] = [("—", f"uniform b = {min(wbits)}", _uniform(options, min(wbits)))]
+    rows: list[tuple[str, str, mixed.Plan | str]] = [
+        ("—", f"uniform b = {min(wbits)}", _uniform(options, min(wbits)))]
     for budget in budgets:
         for loss, table in (("embedding distance", options), ("layer error²", by_error)):
             try:

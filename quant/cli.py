@@ -335,8 +335,8 @@ def _run_mixed(args, formats: dict[int, FormatConfig]) -> int:
                            formats[min(formats)], chosen, time.perf_counter() - start)
         summary["format"]["wbits"] = sorted(formats)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
-        (tmp / "plan.json").write_text(json.dumps(plan_json(plan, method=args.method, files=files, objective=objective), indent=1,
-                                                  allow_nan=False))
+        plan_data = plan_json(plan, method=args.method, files=files, objective=objective)
+        (tmp / "plan.json").write_text(json.dumps(plan_data, indent=1, allow_nan=False))
         (tmp / "plan.md").write_text(plan_markdown(plan, method=args.method, objective=objective,
                                                    short=lambda name: name.removeprefix("0.model.")))
     counts = ", ".join(f"{plan.widths.count(b)} at b={b}" for b in sorted(formats))

@@ -177,9 +177,9 @@ def test_mixed_budget_below_the_measured_ebw(tmp_path, weights_npz, capsys):
 
 def test_mixed_model_plan(tmp_path, monkeypatch, capsys):
     """``--model minilm --wbits 2,4 --budget 3.5``, cut down to two 384×384 layers (the layer filter is
-    patched in): each layer is measured at both b, exactly one fits at b = 4 (2.4 + 4.2 bits per weight
-    on average is above 3, both at 4.2 above 3.5), the files hold the planned b and their real bits are
-    the plan's, within floor(3.5 · weights)."""
+    patched in): each layer is measured at both b and exactly one fits at b = 4 (one layer at about 2.4
+    bits per weight and one at 4.2 average 3.3; both at 4.2 exceed 3.5); the files hold the planned b and
+    their real bits are the plan's, within floor(3.5 · weights)."""
     from microscopiq.quant import cli as quant_cli
     from microscopiq.quant.mixed import LayerOptions, Option, allocate
 
