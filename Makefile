@@ -71,10 +71,12 @@ bench-sim: setup
 
 # Quantizer seconds and peak memory (MicroScopiQ, decoupleQ) on a 4096x4096 layer and MiniLM's FFN
 # layers -> docs/bench_quant.md (tens of minutes on 2 cores); the MicroScopiQ b=2 knob search (table in
-# docs/quantization.md); with DECOUPLEQ=<checkout of bytedance/decoupleQ>, decoupleQ side by side with it.
+# docs/quantization.md); with DECOUPLEQ=<checkout of bytedance/decoupleQ>, decoupleQ side by side with it;
+# mixed-precision MicroScopiQ, budget -> mean EBW -> embedding cosine (bench_mixed.py, docs/quantization.md).
 bench-quant: setup
 	$(PY) bench/bench_quant.py
 	$(PY) bench/bench_msq_w2.py --model
+	$(PY) bench/bench_mixed.py
 	$(if $(DECOUPLEQ),$(PY) bench/bench_decoupleq_official.py --official $(DECOUPLEQ),@echo "bench-quant: set DECOUPLEQ=<checkout of bytedance/decoupleQ> for the side-by-side run")
 
 # Packed weight stream bits/weight on every MiniLM layer (MicroScopiQ b = 4 and 2; the .msq files

@@ -10,6 +10,13 @@ either ``--model minilm`` (37 layers, calibrated on standard-library docstrings,
 * ``FILE.pt``: a tensor (the weight) or a dict with the same keys, read with
   ``torch.load(weights_only=True)``.
 
+**Mixed precision:** ``--wbits 2,4 --budget 3.0`` quantizes every layer at each listed b (for a model:
+one sequential run per b), measures its packed bits and its loss (a model: the calibration embeddings'
+distance from FP32 with only that layer quantized; ``--weights``: the squared relative output error),
+and gives each layer one b so that the mean EBW stays within the budget (:mod:`.mixed`: greedy on the
+loss reduction per extra bit); it writes the chosen layers' files (each in its own b), ``plan.json``
+and ``plan.md`` (layer, b, EBW, error, loss) besides ``summary.json``.
+
 ``--refine-steps N`` (with ``--method decoupleq --model minilm``) adds decoupleQ's block-wise
 refinement: after the six layers of each transformer block are quantized, their float scales and zeros
 are trained for N Adam steps against the FP32 block's output, the integer codes frozen
@@ -40,6 +47,8 @@ from .evaluate import REPORT_FILES, check_formats, check_method_format, evaluate
 from .gptq import QuantInputError, as_real_array, check_problem, check_weight_range
 from .models import METHODS, LayerReport, calibration_texts, load_minilm, quantize_matrix, quantize_model
 from .models import relative_output_error
+from .mixed import EMBEDDING_LOSS, ERROR_LOSS, LayerOptions, Option, allocate, check_budget, embedding_losses
+from .mixed import measure_model, plan_json, plan_markdown
 from .pack import save_layer
 from .refine import RefineResult, check_refine_knobs
 
@@ -53,9 +62,21 @@ MODELS = ("minilm",)
 REFINE_LR = 1e-2
 
 
+def _wbits_list(text: str) -> tuple[int, ...]:
+    """``--wbits``: one width, or several separated by commas (mixed precision, with ``--budget``)."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer or comma-separated integers, not {text!r}") from None
+
+
 def _format_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--wbits", type=int, required=True, metavar="B",
-                        help="bits per weight slot b: 2, 3, 4 (all methods) or 8 (uniform methods)")
+    parser.add_argument("--wbits", type=_wbits_list, required=True, metavar="B[,B...]",
+                        help="bits per weight slot b: 2, 3, 4 (all methods) or 8 (uniform methods); several "
+                             "(e.g. 2,4) with --budget choose one b per layer")
+    parser.add_argument("--budget", type=float, metavar="BITS",
+                        help="mixed precision: the average bits per weight (the layers' real EBW, weighted by "
+                             "their weight counts) the per-layer b must fit; needs several --wbits")
     parser.add_argument("--group", type=int, default=128, metavar="G", help="K-group size (default 128)")
     parser.add_argument("--ublock", type=int, default=8, metavar="U", help="micro-block size (default 8)")
     parser.add_argument("--xbits", type=int, default=4, metavar="X",
@@ -202,20 +223,39 @@ def _block_json(block: str, result: RefineResult) -> dict:
             "rel_error_after": result.relative_error(result.final_loss), "seconds": result.seconds}
 
 
+def _check_widths(args) -> dict[int, FormatConfig]:
+    """The format of every ``--wbits`` value, and the rules tying several of them to ``--budget``."""
+    formats = {b: FormatConfig(wbits=b, group=args.group, ublock=args.ublock, xbits=args.xbits)
+               for b in args.wbits}
+    for fmt in formats.values():
+        check_method_format(args.method, fmt)
+    listed = ",".join(map(str, args.wbits))
+    if len(formats) != len(args.wbits):
+        raise QuantInputError(f"--wbits values must be distinct, not {listed}")
+    if len(formats) == 1 and args.budget is not None:
+        raise QuantInputError(f"--budget needs several --wbits values to choose from (e.g. --wbits 2,4), "
+                              f"not {listed}")
+    if len(formats) > 1:
+        if args.budget is None:
+            raise QuantInputError(f"--wbits {listed} needs --budget (the average bits per weight to fit)")
+        check_budget(args.budget, formats)
+        if args.refine_steps:
+            raise QuantInputError(f"--refine-steps needs a single --wbits value, not {listed}")
+    return formats
+
+
 def run_quantize(args) -> int:
-    fmt = FormatConfig(wbits=args.wbits, group=args.group, ublock=args.ublock, xbits=args.xbits)
-    check_method_format(args.method, fmt)
+    formats = _check_widths(args)
     _check_count("--calib-texts", args.calib_texts)
     _check_refine(args)
+    if len(formats) > 1:
+        return _run_mixed(args, formats)
+    fmt = formats[args.wbits[0]]
     names = ("summary.json", "weight.msq") if args.weights is not None else ("summary.json",)
     check_out_dir(args.out, names)
     start = time.perf_counter()
     if args.weights is not None:
-        weight, hessian, tokens = load_weights_file(args.weights)
-        try:
-            check_weight_range(weight, fmt.group)
-        except QuantInputError as error:
-            raise QuantInputError(f"weights file {str(args.weights)!r}: {error}") from None
+        weight, hessian, tokens = _load_weights_checked(args.weights, fmt.group)
         with atomic_dir(args.out, names) as tmp:
             t = time.perf_counter()
             layer = quantize_matrix(args.method, weight, hessian, fmt)
@@ -242,6 +282,66 @@ def run_quantize(args) -> int:
     totals = summary["totals"]
     print(f"{args.method} b={fmt.wbits}: {totals['layers']} layer(s), EBW {totals['ebw']:.3f} bits/weight, "
           f"mean relative output error {totals['rel_error_mean']:.4f}, {totals['seconds']:.1f} s -> {args.out}")
+    return 0
+
+
+def _load_weights_checked(path: Path, group: int) -> tuple[np.ndarray, np.ndarray | None, int]:
+    weight, hessian, tokens = load_weights_file(path)
+    try:
+        check_weight_range(weight, group)
+    except QuantInputError as error:
+        raise QuantInputError(f"weights file {str(path)!r}: {error}") from None
+    return weight, hessian, tokens
+
+
+def _measure_matrix(args, formats: dict[int, FormatConfig]) -> tuple[list[LayerOptions], dict, dict]:
+    """:func:`.mixed.measure_model` for the one matrix of ``--weights``."""
+    weight, hessian, tokens = _load_weights_checked(args.weights, args.group)
+    h = np.eye(weight.shape[1]) if hessian is None else hessian
+    options, layers, reports = [], {}, {}
+    for b, fmt in sorted(formats.items()):
+        t = time.perf_counter()
+        layer = quantize_matrix(args.method, weight, hessian, fmt)
+        layers["weight", b] = layer
+        reports["weight", b] = LayerReport(
+            name="weight", shape=weight.shape, ebw=effective_bits(layer).bits_per_weight,
+            rel_error=relative_output_error(weight, dequantize(layer), h), seconds=time.perf_counter() - t,
+            tokens=tokens)
+        error = reports["weight", b].rel_error
+        options.append(Option(b, effective_bits(layer).total_bits, error, error ** 2))
+    return [LayerOptions("weight", weight.size, tuple(options))], layers, reports
+
+
+def _run_mixed(args, formats: dict[int, FormatConfig]) -> int:
+    """``--wbits B,B... --budget BITS``: measure every layer at every b, plan, write the chosen files."""
+    names = ("summary.json", "plan.json", "plan.md") + (("weight.msq",) if args.weights is not None else ())
+    check_out_dir(args.out, names)
+    start = time.perf_counter()
+    if args.weights is not None:
+        options, layers, reports = _measure_matrix(args, formats)
+        objective = ERROR_LOSS
+    else:
+        model, texts = load_minilm(), calibration_texts(args.calib_texts)
+        options, layers, reports = measure_model(model, args.method, formats, texts,
+                                                 quantize_model=quantize_model, effective_bits=effective_bits)
+        options, objective = embedding_losses(model, options, layers, texts), EMBEDDING_LOSS
+    plan = allocate(options, args.budget)
+    files = {layer.name: "weight.msq" if args.weights is not None else _file_name(layer.name) for layer in options}
+    with atomic_dir(args.out, names) as tmp:
+        for layer, b in zip(options, plan.widths):
+            save_layer(tmp / files[layer.name], layers[layer.name, b])
+        chosen = [reports[layer.name, b] for layer, b in zip(options, plan.widths)]
+        summary = _summary(str(args.weights) if args.weights is not None else args.model, args,
+                           formats[min(formats)], chosen, time.perf_counter() - start)
+        summary["format"]["wbits"] = sorted(formats)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=False))
+        plan_data = plan_json(plan, method=args.method, files=files, objective=objective)
+        (tmp / "plan.json").write_text(json.dumps(plan_data, indent=1, allow_nan=False))
+        (tmp / "plan.md").write_text(plan_markdown(plan, method=args.method, objective=objective,
+                                                   short=lambda name: name.removeprefix("0.model.")))
+    counts = ", ".join(f"{plan.widths.count(b)} at b={b}" for b in sorted(formats))
+    print(f"{args.method} b={','.join(map(str, sorted(formats)))} budget {args.budget:g}: {len(options)} layer(s) "
+          f"({counts}), EBW {plan.ebw:.3f} bits/weight, {time.perf_counter() - start:.1f} s -> {args.out}")
     return 0
 
 

@@ -133,3 +133,79 @@ def test_model_refine_summary(tmp_path, monkeypatch, capsys):
     assert refine["seconds"] == block["seconds"] > 0
     layer = load_layer(out / "encoder.layer.1.attention.output.dense.msq")
     assert (layer.n, layer.k, layer.fmt.wbits) == (384, 384, 2)
+
+
+def _file_bits(out, files) -> int:
+    return sum(8 * (out / f).stat().st_size for f in files)
+
+
+@pytest.mark.parametrize("budget, b", [(3.0, 2), (5.0, 4)])
+def test_mixed_weights_file(tmp_path, weights_npz, capsys, budget, b):
+    """``--wbits 2,4 --budget``: the one layer gets the widest b whose real EBW fits; the plan's bits are
+    the packed file's."""
+    out = tmp_path / "out"
+    assert main(["quantize", "--weights", str(weights_npz), "--method", "microscopiq", "--wbits", "2,4",
+                 "--budget", str(budget), "--group", "32", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["plan.json", "plan.md", "summary.json", "weight.msq"]
+    plan = json.loads((out / "plan.json").read_text())
+    entry = plan["layers"][0]
+    assert (entry["layer"], entry["b"], entry["weights"], entry["file"]) == ("weight", b, 24 * 96, "weight.msq")
+    assert load_layer(out / "weight.msq").fmt.wbits == b
+    assert entry["bits"] == plan["totals"]["bits"] == _file_bits(out, ["weight.msq"])
+    assert plan["totals"]["bits"] <= plan["totals"]["budget_bits"] == int(budget * 24 * 96)
+    assert [o["b"] for o in entry["options"]] == [2, 4]
+    assert entry["options"][0]["error"] > entry["options"][1]["error"]
+    assert [o["loss"] for o in entry["options"]] == [o["error"] ** 2 for o in entry["options"]]
+    assert plan["objective"] == "sum over layers of the squared relative output error"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["format"]["wbits"] == [2, 4] and summary["layers"][0]["rel_error"] == entry["error"]
+    assert f"microscopiq b=2,4 budget {budget:g}: 1 layer(s)" in capsys.readouterr().out
+
+
+def test_mixed_budget_below_the_measured_ebw(tmp_path, weights_npz, capsys):
+    """A budget above b = 2 but below the b = 2 file's real EBW (2.72 with its metadata and scales) is
+    refused once measured: one line, exit 2, nothing written."""
+    out = tmp_path / "out"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["quantize", "--weights", str(weights_npz), "--method", "microscopiq", "--wbits", "2,4",
+                 "--budget", "2.5", "--group", "32", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"microscopiq: error: --budget 2.5 is below 2\.7188 bits per weight, the mean EBW with "
+                        r"every layer at its narrowest b \(2\): no plan fits\n", err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "something was written"
+
+
+def test_mixed_model_plan(tmp_path, monkeypatch, capsys):
+    """``--model minilm --wbits 2,4 --budget 3.5``, cut down to two 384×384 layers (the layer filter is
+    patched in): each layer is measured at both b and exactly one fits at b = 4 (one layer at about 2.4
+    bits per weight and one at 4.2 average 3.3; both at 4.2 exceed 3.5); the files hold the planned b and
+    their real bits are the plan's, within floor(3.5 · weights)."""
+    from microscopiq.quant import cli as quant_cli
+    from microscopiq.quant.mixed import LayerOptions, Option, allocate
+
+    targets = {"0.model.encoder.layer.0.attention.output.dense", "0.model.encoder.layer.1.attention.output.dense"}
+    real = quant_cli.quantize_model
+
+    def two_layers(*args, **kwargs):
+        return real(*args, layer_filter=lambda name: name in targets, progress=False, **kwargs)
+
+    monkeypatch.setattr(quant_cli, "quantize_model", two_layers)
+    out = tmp_path / "out"
+    assert main(["quantize", "--model", "minilm", "--method", "microscopiq", "--wbits", "2,4", "--budget", "3.5",
+                 "--calib-texts", "4", "--out", str(out)]) == 0
+    files = [f"encoder.layer.{i}.attention.output.dense.msq" for i in (0, 1)]
+    assert sorted(p.name for p in out.iterdir()) == sorted(files + ["plan.json", "plan.md", "summary.json"])
+    plan = json.loads((out / "plan.json").read_text())
+    assert [e["layer"] for e in plan["layers"]] == sorted(targets)
+    assert sorted(e["b"] for e in plan["layers"]) == [2, 4]
+    for entry in plan["layers"]:
+        assert load_layer(out / entry["file"]).fmt.wbits == entry["b"]
+        assert entry["bits"] == _file_bits(out, [entry["file"]])
+    assert plan["totals"]["bits"] == _file_bits(out, files) <= plan["totals"]["budget_bits"] == int(3.5 * 2 * 384 * 384)
+    options = [LayerOptions(e["layer"], e["weights"], tuple(Option(o["b"], o["bits"], o["error"], o["loss"])
+                                                   for o in e["options"]))
+               for e in plan["layers"]]
+    assert [e["b"] for e in plan["layers"]] == list(allocate(options, 3.5).widths)
+    table = (out / "plan.md").read_text().splitlines()
+    assert len(table) == 8 and table[6].startswith("| encoder.layer.0.attention.output.dense | 147456 | ")
+    assert "(1 at b=2, 1 at b=4)" in capsys.readouterr().out
