@@ -11,6 +11,8 @@ non-default :class:`~microscopiq.hdl.soc.SocPorts` the top level is the
 
 from __future__ import annotations
 
+import argparse
+
 from amaranth import Shape
 from amaranth.lib import data
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ..config import AccelConfig, FormatConfig
+from ..config import AccelConfig
 from ..hdl.layouts import EXP_BITS
 from ..hdl.meta_decoder import RecordGeometry
 from ..quant.layer import MsqLayer, Role, UniformLayer, padded
@@ -252,7 +252,7 @@ def _header(cfg: AccelConfig, grid: _Grid, tokens: int) -> int:
 def _fields(grid: _Grid):
     """Every field of a pass: ``(sections, keys, values, widths)``, unsorted; sorting by ``keys``
     (tile, part, position; the header first) gives stream order."""
-    cfg, rec = grid.cfg, grid.records
+    rec = grid.records
     fmt, rows, cols = grid.cfg.fmt, grid.cfg.rows, grid.cfg.cols
     per_row = cols // fmt.ublock
     tiles_per_group = fmt.group // rows

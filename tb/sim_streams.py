@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from amaranth import Const, Value
 
-__all__ = ["step", "stream_put", "stream_get"]
+__all__ = ["step", "stream_put", "stream_get", "stream_through"]
 
 
 def _handshake(flag, en):
@@ -38,3 +38,31 @@ async def stream_get(ctx, stream, *, en=None):
     if settable:
         ctx.set(stream.ready, 0)
     return payload
+
+
+def stream_through(dut, payloads, wanted: int, rng, *, pause: float = 0.25, sample=lambda beat: beat) -> list:
+    """Simulate the stream block ``dut`` (ports ``i`` and ``o``): offer ``payloads`` on ``i`` and
+    take ``wanted`` beats off ``o``, each side idle before a beat with probability ``pause`` (drawn
+    from the NumPy generator ``rng``); return ``sample(beat)`` of every output beat, in order."""
+    from amaranth.sim import Simulator
+    outputs = []
+    idle_in, idle_out = rng.random(len(payloads)) < pause, rng.random(max(wanted, 1)) < pause
+
+    async def producer(ctx):
+        for index, payload in enumerate(payloads):
+            if idle_in[index]:
+                await ctx.tick()
+            await stream_put(ctx, dut.i, payload)
+
+    async def consumer(ctx):
+        for index in range(wanted):
+            if idle_out[index]:
+                await ctx.tick()
+            outputs.append(sample(await stream_get(ctx, dut.o)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return outputs

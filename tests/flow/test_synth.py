@@ -8,7 +8,7 @@ import json
 import re
 
 import pytest
-from amaranth import Module, Signal, signed
+from amaranth import Module, signed
 from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out

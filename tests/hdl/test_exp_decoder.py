@@ -16,7 +16,7 @@ from microscopiq.hdl.exp_decoder import ExpDecoder
 from microscopiq.host import stream_format
 from microscopiq.host.packed_stream import decode_pass, encode_pass, ppu_shifts
 from microscopiq.tb import stimulus
-from microscopiq.tb.sim_streams import stream_get, stream_put
+from microscopiq.tb.sim_streams import stream_through
 
 SEED = 1213
 
@@ -29,30 +29,9 @@ def beat(minimum: bool, exps) -> dict:
 
 def run(width, beats, rng, *, pause=0.25):
     """Stream ``beats`` with random idle cycles on both sides; return ``(shifts, error)`` per output."""
-    dut = ExpDecoder(width)
-    outputs = []
     wanted = sum(not b["minimum"] for b in beats)
-    idle_in, idle_out = rng.random(len(beats)) < pause, rng.random(max(wanted, 1)) < pause
-
-    async def producer(ctx):
-        for index, payload in enumerate(beats):
-            if idle_in[index]:
-                await ctx.tick()
-            await stream_put(ctx, dut.i, payload)
-
-    async def consumer(ctx):
-        for index in range(wanted):
-            if idle_out[index]:
-                await ctx.tick()
-            out = await stream_get(ctx, dut.o)
-            outputs.append((int(out.shifts.as_value().value), int(out.error)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return outputs
+    return stream_through(ExpDecoder(width), beats, wanted, rng, pause=pause,
+                          sample=lambda out: (int(out.shifts.as_value().value), int(out.error)))
 
 
 def packed(values) -> int:

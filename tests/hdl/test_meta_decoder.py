@@ -25,7 +25,7 @@ from microscopiq.host.packed_stream import RecordGeometry, row_records
 from microscopiq.host.routing import compile_row, placements
 from microscopiq.quant.layer import Role
 from microscopiq.tb import stimulus
-from microscopiq.tb.sim_streams import stream_get, stream_put
+from microscopiq.tb.sim_streams import stream_through
 
 SEED = 1212
 
@@ -41,28 +41,8 @@ def beat_fields(beat) -> tuple[int, int, int, int]:
 def run(fmt, width, payloads, rng, *, pause=0.25):
     """Stream ``payloads`` through the decoder with idle input and output cycles (probability
     ``pause`` each); return the output beats as ``(codes, roles, config, error)`` integers."""
-    dut = MetaDecoder(fmt, width)
-    outputs = []
-    idle_in, idle_out = rng.random(len(payloads)) < pause, rng.random(len(payloads)) < pause
-
-    async def producer(ctx):
-        for index, payload in enumerate(payloads):
-            if idle_in[index]:
-                await ctx.tick()
-            await stream_put(ctx, dut.i, payload)
-
-    async def consumer(ctx):
-        for index in range(len(payloads)):
-            if idle_out[index]:
-                await ctx.tick()
-            outputs.append(beat_fields(await stream_get(ctx, dut.o)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return outputs
+    return stream_through(MetaDecoder(fmt, width), payloads, len(payloads), rng, pause=pause,
+                          sample=beat_fields)
 
 
 def block_payload(geom: RecordGeometry, pairs, xexp: int, rng) -> dict:

@@ -11,7 +11,7 @@ from amaranth import ClockDomain, Module
 from amaranth.sim import DomainReset, Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.host.stream_format import (Beat, CycleModel, StreamFormat, decode_results,
+from microscopiq.host.stream_format import (Beat, CycleModel, decode_results,
                                            encode_layer, expected_results, predict_cycles, result_beat_count)
 from microscopiq.hdl.top import Accelerator
 from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, random_case,
