@@ -160,9 +160,9 @@ def smoke_testbench(cfg: AccelConfig, top_name: str, ports: list[dict], soc: Soc
     streamed in (both inputs always valid until done), every result beat (``tdata`` and ``tlast``)
     compared with the golden model's, no beat more, within a cycle limit; prints ``PASS`` or stops
     with ``$fatal``. ``ports`` are the manifest's (name, direction, width)."""
-    from ..host.stream_format import StreamFormat
+    from ..hdl.layouts import StreamLayouts
     weights, act, results, limit = smoke_vectors(cfg)
-    sf = StreamFormat(cfg)
+    sf = StreamLayouts(cfg)
     reset_on, reset_off = ("1'b0", "1'b1") if soc.reset_active_low else ("1'b1", "1'b0")
     declarations = [f"  wire [{port['width'] - 1}:0] {port['name']};" for port in ports
                     if port["name"] not in (soc.clock, soc.reset)]

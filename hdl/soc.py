@@ -17,7 +17,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
-from ..host.stream_format import StreamFormat
+from .layouts import StreamLayouts
 from .top import Accelerator
 
 __all__ = ["SocPorts", "SocAccelerator", "RESET_STYLES", "STREAMS"]
@@ -102,7 +102,7 @@ class SocAccelerator(wiring.Component):
         if not isinstance(ports, SocPorts):
             raise TypeError(f"ports must be a SocPorts, not {ports!r}")
         self.cfg, self.ports = cfg, ports
-        sf = StreamFormat(cfg)
+        sf = StreamLayouts(cfg)
         self.payload_bits = {"s_axis_weights": sf.weights_width, "s_axis_act": sf.act_width,
                              "m_axis_result": sf.result_width}
         members = {}

@@ -14,7 +14,7 @@ Designs (:func:`designs`), each with its tile bits, issue period and pipeline de
 
 ``msq``
     This accelerator (MicroScopiQ mode) as generated: tile bits are those of its weights stream
-    (:class:`~microscopiq.host.stream_format.StreamFormat`: ``C`` 8-bit PPU shifts, then per PE row
+    (:class:`~microscopiq.hdl.layouts.StreamLayouts`: ``C`` 8-bit PPU shifts, then per PE row
     ``C`` codes of ``b`` bits, ``C`` 2-bit roles and the row's ReCoN configuration); its
     :class:`~microscopiq.host.stream_format.CycleModel` (ReCoN latency in the pipeline); period 1
     (ReCoN per row).
@@ -46,8 +46,8 @@ import numpy as np
 
 from ..config import AccelConfig
 from ..quant.layer import MsqLayer, Role, padded
-from ..hdl.layouts import SHIFT_BITS
-from .stream_format import CycleModel, StreamFormat, pass_cycles
+from ..hdl.layouts import SHIFT_BITS, StreamLayouts
+from .stream_format import CycleModel, pass_cycles
 
 __all__ = ["TileStats", "Design", "tile_stats", "resized", "designs", "schedule_cycles",
            "layer_cycles", "compare", "OUTLIER_VALUE_BITS", "PeerModelError"]
@@ -148,8 +148,7 @@ class Design:
 def _stream_tile_bits(cfg: AccelConfig) -> int:
     """Payload bits of one tile on this accelerator's weights stream: the tile header (``C`` shifts)
     and ``R`` row beats (codes, roles, ReCoN config)."""
-    sf = StreamFormat(cfg)
-    return cfg.cols * SHIFT_BITS + cfg.rows * (sf.config_offset + sf.config_bits)
+    return cfg.cols * SHIFT_BITS + cfg.rows * StreamLayouts(cfg).row.size
 
 
 def designs(cfg: AccelConfig, stats: TileStats) -> dict[str, Design]:

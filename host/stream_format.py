@@ -28,7 +28,7 @@ from ..quant.layer import MsqLayer, Role, UniformLayer, padded
 from . import routing
 
 __all__ = [
-    "MODE_MSQ", "MODE_RAW", "StreamFormat", "Beat", "StreamError",
+    "MODE_MSQ", "MODE_RAW", "Beat", "StreamError",
     "check_layer", "check_activations", "encode_layer", "decode_results", "pack_beat", "from_beat", "expected_results",
     "predict_cycles", "CycleModel", "pass_cycles", "token_passes",
 ]
@@ -47,81 +47,6 @@ class Beat:
 
     data: int
     last: bool = False
-
-
-@dataclass(frozen=True)
-class StreamFormat:
-    """Every field offset and width of the three streams of one :class:`AccelConfig`.
-
-    Derived from the beat layouts the hardware reads (:class:`~microscopiq.hdl.layouts.StreamLayouts`),
-    so host and RTL share one definition.
-    """
-
-    cfg: AccelConfig
-
-    @property
-    def layouts(self) -> StreamLayouts:
-        return StreamLayouts(self.cfg)
-
-    # -- sizes -----------------------------------------------------------------------------------
-    @property
-    def tiles_per_group(self) -> int:
-        return self.cfg.fmt.group // self.cfg.rows
-
-    # -- layer header ----------------------------------------------------------------------------
-    @property
-    def header_fields(self) -> dict[str, tuple[int, int]]:
-        """``name: (offset, width)``: ``mode``, ``tokens`` (M-1), ``k_tiles`` (KT-1), ``n_tiles`` (NT-1)."""
-        return {name: (field.offset, Shape.cast(field.shape).width) for name, field in self.layouts.header}
-
-    @property
-    def header_bits(self) -> int:
-        return self.layouts.header.size
-
-    # -- weight tiles ----------------------------------------------------------------------------
-    @property
-    def code_offset(self) -> int:
-        return self.layouts.row["codes"].offset
-
-    @property
-    def role_offset(self) -> int:
-        return self.layouts.row["roles"].offset
-
-    @property
-    def config_offset(self) -> int:
-        return self.layouts.row["config"].offset
-
-    @property
-    def config_bits(self) -> int:
-        """ReCoN config bits of one PE row (0 without ReCoN)."""
-        return self.layouts.recon_config.size
-
-    @property
-    def weights_width(self) -> int:
-        """``s_axis_weights_tdata`` width: the widest of header, tile header and row beat."""
-        return self.layouts.weights_width
-
-    # -- activations -----------------------------------------------------------------------------
-    @property
-    def act_width(self) -> int:
-        """``s_axis_act_tdata`` width: ``R`` activations of ``a`` bits (row ``r`` at ``r·a``)."""
-        return self.layouts.act_width
-
-    # -- results ---------------------------------------------------------------------------------
-    @property
-    def sum_bits(self) -> int:
-        """Signed width of ``S[m,g]`` (sum of a K-group's activations)."""
-        return self.layouts.sum_bits
-
-    @property
-    def partial_bits(self) -> int:
-        """Signed width of ``P[m,n,g]`` in raw mode."""
-        return self.layouts.partial_bits
-
-    @property
-    def result_width(self) -> int:
-        """``m_axis_result_tdata`` width: the wider of the MicroScopiQ and raw layouts."""
-        return self.layouts.result_width
 
 
 def _ints(values) -> list[int]:
@@ -278,7 +203,8 @@ def encode_layer(cfg: AccelConfig, layer, x) -> tuple[list[Beat], list[Beat]]:
         a MicroScopiQ layer on an instance without ReCoN).
     """
     x = _check_layer(cfg, layer, x)
-    sf, layouts = StreamFormat(cfg), StreamLayouts(cfg)
+    layouts = StreamLayouts(cfg)
+    tiles_per_group = cfg.fmt.group // cfg.rows
     fmt = cfg.fmt
     tiles = _tiles(cfg, layer)
     kp = padded(layer.k, fmt.group)
@@ -290,7 +216,7 @@ def encode_layer(cfg: AccelConfig, layer, x) -> tuple[list[Beat], list[Beat]]:
     for j in range(n_tiles):
         cols = slice(j * cfg.cols, (j + 1) * cfg.cols)
         for t in range(k_tiles):
-            g = t // sf.tiles_per_group
+            g = t // tiles_per_group
             tile_beats.append(pack_beat(layouts.tile, {"d": tiles.shifts[cols, g]}))
             tile_beats.extend(_row_beats(cfg, layouts, tiles, j, t))
     weights, acts = [], []

@@ -28,7 +28,7 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 
 from ..config import AccelConfig
 from ..host import stream_format
-from ..host.stream_format import StreamFormat
+from ..hdl.layouts import StreamLayouts
 from ..hdl.soc import SocPorts
 from ..quant.golden import msq_matmul, uniform_raw
 from .stimulus import Case
@@ -245,7 +245,7 @@ class TB:
             streams[prefix] = port_class(AxiStreamBus.from_prefix(dut, prefix), self.clock, self.reset_port,
                                          reset_active_level=not ports.reset_active_low, byte_lanes=1)
         self.weights, self.act, self.result = streams.values()
-        widths = StreamFormat(cfg)
+        widths = StreamLayouts(cfg)
         for port, width in ((self.weights, widths.weights_width), (self.act, widths.act_width),
                             (self.result, widths.result_width)):
             port.log.setLevel(logging.WARNING)  # one INFO line per frame would drown the log
@@ -343,7 +343,7 @@ class TB:
         frames = []
         while sum(map(len, frames)) < count:
             frames.append(list((await self.result.recv()).tdata))
-        width = StreamFormat(self.cfg).result_width
+        width = StreamLayouts(self.cfg).result_width
         padded = [index for index, word in enumerate(w for frame in frames for w in frame) if word >> width]
         if padded:
             raise AssertionError(f"result beat {padded[0]} has bits set above the payload's {width} "

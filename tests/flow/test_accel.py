@@ -11,7 +11,6 @@ import pytest
 from microscopiq.cli import main
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl.layouts import StreamLayouts
-from microscopiq.host.stream_format import StreamFormat
 
 
 def small(share, max_tokens=6):
@@ -28,7 +27,7 @@ def test_generate_accel_writes_everything(tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     cfg = AccelConfig.from_json(manifest["parameters"])
     assert cfg == small(2, max_tokens=8).replace(max_n=AccelConfig().max_n)
-    sf = StreamFormat(cfg)
+    sf = StreamLayouts(cfg)
     ports = {p["name"]: p for p in manifest["ports"]}
     for prefix, width in (("s_axis_weights", sf.weights_width), ("s_axis_act", sf.act_width),
                           ("m_axis_result", sf.result_width)):

@@ -19,9 +19,10 @@ from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.flow.lint import lint
-from microscopiq.hdl.meta_decoder import MetaDecoder
+from microscopiq.hdl.layouts import StreamLayouts
+from microscopiq.hdl.meta_decoder import MetaDecoder, RecordGeometry
 from microscopiq.host import stream_format
-from microscopiq.host.packed_stream import RecordGeometry, row_records
+from microscopiq.host.packed_stream import row_records
 from microscopiq.host.routing import compile_row, placements
 from microscopiq.quant.layer import Role
 from microscopiq.tb import stimulus
@@ -196,12 +197,12 @@ def test_layer_rows_match_stream_format(kind, wbits):
     records = row_records(cfg, case.layer)
     geom = RecordGeometry(cfg.fmt)
     weights, _ = stream_format.encode_layer(cfg, case.layer, case.x)
-    sf = stream_format.StreamFormat(cfg)
+    row = StreamLayouts(cfg).row
     beats = [beat.data for index, beat in enumerate(weights[1:]) if index % (cfg.rows + 1)]
     assert len(beats) == len(records)
     rng = np.random.default_rng(SEED)
     outputs = run(cfg.fmt, cfg.cols, [records.payload(i, geom) for i in range(len(records))], rng)
-    got = [codes | (roles << sf.role_offset) | (config << sf.config_offset) for codes, roles, config, _ in outputs]
+    got = [codes | (roles << row["roles"].offset) | (config << row["config"].offset) for codes, roles, config, _ in outputs]
     for index, (g, want) in enumerate(zip(got, beats)):
         assert g == want, f"row {index}: expected {want:#x}, actual {g:#x}"
     assert not any(error for *_, error in outputs)

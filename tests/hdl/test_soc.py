@@ -9,7 +9,7 @@ import pytest
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.flow.accel import generate_accel
 from microscopiq.hdl.soc import SocAccelerator, SocPorts
-from microscopiq.host.stream_format import StreamFormat
+from microscopiq.hdl.layouts import StreamLayouts
 from microscopiq.tb.runner import run_cocotb
 from microscopiq.tb.sim_cli import BUILD_ARGS, TEST_MODULE
 from microscopiq.tb.test_accel import cross
@@ -23,7 +23,7 @@ def test_ports_are_padded_to_bytes_with_aclk_aresetn():
     top = SocAccelerator(SMALL, SOC)
     top._MustUse__silence = True  # only its signature is looked at
     widths = {name: member.shape for name, member in top.signature.members.items()}
-    sf = StreamFormat(SMALL)
+    sf = StreamLayouts(SMALL)
     assert (sf.weights_width, sf.act_width, sf.result_width) == (105, 16, 288)
     assert widths["s_axis_weights_tdata"] == 112 and widths["s_axis_act_tdata"] == 16
     assert widths["m_axis_result_tdata"] == 288

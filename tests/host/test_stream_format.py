@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth import Shape
 
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl.layouts import Mode, StreamLayouts
 from microscopiq.hdl.core import LOAD_STAGE
 from microscopiq.host.stream_format import (MODE_MSQ, MODE_RAW, Beat, CycleModel, StreamError,
-                                           StreamFormat, decode_results, pack_beat,
+                                           decode_results, pack_beat,
                                            encode_layer, expected_results, predict_cycles,
                                            result_beat_count, tile_periods)
 from microscopiq.quant.layer import Role
@@ -22,19 +23,24 @@ def _cfg(share=1, **kw):
                        max_k=64, **kw)
 
 
+def _spans(layout) -> dict[str, tuple[int, int]]:
+    """``name: (offset, width)`` of a struct layout's fields."""
+    return {name: (field.offset, Shape.cast(field.shape).width) for name, field in layout}
+
+
 def _field(word, offset, width):
     return (word >> offset) & ((1 << width) - 1)
 
 
 def test_widths_cover_every_layout():
     cfg = _cfg()
-    sf = StreamFormat(cfg)
+    sf = StreamLayouts(cfg)
     assert sf.act_width == 4 * 8
-    assert sf.weights_width >= sf.config_offset + sf.config_bits
-    assert sf.weights_width >= cfg.cols * 8 and sf.weights_width >= sf.header_bits
+    assert sf.weights_width >= sf.row.size
+    assert sf.weights_width >= cfg.cols * 8 and sf.weights_width >= sf.header.size
     assert sf.result_width == max(cfg.cols * (cfg.acc_bits + 1), cfg.cols * sf.partial_bits + sf.sum_bits)
     # Fields of the header do not overlap.
-    spans = sorted(sf.header_fields.values())
+    spans = sorted(_spans(sf.header).values())
     assert all(a + w <= b for (a, w), (b, _) in zip(spans, spans[1:]))
 
 
@@ -42,7 +48,7 @@ def test_encode_msq_layout():
     seed = 7
     cfg = _cfg()
     case = random_case(cfg, n=11, k=13, m=9, seed=seed)
-    sf = StreamFormat(cfg)
+    sf = StreamLayouts(cfg)
     weights, acts = encode_layer(cfg, case.layer, case.x)
     k_tiles, n_tiles = 16 // 4, 2
     per_pass = 1 + n_tiles * k_tiles * (1 + cfg.rows)
@@ -50,9 +56,9 @@ def test_encode_msq_layout():
     assert len(weights) == passes * per_pass
     assert [b.last for b in weights].count(True) == passes and weights[per_pass - 1].last
     header = weights[0].data
-    fields = {name: _field(header, o, w) for name, (o, w) in sf.header_fields.items()}
+    fields = {name: _field(header, o, w) for name, (o, w) in _spans(sf.header).items()}
     assert fields == {"mode": MODE_MSQ, "tokens": 3, "k_tiles": k_tiles - 1, "n_tiles": n_tiles - 1}
-    assert _field(weights[2 * per_pass].data, *sf.header_fields["tokens"]) == 0     # last pass: 1 token
+    assert _field(weights[2 * per_pass].data, *_spans(sf.header)["tokens"]) == 0     # last pass: 1 token
     layer = case.layer
     # Tile (j=1, t=2): header with the shifts of group 1, then the rows.
     index = 1 + (1 * k_tiles + 2) * (1 + cfg.rows)
@@ -67,8 +73,8 @@ def test_encode_msq_layout():
             n, k = 8 + c, 2 * 4 + r
             code = int(layer.codes[n, k]) if n < layer.np_ else 0
             role = int(layer.roles[n, k]) if n < layer.np_ else Role.INLIER
-            assert _field(word, sf.code_offset + 4 * c, 4) == code, (n, k)
-            assert _field(word, sf.role_offset + 2 * c, 2) == role, (n, k)
+            assert _field(word, sf.row["codes"].offset + 4 * c, 4) == code, (n, k)
+            assert _field(word, sf.row["roles"].offset + 2 * c, 2) == role, (n, k)
     # Activations: per pass, tile (j, t) outer, token inner; x[m, tR + r] at bit r*a.
     assert len(acts) == 9 * n_tiles * k_tiles
     first = acts[0:4 * n_tiles * k_tiles]
@@ -82,14 +88,14 @@ def test_encode_uniform_header_is_raw_mode():
     cfg = _cfg(share=0, ).replace(wbits=3, recon_share=0)
     case = random_uniform_case(cfg, n=8, k=8, m=2, seed=13)
     weights, acts = encode_layer(cfg, case.layer, case.x)
-    sf = StreamFormat(cfg)
-    assert _field(weights[0].data, *sf.header_fields["mode"]) == MODE_RAW
-    assert sf.config_bits == 0
+    sf = StreamLayouts(cfg)
+    assert _field(weights[0].data, *_spans(sf.header)["mode"]) == MODE_RAW
+    assert sf.recon_config.size == 0
     # INLIER roles, codes = q as b-bit two's complement.
     row = weights[2].data
     q = case.layer.q[:8, 0]
     assert [_field(row, 3 * c, 3) for c in range(8)] == [int(v) & 7 for v in q]
-    assert all(_field(row, sf.role_offset + 2 * c, 2) == Role.INLIER for c in range(8))
+    assert all(_field(row, sf.row["roles"].offset + 2 * c, 2) == Role.INLIER for c in range(8))
 
 
 def _fake_results(cfg, layer, x):

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from microscopiq.config import PRESETS
-from microscopiq.host.stream_format import StreamError, StreamFormat, encode_layer
+from microscopiq.hdl.layouts import StreamLayouts
+from microscopiq.host.stream_format import StreamError, encode_layer
 from microscopiq.tb import native
 from microscopiq.tb.accel_tb import PAUSE_PATTERNS, pause_generator
 from microscopiq.tb.stimulus import random_case, random_uniform_case
@@ -109,7 +110,7 @@ def test_a_stuck_or_malformed_run_times_out(executables):
                                                     r"cycles simulated, 0 of 8 result beats"):
         native.run_layer(cfg, case.layer, case.x, executable=exe, max_cycles=300)
     weights = native.encode_weights(cfg, case.layer, case.tokens)
-    record = 4 * (-(-StreamFormat(cfg).weights_width // 32) + 1)
+    record = 4 * (-(-StreamLayouts(cfg).weights_width // 32) + 1)
     # The last tile's rows never come: the accelerator waits for them until the cycle bound.
     with pytest.raises(native.NativeTimeout, match=r"timeout: \d+ cycles simulated, [0-7] of 8 result beats"):
         native.run_layer(cfg, case.layer, case.x, executable=exe, weights=weights[:-3 * record])
@@ -118,7 +119,7 @@ def test_a_stuck_or_malformed_run_times_out(executables):
 @pytest.mark.parametrize("preset", list(SHAPES))
 def test_activation_records_match_encode_layer(preset):
     cfg = PRESETS[preset]
-    sf = StreamFormat(cfg)
+    sf = StreamLayouts(cfg)
     for case in (random_case(cfg, 24, 260, cfg.max_tokens + 3, seed=SEED),     # two passes
                  random_uniform_case(cfg, 5, 40, 2, seed=SEED)):
         weights, acts = encode_layer(cfg, case.layer, case.x)
