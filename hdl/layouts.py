@@ -25,7 +25,8 @@ from ..config import AccelConfig
 from ..quant.layer import Role, padded
 from .recon_network import ReconNetwork
 
-__all__ = ["SHIFT_BITS", "EXP_BITS", "Mode", "StreamLayouts", "axis_signature"]
+__all__ = ["SHIFT_BITS", "EXP_BITS", "STREAM_VERSION", "PACKED_HEADER", "Mode", "Fault", "StreamLayouts",
+           "axis_signature"]
 
 #: Width of one PPU shift ``d = E - E_min`` (0 … 255), in the tile header and in the PPU.
 SHIFT_BITS = 8
@@ -39,6 +40,36 @@ class Mode(enum.Enum, shape=1):
 
     MSQ = 0
     RAW = 1
+
+
+#: The packed weight stream's ``version`` (docs/format.md, "Streaming variant").
+STREAM_VERSION = 1
+
+#: The packed weight stream's 64-bit pass header, fields at fixed offsets whatever the instance
+#: (``wbits`` holds ``b - 1``; ``tokens``, ``k_tiles``, ``n_tiles`` hold ``M - 1``, ``KT - 1``, ``NT - 1``).
+PACKED_HEADER = data.StructLayout({
+    "version": unsigned(4), "mode": Mode, "wbits": unsigned(3), "reserved": unsigned(8),
+    "tokens": unsigned(16), "k_tiles": unsigned(16), "n_tiles": unsigned(16),
+})
+
+
+class Fault(enum.Enum, shape=3):
+    """Why the core rejected a pass of the weight stream (``status`` and the result beats' ``fault``;
+    docs/hardware.md, "Malformed weight streams")."""
+
+    NONE = 0
+    #: A header field the instance cannot take (version, reserved bits, ``wbits``, a MicroScopiQ pass
+    #: without ReCoN, more tokens or tiles than the instance's limits, ``KT`` not whole K-groups).
+    HEADER = 1
+    #: ``tlast`` before the pass's last field.
+    TRUNCATED = 2
+    #: The pass's last field not in its ``tlast`` beat, or nonzero padding after it.
+    OVERRUN = 3
+    #: A micro-block record naming one slot twice (an outlier that is its own partner, or two pairs
+    #: sharing a slot).
+    PAIRS = 4
+    #: An inlier exponent below its row minimum ``E_min``.
+    EXPONENT = 5
 
 
 def axis_signature(width: int, *, always_ready: bool = False) -> stream.Signature:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..config import AccelConfig
-from ..hdl.layouts import EXP_BITS
+from ..hdl.layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION
 from ..hdl.meta_decoder import RecordGeometry
 from ..quant.layer import MsqLayer, Role, UniformLayer, padded
 from .stream_format import MODE_MSQ, MODE_RAW
@@ -43,16 +43,14 @@ from .stream_format import MODE_MSQ, MODE_RAW
 __all__ = [
     "STREAM_VERSION", "HEADER_BITS", "HEADER_FIELDS", "EXP_BITS", "PackedStreamError",
     "RecordGeometry", "RowRecords", "StreamBits", "Contents",
-    "row_records", "encode_pass", "decode_pass", "stream_bits", "ppu_shifts",
+    "row_records", "encode_pass", "decode_pass", "stream_bits", "ppu_shifts", "to_beats",
 ]
 
-#: The header's ``version`` field.
-STREAM_VERSION = 1
 #: Width of the pass header.
-HEADER_BITS = 64
-#: ``name: (offset, width)`` of the header fields. ``wbits`` holds ``b - 1``; ``reserved`` is 0.
-HEADER_FIELDS = {"version": (0, 4), "mode": (4, 1), "wbits": (5, 3), "reserved": (8, 8),
-                 "tokens": (16, 16), "k_tiles": (32, 16), "n_tiles": (48, 16)}
+HEADER_BITS = PACKED_HEADER.size
+#: ``name: (offset, width)`` of the header fields (:data:`~microscopiq.hdl.layouts.PACKED_HEADER`).
+#: ``wbits`` holds ``b - 1``; ``reserved`` is 0.
+HEADER_FIELDS = {name: (field.offset, field.width) for name, field in PACKED_HEADER}
 
 # Order of the parts of a tile (sort keys of the encoder).
 _PART_EMIN, _PART_EXPS, _PART_MAP, _PART_ROWS = range(4)
@@ -326,6 +324,14 @@ def encode_pass(cfg: AccelConfig, layer, tokens: int = 1) -> bytes:
     shift = (np.arange(int(widths.sum())) - starts[owner]).astype(np.uint64)
     bits = ((values[owner] >> shift) & np.uint64(1)).astype(np.uint8)
     return np.packbits(bits, bitorder="little").tobytes()
+
+
+def to_beats(data: bytes, bus_bits: int) -> list[int]:
+    """The ``bus_bits``-wide ``tdata`` words that carry the pass ``data`` (byte ``i`` of a word at
+    bits ``8i …``), its last word padded with zero bytes; ``tlast`` goes on the last one."""
+    step = bus_bits // 8
+    data = bytes(data) + bytes(-len(data) % step)
+    return [int.from_bytes(data[i:i + step], "little") for i in range(0, len(data), step)]
 
 
 # -- decoder --------------------------------------------------------------------------------------

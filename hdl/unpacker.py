@@ -1,0 +1,351 @@
+"""The packed weight stream's unpacker: ``W``-bit bus beats in, the pass header, the exponents and
+one PE row's codes and micro-block records per cycle out (``docs/format.md``, "Streaming variant").
+
+The stream is a bit stream without alignment inside a pass (:mod:`~microscopiq.host.packed_stream`
+writes it). The unpacker keeps the bits it has taken in a buffer of :attr:`Unpacker.capacity` bits,
+bit 0 the oldest, and parses one **item** per cycle off its front:
+
+* the 64-bit pass header (:data:`~.layouts.PACKED_HEADER`), checked field by field;
+* (MicroScopiQ mode) at every N-tile's first K-tile the row minima ``E_min``, ``C × 8`` bits, and at
+  every K-group's last K-tile its exponents ``E``, ``C × 8`` bits;
+* a PE row: its ``C`` codes and the records of its present micro-blocks. The first row of a
+  MicroScopiQ tile also carries the tile map in front of it (presence bits and ``pairs − 1`` of every
+  present micro-block), so a tile is ``R`` items however its outliers fall: the map fixes every
+  row's length before the row is parsed.
+
+An item is parsed once the buffer holds all its bits and its output register is free; a beat is taken
+while the buffer has room for it. A pass starts at a beat boundary and ends in the beat that carries
+``tlast`` (the bits after its last field up to that beat's end are zero padding); after a ``tlast``
+beat no beat is taken until the pass has been parsed.
+
+Malformed streams: a header whose fields the instance cannot take, a ``tlast`` before the pass's
+last field (truncated), or a pass whose last field is not in its ``tlast`` beat (overrun, nonzero
+padding) raise ``fault`` for one cycle with its :class:`~.layouts.Fault` code; the unpacker then drops
+beats up to and including the next ``tlast`` and waits for a header. The codes of a pass are never
+misread as the next pass's header.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import AccelConfig
+from .exp_decoder import ExpDecoder
+from .layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION, Fault, Mode, StreamLayouts, axis_signature
+from .meta_decoder import MetaDecoder, RecordGeometry
+
+__all__ = ["Unpacker", "check_bus_bits"]
+
+
+def check_bus_bits(name: str, bits) -> int:
+    """A stream width in bits: a positive whole number of bytes (AXI4-Stream ``tdata``)."""
+    if isinstance(bits, bool) or not isinstance(bits, int):
+        raise TypeError(f"{name} must be an integer number of bits, not {bits!r}")
+    if bits < 8 or bits % 8:
+        raise ValueError(f"{name} must be a positive multiple of 8 bits (whole bytes), not {bits!r}")
+    return bits
+
+
+class _Item(enum.Enum, shape=3):
+    HEADER = 0
+    EMIN = 1
+    EXPS = 2
+    ROW = 3
+    END = 4
+    DRAIN = 5
+
+
+def _popcount(bits) -> object:
+    total = Const(0, 1)
+    for bit in bits:
+        total = total + bit
+    return total
+
+
+class Unpacker(wiring.Component):
+    """Packed weight stream -> pass header, exponents, PE rows.
+
+    Latency: an item whose last bit arrives in a beat taken in cycle ``t`` is parsed in cycle
+    ``t + 1`` (if its output register is free) and is on its output from cycle ``t + 2``. Throughput:
+    ``W`` bits and one item per cycle.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+    bus_bits : int
+        ``W``, the width of ``i.data`` (``s_axis_weights_tdata``), a multiple of 8.
+
+    Members
+    -------
+    i : In(axis_signature(W))
+        The stream's beats; ``last`` ends a pass.
+    header : Out(stream.Signature(StreamLayouts(cfg).header))
+        A checked pass header (``mode``, ``tokens``, ``k_tiles``, ``n_tiles``).
+    exps : Out(stream.Signature(ExpDecoder.in_layout(C)))
+        ``E_min`` (``minimum`` 1) or a K-group's ``E`` (MicroScopiQ mode).
+    rows : Out(stream.Signature(Unpacker.row_layout(cfg)))
+        One PE row: codes, and with ReCoN its micro-block records and ``raw``
+        (:meth:`MetaDecoder.row_layout <.meta_decoder.MetaDecoder.row_layout>`).
+    fault : Out(Fault)
+        Nonzero for one cycle when a malformed pass is detected.
+    """
+
+    def __init__(self, cfg: AccelConfig, bus_bits: int):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+        self.cfg, self.bus_bits = cfg, check_bus_bits("bus_bits", bus_bits)
+        self.layouts = StreamLayouts(cfg)
+        self.record = RecordGeometry(cfg.fmt) if cfg.has_recon else None
+        super().__init__({
+            "i": In(axis_signature(bus_bits)),
+            "header": Out(stream.Signature(self.layouts.header)),
+            "exps": Out(stream.Signature(ExpDecoder.in_layout(cfg.cols))),
+            "rows": Out(stream.Signature(self.row_layout(cfg))),
+            "fault": Out(Fault),
+        })
+
+    @staticmethod
+    def row_layout(cfg: AccelConfig) -> data.StructLayout:
+        if cfg.has_recon:
+            return MetaDecoder.row_layout(cfg.fmt, cfg.cols)
+        return data.StructLayout({"codes": data.ArrayLayout(unsigned(cfg.fmt.wbits), cfg.cols)})
+
+    # -- sizes -------------------------------------------------------------------------------------
+    @property
+    def blocks(self) -> int:
+        """Micro-blocks per PE row, ``B = C/U`` (0 without ReCoN)."""
+        return self.cfg.cols // self.cfg.fmt.ublock if self.record else 0
+
+    @property
+    def map_entries(self) -> int:
+        """Presence bits of a tile map, ``R·B``."""
+        return self.cfg.rows * self.blocks
+
+    @property
+    def record_bits(self) -> int:
+        """Longest record of one micro-block: ``X`` and ``U/2`` pairs."""
+        return self.cfg.fmt.xbits + self.record.max_pairs * self.record.pair_bits if self.record else 0
+
+    @property
+    def row_bits(self) -> int:
+        """Longest PE row: ``C`` codes and every micro-block's longest record."""
+        return self.cfg.cols * self.cfg.fmt.wbits + self.blocks * self.record_bits
+
+    @property
+    def map_bits(self) -> int:
+        """Longest tile map: presence bits and a count for every micro-block."""
+        return self.map_entries * (1 + (self.record.count_bits if self.record else 0))
+
+    @property
+    def item_bits(self) -> int:
+        """Longest item: the header, an exponent vector or a tile's first row with its map."""
+        return max(PACKED_HEADER.size, self.cfg.cols * EXP_BITS, self.map_bits + self.row_bits)
+
+    @property
+    def capacity(self) -> int:
+        """Bits of the buffer: the longest item and one beat, so a beat is taken whenever the next
+        item is still incomplete."""
+        return self.item_bits + self.bus_bits
+
+    # -- logic -------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        cfg, width = self.cfg, self.bus_bits
+        buffer = Signal(self.capacity)
+        fill = Signal(range(self.capacity + 1))
+        state = Signal(_Item)
+        last_taken = Signal()          # this pass's tlast beat is in the buffer
+        pass_regs = self._pass_registers(m)
+        need, ready, parse = Signal(range(self.item_bits + 1)), Signal(), Signal()
+        have = fill >= need
+
+        # Beats: taken while the buffer has room and the pass's tlast beat has not been taken.
+        beat = self.i
+        take = Signal()
+        m.d.comb += [beat.ready.eq(~last_taken & (fill <= self.capacity - width)),
+                     take.eq(beat.valid & beat.ready)]
+        consume = Mux(parse, need, 0)
+        kept = Signal.like(fill)       # bits left after this cycle's item
+        m.d.comb += kept.eq(fill - consume)
+        arriving = Mux(take, beat.payload.data, 0)
+        m.d.sync += [buffer.eq((buffer >> consume) | (arriving << kept)[:self.capacity]),
+                     fill.eq(kept + Mux(take, width, 0))]
+        with m.If(take & beat.payload.last):
+            m.d.sync += last_taken.eq(1)
+
+        fault = Signal(Fault)
+        m.d.comb += self.fault.eq(fault)
+        parsing = (state != _Item.END) & (state != _Item.DRAIN)
+        m.d.comb += parse.eq(parsing & have & ready)
+        with m.If(parsing & last_taken & ~have):
+            m.d.comb += fault.eq(Fault.TRUNCATED)
+
+        self._items(m, state, buffer, need, ready, parse, fault, pass_regs)
+
+        def restart():
+            """Drop what is left of the pass (its tlast beat is in) and wait for a header."""
+            m.d.sync += [buffer.eq(0), fill.eq(0), last_taken.eq(0), state.eq(_Item.HEADER)]
+
+        with m.If(state == _Item.END):
+            # The pass's last field must lie in its tlast beat, padded with zeros.
+            with m.If(last_taken & (fill < width) & (buffer == 0)):
+                restart()
+            with m.Else():
+                m.d.comb += fault.eq(Fault.OVERRUN)
+        with m.If(fault != Fault.NONE):
+            m.d.sync += state.eq(_Item.DRAIN)
+        with m.If(state == _Item.DRAIN):
+            m.d.comb += beat.ready.eq(~last_taken)
+            m.d.sync += [buffer.eq(0), fill.eq(0)]
+            with m.If(last_taken):
+                restart()
+        return m
+
+    def _pass_registers(self, m) -> dict:
+        header = self.layouts.header.members
+        return {"raw": Signal(), "k_tiles": Signal(header["k_tiles"]), "n_tiles": Signal(header["n_tiles"]),
+                "tile_k": Signal(header["k_tiles"]), "tile_n": Signal(header["n_tiles"]),
+                "row": Signal(range(self.cfg.rows))}
+
+    def _outputs(self, m, port, load, value):
+        """A one-beat output register on ``port``; returns whether it can take a beat now."""
+        free = ~port.valid | port.ready
+        with m.If(load):
+            m.d.sync += [port.valid.eq(1), port.payload.eq(value)]
+        with m.Elif(port.ready):
+            m.d.sync += port.valid.eq(0)
+        return free
+
+    def _items(self, m, state, buffer, need, ready, parse, fault, regs):
+        cfg = self.cfg
+        exp_bits = cfg.cols * EXP_BITS
+        header_ok, header_value = self._header_check(m, buffer)
+        row_need, row_value, map_next = self._row(m, buffer, regs)
+        exps_value = Signal(ExpDecoder.in_layout(cfg.cols))
+        m.d.comb += [exps_value.minimum.eq(state == _Item.EMIN), exps_value.exps.as_value().eq(buffer[:exp_bits])]
+        header_free = self._outputs(m, self.header, parse & (state == _Item.HEADER) & header_ok, header_value)
+        exps_free = self._outputs(m, self.exps, parse & ((state == _Item.EMIN) | (state == _Item.EXPS)), exps_value)
+        rows_free = self._outputs(m, self.rows, parse & (state == _Item.ROW), row_value)
+
+        per_group = cfg.fmt.group // cfg.rows
+        group_last = ((regs["tile_k"] % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
+        with m.Switch(state):
+            with m.Case(_Item.HEADER):
+                m.d.comb += [need.eq(PACKED_HEADER.size), ready.eq(header_free)]
+                header = data.View(PACKED_HEADER, buffer[:PACKED_HEADER.size])
+                with m.If(parse):
+                    with m.If(header_ok):
+                        m.d.sync += [regs["raw"].eq(header.mode == Mode.RAW),
+                                     regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles),
+                                     regs["tile_k"].eq(0), regs["tile_n"].eq(0), regs["row"].eq(0),
+                                     state.eq(Mux(header.mode == Mode.RAW, _Item.ROW, _Item.EMIN))]
+                    with m.Else():
+                        m.d.comb += fault.eq(Fault.HEADER)
+            with m.Case(_Item.EMIN):
+                m.d.comb += [need.eq(exp_bits), ready.eq(exps_free)]
+                with m.If(parse):
+                    m.d.sync += state.eq(Mux(group_last, _Item.EXPS, _Item.ROW))
+            with m.Case(_Item.EXPS):
+                m.d.comb += [need.eq(exp_bits), ready.eq(exps_free)]
+                with m.If(parse):
+                    m.d.sync += state.eq(_Item.ROW)
+            with m.Case(_Item.ROW):
+                m.d.comb += [need.eq(row_need), ready.eq(rows_free)]
+                with m.If(parse):
+                    m.d.sync += map_next
+                    self._next_row(m, state, regs, per_group)
+
+    def _next_row(self, m, state, regs, per_group):
+        """After a row: the next row, tile (K-tiles inner), or the pass's end; a MicroScopiQ tile
+        opens with ``E_min`` at an N-tile's start and ``E`` at a K-group's last K-tile."""
+        row, tile_k, tile_n = regs["row"], regs["tile_k"], regs["tile_n"]
+        m.d.sync += row.eq(row + 1)
+        with m.If(row == self.cfg.rows - 1):
+            m.d.sync += row.eq(0)
+            next_k = tile_k + 1
+            next_last = ((next_k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
+            with m.If(tile_k == regs["k_tiles"]):
+                m.d.sync += tile_k.eq(0)
+                with m.If(tile_n == regs["n_tiles"]):
+                    m.d.sync += state.eq(_Item.END)
+                with m.Else():
+                    m.d.sync += [tile_n.eq(tile_n + 1), state.eq(Mux(regs["raw"], _Item.ROW, _Item.EMIN))]
+            with m.Else():
+                m.d.sync += [tile_k.eq(next_k),
+                             state.eq(Mux(regs["raw"] | ~next_last, _Item.ROW, _Item.EXPS))]
+
+    def _header_check(self, m, buffer):
+        """Whether the header at the buffer's front is one this instance runs, and its core view."""
+        cfg, sf = self.cfg, self.layouts
+        header = data.View(PACKED_HEADER, buffer[:PACKED_HEADER.size])
+        per_group = cfg.fmt.group // cfg.rows
+        ok = ((header.version == STREAM_VERSION) & (header.reserved == 0)
+              & (header.wbits == cfg.fmt.wbits - 1)
+              & (header.tokens < cfg.max_tokens)
+              & (header.k_tiles < sf.max_k_tiles) & (header.n_tiles < sf.max_n_tiles)
+              & ((header.k_tiles + 1) % per_group == 0))
+        if not cfg.has_recon:
+            ok = ok & (header.mode == Mode.RAW)
+        value = Signal(sf.header)
+        # The bounds above make the core's narrower fields exact.
+        m.d.comb += [value.mode.eq(header.mode)] + [
+            value[name].eq(header[name][:len(value[name])]) for name in ("tokens", "k_tiles", "n_tiles")]
+        return ok, value
+
+    def _row(self, m, buffer, regs):
+        """The current row's length, its output payload, and the map registers' update.
+
+        The first row of a MicroScopiQ tile reads the tile map in front of it and keeps the other
+        rows' presence bits and counts in a shift register (row ``r + 1`` at its front after row
+        ``r``); every row's fields are then at offsets fixed by its own map entries."""
+        cfg, fmt = self.cfg, self.cfg.fmt
+        code_bits = cfg.cols * fmt.wbits
+        value = Signal(self.row_layout(cfg))
+        if not self.record:
+            m.d.comb += value.codes.as_value().eq(buffer[:code_bits])
+            return Const(code_bits), value, []
+        geom, blocks, entries = self.record, self.blocks, self.map_entries
+        first = ~regs["raw"] & (regs["row"] == 0)
+        # The tile map at the buffer's front (first row): presence, then the counts of present blocks.
+        presence = [buffer[e] for e in range(entries)]
+        counts = []
+        for e in range(entries):
+            rank = _popcount(presence[:e]) if e else Const(0, 1)
+            counts.append(buffer.bit_select(entries + rank * geom.count_bits, geom.count_bits)
+                          if geom.count_bits else Const(0, 1))
+        map_len = Signal(range(self.map_bits + 1))
+        m.d.comb += map_len.eq(Mux(first, entries + _popcount(presence) * geom.count_bits, 0))
+        # The rest of the tile's map: rows 1 … R-1, shifted one row on at every row.
+        stored_presence = Signal(entries - blocks)
+        stored_counts = Signal(max(1, (entries - blocks) * geom.count_bits))
+        row_presence = Mux(first, Cat(*presence[:blocks]), stored_presence[:blocks])
+        count_width = max(1, geom.count_bits)
+        row_counts = [Mux(first, counts[blk], stored_counts.word_select(blk, count_width))
+                      if geom.count_bits else Const(0, 1) for blk in range(blocks)]
+        updates = [stored_presence.eq(Mux(first, Cat(*presence[blocks:]), stored_presence >> blocks))]
+        if geom.count_bits:
+            updates.append(stored_counts.eq(Mux(first, Cat(*counts[blocks:]),
+                                                stored_counts >> (blocks * geom.count_bits))))
+        # The row: codes, then the records of its present blocks.
+        bits = Signal(self.row_bits)
+        m.d.comb += bits.eq(Mux(first, buffer.bit_select(map_len, self.row_bits), buffer[:self.row_bits]))
+        m.d.comb += [value.codes.as_value().eq(bits[:code_bits]), value.raw.eq(regs["raw"])]
+        offset = code_bits
+        for blk in range(blocks):
+            present, count = row_presence[blk] & ~regs["raw"], row_counts[blk]
+            record = value.blocks[blk]
+            m.d.comb += [record.present.eq(present),
+                         record.xexp.eq(Mux(present, bits.bit_select(offset, fmt.xbits), 0))]
+            if geom.count_bits:
+                m.d.comb += record.count.eq(Mux(present, count, 0))
+            for index in range(geom.max_pairs):
+                used = present & (count >= index)
+                pair = bits.bit_select(offset + fmt.xbits + index * geom.pair_bits, geom.pair_bits)
+                m.d.comb += record.pairs[index].as_value().eq(Mux(used, pair, 0))
+            length = Mux(present, fmt.xbits + (count + 1) * geom.pair_bits, 0)
+            offset = offset + length
+        need = Signal(range(self.item_bits + 1))
+        m.d.comb += need.eq(map_len + offset)
+        return need, value, updates

@@ -1,0 +1,188 @@
+"""Unpacker in amaranth.sim: packed passes (host/packed_stream.encode_pass) on W-bit beats in, the
+headers, exponents and PE rows the host's reader finds (decode_pass, row_records) out, with random
+idle cycles on every port; malformed passes raise their fault and the next pass is read intact."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from microscopiq.config import AccelConfig, FormatConfig
+from microscopiq.hdl.exp_decoder import ExpDecoder
+from microscopiq.hdl.layouts import PACKED_HEADER, Fault, StreamLayouts
+from microscopiq.hdl.meta_decoder import RecordGeometry
+from microscopiq.hdl.unpacker import Unpacker
+from microscopiq.host.packed_stream import decode_pass, encode_pass, row_records, to_beats
+from microscopiq.tb import stimulus
+from microscopiq.tb.sim_streams import stream_put
+
+SEED = 4242
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
+
+B4 = AccelConfig(fmt=FormatConfig(group=16), rows=8, cols=8)
+WIDE = AccelConfig(fmt=FormatConfig(group=16, xbits=3), rows=4, cols=16)
+B2 = AccelConfig(fmt=FormatConfig(wbits=2, group=16), rows=8, cols=8)
+INT8 = AccelConfig(fmt=FormatConfig(wbits=8, group=16), rows=8, cols=8, recon_share=0, acc_bits=48)
+
+
+def expected(cfg: AccelConfig, layer, data: bytes) -> dict:
+    """What the unpacker must emit for one pass: its header, exponent and row beats as integers."""
+    contents = decode_pass(cfg, data)
+    header = {name: contents.header[name] for name in StreamLayouts(cfg).header.members}
+    exps = []
+    if contents.header["mode"] == 0:
+        cols, per_group = cfg.cols, cfg.fmt.group // cfg.rows
+        n_tiles, groups = contents.exps.shape[0] // cols, contents.exps.shape[1]
+        for j in range(n_tiles):
+            rows = slice(j * cols, (j + 1) * cols)
+            exps.append({"minimum": 1, "exps": contents.emin[rows].tolist()})
+            exps += [{"minimum": 0, "exps": contents.exps[rows, g].tolist()} for g in range(groups)]
+        assert contents.exps.shape[1] * per_group == contents.header["k_tiles"] + 1
+    records = row_records(cfg, layer)
+    raw = contents.header["mode"] == 1
+    geom = RecordGeometry(cfg.fmt) if cfg.has_recon else None
+    rows = [records.payload(i, geom, raw) if geom else {"codes": records.codes[i].tolist()}
+            for i in range(len(records))]
+    as_int = lambda layout, values: [layout.const(v).as_value().value for v in values]
+    return {"header": as_int(StreamLayouts(cfg).header, [header]),
+            "exps": as_int(ExpDecoder.in_layout(cfg.cols), exps),
+            "rows": as_int(Unpacker.row_layout(cfg), rows)}
+
+
+def simulate(cfg, bus, passes, rng, *, pause=0.3, tail=64):
+    """Offer every pass's beats ``(data, last)`` and keep taking outputs; return what came out and
+    the faults raised, in order."""
+    dut = Unpacker(cfg, bus)
+    got = {"header": [], "exps": [], "rows": [], "faults": []}
+    beats = [beat for one in passes for beat in one]
+
+    async def producer(ctx):
+        for data, last in beats:
+            if rng.random() < pause:
+                await ctx.tick()
+            await stream_put(ctx, dut.i, {"data": data, "last": last})
+        await ctx.tick().repeat(tail)
+
+    ports = {name: getattr(dut, name) for name in ("header", "exps", "rows")}
+
+    async def consumers(ctx):
+        # Every cycle each output is ready with probability 1 - pause; a beat moves when both are set.
+        while True:
+            ready = {name: rng.random() >= pause for name in ports}
+            for name, port in ports.items():
+                ctx.set(port.ready, ready[name])
+            _, _, fault, *sampled = await ctx.tick().sample(
+                dut.fault, *(v for port in ports.values() for v in (port.valid, port.payload)))
+            for index, name in enumerate(ports):
+                valid, payload = sampled[2 * index:2 * index + 2]
+                if valid and ready[name]:
+                    got[name].append(payload.as_value().value)
+            if fault != Fault.NONE:
+                got["faults"].append(Fault(fault))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumers, background=True)
+    sim.run()
+    del sim
+    gc.collect()
+    return got
+
+
+def framed(data: bytes, bus: int) -> list[tuple[int, int]]:
+    words = to_beats(data, bus)
+    return [(word, int(i == len(words) - 1)) for i, word in enumerate(words)]
+
+
+def check(got: dict, want: dict, what: str) -> None:
+    for name in ("header", "exps", "rows"):
+        for index, (mine, theirs) in enumerate(zip(got[name], want[name])):
+            assert mine == theirs, f"{what}: {name} beat {index}: expected {theirs:#x}, got {mine:#x}"
+        assert len(got[name]) == len(want[name]), \
+            f"{what}: {len(got[name])} {name} beats, expected {len(want[name])}"
+
+
+def merged(*wants: dict) -> dict:
+    return {name: [v for want in wants for v in want[name]] for name in ("header", "exps", "rows")}
+
+
+@pytest.mark.parametrize("cfg, bus, kind, n, k", [
+    (B4, 32, "random", 16, 48),
+    (B4, 64, "pair_positions", 8, 64),
+    (B4, 8, "full_outlier", 8, 16),
+    (B4, 128, "extreme", 16, 32),
+    (WIDE, 32, "random", 32, 16),
+    (WIDE, 24, "full_outlier", 16, 16),
+    (B2, 32, "random", 16, 32),
+    (B4, 32, "random_uniform", 16, 32),
+    (INT8, 32, "random_uniform", 16, 32),
+], ids=lambda v: getattr(v, "__name__", None) if callable(v) else None)
+def test_passes_read_as_the_host_reads_them(cfg, bus, kind, n, k):
+    """Two passes back to back (different token counts), every output beat equal to decode_pass /
+    row_records of the same bytes, no fault."""
+    rng = np.random.default_rng(SEED)
+    case = stimulus.build_case(kind, cfg, n, k, 1, SEED)
+    print(f"seed {SEED}: {kind} {n}x{k} on {cfg.rows}x{cfg.cols} b={cfg.fmt.wbits}, {bus}-bit bus")
+    passes = [encode_pass(cfg, case.layer, tokens) for tokens in (1, cfg.max_tokens)]
+    got = simulate(cfg, bus, [framed(p, bus) for p in passes], rng)
+    assert got["faults"] == []
+    check(got, merged(*(expected(cfg, case.layer, p) for p in passes)), f"{kind} on {bus} bits")
+
+
+def set_bits(data: bytes, offset: int, width: int, value: int) -> bytes:
+    word = int.from_bytes(data, "little")
+    word = word & ~(((1 << width) - 1) << offset) | (value << offset)
+    return word.to_bytes(len(data), "little")
+
+
+HEADER = {name: field.offset for name, field in PACKED_HEADER}
+
+
+@pytest.mark.parametrize("fault, spoil", [
+    (Fault.HEADER, lambda d, bus: framed(set_bits(d, HEADER["version"], 4, 2), bus)),
+    (Fault.HEADER, lambda d, bus: framed(set_bits(d, HEADER["reserved"], 8, 1), bus)),
+    (Fault.HEADER, lambda d, bus: framed(set_bits(d, HEADER["wbits"], 3, 1), bus)),
+    (Fault.HEADER, lambda d, bus: framed(set_bits(d, HEADER["tokens"], 16, 64), bus)),
+    (Fault.HEADER, lambda d, bus: framed(set_bits(d, HEADER["k_tiles"], 16, 2), bus)),
+    (Fault.HEADER, lambda d, bus: framed(set_bits(d, HEADER["n_tiles"], 16, 5000), bus)),
+    (Fault.TRUNCATED, lambda d, bus: framed(d[:len(d) - 8], bus)),
+    (Fault.TRUNCATED, lambda d, bus: framed(d[:12], bus)),
+    (Fault.OVERRUN, lambda d, bus: framed(d, bus)[:-1] + [(framed(d, bus)[-1][0], 0), (0, 1)]),
+    (Fault.OVERRUN, lambda d, bus: framed(d, bus)[:-1] + [(framed(d, bus)[-1][0] | 1 << (bus - 1), 1)]),
+], ids=["version", "reserved", "wbits", "tokens", "k_tiles", "n_tiles", "truncated", "truncated_header",
+        "late_tlast", "padding"])
+def test_malformed_pass_faults_and_the_next_pass_is_intact(fault, spoil):
+    """A malformed pass raises its fault once and emits nothing after it; the good pass that follows
+    is read exactly."""
+    cfg, bus = B4, 32
+    rng = np.random.default_rng(SEED)
+    case = stimulus.build_case("random", cfg, 8, 16, 1, SEED)
+    good = encode_pass(cfg, case.layer, 3)
+    # A pass whose stream ends a few bits into its last beat, so spoiled padding is visible.
+    assert len(good) % (bus // 8) and len(good) * 8 % bus <= bus - 8
+    got = simulate(cfg, bus, [spoil(good, bus), framed(good, bus)], rng)
+    assert got["faults"] == [fault]
+    want = expected(cfg, case.layer, good)
+    if fault == Fault.HEADER:
+        check(got, want, "after the bad header")
+    else:
+        # The spoiled pass emitted a prefix of the good one before its fault, but for a truncated
+        # pass its last row, which read the zero bytes that fill the shortened pass's last beat.
+        for name in ("header", "exps", "rows"):
+            spoiled = len(got[name]) - len(want[name])
+            assert 0 <= spoiled and got[name][spoiled:] == want[name], f"{name} after the fault"
+            same = spoiled - (name == "rows" and fault == Fault.TRUNCATED and spoiled > 0)
+            assert got[name][:same] == want[name][:same], f"{name} before the fault"
+
+
+def test_rejects_bus_widths_that_are_not_whole_bytes():
+    with pytest.raises(ValueError, match="^bus_bits must be a positive multiple of 8 bits"):
+        Unpacker(B4, 12)
+    with pytest.raises(TypeError, match="^bus_bits must be an integer number of bits"):
+        Unpacker(B4, 32.0)
+    gc.collect()
