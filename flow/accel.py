@@ -165,6 +165,10 @@ def accel_options() -> tuple[tuple[str, str, str, str], ...]:
         ("--max-tokens", "max_tokens", "T", f"tokens per pass (PPU token memory depth) (default {defaults.max_tokens})"),
         ("--max-k", "max_k", "K", f"largest layer K accepted (default {defaults.max_k})"),
         ("--max-n", "max_n", "N", f"largest layer N accepted (default {defaults.max_n})"),
+        ("--weight-bus", "weight_bus", "BITS", "s_axis_weights tdata bits, a multiple of 8: the packed "
+                                               f"weight stream's rate (default {defaults.weight_bus})"),
+        ("--act-bus", "act_bus", "BITS", "s_axis_act tdata bits, a multiple of 8 holding one activation "
+                                         "vector R*a (default: R*a rounded up to whole bytes)"),
     )
 
 

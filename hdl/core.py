@@ -22,13 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from amaranth import Module, Mux, Signal
-from amaranth.lib import data, enum, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
 from .array import Array, ArrayTiming, load_layout
-from .layouts import Mode, StreamLayouts, axis_signature
+from .layouts import Fault, Mode, StreamLayouts, axis_signature
+from .weight_decoder import WeightDecoder
 from .ppu import PPU, token_tag_layout
 
 __all__ = ["AcceleratorCore", "CoreTiming", "LOAD_STAGE", "RESULT_FIFO_LATENCY",
@@ -83,12 +84,6 @@ class CoreTiming:
         return self.arrive(1) + PPU.latency + RESULT_FIFO_LATENCY + CREDIT_MARGIN
 
 
-class _Load(enum.Enum, shape=2):
-    HEADER = 0
-    TILE = 1
-    ROWS = 2
-
-
 class AcceleratorCore(wiring.Component):
     """The accelerator with :mod:`amaranth.lib.stream` ports.
 
@@ -120,6 +115,7 @@ class AcceleratorCore(wiring.Component):
             "weights": In(axis_signature(sf.weights_width)),
             "act": In(axis_signature(sf.act_width)),
             "result": Out(axis_signature(sf.result_width)),
+            "fault": Out(Fault),
         })
 
     def elaborate(self, platform):
@@ -128,17 +124,21 @@ class AcceleratorCore(wiring.Component):
         tag_layout = token_tag_layout(cfg)
         m.submodules.array = array = Array(cfg, tag_shape=tag_layout)
         m.submodules.ppu = ppu = PPU(cfg)
+        m.submodules.decoder = decoder = WeightDecoder(cfg)
+        wiring.connect(m, wiring.flipped(self.weights), decoder.i)
         # Free-running: Yosys folds the blocks' enables away (see the module docstring).
         m.d.comb += [array.en.eq(1), ppu.en.eq(1)]
-        credit = self._result_fifo(m, array, ppu)
 
         # -- pass registers (layer header) ------------------------------------------------------
         busy = Signal()
+        refused = Signal()             # this pass's header was refused: drain its activations
+        pass_fault = Signal(Fault)     # the pass's first fault (marks its result beats)
         mode = Signal(Mode)
         tokens = Signal(sf.header.members["tokens"])
         k_tiles = Signal(sf.header.members["k_tiles"])
         n_tiles = Signal(sf.header.members["n_tiles"])
         m.d.comb += [array.raw.eq(mode == Mode.RAW), ppu.raw.eq(mode == Mode.RAW)]
+        credit, refusal = self._result_fifo(m, array, ppu, pass_fault)
 
         # shadow_full: a tile's rows are being taken or sit in the shadow banks (the loader waits);
         # shadow_ready: its last row has been written into the shadow (the issuer may start it);
@@ -152,15 +152,24 @@ class AcceleratorCore(wiring.Component):
         with m.If(arrived):
             m.d.sync += [shadow_full.eq(0), shadow_ready.eq(0), started.eq(0)]
 
-        self._loader(m, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu)
-        self._issuer(m, credit, busy, tokens, k_tiles, n_tiles, shadow_ready, started, array, tag_layout)
+        pass_regs = {"busy": busy, "refused": refused, "pass_fault": pass_fault, "mode": mode,
+                     "tokens": tokens, "k_tiles": k_tiles, "n_tiles": n_tiles}
+        self._loader(m, decoder.o, pass_regs, shadow_full, array, ppu)
+        self._issuer(m, credit, pass_regs, shadow_ready, started, array, tag_layout)
+        self._refusal(m, refused, refusal)
+        self._status(m, decoder.o)
 
         wiring.connect(m, array=array.out, ppu=ppu.inp)
         with m.If(self.result.valid & self.result.ready & self.result.payload.last):
-            m.d.sync += busy.eq(0)
+            m.d.sync += [busy.eq(0), refused.eq(0)]
         return m
 
-    def _result_fifo(self, m, array, ppu):
+    def _status(self, m, beats):
+        """``fault``: the first fault of any pass since reset (sticky)."""
+        with m.If(beats.valid & beats.ready & (beats.payload.fault != Fault.NONE) & (self.fault == Fault.NONE)):
+            m.d.sync += self.fault.eq(beats.payload.fault)
+
+    def _result_fifo(self, m, array, ppu, pass_fault):
         """The result FIFO after the PPU's result register, and the credit the issuer needs.
 
         Every token in the array (issued, not yet at the PPU) or in the PPU's
@@ -168,94 +177,103 @@ class AcceleratorCore(wiring.Component):
         FIFO cannot overflow while ``committed + PPU.latency ≤ depth``, ``committed`` being the
         tokens in the array plus the FIFO's beats. ``credit`` for the next cycle compares this
         cycle's ``committed`` register with a constant (a short path, whatever the handshakes do),
-        leaving :data:`CREDIT_MARGIN`. Depth: :attr:`CoreTiming.result_fifo_depth`."""
+        leaving :data:`CREDIT_MARGIN`. Depth: :attr:`CoreTiming.result_fifo_depth`.
+
+        Returns ``credit`` and the write port of a refused pass's one beat (``valid``, ``ready``;
+        it is written only while no token is in the array, the PPU or the FIFO)."""
+        sf = self.format
         depth = self.timing.result_fifo_depth
         m.submodules.result_fifo = out = SyncFIFO(width=len(ppu.result.payload.as_value()), depth=depth)
+        refusal = stream.Signature(1).flip().create()
         # The PPU cannot stall (its result is always_ready): the credit keeps the FIFO from ever
         # refusing a beat, so its w_rdy is not looked at.
-        m.d.comb += [out.w_stream.valid.eq(ppu.result.valid), out.w_stream.payload.eq(ppu.result.payload)]
-        wiring.connect(m, fifo=out.r_stream, result=wiring.flipped(self.result))
+        written = Signal(ppu.result.payload.shape())
+        m.d.comb += [written.eq(ppu.result.payload), out.w_stream.valid.eq(ppu.result.valid | refusal.valid),
+                     out.w_stream.payload.eq(written), refusal.ready.eq(out.w_rdy)]
+        with m.If(refusal.valid):
+            m.d.comb += [written.data.eq(0), written.last.eq(1)]
+        # Every beat read while a pass has a fault carries it (a refused pass's beat: body 0).
+        beat = data.View(sf.result, self.result.payload.data)
+        read = data.View(written.shape(), out.r_stream.payload)
+        m.d.comb += [self.result.valid.eq(out.r_stream.valid), out.r_stream.ready.eq(self.result.ready),
+                     self.result.payload.data.eq(read.data), self.result.payload.last.eq(read.last),
+                     beat.fault.eq(pass_fault)]
         committed = Signal(range(depth + 1))
-        grows = array.issue.valid + ppu.result.valid
+        grows = array.issue.valid + ppu.result.valid + (refusal.valid & refusal.ready)
         shrinks = array.out.valid + (out.r_rdy & self.result.ready)
         credit = Signal(init=1)
         m.d.sync += [committed.eq(committed + grows - shrinks),
                      credit.eq(committed + CREDIT_MARGIN + PPU.latency <= depth)]
-        return credit
+        return credit, refusal
 
-    def _loader(self, m, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu):
-        cfg, sf = self.cfg, self.format
-        beat = self.weights
-        # tdata is only looked at with tvalid (4-state simulators drive X before the first beat).
-        word = Mux(beat.valid, beat.payload.data, 0)
-        state = Signal(_Load)
+    def _refusal(self, m, refused, refusal):
+        """A refused pass: its activations up to ``tlast`` are dropped (the issuer takes none while
+        ``refused``), then its one result beat goes out."""
+        drained = Signal()
+        act = self.act
+        with m.If(refused & ~drained):
+            m.d.comb += act.ready.eq(1)
+            with m.If(act.valid & act.payload.last):
+                m.d.sync += drained.eq(1)
+        with m.If(refused & drained):
+            m.d.comb += refusal.valid.eq(1)
+            with m.If(refusal.ready):
+                m.d.sync += drained.eq(0)
+
+    def _loader(self, m, beats, regs, shadow_full, array, ppu):
+        """Take the decoded pass header, then per tile its ``R`` rows into the shadow banks (a
+        tile's first row may carry the PPU shifts)."""
+        cfg = self.cfg
+        beat = beats.payload
+        header = beat.fields
         row = Signal(range(cfg.rows))
-        header = data.View(sf.header, word[:sf.header.size])
-        shift_next, load_next = self._load_stage(m, word, row, array, ppu)
-        tile_k = Signal.like(k_tiles)
-        tile_n = Signal.like(n_tiles)
-        take = beat.valid & beat.ready
-        with m.Switch(state):
-            with m.Case(_Load.HEADER):
-                m.d.comb += beat.ready.eq(~busy)
-                with m.If(take):
-                    m.d.sync += [
-                        busy.eq(1),
-                        mode.eq(header.mode),
-                        tokens.eq(header.tokens),
-                        k_tiles.eq(header.k_tiles),
-                        n_tiles.eq(header.n_tiles),
-                        tile_k.eq(0), tile_n.eq(0), state.eq(_Load.TILE),
-                    ]
-            with m.Case(_Load.TILE):
-                m.d.comb += beat.ready.eq(~shadow_full)
-                m.d.comb += shift_next.valid.eq(take)
-                with m.If(take):
-                    m.d.sync += [row.eq(0), state.eq(_Load.ROWS)]
-            with m.Case(_Load.ROWS):
-                m.d.comb += [beat.ready.eq(1), load_next.valid.eq(take)]
-                with m.If(take):
-                    m.d.sync += row.eq(row + 1)
-                    with m.If(row == cfg.rows - 1):
-                        m.d.sync += [shadow_full.eq(1), state.eq(_Load.TILE)]
-                        with m.If(tile_k == k_tiles):
-                            m.d.sync += tile_k.eq(0)
-                            with m.If(tile_n == n_tiles):
-                                # The next header waits in HEADER until this pass has ended.
-                                m.d.sync += state.eq(_Load.HEADER)
-                            with m.Else():
-                                m.d.sync += tile_n.eq(tile_n + 1)
-                        with m.Else():
-                            m.d.sync += tile_k.eq(tile_k + 1)
+        shift_next, load_next = self._load_stage(m, beat, row, array, ppu)
+        take = beats.valid & beats.ready
+        with m.If(~regs["busy"]):
+            m.d.comb += beats.ready.eq(1)
+            with m.If(beats.valid):
+                m.d.sync += [regs["busy"].eq(1), regs["pass_fault"].eq(beat.fault), row.eq(0)]
+                with m.If(beat.fault == Fault.NONE):
+                    m.d.sync += [regs["mode"].eq(header.mode), regs["tokens"].eq(header.tokens),
+                                 regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles)]
+                with m.Else():
+                    m.d.sync += regs["refused"].eq(1)
+        with m.Elif(~regs["refused"]):
+            # Rows wait while the shadow holds a tile whose first token has not reached the PPU; the
+            # next header waits until this pass has ended (~busy).
+            m.d.comb += [beats.ready.eq(~beat.header & ~shadow_full),
+                         load_next.valid.eq(take), shift_next.valid.eq(take & beat.shift)]
+            with m.If(take):
+                m.d.sync += [row.eq(row + 1), regs["pass_fault"].eq(beat.fault)]
+                with m.If(row == cfg.rows - 1):
+                    m.d.sync += [row.eq(0), shadow_full.eq(1)]
 
-    def _load_stage(self, m, word, row, array, ppu):
-        """The registers (:data:`LOAD_STAGE`) through which a taken tile header (the PPU shifts) or
-        row beat reaches the PPU and the array a cycle later: the input port and the loader's state
-        then drive no path across the die into the shadow registers' enables. The issuer starts
-        the tile once its last row is in the shadow (shadow_ready), so the shadow's period and
-        banks are complete when its first token swaps them in. Returns their inputs (the loader
-        drives the valid flags)."""
-        sf = self.format
+    def _load_stage(self, m, beat, row, array, ppu):
+        """The registers (:data:`LOAD_STAGE`) through which a taken row (and the PPU shifts it may
+        carry) reaches the array and the PPU a cycle later: the decoder's output and the loader's
+        state then drive no path across the die into the shadow registers' enables. The issuer
+        starts the tile once its last row is in the shadow (shadow_ready), so the shadow's period
+        and banks are complete when its first token swaps them in. Returns their inputs (the
+        loader drives the valid flags)."""
         shift_next = Signal.like(ppu.shift_load)
         load_next = Signal(load_layout(self.cfg))
         m.d.sync += [ppu.shift_load.eq(shift_next), array.load.eq(load_next)]
-        # Only the valid flags depend on the loader's state: the fields take the word every cycle,
+        # Only the valid flags depend on the loader's state: the fields take the beat every cycle,
         # so the wide registers need no reset or enable from the state (one fan-out net less).
-        tile = data.View(sf.tile, word[:sf.tile.size])
-        row_beat = data.View(sf.row, word[:sf.row.size])
         m.d.comb += [
-            shift_next.d.eq(tile.d),
+            shift_next.d.eq(beat.d),
             load_next.row.eq(row),
-            load_next.codes.eq(row_beat.codes),
-            load_next.roles.as_value().eq(row_beat.roles.as_value()),
+            load_next.codes.eq(beat.codes),
+            load_next.roles.as_value().eq(beat.roles.as_value()),
         ]
-        if sf.recon_config.size:
-            m.d.comb += load_next.config.eq(row_beat.config.as_value())
+        if self.format.recon_config.size:
+            m.d.comb += load_next.config.eq(beat.config.as_value())
         return shift_next, load_next
 
-    def _issuer(self, m, credit, busy, tokens, k_tiles, n_tiles, shadow_ready, started, array, tag_layout):
+    def _issuer(self, m, credit, regs, shadow_ready, started, array, tag_layout):
         cfg = self.cfg
         beat = self.act
+        busy, tokens, k_tiles, n_tiles = regs["busy"], regs["tokens"], regs["k_tiles"], regs["n_tiles"]
         in_tile = Signal()
         done = Signal()
         token = Signal.like(tokens)
@@ -263,9 +281,10 @@ class AcceleratorCore(wiring.Component):
         tile_n = Signal.like(n_tiles)
         period = Signal.like(array.next_period, init=1)
         wait = Signal(range(array.max_period + array.tile_gap_extra + 1))
-        can_start = busy & ~done & shadow_ready & ~started
+        can_start = busy & ~regs["refused"] & ~done & shadow_ready & ~started
         m.d.comb += beat.ready.eq(credit & (wait == 0) & Mux(in_tile, 1, can_start))
-        take = beat.valid & beat.ready
+        # (A refused pass's activations are dropped by _refusal, which also drives ready.)
+        take = beat.valid & beat.ready & ~regs["refused"]
 
         per_group = cfg.fmt.group // cfg.rows
         place = tile_k % per_group if per_group > 1 else 0

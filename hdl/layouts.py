@@ -6,11 +6,12 @@ encoder builds beats with ``layout.const({...}).as_bits()`` and decodes them wit
 and the generator writes the manifest's stream section from them (``docs/hardware.md``). Every
 field is two's complement (signed) or plain binary (unsigned), LSB first at its offset.
 
-``s_axis_weights`` carries, per pass, one layer :attr:`StreamLayouts.header`, then per weight tile
-one :attr:`StreamLayouts.tile` (the PPU shifts) and ``R`` :attr:`StreamLayouts.row` beats;
-``s_axis_act`` one :attr:`StreamLayouts.act` vector per token and tile; ``m_axis_result`` one
-:attr:`StreamLayouts.msq_result` (MicroScopiQ mode) or :attr:`StreamLayouts.raw_result` (raw mode)
-beat per result. A beat narrower than its stream's ``tdata`` fills its low bits; the rest are 0.
+``s_axis_weights`` carries the packed weight stream (:data:`PACKED_HEADER`, docs/format.md); the on-chip
+decoders turn each pass into a :attr:`StreamLayouts.header`, and per weight tile the PPU shifts
+(:attr:`StreamLayouts.tile`) and ``R`` decoded PE rows (:attr:`StreamLayouts.row`).
+``s_axis_act`` carries one :attr:`StreamLayouts.act` vector per token and tile; ``m_axis_result`` one
+:attr:`StreamLayouts.result` beat per result (MicroScopiQ or raw fields, and the pass's fault). A
+beat narrower than its stream's ``tdata`` fills its low bits; the rest are 0.
 """
 
 from __future__ import annotations
@@ -142,8 +143,10 @@ class StreamLayouts:
 
     @property
     def weights_width(self) -> int:
-        """``s_axis_weights_tdata`` width: the widest of header, tile header and row beat."""
-        return max(self.header.size, self.tile.size, self.row.size)
+        """``s_axis_weights_tdata`` width: :attr:`AccelConfig.weight_bus` (the packed stream's
+        bytes, docs/format.md "Streaming variant"; the header, tile and row layouts above are
+        what the on-chip decoders make of it)."""
+        return self.cfg.weight_bus
 
     # -- s_axis_act ------------------------------------------------------------------------------
     @cached_property
@@ -153,7 +156,8 @@ class StreamLayouts:
 
     @property
     def act_width(self) -> int:
-        return self.act.size
+        """``s_axis_act_tdata`` width: :attr:`AccelConfig.act_bits` (the vector in its low bits)."""
+        return self.cfg.act_bits
 
     # -- m_axis_result ---------------------------------------------------------------------------
     @cached_property
@@ -169,7 +173,15 @@ class StreamLayouts:
         return data.StructLayout({"p": data.ArrayLayout(signed(self.partial_bits), self.cfg.cols),
                                   "s": signed(self.sum_bits)})
 
+    @cached_property
+    def result(self) -> data.StructLayout:
+        """A result beat: the MicroScopiQ or raw fields (``body``, at bit 0), then ``fault``: the
+        pass's :class:`Fault` (nonzero on every beat from the first fault on, always on the pass's
+        last beat; a pass whose header was refused is one beat, ``body`` 0)."""
+        return data.StructLayout({
+            "body": data.UnionLayout({"msq": self.msq_result, "raw": self.raw_result}), "fault": Fault})
+
     @property
     def result_width(self) -> int:
-        """``m_axis_result_tdata`` width: the wider of the MicroScopiQ and raw layouts."""
-        return max(self.msq_result.size, self.raw_result.size)
+        """``m_axis_result_tdata`` width: :attr:`result`."""
+        return self.result.size

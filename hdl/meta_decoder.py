@@ -139,9 +139,14 @@ class MetaDecoder(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from an input handshake to its output beat: the record register, four stages per
-        Beneš level of 4 or more lines, the output register."""
-        return 2 + self.STAGES_PER_LEVEL * (self.record.offset_bits - 1)
+        """Cycles from an input handshake to its output beat (:meth:`latency_of`)."""
+        return self.latency_of(self.fmt)
+
+    @classmethod
+    def latency_of(cls, fmt: FormatConfig) -> int:
+        """The latency of the decoder for ``fmt``, without building one: the record register, four
+        stages per Beneš level of 4 or more lines, the output register."""
+        return 2 + cls.STAGES_PER_LEVEL * (RecordGeometry(fmt).offset_bits - 1)
 
     @staticmethod
     def block_layout(fmt: FormatConfig) -> data.StructLayout:

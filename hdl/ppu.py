@@ -178,9 +178,10 @@ class PPU(wiring.Component):
         ``tag`` (:func:`token_tag_layout`), ``sums`` (C signed ``column_sum_bits``), ``act_sum``.
     shift_load : In(StructLayout)
         ``valid`` and ``d`` (C × 8 bits): the next tile's shifts.
-    result : Out(axis_signature(result_width, always_ready=True))
+    result : Out(axis_signature(body_width, always_ready=True))
         Result beats, :attr:`~.layouts.StreamLayouts.msq_result` or
-        :attr:`~.layouts.StreamLayouts.raw_result`.
+        :attr:`~.layouts.StreamLayouts.raw_result` (the ``body`` of
+        :attr:`~.layouts.StreamLayouts.result`; the core adds the pass's fault).
     """
 
     #: Enabled cycles from a token at ``inp`` to its result beat (the seven stages).
@@ -197,7 +198,7 @@ class PPU(wiring.Component):
             "inp": In(stream.Signature(result_layout(cfg, token_tag_layout(cfg)), always_ready=True)),
             "shift_load": In(data.StructLayout({
                 "valid": 1, "d": data.ArrayLayout(unsigned(SHIFT_BITS), cfg.cols)})),
-            "result": Out(axis_signature(sf.result_width, always_ready=True)),
+            "result": Out(axis_signature(sf.result.members["body"].size, always_ready=True)),
         })
 
     def _layouts(self) -> dict[str, data.StructLayout]:

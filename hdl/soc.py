@@ -17,7 +17,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
-from .layouts import StreamLayouts
+from .layouts import Fault, StreamLayouts
 from .top import Accelerator
 
 __all__ = ["SocPorts", "SocAccelerator", "RESET_STYLES", "STREAMS"]
@@ -113,6 +113,7 @@ class SocAccelerator(wiring.Component):
             members.update({f"{prefix}_tdata": flow(ports.tdata_width(self.payload_bits[prefix])),
                             f"{prefix}_tvalid": flow(1), f"{prefix}_tlast": flow(1),
                             f"{prefix}_tready": back(1)})
+        members["fault"] = Out(Fault.as_shape())
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -131,4 +132,5 @@ class SocAccelerator(wiring.Component):
                 getattr(sink, f"{prefix}_tlast").eq(getattr(source, f"{prefix}_tlast")),
                 getattr(source, f"{prefix}_tready").eq(getattr(sink, f"{prefix}_tready")),
             ]
+        m.d.comb += self.fault.eq(accel.fault)
         return m

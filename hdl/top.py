@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
 from .core import AcceleratorCore
-from .layouts import StreamLayouts
+from .layouts import Fault, StreamLayouts
 
 __all__ = ["Accelerator"]
 
@@ -34,6 +34,8 @@ class Accelerator(wiring.Component):
     m_axis_result_tdata : Out(result_width)
     m_axis_result_tvalid, m_axis_result_tlast : Out(1)
     m_axis_result_tready : In(1)
+    fault : Out(3)
+        The first :class:`~.layouts.Fault` of the weight stream since reset (sticky; 0: none).
     """
 
     def __init__(self, cfg: AccelConfig):
@@ -48,6 +50,7 @@ class Accelerator(wiring.Component):
             flow, back = (Out, In) if outgoing else (In, Out)
             members.update({f"{name}_tdata": flow(width), f"{name}_tvalid": flow(1),
                             f"{name}_tlast": flow(1), f"{name}_tready": back(1)})
+        members["fault"] = Out(Fault.as_shape())
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -65,5 +68,6 @@ class Accelerator(wiring.Component):
             self.m_axis_result_tlast.eq(core.result.payload.last),
             self.m_axis_result_tvalid.eq(core.result.valid),
             core.result.ready.eq(self.m_axis_result_tready),
+            self.fault.eq(core.fault),
         ]
         return m

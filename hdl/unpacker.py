@@ -18,11 +18,11 @@ while the buffer has room for it. A pass starts at a beat boundary and ends in t
 ``tlast`` (the bits after its last field up to that beat's end are zero padding); after a ``tlast``
 beat no beat is taken until the pass has been parsed.
 
-Malformed streams: a header whose fields the instance cannot take, a ``tlast`` before the pass's
-last field (truncated), or a pass whose last field is not in its ``tlast`` beat (overrun, nonzero
-padding) raise ``fault`` for one cycle with its :class:`~.layouts.Fault` code; the unpacker then drops
-beats up to and including the next ``tlast`` and waits for a header. The codes of a pass are never
-misread as the next pass's header.
+Malformed streams: a header whose fields the instance cannot take or that ``tlast`` cuts short
+goes out as a header beat carrying its :class:`~.layouts.Fault` code; a ``tlast`` before the pass's
+last field (truncated) or a pass whose last field is not in its ``tlast`` beat (overrun, nonzero
+padding) raise ``fault`` for one cycle. The unpacker then drops beats up to and including the next
+``tlast`` and waits for a header: the codes of a pass are never misread as the next pass's header.
 """
 
 from __future__ import annotations
@@ -81,15 +81,18 @@ class Unpacker(wiring.Component):
     -------
     i : In(axis_signature(W))
         The stream's beats; ``last`` ends a pass.
-    header : Out(stream.Signature(StreamLayouts(cfg).header))
-        A checked pass header (``mode``, ``tokens``, ``k_tiles``, ``n_tiles``).
+    header : Out(stream.Signature(Unpacker.header_layout(cfg)))
+        A checked pass header (``mode``, ``tokens``, ``k_tiles``, ``n_tiles``), or a pass that cannot
+        run (``fault`` HEADER, or TRUNCATED inside the header). The pass's exponents and rows
+        follow only once it has been taken.
     exps : Out(stream.Signature(ExpDecoder.in_layout(C)))
         ``E_min`` (``minimum`` 1) or a K-group's ``E`` (MicroScopiQ mode).
     rows : Out(stream.Signature(Unpacker.row_layout(cfg)))
         One PE row: codes, and with ReCoN its micro-block records and ``raw``
         (:meth:`MetaDecoder.row_layout <.meta_decoder.MetaDecoder.row_layout>`).
     fault : Out(Fault)
-        Nonzero for one cycle when a malformed pass is detected.
+        Nonzero for one cycle when a pass whose header was good turns out malformed (TRUNCATED,
+        OVERRUN); nothing more of that pass follows.
     """
 
     def __init__(self, cfg: AccelConfig, bus_bits: int):
@@ -100,11 +103,17 @@ class Unpacker(wiring.Component):
         self.record = RecordGeometry(cfg.fmt) if cfg.has_recon else None
         super().__init__({
             "i": In(axis_signature(bus_bits)),
-            "header": Out(stream.Signature(self.layouts.header)),
+            "header": Out(stream.Signature(self.header_layout(cfg))),
             "exps": Out(stream.Signature(ExpDecoder.in_layout(cfg.cols))),
             "rows": Out(stream.Signature(self.row_layout(cfg))),
             "fault": Out(Fault),
         })
+
+    @staticmethod
+    def header_layout(cfg: AccelConfig) -> data.StructLayout:
+        """A pass header beat: the fields the core keeps, and why the pass cannot run (``fault``
+        HEADER or TRUNCATED; the fields are then meaningless)."""
+        return data.StructLayout({"fields": StreamLayouts(cfg).header, "fault": Fault})
 
     @staticmethod
     def row_layout(cfg: AccelConfig) -> data.StructLayout:
@@ -152,7 +161,7 @@ class Unpacker(wiring.Component):
     # -- logic -------------------------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
-        cfg, width = self.cfg, self.bus_bits
+        width = self.bus_bits
         buffer = Signal(self.capacity)
         fill = Signal(range(self.capacity + 1))
         state = Signal(_Item)
@@ -175,14 +184,19 @@ class Unpacker(wiring.Component):
         with m.If(take & beat.payload.last):
             m.d.sync += last_taken.eq(1)
 
-        fault = Signal(Fault)
+        # A fault in the header (bad fields, or tlast inside it) goes out as the pass's header beat,
+        # in order; one later in the pass pulses ``fault``. Either way the rest of the pass is dropped.
+        fault, header_fault = Signal(Fault), Signal(Fault)
         m.d.comb += self.fault.eq(fault)
         parsing = (state != _Item.END) & (state != _Item.DRAIN)
         m.d.comb += parse.eq(parsing & have & ready)
-        with m.If(parsing & last_taken & ~have):
-            m.d.comb += fault.eq(Fault.TRUNCATED)
+        with m.If(parsing & last_taken & ~have & ready):
+            with m.If(state == _Item.HEADER):
+                m.d.comb += header_fault.eq(Fault.TRUNCATED)
+            with m.Else():
+                m.d.comb += fault.eq(Fault.TRUNCATED)
 
-        self._items(m, state, buffer, need, ready, parse, fault, pass_regs)
+        self._items(m, state, buffer, need, ready, parse, header_fault, pass_regs)
 
         def restart():
             """Drop what is left of the pass (its tlast beat is in) and wait for a header."""
@@ -194,7 +208,7 @@ class Unpacker(wiring.Component):
                 restart()
             with m.Else():
                 m.d.comb += fault.eq(Fault.OVERRUN)
-        with m.If(fault != Fault.NONE):
+        with m.If((fault != Fault.NONE) | (header_fault != Fault.NONE)):
             m.d.sync += state.eq(_Item.DRAIN)
         with m.If(state == _Item.DRAIN):
             m.d.comb += beat.ready.eq(~last_taken)
@@ -218,16 +232,24 @@ class Unpacker(wiring.Component):
             m.d.sync += port.valid.eq(0)
         return free
 
-    def _items(self, m, state, buffer, need, ready, parse, fault, regs):
+    def _items(self, m, state, buffer, need, ready, parse, header_fault, regs):
         cfg = self.cfg
         exp_bits = cfg.cols * EXP_BITS
         header_ok, header_value = self._header_check(m, buffer)
         row_need, row_value, map_next = self._row(m, buffer, regs)
         exps_value = Signal(ExpDecoder.in_layout(cfg.cols))
         m.d.comb += [exps_value.minimum.eq(state == _Item.EMIN), exps_value.exps.as_value().eq(buffer[:exp_bits])]
-        header_free = self._outputs(m, self.header, parse & (state == _Item.HEADER) & header_ok, header_value)
-        exps_free = self._outputs(m, self.exps, parse & ((state == _Item.EMIN) | (state == _Item.EXPS)), exps_value)
-        rows_free = self._outputs(m, self.rows, parse & (state == _Item.ROW), row_value)
+        with m.If((state == _Item.HEADER) & parse & ~header_ok):
+            m.d.comb += header_fault.eq(Fault.HEADER)
+        header_beat = Signal(self.header_layout(cfg))
+        m.d.comb += [header_beat.fields.eq(header_value), header_beat.fault.eq(header_fault)]
+        header_free = self._outputs(m, self.header, (parse & (state == _Item.HEADER))
+                                    | (header_fault != Fault.NONE), header_beat)
+        # A pass's items wait until its header has been taken, so whatever follows the header on
+        # the outputs belongs to the pass the header's taker has started.
+        exps_free = self._outputs(m, self.exps, parse & ((state == _Item.EMIN) | (state == _Item.EXPS)),
+                                  exps_value) & ~self.header.valid
+        rows_free = self._outputs(m, self.rows, parse & (state == _Item.ROW), row_value) & ~self.header.valid
 
         per_group = cfg.fmt.group // cfg.rows
         group_last = ((regs["tile_k"] % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
@@ -241,8 +263,6 @@ class Unpacker(wiring.Component):
                                      regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles),
                                      regs["tile_k"].eq(0), regs["tile_n"].eq(0), regs["row"].eq(0),
                                      state.eq(Mux(header.mode == Mode.RAW, _Item.ROW, _Item.EMIN))]
-                    with m.Else():
-                        m.d.comb += fault.eq(Fault.HEADER)
             with m.Case(_Item.EMIN):
                 m.d.comb += [need.eq(exp_bits), ready.eq(exps_free)]
                 with m.If(parse):

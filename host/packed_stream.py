@@ -35,15 +35,14 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..config import AccelConfig
-from ..hdl.layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION
+from ..hdl.layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION, Mode
 from ..hdl.meta_decoder import RecordGeometry
 from ..quant.layer import MsqLayer, Role, UniformLayer, padded
-from .stream_format import MODE_MSQ, MODE_RAW
 
 __all__ = [
     "STREAM_VERSION", "HEADER_BITS", "HEADER_FIELDS", "EXP_BITS", "PackedStreamError",
     "RecordGeometry", "RowRecords", "StreamBits", "Contents",
-    "row_records", "encode_pass", "decode_pass", "stream_bits", "ppu_shifts", "to_beats",
+    "row_records", "encode_pass", "encode_passes", "decode_pass", "stream_bits", "ppu_shifts", "to_beats",
 ]
 
 #: Width of the pass header.
@@ -231,13 +230,17 @@ class StreamBits:
         return self.total / self.weights
 
 
-def _header(cfg: AccelConfig, grid: _Grid, tokens: int) -> int:
+def _header_tokens(cfg: AccelConfig, tokens: int) -> None:
     if isinstance(tokens, bool) or not isinstance(tokens, int):
         raise TypeError(f"tokens must be an integer, not {tokens!r}")
     if not 1 <= tokens <= cfg.max_tokens:
         raise PackedStreamError(f"tokens must be 1 … max_tokens={cfg.max_tokens} for one pass, "
                                 f"not {tokens!r}")
-    values = {"version": STREAM_VERSION, "mode": MODE_RAW if grid.raw else MODE_MSQ,
+
+
+def _header(cfg: AccelConfig, grid: _Grid, tokens: int) -> int:
+    _header_tokens(cfg, tokens)
+    values = {"version": STREAM_VERSION, "mode": (Mode.RAW if grid.raw else Mode.MSQ).value,
               "wbits": cfg.fmt.wbits - 1, "reserved": 0, "tokens": tokens - 1,
               "k_tiles": grid.k_tiles - 1, "n_tiles": grid.n_tiles - 1}
     for name in ("k_tiles", "n_tiles"):
@@ -326,6 +329,19 @@ def encode_pass(cfg: AccelConfig, layer, tokens: int = 1) -> bytes:
     return np.packbits(bits, bitorder="little").tobytes()
 
 
+def encode_passes(cfg: AccelConfig, layer, counts) -> list[bytes]:
+    """:func:`encode_pass` for passes of ``counts`` tokens each; the layer is encoded once (passes
+    differ only in the header's ``tokens``)."""
+    offset, width = HEADER_FIELDS["tokens"]
+    first = encode_pass(cfg, layer, counts[0])
+    passes = []
+    for tokens in counts:
+        _header_tokens(cfg, tokens)
+        word = int.from_bytes(first[:HEADER_BITS // 8], "little") & ~(((1 << width) - 1) << offset)
+        passes.append((word | (tokens - 1) << offset).to_bytes(HEADER_BITS // 8, "little") + first[HEADER_BITS // 8:])
+    return passes
+
+
 def to_beats(data: bytes, bus_bits: int) -> list[int]:
     """The ``bus_bits``-wide ``tdata`` words that carry the pass ``data`` (byte ``i`` of a word at
     bits ``8i …``), its last word padded with zero bytes; ``tlast`` goes on the last one."""
@@ -392,7 +408,7 @@ def decode_pass(cfg: AccelConfig, data: bytes) -> Contents:
         raise PackedStreamError(f"header reserved bits are {header['reserved']:#x}, must be 0")
     if header["wbits"] + 1 != fmt.wbits:
         raise PackedStreamError(f"stream has wbits={header['wbits'] + 1}, the instance {fmt.wbits}")
-    raw = header["mode"] == MODE_RAW
+    raw = header["mode"] == Mode.RAW.value
     if not raw and not cfg.has_recon:
         raise PackedStreamError("a MicroScopiQ stream needs ReCoN: this instance has recon 'none'")
     kt, nt = header["k_tiles"] + 1, header["n_tiles"] + 1

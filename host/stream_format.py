@@ -21,15 +21,15 @@ from amaranth import Shape
 from amaranth.lib import data
 
 from ..config import AccelConfig
-from ..hdl.layouts import Mode, StreamLayouts
+from ..hdl.layouts import Fault, Mode, StreamLayouts
 from ..hdl.core import LOAD_STAGE, CoreTiming
 from ..quant import golden
 from ..quant.layer import MsqLayer, Role, UniformLayer, padded
-from . import routing
+from . import packed_stream, routing
 
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "Beat", "StreamError",
-    "check_layer", "check_activations", "encode_layer", "decode_results", "pack_beat", "from_beat", "expected_results",
+    "check_layer", "check_activations", "encode_layer", "decoded_tiles", "decode_results", "pack_beat", "from_beat", "expected_results",
     "predict_cycles", "CycleModel", "pass_cycles", "token_passes",
 ]
 
@@ -204,26 +204,15 @@ def encode_layer(cfg: AccelConfig, layer, x) -> tuple[list[Beat], list[Beat]]:
     """
     x = _check_layer(cfg, layer, x)
     layouts = StreamLayouts(cfg)
-    tiles_per_group = cfg.fmt.group // cfg.rows
-    fmt = cfg.fmt
-    tiles = _tiles(cfg, layer)
-    kp = padded(layer.k, fmt.group)
-    k_tiles, n_tiles = kp // cfg.rows, tiles.codes.shape[0] // cfg.cols
+    kp = padded(layer.k, cfg.fmt.group)
+    k_tiles, n_tiles = kp // cfg.rows, padded(layer.n, cfg.cols) // cfg.cols
     xp = np.zeros((x.shape[0], kp), np.int64)
     xp[:, :layer.k] = x
-    mode = Mode.RAW if tiles.uniform else Mode.MSQ
-    tile_beats = []
-    for j in range(n_tiles):
-        cols = slice(j * cfg.cols, (j + 1) * cfg.cols)
-        for t in range(k_tiles):
-            g = t // tiles_per_group
-            tile_beats.append(pack_beat(layouts.tile, {"d": tiles.shifts[cols, g]}))
-            tile_beats.extend(_row_beats(cfg, layouts, tiles, j, t))
+    passes = token_passes(cfg, x.shape[0])
     weights, acts = [], []
-    for start, count in token_passes(cfg, x.shape[0]):
-        header = {"mode": mode, "tokens": count - 1, "k_tiles": k_tiles - 1, "n_tiles": n_tiles - 1}
-        beats = [pack_beat(layouts.header, header)] + tile_beats
-        weights += [Beat(data, index == len(beats) - 1) for index, data in enumerate(beats)]
+    for (start, count), stream in zip(passes, packed_stream.encode_passes(cfg, layer, [c for _, c in passes])):
+        words = packed_stream.to_beats(stream, cfg.weight_bus)
+        weights += [Beat(word, index == len(words) - 1) for index, word in enumerate(words)]
         vectors = [pack_beat(layouts.act, xp[m, t * cfg.rows:(t + 1) * cfg.rows])
                    for m in range(start, start + count) for t in range(k_tiles)]
         # Order: tile (j, t) outer, token inner; the vectors do not depend on j.
@@ -232,6 +221,24 @@ def encode_layer(cfg: AccelConfig, layer, x) -> tuple[list[Beat], list[Beat]]:
         flat = [vec for _ in range(n_tiles) for t in range(k_tiles) for vec in per_tile[t]]
         acts += [Beat(data, index == len(flat) - 1) for index, data in enumerate(flat)]
     return weights, acts
+
+
+def decoded_tiles(cfg: AccelConfig, layer) -> list[tuple[list[int], list[int]]]:
+    """What the on-chip decoders (:class:`~microscopiq.hdl.weight_decoder.WeightDecoder`) make of
+    ``layer``'s stream, computed by the host's routing compiler: per weight tile in stream order
+    the PPU shifts ``d`` (:attr:`~microscopiq.hdl.layouts.StreamLayouts.tile`, used at a K-group's
+    last K-tile) and the ``R`` decoded rows (:attr:`~microscopiq.hdl.layouts.StreamLayouts.row`)."""
+    check_layer(cfg, layer)
+    layouts = StreamLayouts(cfg)
+    tiles_per_group = cfg.fmt.group // cfg.rows
+    tiles = _tiles(cfg, layer)
+    k_tiles, n_tiles = tiles.codes.shape[1] // cfg.rows, tiles.codes.shape[0] // cfg.cols
+    out = []
+    for j in range(n_tiles):
+        cols = slice(j * cfg.cols, (j + 1) * cfg.cols)
+        for t in range(k_tiles):
+            out.append((_ints(tiles.shifts[cols, t // tiles_per_group]), _row_beats(cfg, layouts, tiles, j, t)))
+    return out
 
 
 def _result_shape(cfg: AccelConfig, layer) -> tuple[int, int]:
@@ -263,13 +270,18 @@ def decode_results(cfg: AccelConfig, layer, tokens: int, beats):
     Raises
     ------
     StreamError
-        Wrong number of beats, or a ``tlast`` that is missing or misplaced.
+        A beat marked with a :class:`~microscopiq.hdl.layouts.Fault` (a malformed weight stream),
+        wrong number of beats, or a ``tlast`` that is missing or misplaced.
     """
     layouts = StreamLayouts(cfg)
     groups, n_tiles = _result_shape(cfg, layer)
     raw = isinstance(layer, UniformLayer)
     expected = result_beat_count(cfg, layer, tokens)
     beats = [b if isinstance(b, Beat) else Beat(int(b)) for b in beats]
+    for index, beat in enumerate(beats):
+        if (fault := Fault(from_beat(layouts.result, beat.data).fault)) != Fault.NONE:
+            raise StreamError(f"result beat {index}: the accelerator refused the weight stream "
+                              f"(fault {fault.name})")
     if len(beats) != expected:
         raise StreamError(f"expected {expected} result beats, got {len(beats)}")
     cols = cfg.cols

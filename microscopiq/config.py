@@ -22,7 +22,8 @@ from pathlib import Path
 __all__ = [
     "ConfigError", "FormatConfig", "AccelConfig", "ReconSharing", "PRESETS",
     "WBITS_ALLOWED", "MSQ_WBITS_ALLOWED", "ABITS_ALLOWED",
-    "MAX_UBLOCK", "MAX_GROUP", "MAX_ARRAY_SIDE", "MAX_TOKENS", "MAX_LAYER_DIM", "resolve_config",
+    "MAX_UBLOCK", "MAX_GROUP", "MAX_ARRAY_SIDE", "MAX_TOKENS", "MAX_LAYER_DIM", "MAX_BUS_BITS",
+    "resolve_config",
 ]
 
 #: Slot widths b the INT PE supports (8 only in uniform mode).
@@ -44,6 +45,8 @@ MAX_ARRAY_SIDE = 64
 MAX_TOKENS = 4096
 #: Largest max_k and max_n: the packed file and the layer header hold n and k as u32.
 MAX_LAYER_DIM = (1 << 32) - 1
+#: Widest ``s_axis_weights`` / ``s_axis_act`` ``tdata``.
+MAX_BUS_BITS = 1024
 
 
 class ConfigError(ValueError):
@@ -226,6 +229,13 @@ class AccelConfig:
         :data:`MAX_LAYER_DIM`.
     max_n : int
         Largest layer ``N`` the generated instance accepts, at most :data:`MAX_LAYER_DIM`.
+    weight_bus : int
+        Bits of ``s_axis_weights_tdata``, a multiple of 8 up to :data:`MAX_BUS_BITS`: the packed
+        weight stream (docs/format.md) arrives at this many bits per cycle.
+    act_bus : int
+        Bits of ``s_axis_act_tdata``, a multiple of 8 up to :data:`MAX_BUS_BITS` holding one
+        activation vector (``R·a`` bits); 0: the vector's width rounded up to whole bytes
+        (:attr:`act_bits`).
     """
 
     fmt: FormatConfig = field(default_factory=FormatConfig)
@@ -236,11 +246,14 @@ class AccelConfig:
     max_tokens: int = 64
     max_k: int = 4096
     max_n: int = 16384
+    weight_bus: int = 32
+    act_bus: int = 0
 
     def __post_init__(self):
         if not isinstance(self.fmt, FormatConfig):
             raise TypeError(f"fmt must be a FormatConfig, not {self.fmt!r}")
-        for name in ("rows", "cols", "acc_bits", "recon_share", "max_tokens", "max_k", "max_n"):
+        for name in ("rows", "cols", "acc_bits", "recon_share", "max_tokens", "max_k", "max_n",
+                     "weight_bus", "act_bus"):
             _check_int(name, getattr(self, name))
         if self.rows < 1:
             raise ConfigError(f"rows must be >= 1, not {self.rows!r}")
@@ -266,12 +279,27 @@ class AccelConfig:
             _check_at_most(name, getattr(self, name), maximum)
         if self.max_k < self.rows:
             raise ConfigError(f"max_k ({self.max_k}) must be >= rows ({self.rows})")
+        self._check_buses()
         min_acc = self.min_acc_bits
         if self.acc_bits < min_acc:
             raise ConfigError(f"acc_bits={self.acc_bits} is too small for max_k={self.max_k}: an "
                               f"all-inlier output of that many inputs needs {min_acc} bits")
 
+    def _check_buses(self) -> None:
+        if self.weight_bus < 8 or self.weight_bus % 8 or self.weight_bus > MAX_BUS_BITS:
+            raise ConfigError(f"weight_bus must be a multiple of 8 bits (whole bytes) from 8 to "
+                              f"{MAX_BUS_BITS}, not {self.weight_bus!r}")
+        vector = self.rows * self.fmt.abits
+        if self.act_bus and (self.act_bus % 8 or not vector <= self.act_bus <= MAX_BUS_BITS):
+            raise ConfigError(f"act_bus must be 0 or a multiple of 8 bits (whole bytes) from one "
+                              f"activation vector (R·a = {vector}) to {MAX_BUS_BITS}, not {self.act_bus!r}")
+
     # -- derived values -------------------------------------------------------------------------
+    @property
+    def act_bits(self) -> int:
+        """Width of ``s_axis_act_tdata``: :attr:`act_bus`, or ``R·a`` rounded up to whole bytes."""
+        return self.act_bus or -(-self.rows * self.fmt.abits // 8) * 8
+
     @property
     def has_recon(self) -> bool:
         return self.recon_share > 0

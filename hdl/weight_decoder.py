@@ -1,0 +1,187 @@
+"""The weight front end: the packed weight stream in, the core's load beats out — pass headers and
+decoded PE rows with their roles, ReCoN configuration and (at a tile's first row) the PPU shifts.
+
+It joins the :class:`~.unpacker.Unpacker` (bus beats -> header, exponents, row records), the
+:class:`~.meta_decoder.MetaDecoder` (records -> roles and ReCoN configuration; with ReCoN only) and
+the :class:`~.exp_decoder.ExpDecoder` (exponents -> shifts ``d = E - E_min``), and merges their
+outputs back into stream order: after a header, the pass's ``R·KT·NT`` rows, K-tiles inner; the
+first row of a K-group's last K-tile (MicroScopiQ mode) carries the group's shifts.
+
+Faults (:class:`~.layouts.Fault`): a header the unpacker refuses goes out as a header beat with its
+code (the pass does not run). Every later fault belongs to the pass being merged: a micro-block
+record naming a slot twice (PAIRS), an exponent below its minimum (EXPONENT), a truncated or overrun
+stream (TRUNCATED, OVERRUN). The pass then still delivers all its rows — the ones the stream held,
+then zero rows in place of the ones it lacks — so the core runs it to the end, and every beat from
+the first fault on carries the pass's first fault code.
+"""
+
+from __future__ import annotations
+
+from amaranth import Const, Module, Mux, Signal, Value, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import AccelConfig
+from ..quant.layer import Role
+from .exp_decoder import ExpDecoder
+from .layouts import SHIFT_BITS, Fault, Mode, StreamLayouts, axis_signature
+from .meta_decoder import MetaDecoder
+from .unpacker import Unpacker
+
+__all__ = ["WeightDecoder"]
+
+
+def _first_fault(*codes):
+    """The first nonzero code of ``codes`` (in order of precedence)."""
+    out = Value.cast(Fault.NONE)
+    for code in reversed([Value.cast(code) for code in codes]):
+        out = Mux(code != Fault.NONE.value, code, out)
+    return out
+
+
+class WeightDecoder(wiring.Component):
+    """Packed weight stream -> load beats.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        ``cfg.weight_bus`` is the width of ``i``.
+
+    Members
+    -------
+    i : In(axis_signature(cfg.weight_bus))
+        ``s_axis_weights``: one pass per ``tlast``-terminated packet (docs/format.md).
+    o : Out(stream.Signature(WeightDecoder.beat_layout(cfg)))
+        A pass header (``header`` 1: ``fields``, ``fault``) or a PE row (``codes``, ``roles``,
+        ``config``; ``shift`` 1 and ``d`` on a row that loads the PPU shifts; ``fault``).
+
+    Latency :attr:`latency` cycles from the beat that completes a row to the row on ``o``, with
+    every port always ready; throughput one row per cycle.
+    """
+
+    def __init__(self, cfg: AccelConfig):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+        self.cfg = cfg
+        super().__init__({
+            "i": In(axis_signature(cfg.weight_bus)),
+            "o": Out(stream.Signature(self.beat_layout(cfg))),
+        })
+
+    @staticmethod
+    def beat_layout(cfg: AccelConfig) -> data.StructLayout:
+        layouts = StreamLayouts(cfg)
+        return data.StructLayout({
+            "header": unsigned(1), "fault": Fault, "fields": layouts.header,
+            "codes": data.ArrayLayout(unsigned(cfg.fmt.wbits), cfg.cols),
+            "roles": data.ArrayLayout(Role, cfg.cols),
+            "config": layouts.recon_config,
+            "shift": unsigned(1), "d": data.ArrayLayout(unsigned(SHIFT_BITS), cfg.cols),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the beat that completes a row to the row on ``o``: the unpacker's buffer and
+        output registers, then the metadata decoder (with ReCoN)."""
+        return 2 + (MetaDecoder.latency_of(self.cfg.fmt) if self.cfg.has_recon else 0)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        m.submodules.unpacker = unpacker = Unpacker(cfg, cfg.weight_bus)
+        wiring.connect(m, wiring.flipped(self.i), unpacker.i)
+        if cfg.has_recon:
+            m.submodules.meta = meta = MetaDecoder(cfg.fmt, cfg.cols)
+            m.submodules.exps = exps = ExpDecoder(cfg.cols)
+            wiring.connect(m, unpacker.rows, meta.i)
+            wiring.connect(m, unpacker.exps, exps.i)
+            rows, shifts = meta.o, exps.o
+        else:
+            # Uniform layers only: no records, no exponents.
+            m.d.comb += unpacker.exps.ready.eq(1)
+            rows, shifts = unpacker.rows, None
+        self._merge(m, unpacker, rows, shifts)
+        return m
+
+    def _in_flight(self, m, enter, leave, most: int):
+        """Beats between two handshakes of a pipeline (``enter`` in, ``leave`` out)."""
+        count = Signal(range(most + 1))
+        m.d.sync += count.eq(count + enter - leave)
+        return count
+
+    def _merge(self, m, unpacker, rows, shifts):
+        cfg, out = self.cfg, self.o
+        header = unpacker.header
+        beat = out.payload
+        per_group = cfg.fmt.group // cfg.rows
+        fields = Signal(StreamLayouts(cfg).header)
+        active = Signal()                 # a pass's rows are being merged
+        broken = Signal()                 # the stream of this pass ended in a fault
+        pass_fault = Signal(Fault)
+        row = Signal(range(cfg.rows))
+        tile_k, tile_n = Signal.like(fields.k_tiles), Signal.like(fields.n_tiles)
+        group_last = ((tile_k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
+        msq = fields.mode == Mode.MSQ
+        wants_shift = msq & (row == 0) & group_last
+
+        most = (self.latency + 2) if cfg.has_recon else 2
+        rows_pending = self._in_flight(m, unpacker.rows.valid & unpacker.rows.ready, rows.valid & rows.ready, most)
+        row_real = rows.valid
+        row_made = broken & (rows_pending == 0) & ~rows.valid
+        if shifts is not None:
+            exps = unpacker.exps
+            shifts_pending = self._in_flight(m, exps.valid & exps.ready & ~exps.payload.minimum,
+                                             shifts.valid & shifts.ready, 3)
+            shift_real = shifts.valid
+            shift_made = broken & (shifts_pending == 0) & ~shifts.valid
+        else:
+            shift_real, shift_made = Const(0, 1), Const(1, 1)
+
+        with m.If(unpacker.fault != Fault.NONE):
+            m.d.sync += broken.eq(1)
+        unpacker_fault = Mux(active, unpacker.fault, Fault.NONE)
+        row_error = Mux(row_real & rows.payload.error, Fault.PAIRS, Fault.NONE) if cfg.has_recon else Fault.NONE
+        shift_error = (Mux(wants_shift & shift_real & shifts.payload.error, Fault.EXPONENT, Fault.NONE)
+                       if shifts is not None else Fault.NONE)
+        fault_now = _first_fault(pass_fault, unpacker_fault, row_error, shift_error)
+
+        with m.If(~active):
+            # A header: the pass's rows follow; a refused one runs nothing.
+            m.d.comb += [out.valid.eq(header.valid), header.ready.eq(out.ready),
+                         beat.header.eq(1), beat.fields.eq(header.payload.fields), beat.fault.eq(header.payload.fault)]
+            with m.If(header.valid & out.ready & (header.payload.fault == Fault.NONE)):
+                m.d.sync += [active.eq(1), fields.eq(header.payload.fields), row.eq(0),
+                             tile_k.eq(0), tile_n.eq(0), broken.eq(0), pass_fault.eq(Fault.NONE)]
+        with m.Else():
+            has_row = row_real | row_made
+            has_shift = ~wants_shift | shift_real | shift_made
+            m.d.comb += [out.valid.eq(has_row & has_shift), beat.fault.eq(fault_now), beat.shift.eq(wants_shift)]
+            take = out.valid & out.ready
+            m.d.comb += rows.ready.eq(take & row_real)
+            if shifts is not None:
+                m.d.comb += shifts.ready.eq(take & wants_shift & shift_real)
+            with m.If(row_real):
+                m.d.comb += beat.codes.eq(rows.payload.codes)
+                if cfg.has_recon:
+                    m.d.comb += [beat.roles.eq(rows.payload.roles), beat.config.eq(rows.payload.config)]
+            if shifts is not None:
+                with m.If(wants_shift & shift_real):
+                    m.d.comb += beat.d.eq(shifts.payload.shifts)
+            with m.If(take):
+                m.d.sync += [pass_fault.eq(fault_now), row.eq(row + 1)]
+                self._advance(m, row, tile_k, tile_n, fields, active)
+            with m.Elif(fault_now != Fault.NONE):
+                m.d.sync += pass_fault.eq(fault_now)
+
+    def _advance(self, m, row, tile_k, tile_n, fields, active):
+        """After a row: the next row, K-tile, N-tile, or the pass's end."""
+        with m.If(row == self.cfg.rows - 1):
+            m.d.sync += row.eq(0)
+            with m.If(tile_k == fields.k_tiles):
+                m.d.sync += tile_k.eq(0)
+                with m.If(tile_n == fields.n_tiles):
+                    m.d.sync += active.eq(0)
+                with m.Else():
+                    m.d.sync += tile_n.eq(tile_n + 1)
+            with m.Else():
+                m.d.sync += tile_k.eq(tile_k + 1)
