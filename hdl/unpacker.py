@@ -27,6 +27,8 @@ padding) raise ``fault`` for one cycle. The unpacker then drops beats up to and 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -36,7 +38,7 @@ from .exp_decoder import ExpDecoder
 from .layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION, Fault, Mode, StreamLayouts, axis_signature
 from .meta_decoder import MetaDecoder, RecordGeometry
 
-__all__ = ["Unpacker", "check_bus_bits"]
+__all__ = ["Unpacker", "UnpackerSizes", "check_bus_bits"]
 
 
 def check_bus_bits(name: str, bits) -> int:
@@ -62,6 +64,55 @@ def _popcount(bits) -> object:
     for bit in bits:
         total = total + bit
     return total
+
+
+@dataclass(frozen=True)
+class UnpackerSizes:
+    """The :class:`Unpacker`'s item and buffer sizes for ``cfg`` and a ``bus_bits`` bus (the host's
+    cycle model reads them too)."""
+
+    cfg: AccelConfig
+    bus_bits: int
+
+    @property
+    def record(self) -> RecordGeometry | None:
+        return RecordGeometry(self.cfg.fmt) if self.cfg.has_recon else None
+
+    @property
+    def blocks(self) -> int:
+        """Micro-blocks per PE row, ``B = C/U`` (0 without ReCoN)."""
+        return self.cfg.cols // self.cfg.fmt.ublock if self.record else 0
+
+    @property
+    def map_entries(self) -> int:
+        """Presence bits of a tile map, ``R·B``."""
+        return self.cfg.rows * self.blocks
+
+    @property
+    def record_bits(self) -> int:
+        """Longest record of one micro-block: ``X`` and ``U/2`` pairs."""
+        return self.cfg.fmt.xbits + self.record.max_pairs * self.record.pair_bits if self.record else 0
+
+    @property
+    def row_bits(self) -> int:
+        """Longest PE row: ``C`` codes and every micro-block's longest record."""
+        return self.cfg.cols * self.cfg.fmt.wbits + self.blocks * self.record_bits
+
+    @property
+    def map_bits(self) -> int:
+        """Longest tile map: presence bits and a count for every micro-block."""
+        return self.map_entries * (1 + (self.record.count_bits if self.record else 0))
+
+    @property
+    def item_bits(self) -> int:
+        """Longest item: the header, an exponent vector or a tile's first row with its map."""
+        return max(PACKED_HEADER.size, self.cfg.cols * EXP_BITS, self.map_bits + self.row_bits)
+
+    @property
+    def capacity(self) -> int:
+        """Bits of the buffer: the longest item and one beat, so a beat is taken whenever the next
+        item is still incomplete."""
+        return self.item_bits + self.bus_bits
 
 
 class Unpacker(wiring.Component):
@@ -100,7 +151,8 @@ class Unpacker(wiring.Component):
             raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
         self.cfg, self.bus_bits = cfg, check_bus_bits("bus_bits", bus_bits)
         self.layouts = StreamLayouts(cfg)
-        self.record = RecordGeometry(cfg.fmt) if cfg.has_recon else None
+        self.sizes = UnpackerSizes(cfg, bus_bits)
+        self.record = self.sizes.record
         super().__init__({
             "i": In(axis_signature(bus_bits)),
             "header": Out(stream.Signature(self.header_layout(cfg))),
@@ -121,65 +173,28 @@ class Unpacker(wiring.Component):
             return MetaDecoder.row_layout(cfg.fmt, cfg.cols)
         return data.StructLayout({"codes": data.ArrayLayout(unsigned(cfg.fmt.wbits), cfg.cols)})
 
-    # -- sizes -------------------------------------------------------------------------------------
-    @property
-    def blocks(self) -> int:
-        """Micro-blocks per PE row, ``B = C/U`` (0 without ReCoN)."""
-        return self.cfg.cols // self.cfg.fmt.ublock if self.record else 0
-
-    @property
-    def map_entries(self) -> int:
-        """Presence bits of a tile map, ``R·B``."""
-        return self.cfg.rows * self.blocks
-
-    @property
-    def record_bits(self) -> int:
-        """Longest record of one micro-block: ``X`` and ``U/2`` pairs."""
-        return self.cfg.fmt.xbits + self.record.max_pairs * self.record.pair_bits if self.record else 0
-
-    @property
-    def row_bits(self) -> int:
-        """Longest PE row: ``C`` codes and every micro-block's longest record."""
-        return self.cfg.cols * self.cfg.fmt.wbits + self.blocks * self.record_bits
-
-    @property
-    def map_bits(self) -> int:
-        """Longest tile map: presence bits and a count for every micro-block."""
-        return self.map_entries * (1 + (self.record.count_bits if self.record else 0))
-
-    @property
-    def item_bits(self) -> int:
-        """Longest item: the header, an exponent vector or a tile's first row with its map."""
-        return max(PACKED_HEADER.size, self.cfg.cols * EXP_BITS, self.map_bits + self.row_bits)
-
-    @property
-    def capacity(self) -> int:
-        """Bits of the buffer: the longest item and one beat, so a beat is taken whenever the next
-        item is still incomplete."""
-        return self.item_bits + self.bus_bits
-
     # -- logic -------------------------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
         width = self.bus_bits
-        buffer = Signal(self.capacity)
-        fill = Signal(range(self.capacity + 1))
+        buffer = Signal(self.sizes.capacity)
+        fill = Signal(range(self.sizes.capacity + 1))
         state = Signal(_Item)
         last_taken = Signal()          # this pass's tlast beat is in the buffer
         pass_regs = self._pass_registers(m)
-        need, ready, parse = Signal(range(self.item_bits + 1)), Signal(), Signal()
+        need, ready, parse = Signal(range(self.sizes.item_bits + 1)), Signal(), Signal()
         have = fill >= need
 
         # Beats: taken while the buffer has room and the pass's tlast beat has not been taken.
         beat = self.i
         take = Signal()
-        m.d.comb += [beat.ready.eq(~last_taken & (fill <= self.capacity - width)),
+        m.d.comb += [beat.ready.eq(~last_taken & (fill <= self.sizes.capacity - width)),
                      take.eq(beat.valid & beat.ready)]
         consume = Mux(parse, need, 0)
         kept = Signal.like(fill)       # bits left after this cycle's item
         m.d.comb += kept.eq(fill - consume)
         arriving = Mux(take, beat.payload.data, 0)
-        m.d.sync += [buffer.eq((buffer >> consume) | (arriving << kept)[:self.capacity]),
+        m.d.sync += [buffer.eq((buffer >> consume) | (arriving << kept)[:self.sizes.capacity]),
                      fill.eq(kept + Mux(take, width, 0))]
         with m.If(take & beat.payload.last):
             m.d.sync += last_taken.eq(1)
@@ -326,7 +341,7 @@ class Unpacker(wiring.Component):
         if not self.record:
             m.d.comb += value.codes.as_value().eq(buffer[:code_bits])
             return Const(code_bits), value, []
-        geom, blocks, entries = self.record, self.blocks, self.map_entries
+        geom, blocks, entries = self.record, self.sizes.blocks, self.sizes.map_entries
         first = ~regs["raw"] & (regs["row"] == 0)
         # The tile map at the buffer's front (first row): presence, then the counts of present blocks.
         presence = [buffer[e] for e in range(entries)]
@@ -335,7 +350,7 @@ class Unpacker(wiring.Component):
             rank = _popcount(presence[:e]) if e else Const(0, 1)
             counts.append(buffer.bit_select(entries + rank * geom.count_bits, geom.count_bits)
                           if geom.count_bits else Const(0, 1))
-        map_len = Signal(range(self.map_bits + 1))
+        map_len = Signal(range(self.sizes.map_bits + 1))
         m.d.comb += map_len.eq(Mux(first, entries + _popcount(presence) * geom.count_bits, 0))
         # The rest of the tile's map: rows 1 … R-1, shifted one row on at every row.
         stored_presence = Signal(entries - blocks)
@@ -349,8 +364,8 @@ class Unpacker(wiring.Component):
             updates.append(stored_counts.eq(Mux(first, Cat(*counts[blocks:]),
                                                 stored_counts >> (blocks * geom.count_bits))))
         # The row: codes, then the records of its present blocks.
-        bits = Signal(self.row_bits)
-        m.d.comb += bits.eq(Mux(first, buffer.bit_select(map_len, self.row_bits), buffer[:self.row_bits]))
+        bits = Signal(self.sizes.row_bits)
+        m.d.comb += bits.eq(Mux(first, buffer.bit_select(map_len, self.sizes.row_bits), buffer[:self.sizes.row_bits]))
         m.d.comb += [value.codes.as_value().eq(bits[:code_bits]), value.raw.eq(regs["raw"])]
         offset = code_bits
         for blk in range(blocks):
@@ -366,6 +381,6 @@ class Unpacker(wiring.Component):
                 m.d.comb += record.pairs[index].as_value().eq(Mux(used, pair, 0))
             length = Mux(present, fmt.xbits + (count + 1) * geom.pair_bits, 0)
             offset = offset + length
-        need = Signal(range(self.item_bits + 1))
+        need = Signal(range(self.sizes.item_bits + 1))
         m.d.comb += need.eq(map_len + offset)
         return need, value, updates

@@ -42,6 +42,7 @@ from ..quant.layer import MsqLayer, Role, UniformLayer, padded
 __all__ = [
     "STREAM_VERSION", "HEADER_BITS", "HEADER_FIELDS", "EXP_BITS", "PackedStreamError",
     "RecordGeometry", "RowRecords", "StreamBits", "Contents",
+    "ITEM_MINIMA", "ITEM_EXPONENTS", "ITEM_ROW", "pass_items",
     "row_records", "encode_pass", "encode_passes", "decode_pass", "stream_bits", "ppu_shifts", "to_beats",
 ]
 
@@ -293,6 +294,37 @@ def _fields(grid: _Grid):
         add("records", tile[sel[0]][which[0]], _PART_ROWS + r[sel[0]][which[0]], base[which[0]] + 1 + which[1],
             value, geom.pair_bits)
     return out
+
+
+#: Item kinds of :func:`pass_items` (the unpacker parses one item per cycle).
+ITEM_MINIMA, ITEM_EXPONENTS, ITEM_ROW = range(3)
+
+
+def pass_items(cfg: AccelConfig, layer) -> tuple[np.ndarray, np.ndarray]:
+    """The items the unpacker (:class:`~microscopiq.hdl.unpacker.Unpacker`) parses from one pass
+    after its header, in stream order: ``(kinds, bits)``, ``kinds`` one of :data:`ITEM_MINIMA`,
+    :data:`ITEM_EXPONENTS`, :data:`ITEM_ROW` (a tile's first MicroScopiQ row includes its tile
+    map). ``bits.sum() + HEADER_BITS`` is the pass's length before padding."""
+    grid = _grid(cfg, layer)
+    rec, fmt, rows = grid.records, cfg.fmt, cfg.rows
+    row_bits = np.full(len(rec), cfg.cols * fmt.wbits, np.int64)
+    tiles = grid.n_tiles * grid.k_tiles
+    if grid.raw:
+        return np.full(tiles * rows, ITEM_ROW), row_bits
+    geom = RecordGeometry(fmt)
+    present = rec.count > 0
+    row_bits += (present * (fmt.xbits + rec.count * geom.pair_bits)).sum(axis=1)
+    maps = present.reshape(tiles, -1)
+    row_bits[::rows] += maps.shape[1] + maps.sum(axis=1) * geom.count_bits
+    # Per tile: E_min at an N-tile's first K-tile, E at a K-group's last, then the R rows.
+    t = np.arange(tiles) % grid.k_tiles
+    per_group = fmt.group // rows
+    heads = np.stack([t == 0, (t + 1) % per_group == 0], axis=1)            # (tiles, 2)
+    kinds = np.concatenate([np.where(heads, [[ITEM_MINIMA, ITEM_EXPONENTS]], -1),
+                            np.full((tiles, rows), ITEM_ROW)], axis=1)
+    bits = np.concatenate([np.where(heads, cfg.cols * EXP_BITS, 0), row_bits.reshape(tiles, rows)], axis=1)
+    keep = kinds.ravel() >= 0
+    return kinds.ravel()[keep], bits.ravel()[keep]
 
 
 def stream_bits(cfg: AccelConfig, layer) -> StreamBits:

@@ -25,7 +25,7 @@ from ..hdl.layouts import Fault, Mode, StreamLayouts
 from ..hdl.core import LOAD_STAGE, CoreTiming
 from ..quant import golden
 from ..quant.layer import MsqLayer, Role, UniformLayer, padded
-from . import packed_stream, routing
+from . import front_end, packed_stream, routing
 
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "Beat", "StreamError",
@@ -399,18 +399,22 @@ def tile_periods(cfg: AccelConfig, layer) -> list[int]:
 
 def predict_cycles(cfg: AccelConfig, layer, tokens: int) -> int:
     """Clock cycles from the first ``s_axis_weights`` handshake to the last ``m_axis_result``
-    handshake, both included, with every stream always valid and ready.
+    handshake, both included, with every stream always valid and ready: the packed weight stream
+    through the front end and the loader (:mod:`.front_end`, a cycle-by-cycle simulation of their
+    control state), tiles issued as docs/hardware.md ("Cycle model") states.
 
-    Per pass (cycle 0: the header): tile 0 loads in cycles 1 … R+1. Tile ``i`` issues its ``M``
-    tokens ``T_i`` cycles apart from ``start_i = max(load_i, free_i)``: ``load_i`` the cycle after
-    its last row beat plus :data:`LOAD_STAGE` (the row's write into the shadow), ``free_i`` = tile
-    ``i-1``'s last token + ``T_{i-1}`` + the tile gap (shared ReCoN only). Tile ``i+1``'s beats start the cycle after tile ``i``'s first token reached the
-    PPU. The last result beat is ``arrive(T) + ppu_latency`` cycles after the last token; the next
-    pass's header follows in the next cycle.
+    A tile ``i`` issues its ``M`` tokens ``T_i`` cycles apart from ``start_i = max(load_i + 2,
+    free_i)``: ``load_i`` the cycle its last row is taken by the loader (:data:`LOAD_STAGE` and the
+    shadow-ready register follow), ``free_i`` = tile ``i-1``'s last token + ``T_{i-1}`` + the tile
+    gap (shared ReCoN only). The loader takes tile ``i+1``'s rows from the cycle after tile ``i``'s
+    first token reached the PPU (``start_i + arrive(T_i)``). The last result beat is ``arrive(T) +
+    ppu_latency`` cycles after the last token; the next pass's header is taken in the next cycle.
     """
-    model = CycleModel.of(cfg)
-    periods = tile_periods(cfg, layer)
-    return sum(pass_cycles(model, periods, count) for _, count in token_passes(cfg, tokens))
+    check_layer(cfg, layer)
+    items = packed_stream.pass_items(cfg, layer)
+    k_tiles = padded(layer.k, cfg.fmt.group) // cfg.rows
+    return front_end.run_cycles(cfg, items, tile_periods(cfg, layer), [c for _, c in token_passes(cfg, tokens)],
+                                k_tiles=k_tiles, msq=isinstance(layer, MsqLayer))
 
 
 def pass_cycles(model: CycleModel, periods: list[int], tokens: int, loads: list[int] | None = None) -> int:
