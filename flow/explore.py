@@ -8,18 +8,18 @@ the cycles of one inference, every linear layer of the model at ``--tokens`` tok
 accelerator's cycle model :func:`~microscopiq.host.stream_format.predict_cycles`. The task returns
 its result as a JSON document; the client writes it to ``<out>/points/<key>.json``.
 
-Cycles and outlier statistics: with ReCoN per row or none, ``predict_cycles`` issues one token per
-cycle whatever the weights, so the layer shapes decide (:data:`MODELS`, no model is loaded). A shared
-ReCoN's issue period is the most outlier rows among a tile's ReCoN groups, so those points need the
-real quantized layers: one extra task per number format quantizes the model (MicroScopiQ,
-``quantize_model`` with ``--calib-texts`` calibration texts, minutes) and its packed layers are cached
-in ``<out>/layers/<key>.npz`` for every later run.
+Cycles and outlier statistics: a MicroScopiQ layer's packed weight stream is longer by its outlier
+records, and a shared ReCoN's issue period is the most outlier rows among a tile's ReCoN groups, so
+points with ReCoN need the real quantized layers: one extra task per number format quantizes the
+model (MicroScopiQ, ``quantize_model`` with ``--calib-texts`` calibration texts, minutes) and its
+packed layers are cached in ``<out>/layers/<key>.npz`` for every later run. Without ReCoN (uniform
+layers) the stream depends only on the layer shapes (:data:`MODELS`, no model is loaded).
 
 Cache keys never depend on where the project is checked out: a point's key is the SHA-256 of its
 configuration, the flow options, the tool versions as a worker reports them (Yosys, nextpnr,
 Amaranth), a digest of the sources that decide the hardware and the cycles (``hdl/``,
-``microscopiq/config.py``, ``host/stream_format.py``, ``host/routing.py``: relative path and content
-of each file) and the cycle options (model, tokens, the layers' key for shared points). A worker
+``microscopiq/config.py``, ``host/``: relative path and content of each file) and the cycle options
+(model, tokens, the layers' key for points with ReCoN). A worker
 whose sources differ from the client's refuses the point. Results therefore move between machines
 and clusters, and a re-run resumes: only points without a result file run.
 
@@ -81,7 +81,7 @@ MODELS: dict[str, tuple[tuple[str, int, int], ...]] = {"minilm": _minilm()}
 
 #: Sources whose content decides a point's hardware or cycle count, relative to the project root
 #: (folders: every ``*.py`` below them).
-HARDWARE_SOURCES = ("hdl", "microscopiq/config.py", "host/stream_format.py", "host/routing.py")
+HARDWARE_SOURCES = ("hdl", "microscopiq/config.py", "host")
 #: Sources that decide the quantized layers (the outlier positions a shared ReCoN sees).
 QUANT_SOURCES = ("quant", "microscopiq/config.py")
 
@@ -229,8 +229,9 @@ def layers_key(fmt: FormatConfig, ctx: Context) -> str:
 
 
 def needs_layers(cfg: AccelConfig) -> bool:
-    """Only a shared ReCoN's cycles depend on where the outliers sit."""
-    return cfg.recon_share > 1
+    """With ReCoN the cycles depend on the outliers: a tile's packed stream is longer by its records
+    (and a shared ReCoN's issue period by where they sit); a uniform layer's stream only on its shape."""
+    return cfg.has_recon
 
 
 def point_key(point: Point, ctx: Context) -> str:
@@ -529,7 +530,7 @@ def _layer_blobs(client, points: list[Point], ctx: Context, out: Path, say) -> d
         if path.exists():
             blobs[key] = client.scatter(path.read_bytes())
             continue
-        say(f"quantizing {ctx.model} at b={fmt.wbits} (for the shared-ReCoN cycles) as a task")
+        say(f"quantizing {ctx.model} at b={fmt.wbits} (for the cycles with ReCoN) as a task")
         blobs[key] = client.submit(quantize_layers, ctx.model, dataclasses.asdict(fmt), ctx.calib_texts,
                                    key=f"quantize-{key}", pure=False)
         blobs[key].add_done_callback(lambda future, path=path: _cache_blob(future, path))
@@ -710,7 +711,7 @@ def add_commands(subparsers) -> None:
     model.add_argument("--model", default="minilm", help=f"model: {', '.join(MODELS)} (default minilm)")
     model.add_argument("--tokens", type=int, default=128, help="tokens per inference M (default 128)")
     model.add_argument("--calib-texts", type=int, default=32,
-                       help="calibration texts of the quantization behind shared-ReCoN cycles (default 32)")
+                       help="calibration texts of the quantization behind the cycles with ReCoN (default 32)")
     flow = parser.add_argument_group("synthesis")
     flow.add_argument("--family", default="ecp5", help="FPGA family (default ecp5)")
     flow.add_argument("--device", default="45k", help="device (default 45k)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from amaranth import Const, Value
 
-__all__ = ["step", "stream_put", "stream_get", "stream_through"]
+__all__ = ["step", "stream_put", "stream_get", "stream_through", "stream_run"]
 
 
 def _handshake(flag, en):
@@ -66,3 +66,46 @@ def stream_through(dut, payloads, wanted: int, rng, *, pause: float = 0.25, samp
     sim.add_testbench(consumer)
     sim.run()
     return outputs
+
+
+def stream_run(dut, source, payloads, sinks: dict, rng, *, pause: float = 0.3, tail: int = 64,
+               watch=None) -> dict:
+    """Simulate ``dut``: offer ``payloads`` on its stream ``source`` (idle before a beat with
+    probability ``pause``), and every cycle make each stream of ``sinks`` (name: stream) ready with
+    probability ``1 - pause``, for ``tail`` cycles after the last payload; return per sink the
+    integer payloads taken, in order, and under ``"watch"`` the nonzero values of the signal
+    ``watch`` cycle by cycle."""
+    from amaranth.sim import Simulator
+    got = {name: [] for name in sinks}
+    got["watch"] = []
+
+    async def producer(ctx):
+        for payload in payloads:
+            if rng.random() < pause:
+                await ctx.tick()
+            await stream_put(ctx, source, payload)
+        await ctx.tick().repeat(tail)
+
+    async def consumers(ctx):
+        watched = [watch] if watch is not None else []
+        while True:
+            ready = {name: rng.random() >= pause for name in sinks}
+            for name, port in sinks.items():
+                ctx.set(port.ready, ready[name])
+            _, _, *sampled = await ctx.tick().sample(
+                *watched, *(v for port in sinks.values() for v in (port.valid, port.payload)))
+            if watched:
+                value = sampled.pop(0)
+                if (value := int(getattr(value, "value", value))):       # an enum member or an int
+                    got["watch"].append(value)
+            for index, name in enumerate(sinks):
+                valid, payload = sampled[2 * index:2 * index + 2]
+                if valid and ready[name]:
+                    got[name].append(payload.as_value().value)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumers, background=True)
+    sim.run()
+    return got

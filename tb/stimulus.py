@@ -102,6 +102,19 @@ def empty_msq_layer(fmt: FormatConfig, n: int, k: int) -> MsqLayer:
                     xexp=np.zeros((np_ // fmt.ublock, kp), np.uint8))
 
 
+def worked_example_layer(fmt: FormatConfig) -> MsqLayer:
+    """docs/format.md's worked example: 8×16, the only pair outlier row 5 / partner row 2 at column 3
+    (``fmt`` with ``wbits`` 4 and ``ublock`` 8)."""
+    layer = empty_msq_layer(fmt, 8, 16)
+    layer.codes[:] = np.arange(8 * 16).reshape(8, 16) % 7
+    layer.roles[5, 3], layer.roles[2, 3] = Role.OUT_HI, Role.OUT_LO
+    layer.mate[5, 3], layer.mate[2, 3] = 2, 5
+    layer.codes[5, 3], layer.codes[2, 3] = 0b1011, 0b0110
+    layer.xexp[0, 3] = 9
+    layer.exps[:] = -3
+    return layer.validate()
+
+
 def _fill_inliers(layer: MsqLayer, rng: np.random.Generator, codes=None) -> None:
     """Random (or given) inlier codes in every unpadded slot."""
     fmt = layer.fmt

@@ -59,10 +59,9 @@ def test_source_digest_ignores_where_the_checkout_is(tmp_path):
     copies = [tmp_path / "a" / "checkout", tmp_path / "b" / "elsewhere" / "msq"]
     for copy in copies:
         shutil.copytree(root / "hdl", copy / "hdl", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(root / "host", copy / "host", ignore=shutil.ignore_patterns("__pycache__"))
         (copy / "microscopiq").mkdir()
-        for name in ("microscopiq/config.py", "host/stream_format.py", "host/routing.py"):
-            (copy / name).parent.mkdir(exist_ok=True)
-            shutil.copy(root / name, copy / name)
+        shutil.copy(root / "microscopiq/config.py", copy / "microscopiq/config.py")
     digests = [explore.source_digest(root=copy) for copy in copies]
     assert digests[0] == digests[1] == explore.source_digest()
     (copies[1] / "hdl" / "pe.py").write_text((copies[1] / "hdl" / "pe.py").read_text() + "\n")
@@ -87,10 +86,10 @@ def test_point_keys():
                  explore.point_key(explore.Point(TINY_CFG, explore.Flow(place=True)), _context()),
                  explore.point_key(explore.Point(TINY_CFG.replace(recon_share=2), explore.Flow()), _context())]
     assert key not in different and len(set(different)) == len(different)
-    # The quantization sources matter to shared points only.
-    shared = explore.Point(TINY_CFG.replace(recon_share=2), explore.Flow())
-    assert explore.point_key(point, _context(quant="z" * 64)) == key
-    assert explore.point_key(shared, _context(quant="z" * 64)) != explore.point_key(shared, _context())
+    # The quantization sources matter to points with ReCoN only (their cycles run quantized layers).
+    plain = explore.Point(TINY_CFG.replace(recon_share=0), explore.Flow())
+    assert explore.point_key(plain, _context(quant="z" * 64)) == explore.point_key(plain, _context())
+    assert explore.point_key(point, _context(quant="z" * 64)) != key
 
 
 def test_cycles_from_shapes_and_from_packed_layers():
@@ -99,16 +98,18 @@ def test_cycles_from_shapes_and_from_packed_layers():
     blob = explore.pack_layers(layers)
     shared = cfg.replace(recon_share=2)
     unpacked = explore.model_layers("minilm", cfg.fmt, blob)
-    assert explore.inference_cycles(shared, unpacked, 10) == sum(
-        predict_cycles(shared, layer, 10) for layer in layers.values())
-    # Per-row ReCoN: the shapes alone give the cycles of the real layers.
+    for point in (cfg, shared):
+        assert explore.inference_cycles(point, unpacked, 10) == sum(
+            predict_cycles(point, layer, 10) for layer in layers.values())
+    # The outlier records lengthen the stream: the shapes alone (all-zero uniform layers) give fewer
+    # cycles; they are exact, and all a point needs, without ReCoN.
     explore.MODELS["test"] = tuple((name, 24, 40) for name in layers)
     try:
         shapes = explore.model_layers("test", cfg.fmt, None)
     finally:
         del explore.MODELS["test"]
-    assert explore.inference_cycles(cfg, shapes, 10) == explore.inference_cycles(cfg, unpacked, 10)
-    assert explore.inference_cycles(shared, shapes, 10) < explore.inference_cycles(shared, unpacked, 10)
+    assert explore.inference_cycles(cfg, shapes, 10) < explore.inference_cycles(cfg, unpacked, 10)
+    assert [explore.needs_layers(c) for c in (cfg, shared, cfg.replace(recon_share=0))] == [True, True, False]
 
 
 def test_pareto_marks_the_points_nothing_beats():
@@ -140,23 +141,24 @@ def test_a_failing_point_is_retried_once_and_never_loses_the_others(tmp_path, mo
         return _fake_result(point, key, ctx)
 
     monkeypatch.setattr(explore, "run_point", flaky)
-    points, _ = explore.sweep_points(AccelConfig(), {"rows": "2,4"}, explore.Flow())
+    points, _ = explore.sweep_points(AccelConfig(), {"rows": "2,4", "recon": "none"}, explore.Flow())
     lines = []
     with LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster, Client(cluster) as client:
         results, failed = explore.explore(client, points, _context(), tmp_path, str(tmp_path / "work"),
                                           progress=False, say=lines.append)
-    assert [r["label"] for r in results] == ["2x8-b4-per-row-x4-g128-acc32"]
-    assert failed == ["4x8-b4-per-row-x4-g128-acc32: RuntimeError: yosys crashed"]
-    assert sorted(calls.read_text().splitlines()) == ["2x8-b4-per-row-x4-g128-acc32"] + ["4x8-b4-per-row-x4-g128-acc32"] * 2
+    assert [r["label"] for r in results] == ["2x8-b4-none-x4-g128-acc32"]
+    assert failed == ["4x8-b4-none-x4-g128-acc32: RuntimeError: yosys crashed"]
+    assert sorted(calls.read_text().splitlines()) == ["2x8-b4-none-x4-g128-acc32"] + ["4x8-b4-none-x4-g128-acc32"] * 2
     assert lines == ["2 points: 0 cached, 2 to run",
-                     "4x8-b4-per-row-x4-g128-acc32: failed (RuntimeError: yosys crashed); submitting it once more",
-                     "4x8-b4-per-row-x4-g128-acc32: failed again (RuntimeError: yosys crashed)"]
+                     "4x8-b4-none-x4-g128-acc32: failed (RuntimeError: yosys crashed); submitting it once more",
+                     "4x8-b4-none-x4-g128-acc32: failed again (RuntimeError: yosys crashed)"]
     assert [p.name for p in (tmp_path / "points").iterdir()] == [f"{results[0]['key']}.json"]
     assert results[0] == json.loads((tmp_path / "points" / f"{results[0]['key']}.json").read_text())
 
 
 def _run_tiny(out, extra, capsys):
-    code = main(["explore", *TINY, "--recon", "none,per-row", "--no-progress", "--out", str(out), *extra])
+    # Points without ReCoN: their cycles need no quantized model (points with ReCoN quantize MiniLM).
+    code = main(["explore", *TINY, "--cols", "2,4", "--recon", "none", "--no-progress", "--out", str(out), *extra])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return captured
@@ -165,16 +167,17 @@ def _run_tiny(out, extra, capsys):
 def _check_tiny(out):
     document = json.loads((out / "pareto.json").read_text())
     rows = {row["label"].split("-x")[0]: row for row in document["points"]}
-    assert sorted(rows) == ["2x2-b2-none", "2x2-b2-per-row"]
+    assert sorted(rows) == ["2x2-b2-none", "2x4-b2-none"]
     # Cycles: the cycle model on MiniLM's 37 layer shapes at 16 tokens.
-    for label, share in (("2x2-b2-none", 0), ("2x2-b2-per-row", 1)):
-        cfg = TINY_CFG.replace(recon_share=share)
+    for label, cols in (("2x2-b2-none", 2), ("2x4-b2-none", 4)):
+        cfg = TINY_CFG.replace(recon_share=0, cols=cols)
         expected = explore.inference_cycles(cfg, explore.model_layers("minilm", cfg.fmt, None), 16)
         assert rows[label]["cycles"] == expected, (label, rows[label]["cycles"], expected)
         assert rows[label]["inferences_per_s"] == pytest.approx(100e6 / expected)
-    # Outlier support costs LUTs and flip-flops (ReCoN, role and configuration registers).
-    assert rows["2x2-b2-per-row"]["luts"] > rows["2x2-b2-none"]["luts"] > 500
-    assert rows["2x2-b2-per-row"]["ffs"] > rows["2x2-b2-none"]["ffs"]
+    # Twice the columns, more LUTs and flip-flops, fewer cycles.
+    assert rows["2x4-b2-none"]["luts"] > rows["2x2-b2-none"]["luts"] > 500
+    assert rows["2x4-b2-none"]["ffs"] > rows["2x2-b2-none"]["ffs"]
+    assert rows["2x4-b2-none"]["cycles"] < rows["2x2-b2-none"]["cycles"]
     assert rows["2x2-b2-none"]["pareto"] and rows["2x2-b2-none"]["fmax"] is None
     text = (out / "pareto.md").read_text()
     assert "| 2x2-b2-none-x4-g2-acc32 | " in text and (out / "pareto.png").stat().st_size > 1000
@@ -198,10 +201,10 @@ def test_local_scheduler_two_tiny_points_then_resume(tiny_sweep, tmp_path, capsy
     assert "2 points: 2 cached, 0 to run" in captured.err
     assert json.loads((moved / "pareto.json").read_text())["points"] == first["points"]
     # --no-run: the table of what is cached, the rest listed, no task.
-    assert main(["explore", *TINY, "--recon", "none,per-row,shared:2", "--no-run", "--out", str(moved)]) == 0
+    assert main(["explore", *TINY, "--cols", "2,4,8", "--recon", "none", "--no-run", "--out", str(moved)]) == 0
     document = json.loads((moved / "pareto.json").read_text())
-    assert document["points"] == first["points"] and document["missing"] == ["2x2-b2-shared:2-x4-g2-acc32"]
-    assert "Not run yet (--no-run):\n\n* 2x2-b2-shared:2-x4-g2-acc32" in (moved / "pareto.md").read_text()
+    assert document["points"] == first["points"] and document["missing"] == ["2x8-b2-none-x4-g2-acc32"]
+    assert "Not run yet (--no-run):\n\n* 2x8-b2-none-x4-g2-acc32" in (moved / "pareto.md").read_text()
     assert not (moved / "work").exists()
 
 

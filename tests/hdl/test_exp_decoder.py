@@ -41,8 +41,8 @@ def packed(values) -> int:
 @pytest.mark.parametrize("kind", ["random", "extreme"])
 def test_layer_shifts_match_stream_format(kind):
     """The exponents as a packed pass carries them (encode_pass, read back by decode_pass), through
-    the decoder, equal the shifts of ``stream_format.encode_layer``'s tile headers at every K-group's
-    last K-tile."""
+    the decoder, equal the shifts the host computes (``stream_format.decoded_tiles``) at every
+    K-group's last K-tile."""
     cfg = AccelConfig(fmt=FormatConfig(group=16), rows=4, cols=16)
     case = stimulus.build_case(kind, cfg, 40, 64, 1, SEED)
     contents = decode_pass(cfg, encode_pass(cfg, case.layer))
@@ -53,10 +53,9 @@ def test_layer_shifts_match_stream_format(kind):
         rows = slice(j * cols, (j + 1) * cols)
         beats.append(beat(True, contents.emin[rows]))
         beats += [beat(False, contents.exps[rows, g]) for g in range(groups)]
-    weights, _ = stream_format.encode_layer(cfg, case.layer, case.x)
+    tiles = stream_format.decoded_tiles(cfg, case.layer)
     k_tiles = groups * per_group
-    want = [weights[1 + (j * k_tiles + (g + 1) * per_group - 1) * (cfg.rows + 1)].data
-            for j in range(n_tiles) for g in range(groups)]
+    want = [packed(tiles[j * k_tiles + (g + 1) * per_group - 1][0]) for j in range(n_tiles) for g in range(groups)]
     outputs = run(cols, beats, np.random.default_rng(SEED))
     for index, ((shifts, error), expected) in enumerate(zip(outputs, want)):
         assert (shifts, error) == (expected, 0), f"beat {index}: expected {expected:#x}, actual {shifts:#x} (error {error})"

@@ -27,11 +27,13 @@ def test_documented_offsets(share, wbits):
     config = config_bits(cfg.fmt, cols) if share else 0
     assert _offsets(lay.row) == {"codes": 0, "roles": cols * b, "config": cols * (b + 2)}
     assert lay.row.size == cols * (b + 2) + config
-    assert lay.weights_width == max(10, 64, cols * (b + 2) + config)
+    assert lay.weights_width == cfg.weight_bus == 32                # the packed stream's bus
     assert lay.act.size == lay.act_width == rows * 8
     assert _offsets(lay.msq_result) == {"y_int": 0, "overflow": cols * cfg.acc_bits}
     assert _offsets(lay.raw_result) == {"p": 0, "s": cols * lay.partial_bits}
-    assert lay.result_width == max(cols * (cfg.acc_bits + 1), cols * lay.partial_bits + lay.sum_bits)
+    body = max(cols * (cfg.acc_bits + 1), cols * lay.partial_bits + lay.sum_bits)
+    assert _offsets(lay.result) == {"body": 0, "fault": body}
+    assert lay.result_width == body + 3
 
 
 def test_constants_round_trip():

@@ -190,15 +190,14 @@ def test_latency_full_rate():
 
 @pytest.mark.parametrize("kind, wbits", [("random", 4), ("full_outlier", 2), ("pair_positions", 3)])
 def test_layer_rows_match_stream_format(kind, wbits):
-    """A layer's rows as the packed stream carries them (``row_records``), decoded, equal the row
-    beats the host encoder builds today (codes, roles, ReCoN config: ``stream_format.encode_layer``)."""
+    """A layer's rows as the packed stream carries them (``row_records``), decoded, equal the rows
+    the host's routing compiler makes (codes, roles, ReCoN config: ``stream_format.decoded_tiles``)."""
     cfg = AccelConfig(fmt=FormatConfig(wbits=wbits, group=16), rows=4, cols=16)
     case = stimulus.build_case(kind, cfg, 40, 64, 1, SEED)
     records = row_records(cfg, case.layer)
     geom = RecordGeometry(cfg.fmt)
-    weights, _ = stream_format.encode_layer(cfg, case.layer, case.x)
     row = StreamLayouts(cfg).row
-    beats = [beat.data for index, beat in enumerate(weights[1:]) if index % (cfg.rows + 1)]
+    beats = [word for _, rows in stream_format.decoded_tiles(cfg, case.layer) for word in rows]
     assert len(beats) == len(records)
     rng = np.random.default_rng(SEED)
     outputs = run(cfg.fmt, cfg.cols, [records.payload(i, geom) for i in range(len(records))], rng)

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from amaranth import unsigned
+
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.flow.accel import generate_accel
 from microscopiq.hdl.soc import SocAccelerator, SocPorts
@@ -24,9 +26,9 @@ def test_ports_are_padded_to_bytes_with_aclk_aresetn():
     top._MustUse__silence = True  # only its signature is looked at
     widths = {name: member.shape for name, member in top.signature.members.items()}
     sf = StreamLayouts(SMALL)
-    assert (sf.weights_width, sf.act_width, sf.result_width) == (105, 16, 288)
-    assert widths["s_axis_weights_tdata"] == 112 and widths["s_axis_act_tdata"] == 16
-    assert widths["m_axis_result_tdata"] == 288
+    assert (sf.weights_width, sf.act_width, sf.result_width) == (32, 16, 291)
+    assert widths["s_axis_weights_tdata"] == 32 and widths["s_axis_act_tdata"] == 16
+    assert widths["m_axis_result_tdata"] == 296 and widths["fault"] == unsigned(3)
     assert widths["aclk"] == widths["aresetn"] == 1 and "clk" not in widths and "rst" not in widths
     assert SocPorts(tdata_bytes=True).tdata_width(121) == 128 and SocPorts().tdata_width(121) == 121
 
@@ -47,8 +49,8 @@ def test_soc_wrapper_regression(tmp_path):
     manifest = generate_accel(SMALL, rtl, ports=SOC)
     assert manifest["soc_ports"] == {"tdata_bytes": True, "reset_style": "aresetn"}
     assert manifest["reset"] == {"name": "aresetn", "active": "low", "kind": "synchronous"}
-    weights = manifest["streams"]["s_axis_weights"]
-    assert (weights["width"], weights["tdata_width"], weights["used_bits"]) == (105, 112, {"offset": 0, "width": 105})
+    result = manifest["streams"]["m_axis_result"]
+    assert (result["width"], result["tdata_width"], result["used_bits"]) == (291, 296, {"offset": 0, "width": 291})
     stats = tmp_path / "stats.jsonl"
     params = {"config": SMALL.to_json(), "soc_ports": manifest["soc_ports"], "seed": 1, "stats": str(stats),
               "cases": cross([], ["random"]), "shape": {"n": 16, "k": 128, "m": 5}}

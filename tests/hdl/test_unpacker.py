@@ -8,7 +8,6 @@ import gc
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl.exp_decoder import ExpDecoder
@@ -17,7 +16,7 @@ from microscopiq.hdl.meta_decoder import RecordGeometry
 from microscopiq.hdl.unpacker import Unpacker
 from microscopiq.host.packed_stream import decode_pass, encode_pass, row_records, to_beats
 from microscopiq.tb import stimulus
-from microscopiq.tb.sim_streams import stream_put
+from microscopiq.tb.sim_streams import stream_run
 
 SEED = 4242
 
@@ -53,43 +52,14 @@ def expected(cfg: AccelConfig, layer, data: bytes) -> dict:
             "rows": as_int(Unpacker.row_layout(cfg), rows)}
 
 
-def simulate(cfg, bus, passes, rng, *, pause=0.3, tail=64):
+def simulate(cfg, bus, passes, rng):
     """Offer every pass's beats ``(data, last)`` and keep taking outputs; return what came out and
     the faults raised, in order."""
     dut = Unpacker(cfg, bus)
-    got = {"header": [], "exps": [], "rows": [], "faults": []}
-    beats = [beat for one in passes for beat in one]
-
-    async def producer(ctx):
-        for data, last in beats:
-            if rng.random() < pause:
-                await ctx.tick()
-            await stream_put(ctx, dut.i, {"data": data, "last": last})
-        await ctx.tick().repeat(tail)
-
-    ports = {name: getattr(dut, name) for name in ("header", "exps", "rows")}
-
-    async def consumers(ctx):
-        # Every cycle each output is ready with probability 1 - pause; a beat moves when both are set.
-        while True:
-            ready = {name: rng.random() >= pause for name in ports}
-            for name, port in ports.items():
-                ctx.set(port.ready, ready[name])
-            _, _, fault, *sampled = await ctx.tick().sample(
-                dut.fault, *(v for port in ports.values() for v in (port.valid, port.payload)))
-            for index, name in enumerate(ports):
-                valid, payload = sampled[2 * index:2 * index + 2]
-                if valid and ready[name]:
-                    got[name].append(payload.as_value().value)
-            if fault != Fault.NONE:
-                got["faults"].append(Fault(fault))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumers, background=True)
-    sim.run()
-    del sim
+    beats = [{"data": data, "last": last} for one in passes for data, last in one]
+    got = stream_run(dut, dut.i, beats, {name: getattr(dut, name) for name in ("header", "exps", "rows")},
+                     rng, watch=dut.fault)
+    got["faults"] = [Fault(value) for value in got.pop("watch")]
     gc.collect()
     return got
 

@@ -13,22 +13,14 @@ from microscopiq.host.packed_stream import (
     HEADER_BITS, PackedStreamError, decode_pass, encode_pass, row_records, stream_bits,
 )
 from microscopiq.quant.layer import Role
-from microscopiq.tb.stimulus import empty_msq_layer, random_case, random_uniform_case
+from microscopiq.tb.stimulus import empty_msq_layer, random_case, random_uniform_case, worked_example_layer
 
 FMT = FormatConfig(wbits=4, ublock=8, group=16, xbits=4)
 CFG = AccelConfig(fmt=FMT, rows=8, cols=8)
 
 
 def one_pair_layer():
-    """docs/format.md's worked example: 8×16, the only pair outlier row 5 / partner row 2 at column 3."""
-    layer = empty_msq_layer(FMT, 8, 16)
-    layer.codes[:] = np.arange(8 * 16).reshape(8, 16) % 7
-    layer.roles[5, 3], layer.roles[2, 3] = Role.OUT_HI, Role.OUT_LO
-    layer.mate[5, 3], layer.mate[2, 3] = 2, 5
-    layer.codes[5, 3], layer.codes[2, 3] = 0b1011, 0b0110
-    layer.xexp[0, 3] = 9
-    layer.exps[:] = -3
-    return layer.validate()
+    return worked_example_layer(FMT)
 
 
 def write_fields(fields) -> bytes:

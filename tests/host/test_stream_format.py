@@ -8,10 +8,10 @@ import pytest
 from amaranth import Shape
 
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.hdl.layouts import Mode, StreamLayouts
-from microscopiq.hdl.core import LOAD_STAGE
-from microscopiq.host.stream_format import (MODE_MSQ, MODE_RAW, Beat, CycleModel, StreamError,
-                                           decode_results, pack_beat,
+from microscopiq.hdl.layouts import Fault, Mode, StreamLayouts
+from microscopiq.host.packed_stream import HEADER_FIELDS, encode_pass
+from microscopiq.host.stream_format import (MODE_RAW, Beat, StreamError,
+                                           decode_results, decoded_tiles, pack_beat,
                                            encode_layer, expected_results, predict_cycles,
                                            result_beat_count, tile_periods)
 from microscopiq.quant.layer import Role
@@ -36,52 +36,52 @@ def test_widths_cover_every_layout():
     cfg = _cfg()
     sf = StreamLayouts(cfg)
     assert sf.act_width == 4 * 8
-    assert sf.weights_width >= sf.row.size
-    assert sf.weights_width >= cfg.cols * 8 and sf.weights_width >= sf.header.size
-    assert sf.result_width == max(cfg.cols * (cfg.acc_bits + 1), cfg.cols * sf.partial_bits + sf.sum_bits)
+    assert sf.weights_width == cfg.weight_bus
+    body = max(cfg.cols * (cfg.acc_bits + 1), cfg.cols * sf.partial_bits + sf.sum_bits)
+    assert sf.result_width == body + 3
     # Fields of the header do not overlap.
     spans = sorted(_spans(sf.header).values())
     assert all(a + w <= b for (a, w), (b, _) in zip(spans, spans[1:]))
 
 
-def test_encode_msq_layout():
-    seed = 7
-    cfg = _cfg()
-    case = random_case(cfg, n=11, k=13, m=9, seed=seed)
-    sf = StreamLayouts(cfg)
+@pytest.mark.parametrize("bus", [8, 32, 64, 136])
+def test_encode_weights_are_the_packed_passes(bus):
+    """Per pass of at most max_tokens tokens, the packed pass's bytes on ``bus``-bit beats, ``tlast``
+    on each pass's last beat, the header's ``tokens`` that pass's count."""
+    cfg = _cfg(weight_bus=bus)
+    case = random_case(cfg, n=11, k=13, m=9, seed=7)
     weights, acts = encode_layer(cfg, case.layer, case.x)
-    k_tiles, n_tiles = 16 // 4, 2
-    per_pass = 1 + n_tiles * k_tiles * (1 + cfg.rows)
-    passes = 3                                           # 9 tokens, max_tokens 4
-    assert len(weights) == passes * per_pass
-    assert [b.last for b in weights].count(True) == passes and weights[per_pass - 1].last
-    header = weights[0].data
-    fields = {name: _field(header, o, w) for name, (o, w) in _spans(sf.header).items()}
-    assert fields == {"mode": MODE_MSQ, "tokens": 3, "k_tiles": k_tiles - 1, "n_tiles": n_tiles - 1}
-    assert _field(weights[2 * per_pass].data, *_spans(sf.header)["tokens"]) == 0     # last pass: 1 token
-    layer = case.layer
-    # Tile (j=1, t=2): header with the shifts of group 1, then the rows.
-    index = 1 + (1 * k_tiles + 2) * (1 + cfg.rows)
-    shifts = layer.exps - layer.exps.min(axis=1, keepdims=True)
-    for c in range(cfg.cols):
-        n = 8 + c
-        want = int(shifts[n, 1]) if n < layer.np_ else 0
-        assert _field(weights[index].data, 8 * c, 8) == want, (n, want)
-    for r in range(cfg.rows):
-        word = weights[index + 1 + r].data
+    passes, bytes_per_beat = [], bus // 8
+    for beat in weights:
+        if not passes or passes[-1][-1].last:
+            passes.append([])
+        passes[-1].append(beat)
+    assert [len(p) for p in passes] == [len(passes[0])] * 3 and all(p[-1].last for p in passes)
+    for count, beats in zip((4, 4, 1), passes):
+        data = b"".join(beat.data.to_bytes(bytes_per_beat, "little") for beat in beats)
+        want = encode_pass(cfg, case.layer, count)
+        assert data == want + bytes(-len(want) % bytes_per_beat)
+    assert len(acts) == 9 * 2 * (16 // 4) and [b.last for b in acts].count(True) == 3
+
+
+def test_decoded_tiles_are_the_routing_compilers():
+    """Tile (j=1, t=2): the PPU shifts of K-group 1, then the rows' codes and roles."""
+    cfg = _cfg()
+    sf = StreamLayouts(cfg)
+    layer = random_case(cfg, n=11, k=13, m=9, seed=7).layer
+    tiles = decoded_tiles(cfg, layer)
+    k_tiles = 16 // 4
+    assert len(tiles) == 2 * k_tiles
+    shifts, rows = tiles[1 * k_tiles + 2]
+    d = layer.exps - layer.exps.min(axis=1, keepdims=True)
+    assert shifts == [int(d[8 + c, 1]) if 8 + c < layer.np_ else 0 for c in range(cfg.cols)]
+    for r, word in enumerate(rows):
         for c in range(cfg.cols):
             n, k = 8 + c, 2 * 4 + r
             code = int(layer.codes[n, k]) if n < layer.np_ else 0
             role = int(layer.roles[n, k]) if n < layer.np_ else Role.INLIER
             assert _field(word, sf.row["codes"].offset + 4 * c, 4) == code, (n, k)
             assert _field(word, sf.row["roles"].offset + 2 * c, 2) == role, (n, k)
-    # Activations: per pass, tile (j, t) outer, token inner; x[m, tR + r] at bit r*a.
-    assert len(acts) == 9 * n_tiles * k_tiles
-    first = acts[0:4 * n_tiles * k_tiles]
-    vector = first[1 * 4 + 2]          # j=0, t=1, m=2
-    got = [_field(vector.data, 8 * r, 8) for r in range(4)]
-    want = [int(case.x[2, 4 + r]) & 0xFF if 4 + r < 13 else 0 for r in range(4)]
-    assert got == want
 
 
 def test_encode_uniform_header_is_raw_mode():
@@ -89,10 +89,10 @@ def test_encode_uniform_header_is_raw_mode():
     case = random_uniform_case(cfg, n=8, k=8, m=2, seed=13)
     weights, acts = encode_layer(cfg, case.layer, case.x)
     sf = StreamLayouts(cfg)
-    assert _field(weights[0].data, *_spans(sf.header)["mode"]) == MODE_RAW
+    assert _field(weights[0].data, *HEADER_FIELDS["mode"]) == MODE_RAW
     assert sf.recon_config.size == 0
     # INLIER roles, codes = q as b-bit two's complement.
-    row = weights[2].data
+    row = decoded_tiles(cfg, case.layer)[0][1][0]
     q = case.layer.q[:8, 0]
     assert [_field(row, 3 * c, 3) for c in range(8)] == [int(v) & 7 for v in q]
     assert all(_field(row, sf.row["roles"].offset + 2 * c, 2) == Role.INLIER for c in range(8))
@@ -138,6 +138,18 @@ def test_decode_round_trip(kind):
         np.testing.assert_array_equal(got, want)
 
 
+def test_decode_refuses_a_marked_pass():
+    """A beat carrying a fault (a malformed weight stream) is refused, naming the fault."""
+    cfg = _cfg()
+    case = random_case(cfg, n=8, k=8, m=2, seed=9)
+    beats = _fake_results(cfg, case.layer, case.x)
+    offset = StreamLayouts(cfg).result["fault"].offset
+    beats[-1] = Beat(beats[-1].data | Fault.PAIRS.value << offset, True)
+    with pytest.raises(StreamError, match=r"^result beat 1: the accelerator refused the weight stream "
+                                          r"\(fault PAIRS\)$"):
+        decode_results(cfg, case.layer, 2, beats)
+
+
 def test_decode_refuses_bad_framing():
     cfg = _cfg()
     case = random_case(cfg, n=8, k=8, m=2, seed=9)
@@ -178,15 +190,10 @@ def test_periods_and_cycle_model():
     tiles = len(periods)
     for share in (0, 1):
         c2 = _cfg(share=share).replace(max_tokens=64)
-        model = CycleModel.of(c2)
-        # One token per tile and cycle after the first load (header, R + 1 beats, the load stage)
-        # and before the pipeline drains (arrive, PPU and result FIFO); exact once M hides every
-        # later tile's load (M >= 2R + P + L + H + 5, docs/hardware.md), more below that.
-        overhead = 1 + model.load_beats + LOAD_STAGE + model.arrive(1) + model.ppu_latency
-        hidden = 2 * c2.rows + model.pipeline + 5
-        for m in (4, 16, 64):
-            cycles = predict_cycles(c2, uniform.layer, m)
-            assert cycles == tiles * m + overhead if m >= hidden else cycles > tiles * m + overhead
+        # One token per tile and cycle once M hides every later tile's load: the cycles beyond
+        # tiles·M are then the same for every M; below that, more.
+        overhead = {m: predict_cycles(c2, uniform.layer, m) - tiles * m for m in (1, 32, 48, 64)}
+        assert overhead[32] == overhead[48] == overhead[64] < overhead[1], overhead
     assert predict_cycles(cfg, case.layer, 4) > predict_cycles(_cfg(share=1), case.layer, 4)
 
 
