@@ -59,6 +59,16 @@ class _Item(enum.Enum, shape=3):
     DRAIN = 5
 
 
+def _field_at(m, value, offset, width: int):
+    """``value.bit_select(offset, width)``, the shift on a signal as wide as ``value`` so that the
+    Verilog truncates nothing implicitly (Verilator's WIDTHTRUNC)."""
+    if isinstance(offset, int):
+        return value[offset:offset + width]
+    shifted = Signal(len(value))
+    m.d.comb += shifted.eq(value >> offset)
+    return shifted[:width]
+
+
 def _popcount(bits) -> object:
     total = Const(0, 1)
     for bit in bits:
@@ -348,7 +358,7 @@ class Unpacker(wiring.Component):
         counts = []
         for e in range(entries):
             rank = _popcount(presence[:e]) if e else Const(0, 1)
-            counts.append(buffer.bit_select(entries + rank * geom.count_bits, geom.count_bits)
+            counts.append(_field_at(m, buffer, entries + rank * geom.count_bits, geom.count_bits)
                           if geom.count_bits else Const(0, 1))
         map_len = Signal(range(self.sizes.map_bits + 1))
         m.d.comb += map_len.eq(Mux(first, entries + _popcount(presence) * geom.count_bits, 0))
@@ -365,19 +375,19 @@ class Unpacker(wiring.Component):
                                                 stored_counts >> (blocks * geom.count_bits))))
         # The row: codes, then the records of its present blocks.
         bits = Signal(self.sizes.row_bits)
-        m.d.comb += bits.eq(Mux(first, buffer.bit_select(map_len, self.sizes.row_bits), buffer[:self.sizes.row_bits]))
+        m.d.comb += bits.eq(Mux(first, _field_at(m, buffer, map_len, self.sizes.row_bits), buffer[:self.sizes.row_bits]))
         m.d.comb += [value.codes.as_value().eq(bits[:code_bits]), value.raw.eq(regs["raw"])]
         offset = code_bits
         for blk in range(blocks):
             present, count = row_presence[blk] & ~regs["raw"], row_counts[blk]
             record = value.blocks[blk]
             m.d.comb += [record.present.eq(present),
-                         record.xexp.eq(Mux(present, bits.bit_select(offset, fmt.xbits), 0))]
+                         record.xexp.eq(Mux(present, _field_at(m, bits, offset, fmt.xbits), 0))]
             if geom.count_bits:
                 m.d.comb += record.count.eq(Mux(present, count, 0))
             for index in range(geom.max_pairs):
-                used = present & (count >= index)
-                pair = bits.bit_select(offset + fmt.xbits + index * geom.pair_bits, geom.pair_bits)
+                used = present & (count >= index) if index else present
+                pair = _field_at(m, bits, offset + fmt.xbits + index * geom.pair_bits, geom.pair_bits)
                 m.d.comb += record.pairs[index].as_value().eq(Mux(used, pair, 0))
             length = Mux(present, fmt.xbits + (count + 1) * geom.pair_bits, 0)
             offset = offset + length

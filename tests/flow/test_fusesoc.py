@@ -117,5 +117,5 @@ def test_generator_core_gives_the_configuration_asked_for(tmp_path):
     manifest = json.loads(manifests[0].read_text())
     assert manifest["top"] == "my_accel"
     assert AccelConfig.from_json(manifest["parameters"]) == SMALL.replace(acc_bits=24)
-    assert manifest["streams"]["s_axis_weights"]["tdata_width"] == 112
+    assert manifest["streams"]["m_axis_result"]["tdata_width"] == 296          # 291 bits, whole bytes
     assert (manifests[0].parent / "accel.core").read_text().count("name: microscopiq:accel:my_accel:") == 1
