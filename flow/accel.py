@@ -17,9 +17,10 @@ from amaranth import Shape
 from amaranth.lib import data
 
 from ..config import PRESETS, AccelConfig, ConfigError, ReconSharing, resolve_config
-from ..hdl.layouts import Mode, StreamLayouts
+from ..hdl.layouts import PACKED_HEADER, STREAM_VERSION, Fault, Mode, StreamLayouts
 from ..hdl.soc import RESET_STYLES, STREAMS, SocAccelerator, SocPorts
 from ..hdl.top import Accelerator
+from ..hdl.weight_decoder import WeightDecoder
 from ..host.stream_format import CycleModel
 from .generate import is_enum
 from .naming import accel_top_name, add_name_argument, check_name, option_values
@@ -69,10 +70,11 @@ def accel_manifest(cfg: AccelConfig) -> dict:
         "streams": {
             "s_axis_weights": {
                 "direction": "in", "width": layouts.weights_width,
-                "header": layout_fields(layouts.header),
-                "tile_header": layout_fields(layouts.tile),
-                "row": layout_fields(layouts.row),
-                "beats_per_tile": model.load_beats,
+                "format": f"packed weight stream version {STREAM_VERSION} (docs/format.md)",
+                "header": layout_fields(PACKED_HEADER),
+                # What the on-chip decoders make of it (docs/hardware.md, "Weight front end").
+                "decoded": {"header": layout_fields(layouts.header), "tile": layout_fields(layouts.tile),
+                            "row": layout_fields(layouts.row)},
             },
             "s_axis_act": {"direction": "in", "width": layouts.act_width,
                            **layout_fields(data.StructLayout({"x": layouts.act}))},
@@ -80,8 +82,11 @@ def accel_manifest(cfg: AccelConfig) -> dict:
                 "direction": "out", "width": layouts.result_width,
                 "msq": layout_fields(layouts.msq_result),
                 "raw": layout_fields(layouts.raw_result),
+                "fault": layout_fields(layouts.result)["fault"],
             },
         },
+        "status": {"fault": {"width": Fault.as_shape().width,
+                             "enum": {member.name: member.value for member in Fault}}},
         "modes": {mode.name.lower(): mode.value for mode in Mode},
         "latency_cycles": {
             "act_to_ppu": model.depth,
@@ -90,8 +95,8 @@ def accel_manifest(cfg: AccelConfig) -> dict:
             "ppu": model.ppu_latency,
         },
         "throughput_per_cycle": "1 token (R activations x C columns) per cycle per tile; 1/T with shared ReCoN",
-        "cycle_model": {"rows": model.rows, "pipeline": model.pipeline, "load_beats": model.load_beats,
-                        "shared": model.shared, "tile_gap": model.tile_gap,
+        "cycle_model": {"rows": model.rows, "pipeline": model.pipeline, "shared": model.shared,
+                        "tile_gap": model.tile_gap, "front_end_latency": WeightDecoder.latency_of(cfg),
                         "ppu_latency": model.ppu_latency, "result_fifo_depth": model.result_fifo_depth},
     }
 

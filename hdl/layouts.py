@@ -43,7 +43,7 @@ class Mode(enum.Enum, shape=1):
     RAW = 1
 
 
-#: The packed weight stream's ``version`` (docs/format.md, "Streaming variant").
+#: The packed weight stream's ``version`` (docs/format.md, "Streaming format").
 STREAM_VERSION = 1
 
 #: The packed weight stream's 64-bit pass header, fields at fixed offsets whatever the instance
@@ -144,7 +144,7 @@ class StreamLayouts:
     @property
     def weights_width(self) -> int:
         """``s_axis_weights_tdata`` width: :attr:`AccelConfig.weight_bus` (the packed stream's
-        bytes, docs/format.md "Streaming variant"; the header, tile and row layouts above are
+        bytes, docs/format.md "Streaming format"; the header, tile and row layouts above are
         what the on-chip decoders make of it)."""
         return self.cfg.weight_bus
 

@@ -1,5 +1,5 @@
 """The packed weight stream's unpacker: ``W``-bit bus beats in, the pass header, the exponents and
-one PE row's codes and micro-block records per cycle out (``docs/format.md``, "Streaming variant").
+one PE row's codes and micro-block records per cycle out (``docs/format.md``, "Streaming format").
 
 The stream is a bit stream without alignment inside a pass (:mod:`~microscopiq.host.packed_stream`
 writes it). The unpacker keeps the bits it has taken in a buffer of :attr:`Unpacker.capacity` bits,

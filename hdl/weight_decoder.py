@@ -81,9 +81,14 @@ class WeightDecoder(wiring.Component):
 
     @property
     def latency(self) -> int:
+        """:meth:`latency_of` this decoder's configuration."""
+        return self.latency_of(self.cfg)
+
+    @staticmethod
+    def latency_of(cfg: AccelConfig) -> int:
         """Cycles from the beat that completes a row to the row on ``o``: the unpacker's buffer and
         output registers, then the metadata decoder (with ReCoN)."""
-        return 2 + (MetaDecoder.latency_of(self.cfg.fmt) if self.cfg.has_recon else 0)
+        return 2 + (MetaDecoder.latency_of(cfg.fmt) if cfg.has_recon else 0)
 
     def elaborate(self, platform):
         m = Module()

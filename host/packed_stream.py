@@ -1,5 +1,5 @@
 """The packed weight stream: the ``.msq`` layer's own bits in the order the array consumes them
-(``docs/format.md``, "Streaming variant (proposal)"); pure Python and NumPy.
+(``docs/format.md``, "Streaming format"); pure Python and NumPy.
 
 One pass of a layer on an ``R × C`` instance is a bit stream (LSB first, byte ``i`` holding stream
 bits ``8i … 8i + 7``), zero-padded to a whole byte:
@@ -229,6 +229,10 @@ class StreamBits:
     @property
     def bits_per_weight(self) -> float:
         return self.total / self.weights
+
+    def bus_bits_per_weight(self, bus_bits: int) -> float:
+        """Bits per weight on a ``bus_bits`` bus: the pass in whole beats."""
+        return -(-self.total // bus_bits) * bus_bits / self.weights
 
 
 def _header_tokens(cfg: AccelConfig, tokens: int) -> None:

@@ -130,6 +130,9 @@ class SimReport:
     overflowed: int = 0
     cycles_per_second: float = 0.0
     cycles_per_cpu_second: float = 0.0
+    #: Bits per weight of one pass on ``s_axis_weights`` (whole beats), and of the layer's file.
+    stream_bits_per_weight: float = 0.0
+    file_ebw: float = 0.0
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -173,9 +176,18 @@ def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str | No
         raise ConfigError(f"--sim {sim} needs --harness cocotb: the native harness is Verilator")
     layer = check_sim_layer(path, cfg, DEFAULT_TOKENS if tokens is None else tokens, seed)
     x, source = layer_activations(layer, cfg, tokens, seed, activations)
+    report = _run_layer(cfg, layer, x, f"{path} (n={layer.n} k={layer.k} {source})", path, sim, harness,
+                        seed, activations, progress)
+    from ..host.packed_stream import stream_bits
+    from ..quant.ebw import effective_bits
+    return dataclasses.replace(report, file_ebw=effective_bits(layer).bits_per_weight,
+                               stream_bits_per_weight=stream_bits(cfg, layer).bus_bits_per_weight(cfg.weight_bus))
+
+
+def _run_layer(cfg, layer, x, name, path, sim, harness, seed, activations, progress) -> SimReport:
     sim = sim or "verilator"
     if harness == "native":
-        return _simulate_native(cfg, layer, x, f"{path} (n={layer.n} k={layer.k} {source})", progress)
+        return _simulate_native(cfg, layer, x, name, progress)
     params = {"layer_file": str(Path(path).resolve()), "shape": {"m": x.shape[0]}, "seed": seed}
     with tempfile.TemporaryDirectory() as scratch:
         if activations is not None:
@@ -231,6 +243,7 @@ def _run_sim(args: argparse.Namespace) -> int:
     if report.cycles_per_second:
         print(f"harness speed: {report.cycles_per_second:,.0f} simulated cycles/s "
               f"({report.cycles_per_cpu_second:,.0f} per CPU second)")
+    print(f"weight stream: {report.stream_bits_per_weight:.3f} bits/weight (file EBW {report.file_ebw:.3f})")
     print(f"results checked: {report.checked}, mismatches: {report.mismatches}")
     if report.overflowed:
         print(f"overflowed outputs: {report.overflowed} of {report.outputs} saturated at the "

@@ -17,8 +17,9 @@ COLUMNS = {
     "WW": lambda m: m["streams"]["s_axis_weights"]["width"],
     "R·a": lambda m: m["streams"]["s_axis_act"]["width"],
     "RW": lambda m: m["streams"]["m_axis_result"]["width"],
-    "header": lambda m: max(f["offset"] + f["width"] for f in m["streams"]["s_axis_weights"]["header"].values()),
-    "ReCoN config / row": lambda m: m["streams"]["s_axis_weights"]["row"]["config"]["width"],
+    "pass registers": lambda m: max(f["offset"] + f["width"]
+                                    for f in m["streams"]["s_axis_weights"]["decoded"]["header"].values()),
+    "ReCoN config / row": lambda m: m["streams"]["s_axis_weights"]["decoded"]["row"]["config"]["width"],
     "P": lambda m: m["streams"]["m_axis_result"]["raw"]["p"]["width"],
     "S": lambda m: m["streams"]["m_axis_result"]["raw"]["s"]["width"],
     "latency act→result": lambda m: m["latency_cycles"]["act_to_result"],
