@@ -14,6 +14,8 @@ from amaranth import Elaboratable
 from ..config import FormatConfig
 from .formal import FormalResult, prove
 from .formal_axi import AxiProof
+from .formal_core import CreditProof
+from .formal_decoders import ExpProof, MetaProof
 from .formal_pe import PEProof
 from .formal_recon import NetworkProof, SwitchProof, recon_switches
 
@@ -80,4 +82,27 @@ PROOFS: dict[str, Proof] = {
         lambda accel=None: AxiProof(accel=accel), "bmc", 30, False,
         "AXI4-Stream, as axi, deeper (passes of up to 2 tokens x 2 tiles with back-pressure)",
         "bounded"),
+    "exp_decoder": Proof(
+        lambda decoder=None: ExpProof(2, decoder=decoder), "prove", 2, True,
+        "ExpDecoder (2 columns): shifts = E - E_min (0 and error exactly where negative); i.ready = "
+        "~o.valid | o.ready; one output beat per exponent beat taken, held until taken",
+        "k-induction: unbounded (invariant: the decoder's minima are the reference's)"),
+    "meta_decoder": Proof(
+        lambda decoder=None: MetaProof(NETWORK_FORMAT, decoder=decoder), "bmc", 14, False,
+        "MetaDecoder -> ReconNetwork, U=8, b=2, xbits=1, full rate: codes, roles and error of every "
+        "record; the network configured by the decoder gives the merge/shift of SPEC 3 for every "
+        "legal record and every product in the PE ranges",
+        "no feedback at full rate: the state 13 edges after reset (decoder latency 10, network 3) is "
+        "any function of the last 13 rows"),
+    "credit": Proof(
+        lambda core=None: CreditProof(core=core), "prove", 10, True,
+        "Core (2x2, a=4, b=2, passes of up to 16 tokens x 2 x 2 tiles): the result FIFO never "
+        "overflows, free streams, back-pressure and reset",
+        "k-induction: unbounded (invariants: array and PPU as fixed-latency pipelines, committed = "
+        "tokens in the array + FIFO level, committed + tokens in the PPU <= depth)"),
+    "credit_cover": Proof(
+        lambda core=None: CreditProof(core=core), "cover", 36, False,
+        "credit harness not vacuous: the credit holds a token back with the FIFO two beats short "
+        "of full",
+        "reached at step 31"),
 }
