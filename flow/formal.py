@@ -35,7 +35,7 @@ from amaranth.hdl import ClockDomain, Fragment
 from ..buildlock import build_lock
 
 __all__ = ["FormalError", "FormalResult", "prove", "sby_config", "tool_environment", "elaborated",
-           "subfragment", "internal", "main"]
+           "subfragment", "internal", "registers", "main"]
 
 #: SymbiYosys modes: ``prove`` (k-induction: unbounded), ``bmc`` (bounded) or ``cover`` (every
 #: ``Cover`` reached within the depth: the properties are not vacuous).
@@ -196,6 +196,17 @@ def internal(fragment: Fragment, name: str, *path: str):
         where = "/".join(path) or "the top"
         raise FormalError(f"{len(found)} signals named {name!r} assigned in {where}; the harness needs one")
     return found[0]
+
+
+def registers(fragment: Fragment, domain: str = "sync") -> list:
+    """Every signal a statement of ``fragment`` or of its submodules assigns in ``domain``: the
+    flip-flops of that clock domain."""
+    found = []
+    for statement in fragment.statements.get(domain, ()):
+        found += [s for s in statement._lhs_signals() if not any(s is f for f in found)]
+    for sub, *_ in fragment.subfragments:
+        found += [s for s in registers(sub, domain) if not any(s is f for f in found)]
+    return found
 
 
 def _find_trace(workdir: Path) -> Path | None:

@@ -17,7 +17,7 @@ from .formal_axi import AxiProof
 from .formal_core import CreditProof
 from .formal_decoders import ExpProof, MetaProof
 from .formal_pe import PEProof
-from .formal_recon import NetworkProof, SwitchProof, recon_switches
+from .formal_recon import NetworkHoldProof, NetworkProof, SwitchProof, recon_switches
 
 __all__ = ["Proof", "PROOFS", "NETWORK_FORMAT"]
 
@@ -69,6 +69,11 @@ PROOFS: dict[str, Proof] = {
         "ReCoN network, U=8, b=2, xbits=1, en=1: contributions = merge/shift of SPEC 3 for every "
         "compiled configuration and every product in the PE ranges",
         "no feedback: at full rate the state 3 edges after reset is any function of the last 3 rows"),
+    "recon_hold": Proof(
+        lambda network=None: NetworkHoldProof(NETWORK_FORMAT, network=network), "prove", 2, True,
+        "ReCoN network, U=8, b=2, xbits=1: a cycle with en=0 holds every flip-flop, from any state "
+        "(with recon_network: the contributions are right under any en stalls)",
+        "k-induction: unbounded (a one-cycle property of every state)"),
     "axi": Proof(
         lambda accel=None: AxiProof(accel=accel), "bmc", 24, True,
         "AXI4-Stream: stable result beats under back-pressure; no spurious, stale, duplicated or "
