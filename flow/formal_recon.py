@@ -32,10 +32,9 @@ from ..hdl.recon_network import ReconNetwork
 from ..hdl.recon_switch import Command, ReconSwitch
 from ..host import routing
 from ..quant.layer import Role
-from .formal import elaborated, registers
 
 __all__ = ["SwitchProof", "recon_switches", "CompilerEncoding", "compiler_encoding", "column_field",
-           "in_pe_range", "spec_contribution", "NetworkProof", "NetworkHoldProof"]
+           "in_pe_range", "spec_contribution", "NetworkProof"]
 
 
 class SwitchProof(Elaboratable):
@@ -289,38 +288,3 @@ class NetworkProof(Elaboratable):
             m.d.comb += [Assert(net.contributions[c] == want) for c, want in enumerate(stages[-1])]
         return m
 
-
-class NetworkHoldProof(Elaboratable):
-    """ReCoN network: a cycle with ``en = 0`` holds every flip-flop (any state, any inputs).
-
-    With this, the network proof at full rate covers stalls as well: a stalled run visits only the
-    states of the full-rate run of its enabled rows (each repeated while ``en`` is 0), and the
-    network proof's expected contributions advance with ``en`` alike, so every state of a stalled
-    run is one the full-rate proof checked.
-
-    Parameters
-    ----------
-    fmt : FormatConfig
-    network : ReconNetwork, optional
-        The block under proof (default ``ReconNetwork(fmt, fmt.ublock)``; the mutation tests pass a
-        broken one).
-    """
-
-    def __init__(self, fmt: FormatConfig, *, network=None):
-        self.network = ReconNetwork(fmt, fmt.ublock) if network is None else network
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += ResetSignal().eq(0)
-        net = self.network
-        m.submodules.network = fragment = elaborated(net)
-        for port in (net.products, net.config, net.en):
-            value = port.as_value() if hasattr(port, "as_value") else port
-            m.d.comb += value.eq(AnySeq(len(value)))
-        stalled = Signal()
-        m.d.sync += stalled.eq(~net.en)
-        for reg in registers(fragment):
-            before = Signal.like(reg, name=f"before_{reg.name}")
-            m.d.sync += before.eq(reg)
-            m.d.comb += Assert(~stalled | (reg == before))
-        return m

@@ -1,12 +1,15 @@
-"""Formal proofs of the on-chip decoders (flow/formal_decoders.py): the exponent decoder's proof,
-and per decoder property a mutant on which the proof fails (the composed metadata-decoder proof
-itself runs in ``make formal`` only: about three minutes)."""
+"""Formal proofs of the on-chip decoders (flow/formal_decoders.py, flow/formal_hold.py): the
+exponent decoder's proof, the metadata decoder's stall proof, and per property a mutant on which the
+proof fails. The composed metadata-decoder proof (about three minutes) and its mutants run in
+``make formal`` only (``formal_deep``)."""
 
 from __future__ import annotations
 
+import pytest
 from amaranth import C, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data
 
+from microscopiq.flow.formal import prove
 from microscopiq.flow.formal_props import NETWORK_FORMAT, PROOFS
 from microscopiq.hdl.exp_decoder import ExpDecoder
 from microscopiq.hdl.layouts import EXP_BITS
@@ -63,6 +66,15 @@ class NoError(MetaDecoder):
         return state
 
 
+class IgnoresBackPressure(MetaDecoder):
+    """Mutant: the pipeline advances (and takes input) while its output beat waits."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self._advance.eq(1)
+        return m
+
+
 def test_exp_decoder_proof(tmp_path):
     result = PROOFS["exp_decoder"].run("exp_decoder", root=tmp_path)
     assert result.passed, result.summary()
@@ -81,6 +93,22 @@ def test_exp_decoder_proof_fails_on_mutants(tmp_path):
         _fails("exp_decoder", proof.build(decoder=mutant(2)), tmp_path / mutant.__name__)
 
 
+def test_meta_hold_proof(tmp_path):
+    result = PROOFS["meta_hold"].run("meta_hold", root=tmp_path)
+    assert result.passed, result.summary()
+
+
+def test_meta_hold_proof_fails_on_a_mutant(tmp_path):
+    """From reset, the first output beat comes ``latency`` cycles later: a bounded check two steps
+    beyond finds the mutant's first stall."""
+    fmt = NETWORK_FORMAT
+    mutant = IgnoresBackPressure(fmt, fmt.ublock)
+    harness = PROOFS["meta_hold"].build(mutant)
+    result = prove("meta_hold-mutant", harness, mode="bmc", depth=mutant.latency + 2, root=tmp_path)
+    assert result.status == "FAIL" and result.trace is not None, result.summary()
+
+
+@pytest.mark.formal_deep
 def test_meta_decoder_proof_fails_on_mutants(tmp_path):
     fmt = NETWORK_FORMAT
     for mutant in (BenesBitFlipped, NoError):
