@@ -69,15 +69,16 @@ class ExpProof(Elaboratable):
         m.d.comb += ResetSignal().eq(0)
         dec = self.decoder
         m.submodules.decoder = fragment = elaborated(dec)
-        m.d.comb += [dec.i.valid.eq(AnySeq(1)), dec.i.payload.as_value().eq(AnySeq(len(dec.i.payload.as_value()))),
-                     dec.o.ready.eq(AnySeq(1))]
+        payload = dec.i.payload.as_value()
+        m.d.comb += [dec.i.valid.eq(AnySeq(1)), payload.eq(AnySeq(len(payload))), dec.o.ready.eq(AnySeq(1))]
         taken, given = dec.i.valid & dec.i.ready, dec.o.valid & dec.o.ready
         minimum, exps = dec.i.payload.minimum, dec.i.payload.exps
         m.d.comb += Assert(dec.i.ready == (~dec.o.valid | dec.o.ready))
 
         # Reference: the minima (0 after reset) and the one beat owed.
         ref_min = [Signal(signed(EXP_BITS), name=f"ref_min_{c}") for c in range(self.width)]
-        owed, owed_shifts, owed_error = Signal(), [Signal(EXP_BITS, name=f"owed_shift_{c}") for c in range(self.width)], Signal()
+        owed, owed_error = Signal(), Signal()
+        owed_shifts = [Signal(EXP_BITS + 1, name=f"owed_shift_{c}") for c in range(self.width)]  # untruncated
         diffs = [exps[c] - ref_min[c] for c in range(self.width)]
         with m.If(taken & minimum):
             m.d.sync += [reg.eq(exps[c]) for c, reg in enumerate(ref_min)]
