@@ -121,8 +121,10 @@ lint: setup
 
 # make formal [PROOFS="name ..."]: every SymbiYosys proof of flow/formal_props.py (the quick ones also
 # run in make test, tests/formal/), one verdict line each; tasks and traces in build/formal/<name>/.
+# Without PROOFS also the long proofs' mutation checks (tests/formal, marked formal_deep).
 formal: setup
 	$(PY) -m microscopiq.flow.formal --deep $(PROOFS)
+	$(if $(PROOFS),,MICROSCOPIQ_FORMAL_DEEP=1 $(PYTEST) tests/formal -m formal_deep)
 
 # make demo: each demo-<part> recipe prints its own summary lines.
 demo: demo-pe demo-accel

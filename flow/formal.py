@@ -30,11 +30,12 @@ from pathlib import Path
 
 from amaranth import Elaboratable, Module
 from amaranth.back import rtlil
-from amaranth.hdl import ClockDomain
+from amaranth.hdl import ClockDomain, Fragment
 
 from ..buildlock import build_lock
 
-__all__ = ["FormalError", "FormalResult", "prove", "sby_config", "tool_environment", "main"]
+__all__ = ["FormalError", "FormalResult", "prove", "sby_config", "tool_environment", "elaborated",
+           "subfragment", "internal", "registers", "main"]
 
 #: SymbiYosys modes: ``prove`` (k-induction: unbounded), ``bmc`` (bounded) or ``cover`` (every
 #: ``Cover`` reached within the depth: the properties are not vacuous).
@@ -161,6 +162,51 @@ class _Clocked(Elaboratable):
         m.domains.sync = self.domain
         m.submodules.harness = self.harness
         return m
+
+
+def elaborated(block) -> Fragment:
+    """``block`` elaborated now, so that a harness can reach its internal signals by name
+    (:func:`internal`) and add the fragment as its submodule in the block's place."""
+    return Fragment.get(block, None)
+
+
+def subfragment(fragment: Fragment, *path: str) -> Fragment:
+    """The fragment of the submodule at ``path`` (names as given to ``m.submodules``); its
+    ``origins[0]`` is the submodule's object (e.g. a ``SyncFIFO`` with its ``level``)."""
+    for name in path:
+        found = [sub for sub, sub_name, *_ in fragment.subfragments if sub_name == name]
+        if len(found) != 1:
+            known = ", ".join(str(n) for _, n, *_ in fragment.subfragments)
+            raise FormalError(f"no submodule {name!r} (of {'/'.join(path)}) in the design; it has: {known}")
+        fragment = found[0]
+    return fragment
+
+
+def internal(fragment: Fragment, name: str, *path: str):
+    """The one signal named ``name`` that the statements of the submodule at ``path`` assign:
+    a harness's way to an internal register (an induction invariant) without changing the block.
+    A missing or ambiguous name is a :class:`FormalError` (the block was restructured: the harness
+    must follow)."""
+    fragment = subfragment(fragment, *path)
+    found = []
+    for statements in fragment.statements.values():
+        for statement in statements:
+            found += [s for s in statement._lhs_signals() if s.name == name and not any(s is f for f in found)]
+    if len(found) != 1:
+        where = "/".join(path) or "the top"
+        raise FormalError(f"{len(found)} signals named {name!r} assigned in {where}; the harness needs one")
+    return found[0]
+
+
+def registers(fragment: Fragment, domain: str = "sync") -> list:
+    """Every signal a statement of ``fragment`` or of its submodules assigns in ``domain``: the
+    flip-flops of that clock domain."""
+    found = []
+    for statement in fragment.statements.get(domain, ()):
+        found += [s for s in statement._lhs_signals() if not any(s is f for f in found)]
+    for sub, *_ in fragment.subfragments:
+        found += [s for s in registers(sub, domain) if not any(s is f for f in found)]
+    return found
 
 
 def _find_trace(workdir: Path) -> Path | None:

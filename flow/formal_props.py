@@ -12,9 +12,14 @@ from typing import Callable
 from amaranth import Elaboratable
 
 from ..config import FormatConfig
+from ..hdl.meta_decoder import MetaDecoder
+from ..hdl.recon_network import ReconNetwork
 from .formal import FormalResult, prove
 from .formal_axi import AxiProof
+from .formal_core import CreditProof
+from .formal_decoders import ExpProof, MetaProof
 from .formal_pe import PEProof
+from .formal_hold import HoldProof
 from .formal_recon import NetworkProof, SwitchProof, recon_switches
 
 __all__ = ["Proof", "PROOFS", "NETWORK_FORMAT"]
@@ -22,6 +27,11 @@ __all__ = ["Proof", "PROOFS", "NETWORK_FORMAT"]
 #: The network proof's formats: U = 8 at the smallest b and X of the format; the solver does not
 #: finish at b = 4 (docs/verification.md).
 NETWORK_FORMAT = FormatConfig(wbits=2, xbits=1)
+
+
+def _output_waits(block):
+    """A stream block's stall: its output beat is offered and not taken."""
+    return block.o.valid & ~block.o.ready
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,20 @@ PROOFS: dict[str, Proof] = {
         "ReCoN network, U=8, b=2, xbits=1, en=1: contributions = merge/shift of SPEC 3 for every "
         "compiled configuration and every product in the PE ranges",
         "no feedback: at full rate the state 3 edges after reset is any function of the last 3 rows"),
+    "recon_network_b3": Proof(
+        lambda network=None: NetworkProof(FormatConfig(wbits=3, xbits=1), network=network, stalls=False),
+        "bmc", 4, False,
+        "ReCoN network as recon_network, b=3, xbits=1", "as recon_network"),
+    "recon_network_b4": Proof(
+        lambda network=None: NetworkProof(FormatConfig(wbits=4, xbits=1), network=network, stalls=False),
+        "bmc", 4, False,
+        "ReCoN network as recon_network, b=4, xbits=1", "as recon_network"),
+    "recon_hold": Proof(
+        lambda network=None: HoldProof(network or ReconNetwork(NETWORK_FORMAT, NETWORK_FORMAT.ublock),
+                                       lambda net: ~net.en), "prove", 2, True,
+        "ReCoN network, U=8, b=2, xbits=1: a cycle with en=0 holds every flip-flop, from any state "
+        "(with recon_network: the contributions are right under any en stalls)",
+        "k-induction: unbounded (a one-cycle property of every state)"),
     "axi": Proof(
         lambda accel=None: AxiProof(accel=accel), "bmc", 24, True,
         "AXI4-Stream: stable result beats under back-pressure; no spurious, stale, duplicated or "
@@ -80,4 +104,35 @@ PROOFS: dict[str, Proof] = {
         lambda accel=None: AxiProof(accel=accel), "bmc", 30, False,
         "AXI4-Stream, as axi, deeper (passes of up to 2 tokens x 2 tiles with back-pressure)",
         "bounded"),
+    "exp_decoder": Proof(
+        lambda decoder=None: ExpProof(2, decoder=decoder), "prove", 2, True,
+        "ExpDecoder (2 columns): shifts = E - E_min (0 and error exactly where negative); i.ready = "
+        "~o.valid | o.ready; one output beat per exponent beat taken, held until taken",
+        "k-induction: unbounded (invariant: the decoder's minima are the reference's)"),
+    "meta_decoder": Proof(
+        lambda decoder=None: MetaProof(NETWORK_FORMAT, decoder=decoder), "bmc", 14, False,
+        "MetaDecoder -> ReconNetwork, U=8, b=2, xbits=1, full rate: codes, roles and error of every "
+        "record; the network configured by the decoder gives the merge/shift of SPEC 3 for every "
+        "legal record and every product in the PE ranges",
+        "no feedback at full rate: the state 13 edges after reset (decoder latency 10, network 3) is "
+        "any function of the last 13 rows"),
+    "meta_hold": Proof(
+        lambda decoder=None: HoldProof(decoder or MetaDecoder(NETWORK_FORMAT, NETWORK_FORMAT.ublock),
+                                       _output_waits, lambda dec: [dec.i.ready == ~_output_waits(dec)]),
+        "prove", 2, True,
+        "MetaDecoder, U=8, b=2, xbits=1: while its output beat waits (o.valid, not o.ready) every "
+        "flip-flop holds and i.ready is low, from any state (with meta_decoder: right under any "
+        "back-pressure)",
+        "k-induction: unbounded (a one-cycle property of every state)"),
+    "credit": Proof(
+        lambda core=None: CreditProof(core=core), "prove", 10, True,
+        "Core (2x2, a=4, b=2, passes of up to 16 tokens x 2 x 2 tiles): the result FIFO never "
+        "overflows, free streams, back-pressure and reset",
+        "k-induction: unbounded (invariants: array and PPU as fixed-latency pipelines, committed = "
+        "tokens in the array + FIFO level, committed + tokens in the PPU <= depth)"),
+    "credit_cover": Proof(
+        lambda core=None: CreditProof(core=core), "cover", 36, False,
+        "credit harness not vacuous: the credit holds a token back with the FIFO two beats short "
+        "of full",
+        "reached at step 31"),
 }

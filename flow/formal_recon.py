@@ -34,7 +34,7 @@ from ..host import routing
 from ..quant.layer import Role
 
 __all__ = ["SwitchProof", "recon_switches", "CompilerEncoding", "compiler_encoding", "column_field",
-           "NetworkProof"]
+           "in_pe_range", "spec_contribution", "NetworkProof"]
 
 
 class SwitchProof(Elaboratable):
@@ -176,6 +176,28 @@ def column_field(fmt: FormatConfig, uniform, role, code, xexp):
 
 # -- the network ----------------------------------------------------------------------------------
 
+def in_pe_range(fmt: FormatConfig, role, product):
+    """``product`` is a value the PE can produce for a slot of ``role``
+    (:func:`~microscopiq.quant.golden.pe_product`: ``|x·q| <= 2^(a-1)·2^(b-1)``, ``|±x| <= 2^(a-1)``,
+    ``|x·f| <= 2^(a-1)·(2^b - 1)``)."""
+    b = fmt.wbits
+    bound = Mux(role == Role.INLIER, fmt.act_bound << (b - 1),
+                Mux(role == Role.OUT_HI, fmt.act_bound, fmt.act_bound * ((1 << b) - 1)))
+    return (product <= bound) & (product >= -bound)
+
+
+def spec_contribution(fmt: FormatConfig, uniform, role, code, xexp, product, partner):
+    """A column's contribution by SPEC §3, exact: ``product << b`` for an inlier (``product`` in
+    uniform mode), ``((product << b) ± partner) << (e + X)`` for an outlier
+    (``golden.recon_merge``: the code's MSB the sign, its low bits ``e``; ``partner`` the product
+    of its partner's column), 0 for a partner."""
+    b = fmt.wbits
+    sign, exp = code[b - 1], code[:b - 1]
+    merged = ((product << b) + Mux(sign, -partner, partner)) << (exp + xexp)
+    return Mux(role == Role.INLIER, Mux(uniform, product, product << b),
+               Mux(role == Role.OUT_HI, merged, 0))
+
+
 class NetworkProof(Elaboratable):
     """ReCoN network of one row of ``width`` columns against SPEC §3 (see the module docstring).
 
@@ -234,17 +256,9 @@ class NetworkProof(Elaboratable):
                 role.eq(Mux(paired, Mux(hi_side[c], Role.OUT_HI, Role.OUT_LO), Role.INLIER)),
                 cfg.columns[c].as_value().eq(column_field(fmt, uniform, role, codes[c], xexp)),
             ]
-            # The PE's product: any value of the role's range (golden.pe_product: |x·q| <= 2^(a-1)·2^(b-1),
-            # |±x| <= 2^(a-1), |x·f| <= 2^(a-1)·(2^b - 1)); the merge/shift of SPEC §3 on them.
-            product = products[c]
-            bound = Mux(role == Role.INLIER, fmt.act_bound << (b - 1),
-                        Mux(role == Role.OUT_HI, fmt.act_bound, fmt.act_bound * ((1 << b) - 1)))
-            m.d.comb += Assume((product <= bound) & (product >= -bound))
-            sign, exp = codes[c][b - 1], codes[c][:b - 1]
-            partner = Array(products)[dst]
-            merged = ((product << b) + Mux(sign, -partner, partner)) << (exp + xexp)  # golden.recon_merge
-            expected.append(Mux(role == Role.INLIER, Mux(uniform, product, product << b),
-                                Mux(role == Role.OUT_HI, merged, 0)))
+            m.d.comb += Assume(in_pe_range(fmt, role, products[c]))
+            expected.append(spec_contribution(fmt, uniform, role, codes[c], xexp, products[c],
+                                              Array(products)[dst]))
         return expected
 
     def elaborate(self, platform):
@@ -273,3 +287,4 @@ class NetworkProof(Elaboratable):
         with m.If(filled == net.latency):
             m.d.comb += [Assert(net.contributions[c] == want) for c, want in enumerate(stages[-1])]
         return m
+

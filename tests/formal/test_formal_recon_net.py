@@ -1,6 +1,7 @@
-"""Formal proof of the ReCoN network (flow/formal_recon.py): the column encoding the proof assumes
-equals the compiler's, and a mutant network on which the (bounded) proof finds a counterexample.
-The proof itself does not yet finish in reasonable time (docs/verification.md, "Formal proofs").""" 
+"""Formal proofs of the ReCoN network (flow/formal_recon.py): the column encoding the network proof
+assumes equals the compiler's, a mutant network on which the (bounded) proof finds a counterexample
+(the proof itself runs in ``make formal`` only), and the stall proof (every flip-flop holds while
+``en`` is 0) with its mutant.""" 
 
 from __future__ import annotations
 
@@ -50,4 +51,26 @@ def test_network_proof_fails_on_a_mutant(tmp_path):
     fmt = NETWORK_FORMAT
     result = proof.run("recon_network-mutant", root=tmp_path,
                        harness=proof.build(BenesBitFlipped(fmt, fmt.ublock)))
+    assert result.status == "FAIL" and result.trace is not None, result.summary()
+
+
+class LoadsWhileStalled(ReconNetwork):
+    """Mutant: the merge operands and the shifter's low bits load with ``en = 0`` too."""
+
+    def _load(self, m, reg, value, clear):
+        with m.If(self.en & clear):
+            m.d.sync += reg.eq(0)
+        with m.Else():
+            m.d.sync += reg.eq(value)
+
+
+def test_hold_proof(tmp_path):
+    result = PROOFS["recon_hold"].run("recon_hold", root=tmp_path)
+    assert result.passed, result.summary()
+
+
+def test_hold_proof_fails_on_a_mutant(tmp_path):
+    proof = PROOFS["recon_hold"]
+    fmt = NETWORK_FORMAT
+    result = proof.run("recon_hold-mutant", root=tmp_path, harness=proof.build(LoadsWhileStalled(fmt, fmt.ublock)))
     assert result.status == "FAIL" and result.trace is not None, result.summary()

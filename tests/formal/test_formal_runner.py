@@ -66,3 +66,16 @@ def test_cli_refuses_an_unknown_proof(capsys):
         main(["nonesuch"])
     assert stop.value.code == 2
     assert "unknown proof 'nonesuch'" in capsys.readouterr().err
+
+
+def test_internal_names_one_signal_or_refuses():
+    from amaranth.hdl import Fragment
+    from microscopiq.flow.formal import FormalError, elaborated, internal, subfragment
+    from microscopiq.hdl.exp_decoder import ExpDecoder
+
+    fragment = elaborated(ExpDecoder(2))
+    assert isinstance(fragment, Fragment) and internal(fragment, "minima").name == "minima"
+    with pytest.raises(FormalError, match=r"^0 signals named 'nonesuch' assigned in the top; the harness needs one"):
+        internal(fragment, "nonesuch")
+    with pytest.raises(FormalError, match=r"^no submodule 'fifo' \(of fifo\) in the design"):
+        subfragment(fragment, "fifo")
