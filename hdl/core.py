@@ -5,12 +5,15 @@ AXI4-Stream names).
 
 Control, per pass (one layer header, at most ``max_tokens`` tokens):
 
-* the **loader** takes the header, then per weight tile the tile header (the PPU shifts ``d``) and
-  the ``R`` row beats into the shadow banks; it waits while the shadow holds a tile whose first
-  token has not yet reached the PPU;
-* the **issuer** sends each tile's ``M`` activation vectors into the array, one per cycle (one every
-  ``T`` cycles with shared ReCoN, plus the array's tile gap after a tile), tagging each token with its
-  index and the tile's place in its K-group and the layer;
+* the **loader** takes the header, then per weight tile the tile header (the PPU shifts ``d``, into
+  a queue that hands them to the PPU when its shadow is free) and the ``R`` row beats, through a
+  :class:`~.skid_buffer.SkidBuffer` (a stream: one row per cycle, bubbles allowed), into the shadow
+  banks: row 0 of a tile as soon as the tile before has issued its first token (the array's load
+  rule), the rest one per cycle behind it, so the next tile loads while the current one computes;
+* the **issuer** starts a tile in any cycle after its last row is in the shadow and sends its ``M``
+  activation vectors into the array, one per cycle (one every ``T`` cycles with shared ReCoN, plus
+  the array's tile gap after a tile), tagging each token with its index and the tile's place in its
+  K-group and the layer;
 * the **PPU** accumulates and emits result beats into the result FIFO. The array and the PPU never
   stall: the issuer takes a token only while the FIFO has room for it and for every token already
   on its way (a registered credit check), so back-pressure on the output stops the input and
@@ -30,13 +33,18 @@ from ..config import AccelConfig
 from .array import Array, ArrayTiming, load_layout
 from .layouts import Mode, StreamLayouts, axis_signature
 from .ppu import PPU, token_tag_layout
+from .skid_buffer import SkidBuffer
 
-__all__ = ["AcceleratorCore", "CoreTiming", "LOAD_STAGE", "RESULT_FIFO_LATENCY",
+__all__ = ["AcceleratorCore", "CoreTiming", "LOAD_STAGE", "ROW_BUFFER_DEPTH", "RESULT_FIFO_LATENCY",
            "CREDIT_MARGIN"]
 
-#: Cycles from a row beat's (or tile header's) handshake to its write into the shadow registers:
-#: the loader's register.
-LOAD_STAGE = 1
+#: Cycles from a row beat's handshake to its earliest write into the shadow banks: the row
+#: buffer's output register (:attr:`SkidBuffer.LATENCY <.skid_buffer.SkidBuffer.LATENCY>`).
+LOAD_STAGE = SkidBuffer.LATENCY
+#: Row beats the loader holds while row 0 of a tile waits for the tile before to start
+#: (:attr:`SkidBuffer.DEPTH <.skid_buffer.SkidBuffer.DEPTH>`): with two, it takes a row every
+#: cycle once they flow.
+ROW_BUFFER_DEPTH = SkidBuffer.DEPTH
 #: Cycles a beat spends in the result FIFO when the output is always ready: it is written at the
 #: PPU's result register and read in the next cycle, so the FIFO then holds one beat.
 RESULT_FIFO_LATENCY = 1
@@ -68,6 +76,17 @@ class CoreTiming:
         """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU: the
         array's latency (the issuer drives the array's ``issue`` from the handshake)."""
         return self.array.latency(period)
+
+    @property
+    def shift_queue_depth(self) -> int:
+        """Tile headers (PPU shifts) the loader queues for the PPU, whose one shadow takes a tile's
+        shifts only once the tile before has reached it. Headers taken for tiles not yet at the
+        PPU: up to ``ceil(arrive(max T) / R)`` started tiles (first tokens are at least ``R``
+        cycles apart) and at most four more (the tile complete in the shadow, the one in the row
+        buffer and, for ``R`` of 1 or 2, the next ones), one of them in the PPU's shadow: so the
+        queue never holds the loader back."""
+        rows = self.array.rows
+        return -(-self.arrive(self.array.max_period) // rows) + 3
 
     @property
     def result_latency(self) -> int:
@@ -140,20 +159,16 @@ class AcceleratorCore(wiring.Component):
         n_tiles = Signal(sf.header.members["n_tiles"])
         m.d.comb += [array.raw.eq(mode == Mode.RAW), ppu.raw.eq(mode == Mode.RAW)]
 
-        # shadow_full: a tile's rows are being taken or sit in the shadow banks (the loader waits);
-        # shadow_ready: its last row has been written into the shadow (the issuer may start it);
-        # started: its first token has been issued.
-        shadow_full = Signal()
-        shadow_ready = Signal()
-        started = Signal()
-        arrived = array.out.valid & array.out.payload.first
-        with m.If(array.load.valid & (array.load.row == cfg.rows - 1)):
-            m.d.sync += shadow_ready.eq(1)
-        with m.If(arrived):
-            m.d.sync += [shadow_full.eq(0), shadow_ready.eq(0), started.eq(0)]
+        # pending: a tile's last row is in the shadow and its first token has not been issued; row
+        # 0 of the next tile may be written from the cycle that token is issued (the array's load
+        # rule), the issuer may start the tile in any cycle after its last row was written.
+        pending = Signal()
+        starting = array.issue.valid & array.issue.payload.first
+        rows = self._row_path(m, array, pending, starting)
+        shifts = self._shift_path(m, array, ppu)
 
-        self._loader(m, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu)
-        self._issuer(m, credit, busy, tokens, k_tiles, n_tiles, shadow_ready, started, array, tag_layout)
+        self._loader(m, busy, mode, tokens, k_tiles, n_tiles, rows, shifts)
+        self._issuer(m, credit, busy, tokens, k_tiles, n_tiles, pending, array, tag_layout)
 
         wiring.connect(m, array=array.out, ppu=ppu.inp)
         with m.If(self.result.valid & self.result.ready & self.result.payload.last):
@@ -183,7 +198,49 @@ class AcceleratorCore(wiring.Component):
                      credit.eq(committed + CREDIT_MARGIN + PPU.latency <= depth)]
         return credit
 
-    def _loader(self, m, busy, mode, tokens, k_tiles, n_tiles, shadow_full, array, ppu):
+    def _row_path(self, m, array, pending, starting):
+        """The row buffer between the loader and the array's ``load``; returns its input stream.
+
+        Its output is written into the shadow in the cycle it is offered, except row 0 of a tile
+        while the tile before is complete in the shadow and not started (``pending``), unless its
+        first token is issued in this cycle (``starting``): the only path from the issuer into
+        the load is that gate, not the input's ``ready``."""
+        cfg = self.cfg
+        members = dict(load_layout(cfg).members)
+        del members["valid"]
+        m.submodules.row_buffer = buffer = SkidBuffer(data.StructLayout(members))
+        head = buffer.o.payload
+        m.d.comb += buffer.o.ready.eq((head.row != 0) | ~pending | starting)
+        written = buffer.o.valid & buffer.o.ready
+        m.d.comb += [array.load.valid.eq(written), array.load.row.eq(head.row),
+                     array.load.codes.eq(head.codes), array.load.roles.eq(head.roles),
+                     array.load.config.eq(head.config)]
+        with m.If(written & (head.row == cfg.rows - 1)):
+            m.d.sync += pending.eq(1)
+        with m.Elif(starting):
+            m.d.sync += pending.eq(0)
+        return buffer.i
+
+    def _shift_path(self, m, array, ppu):
+        """The queue of tile shifts in front of the PPU's one shadow; returns its input stream.
+
+        The PPU makes its shadow active when a tile's first token reaches it (``out.first``), so
+        the next tile's shifts are written in that cycle or, if they come later, when they come.
+        Depth :attr:`CoreTiming.shift_queue_depth`."""
+        m.submodules.shift_queue = queue = SyncFIFO(width=len(ppu.shift_load.d.as_value()),
+                                                    depth=self.timing.shift_queue_depth)
+        free = Signal(init=1)              # the PPU's shadow holds no tile that has not reached it
+        arrived = array.out.valid & array.out.payload.first
+        move = queue.r_rdy & (free | arrived)
+        m.d.comb += [queue.r_en.eq(move), ppu.shift_load.valid.eq(move),
+                     ppu.shift_load.d.as_value().eq(queue.r_data)]
+        with m.If(move):
+            m.d.sync += free.eq(0)
+        with m.Elif(arrived):
+            m.d.sync += free.eq(1)
+        return queue.w_stream
+
+    def _loader(self, m, busy, mode, tokens, k_tiles, n_tiles, rows, shifts):
         cfg, sf = self.cfg, self.format
         beat = self.weights
         # tdata is only looked at with tvalid (4-state simulators drive X before the first beat).
@@ -191,7 +248,16 @@ class AcceleratorCore(wiring.Component):
         state = Signal(_Load)
         row = Signal(range(cfg.rows))
         header = data.View(sf.header, word[:sf.header.size])
-        shift_next, load_next = self._load_stage(m, word, row, array, ppu)
+        tile = data.View(sf.tile, word[:sf.tile.size])
+        row_beat = data.View(sf.row, word[:sf.row.size])
+        m.d.comb += [
+            shifts.payload.eq(tile.d.as_value()),
+            rows.payload.row.eq(row),
+            rows.payload.codes.eq(row_beat.codes),
+            rows.payload.roles.as_value().eq(row_beat.roles.as_value()),
+        ]
+        if sf.recon_config.size:
+            m.d.comb += rows.payload.config.eq(row_beat.config.as_value())
         tile_k = Signal.like(k_tiles)
         tile_n = Signal.like(n_tiles)
         take = beat.valid & beat.ready
@@ -208,16 +274,15 @@ class AcceleratorCore(wiring.Component):
                         tile_k.eq(0), tile_n.eq(0), state.eq(_Load.TILE),
                     ]
             with m.Case(_Load.TILE):
-                m.d.comb += beat.ready.eq(~shadow_full)
-                m.d.comb += shift_next.valid.eq(take)
+                m.d.comb += [beat.ready.eq(shifts.ready), shifts.valid.eq(beat.valid)]
                 with m.If(take):
                     m.d.sync += [row.eq(0), state.eq(_Load.ROWS)]
             with m.Case(_Load.ROWS):
-                m.d.comb += [beat.ready.eq(1), load_next.valid.eq(take)]
+                m.d.comb += [beat.ready.eq(rows.ready), rows.valid.eq(beat.valid)]
                 with m.If(take):
                     m.d.sync += row.eq(row + 1)
                     with m.If(row == cfg.rows - 1):
-                        m.d.sync += [shadow_full.eq(1), state.eq(_Load.TILE)]
+                        m.d.sync += state.eq(_Load.TILE)
                         with m.If(tile_k == k_tiles):
                             m.d.sync += tile_k.eq(0)
                             with m.If(tile_n == n_tiles):
@@ -228,32 +293,7 @@ class AcceleratorCore(wiring.Component):
                         with m.Else():
                             m.d.sync += tile_k.eq(tile_k + 1)
 
-    def _load_stage(self, m, word, row, array, ppu):
-        """The registers (:data:`LOAD_STAGE`) through which a taken tile header (the PPU shifts) or
-        row beat reaches the PPU and the array a cycle later: the input port and the loader's state
-        then drive no path across the die into the shadow registers' enables. The issuer starts
-        the tile once its last row is in the shadow (shadow_ready), so the shadow's period and
-        banks are complete when its first token swaps them in. Returns their inputs (the loader
-        drives the valid flags)."""
-        sf = self.format
-        shift_next = Signal.like(ppu.shift_load)
-        load_next = Signal(load_layout(self.cfg))
-        m.d.sync += [ppu.shift_load.eq(shift_next), array.load.eq(load_next)]
-        # Only the valid flags depend on the loader's state: the fields take the word every cycle,
-        # so the wide registers need no reset or enable from the state (one fan-out net less).
-        tile = data.View(sf.tile, word[:sf.tile.size])
-        row_beat = data.View(sf.row, word[:sf.row.size])
-        m.d.comb += [
-            shift_next.d.eq(tile.d),
-            load_next.row.eq(row),
-            load_next.codes.eq(row_beat.codes),
-            load_next.roles.as_value().eq(row_beat.roles.as_value()),
-        ]
-        if sf.recon_config.size:
-            m.d.comb += load_next.config.eq(row_beat.config.as_value())
-        return shift_next, load_next
-
-    def _issuer(self, m, credit, busy, tokens, k_tiles, n_tiles, shadow_ready, started, array, tag_layout):
+    def _issuer(self, m, credit, busy, tokens, k_tiles, n_tiles, pending, array, tag_layout):
         cfg = self.cfg
         beat = self.act
         in_tile = Signal()
@@ -263,7 +303,7 @@ class AcceleratorCore(wiring.Component):
         tile_n = Signal.like(n_tiles)
         period = Signal.like(array.next_period, init=1)
         wait = Signal(range(array.max_period + array.tile_gap_extra + 1))
-        can_start = busy & ~done & shadow_ready & ~started
+        can_start = busy & ~done & pending
         m.d.comb += beat.ready.eq(credit & (wait == 0) & Mux(in_tile, 1, can_start))
         take = beat.valid & beat.ready
 
@@ -291,8 +331,6 @@ class AcceleratorCore(wiring.Component):
             # Tokens T apart; after a tile's last one, also the array's tile gap.
             m.d.sync += [wait.eq(cur_period - 1 + Mux(last_token, array.tile_gap_extra, 0)),
                          period.eq(cur_period), token.eq(token + 1), in_tile.eq(1)]
-            with m.If(~in_tile):
-                m.d.sync += started.eq(1)
             with m.If(last_token):
                 m.d.sync += [token.eq(0), in_tile.eq(0)]
                 with m.If(last_k):
