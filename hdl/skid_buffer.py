@@ -43,6 +43,7 @@ class SkidBuffer(wiring.Component):
 
     def __init__(self, layout):
         if not isinstance(layout, data.Layout):
+            self._MustUse__silence = True  # refused: never elaborated, no "unused" warning
             raise TypeError(f"layout must be an amaranth.lib.data.Layout, not {layout!r}")
         self.layout = layout
         super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})

@@ -11,8 +11,9 @@ from amaranth import ClockDomain, Module
 from amaranth.sim import DomainReset, Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.host.stream_format import (Beat, CycleModel, decode_results,
-                                           encode_layer, expected_results, predict_cycles, result_beat_count)
+from microscopiq.hdl.core import LOAD_STAGE
+from microscopiq.host.stream_format import (Beat, CycleModel, decode_results, encode_layer, expected_results,
+                                           predict_cycles, result_beat_count, tile_periods, token_passes)
 from microscopiq.hdl.top import Accelerator
 from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, random_case,
                                      random_uniform_case, saturation_case)
@@ -171,6 +172,45 @@ def test_decode_tokens(share, tokens):
     cfg = small(share, group=4)
     case = random_case(cfg, n=16, k=24, m=tokens, seed=70 + tokens)
     assert check_case(cfg, case) == predict_cycles(cfg, case.layer, tokens)
+
+
+def _decode_pass(model, periods, gaps):
+    """Cycles of a pass of one token whose tile ``i`` is followed by tile ``i + 1`` after
+    ``gaps[i]`` cycles: header, the first tile's load (``R + 1`` beats and the load stage), the
+    tiles, the last token's way to its result beat."""
+    return (1 + model.load_beats + LOAD_STAGE + sum(gaps[:-1]) + model.arrive(periods[-1])
+            + model.ppu_latency + 1)
+
+
+# Decode (M = 1) over eight tiles and two passes: each tile loads while the one before computes, so a
+# tile costs max(T + gap, R + 1) cycles (the weight stream's R + 1 beats per tile at T = 1); with the
+# rule before (a tile's rows only after the tile before's first token reached the PPU) it cost
+# arrive(T) + R + 3 (the cycle model of that rule, which the RTL matched).
+@pytest.mark.parametrize("share", [1, 2, 4], ids=lambda s: f"recon{s}")
+def test_decode_tiles_overlap(share):
+    cfg = small(share, group=4, max_tokens=1)
+    case = random_case(cfg, n=16, k=16, m=2, seed=80 + share, outlier_rate=0.5)
+    model, periods = CycleModel.of(cfg), tile_periods(cfg, case.layer)
+    passes = len(token_passes(cfg, case.tokens))
+    overlapped = [max(t + model.tile_gap, model.load_beats) for t in periods]
+    serial = [max(t + model.tile_gap, model.arrive(t) + model.load_beats + 1 + LOAD_STAGE) for t in periods]
+    want = passes * _decode_pass(model, periods, overlapped)
+    before = passes * _decode_pass(model, periods, serial)
+    print(f"periods {periods}: {want} cycles, {before} with the old load rule")
+    assert len(periods) == 8 and passes == 2 and (share == 1 or max(periods) > 1)
+    assert check_case(cfg, case) == predict_cycles(cfg, case.layer, case.tokens) == want
+    assert before - want == passes * sum(s - o for s, o in zip(serial[:-1], overlapped[:-1])) > 0
+
+
+def test_decode_8x8_tile_period():
+    """The default 8×8 array, ReCoN per row, M = 1 over 32 tiles: a tile every R + 1 = 9 cycles (the
+    weight stream's beats), 25 with the old load rule."""
+    cfg = AccelConfig(max_tokens=4)
+    case = random_case(cfg, n=16, k=128, m=1, seed=5)
+    model = CycleModel.of(cfg)
+    assert model.load_beats == 9 and model.arrive(1) + model.load_beats + 1 + LOAD_STAGE == 25
+    want = _decode_pass(model, [1] * 32, [9] * 32)
+    assert check_case(cfg, case) == predict_cycles(cfg, case.layer, 1) == want == 313
 
 
 @pytest.mark.parametrize("share", [0, 1, 2], ids=lambda s: f"recon{s}")

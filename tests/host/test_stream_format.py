@@ -179,14 +179,13 @@ def test_periods_and_cycle_model():
     for share in (0, 1):
         c2 = _cfg(share=share).replace(max_tokens=64)
         model = CycleModel.of(c2)
-        # One token per tile and cycle after the first load (header, R + 1 beats, the load stage)
-        # and before the pipeline drains (arrive, PPU and result FIFO); exact once M hides every
-        # later tile's load (M >= 2R + P + L + H + 5, docs/hardware.md), more below that.
+        # After the first load (header, R + 1 beats, the load stage) each tile costs max(M, R + 1)
+        # cycles (the next tile loads while one computes; the weight stream has R + 1 beats per
+        # tile), the last one M before the pipeline drains (arrive, PPU and result FIFO).
         overhead = 1 + model.load_beats + LOAD_STAGE + model.arrive(1) + model.ppu_latency
-        hidden = 2 * c2.rows + model.pipeline + 5
-        for m in (4, 16, 64):
+        for m in (1, 4, model.load_beats, 16, 64):
             cycles = predict_cycles(c2, uniform.layer, m)
-            assert cycles == tiles * m + overhead if m >= hidden else cycles > tiles * m + overhead
+            assert cycles == (tiles - 1) * max(m, model.load_beats) + m + overhead, (share, m, cycles)
     assert predict_cycles(cfg, case.layer, 4) > predict_cycles(_cfg(share=1), case.layer, 4)
 
 
