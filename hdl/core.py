@@ -78,6 +78,14 @@ class CoreTiming:
         return self.array.latency(period)
 
     @property
+    def tile_spacing(self) -> int:
+        """Fewest cycles between the first tokens of two consecutive tiles: ``R`` from the array's
+        double buffering (the next tile's last row is free from ``R - 1`` cycles after the current
+        first token, and written before the next one), and at least 2, so that at ``M = 1`` no
+        token enters the PPU in the cycle after itself (the issuer enforces it only for ``R = 1``)."""
+        return max(self.array.rows, 2)
+
+    @property
     def shift_queue_depth(self) -> int:
         """Tile headers (PPU shifts) the loader queues for the PPU, whose one shadow takes a tile's
         shifts only once the tile before has reached it. Headers taken for tiles not yet at the
@@ -304,6 +312,12 @@ class AcceleratorCore(wiring.Component):
         period = Signal.like(array.next_period, init=1)
         wait = Signal(range(array.max_period + array.tile_gap_extra + 1))
         can_start = busy & ~done & pending
+        if self.timing.tile_spacing > self.timing.array.rows:
+            # R = 1: the double buffering alone would let the next tile's first token follow this
+            # one's in the next cycle, and at M = 1 that token would enter the PPU right after itself.
+            just_started = Signal()
+            m.d.sync += just_started.eq(array.issue.valid & array.issue.payload.first)
+            can_start &= ~just_started
         m.d.comb += beat.ready.eq(credit & (wait == 0) & Mux(in_tile, 1, can_start))
         take = beat.valid & beat.ready
 

@@ -363,6 +363,12 @@ class CycleModel:
         return self.timing.result_fifo_depth
 
     @property
+    def tile_spacing(self) -> int:
+        """Fewest cycles between consecutive tiles' first tokens (:attr:`CoreTiming.tile_spacing
+        <microscopiq.hdl.core.CoreTiming.tile_spacing>`)."""
+        return self.timing.tile_spacing
+
+    @property
     def shift_queue_depth(self) -> int:
         """Tile headers the loader queues for the PPU (:attr:`CoreTiming.shift_queue_depth
         <microscopiq.hdl.core.CoreTiming.shift_queue_depth>`)."""
@@ -417,8 +423,8 @@ def pass_cycles(model: CycleModel, periods: list[int], tokens: int, loads: list[
       ``ROW_BUFFER_DEPTH`` before has been written) and written ``LOAD_STAGE`` cycles after their
       handshake, in order, row 0 not before the cycle tile ``i-1``'s first token is issued: rows
       ``w_0 … w_0 + R - 1``;
-    * tile ``i``'s first token is issued at ``c_i = max(w_0 + R, c_{i-1} + M·T_{i-1} + gap)``, its
-      tokens ``T_i`` apart; each reaches the PPU ``arrive(T_i)`` cycles later, its result beat
+    * tile ``i``'s first token is issued at ``c_i = max(w_0 + R, c_{i-1} + M·T_{i-1} + gap,
+      c_{i-1} + tile_spacing)`` (the last term binds only for ``R = 1``), its tokens ``T_i`` apart; each reaches the PPU ``arrive(T_i)`` cycles later, its result beat
       ``ppu_latency`` after that.
 
     ``loads`` gives each tile's weight-stream cycles when it is not ``model.load_beats`` (the
@@ -443,7 +449,7 @@ def pass_cycles(model: CycleModel, periods: list[int], tokens: int, loads: list[
         last_beat = max([header + rows, first_write + rows - depth if rows > depth else _NEVER]
                         + [writes[j] + rows - j for j in range(min(depth, rows))])
         writes.extend(first_write + r for r in range(max(0, rows - depth), rows))
-        start = max(first_write + rows, free)
+        start = max(first_write + rows, free, issued + model.tile_spacing)
         moved.append(max(header + 1, arrived))
         issued, arrived = start, start + model.arrive(period)
         free = start + tokens * period + model.tile_gap

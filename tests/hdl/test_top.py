@@ -213,6 +213,18 @@ def test_decode_8x8_tile_period():
     assert check_case(cfg, case) == predict_cycles(cfg, case.layer, 1) == want == 313
 
 
+@pytest.mark.parametrize("pause", [0.0, 0.3])
+def test_single_row_decode(pause):
+    """R = 1, M = 1: the array's double buffering alone would let a tile start the cycle after the
+    one before, and token 0 would enter the PPU right after itself (a stale P); the issuer keeps
+    them two cycles apart. Pauses let the loader run ahead so that the rule matters."""
+    cfg = small(1, rows=1, group=2, max_tokens=1)
+    case = random_case(cfg, n=8, k=40, m=1, seed=4)
+    cycles = check_case(cfg, case, pause=pause, seed=4)
+    if not pause:
+        assert cycles == predict_cycles(cfg, case.layer, 1)
+
+
 @pytest.mark.parametrize("share", [0, 1, 2], ids=lambda s: f"recon{s}")
 def test_uniform_layer(share):
     cfg = small(share, wbits=3)
