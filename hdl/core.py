@@ -10,7 +10,8 @@ Control, per pass (one layer header, at most ``max_tokens`` tokens):
   :class:`~.skid_buffer.SkidBuffer` (a stream: one row per cycle, bubbles allowed), into the shadow
   banks: row 0 of a tile as soon as the tile before has issued its first token (the array's load
   rule), the rest one per cycle behind it, so the next tile loads while the current one computes;
-* the **issuer** starts a tile in any cycle after its last row is in the shadow and sends its ``M``
+* the **issuer** starts a tile in any cycle after its last row is in the shadow (and at least
+  :attr:`CoreTiming.tile_spacing` cycles after the tile before) and sends its ``M``
   activation vectors into the array, one per cycle (one every ``T`` cycles with shared ReCoN, plus
   the array's tile gap after a tile), tagging each token with its index and the tile's place in its
   K-group and the layer;
