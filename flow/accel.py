@@ -17,6 +17,7 @@ from amaranth import Shape
 from amaranth.lib import data
 
 from ..config import PRESETS, AccelConfig, ConfigError, ReconSharing, resolve_config
+from ..hdl.core import LOAD_STAGE, ROW_BUFFER_DEPTH
 from ..hdl.layouts import PACKED_HEADER, STREAM_VERSION, Fault, Mode, StreamLayouts
 from ..hdl.soc import RESET_STYLES, STREAMS, SocAccelerator, SocPorts
 from ..hdl.top import Accelerator
@@ -97,7 +98,9 @@ def accel_manifest(cfg: AccelConfig) -> dict:
         "throughput_per_cycle": "1 token (R activations x C columns) per cycle per tile; 1/T with shared ReCoN",
         "cycle_model": {"rows": model.rows, "pipeline": model.pipeline, "shared": model.shared,
                         "tile_gap": model.tile_gap, "front_end_latency": WeightDecoder.latency_of(cfg),
-                        "ppu_latency": model.ppu_latency, "result_fifo_depth": model.result_fifo_depth},
+                        "ppu_latency": model.ppu_latency, "result_fifo_depth": model.result_fifo_depth,
+                        "load_stage": LOAD_STAGE, "row_buffer_depth": ROW_BUFFER_DEPTH,
+                        "shift_queue_depth": model.shift_queue_depth, "tile_spacing": model.tile_spacing},
     }
 
 

@@ -6,7 +6,8 @@ stage per enabled cycle down a marker pipeline; row ``r`` multiplies it when it 
 ``x · v[n,k]``, and the column adder of row ``r`` adds them to the partial sum coming down from row
 ``r - 1``. Weights, ReCoN configurations and the per-row scheduling fields are double-buffered and
 swap with the skew: row ``r`` switches to the next tile exactly when that tile's first token reaches
-it, so tiles follow each other without a gap.
+it, so tiles follow each other without a gap, and row ``r`` of the tile after can be loaded from
+then on: loading follows the current tile's first token down the rows (:attr:`Array.load`).
 
 ReCoN arrangements (``AccelConfig.recon_share``):
 
@@ -35,11 +36,18 @@ from .pe import PE
 from .recon_geometry import config_bits
 from .recon_network import ReconNetwork, recon_latency
 
-__all__ = ["Array", "ArrayTiming", "PRODUCT_PIPE", "issue_layout", "load_layout", "result_layout"]
+__all__ = ["Array", "ArrayTiming", "PRODUCT_PIPE", "FIELD_LAG", "issue_layout", "load_layout",
+           "result_layout"]
 
 #: Register stages between a PE's product register and its consumer (ReCoN or the column adder): the
 #: DSP sites sit far from the logic that consumes their products, so that route gets a cycle of its own.
 PRODUCT_PIPE = 1
+#: Cycles by which a loaded row's ReCoN config and scheduling fields reach their shadow registers
+#: after its PE banks: those fields swap ``1 + PRODUCT_PIPE`` stages after the banks (with the
+#: products they apply to), so written as much later their shadow is free exactly when the banks'
+#: is, and one load rule (row ``r`` from the cycle the current tile's first token enters stage ``r``)
+#: covers both.
+FIELD_LAG = 1 + PRODUCT_PIPE
 
 
 def issue_layout(cfg: AccelConfig, tag_shape=1) -> data.StructLayout:
@@ -149,9 +157,18 @@ class Array(wiring.Component):
     cycles. All state advances only when ``en`` is 1.
 
     Loading: rows of the next tile are written with ``load`` into the shadow banks, at most one per
-    enabled cycle, only after the current tile's first token has left the array (``out.first``).
-    The shadow tile becomes active row by row as its first token (``issue.first``) passes. With
-    shared ReCoN, ``next_period`` is the shadow tile's ``T``: the controller issues that tile's
+    enabled cycle, in row order (``0 … R-1``), row ``r`` no earlier than the enabled cycle ``c + r``
+    where ``c`` is the cycle in which the current tile's first token is on ``issue`` (it enters
+    stage ``r`` at the end of that cycle and swaps row ``r``'s banks then; a row written in the
+    same cycle goes into the bank that becomes the shadow). Writing row 0 no earlier than ``c``
+    and the rows one after another is enough. The shadow tile's first token (``issue.first``)
+    may be issued in any cycle after its last row was written; it makes the tile active row by row
+    as it passes. The ReCoN config and the scheduling fields of a row reach their shadow
+    :data:`FIELD_LAG` cycles after its banks, matching their later swap. So the tile-to-tile period
+    allowed by the double buffering is ``R`` cycles (each row is free only once the current tile's
+    first token has reached it, and the last row must be written before the next first token);
+    the load port (one row per cycle) allows the same. With shared ReCoN, ``next_period`` is the
+    shadow tile's ``T`` (valid once its last row is written): the controller issues that tile's
     tokens ``T`` cycles apart, and the next tile's first token ``T + tile_gap_extra`` cycles after
     the last one.
 
@@ -171,7 +188,7 @@ class Array(wiring.Component):
     issue : In(stream.Signature(issue_layout(cfg, tag_shape), always_ready=True))
         The token entering this cycle (``valid`` 0 = bubble); the array never refuses one.
     load : In(load_layout(cfg))
-        One row of the next tile.
+        One row of the next tile (``valid``: write it this cycle), under the rule above.
     out : Out(stream.Signature(result_layout(cfg, tag_shape), always_ready=True))
         The token leaving this cycle with its column sums; it cannot be held back.
     next_period : Out(range(recon_share + 1))
@@ -314,22 +331,36 @@ class Array(wiring.Component):
             m.d.sync += [count.eq(new_count),
                          most.eq(Mux(load.row == 0, new_count, Mux(new_count > most, new_count, most)))]
         m.d.comb += self.next_period.eq(Mux(most > 1, most, 1) if self.shared else 1)
+        fields = data.StructLayout({"config": unsigned(_config_bits(cfg)), "bypass": 1,
+                                    "claim": 1, "slot": slot_shape})
+        active_layout = data.StructLayout({**dict(fields.members), "pe_bypass": 1})
+        # The fields that swap 1 + P stages after the banks reach the shadow FIELD_LAG cycles after
+        # the row's load, through one delay line shared by all rows (one row is loaded per cycle).
+        lagged_layout = data.StructLayout({"valid": 1, "row": range(cfg.rows), "fields": fields})
+        lagged = Signal(lagged_layout, name="field_load_0")
+        m.d.comb += [lagged.valid.eq(writing), lagged.row.eq(load.row),
+                     lagged.fields.config.eq(load.config), lagged.fields.bypass.eq(~has_outlier),
+                     lagged.fields.claim.eq(has_outlier), lagged.fields.slot.eq(Mux(group_start, 0, count))]
+        for lag in range(FIELD_LAG):
+            later = Signal(lagged_layout, name=f"field_load_{lag + 1}")
+            with m.If(en):
+                m.d.sync += later.eq(lagged)
+            lagged = later
         for r in range(cfg.rows):
-            fields = data.StructLayout({"config": unsigned(_config_bits(cfg)), "bypass": 1,
-                                        "pe_bypass": 1, "claim": 1, "slot": slot_shape})
             shadow = Signal(fields, name=f"row_{r}_shadow")
-            active = Signal(fields, name=f"row_{r}_active")
+            shadow_pe_bypass = Signal(name=f"row_{r}_shadow_pe_bypass")
+            active = Signal(active_layout, name=f"row_{r}_active")
             with m.If(writing & (load.row == r)):
-                m.d.sync += [shadow.config.eq(load.config), shadow.bypass.eq(~has_outlier),
-                             shadow.pe_bypass.eq(~has_outlier), shadow.claim.eq(has_outlier),
-                             shadow.slot.eq(Mux(group_start, 0, count))]
+                m.d.sync += shadow_pe_bypass.eq(~has_outlier)
+            with m.If(en & lagged.valid & (lagged.row == r)):
+                m.d.sync += shadow.eq(lagged.fields)
             # Which stage feeds the PEs switches with the PE banks (first token entering stage
             # r); the config and the contribution source 1 + P stages later, with the products
             # they apply to; the network slot of every row of a group at once, when the first
             # token's products leave the group's first row (with the group's slot clock, see
             # _contributions).
             with m.If(en & self._first_entering(markers, r)):
-                m.d.sync += active.pe_bypass.eq(shadow.pe_bypass)
+                m.d.sync += active.pe_bypass.eq(shadow_pe_bypass)
             products_in = markers[r + PRODUCT_PIPE]
             with m.If(en & products_in.valid & products_in.first):
                 m.d.sync += [active.config.eq(shadow.config), active.bypass.eq(shadow.bypass)]

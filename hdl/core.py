@@ -5,16 +5,25 @@ AXI4-Stream names).
 
 Control, per pass (one layer header, at most ``max_tokens`` tokens):
 
-* the **loader** takes the header, then per weight tile the tile header (the PPU shifts ``d``) and
-  the ``R`` row beats into the shadow banks; it waits while the shadow holds a tile whose first
-  token has not yet reached the PPU;
-* the **issuer** sends each tile's ``M`` activation vectors into the array, one per cycle (one every
-  ``T`` cycles with shared ReCoN, plus the array's tile gap after a tile), tagging each token with its
-  index and the tile's place in its K-group and the layer;
+* the **weight front end** (:class:`~.weight_decoder.WeightDecoder`) turns the packed weight
+  stream into the pass header and decoded PE rows (a tile's first row with its PPU shifts);
+* the **loader** takes the header, then per weight tile the PPU shifts (into a queue that hands
+  them to the PPU when its shadow is free) and the ``R`` rows, through a
+  :class:`~.skid_buffer.SkidBuffer` (one row per cycle, bubbles allowed), into the shadow banks:
+  row 0 of a tile as soon as the tile before has issued its first token (the array's load rule),
+  the rest one per cycle behind it, so the next tile loads while the current one computes;
+* the **issuer** starts a tile in any cycle after its last row is in the shadow (and at least
+  :attr:`CoreTiming.tile_spacing` cycles after the tile before) and sends its ``M``
+  activation vectors into the array, one per cycle (one every ``T`` cycles with shared ReCoN, plus
+  the array's tile gap after a tile), tagging each token with its index and the tile's place in its
+  K-group and the layer;
 * the **PPU** accumulates and emits result beats into the result FIFO. The array and the PPU never
   stall: the issuer takes a token only while the FIFO has room for it and for every token already
   on its way (a registered credit check), so back-pressure on the output stops the input and
   nothing else, and no enable net fans out to the array's registers.
+
+A pass whose header the front end refuses runs nothing: its activations are dropped up to their
+``tlast`` and one result beat carries its fault (docs/hardware.md, "Malformed weight streams").
 """
 
 from __future__ import annotations
@@ -31,13 +40,18 @@ from .array import Array, ArrayTiming, load_layout
 from .layouts import Fault, Mode, StreamLayouts, axis_signature
 from .weight_decoder import WeightDecoder
 from .ppu import PPU, token_tag_layout
+from .skid_buffer import SkidBuffer
 
-__all__ = ["AcceleratorCore", "CoreTiming", "LOAD_STAGE", "RESULT_FIFO_LATENCY",
+__all__ = ["AcceleratorCore", "CoreTiming", "LOAD_STAGE", "ROW_BUFFER_DEPTH", "RESULT_FIFO_LATENCY",
            "CREDIT_MARGIN"]
 
-#: Cycles from a row beat's (or tile header's) handshake to its write into the shadow registers:
-#: the loader's register.
-LOAD_STAGE = 1
+#: Cycles from a row beat's handshake to its earliest write into the shadow banks: the row
+#: buffer's output register (:attr:`SkidBuffer.LATENCY <.skid_buffer.SkidBuffer.LATENCY>`).
+LOAD_STAGE = SkidBuffer.LATENCY
+#: Row beats the loader holds while row 0 of a tile waits for the tile before to start
+#: (:attr:`SkidBuffer.DEPTH <.skid_buffer.SkidBuffer.DEPTH>`): with two, it takes a row every
+#: cycle once they flow.
+ROW_BUFFER_DEPTH = SkidBuffer.DEPTH
 #: Cycles a beat spends in the result FIFO when the output is always ready: it is written at the
 #: PPU's result register and read in the next cycle, so the FIFO then holds one beat.
 RESULT_FIFO_LATENCY = 1
@@ -60,15 +74,29 @@ class CoreTiming:
     def of(cls, cfg: AccelConfig) -> "CoreTiming":
         return cls(ArrayTiming.of(cfg))
 
-    @property
-    def load_beats(self) -> int:
-        """``s_axis_weights`` beats per weight tile: the tile header and ``R`` rows."""
-        return self.array.rows + 1
-
     def arrive(self, period: int) -> int:
         """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU: the
         array's latency (the issuer drives the array's ``issue`` from the handshake)."""
         return self.array.latency(period)
+
+    @property
+    def tile_spacing(self) -> int:
+        """Fewest cycles between the first tokens of two consecutive tiles: ``R`` from the array's
+        double buffering (the next tile's last row is free from ``R - 1`` cycles after the current
+        first token, and written before the next one), and at least 2, so that at ``M = 1`` no
+        token enters the PPU in the cycle after itself (the issuer enforces it only for ``R = 1``)."""
+        return max(self.array.rows, 2)
+
+    @property
+    def shift_queue_depth(self) -> int:
+        """Tile shifts the loader queues for the PPU, whose one shadow takes a tile's
+        shifts only once the tile before has reached it. Shifts taken for tiles not yet at the
+        PPU: up to ``ceil(arrive(max T) / R)`` started tiles (first tokens are at least ``R``
+        cycles apart) and at most four more (the tile complete in the shadow, the one in the row
+        buffer and, for ``R`` of 1 or 2, the next ones), one of them in the PPU's shadow: so the
+        queue never holds the loader back."""
+        rows = self.array.rows
+        return -(-self.arrive(self.array.max_period) // rows) + 3
 
     @property
     def result_latency(self) -> int:
@@ -140,22 +168,18 @@ class AcceleratorCore(wiring.Component):
         m.d.comb += [array.raw.eq(mode == Mode.RAW), ppu.raw.eq(mode == Mode.RAW)]
         credit, refusal = self._result_fifo(m, array, ppu, pass_fault)
 
-        # shadow_full: a tile's rows are being taken or sit in the shadow banks (the loader waits);
-        # shadow_ready: its last row has been written into the shadow (the issuer may start it);
-        # started: its first token has been issued.
-        shadow_full = Signal()
-        shadow_ready = Signal()
-        started = Signal()
-        arrived = array.out.valid & array.out.payload.first
-        with m.If(array.load.valid & (array.load.row == cfg.rows - 1)):
-            m.d.sync += shadow_ready.eq(1)
-        with m.If(arrived):
-            m.d.sync += [shadow_full.eq(0), shadow_ready.eq(0), started.eq(0)]
+        # pending: a tile's last row is in the shadow and its first token has not been issued; row
+        # 0 of the next tile may be written from the cycle that token is issued (the array's load
+        # rule), the issuer may start the tile in any cycle after its last row was written.
+        pending = Signal()
+        starting = array.issue.valid & array.issue.payload.first
+        rows = self._row_path(m, array, pending, starting)
+        shifts = self._shift_path(m, array, ppu)
 
         pass_regs = {"busy": busy, "refused": refused, "pass_fault": pass_fault, "mode": mode,
                      "tokens": tokens, "k_tiles": k_tiles, "n_tiles": n_tiles}
-        self._loader(m, decoder.o, pass_regs, shadow_full, array, ppu)
-        self._issuer(m, credit, pass_regs, shadow_ready, started, array, tag_layout)
+        self._loader(m, decoder.o, pass_regs, rows, shifts)
+        self._issuer(m, credit, pass_regs, pending, array, tag_layout)
         self._refusal(m, refused, refusal)
         self._status(m, decoder.o)
 
@@ -220,14 +244,64 @@ class AcceleratorCore(wiring.Component):
             with m.If(refusal.ready):
                 m.d.sync += drained.eq(0)
 
-    def _loader(self, m, beats, regs, shadow_full, array, ppu):
-        """Take the decoded pass header, then per tile its ``R`` rows into the shadow banks (a
-        tile's first row may carry the PPU shifts)."""
+    def _row_path(self, m, array, pending, starting):
+        """The row buffer between the loader and the array's ``load``; returns its input stream.
+
+        Its output is written into the shadow in the cycle it is offered, except row 0 of a tile
+        while the tile before is complete in the shadow and not started (``pending``), unless its
+        first token is issued in this cycle (``starting``): the only path from the issuer into
+        the load is that gate, not the input's ``ready``."""
+        cfg = self.cfg
+        members = dict(load_layout(cfg).members)
+        del members["valid"]
+        m.submodules.row_buffer = buffer = SkidBuffer(data.StructLayout(members))
+        head = buffer.o.payload
+        m.d.comb += buffer.o.ready.eq((head.row != 0) | ~pending | starting)
+        written = buffer.o.valid & buffer.o.ready
+        m.d.comb += [array.load.valid.eq(written), array.load.row.eq(head.row),
+                     array.load.codes.eq(head.codes), array.load.roles.eq(head.roles),
+                     array.load.config.eq(head.config)]
+        with m.If(written & (head.row == cfg.rows - 1)):
+            m.d.sync += pending.eq(1)
+        with m.Elif(starting):
+            m.d.sync += pending.eq(0)
+        return buffer.i
+
+    def _shift_path(self, m, array, ppu):
+        """The queue of tile shifts in front of the PPU's one shadow; returns its input stream.
+
+        The PPU makes its shadow active when a tile's first token reaches it (``out.first``), so
+        the next tile's shifts are written in that cycle or, if they come later, when they come.
+        Depth :attr:`CoreTiming.shift_queue_depth`."""
+        m.submodules.shift_queue = queue = SyncFIFO(width=len(ppu.shift_load.d.as_value()),
+                                                    depth=self.timing.shift_queue_depth)
+        free = Signal(init=1)              # the PPU's shadow holds no tile that has not reached it
+        arrived = array.out.valid & array.out.payload.first
+        move = queue.r_rdy & (free | arrived)
+        m.d.comb += [queue.r_en.eq(move), ppu.shift_load.valid.eq(move),
+                     ppu.shift_load.d.as_value().eq(queue.r_data)]
+        with m.If(move):
+            m.d.sync += free.eq(0)
+        with m.Elif(arrived):
+            m.d.sync += free.eq(1)
+        return queue.w_stream
+
+    def _loader(self, m, beats, regs, rows, shifts):
+        """Take the decoded pass header, then per tile its ``R`` rows into the row buffer, and with
+        row 0 the tile's PPU shifts (zeros unless it is a K-group's last K-tile, where the PPU uses
+        them) into the shift queue."""
         cfg = self.cfg
         beat = beats.payload
         header = beat.fields
         row = Signal(range(cfg.rows))
-        shift_next, load_next = self._load_stage(m, beat, row, array, ppu)
+        m.d.comb += [
+            shifts.payload.eq(beat.d.as_value()),
+            rows.payload.row.eq(row),
+            rows.payload.codes.eq(beat.codes),
+            rows.payload.roles.as_value().eq(beat.roles.as_value()),
+        ]
+        if self.format.recon_config.size:
+            m.d.comb += rows.payload.config.eq(beat.config.as_value())
         take = beats.valid & beats.ready
         with m.If(~regs["busy"]):
             m.d.comb += beats.ready.eq(1)
@@ -239,38 +313,19 @@ class AcceleratorCore(wiring.Component):
                 with m.Else():
                     m.d.sync += regs["refused"].eq(1)
         with m.Elif(~regs["refused"]):
-            # Rows wait while the shadow holds a tile whose first token has not reached the PPU; the
-            # next header waits until this pass has ended (~busy).
-            m.d.comb += [beats.ready.eq(~beat.header & ~shadow_full),
-                         load_next.valid.eq(take), shift_next.valid.eq(take & beat.shift)]
+            # A row waits for room in the row buffer (row 0 also in the shift queue); the next
+            # header waits until this pass has ended (~busy).
+            row_beat = beats.valid & ~beat.header
+            first = row == 0
+            m.d.comb += [beats.ready.eq(~beat.header & rows.ready & (~first | shifts.ready)),
+                         rows.valid.eq(row_beat & (~first | shifts.ready)),
+                         shifts.valid.eq(row_beat & first & rows.ready)]
             with m.If(take):
                 m.d.sync += [row.eq(row + 1), regs["pass_fault"].eq(beat.fault)]
                 with m.If(row == cfg.rows - 1):
-                    m.d.sync += [row.eq(0), shadow_full.eq(1)]
+                    m.d.sync += row.eq(0)
 
-    def _load_stage(self, m, beat, row, array, ppu):
-        """The registers (:data:`LOAD_STAGE`) through which a taken row (and the PPU shifts it may
-        carry) reaches the array and the PPU a cycle later: the decoder's output and the loader's
-        state then drive no path across the die into the shadow registers' enables. The issuer
-        starts the tile once its last row is in the shadow (shadow_ready), so the shadow's period
-        and banks are complete when its first token swaps them in. Returns their inputs (the
-        loader drives the valid flags)."""
-        shift_next = Signal.like(ppu.shift_load)
-        load_next = Signal(load_layout(self.cfg))
-        m.d.sync += [ppu.shift_load.eq(shift_next), array.load.eq(load_next)]
-        # Only the valid flags depend on the loader's state: the fields take the beat every cycle,
-        # so the wide registers need no reset or enable from the state (one fan-out net less).
-        m.d.comb += [
-            shift_next.d.eq(beat.d),
-            load_next.row.eq(row),
-            load_next.codes.eq(beat.codes),
-            load_next.roles.as_value().eq(beat.roles.as_value()),
-        ]
-        if self.format.recon_config.size:
-            m.d.comb += load_next.config.eq(beat.config.as_value())
-        return shift_next, load_next
-
-    def _issuer(self, m, credit, regs, shadow_ready, started, array, tag_layout):
+    def _issuer(self, m, credit, regs, pending, array, tag_layout):
         cfg = self.cfg
         beat = self.act
         busy, tokens, k_tiles, n_tiles = regs["busy"], regs["tokens"], regs["k_tiles"], regs["n_tiles"]
@@ -281,7 +336,13 @@ class AcceleratorCore(wiring.Component):
         tile_n = Signal.like(n_tiles)
         period = Signal.like(array.next_period, init=1)
         wait = Signal(range(array.max_period + array.tile_gap_extra + 1))
-        can_start = busy & ~regs["refused"] & ~done & shadow_ready & ~started
+        can_start = busy & ~regs["refused"] & ~done & pending
+        if self.timing.tile_spacing > self.timing.array.rows:
+            # R = 1: the double buffering alone would let the next tile's first token follow this
+            # one's in the next cycle, and at M = 1 that token would enter the PPU right after itself.
+            just_started = Signal()
+            m.d.sync += just_started.eq(array.issue.valid & array.issue.payload.first)
+            can_start &= ~just_started
         m.d.comb += beat.ready.eq(credit & (wait == 0) & Mux(in_tile, 1, can_start))
         # (A refused pass's activations are dropped by _refusal, which also drives ready.)
         take = beat.valid & beat.ready & ~regs["refused"]
@@ -310,8 +371,6 @@ class AcceleratorCore(wiring.Component):
             # Tokens T apart; after a tile's last one, also the array's tile gap.
             m.d.sync += [wait.eq(cur_period - 1 + Mux(last_token, array.tile_gap_extra, 0)),
                          period.eq(cur_period), token.eq(token + 1), in_tile.eq(1)]
-            with m.If(~in_tile):
-                m.d.sync += started.eq(1)
             with m.If(last_token):
                 m.d.sync += [token.eq(0), in_tile.eq(0)]
                 with m.If(last_k):

@@ -13,7 +13,8 @@ next cycle at which the loader's readiness changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,54 +41,99 @@ class _Pass:
     beats: int
 
 
-@dataclass
-class _Loader:
-    """The loader's and the issuer's schedule: when rows and headers can be taken."""
+_LATER = 1 << 62       # a cycle that has not come yet
 
-    timing: CoreTiming
-    periods: list
-    rows: int
-    busy_until: int = -1           # the current pass's last result handshake (busy until then)
-    rows_blocked_until: int = -1   # the shadow is full until this cycle (inclusive)
-    row_in_tile: int = 0
-    tile: int = 0
-    free: int = -1                 # earliest issue of the next tile's first token
-    tokens: int = 0
-    last_result: int = -1
-    starts: list = field(default_factory=list)
+
+class _Loader:
+    """The core's loader, row buffer, shift queue and issuer (hdl/core.py), cycle by cycle: when
+    it takes a header or a row, when rows reach the shadow banks, when tiles start.
+
+    The row buffer (:class:`~microscopiq.hdl.skid_buffer.SkidBuffer`) takes a row while its spare
+    is empty and writes its head into the shadow, but row 0 of a tile while the tile before is
+    complete and not started (``pending``): that row goes in the tile's start cycle at the
+    earliest. A tile starts in the cycle after its last row is written, at least
+    :attr:`~microscopiq.hdl.core.CoreTiming.tile_spacing` after the tile before and once that
+    tile's ``M`` tokens (``T`` apart) and gap are through. The shift queue takes a tile's shifts
+    with its row 0 while it has room and moves them to the PPU while the PPU's shadow is free
+    (after the tile before reached the PPU)."""
+
+    def __init__(self, timing: CoreTiming, periods: list, rows: int, tiles_per_pass: int):
+        self.timing, self.periods, self.rows, self.tiles_per_pass = timing, periods, rows, tiles_per_pass
+        self.busy_until = -1                     # the current pass's last result handshake
+        self.last_result = -1
+        self.tokens = 0
+        self.head = self.spare = None            # the row buffer's rows (index in their tile)
+        self.loaded = 0                          # rows taken of the tile being taken
+        self.written = 0                         # rows written of the tile being written
+        self.tile = 0                            # tile being written (in the pass)
+        self.row0_from = -_LATER                 # start of the last complete tile
+        self.issued = self.free = -_LATER        # the tile before's start; earliest next start
+        self.queue = 0                           # shift queue entries
+        self.shadow_free = True                  # the PPU's shift shadow
+        self.arrivals = deque()                  # first tokens' arrivals at the PPU, in order
+        self.passes_done = 0
 
     def ready_for_header(self, cycle: int) -> bool:
         return cycle > self.busy_until
 
-    def ready_for_row(self, cycle: int) -> bool:
-        return cycle > self.rows_blocked_until
+    def ready_for_row(self) -> bool:
+        """The row buffer's spare is empty, and for a tile's row 0 the shift queue has room."""
+        return self.spare is None and (self.loaded != 0 or self.queue < self.timing.shift_queue_depth)
 
-    def take_header(self, cycle: int, tokens: int) -> None:
-        # busy from the next cycle until the pass's last result; the end is set by its last tile.
-        self.busy_until = 1 << 62
-        self.rows_blocked_until = cycle
-        self.row_in_tile = self.tile = 0
-        self.free, self.tokens = -1, tokens
+    def take_header(self, tokens: int) -> None:
+        self.busy_until = _LATER                 # set when the pass's last tile is scheduled
+        self.tokens, self.tile = tokens, 0
+        self.issued = self.free = -_LATER
 
-    def take_row(self, cycle: int, last_tile: bool) -> None:
-        self.row_in_tile += 1
-        if self.row_in_tile < self.rows:
+    def step(self, cycle: int, took_row: bool) -> bool:
+        """One cycle in which the loader took a row or not; returns whether anything moved."""
+        taken = self.loaded if took_row else None
+        if took_row:
+            self.loaded = (self.loaded + 1) % self.rows
+        leaves = self.head is not None and (self.head != 0 or cycle >= self.row0_from)
+        if leaves:
+            self._write(cycle)
+        if self.head is not None and not leaves:
+            if taken is not None:
+                self.spare = taken
+        else:
+            self.head = self.spare if self.spare is not None else taken
+            self.spare = None
+        return self._shift_queue(cycle, taken == 0) or leaves or took_row
+
+    def _write(self, cycle: int) -> None:
+        self.written += 1
+        if self.written < self.rows:
             return
-        # The last row reaches the shadow a cycle later (LOAD_STAGE) and sets shadow_ready the cycle
-        # after; the tile's first token then issues once the previous tile's last has gone.
-        self.row_in_tile = 0
-        period = self.periods[self.tile]
-        start = max(cycle + 2, self.free)
-        self.starts.append(start)
-        arrive = self.timing.arrive(period)
+        self.written = 0
+        timing, period = self.timing, self.periods[self.tile]
+        start = max(cycle + 1, self.free, self.issued + timing.tile_spacing)
+        self.row0_from = self.issued = start
         last_issue = start + (self.tokens - 1) * period
-        self.free = last_issue + period + self.timing.array.tile_gap_extra
-        # shadow_full until the tile's first token reaches the PPU.
-        self.rows_blocked_until = start + arrive
+        self.free = last_issue + period + timing.array.tile_gap_extra
+        self.arrivals.append(start + timing.arrive(period))
         self.tile += 1
-        if last_tile:
-            self.last_result = last_issue + arrive + self.timing.result_latency
+        if self.tile == self.tiles_per_pass:
+            self.last_result = last_issue + timing.arrive(period) + timing.result_latency
             self.busy_until = self.last_result
+            self.passes_done += 1
+
+    def _shift_queue(self, cycle: int, push: bool) -> bool:
+        arrived = bool(self.arrivals) and self.arrivals[0] == cycle
+        if arrived:
+            self.arrivals.popleft()
+        move = self.queue > 0 and (self.shadow_free or arrived)
+        if move:
+            self.shadow_free = False
+        elif arrived:
+            self.shadow_free = True
+        self.queue += int(push) - int(move)
+        return move or arrived or push
+
+    def next_event(self, cycle: int) -> int:
+        """The next cycle after ``cycle`` at which this part changes on its own."""
+        times = [t for t in (self.busy_until + 1, self.row0_from, *list(self.arrivals)[:1]) if t > cycle]
+        return min(times) if times else _LATER
 
 
 def run_cycles(cfg: AccelConfig, items: tuple, periods: list[int], passes: list[int], *,
@@ -102,7 +148,8 @@ def run_cycles(cfg: AccelConfig, items: tuple, periods: list[int], passes: list[
     total = PACKED_HEADER.size + sum(bits)
     walk = [_Pass(tokens, [_HEADER] + kinds + [_END], [PACKED_HEADER.size] + bits + [0], -(-total // width))
             for tokens in passes]
-    sim = _Simulation(cfg, walk, _Loader(CoreTiming.of(cfg), periods, cfg.rows), k_tiles=k_tiles, msq=msq)
+    loader = _Loader(CoreTiming.of(cfg), periods, cfg.rows, len(periods))
+    sim = _Simulation(cfg, walk, loader, k_tiles=k_tiles, msq=msq)
     return sim.run()
 
 
@@ -130,17 +177,17 @@ class _Simulation:
 
     def run(self) -> int:
         cycle = 0
-        while self.pass_done < len(self.passes):
+        while self.loader.passes_done < len(self.passes):
             moved = self.step(cycle)
             cycle = cycle + 1 if moved else self._next_change(cycle)
         return self.loader.last_result + 1
 
     def _next_change(self, cycle: int) -> int:
-        """The next cycle at which the loader's readiness changes (nothing else can move first)."""
-        later = [t + 1 for t in (self.loader.busy_until, self.loader.rows_blocked_until) if t >= cycle]
-        if not later:
+        """The next cycle at which the loader changes on its own (nothing else can move first)."""
+        later = self.loader.next_event(cycle)
+        if later == _LATER:
             raise RuntimeError(f"cycle model deadlocked at cycle {cycle}")
-        return min(later)
+        return later
 
     # -- one cycle ---------------------------------------------------------------------------------
     def step(self, cycle: int) -> bool:
@@ -156,7 +203,7 @@ class _Simulation:
             wants_shift = self.msq and self.merged % cfg.rows == 0 and place % self.per_group == self.per_group - 1
             row_real = self.meta[-1] if self.recon else self.row_valid
             out_valid = row_real and (not wants_shift or self.shift_valid)
-            loader_ready = loader.ready_for_row(cycle)
+            loader_ready = loader.ready_for_row()
         take = out_valid and loader_ready
         # Back-pressure through the decoders (a stalled output freezes the metadata decoder).
         meta_advance = (not self.meta[-1] or (take and self.active)) if self.recon else False
@@ -165,6 +212,7 @@ class _Simulation:
         rows_taken = self.row_valid and (meta_advance if self.recon else (take and self.active))
         exps_taken = self.exps_valid and shift_advance
         moved = take or rows_taken or exps_taken or (meta_advance and any(self.meta))
+        moved = loader.step(cycle, take and self.active) or moved
 
         # The unpacker's item and beat (rules of hdl/unpacker.py).
         current = self.passes[min(self.pass_out, len(self.passes) - 1)]
@@ -207,12 +255,10 @@ class _Simulation:
         if not self.active:
             pass_ = self.passes[self.pass_done]
             self.active, self.merged = True, 0
-            self.loader.take_header(cycle, pass_.tokens)
+            self.loader.take_header(pass_.tokens)
             return
         self.merged += 1
-        last_tile = self.merged == self.rows_per_pass
-        self.loader.take_row(cycle, last_tile)
-        if last_tile:
+        if self.merged == self.rows_per_pass:
             self.active = False
             self.pass_done += 1
 

@@ -4,11 +4,14 @@ Every design is a weight-stationary ``R × C`` array with the same PE count, run
 :func:`microscopiq.host.stream_format.predict_cycles` (the accelerator's own cycle model): per pass
 of at most ``max_tokens`` tokens, a header beat, then per weight tile (N-tile outer, K-tile inner) a
 load into the shadow registers overlapped with the previous tile's tokens, ``M`` tokens issued one
-every ``T`` cycles, tile ``i+1``'s load starting once tile ``i``'s first token reached the
-post-processing. What this module adds is a weight *memory* of ``bus_bits`` bits per cycle: a tile
-of ``B`` stream bits loads in ``max(R + 1, ceil(B / bus_bits))`` cycles (``R + 1`` is the load port
-of one header and one PE row per cycle). With ``bus_bits=None`` the memory keeps up and the model
-is exactly ``predict_cycles`` (tested).
+every ``T`` cycles; row 0 of tile ``i+1`` is written from the cycle tile ``i``'s first token is
+issued, the other rows one per cycle behind it, and tile ``i+1`` starts once its last row is in.
+What this module adds is a weight *memory* of ``bus_bits`` bits per cycle: a tile of ``B`` stream
+bits takes a window of ``max(R + 1, ceil(B / bus_bits))`` cycles (``R + 1`` is the load port of one
+header and one PE row per cycle), windows back to back, each starting once the previous tile's
+header was taken (one tile of prefetch), its beats ready in the window's last ``R + 1`` cycles
+(:func:`~microscopiq.host.stream_format.pass_cycles`' ``loads``). With ``bus_bits=None`` the
+memory keeps up and the model is exactly ``predict_cycles`` (tested).
 
 Designs (:func:`designs`), each with its tile bits, issue period and pipeline depth:
 

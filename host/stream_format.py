@@ -13,6 +13,7 @@ Every field is two's complement (signed) or plain binary (unsigned), LSB first a
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,7 @@ from amaranth.lib import data
 
 from ..config import AccelConfig
 from ..hdl.layouts import Fault, Mode, StreamLayouts
-from ..hdl.core import LOAD_STAGE, CoreTiming
+from ..hdl.core import LOAD_STAGE, ROW_BUFFER_DEPTH, CoreTiming
 from ..quant import golden
 from ..quant.layer import MsqLayer, Role, UniformLayer, padded
 from . import front_end, packed_stream, routing
@@ -374,6 +375,18 @@ class CycleModel:
         return self.timing.result_fifo_depth
 
     @property
+    def tile_spacing(self) -> int:
+        """Fewest cycles between consecutive tiles' first tokens (:attr:`CoreTiming.tile_spacing
+        <microscopiq.hdl.core.CoreTiming.tile_spacing>`)."""
+        return self.timing.tile_spacing
+
+    @property
+    def shift_queue_depth(self) -> int:
+        """Tile headers the loader queues for the PPU (:attr:`CoreTiming.shift_queue_depth
+        <microscopiq.hdl.core.CoreTiming.shift_queue_depth>`)."""
+        return self.timing.shift_queue_depth
+
+    @property
     def depth(self) -> int:
         """Cycles from a token's ``s_axis_act`` handshake to the PPU at ``T = 1``: :meth:`arrive` (1)."""
         return self.arrive(1)
@@ -403,12 +416,12 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int) -> int:
     through the front end and the loader (:mod:`.front_end`, a cycle-by-cycle simulation of their
     control state), tiles issued as docs/hardware.md ("Cycle model") states.
 
-    A tile ``i`` issues its ``M`` tokens ``T_i`` cycles apart from ``start_i = max(load_i + 2,
-    free_i)``: ``load_i`` the cycle its last row is taken by the loader (:data:`LOAD_STAGE` and the
-    shadow-ready register follow), ``free_i`` = tile ``i-1``'s last token + ``T_{i-1}`` + the tile
-    gap (shared ReCoN only). The loader takes tile ``i+1``'s rows from the cycle after tile ``i``'s
-    first token reached the PPU (``start_i + arrive(T_i)``). The last result beat is ``arrive(T) +
-    ppu_latency`` cycles after the last token; the next pass's header is taken in the next cycle.
+    A tile ``i`` issues its ``M`` tokens ``T_i`` cycles apart from ``start_i = max(w_i + 1,
+    free_i, start_{i-1} + tile_spacing)``: ``w_i`` the cycle its last row is written into the
+    shadow (rows pass the row buffer, :data:`LOAD_STAGE`; row 0 not before ``start_{i-1}``),
+    ``free_i`` = tile ``i-1``'s last token + ``T_{i-1}`` + the tile gap (shared ReCoN only). The
+    last result beat is ``arrive(T) + ppu_latency`` cycles after the last token; the next pass's
+    header is taken in the next cycle.
     """
     check_layer(cfg, layer)
     items = packed_stream.pass_items(cfg, layer)
@@ -417,20 +430,51 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int) -> int:
                                 k_tiles=k_tiles, msq=isinstance(layer, MsqLayer))
 
 
+#: Earlier than any cycle of a pass (an event that has not happened).
+_NEVER = -(1 << 40)
+
+
 def pass_cycles(model: CycleModel, periods: list[int], tokens: int, loads: list[int] | None = None) -> int:
-    """Cycles of one pass of ``tokens`` tokens over tiles with issue ``periods`` (the schedule of
-    :func:`predict_cycles`). ``loads`` gives each tile's load time in cycles when it is not
-    ``model.load_beats`` (the peer model feeds tiles from a narrower weight memory)."""
-    loads = [model.load_beats] * len(periods) if loads is None else loads
-    # The layer header handshakes in cycle 0; a tile can start once its last row is in the shadow.
-    load_done = 1 + loads[0] + LOAD_STAGE
-    free = last = 0
-    for index, period in enumerate(periods):
-        start = max(load_done, free)
-        arrive = model.arrive(period)
-        last_issue = start + (tokens - 1) * period
-        free = last_issue + period + model.tile_gap
-        if index + 1 < len(loads):
-            load_done = start + arrive + 1 + loads[index + 1] + LOAD_STAGE
-        last = last_issue + arrive + model.ppu_latency
-    return last + 1
+    """Cycles of one pass of ``tokens`` tokens over tiles with issue ``periods``, the core's
+    schedule event by event (cycle 0: the layer header's handshake; every stream always valid and
+    ready, the weights limited by ``loads``):
+
+    * tile ``i``'s header is taken at ``h_i``, after the previous beat and once the shift queue
+      has room (tile ``i - shift_queue_depth``'s shifts have moved to the PPU, which happens at
+      ``max(h + 1, the tile before's first token at the PPU)``);
+    * its rows are taken one per cycle after it while the row buffer has room (the row
+      ``ROW_BUFFER_DEPTH`` before has been written) and written ``LOAD_STAGE`` cycles after their
+      handshake, in order, row 0 not before the cycle tile ``i-1``'s first token is issued: rows
+      ``w_0 … w_0 + R - 1``;
+    * tile ``i``'s first token is issued at ``c_i = max(w_0 + R, c_{i-1} + M·T_{i-1} + gap,
+      c_{i-1} + tile_spacing)`` (the last term binds only for ``R = 1``), its tokens ``T_i`` apart; each reaches the PPU ``arrive(T_i)`` cycles later, its result beat
+      ``ppu_latency`` after that.
+
+    ``loads`` gives each tile's weight-stream cycles when it is not ``model.load_beats`` (the
+    peer model's narrower weight memory): the memory starts a tile once the previous one is
+    complete and its header taken, and the tile's beats are ready in the last ``R + 1`` cycles of
+    its window of ``loads[i]`` cycles."""
+    rows, beats = model.rows, model.load_beats
+    loads = [beats] * len(periods) if loads is None else loads
+    depth = ROW_BUFFER_DEPTH
+    writes = deque([_NEVER] * depth, maxlen=depth)     # the last rows' writes, oldest first
+    moved: list[int] = []                              # per tile, its shifts' move to the PPU
+    last_beat = header = window = 0                    # the layer header is cycle 0
+    issued = arrived = _NEVER                          # the tile before's first token
+    free = 0
+    for index, (period, load) in enumerate(zip(periods, loads)):
+        window = max(window + 1, header) + load - 1    # the tile's last weight-memory cycle
+        room = moved[index - model.shift_queue_depth] + 1 if index >= model.shift_queue_depth else _NEVER
+        header = max(last_beat + 1, window - rows, room)
+        first_write = max(header + 1, writes[0] + 1) + LOAD_STAGE
+        first_write = max(first_write, writes[-1] + 1, issued)
+        # The last row's handshake: one cycle after the one before, and the row buffer's room.
+        last_beat = max([header + rows, first_write + rows - depth if rows > depth else _NEVER]
+                        + [writes[j] + rows - j for j in range(min(depth, rows))])
+        writes.extend(first_write + r for r in range(max(0, rows - depth), rows))
+        start = max(first_write + rows, free, issued + model.tile_spacing)
+        moved.append(max(header + 1, arrived))
+        issued, arrived = start, start + model.arrive(period)
+        free = start + tokens * period + model.tile_gap
+    last_issue = issued + (tokens - 1) * periods[-1]
+    return last_issue + model.arrive(periods[-1]) + model.ppu_latency + 1

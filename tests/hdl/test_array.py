@@ -35,29 +35,50 @@ def run_array(cfg, layer, x, seed, pause=0.0):
     sums = np.zeros((k_tiles, tokens, cfg.cols), np.int64)
     act_sums = np.zeros((k_tiles, tokens), np.int64)
     periods = tile_periods(cfg, layer)
-    state = {"loaded": 0, "arrived": 0, "received": 0}
+    state = {"received": 0}
     sim = Simulator(dut)
     sim.add_clock(1e-8)
 
     async def driver(ctx):
+        # One enabled cycle per iteration, at the load contract's tightest: row 0 of tile t + 1 in
+        # the cycle tile t's first token is issued (or later), the rows one after another, and a
+        # tile's first token in the cycle after its last row (or later); bubbles on both.
         ctx.set(dut.raw, raw)
         ctx.set(dut.en, 1)
-        for t in range(k_tiles):
-            # Load tile t once the previous tile's first token has left the array.
-            while state["arrived"] < t:
-                await ctx.tick()
-            for r, (codes, roles, config) in enumerate(_tile_rows(cfg, layer, t)):
-                ctx.set(dut.load, {"valid": 1, "row": r, "codes": codes, "roles": roles, "config": config})
-                await step(ctx, dut.en)
-            ctx.set(dut.load.valid, 0)
-            assert ctx.get(dut.next_period) == periods[t], (t, ctx.get(dut.next_period), periods[t])
-            for mm in range(tokens):
-                while pause and rng.random() < pause:
-                    await ctx.tick()
-                await stream_put(ctx, dut.issue, {"first": mm == 0, "tag": mm, "x": [
-                    int(v) for v in x[mm, t * cfg.rows:(t + 1) * cfg.rows]]}, en=dut.en)
-                for _ in range(periods[t] - 1 + (dut.tile_gap_extra if mm == tokens - 1 else 0)):
-                    await step(ctx, dut.en)
+        load_t = load_r = issue_t = issue_m = wait = 0
+        loaded = started = -1                          # last tile fully loaded / started
+        while issue_t < k_tiles:
+            issue = (wait == 0 and (issue_m > 0 or loaded >= issue_t)
+                     and not (pause and rng.random() < pause))
+            if issue:
+                if issue_m == 0:
+                    assert ctx.get(dut.next_period) == periods[issue_t], (issue_t, periods[issue_t])
+                    started = issue_t
+                ctx.set(dut.issue.valid, 1)
+                ctx.set(dut.issue.payload, {"first": issue_m == 0, "tag": issue_m, "x": [
+                    int(v) for v in x[issue_m, issue_t * cfg.rows:(issue_t + 1) * cfg.rows]]})
+            else:
+                ctx.set(dut.issue.valid, 0)
+            load = (load_t < k_tiles and (load_r > 0 or started >= load_t - 1)
+                    and not (pause and rng.random() < pause))
+            if load:
+                codes, roles, config = _tile_rows(cfg, layer, load_t)[load_r]
+                ctx.set(dut.load, {"valid": 1, "row": load_r, "codes": codes, "roles": roles,
+                                   "config": config})
+            else:
+                ctx.set(dut.load.valid, 0)
+            await step(ctx, dut.en)
+            wait = max(wait - 1, 0)
+            if issue:
+                last = issue_m == tokens - 1
+                wait = periods[issue_t] - 1 + (dut.tile_gap_extra if last else 0)
+                issue_t, issue_m = (issue_t + 1, 0) if last else (issue_t, issue_m + 1)
+            if load:
+                if load_r == cfg.rows - 1:
+                    loaded, load_t, load_r = load_t, load_t + 1, 0
+                else:
+                    load_r += 1
+        ctx.set(dut.issue.valid, 0)
 
     async def staller(ctx):
         # Random global stalls (en low) on top of the bubbles.
@@ -71,8 +92,6 @@ def run_array(cfg, layer, x, seed, pause=0.0):
             t, mm = divmod(state["received"], tokens)
             assert out.tag == mm, f"token order: expected tag {mm}, got {out.tag}"
             assert bool(out.first) == (mm == 0)
-            if out.first:
-                state["arrived"] += 1
             sums[t, mm] = [int(v) for v in out.sums]
             act_sums[t, mm] = out.act_sum
             state["received"] += 1

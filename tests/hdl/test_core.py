@@ -4,23 +4,39 @@ the blocks state (the RTL's cycle counts are held equal to it in test_top.py).""
 from __future__ import annotations
 
 import pytest
+from amaranth.hdl import Fragment
 
 from microscopiq.config import AccelConfig
 from microscopiq.hdl.array import Array, ArrayTiming
-from microscopiq.hdl.core import CREDIT_MARGIN, RESULT_FIFO_LATENCY, CoreTiming
+from microscopiq.hdl.core import CREDIT_MARGIN, RESULT_FIFO_LATENCY, AcceleratorCore, CoreTiming
 from microscopiq.hdl.ppu import PPU
 from microscopiq.host.stream_format import CycleModel
 
 
-@pytest.mark.parametrize("share, arrive, depth, gap", [(1, 14, 25, 0), (2, 15, 26, 4), (0, 11, 22, 0)])
-def test_documented_timing(share, arrive, depth, gap):
-    """8×8: arrive(1) = 1 + R + 1 + P + L + H; depth = arrive(1) + 7 + 1 + 3 (25 per row)."""
+@pytest.mark.parametrize("share, arrive, depth, gap, queue", [(1, 14, 25, 0, 5), (2, 15, 26, 4, 5), (0, 11, 22, 0, 5),
+                                                             (4, 15, 26, 4, 6)])
+def test_documented_timing(share, arrive, depth, gap, queue):
+    """8×8: arrive(1) = 1 + R + 1 + P + L + H; depth = arrive(1) + 7 + 1 + 3 (25 per row); the shift
+    queue ceil(arrive(max T) / R) + 3; first tokens of two tiles at least R = 8 cycles apart."""
     timing = CoreTiming.of(AccelConfig(recon_share=share))
     assert timing.arrive(1) == arrive and timing.array.depth == arrive
     assert timing.arrive(3) == arrive + 2
     assert timing.result_fifo_depth == depth == arrive + PPU.latency + RESULT_FIFO_LATENCY + CREDIT_MARGIN
     assert timing.result_latency == 8 and timing.load_beats == 9
     assert timing.array.tile_gap_extra == gap
+    assert timing.shift_queue_depth == queue and timing.tile_spacing == 8
+    assert CoreTiming.of(AccelConfig().replace(rows=1, group=2)).tile_spacing == 2
+
+
+@pytest.mark.parametrize("share", [1, 2])
+def test_queue_depths_are_the_timings(share):
+    cfg = AccelConfig().replace(rows=4, group=4, recon_share=share)
+    core = AcceleratorCore(cfg)
+    m = core.elaborate(None)
+    assert m.submodules.shift_queue.depth == core.timing.shift_queue_depth
+    assert m.submodules.result_fifo.depth == core.timing.result_fifo_depth
+    core._MustUse__silence = True       # elaborated by hand for its structure,
+    Fragment.get(m, None)               # and its blocks with it, so that nothing is left unused
 
 
 @pytest.mark.parametrize("share", [0, 1, 2, 4])

@@ -11,8 +11,8 @@ from amaranth import ClockDomain, Module
 from amaranth.sim import DomainReset, Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.host.stream_format import (Beat, CycleModel, decode_results,
-                                           encode_layer, expected_results, predict_cycles, result_beat_count)
+from microscopiq.host.stream_format import (Beat, CycleModel, decode_results, encode_layer, expected_results,
+                                           predict_cycles, result_beat_count, tile_periods, token_passes)
 from microscopiq.hdl.top import Accelerator
 from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, random_case,
                                      random_uniform_case, saturation_case)
@@ -171,6 +171,43 @@ def test_decode_tokens(share, tokens):
     cfg = small(share, group=4)
     case = random_case(cfg, n=16, k=24, m=tokens, seed=70 + tokens)
     assert check_case(cfg, case) == predict_cycles(cfg, case.layer, tokens)
+
+
+# Decode (M = 1): each tile loads while the one before computes (row 0 from the cycle the tile
+# before starts, one row per cycle), so with a weight bus that keeps up a tile costs max(T + gap, R)
+# cycles; the RTL matches the model tile for tile, over shared periods and two passes.
+@pytest.mark.parametrize("share", [1, 2, 4], ids=lambda s: f"recon{s}")
+def test_decode_tiles_overlap(share):
+    cfg = small(share, group=4, max_tokens=1)
+    case = random_case(cfg, n=16, k=16, m=2, seed=80 + share, outlier_rate=0.5)
+    periods = tile_periods(cfg, case.layer)
+    assert len(periods) == 8 and len(token_passes(cfg, case.tokens)) == 2 and (share == 1 or max(periods) > 1)
+    assert check_case(cfg, case) == predict_cycles(cfg, case.layer, case.tokens)
+
+
+def test_decode_8x8_tile_period():
+    """The default 8×8 array, ReCoN per row, M = 1, a 256-bit weight bus (a tile in two beats): 32
+    more tiles of a uniform layer (rows only) cost 32·R = 256 cycles, a tile every R = 8 cycles (25
+    under the rule before the overlap); the RTL runs both the uniform and a MicroScopiQ layer."""
+    cfg = AccelConfig(max_tokens=4, weight_bus=256)
+    short, long = (random_uniform_case(cfg, n=16, k=k, m=1, seed=5) for k in (128, 256))
+    cycles = check_case(cfg, short)
+    assert cycles == predict_cycles(cfg, short.layer, 1) == 294
+    assert predict_cycles(cfg, long.layer, 1) - cycles == 32 * cfg.rows
+    msq = random_case(cfg, n=16, k=128, m=1, seed=5)
+    assert check_case(cfg, msq) == predict_cycles(cfg, msq.layer, 1) == 300
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.3])
+def test_single_row_decode(pause):
+    """R = 1, M = 1: the array's double buffering alone would let a tile start the cycle after the
+    one before, and token 0 would enter the PPU right after itself (a stale P); the issuer keeps
+    them two cycles apart. Pauses let the loader run ahead so that the rule matters."""
+    cfg = small(1, rows=1, group=2, max_tokens=1)
+    case = random_case(cfg, n=8, k=40, m=1, seed=4)
+    cycles = check_case(cfg, case, pause=pause, seed=4)
+    if not pause:
+        assert cycles == predict_cycles(cfg, case.layer, 1)
 
 
 @pytest.mark.parametrize("share", [0, 1, 2], ids=lambda s: f"recon{s}")

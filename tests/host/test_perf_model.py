@@ -59,9 +59,10 @@ def test_hand_computed_schedule_without_memory_limit():
     # start 1 + 9 + S = 10 + S, last issue 13 + S, last result 13 + S + (10 + L) + P: 24 + S + L + P.
     assert pm.schedule_cycles(design, 4, 64) == 24 + stage + lat + ppu
     two = pm.designs(SMALL, _stats(empty_msq_layer(SMALL.fmt, 8, 16), SMALL))["msq"]
-    # Tile 1 loads after tile 0's first token reached the PPU: (10 + S) + (10 + L) + 1 + 9 + S =
-    # 30 + 2S + L; last issue 33 + 2S + L, done 33 + 2S + L + (10 + L) + P + 1.
-    assert pm.schedule_cycles(two, 4, 64) == 44 + 2 * stage + 2 * lat + ppu
+    # Tile 1's header follows tile 0's last row beat (9), its rows are taken from 11 and written
+    # from 11 + S, the cycle after tile 0's first token (10 + S), one per cycle: it starts at
+    # 19 + S, last issue 22 + S, done 22 + S + (10 + L) + P + 1.
+    assert pm.schedule_cycles(two, 4, 64) == 33 + stage + lat + ppu
     # 30 tokens: tile 1 waits for tile 0's last issue (39 + S), starts at 40 + S, last issue 69 + S.
     assert pm.schedule_cycles(two, 30, 64) == 80 + stage + lat + ppu
     # 70 tokens with max_tokens 64: passes of 64 and 6 tokens, each re-streaming the tile.
@@ -102,6 +103,11 @@ def test_hand_computed_bits_and_memory_bound_cycles():
     assert result["gobo"]["speedup"] == (28 + stage + pipe + ppu) / (32 + stage + lat + ppu)
     # w2: load ceil(904 / 64) = 15: start 16 + S, last issue 19 + S, then + (10 + L) + P + 1.
     assert result["w2"]["cycles"] == 30 + stage + lat + ppu
+    # Decode over two msq tiles: the memory starts tile 1 after tile 0's window (cycles 1 … 17),
+    # so its header is ready at 34 - 8 = 26 and its rows are taken 27 … 34 and written from 28:
+    # start 35 + S, one token, then + (10 + L) + P + 1: the bus, 17 cycles a tile, is the limit.
+    two = _stats(empty_msq_layer(SMALL.fmt, 8, 16), SMALL, ebw=4.25)
+    assert pm.compare(SMALL, two, tokens=1, bus_bits=64)["msq"]["cycles"] == 46 + stage + lat + ppu
 
 
 def test_tile_stats_and_resize():

@@ -106,9 +106,9 @@ def test_a_stuck_or_malformed_run_times_out(executables):
     cfg = PRESETS["8x8-b4"]
     exe = _executable(executables, "8x8-b4")
     case = random_case(cfg, 16, 128, 4, seed=SEED)
-    with pytest.raises(native.NativeTimeout, match=r"^native harness, layer n=16 k=128 M=4: timeout: 300 "
+    with pytest.raises(native.NativeTimeout, match=r"^native harness, layer n=16 k=128 M=4: timeout: 150 "
                                                     r"cycles simulated, 0 of 8 result beats"):
-        native.run_layer(cfg, case.layer, case.x, executable=exe, max_cycles=300)
+        native.run_layer(cfg, case.layer, case.x, executable=exe, max_cycles=150)
     weights = native.encode_weights(cfg, case.layer, case.tokens)
     record = 4 * (-(-StreamLayouts(cfg).weights_width // 32) + 1)
     # The last tile's rows never come: the accelerator waits for them until the cycle bound.
