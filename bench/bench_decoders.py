@@ -1,12 +1,12 @@
-"""Yosys resources of the on-chip stream decoders alone (ECP5, ``flow.synth.run_yosys``).
+"""Yosys resources (and with ``--place`` nextpnr Fmax) of the weight front end's blocks alone (ECP5).
 
-Each decoder is elaborated to Verilog on its own (``MetaDecoder(fmt, C)``, ``ExpDecoder(C)``) and
-synthesised with the project's default mapper (abc9, falling back to abc); LUT4 = logic LUTs + 2 per
-carry cell, as everywhere in the docs. No place and route (the decoders are small, but their Fmax
-belongs with the integrated top in ``make bench-qor``).
+Each block is elaborated to Verilog on its own (``MetaDecoder(fmt, C)``, ``ExpDecoder(C)``,
+``Unpacker(cfg, W)`` and the whole ``WeightDecoder(cfg)``) and synthesised with the chosen mapper
+(abc9 by default, falling back to abc; ``make bench-qor`` uses abc); LUT4 = logic LUTs + 2 per carry
+cell, as everywhere in the docs. ``--place``: out of context on an ECP5-25k at 100 MHz, nextpnr seed 1.
 
-    python bench/bench_decoders.py                 # default 8x8, b = 4
-    python bench/bench_decoders.py --wbits 2 --cols 16
+    python bench/bench_decoders.py                 # default 8x8, b = 4, 32-bit weight bus
+    python bench/bench_decoders.py --wbits 2 --cols 16 --bus 64
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from microscopiq.config import FormatConfig
+from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.flow.synth import run_yosys, summarize_cells, synthesize
 from microscopiq.hdl.exp_decoder import ExpDecoder
 from microscopiq.hdl.meta_decoder import MetaDecoder
+from microscopiq.hdl.unpacker import Unpacker
+from microscopiq.hdl.weight_decoder import WeightDecoder
 
 
 def synth(name: str, component, workdir: Path, mapper: str, place: bool) -> dict:
@@ -44,6 +46,8 @@ def main(argv=None) -> int:
     parser.add_argument("--wbits", type=int, default=4)
     parser.add_argument("--ublock", type=int, default=8)
     parser.add_argument("--cols", type=int, default=8)
+    parser.add_argument("--rows", type=int, default=8)
+    parser.add_argument("--bus", type=int, default=32, help="weight bus bits (the unpacker's W)")
     parser.add_argument("--mapper", choices=("abc9", "abc"), default="abc9", help="Yosys LUT mapper")
     parser.add_argument("--place", action="store_true", help="also place and route (nextpnr, Fmax)")
     parser.add_argument("--out", type=Path, default=Path("build/bench-decoders"))
@@ -51,12 +55,18 @@ def main(argv=None) -> int:
     fmt = FormatConfig(wbits=args.wbits, ublock=args.ublock)
     start = time.perf_counter()
     meta = MetaDecoder(fmt, args.cols)
-    work = args.out / f"c{args.cols}-b{args.wbits}-u{args.ublock}-{args.mapper}"
+    cfg = AccelConfig(fmt=fmt, rows=args.rows, cols=args.cols, weight_bus=args.bus)
+    work = args.out / f"r{args.rows}-c{args.cols}-b{args.wbits}-u{args.ublock}-w{args.bus}-{args.mapper}"
     rows = [dict(synth("meta_decoder", meta, work / "meta", args.mapper, args.place), latency=meta.latency),
             dict(synth("exp_decoder", ExpDecoder(args.cols), work / "exp", args.mapper, args.place),
-                 latency=ExpDecoder.latency)]
-    print(f"Command: `python bench/bench_decoders.py {' '.join(argv or sys.argv[1:])}` (C = {args.cols}, "
-          f"b = {args.wbits}, U = {args.ublock}; {time.perf_counter() - start:.0f} s)\n")
+                 latency=ExpDecoder.latency),
+            dict(synth("unpacker", Unpacker(cfg, args.bus), work / "unpacker", args.mapper, args.place),
+                 latency=2),
+            dict(synth("weight_decoder", WeightDecoder(cfg), work / "front", args.mapper, args.place),
+                 latency=WeightDecoder.latency_of(cfg))]
+    print(f"Command: `python bench/bench_decoders.py {' '.join(argv or sys.argv[1:])}` (R = {args.rows}, "
+          f"C = {args.cols}, b = {args.wbits}, U = {args.ublock}, W = {args.bus}; "
+          f"{time.perf_counter() - start:.0f} s)\n")
     print("| block | LUT4 (logic + 2·carry) | FF | latency | mapper | Fmax MHz (25k, ooc) |")
     print("| --- | ---: | ---: | ---: | --- | ---: |")
     for r in rows:
