@@ -12,7 +12,8 @@ ReCoN arrangements (``AccelConfig.recon_share``):
 
 * ``1`` (per row): one :class:`~microscopiq.hdl.recon_network.ReconNetwork` per row, full rate.
 * ``S > 1`` (shared): one network per group of ``S`` rows. Rows without an outlier bypass it
-  (their contribution is ``product << b``, or ``product`` in raw mode). The ``j``-th outlier row of a
+  (their contribution is ``product << b``; a raw layer's sums are shifted back once per column at
+  the output). The ``j``-th outlier row of a
   group (in row order) owns network slot ``j``; the tile's period ``T`` is the largest number of
   outlier rows in a group (at least 1). Tokens enter every ``T`` cycles and a slot clock modulo
   ``T`` per group gives each slot one network cycle per token; each row holds its contribution in
@@ -262,7 +263,7 @@ class Array(wiring.Component):
             self.out.payload.first.eq(leaving.first),
             self.out.payload.tag.eq(leaving.tag),
             self.out.payload.act_sum.eq(leaving.act_sum),
-            self.out.payload.sums.eq(psum),
+            self.out.payload.sums.eq(self._raw_sums(psum)),
         ]
         return m
 
@@ -278,6 +279,15 @@ class Array(wiring.Component):
                 m.d.sync += [nxt[c].eq((psum[c] if r else 0) + contribs[r][c]) for c in range(cfg.cols)]
             psum = nxt
         return psum
+
+    def _raw_sums(self, psum):
+        """The column sums as they leave: with shared ReCoN every bypass row adds ``product << b``
+        whatever the mode (no per-PE shift multiplexer), and a raw (uniform) layer, whose rows all
+        bypass, is brought back to ``Σ x · q`` by one exact ``>> b`` per column here."""
+        if not self.shared:
+            return psum
+        b = self.cfg.fmt.wbits
+        return Cat(Mux(self.raw, psum[c] >> b, psum[c]) for c in range(self.cfg.cols))
 
     def _first_entering(self, markers, r):
         """A tile's first token enters stage ``r`` (from ``issue`` at row 0)."""
@@ -383,7 +393,6 @@ class Array(wiring.Component):
         cfg, en = self.cfg, self.en
         fmt = cfg.fmt
         width = fmt.product_bits
-        shift = Mux(self.raw, 0, fmt.wbits)
 
         out = []
         if not cfg.has_recon:
@@ -432,7 +441,7 @@ class Array(wiring.Component):
                 with m.If(en & delayed[i]):
                     m.d.sync += [h.eq(net.contributions[c]) for c, h in enumerate(hold)]
                 vals = [Signal(signed(width), name=f"contrib_{r}_{c}") for c in range(cfg.cols)]
-                m.d.comb += [v.eq(Mux(rowctl[r].bypass, p << shift, h))
+                m.d.comb += [v.eq(Mux(rowctl[r].bypass, p << fmt.wbits, h))
                              for v, p, h in zip(vals, products[r], hold)]
                 out.append(vals)
         return out
