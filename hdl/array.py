@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array as ValueArray, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -423,11 +423,14 @@ class Array(wiring.Component):
                 m.d.sync += phase.eq(Mux(phase + 1 >= period, 0, phase + 1))
             sel = Signal(share, name=f"recon_{g}_sel")
             m.d.comb += sel.eq(Cat(rowctl[r].claim & (rowctl[r].slot == phase) for r in members))
-            config = Const(0, _config_bits(cfg))
-            prods = [Const(0, fmt.pe_product_bits)] * cfg.cols
-            for i, r in enumerate(members):
-                config = Mux(sel[i], rowctl[r].config, config)
-                prods = [Mux(sel[i], p, q) for p, q in zip(products[r], prods)]
+            # The slot's row as a binary index (sel is one-hot or 0): one S:1 multiplexer per bit
+            # instead of a chain of S 2:1 ones. With no claimer the network computes row 0's
+            # products, which no row takes.
+            index = Signal(range(share), name=f"recon_{g}_index")
+            m.d.comb += index.eq(Cat(Cat(sel[i] for i in range(share) if i >> k & 1).any()
+                                     for k in range(index.width)))
+            config = ValueArray(rowctl[r].config for r in members)[index]
+            prods = [ValueArray(products[r][c] for r in members)[index] for c in range(cfg.cols)]
             m.d.comb += [net.en.eq(en), net.config.as_value().eq(config)]
             m.d.comb += [net.products[c].eq(p) for c, p in enumerate(prods)]
             delayed = sel
