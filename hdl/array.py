@@ -428,7 +428,7 @@ class Array(wiring.Component):
             # products, which no row takes.
             index = Signal(range(share), name=f"recon_{g}_index")
             m.d.comb += index.eq(Cat(Cat(sel[i] for i in range(share) if i >> k & 1).any()
-                                     for k in range(index.width)))
+                                     for k in range(len(index))))
             config = ValueArray(rowctl[r].config for r in members)[index]
             prods = [ValueArray(products[r][c] for r in members)[index] for c in range(cfg.cols)]
             m.d.comb += [net.en.eq(en), net.config.as_value().eq(config)]
