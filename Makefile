@@ -24,7 +24,7 @@ JOBS ?= 2
 SIM ?= verilator
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
-.PHONY: setup demo test test-quick lint sim synth formal bench-quant bench-cycles bench-sim bench-qor bench-stream clean help
+.PHONY: setup demo test test-quick lint sim synth formal bench-quant bench-cycles bench-sim bench-qor bench-outlier-luts bench-stream clean help
 
 help:
 	@sed -n '1,8p' Makefile
@@ -109,6 +109,11 @@ QOR_SWEEP := --arrays 4x8,8x8,16x16 --wbits 4,2 --recon per-row,shared:2,shared:
 bench-qor: setup
 	$(PY) -m microscopiq.cli explore $(QOR_SWEEP) --out build/qor $(QOR_ARGS)
 	$(PY) bench/bench_qor.py --explore build/qor --command "make bench-qor$(if $(QOR_ARGS), QOR_ARGS='$(QOR_ARGS)')"
+
+# The parts of one ReCoN network synthesised alone (Yosys only, about 3 minutes) -> the table of
+# docs/performance.md "Where the LUTs go".
+bench-outlier-luts: setup
+	$(PY) bench/bench_outlier_luts.py
 
 # make lint: generate the blocks and run verilator --lint-only -Wall with the named waivers
 # (flow/lint.py; docs/verification.md says why each is waived).

@@ -13,7 +13,8 @@ ReCoN arrangements (``AccelConfig.recon_share``):
 
 * ``1`` (per row): one :class:`~microscopiq.hdl.recon_network.ReconNetwork` per row, full rate.
 * ``S > 1`` (shared): one network per group of ``S`` rows. Rows without an outlier bypass it
-  (their contribution is ``product << b``, or ``product`` in raw mode). The ``j``-th outlier row of a
+  (their contribution is ``product << b``; a raw layer's sums are shifted back once per column at
+  the output). The ``j``-th outlier row of a
   group (in row order) owns network slot ``j``; the tile's period ``T`` is the largest number of
   outlier rows in a group (at least 1). Tokens enter every ``T`` cycles and a slot clock modulo
   ``T`` per group gives each slot one network cycle per token; each row holds its contribution in
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array as ValueArray, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -279,7 +280,7 @@ class Array(wiring.Component):
             self.out.payload.first.eq(leaving.first),
             self.out.payload.tag.eq(leaving.tag),
             self.out.payload.act_sum.eq(leaving.act_sum),
-            self.out.payload.sums.eq(psum),
+            self.out.payload.sums.eq(self._raw_sums(psum)),
         ]
         return m
 
@@ -295,6 +296,15 @@ class Array(wiring.Component):
                 m.d.sync += [nxt[c].eq((psum[c] if r else 0) + contribs[r][c]) for c in range(cfg.cols)]
             psum = nxt
         return psum
+
+    def _raw_sums(self, psum):
+        """The column sums as they leave: with shared ReCoN every bypass row adds ``product << b``
+        whatever the mode (no per-PE shift multiplexer), and a raw (uniform) layer, whose rows all
+        bypass, is brought back to ``Σ x · q`` by one exact ``>> b`` per column here."""
+        if not self.shared:
+            return psum
+        b = self.cfg.fmt.wbits
+        return Cat(Mux(self.raw, psum[c] >> b, psum[c]) for c in range(self.cfg.cols))
 
     def _first_entering(self, markers, r):
         """A tile's first token enters stage ``r`` (from ``issue`` at row 0)."""
@@ -414,7 +424,6 @@ class Array(wiring.Component):
         cfg, en = self.cfg, self.en
         fmt = cfg.fmt
         width = fmt.product_bits
-        shift = Mux(self.raw, 0, fmt.wbits)
 
         out = []
         if not cfg.has_recon:
@@ -445,11 +454,14 @@ class Array(wiring.Component):
                 m.d.sync += phase.eq(Mux(phase + 1 >= period, 0, phase + 1))
             sel = Signal(share, name=f"recon_{g}_sel")
             m.d.comb += sel.eq(Cat(rowctl[r].claim & (rowctl[r].slot == phase) for r in members))
-            config = Const(0, _config_bits(cfg))
-            prods = [Const(0, fmt.pe_product_bits)] * cfg.cols
-            for i, r in enumerate(members):
-                config = Mux(sel[i], rowctl[r].config, config)
-                prods = [Mux(sel[i], p, q) for p, q in zip(products[r], prods)]
+            # The slot's row as a binary index (sel is one-hot or 0): one S:1 multiplexer per bit
+            # instead of a chain of S 2:1 ones. With no claimer the network computes row 0's
+            # products, which no row takes.
+            index = Signal(range(share), name=f"recon_{g}_index")
+            m.d.comb += index.eq(Cat(Cat(sel[i] for i in range(share) if i >> k & 1).any()
+                                     for k in range(len(index))))
+            config = ValueArray(rowctl[r].config for r in members)[index]
+            prods = [ValueArray(products[r][c] for r in members)[index] for c in range(cfg.cols)]
             m.d.comb += [net.en.eq(en), net.config.as_value().eq(config)]
             m.d.comb += [net.products[c].eq(p) for c, p in enumerate(prods)]
             delayed = sel
@@ -463,7 +475,7 @@ class Array(wiring.Component):
                 with m.If(en & delayed[i]):
                     m.d.sync += [h.eq(net.contributions[c]) for c, h in enumerate(hold)]
                 vals = [Signal(signed(width), name=f"contrib_{r}_{c}") for c in range(cfg.cols)]
-                m.d.comb += [v.eq(Mux(rowctl[r].bypass, p << shift, h))
+                m.d.comb += [v.eq(Mux(rowctl[r].bypass, p << fmt.wbits, h))
                              for v, p, h in zip(vals, products[r], hold)]
                 out.append(vals)
         return out
