@@ -215,11 +215,13 @@ class Unpacker(wiring.Component):
         m.d.comb += self.fault.eq(fault)
         parsing = (state != _Item.END) & (state != _Item.DRAIN)
         m.d.comb += parse.eq(parsing & have & ready)
-        with m.If(parsing & last_taken & ~have & ready):
-            with m.If(state == _Item.HEADER):
-                m.d.comb += header_fault.eq(Fault.TRUNCATED)
-            with m.Else():
+        # (``fault`` is a function of registers only: nothing downstream's ready reaches it, so the
+        # front end's output payload never depends on its own ready.)
+        with m.If(parsing & last_taken & ~have):
+            with m.If(state != _Item.HEADER):
                 m.d.comb += fault.eq(Fault.TRUNCATED)
+            with m.Elif(ready):
+                m.d.comb += header_fault.eq(Fault.TRUNCATED)
 
         self._items(m, state, buffer, need, ready, parse, header_fault, pass_regs)
 
