@@ -339,6 +339,18 @@ class TB:
                 source.send_nowait(AxiStreamFrame(frame))
         return stream_format.result_beat_count(self.cfg, case.layer, case.tokens)
 
+    async def run_malformed(self, case: Case, spoil) -> list:
+        """Stream ``case`` (one pass) with its weight beats changed by ``spoil`` (a function of the
+        list of :class:`~microscopiq.host.stream_format.Beat`) and return the pass's result beats
+        read as :attr:`StreamLayouts.result` (one frame: up to its ``tlast``)."""
+        weight_beats, act_beats = stream_format.encode_layer(self.cfg, case.layer, case.x)
+        for source, beats in ((self.weights, spoil(weight_beats)), (self.act, act_beats)):
+            for frame in frames_of(beats):
+                source.send_nowait(AxiStreamFrame(frame))
+        frame = await with_timeout(self.result.recv(), self.timeout_cycles(case) * CLOCK_PERIOD_NS, "ns")
+        layout = StreamLayouts(self.cfg).result
+        return [layout.from_bits(word) for word in frame.tdata]
+
     async def _take_beats(self, count: int) -> list[stream_format.Beat]:
         frames = []
         while sum(map(len, frames)) < count:

@@ -48,6 +48,7 @@ import cocotb
 import numpy as np
 
 from ..config import AccelConfig
+from ..hdl.layouts import Fault
 from ..hdl.soc import SocPorts
 from ..host import stream_format
 from . import stimulus
@@ -197,6 +198,48 @@ async def back_to_back_layers(dut):
                 ("random_uniform", {"k": k + CFG.rows}), ("all_inlier", {"n": 3, "k": 5, "m": 1})]
     for index, (kind, shape) in enumerate(sequence):
         await check_layer(tb, kind, make_case(kind, seed + index, **shape), scoreboard)
+    await tb.drained()
+    scoreboard.assert_clean()
+
+
+def _version(beats):
+    """The pass header's ``version`` field set to 15 (the first beat holds it at bits 0-3)."""
+    return [stream_format.Beat(beats[0].data | 0xF, beats[0].last)] + beats[1:]
+
+
+def _truncated(beats):
+    """The pass's last beat dropped, ``tlast`` moved onto the one before."""
+    return beats[:-2] + [stream_format.Beat(beats[-2].data, True)]
+
+
+def _overrun(beats):
+    """One zero beat after the pass's last, carrying its ``tlast``."""
+    return beats[:-1] + [stream_format.Beat(beats[-1].data, False), stream_format.Beat(0, True)]
+
+
+@cocotb.test(skip=not EXTRAS)
+async def malformed_weight_streams(dut):
+    """A refused header, a truncated pass and an overrun pass (docs/hardware.md, "Malformed weight
+    streams"), each followed by a good layer: a refused pass is one result beat marked HEADER, a
+    faulty pass keeps all its result beats and marks its last, the sticky ``fault`` port holds the
+    first fault, and every good layer after them is exact — no hang, nothing carried over."""
+    seed = case_seed("malformed")
+    tb = TB(dut, CFG, PORTS)
+    await tb.reset()
+    scoreboard = Scoreboard(CFG)
+    due = stream_format.result_beat_count
+    for index, (spoil, fault) in enumerate(((_version, Fault.HEADER), (_truncated, Fault.TRUNCATED),
+                                            (_overrun, Fault.OVERRUN))):
+        case = make_case("random", seed + 2 * index, m=min(SHAPE["m"], CFG.max_tokens))
+        beats = await tb.run_malformed(case, spoil)
+        marks = [Fault(beat.fault) for beat in beats]
+        want = 1 if fault == Fault.HEADER else due(CFG, case.layer, case.tokens)
+        assert len(beats) == want and marks[-1] == fault, (
+            f"{spoil.__name__}: {len(beats)} result beats (expected {want}), last marked {marks[-1].name} "
+            f"(expected {fault.name})")
+        assert Fault(int(dut.fault.value)) == Fault.HEADER, f"fault port {int(dut.fault.value)} after {spoil.__name__}"
+        await check_layer(tb, f"after-{spoil.__name__.strip('_')}", make_case("random", seed + 2 * index + 1),
+                          scoreboard)
     await tb.drained()
     scoreboard.assert_clean()
 

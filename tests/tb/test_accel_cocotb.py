@@ -58,8 +58,11 @@ def test_accel_regression(preset, sim):
     cases = CASES + (STRESS_CASES if stress else [])
     records = run_accel(PRESETS[preset], sim, {"cases": cases, "seed": SEED, "shape": SHAPES[preset],
                                                "boundary_resets": stress}, seed=SEED)
-    # One record per case, the reset reruns (mid-layer; header and pass boundary), four back-to-back layers.
-    assert len(records) == len(cases) + 1 + (2 if stress else 0) + 4
+    # One record per case, the reset reruns (mid-layer; header and pass boundary), four back-to-back
+    # layers, the three good layers after malformed weight streams.
+    assert len(records) == len(cases) + 1 + (2 if stress else 0) + 4 + 3
+    assert [r["kind"] for r in records if r["kind"].startswith("after-")] == [
+        "after-version", "after-truncated", "after-overrun"]
     assert all(record["mismatches"] == 0 and record["checked"] > 0 for record in records)
     # Saturation really happens, and is counted (what microscopiq sim reports).
     assert all(record["overflowed"] > 0 for record in records if record["kind"] == "saturation")
