@@ -14,12 +14,13 @@ Designs (:data:`DESIGNS`), all 8×8 arrays from this generator:
     The INT8 array (``wbits=8``, no ReCoN) running RTN INT8 layers (uniform mode).
 
 Layers: all-MiniLM-L6-v2 layer 0's attention query (N×K = 384×384), FFN up (1536×384) and FFN down
-(384×1536), as ``microscopiq quantize`` wrote them (cached folders, :data:`SOURCES`), and a
-4096×4096 layer built by :func:`tiled` from the design's 384×384 layer (no real weights of that
-shape offline). Every cycle count of the table is :func:`~microscopiq.host.stream_format.predict_cycles`
-(the model); ``--rtl`` runs the smaller layers through the native Verilator harness
-(:func:`~microscopiq.tb.native.check_case`, every result integer scored) and prints its cycle count
-beside the model's. The speedup is INT8 cycles / design cycles. The section "Decode table" of
+(384×1536), as ``microscopiq quantize`` wrote them into the design's folder under build/ (a
+missing folder is quantized first, :func:`quantize_missing`), and a 4096×4096 layer built by
+:func:`tiled` from the design's 384×384 layer (no real weights of that shape offline). Every cycle
+count of the table is :func:`~microscopiq.host.stream_format.predict_cycles` (the model);
+``--rtl`` runs the MiniLM layers on the 32-bit bus through the native Verilator harness
+(:func:`~microscopiq.tb.native.check_case`, every result integer scored) and prints its cycle
+count beside the model's. The speedup is INT8 cycles / design cycles. The section "Decode table" of
 docs/performance.md is rewritten between its markers.
 
     python bench/bench_decode.py [--rtl] [--doc docs/performance.md]
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -113,6 +115,17 @@ def tiled(layer, n: int, k: int):
                           "n": n, "k": k}).validate()
 
 
+def quantize_missing(design: Design, root: Path = ROOT) -> None:
+    """Quantize MiniLM into the design's folder with ``microscopiq quantize`` unless it is there
+    (minutes per method, once; the folders are the cache)."""
+    folder = root / design.folder
+    if (folder / "summary.json").is_file():
+        return
+    print(f"bench_decode: quantizing MiniLM into {design.folder} (minutes, once)", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-m", "microscopiq.cli", "quantize", "--model", "minilm", *design.quantize,
+                    "--out", str(folder)], check=True)
+
+
 def load_layers(design: Design, root: Path = ROOT) -> dict:
     """The design's MiniLM layers by table label, and the 4096×4096 layer tiled from one."""
     folder = root / design.folder
@@ -121,7 +134,7 @@ def load_layers(design: Design, root: Path = ROOT) -> dict:
         path = folder / f"{name}.msq"
         if not path.is_file():
             raise BenchError(f"{path} is missing: run `microscopiq quantize --model minilm "
-                             f"{' '.join(design.quantize)} --out {design.folder}` (make bench-cycles does)")
+                             f"{' '.join(design.quantize)} --out {design.folder}`")
         layers[label] = load_layer(path)
     layers[BIG] = tiled(layers[BIG_FROM], *BIG_SHAPE)
     return layers
@@ -255,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md",
                         help="the page whose DECODE section is rewritten")
     args = parser.parse_args(argv)
+    for design in DESIGNS:
+        quantize_missing(design)
     start = time.perf_counter()
     layers = {d.name: load_layers(d) for d in DESIGNS}
     rows = []
