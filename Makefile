@@ -65,7 +65,7 @@ sim: setup
 # harness) -> docs/performance.md. MiniLM is quantized once per method into build/ (cached).
 bench-cycles: setup
 	$(PY) bench/bench_cycles.py
-	nice -n 10 $(PY) bench/bench_decode.py --rtl
+	nice -n 10 $(PY) bench/bench_decode.py --rtl --jobs $(JOBS)
 
 # Simulated MACs/s and wall time per configuration on both simulators, cocotb and the native
 # Verilator harness -> docs/bench_sim.md.
