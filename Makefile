@@ -105,8 +105,8 @@ DSP ?= --no-dsp
 synth: setup
 	$(PY) -m microscopiq.cli synth --design accel --family $(FAMILY) --device $(DEVICE) --freq $(FREQ) $(DSP) $(if $(SEEDS),--seed $(SEEDS)) $(SYNTH_ARGS)
 
-# FPGA QoR sweep (array size x b x ReCoN) through `microscopiq explore` (docs/explore.md) and the peer
-# comparison -> docs/performance.md, docs/img/. Resumable: each point's result is cached in build/qor/.
+# FPGA QoR sweep (array size x b x ReCoN) through `microscopiq explore` (docs/explore.md)
+# -> docs/performance.md, docs/img/. Resumable: each point's result is cached in build/qor/.
 # QOR_ARGS adds or overrides explore options (QOR_ARGS="--place", QOR_ARGS="--arrays 4x8").
 QOR_SWEEP := --arrays 4x8,8x8,16x16 --wbits 4,2 --recon per-row,shared:2,shared:4,none
 bench-qor: setup
