@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = base.replace(recon_share=share)
             tokens = 4 * cfg.rows
             cycles, ideal = predict_cycles(cfg, layer, tokens), ideal_cycles(cfg, layer, tokens)
-            rows.append(f"| {name.split('.', 2)[-1]} | {n}×{k} | {outliers} | "
+            rows.append(f"| {name} | {n}×{k} | {outliers} | "
                         f"{'per-row' if share == 1 else f'shared:{share}'} | {tokens} | {cycles} | "
                         f"{ideal} | {100 * ideal / cycles:.1f} % |")
     summary = [f"| {'per-row' if share == 1 else f'shared:{share}'} | "

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import subprocess
 import sys
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = "python bench/bench_decode.py" + (" --rtl" if args.rtl else "")
     text = "\n".join([
-        f"Written {stamp} on {platform.machine()} ({platform.python_implementation()} "
+        f"Written {stamp} on {platform.machine()}, {os.cpu_count()} CPUs ({platform.python_implementation()} "
         f"{platform.python_version()}) by `{command}` (`make bench-cycles`), "
         f"{time.perf_counter() - start:.0f} s. Cycles from `predict_cycles` (the model); in brackets the "
         "native Verilator harness's count for the same layer and random activations (RTL, every result "
