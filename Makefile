@@ -60,9 +60,12 @@ sim: setup
 	SIM=$(SIM) TESTCASE=$(TESTCASE) WAVES=$(WAVES) $(PYTEST) tests/tb/test_accel_cocotb.py -k "regression and $(CONFIG)-$(SIM)"
 
 # Cycles of every MiniLM layer (MicroScopiQ b=4) on an 8x8 array, per-row and shared ReCoN, against
-# the ideal ceil(K/R)*ceil(N/C)*M -> docs/bench_cycles.md.
+# the ideal ceil(K/R)*ceil(N/C)*M -> docs/bench_cycles.md; then the decode table (M = 1, 4, 16; weight
+# bus 32/64; MicroScopiQ b=4/b=2, decoupleQ W2, INT8; model cycles, RTL on the native Verilator
+# harness) -> docs/performance.md. MiniLM is quantized once per method into build/ (cached).
 bench-cycles: setup
 	$(PY) bench/bench_cycles.py
+	nice -n 10 $(PY) bench/bench_decode.py --rtl --jobs $(JOBS)
 
 # Simulated MACs/s and wall time per configuration on both simulators, cocotb and the native
 # Verilator harness -> docs/bench_sim.md.
@@ -102,8 +105,8 @@ DSP ?= --no-dsp
 synth: setup
 	$(PY) -m microscopiq.cli synth --design accel --family $(FAMILY) --device $(DEVICE) --freq $(FREQ) $(DSP) $(if $(SEEDS),--seed $(SEEDS)) $(SYNTH_ARGS)
 
-# FPGA QoR sweep (array size x b x ReCoN) through `microscopiq explore` (docs/explore.md) and the peer
-# comparison -> docs/performance.md, docs/img/. Resumable: each point's result is cached in build/qor/.
+# FPGA QoR sweep (array size x b x ReCoN) through `microscopiq explore` (docs/explore.md)
+# -> docs/performance.md, docs/img/. Resumable: each point's result is cached in build/qor/.
 # QOR_ARGS adds or overrides explore options (QOR_ARGS="--place", QOR_ARGS="--arrays 4x8").
 QOR_SWEEP := --arrays 4x8,8x8,16x16 --wbits 4,2 --recon per-row,shared:2,shared:4,none
 bench-qor: setup

@@ -1,15 +1,15 @@
 """Accelerator cycles on real quantized layers against the ideal ``ceil(K/R)·ceil(N/C)·M``
 (``make bench-cycles``).
 
-Quantizes every linear layer of all-MiniLM-L6-v2 with MicroScopiQ at b = 4 (calibrated offline on
-standard-library docstrings, the model's layers replaced sequentially as ``microscopiq quantize``
-does), then counts cycles with :func:`~microscopiq.host.stream_format.predict_cycles` — the cycle
+Reads every linear layer of all-MiniLM-L6-v2 quantized with MicroScopiQ at b = 4 by ``microscopiq
+quantize`` (the folder ``make bench-stream`` and the decode table share, quantized first when
+missing), then counts cycles with :func:`~microscopiq.host.stream_format.predict_cycles` — the cycle
 model that the top-level and cocotb tests prove equal to the RTL's cycle counts — for an 8×8 array
 with ReCoN per row and shared by 2, 4 and 8 rows, at M = 4R, 8R and 16R tokens. Shared ReCoN's cost
 depends on where the outliers sit (rows with an outlier per group and tile); per-row does not.
 Writes ``docs/bench_cycles.md``.
 
-    python bench/bench_cycles.py [--calib-texts N] [--out docs/bench_cycles.md]
+    python bench/bench_cycles.py [--out docs/bench_cycles.md]
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import math
 import sys
 from pathlib import Path
 
+from bench_decode import DESIGNS, ROOT, quantize_missing   # bench/ is the script's folder, on sys.path
 from microscopiq.config import PRESETS
 from microscopiq.host.stream_format import predict_cycles
 from microscopiq.outputs import atomic_file
-from microscopiq.quant import models
+from microscopiq.quant.pack import load_layer
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARING = (1, 2, 4, 8)
 TOKEN_FACTORS = (4, 8, 16)
 
@@ -36,15 +36,13 @@ def ideal_cycles(cfg, layer, tokens: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calib-texts", type=int, default=32)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_cycles.md")
     args = parser.parse_args(argv)
 
     base = PRESETS["8x8-b4"]
-    layers = {}
-    model = models.load_minilm()
-    models.quantize_model(model, "microscopiq", base.fmt, models.calibration_texts(args.calib_texts),
-                          on_layer=lambda name, layer, report: layers.__setitem__(name, layer))
+    source = next(d for d in DESIGNS if d.name == "msq-b4")
+    quantize_missing(source)
+    layers = {path.stem: load_layer(path) for path in sorted((ROOT / source.folder).glob("*.msq"))}
     # One row per distinct shape: the layer of that shape with the most outliers (the worst case
     # for shared ReCoN), plus the whole model summed.
     rows = []
@@ -67,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = base.replace(recon_share=share)
             tokens = 4 * cfg.rows
             cycles, ideal = predict_cycles(cfg, layer, tokens), ideal_cycles(cfg, layer, tokens)
-            rows.append(f"| {name.split('.', 2)[-1]} | {n}×{k} | {outliers} | "
+            rows.append(f"| {name} | {n}×{k} | {outliers} | "
                         f"{'per-row' if share == 1 else f'shared:{share}'} | {tokens} | {cycles} | "
                         f"{ideal} | {100 * ideal / cycles:.1f} % |")
     summary = [f"| {'per-row' if share == 1 else f'shared:{share}'} | "
@@ -76,12 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = "\n".join([
         "# Cycles on real layers against the ideal (`make bench-cycles`)", "",
-        f"Command: `make bench-cycles` (= `.venv/bin/python bench/bench_cycles.py --calib-texts "
-        f"{args.calib_texts}`), {stamp}. All 37 linear layers of all-MiniLM-L6-v2 quantized with "
-        "MicroScopiQ at b = 4 (G = 128, U = 8), cycles from `predict_cycles` (equal to the RTL's "
+        f"Command: `make bench-cycles` (= `.venv/bin/python bench/bench_cycles.py`), {stamp}. All "
+        f"{len(layers)} linear layers of all-MiniLM-L6-v2 quantized with MicroScopiQ at b = 4 (G = 128, "
+        f"U = 8; `microscopiq quantize`, {source.folder}), {base.weight_bus}-bit weight bus, cycles "
+        "from `predict_cycles` (equal to the RTL's "
         "counts in every top-level and cocotb test), 8×8 array, ideal = `ceil(K/R)·ceil(N/C)·M`; "
         "the percentage is ideal / cycles (100 % = no cycle lost).", "",
-        "## Whole model (37 layers summed)", "",
+        f"## Whole model ({len(layers)} layers summed)", "",
         "| ReCoN | " + " | ".join(f"M = {f}R" for f in TOKEN_FACTORS) + " |",
         "| --- | " + " | ".join("---:" for _ in TOKEN_FACTORS) + " |",
         *summary, "",

@@ -294,14 +294,11 @@ class AcceleratorCore(wiring.Component):
         beat = beats.payload
         header = beat.fields
         row = Signal(range(cfg.rows))
-        m.d.comb += [
-            shifts.payload.eq(beat.d.as_value()),
-            rows.payload.row.eq(row),
-            rows.payload.codes.eq(beat.codes),
-            rows.payload.roles.as_value().eq(beat.roles.as_value()),
-        ]
-        if self.format.recon_config.size:
-            m.d.comb += rows.payload.config.eq(beat.config.as_value())
+        m.d.comb += [rows.payload.row.eq(row), rows.payload.codes.eq(beat.codes)]
+        if cfg.has_recon:   # (else every role is INLIER, 0, and the PPU's shifts are unused)
+            m.d.comb += [shifts.payload.eq(beat.d.as_value()),
+                         rows.payload.roles.as_value().eq(beat.roles.as_value()),
+                         rows.payload.config.eq(beat.config.as_value())]
         take = beats.valid & beats.ready
         with m.If(~regs["busy"]):
             m.d.comb += beats.ready.eq(1)

@@ -70,14 +70,15 @@ class WeightDecoder(wiring.Component):
 
     @staticmethod
     def beat_layout(cfg: AccelConfig) -> data.StructLayout:
+        """A load beat. Without ReCoN (uniform layers only) a row has no roles, configuration or
+        shifts: those fields exist only with ReCoN."""
         layouts = StreamLayouts(cfg)
-        return data.StructLayout({
-            "header": unsigned(1), "fault": Fault, "fields": layouts.header,
-            "codes": data.ArrayLayout(unsigned(cfg.fmt.wbits), cfg.cols),
-            "roles": data.ArrayLayout(Role, cfg.cols),
-            "config": layouts.recon_config,
-            "shift": unsigned(1), "d": data.ArrayLayout(unsigned(SHIFT_BITS), cfg.cols),
-        })
+        fields = {"header": unsigned(1), "fault": Fault, "fields": layouts.header,
+                  "codes": data.ArrayLayout(unsigned(cfg.fmt.wbits), cfg.cols)}
+        if cfg.has_recon:
+            fields.update({"roles": data.ArrayLayout(Role, cfg.cols), "config": layouts.recon_config,
+                           "shift": unsigned(1), "d": data.ArrayLayout(unsigned(SHIFT_BITS), cfg.cols)})
+        return data.StructLayout(fields)
 
     @property
     def latency(self) -> int:
@@ -160,7 +161,7 @@ class WeightDecoder(wiring.Component):
         with m.Else():
             has_row = row_real | row_made
             has_shift = ~wants_shift | shift_real | shift_made
-            m.d.comb += [out.valid.eq(has_row & has_shift), beat.fault.eq(fault_now), beat.shift.eq(wants_shift)]
+            m.d.comb += [out.valid.eq(has_row & has_shift), beat.fault.eq(fault_now)]
             take = out.valid & out.ready
             m.d.comb += rows.ready.eq(take & row_real)
             if shifts is not None:
@@ -170,6 +171,7 @@ class WeightDecoder(wiring.Component):
                 if cfg.has_recon:
                     m.d.comb += [beat.roles.eq(rows.payload.roles), beat.config.eq(rows.payload.config)]
             if shifts is not None:
+                m.d.comb += beat.shift.eq(wants_shift)
                 with m.If(wants_shift & shift_real):
                     m.d.comb += beat.d.eq(shifts.payload.shifts)
             with m.If(take):

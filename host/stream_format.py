@@ -13,7 +13,6 @@ Every field is two's complement (signed) or plain binary (unsigned), LSB first a
 from __future__ import annotations
 
 import enum
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +22,7 @@ from amaranth.lib import data
 
 from ..config import AccelConfig
 from ..hdl.layouts import Fault, Mode, StreamLayouts
-from ..hdl.core import LOAD_STAGE, ROW_BUFFER_DEPTH, CoreTiming
+from ..hdl.core import CoreTiming
 from ..quant import golden
 from ..quant.layer import MsqLayer, Role, UniformLayer, padded
 from . import front_end, packed_stream, routing
@@ -31,7 +30,7 @@ from . import front_end, packed_stream, routing
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "Beat", "StreamError",
     "check_layer", "check_activations", "encode_layer", "decoded_tiles", "decode_results", "pack_beat", "from_beat", "expected_results",
-    "predict_cycles", "CycleModel", "pass_cycles", "token_passes",
+    "predict_cycles", "CycleModel", "token_passes",
 ]
 
 #: Layer header ``mode`` values (:class:`~microscopiq.hdl.layouts.Mode`).
@@ -354,11 +353,6 @@ class CycleModel:
         return self.timing.array.shared
 
     @property
-    def load_beats(self) -> int:
-        """``s_axis_weights`` beats per tile (tile header plus ``R`` rows)."""
-        return self.timing.load_beats
-
-    @property
     def tile_gap(self) -> int:
         """Extra cycles after a tile's last token before the next tile's first (shared ReCoN:
         ``max(S - 1, L + H)``, else 0)."""
@@ -382,7 +376,7 @@ class CycleModel:
 
     @property
     def shift_queue_depth(self) -> int:
-        """Tile headers the loader queues for the PPU (:attr:`CoreTiming.shift_queue_depth
+        """Tile shifts the loader queues for the PPU (:attr:`CoreTiming.shift_queue_depth
         <microscopiq.hdl.core.CoreTiming.shift_queue_depth>`)."""
         return self.timing.shift_queue_depth
 
@@ -418,7 +412,7 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int) -> int:
 
     A tile ``i`` issues its ``M`` tokens ``T_i`` cycles apart from ``start_i = max(w_i + 1,
     free_i, start_{i-1} + tile_spacing)``: ``w_i`` the cycle its last row is written into the
-    shadow (rows pass the row buffer, :data:`LOAD_STAGE`; row 0 not before ``start_{i-1}``),
+    shadow (rows pass the row buffer, :data:`~microscopiq.hdl.core.LOAD_STAGE`; row 0 not before ``start_{i-1}``),
     ``free_i`` = tile ``i-1``'s last token + ``T_{i-1}`` + the tile gap (shared ReCoN only). The
     last result beat is ``arrive(T) + ppu_latency`` cycles after the last token; the next pass's
     header is taken in the next cycle.
@@ -430,51 +424,3 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int) -> int:
                                 k_tiles=k_tiles, msq=isinstance(layer, MsqLayer))
 
 
-#: Earlier than any cycle of a pass (an event that has not happened).
-_NEVER = -(1 << 40)
-
-
-def pass_cycles(model: CycleModel, periods: list[int], tokens: int, loads: list[int] | None = None) -> int:
-    """Cycles of one pass of ``tokens`` tokens over tiles with issue ``periods``, the core's
-    schedule event by event (cycle 0: the layer header's handshake; every stream always valid and
-    ready, the weights limited by ``loads``):
-
-    * tile ``i``'s header is taken at ``h_i``, after the previous beat and once the shift queue
-      has room (tile ``i - shift_queue_depth``'s shifts have moved to the PPU, which happens at
-      ``max(h + 1, the tile before's first token at the PPU)``);
-    * its rows are taken one per cycle after it while the row buffer has room (the row
-      ``ROW_BUFFER_DEPTH`` before has been written) and written ``LOAD_STAGE`` cycles after their
-      handshake, in order, row 0 not before the cycle tile ``i-1``'s first token is issued: rows
-      ``w_0 … w_0 + R - 1``;
-    * tile ``i``'s first token is issued at ``c_i = max(w_0 + R, c_{i-1} + M·T_{i-1} + gap,
-      c_{i-1} + tile_spacing)`` (the last term binds only for ``R = 1``), its tokens ``T_i`` apart; each reaches the PPU ``arrive(T_i)`` cycles later, its result beat
-      ``ppu_latency`` after that.
-
-    ``loads`` gives each tile's weight-stream cycles when it is not ``model.load_beats`` (the
-    peer model's narrower weight memory): the memory starts a tile once the previous one is
-    complete and its header taken, and the tile's beats are ready in the last ``R + 1`` cycles of
-    its window of ``loads[i]`` cycles."""
-    rows, beats = model.rows, model.load_beats
-    loads = [beats] * len(periods) if loads is None else loads
-    depth = ROW_BUFFER_DEPTH
-    writes = deque([_NEVER] * depth, maxlen=depth)     # the last rows' writes, oldest first
-    moved: list[int] = []                              # per tile, its shifts' move to the PPU
-    last_beat = header = window = 0                    # the layer header is cycle 0
-    issued = arrived = _NEVER                          # the tile before's first token
-    free = 0
-    for index, (period, load) in enumerate(zip(periods, loads)):
-        window = max(window + 1, header) + load - 1    # the tile's last weight-memory cycle
-        room = moved[index - model.shift_queue_depth] + 1 if index >= model.shift_queue_depth else _NEVER
-        header = max(last_beat + 1, window - rows, room)
-        first_write = max(header + 1, writes[0] + 1) + LOAD_STAGE
-        first_write = max(first_write, writes[-1] + 1, issued)
-        # The last row's handshake: one cycle after the one before, and the row buffer's room.
-        last_beat = max([header + rows, first_write + rows - depth if rows > depth else _NEVER]
-                        + [writes[j] + rows - j for j in range(min(depth, rows))])
-        writes.extend(first_write + r for r in range(max(0, rows - depth), rows))
-        start = max(first_write + rows, free, issued + model.tile_spacing)
-        moved.append(max(header + 1, arrived))
-        issued, arrived = start, start + model.arrive(period)
-        free = start + tokens * period + model.tile_gap
-    last_issue = issued + (tokens - 1) * periods[-1]
-    return last_issue + model.arrive(periods[-1]) + model.ppu_latency + 1

@@ -22,7 +22,7 @@ def test_documented_timing(share, arrive, depth, gap, queue):
     assert timing.arrive(1) == arrive and timing.array.depth == arrive
     assert timing.arrive(3) == arrive + 2
     assert timing.result_fifo_depth == depth == arrive + PPU.latency + RESULT_FIFO_LATENCY + CREDIT_MARGIN
-    assert timing.result_latency == 8 and timing.load_beats == 9
+    assert timing.result_latency == 8 and timing.tile_spacing == 8
     assert timing.array.tile_gap_extra == gap
     assert timing.shift_queue_depth == queue and timing.tile_spacing == 8
     assert CoreTiming.of(AccelConfig().replace(rows=1, group=2)).tile_spacing == 2

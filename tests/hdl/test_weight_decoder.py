@@ -75,9 +75,12 @@ def check_pass(cfg, layer, tokens, beats, *, fault=Fault.NONE, first_fault=None)
         tile, r = divmod(index, cfg.rows)
         where = f"row {index} (tile {tile}, row {r})"
         assert beat.header == 0, where
-        word = beat.codes.as_value().value | (beat.roles.as_value().value << row_layout["roles"].offset)
-        if layouts.recon_config.size:
-            word |= beat.config.as_value().value << row_layout["config"].offset
+        word = beat.codes.as_value().value
+        if not cfg.has_recon:           # uniform layers only: every role INLIER (0), no shifts
+            assert word == tiles[tile][1][r], f"{where}: expected {tiles[tile][1][r]:#x}, got {word:#x}"
+            continue
+        word |= beat.roles.as_value().value << row_layout["roles"].offset
+        word |= beat.config.as_value().value << row_layout["config"].offset
         expected = tiles[tile][1][r]
         assert word == expected, f"{where}: expected {expected:#x}, got {word:#x}"
         shift = r == 0 and not uniform and tile % k_tiles % per_group == per_group - 1
