@@ -6,8 +6,8 @@ registered comparison of the core's ``committed`` count (tokens in the array plu
 with the FIFO's depth (``hdl/core.py``). :class:`CreditProof` drives every input port freely in
 every cycle (weights, activations, ``result.ready``, and the reset) and proves by k-induction
 
-* **no overflow**: the PPU never offers a beat (``result_fifo.w_en``) while the FIFO is full
-  (``w_rdy`` low): no beat is dropped;
+* **no overflow**: the PPU never offers a beat (``ppu.result.valid``; it cannot wait) while the FIFO
+  is full (``w_rdy`` low): no beat is dropped (a refused pass's one beat waits for room);
 
 with these invariants, asserted too (each holds in every reachable state, and together they are
 inductive):
@@ -18,18 +18,22 @@ inductive):
 * the PPU emits a beat only for a token that entered it ``PPU.latency`` cycles earlier (a history of
   the array's ``out``);
 * ``committed`` (the core's register, reached by name) = tokens in the array + the FIFO's level;
-* ``committed`` + the tokens in the PPU <= the FIFO's depth: room for every beat still to come.
+* ``committed`` + the tokens in the PPU <= the FIFO's depth: room for every beat still to come;
+
+and one assumption: no refused header (``refused``, reached by name, stays 0): a refused pass
+issues no token and writes its one beat through a stream handshake, which the inductive invariants
+above do not cover.
 
 The block is reached through its ports, its submodules' ports (``array``, ``ppu``,
-``result_fifo``: ``level``, ``w_en``, ``w_rdy``), ``CoreTiming``'s constants and the one named
-register ``committed``: the loader and issuer may change freely.
+``result_fifo``: ``level``, ``w_rdy``), ``CoreTiming``'s constants and the named registers
+``committed`` and ``refused``: the loader and issuer may change freely.
 """
 
 from __future__ import annotations
 
 from amaranth import Cat, Elaboratable, Module, Signal
 from amaranth.asserts import AnySeq
-from amaranth.hdl import Assert, Cover, ResetSignal
+from amaranth.hdl import Assert, Assume, Cover, ResetSignal
 
 from ..config import AccelConfig, FormatConfig
 from ..hdl.core import AcceleratorCore
@@ -91,8 +95,11 @@ class CreditProof(Elaboratable):
         array = subfragment(fragment, "array").origins[0]
         ppu = subfragment(fragment, "ppu").origins[0]
         fifo = subfragment(fragment, "result_fifo").origins[0]
-        # The property.
-        m.d.comb += Assert(~fifo.w_en | fifo.w_rdy)
+        # The property: the PPU, which cannot wait, never writes a full FIFO (a refused pass's one
+        # beat is a stream handshake: it waits for room). The weight streams are those whose
+        # headers the front end accepts: a refused pass issues no token (docs/verification.md).
+        m.d.comb += Assert(~ppu.result.valid | fifo.w_rdy)
+        m.d.comb += Assume(~internal(fragment, "refused"))
         # Not vacuous: the credit holds a token back while the FIFO has beats to give.
         m.d.comb += Cover(core.act.valid & ~core.act.ready & (fifo.level == fifo.depth - 2))
         if not self.invariants:

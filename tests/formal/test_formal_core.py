@@ -36,5 +36,5 @@ def test_credit_proof_fails_on_a_looser_credit(tmp_path):
     """Margin 1: the FIFO overflows (a beat is dropped) 33 cycles after reset; the bounded check of
     the property alone (no invariants) finds it. (Margin 2 is proven safe: docs/verification.md.)"""
     harness = CreditProof(core=LooseCredit(CreditProof.config(), 1), invariants=False)
-    result = prove("credit-mutant", harness, mode="bmc", depth=36, root=tmp_path)
+    result = prove("credit-mutant", harness, mode="bmc", depth=44, root=tmp_path)
     assert result.status == "FAIL" and result.trace is not None, result.summary()
