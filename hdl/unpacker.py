@@ -57,6 +57,7 @@ class _Item(enum.Enum, shape=3):
     ROW = 3
     END = 4
     DRAIN = 5
+    MAP = 6       # a MicroScopiQ tile's map and first row at the front: their lengths are measured
 
 
 def _field_at(m, value, offset, width: int):
@@ -186,9 +187,9 @@ class Unpacker(wiring.Component):
     # -- logic -------------------------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
-        width = self.bus_bits
-        buffer = Signal(self.sizes.capacity)
-        fill = Signal(range(self.sizes.capacity + 1))
+        width, capacity = self.bus_bits, self.sizes.capacity
+        buffer = Signal(capacity)      # bits at and above ``fill`` are zero
+        fill = Signal(range(capacity + 1))
         state = Signal(_Item)
         last_taken = Signal()          # this pass's tlast beat is in the buffer
         pass_regs = self._pass_registers(m)
@@ -198,14 +199,21 @@ class Unpacker(wiring.Component):
         # Beats: taken while the buffer has room and the pass's tlast beat has not been taken.
         beat = self.i
         take = Signal()
-        m.d.comb += [beat.ready.eq(~last_taken & (fill <= self.sizes.capacity - width)),
+        m.d.comb += [beat.ready.eq(~last_taken & (fill <= capacity - width)),
                      take.eq(beat.valid & beat.ready)]
-        consume = Mux(parse, need, 0)
-        kept = Signal.like(fill)       # bits left after this cycle's item
-        m.d.comb += kept.eq(fill - consume)
-        arriving = Mux(take, beat.payload.data, 0)
-        m.d.sync += [buffer.eq((buffer >> consume) | (arriving << kept)[:self.sizes.capacity]),
-                     fill.eq(kept + Mux(take, width, 0))]
+        # ``need`` is a register or a constant of the state (never a function of the buffer), so
+        # the shifters start from registers and ``parse`` only selects between their results: a
+        # beat lands at ``fill``, or at ``fill - need`` below the parsed item's bits.
+        arriving = Signal(width)
+        m.d.comb += arriving.eq(Mux(take, beat.payload.data, 0))
+        kept = Signal.like(fill)
+        m.d.comb += kept.eq(fill - need)
+        appended = Signal(capacity)
+        consumed = Signal(capacity)
+        m.d.comb += [appended.eq(buffer | (arriving << fill)[:capacity]),
+                     consumed.eq((buffer >> need) | (arriving << kept)[:capacity])]
+        m.d.sync += [buffer.eq(Mux(parse, consumed, appended)),
+                     fill.eq(Mux(parse, kept, fill) + Mux(take, width, 0))]
         with m.If(take & beat.payload.last):
             m.d.sync += last_taken.eq(1)
 
@@ -213,7 +221,7 @@ class Unpacker(wiring.Component):
         # in order; one later in the pass pulses ``fault``. Either way the rest of the pass is dropped.
         fault, header_fault = Signal(Fault), Signal(Fault)
         m.d.comb += self.fault.eq(fault)
-        parsing = (state != _Item.END) & (state != _Item.DRAIN)
+        parsing = (state != _Item.END) & (state != _Item.DRAIN) & (state != _Item.MAP)
         m.d.comb += parse.eq(parsing & have & ready)
         with m.If(parsing & last_taken & ~have & ready):
             with m.If(state == _Item.HEADER):
@@ -221,7 +229,7 @@ class Unpacker(wiring.Component):
             with m.Else():
                 m.d.comb += fault.eq(Fault.TRUNCATED)
 
-        self._items(m, state, buffer, need, ready, parse, header_fault, pass_regs)
+        self._items(m, state, buffer, fill, last_taken, need, ready, parse, fault, header_fault, pass_regs)
 
         def restart():
             """Drop what is left of the pass (its tlast beat is in) and wait for a header."""
@@ -257,11 +265,13 @@ class Unpacker(wiring.Component):
             m.d.sync += port.valid.eq(0)
         return free
 
-    def _items(self, m, state, buffer, need, ready, parse, header_fault, regs):
+    def _items(self, m, state, buffer, fill, last_taken, need, ready, parse, fault, header_fault, regs):
         cfg = self.cfg
         exp_bits = cfg.cols * EXP_BITS
         header_ok, header_value = self._header_check(m, buffer)
-        row_need, row_value, map_next = self._row(m, buffer, regs)
+        row_need = Signal.like(need)     # the length of the row at the front (a register)
+        map_measured = Signal()
+        row_value, row_parsed = self._row(m, buffer, fill, row_need, state == _Item.MAP, map_measured, regs)
         exps_value = Signal(ExpDecoder.in_layout(cfg.cols))
         m.d.comb += [exps_value.minimum.eq(state == _Item.EMIN), exps_value.exps.as_value().eq(buffer[:exp_bits])]
         with m.If((state == _Item.HEADER) & parse & ~header_ok):
@@ -287,25 +297,34 @@ class Unpacker(wiring.Component):
                         m.d.sync += [regs["raw"].eq(header.mode == Mode.RAW),
                                      regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles),
                                      regs["tile_k"].eq(0), regs["tile_n"].eq(0), regs["row"].eq(0),
+                                     row_need.eq(cfg.cols * cfg.fmt.wbits),
                                      state.eq(Mux(header.mode == Mode.RAW, _Item.ROW, _Item.EMIN))]
             with m.Case(_Item.EMIN):
                 m.d.comb += [need.eq(exp_bits), ready.eq(exps_free)]
                 with m.If(parse):
-                    m.d.sync += state.eq(Mux(group_last, _Item.EXPS, _Item.ROW))
+                    m.d.sync += state.eq(Mux(group_last, _Item.EXPS, _Item.MAP))
             with m.Case(_Item.EXPS):
                 m.d.comb += [need.eq(exp_bits), ready.eq(exps_free)]
                 with m.If(parse):
+                    m.d.sync += state.eq(_Item.MAP)
+            with m.Case(_Item.MAP):
+                # Nothing is parsed: the map's and the first row's lengths are measured off the
+                # buffer's front and registered once the buffer holds them all.
+                with m.If(map_measured):
                     m.d.sync += state.eq(_Item.ROW)
+                with m.Elif(last_taken & ~self.header.valid):
+                    m.d.comb += fault.eq(Fault.TRUNCATED)
             with m.Case(_Item.ROW):
                 m.d.comb += [need.eq(row_need), ready.eq(rows_free)]
                 with m.If(parse):
-                    m.d.sync += map_next
+                    m.d.sync += row_parsed
                     self._next_row(m, state, regs, per_group)
 
     def _next_row(self, m, state, regs, per_group):
         """After a row: the next row, tile (K-tiles inner), or the pass's end; a MicroScopiQ tile
-        opens with ``E_min`` at an N-tile's start and ``E`` at a K-group's last K-tile."""
+        opens with ``E_min`` at an N-tile's start and ``E`` at a K-group's last K-tile, then its map."""
         row, tile_k, tile_n = regs["row"], regs["tile_k"], regs["tile_n"]
+        first = Mux(regs["raw"], _Item.ROW, _Item.MAP)
         m.d.sync += row.eq(row + 1)
         with m.If(row == self.cfg.rows - 1):
             m.d.sync += row.eq(0)
@@ -319,7 +338,7 @@ class Unpacker(wiring.Component):
                     m.d.sync += [tile_n.eq(tile_n + 1), state.eq(Mux(regs["raw"], _Item.ROW, _Item.EMIN))]
             with m.Else():
                 m.d.sync += [tile_k.eq(next_k),
-                             state.eq(Mux(regs["raw"] | ~next_last, _Item.ROW, _Item.EXPS))]
+                             state.eq(Mux(regs["raw"] | ~next_last, first, _Item.EXPS))]
 
     def _header_check(self, m, buffer):
         """Whether the header at the buffer's front is one this instance runs, and its core view."""
@@ -339,21 +358,29 @@ class Unpacker(wiring.Component):
             value[name].eq(header[name][:len(value[name])]) for name in ("tokens", "k_tiles", "n_tiles")]
         return ok, value
 
-    def _row(self, m, buffer, regs):
-        """The current row's length, its output payload, and the map registers' update.
+    def _record_lengths(self, presence, counts):
+        """The records' lengths of one row's present blocks (``presence`` and ``counts`` per block)."""
+        fmt, geom = self.cfg.fmt, self.record
+        return [Mux(present, fmt.xbits + (count + 1) * geom.pair_bits, 0) for present, count in zip(presence, counts)]
 
-        The first row of a MicroScopiQ tile reads the tile map in front of it and keeps the other
-        rows' presence bits and counts in a shift register (row ``r + 1`` at its front after row
-        ``r``); every row's fields are then at offsets fixed by its own map entries."""
+    def _row(self, m, buffer, fill, row_need, in_map, measured, regs):
+        """The output payload of the row at the front and the register updates when it is parsed;
+        ``measured``: in the MAP state (``in_map``), the tile's map and first row are in the buffer.
+
+        In the MAP state the tile map at the buffer's front is read (presence bits, then the counts
+        of the present blocks) into the map registers, with the map's length (where row 0 starts)
+        and row 0's length; the registers then hold the tile's rows, row ``r`` at the front while
+        row ``r`` is at the buffer's front, and the next row's length is registered as a row is
+        parsed. Every row's fields are at offsets fixed by its own map entries."""
         cfg, fmt = self.cfg, self.cfg.fmt
         code_bits = cfg.cols * fmt.wbits
         value = Signal(self.row_layout(cfg))
         if not self.record:
             m.d.comb += value.codes.as_value().eq(buffer[:code_bits])
-            return Const(code_bits), value, []
+            return value, []
         geom, blocks, entries = self.record, self.sizes.blocks, self.sizes.map_entries
-        first = ~regs["raw"] & (regs["row"] == 0)
-        # The tile map at the buffer's front (first row): presence, then the counts of present blocks.
+        count_width = max(1, geom.count_bits)
+        # The tile map at the buffer's front (MAP state): presence, then the counts of present blocks.
         presence = [buffer[e] for e in range(entries)]
         counts = []
         for e in range(entries):
@@ -361,21 +388,34 @@ class Unpacker(wiring.Component):
             counts.append(_field_at(m, buffer, entries + rank * geom.count_bits, geom.count_bits)
                           if geom.count_bits else Const(0, 1))
         map_len = Signal(range(self.sizes.map_bits + 1))
-        m.d.comb += map_len.eq(Mux(first, entries + _popcount(presence) * geom.count_bits, 0))
-        # The rest of the tile's map: rows 1 … R-1, shifted one row on at every row.
-        stored_presence = Signal(entries - blocks)
-        stored_counts = Signal(max(1, (entries - blocks) * geom.count_bits))
-        row_presence = Mux(first, Cat(*presence[:blocks]), stored_presence[:blocks])
-        count_width = max(1, geom.count_bits)
-        row_counts = [Mux(first, counts[blk], stored_counts.word_select(blk, count_width))
-                      if geom.count_bits else Const(0, 1) for blk in range(blocks)]
-        updates = [stored_presence.eq(Mux(first, Cat(*presence[blocks:]), stored_presence >> blocks))]
+        m.d.comb += map_len.eq(entries + _popcount(presence) * geom.count_bits)
+        first_need = Signal.like(row_need)
+        m.d.comb += first_need.eq(map_len + code_bits + sum(self._record_lengths(presence[:blocks], counts[:blocks])))
+        # ``first_need`` counts only bits below ``fill`` once ``fill`` reaches it: the presence bits
+        # then all lie below ``fill``, hence the true counts and lengths.
+        m.d.comb += measured.eq(in_map & (fill >= first_need))
+
+        stored_presence = Signal(entries)
+        stored_counts = Signal(entries * count_width)
+        row_offset = Signal.like(map_len)      # where the front row's codes start in the buffer
+        row_presence = stored_presence[:blocks]
+        row_counts = [stored_counts.word_select(blk, count_width) if geom.count_bits else Const(0, 1)
+                      for blk in range(blocks)]
+        with m.If(measured):
+            m.d.sync += [stored_presence.eq(Cat(*presence)), row_offset.eq(map_len), row_need.eq(first_need)]
+            if geom.count_bits:
+                m.d.sync += stored_counts.eq(Cat(*counts))
+        # As a row is parsed: the next row to the front, and its length.
+        next_presence = stored_presence[blocks:2 * blocks]
+        next_counts = [stored_counts.word_select(blocks + blk, count_width) if geom.count_bits else Const(0, 1)
+                       for blk in range(blocks)]
+        next_need = Mux(regs["raw"], code_bits, code_bits + sum(self._record_lengths(next_presence, next_counts)))
+        parsed = [stored_presence.eq(stored_presence >> blocks), row_offset.eq(0), row_need.eq(next_need)]
         if geom.count_bits:
-            updates.append(stored_counts.eq(Mux(first, Cat(*counts[blocks:]),
-                                                stored_counts >> (blocks * geom.count_bits))))
+            parsed.append(stored_counts.eq(stored_counts >> (blocks * count_width)))
         # The row: codes, then the records of its present blocks.
         bits = Signal(self.sizes.row_bits)
-        m.d.comb += bits.eq(Mux(first, _field_at(m, buffer, map_len, self.sizes.row_bits), buffer[:self.sizes.row_bits]))
+        m.d.comb += bits.eq(_field_at(m, buffer, row_offset, self.sizes.row_bits))
         m.d.comb += [value.codes.as_value().eq(bits[:code_bits]), value.raw.eq(regs["raw"])]
         offset = code_bits
         for blk in range(blocks):
@@ -389,8 +429,5 @@ class Unpacker(wiring.Component):
                 used = present & (count >= index) if index else present
                 pair = _field_at(m, bits, offset + fmt.xbits + index * geom.pair_bits, geom.pair_bits)
                 m.d.comb += record.pairs[index].as_value().eq(Mux(used, pair, 0))
-            length = Mux(present, fmt.xbits + (count + 1) * geom.pair_bits, 0)
-            offset = offset + length
-        need = Signal(range(self.sizes.item_bits + 1))
-        m.d.comb += need.eq(map_len + offset)
-        return need, value, updates
+            offset = offset + Mux(present, fmt.xbits + (count + 1) * geom.pair_bits, 0)
+        return value, parsed

@@ -29,6 +29,7 @@ __all__ = ["run_cycles"]
 
 _HEADER = -1      # item kind of the pass header (the packed_stream kinds are 0 … 2)
 _END = -2         # the unpacker's END state after a pass's last item
+_MAP = -3         # the unpacker's MAP state before a MicroScopiQ tile's first row (its length)
 
 
 @dataclass
@@ -146,11 +147,29 @@ def run_cycles(cfg: AccelConfig, items: tuple, periods: list[int], passes: list[
     kinds, bits = (np.asarray(a).tolist() for a in items)
     width = cfg.weight_bus
     total = PACKED_HEADER.size + sum(bits)
+    kinds, bits = _with_maps(cfg, kinds, bits, msq=msq)
     walk = [_Pass(tokens, [_HEADER] + kinds + [_END], [PACKED_HEADER.size] + bits + [0], -(-total // width))
             for tokens in passes]
     loader = _Loader(CoreTiming.of(cfg), periods, cfg.rows, len(periods))
     sim = _Simulation(cfg, walk, loader, k_tiles=k_tiles, msq=msq)
     return sim.run()
+
+
+def _with_maps(cfg: AccelConfig, kinds: list, bits: list, *, msq: bool) -> tuple[list, list]:
+    """The items with the unpacker's MAP cycle in front of every MicroScopiQ tile's first row: it
+    takes no bits, but waits until the buffer holds the whole row (map included)."""
+    if not msq:
+        return kinds, bits
+    out_kinds, out_bits, rows = [], [], 0
+    for kind, size in zip(kinds, bits):
+        if kind == ITEM_ROW:
+            if rows % cfg.rows == 0:
+                out_kinds.append(_MAP)
+                out_bits.append(size)
+            rows += 1
+        out_kinds.append(kind)
+        out_bits.append(size)
+    return out_kinds, out_bits
 
 
 class _Simulation:
@@ -222,6 +241,8 @@ class _Simulation:
             pass                            # every pass parsed
         elif kind == _END:
             restart = self.last_taken
+        elif kind == _MAP:
+            parse = self.fill >= current.bits[self.item]
         else:
             if kind == _HEADER:
                 free = not self.header_valid or header_taken
@@ -264,7 +285,8 @@ class _Simulation:
 
     def _unpack(self, parse: bool, restart: bool, beat_in: bool, current: _Pass) -> None:
         if parse:
-            self.fill -= current.bits[self.item]
+            if current.kinds[self.item] != _MAP:
+                self.fill -= current.bits[self.item]
             self.item += 1
         if restart:
             self.fill, self.item, self.last_taken = 0, 0, False
