@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -70,11 +70,35 @@ def _field_at(m, value, offset, width: int):
     return shifted[:width]
 
 
+def _shifted(value, amount, width: int, *, left: bool):
+    """``value`` shifted by ``amount`` bits (left or right), ``width`` bits, as a tree of 2:1
+    multiplexers: Yosys's ``share`` pass does not fold such trees together as it folds shift cells
+    used in exclusive cases, which would put the selection between them in front of the shift."""
+    value = Value.cast(value)
+    out = Cat(value, Const(0, max(0, width - len(value))))[:max(width, len(value))]
+    for i, bit in enumerate(Value.cast(amount)):
+        step = 1 << i
+        if step >= len(out):
+            out = Mux(bit, 0, out)
+            continue
+        moved = Cat(Const(0, step), out[:-step]) if left else Cat(out[step:], Const(0, step))
+        out = Mux(bit, moved, out)
+    return out[:width]
+
+
+def _times(value, factor: int):
+    """``value · factor`` as a sum of shifted constants (no multiplier cell: a DSP block would sit
+    in the length paths)."""
+    value = Value.cast(value)
+    return sum((Mux(value[i], factor << i, 0) for i in range(len(value))), Const(0, 1))
+
+
 def _popcount(bits) -> object:
-    total = Const(0, 1)
-    for bit in bits:
-        total = total + bit
-    return total
+    """The number of set ``bits``, as a balanced tree of adders (depth ``log2`` of their count)."""
+    terms = [Value.cast(bit) for bit in bits] or [Const(0, 1)]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 @dataclass(frozen=True)
@@ -210,8 +234,9 @@ class Unpacker(wiring.Component):
         m.d.comb += kept.eq(fill - need)
         appended = Signal(capacity)
         consumed = Signal(capacity)
-        m.d.comb += [appended.eq(buffer | (arriving << fill)[:capacity]),
-                     consumed.eq((buffer >> need) | (arriving << kept)[:capacity])]
+        m.d.comb += [appended.eq(buffer | _shifted(arriving, fill, capacity, left=True)),
+                     consumed.eq(_shifted(buffer, need, capacity, left=False)
+                                 | _shifted(arriving, kept, capacity, left=True))]
         m.d.sync += [buffer.eq(Mux(parse, consumed, appended)),
                      fill.eq(Mux(parse, kept, fill) + Mux(take, width, 0))]
         with m.If(take & beat.payload.last):
@@ -270,8 +295,9 @@ class Unpacker(wiring.Component):
         exp_bits = cfg.cols * EXP_BITS
         header_ok, header_value = self._header_check(m, buffer)
         row_need = Signal.like(need)     # the length of the row at the front (a register)
-        map_measured = Signal()
-        row_value, row_parsed = self._row(m, buffer, fill, row_need, state == _Item.MAP, map_measured, regs)
+        map_measured, map_truncated = Signal(), Signal()
+        row_value, row_parsed = self._row(m, buffer, fill, last_taken, row_need, state == _Item.MAP,
+                                          map_measured, map_truncated, regs)
         exps_value = Signal(ExpDecoder.in_layout(cfg.cols))
         m.d.comb += [exps_value.minimum.eq(state == _Item.EMIN), exps_value.exps.as_value().eq(buffer[:exp_bits])]
         with m.If((state == _Item.HEADER) & parse & ~header_ok):
@@ -312,7 +338,7 @@ class Unpacker(wiring.Component):
                 # buffer's front and registered once the buffer holds them all.
                 with m.If(map_measured):
                     m.d.sync += state.eq(_Item.ROW)
-                with m.Elif(last_taken & ~self.header.valid):
+                with m.Elif(map_truncated & ~self.header.valid):
                     m.d.comb += fault.eq(Fault.TRUNCATED)
             with m.Case(_Item.ROW):
                 m.d.comb += [need.eq(row_need), ready.eq(rows_free)]
@@ -361,11 +387,13 @@ class Unpacker(wiring.Component):
     def _record_lengths(self, presence, counts):
         """The records' lengths of one row's present blocks (``presence`` and ``counts`` per block)."""
         fmt, geom = self.cfg.fmt, self.record
-        return [Mux(present, fmt.xbits + (count + 1) * geom.pair_bits, 0) for present, count in zip(presence, counts)]
+        return [Mux(present, fmt.xbits + geom.pair_bits + _times(count, geom.pair_bits), 0)
+                for present, count in zip(presence, counts)]
 
-    def _row(self, m, buffer, fill, row_need, in_map, measured, regs):
+    def _row(self, m, buffer, fill, last_taken, row_need, in_map, measured, truncated, regs):
         """The output payload of the row at the front and the register updates when it is parsed;
-        ``measured``: in the MAP state (``in_map``), the tile's map and first row are in the buffer.
+        ``measured``: in the MAP state (``in_map``), the tile's map and first row are in the buffer
+        (``truncated``: they never will be).
 
         In the MAP state the tile map at the buffer's front is read (presence bits, then the counts
         of the present blocks) into the map registers, with the map's length (where row 0 starts)
@@ -385,24 +413,31 @@ class Unpacker(wiring.Component):
         counts = []
         for e in range(entries):
             rank = _popcount(presence[:e]) if e else Const(0, 1)
-            counts.append(_field_at(m, buffer, entries + rank * geom.count_bits, geom.count_bits)
-                          if geom.count_bits else Const(0, 1))
+            # The rank picks one of the ``e + 1`` fields it can name (a multiplexer, not a shifter).
+            fields = [buffer[entries + r * geom.count_bits:][:geom.count_bits] for r in range(e + 1)]
+            counts.append(Array(fields)[rank] if geom.count_bits else Const(0, 1))
         map_len = Signal(range(self.sizes.map_bits + 1))
-        m.d.comb += map_len.eq(entries + _popcount(presence) * geom.count_bits)
+        m.d.comb += map_len.eq(entries + _times(_popcount(presence), geom.count_bits))
         first_need = Signal.like(row_need)
         m.d.comb += first_need.eq(map_len + code_bits + sum(self._record_lengths(presence[:blocks], counts[:blocks])))
-        # ``first_need`` counts only bits below ``fill`` once ``fill`` reaches it: the presence bits
-        # then all lie below ``fill``, hence the true counts and lengths.
-        m.d.comb += measured.eq(in_map & (fill >= first_need))
-
+        # Two MAP cycles at least: every MAP cycle registers the lengths and the map off the
+        # buffer's front (its bits below ``fill`` stay put while nothing is parsed) together with
+        # ``fill``; the next one compares them. ``first_need`` counts only bits below ``fill`` once
+        # ``fill`` reaches it: the presence bits then all lie below ``fill``, hence the true counts
+        # and lengths.
         stored_presence = Signal(entries)
         stored_counts = Signal(entries * count_width)
         row_offset = Signal.like(map_len)      # where the front row's codes start in the buffer
+        seen, seen_fill, seen_last = Signal(), Signal.like(fill), Signal()
         row_presence = stored_presence[:blocks]
         row_counts = [stored_counts.word_select(blk, count_width) if geom.count_bits else Const(0, 1)
                       for blk in range(blocks)]
-        with m.If(measured):
-            m.d.sync += [stored_presence.eq(Cat(*presence)), row_offset.eq(map_len), row_need.eq(first_need)]
+        m.d.comb += [measured.eq(in_map & seen & (seen_fill >= row_need)),
+                     truncated.eq(in_map & seen & seen_last & ~(seen_fill >= row_need))]
+        m.d.sync += seen.eq(in_map & ~measured)
+        with m.If(in_map):
+            m.d.sync += [stored_presence.eq(Cat(*presence)), row_offset.eq(map_len), row_need.eq(first_need),
+                         seen_fill.eq(fill), seen_last.eq(last_taken)]
             if geom.count_bits:
                 m.d.sync += stored_counts.eq(Cat(*counts))
         # As a row is parsed: the next row to the front, and its length.
@@ -429,5 +464,5 @@ class Unpacker(wiring.Component):
                 used = present & (count >= index) if index else present
                 pair = _field_at(m, bits, offset + fmt.xbits + index * geom.pair_bits, geom.pair_bits)
                 m.d.comb += record.pairs[index].as_value().eq(Mux(used, pair, 0))
-            offset = offset + Mux(present, fmt.xbits + (count + 1) * geom.pair_bits, 0)
+            offset = offset + self._record_lengths([present], [count])[0]
         return value, parsed

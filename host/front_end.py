@@ -156,8 +156,8 @@ def run_cycles(cfg: AccelConfig, items: tuple, periods: list[int], passes: list[
 
 
 def _with_maps(cfg: AccelConfig, kinds: list, bits: list, *, msq: bool) -> tuple[list, list]:
-    """The items with the unpacker's MAP cycle in front of every MicroScopiQ tile's first row: it
-    takes no bits, but waits until the buffer holds the whole row (map included)."""
+    """The items with the unpacker's MAP state in front of every MicroScopiQ tile's first row: it
+    takes no bits, but lasts until the buffer has held the whole row (map included) for a cycle."""
     if not msq:
         return kinds, bits
     out_kinds, out_bits, rows = [], [], 0
@@ -189,6 +189,7 @@ class _Simulation:
         self.pass_in = self.pass_out = 0       # pass whose beats / items are being taken / parsed
         self.beat = 0                          # next beat of pass_in
         self.fill, self.item, self.last_taken = 0, 0, False
+        self.map_fill = None                   # fill in the MAP cycle before (None: not in MAP)
         self.header_valid = self.exps_valid = self.exps_minimum = self.row_valid = False
         self.shift_valid = False               # the exponent decoder's output register
         # merge
@@ -242,7 +243,9 @@ class _Simulation:
         elif kind == _END:
             restart = self.last_taken
         elif kind == _MAP:
-            parse = self.fill >= current.bits[self.item]
+            # The unpacker registers the map's lengths and ``fill`` in every MAP cycle and compares
+            # them in the next one.
+            parse = self.map_fill is not None and self.map_fill >= current.bits[self.item]
         else:
             if kind == _HEADER:
                 free = not self.header_valid or header_taken
@@ -253,7 +256,8 @@ class _Simulation:
             parse = self.fill >= current.bits[self.item] and free
         beat_in = (not self.last_taken and self.fill <= self.capacity - self.width
                    and self.pass_in < len(self.passes))
-        moved = moved or parse or restart or beat_in
+        moved = moved or parse or restart or beat_in or kind == _MAP
+        self.map_fill = self.fill if kind == _MAP and not parse else None
 
         # Register updates.
         if self.recon and meta_advance:
