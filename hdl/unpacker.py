@@ -217,7 +217,10 @@ class Unpacker(wiring.Component):
         state = Signal(_Item)
         last_taken = Signal()          # this pass's tlast beat is in the buffer
         pass_regs = self._pass_registers(m)
-        need, ready, parse = Signal(range(self.sizes.item_bits + 1)), Signal(), Signal()
+        # The length of the item at the front, a register: set as the item before is parsed (or
+        # from the map registers, in the MAP state).
+        need = Signal(range(self.sizes.item_bits + 1), init=PACKED_HEADER.size)
+        ready, parse = Signal(), Signal()
         have = fill >= need
 
         # Beats: taken while the buffer has room and the pass's tlast beat has not been taken.
@@ -225,18 +228,17 @@ class Unpacker(wiring.Component):
         take = Signal()
         m.d.comb += [beat.ready.eq(~last_taken & (fill <= capacity - width)),
                      take.eq(beat.valid & beat.ready)]
-        # ``need`` is a register or a constant of the state (never a function of the buffer), so
-        # the shifters start from registers and ``parse`` only selects between their results: a
-        # beat lands at ``fill``, or at ``fill - need`` below the parsed item's bits.
-        arriving = Signal(width)
-        m.d.comb += arriving.eq(Mux(take, beat.payload.data, 0))
+        # ``need`` is a register, so the shifters start from registers and ports, and ``parse`` and ``take`` only select
+        # among their results: a beat lands at ``fill``, or at ``fill - need`` below the parsed
+        # item's bits.
         kept = Signal.like(fill)
         m.d.comb += kept.eq(fill - need)
-        appended = Signal(capacity)
-        consumed = Signal(capacity)
-        m.d.comb += [appended.eq(buffer | _shifted(arriving, fill, capacity, left=True)),
-                     consumed.eq(_shifted(buffer, need, capacity, left=False)
-                                 | _shifted(arriving, kept, capacity, left=True))]
+        appended, consumed = Signal(capacity), Signal(capacity)
+        at_fill, at_kept = Signal(capacity), Signal(capacity)
+        m.d.comb += [at_fill.eq(_shifted(beat.payload.data, fill, capacity, left=True)),
+                     at_kept.eq(_shifted(beat.payload.data, kept, capacity, left=True)),
+                     appended.eq(buffer | Mux(take, at_fill, 0)),
+                     consumed.eq(_shifted(buffer, need, capacity, left=False) | Mux(take, at_kept, 0))]
         m.d.sync += [buffer.eq(Mux(parse, consumed, appended)),
                      fill.eq(Mux(parse, kept, fill) + Mux(take, width, 0))]
         with m.If(take & beat.payload.last):
@@ -258,7 +260,8 @@ class Unpacker(wiring.Component):
 
         def restart():
             """Drop what is left of the pass (its tlast beat is in) and wait for a header."""
-            m.d.sync += [buffer.eq(0), fill.eq(0), last_taken.eq(0), state.eq(_Item.HEADER)]
+            m.d.sync += [buffer.eq(0), fill.eq(0), last_taken.eq(0), state.eq(_Item.HEADER),
+                         need.eq(PACKED_HEADER.size)]
 
         with m.If(state == _Item.END):
             # The pass's last field must lie in its tlast beat, padded with zeros.
@@ -294,9 +297,8 @@ class Unpacker(wiring.Component):
         cfg = self.cfg
         exp_bits = cfg.cols * EXP_BITS
         header_ok, header_value = self._header_check(m, buffer)
-        row_need = Signal.like(need)     # the length of the row at the front (a register)
         map_measured, map_truncated = Signal(), Signal()
-        row_value, row_parsed = self._row(m, buffer, fill, last_taken, row_need, state == _Item.MAP,
+        row_value, row_parsed = self._row(m, buffer, fill, last_taken, need, state == _Item.MAP,
                                           map_measured, map_truncated, regs)
         exps_value = Signal(ExpDecoder.in_layout(cfg.cols))
         m.d.comb += [exps_value.minimum.eq(state == _Item.EMIN), exps_value.exps.as_value().eq(buffer[:exp_bits])]
@@ -316,21 +318,21 @@ class Unpacker(wiring.Component):
         group_last = ((regs["tile_k"] % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
         with m.Switch(state):
             with m.Case(_Item.HEADER):
-                m.d.comb += [need.eq(PACKED_HEADER.size), ready.eq(header_free)]
+                m.d.comb += ready.eq(header_free)
                 header = data.View(PACKED_HEADER, buffer[:PACKED_HEADER.size])
                 with m.If(parse):
                     with m.If(header_ok):
                         m.d.sync += [regs["raw"].eq(header.mode == Mode.RAW),
                                      regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles),
                                      regs["tile_k"].eq(0), regs["tile_n"].eq(0), regs["row"].eq(0),
-                                     row_need.eq(cfg.cols * cfg.fmt.wbits),
+                                     need.eq(Mux(header.mode == Mode.RAW, cfg.cols * cfg.fmt.wbits, exp_bits)),
                                      state.eq(Mux(header.mode == Mode.RAW, _Item.ROW, _Item.EMIN))]
             with m.Case(_Item.EMIN):
-                m.d.comb += [need.eq(exp_bits), ready.eq(exps_free)]
+                m.d.comb += ready.eq(exps_free)
                 with m.If(parse):
                     m.d.sync += state.eq(Mux(group_last, _Item.EXPS, _Item.MAP))
             with m.Case(_Item.EXPS):
-                m.d.comb += [need.eq(exp_bits), ready.eq(exps_free)]
+                m.d.comb += ready.eq(exps_free)
                 with m.If(parse):
                     m.d.sync += state.eq(_Item.MAP)
             with m.Case(_Item.MAP):
@@ -341,19 +343,21 @@ class Unpacker(wiring.Component):
                 with m.Elif(map_truncated & ~self.header.valid):
                     m.d.comb += fault.eq(Fault.TRUNCATED)
             with m.Case(_Item.ROW):
-                m.d.comb += [need.eq(row_need), ready.eq(rows_free)]
+                m.d.comb += ready.eq(rows_free)
                 with m.If(parse):
                     m.d.sync += row_parsed
-                    self._next_row(m, state, regs, per_group)
+                    self._next_row(m, state, need, regs, per_group)
 
-    def _next_row(self, m, state, regs, per_group):
+    def _next_row(self, m, state, need, regs, per_group):
         """After a row: the next row, tile (K-tiles inner), or the pass's end; a MicroScopiQ tile
         opens with ``E_min`` at an N-tile's start and ``E`` at a K-group's last K-tile, then its map."""
         row, tile_k, tile_n = regs["row"], regs["tile_k"], regs["tile_n"]
         first = Mux(regs["raw"], _Item.ROW, _Item.MAP)
         m.d.sync += row.eq(row + 1)
         with m.If(row == self.cfg.rows - 1):
-            m.d.sync += row.eq(0)
+            # The next item: E_min or E, or a uniform row (a MAP state measures a tile's first row).
+            cfg = self.cfg
+            m.d.sync += [row.eq(0), need.eq(Mux(regs["raw"], cfg.cols * cfg.fmt.wbits, cfg.cols * EXP_BITS))]
             next_k = tile_k + 1
             next_last = ((next_k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
             with m.If(tile_k == regs["k_tiles"]):
