@@ -422,26 +422,29 @@ class Unpacker(wiring.Component):
             counts.append(Array(fields)[rank] if geom.count_bits else Const(0, 1))
         map_len = Signal(range(self.sizes.map_bits + 1))
         m.d.comb += map_len.eq(entries + _times(_popcount(presence), geom.count_bits))
-        first_need = Signal.like(row_need)
-        m.d.comb += first_need.eq(map_len + code_bits + sum(self._record_lengths(presence[:blocks], counts[:blocks])))
+        row0_len = Signal.like(row_need)       # row 0 without the map
+        m.d.comb += row0_len.eq(code_bits + sum(self._record_lengths(presence[:blocks], counts[:blocks])))
         # Two MAP cycles at least: every MAP cycle registers the lengths and the map off the
         # buffer's front (its bits below ``fill`` stay put while nothing is parsed) together with
         # ``fill``; the next one compares them. ``first_need`` counts only bits below ``fill`` once
         # ``fill`` reaches it: the presence bits then all lie below ``fill``, hence the true counts
-        # and lengths.
+        # and lengths. ``row0_len`` and ``row_offset`` (the map's length) are registered apart, as
+        # the comparison adds them.
         stored_presence = Signal(entries)
         stored_counts = Signal(entries * count_width)
         row_offset = Signal.like(map_len)      # where the front row's codes start in the buffer
-        seen, seen_fill, seen_last = Signal(), Signal.like(fill), Signal()
+        seen, seen_fill, seen_last, seen_row0 = Signal(), Signal.like(fill), Signal(), Signal.like(row0_len)
+        first_need = Signal.like(row_need)
+        m.d.comb += first_need.eq(row_offset + seen_row0)
         row_presence = stored_presence[:blocks]
         row_counts = [stored_counts.word_select(blk, count_width) if geom.count_bits else Const(0, 1)
                       for blk in range(blocks)]
-        m.d.comb += [measured.eq(in_map & seen & (seen_fill >= row_need)),
-                     truncated.eq(in_map & seen & seen_last & ~(seen_fill >= row_need))]
+        m.d.comb += [measured.eq(in_map & seen & (seen_fill >= first_need)),
+                     truncated.eq(in_map & seen & seen_last & ~(seen_fill >= first_need))]
         m.d.sync += seen.eq(in_map & ~measured)
         with m.If(in_map):
-            m.d.sync += [stored_presence.eq(Cat(*presence)), row_offset.eq(map_len), row_need.eq(first_need),
-                         seen_fill.eq(fill), seen_last.eq(last_taken)]
+            m.d.sync += [stored_presence.eq(Cat(*presence)), row_offset.eq(map_len), seen_row0.eq(row0_len),
+                         row_need.eq(first_need), seen_fill.eq(fill), seen_last.eq(last_taken)]
             if geom.count_bits:
                 m.d.sync += stored_counts.eq(Cat(*counts))
         # As a row is parsed: the next row to the front, and its length.
