@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -220,8 +220,14 @@ class Unpacker(wiring.Component):
         # The length of the item at the front, a register: set as the item before is parsed (or
         # from the map registers, in the MAP state).
         need = Signal(range(self.sizes.item_bits + 1), init=PACKED_HEADER.size)
+        # ``spare = fill - need`` is a register too (negative while the item is incomplete), so
+        # that ``have`` is its sign and a beat's place below a parsed item is a register.
+        spare = Signal(signed(len(fill) + 1), init=-PACKED_HEADER.size)
+        fill_next, need_next = Signal.like(fill), Signal.like(need)
+        m.d.comb += [fill_next.eq(fill), need_next.eq(need)]
+        m.d.sync += [fill.eq(fill_next), need.eq(need_next), spare.eq(fill_next - need_next)]
         ready, parse = Signal(), Signal()
-        have = fill >= need
+        have = ~spare[-1]
 
         # Beats: taken while the buffer has room and the pass's tlast beat has not been taken.
         beat = self.i
@@ -231,16 +237,15 @@ class Unpacker(wiring.Component):
         # ``need`` is a register, so the shifters start from registers and ports, and ``parse`` and ``take`` only select
         # among their results: a beat lands at ``fill``, or at ``fill - need`` below the parsed
         # item's bits.
-        kept = Signal.like(fill)
-        m.d.comb += kept.eq(fill - need)
+        kept = spare[:len(fill)]
         appended, consumed = Signal(capacity), Signal(capacity)
         at_fill, at_kept = Signal(capacity), Signal(capacity)
         m.d.comb += [at_fill.eq(_shifted(beat.payload.data, fill, capacity, left=True)),
                      at_kept.eq(_shifted(beat.payload.data, kept, capacity, left=True)),
                      appended.eq(buffer | Mux(take, at_fill, 0)),
                      consumed.eq(_shifted(buffer, need, capacity, left=False) | Mux(take, at_kept, 0))]
-        m.d.sync += [buffer.eq(Mux(parse, consumed, appended)),
-                     fill.eq(Mux(parse, kept, fill) + Mux(take, width, 0))]
+        m.d.sync += buffer.eq(Mux(parse, consumed, appended))
+        m.d.comb += fill_next.eq(Mux(parse, kept, fill) + Mux(take, width, 0))
         with m.If(take & beat.payload.last):
             m.d.sync += last_taken.eq(1)
 
@@ -256,12 +261,14 @@ class Unpacker(wiring.Component):
             with m.Else():
                 m.d.comb += fault.eq(Fault.TRUNCATED)
 
-        self._items(m, state, buffer, fill, last_taken, need, ready, parse, fault, header_fault, pass_regs)
+        self._items(m, state, buffer, fill, last_taken, need_next, ready, parse, fault, header_fault, pass_regs)
 
         def restart():
             """Drop what is left of the pass (its tlast beat is in) and wait for a header."""
-            m.d.sync += [buffer.eq(0), fill.eq(0), last_taken.eq(0), state.eq(_Item.HEADER),
-                         need.eq(PACKED_HEADER.size)]
+            # (Set here, not through ``fill_next``/``need_next``: the END state's ``buffer == 0``
+            # stays out of ``spare``'s subtraction.)
+            m.d.sync += [buffer.eq(0), last_taken.eq(0), state.eq(_Item.HEADER),
+                         fill.eq(0), need.eq(PACKED_HEADER.size), spare.eq(-PACKED_HEADER.size)]
 
         with m.If(state == _Item.END):
             # The pass's last field must lie in its tlast beat, padded with zeros.
@@ -273,7 +280,7 @@ class Unpacker(wiring.Component):
             m.d.sync += state.eq(_Item.DRAIN)
         with m.If(state == _Item.DRAIN):
             m.d.comb += beat.ready.eq(~last_taken)
-            m.d.sync += [buffer.eq(0), fill.eq(0)]
+            m.d.sync += [buffer.eq(0), fill.eq(0), spare.eq(-need)]
             with m.If(last_taken):
                 restart()
         return m
@@ -294,11 +301,12 @@ class Unpacker(wiring.Component):
         return free
 
     def _items(self, m, state, buffer, fill, last_taken, need, ready, parse, fault, header_fault, regs):
+        """The items' parsing; ``need`` is the next value of the item length register."""
         cfg = self.cfg
         exp_bits = cfg.cols * EXP_BITS
         header_ok, header_value = self._header_check(m, buffer)
         map_measured, map_truncated = Signal(), Signal()
-        row_value, row_parsed = self._row(m, buffer, fill, last_taken, need, state == _Item.MAP,
+        row_value, row_parsed, row_next_need = self._row(m, buffer, fill, last_taken, need, state == _Item.MAP,
                                           map_measured, map_truncated, regs)
         exps_value = Signal(ExpDecoder.in_layout(cfg.cols))
         m.d.comb += [exps_value.minimum.eq(state == _Item.EMIN), exps_value.exps.as_value().eq(buffer[:exp_bits])]
@@ -321,11 +329,12 @@ class Unpacker(wiring.Component):
                 m.d.comb += ready.eq(header_free)
                 header = data.View(PACKED_HEADER, buffer[:PACKED_HEADER.size])
                 with m.If(parse):
+                    # (Whatever ``header_ok``: a refused header drains the pass and restarts.)
+                    m.d.comb += need.eq(Mux(header.mode == Mode.RAW, cfg.cols * cfg.fmt.wbits, exp_bits))
                     with m.If(header_ok):
                         m.d.sync += [regs["raw"].eq(header.mode == Mode.RAW),
                                      regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles),
                                      regs["tile_k"].eq(0), regs["tile_n"].eq(0), regs["row"].eq(0),
-                                     need.eq(Mux(header.mode == Mode.RAW, cfg.cols * cfg.fmt.wbits, exp_bits)),
                                      state.eq(Mux(header.mode == Mode.RAW, _Item.ROW, _Item.EMIN))]
             with m.Case(_Item.EMIN):
                 m.d.comb += ready.eq(exps_free)
@@ -346,6 +355,8 @@ class Unpacker(wiring.Component):
                 m.d.comb += ready.eq(rows_free)
                 with m.If(parse):
                     m.d.sync += row_parsed
+                    if row_next_need is not None:
+                        m.d.comb += need.eq(row_next_need)
                     self._next_row(m, state, need, regs, per_group)
 
     def _next_row(self, m, state, need, regs, per_group):
@@ -357,7 +368,8 @@ class Unpacker(wiring.Component):
         with m.If(row == self.cfg.rows - 1):
             # The next item: E_min or E, or a uniform row (a MAP state measures a tile's first row).
             cfg = self.cfg
-            m.d.sync += [row.eq(0), need.eq(Mux(regs["raw"], cfg.cols * cfg.fmt.wbits, cfg.cols * EXP_BITS))]
+            m.d.sync += row.eq(0)
+            m.d.comb += need.eq(Mux(regs["raw"], cfg.cols * cfg.fmt.wbits, cfg.cols * EXP_BITS))
             next_k = tile_k + 1
             next_last = ((next_k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
             with m.If(tile_k == regs["k_tiles"]):
@@ -409,7 +421,7 @@ class Unpacker(wiring.Component):
         value = Signal(self.row_layout(cfg))
         if not self.record:
             m.d.comb += value.codes.as_value().eq(buffer[:code_bits])
-            return value, []
+            return value, [], None
         geom, blocks, entries = self.record, self.sizes.blocks, self.sizes.map_entries
         count_width = max(1, geom.count_bits)
         # The tile map at the buffer's front (MAP state): presence, then the counts of present blocks.
@@ -444,7 +456,8 @@ class Unpacker(wiring.Component):
         m.d.sync += seen.eq(in_map & ~measured)
         with m.If(in_map):
             m.d.sync += [stored_presence.eq(Cat(*presence)), row_offset.eq(map_len), seen_row0.eq(row0_len),
-                         row_need.eq(first_need), seen_fill.eq(fill), seen_last.eq(last_taken)]
+                         seen_fill.eq(fill), seen_last.eq(last_taken)]
+            m.d.comb += row_need.eq(first_need)
             if geom.count_bits:
                 m.d.sync += stored_counts.eq(Cat(*counts))
         # As a row is parsed: the next row to the front, and its length.
@@ -452,7 +465,7 @@ class Unpacker(wiring.Component):
         next_counts = [stored_counts.word_select(blocks + blk, count_width) if geom.count_bits else Const(0, 1)
                        for blk in range(blocks)]
         next_need = Mux(regs["raw"], code_bits, code_bits + sum(self._record_lengths(next_presence, next_counts)))
-        parsed = [stored_presence.eq(stored_presence >> blocks), row_offset.eq(0), row_need.eq(next_need)]
+        parsed = [stored_presence.eq(stored_presence >> blocks), row_offset.eq(0)]
         if geom.count_bits:
             parsed.append(stored_counts.eq(stored_counts >> (blocks * count_width)))
         # The row: codes, then the records of its present blocks.
@@ -472,4 +485,4 @@ class Unpacker(wiring.Component):
                 pair = _field_at(m, bits, offset + fmt.xbits + index * geom.pair_bits, geom.pair_bits)
                 m.d.comb += record.pairs[index].as_value().eq(Mux(used, pair, 0))
             offset = offset + self._record_lengths([present], [count])[0]
-        return value, parsed
+        return value, parsed, next_need
