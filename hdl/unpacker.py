@@ -11,7 +11,10 @@ bit 0 the oldest, and parses one **item** per cycle off its front:
 * a PE row: its ``C`` codes and the records of its present micro-blocks. The first row of a
   MicroScopiQ tile also carries the tile map in front of it (presence bits and ``pairs − 1`` of every
   present micro-block), so a tile is ``R`` items however its outliers fall: the map fixes every
-  row's length before the row is parsed.
+  row's length before the row is parsed. That length, the only one that depends on the bits in the
+  buffer, is measured in a MAP state before the row: two cycles at least (every MAP cycle registers
+  the lengths off the buffer's front with ``fill``, the next compares them), so a MicroScopiQ tile
+  takes ``R + 2`` cycles; every other item's length is a register when it is parsed.
 
 An item is parsed once the buffer holds all its bits and its output register is free; a beat is taken
 while the buffer has room for it. A pass starts at a beat boundary and ends in the beat that carries
@@ -154,8 +157,9 @@ class Unpacker(wiring.Component):
     """Packed weight stream -> pass header, exponents, PE rows.
 
     Latency: an item whose last bit arrives in a beat taken in cycle ``t`` is parsed in cycle
-    ``t + 1`` (if its output register is free) and is on its output from cycle ``t + 2``. Throughput:
-    ``W`` bits and one item per cycle.
+    ``t + 1`` (if its output register is free) and is on its output from cycle ``t + 2``; a
+    MicroScopiQ tile's first row two cycles later (its MAP state). Throughput: ``W`` bits and one
+    item per cycle, and the MAP state's two cycles per MicroScopiQ tile.
 
     Parameters
     ----------
@@ -234,9 +238,9 @@ class Unpacker(wiring.Component):
         take = Signal()
         m.d.comb += [beat.ready.eq(~last_taken & (fill <= capacity - width)),
                      take.eq(beat.valid & beat.ready)]
-        # ``need`` is a register, so the shifters start from registers and ports, and ``parse`` and ``take`` only select
-        # among their results: a beat lands at ``fill``, or at ``fill - need`` below the parsed
-        # item's bits.
+        # ``need`` and ``spare`` are registers, so the shifters start from registers and ports, and
+        # ``parse`` and ``take`` only select among their results: a beat lands at ``fill``, or at
+        # ``spare = fill - need`` below the parsed item's bits.
         kept = spare[:len(fill)]
         appended, consumed = Signal(capacity), Signal(capacity)
         at_fill, at_kept = Signal(capacity), Signal(capacity)
