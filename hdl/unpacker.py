@@ -11,7 +11,10 @@ bit 0 the oldest, and parses one **item** per cycle off its front:
 * a PE row: its ``C`` codes and the records of its present micro-blocks. The first row of a
   MicroScopiQ tile also carries the tile map in front of it (presence bits and ``pairs − 1`` of every
   present micro-block), so a tile is ``R`` items however its outliers fall: the map fixes every
-  row's length before the row is parsed.
+  row's length before the row is parsed. That length, the only one that depends on the bits in the
+  buffer, is measured in a MAP state before the row: two cycles at least (every MAP cycle registers
+  the lengths off the buffer's front with ``fill``, the next compares them), so a MicroScopiQ tile
+  takes ``R + 2`` cycles; every other item's length is a register when it is parsed.
 
 An item is parsed once the buffer holds all its bits and its output register is free; a beat is taken
 while the buffer has room for it. A pass starts at a beat boundary and ends in the beat that carries
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -57,6 +60,7 @@ class _Item(enum.Enum, shape=3):
     ROW = 3
     END = 4
     DRAIN = 5
+    MAP = 6       # a MicroScopiQ tile's map and first row at the front: their lengths are measured
 
 
 def _field_at(m, value, offset, width: int):
@@ -69,11 +73,35 @@ def _field_at(m, value, offset, width: int):
     return shifted[:width]
 
 
+def _shifted(value, amount, width: int, *, left: bool):
+    """``value`` shifted by ``amount`` bits (left or right), ``width`` bits, as a tree of 2:1
+    multiplexers: Yosys's ``share`` pass does not fold such trees together as it folds shift cells
+    used in exclusive cases, which would put the selection between them in front of the shift."""
+    value = Value.cast(value)
+    out = Cat(value, Const(0, max(0, width - len(value))))[:max(width, len(value))]
+    for i, bit in enumerate(Value.cast(amount)):
+        step = 1 << i
+        if step >= len(out):
+            out = Mux(bit, 0, out)
+            continue
+        moved = Cat(Const(0, step), out[:-step]) if left else Cat(out[step:], Const(0, step))
+        out = Mux(bit, moved, out)
+    return out[:width]
+
+
+def _times(value, factor: int):
+    """``value · factor`` as a sum of shifted constants (no multiplier cell: a DSP block would sit
+    in the length paths)."""
+    value = Value.cast(value)
+    return sum((Mux(value[i], factor << i, 0) for i in range(len(value))), Const(0, 1))
+
+
 def _popcount(bits) -> object:
-    total = Const(0, 1)
-    for bit in bits:
-        total = total + bit
-    return total
+    """The number of set ``bits``, as a balanced tree of adders (depth ``log2`` of their count)."""
+    terms = [Value.cast(bit) for bit in bits] or [Const(0, 1)]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 @dataclass(frozen=True)
@@ -129,8 +157,9 @@ class Unpacker(wiring.Component):
     """Packed weight stream -> pass header, exponents, PE rows.
 
     Latency: an item whose last bit arrives in a beat taken in cycle ``t`` is parsed in cycle
-    ``t + 1`` (if its output register is free) and is on its output from cycle ``t + 2``. Throughput:
-    ``W`` bits and one item per cycle.
+    ``t + 1`` (if its output register is free) and is on its output from cycle ``t + 2``; a
+    MicroScopiQ tile's first row two cycles later (its MAP state). Throughput: ``W`` bits and one
+    item per cycle, and the MAP state's two cycles per MicroScopiQ tile.
 
     Parameters
     ----------
@@ -186,26 +215,41 @@ class Unpacker(wiring.Component):
     # -- logic -------------------------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
-        width = self.bus_bits
-        buffer = Signal(self.sizes.capacity)
-        fill = Signal(range(self.sizes.capacity + 1))
+        width, capacity = self.bus_bits, self.sizes.capacity
+        buffer = Signal(capacity)      # bits at and above ``fill`` are zero
+        fill = Signal(range(capacity + 1))
         state = Signal(_Item)
         last_taken = Signal()          # this pass's tlast beat is in the buffer
         pass_regs = self._pass_registers(m)
-        need, ready, parse = Signal(range(self.sizes.item_bits + 1)), Signal(), Signal()
-        have = fill >= need
+        # The length of the item at the front, a register: set as the item before is parsed (or
+        # from the map registers, in the MAP state).
+        need = Signal(range(self.sizes.item_bits + 1), init=PACKED_HEADER.size)
+        # ``spare = fill - need`` is a register too (negative while the item is incomplete), so
+        # that ``have`` is its sign and a beat's place below a parsed item is a register.
+        spare = Signal(signed(len(fill) + 1), init=-PACKED_HEADER.size)
+        fill_next, need_next = Signal.like(fill), Signal.like(need)
+        m.d.comb += [fill_next.eq(fill), need_next.eq(need)]
+        m.d.sync += [fill.eq(fill_next), need.eq(need_next), spare.eq(fill_next - need_next)]
+        ready, parse = Signal(), Signal()
+        have = ~spare[-1]
 
         # Beats: taken while the buffer has room and the pass's tlast beat has not been taken.
         beat = self.i
         take = Signal()
-        m.d.comb += [beat.ready.eq(~last_taken & (fill <= self.sizes.capacity - width)),
+        m.d.comb += [beat.ready.eq(~last_taken & (fill <= capacity - width)),
                      take.eq(beat.valid & beat.ready)]
-        consume = Mux(parse, need, 0)
-        kept = Signal.like(fill)       # bits left after this cycle's item
-        m.d.comb += kept.eq(fill - consume)
-        arriving = Mux(take, beat.payload.data, 0)
-        m.d.sync += [buffer.eq((buffer >> consume) | (arriving << kept)[:self.sizes.capacity]),
-                     fill.eq(kept + Mux(take, width, 0))]
+        # ``need`` and ``spare`` are registers, so the shifters start from registers and ports, and
+        # ``parse`` and ``take`` only select among their results: a beat lands at ``fill``, or at
+        # ``spare = fill - need`` below the parsed item's bits.
+        kept = spare[:len(fill)]
+        appended, consumed = Signal(capacity), Signal(capacity)
+        at_fill, at_kept = Signal(capacity), Signal(capacity)
+        m.d.comb += [at_fill.eq(_shifted(beat.payload.data, fill, capacity, left=True)),
+                     at_kept.eq(_shifted(beat.payload.data, kept, capacity, left=True)),
+                     appended.eq(buffer | Mux(take, at_fill, 0)),
+                     consumed.eq(_shifted(buffer, need, capacity, left=False) | Mux(take, at_kept, 0))]
+        m.d.sync += buffer.eq(Mux(parse, consumed, appended))
+        m.d.comb += fill_next.eq(Mux(parse, kept, fill) + Mux(take, width, 0))
         with m.If(take & beat.payload.last):
             m.d.sync += last_taken.eq(1)
 
@@ -213,7 +257,7 @@ class Unpacker(wiring.Component):
         # in order; one later in the pass pulses ``fault``. Either way the rest of the pass is dropped.
         fault, header_fault = Signal(Fault), Signal(Fault)
         m.d.comb += self.fault.eq(fault)
-        parsing = (state != _Item.END) & (state != _Item.DRAIN)
+        parsing = (state != _Item.END) & (state != _Item.DRAIN) & (state != _Item.MAP)
         m.d.comb += parse.eq(parsing & have & ready)
         # (``fault`` is a function of registers only: nothing downstream's ready reaches it, so the
         # front end's output payload never depends on its own ready.)
@@ -223,11 +267,14 @@ class Unpacker(wiring.Component):
             with m.Elif(ready):
                 m.d.comb += header_fault.eq(Fault.TRUNCATED)
 
-        self._items(m, state, buffer, need, ready, parse, header_fault, pass_regs)
+        self._items(m, state, buffer, fill, last_taken, need_next, ready, parse, fault, header_fault, pass_regs)
 
         def restart():
             """Drop what is left of the pass (its tlast beat is in) and wait for a header."""
-            m.d.sync += [buffer.eq(0), fill.eq(0), last_taken.eq(0), state.eq(_Item.HEADER)]
+            # (Set here, not through ``fill_next``/``need_next``: the END state's ``buffer == 0``
+            # stays out of ``spare``'s subtraction.)
+            m.d.sync += [buffer.eq(0), last_taken.eq(0), state.eq(_Item.HEADER),
+                         fill.eq(0), need.eq(PACKED_HEADER.size), spare.eq(-PACKED_HEADER.size)]
 
         with m.If(state == _Item.END):
             # The pass's last field must lie in its tlast beat, padded with zeros.
@@ -239,7 +286,7 @@ class Unpacker(wiring.Component):
             m.d.sync += state.eq(_Item.DRAIN)
         with m.If(state == _Item.DRAIN):
             m.d.comb += beat.ready.eq(~last_taken)
-            m.d.sync += [buffer.eq(0), fill.eq(0)]
+            m.d.sync += [buffer.eq(0), fill.eq(0), spare.eq(-need)]
             with m.If(last_taken):
                 restart()
         return m
@@ -259,11 +306,14 @@ class Unpacker(wiring.Component):
             m.d.sync += port.valid.eq(0)
         return free
 
-    def _items(self, m, state, buffer, need, ready, parse, header_fault, regs):
+    def _items(self, m, state, buffer, fill, last_taken, need, ready, parse, fault, header_fault, regs):
+        """The items' parsing; ``need`` is the next value of the item length register."""
         cfg = self.cfg
         exp_bits = cfg.cols * EXP_BITS
         header_ok, header_value = self._header_check(m, buffer)
-        row_need, row_value, map_next = self._row(m, buffer, regs)
+        map_measured, map_truncated = Signal(), Signal()
+        row_value, row_parsed, row_next_need = self._row(m, buffer, fill, last_taken, need, state == _Item.MAP,
+                                          map_measured, map_truncated, regs)
         exps_value = Signal(ExpDecoder.in_layout(cfg.cols))
         m.d.comb += [exps_value.minimum.eq(state == _Item.EMIN), exps_value.exps.as_value().eq(buffer[:exp_bits])]
         with m.If((state == _Item.HEADER) & parse & ~header_ok):
@@ -282,35 +332,50 @@ class Unpacker(wiring.Component):
         group_last = ((regs["tile_k"] % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
         with m.Switch(state):
             with m.Case(_Item.HEADER):
-                m.d.comb += [need.eq(PACKED_HEADER.size), ready.eq(header_free)]
+                m.d.comb += ready.eq(header_free)
                 header = data.View(PACKED_HEADER, buffer[:PACKED_HEADER.size])
                 with m.If(parse):
+                    # (Whatever ``header_ok``: a refused header drains the pass and restarts.)
+                    m.d.comb += need.eq(Mux(header.mode == Mode.RAW, cfg.cols * cfg.fmt.wbits, exp_bits))
                     with m.If(header_ok):
                         m.d.sync += [regs["raw"].eq(header.mode == Mode.RAW),
                                      regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles),
                                      regs["tile_k"].eq(0), regs["tile_n"].eq(0), regs["row"].eq(0),
                                      state.eq(Mux(header.mode == Mode.RAW, _Item.ROW, _Item.EMIN))]
             with m.Case(_Item.EMIN):
-                m.d.comb += [need.eq(exp_bits), ready.eq(exps_free)]
+                m.d.comb += ready.eq(exps_free)
                 with m.If(parse):
-                    m.d.sync += state.eq(Mux(group_last, _Item.EXPS, _Item.ROW))
+                    m.d.sync += state.eq(Mux(group_last, _Item.EXPS, _Item.MAP))
             with m.Case(_Item.EXPS):
-                m.d.comb += [need.eq(exp_bits), ready.eq(exps_free)]
+                m.d.comb += ready.eq(exps_free)
                 with m.If(parse):
+                    m.d.sync += state.eq(_Item.MAP)
+            with m.Case(_Item.MAP):
+                # Nothing is parsed: the map's and the first row's lengths are measured off the
+                # buffer's front and registered once the buffer holds them all.
+                with m.If(map_measured):
                     m.d.sync += state.eq(_Item.ROW)
+                with m.Elif(map_truncated & ~self.header.valid):
+                    m.d.comb += fault.eq(Fault.TRUNCATED)
             with m.Case(_Item.ROW):
-                m.d.comb += [need.eq(row_need), ready.eq(rows_free)]
+                m.d.comb += ready.eq(rows_free)
                 with m.If(parse):
-                    m.d.sync += map_next
-                    self._next_row(m, state, regs, per_group)
+                    m.d.sync += row_parsed
+                    if row_next_need is not None:
+                        m.d.comb += need.eq(row_next_need)
+                    self._next_row(m, state, need, regs, per_group)
 
-    def _next_row(self, m, state, regs, per_group):
+    def _next_row(self, m, state, need, regs, per_group):
         """After a row: the next row, tile (K-tiles inner), or the pass's end; a MicroScopiQ tile
-        opens with ``E_min`` at an N-tile's start and ``E`` at a K-group's last K-tile."""
+        opens with ``E_min`` at an N-tile's start and ``E`` at a K-group's last K-tile, then its map."""
         row, tile_k, tile_n = regs["row"], regs["tile_k"], regs["tile_n"]
+        first = Mux(regs["raw"], _Item.ROW, _Item.MAP)
         m.d.sync += row.eq(row + 1)
         with m.If(row == self.cfg.rows - 1):
+            # The next item: E_min or E, or a uniform row (a MAP state measures a tile's first row).
+            cfg = self.cfg
             m.d.sync += row.eq(0)
+            m.d.comb += need.eq(Mux(regs["raw"], cfg.cols * cfg.fmt.wbits, cfg.cols * EXP_BITS))
             next_k = tile_k + 1
             next_last = ((next_k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
             with m.If(tile_k == regs["k_tiles"]):
@@ -321,7 +386,7 @@ class Unpacker(wiring.Component):
                     m.d.sync += [tile_n.eq(tile_n + 1), state.eq(Mux(regs["raw"], _Item.ROW, _Item.EMIN))]
             with m.Else():
                 m.d.sync += [tile_k.eq(next_k),
-                             state.eq(Mux(regs["raw"] | ~next_last, _Item.ROW, _Item.EXPS))]
+                             state.eq(Mux(regs["raw"] | ~next_last, first, _Item.EXPS))]
 
     def _header_check(self, m, buffer):
         """Whether the header at the buffer's front is one this instance runs, and its core view."""
@@ -341,43 +406,77 @@ class Unpacker(wiring.Component):
             value[name].eq(header[name][:len(value[name])]) for name in ("tokens", "k_tiles", "n_tiles")]
         return ok, value
 
-    def _row(self, m, buffer, regs):
-        """The current row's length, its output payload, and the map registers' update.
+    def _record_lengths(self, presence, counts):
+        """The records' lengths of one row's present blocks (``presence`` and ``counts`` per block)."""
+        fmt, geom = self.cfg.fmt, self.record
+        return [Mux(present, fmt.xbits + geom.pair_bits + _times(count, geom.pair_bits), 0)
+                for present, count in zip(presence, counts)]
 
-        The first row of a MicroScopiQ tile reads the tile map in front of it and keeps the other
-        rows' presence bits and counts in a shift register (row ``r + 1`` at its front after row
-        ``r``); every row's fields are then at offsets fixed by its own map entries."""
+    def _row(self, m, buffer, fill, last_taken, row_need, in_map, measured, truncated, regs):
+        """The output payload of the row at the front and the register updates when it is parsed;
+        ``measured``: in the MAP state (``in_map``), the tile's map and first row are in the buffer
+        (``truncated``: they never will be).
+
+        In the MAP state the tile map at the buffer's front is read (presence bits, then the counts
+        of the present blocks) into the map registers, with the map's length (where row 0 starts)
+        and row 0's length; the registers then hold the tile's rows, row ``r`` at the front while
+        row ``r`` is at the buffer's front, and the next row's length is registered as a row is
+        parsed. Every row's fields are at offsets fixed by its own map entries."""
         cfg, fmt = self.cfg, self.cfg.fmt
         code_bits = cfg.cols * fmt.wbits
         value = Signal(self.row_layout(cfg))
         if not self.record:
             m.d.comb += value.codes.as_value().eq(buffer[:code_bits])
-            return Const(code_bits), value, []
+            return value, [], None
         geom, blocks, entries = self.record, self.sizes.blocks, self.sizes.map_entries
-        first = ~regs["raw"] & (regs["row"] == 0)
-        # The tile map at the buffer's front (first row): presence, then the counts of present blocks.
+        count_width = max(1, geom.count_bits)
+        # The tile map at the buffer's front (MAP state): presence, then the counts of present blocks.
         presence = [buffer[e] for e in range(entries)]
         counts = []
         for e in range(entries):
             rank = _popcount(presence[:e]) if e else Const(0, 1)
-            counts.append(_field_at(m, buffer, entries + rank * geom.count_bits, geom.count_bits)
-                          if geom.count_bits else Const(0, 1))
+            # The rank picks one of the ``e + 1`` fields it can name (a multiplexer, not a shifter).
+            fields = [buffer[entries + r * geom.count_bits:][:geom.count_bits] for r in range(e + 1)]
+            counts.append(Array(fields)[rank] if geom.count_bits else Const(0, 1))
         map_len = Signal(range(self.sizes.map_bits + 1))
-        m.d.comb += map_len.eq(Mux(first, entries + _popcount(presence) * geom.count_bits, 0))
-        # The rest of the tile's map: rows 1 … R-1, shifted one row on at every row.
-        stored_presence = Signal(entries - blocks)
-        stored_counts = Signal(max(1, (entries - blocks) * geom.count_bits))
-        row_presence = Mux(first, Cat(*presence[:blocks]), stored_presence[:blocks])
-        count_width = max(1, geom.count_bits)
-        row_counts = [Mux(first, counts[blk], stored_counts.word_select(blk, count_width))
-                      if geom.count_bits else Const(0, 1) for blk in range(blocks)]
-        updates = [stored_presence.eq(Mux(first, Cat(*presence[blocks:]), stored_presence >> blocks))]
+        m.d.comb += map_len.eq(entries + _times(_popcount(presence), geom.count_bits))
+        row0_len = Signal.like(row_need)       # row 0 without the map
+        m.d.comb += row0_len.eq(code_bits + sum(self._record_lengths(presence[:blocks], counts[:blocks])))
+        # Two MAP cycles at least: every MAP cycle registers the lengths and the map off the
+        # buffer's front (its bits below ``fill`` stay put while nothing is parsed) together with
+        # ``fill``; the next one compares them. ``first_need`` counts only bits below ``fill`` once
+        # ``fill`` reaches it: the presence bits then all lie below ``fill``, hence the true counts
+        # and lengths. ``row0_len`` and ``row_offset`` (the map's length) are registered apart, as
+        # the comparison adds them.
+        stored_presence = Signal(entries)
+        stored_counts = Signal(entries * count_width)
+        row_offset = Signal.like(map_len)      # where the front row's codes start in the buffer
+        seen, seen_fill, seen_last, seen_row0 = Signal(), Signal.like(fill), Signal(), Signal.like(row0_len)
+        first_need = Signal.like(row_need)
+        m.d.comb += first_need.eq(row_offset + seen_row0)
+        row_presence = stored_presence[:blocks]
+        row_counts = [stored_counts.word_select(blk, count_width) if geom.count_bits else Const(0, 1)
+                      for blk in range(blocks)]
+        m.d.comb += [measured.eq(in_map & seen & (seen_fill >= first_need)),
+                     truncated.eq(in_map & seen & seen_last & ~(seen_fill >= first_need))]
+        m.d.sync += seen.eq(in_map & ~measured)
+        with m.If(in_map):
+            m.d.sync += [stored_presence.eq(Cat(*presence)), row_offset.eq(map_len), seen_row0.eq(row0_len),
+                         seen_fill.eq(fill), seen_last.eq(last_taken)]
+            m.d.comb += row_need.eq(first_need)
+            if geom.count_bits:
+                m.d.sync += stored_counts.eq(Cat(*counts))
+        # As a row is parsed: the next row to the front, and its length.
+        next_presence = stored_presence[blocks:2 * blocks]
+        next_counts = [stored_counts.word_select(blocks + blk, count_width) if geom.count_bits else Const(0, 1)
+                       for blk in range(blocks)]
+        next_need = Mux(regs["raw"], code_bits, code_bits + sum(self._record_lengths(next_presence, next_counts)))
+        parsed = [stored_presence.eq(stored_presence >> blocks), row_offset.eq(0)]
         if geom.count_bits:
-            updates.append(stored_counts.eq(Mux(first, Cat(*counts[blocks:]),
-                                                stored_counts >> (blocks * geom.count_bits))))
+            parsed.append(stored_counts.eq(stored_counts >> (blocks * count_width)))
         # The row: codes, then the records of its present blocks.
         bits = Signal(self.sizes.row_bits)
-        m.d.comb += bits.eq(Mux(first, _field_at(m, buffer, map_len, self.sizes.row_bits), buffer[:self.sizes.row_bits]))
+        m.d.comb += bits.eq(_field_at(m, buffer, row_offset, self.sizes.row_bits))
         m.d.comb += [value.codes.as_value().eq(bits[:code_bits]), value.raw.eq(regs["raw"])]
         offset = code_bits
         for blk in range(blocks):
@@ -391,8 +490,5 @@ class Unpacker(wiring.Component):
                 used = present & (count >= index) if index else present
                 pair = _field_at(m, bits, offset + fmt.xbits + index * geom.pair_bits, geom.pair_bits)
                 m.d.comb += record.pairs[index].as_value().eq(Mux(used, pair, 0))
-            length = Mux(present, fmt.xbits + (count + 1) * geom.pair_bits, 0)
-            offset = offset + length
-        need = Signal(range(self.sizes.item_bits + 1))
-        m.d.comb += need.eq(map_len + offset)
-        return need, value, updates
+            offset = offset + self._record_lengths([present], [count])[0]
+        return value, parsed, next_need

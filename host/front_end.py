@@ -29,6 +29,7 @@ __all__ = ["run_cycles"]
 
 _HEADER = -1      # item kind of the pass header (the packed_stream kinds are 0 … 2)
 _END = -2         # the unpacker's END state after a pass's last item
+_MAP = -3         # the unpacker's MAP state before a MicroScopiQ tile's first row (its length)
 
 
 @dataclass
@@ -146,11 +147,29 @@ def run_cycles(cfg: AccelConfig, items: tuple, periods: list[int], passes: list[
     kinds, bits = (np.asarray(a).tolist() for a in items)
     width = cfg.weight_bus
     total = PACKED_HEADER.size + sum(bits)
+    kinds, bits = _with_maps(cfg, kinds, bits, msq=msq)
     walk = [_Pass(tokens, [_HEADER] + kinds + [_END], [PACKED_HEADER.size] + bits + [0], -(-total // width))
             for tokens in passes]
     loader = _Loader(CoreTiming.of(cfg), periods, cfg.rows, len(periods))
     sim = _Simulation(cfg, walk, loader, k_tiles=k_tiles, msq=msq)
     return sim.run()
+
+
+def _with_maps(cfg: AccelConfig, kinds: list, bits: list, *, msq: bool) -> tuple[list, list]:
+    """The items with the unpacker's MAP state in front of every MicroScopiQ tile's first row: it
+    takes no bits, but lasts until the buffer has held the whole row (map included) for a cycle."""
+    if not msq:
+        return kinds, bits
+    out_kinds, out_bits, rows = [], [], 0
+    for kind, size in zip(kinds, bits):
+        if kind == ITEM_ROW:
+            if rows % cfg.rows == 0:
+                out_kinds.append(_MAP)
+                out_bits.append(size)
+            rows += 1
+        out_kinds.append(kind)
+        out_bits.append(size)
+    return out_kinds, out_bits
 
 
 class _Simulation:
@@ -170,6 +189,7 @@ class _Simulation:
         self.pass_in = self.pass_out = 0       # pass whose beats / items are being taken / parsed
         self.beat = 0                          # next beat of pass_in
         self.fill, self.item, self.last_taken = 0, 0, False
+        self.map_fill = None                   # fill in the MAP cycle before (None: not in MAP)
         self.header_valid = self.exps_valid = self.exps_minimum = self.row_valid = False
         self.shift_valid = False               # the exponent decoder's output register
         # merge
@@ -222,6 +242,10 @@ class _Simulation:
             pass                            # every pass parsed
         elif kind == _END:
             restart = self.last_taken
+        elif kind == _MAP:
+            # The unpacker registers the map's lengths and ``fill`` in every MAP cycle and compares
+            # them in the next one.
+            parse = self.map_fill is not None and self.map_fill >= current.bits[self.item]
         else:
             if kind == _HEADER:
                 free = not self.header_valid or header_taken
@@ -232,7 +256,8 @@ class _Simulation:
             parse = self.fill >= current.bits[self.item] and free
         beat_in = (not self.last_taken and self.fill <= self.capacity - self.width
                    and self.pass_in < len(self.passes))
-        moved = moved or parse or restart or beat_in
+        moved = moved or parse or restart or beat_in or kind == _MAP
+        self.map_fill = self.fill if kind == _MAP and not parse else None
 
         # Register updates.
         if self.recon and meta_advance:
@@ -264,7 +289,8 @@ class _Simulation:
 
     def _unpack(self, parse: bool, restart: bool, beat_in: bool, current: _Pass) -> None:
         if parse:
-            self.fill -= current.bits[self.item]
+            if current.kinds[self.item] != _MAP:
+                self.fill -= current.bits[self.item]
             self.item += 1
         if restart:
             self.fill, self.item, self.last_taken = 0, 0, False
