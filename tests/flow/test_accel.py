@@ -75,9 +75,9 @@ def test_generate_accel_from_config_file(tmp_path, capsys):
     cfg = AccelConfig.from_json(manifest["parameters"])
     assert cfg == small(2, max_tokens=4).replace(max_n=AccelConfig().max_n)
     row = StreamLayouts(cfg).row
-    assert {name: field["offset"] for name, field in manifest["streams"]["s_axis_weights"]["row"].items()} \
+    assert {name: field["offset"] for name, field in manifest["streams"]["s_axis_weights"]["decoded"]["row"].items()} \
         == {name: field.offset for name, field in row}
-    assert manifest["streams"]["s_axis_weights"]["row"]["codes"] == {"offset": 0, "count": 8, "width": 4}
+    assert manifest["streams"]["s_axis_weights"]["decoded"]["row"]["codes"] == {"offset": 0, "count": 8, "width": 4}
     capsys.readouterr()
     assert main(["generate", "accel", "--config", "default", "--preset", "default",
                  "--out", str(tmp_path / "third")]) == 2
