@@ -22,14 +22,14 @@ It asserts:
 
 from __future__ import annotations
 
-from amaranth import Elaboratable, Module, Mux, Shape, Signal, Value
+from amaranth import Elaboratable, Module, Mux, Signal
 from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Assume, Cover, ResetSignal
-from amaranth.lib.data import View
 
 from ..config import AccelConfig, FormatConfig
 from ..hdl.layouts import Mode, StreamLayouts
 from ..hdl.top import Accelerator
+from .formal import elaborated, internal
 
 __all__ = ["AxiProof"]
 
@@ -76,30 +76,23 @@ class AxiProof(Elaboratable):
         m = Module()
         rst = AnySeq(1)
         m.d.comb += ResetSignal().eq(rst)
-        m.submodules.accel = accel = self.accel
-        cfg, sf = self.cfg, StreamLayouts(self.cfg)
-        weight_taken, word = self._source(m, rst, "s_axis_weights", sf.weights_width)
+        accel = self.accel
+        m.submodules.accel = fragment = elaborated(accel)
+        sf = StreamLayouts(self.cfg)
+        self._source(m, rst, "s_axis_weights", sf.weights_width)
         act_taken, _ = self._source(m, rst, "s_axis_act", sf.act_width)
         m.d.comb += accel.m_axis_result_tready.eq(AnySeq(1))
 
-        # The pass the stream format describes: the header's fields, the weight beats still due
-        # before the next header, the token and tiles of the next activation beat.
-        fields = {name: Signal(Shape.cast(field.shape).width, name=f"hdr_{name}") for name, field in sf.header}
-        tile_beats = 1 + cfg.rows
-        beats_due = Signal(range(sf.max_k_tiles * sf.max_n_tiles * tile_beats + 1))
+        # The pass the weight front end decoded: the core's pass registers (set when the loader takes
+        # a header; activations are taken only within a pass). A refused header (one marked result
+        # beat, docs/hardware.md) is assumed away: the accounting below is that of a running pass.
+        fields = {name: internal(fragment, name, "core") for name in ("mode", "tokens", "k_tiles", "n_tiles")}
+        m.d.comb += Assume(~internal(fragment, "refused", "core"))
         token, tile_k = Signal.like(fields["tokens"]), Signal.like(fields["k_tiles"])
         tile_n = Signal(range(sf.max_n_tiles + 1))  # N-tiles whose every token has been taken
         owed = Signal(16)       # result beats owed by the activation beats taken in this pass
         emitted = Signal(16)    # result beats taken in this pass
         raw = fields["mode"] == Mode.RAW.value
-        with m.If(weight_taken):
-            with m.If(beats_due == 0):  # a layer header
-                header = View(sf.header, word[:sf.header.size])
-                m.d.sync += [fields[name].eq(Value.cast(header[name])) for name in fields]
-                k_tiles, n_tiles = Value.cast(header.k_tiles), Value.cast(header.n_tiles)
-                m.d.sync += beats_due.eq((k_tiles + 1) * (n_tiles + 1) * tile_beats)
-            with m.Else():
-                m.d.sync += beats_due.eq(beats_due - 1)
         with m.If(act_taken):
             with m.If(raw | (tile_k == fields["k_tiles"])):
                 m.d.sync += owed.eq(owed + 1)

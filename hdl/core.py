@@ -207,21 +207,24 @@ class AcceleratorCore(wiring.Component):
         it is written only while no token is in the array, the PPU or the FIFO)."""
         sf = self.format
         depth = self.timing.result_fifo_depth
-        m.submodules.result_fifo = out = SyncFIFO(width=len(ppu.result.payload.as_value()), depth=depth)
+        # Each entry: the PPU's beat and the pass's fault when it was written (stable while the
+        # output waits; the pass's last beat is written after any fault of the pass is known).
+        entry = data.StructLayout({"beat": ppu.result.payload.shape(), "fault": Fault})
+        m.submodules.result_fifo = out = SyncFIFO(width=entry.size, depth=depth)
         refusal = stream.Signature(1).flip().create()
         # The PPU cannot stall (its result is always_ready): the credit keeps the FIFO from ever
         # refusing a beat, so its w_rdy is not looked at.
-        written = Signal(ppu.result.payload.shape())
-        m.d.comb += [written.eq(ppu.result.payload), out.w_stream.valid.eq(ppu.result.valid | refusal.valid),
+        written = Signal(entry)
+        m.d.comb += [written.beat.eq(ppu.result.payload), written.fault.eq(pass_fault),
+                     out.w_stream.valid.eq(ppu.result.valid | refusal.valid),
                      out.w_stream.payload.eq(written), refusal.ready.eq(out.w_rdy)]
-        with m.If(refusal.valid):
-            m.d.comb += [written.data.eq(0), written.last.eq(1)]
-        # Every beat read while a pass has a fault carries it (a refused pass's beat: body 0).
+        with m.If(refusal.valid):      # a refused pass's one beat: body 0, its fault, tlast
+            m.d.comb += [written.beat.data.eq(0), written.beat.last.eq(1)]
         beat = data.View(sf.result, self.result.payload.data)
-        read = data.View(written.shape(), out.r_stream.payload)
+        read = data.View(entry, out.r_stream.payload)
         m.d.comb += [self.result.valid.eq(out.r_stream.valid), out.r_stream.ready.eq(self.result.ready),
-                     self.result.payload.data.eq(read.data), self.result.payload.last.eq(read.last),
-                     beat.fault.eq(pass_fault)]
+                     self.result.payload.data.eq(read.beat.data), self.result.payload.last.eq(read.beat.last),
+                     beat.fault.eq(read.fault)]
         committed = Signal(range(depth + 1))
         grows = array.issue.valid + ppu.result.valid + (refusal.valid & refusal.ready)
         shrinks = array.out.valid + (out.r_rdy & self.result.ready)
