@@ -13,7 +13,7 @@ from microscopiq.hdl.layouts import StreamLayouts
 from microscopiq.host.stream_format import _row_beats, _tiles, from_beat, tile_periods
 from microscopiq.quant import golden
 from microscopiq.quant.layer import UniformLayer
-from microscopiq.tb.sim_streams import step, stream_get, stream_put
+from microscopiq.tb.sim_streams import step, stream_get
 from microscopiq.tb.stimulus import full_outlier_case, random_case, random_uniform_case
 
 
