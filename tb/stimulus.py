@@ -102,11 +102,11 @@ def empty_msq_layer(fmt: FormatConfig, n: int, k: int) -> MsqLayer:
                     xexp=np.zeros((np_ // fmt.ublock, kp), np.uint8))
 
 
-def worked_example_layer(fmt: FormatConfig) -> MsqLayer:
-    """docs/format.md's worked example: 8×16, the only pair outlier row 5 / partner row 2 at column 3
-    (``fmt`` with ``wbits`` 4 and ``ublock`` 8)."""
-    layer = empty_msq_layer(fmt, 8, 16)
-    layer.codes[:] = np.arange(8 * 16).reshape(8, 16) % 7
+def worked_example_layer(fmt: FormatConfig, n: int = 8, k: int = 16) -> MsqLayer:
+    """docs/format.md's worked example: ``n × k`` (8×16 there), the only pair outlier row 5 /
+    partner row 2 at column 3 (``fmt`` with ``wbits`` 4 and ``ublock`` 8)."""
+    layer = empty_msq_layer(fmt, n, k)
+    layer.codes[:n, :k] = np.arange(n * k).reshape(n, k) % 7
     layer.roles[5, 3], layer.roles[2, 3] = Role.OUT_HI, Role.OUT_LO
     layer.mate[5, 3], layer.mate[2, 3] = 2, 5
     layer.codes[5, 3], layer.codes[2, 3] = 0b1011, 0b0110

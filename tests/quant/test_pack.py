@@ -17,7 +17,7 @@ from microscopiq.quant.layer import MsqLayer, Role, UniformLayer
 from microscopiq.quant.msq import quantize_msq
 from microscopiq.quant.pack import (HEADER, FormatError, load_layer, pack_layer, save_layer,
                                     section_sizes, unpack_layer)
-from microscopiq.tb.stimulus import empty_msq_layer, random_case
+from microscopiq.tb.stimulus import random_case, worked_example_layer
 
 HEADER_BYTES = 52
 CRC_AT = 48
@@ -75,15 +75,8 @@ FMT = FormatConfig(wbits=4, ublock=8, group=16, xbits=4)
 
 
 def one_pair_layer(fmt=FMT, n=8, k=16):
-    """An 8×16 layer whose only pair is outlier row 5 / partner row 2 at column 3."""
-    layer = empty_msq_layer(fmt, n, k)
-    layer.codes[:n, :k] = np.arange(n * k).reshape(n, k) % 7
-    layer.roles[5, 3], layer.roles[2, 3] = Role.OUT_HI, Role.OUT_LO
-    layer.mate[5, 3], layer.mate[2, 3] = 2, 5
-    layer.codes[5, 3], layer.codes[2, 3] = 0b1011, 0b0110
-    layer.xexp[0, 3] = 9
-    layer.exps[:] = -3
-    return layer.validate()
+    """An n×k layer whose only pair is outlier row 5 / partner row 2 at column 3."""
+    return worked_example_layer(fmt, n, k)
 
 
 # -- round trips ------------------------------------------------------------------------------------
