@@ -1,7 +1,7 @@
 """Yosys resources (and with ``--place`` nextpnr Fmax) of the weight front end's blocks alone (ECP5).
 
 Each block is elaborated to Verilog on its own (``MetaDecoder(fmt, C)``, ``ExpDecoder(C)``,
-``Unpacker(cfg, W)`` and the whole ``WeightDecoder(cfg)``) and synthesised with the chosen mapper
+``Unpacker(cfg)`` and the whole ``WeightDecoder(cfg)``) and synthesised with the chosen mapper
 (abc9 by default, falling back to abc; ``make bench-qor`` uses abc); LUT4 = logic LUTs + 2 per carry
 cell, as everywhere in the docs. ``--place``: out of context on an ECP5-25k at 100 MHz, nextpnr seed 1.
 
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     rows = [dict(synth("meta_decoder", meta, work / "meta", args.mapper, args.place), latency=meta.latency),
             dict(synth("exp_decoder", ExpDecoder(args.cols), work / "exp", args.mapper, args.place),
                  latency=ExpDecoder.latency),
-            dict(synth("unpacker", Unpacker(cfg, args.bus), work / "unpacker", args.mapper, args.place),
+            dict(synth("unpacker", Unpacker(cfg), work / "unpacker", args.mapper, args.place),
                  latency=2),
             dict(synth("weight_decoder", WeightDecoder(cfg), work / "front", args.mapper, args.place),
                  latency=WeightDecoder.latency_of(cfg))]

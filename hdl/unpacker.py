@@ -41,16 +41,7 @@ from .exp_decoder import ExpDecoder
 from .layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION, Fault, Mode, StreamLayouts, axis_signature
 from .meta_decoder import MetaDecoder, RecordGeometry
 
-__all__ = ["Unpacker", "UnpackerSizes", "check_bus_bits"]
-
-
-def check_bus_bits(name: str, bits) -> int:
-    """A stream width in bits: a positive whole number of bytes (AXI4-Stream ``tdata``)."""
-    if isinstance(bits, bool) or not isinstance(bits, int):
-        raise TypeError(f"{name} must be an integer number of bits, not {bits!r}")
-    if bits < 8 or bits % 8:
-        raise ValueError(f"{name} must be a positive multiple of 8 bits (whole bytes), not {bits!r}")
-    return bits
+__all__ = ["Unpacker", "UnpackerSizes"]
 
 
 class _Item(enum.Enum, shape=3):
@@ -164,8 +155,7 @@ class Unpacker(wiring.Component):
     Parameters
     ----------
     cfg : AccelConfig
-    bus_bits : int
-        ``W``, the width of ``i.data`` (``s_axis_weights_tdata``), a multiple of 8.
+        ``cfg.weight_bus`` is ``W``, the width of ``i.data`` (``s_axis_weights_tdata``).
 
     Members
     -------
@@ -185,10 +175,12 @@ class Unpacker(wiring.Component):
         OVERRUN); nothing more of that pass follows.
     """
 
-    def __init__(self, cfg: AccelConfig, bus_bits: int):
+    def __init__(self, cfg: AccelConfig):
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
-        self.cfg, self.bus_bits = cfg, check_bus_bits("bus_bits", bus_bits)
+        # The width is AccelConfig.weight_bus, checked there (whole bytes, 8 … MAX_BUS_BITS).
+        self.cfg = cfg
+        self.bus_bits = bus_bits = cfg.weight_bus
         self.layouts = StreamLayouts(cfg)
         self.sizes = UnpackerSizes(cfg, bus_bits)
         self.record = self.sizes.record

@@ -94,7 +94,7 @@ class WeightDecoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        m.submodules.unpacker = unpacker = Unpacker(cfg, cfg.weight_bus)
+        m.submodules.unpacker = unpacker = Unpacker(cfg)
         wiring.connect(m, wiring.flipped(self.i), unpacker.i)
         if cfg.has_recon:
             m.submodules.meta = meta = MetaDecoder(cfg.fmt, cfg.cols)

@@ -183,7 +183,6 @@ class _Simulation:
         self.recon = cfg.has_recon
         self.meta = [False] * (MetaDecoder.latency_of(cfg.fmt) if self.recon else 0)
         self.rows_per_pass = sum(kind == ITEM_ROW for kind in passes[0].kinds)
-        self.tiles_per_pass = self.rows_per_pass // cfg.rows
         self.per_group = cfg.fmt.group // cfg.rows
         # unpacker
         self.pass_in = self.pass_out = 0       # pass whose beats / items are being taken / parsed

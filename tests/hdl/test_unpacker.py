@@ -9,7 +9,7 @@ import gc
 import numpy as np
 import pytest
 
-from microscopiq.config import AccelConfig, FormatConfig
+from microscopiq.config import AccelConfig, ConfigError, FormatConfig
 from microscopiq.hdl.exp_decoder import ExpDecoder
 from microscopiq.hdl.layouts import PACKED_HEADER, Fault, StreamLayouts
 from microscopiq.hdl.meta_decoder import RecordGeometry
@@ -55,7 +55,7 @@ def expected(cfg: AccelConfig, layer, data: bytes) -> dict:
 def simulate(cfg, bus, passes, rng):
     """Offer every pass's beats ``(data, last)`` and keep taking outputs; return what came out and
     the faults raised, in order."""
-    dut = Unpacker(cfg, bus)
+    dut = Unpacker(cfg.replace(weight_bus=bus))
     beats = [{"data": data, "last": last} for one in passes for data, last in one]
     got = stream_run(dut, dut.i, beats, {name: getattr(dut, name) for name in ("header", "exps", "rows")},
                      rng, watch=dut.fault)
@@ -153,9 +153,9 @@ def test_malformed_pass_faults_and_the_next_pass_is_intact(fault, spoil):
         assert 0 <= spoiled and got[name][spoiled:] == want[name], f"{name} after the fault"
         same = spoiled - (name == "rows" and fault == Fault.TRUNCATED and spoiled > 0)
         assert got[name][:same] == want[name][:same], f"{name} before the fault"
-def test_rejects_bus_widths_that_are_not_whole_bytes():
-    with pytest.raises(ValueError, match="^bus_bits must be a positive multiple of 8 bits"):
-        Unpacker(B4, 12)
-    with pytest.raises(TypeError, match="^bus_bits must be an integer number of bits"):
-        Unpacker(B4, 32.0)
+def test_bus_width_is_the_configurations():
+    """``W`` is ``AccelConfig.weight_bus``: the configuration refuses a width that is not whole bytes."""
+    assert Unpacker(B4.replace(weight_bus=24)).i.payload.data.shape().width == 24
     gc.collect()
+    with pytest.raises(ConfigError, match="^weight_bus must be a multiple of 8 bits"):
+        B4.replace(weight_bus=12)
