@@ -219,17 +219,20 @@ class Unpacker(wiring.Component):
         # ``spare = fill - need`` is a register too (negative while the item is incomplete), so
         # that ``have`` is its sign and a beat's place below a parsed item is a register.
         spare = Signal(signed(len(fill) + 1), init=-PACKED_HEADER.size)
-        fill_next, need_next = Signal.like(fill), Signal.like(need)
-        m.d.comb += [fill_next.eq(fill), need_next.eq(need)]
-        m.d.sync += [fill.eq(fill_next), need.eq(need_next), spare.eq(fill_next - need_next)]
+        # The next item's length if the front item is parsed in this cycle (``need_parsed``) and if
+        # not (``need_held``), each set by the state from registers (defaults: ``need``).
+        need_parsed, need_held = Signal.like(need), Signal.like(need)
+        m.d.comb += [need_parsed.eq(need), need_held.eq(need)]
+        # ``room``: the buffer has room for a beat, a register (``fill <= capacity - W`` for the
+        # current ``fill``), so that a beat's ``ready`` depends on no comparator.
+        room = Signal(init=1)
         ready, parse = Signal(), Signal()
         have = ~spare[-1]
 
         # Beats: taken while the buffer has room and the pass's tlast beat has not been taken.
         beat = self.i
         take = Signal()
-        m.d.comb += [beat.ready.eq(~last_taken & (fill <= capacity - width)),
-                     take.eq(beat.valid & beat.ready)]
+        m.d.comb += [beat.ready.eq(~last_taken & room), take.eq(beat.valid & beat.ready)]
         # ``need`` and ``spare`` are registers, so the shifters start from registers and ports, and
         # ``parse`` and ``take`` only select among their results: a beat lands at ``fill``, or at
         # ``spare = fill - need`` below the parsed item's bits.
@@ -241,7 +244,7 @@ class Unpacker(wiring.Component):
                      appended.eq(buffer | Mux(take, at_fill, 0)),
                      consumed.eq(_shifted(buffer, need, capacity, left=False) | Mux(take, at_kept, 0))]
         m.d.sync += buffer.eq(Mux(parse, consumed, appended))
-        m.d.comb += fill_next.eq(Mux(parse, kept, fill) + Mux(take, width, 0))
+        self._next_counts(m, parse, take, fill, kept, need, need_parsed, need_held, spare, room)
         with m.If(take & beat.payload.last):
             m.d.sync += last_taken.eq(1)
 
@@ -259,14 +262,17 @@ class Unpacker(wiring.Component):
             with m.Elif(ready):
                 m.d.comb += header_fault.eq(Fault.TRUNCATED)
 
-        self._items(m, state, buffer, fill, last_taken, need_next, ready, parse, fault, header_fault, pass_regs)
+        self._items(m, state, buffer, fill, last_taken, need_parsed, need_held, ready, parse, fault, header_fault,
+                    pass_regs)
 
         def restart():
             """Drop what is left of the pass (its tlast beat is in) and wait for a header."""
-            # (Set here, not through ``fill_next``/``need_next``: the END state's ``buffer == 0``
-            # stays out of ``spare``'s subtraction.)
-            m.d.sync += [buffer.eq(0), last_taken.eq(0), state.eq(_Item.HEADER),
-                         fill.eq(0), need.eq(PACKED_HEADER.size), spare.eq(-PACKED_HEADER.size)]
+            # (Set here, not through ``need_held``: the END state's ``buffer == 0`` stays out of
+            # ``spare``'s subtraction. The buffer is zero already: END restarts only on an empty
+            # buffer with no beat taken, DRAIN clears it every cycle; so ``buffer == 0`` does not
+            # reach the buffer's own multiplexers.)
+            m.d.sync += [last_taken.eq(0), state.eq(_Item.HEADER), fill.eq(0), room.eq(1),
+                         need.eq(PACKED_HEADER.size), spare.eq(-PACKED_HEADER.size)]
 
         with m.If(state == _Item.END):
             # The pass's last field must lie in its tlast beat, padded with zeros.
@@ -278,10 +284,28 @@ class Unpacker(wiring.Component):
             m.d.sync += state.eq(_Item.DRAIN)
         with m.If(state == _Item.DRAIN):
             m.d.comb += beat.ready.eq(~last_taken)
-            m.d.sync += [buffer.eq(0), fill.eq(0), spare.eq(-need)]
+            m.d.sync += [buffer.eq(0), fill.eq(0), room.eq(1), spare.eq(-need)]
             with m.If(last_taken):
                 restart()
         return m
+
+    def _next_counts(self, m, parse, take, fill, kept, need, need_parsed, need_held, spare, room):
+        """The next ``fill``, ``need``, ``spare = fill - need`` and ``room``. Every candidate (the
+        front item parsed or not, a beat taken or not) is computed from registers; ``parse`` and
+        ``take``, which depend on the handshakes, only select among them, so no adder or comparator
+        sits behind a ``ready``."""
+        width, capacity = self.bus_bits, self.sizes.capacity
+
+        def after(base, item_need, beat: bool):
+            new_fill = base + width if beat else base
+            return [new_fill, new_fill - item_need, new_fill <= capacity - width]
+
+        parsed = [after(kept, need_parsed, True), after(kept, need_parsed, False)]
+        held = [after(fill, need_held, True), after(fill, need_held, False)]
+        for reg, options in zip((fill, spare, room), zip(*parsed, *held)):
+            with_beat_parsed, parsed_only, with_beat, unchanged = options
+            m.d.sync += reg.eq(Mux(parse, Mux(take, with_beat_parsed, parsed_only), Mux(take, with_beat, unchanged)))
+        m.d.sync += need.eq(Mux(parse, need_parsed, need_held))
 
     def _pass_registers(self, m) -> dict:
         header = self.layouts.header.members
@@ -298,13 +322,15 @@ class Unpacker(wiring.Component):
             m.d.sync += port.valid.eq(0)
         return free
 
-    def _items(self, m, state, buffer, fill, last_taken, need, ready, parse, fault, header_fault, regs):
-        """The items' parsing; ``need`` is the next value of the item length register."""
+    def _items(self, m, state, buffer, fill, last_taken, need_parsed, need_held, ready, parse, fault, header_fault,
+               regs):
+        """The items' parsing; ``need_parsed`` and ``need_held`` are the next item length if the
+        front item is parsed in this cycle and if not (set here from registers, by state)."""
         cfg = self.cfg
         exp_bits = cfg.cols * EXP_BITS
         header_ok, header_value = self._header_check(m, buffer)
         map_measured, map_truncated = Signal(), Signal()
-        row_value, row_parsed, row_next_need = self._row(m, buffer, fill, last_taken, need, state == _Item.MAP,
+        row_value, row_parsed, row_next_need = self._row(m, buffer, fill, last_taken, need_held, state == _Item.MAP,
                                           map_measured, map_truncated, regs)
         exps_value = Signal(ExpDecoder.in_layout(cfg.cols))
         m.d.comb += [exps_value.minimum.eq(state == _Item.EMIN), exps_value.exps.as_value().eq(buffer[:exp_bits])]
@@ -326,9 +352,9 @@ class Unpacker(wiring.Component):
             with m.Case(_Item.HEADER):
                 m.d.comb += ready.eq(header_free)
                 header = data.View(PACKED_HEADER, buffer[:PACKED_HEADER.size])
+                # (Whatever ``header_ok``: a refused header drains the pass and restarts.)
+                m.d.comb += need_parsed.eq(Mux(header.mode == Mode.RAW, cfg.cols * cfg.fmt.wbits, exp_bits))
                 with m.If(parse):
-                    # (Whatever ``header_ok``: a refused header drains the pass and restarts.)
-                    m.d.comb += need.eq(Mux(header.mode == Mode.RAW, cfg.cols * cfg.fmt.wbits, exp_bits))
                     with m.If(header_ok):
                         m.d.sync += [regs["raw"].eq(header.mode == Mode.RAW),
                                      regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles),
@@ -347,27 +373,30 @@ class Unpacker(wiring.Component):
                 # buffer's front and registered once the buffer holds them all.
                 with m.If(map_measured):
                     m.d.sync += state.eq(_Item.ROW)
-                with m.Elif(map_truncated & ~self.header.valid):
+                # (Not an ``Elif``: ``map_truncated`` excludes ``map_measured`` already — the
+                # lengths stop changing once the tlast beat is in — and ``fault`` stays clear of
+                # the comparator.)
+                with m.If(map_truncated & ~self.header.valid):
                     m.d.comb += fault.eq(Fault.TRUNCATED)
             with m.Case(_Item.ROW):
                 m.d.comb += ready.eq(rows_free)
+                if row_next_need is not None:
+                    m.d.comb += need_parsed.eq(row_next_need)
+                with m.If(regs["row"] == cfg.rows - 1):
+                    # The next item: E_min or E, or a uniform row (a MAP state measures a tile's first row).
+                    m.d.comb += need_parsed.eq(Mux(regs["raw"], cfg.cols * cfg.fmt.wbits, exp_bits))
                 with m.If(parse):
                     m.d.sync += row_parsed
-                    if row_next_need is not None:
-                        m.d.comb += need.eq(row_next_need)
-                    self._next_row(m, state, need, regs, per_group)
+                    self._next_row(m, state, regs, per_group)
 
-    def _next_row(self, m, state, need, regs, per_group):
+    def _next_row(self, m, state, regs, per_group):
         """After a row: the next row, tile (K-tiles inner), or the pass's end; a MicroScopiQ tile
         opens with ``E_min`` at an N-tile's start and ``E`` at a K-group's last K-tile, then its map."""
         row, tile_k, tile_n = regs["row"], regs["tile_k"], regs["tile_n"]
         first = Mux(regs["raw"], _Item.ROW, _Item.MAP)
         m.d.sync += row.eq(row + 1)
         with m.If(row == self.cfg.rows - 1):
-            # The next item: E_min or E, or a uniform row (a MAP state measures a tile's first row).
-            cfg = self.cfg
             m.d.sync += row.eq(0)
-            m.d.comb += need.eq(Mux(regs["raw"], cfg.cols * cfg.fmt.wbits, cfg.cols * EXP_BITS))
             next_k = tile_k + 1
             next_last = ((next_k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
             with m.If(tile_k == regs["k_tiles"]):
@@ -438,23 +467,28 @@ class Unpacker(wiring.Component):
         # buffer's front (its bits below ``fill`` stay put while nothing is parsed) together with
         # ``fill``; the next one compares them. ``first_need`` counts only bits below ``fill`` once
         # ``fill`` reaches it: the presence bits then all lie below ``fill``, hence the true counts
-        # and lengths. ``row0_len`` and ``row_offset`` (the map's length) are registered apart, as
-        # the comparison adds them.
+        # and lengths. The comparison is ``fill - map length >= row 0's length``, both registered, so
+        # no adder sits in front of the comparator (its result reaches the merge through ``fault``).
         stored_presence = Signal(entries)
         stored_counts = Signal(entries * count_width)
         row_offset = Signal.like(map_len)      # where the front row's codes start in the buffer
-        seen, seen_fill, seen_last, seen_row0 = Signal(), Signal.like(fill), Signal(), Signal.like(row0_len)
+        seen, seen_last, seen_row0 = Signal(), Signal(), Signal.like(row0_len)
+        seen_after_map = Signal(signed(len(fill) + 1))     # ``fill`` less the map's length
         first_need = Signal.like(row_need)
         m.d.comb += first_need.eq(row_offset + seen_row0)
         row_presence = stored_presence[:blocks]
         row_counts = [stored_counts.word_select(blk, count_width) if geom.count_bits else Const(0, 1)
                       for blk in range(blocks)]
-        m.d.comb += [measured.eq(in_map & seen & (seen_fill >= first_need)),
-                     truncated.eq(in_map & seen & seen_last & ~(seen_fill >= first_need))]
+        whole = seen_after_map >= seen_row0
+        # ``truncated`` a cycle after the comparison (a register: the MAP state emits nothing
+        # meanwhile, and this way no comparator sits in front of ``fault`` and the merge).
+        short = Signal()
+        m.d.sync += short.eq(in_map & seen & seen_last & ~whole)
+        m.d.comb += [measured.eq(in_map & seen & whole), truncated.eq(in_map & short)]
         m.d.sync += seen.eq(in_map & ~measured)
         with m.If(in_map):
             m.d.sync += [stored_presence.eq(Cat(*presence)), row_offset.eq(map_len), seen_row0.eq(row0_len),
-                         seen_fill.eq(fill), seen_last.eq(last_taken)]
+                         seen_after_map.eq(fill - map_len), seen_last.eq(last_taken)]
             m.d.comb += row_need.eq(first_need)
             if geom.count_bits:
                 m.d.sync += stored_counts.eq(Cat(*counts))
