@@ -26,6 +26,7 @@ from ..quant.layer import Role
 from .exp_decoder import ExpDecoder
 from .layouts import SHIFT_BITS, Fault, Mode, StreamLayouts, axis_signature
 from .meta_decoder import MetaDecoder
+from .skid_buffer import SkidBuffer
 from .unpacker import Unpacker
 
 __all__ = ["WeightDecoder"]
@@ -57,6 +58,11 @@ class WeightDecoder(wiring.Component):
 
     Latency :attr:`latency` cycles from the beat that completes a row to the row on ``o``, with
     every port always ready; throughput one row per cycle.
+
+    A :class:`~.skid_buffer.SkidBuffer` sits on each side of each decoder (one between the unpacker
+    and the merge without ReCoN): every ``ready`` that reaches the unpacker's parse logic, the
+    decoders' pipeline enables or the merge is a register, so no handshake path crosses more than
+    one block (on the 45k the decoders are placed far apart).
     """
 
     def __init__(self, cfg: AccelConfig):
@@ -88,26 +94,35 @@ class WeightDecoder(wiring.Component):
     @staticmethod
     def latency_of(cfg: AccelConfig) -> int:
         """Cycles from the beat that completes a row to the row on ``o``: the unpacker's buffer and
-        output registers, then the metadata decoder (with ReCoN)."""
-        return 2 + (MetaDecoder.latency_of(cfg.fmt) if cfg.has_recon else 0)
+        output registers, a skid buffer, and with ReCoN the metadata decoder and a second one."""
+        skid = SkidBuffer.LATENCY
+        return 2 + (skid + MetaDecoder.latency_of(cfg.fmt) + skid if cfg.has_recon else skid)
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
         m.submodules.unpacker = unpacker = Unpacker(cfg)
         wiring.connect(m, wiring.flipped(self.i), unpacker.i)
+        rows = self._skid(m, "row_skid", unpacker.rows)
         if cfg.has_recon:
             m.submodules.meta = meta = MetaDecoder(cfg.fmt, cfg.cols)
             m.submodules.exps = exps = ExpDecoder(cfg.cols)
-            wiring.connect(m, unpacker.rows, meta.i)
-            wiring.connect(m, unpacker.exps, exps.i)
-            rows, shifts = meta.o, exps.o
+            wiring.connect(m, rows, meta.i)
+            wiring.connect(m, self._skid(m, "exp_skid", unpacker.exps), exps.i)
+            rows, shifts = self._skid(m, "decoded_row_skid", meta.o), self._skid(m, "shift_skid", exps.o)
         else:
             # Uniform layers only: no records, no exponents.
             m.d.comb += unpacker.exps.ready.eq(1)
-            rows, shifts = unpacker.rows, None
+            shifts = None
         self._merge(m, unpacker, rows, shifts)
         return m
+
+    @staticmethod
+    def _skid(m, name: str, source):
+        """``source`` (a submodule's output stream) through a skid buffer; returns its output."""
+        m.submodules[name] = skid = SkidBuffer(source.payload.shape())
+        wiring.connect(m, source, skid.i)
+        return skid.o
 
     def _in_flight(self, m, enter, leave, most: int):
         """Beats between two handshakes of a pipeline (``enter`` in, ``leave`` out)."""
@@ -130,14 +145,15 @@ class WeightDecoder(wiring.Component):
         msq = fields.mode == Mode.MSQ
         wants_shift = msq & (row == 0) & group_last
 
-        most = (self.latency + 2) if cfg.has_recon else 2
+        most = self.latency + 2
         rows_pending = self._in_flight(m, unpacker.rows.valid & unpacker.rows.ready, rows.valid & rows.ready, most)
         row_real = rows.valid
         row_made = broken & (rows_pending == 0) & ~rows.valid
         if shifts is not None:
             exps = unpacker.exps
             shifts_pending = self._in_flight(m, exps.valid & exps.ready & ~exps.payload.minimum,
-                                             shifts.valid & shifts.ready, 3)
+                                             shifts.valid & shifts.ready,
+                                             2 * SkidBuffer.DEPTH + ExpDecoder.latency)
             shift_real = shifts.valid
             shift_made = broken & (shifts_pending == 0) & ~shifts.valid
         else:

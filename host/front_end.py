@@ -45,6 +45,27 @@ class _Pass:
 _LATER = 1 << 62       # a cycle that has not come yet
 
 
+class _Skid:
+    """A :class:`~microscopiq.hdl.skid_buffer.SkidBuffer`'s occupancy: its head (the output
+    register) and spare, each a payload tag or None. ``ready`` (the spare is empty) is a register."""
+
+    def __init__(self):
+        self.head = self.spare = None
+
+    @property
+    def ready(self) -> bool:
+        return self.spare is None
+
+    def step(self, taken, leaves: bool) -> None:
+        """One clock edge: ``taken`` entered (None: nothing), the head left if ``leaves``."""
+        if self.head is not None and not leaves:
+            if taken is not None:
+                self.spare = taken
+        else:
+            self.head = self.spare if self.spare is not None else taken
+            self.spare = None
+
+
 class _Loader:
     """The core's loader, row buffer, shift queue and issuer (hdl/core.py), cycle by cycle: when
     it takes a header or a row, when rows reach the shadow banks, when tiles start.
@@ -63,7 +84,7 @@ class _Loader:
         self.busy_until = -1                     # the current pass's last result handshake
         self.last_result = -1
         self.tokens = 0
-        self.head = self.spare = None            # the row buffer's rows (index in their tile)
+        self.buffer = _Skid()                    # the row buffer's rows (index in their tile)
         self.loaded = 0                          # rows taken of the tile being taken
         self.written = 0                         # rows written of the tile being written
         self.tile = 0                            # tile being written (in the pass)
@@ -79,7 +100,7 @@ class _Loader:
 
     def ready_for_row(self) -> bool:
         """The row buffer's spare is empty, and for a tile's row 0 the shift queue has room."""
-        return self.spare is None and (self.loaded != 0 or self.queue < self.timing.shift_queue_depth)
+        return self.buffer.ready and (self.loaded != 0 or self.queue < self.timing.shift_queue_depth)
 
     def take_header(self, tokens: int) -> None:
         self.busy_until = _LATER                 # set when the pass's last tile is scheduled
@@ -91,15 +112,11 @@ class _Loader:
         taken = self.loaded if took_row else None
         if took_row:
             self.loaded = (self.loaded + 1) % self.rows
-        leaves = self.head is not None and (self.head != 0 or cycle >= self.row0_from)
+        head = self.buffer.head
+        leaves = head is not None and (head != 0 or cycle >= self.row0_from)
         if leaves:
             self._write(cycle)
-        if self.head is not None and not leaves:
-            if taken is not None:
-                self.spare = taken
-        else:
-            self.head = self.spare if self.spare is not None else taken
-            self.spare = None
+        self.buffer.step(taken, leaves)
         return self._shift_queue(cycle, taken == 0) or leaves or took_row
 
     def _write(self, cycle: int) -> None:
@@ -190,6 +207,9 @@ class _Simulation:
         self.fill, self.item, self.last_taken = 0, 0, False
         self.map_fill = None                   # fill in the MAP cycle before (None: not in MAP)
         self.header_valid = self.exps_valid = self.exps_minimum = self.row_valid = False
+        # skid buffers before and after the decoders (payload: True, or an exponent item's
+        # ``minimum`` flag); without ReCoN only ``row_skid``, between the unpacker and the merge
+        self.row_skid, self.exp_skid, self.decoded_skid, self.shift_skid = _Skid(), _Skid(), _Skid(), _Skid()
         self.shift_valid = False               # the exponent decoder's output register
         # merge
         self.active, self.merged, self.pass_done = False, 0, 0
@@ -220,18 +240,14 @@ class _Simulation:
             tile = self.merged // cfg.rows
             place = tile % self.k_tiles
             wants_shift = self.msq and self.merged % cfg.rows == 0 and place % self.per_group == self.per_group - 1
-            row_real = self.meta[-1] if self.recon else self.row_valid
-            out_valid = row_real and (not wants_shift or self.shift_valid)
+            rows = self.decoded_skid if self.recon else self.row_skid
+            out_valid = rows.head is not None and (not wants_shift or self.shift_skid.head is not None)
             loader_ready = loader.ready_for_row()
         take = out_valid and loader_ready
-        # Back-pressure through the decoders (a stalled output freezes the metadata decoder).
-        meta_advance = (not self.meta[-1] or (take and self.active)) if self.recon else False
-        shift_advance = not self.shift_valid or (take and wants_shift)
         header_taken = self.header_valid and not self.active and loader_ready
-        rows_taken = self.row_valid and (meta_advance if self.recon else (take and self.active))
-        exps_taken = self.exps_valid and shift_advance
-        moved = take or rows_taken or exps_taken or (meta_advance and any(self.meta))
-        moved = loader.step(cycle, take and self.active) or moved
+        moved = self._decoders(take and self.active, take and self.active and wants_shift)
+        rows_taken = self.rows_taken
+        moved = loader.step(cycle, take and self.active) or take or moved
 
         # The unpacker's item and beat (rules of hdl/unpacker.py).
         current = self.passes[min(self.pass_out, len(self.passes) - 1)]
@@ -251,7 +267,7 @@ class _Simulation:
             elif kind == ITEM_ROW:
                 free = (not self.row_valid or rows_taken) and not self.header_valid
             else:
-                free = (not self.exps_valid or exps_taken) and not self.header_valid
+                free = (not self.exps_valid or self.exps_taken) and not self.header_valid
             parse = self.fill >= current.bits[self.item] and free
         beat_in = (not self.last_taken and self.fill <= self.capacity - self.width
                    and self.pass_in < len(self.passes))
@@ -259,19 +275,45 @@ class _Simulation:
         self.map_fill = self.fill if kind == _MAP and not parse else None
 
         # Register updates.
-        if self.recon and meta_advance:
-            self.meta = [self.row_valid and rows_taken] + self.meta[:-1]
-        if shift_advance:
-            self.shift_valid = self.exps_valid and not self.exps_minimum
         self.header_valid = (kind == _HEADER and parse) or (self.header_valid and not header_taken)
         self.row_valid = (kind == ITEM_ROW and parse) or (self.row_valid and not rows_taken)
         if kind in (ITEM_MINIMA, ITEM_EXPONENTS) and parse:
             self.exps_valid, self.exps_minimum = True, kind == ITEM_MINIMA
-        elif exps_taken:
+        elif self.exps_taken:
             self.exps_valid = False
         self._merge(cycle, take)
         self._unpack(parse, restart, beat_in, current)
         return moved
+
+    def _decoders(self, row_leaves: bool, shift_leaves: bool) -> bool:
+        """One cycle of the skid buffers and decoders between the unpacker's output registers and
+        the merge (the merge takes a row if ``row_leaves``, a tile's shifts if ``shift_leaves``);
+        sets ``rows_taken`` and ``exps_taken`` (the unpacker's output registers emptied), returns
+        whether anything moved. Each decoder's stages advance while
+        its output register is empty or the skid buffer after it has room."""
+        self.rows_taken = rows_taken = self.row_valid and self.row_skid.ready
+        taken_row = True if rows_taken else None
+        if not self.recon:
+            self.exps_taken = self.exps_valid         # (raw passes have no exponent items)
+            self.row_skid.step(taken_row, row_leaves)
+            return rows_taken
+        self.exps_taken = self.exps_valid and self.exp_skid.ready
+        meta_advance = not self.meta[-1] or self.decoded_skid.ready
+        meta_out = self.meta[-1] and self.decoded_skid.ready
+        row_in = meta_advance and self.row_skid.head is not None
+        shift_advance = not self.shift_valid or self.shift_skid.ready
+        shift_out = self.shift_valid and self.shift_skid.ready
+        exp_in = shift_advance and self.exp_skid.head is not None
+        if meta_advance:
+            self.meta = [row_in] + self.meta[:-1]
+        if shift_advance:
+            self.shift_valid = exp_in and not self.exp_skid.head
+        self.decoded_skid.step(True if meta_out else None, row_leaves)
+        self.row_skid.step(taken_row, row_in)
+        self.shift_skid.step(True if shift_out else None, shift_leaves)
+        self.exp_skid.step(self.exps_minimum if self.exps_taken else None, exp_in)
+        return rows_taken or self.exps_taken or meta_out or row_in or shift_out or exp_in or (
+            meta_advance and any(self.meta))
 
     def _merge(self, cycle: int, take: bool) -> None:
         if not take:
