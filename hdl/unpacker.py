@@ -467,28 +467,26 @@ class Unpacker(wiring.Component):
         # buffer's front (its bits below ``fill`` stay put while nothing is parsed) together with
         # ``fill``; the next one compares them. ``first_need`` counts only bits below ``fill`` once
         # ``fill`` reaches it: the presence bits then all lie below ``fill``, hence the true counts
-        # and lengths. The comparison is ``fill - map length >= row 0's length``, both registered, so
-        # no adder sits in front of the comparator (its result reaches the merge through ``fault``).
+        # and lengths. The comparison itself is registered in the first cycle (``whole``: ``fill``
+        # covers the map and row 0), so the second only reads a flip-flop on its way to ``state``.
         stored_presence = Signal(entries)
         stored_counts = Signal(entries * count_width)
         row_offset = Signal.like(map_len)      # where the front row's codes start in the buffer
-        seen, seen_last, seen_row0 = Signal(), Signal(), Signal.like(row0_len)
-        seen_after_map = Signal(signed(len(fill) + 1))     # ``fill`` less the map's length
+        seen, seen_last, seen_row0, whole = Signal(), Signal(), Signal.like(row0_len), Signal()
         first_need = Signal.like(row_need)
         m.d.comb += first_need.eq(row_offset + seen_row0)
         row_presence = stored_presence[:blocks]
         row_counts = [stored_counts.word_select(blk, count_width) if geom.count_bits else Const(0, 1)
                       for blk in range(blocks)]
-        whole = seen_after_map >= seen_row0
         # ``truncated`` a cycle after the comparison (a register: the MAP state emits nothing
-        # meanwhile, and this way no comparator sits in front of ``fault`` and the merge).
+        # meanwhile, and this way no logic sits between ``whole`` and ``fault`` or the merge).
         short = Signal()
         m.d.sync += short.eq(in_map & seen & seen_last & ~whole)
         m.d.comb += [measured.eq(in_map & seen & whole), truncated.eq(in_map & short)]
         m.d.sync += seen.eq(in_map & ~measured)
         with m.If(in_map):
             m.d.sync += [stored_presence.eq(Cat(*presence)), row_offset.eq(map_len), seen_row0.eq(row0_len),
-                         seen_after_map.eq(fill - map_len), seen_last.eq(last_taken)]
+                         whole.eq(fill >= map_len + row0_len), seen_last.eq(last_taken)]
             m.d.comb += row_need.eq(first_need)
             if geom.count_bits:
                 m.d.sync += stored_counts.eq(Cat(*counts))
