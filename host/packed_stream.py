@@ -472,6 +472,8 @@ def decode_pass(cfg: AccelConfig, data: bytes) -> Contents:
         raise PackedStreamError("a MicroScopiQ stream needs ReCoN: this instance has recon 'none'")
     kt, nt = header["k_tiles"] + 1, header["n_tiles"] + 1
     rows, cols, u = cfg.rows, cfg.cols, fmt.ublock
+    if cfg.multi_precision:
+        header["pairs"] = int(pairs)          # (StreamLayouts.header's field: derived, not sent)
     tiles_per_group = fmt.group // cfg.tile_depth(pairs)
     if kt % tiles_per_group:
         raise PackedStreamError(f"k_tiles={kt} is not a whole number of K-groups ({tiles_per_group} tiles each)")
