@@ -298,6 +298,14 @@ def test_multi_precision_w2_and_w4_on_one_build(share):
         assert check_case(cfg, msq) == predict_cycles(cfg, msq.layer, msq.tokens)
 
 
+def test_multi_precision_int8_build_runs_w4_pairs():
+    """The same rule one width up: an INT8 array (b = 8, no ReCoN) with --multi-precision runs a W8
+    layer and a W4 layer (two 4-bit slots per PE)."""
+    cfg = pair_build(share=0, acc_bits=48).replace(wbits=8)
+    for case in (random_uniform_case(cfg, n=16, k=40, m=5, seed=35), half_uniform_case(cfg, n=16, k=40, m=5, seed=36)):
+        assert check_case(cfg, case) == predict_cycles(cfg, case.layer, case.tokens), case.name
+
+
 def test_multi_precision_w2_halves_the_cycles():
     """M = 4R tokens, K = 4G: the W2 layer takes half the K-tiles (4 instead of 8 per N-tile): 166
     RTL cycles against 294, the model's exactly (the fixed pipeline fill keeps it above 0.5)."""
