@@ -88,10 +88,7 @@ def check_layer(cfg: AccelConfig, layer) -> None:
     ReCoN for a MicroScopiQ layer, ``k <= max_k``, ``n <= max_n``): cheap, so callers check before
     building anything."""
     if isinstance(layer, (MsqLayer, UniformLayer)):
-        try:
-            cfg.pass_pairs(layer.fmt, isinstance(layer, UniformLayer))
-        except ConfigError as error:
-            raise StreamError(str(error)) from None
+        layer_pairs(cfg, layer)
     if isinstance(layer, MsqLayer):
         if not cfg.has_recon:
             raise StreamError("a MicroScopiQ layer needs ReCoN: this instance has recon 'none' "
@@ -106,8 +103,12 @@ def check_layer(cfg: AccelConfig, layer) -> None:
 
 def layer_pairs(cfg: AccelConfig, layer) -> bool:
     """Whether ``layer`` runs in pair mode on ``cfg`` (a uniform layer at ``b/2`` on a
-    multi-precision instance: ``2R``-deep K-tiles, :func:`~.packed_stream.uniform_codes`)."""
-    return isinstance(layer, UniformLayer) and layer.fmt != cfg.fmt
+    multi-precision instance: ``2R``-deep K-tiles, :func:`~.packed_stream.uniform_codes`); raise
+    :class:`StreamError` if its format is not one ``cfg`` runs."""
+    try:
+        return cfg.pass_pairs(layer.fmt, isinstance(layer, UniformLayer))
+    except ConfigError as error:
+        raise StreamError(str(error)) from None
 
 
 def _check_layer(cfg: AccelConfig, layer, x: np.ndarray) -> np.ndarray:
