@@ -21,11 +21,13 @@ Uniform (raw) layers carry only the header and the rows' codes. On a multi-preci
 (``AccelConfig.multi_precision``) a uniform layer at ``b/2`` runs in pair mode: its header's ``wbits``
 is ``b/2 - 1``, its K-tiles are ``2R`` deep and PE row ``r`` of K-tile ``t`` carries K rows
 ``2Rt + r`` and ``2Rt + R + r``, column ``c``'s ``b``-bit field holding the first's ``b/2``-bit code
-in its low half and the second's in its high half (:func:`uniform_codes`). Every field is a field of the packed
-file (``quant/pack.py``) or a presence bit; the host reorders, it never expands metadata into roles or
-ReCoN configurations: that is the on-chip decoders' job (:mod:`microscopiq.hdl.meta_decoder`,
-:mod:`microscopiq.hdl.exp_decoder`). Row lengths are fixed by the tile map, which precedes the rows,
-so an unpacker knows every row's length before the row arrives.
+in its low half and the second's in its high half (:func:`uniform_codes`).
+
+Every field is a field of the packed file (``quant/pack.py``) or a presence bit; the host reorders,
+it never expands metadata into roles or ReCoN configurations: that is the on-chip decoders' job
+(:mod:`microscopiq.hdl.meta_decoder`, :mod:`microscopiq.hdl.exp_decoder`). Row lengths are fixed by
+the tile map, which precedes the rows, so an unpacker knows every row's length before the row
+arrives.
 
 :func:`encode_pass` writes a pass, :func:`decode_pass` reads one back (checking every rule),
 :func:`stream_bits` counts the bits per section, :func:`row_records` gives the per-row metadata the
@@ -47,7 +49,8 @@ __all__ = [
     "STREAM_VERSION", "HEADER_BITS", "HEADER_FIELDS", "EXP_BITS", "PackedStreamError",
     "RecordGeometry", "RowRecords", "StreamBits", "Contents",
     "ITEM_MINIMA", "ITEM_EXPONENTS", "ITEM_ROW", "pass_items",
-    "row_records", "uniform_codes", "encode_pass", "encode_passes", "decode_pass", "stream_bits", "ppu_shifts", "to_beats",
+    "row_records", "uniform_codes", "encode_pass", "encode_passes", "decode_pass", "stream_bits",
+    "ppu_shifts", "to_beats",
 ]
 
 #: Width of the pass header.
@@ -267,7 +270,8 @@ def _header_tokens(cfg: AccelConfig, tokens: int) -> None:
 def _header(cfg: AccelConfig, grid: _Grid, tokens: int) -> int:
     _header_tokens(cfg, tokens)
     values = {"version": STREAM_VERSION, "mode": (Mode.RAW if grid.raw else Mode.MSQ).value,
-              "wbits": (cfg.fmt.wbits // 2 if grid.pairs else cfg.fmt.wbits) - 1, "reserved": 0, "tokens": tokens - 1,
+              "wbits": (cfg.fmt.wbits // 2 if grid.pairs else cfg.fmt.wbits) - 1, "reserved": 0,
+              "tokens": tokens - 1,
               "k_tiles": grid.k_tiles - 1, "n_tiles": grid.n_tiles - 1}
     for name in ("k_tiles", "n_tiles"):
         if values[name] >> HEADER_FIELDS[name][1]:
