@@ -67,6 +67,16 @@ bench-cycles: setup
 	$(PY) bench/bench_cycles.py
 	nice -n 10 $(PY) bench/bench_decode.py --rtl --jobs $(JOBS)
 
+# Run-time precision (issue #13): W2 vs W4 cycles on one --multi-precision 8x8 build (M = 32, the
+# MiniLM shapes), W2 at M = 1 against the INT8 array, the 384x384 layer on the native Verilator
+# harness, and the Yosys LUT4s of the build against the fixed b = 4 build -> docs/performance.md.
+MP_DIR := build/multi-precision
+.PHONY: bench-multi-precision
+bench-multi-precision: setup
+	@for mp in "" --multi-precision; do nice -n 10 $(PY) -m microscopiq.cli synth --design accel \
+	  --preset 8x8-b4 $$mp --no-dsp --no-place --out $(MP_DIR)/synth-b4$${mp:+-mp} || exit 1; done
+	nice -n 10 $(PY) bench/bench_multi_precision.py --rtl --synth $(MP_DIR)/synth-b4 $(MP_DIR)/synth-b4-mp
+
 # Simulated MACs/s and wall time per configuration on both simulators, cocotb and the native
 # Verilator harness -> docs/bench_sim.md.
 bench-sim: setup

@@ -153,7 +153,8 @@ def generate_accel(cfg: AccelConfig, out_dir, *, name: str | None = None,
 def accel_options() -> tuple[tuple[str, str, str, str], ...]:
     """The generator options of the accelerator, once for ``generate accel`` and ``synth``:
     ``(flag, destination, metavar, help)``; every one is an integer field of :class:`AccelConfig` /
-    :class:`~microscopiq.config.FormatConfig` but ``--recon`` (:class:`ReconSharing` text)."""
+    :class:`~microscopiq.config.FormatConfig` but ``--recon`` (:class:`ReconSharing` text) and the
+    flags of :data:`FLAG_OPTIONS` (no value)."""
     defaults = AccelConfig()
     fmt = defaults.fmt
     return (
@@ -177,13 +178,24 @@ def accel_options() -> tuple[tuple[str, str, str, str], ...]:
                                                f"weight stream's rate (default {defaults.weight_bus})"),
         ("--act-bus", "act_bus", "BITS", "s_axis_act tdata bits, a multiple of 8 holding one activation "
                                          "vector R*a (default: R*a rounded up to whole bytes)"),
+        ("--multi-precision", "multi_precision", "",
+         "run-time slot width: uniform layers also at b/2 (header wbits), two b/2-bit slots per PE, "
+         "twice the MACs per cycle; needs b 4 or 8 and --group a multiple of 2R; the activation "
+         "vector is then 2R*a (default off)"),
     )
+
+
+#: Destinations of :func:`accel_options` that are flags (given: True; absent: the base's value).
+FLAG_OPTIONS = ("multi_precision",)
 
 
 def add_accel_options(parser) -> None:
     """:func:`accel_options`, then ``--preset`` and ``--config`` (the configuration they start
     from), on ``parser`` (a parser or an argument group); every default is ``None``."""
     for flag, dest, metavar, text in accel_options():
+        if dest in FLAG_OPTIONS:
+            parser.add_argument(flag, dest=dest, action="store_const", const=True, default=None, help=text)
+            continue
         parser.add_argument(flag, dest=dest, type=str if dest == "recon" else int, default=None,
                             metavar=metavar, help=text)
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS), metavar="NAME",

@@ -49,7 +49,9 @@ def option_values(cfg: AccelConfig) -> dict:
     return {"rows": cfg.rows, "cols": cfg.cols, "wbits": fmt.wbits, "abits": fmt.abits,
             "ublock": fmt.ublock, "group": fmt.group, "xbits": fmt.xbits, "acc_bits": cfg.acc_bits,
             "recon": ReconSharing.format(cfg.recon_share), "max_tokens": cfg.max_tokens,
-            "max_k": cfg.max_k, "max_n": cfg.max_n}
+            "max_k": cfg.max_k, "max_n": cfg.max_n,
+            # (only when set: the names and hashes of every other build stay as they were)
+            **({"multi_precision": True} if cfg.multi_precision else {})}
 
 
 def accel_top_name(cfg: AccelConfig, ports: dict | None = None) -> str:

@@ -56,7 +56,7 @@ def issue_layout(cfg: AccelConfig, tag_shape=1) -> data.StructLayout:
     of a weight tile, ``tag`` (of ``tag_shape``) is carried unchanged to ``out``."""
     return data.StructLayout({
         "first": 1, "tag": tag_shape,
-        "x": data.ArrayLayout(signed(cfg.fmt.abits), cfg.rows),
+        "x": data.ArrayLayout(signed(cfg.fmt.abits), cfg.act_lanes),
     })
 
 
@@ -71,8 +71,8 @@ def load_layout(cfg: AccelConfig) -> data.StructLayout:
 
 
 def act_sum_bits(cfg: AccelConfig) -> int:
-    """Signed width of the sum column (``Σ_r x`` over one K-tile)."""
-    return (cfg.fmt.act_bound * cfg.rows).bit_length() + 1
+    """Signed width of the sum column (``Σ x`` over one K-tile, ``2R`` deep in pair mode)."""
+    return (cfg.fmt.act_bound * cfg.act_lanes).bit_length() + 1
 
 
 def result_layout(cfg: AccelConfig, tag_shape=1) -> data.StructLayout:
@@ -186,6 +186,10 @@ class Array(wiring.Component):
         Global clock enable (0 = stall).
     raw : In(1)
         Uniform (raw) mode: bypass rows contribute ``x · q`` unshifted.
+    pairs : In(1)
+        (multi-precision instances only) Pair mode, static for a pass: every PE computes two
+        ``b/2``-bit slots, row ``r`` K rows ``r`` (``x[r]``) and ``R + r`` (``x[R + r]``), and the
+        sum column adds all ``2R`` activations.
     issue : In(stream.Signature(issue_layout(cfg, tag_shape), always_ready=True))
         The token entering this cycle (``valid`` 0 = bubble); the array never refuses one.
     load : In(load_layout(cfg))
@@ -204,14 +208,17 @@ class Array(wiring.Component):
         self.timing = timing = ArrayTiming.of(cfg)
         self.shared, self.max_period = timing.shared, timing.max_period
         self.recon_latency, self.hold = timing.recon_latency, timing.hold
-        super().__init__({
+        ports = {
             "en": In(1),
             "raw": In(1),
             "issue": In(stream.Signature(issue_layout(cfg, tag_shape), always_ready=True)),
             "load": In(load_layout(cfg)),
             "out": Out(stream.Signature(result_layout(cfg, tag_shape), always_ready=True)),
             "next_period": Out(range(self.max_period + 1)),
-        })
+        }
+        if cfg.multi_precision:
+            ports["pairs"] = In(1)
+        super().__init__(ports)
 
     @property
     def tile_gap_extra(self) -> int:
@@ -250,7 +257,7 @@ class Array(wiring.Component):
                 markers[0].valid.eq(self.issue.valid),
                 markers[0].first.eq(issue.first),
                 markers[0].tag.eq(issue.tag),
-                markers[0].act_sum.eq(sum(issue.x[r] for r in range(rows))),
+                markers[0].act_sum.eq(self._act_sum(issue.x)),
                 markers[0].period.eq(Mux(issue.first, self.next_period, period)),
             ]
             # A token leaves at stage R + T + P + L + H; beyond it its marker is cleared.
@@ -269,9 +276,10 @@ class Array(wiring.Component):
                 chosen = Mux(here.valid & (here.period == t), here.as_value(), chosen)
             return data.View(marker_layout, chosen)
 
-        lanes = self._lanes(m)
+        lanes = self._lanes(m, 0)
+        lanes_hi = self._lanes(m, rows) if cfg.multi_precision else None
         rowctl = self._row_state(m, markers)
-        products = self._pe_rows(m, markers, lanes, rowctl, tap)
+        products = self._pe_rows(m, markers, lanes, lanes_hi, rowctl, tap)
         contribs = self._contributions(m, markers, products, rowctl)
         psum = self._column_adders(m, contribs, tap)
         leaving = tap(rows + lat)
@@ -283,6 +291,14 @@ class Array(wiring.Component):
             self.out.payload.sums.eq(self._raw_sums(psum)),
         ]
         return m
+
+    def _act_sum(self, x):
+        """The sum column's input: the ``R`` activations, and in pair mode the upper ``R`` too."""
+        rows = self.cfg.rows
+        total = sum(x[r] for r in range(rows))
+        if self.cfg.multi_precision:
+            total = total + Mux(self.pairs, sum(x[rows + r] for r in range(rows)), 0)
+        return total
 
     def _column_adders(self, m, contribs, tap):
         """Row ``r`` adds its contribution to the partial sums coming down from row ``r - 1`` when
@@ -312,15 +328,16 @@ class Array(wiring.Component):
             return self.issue.valid & self.issue.payload.first
         return markers[r - 1].valid & markers[r - 1].first
 
-    def _lanes(self, m):
-        """Per row, the delay line of its activation: ``lanes[r][s]`` is stage ``s``'s ``x[r]``."""
+    def _lanes(self, m, first: int):
+        """Per row, the delay line of its activation: ``lanes[r][s]`` is stage ``s``'s
+        ``x[first + r]`` (``first`` = ``R``: the pair mode's high-half activations)."""
         cfg = self.cfg
         lanes = []
         extra = self.max_period + self.recon_latency + self.hold - 1 if self.shared or not cfg.has_recon else 0
         for r in range(cfg.rows):
-            line = [Signal(signed(cfg.fmt.abits), name=f"lane_{r}_{s}") for s in range(r + extra + 1)]
+            line = [Signal(signed(cfg.fmt.abits), name=f"lane_{first + r}_{s}") for s in range(r + extra + 1)]
             with m.If(self.en):
-                m.d.sync += line[0].eq(self.issue.payload.x[r])
+                m.d.sync += line[0].eq(self.issue.payload.x[first + r])
                 m.d.sync += [line[s].eq(line[s - 1]) for s in range(1, len(line))]
             lanes.append(line)
         return lanes
@@ -380,7 +397,7 @@ class Array(wiring.Component):
             rowctl.append(active)
         return rowctl
 
-    def _pe_rows(self, m, markers, lanes, rowctl, tap):
+    def _pe_rows(self, m, markers, lanes, lanes_hi, rowctl, tap):
         """The PEs; returns per row the list of ``C`` product signals."""
         cfg, en = self.cfg, self.en
         lat = self.recon_latency + self.hold
@@ -392,18 +409,26 @@ class Array(wiring.Component):
                 # A bypass row multiplies at stage r + T + L + H - 1, so that its product is there
                 # (after the PE's and the pipeline's registers) when its column adder takes it.
                 late = tap(r + lat - 1)
-                late_x = lanes[r][r + lat]
-                for t in range(2, self.max_period + 1):
-                    here = markers[r + t + lat - 1]
-                    late_x = Mux(here.valid & (here.period == t), lanes[r][r + t + lat - 1], late_x)
                 byp = rowctl[r].pe_bypass if cfg.has_recon else Const(1)
-                act = Mux(byp, late_x, lanes[r][r])
+
+                def row_act(line):
+                    late_x = line[r + lat]
+                    for t in range(2, self.max_period + 1):
+                        here = markers[r + t + lat - 1]
+                        late_x = Mux(here.valid & (here.period == t), line[r + t + lat - 1], late_x)
+                    return Mux(byp, late_x, line[r])
                 step = Mux(byp, late.valid, markers[r].valid)
             else:
-                act, step = lanes[r][r], markers[r].valid
+                def row_act(line):
+                    return line[r]
+                step = markers[r].valid
+            act = row_act(lanes[r])
+            act_hi = row_act(lanes_hi[r]) if cfg.multi_precision else None
             row = []
             for c in range(cfg.cols):
-                pe = m.submodules[f"pe_{r}_{c}"] = PE(cfg.fmt)
+                pe = m.submodules[f"pe_{r}_{c}"] = PE(cfg.fmt, pairs=cfg.multi_precision)
+                if cfg.multi_precision:
+                    m.d.comb += [pe.pairs.eq(self.pairs), pe.act_hi.eq(act_hi)]
                 m.d.comb += [
                     pe.act.eq(act),
                     pe.en.eq(en & step),

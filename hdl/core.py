@@ -165,7 +165,10 @@ class AcceleratorCore(wiring.Component):
         tokens = Signal(sf.header.members["tokens"])
         k_tiles = Signal(sf.header.members["k_tiles"])
         n_tiles = Signal(sf.header.members["n_tiles"])
+        pairs = Signal()               # a b/2 pass on a multi-precision instance (2R-deep K-tiles)
         m.d.comb += [array.raw.eq(mode == Mode.RAW), ppu.raw.eq(mode == Mode.RAW)]
+        if cfg.multi_precision:
+            m.d.comb += array.pairs.eq(pairs)
         credit, refusal = self._result_fifo(m, array, ppu, pass_fault)
 
         # pending: a tile's last row is in the shadow and its first token has not been issued; row
@@ -177,7 +180,7 @@ class AcceleratorCore(wiring.Component):
         shifts = self._shift_path(m, array, ppu)
 
         pass_regs = {"busy": busy, "refused": refused, "pass_fault": pass_fault, "mode": mode,
-                     "tokens": tokens, "k_tiles": k_tiles, "n_tiles": n_tiles}
+                     "tokens": tokens, "k_tiles": k_tiles, "n_tiles": n_tiles, "pairs": pairs}
         self._loader(m, decoder.o, pass_regs, rows, shifts)
         self._issuer(m, credit, pass_regs, pending, array, tag_layout)
         self._refusal(m, refused, refusal)
@@ -310,6 +313,8 @@ class AcceleratorCore(wiring.Component):
                 with m.If(beat.fault == Fault.NONE):
                     m.d.sync += [regs["mode"].eq(header.mode), regs["tokens"].eq(header.tokens),
                                  regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles)]
+                    if cfg.multi_precision:
+                        m.d.sync += regs["pairs"].eq(header.pairs)
                 with m.Else():
                     m.d.sync += regs["refused"].eq(1)
         with m.Elif(~regs["refused"]):
@@ -324,6 +329,12 @@ class AcceleratorCore(wiring.Component):
                 m.d.sync += [row.eq(row + 1), regs["pass_fault"].eq(beat.fault)]
                 with m.If(row == cfg.rows - 1):
                     m.d.sync += row.eq(0)
+
+    @staticmethod
+    def _group_place(tile_k, per_group: int):
+        """Whether K-tile ``tile_k`` is the first / the last of its K-group of ``per_group`` tiles."""
+        place = tile_k % per_group if per_group > 1 else 0
+        return place == 0, place == per_group - 1
 
     def _issuer(self, m, credit, regs, pending, array, tag_layout):
         cfg = self.cfg
@@ -347,15 +358,18 @@ class AcceleratorCore(wiring.Component):
         # (A refused pass's activations are dropped by _refusal, which also drives ready.)
         take = beat.valid & beat.ready & ~regs["refused"]
 
-        per_group = cfg.fmt.group // cfg.rows
-        place = tile_k % per_group if per_group > 1 else 0
+        group_first, group_last = self._group_place(tile_k, cfg.fmt.group // cfg.rows)
+        if cfg.multi_precision:      # a pair pass's K-tiles are 2R deep: G/2R per K-group
+            pair_first, pair_last = self._group_place(tile_k, cfg.fmt.group // (2 * cfg.rows))
+            group_first = Mux(regs["pairs"], pair_first, group_first)
+            group_last = Mux(regs["pairs"], pair_last, group_last)
         tag = Signal(tag_layout)
         last_token = token == tokens
         last_k = tile_k == k_tiles
         m.d.comb += [
             tag.m.eq(token),
-            tag.group_first.eq(place == 0),
-            tag.group_last.eq(place == per_group - 1),
+            tag.group_first.eq(group_first),
+            tag.group_last.eq(group_last),
             tag.k_first.eq(tile_k == 0),
             tag.k_last.eq(last_k),
             tag.last.eq(last_token & last_k & (tile_n == n_tiles)),

@@ -113,12 +113,17 @@ class StreamLayouts:
     # -- s_axis_weights --------------------------------------------------------------------------
     @cached_property
     def header(self) -> data.StructLayout:
-        """The layer header: ``mode``, ``tokens`` (M-1), ``k_tiles`` (KT-1), ``n_tiles`` (NT-1)."""
-        return data.StructLayout({
+        """The layer header: ``mode``, ``tokens`` (M-1), ``k_tiles`` (KT-1), ``n_tiles`` (NT-1); on a
+        multi-precision instance also ``pairs`` (the pass's ``b`` is half the instance's: two slots
+        per PE, ``2R``-deep K-tiles)."""
+        fields = {
             "mode": Mode, "tokens": unsigned(_bits(self.cfg.max_tokens - 1)),
             "k_tiles": unsigned(_bits(self.max_k_tiles - 1)),
             "n_tiles": unsigned(_bits(self.max_n_tiles - 1)),
-        })
+        }
+        if self.cfg.multi_precision:
+            fields["pairs"] = unsigned(1)
+        return data.StructLayout(fields)
 
     @cached_property
     def tile(self) -> data.StructLayout:
@@ -151,8 +156,10 @@ class StreamLayouts:
     # -- s_axis_act ------------------------------------------------------------------------------
     @cached_property
     def act(self) -> data.ArrayLayout:
-        """``R`` signed ``a``-bit activations, row ``r`` at ``r·a``."""
-        return data.ArrayLayout(signed(self.cfg.fmt.abits), self.cfg.rows)
+        """:attr:`AccelConfig.act_lanes` signed ``a``-bit activations, lane ``i`` at ``i·a``: the
+        K-tile's ``x[m, k]`` in ``k`` order (``R``, or ``2R`` on a multi-precision instance, whose
+        ``b`` passes leave the upper ``R`` unused)."""
+        return data.ArrayLayout(signed(self.cfg.fmt.abits), self.cfg.act_lanes)
 
     @property
     def act_width(self) -> int:

@@ -18,11 +18,24 @@ OUT_LO    ``f``, the unsigned ``b``-bit     ``x · f`` (the fraction)
           code
 3         ``0`` (unused encoding)           ``0``
 ========  ================================  ====================================
+
+**Pair mode** (``PE(fmt, pairs=True)``, a multi-precision instance, docs/hardware.md "Multi-precision
+PEs"): the multiplier is bit-decomposed into two ``a × (h + 1)`` signed partial multipliers,
+``h = b/2``, over the operand's halves ``w = w_hi · 2^h + w_lo`` (``w_lo`` its low ``h`` bits):
+
+* ``pairs`` 0 (a ``b``-bit pass): ``x · w = ((x << h) · w_hi) + x · w_lo``, ``w_lo`` unsigned;
+* ``pairs`` 1 (a ``b/2`` pass, INLIER slots only): the code holds two signed ``h``-bit codes,
+  ``q_lo`` in its low half and ``q_hi`` in its high half, and the PE computes
+  ``x · q_lo + x_hi · q_hi`` (two K rows, two activations), ``w_lo`` then taken signed.
+
+The stored operand is the same in both modes (the INLIER decode ``code.as_signed()`` already
+holds ``q_hi`` sign-extended above ``q_lo``): only the partials' activations and ``w_lo``'s sign
+bit follow ``pairs``, so a pass's mode needs no reload.
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -58,6 +71,9 @@ class PE(wiring.Component):
     fmt : FormatConfig
         Uses ``fmt.abits`` (``a``: 4 or 8) and ``fmt.wbits`` (``b``: 2, 3, 4 or 8). With ``b = 8``
         only INLIER slots occur in practice (uniform mode), but every role is computed.
+    pairs : bool
+        Build the bit-decomposed multiplier with the ``pairs`` and ``act_hi`` inputs (even ``b``
+        only; see the module docstring).
 
     Members
     -------
@@ -75,7 +91,12 @@ class PE(wiring.Component):
     swap : In(1)
         Exchange the active and shadow banks at this clock edge.
     product : Out(signed(a + b))
-        ``golden.pe_product(act, code, role, b)`` of the previous enabled cycle.
+        ``golden.pe_product(act, code, role, b)`` of the previous enabled cycle (pair mode:
+        ``act · q_lo + act_hi · q_hi``; ``|product| <= 2^(a-1) · 2^(b/2)``, within ``a + b`` bits).
+    pairs : In(1)
+        (``pairs=True`` only) Pair mode for the products.
+    act_hi : In(signed(a))
+        (``pairs=True`` only) The activation of the high-half slot in pair mode (ignored else).
     """
 
     #: Cycles from ``act`` to ``product``.
@@ -83,13 +104,17 @@ class PE(wiring.Component):
     #: Products per cycle.
     THROUGHPUT = 1
 
-    def __init__(self, fmt: FormatConfig):
+    def __init__(self, fmt: FormatConfig, pairs: bool = False):
         if not isinstance(fmt, FormatConfig):
             self._MustUse__silence = True  # refused: never elaborated, no "unused" warning
             raise TypeError(f"fmt must be a FormatConfig, not {fmt!r}")
+        if pairs and fmt.wbits % 2:
+            self._MustUse__silence = True
+            raise ValueError(f"pair mode needs an even wbits, not {fmt.wbits}")
         self.fmt = fmt
+        self.pairs_mode = pairs
         a, b = fmt.abits, fmt.wbits
-        super().__init__({
+        ports = {
             "act": In(signed(a)),
             "en": In(1),
             "load": In(1),
@@ -97,7 +122,10 @@ class PE(wiring.Component):
             "load_role": In(Role),
             "swap": In(1),
             "product": Out(signed(a + b)),
-        })
+        }
+        if pairs:
+            ports.update({"pairs": In(1), "act_hi": In(signed(a))})
+        super().__init__(ports)
 
     def _decode(self, m: Module) -> Signal:
         """The multiplier operand ``w`` (signed ``b + 1`` bits) of the slot being loaded."""
@@ -134,5 +162,18 @@ class PE(wiring.Component):
             m.d.sync += active.eq(shadow)
 
         with m.If(self.en):
-            m.d.sync += self.product.eq(self.act * active)
+            m.d.sync += self.product.eq(self._multiply(active))
         return m
+
+    def _multiply(self, active):
+        """``act`` times the active operand: one multiplier, or the two partials of pair mode."""
+        if not self.pairs_mode:
+            return self.act * active
+        half = self.fmt.wbits // 2
+        # (x << h) in normal mode: the high partial's weight 2^h rides on its activation, one
+        # multiplexer per row (identical in every PE of a row: Yosys merges them), not a shift
+        # multiplexer on every PE's product.
+        x_hi = Mux(self.pairs, self.act_hi, self.act << half)
+        w_lo = Cat(active[:half], self.pairs & active[half - 1]).as_signed()
+        w_hi = active[half:].as_signed()
+        return self.act * w_lo + x_hi * w_hi

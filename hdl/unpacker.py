@@ -414,14 +414,24 @@ class Unpacker(wiring.Component):
         cfg, sf = self.cfg, self.layouts
         header = data.View(PACKED_HEADER, buffer[:PACKED_HEADER.size])
         per_group = cfg.fmt.group // cfg.rows
-        ok = ((header.version == STREAM_VERSION) & (header.reserved == 0)
-              & (header.wbits == cfg.fmt.wbits - 1)
+        whole_groups = (header.k_tiles + 1) % per_group == 0
+        width_ok = header.wbits == cfg.fmt.wbits - 1
+        pairs = Const(0, 1)
+        if cfg.multi_precision:
+            # A uniform pass at b/2: two slots per PE, 2R-deep K-tiles (G/2R per K-group); its
+            # rows are parsed exactly as b rows (C·b bits).
+            pairs = (header.wbits == cfg.fmt.wbits // 2 - 1) & (header.mode == Mode.RAW)
+            width_ok = width_ok | pairs
+            whole_groups = Mux(pairs, (header.k_tiles + 1) % (per_group // 2) == 0, whole_groups)
+        ok = ((header.version == STREAM_VERSION) & (header.reserved == 0) & width_ok
               & (header.tokens < cfg.max_tokens)
               & (header.k_tiles < sf.max_k_tiles) & (header.n_tiles < sf.max_n_tiles)
-              & ((header.k_tiles + 1) % per_group == 0))
+              & whole_groups)
         if not cfg.has_recon:
             ok = ok & (header.mode == Mode.RAW)
         value = Signal(sf.header)
+        if cfg.multi_precision:
+            m.d.comb += value.pairs.eq(pairs)
         # The bounds above make the core's narrower fields exact.
         m.d.comb += [value.mode.eq(header.mode)] + [
             value[name].eq(header[name][:len(value[name])]) for name in ("tokens", "k_tiles", "n_tiles")]

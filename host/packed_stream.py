@@ -17,11 +17,17 @@ bits ``8i … 8i + 7``), zero-padded to a whole byte:
     micro-block of the row its **record**: ``X`` (``xb`` bits), then its pairs in ascending outlier
     offset, ``o | p << log2(U)`` in ``2·log2(U)`` bits each.
 
-Uniform (raw) layers carry only the header and the rows' codes. Every field is a field of the packed
-file (``quant/pack.py``) or a presence bit; the host reorders, it never expands metadata into roles or
-ReCoN configurations: that is the on-chip decoders' job (:mod:`microscopiq.hdl.meta_decoder`,
-:mod:`microscopiq.hdl.exp_decoder`). Row lengths are fixed by the tile map, which precedes the rows,
-so an unpacker knows every row's length before the row arrives.
+Uniform (raw) layers carry only the header and the rows' codes. On a multi-precision instance
+(``AccelConfig.multi_precision``) a uniform layer at ``b/2`` runs in pair mode: its header's ``wbits``
+is ``b/2 - 1``, its K-tiles are ``2R`` deep and PE row ``r`` of K-tile ``t`` carries K rows
+``2Rt + r`` and ``2Rt + R + r``, column ``c``'s ``b``-bit field holding the first's ``b/2``-bit code
+in its low half and the second's in its high half (:func:`uniform_codes`).
+
+Every field is a field of the packed file (``quant/pack.py``) or a presence bit; the host reorders,
+it never expands metadata into roles or ReCoN configurations: that is the on-chip decoders' job
+(:mod:`microscopiq.hdl.meta_decoder`, :mod:`microscopiq.hdl.exp_decoder`). Row lengths are fixed by
+the tile map, which precedes the rows, so an unpacker knows every row's length before the row
+arrives.
 
 :func:`encode_pass` writes a pass, :func:`decode_pass` reads one back (checking every rule),
 :func:`stream_bits` counts the bits per section, :func:`row_records` gives the per-row metadata the
@@ -34,7 +40,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ..config import AccelConfig
+from ..config import AccelConfig, ConfigError
 from ..hdl.layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION, Mode
 from ..hdl.meta_decoder import RecordGeometry
 from ..quant.layer import MsqLayer, Role, UniformLayer, padded
@@ -43,7 +49,8 @@ __all__ = [
     "STREAM_VERSION", "HEADER_BITS", "HEADER_FIELDS", "EXP_BITS", "PackedStreamError",
     "RecordGeometry", "RowRecords", "StreamBits", "Contents",
     "ITEM_MINIMA", "ITEM_EXPONENTS", "ITEM_ROW", "pass_items",
-    "row_records", "encode_pass", "encode_passes", "decode_pass", "stream_bits", "ppu_shifts", "to_beats",
+    "row_records", "uniform_codes", "encode_pass", "encode_passes", "decode_pass", "stream_bits",
+    "ppu_shifts", "to_beats",
 ]
 
 #: Width of the pass header.
@@ -119,7 +126,8 @@ class _Grid:
     n_tiles: int
     k_tiles: int
     raw: bool
-    codes: np.ndarray          # (Nt, Kp)
+    pairs: bool                # pair mode: a uniform layer at b/2, 2R-deep K-tiles
+    codes: np.ndarray          # (Nt, Kp), (Nt, Kp/2) in pair mode
     exps: np.ndarray           # (Nt, groups) int64; zeros in raw mode
     records: RowRecords
 
@@ -128,15 +136,31 @@ class _Grid:
         return self.exps.shape[1]
 
 
-def _check(cfg: AccelConfig, layer) -> None:
+def _check(cfg: AccelConfig, layer) -> bool:
+    """Whether ``layer`` runs in pair mode on ``cfg``; raise if it cannot run at all."""
     if not isinstance(cfg, AccelConfig):
         raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
     if not isinstance(layer, (MsqLayer, UniformLayer)):
         raise TypeError(f"layer must be an MsqLayer or a UniformLayer, not {type(layer).__name__}")
-    if layer.fmt != cfg.fmt:
-        raise PackedStreamError(f"layer format {layer.fmt} differs from the accelerator's {cfg.fmt}")
+    try:
+        pairs = cfg.pass_pairs(layer.fmt, isinstance(layer, UniformLayer))
+    except ConfigError as error:
+        raise PackedStreamError(str(error)) from None
     if isinstance(layer, MsqLayer) and not cfg.has_recon:
         raise PackedStreamError("a MicroScopiQ layer needs ReCoN: this instance has recon 'none'")
+    return pairs
+
+
+def uniform_codes(cfg: AccelConfig, layer: UniformLayer, pairs: bool) -> np.ndarray:
+    """The uniform layer's ``b``-bit row codes, ``(Np, Kp)``; in pair mode ``(Np, Kp/2)``: column
+    ``tR + r`` holds ``q[:, 2Rt + r]`` in its low ``b/2`` bits and ``q[:, 2Rt + R + r]`` in its high
+    ``b/2`` bits (two K rows of the ``2R``-deep K-tile ``t`` per PE row)."""
+    q = np.asarray(layer.q, np.int64)
+    if not pairs:
+        return q & ((1 << cfg.fmt.wbits) - 1)
+    half, rows = layer.fmt.wbits, cfg.rows
+    split = (q & ((1 << half) - 1)).reshape(q.shape[0], -1, 2, rows)      # (n, t, half, r)
+    return (split[:, :, 0] | split[:, :, 1] << half).reshape(q.shape[0], -1)
 
 
 def _to_rows(array: np.ndarray, cfg: AccelConfig, per_row: int) -> np.ndarray:
@@ -150,10 +174,10 @@ def _to_rows(array: np.ndarray, cfg: AccelConfig, per_row: int) -> np.ndarray:
 
 
 def _grid(cfg: AccelConfig, layer) -> _Grid:
-    _check(cfg, layer)
+    pairs = _check(cfg, layer)
     fmt = cfg.fmt
     u = fmt.ublock
-    kp = padded(layer.k, fmt.group)
+    kp = padded(layer.k, fmt.group) // (2 if pairs else 1)     # columns of row codes
     nt = padded(layer.n, cfg.cols)
     raw = isinstance(layer, UniformLayer)
 
@@ -168,8 +192,8 @@ def _grid(cfg: AccelConfig, layer) -> _Grid:
     outlier = np.zeros((blocks, kp, half), np.int64)
     partner = np.zeros((blocks, kp, half), np.int64)
     if raw:
-        codes = grow(np.asarray(layer.q, np.int64) & ((1 << fmt.wbits) - 1))
-        exps = np.zeros((nt, kp // fmt.group), np.int64)
+        codes = grow(uniform_codes(cfg, layer, pairs))
+        exps = np.zeros((nt, padded(layer.k, fmt.group) // fmt.group), np.int64)
     else:
         codes, exps = grow(layer.codes), grow(layer.exps)
         hi = (np.asarray(layer.roles) == Role.OUT_HI).reshape(-1, u, kp).transpose(0, 2, 1)  # (μ, k, o)
@@ -183,7 +207,7 @@ def _grid(cfg: AccelConfig, layer) -> _Grid:
     records = RowRecords(codes=_to_rows(codes, cfg, cfg.cols), count=_to_rows(count, cfg, per_row),
                          xexp=_to_rows(xexp, cfg, per_row), outlier=_to_rows(outlier, cfg, per_row),
                          partner=_to_rows(partner, cfg, per_row))
-    return _Grid(cfg, nt // cfg.cols, kp // cfg.rows, raw, codes, exps, records)
+    return _Grid(cfg, nt // cfg.cols, kp // cfg.rows, raw, pairs, codes, exps, records)
 
 
 def row_records(cfg: AccelConfig, layer) -> RowRecords:
@@ -246,7 +270,8 @@ def _header_tokens(cfg: AccelConfig, tokens: int) -> None:
 def _header(cfg: AccelConfig, grid: _Grid, tokens: int) -> int:
     _header_tokens(cfg, tokens)
     values = {"version": STREAM_VERSION, "mode": (Mode.RAW if grid.raw else Mode.MSQ).value,
-              "wbits": cfg.fmt.wbits - 1, "reserved": 0, "tokens": tokens - 1,
+              "wbits": (cfg.fmt.wbits // 2 if grid.pairs else cfg.fmt.wbits) - 1, "reserved": 0,
+              "tokens": tokens - 1,
               "k_tiles": grid.k_tiles - 1, "n_tiles": grid.n_tiles - 1}
     for name in ("k_tiles", "n_tiles"):
         if values[name] >> HEADER_FIELDS[name][1]:
@@ -442,17 +467,21 @@ def decode_pass(cfg: AccelConfig, data: bytes) -> Contents:
                                 f"{STREAM_VERSION})")
     if header["reserved"]:
         raise PackedStreamError(f"header reserved bits are {header['reserved']:#x}, must be 0")
-    if header["wbits"] + 1 != fmt.wbits:
-        raise PackedStreamError(f"stream has wbits={header['wbits'] + 1}, the instance {fmt.wbits}")
     raw = header["mode"] == Mode.RAW.value
+    pairs = cfg.multi_precision and raw and header["wbits"] + 1 == fmt.wbits // 2
+    if header["wbits"] + 1 != fmt.wbits and not pairs:
+        runs = f"{fmt.wbits}" + (f" (or {fmt.wbits // 2} in raw mode)" if cfg.multi_precision else "")
+        raise PackedStreamError(f"stream has wbits={header['wbits'] + 1}, the instance {runs}")
     if not raw and not cfg.has_recon:
         raise PackedStreamError("a MicroScopiQ stream needs ReCoN: this instance has recon 'none'")
     kt, nt = header["k_tiles"] + 1, header["n_tiles"] + 1
     rows, cols, u = cfg.rows, cfg.cols, fmt.ublock
-    tiles_per_group = fmt.group // rows
+    if cfg.multi_precision:
+        header["pairs"] = int(pairs)          # (StreamLayouts.header's field: derived, not sent)
+    tiles_per_group = fmt.group // cfg.tile_depth(pairs)
     if kt % tiles_per_group:
         raise PackedStreamError(f"k_tiles={kt} is not a whole number of K-groups ({tiles_per_group} tiles each)")
-    if kt * rows > padded(cfg.max_k, fmt.group) or nt * cols > padded(cfg.max_n, cols):
+    if kt * cfg.tile_depth(pairs) > padded(cfg.max_k, fmt.group) or nt * cols > padded(cfg.max_n, cols):
         raise PackedStreamError(f"stream has {kt} K-tiles and {nt} N-tiles, more than the instance's "
                                 f"max_k={cfg.max_k}, max_n={cfg.max_n} allow")
     per_row = cols // u

@@ -20,7 +20,7 @@ import numpy as np
 from amaranth import Shape
 from amaranth.lib import data
 
-from ..config import AccelConfig
+from ..config import AccelConfig, ConfigError
 from ..hdl.layouts import Fault, Mode, StreamLayouts
 from ..hdl.core import CoreTiming
 from ..quant import golden
@@ -29,7 +29,7 @@ from . import front_end, packed_stream, routing
 
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "Beat", "StreamError",
-    "check_layer", "check_activations", "encode_layer", "decoded_tiles", "decode_results", "pack_beat", "from_beat", "expected_results",
+    "check_layer", "layer_pairs", "check_activations", "encode_layer", "decoded_tiles", "decode_results", "pack_beat", "from_beat", "expected_results",
     "predict_cycles", "CycleModel", "token_passes",
 ]
 
@@ -87,9 +87,8 @@ def check_layer(cfg: AccelConfig, layer) -> None:
     """Raise :class:`StreamError` if the generated instance ``cfg`` cannot run ``layer`` (its format,
     ReCoN for a MicroScopiQ layer, ``k <= max_k``, ``n <= max_n``): cheap, so callers check before
     building anything."""
-    fmt = cfg.fmt
-    if layer.fmt != fmt:
-        raise StreamError(f"layer format {layer.fmt} differs from the accelerator's {fmt}")
+    if isinstance(layer, (MsqLayer, UniformLayer)):
+        layer_pairs(cfg, layer)
     if isinstance(layer, MsqLayer):
         if not cfg.has_recon:
             raise StreamError("a MicroScopiQ layer needs ReCoN: this instance has recon 'none' "
@@ -100,6 +99,16 @@ def check_layer(cfg: AccelConfig, layer) -> None:
         raise StreamError(f"layer k={layer.k} exceeds max_k={cfg.max_k}")
     if layer.n > cfg.max_n:
         raise StreamError(f"layer n={layer.n} exceeds max_n={cfg.max_n}")
+
+
+def layer_pairs(cfg: AccelConfig, layer) -> bool:
+    """Whether ``layer`` runs in pair mode on ``cfg`` (a uniform layer at ``b/2`` on a
+    multi-precision instance: ``2R``-deep K-tiles, :func:`~.packed_stream.uniform_codes`); raise
+    :class:`StreamError` if its format is not one ``cfg`` runs."""
+    try:
+        return cfg.pass_pairs(layer.fmt, isinstance(layer, UniformLayer))
+    except ConfigError as error:
+        raise StreamError(str(error)) from None
 
 
 def _check_layer(cfg: AccelConfig, layer, x: np.ndarray) -> np.ndarray:
@@ -148,7 +157,7 @@ def _tiles(cfg: AccelConfig, layer) -> _Tiles:
         return out
 
     if isinstance(layer, UniformLayer):
-        codes = grow(np.asarray(layer.q, np.int64) & ((1 << fmt.wbits) - 1), 0)
+        codes = grow(packed_stream.uniform_codes(cfg, layer, layer_pairs(cfg, layer)), 0)
         zeros = np.zeros_like(codes)
         return _Tiles(codes, zeros + Role.INLIER, zeros - 1, zeros, np.zeros((nt, groups), np.int64), True)
     exps = np.asarray(layer.exps, np.int64)
@@ -205,7 +214,8 @@ def encode_layer(cfg: AccelConfig, layer, x) -> tuple[list[Beat], list[Beat]]:
     x = _check_layer(cfg, layer, x)
     layouts = StreamLayouts(cfg)
     kp = padded(layer.k, cfg.fmt.group)
-    k_tiles, n_tiles = kp // cfg.rows, padded(layer.n, cfg.cols) // cfg.cols
+    depth = cfg.tile_depth(layer_pairs(cfg, layer))
+    k_tiles, n_tiles = kp // depth, padded(layer.n, cfg.cols) // cfg.cols
     xp = np.zeros((x.shape[0], kp), np.int64)
     xp[:, :layer.k] = x
     passes = token_passes(cfg, x.shape[0])
@@ -213,7 +223,9 @@ def encode_layer(cfg: AccelConfig, layer, x) -> tuple[list[Beat], list[Beat]]:
     for (start, count), stream in zip(passes, packed_stream.encode_passes(cfg, layer, [c for _, c in passes])):
         words = packed_stream.to_beats(stream, cfg.weight_bus)
         weights += [Beat(word, index == len(words) - 1) for index, word in enumerate(words)]
-        vectors = [pack_beat(layouts.act, xp[m, t * cfg.rows:(t + 1) * cfg.rows])
+        # A K-tile's activations in k order (a b pass on a multi-precision instance leaves the
+        # vector's upper R lanes 0).
+        vectors = [pack_beat(layouts.act, xp[m, t * depth:(t + 1) * depth])
                    for m in range(start, start + count) for t in range(k_tiles)]
         # Order: tile (j, t) outer, token inner; the vectors do not depend on j.
         per_tile = [[vectors[(m - start) * k_tiles + t] for m in range(start, start + count)]
@@ -230,7 +242,7 @@ def decoded_tiles(cfg: AccelConfig, layer) -> list[tuple[list[int], list[int]]]:
     last K-tile) and the ``R`` decoded rows (:attr:`~microscopiq.hdl.layouts.StreamLayouts.row`)."""
     check_layer(cfg, layer)
     layouts = StreamLayouts(cfg)
-    tiles_per_group = cfg.fmt.group // cfg.rows
+    tiles_per_group = cfg.fmt.group // cfg.tile_depth(layer_pairs(cfg, layer))
     tiles = _tiles(cfg, layer)
     k_tiles, n_tiles = tiles.codes.shape[1] // cfg.rows, tiles.codes.shape[0] // cfg.cols
     out = []
@@ -419,7 +431,7 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int) -> int:
     """
     check_layer(cfg, layer)
     items = packed_stream.pass_items(cfg, layer)
-    k_tiles = padded(layer.k, cfg.fmt.group) // cfg.rows
+    k_tiles = padded(layer.k, cfg.fmt.group) // cfg.tile_depth(layer_pairs(cfg, layer))
     return front_end.run_cycles(cfg, items, tile_periods(cfg, layer), [c for _, c in token_passes(cfg, tokens)],
                                 k_tiles=k_tiles, msq=isinstance(layer, MsqLayer))
 

@@ -234,8 +234,12 @@ class AccelConfig:
         weight stream (docs/format.md) arrives at this many bits per cycle.
     act_bus : int
         Bits of ``s_axis_act_tdata``, a multiple of 8 up to :data:`MAX_BUS_BITS` holding one
-        activation vector (``R·a`` bits); 0: the vector's width rounded up to whole bytes
-        (:attr:`act_bits`).
+        activation vector (:attr:`act_lanes` ``· a`` bits); 0: the vector's width rounded up to
+        whole bytes (:attr:`act_bits`).
+    multi_precision : bool
+        Run-time slot width (SPEC §5, docs/hardware.md "Multi-precision PEs"): besides ``b`` passes,
+        uniform (raw) passes at ``b/2`` run with two ``b/2``-bit slots per PE (two K rows, a
+        ``2R``-deep K-tile, half the tiles). Needs an even ``b >= 4`` and ``G`` a multiple of ``2R``.
     """
 
     fmt: FormatConfig = field(default_factory=FormatConfig)
@@ -248,6 +252,7 @@ class AccelConfig:
     max_n: int = 16384
     weight_bus: int = 32
     act_bus: int = 0
+    multi_precision: bool = False
 
     def __post_init__(self):
         if not isinstance(self.fmt, FormatConfig):
@@ -277,6 +282,7 @@ class AccelConfig:
                               ("max_tokens", MAX_TOKENS), ("max_k", MAX_LAYER_DIM),
                               ("max_n", MAX_LAYER_DIM)):
             _check_at_most(name, getattr(self, name), maximum)
+        self._check_multi_precision()
         if self.max_k < self.rows:
             raise ConfigError(f"max_k ({self.max_k}) must be >= rows ({self.rows})")
         self._check_buses()
@@ -285,20 +291,56 @@ class AccelConfig:
             raise ConfigError(f"acc_bits={self.acc_bits} is too small for max_k={self.max_k}: an "
                               f"all-inlier output of that many inputs needs {min_acc} bits")
 
+    def _check_multi_precision(self) -> None:
+        if not isinstance(self.multi_precision, bool):
+            raise TypeError(f"multi_precision must be a bool, not {self.multi_precision!r}")
+        if not self.multi_precision:
+            return
+        if self.fmt.wbits not in (4, 8):
+            raise ConfigError(f"multi_precision needs wbits 4 or 8 (two wbits/2-bit slots per PE), "
+                              f"not {self.fmt.wbits!r}")
+        if self.fmt.group % (2 * self.rows):
+            raise ConfigError(f"multi_precision needs group ({self.fmt.group}) a multiple of 2·rows "
+                              f"({2 * self.rows}): a b/2 pass's K-tile is 2R deep")
+
+    def pass_pairs(self, fmt: FormatConfig, uniform: bool) -> bool:
+        """Whether a layer of format ``fmt`` runs in pair mode (two ``b/2``-bit slots per PE) on this
+        instance: False for the instance's own format, True for a uniform layer at ``b/2`` on a
+        :attr:`multi_precision` instance; any other format raises :class:`ConfigError`."""
+        if fmt == self.fmt:
+            return False
+        half = dataclasses.replace(self.fmt, wbits=self.fmt.wbits // 2)
+        if self.multi_precision and uniform and fmt == half:
+            return True
+        runs = f"{self.fmt}" + (f" or (uniform layers) {half}" if self.multi_precision else "")
+        raise ConfigError(f"layer format {fmt} differs from the accelerator's {runs}")
+
+    def tile_depth(self, pairs: bool) -> int:
+        """K rows of a K-tile: ``R``, or ``2R`` in pair mode."""
+        return 2 * self.rows if pairs else self.rows
+
+    @property
+    def act_lanes(self) -> int:
+        """Activations per ``s_axis_act`` vector: ``R``, or ``2R`` on a :attr:`multi_precision`
+        instance (a pair pass's ``2R``-deep K-tile; a ``b`` pass leaves the upper ``R`` unused)."""
+        return self.tile_depth(self.multi_precision)
+
     def _check_buses(self) -> None:
         if self.weight_bus < 8 or self.weight_bus % 8 or self.weight_bus > MAX_BUS_BITS:
             raise ConfigError(f"weight_bus must be a multiple of 8 bits (whole bytes) from 8 to "
                               f"{MAX_BUS_BITS}, not {self.weight_bus!r}")
-        vector = self.rows * self.fmt.abits
+        vector = self.act_lanes * self.fmt.abits
         if self.act_bus and (self.act_bus % 8 or not vector <= self.act_bus <= MAX_BUS_BITS):
             raise ConfigError(f"act_bus must be 0 or a multiple of 8 bits (whole bytes) from one "
-                              f"activation vector (R·a = {vector}) to {MAX_BUS_BITS}, not {self.act_bus!r}")
+                              f"activation vector ({self.act_lanes}·a = {vector}) to {MAX_BUS_BITS}, "
+                              f"not {self.act_bus!r}")
 
     # -- derived values -------------------------------------------------------------------------
     @property
     def act_bits(self) -> int:
-        """Width of ``s_axis_act_tdata``: :attr:`act_bus`, or ``R·a`` rounded up to whole bytes."""
-        return self.act_bus or -(-self.rows * self.fmt.abits // 8) * 8
+        """Width of ``s_axis_act_tdata``: :attr:`act_bus`, or :attr:`act_lanes` ``· a`` rounded up to
+        whole bytes."""
+        return self.act_bus or -(-self.act_lanes * self.fmt.abits // 8) * 8
 
     @property
     def has_recon(self) -> bool:

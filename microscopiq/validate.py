@@ -52,6 +52,7 @@ def check_sim_layer(path: str | os.PathLike, cfg: AccelConfig, tokens: int, seed
     ``--seed``, the ``--layer`` file (exists, a well-formed packed layer) and whether the instance
     ``cfg`` can run it (format, ReCoN, ``k <= max_k``, ``n <= max_n``). Returns the layer."""
     from .host.stream_format import StreamError, check_layer
+    from .quant.layer import UniformLayer
     from .quant.pack import FormatError, load_layer
     check_count("--tokens", tokens, SIM_TOKENS_MAX)
     check_seed("--seed", seed)
@@ -64,9 +65,11 @@ def check_sim_layer(path: str | os.PathLike, cfg: AccelConfig, tokens: int, seed
         raise FormatError(f"--layer {error}") from None
     except OSError as error:
         raise ConfigError(f"--layer {text!r} cannot be read: {error.strerror or error}") from None
-    if layer.fmt != cfg.fmt:
+    try:   # (a multi-precision accelerator also runs uniform layers at b/2)
+        cfg.pass_pairs(layer.fmt, isinstance(layer, UniformLayer))
+    except ConfigError:
         raise ConfigError(f"--layer {text!r} has format {layer.fmt}, the accelerator {cfg.fmt}: "
-                          f"choose a --config with the same format")
+                          f"choose a --config with the same format") from None
     try:
         check_layer(cfg, layer)
     except StreamError as error:

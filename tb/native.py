@@ -208,8 +208,9 @@ def encode_activations(cfg: AccelConfig, layer, x: np.ndarray) -> bytes:
     """The ``s_axis_act`` records of :func:`~microscopiq.host.stream_format.encode_layer`, built with
     NumPy (a real layer streams a million activation vectors; tests/tb/test_native.py checks that
     the two agree beat for beat): per pass, every weight tile ``(j, t)`` in order, its tokens' ``R``
-    activations of ``a`` bits, ``tlast`` on the pass's last beat."""
-    fmt, rows = cfg.fmt, cfg.rows
+    activations of ``a`` bits (``2R`` in pair mode), ``tlast`` on the pass's last beat."""
+    fmt = cfg.fmt
+    rows = cfg.tile_depth(stream_format.layer_pairs(cfg, layer))     # activations per K-tile
     x = stream_format.check_activations(cfg, layer, x)
     words = _words(StreamLayouts(cfg).act_width)
     k_tiles = padded(layer.k, fmt.group) // rows

@@ -26,7 +26,7 @@ without PyTorch.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -197,6 +197,15 @@ def random_uniform_case(cfg: AccelConfig, n: int, k: int, m: int, seed: int) -> 
                          scale=rng.uniform(1e-3, 1e-1, size=(np_, groups)).astype(np.float32),
                          zero=rng.normal(0, 1e-2, size=(np_, groups)).astype(np.float32))
     return _case("random-uniform", layer, random_activations(fmt, m, k, rng), seed)
+
+
+def half_uniform_case(cfg: AccelConfig, n: int, k: int, m: int, seed: int) -> Case:
+    """:func:`random_uniform_case` at ``b/2`` for a multi-precision instance (its pair mode: two
+    ``b/2``-bit slots per PE, ``AccelConfig.multi_precision``)."""
+    if not cfg.multi_precision:
+        raise ValueError("a b/2 uniform layer runs only on a multi_precision instance")
+    case = random_uniform_case(cfg.replace(wbits=cfg.fmt.wbits // 2, multi_precision=False), n, k, m, seed)
+    return replace(case, name=case.name.replace("random-uniform", "half-uniform"))
 
 
 # -- SPEC §6 corners ------------------------------------------------------------------------------
@@ -428,6 +437,7 @@ CORNERS: dict[str, Callable[..., Case]] = {
 GENERATORS: dict[str, Callable[..., Case]] = {
     "random": random_case,
     "random_uniform": random_uniform_case,
+    "half_uniform": half_uniform_case,
     "quantized": quantized_case,
     "decoupleq": decoupleq_case,
     "minilm": minilm_case,

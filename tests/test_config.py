@@ -45,6 +45,10 @@ def test_format_type_error():
     ({"cols": 128}, r"^cols must be at most 64, not 128$"),
     ({"max_tokens": 4097}, r"^max_tokens must be at most 4096, not 4097$"),
     ({"max_n": 1 << 32}, r"^max_n must be at most 4294967295, not 4294967296$"),
+    ({"multi_precision": True, "wbits": 3},
+     r"^multi_precision needs wbits 4 or 8 \(two wbits/2-bit slots per PE\), not 3$"),
+    ({"multi_precision": True, "group": 8},
+     r"^multi_precision needs group \(8\) a multiple of 2·rows \(16\): a b/2 pass's K-tile is 2R deep$"),
 ])
 def test_accel_refusals(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -70,3 +74,20 @@ def test_recon_sharing_parse():
 def test_json_round_trip():
     cfg = AccelConfig().replace(rows=4, wbits=2, recon_share=2)
     assert AccelConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(TypeError, match=r"^multi_precision must be a bool, not 1$"):
+        AccelConfig(multi_precision=1)
+
+
+def test_multi_precision_formats():
+    """A multi-precision instance runs its own format and, for uniform layers, the one at b/2."""
+    cfg = AccelConfig(multi_precision=True)
+    half = FormatConfig(wbits=2)
+    assert (cfg.pass_pairs(cfg.fmt, False), cfg.pass_pairs(half, True)) == (False, True)
+    assert (cfg.act_lanes, cfg.act_bits, cfg.tile_depth(True)) == (16, 128, 16)
+    with pytest.raises(ConfigError, match=r"^layer format .*wbits=2.* differs from the accelerator's "):
+        cfg.pass_pairs(half, False)
+    with pytest.raises(ConfigError, match=r"^layer format .*wbits=2.* differs from the accelerator's "):
+        AccelConfig().pass_pairs(half, True)
+    assert AccelConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(TypeError, match=r"^multi_precision must be a bool, not 1$"):
+        AccelConfig(multi_precision=1)

@@ -53,6 +53,7 @@ def test_generate_accel_writes_everything(tmp_path, capsys):
     (["--wbits", "8"], r"wbits=8 has no outlier format: use recon 'none' \(uniform layers only\)"),
     (["--recon", "shared:3"], r"recon_share must be 0 \(none\), 1 \(per-row\) or a divisor of rows \(8\), not 3"),
     (["--recon", "some"], r"recon must be 'per-row', 'shared:S' \(S >= 1 rows per network\) or 'none', not 'some'"),
+    (["--multi-precision", "--wbits", "2"], r"multi_precision needs wbits 4 or 8 \(two wbits/2-bit slots per PE\), not 2"),
 ])
 def test_generate_accel_refusals(tmp_path, capsys, args, message):
     out = tmp_path / "accel"
@@ -83,3 +84,18 @@ def test_generate_accel_from_config_file(tmp_path, capsys):
                  "--out", str(tmp_path / "third")]) == 2
     assert re.match(r"^microscopiq: error: --preset and --config both name a starting configuration: "
                     r"give one, not 'default' and 'default'\n$", capsys.readouterr().err)
+
+
+def test_generate_accel_multi_precision(tmp_path, capsys):
+    """``--multi-precision``: the configuration's flag, the 2R-lane activation stream and the decoded
+    header's ``pairs`` in the manifest, and the flag in the command that rebuilds it."""
+    out = tmp_path / "accel"
+    assert main(["generate", "accel", "--rows", "4", "--cols", "8", "--group", "16", "--max-k", "64",
+                 "--multi-precision", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    cfg = AccelConfig.from_json(manifest["parameters"])
+    assert cfg.multi_precision and cfg.act_lanes == 8
+    assert manifest["streams"]["s_axis_act"]["width"] == 64
+    assert "pairs" in manifest["streams"]["s_axis_weights"]["decoded"]["header"]
+    assert "--multi-precision" in (out / "accel.v").read_text()
+    capsys.readouterr()

@@ -79,7 +79,8 @@ def test_relative_sources_rewrites_every_location():
 
 
 @pytest.mark.parametrize("change", [{"acc_bits": 40}, {"group": 64}, {"max_tokens": 32},
-                                    {"max_k": 2048}, {"max_n": 128}, {"xbits": 3}, {"ublock": 4}])
+                                    {"max_k": 2048}, {"max_n": 128}, {"xbits": 3}, {"ublock": 4},
+                                    {"multi_precision": True}])
 def test_names_differ_for_every_parameter(change):
     base = AccelConfig()
     name, other = accel_top_name(base), accel_top_name(base.replace(**change))

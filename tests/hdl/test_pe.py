@@ -12,6 +12,7 @@ from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, ConfigError, FormatConfig
 from microscopiq.hdl.pe import PE
+from microscopiq.quant.golden import pe_product
 from microscopiq.quant.layer import Role
 from microscopiq.tb.test_pe import (
     PeStimulus, UNUSED_ROLE, expected_products, extreme_acts, first_mismatch, stress_stream,
@@ -21,9 +22,11 @@ from microscopiq.tb.test_pe import (
 SEED = 20261123
 
 
-def simulate(fmt: FormatConfig, stim: PeStimulus) -> list[int]:
-    """Drive one stimulus cycle per clock from reset; return ``product`` after each edge."""
-    dut = PE(fmt)
+def simulate(fmt: FormatConfig, stim: PeStimulus, pairs: bool = False) -> list[int]:
+    """Drive one stimulus cycle per clock from reset; return ``product`` after each edge. With
+    ``pairs``, the pair-capable PE in its normal mode (``pairs`` 0), ``act_hi`` random (ignored)."""
+    dut = PE(fmt, pairs=pairs)
+    noise = np.random.default_rng(SEED).integers(-fmt.act_bound, fmt.act_bound, len(stim))
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     actual = []
@@ -37,6 +40,8 @@ def simulate(fmt: FormatConfig, stim: PeStimulus) -> list[int]:
             ctx.set(dut.load_code, code)
             ctx.set(role, role_code)
             ctx.set(dut.swap, swap)
+            if pairs:
+                ctx.set(dut.act_hi, int(noise[len(actual)]))
             await ctx.tick()
             actual.append(ctx.get(dut.product))
 
@@ -45,8 +50,8 @@ def simulate(fmt: FormatConfig, stim: PeStimulus) -> list[int]:
     return actual
 
 
-def assert_matches(fmt: FormatConfig, stim: PeStimulus) -> None:
-    count, message = first_mismatch(stim, fmt.wbits, simulate(fmt, stim))
+def assert_matches(fmt: FormatConfig, stim: PeStimulus, pairs: bool = False) -> None:
+    count, message = first_mismatch(stim, fmt.wbits, simulate(fmt, stim, pairs))
     assert count == 0, message
 
 
@@ -58,6 +63,73 @@ def test_exhaustive_full_rate_pingpong(wbits):
     stim = sweep_stream(fmt, np.arange(-128, 128), list(Role))
     assert len(stim) == 256 * (1 << wbits) * 3 + 2
     assert_matches(fmt, stim)
+
+
+@pytest.mark.parametrize("wbits", [4, 8])
+def test_pair_capable_pe_in_normal_mode(wbits):
+    """The bit-decomposed PE of a multi-precision instance, ``pairs`` 0: every (activation, code,
+    role) for b = 4 (every code with the extreme activations for b = 8) is ``golden.pe_product``."""
+    fmt = FormatConfig(abits=8, wbits=wbits)
+    acts = np.arange(-128, 128) if wbits == 4 else extreme_acts(fmt)
+    assert_matches(fmt, sweep_stream(fmt, acts, list(Role)), pairs=True)
+
+
+def simulate_pairs(fmt: FormatConfig, codes, acts, acts_hi) -> np.ndarray:
+    """Pair mode: each code loaded and swapped in, then every ``(acts[i], acts_hi[i])``; returns the
+    products, (codes, len(acts))."""
+    dut = PE(fmt, pairs=True)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    out = np.zeros((len(codes), len(acts)), np.int64)
+
+    async def bench(ctx):
+        ctx.set(dut.pairs, 1)
+        for index, code in enumerate(codes):
+            ctx.set(dut.en, 0)
+            ctx.set(dut.load, 1)
+            ctx.set(dut.load_code, int(code))
+            ctx.set(dut.load_role, Role.INLIER)
+            await ctx.tick()
+            ctx.set(dut.load, 0)
+            ctx.set(dut.swap, 1)
+            await ctx.tick()
+            ctx.set(dut.swap, 0)
+            ctx.set(dut.en, 1)
+            for i, (x, x_hi) in enumerate(zip(acts, acts_hi)):
+                ctx.set(dut.act, int(x))
+                ctx.set(dut.act_hi, int(x_hi))
+                await ctx.tick()
+                out[index, i] = ctx.get(dut.product)
+
+    sim.add_testbench(bench)
+    sim.run()
+    return out
+
+
+@pytest.mark.parametrize("wbits", [4, 8])
+def test_pair_mode_exhaustive_codes(wbits):
+    """Pair mode: a ``b``-bit code holds two signed ``b/2``-bit codes (low half: K row ``r``, high
+    half: ``R + r``); the product is ``golden.pe_product`` of each half with its own activation,
+    summed. Every code (b = 4: all 16; b = 8: all 256) against extreme and random activation pairs."""
+    fmt = FormatConfig(abits=8, wbits=wbits)
+    half = wbits // 2
+    rng = np.random.default_rng(SEED + wbits)
+    edge = np.array([-128, -127, -1, 0, 1, 127])
+    acts = np.concatenate([np.repeat(edge, len(edge)), rng.integers(-128, 128, 24)])
+    acts_hi = np.concatenate([np.tile(edge, len(edge)), rng.integers(-128, 128, 24)])
+    codes = np.arange(1 << wbits)
+    got = simulate_pairs(fmt, codes, acts, acts_hi)
+    lo, hi = codes & ((1 << half) - 1), codes >> half
+    want = (pe_product(acts[None, :], lo[:, None], Role.INLIER, half)
+            + pe_product(acts_hi[None, :], hi[:, None], Role.INLIER, half))
+    bad = np.argwhere(got != want)
+    assert not len(bad), (f"first mismatch: code={codes[bad[0][0]]}, act={acts[bad[0][1]]}, "
+                          f"act_hi={acts_hi[bad[0][1]]}: expected {want[tuple(bad[0])]}, got {got[tuple(bad[0])]}")
+
+
+def test_pair_mode_refuses_odd_wbits():
+    with pytest.raises(ValueError, match=r"^pair mode needs an even wbits, not 3$"):
+        PE(FormatConfig(wbits=3), pairs=True)
 
 
 @pytest.mark.parametrize("abits", [4, 8])

@@ -11,10 +11,11 @@ from amaranth import ClockDomain, Module
 from amaranth.sim import DomainReset, Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.host.stream_format import (Beat, CycleModel, decode_results, encode_layer, expected_results,
-                                           predict_cycles, result_beat_count, tile_periods, token_passes)
+from microscopiq.host.stream_format import (Beat, CycleModel, StreamError, check_layer, decode_results, encode_layer,
+                                           expected_results, predict_cycles, result_beat_count, tile_periods,
+                                           token_passes)
 from microscopiq.hdl.top import Accelerator
-from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, random_case,
+from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, half_uniform_case, random_case,
                                      random_uniform_case, saturation_case)
 
 
@@ -272,3 +273,60 @@ def test_reset_mid_layer(share, cycles):
     cfg = small(share)
     check_case(cfg, random_case(cfg, n=16, k=16, m=8, seed=61), pause=0.2, seed=61,
                interrupt_cycles=cycles)
+
+
+# -- multi-precision: one instance (wbits 4, AccelConfig.multi_precision) runs uniform layers at b = 4
+# and at b = 2 (two 2-bit slots per PE, 2R-deep K-tiles) and MicroScopiQ layers at b = 4, chosen per
+# pass by the stream header.
+
+
+def pair_build(share=1, rows=4, group=16, max_tokens=8, **changes):
+    return AccelConfig(fmt=FormatConfig(wbits=4, group=group), rows=rows, cols=8, recon_share=share,
+                       max_tokens=max_tokens, max_k=64, multi_precision=True, **changes)
+
+
+# Sizes not multiples of R, C or G; M > max_tokens (two passes); every ReCoN arrangement.
+@pytest.mark.parametrize("share", [1, 2, 0], ids=lambda s: f"recon{s}")
+def test_multi_precision_w2_and_w4_on_one_build(share):
+    cfg = pair_build(share)
+    w4 = random_uniform_case(cfg, n=19, k=37, m=11, seed=31)
+    w2 = half_uniform_case(cfg, n=19, k=37, m=11, seed=32)
+    for case in (w4, w2):
+        assert check_case(cfg, case) == predict_cycles(cfg, case.layer, case.tokens), case.name
+    if share:
+        msq = random_case(cfg, n=16, k=20, m=3, seed=33)
+        assert check_case(cfg, msq) == predict_cycles(cfg, msq.layer, msq.tokens)
+
+
+def test_multi_precision_int8_build_runs_w4_pairs():
+    """The same rule one width up: an INT8 array (b = 8, no ReCoN) with --multi-precision runs a W8
+    layer and a W4 layer (two 4-bit slots per PE)."""
+    cfg = pair_build(share=0, acc_bits=48).replace(wbits=8)
+    for case in (random_uniform_case(cfg, n=16, k=40, m=5, seed=35), half_uniform_case(cfg, n=16, k=40, m=5, seed=36)):
+        assert check_case(cfg, case) == predict_cycles(cfg, case.layer, case.tokens), case.name
+
+
+def test_multi_precision_w2_halves_the_cycles():
+    """M = 4R tokens, K = 4G: the W2 layer takes half the K-tiles (4 instead of 8 per N-tile): 166
+    RTL cycles against 294, the model's exactly (the fixed pipeline fill keeps it above 0.5)."""
+    cfg = pair_build(group=8, max_tokens=16)
+    w4 = random_uniform_case(cfg, n=16, k=32, m=16, seed=41)
+    w2 = half_uniform_case(cfg, n=16, k=32, m=16, seed=42)
+    c4, c2 = check_case(cfg, w4), check_case(cfg, w2)
+    assert (c4, c2) == (predict_cycles(cfg, w4.layer, 16), predict_cycles(cfg, w2.layer, 16)) == (294, 166)
+
+
+def test_multi_precision_w2_back_pressure():
+    cfg = pair_build()
+    check_case(cfg, half_uniform_case(cfg, n=16, k=32, m=5, seed=51), pause=0.3, seed=52)
+
+
+def test_multi_precision_refused_layers():
+    cfg = pair_build()
+    w2_msq = random_case(cfg.replace(wbits=2, multi_precision=False), n=8, k=16, m=1, seed=1)
+    with pytest.raises(StreamError, match=r"^layer format .*wbits=2.* differs from the accelerator's "):
+        check_layer(cfg, w2_msq.layer)        # MicroScopiQ at b/2: not in this pass's scope
+    plain = cfg.replace(multi_precision=False)
+    w2 = half_uniform_case(cfg, n=8, k=16, m=1, seed=2)
+    with pytest.raises(StreamError, match=r"^layer format .*wbits=2.* differs from the accelerator's "):
+        encode_layer(plain, w2.layer, w2.x)

@@ -153,6 +153,35 @@ def test_malformed_pass_faults_and_the_next_pass_is_intact(fault, spoil):
         assert 0 <= spoiled and got[name][spoiled:] == want[name], f"{name} after the fault"
         same = spoiled - (name == "rows" and fault == Fault.TRUNCATED and spoiled > 0)
         assert got[name][:same] == want[name][:same], f"{name} before the fault"
+MP = AccelConfig(fmt=FormatConfig(group=16), rows=4, cols=8, multi_precision=True)
+
+
+def test_multi_precision_passes_back_to_back():
+    """One multi-precision instance: a b = 2 uniform pass (``pairs`` 1, two K rows per PE row), a
+    b = 4 uniform pass and a b = 4 MicroScopiQ pass, read as the host reads them."""
+    rng = np.random.default_rng(SEED)
+    layers = [stimulus.half_uniform_case(MP, 16, 40, 1, SEED).layer, stimulus.build_case("random_uniform", MP, 16, 40, 1, SEED).layer,
+              stimulus.build_case("random", MP, 16, 32, 1, SEED).layer]
+    passes = [encode_pass(MP, layer, 2) for layer in layers]
+    got = simulate(MP, 32, [framed(p, 32) for p in passes], rng)
+    assert got["faults"] == []
+    wants = [expected(MP, layer, p) for layer, p in zip(layers, passes)]
+    assert [Unpacker.header_layout(MP).from_bits(w["header"][0]).fields.pairs for w in wants] == [1, 0, 0]
+    check(got, merged(*wants), "b = 2, 4, 4")
+
+
+@pytest.mark.parametrize("field, value", [("mode", 0), ("k_tiles", 2), ("wbits", 0)],
+                         ids=["msq_at_half_b", "k_tiles_not_whole_groups", "b_1"])
+def test_multi_precision_header_refusals(field, value):
+    """A b/2 pass must be raw (MicroScopiQ at b/2 is not supported yet) with whole K-groups of
+    ``G/2R`` tiles; other widths are refused."""
+    good = encode_pass(MP, stimulus.half_uniform_case(MP, 8, 32, 1, SEED).layer, 1)
+    spoiled = set_bits(good, HEADER[field], {"mode": 1, "k_tiles": 16, "wbits": 3}[field], value)
+    got = simulate(MP, 32, [framed(spoiled, 32), framed(good, 32)], np.random.default_rng(SEED))
+    header = Unpacker.header_layout(MP)
+    assert [Fault(header.from_bits(beat).fault) for beat in got["header"]] == [Fault.HEADER, Fault.NONE]
+
+
 def test_bus_width_is_the_configurations():
     """``W`` is ``AccelConfig.weight_bus``: the configuration refuses a width that is not whole bytes."""
     assert Unpacker(B4.replace(weight_bus=24)).i.payload.data.shape().width == 24

@@ -13,7 +13,8 @@ from microscopiq.host.packed_stream import (
     HEADER_BITS, PackedStreamError, decode_pass, encode_pass, row_records, stream_bits,
 )
 from microscopiq.quant.layer import Role
-from microscopiq.tb.stimulus import empty_msq_layer, random_case, random_uniform_case, worked_example_layer
+from microscopiq.tb.stimulus import (empty_msq_layer, half_uniform_case, random_case, random_uniform_case,
+                                     worked_example_layer)
 
 FMT = FormatConfig(wbits=4, ublock=8, group=16, xbits=4)
 CFG = AccelConfig(fmt=FMT, rows=8, cols=8)
@@ -143,3 +144,24 @@ def test_encode_refusals():
         encode_pass(AccelConfig(fmt=FMT, rows=8, cols=8, recon_share=0), layer)
     with pytest.raises(TypeError, match=r"^layer must be an MsqLayer or a UniformLayer, not int$"):
         stream_bits(CFG, 3)
+
+
+def test_pair_pass_bit_for_bit():
+    """A b = 2 uniform layer on a b = 4 multi-precision 4×8 instance (G = 16: 2R-deep K-tiles, two per
+    K-group): header ``wbits`` 1, and PE row ``r`` of K-tile ``t`` holds, per column, the code of
+    ``k = 8t + r`` in its low two bits and of ``8t + 4 + r`` in its high two; written by an
+    independent bit writer, read back by decode_pass."""
+    cfg = AccelConfig(fmt=FormatConfig(wbits=4, group=16), rows=4, cols=8, multi_precision=True)
+    layer = half_uniform_case(cfg, 8, 24, 1, 9).layer
+    q = layer.q.astype(np.int64) & 3                                   # (8, 32): Kp = 32
+    header = 1 | 1 << 4 | 1 << 5 | (4 - 1) << 32                      # raw, b - 1 = 1, KT = 4
+    rows = [(q[c, 8 * t + r] | q[c, 8 * t + 4 + r] << 2, 4) for t in range(4) for r in range(4) for c in range(8)]
+    data = encode_pass(cfg, layer)
+    assert data == write_fields([(header, 64)] + rows)
+    contents = decode_pass(cfg, data)
+    assert (contents.header["wbits"], contents.header["pairs"], contents.header["k_tiles"]) == (1, 1, 3)
+    assert stream_bits(cfg, layer).codes == 8 * 32 * 2                 # still two bits per weight
+    with pytest.raises(PackedStreamError, match=r"^stream has wbits=2, the instance 4$"):
+        decode_pass(cfg.replace(multi_precision=False), data)
+    with pytest.raises(PackedStreamError, match=r"^k_tiles=3 is not a whole number of K-groups \(2 tiles each\)$"):
+        decode_pass(cfg, data[:4] + bytes([2]) + data[5:])

@@ -10,7 +10,7 @@ all-MiniLM-L6-v2 sub-block) are marked slow. ``SIM=icarus|verilator`` restricts 
 
 import pytest
 
-from microscopiq.config import PRESETS
+from microscopiq.config import PRESETS, AccelConfig, FormatConfig
 from microscopiq.tb.runner import selected_simulators
 from microscopiq.tb.sim_cli import run_accel
 from microscopiq.tb.stimulus import CORNERS
@@ -78,3 +78,21 @@ def test_accel_quantized_layers(preset, sim):
     records = run_accel(PRESETS[preset], sim, {"cases": cross([], HEAVY_KINDS), "seed": SEED,
                                                "extras": False, "shape": HEAVY_SHAPE}, seed=SEED)
     assert [record["kind"] for record in records] == HEAVY_KINDS
+
+
+#: One multi-precision instance (b = 4; uniform layers also at b = 2, two slots per PE) on both
+#: simulators: the b = 2 layer under every pause pair, a b = 4 uniform and a MicroScopiQ layer, the
+#: cycle model exact on the free-running runs.
+MULTI_PRECISION = AccelConfig(fmt=FormatConfig(wbits=4, group=16), rows=4, cols=8, max_k=256,
+                              multi_precision=True)
+MULTI_PRECISION_CASES = cross(["half_uniform"], ["random_uniform", "random"])
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("sim", [pytest.param(sim, marks=pytest.mark.xdist_group(f"accel-multi-precision-{sim}"),
+                                              id=f"{sim}-seed{SEED}") for sim in selected_simulators()])
+def test_accel_multi_precision(sim):
+    records = run_accel(MULTI_PRECISION, sim, {"cases": MULTI_PRECISION_CASES, "seed": SEED, "extras": False,
+                                               "shape": {"n": 16, "k": 48, "m": 5}}, seed=SEED)
+    assert [r["kind"] for r in records] == [kind for kind, _, _ in MULTI_PRECISION_CASES]
+    assert all(record["mismatches"] == 0 and record["checked"] > 0 for record in records)

@@ -17,7 +17,7 @@ from microscopiq.hdl.layouts import StreamLayouts
 from microscopiq.host.stream_format import StreamError, encode_layer
 from microscopiq.tb import native
 from microscopiq.tb.accel_tb import PAUSE_PATTERNS, pause_generator
-from microscopiq.tb.stimulus import random_case, random_uniform_case
+from microscopiq.tb.stimulus import half_uniform_case, random_case, random_uniform_case
 
 SEED = 1
 #: Small layers: two N-tiles of each preset, one K-group and a ragged K, a few tokens.
@@ -116,12 +116,16 @@ def test_a_stuck_or_malformed_run_times_out(executables):
         native.run_layer(cfg, case.layer, case.x, executable=exe, weights=weights[:-3 * record])
 
 
-@pytest.mark.parametrize("preset", list(SHAPES))
+MULTI_PRECISION = PRESETS["8x8-b4"].replace(multi_precision=True, max_tokens=8)
+
+
+@pytest.mark.parametrize("preset", [*SHAPES, "multi-precision"])
 def test_activation_records_match_encode_layer(preset):
-    cfg = PRESETS[preset]
+    cfg = MULTI_PRECISION if preset == "multi-precision" else PRESETS[preset]
     sf = StreamLayouts(cfg)
+    pairs = [half_uniform_case(cfg, 9, 300, cfg.max_tokens + 2, seed=SEED)] if cfg.multi_precision else []
     for case in (random_case(cfg, 24, 260, cfg.max_tokens + 3, seed=SEED),     # two passes
-                 random_uniform_case(cfg, 5, 40, 2, seed=SEED)):
+                 random_uniform_case(cfg, 5, 40, 2, seed=SEED), *pairs):
         weights, acts = encode_layer(cfg, case.layer, case.x)
         assert native.encode_activations(cfg, case.layer, case.x) == native.encode_beats(acts, sf.act_width)
         assert native.encode_weights(cfg, case.layer, case.tokens) == native.encode_beats(weights, sf.weights_width)

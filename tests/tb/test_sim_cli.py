@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from microscopiq.cli import main
-from microscopiq.config import PRESETS
+from microscopiq.config import PRESETS, ConfigError
 from microscopiq.quant.pack import save_layer
 from microscopiq.config import resolve_config
 from microscopiq.tb.sim_cli import config_name
-from microscopiq.tb.stimulus import random_case
+from microscopiq.tb.stimulus import half_uniform_case, random_case
+from microscopiq.validate import check_sim_layer
 
 
 @pytest.fixture
@@ -96,3 +97,15 @@ def test_sim_icarus_needs_the_cocotb_harness(b2_layer, capsys):
     assert main(["sim", "--layer", str(b2_layer), "--config", "4x8-b2", "--sim", "icarus"]) == 2
     assert capsys.readouterr().err.strip() == ("microscopiq: error: --sim icarus needs --harness cocotb: "
                                                "the native harness is Verilator")
+
+
+def test_sim_layer_formats_of_a_multi_precision_config(b2_layer, tmp_path):
+    """A --multi-precision b = 4 accelerator takes a uniform layer at b = 2; a MicroScopiQ b = 2 layer
+    is still refused, naming the formats."""
+    cfg = PRESETS["8x8-b4"].replace(multi_precision=True)
+    uniform = tmp_path / "w2.msq"
+    save_layer(uniform, half_uniform_case(cfg, 8, 40, 1, seed=2).layer)
+    assert check_sim_layer(uniform, cfg, 4, 1).fmt.wbits == 2
+    with pytest.raises(ConfigError, match=r"^--layer '.*b2\.msq' has format FormatConfig\(wbits=2.*, the accelerator "
+                                          r"FormatConfig\(wbits=4.*choose a --config with the same format$"):
+        check_sim_layer(b2_layer, cfg, 4, 1)
