@@ -10,6 +10,9 @@ Designs (:data:`DESIGNS`), all 8×8 arrays from this generator:
     MicroScopiQ b = 2, ReCoN per row, on the MiniLM layers quantized at b = 2.
 ``dq-w2``
     The b = 2 build running decoupleQ W2 layers in uniform (raw) mode.
+``dq-w2-mp``
+    The b = 4 ``--multi-precision`` build running the same W2 layers two slots per PE (docs/hardware.md,
+    "Run-time precision").
 ``int8``
     The INT8 array (``wbits=8``, no ReCoN) running RTN INT8 layers (uniform mode).
 
@@ -50,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKENS = (1, 4, 16)
 BUSES = (32, 64)
 #: Issue #12's targets: fewer cycles than INT8 at M = 1 on a 32-bit bus, by design.
-TARGETS = {"msq-b4": 1.8, "msq-b2": 3.0, "dq-w2": 3.0}
+TARGETS = {"msq-b4": 1.8, "msq-b2": 3.0, "dq-w2": 3.0, "dq-w2-mp": 3.0}
 TARGET_BUS, TARGET_TOKENS = 32, 1
 #: The MiniLM layers of the table (layer 0's), by the shape they stand for.
 LAYERS = {"attn 384×384": "encoder.layer.0.attention.self.query",
@@ -85,6 +88,8 @@ DESIGNS = (
     Design("msq-b2", "MicroScopiQ b=2", _B2, "build/stream-bits/minilm-b2", ("--method", "microscopiq", "--wbits", "2")),
     Design("dq-w2", "decoupleQ W2 (uniform, b=2 build)", _B2, "build/decode/minilm-decoupleq-w2",
            ("--method", "decoupleq", "--wbits", "2")),
+    Design("dq-w2-mp", "decoupleQ W2 on the b=4 --multi-precision build", _B4.replace(multi_precision=True),
+           "build/decode/minilm-decoupleq-w2", ("--method", "decoupleq", "--wbits", "2")),
     Design("int8", "INT8 array (RTN INT8)", _INT8, "build/decode/minilm-rtn-w8", ("--method", "rtn", "--wbits", "8")),
 )
 BASELINE = "int8"

@@ -82,8 +82,10 @@ def _shifted(value, amount, width: int, *, left: bool):
 
 def _times(value, factor: int):
     """``value · factor`` as a sum of shifted constants (no multiplier cell: a DSP block would sit
-    in the length paths)."""
+    in the length paths); a power of two is a plain shift (wires, no adder in the length paths)."""
     value = Value.cast(value)
+    if factor and factor & (factor - 1) == 0:
+        return value << (factor.bit_length() - 1)
     return sum((Mux(value[i], factor << i, 0) for i in range(len(value))), Const(0, 1))
 
 
