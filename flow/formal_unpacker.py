@@ -1,0 +1,191 @@
+"""Formal property harnesses of the packed weight stream's unpacker (:class:`~microscopiq.hdl.unpacker.Unpacker`).
+
+Every harness drives the unpacker's input with free beats in every cycle (any ``data``, any
+``last``, ``valid`` any time: malformed passes included) and its outputs' ``ready`` freely unless
+it says otherwise, and proves by k-induction:
+
+* :class:`UnpackerStreamProof` — **the stream rules**: on ``header``, ``exps`` and ``rows``, a beat
+  offered and not taken (``valid`` and not ``ready``) is offered again in the next cycle with the
+  same payload (AXI4-Stream); a one-cycle property of every state.
+* :class:`UnpackerProgressProof` — **a malformed stream never hangs the unpacker**: ``i.ready``
+  is never low for :attr:`~UnpackerProgressProof.bound` cycles in a row in which no output beat
+  waits (with the outputs always ready: a beat is taken within ``bound`` cycles of its arrival,
+  whatever the beats before it were); and **every pass starts clean**: the first beat taken after
+  a ``tlast`` beat (or after reset) lands in an empty buffer with the unpacker waiting for a header,
+  so nothing of a pass, faulty or not, is read as part of the next.
+* :class:`UnpackerPassProof` — **a pass is whole or faulted**: between two header beats, a
+  pass whose header was good gets exactly ``R`` rows per tile for its ``KT·NT`` tiles and its
+  exponent beats (``NT`` minima and ``KT·NT / (G/R)`` exponent vectors in MicroScopiQ mode, none
+  raw), unless the unpacker raised ``fault`` during it; never more, and nothing after the fault;
+  a refused header (its beat's ``fault`` set) gets nothing.
+
+Internal registers named by the harnesses (:func:`~.formal.internal`): ``state``, ``fill``,
+``need``, ``spare``, ``buffer``, ``last_taken`` and the pass registers ``row``, ``tile_k``,
+``tile_n``, ``k_tiles``, ``n_tiles``, ``raw`` (induction invariants only).
+"""
+
+from __future__ import annotations
+
+from amaranth import Elaboratable, Module, Mux, Signal
+from amaranth.asserts import AnySeq
+from amaranth.hdl import Assert, Cover, ResetSignal
+
+from ..config import AccelConfig, FormatConfig
+from ..hdl.layouts import PACKED_HEADER, Fault, Mode
+from ..hdl.unpacker import Unpacker
+from .formal import elaborated, internal
+
+__all__ = ["UnpackerStreamProof", "UnpackerProgressProof", "UnpackerPassProof", "unpacker_config"]
+
+#: The unpacker's item states (``hdl/unpacker.py``'s ``_Item``), by value: HEADER 0 … MAP 6.
+_HEADER, _LAST_STATE = 0, 6
+
+
+def unpacker_config() -> AccelConfig:
+    """8 columns × 4 rows, b = 2, U = 8 (one micro-block per row), xbits = 1, one K-tile per
+    K-group, passes of up to 2 K- and 2 N-tiles, an 8-bit weight bus: the 64-bit header takes 8
+    beats, the 72-bit buffer holds one item and one beat."""
+    return AccelConfig(fmt=FormatConfig(wbits=2, abits=4, ublock=8, group=4, xbits=1), rows=4, cols=8,
+                       acc_bits=16, max_tokens=2, max_k=8, max_n=16, weight_bus=8)
+
+
+_OUTPUTS = ("header", "exps", "rows")
+
+
+class _Harness(Elaboratable):
+    """Free beats on ``i`` and a free reset; ``ready`` of every output free, or 1 with
+    ``outputs_ready``."""
+
+    def __init__(self, cfg: AccelConfig | None = None, *, unpacker=None, outputs_ready: bool = False):
+        self.cfg = unpacker_config() if cfg is None else cfg
+        self.unpacker = Unpacker(self.cfg) if unpacker is None else unpacker
+        self.outputs_ready = outputs_ready
+
+    def _drive(self, m: Module):
+        """Add the unpacker with free inputs; return its fragment."""
+        m.d.comb += ResetSignal().eq(AnySeq(1))
+        dut = self.unpacker
+        m.submodules.unpacker = fragment = elaborated(dut)
+        m.d.comb += [dut.i.valid.eq(AnySeq(1)), dut.i.payload.as_value().eq(AnySeq(len(dut.i.payload.as_value())))]
+        for name in _OUTPUTS:
+            m.d.comb += getattr(dut, name).ready.eq(1 if self.outputs_ready else AnySeq(1))
+        return fragment
+
+    @staticmethod
+    def _waiting(m: Module, port, name: str):
+        """Whether ``port``'s beat waited (offered, not taken) in the cycle before."""
+        waited = Signal(name=f"{name}_waited")
+        m.d.sync += waited.eq(port.valid & ~port.ready)
+        return waited
+
+
+class UnpackerStreamProof(_Harness):
+    """The stream rules on the three outputs (module docstring)."""
+
+    def elaborate(self, platform):
+        m = Module()
+        self._drive(m)
+        for name in _OUTPUTS:
+            port = getattr(self.unpacker, name)
+            payload = port.payload.as_value()
+            before = Signal.like(payload, name=f"{name}_before")
+            m.d.sync += before.eq(payload)
+            m.d.comb += Assert(~self._waiting(m, port, name) | (port.valid & (payload == before)))
+        return m
+
+
+class UnpackerProgressProof(_Harness):
+    """Progress and clean pass starts (module docstring).
+
+    Parameters
+    ----------
+    bound : int
+        Cycles in a row in which ``i.ready`` may be low while no output waits; default
+        :meth:`default_bound`.
+    """
+
+    def __init__(self, cfg=None, *, unpacker=None, outputs_ready=False, bound: int | None = None):
+        super().__init__(cfg, unpacker=unpacker, outputs_ready=outputs_ready)
+        self.bound = self.default_bound(self.cfg) if bound is None else bound
+
+    @staticmethod
+    def default_bound(cfg: AccelConfig) -> int:
+        return 16
+
+    def elaborate(self, platform):
+        m = Module()
+        fragment = self._drive(m)
+        dut = self.unpacker
+        state, fill, need, spare, buffer, last_taken = (
+            internal(fragment, name) for name in ("state", "fill", "need", "spare", "buffer", "last_taken"))
+        # Progress: a counter of the cycles in a row in which the input is refused and no output waits.
+        waits = Signal()
+        m.d.comb += waits.eq(sum(getattr(dut, name).valid & ~getattr(dut, name).ready for name in _OUTPUTS) != 0)
+        refused = Signal(range(self.bound + 1))
+        with m.If(dut.i.ready):
+            m.d.sync += refused.eq(0)
+        with m.Elif(~waits & (refused != self.bound)):
+            m.d.sync += refused.eq(refused + 1)
+        m.d.comb += Assert(refused < self.bound)
+        # Clean pass starts: a beat taken at a pass boundary lands in the reset state.
+        taken = dut.i.valid & dut.i.ready
+        boundary = Signal(init=1)
+        with m.If(taken):
+            m.d.sync += boundary.eq(dut.i.payload.last)
+        clean = ((state == _HEADER) & (fill == 0) & (buffer == 0) & (need == PACKED_HEADER.size)
+                 & (spare == -PACKED_HEADER.size))
+        m.d.comb += Assert(~(taken & boundary) | clean)
+        # Invariants (k-induction): at a boundary the tlast beat waits to be parsed or the unpacker
+        # is clean; a taken tlast beat means a boundary; the registers hold values they can reach.
+        sizes = dut.sizes
+        codes = self.cfg.cols * self.cfg.fmt.wbits     # the shortest item: a row of codes
+        m.d.comb += [Assert(~boundary | last_taken | clean), Assert(~last_taken | boundary),
+                     Assert(state <= _LAST_STATE), Assert(fill <= sizes.capacity),
+                     Assert(need <= sizes.item_bits), Assert(need >= codes), Assert(spare == fill - need)]
+        # The MAP state's registered lengths (``row_offset`` named, row 0's length the rest of
+        # ``first_need``, the header's length after reset) add up to an item's length at most.
+        row_offset, first_need = internal(fragment, "row_offset"), internal(fragment, "first_need")
+        row0 = Signal.like(first_need, name="row0")
+        m.d.comb += row0.eq(first_need - row_offset)
+        m.d.comb += [Assert(row_offset <= sizes.map_bits), Assert(row0 <= sizes.item_bits), Assert(row0 >= codes),
+                     Assert(first_need <= sizes.item_bits)]
+        return m
+
+
+class UnpackerPassProof(_Harness):
+    """Whole passes or faults (module docstring)."""
+
+    def elaborate(self, platform):
+        m = Module()
+        fragment = self._drive(m)
+        dut, cfg = self.unpacker, self.cfg
+        # A beat is new when it is offered and the one before did not wait: the unpacker's order.
+        new = {name: getattr(dut, name).valid & ~self._waiting(m, getattr(dut, name), name) for name in _OUTPUTS}
+        header = dut.header.payload
+        fields = header.fields
+        per_group = cfg.fmt.group // cfg.rows
+        tiles = (fields.k_tiles + 1) * (fields.n_tiles + 1)
+        good = header.fault == Fault.NONE
+        raw = fields.mode == Mode.RAW
+        rows_due = Mux(good, tiles * cfg.rows, 0)
+        exps_due = Mux(good & ~raw, (fields.n_tiles + 1) + tiles // per_group, 0)
+        width = 8
+        due_rows, due_exps, got_rows, got_exps = (Signal(width, name=n) for n in
+                                                  ("due_rows", "due_exps", "got_rows", "got_exps"))
+        faulted = Signal()
+        with m.If(dut.fault != Fault.NONE):
+            m.d.sync += faulted.eq(1)
+        with m.If(new["rows"]):
+            m.d.sync += got_rows.eq(got_rows + 1)
+        with m.If(new["exps"]):
+            m.d.sync += got_exps.eq(got_exps + 1)
+        with m.If(new["header"]):
+            m.d.sync += [due_rows.eq(rows_due), due_exps.eq(exps_due), got_rows.eq(0), got_exps.eq(0),
+                         faulted.eq(0)]
+            # The pass before is whole, or it faulted.
+            m.d.comb += Assert(faulted | ((got_rows == due_rows) & (got_exps == due_exps)))
+        # Never more than due, nothing after a fault.
+        m.d.comb += [Assert(~new["rows"] | ((got_rows < due_rows) & ~faulted)),
+                     Assert(~new["exps"] | ((got_exps < due_exps) & ~faulted))]
+        m.d.comb += Cover(new["header"] & ~faulted & (due_rows != 0) & (got_rows == due_rows) & ~raw)
+        return m
