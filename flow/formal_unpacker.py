@@ -153,22 +153,36 @@ class UnpackerProgressProof(_Harness):
 
 
 class UnpackerPassProof(_Harness):
-    """Whole passes or faults (module docstring)."""
+    """Whole passes or faults (module docstring), by k-induction; one K-tile per K-group
+    (``group == rows``: an exponent vector ``E`` before every tile).
+
+    Its invariants relate the harness's counts to the unpacker's pass registers: in a pass (states
+    EMIN … END) the registers hold the last header beat's fields, and the rows and exponent beats
+    loaded so far are those of the tiles and rows before ``(tile_n, tile_k, row)``.
+    """
+
+    def __init__(self, cfg=None, *, unpacker=None, outputs_ready=False):
+        cfg = unpacker_config() if cfg is None else cfg
+        if cfg.fmt.group != cfg.rows:
+            self._MustUse__silence = True  # refused: never elaborated
+            raise ValueError(f"UnpackerPassProof counts one K-tile per K-group: group must equal rows "
+                             f"({cfg.rows}), not {cfg.fmt.group!r}")
+        super().__init__(cfg, unpacker=unpacker, outputs_ready=outputs_ready)
 
     def elaborate(self, platform):
         m = Module()
+        regs = self._capture_pass_registers()
         fragment = self._drive(m)
         dut, cfg = self.unpacker, self.cfg
-        # A beat is new when it is offered and the one before did not wait: the unpacker's order.
+        # A beat is new when it is offered and the one before did not wait: it was loaded in the
+        # cycle before, in the order the unpacker parses its items.
         new = {name: getattr(dut, name).valid & ~self._waiting(m, getattr(dut, name), name) for name in _OUTPUTS}
         header = dut.header.payload
         fields = header.fields
-        per_group = cfg.fmt.group // cfg.rows
-        tiles = (fields.k_tiles + 1) * (fields.n_tiles + 1)
+        rows_of = lambda k_tiles, n_tiles: (k_tiles + 1) * (n_tiles + 1) * cfg.rows
+        exps_of = lambda k_tiles, n_tiles: (n_tiles + 1) * (k_tiles + 2)   # E_min, then E per tile
         good = header.fault == Fault.NONE
         raw = fields.mode == Mode.RAW
-        rows_due = Mux(good, tiles * cfg.rows, 0)
-        exps_due = Mux(good & ~raw, (fields.n_tiles + 1) + tiles // per_group, 0)
         width = 8
         due_rows, due_exps, got_rows, got_exps = (Signal(width, name=n) for n in
                                                   ("due_rows", "due_exps", "got_rows", "got_exps"))
@@ -179,13 +193,71 @@ class UnpackerPassProof(_Harness):
             m.d.sync += got_rows.eq(got_rows + 1)
         with m.If(new["exps"]):
             m.d.sync += got_exps.eq(got_exps + 1)
+        # This cycle's pass: a new header beat starts the count.
+        now_due_rows = Mux(new["header"], Mux(good, rows_of(fields.k_tiles, fields.n_tiles), 0), due_rows)
+        now_due_exps = Mux(new["header"], Mux(good & ~raw, exps_of(fields.k_tiles, fields.n_tiles), 0), due_exps)
+        now_faulted = faulted & ~new["header"]
         with m.If(new["header"]):
-            m.d.sync += [due_rows.eq(rows_due), due_exps.eq(exps_due), got_rows.eq(0), got_exps.eq(0),
-                         faulted.eq(0)]
+            m.d.sync += [due_rows.eq(now_due_rows), due_exps.eq(now_due_exps), got_rows.eq(new["rows"]),
+                         got_exps.eq(new["exps"]), faulted.eq(dut.fault != Fault.NONE)]
             # The pass before is whole, or it faulted.
             m.d.comb += Assert(faulted | ((got_rows == due_rows) & (got_exps == due_exps)))
         # Never more than due, nothing after a fault.
-        m.d.comb += [Assert(~new["rows"] | ((got_rows < due_rows) & ~faulted)),
-                     Assert(~new["exps"] | ((got_exps < due_exps) & ~faulted))]
-        m.d.comb += Cover(new["header"] & ~faulted & (due_rows != 0) & (got_rows == due_rows) & ~raw)
+        now_got_rows = Mux(new["header"], 0, got_rows)
+        now_got_exps = Mux(new["header"], 0, got_exps)
+        m.d.comb += [Assert(~new["rows"] | ((now_got_rows < now_due_rows) & ~now_faulted)),
+                     Assert(~new["exps"] | ((now_got_exps < now_due_exps) & ~now_faulted))]
+        m.d.comb += Cover(new["header"] & ~faulted & (due_exps != 0) & (got_rows == due_rows))
+        self._invariants(m, fragment, regs, now_got_rows + new["rows"], now_got_exps + new["exps"],
+                         now_due_rows, now_due_exps, now_faulted)
         return m
+
+    def _capture_pass_registers(self) -> dict:
+        """The pass registers (unnamed signals in a dict), as the unpacker's
+        ``_pass_registers`` creates them while it elaborates: the harness wraps that method on
+        the instance, the block's code unchanged."""
+        dut, regs = self.unpacker, {}
+        create = dut._pass_registers
+
+        def capture(m):
+            regs.update(create(m))
+            return regs
+        dut._pass_registers = capture
+        return regs
+
+    def _invariants(self, m, fragment, regs, rows, exps, due_rows, due_exps, faulted):
+        """``rows``/``exps``: the beats loaded before this cycle in this cycle's pass."""
+        cfg, header = self.cfg, self.unpacker.header.payload
+        state = internal(fragment, "state")
+        # Named copies of the unnamed pass registers (for the counterexample traces).
+        named = {name: Signal.like(reg, name=f"pass_{name}") for name, reg in regs.items()}
+        m.d.comb += [named[name].eq(reg) for name, reg in regs.items()]
+        regs = named
+        k_tiles, n_tiles = regs["k_tiles"], regs["n_tiles"]
+        in_pass = (state >= 1) & (state <= 6) & (state != 5)   # EMIN, EXPS, ROW, END, MAP
+        tiles_before = regs["tile_n"] * (k_tiles + 1) + regs["tile_k"]
+        exps_before = Mux(regs["raw"], 0, regs["tile_n"] * (k_tiles + 2)
+                          + Mux(state == 1, 0, Mux(state == 2, 1 + regs["tile_k"], 2 + regs["tile_k"])))
+        with m.If(in_pass):
+            m.d.comb += [
+                Assert(header.fault == Fault.NONE),
+                Assert(k_tiles == header.fields.k_tiles), Assert(n_tiles == header.fields.n_tiles),
+                Assert(regs["raw"] == (header.fields.mode == Mode.RAW)),
+                Assert(due_rows == (k_tiles + 1) * (n_tiles + 1) * cfg.rows),
+                Assert(due_exps == Mux(regs["raw"], 0, (n_tiles + 1) * (k_tiles + 2))),
+                Assert(regs["row"] < cfg.rows), Assert(regs["tile_k"] <= k_tiles),
+                Assert(regs["tile_n"] <= n_tiles), Assert(~faulted),
+                Assert(~regs["raw"] | (state == 3) | (state == 4)),
+            ]
+            with m.If(state == 4):
+                m.d.comb += [Assert(rows == due_rows), Assert(exps == due_exps)]
+            with m.Else():
+                m.d.comb += [Assert(rows == tiles_before * cfg.rows + regs["row"]), Assert(exps == exps_before)]
+                with m.If(state != 3):
+                    m.d.comb += Assert(regs["row"] == 0)
+                with m.If(state == 1):
+                    m.d.comb += Assert(regs["tile_k"] == 0)
+        with m.Else():
+            # Between passes (HEADER) and while dropping one (DRAIN): the pass is whole or faulted.
+            m.d.comb += Assert(faulted | ((rows == due_rows) & (exps == due_exps)))
+            m.d.comb += [Assert(rows <= due_rows), Assert(exps <= due_exps)]
