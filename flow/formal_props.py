@@ -21,6 +21,7 @@ from .formal_decoders import ExpProof, MetaProof
 from .formal_pe import PEProof
 from .formal_hold import HoldProof
 from .formal_recon import NetworkProof, SwitchProof, recon_switches
+from .formal_unpacker import UnpackerPassProof, UnpackerProgressProof, UnpackerStreamProof
 
 __all__ = ["Proof", "PROOFS", "NETWORK_FORMAT"]
 
@@ -130,6 +131,31 @@ PROOFS: dict[str, Proof] = {
         "overflows, free streams, back-pressure and reset",
         "k-induction: unbounded (invariants: array and PPU as fixed-latency pipelines, committed = "
         "tokens in the array + FIFO level, committed + tokens in the PPU <= depth)"),
+    "unpacker_stream": Proof(
+        lambda unpacker=None: UnpackerStreamProof(unpacker=unpacker), "prove", 2, True,
+        "Unpacker (8x4, b=2, U=8, 8-bit bus), free beats and back-pressure: header, exps and rows "
+        "hold valid and payload while not taken; the first beat after a tlast lands in an empty "
+        "buffer waiting for a header",
+        "k-induction: unbounded (invariant: at a pass boundary the tlast beat waits or the unpacker "
+        "is clean)"),
+    "unpacker_progress": Proof(
+        lambda unpacker=None: UnpackerProgressProof(unpacker=unpacker), "prove",
+        UnpackerProgressProof.PROGRESS_BOUND + 2, True,
+        "Unpacker, free beats (malformed included), outputs always ready: i.ready is never low for "
+        f"{UnpackerProgressProof.PROGRESS_BOUND} cycles in a row (a beat is taken within that many "
+        "cycles of its arrival)",
+        "k-induction: unbounded (invariants: state, fill and item lengths in their reachable ranges)"),
+    "unpacker_passes": Proof(
+        lambda unpacker=None: UnpackerPassProof(unpacker=unpacker), "prove", 4, True,
+        "Unpacker, free beats and back-pressure: between two header beats a good pass gets R rows "
+        "per tile for KT*NT tiles and NT*(KT+1) exponent beats (none raw), or a fault; never more, "
+        "nothing after the fault, nothing after a refused header",
+        "k-induction: unbounded (invariants: the pass registers hold the header's fields, the "
+        "counts are those of the tiles and rows before the current one)"),
+    "unpacker_cover": Proof(
+        lambda unpacker=None: UnpackerPassProof(unpacker=unpacker), "cover", 40, True,
+        "unpacker_passes not vacuous: a whole MicroScopiQ pass without a fault, then a header",
+        "reached at step 37"),
     "credit_cover": Proof(
         lambda core=None: CreditProof(core=core), "cover", 36, False,
         "credit harness not vacuous: the credit holds a token back with the FIFO two beats short "

@@ -78,56 +78,31 @@ class _Harness(Elaboratable):
         m.d.sync += waited.eq(port.valid & ~port.ready)
         return waited
 
+    @staticmethod
+    def _after_fault(m: Module, dut):
+        """Whether ``fault`` was raised since reset (for covers)."""
+        seen = Signal(name="fault_seen")
+        with m.If(dut.fault != Fault.NONE):
+            m.d.sync += seen.eq(1)
+        return seen
+
 
 class UnpackerStreamProof(_Harness):
-    """The stream rules on the three outputs (module docstring)."""
-
-    def elaborate(self, platform):
-        m = Module()
-        self._drive(m)
-        for name in _OUTPUTS:
-            port = getattr(self.unpacker, name)
-            payload = port.payload.as_value()
-            before = Signal.like(payload, name=f"{name}_before")
-            m.d.sync += before.eq(payload)
-            m.d.comb += Assert(~self._waiting(m, port, name) | (port.valid & (payload == before)))
-        return m
-
-
-class UnpackerProgressProof(_Harness):
-    """Progress and clean pass starts (module docstring).
-
-    Parameters
-    ----------
-    bound : int
-        Cycles in a row in which ``i.ready`` may be low while no output waits; default
-        :meth:`default_bound`.
-    """
-
-    def __init__(self, cfg=None, *, unpacker=None, outputs_ready=False, bound: int | None = None):
-        super().__init__(cfg, unpacker=unpacker, outputs_ready=outputs_ready)
-        self.bound = self.default_bound(self.cfg) if bound is None else bound
-
-    @staticmethod
-    def default_bound(cfg: AccelConfig) -> int:
-        return 16
+    """The stream rules on the three outputs and clean pass starts (module docstring)."""
 
     def elaborate(self, platform):
         m = Module()
         fragment = self._drive(m)
         dut = self.unpacker
+        for name in _OUTPUTS:
+            port = getattr(dut, name)
+            payload = port.payload.as_value()
+            before = Signal.like(payload, name=f"{name}_before")
+            m.d.sync += before.eq(payload)
+            m.d.comb += Assert(~self._waiting(m, port, name) | (port.valid & (payload == before)))
+        # Clean pass starts: a beat taken at a pass boundary lands in the reset state.
         state, fill, need, spare, buffer, last_taken = (
             internal(fragment, name) for name in ("state", "fill", "need", "spare", "buffer", "last_taken"))
-        # Progress: a counter of the cycles in a row in which the input is refused and no output waits.
-        waits = Signal()
-        m.d.comb += waits.eq(sum(getattr(dut, name).valid & ~getattr(dut, name).ready for name in _OUTPUTS) != 0)
-        refused = Signal(range(self.bound + 1))
-        with m.If(dut.i.ready):
-            m.d.sync += refused.eq(0)
-        with m.Elif(~waits & (refused != self.bound)):
-            m.d.sync += refused.eq(refused + 1)
-        m.d.comb += Assert(refused < self.bound)
-        # Clean pass starts: a beat taken at a pass boundary lands in the reset state.
         taken = dut.i.valid & dut.i.ready
         boundary = Signal(init=1)
         with m.If(taken):
@@ -136,11 +111,54 @@ class UnpackerProgressProof(_Harness):
                  & (spare == -PACKED_HEADER.size))
         m.d.comb += Assert(~(taken & boundary) | clean)
         # Invariants (k-induction): at a boundary the tlast beat waits to be parsed or the unpacker
-        # is clean; a taken tlast beat means a boundary; the registers hold values they can reach.
-        sizes = dut.sizes
+        # is clean; a taken tlast beat means a boundary.
+        m.d.comb += [Assert(~boundary | last_taken | clean), Assert(~last_taken | boundary)]
+        m.d.comb += Cover(taken & boundary & (state == _HEADER) & _Harness._after_fault(m, dut))
+        return m
+
+
+class UnpackerProgressProof(_Harness):
+    """Progress (module docstring), the outputs always ready: ``i.ready`` is never low for
+    ``bound`` cycles in a row.
+
+    Parameters
+    ----------
+    bound : int
+        Default :data:`PROGRESS_BOUND` (the smallest that k-induction proves for
+        :func:`unpacker_config`; 7 does not close).
+    invariants : bool
+        Assert the induction invariants (register ranges) too, or only the property (a bounded
+        check from reset, whose counterexample is a hang itself).
+    """
+
+    #: Cycles in a row the input may be refused, for :func:`unpacker_config`.
+    PROGRESS_BOUND = 8
+
+    def __init__(self, cfg=None, *, unpacker=None, bound: int | None = None, invariants: bool = True):
+        super().__init__(cfg, unpacker=unpacker, outputs_ready=True)
+        self.bound = self.PROGRESS_BOUND if bound is None else bound
+        self.invariants = invariants
+
+    def elaborate(self, platform):
+        m = Module()
+        fragment = self._drive(m)
+        dut = self.unpacker
+        refused = Signal(range(self.bound + 1))
+        with m.If(dut.i.ready):
+            m.d.sync += refused.eq(0)
+        with m.Elif(refused != self.bound):
+            m.d.sync += refused.eq(refused + 1)
+        m.d.comb += Assert(refused < self.bound)
+        if self.invariants:
+            self._ranges(m, fragment)
+        return m
+
+    def _ranges(self, m, fragment):
+        """Invariants: the state, lengths and fill hold values they can reach."""
+        state, fill, need, spare = (internal(fragment, name) for name in ("state", "fill", "need", "spare"))
+        sizes = self.unpacker.sizes
         codes = self.cfg.cols * self.cfg.fmt.wbits     # the shortest item: a row of codes
-        m.d.comb += [Assert(~boundary | last_taken | clean), Assert(~last_taken | boundary),
-                     Assert(state <= _LAST_STATE), Assert(fill <= sizes.capacity),
+        m.d.comb += [Assert(state <= _LAST_STATE), Assert(fill <= sizes.capacity),
                      Assert(need <= sizes.item_bits), Assert(need >= codes), Assert(spare == fill - need)]
         # The MAP state's registered lengths (``row_offset`` named, row 0's length the rest of
         # ``first_need``, the header's length after reset) add up to an item's length at most.
@@ -149,7 +167,6 @@ class UnpackerProgressProof(_Harness):
         m.d.comb += row0.eq(first_need - row_offset)
         m.d.comb += [Assert(row_offset <= sizes.map_bits), Assert(row0 <= sizes.item_bits), Assert(row0 >= codes),
                      Assert(first_need <= sizes.item_bits)]
-        return m
 
 
 class UnpackerPassProof(_Harness):
@@ -159,15 +176,21 @@ class UnpackerPassProof(_Harness):
     Its invariants relate the harness's counts to the unpacker's pass registers: in a pass (states
     EMIN … END) the registers hold the last header beat's fields, and the rows and exponent beats
     loaded so far are those of the tiles and rows before ``(tile_n, tile_k, row)``.
+
+    Parameters
+    ----------
+    invariants : bool
+        Assert the invariants too, or only the property (a bounded check from reset).
     """
 
-    def __init__(self, cfg=None, *, unpacker=None, outputs_ready=False):
+    def __init__(self, cfg=None, *, unpacker=None, invariants: bool = True):
         cfg = unpacker_config() if cfg is None else cfg
         if cfg.fmt.group != cfg.rows:
             self._MustUse__silence = True  # refused: never elaborated
             raise ValueError(f"UnpackerPassProof counts one K-tile per K-group: group must equal rows "
                              f"({cfg.rows}), not {cfg.fmt.group!r}")
-        super().__init__(cfg, unpacker=unpacker, outputs_ready=outputs_ready)
+        super().__init__(cfg, unpacker=unpacker)
+        self.invariants = invariants
 
     def elaborate(self, platform):
         m = Module()
@@ -208,8 +231,9 @@ class UnpackerPassProof(_Harness):
         m.d.comb += [Assert(~new["rows"] | ((now_got_rows < now_due_rows) & ~now_faulted)),
                      Assert(~new["exps"] | ((now_got_exps < now_due_exps) & ~now_faulted))]
         m.d.comb += Cover(new["header"] & ~faulted & (due_exps != 0) & (got_rows == due_rows))
-        self._invariants(m, fragment, regs, now_got_rows + new["rows"], now_got_exps + new["exps"],
-                         now_due_rows, now_due_exps, now_faulted)
+        if self.invariants:
+            self._invariants(m, fragment, regs, now_got_rows + new["rows"], now_got_exps + new["exps"],
+                             now_due_rows, now_due_exps, now_faulted)
         return m
 
     def _capture_pass_registers(self) -> dict:
