@@ -1,27 +1,26 @@
 """Formal property harnesses of the packed weight stream's unpacker (:class:`~microscopiq.hdl.unpacker.Unpacker`).
 
-Every harness drives the unpacker's input with free beats in every cycle (any ``data``, any
-``last``, ``valid`` any time: malformed passes included) and its outputs' ``ready`` freely unless
-it says otherwise, and proves by k-induction:
+Every harness drives the unpacker's input with free beats and a free reset in every cycle (any
+``data``, any ``last``, ``valid`` any time: malformed passes included) and proves by k-induction:
 
-* :class:`UnpackerStreamProof` — **the stream rules**: on ``header``, ``exps`` and ``rows``, a beat
-  offered and not taken (``valid`` and not ``ready``) is offered again in the next cycle with the
-  same payload (AXI4-Stream); a one-cycle property of every state.
-* :class:`UnpackerProgressProof` — **a malformed stream never hangs the unpacker**: ``i.ready``
-  is never low for :attr:`~UnpackerProgressProof.bound` cycles in a row in which no output beat
-  waits (with the outputs always ready: a beat is taken within ``bound`` cycles of its arrival,
-  whatever the beats before it were); and **every pass starts clean**: the first beat taken after
-  a ``tlast`` beat (or after reset) lands in an empty buffer with the unpacker waiting for a header,
-  so nothing of a pass, faulty or not, is read as part of the next.
-* :class:`UnpackerPassProof` — **a pass is whole or faulted**: between two header beats, a
-  pass whose header was good gets exactly ``R`` rows per tile for its ``KT·NT`` tiles and its
-  exponent beats (``NT`` minima and ``KT·NT / (G/R)`` exponent vectors in MicroScopiQ mode, none
-  raw), unless the unpacker raised ``fault`` during it; never more, and nothing after the fault;
-  a refused header (its beat's ``fault`` set) gets nothing.
+* :class:`UnpackerStreamProof`, outputs' ``ready`` free — **the stream rules**: on ``header``,
+  ``exps`` and ``rows``, a beat offered and not taken (``valid`` and not ``ready``) is offered again
+  in the next cycle with the same payload (AXI4-Stream); and **every pass starts clean**: the first
+  beat taken after a ``tlast`` beat (or after reset) lands in an empty buffer with the unpacker
+  waiting for a header, so nothing of a pass, faulty or not, is read as part of the next.
+* :class:`UnpackerProgressProof`, outputs always ready — **a malformed stream never hangs the
+  unpacker**: ``i.ready`` is never low for ``bound`` cycles in a row, so a beat is taken within
+  ``bound`` cycles of its arrival, whatever the beats before it were.
+* :class:`UnpackerPassProof`, outputs' ``ready`` free — **a pass is whole or faulted**: between two
+  header beats, a pass whose header was good gets exactly ``R`` rows per tile for its ``KT·NT``
+  tiles and ``NT·(KT + 1)`` exponent beats (``E_min`` and an ``E`` per tile in MicroScopiQ mode,
+  one K-tile per K-group; none raw), unless the unpacker raised ``fault`` during it; never more,
+  and nothing after the fault; a refused header (its beat's ``fault`` set) gets nothing.
 
-Internal registers named by the harnesses (:func:`~.formal.internal`): ``state``, ``fill``,
-``need``, ``spare``, ``buffer``, ``last_taken`` and the pass registers ``row``, ``tile_k``,
-``tile_n``, ``k_tiles``, ``n_tiles``, ``raw`` (induction invariants only).
+The harnesses reach the unpacker's registers for their induction invariants: by name
+(:func:`~.formal.internal`: ``state``, ``fill``, ``need``, ``spare``, ``buffer``, ``last_taken``,
+``row_offset``, ``first_need``) and the pass registers as ``Unpacker._pass_registers`` creates them
+(:meth:`UnpackerPassProof._capture_pass_registers`); the block is not changed for the proofs.
 """
 
 from __future__ import annotations
@@ -32,14 +31,10 @@ from amaranth.hdl import Assert, Cover, ResetSignal
 
 from ..config import AccelConfig, FormatConfig
 from ..hdl.layouts import PACKED_HEADER, Fault, Mode
-from ..hdl.unpacker import Unpacker
+from ..hdl.unpacker import Unpacker, _Item
 from .formal import elaborated, internal
 
 __all__ = ["UnpackerStreamProof", "UnpackerProgressProof", "UnpackerPassProof", "unpacker_config"]
-
-#: The unpacker's item states (``hdl/unpacker.py``'s ``_Item``), by value: HEADER 0 … MAP 6.
-_HEADER, _LAST_STATE = 0, 6
-
 
 def unpacker_config() -> AccelConfig:
     """8 columns × 4 rows, b = 2, U = 8 (one micro-block per row), xbits = 1, one K-tile per
@@ -107,13 +102,13 @@ class UnpackerStreamProof(_Harness):
         boundary = Signal(init=1)
         with m.If(taken):
             m.d.sync += boundary.eq(dut.i.payload.last)
-        clean = ((state == _HEADER) & (fill == 0) & (buffer == 0) & (need == PACKED_HEADER.size)
+        clean = ((state == _Item.HEADER) & (fill == 0) & (buffer == 0) & (need == PACKED_HEADER.size)
                  & (spare == -PACKED_HEADER.size))
         m.d.comb += Assert(~(taken & boundary) | clean)
         # Invariants (k-induction): at a boundary the tlast beat waits to be parsed or the unpacker
         # is clean; a taken tlast beat means a boundary.
         m.d.comb += [Assert(~boundary | last_taken | clean), Assert(~last_taken | boundary)]
-        m.d.comb += Cover(taken & boundary & (state == _HEADER) & _Harness._after_fault(m, dut))
+        m.d.comb += Cover(taken & boundary & (state == _Item.HEADER) & _Harness._after_fault(m, dut))
         return m
 
 
@@ -158,7 +153,7 @@ class UnpackerProgressProof(_Harness):
         state, fill, need, spare = (internal(fragment, name) for name in ("state", "fill", "need", "spare"))
         sizes = self.unpacker.sizes
         codes = self.cfg.cols * self.cfg.fmt.wbits     # the shortest item: a row of codes
-        m.d.comb += [Assert(state <= _LAST_STATE), Assert(fill <= sizes.capacity),
+        m.d.comb += [Assert(state <= max(item.value for item in _Item)), Assert(fill <= sizes.capacity),
                      Assert(need <= sizes.item_bits), Assert(need >= codes), Assert(spare == fill - need)]
         # The MAP state's registered lengths (``row_offset`` named, row 0's length the rest of
         # ``first_need``, the header's length after reset) add up to an item's length at most.
@@ -258,10 +253,10 @@ class UnpackerPassProof(_Harness):
         m.d.comb += [named[name].eq(reg) for name, reg in regs.items()]
         regs = named
         k_tiles, n_tiles = regs["k_tiles"], regs["n_tiles"]
-        in_pass = (state >= 1) & (state <= 6) & (state != 5)   # EMIN, EXPS, ROW, END, MAP
+        in_pass = (state != _Item.HEADER) & (state != _Item.DRAIN) & (state <= max(item.value for item in _Item))
         tiles_before = regs["tile_n"] * (k_tiles + 1) + regs["tile_k"]
         exps_before = Mux(regs["raw"], 0, regs["tile_n"] * (k_tiles + 2)
-                          + Mux(state == 1, 0, Mux(state == 2, 1 + regs["tile_k"], 2 + regs["tile_k"])))
+                          + Mux(state == _Item.EMIN, 0, Mux(state == _Item.EXPS, 1, 2) + regs["tile_k"]))
         with m.If(in_pass):
             m.d.comb += [
                 Assert(header.fault == Fault.NONE),
@@ -271,15 +266,15 @@ class UnpackerPassProof(_Harness):
                 Assert(due_exps == Mux(regs["raw"], 0, (n_tiles + 1) * (k_tiles + 2))),
                 Assert(regs["row"] < cfg.rows), Assert(regs["tile_k"] <= k_tiles),
                 Assert(regs["tile_n"] <= n_tiles), Assert(~faulted),
-                Assert(~regs["raw"] | (state == 3) | (state == 4)),
+                Assert(~regs["raw"] | (state == _Item.ROW) | (state == _Item.END)),
             ]
-            with m.If(state == 4):
+            with m.If(state == _Item.END):
                 m.d.comb += [Assert(rows == due_rows), Assert(exps == due_exps)]
             with m.Else():
                 m.d.comb += [Assert(rows == tiles_before * cfg.rows + regs["row"]), Assert(exps == exps_before)]
-                with m.If(state != 3):
+                with m.If(state != _Item.ROW):
                     m.d.comb += Assert(regs["row"] == 0)
-                with m.If(state == 1):
+                with m.If(state == _Item.EMIN):
                     m.d.comb += Assert(regs["tile_k"] == 0)
         with m.Else():
             # Between passes (HEADER) and while dropping one (DRAIN): the pass is whole or faulted.
