@@ -24,9 +24,13 @@ and one assumption: no refused header (``refused``, reached by name, stays 0): a
 issues no token and writes its one beat through a stream handshake, which the inductive invariants
 above do not cover.
 
+With ``refused_headers=True`` the assumption is dropped and a bounded check (``credit_refused``)
+also asserts that a refused pass's beat (the core's ``refusal`` stream) never meets a PPU beat, is
+written once, and that no activation is taken after it until the pass has ended.
+
 The block is reached through its ports, its submodules' ports (``array``, ``ppu``,
-``result_fifo``: ``level``, ``w_rdy``), ``CoreTiming``'s constants and the named registers
-``committed`` and ``refused``: the loader and issuer may change freely.
+``result_fifo``: ``level``, ``w_rdy``), ``CoreTiming``'s constants and the named signals
+``committed``, ``refused`` and ``refusal__valid``: the loader and issuer may change freely.
 """
 
 from __future__ import annotations
@@ -121,8 +125,9 @@ class CreditProof(Elaboratable):
                 m.d.sync += sent.eq(0)
             m.d.comb += [Assert(~(refusal & ppu.result.valid)), Assert(~(sent & refusal)),
                          Assert(~(sent & core.act.ready))]
-            # Not vacuous: after a refused pass, a pass still fills the FIFO up to the credit.
-            m.d.comb += Cover(ever & holds_back)
+            # Not vacuous: after a refused pass, a pass writes results (within credit_refused's
+            # depth) and fills the FIFO up to the credit (deeper).
+            m.d.comb += [Cover(ever & ppu.result.valid), Cover(ever & holds_back)]
         else:
             m.d.comb += Assume(~refused)
             m.d.comb += Cover(holds_back)

@@ -156,6 +156,16 @@ PROOFS: dict[str, Proof] = {
         lambda unpacker=None: UnpackerPassProof(unpacker=unpacker), "cover", 40, True,
         "unpacker_passes not vacuous: a whole MicroScopiQ pass without a fault, then a header",
         "reached at step 37"),
+    "credit_refused": Proof(
+        lambda core=None: CreditProof(core=core, invariants=False, refused_headers=True), "bmc", 32, False,
+        "Core as credit, refused headers too: no overflow; a refused pass's one beat never meets a "
+        "PPU beat, is written once, and no activation is taken after it until the pass has ended",
+        "bounded: a refused pass, its beat, and the next pass's first result beats (cover "
+        "credit_refused_cover); k-induction does not close without the assumption"),
+    "credit_refused_cover": Proof(
+        lambda core=None: CreditProof(core=core, invariants=False, refused_headers=True), "cover", 40, False,
+        "credit_refused not vacuous: after a refused pass's beat, a pass writes results, and fills the "
+        "FIFO up to the credit", "reached at steps 23 (a result beat after a refused pass's beat) and 37"),
     "credit_cover": Proof(
         lambda core=None: CreditProof(core=core), "cover", 36, False,
         "credit harness not vacuous: the credit holds a token back with the FIFO two beats short "

@@ -63,7 +63,7 @@ class DrainsOn(AcceleratorCore):
 
 def test_credit_proof_with_refused_headers_fails_on_a_core_that_drains_on(tmp_path):
     """A refused header (its one weight beat and one activation beat), the refusal beat held by
-    back-pressure, and a second activation frame: dropped, and a second beat written (step 8)."""
+    back-pressure, then an activation taken for it again (step 5)."""
     harness = CreditProof(core=DrainsOn(CreditProof.config()), invariants=False, refused_headers=True)
     result = prove("credit-refused-mutant", harness, mode="bmc", depth=12, root=tmp_path)
     assert result.status == "FAIL" and result.trace is not None, result.summary()
