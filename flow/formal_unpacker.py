@@ -30,7 +30,7 @@ from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Cover, ResetSignal
 
 from ..config import AccelConfig, FormatConfig
-from ..hdl.layouts import PACKED_HEADER, Fault, Mode
+from ..hdl.layouts import PACKED_HEADER, Fault, Mode, StreamLayouts
 from ..hdl.unpacker import Unpacker, _Item
 from .formal import elaborated, internal
 
@@ -197,11 +197,12 @@ class UnpackerPassProof(_Harness):
         new = {name: getattr(dut, name).valid & ~self._waiting(m, getattr(dut, name), name) for name in _OUTPUTS}
         header = dut.header.payload
         fields = header.fields
-        rows_of = lambda k_tiles, n_tiles: (k_tiles + 1) * (n_tiles + 1) * cfg.rows
-        exps_of = lambda k_tiles, n_tiles: (n_tiles + 1) * (k_tiles + 2)   # E_min, then E per tile
+        tiles = (fields.k_tiles + 1) * (fields.n_tiles + 1)
         good = header.fault == Fault.NONE
         raw = fields.mode == Mode.RAW
-        width = 8
+        # Counters wide enough for the longest pass's rows (and its E_min and E beats).
+        sf = StreamLayouts(cfg)
+        width = (sf.max_k_tiles * sf.max_n_tiles * max(cfg.rows, 2)).bit_length() + 1
         due_rows, due_exps, got_rows, got_exps = (Signal(width, name=n) for n in
                                                   ("due_rows", "due_exps", "got_rows", "got_exps"))
         faulted = Signal()
@@ -212,8 +213,8 @@ class UnpackerPassProof(_Harness):
         with m.If(new["exps"]):
             m.d.sync += got_exps.eq(got_exps + 1)
         # This cycle's pass: a new header beat starts the count.
-        now_due_rows = Mux(new["header"], Mux(good, rows_of(fields.k_tiles, fields.n_tiles), 0), due_rows)
-        now_due_exps = Mux(new["header"], Mux(good & ~raw, exps_of(fields.k_tiles, fields.n_tiles), 0), due_exps)
+        now_due_rows = Mux(new["header"], Mux(good, tiles * cfg.rows, 0), due_rows)
+        now_due_exps = Mux(new["header"], Mux(good & ~raw, tiles + fields.n_tiles + 1, 0), due_exps)  # E, E_min
         now_faulted = faulted & ~new["header"]
         with m.If(new["header"]):
             m.d.sync += [due_rows.eq(now_due_rows), due_exps.eq(now_due_exps), got_rows.eq(new["rows"]),
@@ -225,7 +226,8 @@ class UnpackerPassProof(_Harness):
         now_got_exps = Mux(new["header"], 0, got_exps)
         m.d.comb += [Assert(~new["rows"] | ((now_got_rows < now_due_rows) & ~now_faulted)),
                      Assert(~new["exps"] | ((now_got_exps < now_due_exps) & ~now_faulted))]
-        m.d.comb += Cover(new["header"] & ~faulted & (due_exps != 0) & (got_rows == due_rows))
+        m.d.comb += Cover(new["header"] & ~faulted & (due_exps != 0) & (got_rows == due_rows)
+                          & (got_exps == due_exps))
         if self.invariants:
             self._invariants(m, fragment, regs, now_got_rows + new["rows"], now_got_exps + new["exps"],
                              now_due_rows, now_due_exps, now_faulted)
