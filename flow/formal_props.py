@@ -117,6 +117,9 @@ PROOFS: dict[str, Proof] = {
         "legal record and every product in the PE ranges",
         "no feedback at full rate: the state 13 edges after reset (decoder latency 10, network 3) is "
         "any function of the last 13 rows"),
+    "meta_decoder_b3": Proof(
+        lambda decoder=None: MetaProof(FormatConfig(wbits=3, xbits=1), decoder=decoder), "bmc", 14, False,
+        "MetaDecoder -> ReconNetwork as meta_decoder, b=3, xbits=1", "as meta_decoder"),
     "meta_hold": Proof(
         lambda decoder=None: HoldProof(decoder or MetaDecoder(NETWORK_FORMAT, NETWORK_FORMAT.ublock),
                                        _output_waits, lambda dec: [dec.i.ready == ~_output_waits(dec)]),
