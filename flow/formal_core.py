@@ -24,9 +24,13 @@ and one assumption: no refused header (``refused``, reached by name, stays 0): a
 issues no token and writes its one beat through a stream handshake, which the inductive invariants
 above do not cover.
 
+With ``refused_headers=True`` the assumption is dropped and a bounded check (``credit_refused``)
+also asserts that a refused pass's beat (the core's ``refusal`` stream) never meets a PPU beat, is
+written once, and that no activation is taken after it until the pass has ended.
+
 The block is reached through its ports, its submodules' ports (``array``, ``ppu``,
-``result_fifo``: ``level``, ``w_rdy``), ``CoreTiming``'s constants and the named registers
-``committed`` and ``refused``: the loader and issuer may change freely.
+``result_fifo``: ``level``, ``w_rdy``), ``CoreTiming``'s constants and the named signals
+``committed``, ``refused`` and ``refusal__valid``: the loader and issuer may change freely.
 """
 
 from __future__ import annotations
@@ -66,9 +70,15 @@ class CreditProof(Elaboratable):
     invariants : bool
         Assert the invariants (True: what k-induction needs) or only the property (a bounded check
         whose counterexample is an overflow itself).
+    refused_headers : bool
+        False: assume no header is refused (the k-induction proof). True: headers are free too, and
+        a refused pass's one beat must never meet a PPU beat (it would replace it in the FIFO's
+        write port); a bounded check (the invariants above do not say that a refused pass finds
+        the array and the PPU empty).
     """
 
-    def __init__(self, cfg: AccelConfig | None = None, *, core=None, invariants: bool = True):
+    def __init__(self, cfg: AccelConfig | None = None, *, core=None, invariants: bool = True,
+                 refused_headers: bool = False):
         self.cfg = self.config() if cfg is None else cfg
         if self.cfg.recon_share > 1:
             self._MustUse__silence = True  # refused: never elaborated
@@ -76,6 +86,7 @@ class CreditProof(Elaboratable):
                              f"{self.cfg.recon_share!r}")
         self.core = AcceleratorCore(self.cfg) if core is None else core
         self.invariants = invariants
+        self.refused_headers = refused_headers
 
     @staticmethod
     def config() -> AccelConfig:
@@ -99,9 +110,27 @@ class CreditProof(Elaboratable):
         # beat is a stream handshake: it waits for room). The weight streams are those whose
         # headers the front end accepts: a refused pass issues no token (docs/verification.md).
         m.d.comb += Assert(~ppu.result.valid | fifo.w_rdy)
-        m.d.comb += Assume(~internal(fragment, "refused"))
+        refused = internal(fragment, "refused")
         # Not vacuous: the credit holds a token back while the FIFO has beats to give.
-        m.d.comb += Cover(core.act.valid & ~core.act.ready & (fifo.level == fifo.depth - 2))
+        holds_back = core.act.valid & ~core.act.ready & (fifo.level == fifo.depth - 2)
+        if self.refused_headers:
+            # A refused pass's beat (the core's ``refusal`` stream into the FIFO) is offered only
+            # while no PPU beat is; it is written once, and after it nothing of the activation
+            # stream is taken until the pass has ended (its beat taken, ``refused`` cleared).
+            refusal = internal(fragment, "refusal__valid")
+            sent, ever = Signal(name="refusal_sent"), Signal(name="refusal_ever")
+            with m.If(refusal & fifo.w_rdy):
+                m.d.sync += [sent.eq(1), ever.eq(1)]
+            with m.If(~refused):
+                m.d.sync += sent.eq(0)
+            m.d.comb += [Assert(~(refusal & ppu.result.valid)), Assert(~(sent & refusal)),
+                         Assert(~(sent & core.act.ready))]
+            # Not vacuous: after a refused pass, a pass writes results (within credit_refused's
+            # depth) and fills the FIFO up to the credit (deeper).
+            m.d.comb += [Cover(ever & ppu.result.valid), Cover(ever & holds_back)]
+        else:
+            m.d.comb += Assume(~refused)
+            m.d.comb += Cover(holds_back)
         if not self.invariants:
             return m
         # The invariants. The period of the tile being issued is always 1 without shared ReCoN (a

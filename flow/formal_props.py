@@ -21,6 +21,7 @@ from .formal_decoders import ExpProof, MetaProof
 from .formal_pe import PEProof
 from .formal_hold import HoldProof
 from .formal_recon import NetworkProof, SwitchProof, recon_switches
+from .formal_unpacker import UnpackerPassProof, UnpackerProgressProof, UnpackerStreamProof
 
 __all__ = ["Proof", "PROOFS", "NETWORK_FORMAT"]
 
@@ -116,6 +117,9 @@ PROOFS: dict[str, Proof] = {
         "legal record and every product in the PE ranges",
         "no feedback at full rate: the state 13 edges after reset (decoder latency 10, network 3) is "
         "any function of the last 13 rows"),
+    "meta_decoder_b3": Proof(
+        lambda decoder=None: MetaProof(FormatConfig(wbits=3, xbits=1), decoder=decoder), "bmc", 14, False,
+        "MetaDecoder -> ReconNetwork as meta_decoder, b=3, xbits=1", "as meta_decoder"),
     "meta_hold": Proof(
         lambda decoder=None: HoldProof(decoder or MetaDecoder(NETWORK_FORMAT, NETWORK_FORMAT.ublock),
                                        _output_waits, lambda dec: [dec.i.ready == ~_output_waits(dec)]),
@@ -130,6 +134,41 @@ PROOFS: dict[str, Proof] = {
         "overflows, free streams, back-pressure and reset",
         "k-induction: unbounded (invariants: array and PPU as fixed-latency pipelines, committed = "
         "tokens in the array + FIFO level, committed + tokens in the PPU <= depth)"),
+    "unpacker_stream": Proof(
+        lambda unpacker=None: UnpackerStreamProof(unpacker=unpacker), "prove", 2, True,
+        "Unpacker (8x4, b=2, U=8, 8-bit bus), free beats and back-pressure: header, exps and rows "
+        "hold valid and payload while not taken; the first beat after a tlast lands in an empty "
+        "buffer waiting for a header",
+        "k-induction: unbounded (invariant: at a pass boundary the tlast beat waits or the unpacker "
+        "is clean)"),
+    "unpacker_progress": Proof(
+        lambda unpacker=None: UnpackerProgressProof(unpacker=unpacker), "prove",
+        UnpackerProgressProof.PROGRESS_BOUND + 2, True,
+        "Unpacker, free beats (malformed included), outputs always ready: i.ready is never low for "
+        f"{UnpackerProgressProof.PROGRESS_BOUND} cycles in a row (a beat is taken within that many "
+        "cycles of its arrival)",
+        "k-induction: unbounded (invariants: state, fill and item lengths in their reachable ranges)"),
+    "unpacker_passes": Proof(
+        lambda unpacker=None: UnpackerPassProof(unpacker=unpacker), "prove", 4, True,
+        "Unpacker, free beats and back-pressure: between two header beats a good pass gets R rows "
+        "per tile for KT*NT tiles and NT*(KT+1) exponent beats (none raw), or a fault; never more, "
+        "nothing after the fault, nothing after a refused header",
+        "k-induction: unbounded (invariants: the pass registers hold the header's fields, the "
+        "counts are those of the tiles and rows before the current one)"),
+    "unpacker_cover": Proof(
+        lambda unpacker=None: UnpackerPassProof(unpacker=unpacker), "cover", 40, True,
+        "unpacker_passes not vacuous: a whole MicroScopiQ pass without a fault, then a header",
+        "reached at step 37"),
+    "credit_refused": Proof(
+        lambda core=None: CreditProof(core=core, invariants=False, refused_headers=True), "bmc", 32, False,
+        "Core as credit, refused headers too: no overflow; a refused pass's one beat never meets a "
+        "PPU beat, is written once, and no activation is taken after it until the pass has ended",
+        "bounded: a refused pass, its beat, and the next pass's first result beats (cover "
+        "credit_refused_cover); k-induction does not close without the assumption"),
+    "credit_refused_cover": Proof(
+        lambda core=None: CreditProof(core=core, invariants=False, refused_headers=True), "cover", 40, False,
+        "credit_refused not vacuous: after a refused pass's beat, a pass writes results, and fills the "
+        "FIFO up to the credit", "reached at steps 23 (a result beat after a refused pass's beat) and 37"),
     "credit_cover": Proof(
         lambda core=None: CreditProof(core=core), "cover", 36, False,
         "credit harness not vacuous: the credit holds a token back with the FIFO two beats short "

@@ -214,7 +214,7 @@ class AcceleratorCore(wiring.Component):
         # output waits; the pass's last beat is written after any fault of the pass is known).
         entry = data.StructLayout({"beat": ppu.result.payload.shape(), "fault": Fault})
         m.submodules.result_fifo = out = SyncFIFO(width=entry.size, depth=depth)
-        refusal = stream.Signature(1).flip().create()
+        refusal = stream.Signature(1).flip().create(path=("refusal",))
         # The PPU cannot stall (its result is always_ready): the credit keeps the FIFO from ever
         # refusing a beat, so its w_rdy is not looked at.
         written = Signal(entry)
@@ -238,17 +238,23 @@ class AcceleratorCore(wiring.Component):
 
     def _refusal(self, m, refused, refusal):
         """A refused pass: its activations up to ``tlast`` are dropped (the issuer takes none while
-        ``refused``), then its one result beat goes out."""
+        ``refused``), then its one result beat goes out; then nothing until that beat has been taken
+        (``refused`` clears), so the next pass's activations wait for it — under back-pressure they
+        would otherwise be dropped as this pass's and answered with more refusal beats (found by the
+        formal ``credit_refused`` check)."""
         drained = Signal()
+        sent = Signal()
         act = self.act
         with m.If(refused & ~drained):
             m.d.comb += act.ready.eq(1)
             with m.If(act.valid & act.payload.last):
                 m.d.sync += drained.eq(1)
-        with m.If(refused & drained):
+        with m.If(refused & drained & ~sent):
             m.d.comb += refusal.valid.eq(1)
             with m.If(refusal.ready):
-                m.d.sync += drained.eq(0)
+                m.d.sync += sent.eq(1)
+        with m.If(~refused):
+            m.d.sync += [drained.eq(0), sent.eq(0)]
 
     def _row_path(self, m, array, pending, starting):
         """The row buffer between the loader and the array's ``load``; returns its input stream.

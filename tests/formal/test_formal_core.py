@@ -1,9 +1,13 @@
 """Formal proof of the core's credit (flow/formal_core.py): the result FIFO never overflows, and a
-core whose credit keeps too small a margin overflows it (a bounded counterexample)."""
+core whose credit keeps too small a margin overflows it (a bounded counterexample); with refused
+headers, a refused pass writes one beat and takes nothing after it, and a core that drains the
+next pass's activations after that beat is caught."""
 
 from __future__ import annotations
 
 from unittest import mock
+
+from amaranth import Signal
 
 from microscopiq.flow.formal import prove
 from microscopiq.flow.formal_core import CreditProof
@@ -37,4 +41,29 @@ def test_credit_proof_fails_on_a_looser_credit(tmp_path):
     the property alone (no invariants) finds it. (Margin 2 is proven safe: docs/verification.md.)"""
     harness = CreditProof(core=LooseCredit(CreditProof.config(), 1), invariants=False)
     result = prove("credit-mutant", harness, mode="bmc", depth=44, root=tmp_path)
+    assert result.status == "FAIL" and result.trace is not None, result.summary()
+
+
+class DrainsOn(AcceleratorCore):
+    """Mutant (the refusal before the fix, a copy): after a refused pass's beat is written, the
+    core drains activations again while the beat waits, so under back-pressure the next pass's
+    activations are dropped and answered with another refusal beat."""
+
+    def _refusal(self, m, refused, refusal):
+        drained = Signal()
+        with m.If(refused & ~drained):
+            m.d.comb += self.act.ready.eq(1)
+            with m.If(self.act.valid & self.act.payload.last):
+                m.d.sync += drained.eq(1)
+        with m.If(refused & drained):
+            m.d.comb += refusal.valid.eq(1)
+            with m.If(refusal.ready):
+                m.d.sync += drained.eq(0)
+
+
+def test_credit_proof_with_refused_headers_fails_on_a_core_that_drains_on(tmp_path):
+    """A refused header (its one weight beat and one activation beat), the refusal beat held by
+    back-pressure, then an activation taken for it again (step 5)."""
+    harness = CreditProof(core=DrainsOn(CreditProof.config()), invariants=False, refused_headers=True)
+    result = prove("credit-refused-mutant", harness, mode="bmc", depth=12, root=tmp_path)
     assert result.status == "FAIL" and result.trace is not None, result.summary()

@@ -14,6 +14,7 @@ from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.host.stream_format import (Beat, CycleModel, StreamError, check_layer, decode_results, encode_layer,
                                            expected_results, predict_cycles, result_beat_count, tile_periods,
                                            token_passes)
+from microscopiq.hdl.layouts import Fault, StreamLayouts
 from microscopiq.hdl.top import Accelerator
 from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, half_uniform_case, random_case,
                                      random_uniform_case, saturation_case)
@@ -273,6 +274,26 @@ def test_reset_mid_layer(share, cycles):
     cfg = small(share)
     check_case(cfg, random_case(cfg, n=16, k=16, m=8, seed=61), pause=0.2, seed=61,
                interrupt_cycles=cycles)
+
+
+def test_refused_pass_then_a_layer_under_back_pressure():
+    """A pass whose header is refused (``version`` 15), then a layer streamed right behind it, the
+    output blocked for its first 60 cycles: the refused pass is one beat marked HEADER, and the
+    layer's activations wait for that beat to be taken instead of being dropped as the refused
+    pass's (the formal ``credit_refused`` check found that; docs/verification.md)."""
+    cfg = small(1)
+    bad, good = (random_case(cfg, n=8, k=8, m=3, seed=seed) for seed in (81, 82))
+    bad_weights, bad_acts = encode_layer(cfg, bad.layer, bad.x)
+    good_weights, good_acts = encode_layer(cfg, good.layer, good.x)
+    refused = [Beat(bad_weights[0].data | 0xF, bad_weights[0].last)] + bad_weights[1:]
+    count = result_beat_count(cfg, good.layer, good.tokens)
+    beats, _ = Harness(cfg, result_hold=60).run(refused + good_weights, bad_acts + good_acts, 1 + count)
+    first = StreamLayouts(cfg).result.from_bits(beats[0].data)
+    assert (Fault(first.fault), beats[0].last) == (Fault.HEADER, True), (first, beats[0])
+    got = decode_results(cfg, good.layer, good.tokens, beats[1:])
+    for name, g, w in zip(("y_int", "overflow"), got, expected_results(cfg, good.layer, good.x)):
+        bad_at = np.argwhere(g != w)
+        assert not len(bad_at), f"{name} at {tuple(bad_at[0])}: expected {w[tuple(bad_at[0])]}, got {g[tuple(bad_at[0])]}"
 
 
 # -- multi-precision: one instance (wbits 4, AccelConfig.multi_precision) runs uniform layers at b = 4

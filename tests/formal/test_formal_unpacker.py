@@ -1,0 +1,83 @@
+"""Formal proofs of the packed weight stream's unpacker (flow/formal_unpacker.py): the stream rules
+and clean pass starts, progress on any stream, whole or faulted passes; per property a mutant of
+the unpacker on which the proof fails (a bounded check from reset finds the broken behaviour)."""
+
+from __future__ import annotations
+
+import pytest
+from amaranth import Signal
+
+from microscopiq.flow.formal import prove
+from microscopiq.flow.formal_props import PROOFS
+from microscopiq.flow.formal_unpacker import (UnpackerPassProof, UnpackerProgressProof, UnpackerStreamProof,
+                                              unpacker_config)
+from microscopiq.hdl.unpacker import Unpacker
+
+
+def _assigned(m, name: str):
+    """The one signal named ``name`` that a statement of module ``m`` (not yet elaborated) assigns."""
+    found = {id(s): s for statements in m._statements.values() for statement in statements
+             for s in statement._lhs_signals() if s.name == name}
+    assert len(found) == 1, f"{len(found)} signals named {name!r}"
+    return next(iter(found.values()))
+
+
+class LoadsWhileWaiting(Unpacker):
+    """Mutant: an output register takes the next item while its beat waits (overwritten)."""
+
+    def _outputs(self, m, port, load, value):
+        super()._outputs(m, port, load, value)
+        return 1
+
+
+class TakesAfterLast(Unpacker):
+    """Mutant: beats are taken while the buffer has room, also after the pass's tlast beat (the next
+    pass's first beats land behind the old pass's bits)."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        fill = _assigned(m, "fill")
+        m.d.comb += self.i.ready.eq(fill <= self.sizes.capacity - self.bus_bits)
+        return m
+
+
+class NoMapTruncation(Unpacker):
+    """Mutant: a tlast inside a tile's map and first row is not flagged: the unpacker waits in its
+    MAP state for bits that never come."""
+
+    def _row(self, m, buffer, fill, last_taken, row_need, in_map, measured, truncated, regs):
+        return super()._row(m, buffer, fill, last_taken, row_need, in_map, measured, Signal(), regs)
+
+
+class ShortPass(Unpacker):
+    """Mutant: a pass ends after the first K-tile of each N-tile (``KT`` read as 1)."""
+
+    def _next_row(self, m, state, need, regs, per_group):
+        k_tiles = regs["k_tiles"]
+        super()._next_row(m, state, need, dict(regs, k_tiles=k_tiles ^ k_tiles), per_group)
+
+
+@pytest.mark.parametrize("name", ["unpacker_stream", "unpacker_progress", "unpacker_passes", "unpacker_cover"])
+def test_unpacker_proof(tmp_path, name):
+    result = PROOFS[name].run(name, root=tmp_path)
+    assert result.passed, result.summary()
+
+
+@pytest.mark.parametrize("harness, depth", [
+    # Two refused (truncated) headers: the second header beat overwrites the first (step 5).
+    (lambda: UnpackerStreamProof(unpacker=LoadsWhileWaiting(unpacker_config())), 24),
+    # A tlast beat, then one more beat taken (step 1).
+    (lambda: UnpackerStreamProof(unpacker=TakesAfterLast(unpacker_config())), 6),
+    # Header, E_min, E (24 beats), a tlast in the tile map, then 8 cycles refused (step 32).
+    (lambda: UnpackerProgressProof(unpacker=NoMapTruncation(unpacker_config()), invariants=False), 40),
+    # A raw pass of 2 K-tiles ended after one, no fault, then a header (step 20).
+    (lambda: UnpackerPassProof(unpacker=ShortPass(unpacker_config()), invariants=False), 26),
+], ids=["LoadsWhileWaiting", "TakesAfterLast", "NoMapTruncation", "ShortPass"])
+def test_unpacker_proof_fails_on_a_mutant(tmp_path, harness, depth):
+    result = prove("unpacker-mutant", harness(), mode="bmc", depth=depth, root=tmp_path)
+    assert result.status == "FAIL" and result.trace is not None, result.summary()
+
+
+def test_unpacker_pass_proof_refuses_several_tiles_per_group():
+    with pytest.raises(ValueError, match=r"^UnpackerPassProof counts one K-tile per K-group: group must equal rows"):
+        UnpackerPassProof(unpacker_config().replace(group=8))
