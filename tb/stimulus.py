@@ -447,6 +447,7 @@ GENERATORS: dict[str, Callable[..., Case]] = {
     "random": random_case,
     "random_uniform": random_uniform_case,
     "half_uniform": half_uniform_case,
+    "half_msq": half_msq_case,
     "quantized": quantized_case,
     "decoupleq": decoupleq_case,
     "minilm": minilm_case,
