@@ -10,12 +10,12 @@ import pytest
 from amaranth import ClockDomain, Module
 from amaranth.sim import DomainReset, Simulator
 
-from microscopiq.config import AccelConfig, FormatConfig
+from microscopiq.config import PRESETS, AccelConfig, FormatConfig
 from microscopiq.host.stream_format import (Beat, CycleModel, StreamError, check_layer, decode_results, encode_layer,
                                            expected_results, predict_cycles, result_beat_count, tile_periods,
                                            token_passes)
 from microscopiq.hdl.top import Accelerator
-from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, half_msq_case, half_uniform_case, random_case,
+from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, half_msq_case, half_uniform_case, minilm_case, random_case,
                                      random_uniform_case, saturation_case)
 
 
@@ -330,6 +330,22 @@ def test_multi_precision_msq_w2_w4_and_uniform_w2_on_one_build(share):
     for case in (half_msq_case(cfg, n=16, k=20, m=3, seed=61, outlier_rate=0.6),
                  random_case(cfg, n=16, k=20, m=3, seed=62), half_uniform_case(cfg, n=16, k=20, m=3, seed=63)):
         assert check_case(cfg, case) == predict_cycles(cfg, case.layer, case.tokens), case.name
+
+
+#: Layers of the mixed MiniLM plan at budget 3.0 (docs/quantization.md, "Mixed precision"): the
+#: FFN-up of block 0 at b = 4, the FFN-down of block 3 at b = 2.
+MIXED_PLAN_LAYERS = {4: "0.model.encoder.layer.0.intermediate.dense", 2: "0.model.encoder.layer.3.output.dense"}
+
+
+def test_mixed_minilm_layers_on_one_8x8_build():
+    """Real MiniLM layers quantized by MicroScopiQ at each b of the mixed plan (top-left 8 x 128
+    sub-blocks, two real input rows) run back to back on one 8x8 W4 multi-precision build, bit-exact,
+    in the predicted cycles (the whole plan: make bench-mixed-run)."""
+    cfg = PRESETS["8x8-b4"].replace(multi_precision=True, max_tokens=4, max_k=256, max_n=64)
+    for b, name in MIXED_PLAN_LAYERS.items():
+        case = minilm_case(cfg.replace(wbits=b, multi_precision=False), n=8, k=128, m=2, seed=71, layer_name=name)
+        assert case.layer.fmt.wbits == b and (np.asarray(case.layer.roles) != 0).any(), name
+        assert check_case(cfg, case) == predict_cycles(cfg, case.layer, case.tokens), name
 
 
 def test_multi_precision_refused_layers():
