@@ -77,6 +77,16 @@ bench-multi-precision: setup
 	  --preset 8x8-b4 $$mp --no-dsp --no-place --out $(MP_DIR)/synth-b4$${mp:+-mp} || exit 1; done
 	nice -n 10 $(PY) bench/bench_multi_precision.py --rtl --synth $(MP_DIR)/synth-b4 $(MP_DIR)/synth-b4-mp
 
+# The mixed-precision MiniLM (budget 3.0, b in {2, 4}) on one --multi-precision 8x8 build: every
+# layer's cycles, one layer of each b on the native harness -> docs/performance.md. The cosine is
+# docs/quantization.md's (bench/bench_mixed.py) for the same plan.
+MIXED_DIR := build/minilm-mixed
+.PHONY: bench-mixed-run
+bench-mixed-run: setup
+	@test -f $(MIXED_DIR)/plan.json || OMP_NUM_THREADS=1 nice -n 10 $(PY) -m microscopiq.cli quantize \
+	  --model minilm --method microscopiq --wbits 2,4 --budget 3.0 --calib-texts 32 --out $(MIXED_DIR)
+	nice -n 10 $(PY) bench/bench_mixed_run.py --plan $(MIXED_DIR) --cosine 0.8954 --rtl
+
 # Simulated MACs/s and wall time per configuration on both simulators, cocotb and the native
 # Verilator harness -> docs/bench_sim.md.
 bench-sim: setup
