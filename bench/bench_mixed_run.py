@@ -5,14 +5,14 @@ MicroScopiQ layers at b = 4 and, one slot per PE, at b = 2, chosen per pass by t
 
 For each plan: every layer's cycles at M tokens from :func:`~microscopiq.host.stream_format.predict_cycles`
 (the model; tests/hdl/test_top.py holds the RTL equal to it, on real MiniLM layers of each b too),
-summed per b and over the model; with ``--rtl`` one layer of each b (the first of the plan) runs on
+summed per b and over the model (M = 32 = 4R and M = 1, the decode step); with ``--rtl`` one layer of each b (the first of the plan) runs on
 the native Verilator harness of the build with random activations, every result integer checked
 against the golden model and its cycles printed beside the model's. The mean EBW comes from the
 plan; the embedding cosine of the same budget from docs/quantization.md's table (``--cosine``, the
 ``bench/bench_mixed.py`` measurement: the plan is the CLI's, the very same). The section
 "Mixed-precision MiniLM on one build" of docs/performance.md is rewritten between its markers.
 
-    python bench/bench_mixed_run.py --plan build/minilm-mixed [--cosine 0.8954] [--tokens 32] [--rtl]
+    python bench/bench_mixed_run.py --plan build/minilm-mixed [--cosine 0.8954] [--tokens 32,1] [--rtl]
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ def plan_layers(folder: Path) -> tuple[dict, list[tuple[dict, object]]]:
     return plan, layers
 
 
-def layer_cycles(layers, tokens: int) -> list[dict]:
+def layer_cycles(layers, tokens: list[int]) -> list[dict]:
+    """Per layer: its b, shape and predicted cycles at each M of ``tokens``."""
     return [{"layer": entry["layer"], "b": entry["b"], "n": layer.n, "k": layer.k,
-             "cycles": predict_cycles(MP, layer, tokens)} for entry, layer in layers]
+             "cycles": {m: predict_cycles(MP, layer, m) for m in tokens}} for entry, layer in layers]
 
 
 def rtl_runs(layers, tokens: int) -> list[dict]:
@@ -75,25 +76,29 @@ def rtl_runs(layers, tokens: int) -> list[dict]:
     return runs
 
 
-def section(plan: dict, rows: list[dict], runs, tokens: int, cosine, command: str, seconds: float) -> str:
+def section(plan: dict, rows: list[dict], runs, tokens: list[int], cosine, command: str, seconds: float) -> str:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     totals = plan["totals"]
-    per_b = {b: [r for r in rows if r["b"] == b] for b in sorted({r["b"] for r in rows})}
-    total = sum(r["cycles"] for r in rows)
+
+    def total(m: int, b: int | None = None) -> str:
+        return f"{sum(r['cycles'][m] for r in rows if b is None or r['b'] == b):,}"
+
+    count = {b: sum(r["b"] == b for r in rows) for b in (2, 4)}
     lines = [f"Written {stamp} on {platform.machine()} ({platform.python_implementation()} "
              f"{platform.python_version()}) by `{command}` (`make bench-mixed-run`, {seconds:.0f} s). "
              f"Plan: `microscopiq quantize --model minilm --method microscopiq --wbits 2,4 --budget "
              f"{plan['budget']} --calib-texts 32 --out DIR`. Build: `microscopiq generate accel --preset 8x8-b4 "
              "--multi-precision` (8×8, b = 4, ReCoN per row, 32-bit weight bus): every layer of the plan "
-             f"runs on it (`check_layer`); cycles: `predict_cycles` at M = {tokens} tokens per layer.", "",
-             "| budget | mean EBW (bits/weight) | embedding cosine, mean | layers at b = 2 / 4 | cycles, b = 2 layers "
-             "| cycles, b = 4 layers | cycles, whole model (8×8) |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-             f"| {plan['budget']} | {totals['ebw']:.3f} | {cosine if cosine is not None else '—'} | "
-             f"{len(per_b.get(2, []))} / {len(per_b.get(4, []))} | {sum(r['cycles'] for r in per_b.get(2, [])):,} | "
-             f"{sum(r['cycles'] for r in per_b.get(4, [])):,} | {total:,} |", ""]
-    lines += ["| layer | b | n × k | cycles |", "| --- | ---: | --- | ---: |"]
-    lines += [f"| {r['layer']} | {r['b']} | {r['n']} × {r['k']} | {r['cycles']:,} |" for r in rows]
+             "runs on it (`check_layer`); cycles: `predict_cycles` per layer at M tokens.", "",
+             "| budget | mean EBW (bits/weight) | embedding cosine, mean | layers at b = 2 / 4 | M "
+             "| cycles, b = 2 layers | cycles, b = 4 layers | cycles, whole model (8×8) |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {plan['budget']} | {totals['ebw']:.3f} | {cosine if cosine is not None else '—'} | "
+              f"{count[2]} / {count[4]} | {m} | {total(m, 2)} | {total(m, 4)} | {total(m)} |" for m in tokens]
+    lines += ["", "| layer | b | n × k | " + " | ".join(f"cycles, M = {m}" for m in tokens) + " |",
+              "| --- | ---: | --- |" + " ---: |" * len(tokens)]
+    lines += [f"| {r['layer']} | {r['b']} | {r['n']} × {r['k']} | "
+              + " | ".join(f"{r['cycles'][m]:,}" for m in tokens) + " |" for r in rows]
     if runs:
         same = all(r["rtl"] == r["model"] for r in runs)
         lines += ["", "RTL (native Verilator harness of the build, random activations, every result integer "
@@ -108,7 +113,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan", type=Path, default=ROOT / "build" / "minilm-mixed",
                         help="the --out folder of a mixed-precision 'microscopiq quantize' run")
-    parser.add_argument("--tokens", type=int, default=32, help="M, tokens per layer")
+    parser.add_argument("--tokens", default="32,1", help="M, tokens per layer (comma-separated; the RTL runs the first)")
     parser.add_argument("--cosine", help="the plan's embedding cosine (docs/quantization.md), printed as given")
     parser.add_argument("--rtl", action="store_true", help="also run one layer of each b on the native harness")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md",
@@ -116,10 +121,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     plan, layers = plan_layers(args.plan)
-    rows = layer_cycles(layers, args.tokens)
-    runs = rtl_runs(layers, args.tokens) if args.rtl else None
+    tokens = [int(m) for m in args.tokens.split(",")]
+    rows = layer_cycles(layers, tokens)
+    runs = rtl_runs(layers, tokens[0]) if args.rtl else None
     command = " ".join(["python bench/bench_mixed_run.py", *(argv if argv is not None else sys.argv[1:])])
-    text = section(plan, rows, runs, args.tokens, args.cosine, command, time.perf_counter() - start)
+    text = section(plan, rows, runs, tokens, args.cosine, command, time.perf_counter() - start)
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_qor import write_section
     write_section(args.doc, "MIXED_RUN", text, "bench/bench_mixed_run.py")
