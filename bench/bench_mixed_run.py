@@ -12,7 +12,7 @@ plan; the embedding cosine of the same budget from docs/quantization.md's table 
 ``bench/bench_mixed.py`` measurement: the plan is the CLI's, the very same). The section
 "Mixed-precision MiniLM on one build" of docs/performance.md is rewritten between its markers.
 
-    python bench/bench_mixed_run.py --plan build/minilm-mixed [--cosine 0.8954] [--tokens 32,1] [--rtl]
+    python bench/bench_mixed_run.py --plan DIR [DIR ...] [--cosine C [C ...]] [--tokens 32,1] [--rtl]
 """
 
 from __future__ import annotations
@@ -76,26 +76,33 @@ def rtl_runs(layers, tokens: int) -> list[dict]:
     return runs
 
 
-def section(plan: dict, rows: list[dict], runs, tokens: list[int], cosine, command: str, seconds: float) -> str:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    totals = plan["totals"]
-
+def summary_rows(plan: dict, rows: list[dict], tokens: list[int], cosine) -> list[str]:
+    """The plan's lines of the summary table: one per M."""
     def total(m: int, b: int | None = None) -> str:
         return f"{sum(r['cycles'][m] for r in rows if b is None or r['b'] == b):,}"
 
     count = {b: sum(r["b"] == b for r in rows) for b in (2, 4)}
+    return [f"| {plan['budget']} | {plan['totals']['ebw']:.3f} | {cosine if cosine is not None else '—'} | "
+            f"{count[2]} / {count[4]} | {m} | {total(m, 2)} | {total(m, 4)} | {total(m)} |" for m in tokens]
+
+
+def section(plans: list[tuple[dict, list[dict], str | None]], runs, tokens: list[int], command: str,
+            seconds: float) -> str:
+    """The summary of every plan, then the first plan's layers and the RTL runs."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    plan, rows, _ = plans[0]
     lines = [f"Written {stamp} on {platform.machine()} ({platform.python_implementation()} "
              f"{platform.python_version()}) by `{command}` (`make bench-mixed-run`, {seconds:.0f} s). "
-             f"Plan: `microscopiq quantize --model minilm --method microscopiq --wbits 2,4 --budget "
-             f"{plan['budget']} --calib-texts 32 --out DIR`. Build: `microscopiq generate accel --preset 8x8-b4 "
-             "--multi-precision` (8×8, b = 4, ReCoN per row, 32-bit weight bus): every layer of the plan "
-             "runs on it (`check_layer`); cycles: `predict_cycles` per layer at M tokens.", "",
+             "Plans: `microscopiq quantize --model minilm --method microscopiq --wbits 2,4 --budget "
+             f"B --calib-texts 32 --out DIR`, B = {', '.join(str(p['budget']) for p, _, _ in plans)}. Build: `microscopiq generate accel --preset 8x8-b4 "
+             "--multi-precision` (8×8, b = 4, ReCoN per row, 32-bit weight bus) "
+             "runs every layer of every plan (`check_layer`); cycles: `predict_cycles` per layer at M tokens.", "",
              "| budget | mean EBW (bits/weight) | embedding cosine, mean | layers at b = 2 / 4 | M "
              "| cycles, b = 2 layers | cycles, b = 4 layers | cycles, whole model (8×8) |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {plan['budget']} | {totals['ebw']:.3f} | {cosine if cosine is not None else '—'} | "
-              f"{count[2]} / {count[4]} | {m} | {total(m, 2)} | {total(m, 4)} | {total(m)} |" for m in tokens]
-    lines += ["", "| layer | b | n × k | " + " | ".join(f"cycles, M = {m}" for m in tokens) + " |",
+    for one in plans:
+        lines += summary_rows(*one[:2], tokens, one[2])
+    lines += ["", f"Budget {plan['budget']}, per layer:", "", "| layer | b | n × k | " + " | ".join(f"cycles, M = {m}" for m in tokens) + " |",
               "| --- | ---: | --- |" + " ---: |" * len(tokens)]
     lines += [f"| {r['layer']} | {r['b']} | {r['n']} × {r['k']} | "
               + " | ".join(f"{r['cycles'][m]:,}" for m in tokens) + " |" for r in rows]
@@ -111,21 +118,28 @@ def section(plan: dict, rows: list[dict], runs, tokens: list[int], cosine, comma
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--plan", type=Path, default=ROOT / "build" / "minilm-mixed",
-                        help="the --out folder of a mixed-precision 'microscopiq quantize' run")
+    parser.add_argument("--plan", type=Path, nargs="+", default=[ROOT / "build" / "minilm-mixed-3.0"],
+                        help="the --out folders of mixed-precision 'microscopiq quantize' runs (the "
+                             "first: per-layer table and RTL)")
     parser.add_argument("--tokens", default="32,1", help="M, tokens per layer (comma-separated; the RTL runs the first)")
-    parser.add_argument("--cosine", help="the plan's embedding cosine (docs/quantization.md), printed as given")
+    parser.add_argument("--cosine", nargs="+", default=[],
+                        help="each plan's embedding cosine (docs/quantization.md), printed as given")
     parser.add_argument("--rtl", action="store_true", help="also run one layer of each b on the native harness")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md",
                         help="the page whose MIXED_RUN section is rewritten")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    plan, layers = plan_layers(args.plan)
+    if len(args.cosine) > len(args.plan):
+        parser.error(f"{len(args.cosine)} --cosine values for {len(args.plan)} --plan folders")
     tokens = [int(m) for m in args.tokens.split(",")]
-    rows = layer_cycles(layers, tokens)
-    runs = rtl_runs(layers, tokens[0]) if args.rtl else None
+    plans, runs = [], None
+    for index, folder in enumerate(args.plan):
+        plan, layers = plan_layers(folder)
+        plans.append((plan, layer_cycles(layers, tokens), args.cosine[index] if index < len(args.cosine) else None))
+        if index == 0 and args.rtl:
+            runs = rtl_runs(layers, tokens[0])
     command = " ".join(["python bench/bench_mixed_run.py", *(argv if argv is not None else sys.argv[1:])])
-    text = section(plan, rows, runs, tokens, args.cosine, command, time.perf_counter() - start)
+    text = section(plans, runs, tokens, command, time.perf_counter() - start)
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_qor import write_section
     write_section(args.doc, "MIXED_RUN", text, "bench/bench_mixed_run.py")
