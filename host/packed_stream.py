@@ -483,11 +483,11 @@ def decode_pass(cfg: AccelConfig, data: bytes) -> Contents:
     half_width = cfg.multi_precision and header["wbits"] + 1 == fmt.wbits // 2
     pairs = half_width and raw
     narrow = half_width and not raw and cfg.has_recon      # a MicroScopiQ pass at b/2
+    if not raw and not cfg.has_recon:
+        raise PackedStreamError("a MicroScopiQ stream needs ReCoN: this instance has recon 'none'")
     if header["wbits"] + 1 != fmt.wbits and not (pairs or narrow):
         runs = f"{fmt.wbits}" + (f" (or {fmt.wbits // 2})" if cfg.multi_precision else "")
         raise PackedStreamError(f"stream has wbits={header['wbits'] + 1}, the instance {runs}")
-    if not raw and not cfg.has_recon:
-        raise PackedStreamError("a MicroScopiQ stream needs ReCoN: this instance has recon 'none'")
     kt, nt = header["k_tiles"] + 1, header["n_tiles"] + 1
     rows, cols, u = cfg.rows, cfg.cols, fmt.ublock
     if cfg.multi_precision:
