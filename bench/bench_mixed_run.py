@@ -5,12 +5,13 @@ MicroScopiQ layers at b = 4 and, one slot per PE, at b = 2, chosen per pass by t
 
 For each plan: every layer's cycles at M tokens from :func:`~microscopiq.host.stream_format.predict_cycles`
 (the model; tests/hdl/test_top.py holds the RTL equal to it, on real MiniLM layers of each b too),
-summed per b and over the model (M = 32 = 4R and M = 1, the decode step); with ``--rtl`` one layer of each b (the first of the plan) runs on
-the native Verilator harness of the build with random activations, every result integer checked
-against the golden model and its cycles printed beside the model's. The mean EBW comes from the
-plan; the embedding cosine of the same budget from docs/quantization.md's table (``--cosine``, the
-``bench/bench_mixed.py`` measurement: the plan is the CLI's, the very same). The section
-"Mixed-precision MiniLM on one build" of docs/performance.md is rewritten between its markers.
+summed per b and over the model (M = 32 = 4R and M = 1, the decode step); with ``--rtl`` one layer
+of each b (the first of the first plan) runs on the native Verilator harness of the build with
+random activations, every result integer checked against the golden model and its cycles printed
+beside the model's. The mean EBW comes from the plan; the embedding cosine of the same budget from
+docs/quantization.md's table (``--cosine``, the ``bench/bench_mixed.py`` measurement: the plan is
+the CLI's, the very same). The MIXED_RUN section of docs/performance.md ("MicroScopiQ at b = 2 and
+the mixed-precision MiniLM on one build") is rewritten between its markers.
 
     python bench/bench_mixed_run.py --plan DIR [DIR ...] [--cosine C [C ...]] [--tokens 32,1] [--rtl]
 """
@@ -45,7 +46,8 @@ def plan_layers(folder: Path) -> tuple[dict, list[tuple[dict, object]]]:
     for entry in plan["layers"]:
         layer = load_layer(folder / entry["file"])
         if layer.fmt.wbits != entry["b"]:
-            raise SystemExit(f"bench_mixed_run: {entry['file']} holds b = {layer.fmt.wbits}, the plan says {entry['b']}")
+            raise SystemExit(f"bench_mixed_run: {entry['file']} holds b = {layer.fmt.wbits}, "
+                             f"the plan says {entry['b']}")
         check_layer(MP, layer)
         layers.append((entry, layer))
     return plan, layers
@@ -94,7 +96,8 @@ def section(plans: list[tuple[dict, list[dict], str | None]], runs, tokens: list
     lines = [f"Written {stamp} on {platform.machine()} ({platform.python_implementation()} "
              f"{platform.python_version()}) by `{command}` (`make bench-mixed-run`, {seconds:.0f} s). "
              "Plans: `microscopiq quantize --model minilm --method microscopiq --wbits 2,4 --budget "
-             f"B --calib-texts 32 --out DIR`, B = {', '.join(str(p['budget']) for p, _, _ in plans)}. Build: `microscopiq generate accel --preset 8x8-b4 "
+             f"B --calib-texts 32 --out DIR`, B = {', '.join(str(p['budget']) for p, _, _ in plans)}. "
+             "Build: `microscopiq generate accel --preset 8x8-b4 "
              "--multi-precision` (8×8, b = 4, ReCoN per row, 32-bit weight bus) "
              "runs every layer of every plan (`check_layer`); cycles: `predict_cycles` per layer at M tokens.", "",
              "| budget | mean EBW (bits/weight) | embedding cosine, mean | layers at b = 2 / 4 | M "
@@ -102,7 +105,8 @@ def section(plans: list[tuple[dict, list[dict], str | None]], runs, tokens: list
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for one in plans:
         lines += summary_rows(*one[:2], tokens, one[2])
-    lines += ["", f"Budget {plan['budget']}, per layer:", "", "| layer | b | n × k | " + " | ".join(f"cycles, M = {m}" for m in tokens) + " |",
+    lines += ["", f"Budget {plan['budget']}, per layer:", "",
+              "| layer | b | n × k | " + " | ".join(f"cycles, M = {m}" for m in tokens) + " |",
               "| --- | ---: | --- |" + " ---: |" * len(tokens)]
     lines += [f"| {r['layer']} | {r['b']} | {r['n']} × {r['k']} | "
               + " | ".join(f"{r['cycles'][m]:,}" for m in tokens) + " |" for r in rows]
@@ -121,7 +125,8 @@ def main(argv=None) -> int:
     parser.add_argument("--plan", type=Path, nargs="+", default=[ROOT / "build" / "minilm-mixed-3.0"],
                         help="the --out folders of mixed-precision 'microscopiq quantize' runs (the "
                              "first: per-layer table and RTL)")
-    parser.add_argument("--tokens", default="32,1", help="M, tokens per layer (comma-separated; the RTL runs the first)")
+    parser.add_argument("--tokens", default="32,1",
+                        help="M, tokens per layer (comma-separated; the RTL runs the first)")
     parser.add_argument("--cosine", nargs="+", default=[],
                         help="each plan's embedding cosine (docs/quantization.md), printed as given")
     parser.add_argument("--rtl", action="store_true", help="also run one layer of each b on the native harness")

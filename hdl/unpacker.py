@@ -311,7 +311,8 @@ class Unpacker(wiring.Component):
 
     def _pass_registers(self, m) -> dict:
         header = self.layouts.header.members
-        return {"raw": Signal(), "narrow": Signal(), "k_tiles": Signal(header["k_tiles"]), "n_tiles": Signal(header["n_tiles"]),
+        return {"raw": Signal(), "narrow": Signal(),
+                "k_tiles": Signal(header["k_tiles"]), "n_tiles": Signal(header["n_tiles"]),
                 "tile_k": Signal(header["k_tiles"]), "tile_n": Signal(header["n_tiles"]),
                 "row": Signal(range(self.cfg.rows))}
 
