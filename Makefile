@@ -77,6 +77,18 @@ bench-multi-precision: setup
 	  --preset 8x8-b4 $$mp --no-dsp --no-place --out $(MP_DIR)/synth-b4$${mp:+-mp} || exit 1; done
 	nice -n 10 $(PY) bench/bench_multi_precision.py --rtl --synth $(MP_DIR)/synth-b4 $(MP_DIR)/synth-b4-mp
 
+# The mixed-precision MiniLM (budgets 3.0 and 3.5, b in {2, 4}) on one --multi-precision 8x8 build:
+# every layer's cycles, one layer of each b on the native harness -> docs/performance.md. The
+# cosines are docs/quantization.md's (bench/bench_mixed.py) for the same plans.
+MIXED_BUDGETS := 3.0 3.5
+.PHONY: bench-mixed-run
+bench-mixed-run: setup
+	@for budget in $(MIXED_BUDGETS); do test -f build/minilm-mixed-$$budget/plan.json || \
+	  OMP_NUM_THREADS=1 nice -n 10 $(PY) -m microscopiq.cli quantize --model minilm --method microscopiq \
+	  --wbits 2,4 --budget $$budget --calib-texts 32 --out build/minilm-mixed-$$budget || exit 1; done
+	nice -n 10 $(PY) bench/bench_mixed_run.py --plan $(MIXED_BUDGETS:%=build/minilm-mixed-%) \
+	  --cosine 0.8954 0.9383 --rtl
+
 # Simulated MACs/s and wall time per configuration on both simulators, cocotb and the native
 # Verilator harness -> docs/bench_sim.md.
 bench-sim: setup

@@ -190,6 +190,9 @@ class Array(wiring.Component):
         (multi-precision instances only) Pair mode, static for a pass: every PE computes two
         ``b/2``-bit slots, row ``r`` K rows ``r`` (``x[r]``) and ``R + r`` (``x[R + r]``), and the
         sum column adds all ``2R`` activations.
+    narrow : In(1)
+        (multi-precision instances only) A MicroScopiQ pass at ``b/2``, static for a pass: the
+        column sums leave shifted right by ``b/2`` (see :meth:`_raw_sums`).
     issue : In(stream.Signature(issue_layout(cfg, tag_shape), always_ready=True))
         The token entering this cycle (``valid`` 0 = bubble); the array never refuses one.
     load : In(load_layout(cfg))
@@ -218,6 +221,7 @@ class Array(wiring.Component):
         }
         if cfg.multi_precision:
             ports["pairs"] = In(1)
+            ports["narrow"] = In(1)
         super().__init__(ports)
 
     @property
@@ -316,11 +320,17 @@ class Array(wiring.Component):
     def _raw_sums(self, psum):
         """The column sums as they leave: with shared ReCoN every bypass row adds ``product << b``
         whatever the mode (no per-PE shift multiplexer), and a raw (uniform) layer, whose rows all
-        bypass, is brought back to ``Σ x · q`` by one exact ``>> b`` per column here."""
-        if not self.shared:
-            return psum
-        b = self.cfg.fmt.wbits
-        return Cat(Mux(self.raw, psum[c] >> b, psum[c]) for c in range(self.cfg.cols))
+        bypass, is brought back to ``Σ x · q`` by one exact ``>> b`` per column here. On a
+        multi-precision instance a MicroScopiQ pass at ``b/2`` runs on the ``b``-bit datapath with
+        every contribution exactly ``2^(b/2)`` times its own (``MetaDecoder.narrow_code``): one
+        exact ``>> b/2`` per column, here too."""
+        b, cols = self.cfg.fmt.wbits, self.cfg.cols
+        sums = [psum[c] for c in range(cols)]
+        if self.cfg.multi_precision and self.cfg.has_recon:
+            sums = [Mux(self.narrow, s >> b // 2, s) for s in sums]
+        if self.shared:
+            sums = [Mux(self.raw, s >> b, s) for s in sums]
+        return Cat(*sums)
 
     def _first_entering(self, markers, r):
         """A tile's first token enters stage ``r`` (from ``issue`` at row 0)."""

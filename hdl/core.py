@@ -166,9 +166,10 @@ class AcceleratorCore(wiring.Component):
         k_tiles = Signal(sf.header.members["k_tiles"])
         n_tiles = Signal(sf.header.members["n_tiles"])
         pairs = Signal()               # a b/2 pass on a multi-precision instance (2R-deep K-tiles)
+        narrow = Signal()              # a MicroScopiQ b/2 pass on a multi-precision instance
         m.d.comb += [array.raw.eq(mode == Mode.RAW), ppu.raw.eq(mode == Mode.RAW)]
         if cfg.multi_precision:
-            m.d.comb += array.pairs.eq(pairs)
+            m.d.comb += [array.pairs.eq(pairs), array.narrow.eq(narrow)]
         credit, refusal = self._result_fifo(m, array, ppu, pass_fault)
 
         # pending: a tile's last row is in the shadow and its first token has not been issued; row
@@ -180,7 +181,8 @@ class AcceleratorCore(wiring.Component):
         shifts = self._shift_path(m, array, ppu)
 
         pass_regs = {"busy": busy, "refused": refused, "pass_fault": pass_fault, "mode": mode,
-                     "tokens": tokens, "k_tiles": k_tiles, "n_tiles": n_tiles, "pairs": pairs}
+                     "tokens": tokens, "k_tiles": k_tiles, "n_tiles": n_tiles, "pairs": pairs,
+                     "narrow": narrow}
         self._loader(m, decoder.o, pass_regs, rows, shifts)
         self._issuer(m, credit, pass_regs, pending, array, tag_layout)
         self._refusal(m, refused, refusal)
@@ -320,7 +322,7 @@ class AcceleratorCore(wiring.Component):
                     m.d.sync += [regs["mode"].eq(header.mode), regs["tokens"].eq(header.tokens),
                                  regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles)]
                     if cfg.multi_precision:
-                        m.d.sync += regs["pairs"].eq(header.pairs)
+                        m.d.sync += [regs["pairs"].eq(header.pairs), regs["narrow"].eq(header.narrow)]
                 with m.Else():
                     m.d.sync += regs["refused"].eq(1)
         with m.Elif(~regs["refused"]):

@@ -115,7 +115,8 @@ class StreamLayouts:
     def header(self) -> data.StructLayout:
         """The layer header: ``mode``, ``tokens`` (M-1), ``k_tiles`` (KT-1), ``n_tiles`` (NT-1); on a
         multi-precision instance also ``pairs`` (the pass's ``b`` is half the instance's: two slots
-        per PE, ``2R``-deep K-tiles)."""
+        per PE, ``2R``-deep K-tiles) and ``narrow`` (a MicroScopiQ pass at half the instance's ``b``,
+        one slot per PE)."""
         fields = {
             "mode": Mode, "tokens": unsigned(_bits(self.cfg.max_tokens - 1)),
             "k_tiles": unsigned(_bits(self.max_k_tiles - 1)),
@@ -123,6 +124,7 @@ class StreamLayouts:
         }
         if self.cfg.multi_precision:
             fields["pairs"] = unsigned(1)
+            fields["narrow"] = unsigned(1)
         return data.StructLayout(fields)
 
     @cached_property

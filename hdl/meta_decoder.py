@@ -112,6 +112,9 @@ class MetaDecoder(wiring.Component):
         Number formats; ``wbits`` must have an outlier format (2, 3 or 4).
     width : int
         Columns ``C`` of the row, a positive multiple of ``fmt.ublock``.
+    narrow : bool
+        (a multi-precision instance) The row carries ``narrow``: a MicroScopiQ row at ``h = b/2``
+        whose ``h``-bit codes arrive zero-extended; :meth:`narrow_code` widens each by its role.
 
     Members
     -------
@@ -119,7 +122,7 @@ class MetaDecoder(wiring.Component):
         ``codes`` (``C`` raw codes), ``blocks`` (per micro-block ``present``, ``count`` = pairs - 1
         (absent at U = 2), ``xexp``, ``pairs[U/2]`` of ``outlier`` / ``partner`` offsets, the first
         ``count + 1`` used, any order), ``raw`` (uniform layer: metadata ignored, every slot INLIER,
-        shift 0).
+        shift 0), ``narrow`` (``narrow=True`` only).
     o : Out(stream.Signature(MetaDecoder.out_layout(fmt, width)))
         ``codes`` (passed through), ``roles`` (:class:`~microscopiq.quant.layer.Role` per column),
         ``config`` (:meth:`ReconNetwork.config_layout`, bit-identical to ``compile_row``), ``error``.
@@ -128,12 +131,14 @@ class MetaDecoder(wiring.Component):
     #: Register stages per level of the Beneš recursion (networks of 4 or more lines).
     STAGES_PER_LEVEL = 4
 
-    def __init__(self, fmt: FormatConfig, width: int):
+    def __init__(self, fmt: FormatConfig, width: int, narrow: bool = False):
         self.geometry = ReconGeometry(fmt, width)      # checks fmt and width
         self.record = RecordGeometry(fmt)
-        self.fmt, self.width = fmt, width
+        if narrow and fmt.wbits != 4:
+            raise ValueError(f"a narrow (b/2) MicroScopiQ row needs wbits 4, not wbits={fmt.wbits}")
+        self.fmt, self.width, self.narrow = fmt, width, narrow
         super().__init__({
-            "i": In(stream.Signature(self.row_layout(fmt, width))),
+            "i": In(stream.Signature(self.row_layout(fmt, width, narrow))),
             "o": Out(stream.Signature(self.out_layout(fmt, width))),
         })
 
@@ -160,12 +165,34 @@ class MetaDecoder(wiring.Component):
         return data.StructLayout(fields)
 
     @classmethod
-    def row_layout(cls, fmt: FormatConfig, width: int) -> data.StructLayout:
-        return data.StructLayout({
+    def row_layout(cls, fmt: FormatConfig, width: int, narrow: bool = False) -> data.StructLayout:
+        fields = {
             "codes": data.ArrayLayout(unsigned(fmt.wbits), width),
             "blocks": data.ArrayLayout(cls.block_layout(fmt), width // fmt.ublock),
             "raw": unsigned(1),
-        })
+        }
+        if narrow:
+            fields["narrow"] = unsigned(1)
+        return data.StructLayout(fields)
+
+    @staticmethod
+    def narrow_code(code, role, wbits: int):
+        """The ``b``-bit code that a ``b``-bit PE, ReCoN and this decoder's op and shift turn into
+        exactly ``2^h`` times the contribution of the ``h``-bit code ``code[:h]`` (``h = b/2``,
+        SPEC §3 at ``h``), so that a MicroScopiQ pass at ``h`` runs on the ``b``-bit datapath and
+        the array shifts its column sums back once (``Array._raw_sums``):
+
+        * INLIER: ``q`` sign-extended (the product ``x·q``, shifted by ``b = h + h``);
+        * OUT_HI: the sign moved to bit ``b-1``, the ``h-1``-bit exponent ``e`` kept (``±x``);
+        * OUT_LO: the fraction ``f`` in the high half, ``f·2^h`` (merged as ``(hi << b) ± lo·2^h
+          = 2^h·((hi << h) ± lo)``, then shifted by ``e + X`` as at ``h``).
+
+        Works on Amaranth values (``role`` a Role-valued signal); ``Role`` 3 keeps the code."""
+        h = wbits // 2
+        low, sign = code[:h], code[h - 1]
+        return Mux(role == Role.INLIER.value, Cat(low, sign.replicate(h)),
+                   Mux(role == Role.OUT_HI.value, Cat(low[:h - 1], C(0, h), sign),
+                       Mux(role == Role.OUT_LO.value, Cat(C(0, h), low), code)))
 
     @staticmethod
     def out_layout(fmt: FormatConfig, width: int) -> data.StructLayout:
@@ -253,7 +280,9 @@ class MetaDecoder(wiring.Component):
                 errors.append(dup)
             perms.append([{"dst": dst}])
         stages = 2 * self.record.offset_bits - 1
+        narrow = payload.narrow if self.narrow else C(0, 1)
         return {"valid": self.i.valid, "codes": [payload.codes[c] for c in range(self.width)], "roles": roles,
+                "narrow": narrow,
                 "xexp": [payload.blocks[blk].xexp for blk in range(self.geometry.blocks)], "raw": raw,
                 "error": _any(errors), "perms": perms,
                 "benes": [[[] for _ in range(stages)] for _ in range(self.geometry.blocks)]}
@@ -326,13 +355,16 @@ class MetaDecoder(wiring.Component):
         """Column ops and shifts, and the row's output payload fields."""
         fmt, geom = self.fmt, self.geometry
         b, u = fmt.wbits, fmt.ublock
-        config = []
+        config, codes = [], []
         for blk in range(geom.blocks):
             stages = state["benes"][blk]
             benes = Cat(*(stages[stage][index] for stage, index in geom.routing_switches))
             columns = []
             for c in range(blk * u, (blk + 1) * u):
                 role, code = state["roles"][c], state["codes"][c]
+                if self.narrow:
+                    code = Mux(state["narrow"], self.narrow_code(code, role, b), code)
+                    codes.append(code)
                 outlier, partner = role == Role.OUT_HI.value, role == Role.OUT_LO.value
                 op = Mux(outlier, Mux(code[b - 1], ColumnOp.MERGE_SUB, ColumnOp.MERGE_ADD),
                          Mux(partner, ColumnOp.ZERO, ColumnOp.KEEP))
@@ -340,5 +372,6 @@ class MetaDecoder(wiring.Component):
                             Mux(partner | state["raw"], 0, b))
                 columns.append(Cat(op[:2], shift[:geom.shift_bits]))
             config.append(Cat(benes, *columns))
-        return {"valid": state["valid"], "codes": Cat(*state["codes"]), "roles": Cat(*state["roles"]),
+        return {"valid": state["valid"], "codes": Cat(*(codes if self.narrow else state["codes"])),
+                "roles": Cat(*state["roles"]),
                 "config": Cat(*config), "error": state["error"]}

@@ -186,6 +186,8 @@ class Unpacker(wiring.Component):
         self.layouts = StreamLayouts(cfg)
         self.sizes = UnpackerSizes(cfg, bus_bits)
         self.record = self.sizes.record
+        # MicroScopiQ rows at b/2 (a multi-precision instance with ReCoN): ``_header_check``, ``_row``.
+        self._narrow_rows = cfg.multi_precision and cfg.has_recon
         super().__init__({
             "i": In(axis_signature(bus_bits)),
             "header": Out(stream.Signature(self.header_layout(cfg))),
@@ -203,7 +205,7 @@ class Unpacker(wiring.Component):
     @staticmethod
     def row_layout(cfg: AccelConfig) -> data.StructLayout:
         if cfg.has_recon:
-            return MetaDecoder.row_layout(cfg.fmt, cfg.cols)
+            return MetaDecoder.row_layout(cfg.fmt, cfg.cols, cfg.multi_precision)
         return data.StructLayout({"codes": data.ArrayLayout(unsigned(cfg.fmt.wbits), cfg.cols)})
 
     # -- logic -------------------------------------------------------------------------------------
@@ -311,7 +313,8 @@ class Unpacker(wiring.Component):
 
     def _pass_registers(self, m) -> dict:
         header = self.layouts.header.members
-        return {"raw": Signal(), "k_tiles": Signal(header["k_tiles"]), "n_tiles": Signal(header["n_tiles"]),
+        return {"raw": Signal(), "narrow": Signal(),
+                "k_tiles": Signal(header["k_tiles"]), "n_tiles": Signal(header["n_tiles"]),
                 "tile_k": Signal(header["k_tiles"]), "tile_n": Signal(header["n_tiles"]),
                 "row": Signal(range(self.cfg.rows))}
 
@@ -358,6 +361,8 @@ class Unpacker(wiring.Component):
                 m.d.comb += need_parsed.eq(Mux(header.mode == Mode.RAW, cfg.cols * cfg.fmt.wbits, exp_bits))
                 with m.If(parse):
                     with m.If(header_ok):
+                        if self._narrow_rows:
+                            m.d.sync += regs["narrow"].eq(header_value.narrow)
                         m.d.sync += [regs["raw"].eq(header.mode == Mode.RAW),
                                      regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles),
                                      regs["tile_k"].eq(0), regs["tile_n"].eq(0), regs["row"].eq(0),
@@ -425,6 +430,10 @@ class Unpacker(wiring.Component):
             pairs = (header.wbits == cfg.fmt.wbits // 2 - 1) & (header.mode == Mode.RAW)
             width_ok = width_ok | pairs
             whole_groups = Mux(pairs, (header.k_tiles + 1) % (per_group // 2) == 0, whole_groups)
+        if self._narrow_rows:
+            # A MicroScopiQ pass at b/2: one slot per PE, rows of C·b/2-bit codes (``_row``).
+            narrow = (header.wbits == cfg.fmt.wbits // 2 - 1) & (header.mode == Mode.MSQ)
+            width_ok = width_ok | narrow
         ok = ((header.version == STREAM_VERSION) & (header.reserved == 0) & width_ok
               & (header.tokens < cfg.max_tokens)
               & (header.k_tiles < sf.max_k_tiles) & (header.n_tiles < sf.max_n_tiles)
@@ -434,6 +443,8 @@ class Unpacker(wiring.Component):
         value = Signal(sf.header)
         if cfg.multi_precision:
             m.d.comb += value.pairs.eq(pairs)
+        if self._narrow_rows:
+            m.d.comb += value.narrow.eq(narrow)
         # The bounds above make the core's narrower fields exact.
         m.d.comb += [value.mode.eq(header.mode)] + [
             value[name].eq(header[name][:len(value[name])]) for name in ("tokens", "k_tiles", "n_tiles")]
@@ -458,6 +469,9 @@ class Unpacker(wiring.Component):
         cfg, fmt = self.cfg, self.cfg.fmt
         code_bits = cfg.cols * fmt.wbits
         value = Signal(self.row_layout(cfg))
+        # A narrow row's codes are C·b/2 bits: its lengths count that, and its fields are read off
+        # the row widened to the b-bit layout (each code zero-extended, the records after them).
+        row_code_bits = Mux(regs["narrow"], code_bits // 2, code_bits) if self._narrow_rows else code_bits
         if not self.record:
             m.d.comb += value.codes.as_value().eq(buffer[:code_bits])
             return value, [], None
@@ -474,7 +488,7 @@ class Unpacker(wiring.Component):
         map_len = Signal(range(self.sizes.map_bits + 1))
         m.d.comb += map_len.eq(entries + _times(_popcount(presence), geom.count_bits))
         row0_len = Signal.like(row_need)       # row 0 without the map
-        m.d.comb += row0_len.eq(code_bits + sum(self._record_lengths(presence[:blocks], counts[:blocks])))
+        m.d.comb += row0_len.eq(row_code_bits + sum(self._record_lengths(presence[:blocks], counts[:blocks])))
         # Two MAP cycles at least: every MAP cycle registers the lengths and the map off the
         # buffer's front (its bits below ``fill`` stay put while nothing is parsed) together with
         # ``fill``; the next one compares them. ``first_need`` counts only bits below ``fill`` once
@@ -506,13 +520,20 @@ class Unpacker(wiring.Component):
         next_presence = stored_presence[blocks:2 * blocks]
         next_counts = [stored_counts.word_select(blocks + blk, count_width) if geom.count_bits else Const(0, 1)
                        for blk in range(blocks)]
-        next_need = Mux(regs["raw"], code_bits, code_bits + sum(self._record_lengths(next_presence, next_counts)))
+        next_need = Mux(regs["raw"], code_bits, row_code_bits + sum(self._record_lengths(next_presence, next_counts)))
         parsed = [stored_presence.eq(stored_presence >> blocks), row_offset.eq(0)]
         if geom.count_bits:
             parsed.append(stored_counts.eq(stored_counts >> (blocks * count_width)))
         # The row: codes, then the records of its present blocks.
         bits = Signal(self.sizes.row_bits)
         m.d.comb += bits.eq(_field_at(m, buffer, row_offset, self.sizes.row_bits))
+        if self._narrow_rows:
+            half = fmt.wbits // 2
+            codes = [Cat(bits[c * half:][:half], Const(0, half)) for c in range(cfg.cols)]
+            widened = Cat(*codes, bits[code_bits // 2:])[:self.sizes.row_bits]
+            narrow_bits = Signal(self.sizes.row_bits)
+            m.d.comb += [narrow_bits.eq(Mux(regs["narrow"], widened, bits)), value.narrow.eq(regs["narrow"])]
+            bits = narrow_bits
         m.d.comb += [value.codes.as_value().eq(bits[:code_bits]), value.raw.eq(regs["raw"])]
         offset = code_bits
         for blk in range(blocks):

@@ -105,7 +105,7 @@ class WeightDecoder(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), unpacker.i)
         rows = self._skid(m, "row_skid", unpacker.rows)
         if cfg.has_recon:
-            m.submodules.meta = meta = MetaDecoder(cfg.fmt, cfg.cols)
+            m.submodules.meta = meta = MetaDecoder(cfg.fmt, cfg.cols, cfg.multi_precision)
             m.submodules.exps = exps = ExpDecoder(cfg.cols)
             wiring.connect(m, rows, meta.i)
             wiring.connect(m, self._skid(m, "exp_skid", unpacker.exps), exps.i)

@@ -130,6 +130,17 @@ class _Grid:
     codes: np.ndarray          # (Nt, Kp), (Nt, Kp/2) in pair mode
     exps: np.ndarray           # (Nt, groups) int64; zeros in raw mode
     records: RowRecords
+    narrow: bool = False       # a MicroScopiQ layer at b/2: rows of C·b/2-bit codes, one slot per PE
+
+    @property
+    def code_bits(self) -> int:
+        """Bits of one code in a row: ``b``, or ``b/2`` for a narrow pass."""
+        return self.cfg.fmt.wbits // 2 if self.narrow else self.cfg.fmt.wbits
+
+    @property
+    def header_wbits(self) -> int:
+        """The pass's ``b`` as the header states it: ``b/2`` in pair mode and for a narrow pass."""
+        return self.cfg.fmt.wbits // 2 if self.pairs or self.narrow else self.cfg.fmt.wbits
 
     @property
     def groups(self) -> int:
@@ -207,7 +218,8 @@ def _grid(cfg: AccelConfig, layer) -> _Grid:
     records = RowRecords(codes=_to_rows(codes, cfg, cfg.cols), count=_to_rows(count, cfg, per_row),
                          xexp=_to_rows(xexp, cfg, per_row), outlier=_to_rows(outlier, cfg, per_row),
                          partner=_to_rows(partner, cfg, per_row))
-    return _Grid(cfg, nt // cfg.cols, kp // cfg.rows, raw, pairs, codes, exps, records)
+    narrow = not raw and layer.fmt != fmt
+    return _Grid(cfg, nt // cfg.cols, kp // cfg.rows, raw, pairs, codes, exps, records, narrow)
 
 
 def row_records(cfg: AccelConfig, layer) -> RowRecords:
@@ -270,7 +282,7 @@ def _header_tokens(cfg: AccelConfig, tokens: int) -> None:
 def _header(cfg: AccelConfig, grid: _Grid, tokens: int) -> int:
     _header_tokens(cfg, tokens)
     values = {"version": STREAM_VERSION, "mode": (Mode.RAW if grid.raw else Mode.MSQ).value,
-              "wbits": (cfg.fmt.wbits // 2 if grid.pairs else cfg.fmt.wbits) - 1, "reserved": 0,
+              "wbits": grid.header_wbits - 1, "reserved": 0,
               "tokens": tokens - 1,
               "k_tiles": grid.k_tiles - 1, "n_tiles": grid.n_tiles - 1}
     for name in ("k_tiles", "n_tiles"):
@@ -297,7 +309,7 @@ def _fields(grid: _Grid):
     add("header", -1, 0, 0, np.array(0), HEADER_BITS)        # value filled in by the caller
     row = np.arange(len(rec))
     tile, r = row // rows, row % rows
-    add("codes", tile[:, None], _PART_ROWS + r[:, None], np.arange(cols)[None, :], rec.codes, fmt.wbits)
+    add("codes", tile[:, None], _PART_ROWS + r[:, None], np.arange(cols)[None, :], rec.codes, grid.code_bits)
     if not grid.raw:
         geom = RecordGeometry(fmt)
         j = np.arange(grid.n_tiles)
@@ -336,7 +348,7 @@ def pass_items(cfg: AccelConfig, layer) -> tuple[np.ndarray, np.ndarray]:
     map). ``bits.sum() + HEADER_BITS`` is the pass's length before padding."""
     grid = _grid(cfg, layer)
     rec, fmt, rows = grid.records, cfg.fmt, cfg.rows
-    row_bits = np.full(len(rec), cfg.cols * fmt.wbits, np.int64)
+    row_bits = np.full(len(rec), cfg.cols * grid.code_bits, np.int64)
     tiles = grid.n_tiles * grid.k_tiles
     if grid.raw:
         return np.full(tiles * rows, ITEM_ROW), row_bits
@@ -468,16 +480,19 @@ def decode_pass(cfg: AccelConfig, data: bytes) -> Contents:
     if header["reserved"]:
         raise PackedStreamError(f"header reserved bits are {header['reserved']:#x}, must be 0")
     raw = header["mode"] == Mode.RAW.value
-    pairs = cfg.multi_precision and raw and header["wbits"] + 1 == fmt.wbits // 2
-    if header["wbits"] + 1 != fmt.wbits and not pairs:
-        runs = f"{fmt.wbits}" + (f" (or {fmt.wbits // 2} in raw mode)" if cfg.multi_precision else "")
-        raise PackedStreamError(f"stream has wbits={header['wbits'] + 1}, the instance {runs}")
+    half_width = cfg.multi_precision and header["wbits"] + 1 == fmt.wbits // 2
+    pairs = half_width and raw
+    narrow = half_width and not raw and cfg.has_recon      # a MicroScopiQ pass at b/2
     if not raw and not cfg.has_recon:
         raise PackedStreamError("a MicroScopiQ stream needs ReCoN: this instance has recon 'none'")
+    if header["wbits"] + 1 != fmt.wbits and not (pairs or narrow):
+        runs = f"{fmt.wbits}" + (f" (or {fmt.wbits // 2})" if cfg.multi_precision else "")
+        raise PackedStreamError(f"stream has wbits={header['wbits'] + 1}, the instance {runs}")
     kt, nt = header["k_tiles"] + 1, header["n_tiles"] + 1
     rows, cols, u = cfg.rows, cfg.cols, fmt.ublock
     if cfg.multi_precision:
-        header["pairs"] = int(pairs)          # (StreamLayouts.header's field: derived, not sent)
+        header["pairs"] = int(pairs)          # (StreamLayouts.header's fields: derived, not sent)
+        header["narrow"] = int(narrow)
     tiles_per_group = fmt.group // cfg.tile_depth(pairs)
     if kt % tiles_per_group:
         raise PackedStreamError(f"k_tiles={kt} is not a whole number of K-groups ({tiles_per_group} tiles each)")
@@ -507,7 +522,7 @@ def decode_pass(cfg: AccelConfig, data: bytes) -> Contents:
                 counts[present == 1] = reader.take(int(present.sum()), geom.count_bits, "tile map") + 1
             for r in range(rows):
                 index = first + r
-                rec.codes[index] = reader.take(cols, fmt.wbits, "codes")
+                rec.codes[index] = reader.take(cols, fmt.wbits // 2 if narrow else fmt.wbits, "codes")
                 for blk in np.flatnonzero(counts[r]):
                     _read_record(reader, geom, rec, index, blk, int(counts[r, blk]))
     tail = reader.bits[reader.cursor:]

@@ -29,7 +29,7 @@ from . import front_end, packed_stream, routing
 
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "Beat", "StreamError",
-    "check_layer", "layer_pairs", "check_activations", "encode_layer", "decoded_tiles", "decode_results", "pack_beat", "from_beat", "expected_results",
+    "check_layer", "layer_pairs", "narrow_codes", "check_activations", "encode_layer", "decoded_tiles", "decode_results", "pack_beat", "from_beat", "expected_results",
     "predict_cycles", "CycleModel", "token_passes",
 ]
 
@@ -162,8 +162,23 @@ def _tiles(cfg: AccelConfig, layer) -> _Tiles:
         return _Tiles(codes, zeros + Role.INLIER, zeros - 1, zeros, np.zeros((nt, groups), np.int64), True)
     exps = np.asarray(layer.exps, np.int64)
     shifts = grow(exps - exps.min(axis=1, keepdims=True), 0)
-    return _Tiles(grow(layer.codes, 0), grow(layer.roles, Role.INLIER), grow(layer.mate, -1),
+    codes, roles = grow(layer.codes, 0), grow(layer.roles, Role.INLIER)
+    if cfg.pass_narrow(layer.fmt, False):
+        codes = narrow_codes(codes, roles, fmt.wbits)
+    return _Tiles(codes, roles, grow(layer.mate, -1),
                   grow(np.repeat(np.asarray(layer.xexp, np.int64), fmt.ublock, axis=0), 0), shifts, False)
+
+
+def narrow_codes(codes, roles, wbits: int) -> np.ndarray:
+    """What the metadata decoder makes of a narrow pass's ``wbits/2``-bit codes
+    (:meth:`~microscopiq.hdl.meta_decoder.MetaDecoder.narrow_code`): the ``wbits``-bit codes that
+    the ``wbits`` datapath turns into ``2^(wbits/2)`` times each slot's contribution at ``wbits/2``."""
+    h = wbits // 2
+    codes, roles = np.asarray(codes, np.int64), np.asarray(roles)
+    low, sign = codes & ((1 << h) - 1), (codes >> (h - 1)) & 1
+    return np.select([roles == Role.INLIER, roles == Role.OUT_HI, roles == Role.OUT_LO],
+                     [low | (sign * (((1 << h) - 1) << h)), (low & ((1 << (h - 1)) - 1)) | (sign << (wbits - 1)),
+                      low << h], codes)
 
 
 def _row_beats(cfg: AccelConfig, layouts: StreamLayouts, tiles: _Tiles, j: int, t: int) -> list[int]:

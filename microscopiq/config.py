@@ -305,15 +305,24 @@ class AccelConfig:
 
     def pass_pairs(self, fmt: FormatConfig, uniform: bool) -> bool:
         """Whether a layer of format ``fmt`` runs in pair mode (two ``b/2``-bit slots per PE) on this
-        instance: False for the instance's own format, True for a uniform layer at ``b/2`` on a
-        :attr:`multi_precision` instance; any other format raises :class:`ConfigError`."""
+        instance: False for the instance's own format and for a MicroScopiQ layer at ``b/2`` on a
+        :attr:`multi_precision` instance with ReCoN (one slot per PE, :meth:`pass_narrow`), True
+        for a uniform layer at ``b/2`` on a :attr:`multi_precision` instance; any other format
+        raises :class:`ConfigError`."""
         if fmt == self.fmt:
             return False
         half = dataclasses.replace(self.fmt, wbits=self.fmt.wbits // 2)
-        if self.multi_precision and uniform and fmt == half:
-            return True
+        if self.multi_precision and fmt == half and (uniform or self.has_recon):
+            return uniform
         runs = f"{self.fmt}" + (f" or (uniform layers) {half}" if self.multi_precision else "")
+        if self.multi_precision and self.has_recon:
+            runs = f"{self.fmt} or {half}"
         raise ConfigError(f"layer format {fmt} differs from the accelerator's {runs}")
+
+    def pass_narrow(self, fmt: FormatConfig, uniform: bool) -> bool:
+        """Whether a layer of format ``fmt`` is a MicroScopiQ pass at ``b/2`` (header ``wbits``
+        ``b/2 - 1``, rows of ``C·b/2``-bit codes, one slot per PE); raises as :meth:`pass_pairs`."""
+        return not self.pass_pairs(fmt, uniform) and fmt != self.fmt
 
     def tile_depth(self, pairs: bool) -> int:
         """K rows of a K-tile: ``R``, or ``2R`` in pair mode."""

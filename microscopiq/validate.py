@@ -65,7 +65,7 @@ def check_sim_layer(path: str | os.PathLike, cfg: AccelConfig, tokens: int, seed
         raise FormatError(f"--layer {error}") from None
     except OSError as error:
         raise ConfigError(f"--layer {text!r} cannot be read: {error.strerror or error}") from None
-    try:   # (a multi-precision accelerator also runs uniform layers at b/2)
+    try:   # (a multi-precision accelerator also runs layers at b/2: AccelConfig.pass_pairs)
         cfg.pass_pairs(layer.fmt, isinstance(layer, UniformLayer))
     except ConfigError:
         raise ConfigError(f"--layer {text!r} has format {layer.fmt}, the accelerator {cfg.fmt}: "

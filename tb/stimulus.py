@@ -208,6 +208,15 @@ def half_uniform_case(cfg: AccelConfig, n: int, k: int, m: int, seed: int) -> Ca
     return replace(case, name=case.name.replace("random-uniform", "half-uniform"))
 
 
+def half_msq_case(cfg: AccelConfig, n: int, k: int, m: int, seed: int, outlier_rate: float = 0.3) -> Case:
+    """:func:`random_case` at ``b/2`` for a multi-precision instance with ReCoN (a MicroScopiQ pass at
+    ``b/2``: one slot per PE, ``AccelConfig.pass_narrow``)."""
+    if not cfg.multi_precision:
+        raise ValueError("a b/2 MicroScopiQ layer runs only on a multi_precision instance")
+    case = random_case(cfg.replace(wbits=cfg.fmt.wbits // 2, multi_precision=False), n, k, m, seed, outlier_rate)
+    return replace(case, name="half-msq")
+
+
 # -- SPEC §6 corners ------------------------------------------------------------------------------
 
 def all_inlier_case(cfg: AccelConfig, n: int, k: int, m: int, seed: int) -> Case:
@@ -438,6 +447,7 @@ GENERATORS: dict[str, Callable[..., Case]] = {
     "random": random_case,
     "random_uniform": random_uniform_case,
     "half_uniform": half_uniform_case,
+    "half_msq": half_msq_case,
     "quantized": quantized_case,
     "decoupleq": decoupleq_case,
     "minilm": minilm_case,

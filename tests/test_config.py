@@ -79,13 +79,17 @@ def test_json_round_trip():
 
 
 def test_multi_precision_formats():
-    """A multi-precision instance runs its own format and, for uniform layers, the one at b/2."""
+    """A multi-precision instance runs its own format and the one at b/2: uniform layers in pairs,
+    MicroScopiQ layers (with ReCoN) narrow, one slot per PE."""
     cfg = AccelConfig(multi_precision=True)
     half = FormatConfig(wbits=2)
-    assert (cfg.pass_pairs(cfg.fmt, False), cfg.pass_pairs(half, True)) == (False, True)
+    assert (cfg.pass_pairs(cfg.fmt, False), cfg.pass_pairs(half, True), cfg.pass_pairs(half, False)) == (False, True, False)
+    assert (cfg.pass_narrow(cfg.fmt, False), cfg.pass_narrow(half, True), cfg.pass_narrow(half, False)) == (False, False, True)
     assert (cfg.act_lanes, cfg.act_bits, cfg.tile_depth(True)) == (16, 128, 16)
     with pytest.raises(ConfigError, match=r"^layer format .*wbits=2.* differs from the accelerator's "):
-        cfg.pass_pairs(half, False)
+        cfg.replace(recon_share=0).pass_pairs(half, False)
+    with pytest.raises(ConfigError, match=r"^layer format .*xbits=3.* differs from the accelerator's "):
+        cfg.pass_narrow(FormatConfig(wbits=2, xbits=3), False)
     with pytest.raises(ConfigError, match=r"^layer format .*wbits=2.* differs from the accelerator's "):
         AccelConfig().pass_pairs(half, True)
     assert AccelConfig.from_json(cfg.to_json()) == cfg

@@ -14,6 +14,7 @@ import gc
 
 import numpy as np
 import pytest
+from amaranth import Module, Signal, unsigned
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
@@ -24,6 +25,7 @@ from microscopiq.hdl.meta_decoder import MetaDecoder, RecordGeometry
 from microscopiq.host import stream_format
 from microscopiq.host.packed_stream import row_records
 from microscopiq.host.routing import compile_row, placements
+from microscopiq.quant import golden
 from microscopiq.quant.layer import Role
 from microscopiq.tb import stimulus
 from microscopiq.tb.sim_streams import stream_through
@@ -222,3 +224,51 @@ def test_verilog_lint(tmp_path):
     path = tmp_path / "meta_decoder.v"
     path.write_text(verilog.convert(MetaDecoder(FormatConfig(), 8), name="meta_decoder"))
     lint(path, top="meta_decoder")
+
+
+def test_narrow_code_every_code_and_role():
+    """``MetaDecoder.narrow_code`` (hardware, amaranth.sim) equals ``stream_format.narrow_codes`` (host)
+    for every 4-bit lane value and role, and what the b = 4 datapath makes of the widened code is
+    exactly 2^2 times the golden contribution at b = 2 (``golden.pe_product``, the inlier shift
+    ``b``, ``golden.recon_merge`` with the shift ``e + X``), for every activation, code and X."""
+    b, h = 4, 2
+    code, role, out = Signal(unsigned(b)), Signal(2), Signal(unsigned(b))
+    m = Module()
+    m.d.comb += out.eq(MetaDecoder.narrow_code(code, role, b))
+    sim = Simulator(m)
+    got = {}
+
+    async def bench(ctx):
+        for c in range(1 << b):
+            for r in range(4):
+                ctx.set(code, c)
+                ctx.set(role, r)
+                got[c, r] = ctx.get(out)
+
+    sim.add_testbench(bench)
+    sim.run()
+    cs, rs = np.meshgrid(np.arange(1 << b), np.arange(4), indexing="ij")
+    want = stream_format.narrow_codes(cs, rs, b)
+    for (c, r), value in got.items():
+        assert value == want[c, r], f"code {c} role {r}: expected {want[c, r]}, actual {value}"
+
+    x = np.arange(-128, 128)[:, None]
+    q = np.arange(1 << h)[None, :]
+    wide = stream_format.narrow_codes(q, np.full_like(q, Role.INLIER), b)
+    inlier_b = golden.pe_product(x, wide, Role.INLIER, b) << b
+    assert (inlier_b == (golden.pe_product(x, q, Role.INLIER, h) << h) << h).all()
+    for hi in range(1 << h):
+        for lo in range(1 << h):
+            for xexp in range(16):
+                hi_w = stream_format.narrow_codes(hi, Role.OUT_HI, b)
+                lo_w = stream_format.narrow_codes(lo, Role.OUT_LO, b)
+                sign, e = golden.split_hi(hi, h)
+                sign_w, e_w = golden.split_hi(hi_w, b)
+                assert (sign_w, e_w) == (sign, e), f"OUT_HI code {hi}"
+                at_b = golden.recon_merge(golden.pe_product(x, hi_w, Role.OUT_HI, b),
+                                          golden.pe_product(x, lo_w, Role.OUT_LO, b), sign_w, int(e_w) + xexp, b)
+                at_h = golden.recon_merge(golden.pe_product(x, hi, Role.OUT_HI, h),
+                                          golden.pe_product(x, lo, Role.OUT_LO, h), sign, int(e) + xexp, h)
+                bad = np.argwhere(at_b != at_h << h)
+                assert not len(bad), f"hi {hi} lo {lo} X {xexp} x {int(x[bad[0][0], 0])}: " \
+                                     f"expected {int(at_h[tuple(bad[0])]) << h}, actual {int(at_b[tuple(bad[0])])}"

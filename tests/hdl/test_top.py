@@ -10,13 +10,13 @@ import pytest
 from amaranth import ClockDomain, Module
 from amaranth.sim import DomainReset, Simulator
 
-from microscopiq.config import AccelConfig, FormatConfig
+from microscopiq.config import PRESETS, AccelConfig, FormatConfig
 from microscopiq.host.stream_format import (Beat, CycleModel, StreamError, check_layer, decode_results, encode_layer,
                                            expected_results, predict_cycles, result_beat_count, tile_periods,
                                            token_passes)
 from microscopiq.hdl.layouts import Fault, StreamLayouts
 from microscopiq.hdl.top import Accelerator
-from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, half_uniform_case, random_case,
+from microscopiq.tb.stimulus import (extreme_case, full_outlier_case, half_msq_case, half_uniform_case, minilm_case, random_case,
                                      random_uniform_case, saturation_case)
 
 
@@ -342,11 +342,41 @@ def test_multi_precision_w2_back_pressure():
     check_case(cfg, half_uniform_case(cfg, n=16, k=32, m=5, seed=51), pause=0.3, seed=52)
 
 
+@pytest.mark.parametrize("share", [1, 2], ids=lambda s: f"recon{s}")
+def test_multi_precision_msq_w2_w4_and_uniform_w2_on_one_build(share):
+    """MicroScopiQ at b = 2 (one slot per PE), MicroScopiQ at b = 4 and uniform W2 (pairs) on one
+    build, back to back, each bit-exact against the golden model of its own format, in the cycles
+    the model predicts."""
+    cfg = pair_build(share)
+    for case in (half_msq_case(cfg, n=16, k=20, m=3, seed=61, outlier_rate=0.6),
+                 random_case(cfg, n=16, k=20, m=3, seed=62), half_uniform_case(cfg, n=16, k=20, m=3, seed=63)):
+        assert check_case(cfg, case) == predict_cycles(cfg, case.layer, case.tokens), case.name
+
+
+#: Layers of the mixed MiniLM plan at budget 3.0 (docs/quantization.md, "Mixed precision"): the
+#: FFN-up of block 0 at b = 4, the FFN-down of block 3 at b = 2.
+MIXED_PLAN_LAYERS = {4: "0.model.encoder.layer.0.intermediate.dense", 2: "0.model.encoder.layer.3.output.dense"}
+
+
+def test_mixed_minilm_layers_on_one_8x8_build():
+    """Real MiniLM layers quantized by MicroScopiQ at each b of the mixed plan (top-left 8 x 128
+    sub-blocks, two real input rows) run back to back on one 8x8 W4 multi-precision build, bit-exact,
+    in the predicted cycles (the whole plan: make bench-mixed-run)."""
+    cfg = PRESETS["8x8-b4"].replace(multi_precision=True, max_tokens=4, max_k=256, max_n=64)
+    for b, name in MIXED_PLAN_LAYERS.items():
+        case = minilm_case(cfg.replace(wbits=b, multi_precision=False), n=8, k=128, m=2, seed=71, layer_name=name)
+        assert case.layer.fmt.wbits == b and (np.asarray(case.layer.roles) != 0).any(), name
+        assert check_case(cfg, case) == predict_cycles(cfg, case.layer, case.tokens), name
+
+
 def test_multi_precision_refused_layers():
     cfg = pair_build()
-    w2_msq = random_case(cfg.replace(wbits=2, multi_precision=False), n=8, k=16, m=1, seed=1)
+    w2_msq = random_case(cfg.replace(wbits=2, multi_precision=False, recon_share=0), n=8, k=16, m=1, seed=1)
     with pytest.raises(StreamError, match=r"^layer format .*wbits=2.* differs from the accelerator's "):
-        check_layer(cfg, w2_msq.layer)        # MicroScopiQ at b/2: not in this pass's scope
+        check_layer(cfg.replace(recon_share=0), w2_msq.layer)     # MicroScopiQ at b/2 needs ReCoN
+    other_x = random_case(cfg.replace(wbits=2, xbits=3, multi_precision=False), n=8, k=16, m=1, seed=1)
+    with pytest.raises(StreamError, match=r"^layer format .*xbits=3.* differs from the accelerator's "):
+        check_layer(cfg, other_x.layer)       # only b may differ from the build's format
     plain = cfg.replace(multi_precision=False)
     w2 = half_uniform_case(cfg, n=8, k=16, m=1, seed=2)
     with pytest.raises(StreamError, match=r"^layer format .*wbits=2.* differs from the accelerator's "):

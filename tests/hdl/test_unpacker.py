@@ -46,6 +46,8 @@ def expected(cfg: AccelConfig, layer, data: bytes) -> dict:
     geom = RecordGeometry(cfg.fmt) if cfg.has_recon else None
     rows = [records.payload(i, geom, raw) if geom else {"codes": records.codes[i].tolist()}
             for i in range(len(records))]
+    if geom and cfg.multi_precision:          # a narrow row's b/2-bit codes leave zero-extended
+        rows = [dict(row, narrow=contents.header["narrow"]) for row in rows]
     as_int = lambda layout, values: [layout.const(v).as_value().value for v in values]
     return {"header": as_int(Unpacker.header_layout(cfg), [{"fields": header, "fault": 0}]),
             "exps": as_int(ExpDecoder.in_layout(cfg.cols), exps),
@@ -158,27 +160,31 @@ MP = AccelConfig(fmt=FormatConfig(group=16), rows=4, cols=8, multi_precision=Tru
 
 def test_multi_precision_passes_back_to_back():
     """One multi-precision instance: a b = 2 uniform pass (``pairs`` 1, two K rows per PE row), a
-    b = 4 uniform pass and a b = 4 MicroScopiQ pass, read as the host reads them."""
+    b = 4 uniform pass, a b = 4 MicroScopiQ pass and a b = 2 MicroScopiQ pass (``narrow`` 1, rows of
+    C·2-bit codes, each code zero-extended on the output), read as the host reads them."""
     rng = np.random.default_rng(SEED)
     layers = [stimulus.half_uniform_case(MP, 16, 40, 1, SEED).layer, stimulus.build_case("random_uniform", MP, 16, 40, 1, SEED).layer,
-              stimulus.build_case("random", MP, 16, 32, 1, SEED).layer]
+              stimulus.build_case("random", MP, 16, 32, 1, SEED).layer,
+              stimulus.half_msq_case(MP, 16, 32, 1, SEED, outlier_rate=0.6).layer]
     passes = [encode_pass(MP, layer, 2) for layer in layers]
     got = simulate(MP, 32, [framed(p, 32) for p in passes], rng)
     assert got["faults"] == []
     wants = [expected(MP, layer, p) for layer, p in zip(layers, passes)]
-    assert [Unpacker.header_layout(MP).from_bits(w["header"][0]).fields.pairs for w in wants] == [1, 0, 0]
-    check(got, merged(*wants), "b = 2, 4, 4")
+    fields = [Unpacker.header_layout(MP).from_bits(w["header"][0]).fields for w in wants]
+    assert [(f.pairs, f.narrow) for f in fields] == [(1, 0), (0, 0), (0, 0), (0, 1)]
+    check(got, merged(*wants), "b = 2, 4, 4, 2")
 
 
 @pytest.mark.parametrize("field, value", [("mode", 0), ("k_tiles", 2), ("wbits", 0)],
-                         ids=["msq_at_half_b", "k_tiles_not_whole_groups", "b_1"])
+                         ids=["msq_at_half_b_without_recon", "k_tiles_not_whole_groups", "b_1"])
 def test_multi_precision_header_refusals(field, value):
-    """A b/2 pass must be raw (MicroScopiQ at b/2 is not supported yet) with whole K-groups of
-    ``G/2R`` tiles; other widths are refused."""
-    good = encode_pass(MP, stimulus.half_uniform_case(MP, 8, 32, 1, SEED).layer, 1)
+    """A b/2 pass must have whole K-groups (``G/2R`` tiles in pair mode); a MicroScopiQ one needs
+    ReCoN; other widths are refused."""
+    cfg = MP.replace(recon_share=0) if field == "mode" else MP
+    good = encode_pass(cfg, stimulus.half_uniform_case(cfg, 8, 32, 1, SEED).layer, 1)
     spoiled = set_bits(good, HEADER[field], {"mode": 1, "k_tiles": 16, "wbits": 3}[field], value)
-    got = simulate(MP, 32, [framed(spoiled, 32), framed(good, 32)], np.random.default_rng(SEED))
-    header = Unpacker.header_layout(MP)
+    got = simulate(cfg, 32, [framed(spoiled, 32), framed(good, 32)], np.random.default_rng(SEED))
+    header = Unpacker.header_layout(cfg)
     assert [Fault(header.from_bits(beat).fault) for beat in got["header"]] == [Fault.HEADER, Fault.NONE]
 
 

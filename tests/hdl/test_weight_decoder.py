@@ -25,6 +25,7 @@ B4 = AccelConfig(fmt=FormatConfig(group=16), rows=8, cols=8, weight_bus=32)
 WIDE = AccelConfig(fmt=FormatConfig(wbits=2, group=16, xbits=3), rows=4, cols=16, weight_bus=64)
 INT8 = AccelConfig(fmt=FormatConfig(wbits=8, group=16), rows=8, cols=8, recon_share=0, acc_bits=48,
                    weight_bus=128)
+MP = AccelConfig(fmt=FormatConfig(group=16), rows=4, cols=8, weight_bus=32, multi_precision=True)
 
 
 def framed(data: bytes, bus: int) -> list[dict]:
@@ -54,9 +55,10 @@ def check_pass(cfg, layer, tokens, beats, *, fault=Fault.NONE, first_fault=None)
     uniform = layer_is_uniform(layer)
     k_tiles = len(tiles) // n_tiles(cfg, layer)
     assert header.header == 1 and Fault(header.fault) == Fault.NONE
-    assert header.fields.as_value().value == layouts.header.const(
-        {"mode": int(uniform), "tokens": tokens - 1, "k_tiles": k_tiles - 1,
-         "n_tiles": n_tiles(cfg, layer) - 1}).as_value().value
+    fields = {"mode": int(uniform), "tokens": tokens - 1, "k_tiles": k_tiles - 1, "n_tiles": n_tiles(cfg, layer) - 1}
+    if cfg.multi_precision:
+        fields.update(pairs=int(cfg.pass_pairs(layer.fmt, uniform)), narrow=int(cfg.pass_narrow(layer.fmt, uniform)))
+    assert header.fields.as_value().value == layouts.header.const(fields).as_value().value
     assert len(rows) == len(tiles) * cfg.rows, f"{len(rows)} rows, expected {len(tiles) * cfg.rows}"
     marks = [Fault(beat.fault) for beat in rows]
     marked = next((i for i, mark in enumerate(marks) if mark != Fault.NONE), len(rows))
@@ -107,7 +109,8 @@ def n_tiles(cfg, layer) -> int:
     (B4, "random_uniform", 16, 32),
     (WIDE, "full_outlier", 32, 32),
     (INT8, "random_uniform", 16, 32),
-], ids=["b4-random", "b4-pairs", "b4-uniform", "wide-b2-full", "int8"])
+    (MP, "half_msq", 24, 40),
+], ids=["b4-random", "b4-pairs", "b4-uniform", "wide-b2-full", "int8", "multi-precision-msq-b2"])
 def test_passes_decode_as_the_routing_compiler_says(cfg, kind, n, k):
     """Two passes back to back: each a header and every row equal to decoded_tiles."""
     case = stimulus.build_case(kind, cfg, n, k, 1, SEED)

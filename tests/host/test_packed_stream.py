@@ -13,7 +13,7 @@ from microscopiq.host.packed_stream import (
     HEADER_BITS, PackedStreamError, decode_pass, encode_pass, row_records, stream_bits,
 )
 from microscopiq.quant.layer import Role
-from microscopiq.tb.stimulus import (empty_msq_layer, half_uniform_case, random_case, random_uniform_case,
+from microscopiq.tb.stimulus import (empty_msq_layer, half_msq_case, half_uniform_case, random_case, random_uniform_case,
                                      worked_example_layer)
 
 FMT = FormatConfig(wbits=4, ublock=8, group=16, xbits=4)
@@ -165,3 +165,23 @@ def test_pair_pass_bit_for_bit():
         decode_pass(cfg.replace(multi_precision=False), data)
     with pytest.raises(PackedStreamError, match=r"^k_tiles=3 is not a whole number of K-groups \(2 tiles each\)$"):
         decode_pass(cfg, data[:4] + bytes([2]) + data[5:])
+
+
+def test_narrow_msq_pass():
+    """A MicroScopiQ b = 2 layer on a b = 4 multi-precision instance: header ``wbits`` 1, ``R``-deep
+    K-tiles, 2-bit codes (the stream equals the same layer's on a fixed b = 2 instance of the same
+    tile shape but for nothing: header, maps, codes, records), read back with ``narrow`` 1; without
+    ReCoN it is refused."""
+    cfg = AccelConfig(fmt=FormatConfig(wbits=4, group=16), rows=4, cols=8, multi_precision=True)
+    fixed = cfg.replace(wbits=2, multi_precision=False)
+    layer = half_msq_case(cfg, 16, 40, 1, 9, outlier_rate=0.6).layer
+    data = encode_pass(cfg, layer)
+    assert data == encode_pass(fixed, layer)
+    contents = check_round_trip(cfg, layer)
+    assert (contents.header["wbits"], contents.header["pairs"], contents.header["narrow"]) == (1, 0, 1)
+    assert stream_bits(cfg, layer).codes == 16 * 48 * 2
+    assert int(np.asarray(layer.roles).max()) > 0
+    with pytest.raises(PackedStreamError, match=r"^a MicroScopiQ stream needs ReCoN"):
+        decode_pass(cfg.replace(recon_share=0), data)
+    with pytest.raises(PackedStreamError, match=r"^stream has wbits=3, the instance 4 \(or 2\)$"):
+        decode_pass(cfg, bytes([data[0] & 0x1F | 2 << 5]) + data[1:])

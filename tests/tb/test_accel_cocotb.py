@@ -80,12 +80,13 @@ def test_accel_quantized_layers(preset, sim):
     assert [record["kind"] for record in records] == HEAVY_KINDS
 
 
-#: One multi-precision instance (b = 4; uniform layers also at b = 2, two slots per PE) on both
-#: simulators: the b = 2 layer under every pause pair, a b = 4 uniform and a MicroScopiQ layer, the
-#: cycle model exact on the free-running runs.
+#: One multi-precision instance (b = 4; uniform layers also at b = 2, two slots per PE; MicroScopiQ
+#: layers also at b = 2, one slot per PE) on both simulators: the b = 2 uniform layer under every
+#: pause pair, a b = 4 uniform, a MicroScopiQ b = 4 and a MicroScopiQ b = 2 layer, the cycle model
+#: exact on the free-running runs.
 MULTI_PRECISION = AccelConfig(fmt=FormatConfig(wbits=4, group=16), rows=4, cols=8, max_k=256,
                               multi_precision=True)
-MULTI_PRECISION_CASES = cross(["half_uniform"], ["random_uniform", "random"])
+MULTI_PRECISION_CASES = cross(["half_uniform"], ["random_uniform", "random", "half_msq"])
 
 
 @pytest.mark.cocotb

@@ -100,12 +100,13 @@ def test_sim_icarus_needs_the_cocotb_harness(b2_layer, capsys):
 
 
 def test_sim_layer_formats_of_a_multi_precision_config(b2_layer, tmp_path):
-    """A --multi-precision b = 4 accelerator takes a uniform layer at b = 2; a MicroScopiQ b = 2 layer
-    is still refused, naming the formats."""
+    """A --multi-precision b = 4 accelerator takes a uniform layer and a MicroScopiQ layer at b = 2;
+    without ReCoN the MicroScopiQ one is refused, naming the formats."""
     cfg = PRESETS["8x8-b4"].replace(multi_precision=True)
     uniform = tmp_path / "w2.msq"
     save_layer(uniform, half_uniform_case(cfg, 8, 40, 1, seed=2).layer)
     assert check_sim_layer(uniform, cfg, 4, 1).fmt.wbits == 2
+    assert check_sim_layer(b2_layer, cfg, 4, 1).fmt.wbits == 2
     with pytest.raises(ConfigError, match=r"^--layer '.*b2\.msq' has format FormatConfig\(wbits=2.*, the accelerator "
                                           r"FormatConfig\(wbits=4.*choose a --config with the same format$"):
-        check_sim_layer(b2_layer, cfg, 4, 1)
+        check_sim_layer(b2_layer, cfg.replace(recon_share=0), 4, 1)

@@ -1,0 +1,157 @@
+"""The mixed-precision MiniLM on one accelerator (issue #13, item 4): every layer of a plan written by
+``microscopiq quantize --model minilm --method microscopiq --wbits 2,4 --budget B --out DIR`` runs on
+one 8×8 W4 multi-precision build (``microscopiq generate accel --preset 8x8-b4 --multi-precision``):
+MicroScopiQ layers at b = 4 and, one slot per PE, at b = 2, chosen per pass by the stream header.
+
+For each plan: every layer's cycles at M tokens from :func:`~microscopiq.host.stream_format.predict_cycles`
+(the model; tests/hdl/test_top.py holds the RTL equal to it, on real MiniLM layers of each b too),
+summed per b and over the model (M = 32 = 4R and M = 1, the decode step); with ``--rtl`` one layer
+of each b (the first of the first plan) runs on the native Verilator harness of the build with
+random activations, every result integer checked against the golden model and its cycles printed
+beside the model's. The mean EBW comes from the plan; the embedding cosine of the same budget from
+docs/quantization.md's table (``--cosine``, the ``bench/bench_mixed.py`` measurement: the plan is
+the CLI's, the very same). The MIXED_RUN section of docs/performance.md ("MicroScopiQ at b = 2 and
+the mixed-precision MiniLM on one build") is rewritten between its markers.
+
+    python bench/bench_mixed_run.py --plan DIR [DIR ...] [--cosine C [C ...]] [--tokens 32,1] [--rtl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from microscopiq.config import PRESETS
+from microscopiq.host.stream_format import check_layer, predict_cycles
+from microscopiq.quant.pack import load_layer
+from microscopiq.tb.stimulus import Case, random_activations
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The one build every layer runs on.
+MP = PRESETS["8x8-b4"].replace(multi_precision=True)
+SEED = 13
+
+
+def plan_layers(folder: Path) -> tuple[dict, list[tuple[dict, object]]]:
+    """``plan.json`` of a mixed-precision ``--out`` folder and each planned layer with its entry."""
+    plan = json.loads((folder / "plan.json").read_text())
+    layers = []
+    for entry in plan["layers"]:
+        layer = load_layer(folder / entry["file"])
+        if layer.fmt.wbits != entry["b"]:
+            raise SystemExit(f"bench_mixed_run: {entry['file']} holds b = {layer.fmt.wbits}, "
+                             f"the plan says {entry['b']}")
+        check_layer(MP, layer)
+        layers.append((entry, layer))
+    return plan, layers
+
+
+def layer_cycles(layers, tokens: list[int]) -> list[dict]:
+    """Per layer: its b, shape and predicted cycles at each M of ``tokens``."""
+    return [{"layer": entry["layer"], "b": entry["b"], "n": layer.n, "k": layer.k,
+             "cycles": {m: predict_cycles(MP, layer, m) for m in tokens}} for entry, layer in layers]
+
+
+def rtl_runs(layers, tokens: int) -> list[dict]:
+    """The first layer of each b on the native harness (results checked), cycles beside the model's."""
+    from microscopiq.tb.native import build_harness, check_case
+    exe = build_harness(MP, quiet=False)
+    runs, seen = [], set()
+    for entry, layer in layers:
+        if entry["b"] in seen:
+            continue
+        seen.add(entry["b"])
+        x = random_activations(layer.fmt, tokens, layer.k, np.random.default_rng(SEED))
+        check = check_case(MP, Case(entry["layer"], layer, x, SEED), executable=exe)
+        if check.mismatches:
+            raise SystemExit(f"bench_mixed_run: {entry['layer']}: the RTL differs from the golden model: "
+                             f"{check.mismatches[0]}")
+        runs.append({"layer": entry["layer"], "b": entry["b"], "rtl": check.run.cycles,
+                     "model": check.predicted, "checked": check.checked})
+    return runs
+
+
+def summary_rows(plan: dict, rows: list[dict], tokens: list[int], cosine) -> list[str]:
+    """The plan's lines of the summary table: one per M."""
+    def total(m: int, b: int | None = None) -> str:
+        return f"{sum(r['cycles'][m] for r in rows if b is None or r['b'] == b):,}"
+
+    count = {b: sum(r["b"] == b for r in rows) for b in (2, 4)}
+    return [f"| {plan['budget']} | {plan['totals']['ebw']:.3f} | {cosine if cosine is not None else '—'} | "
+            f"{count[2]} / {count[4]} | {m} | {total(m, 2)} | {total(m, 4)} | {total(m)} |" for m in tokens]
+
+
+def section(plans: list[tuple[dict, list[dict], str | None]], runs, tokens: list[int], command: str,
+            seconds: float) -> str:
+    """The summary of every plan, then the first plan's layers and the RTL runs."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    plan, rows, _ = plans[0]
+    lines = [f"Written {stamp} on {platform.machine()} ({platform.python_implementation()} "
+             f"{platform.python_version()}) by `{command}` (`make bench-mixed-run`, {seconds:.0f} s). "
+             "Plans: `microscopiq quantize --model minilm --method microscopiq --wbits 2,4 --budget "
+             f"B --calib-texts 32 --out DIR`, B = {', '.join(str(p['budget']) for p, _, _ in plans)}. "
+             "Build: `microscopiq generate accel --preset 8x8-b4 "
+             "--multi-precision` (8×8, b = 4, ReCoN per row, 32-bit weight bus) "
+             "runs every layer of every plan (`check_layer`); cycles: `predict_cycles` per layer at M tokens.", "",
+             "| budget | mean EBW (bits/weight) | embedding cosine, mean | layers at b = 2 / 4 | M "
+             "| cycles, b = 2 layers | cycles, b = 4 layers | cycles, whole model (8×8) |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for one in plans:
+        lines += summary_rows(*one[:2], tokens, one[2])
+    lines += ["", f"Budget {plan['budget']}, per layer:", "",
+              "| layer | b | n × k | " + " | ".join(f"cycles, M = {m}" for m in tokens) + " |",
+              "| --- | ---: | --- |" + " ---: |" * len(tokens)]
+    lines += [f"| {r['layer']} | {r['b']} | {r['n']} × {r['k']} | "
+              + " | ".join(f"{r['cycles'][m]:,}" for m in tokens) + " |" for r in rows]
+    if runs:
+        same = all(r["rtl"] == r["model"] for r in runs)
+        lines += ["", "RTL (native Verilator harness of the build, random activations, every result integer "
+                  "checked against the golden model): "
+                  + ", ".join(f"{r['layer']} (b = {r['b']}): {r['rtl']:,} cycles (model {r['model']:,}, "
+                              f"{r['checked']:,} integers)" for r in runs)
+                  + (" — equal to the model." if same else " — **differs from the model**.")]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plan", type=Path, nargs="+", default=[ROOT / "build" / "minilm-mixed-3.0"],
+                        help="the --out folders of mixed-precision 'microscopiq quantize' runs (the "
+                             "first: per-layer table and RTL)")
+    parser.add_argument("--tokens", default="32,1",
+                        help="M, tokens per layer (comma-separated; the RTL runs the first)")
+    parser.add_argument("--cosine", nargs="+", default=[],
+                        help="each plan's embedding cosine (docs/quantization.md), printed as given")
+    parser.add_argument("--rtl", action="store_true", help="also run one layer of each b on the native harness")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md",
+                        help="the page whose MIXED_RUN section is rewritten")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    if len(args.cosine) > len(args.plan):
+        parser.error(f"{len(args.cosine)} --cosine values for {len(args.plan)} --plan folders")
+    tokens = [int(m) for m in args.tokens.split(",")]
+    plans, runs = [], None
+    for index, folder in enumerate(args.plan):
+        plan, layers = plan_layers(folder)
+        plans.append((plan, layer_cycles(layers, tokens), args.cosine[index] if index < len(args.cosine) else None))
+        if index == 0 and args.rtl:
+            runs = rtl_runs(layers, tokens[0])
+    command = " ".join(["python bench/bench_mixed_run.py", *(argv if argv is not None else sys.argv[1:])])
+    text = section(plans, runs, tokens, command, time.perf_counter() - start)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_qor import write_section
+    write_section(args.doc, "MIXED_RUN", text, "bench/bench_mixed_run.py")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="raise")
+    sys.exit(main())
