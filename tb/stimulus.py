@@ -39,7 +39,7 @@ __all__ = [
     "Case", "empty_msq_layer", "random_activations",
     "random_case", "random_uniform_case", "quantized_case", "decoupleq_case", "minilm_case",
     "all_inlier_case", "full_outlier_case", "pair_positions_case", "extreme_case",
-    "saturation_case", "ragged_case", "CORNERS", "build_case",
+    "saturation_case", "ragged_case", "CORNERS", "build_case", "with_bits",
 ]
 
 
@@ -157,6 +157,14 @@ def _plant_outliers(layer: MsqLayer, rng: np.random.Generator, count: Callable[[
 
 def _random_exps(layer: MsqLayer, rng: np.random.Generator, spread: int = 6) -> None:
     layer.exps[:layer.n] = rng.integers(-spread, spread + 1, size=(layer.n, layer.exps.shape[1]))
+
+
+def with_bits(data: bytes, offset: int, width: int, value: int) -> bytes:
+    """``data`` (a packed pass, bit ``i`` at byte ``i // 8``, LSB first) with ``width`` bits at
+    ``offset`` replaced by ``value``: the malformed streams of the front end's tests."""
+    word = int.from_bytes(data, "little")
+    word = word & ~(((1 << width) - 1) << offset) | (value << offset)
+    return word.to_bytes(len(data), "little")
 
 
 def random_activations(fmt: FormatConfig, m: int, k: int, rng: np.random.Generator,

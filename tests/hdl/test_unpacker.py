@@ -106,22 +106,16 @@ def test_passes_read_as_the_host_reads_them(cfg, bus, kind, n, k):
     check(got, merged(*(expected(cfg, case.layer, p) for p in passes)), f"{kind} on {bus} bits")
 
 
-def set_bits(data: bytes, offset: int, width: int, value: int) -> bytes:
-    word = int.from_bytes(data, "little")
-    word = word & ~(((1 << width) - 1) << offset) | (value << offset)
-    return word.to_bytes(len(data), "little")
-
-
 HEADER = {name: field.offset for name, field in PACKED_HEADER}
 
 
 @pytest.mark.parametrize("fault, spoil", [
-    (Fault.HEADER, lambda d, bus: framed(set_bits(d, HEADER["version"], 4, 2), bus)),
-    (Fault.HEADER, lambda d, bus: framed(set_bits(d, HEADER["reserved"], 8, 1), bus)),
-    (Fault.HEADER, lambda d, bus: framed(set_bits(d, HEADER["wbits"], 3, 1), bus)),
-    (Fault.HEADER, lambda d, bus: framed(set_bits(d, HEADER["tokens"], 16, 64), bus)),
-    (Fault.HEADER, lambda d, bus: framed(set_bits(d, HEADER["k_tiles"], 16, 2), bus)),
-    (Fault.HEADER, lambda d, bus: framed(set_bits(d, HEADER["n_tiles"], 16, 5000), bus)),
+    (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["version"], 4, 2), bus)),
+    (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["reserved"], 8, 1), bus)),
+    (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["wbits"], 3, 1), bus)),
+    (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["tokens"], 16, 64), bus)),
+    (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["k_tiles"], 16, 2), bus)),
+    (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["n_tiles"], 16, 5000), bus)),
     (Fault.TRUNCATED, lambda d, bus: framed(d[:4], bus)),
     (Fault.TRUNCATED, lambda d, bus: framed(d[:len(d) - 8], bus)),
     (Fault.TRUNCATED, lambda d, bus: framed(d[:12], bus)),
@@ -163,7 +157,8 @@ def test_multi_precision_passes_back_to_back():
     b = 4 uniform pass, a b = 4 MicroScopiQ pass and a b = 2 MicroScopiQ pass (``narrow`` 1, rows of
     C·2-bit codes, each code zero-extended on the output), read as the host reads them."""
     rng = np.random.default_rng(SEED)
-    layers = [stimulus.half_uniform_case(MP, 16, 40, 1, SEED).layer, stimulus.build_case("random_uniform", MP, 16, 40, 1, SEED).layer,
+    layers = [stimulus.half_uniform_case(MP, 16, 40, 1, SEED).layer,
+              stimulus.build_case("random_uniform", MP, 16, 40, 1, SEED).layer,
               stimulus.build_case("random", MP, 16, 32, 1, SEED).layer,
               stimulus.half_msq_case(MP, 16, 32, 1, SEED, outlier_rate=0.6).layer]
     passes = [encode_pass(MP, layer, 2) for layer in layers]
@@ -182,7 +177,7 @@ def test_multi_precision_header_refusals(field, value):
     ReCoN; other widths are refused."""
     cfg = MP.replace(recon_share=0) if field == "mode" else MP
     good = encode_pass(cfg, stimulus.half_uniform_case(cfg, 8, 32, 1, SEED).layer, 1)
-    spoiled = set_bits(good, HEADER[field], {"mode": 1, "k_tiles": 16, "wbits": 3}[field], value)
+    spoiled = stimulus.with_bits(good, HEADER[field], {"mode": 1, "k_tiles": 16, "wbits": 3}[field], value)
     got = simulate(cfg, 32, [framed(spoiled, 32), framed(good, 32)], np.random.default_rng(SEED))
     header = Unpacker.header_layout(cfg)
     assert [Fault(header.from_bits(beat).fault) for beat in got["header"]] == [Fault.HEADER, Fault.NONE]

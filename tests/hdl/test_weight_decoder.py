@@ -122,12 +122,6 @@ def test_passes_decode_as_the_routing_compiler_says(cfg, kind, n, k):
     check_pass(cfg, case.layer, 5, beats[half:])
 
 
-def set_bits(data: bytes, offset: int, width: int, value: int) -> bytes:
-    word = int.from_bytes(data, "little")
-    word = word & ~(((1 << width) - 1) << offset) | (value << offset)
-    return word.to_bytes(len(data), "little")
-
-
 def one_pair_case():
     return stimulus.worked_example_layer(B4.fmt)
 
@@ -140,8 +134,8 @@ EXPONENT = PACKED_HEADER.size + 64 + 10 + 8 * 32 + 10
 
 
 @pytest.mark.parametrize("fault, spoil, first", [
-    (Fault.PAIRS, lambda d: set_bits(d, PAIR, 6, 5 | 5 << 3), 3),
-    (Fault.EXPONENT, lambda d: set_bits(d, EXPONENT, 8, 0x80), 8),
+    (Fault.PAIRS, lambda d: stimulus.with_bits(d, PAIR, 6, 5 | 5 << 3), 3),
+    (Fault.EXPONENT, lambda d: stimulus.with_bits(d, EXPONENT, 8, 0x80), 8),
     # 80 bytes end on a beat: tile 1's rows 0-4 are whole, row 5 is cut.
     (Fault.TRUNCATED, lambda d: d[:80], 13),
 ], ids=["pairs", "exponent", "truncated"])
@@ -160,6 +154,6 @@ def test_refused_header_is_one_beat():
     """A header the instance cannot take goes out alone, marked; the next pass is read intact."""
     layer = one_pair_case()
     good = encode_pass(B4, layer, 1)
-    beats = decode(B4, [set_bits(good, 0, 4, 3), good], np.random.default_rng(SEED))
+    beats = decode(B4, [stimulus.with_bits(good, 0, 4, 3), good], np.random.default_rng(SEED))
     assert beats[0].header == 1 and Fault(beats[0].fault) == Fault.HEADER
     check_pass(B4, layer, 1, beats[1:])
