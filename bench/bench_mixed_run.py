@@ -59,13 +59,14 @@ def layer_cycles(layers, tokens: list[int]) -> list[dict]:
              "cycles": {m: predict_cycles(MP, layer, m) for m in tokens}} for entry, layer in layers]
 
 
-def rtl_runs(layers, tokens: int) -> list[dict]:
-    """The first layer of each b on the native harness (results checked), cycles beside the model's."""
+def rtl_runs(layers, tokens: int, every: bool) -> list[dict]:
+    """The first layer of each b (``every``: every layer) on the native harness (results checked),
+    cycles beside the model's."""
     from microscopiq.tb.native import build_harness, check_case
     exe = build_harness(MP, quiet=False)
     runs, seen = [], set()
     for entry, layer in layers:
-        if entry["b"] in seen:
+        if entry["b"] in seen and not every:
             continue
         seen.add(entry["b"])
         x = random_activations(layer.fmt, tokens, layer.k, np.random.default_rng(SEED))
@@ -112,11 +113,18 @@ def section(plans: list[tuple[dict, list[dict], str | None]], runs, tokens: list
               + " | ".join(f"{r['cycles'][m]:,}" for m in tokens) + " |" for r in rows]
     if runs:
         same = all(r["rtl"] == r["model"] for r in runs)
-        lines += ["", "RTL (native Verilator harness of the build, random activations, every result integer "
-                  "checked against the golden model): "
-                  + ", ".join(f"{r['layer']} (b = {r['b']}): {r['rtl']:,} cycles (model {r['model']:,}, "
-                              f"{r['checked']:,} integers)" for r in runs)
-                  + (" — equal to the model." if same else " — **differs from the model**.")]
+        verdict = " — equal to the model." if same else " — **differs from the model**."
+        head = ("RTL (native Verilator harness of the build, random activations at M = "
+                f"{tokens[0]}, every result integer checked against the golden model): ")
+        if len(runs) == len(rows):
+            counts = {b: sum(r["b"] == b for r in runs) for b in (2, 4)}
+            lines += ["", head + f"every layer of the budget-{plan['budget']} plan ({counts[2]} at b = 2, "
+                      f"{counts[4]} at b = 4): {sum(r['checked'] for r in runs):,} integers, no mismatch; "
+                      f"{sum(r['rtl'] for r in runs):,} cycles (model {sum(r['model'] for r in runs):,})"
+                      + verdict]
+        else:
+            lines += ["", head + ", ".join(f"{r['layer']} (b = {r['b']}): {r['rtl']:,} cycles (model "
+                                           f"{r['model']:,}, {r['checked']:,} integers)" for r in runs) + verdict]
     return "\n".join(lines)
 
 
@@ -129,7 +137,8 @@ def main(argv=None) -> int:
                         help="M, tokens per layer (comma-separated; the RTL runs the first)")
     parser.add_argument("--cosine", nargs="+", default=[],
                         help="each plan's embedding cosine (docs/quantization.md), printed as given")
-    parser.add_argument("--rtl", action="store_true", help="also run one layer of each b on the native harness")
+    parser.add_argument("--rtl", choices=("first", "all"),
+                        help="also run on the native harness the first plan's first layer of each b, or all its layers")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md",
                         help="the page whose MIXED_RUN section is rewritten")
     args = parser.parse_args(argv)
@@ -142,7 +151,7 @@ def main(argv=None) -> int:
         plan, layers = plan_layers(folder)
         plans.append((plan, layer_cycles(layers, tokens), args.cosine[index] if index < len(args.cosine) else None))
         if index == 0 and args.rtl:
-            runs = rtl_runs(layers, tokens[0])
+            runs = rtl_runs(layers, tokens[0], args.rtl == "all")
     command = " ".join(["python bench/bench_mixed_run.py", *(argv if argv is not None else sys.argv[1:])])
     text = section(plans, runs, tokens, command, time.perf_counter() - start)
     sys.path.insert(0, str(Path(__file__).parent))
