@@ -63,6 +63,12 @@ class ExpDecoder(wiring.Component):
     def out_layout(width: int) -> data.StructLayout:
         return data.StructLayout({"shifts": data.ArrayLayout(unsigned(EXP_BITS), width), "error": unsigned(1)})
 
+    @staticmethod
+    def _below_minimum(d):
+        """Whether ``d = E - E_min`` flags an error (``E < E_min``; the formal tests' mutant changes
+        only this)."""
+        return d < 0
+
     def elaborate(self, platform):
         m = Module()
         advance = Signal()
@@ -72,7 +78,7 @@ class ExpDecoder(wiring.Component):
         shifts, errors = [], []
         for c in range(self.width):
             d = payload.exps[c] - minima[c]                  # -255 … 255: 10 bits signed
-            errors.append(d < 0)
+            errors.append(self._below_minimum(d))
             shifts.append(Mux(d < 0, 0, d[:EXP_BITS]))
         with m.If(advance):
             m.d.sync += self.o.valid.eq(self.i.valid & ~payload.minimum)
