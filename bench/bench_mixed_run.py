@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_qor import write_section   # bench/ is the script's folder, on sys.path
 from microscopiq.config import PRESETS
 from microscopiq.host.stream_format import check_layer, predict_cycles
 from microscopiq.quant.pack import load_layer
@@ -154,8 +155,6 @@ def main(argv=None) -> int:
             runs = rtl_runs(layers, tokens[0], args.rtl == "all")
     command = " ".join(["python bench/bench_mixed_run.py", *(argv if argv is not None else sys.argv[1:])])
     text = section(plans, runs, tokens, command, time.perf_counter() - start)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_qor import write_section
     write_section(args.doc, "MIXED_RUN", text, "bench/bench_mixed_run.py")
     print(text)
     return 0

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_qor import write_section   # bench/ is the script's folder, on sys.path
 from microscopiq.config import PRESETS
 from microscopiq.host.stream_format import predict_cycles
 from microscopiq.tb.stimulus import half_uniform_case, random_uniform_case
@@ -165,8 +166,6 @@ def main(argv=None) -> int:
     synth = tuple(synth_luts(folder) for folder in args.synth) if args.synth else None
     command = " ".join(["python bench/bench_multi_precision.py", *(argv if argv is not None else sys.argv[1:])])
     text = section(target_rows, decode, rtl, synth, command)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_qor import write_section
     write_section(args.doc, "MULTI_PRECISION", text, "bench/bench_multi_precision.py")
     print(text)
     return 0
