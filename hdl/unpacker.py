@@ -490,8 +490,8 @@ class Unpacker(wiring.Component):
         row0_len = Signal.like(row_need)       # row 0 without the map
         m.d.comb += row0_len.eq(row_code_bits + sum(self._record_lengths(presence[:blocks], counts[:blocks])))
         # Two MAP cycles at least: every MAP cycle registers the lengths and the map off the
-        # buffer's front (its bits below ``fill`` stay put while nothing is parsed) together with
-        # ``fill``; the next one compares them. ``first_need`` counts only bits below ``fill`` once
+        # buffer's front (its bits below ``fill`` stay put while nothing is parsed) and whether
+        # ``fill`` covers them; the next one reads that flag. ``first_need`` counts only bits below ``fill`` once
         # ``fill`` reaches it: the presence bits then all lie below ``fill``, hence the true counts
         # and lengths. The comparison itself is registered in the first cycle (``whole``: ``fill``
         # covers the map and row 0), so the second only reads a flip-flop on its way to ``state``.

@@ -314,9 +314,12 @@ class AccelConfig:
         half = dataclasses.replace(self.fmt, wbits=self.fmt.wbits // 2)
         if self.multi_precision and fmt == half and (uniform or self.has_recon):
             return uniform
-        runs = f"{self.fmt}" + (f" or (uniform layers) {half}" if self.multi_precision else "")
-        if self.multi_precision and self.has_recon:
+        if not self.multi_precision:
+            runs = f"{self.fmt}"
+        elif self.has_recon:
             runs = f"{self.fmt} or {half}"
+        else:
+            runs = f"{self.fmt} or (uniform layers) {half}"
         raise ConfigError(f"layer format {fmt} differs from the accelerator's {runs}")
 
     def pass_narrow(self, fmt: FormatConfig, uniform: bool) -> bool:
