@@ -258,8 +258,8 @@ class _Simulation:
         elif kind == _END:
             restart = self.last_taken
         elif kind == _MAP:
-            # The unpacker registers the map's lengths and ``fill`` in every MAP cycle and compares
-            # them in the next one.
+            # The unpacker registers the map's lengths and whether ``fill`` covers them in every
+            # MAP cycle and reads that flag in the next one.
             parse = self.map_fill is not None and self.map_fill >= current.bits[self.item]
         else:
             if kind == _HEADER:
