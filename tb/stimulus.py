@@ -76,6 +76,17 @@ class Case:
     def uniform(self) -> bool:
         return isinstance(self.layer, UniformLayer)
 
+    @property
+    def result_integers(self) -> int:
+        """The integers a run of this case returns, from the shapes alone (the scoreboard counts what
+        it compared, so a test can hold it to this): ``y`` and ``overflow`` of every output, or ``P`` of
+        every output and K-group and ``S`` of every K-group."""
+        m, n = self.tokens, self.layer.n
+        if self.uniform:
+            groups = -(-self.layer.k // self.layer.fmt.group)
+            return m * n * groups + m * groups
+        return 2 * m * n
+
 
 def _case(name: str, layer, x: np.ndarray, seed: int) -> Case:
     layer.validate()

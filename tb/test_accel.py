@@ -114,7 +114,7 @@ async def check_layer(tb: TB, kind: str, case: stimulus.Case, scoreboard: Scoreb
                 run.cycles, predicted, run.beats, scoreboard.checked - before, len(found))
     outputs, overflowed = saturation(case, run.results)
     record(kind=kind, name=case.name, cycles=run.cycles, predicted=predicted, macs=case.macs,
-           checked=scoreboard.checked - before, mismatches=len(scoreboard.mismatches) - wrong,
+           checked=scoreboard.checked - before, result_integers=case.result_integers, mismatches=len(scoreboard.mismatches) - wrong,
            first_mismatch=str(found[0]) if found else "",
            outputs=outputs, overflowed=overflowed)
     # The cycle model is a contract too: exact whenever every stream is always valid and ready.

@@ -40,6 +40,14 @@ SHAPES = {
 }
 
 
+def assert_every_integer_checked(records):
+    """Every layer run returned all its result integers and each equalled the golden model's."""
+    for record in records:
+        assert record["mismatches"] == 0 and record["checked"] == record["result_integers"], (
+            f"{record['name']}: {record['checked']} integers checked of {record['result_integers']}, "
+            f"{record['mismatches']} mismatches, first {record['first_mismatch']}")
+
+
 def _pairs():
     params = []
     for preset in SHAPES:
@@ -63,7 +71,7 @@ def test_accel_regression(preset, sim):
     assert len(records) == len(cases) + 1 + (2 if stress else 0) + 4 + 3
     assert [r["kind"] for r in records if r["kind"].startswith("after-")] == [
         "after-version", "after-truncated", "after-overrun"]
-    assert all(record["mismatches"] == 0 and record["checked"] > 0 for record in records)
+    assert_every_integer_checked(records)
     # Saturation really happens, and is counted (what microscopiq sim reports).
     assert all(record["overflowed"] > 0 for record in records if record["kind"] == "saturation")
     assert all(record["overflowed"] == 0 for record in records if record["kind"] == "all_inlier")
@@ -78,6 +86,7 @@ def test_accel_quantized_layers(preset, sim):
     records = run_accel(PRESETS[preset], sim, {"cases": cross([], HEAVY_KINDS), "seed": SEED,
                                                "extras": False, "shape": HEAVY_SHAPE}, seed=SEED)
     assert [record["kind"] for record in records] == HEAVY_KINDS
+    assert_every_integer_checked(records)
 
 
 #: One multi-precision instance (b = 4; uniform layers also at b = 2, two slots per PE; MicroScopiQ
@@ -96,4 +105,4 @@ def test_accel_multi_precision(sim):
     records = run_accel(MULTI_PRECISION, sim, {"cases": MULTI_PRECISION_CASES, "seed": SEED, "extras": False,
                                                "shape": {"n": 16, "k": 48, "m": 5}}, seed=SEED)
     assert [r["kind"] for r in records] == [kind for kind, _, _ in MULTI_PRECISION_CASES]
-    assert all(record["mismatches"] == 0 and record["checked"] > 0 for record in records)
+    assert_every_integer_checked(records)
