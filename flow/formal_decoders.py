@@ -35,7 +35,7 @@ from ..hdl.meta_decoder import MetaDecoder
 from ..hdl.recon_network import ReconNetwork
 from ..quant.layer import Role
 from .formal import elaborated, internal
-from .formal_recon import in_pe_range, spec_contribution
+from .formal_recon import in_pe_range, network_checks, spec_merge, spec_shift
 
 __all__ = ["ExpProof", "MetaProof", "delayed"]
 
@@ -111,10 +111,13 @@ class MetaProof(Elaboratable):
     decoder : MetaDecoder, optional
         The block under proof (default ``MetaDecoder(fmt, fmt.ublock)``; the mutation tests pass a
         broken one). Its output is always ready (full rate: ``latency`` is exact).
+    cut : bool
+        Assert the network at its merge registers (:func:`~.formal_recon.network_checks`), not at
+        its contributions.
     """
 
-    def __init__(self, fmt: FormatConfig, *, decoder=None):
-        self.fmt = fmt
+    def __init__(self, fmt: FormatConfig, *, decoder=None, cut: bool = False):
+        self.fmt, self.cut = fmt, cut
         self.decoder = MetaDecoder(fmt, fmt.ublock) if decoder is None else decoder
         self.network = ReconNetwork(fmt, fmt.ublock)
 
@@ -144,7 +147,8 @@ class MetaProof(Elaboratable):
         m.d.comb += ResetSignal().eq(0)
         fmt, dec, net = self.fmt, self.decoder, self.network
         u = fmt.ublock
-        m.submodules.decoder, m.submodules.network = dec, net
+        m.submodules.decoder = dec
+        m.submodules.network = fragment = elaborated(net)
         payload = dec.i.payload
         m.d.comb += [dec.i.valid.eq(AnySeq(1)), payload.as_value().eq(AnySeq(len(payload.as_value()))),
                      dec.o.ready.eq(1), net.en.eq(1),
@@ -175,10 +179,11 @@ class MetaProof(Elaboratable):
         products = [net.products[c] for c in range(u)]
         m.d.comb += [p.eq(AnySeq(fmt.pe_product_bits)) for p in products]
         m.d.comb += [Assume(in_pe_range(fmt, role_now[c], products[c])) for c in range(u)]
-        expected = [spec_contribution(fmt, uniform, role_now[c], view.codes[c], record.xexp, products[c],
-                                      Array(products)[dst_now[c]]) for c in range(u)]
-        late = [delayed(m, e, net.latency, f"expected_{c}") for c, e in enumerate(expected)]
-        legal_late = delayed(m, ~illegal, net.latency, "legal")
-        with m.If((filled == lat + net.latency) & legal_late):
-            m.d.comb += [Assert(net.contributions[c] == want) for c, want in enumerate(late)]
+        expected = [(spec_merge(fmt, role_now[c], view.codes[c], products[c], Array(products)[dst_now[c]]),
+                     spec_shift(fmt, uniform, role_now[c], view.codes[c], record.xexp)) for c in range(u)]
+        checks, latency = network_checks(net, fragment, expected, cut=self.cut)
+        late = [delayed(m, want, latency, f"expected_{i}") for i, (_, want) in enumerate(checks)]
+        legal_late = delayed(m, ~illegal, latency, "legal")
+        with m.If((filled >= lat + latency) & legal_late):
+            m.d.comb += [Assert(got == want) for (got, _), want in zip(checks, late)]
         return m

@@ -20,7 +20,7 @@ from .formal_core import CreditProof
 from .formal_decoders import ExpProof, MetaProof
 from .formal_pe import PEProof
 from .formal_hold import HoldProof
-from .formal_recon import NetworkProof, SwitchProof, recon_switches
+from .formal_recon import NetworkProof, ShiftStageProof, SwitchProof, recon_switches
 from .formal_unpacker import UnpackerPassProof, UnpackerProgressProof, UnpackerStreamProof
 
 __all__ = ["Proof", "PROOFS", "NETWORK_FORMAT"]
@@ -86,6 +86,18 @@ PROOFS: dict[str, Proof] = {
         lambda network=None: NetworkProof(FormatConfig(wbits=4, xbits=1), network=network, stalls=False),
         "bmc", 4, False,
         "ReCoN network as recon_network, b=4, xbits=1", "as recon_network"),
+    "recon_merge": Proof(
+        lambda network=None: NetworkProof(FormatConfig(), network=network, stalls=False, cut=True),
+        "bmc", 3, True,
+        "ReCoN network at the default format (U=8, b=4, xbits=4), en=1, cut at its merge registers: "
+        "merged = the merge and scale = the shift of SPEC 3 for every compiled configuration and "
+        "every product in the PE ranges (with recon_shift: the contributions)",
+        "no feedback: at full rate the state 2 edges after reset is any function of the last 2 rows"),
+    "recon_shift": Proof(
+        lambda network=None: ShiftStageProof(FormatConfig(), network=network), "prove", 4, True,
+        "ReCoN network's last stage at the default format (U=8, b=4, xbits=4), every input free: "
+        "after an enabled edge contributions = merged << scale as they were before it, from any state",
+        "k-induction: unbounded (a one-cycle property of every state)"),
     "recon_hold": Proof(
         lambda network=None: HoldProof(network or ReconNetwork(NETWORK_FORMAT, NETWORK_FORMAT.ublock),
                                        lambda net: ~net.en), "prove", 2, True,
@@ -120,6 +132,18 @@ PROOFS: dict[str, Proof] = {
     "meta_decoder_b3": Proof(
         lambda decoder=None: MetaProof(FormatConfig(wbits=3, xbits=1), decoder=decoder), "bmc", 14, False,
         "MetaDecoder -> ReconNetwork as meta_decoder, b=3, xbits=1", "as meta_decoder"),
+    **{f"recon_merge_b{b}": Proof(
+        lambda network=None, b=b: NetworkProof(FormatConfig(wbits=b), network=network, stalls=False, cut=True),
+        "bmc", 3, False, f"ReCoN network as recon_merge, b={b}, xbits=4", "as recon_merge") for b in (2, 3)},
+    **{f"recon_shift_b{b}": Proof(
+        lambda network=None, b=b: ShiftStageProof(FormatConfig(wbits=b), network=network), "prove", 4, False,
+        f"ReCoN network's last stage as recon_shift, b={b}, xbits=4", "as recon_shift") for b in (2, 3)},
+    "meta_decoder_b4": Proof(
+        lambda decoder=None: MetaProof(FormatConfig(), decoder=decoder, cut=True), "bmc", 13, False,
+        "MetaDecoder -> ReconNetwork as meta_decoder at the default format (U=8, b=4, xbits=4), the "
+        "network cut at its merge registers (with recon_shift: the contributions)",
+        "no feedback at full rate: the state 12 edges after reset (decoder latency 10, network to its "
+        "merge registers 2) is any function of the last 12 rows"),
     "meta_hold": Proof(
         lambda decoder=None: HoldProof(decoder or MetaDecoder(NETWORK_FORMAT, NETWORK_FORMAT.ublock),
                                        _output_waits, lambda dec: [dec.i.ready == ~_output_waits(dec)]),

@@ -32,9 +32,11 @@ from ..hdl.recon_network import ReconNetwork
 from ..hdl.recon_switch import Command, ReconSwitch
 from ..host import routing
 from ..quant.layer import Role
+from .formal import elaborated, internal
 
 __all__ = ["SwitchProof", "recon_switches", "CompilerEncoding", "compiler_encoding", "column_field",
-           "in_pe_range", "spec_contribution", "NetworkProof"]
+           "in_pe_range", "spec_merge", "spec_shift", "spec_contribution", "network_checks", "NetworkProof",
+           "ShiftStageProof"]
 
 
 class SwitchProof(Elaboratable):
@@ -165,13 +167,11 @@ def column_field(fmt: FormatConfig, uniform, role, code, xexp):
     of its mode, role, code and ``X`` (checked equal to :attr:`CompilerEncoding.columns` for every
     key by ``tests/formal/test_formal_recon_net.py``): KEEP with shift ``b`` (0 in uniform mode) for an
     inlier, MERGE_ADD/MERGE_SUB by the sign with shift ``e + X`` for an OUT_HI, ZERO for an OUT_LO."""
-    b = fmt.wbits
-    sign, exp = code[b - 1], code[:b - 1]
+    sign = code[fmt.wbits - 1]
     op = Mux(role == Role.INLIER, routing.ColumnOp.KEEP,
              Mux(role == Role.OUT_LO, routing.ColumnOp.ZERO,
                  Mux(sign, routing.ColumnOp.MERGE_SUB, routing.ColumnOp.MERGE_ADD)))
-    shift = Mux(role == Role.INLIER, Mux(uniform, 0, b), Mux(role == Role.OUT_HI, exp + xexp, 0))
-    return Cat(op[:2], shift)
+    return Cat(op[:2], spec_shift(fmt, uniform, role, code, xexp))
 
 
 # -- the network ----------------------------------------------------------------------------------
@@ -186,16 +186,39 @@ def in_pe_range(fmt: FormatConfig, role, product):
     return (product <= bound) & (product >= -bound)
 
 
-def spec_contribution(fmt: FormatConfig, uniform, role, code, xexp, product, partner):
-    """A column's contribution by SPEC §3, exact: ``product << b`` for an inlier (``product`` in
-    uniform mode), ``((product << b) ± partner) << (e + X)`` for an outlier
-    (``golden.recon_merge``: the code's MSB the sign, its low bits ``e``; ``partner`` the product
-    of its partner's column), 0 for a partner."""
+def spec_merge(fmt: FormatConfig, role, code, product, partner):
+    """A column's merge of SPEC §3 before its shift: ``product`` for an inlier, ``(product << b) ±
+    partner`` for an outlier (``golden.recon_merge``: the code's MSB the sign; ``partner`` the
+    product of its partner's column), 0 for a partner."""
     b = fmt.wbits
-    sign, exp = code[b - 1], code[:b - 1]
-    merged = ((product << b) + Mux(sign, -partner, partner)) << (exp + xexp)
-    return Mux(role == Role.INLIER, Mux(uniform, product, product << b),
-               Mux(role == Role.OUT_HI, merged, 0))
+    merged = (product << b) + Mux(code[b - 1], -partner, partner)
+    return Mux(role == Role.INLIER, product, Mux(role == Role.OUT_HI, merged, 0))
+
+
+def spec_shift(fmt: FormatConfig, uniform, role, code, xexp):
+    """A column's shift of SPEC §3: ``b`` for an inlier (0 in uniform mode), ``e + X`` for an outlier
+    (``e`` the code's low bits), 0 for a partner (whose merge is 0)."""
+    b = fmt.wbits
+    return Mux(role == Role.INLIER, Mux(uniform, 0, b), Mux(role == Role.OUT_HI, code[:b - 1] + xexp, 0))
+
+
+def spec_contribution(fmt: FormatConfig, uniform, role, code, xexp, product, partner):
+    """A column's contribution by SPEC §3, exact: its merge shifted by its shift (``product << b``
+    for an inlier, ``product`` in uniform mode, ``((product << b) ± partner) << (e + X)`` for an
+    outlier, 0 for a partner)."""
+    return spec_merge(fmt, role, code, product, partner) << spec_shift(fmt, uniform, role, code, xexp)
+
+
+def network_checks(network: ReconNetwork, fragment, expected: list, *, cut: bool) -> tuple[list, int]:
+    """What a harness asserts of ``network`` (elaborated as ``fragment``) for a row whose columns
+    should give ``expected`` (``(merge, shift)`` each, :func:`spec_merge` and :func:`spec_shift`),
+    and after how many enabled edges: ``(signal, expected value)`` pairs — the contributions
+    ``merge << shift`` after ``latency`` edges, or with ``cut`` the merge registers ``merged_<c>``
+    and ``scale_<c>`` one edge earlier (:class:`ShiftStageProof` covers the last stage)."""
+    if cut:
+        return [(internal(fragment, name), want) for c, (merge, shift) in enumerate(expected)
+                for name, want in ((f"merged_{c}", merge), (f"scale_{c}", shift))], network.latency - 1
+    return [(network.contributions[c], merge << shift) for c, (merge, shift) in enumerate(expected)], network.latency
 
 
 class NetworkProof(Elaboratable):
@@ -209,6 +232,12 @@ class NetworkProof(Elaboratable):
     the exact expected contributions by ``network.latency`` enabled cycles and asserts them once
     that many enabled edges have passed.
 
+    With ``cut``, the harness asserts one register stage earlier instead, at the network's merge
+    registers (``merged_<c>``, ``scale_<c>``): the merge and the shift of SPEC §3 (:func:`spec_merge`,
+    :func:`spec_shift`). With :class:`ShiftStageProof` (the last stage makes ``merged << scale`` from
+    any state) that is the whole network at formats where the uncut proof does not finish: the
+    routing and merge are the solver's work, and the cut keeps the shifters out of it.
+
     Parameters
     ----------
     fmt : FormatConfig
@@ -219,17 +248,20 @@ class NetworkProof(Elaboratable):
         broken one).
     stalls : bool
         ``en`` is free in every cycle (True) or always 1 (False).
+    cut : bool
+        Assert at the merge registers (True) or at ``contributions`` (False).
     """
 
-    def __init__(self, fmt: FormatConfig, width: int | None = None, *, network=None, stalls: bool = True):
+    def __init__(self, fmt: FormatConfig, width: int | None = None, *, network=None, stalls: bool = True,
+                 cut: bool = False):
         self.fmt = fmt
         self.width = fmt.ublock if width is None else width
         self.network = ReconNetwork(fmt, self.width) if network is None else network
-        self.stalls = stalls
+        self.stalls, self.cut = stalls, cut
 
     def _block(self, m: Module, enc: CompilerEncoding, block: int, uniform) -> list:
         """Drive micro-block ``block`` with a free placement, codes and ``X`` and the compiler's
-        config for them; return its exact expected contributions."""
+        config for them; return each column's exact expected ``(merge, shift)``."""
         fmt, u, b = self.fmt, self.fmt.ublock, self.fmt.wbits
         cfg = self.network.config[block]
         dst_bits = (u - 1).bit_length()
@@ -257,15 +289,15 @@ class NetworkProof(Elaboratable):
                 cfg.columns[c].as_value().eq(column_field(fmt, uniform, role, codes[c], xexp)),
             ]
             m.d.comb += Assume(in_pe_range(fmt, role, products[c]))
-            expected.append(spec_contribution(fmt, uniform, role, codes[c], xexp, products[c],
-                                              Array(products)[dst]))
+            expected.append((spec_merge(fmt, role, codes[c], products[c], Array(products)[dst]),
+                             spec_shift(fmt, uniform, role, codes[c], xexp)))
         return expected
 
     def elaborate(self, platform):
         m = Module()
         m.d.comb += ResetSignal().eq(0)
         fmt, net = self.fmt, self.network
-        m.submodules.network = net
+        m.submodules.network = fragment = elaborated(net)
         enc = compiler_encoding(fmt)
         uniform = AnySeq(1)
         expected = []
@@ -273,18 +305,57 @@ class NetworkProof(Elaboratable):
             expected += self._block(m, enc, block, uniform)
         en = AnySeq(1) if self.stalls else 1
         m.d.comb += net.en.eq(en)
+        checks, latency = network_checks(net, fragment, expected, cut=self.cut)
 
-        # The expected contributions, delayed like the network's data: latency enabled edges.
-        stages = [[Signal(e.shape(), name=f"expected_{s}_{c}") for c, e in enumerate(expected)]
-                  for s in range(net.latency)]
-        filled = Signal(range(net.latency + 1))
+        # The expected values, delayed like the network's data: latency enabled edges.
+        stages = [[Signal(want.shape(), name=f"expected_{s}_{i}") for i, (_, want) in enumerate(checks)]
+                  for s in range(latency)]
+        filled = Signal(range(latency + 1))
         with m.If(en):
             for s, stage in enumerate(stages):
-                source = expected if s == 0 else stages[s - 1]
+                source = [want for _, want in checks] if s == 0 else stages[s - 1]
                 m.d.sync += [reg.eq(value) for reg, value in zip(stage, source)]
-            with m.If(filled != net.latency):
+            with m.If(filled != latency):
                 m.d.sync += filled.eq(filled + 1)
-        with m.If(filled == net.latency):
-            m.d.comb += [Assert(net.contributions[c] == want) for c, want in enumerate(stages[-1])]
+        with m.If(filled == latency):
+            m.d.comb += [Assert(got == want) for (got, _), want in zip(checks, stages[-1])]
+        return m
+
+
+class ShiftStageProof(Elaboratable):
+    """The network's last stage, from any state: after every enabled edge each column's
+    contribution is its merge register shifted by its shift register as they were before the edge
+    (``merged_<c> << scale_<c>``, kept to ``product_bits``); every input free in every cycle, ``en``
+    too. k-induction, so unbounded; with :class:`NetworkProof`'s ``cut`` it completes the network
+    proof (the contribution is the shifted merge; SPEC's values fit ``product_bits``).
+
+    Parameters
+    ----------
+    fmt : FormatConfig
+    network : ReconNetwork, optional
+        The block under proof (default ``ReconNetwork(fmt, fmt.ublock)``).
+    """
+
+    def __init__(self, fmt: FormatConfig, *, network=None):
+        self.fmt = fmt
+        self.network = ReconNetwork(fmt, fmt.ublock) if network is None else network
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += ResetSignal().eq(0)
+        net = self.network
+        m.submodules.network = fragment = elaborated(net)
+        m.d.comb += [net.products.as_value().eq(AnySeq(len(net.products.as_value()))),
+                     net.config.as_value().eq(AnySeq(len(net.config.as_value()))),
+                     net.en.eq(AnySeq(1))]
+        shifted = Signal()                       # an enabled edge has passed since the start
+        with m.If(net.en):
+            m.d.sync += shifted.eq(1)
+        for c in range(net.width):
+            merged, scale = internal(fragment, f"merged_{c}"), internal(fragment, f"scale_{c}")
+            want = Signal(signed(self.fmt.product_bits), name=f"want_{c}")
+            with m.If(net.en):
+                m.d.sync += want.eq(merged << scale)
+            m.d.comb += Assert(~shifted | (net.contributions[c] == want))
         return m
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from amaranth import C
 
+from microscopiq.config import FormatConfig
 from microscopiq.flow.formal import prove
 from microscopiq.flow.formal_props import NETWORK_FORMAT, PROOFS
 from microscopiq.hdl.exp_decoder import ExpDecoder
@@ -90,6 +91,12 @@ def test_meta_hold_proof_fails_on_a_mutant(tmp_path):
     harness = PROOFS["meta_hold"].build(mutant)
     result = prove("meta_hold-mutant", harness, mode="bmc", depth=mutant.latency + 2, root=tmp_path)
     assert result.status == "FAIL" and result.trace is not None, result.summary()
+
+
+@pytest.mark.formal_deep
+def test_meta_decoder_b4_proof_fails_on_a_mutant(tmp_path):
+    fmt = FormatConfig()
+    _fails("meta_decoder_b4", PROOFS["meta_decoder_b4"].build(decoder=BenesBitFlipped(fmt, fmt.ublock)), tmp_path)
 
 
 @pytest.mark.formal_deep

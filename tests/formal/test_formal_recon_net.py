@@ -1,12 +1,13 @@
 """Formal proofs of the ReCoN network (flow/formal_recon.py): the column encoding the network proof
 assumes equals the compiler's, a mutant network on which the (bounded) proof finds a counterexample
-(the proof itself runs in ``make formal`` only), and the stall proof (every flip-flop holds while
-``en`` is 0) with its mutant.""" 
+(the uncut proofs themselves run in ``make formal`` only), the default format's proof in two halves
+(the network cut at its merge registers, and its last stage from any state), and the stall proof
+(every flip-flop holds while ``en`` is 0), each with its mutant.""" 
 
 from __future__ import annotations
 
 
-from amaranth import Module, Signal
+from amaranth import C, Module, Signal
 from amaranth.sim import Simulator
 
 from microscopiq.config import FormatConfig
@@ -51,6 +52,36 @@ def test_network_proof_fails_on_a_mutant(tmp_path):
     fmt = NETWORK_FORMAT
     result = proof.run("recon_network-mutant", root=tmp_path,
                        harness=proof.build(BenesBitFlipped(fmt, fmt.ublock)))
+    assert result.status == "FAIL" and result.trace is not None, result.summary()
+
+
+def test_merge_proof_at_the_default_format(tmp_path):
+    result = PROOFS["recon_merge"].run("recon_merge", root=tmp_path)
+    assert result.passed, result.summary()
+
+
+def test_merge_proof_fails_on_a_mutant(tmp_path):
+    proof, fmt = PROOFS["recon_merge"], FormatConfig()
+    result = proof.run("recon_merge-mutant", root=tmp_path, harness=proof.build(BenesBitFlipped(fmt, fmt.ublock)))
+    assert result.status == "FAIL" and result.trace is not None, result.summary()
+
+
+class ClearsIgnored(ReconNetwork):
+    """Mutant: no synchronous clear (the merge operands of ZERO and non-merging columns, and the
+    low bits filled by the shift's top step keep their loaded values)."""
+
+    def _load(self, m, reg, value, clear):
+        super()._load(m, reg, value, C(0, 1))
+
+
+def test_shift_proof(tmp_path):
+    result = PROOFS["recon_shift"].run("recon_shift", root=tmp_path)
+    assert result.passed, result.summary()
+
+
+def test_shift_proof_fails_on_a_mutant(tmp_path):
+    proof, fmt = PROOFS["recon_shift"], FormatConfig()
+    result = proof.run("recon_shift-mutant", root=tmp_path, harness=proof.build(ClearsIgnored(fmt, fmt.ublock)))
     assert result.status == "FAIL" and result.trace is not None, result.summary()
 
 
