@@ -183,3 +183,16 @@ def test_tile_gap_rule():
     assert len(set(want)) > 1
     bad = [i for i, (w, g) in enumerate(zip(want, got)) if w != g]
     assert not bad and len(got) == len(want), f"tile {bad[:1]}: expected {want[bad[0]] if bad else None}, got {got[bad[0]] if bad else None}"
+
+
+@pytest.mark.parametrize("share, rows, m", [(4, 4, 3), (2, 8, 7)])
+@pytest.mark.parametrize("pause", [0.0, 0.3])
+def test_tile_gaps_at_their_tightest(share, rows, m, pause):
+    """Few outlier rows (period mostly 1, one outlier row at any offset): each tile's gap, not the
+    load, decides when the next tile starts (``m·T + gap > R``), with and without bubbles and stalls."""
+    seed = 50 + share + int(10 * pause)
+    cfg = _cfg(share, rows=rows)
+    case = random_case(cfg, n=8, k=64, m=m, seed=seed, outlier_rate=0.08)
+    gaps = tile_gaps(cfg, case.layer)
+    assert min(gaps) == 0 and max(gaps) == share - 1, gaps
+    check(cfg, case, seed, pause=pause)
