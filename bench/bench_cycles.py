@@ -6,7 +6,11 @@ quantize`` (the folder ``make bench-stream`` and the decode table share, quantiz
 missing), then counts cycles with :func:`~microscopiq.host.stream_format.predict_cycles` — the cycle
 model that the top-level and cocotb tests prove equal to the RTL's cycle counts — for an 8×8 array
 with ReCoN per row and shared by 2, 4 and 8 rows, at M = 4R, 8R and 16R tokens. Shared ReCoN's cost
-depends on where the outliers sit (rows with an outlier per group and tile); per-row does not.
+depends on where the outliers sit (rows with an outlier per group and tile); per-row does not. At
+M = 4R it also bounds what each lever can buy: the same model with every tile gap 0 (the periods
+alone), every period 1 (the gaps alone), the gap before issue #14 (``max(S - 1, L + H)`` after
+every tile), the tiles' rows reordered (balanced over the groups, outlier rows first), groups of
+interleaved rows, and the layer's ``k`` reordered once.
 Writes ``docs/bench_cycles.md``.
 
     python bench/bench_cycles.py [--out docs/bench_cycles.md]
@@ -18,11 +22,14 @@ import argparse
 import datetime
 import math
 import sys
+
+import numpy as np
 from pathlib import Path
 
 from bench_decode import DESIGNS, ROOT, quantize_missing   # bench/ is the script's folder, on sys.path
 from microscopiq.config import PRESETS
-from microscopiq.host.stream_format import predict_cycles
+from microscopiq.hdl.array import ArrayTiming
+from microscopiq.host.stream_format import predict_cycles, tile_gaps, tile_outlier_rows, tile_periods
 from microscopiq.outputs import atomic_file
 from microscopiq.quant.pack import load_layer
 
@@ -32,6 +39,49 @@ TOKEN_FACTORS = (4, 8, 16)
 
 def ideal_cycles(cfg, layer, tokens: int) -> int:
     return math.ceil(layer.k / cfg.rows) * math.ceil(layer.n / cfg.cols) * tokens
+
+
+def reordered_periods(cfg, rows, k_tiles: int) -> list[int]:
+    """The tiles' periods after one reordering of the layer's ``k`` inside each K-group (the same
+    for every N-tile, so the host would permute the layer's weights and activations once, outside
+    the accelerator): the ``k`` sorted by the number of N-tiles where they hold an outlier, dealt
+    back and forth over the K-group's ReCoN groups. ``rows``: :func:`tile_outlier_rows`."""
+    outlier = rows.reshape(-1, k_tiles * cfg.rows)               # (N-tiles, K): k holds an outlier
+    groups = cfg.fmt.group // cfg.recon_share                    # ReCoN groups per K-group
+    order = []
+    for start in range(0, outlier.shape[1], cfg.fmt.group):
+        weight = outlier[:, start:start + cfg.fmt.group].sum(axis=0)
+        dealt = [[] for _ in range(groups)]
+        for i, k in enumerate(np.argsort(-weight, kind="stable")):
+            turn, pos = divmod(i, groups)
+            dealt[pos if turn % 2 == 0 else groups - 1 - pos].append(start + int(k))
+        order += [k for group in dealt for k in group]
+    per_group = outlier[:, order].reshape(len(outlier), -1, cfg.recon_share).sum(axis=2)
+    return [max(1, int(v)) for v in per_group.reshape(len(outlier), k_tiles, -1).max(axis=2).reshape(-1)]
+
+
+def lever_bounds(cfg, layer) -> dict[str, tuple[list[int], list[int]]]:
+    """Per bound, the tiles' (periods, gaps) to give :func:`predict_cycles`."""
+    periods, gaps = tile_periods(cfg, layer), tile_gaps(cfg, layer)
+    timing = ArrayTiming.of(cfg)
+    # Balanced: a tile's n outlier rows spread over its R/S groups, each group's first: the period
+    # ceil(n / (R/S)) (at least 1) and the gap rule's largest offset, one less.
+    rows = tile_outlier_rows(cfg, layer)
+    outliers = rows.sum(axis=(1, 2))
+    balanced = [max(1, -(-int(n) * cfg.recon_share // cfg.rows)) for n in outliers]
+    # Interleaved: group g the rows r with r mod (R/S) = g.
+    interleaved = rows.reshape(len(rows), cfg.recon_share, -1).sum(axis=1).max(axis=1)
+    return {
+        "now": (periods, gaps),
+        "gap 0 (periods alone)": (periods, [0] * len(gaps)),
+        "T = 1 (gaps alone)": ([1] * len(periods), gaps),
+        "before: gap max(S − 1, L + H)": (periods, [max(cfg.recon_share - 1, timing.recon_latency + timing.hold)]
+                                           * len(gaps)),
+        "rows balanced, outliers first": (balanced, [t - 1 if n else 0 for t, n in zip(balanced, outliers)]),
+        "groups interleaved, gap 0": ([max(1, int(t)) for t in interleaved], [0] * len(gaps)),
+        "k reordered per layer, gap 0": (reordered_periods(cfg, rows, math.ceil(layer.k / cfg.fmt.group)
+                                                           * cfg.fmt.group // cfg.rows), [0] * len(gaps)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +104,16 @@ def main(argv: list[str] | None = None) -> int:
             cycles = sum(predict_cycles(cfg, layer, tokens) for layer in layers.values())
             ideal = sum(ideal_cycles(cfg, layer, tokens) for layer in layers.values())
             totals[share, factor] = (cycles, ideal)
+    bounds = {}
+    for share in SHARING[1:]:
+        cfg = base.replace(recon_share=share)
+        tokens = 4 * cfg.rows
+        per_layer = [lever_bounds(cfg, layer) for layer in layers.values()]
+        for name in per_layer[0]:
+            cycles = sum(predict_cycles(cfg, layer, tokens, periods=b[name][0], gaps=b[name][1])
+                         for layer, b in zip(layers.values(), per_layer))
+            bounds[share, name] = 100 * totals[share, 4][1] / cycles
+    bound_names = list(lever_bounds(base.replace(recon_share=2), next(iter(layers.values()))))
     by_shape = {}
     for name, layer in layers.items():
         outliers = int((layer.roles == 1).sum())
@@ -84,13 +144,29 @@ def main(argv: list[str] | None = None) -> int:
         "| ReCoN | " + " | ".join(f"M = {f}R" for f in TOKEN_FACTORS) + " |",
         "| --- | " + " | ".join("---:" for _ in TOKEN_FACTORS) + " |",
         *summary, "",
+        "## Where shared ReCoN's cycles go (whole model, M = 4R)", "",
+        "The same model with the tiles' periods or gaps replaced: what each lever can buy at most. "
+        "`gap 0`: no cycle between tiles (the periods `T` alone); `T = 1`: one token per cycle "
+        "(the gaps alone); `before`: the gap every tile paid before issue #14 (`max(S − 1, L + H)`, "
+        "L = 3, H = 1); `rows balanced`: each tile's rows reordered by the host so that its `n` "
+        "outlier rows spread over the `R/S` groups, each group's first (period "
+        "`max(1, ceil(n·S/R))`, gap one less), which needs the activations permuted alike per tile "
+        "(not built); `groups interleaved`: a network serving the rows `r ≡ g (mod R/S)` instead of "
+        "`S` neighbours (not built); `k reordered per layer`: the layer's `k` permuted once inside "
+        "each K-group (sorted by how many N-tiles hold an outlier there, dealt back and forth over "
+        "the groups), weights and activations alike, outside the accelerator (not built).", "",
+        "| ReCoN | " + " | ".join(bound_names) + " |",
+        "| --- | " + " | ".join("---:" for _ in bound_names) + " |",
+        *[f"| shared:{share} | " + " | ".join(f"{bounds[share, name]:.1f} %" for name in bound_names) + " |"
+          for share in SHARING[1:]], "",
         "## Per layer shape (the layer of that shape with the most outliers), M = 4R", "",
         "| layer | N×K | outliers | ReCoN | M | cycles | ideal | of ideal |",
         "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |",
         *rows, "",
         "Per-row ReCoN issues one token per cycle whatever the outliers; shared ReCoN issues one every "
-        "`T` cycles, `T` = the most rows holding an outlier among a tile's ReCoN groups, plus a gap "
-        "per tile (docs/hardware.md, cycle model).", ""])
+        "`T` cycles, `T` = the most rows holding an outlier among a tile's ReCoN groups, plus the "
+        "tile's gap, the largest offset of an outlier row in its group (docs/hardware.md, cycle "
+        "model).", ""])
     with atomic_file(args.out, "w") as handle:
         handle.write(text)
     print(text)

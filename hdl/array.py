@@ -18,9 +18,11 @@ ReCoN arrangements (``AccelConfig.recon_share``):
   group (in row order) owns network slot ``j``; the tile's period ``T`` is the largest number of
   outlier rows in a group (at least 1). Tokens enter every ``T`` cycles and a slot clock modulo
   ``T`` per group gives each slot one network cycle per token; each row holds its contribution in
-  a register until its column adder takes it. Every token carries its tile's ``T``, so tiles of
-  different periods overlap; the controller leaves :attr:`Array.tile_gap_extra` cycles after a
-  tile's last token.
+  a register until its column adder takes it, and a bypass row's products wait ``L + H`` cycles
+  in a delay line, so that every row multiplies when the token reaches it. Every token carries its
+  tile's ``T``, so tiles of different periods overlap; the controller leaves the tile's own gap
+  (:attr:`Array.next_gap`: the largest offset of an outlier row in its group) after a tile's last
+  token.
 * ``0`` (none): no network, every row is a bypass row with shift 0 (uniform layers only).
 """
 
@@ -132,12 +134,28 @@ class ArrayTiming:
 
     @property
     def tile_gap_extra(self) -> int:
-        """Extra cycles between a tile's last token and the next tile's first beyond its period:
-        with shared ReCoN, ``max(S - 1, L + H)``, so that the old tile's slot windows in every
-        group, and its bypass rows' late products, are over before the new tile's start (0 else)."""
+        """The largest tile gap (:meth:`tile_gap`): ``S - 1`` with shared ReCoN, else 0."""
+        return self.recon_share - 1 if self.shared else 0
+
+    def tile_gap(self, outlier_rows) -> int:
+        """Extra cycles between the last token of a tile whose rows hold an outlier where
+        ``outlier_rows`` (``R`` truth values) is true and the next tile's first token, beyond the
+        period: with shared ReCoN, the largest offset ``r mod S`` of an outlier row ``r`` in its
+        group (0 without outlier rows; always 0 unless shared).
+
+        Why: a group's slot clock and slots switch to the next tile when its first token's
+        products reach the group's first row. A token's products reach the outlier row at offset
+        ``i`` of a group ``i`` cycles after its first row, and the row holds them for ``T`` cycles,
+        in which the slot clock gives it the network once (in its last one at the latest, when
+        bubbles put the token out of step with the clock), so the token is through the group
+        ``i + T`` cycles after it reached the first row. Bypass rows multiply with every other
+        row and delay their products (:meth:`Array._bypass_delay`), so they need no gap."""
         if not self.shared:
             return 0
-        return max(self.recon_share - 1, self.recon_latency + self.hold)
+        flags = [bool(v) for v in outlier_rows]
+        if len(flags) != self.rows:
+            raise ValueError(f"outlier_rows must have {self.rows} entries, not {len(flags)}")
+        return max((r % self.recon_share for r, outlier in enumerate(flags) if outlier), default=0)
 
     def latency(self, period: int) -> int:
         """Enabled cycles from ``issue`` to ``out`` of a token of a tile of period ``period``."""
@@ -168,10 +186,10 @@ class Array(wiring.Component):
     :data:`FIELD_LAG` cycles after its banks, matching their later swap. So the tile-to-tile period
     allowed by the double buffering is ``R`` cycles (each row is free only once the current tile's
     first token has reached it, and the last row must be written before the next first token);
-    the load port (one row per cycle) allows the same. With shared ReCoN, ``next_period`` is the
-    shadow tile's ``T`` (valid once its last row is written): the controller issues that tile's
-    tokens ``T`` cycles apart, and the next tile's first token ``T + tile_gap_extra`` cycles after
-    the last one.
+    the load port (one row per cycle) allows the same. With shared ReCoN, ``next_period`` and
+    ``next_gap`` are the shadow tile's ``T`` and gap (valid once its last row is written): the
+    controller issues that tile's tokens ``T`` cycles apart, and the next tile's first token
+    ``T + gap`` cycles after the last one (:meth:`ArrayTiming.tile_gap`).
 
     Parameters
     ----------
@@ -201,6 +219,8 @@ class Array(wiring.Component):
         The token leaving this cycle with its column sums; it cannot be held back.
     next_period : Out(range(recon_share + 1))
         ``T`` of the loaded (shadow) tile (1 unless ReCoN is shared).
+    next_gap : Out(range(tile_gap_extra + 1))
+        The loaded (shadow) tile's gap, :meth:`ArrayTiming.tile_gap` (0 unless ReCoN is shared).
     """
 
     def __init__(self, cfg: AccelConfig, tag_shape=1):
@@ -218,6 +238,7 @@ class Array(wiring.Component):
             "load": In(load_layout(cfg)),
             "out": Out(stream.Signature(result_layout(cfg, tag_shape), always_ready=True)),
             "next_period": Out(range(self.max_period + 1)),
+            "next_gap": Out(range(timing.tile_gap_extra + 1)),
         }
         if cfg.multi_precision:
             ports["pairs"] = In(1)
@@ -283,7 +304,7 @@ class Array(wiring.Component):
         lanes = self._lanes(m, 0)
         lanes_hi = self._lanes(m, rows) if cfg.multi_precision else None
         rowctl = self._row_state(m, markers)
-        products = self._pe_rows(m, markers, lanes, lanes_hi, rowctl, tap)
+        products = self._pe_rows(m, markers, lanes, lanes_hi)
         contribs = self._contributions(m, markers, products, rowctl)
         psum = self._column_adders(m, contribs, tap)
         leaving = tap(rows + lat)
@@ -343,9 +364,8 @@ class Array(wiring.Component):
         ``x[first + r]`` (``first`` = ``R``: the pair mode's high-half activations)."""
         cfg = self.cfg
         lanes = []
-        extra = self.max_period + self.recon_latency + self.hold - 1 if self.shared or not cfg.has_recon else 0
         for r in range(cfg.rows):
-            line = [Signal(signed(cfg.fmt.abits), name=f"lane_{first + r}_{s}") for s in range(r + extra + 1)]
+            line = [Signal(signed(cfg.fmt.abits), name=f"lane_{first + r}_{s}") for s in range(r + 1)]
             with m.If(self.en):
                 m.d.sync += line[0].eq(self.issue.payload.x[first + r])
                 m.d.sync += [line[s].eq(line[s - 1]) for s in range(1, len(line))]
@@ -353,7 +373,8 @@ class Array(wiring.Component):
         return lanes
 
     def _row_state(self, m, markers):
-        """Double-buffered per-row fields: ReCoN config, bypass flag, network slot; and ``T``."""
+        """Double-buffered per-row fields: ReCoN config, bypass flag, network slot; ``T`` and the
+        tile gap."""
         cfg, load, en = self.cfg, self.load, self.en
         share = max(cfg.recon_share, 1)
         slot_shape = range(share)
@@ -368,9 +389,15 @@ class Array(wiring.Component):
             m.d.sync += [count.eq(new_count),
                          most.eq(Mux(load.row == 0, new_count, Mux(new_count > most, new_count, most)))]
         m.d.comb += self.next_period.eq(Mux(most > 1, most, 1) if self.shared else 1)
+        if self.shared:
+            # ArrayTiming.tile_gap: the largest group offset of an outlier row.
+            gap = Signal.like(self.next_gap)
+            late = Mux(has_outlier, load.row % share, 0)
+            with m.If(writing):
+                m.d.sync += gap.eq(Mux((load.row == 0) | (late > gap), late, gap))
+            m.d.comb += self.next_gap.eq(gap)
         fields = data.StructLayout({"config": unsigned(_config_bits(cfg)), "bypass": 1,
                                     "claim": 1, "slot": slot_shape})
-        active_layout = data.StructLayout({**dict(fields.members), "pe_bypass": 1})
         # The fields that swap 1 + P stages after the banks reach the shadow FIELD_LAG cycles after
         # the row's load, through one delay line shared by all rows (one row is loaded per cycle).
         lagged_layout = data.StructLayout({"valid": 1, "row": range(cfg.rows), "fields": fields})
@@ -385,19 +412,13 @@ class Array(wiring.Component):
             lagged = later
         for r in range(cfg.rows):
             shadow = Signal(fields, name=f"row_{r}_shadow")
-            shadow_pe_bypass = Signal(name=f"row_{r}_shadow_pe_bypass")
-            active = Signal(active_layout, name=f"row_{r}_active")
-            with m.If(writing & (load.row == r)):
-                m.d.sync += shadow_pe_bypass.eq(~has_outlier)
+            active = Signal(fields, name=f"row_{r}_active")
             with m.If(en & lagged.valid & (lagged.row == r)):
                 m.d.sync += shadow.eq(lagged.fields)
-            # Which stage feeds the PEs switches with the PE banks (first token entering stage
-            # r); the config and the contribution source 1 + P stages later, with the products
-            # they apply to; the network slot of every row of a group at once, when the first
-            # token's products leave the group's first row (with the group's slot clock, see
-            # _contributions).
-            with m.If(en & self._first_entering(markers, r)):
-                m.d.sync += active.pe_bypass.eq(shadow_pe_bypass)
+            # The config and the contribution source switch 1 + P stages after the PE banks, with
+            # the products they apply to; the network slot of every row of a group at once, when
+            # the first token's products leave the group's first row (with the group's slot
+            # clock, see _contributions).
             products_in = markers[r + PRODUCT_PIPE]
             with m.If(en & products_in.valid & products_in.first):
                 m.d.sync += [active.config.eq(shadow.config), active.bypass.eq(shadow.bypass)]
@@ -407,33 +428,16 @@ class Array(wiring.Component):
             rowctl.append(active)
         return rowctl
 
-    def _pe_rows(self, m, markers, lanes, lanes_hi, rowctl, tap):
-        """The PEs; returns per row the list of ``C`` product signals."""
+    def _pe_rows(self, m, markers, lanes, lanes_hi):
+        """The PEs: row ``r`` multiplies when a token is at stage ``r``; returns per row the list
+        of ``C`` product signals (registered once more, :data:`PRODUCT_PIPE`)."""
         cfg, en = self.cfg, self.en
-        lat = self.recon_latency + self.hold
-        bypassing = self.shared or not cfg.has_recon
         products = []
         for r in range(cfg.rows):
             swap = en & self._first_entering(markers, r)
-            if bypassing:
-                # A bypass row multiplies at stage r + T + L + H - 1, so that its product is there
-                # (after the PE's and the pipeline's registers) when its column adder takes it.
-                late = tap(r + lat - 1)
-                byp = rowctl[r].pe_bypass if cfg.has_recon else Const(1)
-
-                def row_act(line):
-                    late_x = line[r + lat]
-                    for t in range(2, self.max_period + 1):
-                        here = markers[r + t + lat - 1]
-                        late_x = Mux(here.valid & (here.period == t), line[r + t + lat - 1], late_x)
-                    return Mux(byp, late_x, line[r])
-                step = Mux(byp, late.valid, markers[r].valid)
-            else:
-                def row_act(line):
-                    return line[r]
-                step = markers[r].valid
-            act = row_act(lanes[r])
-            act_hi = row_act(lanes_hi[r]) if cfg.multi_precision else None
+            step = markers[r].valid
+            act = lanes[r][r]
+            act_hi = lanes_hi[r][r] if cfg.multi_precision else None
             row = []
             for c in range(cfg.cols):
                 pe = m.submodules[f"pe_{r}_{c}"] = PE(cfg.fmt, pairs=cfg.multi_precision)
@@ -509,8 +513,26 @@ class Array(wiring.Component):
                 hold = [Signal(signed(width), name=f"hold_{r}_{c}") for c in range(cfg.cols)]
                 with m.If(en & delayed[i]):
                     m.d.sync += [h.eq(net.contributions[c]) for c, h in enumerate(hold)]
+                late = self._bypass_delay(m, r, products[r], rowctl[r].bypass)
                 vals = [Signal(signed(width), name=f"contrib_{r}_{c}") for c in range(cfg.cols)]
-                m.d.comb += [v.eq(Mux(rowctl[r].bypass, p << fmt.wbits, h))
-                             for v, p, h in zip(vals, products[r], hold)]
+                m.d.comb += [v.eq(Mux(late.bypass, p << fmt.wbits, h))
+                             for v, p, h in zip(vals, late.products, hold)]
                 out.append(vals)
         return out
+
+    def _bypass_delay(self, m, r, products, bypass):
+        """Row ``r``'s products and bypass flag ``L + H`` enabled cycles later. A row's product
+        register holds a token's products for its ``T`` cycles from stage ``r + 1 + P``, and the
+        column adder takes them at stage ``r + T + P + L + H``, so ``L + H`` registers bring them
+        there for every ``T``; the flag travels with them, so a row that changes role between
+        two tiles needs no gap. (The alternative, multiplying late in the PE, needs the PE's
+        weights after the next tile has swapped them in: a gap of ``L + H`` after every tile.)"""
+        layout = data.StructLayout({"bypass": 1, "products": data.ArrayLayout(products[0].shape(), len(products))})
+        line = Signal(layout, name=f"bypass_{r}_0")
+        m.d.comb += [line.bypass.eq(bypass), *(line.products[c].eq(p) for c, p in enumerate(products))]
+        for s in range(self.recon_latency + self.hold):
+            later = Signal(layout, name=f"bypass_{r}_{s + 1}")
+            with m.If(self.en):
+                m.d.sync += later.eq(line)
+            line = later
+        return line

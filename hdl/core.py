@@ -354,6 +354,7 @@ class AcceleratorCore(wiring.Component):
         tile_k = Signal.like(k_tiles)
         tile_n = Signal.like(n_tiles)
         period = Signal.like(array.next_period, init=1)
+        gap = Signal.like(array.next_gap)
         wait = Signal(range(array.max_period + array.tile_gap_extra + 1))
         can_start = busy & ~regs["refused"] & ~done & pending
         if self.timing.tile_spacing > self.timing.array.rows:
@@ -387,12 +388,13 @@ class AcceleratorCore(wiring.Component):
             array.issue.payload.x.as_value().eq(Mux(beat.valid, beat.payload.data, 0)),
         ]
         cur_period = Mux(in_tile, period, array.next_period)
+        cur_gap = Mux(in_tile, gap, array.next_gap)
         with m.If(wait != 0):
             m.d.sync += wait.eq(wait - 1)
         with m.If(take):
-            # Tokens T apart; after a tile's last one, also the array's tile gap.
-            m.d.sync += [wait.eq(cur_period - 1 + Mux(last_token, array.tile_gap_extra, 0)),
-                         period.eq(cur_period), token.eq(token + 1), in_tile.eq(1)]
+            # Tokens T apart; after a tile's last one, also the tile's gap (Array.next_gap).
+            m.d.sync += [wait.eq(cur_period - 1 + Mux(last_token, cur_gap, 0)),
+                         period.eq(cur_period), gap.eq(cur_gap), token.eq(token + 1), in_tile.eq(1)]
             with m.If(last_token):
                 m.d.sync += [token.eq(0), in_tile.eq(0)]
                 with m.If(last_k):

@@ -79,8 +79,9 @@ class _Loader:
     with its row 0 while it has room and moves them to the PPU while the PPU's shadow is free
     (after the tile before reached the PPU)."""
 
-    def __init__(self, timing: CoreTiming, periods: list, rows: int, tiles_per_pass: int):
-        self.timing, self.periods, self.rows, self.tiles_per_pass = timing, periods, rows, tiles_per_pass
+    def __init__(self, timing: CoreTiming, periods: list, gaps: list, rows: int, tiles_per_pass: int):
+        self.timing, self.periods, self.gaps = timing, periods, gaps
+        self.rows, self.tiles_per_pass = rows, tiles_per_pass
         self.busy_until = -1                     # the current pass's last result handshake
         self.last_result = -1
         self.tokens = 0
@@ -128,7 +129,7 @@ class _Loader:
         start = max(cycle + 1, self.free, self.issued + timing.tile_spacing)
         self.row0_from = self.issued = start
         last_issue = start + (self.tokens - 1) * period
-        self.free = last_issue + period + timing.array.tile_gap_extra
+        self.free = last_issue + period + self.gaps[self.tile]
         self.arrivals.append(start + timing.arrive(period))
         self.tile += 1
         if self.tile == self.tiles_per_pass:
@@ -155,19 +156,20 @@ class _Loader:
 
 
 def run_cycles(cfg: AccelConfig, items: tuple, periods: list[int], passes: list[int], *,
-               k_tiles: int, msq: bool) -> int:
+               k_tiles: int, msq: bool, gaps: list[int]) -> int:
     """Cycles from the first ``s_axis_weights`` handshake to the last ``m_axis_result`` handshake
     (both included) of passes of ``passes`` tokens each, every pass the items ``(kinds, bits)`` of
     :func:`~microscopiq.host.packed_stream.pass_items` after a header; ``periods`` the issue period
     of every tile in stream order, ``k_tiles`` the layer's K-tiles, ``msq`` MicroScopiQ mode (a
-    K-group's last K-tile loads the PPU shifts with its first row)."""
+    K-group's last K-tile loads the PPU shifts with its first row), ``gaps`` every tile's extra
+    cycles after its last token (:func:`~microscopiq.host.stream_format.tile_gaps`)."""
     kinds, bits = (np.asarray(a).tolist() for a in items)
     width = cfg.weight_bus
     total = PACKED_HEADER.size + sum(bits)
     kinds, bits = _with_maps(cfg, kinds, bits, msq=msq)
     walk = [_Pass(tokens, [_HEADER] + kinds + [_END], [PACKED_HEADER.size] + bits + [0], -(-total // width))
             for tokens in passes]
-    loader = _Loader(CoreTiming.of(cfg), periods, cfg.rows, len(periods))
+    loader = _Loader(CoreTiming.of(cfg), periods, gaps, cfg.rows, len(periods))
     sim = _Simulation(cfg, walk, loader, k_tiles=k_tiles, msq=msq)
     return sim.run()
 

@@ -381,8 +381,8 @@ class CycleModel:
 
     @property
     def tile_gap(self) -> int:
-        """Extra cycles after a tile's last token before the next tile's first (shared ReCoN:
-        ``max(S - 1, L + H)``, else 0)."""
+        """The most extra cycles after a tile's last token before the next tile's first (shared
+        ReCoN: ``S - 1``, else 0); each tile's own is :func:`tile_gaps`."""
         return self.timing.array.tile_gap_extra
 
     @property
@@ -419,19 +419,36 @@ class CycleModel:
         return self.timing.arrive(period)
 
 
+def tile_outlier_rows(cfg: AccelConfig, layer) -> np.ndarray:
+    """Per weight tile in stream order and ReCoN group, whether each row holds an outlier:
+    (tiles, R / S, S) booleans (S = 1 unless ReCoN is shared)."""
+    tiles = _tiles(cfg, layer)
+    n_tiles, k_tiles = tiles.codes.shape[0] // cfg.cols, tiles.codes.shape[1] // cfg.rows
+    outlier = (tiles.roles != Role.INLIER).reshape(n_tiles, cfg.cols, k_tiles, cfg.rows).any(axis=1)
+    return outlier.reshape(n_tiles * k_tiles, -1, max(cfg.recon_share, 1))
+
+
 def tile_periods(cfg: AccelConfig, layer) -> list[int]:
     """Issue period ``T`` of every weight tile in stream order (1 unless ReCoN is shared: then the
     largest number of outlier rows among the tile's ReCoN groups, at least 1)."""
-    tiles = _tiles(cfg, layer)
-    n_tiles, k_tiles = tiles.codes.shape[0] // cfg.cols, tiles.codes.shape[1] // cfg.rows
+    per_group = tile_outlier_rows(cfg, layer).sum(axis=2)
     if cfg.recon_share <= 1:
-        return [1] * (n_tiles * k_tiles)
-    outlier = (tiles.roles != Role.INLIER).reshape(n_tiles, cfg.cols, k_tiles, cfg.rows).any(axis=1)
-    per_group = outlier.reshape(n_tiles, k_tiles, -1, cfg.recon_share).sum(axis=3)
-    return [max(1, int(v)) for v in per_group.max(axis=2).reshape(-1)]
+        return [1] * len(per_group)
+    return [max(1, int(v)) for v in per_group.max(axis=1)]
 
 
-def predict_cycles(cfg: AccelConfig, layer, tokens: int) -> int:
+def tile_gaps(cfg: AccelConfig, layer) -> list[int]:
+    """Extra cycles after every weight tile's last token in stream order
+    (:meth:`ArrayTiming.tile_gap <microscopiq.hdl.array.ArrayTiming.tile_gap>`, vectorised: the
+    largest offset of an outlier row in its ReCoN group; 0 unless ReCoN is shared)."""
+    outlier = tile_outlier_rows(cfg, layer)
+    if cfg.recon_share <= 1:
+        return [0] * len(outlier)
+    return [int(v) for v in (outlier * np.arange(cfg.recon_share)).max(axis=(1, 2))]
+
+
+def predict_cycles(cfg: AccelConfig, layer, tokens: int, *, periods: list[int] | None = None,
+                   gaps: list[int] | None = None) -> int:
     """Clock cycles from the first ``s_axis_weights`` handshake to the last ``m_axis_result``
     handshake, both included, with every stream always valid and ready: the packed weight stream
     through the front end and the loader (:mod:`.front_end`, a cycle-by-cycle simulation of their
@@ -440,14 +457,21 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int) -> int:
     A tile ``i`` issues its ``M`` tokens ``T_i`` cycles apart from ``start_i = max(w_i + 1,
     free_i, start_{i-1} + tile_spacing)``: ``w_i`` the cycle its last row is written into the
     shadow (rows pass the row buffer, :data:`~microscopiq.hdl.core.LOAD_STAGE`; row 0 not before ``start_{i-1}``),
-    ``free_i`` = tile ``i-1``'s last token + ``T_{i-1}`` + the tile gap (shared ReCoN only). The
+    ``free_i`` = tile ``i-1``'s last token + ``T_{i-1}`` + its gap (:func:`tile_gaps`). The
     last result beat is ``arrive(T) + ppu_latency`` cycles after the last token; the next pass's
     header is taken in the next cycle.
+
+    ``periods`` and ``gaps`` replace :func:`tile_periods` and :func:`tile_gaps` (per tile in stream
+    order): the bounds of ``make bench-cycles`` (what a design with other periods or gaps would take).
     """
     check_layer(cfg, layer)
     items = packed_stream.pass_items(cfg, layer)
     k_tiles = padded(layer.k, cfg.fmt.group) // cfg.tile_depth(layer_pairs(cfg, layer))
-    return front_end.run_cycles(cfg, items, tile_periods(cfg, layer), [c for _, c in token_passes(cfg, tokens)],
-                                k_tiles=k_tiles, msq=isinstance(layer, MsqLayer))
+    periods = tile_periods(cfg, layer) if periods is None else periods
+    gaps = tile_gaps(cfg, layer) if gaps is None else gaps
+    if len(periods) != len(gaps):
+        raise ValueError(f"periods and gaps must have one entry per tile, not {len(periods)} and {len(gaps)}")
+    return front_end.run_cycles(cfg, items, periods, [c for _, c in token_passes(cfg, tokens)],
+                                k_tiles=k_tiles, msq=isinstance(layer, MsqLayer), gaps=gaps)
 
 

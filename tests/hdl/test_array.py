@@ -8,9 +8,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.hdl.array import Array
+from microscopiq.hdl.array import Array, ArrayTiming
 from microscopiq.hdl.layouts import StreamLayouts
-from microscopiq.host.stream_format import _row_beats, _tiles, from_beat, tile_periods
+from microscopiq.host.stream_format import _row_beats, _tiles, from_beat, tile_gaps, tile_periods
 from microscopiq.quant import golden
 from microscopiq.quant.layer import UniformLayer
 from microscopiq.tb.sim_streams import step, stream_get
@@ -34,7 +34,7 @@ def run_array(cfg, layer, x, seed, pause=0.0):
     raw = isinstance(layer, UniformLayer)
     sums = np.zeros((k_tiles, tokens, cfg.cols), np.int64)
     act_sums = np.zeros((k_tiles, tokens), np.int64)
-    periods = tile_periods(cfg, layer)
+    periods, gaps = tile_periods(cfg, layer), tile_gaps(cfg, layer)
     state = {"received": 0}
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -53,6 +53,7 @@ def run_array(cfg, layer, x, seed, pause=0.0):
             if issue:
                 if issue_m == 0:
                     assert ctx.get(dut.next_period) == periods[issue_t], (issue_t, periods[issue_t])
+                    assert ctx.get(dut.next_gap) == gaps[issue_t], (issue_t, gaps[issue_t])
                     started = issue_t
                 ctx.set(dut.issue.valid, 1)
                 ctx.set(dut.issue.payload, {"first": issue_m == 0, "tag": issue_m, "x": [
@@ -71,7 +72,7 @@ def run_array(cfg, layer, x, seed, pause=0.0):
             wait = max(wait - 1, 0)
             if issue:
                 last = issue_m == tokens - 1
-                wait = periods[issue_t] - 1 + (dut.tile_gap_extra if last else 0)
+                wait = periods[issue_t] - 1 + (gaps[issue_t] if last else 0)
                 issue_t, issue_m = (issue_t + 1, 0) if last else (issue_t, issue_m + 1)
             if load:
                 if load_r == cfg.rows - 1:
@@ -161,3 +162,37 @@ def test_wide_array_mixed_periods():
     case = random_case(cfg, n=16, k=40, m=4, seed=seed, outlier_rate=0.15)
     assert len(set(tile_periods(cfg, case.layer))) > 1
     check(cfg, case, seed)
+
+
+def test_tile_gap_rule():
+    """The tile gap is the largest group offset of an outlier row (shared), 0 otherwise; the host's
+    vectorised ``tile_gaps`` is the same rule, tile by tile."""
+    shared = ArrayTiming.of(_cfg(4, rows=8))
+    assert [shared.tile_gap(rows) for rows in ([0] * 8, [1, 0, 0, 0, 0, 0, 0, 0], [0, 0, 1, 0, 1, 0, 0, 0],
+                                               [0, 0, 0, 0, 0, 0, 0, 1], [1] * 8)] == [0, 0, 2, 3, 3]
+    assert ArrayTiming.of(_cfg(1, rows=8)).tile_gap([1] * 8) == 0
+    with pytest.raises(ValueError, match="8 entries"):
+        shared.tile_gap([1] * 4)
+    cfg = AccelConfig(fmt=FormatConfig(wbits=4, group=8), rows=8, cols=16, recon_share=4, max_tokens=16, max_k=64)
+    layer = random_case(cfg, n=16, k=40, m=1, seed=41, outlier_rate=0.1).layer
+    tiles = _tiles(cfg, layer)
+    n_tiles, k_tiles = tiles.codes.shape[0] // cfg.cols, tiles.codes.shape[1] // cfg.rows
+    want = [shared.tile_gap((tiles.roles[j * cfg.cols:(j + 1) * cfg.cols, t * cfg.rows:(t + 1) * cfg.rows] != 0).any(axis=0))
+            for j in range(n_tiles) for t in range(k_tiles)]
+    got = tile_gaps(cfg, layer)
+    assert len(set(want)) > 1
+    bad = [i for i, (w, g) in enumerate(zip(want, got)) if w != g]
+    assert not bad and len(got) == len(want), f"tile {bad[:1]}: expected {want[bad[0]] if bad else None}, got {got[bad[0]] if bad else None}"
+
+
+@pytest.mark.parametrize("share, rows, m", [(4, 4, 3), (2, 8, 7)])
+@pytest.mark.parametrize("pause", [0.0, 0.3])
+def test_tile_gaps_at_their_tightest(share, rows, m, pause):
+    """Few outlier rows (period mostly 1, one outlier row at any offset): each tile's gap, not the
+    load, decides when the next tile starts (``m·T + gap > R``), with and without bubbles and stalls."""
+    seed = 50 + share + int(10 * pause)
+    cfg = _cfg(share, rows=rows)
+    case = random_case(cfg, n=8, k=64, m=m, seed=seed, outlier_rate=0.08)
+    gaps = tile_gaps(cfg, case.layer)
+    assert min(gaps) == 0 and max(gaps) == share - 1, gaps
+    check(cfg, case, seed, pause=pause)

@@ -13,8 +13,8 @@ from microscopiq.hdl.ppu import PPU
 from microscopiq.host.stream_format import CycleModel
 
 
-@pytest.mark.parametrize("share, arrive, depth, gap, queue", [(1, 14, 25, 0, 5), (2, 15, 26, 4, 5), (0, 11, 22, 0, 5),
-                                                             (4, 15, 26, 4, 6)])
+@pytest.mark.parametrize("share, arrive, depth, gap, queue", [(1, 14, 25, 0, 5), (2, 15, 26, 1, 5), (0, 11, 22, 0, 5),
+                                                             (4, 15, 26, 3, 6)])
 def test_documented_timing(share, arrive, depth, gap, queue):
     """8×8: arrive(1) = 1 + R + 1 + P + L + H; depth = arrive(1) + 7 + 1 + 3 (25 per row); the shift
     queue ceil(arrive(max T) / R) + 3; first tokens of two tiles at least R = 8 cycles apart."""

@@ -13,7 +13,7 @@ from microscopiq.host.packed_stream import HEADER_FIELDS, encode_pass
 from microscopiq.host.stream_format import (MODE_RAW, Beat, StreamError,
                                            decode_results, decoded_tiles, pack_beat,
                                            encode_layer, expected_results, predict_cycles,
-                                           result_beat_count, tile_periods)
+                                           result_beat_count, tile_gaps, tile_periods)
 from microscopiq.quant.layer import Role
 from microscopiq.tb.stimulus import full_outlier_case, random_case, random_uniform_case
 
@@ -195,6 +195,29 @@ def test_periods_and_cycle_model():
         overhead = {m: predict_cycles(c2, uniform.layer, m) - tiles * m for m in (1, 32, 48, 64)}
         assert overhead[32] == overhead[48] == overhead[64] < overhead[1], overhead
     assert predict_cycles(cfg, case.layer, 4) > predict_cycles(_cfg(share=1), case.layer, 4)
+
+
+def test_tile_gaps_and_cycle_overrides():
+    """Shared ReCoN's gap per tile is the largest group offset of an outlier row (both rows of a
+    group hold outliers here: 1), 0 without outliers or sharing; ``predict_cycles`` takes other
+    periods and gaps (the bounds of ``make bench-cycles``) and refuses lists of other lengths."""
+    cfg = _cfg(share=2)
+    case = full_outlier_case(cfg, n=16, k=16, m=4, seed=12)
+    gaps = tile_gaps(cfg, case.layer)
+    assert gaps == [1] * 8
+    assert tile_gaps(cfg, random_uniform_case(cfg, n=16, k=16, m=4, seed=12).layer) == [0] * 8
+    assert tile_gaps(_cfg(share=1), case.layer) == [0] * 8
+    periods = tile_periods(cfg, case.layer)
+    long = cfg.replace(max_tokens=64)
+    now = predict_cycles(long, case.layer, 32)
+    assert predict_cycles(long, case.layer, 32, periods=periods, gaps=gaps) == now
+    # M = 32 tokens T = 2 apart and the gap decide when the next tile starts (the weights load
+    # meanwhile): one cycle less at each of the 7 tile boundaries with every gap 0, 64 more a tile
+    # at T = 4.
+    assert now - predict_cycles(long, case.layer, 32, gaps=[0] * 8) == 7
+    assert predict_cycles(long, case.layer, 32, periods=[4] * 8) - now == 8 * 64
+    with pytest.raises(ValueError, match="one entry per tile, not 8 and 3"):
+        predict_cycles(cfg, case.layer, 4, gaps=[0] * 3)
 
 
 @pytest.mark.parametrize("share", [0, 1])
