@@ -5,17 +5,24 @@ One pass of a layer on an ``R × C`` instance is a bit stream (LSB first, byte `
 bits ``8i … 8i + 7``), zero-padded to a whole byte:
 
 * a 64-bit **header** (:data:`HEADER_FIELDS`);
+* (MicroScopiQ mode) the **prologue**: the first tiles' maps (below);
 * per N-tile ``j`` (MicroScopiQ mode) the **row minima** ``E_min[n]``, ``C × 8`` bits;
 * per weight tile ``(j, t)``, K-tiles inner:
 
   - at the last K-tile of a K-group ``g`` (MicroScopiQ mode) the **exponents** ``E[n, g]``,
     ``C × 8`` bits;
-  - (MicroScopiQ mode) the **tile map**: one presence bit per micro-block of the tile (``R·C/U``,
-    row ``r`` outer, micro-block inner), then ``pairs − 1`` (``log2(U/2)`` bits) of every present
-    micro-block in the same order;
-  - ``R`` **rows**: the ``C`` codes (``b`` bits each, column ``c`` first), then for every present
-    micro-block of the row its **record**: ``X`` (``xb`` bits), then its pairs in ascending outlier
-    offset, ``o | p << log2(U)`` in ``2·log2(U)`` bits each.
+  - ``R`` **rows**: (MicroScopiQ mode) map fields of tiles ahead, then the ``C`` codes (``b`` bits
+    each, column ``c`` first), then for every present micro-block of the row its **record**: ``X``
+    (``xb`` bits), then its pairs in ascending outlier offset, ``o | p << log2(U)`` in
+    ``2·log2(U)`` bits each.
+
+A tile's **map** is one presence bit per micro-block of the tile (``R·C/U``, row ``r`` outer,
+micro-block inner) and ``pairs − 1`` (``log2(U/2)`` bits) of every present micro-block in the same
+order. It travels ahead of its tile (:class:`~microscopiq.hdl.unpacker.MapPlacement`): tile ``σ``'s
+presence bits open row 0 of tile ``σ − A`` and its counts pass row ``(σ − A)·R + 2``
+(``A = ceil(4/R)``); the prologue holds the presence bits of tiles ``0 … A − 1`` and every count
+field (0 where absent) of those whose counts row would precede the pass; the presence bits of the
+``A`` tiles past the pass's end are 0.
 
 Uniform (raw) layers carry only the header and the rows' codes. On a multi-precision instance
 (``AccelConfig.multi_precision``) a uniform layer at ``b/2`` runs in pair mode: its header's ``wbits``
@@ -26,8 +33,8 @@ in its low half and the second's in its high half (:func:`uniform_codes`).
 Every field is a field of the packed file (``quant/pack.py``) or a presence bit; the host reorders,
 it never expands metadata into roles or ReCoN configurations: that is the on-chip decoders' job
 (:mod:`microscopiq.hdl.meta_decoder`, :mod:`microscopiq.hdl.exp_decoder`). Row lengths are fixed by
-the tile map, which precedes the rows, so an unpacker knows every row's length before the row
-arrives.
+the tile maps, which precede their rows by two rows at least, so an unpacker knows every row's
+length from registers before the row arrives.
 
 :func:`encode_pass` writes a pass, :func:`decode_pass` reads one back (checking every rule),
 :func:`stream_bits` counts the bits per section, :func:`row_records` gives the per-row metadata the
