@@ -156,10 +156,14 @@ class UnpackerProgressProof(_Harness):
         shortest = min(self.cfg.cols * self.cfg.fmt.wbits, sizes.prologue_bits or PACKED_HEADER.size)
         m.d.comb += [Assert(state <= max(item.value for item in _Item)), Assert(fill <= sizes.capacity),
                      Assert(need <= sizes.item_bits), Assert(need >= shortest), Assert(spare == fill - need)]
-        # The map queue's prefixes (where a row's codes start) are map fields' lengths, so a row's
-        # length stays an item's at most.
+        # The map queue's prefixes (where a row's codes start) are map fields' lengths and its
+        # bodies rows' codes and records, so a row's length stays an item's at most.
         depth = (sizes.placement.ahead + 1) * self.cfg.rows if sizes.record else 0
-        m.d.comb += [Assert(internal(fragment, f"queue_prefix_{i}") <= sizes.prefix_bits) for i in range(depth)]
+        codes = self.cfg.cols * self.cfg.fmt.wbits // (2 if self.cfg.multi_precision else 1)
+        for i in range(depth):
+            body = internal(fragment, f"queue_body_{i}")
+            m.d.comb += [Assert(internal(fragment, f"queue_prefix_{i}") <= sizes.prefix_bits),
+                         Assert(body >= codes), Assert(body <= sizes.row_bits)]
 
 
 class UnpackerPassProof(_Harness):

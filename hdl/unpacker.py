@@ -409,6 +409,7 @@ class Unpacker(wiring.Component):
 
         per_group = cfg.fmt.group // cfg.rows
         group_last = ((regs["tile_k"] % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
+        tile_row = self._next_row(m, state, regs, per_group, parse)
         with m.Switch(state):
             with m.Case(_Item.HEADER):
                 m.d.comb += ready.eq(header_free)
@@ -440,9 +441,7 @@ class Unpacker(wiring.Component):
                 m.d.comb += ready.eq(rows_free)
                 # The next item: the tile's next row, or after its last the next tile's E_min, E or
                 # row 0 (uniform: always a row of codes).
-                tile_row = self._next_row(m, state, regs, per_group, parse)
-                m.d.comb += [to_row.eq(tile_row), need_parsed.eq(Mux(regs["raw"], code_bits,
-                                                                     Mux(tile_row, next_need, exp_bits)))]
+                m.d.comb += [to_row.eq(tile_row), need_parsed.eq(Mux(tile_row, next_need, exp_bits))]
 
     def _next_row(self, m, state, regs, per_group, parse):
         """After a row: the next row, tile (K-tiles inner), or the pass's end; a MicroScopiQ tile
@@ -450,13 +449,35 @@ class Unpacker(wiring.Component):
         whether the item after the row is a row (of registers only)."""
         row, tile_k, tile_n = regs["row"], regs["tile_k"], regs["tile_n"]
         last_row = row == self.cfg.rows - 1
+
+        def group_last(k):
+            return ((k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
+
+        def row_follows(k):
+            """Whether K-tile ``k``'s last row is followed by a row (no E_min, E or end)."""
+            return (k != regs["k_tiles"]) & ~group_last(k + 1)
+
+        # Registers, so that no adder or comparator of the counters sits in front of ``need``:
+        # ``then_row``, ``row_follows`` of the current K-tile (set as E_min or a tile's last row is
+        # parsed), and ``row_next``, whether the front row (the next, outside the ROW state) is
+        # followed by a row (always in a uniform pass).
+        then_row, row_next = Signal(), Signal(init=1)
+        rows = self.cfg.rows
         next_k = tile_k + 1
-        next_last = ((next_k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
+        next_last = group_last(next_k)
         n_end = tile_k == regs["k_tiles"]
-        with m.If(parse):
+        with m.If(parse & (state == _Item.HEADER)):
+            m.d.sync += row_next.eq(1)
+        with m.If(parse & (state == _Item.EMIN)):
+            m.d.sync += [then_row.eq(row_follows(tile_k)), row_next.eq((rows > 1) | row_follows(tile_k))]
+        with m.If(parse & (state == _Item.ROW)):
             m.d.sync += row.eq(row + 1)
+            with m.If(~regs["raw"]):
+                m.d.sync += row_next.eq(((row != rows - 2) if rows > 1 else Const(0, 1)) | then_row)
             with m.If(last_row):
-                m.d.sync += row.eq(0)
+                m.d.sync += [row.eq(0), then_row.eq(row_follows(next_k))]
+                with m.If(~regs["raw"]):
+                    m.d.sync += row_next.eq((rows > 1) | row_follows(next_k))
                 with m.If(n_end):
                     m.d.sync += tile_k.eq(0)
                     with m.If(tile_n == regs["n_tiles"]):
@@ -466,7 +487,7 @@ class Unpacker(wiring.Component):
                 with m.Else():
                     m.d.sync += [tile_k.eq(next_k),
                                  state.eq(Mux(regs["raw"] | ~next_last, _Item.ROW, _Item.EXPS))]
-        return ~last_row | (~n_end & ~next_last)
+        return row_next
 
     def _header_check(self, m, buffer):
         """Whether the header at the buffer's front is one this instance runs, and its core view."""
@@ -537,13 +558,18 @@ class Unpacker(wiring.Component):
         presence = [Signal(blocks, name=f"queue_presence_{i}") for i in range(depth)]
         prefix = [Signal(range(self.sizes.prefix_bits + 1), name=f"queue_prefix_{i}") for i in range(depth)]
         counts = [Signal(blocks * count_bits, name=f"queue_counts_{i}") for i in range(depth)] if count_bits else []
-        queue = [presence, prefix] + ([counts] if count_bits else [])
+        # ``body``: the row's codes and records, registered with its map entries, so that the next
+        # row's length is one addition of two registers (``body + prefix``) in front of ``need``.
+        body = [Signal(range(self.sizes.row_bits + 1), init=code_bits, name=f"queue_body_{i}") for i in range(depth)]
+        queue = [presence, prefix, body] + ([counts] if count_bits else [])
 
         def counts_of(entry):
             return [counts[entry].word_select(blk, count_bits) if count_bits else Const(0, 1) for blk in range(blocks)]
 
         with m.If(shift):
-            m.d.sync += [field[i].eq(field[i + 1] if i + 1 < depth else 0) for field in queue for i in range(depth)]
+            # (The entry past the end takes a row of codes: every entry's ``body`` stays a row's.)
+            m.d.sync += [field[i].eq(field[i + 1] if i + 1 < depth else (code_bits if field is body else 0))
+                         for field in queue for i in range(depth)]
 
         def put(field, entry: int, new, moves):
             """Register ``new`` into the entry now at ``entry`` (one lower if the queue moves on in
@@ -560,8 +586,15 @@ class Unpacker(wiring.Component):
             """The count fields' length for the presence ``bits``."""
             return _times(_popcount(bits), count_bits) if count_bits else Const(0, 1)
 
+        def body_length(row_presence, row_counts):
+            """A row's codes and records for its blocks' presence bits and count fields."""
+            fields = [row_counts[blk * count_bits:][:count_bits] if count_bits else Const(0, 1) for blk in range(blocks)]
+            return row_code_bits + sum(self._record_lengths(row_presence, fields))
+
         with m.If(parse & (state == _Item.HEADER)):
-            m.d.sync += prefix[0].eq(0)         # a uniform pass's rows start at the front
+            # A uniform pass's rows start at the front and are ``C·b`` bits: entries 0 and 1 stay
+            # (its parses do not move the queue on); a MicroScopiQ pass's prologue fills entry 1.
+            m.d.sync += [prefix[0].eq(0), prefix[1].eq(0), body[1].eq(code_bits)]
         # The prologue (its next item is E_min: the queue stays): the first tiles from entry 1 on.
         with m.If(parse & (state == _Item.PROLOGUE)):
             for tile in range(ahead):
@@ -569,10 +602,14 @@ class Unpacker(wiring.Component):
                     at = (tile * rows + r) * blocks
                     put(presence, 1 + tile * rows + r, buffer[at:at + blocks], False)
                     put(prefix, 1 + tile * rows + r, entries if r == 0 else 0, False)
-            for tile in range(place.prologue_counts):
+            for tile in range(place.prologue_counts if count_bits else ahead):
                 for r in range(rows):
                     at = ahead * entries + (tile * rows + r) * blocks * count_bits
-                    put(counts, 1 + tile * rows + r, buffer[at:at + blocks * count_bits], False)
+                    if count_bits:
+                        put(counts, 1 + tile * rows + r, buffer[at:at + blocks * count_bits], False)
+                    where = (tile * rows + r) * blocks
+                    put(body, 1 + tile * rows + r,
+                        body_length(buffer[where:where + blocks], buffer[at:at + blocks * count_bits]), False)
             for tile in range(place.prologue_counts, ahead):
                 carrier = place.counts_row(tile)
                 base = entries if carrier % rows == 0 else 0
@@ -585,6 +622,8 @@ class Unpacker(wiring.Component):
             for r in range(rows):
                 put(presence, ahead * rows + r, buffer[r * blocks:(r + 1) * blocks], moves)
                 put(prefix, ahead * rows + r, entries if r == 0 else 0, moves)
+                if not count_bits:
+                    put(body, ahead * rows + r, body_length(buffer[r * blocks:(r + 1) * blocks], Const(0, 1)), moves)
             put(prefix, 2, (entries if rows <= 2 else 0) + count_length(buffer[:entries]), moves)
         if count_bits:
             with m.If(in_row & (regs["row"] == place.counts_slot)):
@@ -596,9 +635,11 @@ class Unpacker(wiring.Component):
                 ranked = [Array(fields[:e + 1])[_popcount(tile_presence[:e])] if e else fields[0]
                           for e in range(entries)]
                 for r in range(rows):
-                    put(counts, first + r, Cat(*ranked[r * blocks:(r + 1) * blocks]), moves)
+                    row_counts = Cat(*ranked[r * blocks:(r + 1) * blocks])
+                    put(counts, first + r, row_counts, moves)
+                    put(body, first + r, body_length(presence[first + r], row_counts), moves)
         # The next row's length: entry 1.
-        next_need = row_code_bits + sum(self._record_lengths(presence[1], counts_of(1))) + prefix[1]
+        next_need = body[1] + prefix[1]
         # The front row: codes from ``row_offset`` on, then the records of its present blocks.
         row_offset = Signal.like(prefix[0], name="row_offset")
         m.d.comb += row_offset.eq(prefix[0])

@@ -29,6 +29,7 @@ INT8 = AccelConfig(fmt=FormatConfig(wbits=8, group=16), rows=8, cols=8, recon_sh
 # R < 4: tile maps travel two (R = 2) and four (R = 1) tiles ahead (MapPlacement).
 TWO = AccelConfig(fmt=FormatConfig(group=4), rows=2, cols=8)
 ONE = AccelConfig(fmt=FormatConfig(group=2, xbits=3), rows=1, cols=16)
+U2 = AccelConfig(fmt=FormatConfig(group=16, ublock=2), rows=4, cols=4)      # one pair a block: no counts
 
 
 def expected(cfg: AccelConfig, layer, data: bytes) -> dict:
@@ -98,6 +99,7 @@ def merged(*wants: dict) -> dict:
     (TWO, 32, "random", 16, 12),
     (ONE, 64, "full_outlier", 32, 6),
     (ONE, 8, "random", 16, 2),
+    (U2, 16, "full_outlier", 8, 32),
     (INT8, 32, "random_uniform", 16, 32),
 ], ids=lambda v: getattr(v, "__name__", None) if callable(v) else None)
 def test_passes_read_as_the_host_reads_them(cfg, bus, kind, n, k):
