@@ -531,26 +531,60 @@ class Unpacker(wiring.Component):
 
     def _row(self, m, buffer, state, parse, shift, regs):
         """The output payload of the row at the buffer's front, and ``next_need``, the next PE
-        row's length (registers only).
-
-        The **map queue** holds one entry per PE row of the pass, from the row at the front (entry
-        0) on, ``(ahead + 1)·R`` of them: its micro-blocks' presence bits and counts and its
-        ``prefix``, the map fields' bits in front of its codes (:class:`MapPlacement`). It moves on
-        by one entry as an item is parsed whose next item is a row (``shift``), so the next row is
-        always entry 1 and its length, set as that item is parsed, a function of registers. The map
-        fields are registered off the buffer's front as their row is parsed: the prologue's into the
-        first tiles' entries, a row 0's presence bits into tile ``ahead``'s (and their count fields'
-        length into the prefix of the row two on, which carries them), a counts row's counts into
-        the entries of the tile they belong to, ranked by that tile's registered presence bits."""
+        row's length (registers only: the map queue's, :meth:`_map_queue`)."""
         cfg, fmt = self.cfg, self.cfg.fmt
         code_bits = cfg.cols * fmt.wbits
         value = Signal(self.row_layout(cfg))
-        # A narrow row's codes are C·b/2 bits: its lengths count that, and its fields are read off
-        # the row widened to the b-bit layout (each code zero-extended, the records after them).
-        row_code_bits = Mux(regs["narrow"], code_bits // 2, code_bits) if self._narrow_rows else code_bits
         if not self.record:
             m.d.comb += value.codes.as_value().eq(buffer[:code_bits])
             return value, Const(code_bits)
+        geom = self.record
+        presence, counts, row_offset, next_need = self._map_queue(m, buffer, state, parse, shift, regs)
+        # The front row: codes from ``row_offset`` on, then the records of its present blocks. A
+        # narrow row's codes are C·b/2 bits: its fields are read off the row widened to the b-bit
+        # layout (each code zero-extended, the records after them).
+        bits = Signal(self.sizes.row_bits)
+        m.d.comb += bits.eq(_field_at(m, buffer, row_offset, self.sizes.row_bits))
+        if self._narrow_rows:
+            half = fmt.wbits // 2
+            codes = [Cat(bits[c * half:][:half], Const(0, half)) for c in range(cfg.cols)]
+            widened = Cat(*codes, bits[code_bits // 2:])[:self.sizes.row_bits]
+            narrow_bits = Signal(self.sizes.row_bits)
+            m.d.comb += [narrow_bits.eq(Mux(regs["narrow"], widened, bits)), value.narrow.eq(regs["narrow"])]
+            bits = narrow_bits
+        m.d.comb += [value.codes.as_value().eq(bits[:code_bits]), value.raw.eq(regs["raw"])]
+        offset = code_bits
+        for blk, count in enumerate(counts):
+            present = presence[blk] & ~regs["raw"]
+            record = value.blocks[blk]
+            m.d.comb += [record.present.eq(present),
+                         record.xexp.eq(Mux(present, _field_at(m, bits, offset, fmt.xbits), 0))]
+            if geom.count_bits:
+                m.d.comb += record.count.eq(Mux(present, count, 0))
+            for index in range(geom.max_pairs):
+                used = present & (count >= index) if index else present
+                pair = _field_at(m, bits, offset + fmt.xbits + index * geom.pair_bits, geom.pair_bits)
+                m.d.comb += record.pairs[index].as_value().eq(Mux(used, pair, 0))
+            offset = offset + self._record_lengths([present], [count])[0]
+        return value, next_need
+
+    def _map_queue(self, m, buffer, state, parse, shift, regs):
+        """The map queue; returns the front row's presence bits and count fields (per block), where
+        its codes start (``row_offset``) and the next row's length.
+
+        The queue holds one entry per PE row of the pass, from the row at the front (entry 0) on,
+        ``(ahead + 1)·R`` of them: the row's micro-blocks' presence bits and counts, its ``prefix``
+        (the map fields' bits in front of its codes, :class:`MapPlacement`) and its ``body`` (its
+        codes and records). It moves on by one entry as an item is parsed whose next item is a row
+        (``shift``), so the next row is always entry 1 and its length, set as that item is parsed,
+        ``body + prefix`` of registers. The map fields are registered off the buffer's front as
+        their row is parsed: the prologue's into the first tiles' entries, a row 0's presence bits
+        into tile ``ahead``'s (and their count fields' length into the prefix of the row two on,
+        which carries them), a counts row's counts (with the bodies) into the entries of the tile
+        they belong to, ranked by that tile's registered presence bits."""
+        cfg, fmt = self.cfg, self.cfg.fmt
+        code_bits = cfg.cols * fmt.wbits
+        row_code_bits = Mux(regs["narrow"], code_bits // 2, code_bits) if self._narrow_rows else code_bits
         geom, blocks, entries = self.record, self.sizes.blocks, self.sizes.map_entries
         place, rows, count_bits = self.sizes.placement, cfg.rows, geom.count_bits
         ahead = place.ahead
@@ -640,30 +674,6 @@ class Unpacker(wiring.Component):
                     put(body, first + r, body_length(presence[first + r], row_counts), moves)
         # The next row's length: entry 1.
         next_need = body[1] + prefix[1]
-        # The front row: codes from ``row_offset`` on, then the records of its present blocks.
         row_offset = Signal.like(prefix[0], name="row_offset")
         m.d.comb += row_offset.eq(prefix[0])
-        bits = Signal(self.sizes.row_bits)
-        m.d.comb += bits.eq(_field_at(m, buffer, row_offset, self.sizes.row_bits))
-        if self._narrow_rows:
-            half = fmt.wbits // 2
-            codes = [Cat(bits[c * half:][:half], Const(0, half)) for c in range(cfg.cols)]
-            widened = Cat(*codes, bits[code_bits // 2:])[:self.sizes.row_bits]
-            narrow_bits = Signal(self.sizes.row_bits)
-            m.d.comb += [narrow_bits.eq(Mux(regs["narrow"], widened, bits)), value.narrow.eq(regs["narrow"])]
-            bits = narrow_bits
-        m.d.comb += [value.codes.as_value().eq(bits[:code_bits]), value.raw.eq(regs["raw"])]
-        offset = code_bits
-        for blk, count in enumerate(counts_of(0)):
-            present = presence[0][blk] & ~regs["raw"]
-            record = value.blocks[blk]
-            m.d.comb += [record.present.eq(present),
-                         record.xexp.eq(Mux(present, _field_at(m, bits, offset, fmt.xbits), 0))]
-            if count_bits:
-                m.d.comb += record.count.eq(Mux(present, count, 0))
-            for index in range(geom.max_pairs):
-                used = present & (count >= index) if index else present
-                pair = _field_at(m, bits, offset + fmt.xbits + index * geom.pair_bits, geom.pair_bits)
-                m.d.comb += record.pairs[index].as_value().eq(Mux(used, pair, 0))
-            offset = offset + self._record_lengths([present], [count])[0]
-        return value, next_need
+        return presence[0], counts_of(0), row_offset, next_need

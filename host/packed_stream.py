@@ -317,7 +317,6 @@ def _fields(grid: _Grid):
     (tile, part, position; the header first) gives stream order."""
     rec = grid.records
     fmt, rows, cols = grid.cfg.fmt, grid.cfg.rows, grid.cfg.cols
-    per_row = cols // fmt.ublock
     tiles_per_group = fmt.group // rows
     out = {name: [] for name in ("header", "emin", "exps", "tile_maps", "codes", "records")}
 
@@ -512,7 +511,9 @@ def decode_pass(cfg: AccelConfig, data: bytes) -> Contents:
     PackedStreamError
         A wrong version, reserved bits, ``wbits`` or tile counts the instance cannot take, a stream
         that ends early or has more than 7 zero padding bits (or nonzero ones) after its last field,
-        a pair whose outlier and partner coincide or a slot used by two pairs.
+        a pair whose outlier and partner coincide or a slot used by two pairs, a prologue count of
+        an absent micro-block that is not 0, a present micro-block in a tile map past the pass's
+        last tile (the unpacker reads such fields as the layout says and ignores them).
     """
     fmt = cfg.fmt
     data = bytes(data)
