@@ -408,8 +408,7 @@ class Unpacker(wiring.Component):
         code_bits = cfg.cols * cfg.fmt.wbits
 
         per_group = cfg.fmt.group // cfg.rows
-        group_last = ((regs["tile_k"] % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
-        tile_row = self._next_row(m, state, regs, per_group, parse)
+        tile_row, group_last = self._next_row(m, state, regs, per_group, parse)
         with m.Switch(state):
             with m.Case(_Item.HEADER):
                 m.d.comb += ready.eq(header_free)
@@ -445,8 +444,9 @@ class Unpacker(wiring.Component):
 
     def _next_row(self, m, state, regs, per_group, parse):
         """After a row: the next row, tile (K-tiles inner), or the pass's end; a MicroScopiQ tile
-        opens with ``E_min`` at an N-tile's start and ``E`` at a K-group's last K-tile. Returns
-        whether the item after the row is a row (of registers only)."""
+        opens with ``E_min`` at an N-tile's start and ``E`` at a K-group's last K-tile. Returns two
+        registers: whether the item after the front row is a row, and whether the current K-tile
+        is its K-group's last (an ``E`` follows ``E_min``)."""
         row, tile_k, tile_n = regs["row"], regs["tile_k"], regs["tile_n"]
         last_row = row == self.cfg.rows - 1
 
@@ -462,12 +462,15 @@ class Unpacker(wiring.Component):
         # parsed), and ``row_next``, whether the front row (the next, outside the ROW state) is
         # followed by a row (always in a uniform pass).
         then_row, row_next = Signal(), Signal(init=1)
+        k_last = Signal(init=per_group == 1) if per_group > 1 else Const(1, 1)
         rows = self.cfg.rows
         next_k = tile_k + 1
         next_last = group_last(next_k)
         n_end = tile_k == regs["k_tiles"]
         with m.If(parse & (state == _Item.HEADER)):
             m.d.sync += row_next.eq(1)
+            if per_group > 1:
+                m.d.sync += k_last.eq(0)
         with m.If(parse & (state == _Item.EMIN)):
             m.d.sync += [then_row.eq(row_follows(tile_k)), row_next.eq((rows > 1) | row_follows(tile_k))]
         with m.If(parse & (state == _Item.ROW)):
@@ -478,6 +481,8 @@ class Unpacker(wiring.Component):
                 m.d.sync += [row.eq(0), then_row.eq(row_follows(next_k))]
                 with m.If(~regs["raw"]):
                     m.d.sync += row_next.eq((rows > 1) | row_follows(next_k))
+                if per_group > 1:
+                    m.d.sync += k_last.eq(~n_end & next_last)
                 with m.If(n_end):
                     m.d.sync += tile_k.eq(0)
                     with m.If(tile_n == regs["n_tiles"]):
@@ -487,7 +492,7 @@ class Unpacker(wiring.Component):
                 with m.Else():
                     m.d.sync += [tile_k.eq(next_k),
                                  state.eq(Mux(regs["raw"] | ~next_last, _Item.ROW, _Item.EXPS))]
-        return row_next
+        return row_next, k_last
 
     def _header_check(self, m, buffer):
         """Whether the header at the buffer's front is one this instance runs, and its core view."""
@@ -595,7 +600,16 @@ class Unpacker(wiring.Component):
         # ``body``: the row's codes and records, registered with its map entries, so that the next
         # row's length is one addition of two registers (``body + prefix``) in front of ``need``.
         body = [Signal(range(self.sizes.row_bits + 1), init=code_bits, name=f"queue_body_{i}") for i in range(depth)]
-        queue = [presence, prefix, body] + ([counts] if count_bits else [])
+        # ``rank``: per block, the present blocks before it in its tile (which count field is its),
+        # registered with the presence bits so that no popcount sits in front of the counts' capture.
+        rank_bits = max(1, (entries - 1).bit_length())
+        rank = [Signal(blocks * rank_bits, name=f"queue_rank_{i}") for i in range(depth)] if count_bits else []
+        queue = [presence, prefix, body] + ([counts, rank] if count_bits else [])
+
+        def ranks(tile_bits, r):
+            """Row ``r``'s blocks' ranks among the presence ``tile_bits`` of their tile."""
+            counts = [_popcount(tile_bits[:r * blocks + blk]) if r or blk else Const(0, 1) for blk in range(blocks)]
+            return Cat(*(Cat(count, Const(0, rank_bits))[:rank_bits] for count in counts))
 
         def counts_of(entry):
             return [counts[entry].word_select(blk, count_bits) if count_bits else Const(0, 1) for blk in range(blocks)]
@@ -636,6 +650,8 @@ class Unpacker(wiring.Component):
                     at = (tile * rows + r) * blocks
                     put(presence, 1 + tile * rows + r, buffer[at:at + blocks], False)
                     put(prefix, 1 + tile * rows + r, entries if r == 0 else 0, False)
+                    if count_bits:
+                        put(rank, 1 + tile * rows + r, ranks(buffer[tile * entries:(tile + 1) * entries], r), False)
             for tile in range(place.prologue_counts if count_bits else ahead):
                 for r in range(rows):
                     at = ahead * entries + (tile * rows + r) * blocks * count_bits
@@ -656,18 +672,19 @@ class Unpacker(wiring.Component):
             for r in range(rows):
                 put(presence, ahead * rows + r, buffer[r * blocks:(r + 1) * blocks], moves)
                 put(prefix, ahead * rows + r, entries if r == 0 else 0, moves)
-                if not count_bits:
+                if count_bits:
+                    put(rank, ahead * rows + r, ranks(buffer[:entries], r), moves)
+                else:
                     put(body, ahead * rows + r, body_length(buffer[r * blocks:(r + 1) * blocks], Const(0, 1)), moves)
             put(prefix, 2, (entries if rows <= 2 else 0) + count_length(buffer[:entries]), moves)
         if count_bits:
             with m.If(in_row & (regs["row"] == place.counts_slot)):
-                # The counts of the tile whose row 0 is ``ahead·R − 2`` rows on, ranked by its presence.
+                # The counts of the tile whose row 0 is ``ahead·R − 2`` rows on, by its blocks' ranks.
                 first = ahead * rows - 2
-                tile_presence = Cat(*(presence[first + r] for r in range(rows)))
                 at = entries if place.counts_slot == 0 else 0
                 fields = [buffer[at + i * count_bits:][:count_bits] for i in range(entries)]
-                ranked = [Array(fields[:e + 1])[_popcount(tile_presence[:e])] if e else fields[0]
-                          for e in range(entries)]
+                ranked = [Array(fields[:e + 1])[rank[first + e // blocks].word_select(e % blocks, rank_bits)]
+                          if e else fields[0] for e in range(entries)]
                 for r in range(rows):
                     row_counts = Cat(*ranked[r * blocks:(r + 1) * blocks])
                     put(counts, first + r, row_counts, moves)
