@@ -584,9 +584,9 @@ class Unpacker(wiring.Component):
         (``shift``), so the next row is always entry 1 and its length, set as that item is parsed,
         ``body + prefix`` of registers. The map fields are registered off the buffer's front as
         their row is parsed: the prologue's into the first tiles' entries, a row 0's presence bits
-        into tile ``ahead``'s (and their count fields' length into the prefix of the row two on,
-        which carries them), a counts row's counts (with the bodies) into the entries of the tile
-        they belong to, ranked by that tile's registered presence bits."""
+        into tile ``ahead``'s with each block's ``rank`` (and their count fields' length into the
+        prefix of the row two on, which carries them), a counts row's counts (with the bodies) into
+        the entries of the tile they belong to, each block's picked by its registered rank."""
         cfg, fmt = self.cfg, self.cfg.fmt
         code_bits = cfg.cols * fmt.wbits
         row_code_bits = Mux(regs["narrow"], code_bits // 2, code_bits) if self._narrow_rows else code_bits
