@@ -104,8 +104,9 @@ class MapPlacement:
     ``g div R``); the map of tile ``σ`` travels ahead of it:
 
     * its presence bits open row 0 of tile ``σ − ahead`` (the prologue for ``σ < ahead``);
-    * its counts open row ``(σ − ahead)·R + 2`` (:meth:`counts_row`; the prologue, every count
-      field written, for ``σ < prologue_counts``).
+    * its counts open row ``(σ − ahead)·R + 2`` (:meth:`counts_row`), after that row's own presence
+      bits where it is a row 0 (``R <= 2``); the prologue, every count field written, for
+      ``σ < prologue_counts``.
 
     Why two rows and ``ahead·R >= 4``: the unpacker registers the presence bits as their row is
     parsed (row ``g``), so the counts' length, ``log2(U/2)`` times their number, is a register

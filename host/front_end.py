@@ -27,7 +27,7 @@ from .packed_stream import ITEM_EXPONENTS, ITEM_MINIMA, ITEM_PROLOGUE, ITEM_ROW
 
 __all__ = ["run_cycles"]
 
-_HEADER = -1      # item kind of the pass header (the packed_stream kinds are 0 … 2)
+_HEADER = -1      # item kind of the pass header (the packed_stream kinds are 0 … 3)
 _END = -2         # the unpacker's END state after a pass's last item
 
 
