@@ -192,7 +192,8 @@ def test_decode_8x8_tile_period():
     more tiles of a uniform layer (rows only) cost 32·R = 256 cycles, a tile every R = 8 cycles (25
     under the rule before the overlap); a MicroScopiQ tile too (its map travels a tile ahead, so the
     unpacker parses a row every cycle; R + 2 with the MAP state of stream version 1: 366), 32 more
-    of them 266 cycles (8 per tile and an E item per K-group); the RTL runs both."""
+    of them 266 cycles (8 per tile, and 5 for each of the two K-groups' E items they add); the RTL
+    runs both."""
     cfg = AccelConfig(max_tokens=4, weight_bus=256)
     short, long = (random_uniform_case(cfg, n=16, k=k, m=1, seed=5) for k in (128, 256))
     cycles = check_case(cfg, short)
