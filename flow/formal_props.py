@@ -180,9 +180,9 @@ PROOFS: dict[str, Proof] = {
         "k-induction: unbounded (invariants: the pass registers hold the header's fields, the "
         "counts are those of the tiles and rows before the current one)"),
     "unpacker_cover": Proof(
-        lambda unpacker=None: UnpackerPassProof(unpacker=unpacker), "cover", 40, True,
+        lambda unpacker=None: UnpackerPassProof(unpacker=unpacker), "cover", 42, True,
         "unpacker_passes not vacuous: a whole MicroScopiQ pass without a fault, then a header",
-        "reached at step 37"),
+        "reached at step 40"),
     "credit_refused": Proof(
         lambda core=None: CreditProof(core=core, invariants=False, refused_headers=True), "bmc", 32, False,
         "Core as credit, refused headers too: no overflow; a refused pass's one beat never meets a "

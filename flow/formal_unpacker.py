@@ -19,7 +19,7 @@ Every harness drives the unpacker's input with free beats and a free reset in ev
 
 The harnesses reach the unpacker's registers for their induction invariants: by name
 (:func:`~.formal.internal`: ``state``, ``fill``, ``need``, ``spare``, ``buffer``, ``last_taken``,
-``row_offset``, ``first_need``) and the pass registers as ``Unpacker._pass_registers`` creates them
+``row_offset``, the map queue's ``queue_prefix_i``) and the pass registers as ``Unpacker._pass_registers`` creates them
 (:meth:`UnpackerPassProof._capture_pass_registers`); the block is not changed for the proofs.
 """
 
@@ -152,16 +152,18 @@ class UnpackerProgressProof(_Harness):
         """Invariants: the state, lengths and fill hold values they can reach."""
         state, fill, need, spare = (internal(fragment, name) for name in ("state", "fill", "need", "spare"))
         sizes = self.unpacker.sizes
-        codes = self.cfg.cols * self.cfg.fmt.wbits     # the shortest item: a row of codes
+        # The shortest item: a row of codes, or the prologue.
+        shortest = min(self.cfg.cols * self.cfg.fmt.wbits, sizes.prologue_bits or PACKED_HEADER.size)
         m.d.comb += [Assert(state <= max(item.value for item in _Item)), Assert(fill <= sizes.capacity),
-                     Assert(need <= sizes.item_bits), Assert(need >= codes), Assert(spare == fill - need)]
-        # The MAP state's registered lengths (``row_offset`` named, row 0's length the rest of
-        # ``first_need``, the header's length after reset) add up to an item's length at most.
-        row_offset, first_need = internal(fragment, "row_offset"), internal(fragment, "first_need")
-        row0 = Signal.like(first_need, name="row0")
-        m.d.comb += row0.eq(first_need - row_offset)
-        m.d.comb += [Assert(row_offset <= sizes.map_bits), Assert(row0 <= sizes.item_bits), Assert(row0 >= codes),
-                     Assert(first_need <= sizes.item_bits)]
+                     Assert(need <= sizes.item_bits), Assert(need >= shortest), Assert(spare == fill - need)]
+        # The map queue's prefixes (where a row's codes start) are map fields' lengths and its
+        # bodies rows' codes and records, so a row's length stays an item's at most.
+        depth = (sizes.placement.ahead + 1) * self.cfg.rows if sizes.record else 0
+        codes = self.cfg.cols * self.cfg.fmt.wbits // (2 if self.cfg.multi_precision else 1)
+        for i in range(depth):
+            body = internal(fragment, f"queue_body_{i}")
+            m.d.comb += [Assert(internal(fragment, f"queue_prefix_{i}") <= sizes.prefix_bits),
+                         Assert(body >= codes), Assert(body <= sizes.row_bits)]
 
 
 class UnpackerPassProof(_Harness):
@@ -257,8 +259,9 @@ class UnpackerPassProof(_Harness):
         k_tiles, n_tiles = regs["k_tiles"], regs["n_tiles"]
         in_pass = (state != _Item.HEADER) & (state != _Item.DRAIN) & (state <= max(item.value for item in _Item))
         tiles_before = regs["tile_n"] * (k_tiles + 1) + regs["tile_k"]
+        first = (state == _Item.EMIN) | (state == _Item.PROLOGUE)
         exps_before = Mux(regs["raw"], 0, regs["tile_n"] * (k_tiles + 2)
-                          + Mux(state == _Item.EMIN, 0, Mux(state == _Item.EXPS, 1, 2) + regs["tile_k"]))
+                          + Mux(first, 0, Mux(state == _Item.EXPS, 1, 2) + regs["tile_k"]))
         with m.If(in_pass):
             m.d.comb += [
                 Assert(header.fault == Fault.NONE),
@@ -278,6 +281,8 @@ class UnpackerPassProof(_Harness):
                     m.d.comb += Assert(regs["row"] == 0)
                 with m.If(state == _Item.EMIN):
                     m.d.comb += Assert(regs["tile_k"] == 0)
+                with m.If(state == _Item.PROLOGUE):
+                    m.d.comb += [Assert(regs["tile_k"] == 0), Assert(regs["tile_n"] == 0)]
         with m.Else():
             # Between passes (HEADER) and while dropping one (DRAIN): the pass is whole or faulted.
             m.d.comb += Assert(faulted | ((rows == due_rows) & (exps == due_exps)))

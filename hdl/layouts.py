@@ -44,7 +44,7 @@ class Mode(enum.Enum, shape=1):
 
 
 #: The packed weight stream's ``version`` (docs/format.md, "Streaming format").
-STREAM_VERSION = 1
+STREAM_VERSION = 2
 
 #: The packed weight stream's 64-bit pass header, fields at fixed offsets whatever the instance
 #: (``wbits`` holds ``b - 1``; ``tokens``, ``k_tiles``, ``n_tiles`` hold ``M - 1``, ``KT - 1``, ``NT - 1``).

@@ -8,13 +8,13 @@ bit 0 the oldest, and parses one **item** per cycle off its front:
 * the 64-bit pass header (:data:`~.layouts.PACKED_HEADER`), checked field by field;
 * (MicroScopiQ mode) at every N-tile's first K-tile the row minima ``E_min``, ``C × 8`` bits, and at
   every K-group's last K-tile its exponents ``E``, ``C × 8`` bits;
-* a PE row: its ``C`` codes and the records of its present micro-blocks. The first row of a
-  MicroScopiQ tile also carries the tile map in front of it (presence bits and ``pairs − 1`` of every
-  present micro-block), so a tile is ``R`` items however its outliers fall: the map fixes every
-  row's length before the row is parsed. That length, the only one that depends on the bits in the
-  buffer, is measured in a MAP state before the row: two cycles at least (every MAP cycle registers
-  the lengths off the buffer's front with ``fill``, the next compares them), so a MicroScopiQ tile
-  takes ``R + 2`` cycles; every other item's length is a register when it is parsed.
+* (MicroScopiQ mode) after the header the **prologue**: the first tiles' maps;
+* a PE row: its ``C`` codes and the records of its present micro-blocks. A MicroScopiQ row may open
+  with map fields of tiles ahead (:class:`MapPlacement`): row 0 of tile ``t`` with tile
+  ``t + ahead``'s presence bits, row ``2 mod R`` with a later tile's counts. A tile's map therefore
+  reaches the map queue's registers before the item in front of the tile's first row is parsed,
+  so every item's length is a function of registers when the item before it is parsed and a tile
+  is ``R`` items, ``R`` cycles, however its outliers fall.
 
 An item is parsed once the buffer holds all its bits and its output register is free; a beat is taken
 while the buffer has room for it. A pass starts at a beat boundary and ends in the beat that carries
@@ -41,7 +41,7 @@ from .exp_decoder import ExpDecoder
 from .layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION, Fault, Mode, StreamLayouts, axis_signature
 from .meta_decoder import MetaDecoder, RecordGeometry
 
-__all__ = ["Unpacker", "UnpackerSizes"]
+__all__ = ["Unpacker", "UnpackerSizes", "MapPlacement"]
 
 
 class _Item(enum.Enum, shape=3):
@@ -51,7 +51,7 @@ class _Item(enum.Enum, shape=3):
     ROW = 3
     END = 4
     DRAIN = 5
-    MAP = 6       # a MicroScopiQ tile's map and first row at the front: their lengths are measured
+    PROLOGUE = 6  # a MicroScopiQ pass's first tiles' maps (MapPlacement)
 
 
 def _field_at(m, value, offset, width: int):
@@ -98,6 +98,46 @@ def _popcount(bits) -> object:
 
 
 @dataclass(frozen=True)
+class MapPlacement:
+    """Where a MicroScopiQ pass carries each tile's map, for ``R`` = ``rows`` (docs/format.md,
+    "Streaming format"). Rows are counted across the pass (row ``g`` is row ``g mod R`` of tile
+    ``g div R``); the map of tile ``σ`` travels ahead of it:
+
+    * its presence bits open row 0 of tile ``σ − ahead`` (the prologue for ``σ < ahead``);
+    * its counts open row ``(σ − ahead)·R + 2`` (:meth:`counts_row`), after that row's own presence
+      bits where it is a row 0 (``R <= 2``); the prologue, every count field written, for
+      ``σ < prologue_counts``.
+
+    Why two rows and ``ahead·R >= 4``: the unpacker registers the presence bits as their row is
+    parsed (row ``g``), so the counts' length, ``log2(U/2)`` times their number, is a register
+    from row ``g + 1`` on, when row ``g + 2``'s length is set; the counts are registered as row
+    ``g + 2`` is parsed, so tile ``σ``'s first row, whose length they fix, may be ``g + 4`` at the
+    earliest. Every item's length is then a function of registers when the item before it is parsed.
+    """
+
+    rows: int
+
+    @property
+    def ahead(self) -> int:
+        """Tiles between a tile and the one whose presence bits its row 0 carries: ``ceil(4/R)``."""
+        return -(-4 // self.rows)
+
+    @property
+    def prologue_counts(self) -> int:
+        """Tiles whose counts are in the prologue: those whose carrier row would precede the pass."""
+        return self.ahead - 2 // self.rows
+
+    @property
+    def counts_slot(self) -> int:
+        """The row of a tile that opens with (another tile's) counts: ``2 mod R``."""
+        return 2 % self.rows
+
+    def counts_row(self, tile):
+        """The pass row (across tiles) that carries ``tile``'s counts (``tile >= prologue_counts``)."""
+        return (tile - self.ahead) * self.rows + 2
+
+
+@dataclass(frozen=True)
 class UnpackerSizes:
     """The :class:`Unpacker`'s item and buffer sizes for ``cfg`` and a ``bus_bits`` bus (the host's
     cycle model reads them too)."""
@@ -130,14 +170,31 @@ class UnpackerSizes:
         return self.cfg.cols * self.cfg.fmt.wbits + self.blocks * self.record_bits
 
     @property
-    def map_bits(self) -> int:
-        """Longest tile map: presence bits and a count for every micro-block."""
-        return self.map_entries * (1 + (self.record.count_bits if self.record else 0))
+    def placement(self) -> MapPlacement:
+        return MapPlacement(self.cfg.rows)
+
+    @property
+    def count_bits(self) -> int:
+        """Bits of one count field, ``log2(U/2)`` (0 without ReCoN)."""
+        return self.record.count_bits if self.record else 0
+
+    @property
+    def prologue_bits(self) -> int:
+        """The prologue: ``ahead`` tiles' presence bits, every count field of ``prologue_counts``."""
+        place = self.placement
+        return self.map_entries * (place.ahead + place.prologue_counts * self.count_bits)
+
+    @property
+    def prefix_bits(self) -> int:
+        """Longest run of map fields in front of a row's codes: presence bits (row 0), counts
+        (row ``2 mod R``), both when that is row 0."""
+        presence, counts = self.map_entries, self.map_entries * self.count_bits
+        return presence + counts if self.placement.counts_slot == 0 else max(presence, counts)
 
     @property
     def item_bits(self) -> int:
-        """Longest item: the header, an exponent vector or a tile's first row with its map."""
-        return max(PACKED_HEADER.size, self.cfg.cols * EXP_BITS, self.map_bits + self.row_bits)
+        """Longest item: the header, an exponent vector, the prologue or a row with its map fields."""
+        return max(PACKED_HEADER.size, self.cfg.cols * EXP_BITS, self.prologue_bits, self.prefix_bits + self.row_bits)
 
     @property
     def capacity(self) -> int:
@@ -150,9 +207,8 @@ class Unpacker(wiring.Component):
     """Packed weight stream -> pass header, exponents, PE rows.
 
     Latency: an item whose last bit arrives in a beat taken in cycle ``t`` is parsed in cycle
-    ``t + 1`` (if its output register is free) and is on its output from cycle ``t + 2``; a
-    MicroScopiQ tile's first row two cycles later (its MAP state). Throughput: ``W`` bits and one
-    item per cycle, and the MAP state's two cycles per MicroScopiQ tile.
+    ``t + 1`` (if its output register is free) and is on its output from cycle ``t + 2``.
+    Throughput: ``W`` bits and one item per cycle.
 
     Parameters
     ----------
@@ -217,16 +273,16 @@ class Unpacker(wiring.Component):
         state = Signal(_Item)
         last_taken = Signal()          # this pass's tlast beat is in the buffer
         pass_regs = self._pass_registers(m)
-        # The length of the item at the front, a register: set as the item before is parsed (or
-        # from the map registers, in the MAP state).
+        # The length of the item at the front, a register: set as the item before is parsed, from
+        # registers (the map queue's, for a MicroScopiQ row).
         need = Signal(range(self.sizes.item_bits + 1), init=PACKED_HEADER.size)
         # ``spare = fill - need`` is a register too (negative while the item is incomplete), so
         # that ``have`` is its sign and a beat's place below a parsed item is a register.
         spare = Signal(signed(len(fill) + 1), init=-PACKED_HEADER.size)
-        # The next item's length if the front item is parsed in this cycle (``need_parsed``) and if
-        # not (``need_held``), each set by the state from registers (defaults: ``need``).
-        need_parsed, need_held = Signal.like(need), Signal.like(need)
-        m.d.comb += [need_parsed.eq(need), need_held.eq(need)]
+        # The next item's length if the front item is parsed in this cycle, set by the state from
+        # registers (default: ``need``).
+        need_parsed = Signal.like(need)
+        m.d.comb += need_parsed.eq(need)
         # ``room``: the buffer has room for a beat, a register (``fill <= capacity - W`` for the
         # current ``fill``), so that a beat's ``ready`` depends on no comparator.
         room = Signal(init=1)
@@ -248,7 +304,7 @@ class Unpacker(wiring.Component):
                      appended.eq(buffer | Mux(take, at_fill, 0)),
                      consumed.eq(_shifted(buffer, need, capacity, left=False) | Mux(take, at_kept, 0))]
         m.d.sync += buffer.eq(Mux(parse, consumed, appended))
-        self._next_counts(m, parse, take, fill, kept, need, need_parsed, need_held, spare, room)
+        self._next_counts(m, parse, take, fill, kept, need, need_parsed, spare, room)
         with m.If(take & beat.payload.last):
             m.d.sync += last_taken.eq(1)
 
@@ -256,7 +312,7 @@ class Unpacker(wiring.Component):
         # in order; one later in the pass pulses ``fault``. Either way the rest of the pass is dropped.
         fault, header_fault = Signal(Fault), Signal(Fault)
         m.d.comb += self.fault.eq(fault)
-        parsing = (state != _Item.END) & (state != _Item.DRAIN) & (state != _Item.MAP)
+        parsing = (state != _Item.END) & (state != _Item.DRAIN)
         m.d.comb += parse.eq(parsing & have & ready)
         # (``fault`` is a function of registers only: nothing downstream's ready reaches it, so the
         # front end's output payload never depends on its own ready.)
@@ -266,12 +322,11 @@ class Unpacker(wiring.Component):
             with m.Elif(ready):
                 m.d.comb += header_fault.eq(Fault.TRUNCATED)
 
-        self._items(m, state, buffer, fill, last_taken, need_parsed, need_held, ready, parse, fault, header_fault,
-                    pass_regs)
+        self._items(m, state, buffer, need_parsed, ready, parse, header_fault, pass_regs)
 
         def restart():
             """Drop what is left of the pass (its tlast beat is in) and wait for a header."""
-            # (Set here, not through ``need_held``: the END state's ``buffer == 0`` stays out of
+            # (Set here, not through ``need_parsed``: the END state's ``buffer == 0`` stays out of
             # ``spare``'s subtraction. The buffer is zero already: END restarts only on an empty
             # buffer with no beat taken, DRAIN clears it every cycle; so ``buffer == 0`` does not
             # reach the buffer's own multiplexers.)
@@ -293,7 +348,7 @@ class Unpacker(wiring.Component):
                 restart()
         return m
 
-    def _next_counts(self, m, parse, take, fill, kept, need, need_parsed, need_held, spare, room):
+    def _next_counts(self, m, parse, take, fill, kept, need, need_parsed, spare, room):
         """The next ``fill``, ``need``, ``spare = fill - need`` and ``room``. Every candidate (the
         front item parsed or not, a beat taken or not) is computed from registers; ``parse`` and
         ``take``, which depend on the handshakes, only select among them, so no adder or comparator
@@ -305,11 +360,11 @@ class Unpacker(wiring.Component):
             return [new_fill, new_fill - item_need, new_fill <= capacity - width]
 
         parsed = [after(kept, need_parsed, True), after(kept, need_parsed, False)]
-        held = [after(fill, need_held, True), after(fill, need_held, False)]
+        held = [after(fill, need, True), after(fill, need, False)]
         for reg, options in zip((fill, spare, room), zip(*parsed, *held)):
             with_beat_parsed, parsed_only, with_beat, unchanged = options
             m.d.sync += reg.eq(Mux(parse, Mux(take, with_beat_parsed, parsed_only), Mux(take, with_beat, unchanged)))
-        m.d.sync += need.eq(Mux(parse, need_parsed, need_held))
+        m.d.sync += need.eq(Mux(parse, need_parsed, need))
 
     def _pass_registers(self, m) -> dict:
         header = self.layouts.header.members
@@ -327,16 +382,17 @@ class Unpacker(wiring.Component):
             m.d.sync += port.valid.eq(0)
         return free
 
-    def _items(self, m, state, buffer, fill, last_taken, need_parsed, need_held, ready, parse, fault, header_fault,
-               regs):
-        """The items' parsing; ``need_parsed`` and ``need_held`` are the next item length if the
-        front item is parsed in this cycle and if not (set here from registers, by state)."""
+    def _items(self, m, state, buffer, need_parsed, ready, parse, header_fault, regs):
+        """The items' parsing; ``need_parsed`` is the next item's length if the front item is
+        parsed in this cycle (set here from registers, by state)."""
         cfg = self.cfg
         exp_bits = cfg.cols * EXP_BITS
         header_ok, header_value = self._header_check(m, buffer)
-        map_measured, map_truncated = Signal(), Signal()
-        row_value, row_parsed, row_next_need = self._row(m, buffer, fill, last_taken, need_held, state == _Item.MAP,
-                                          map_measured, map_truncated, regs)
+        # ``to_row``: the item after the front one is a PE row (the map queue moves on as it is parsed).
+        to_row = Signal()
+        shift = Signal()
+        m.d.comb += shift.eq(parse & to_row & ~regs["raw"])
+        row_value, next_need = self._row(m, buffer, state, parse, shift, regs)
         exps_value = Signal(ExpDecoder.in_layout(cfg.cols))
         m.d.comb += [exps_value.minimum.eq(state == _Item.EMIN), exps_value.exps.as_value().eq(buffer[:exp_bits])]
         with m.If((state == _Item.HEADER) & parse & ~header_ok):
@@ -350,15 +406,16 @@ class Unpacker(wiring.Component):
         exps_free = self._outputs(m, self.exps, parse & ((state == _Item.EMIN) | (state == _Item.EXPS)),
                                   exps_value) & ~self.header.valid
         rows_free = self._outputs(m, self.rows, parse & (state == _Item.ROW), row_value) & ~self.header.valid
+        code_bits = cfg.cols * cfg.fmt.wbits
 
         per_group = cfg.fmt.group // cfg.rows
-        group_last = ((regs["tile_k"] % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
+        tile_row, group_last = self._next_row(m, state, regs, per_group, parse)
         with m.Switch(state):
             with m.Case(_Item.HEADER):
                 m.d.comb += ready.eq(header_free)
                 header = data.View(PACKED_HEADER, buffer[:PACKED_HEADER.size])
                 # (Whatever ``header_ok``: a refused header drains the pass and restarts.)
-                m.d.comb += need_parsed.eq(Mux(header.mode == Mode.RAW, cfg.cols * cfg.fmt.wbits, exp_bits))
+                m.d.comb += need_parsed.eq(Mux(header.mode == Mode.RAW, code_bits, self.sizes.prologue_bits))
                 with m.If(parse):
                     with m.If(header_ok):
                         if self._narrow_rows:
@@ -366,55 +423,77 @@ class Unpacker(wiring.Component):
                         m.d.sync += [regs["raw"].eq(header.mode == Mode.RAW),
                                      regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles),
                                      regs["tile_k"].eq(0), regs["tile_n"].eq(0), regs["row"].eq(0),
-                                     state.eq(Mux(header.mode == Mode.RAW, _Item.ROW, _Item.EMIN))]
+                                     state.eq(Mux(header.mode == Mode.RAW, _Item.ROW, _Item.PROLOGUE))]
+            with m.Case(_Item.PROLOGUE):
+                m.d.comb += [ready.eq(~self.header.valid), need_parsed.eq(exp_bits)]
+                with m.If(parse):
+                    m.d.sync += state.eq(_Item.EMIN)
             with m.Case(_Item.EMIN):
-                m.d.comb += ready.eq(exps_free)
+                m.d.comb += [ready.eq(exps_free), to_row.eq(~group_last),
+                             need_parsed.eq(Mux(group_last, exp_bits, next_need))]
                 with m.If(parse):
-                    m.d.sync += state.eq(Mux(group_last, _Item.EXPS, _Item.MAP))
+                    m.d.sync += state.eq(Mux(group_last, _Item.EXPS, _Item.ROW))
             with m.Case(_Item.EXPS):
-                m.d.comb += ready.eq(exps_free)
+                m.d.comb += [ready.eq(exps_free), to_row.eq(1), need_parsed.eq(next_need)]
                 with m.If(parse):
-                    m.d.sync += state.eq(_Item.MAP)
-            with m.Case(_Item.MAP):
-                # Nothing is parsed: the map's and the first row's lengths are measured off the
-                # buffer's front and registered once the buffer holds them all.
-                with m.If(map_measured):
                     m.d.sync += state.eq(_Item.ROW)
-                # (Not an ``Elif``: ``map_truncated`` excludes ``map_measured`` already — the
-                # lengths stop changing once the tlast beat is in — and ``fault`` stays clear of
-                # the comparator.)
-                with m.If(map_truncated & ~self.header.valid):
-                    m.d.comb += fault.eq(Fault.TRUNCATED)
             with m.Case(_Item.ROW):
                 m.d.comb += ready.eq(rows_free)
-                if row_next_need is not None:
-                    m.d.comb += need_parsed.eq(row_next_need)
-                with m.If(regs["row"] == cfg.rows - 1):
-                    # The next item: E_min or E, or a uniform row (a MAP state measures a tile's first row).
-                    m.d.comb += need_parsed.eq(Mux(regs["raw"], cfg.cols * cfg.fmt.wbits, exp_bits))
-                with m.If(parse):
-                    m.d.sync += row_parsed
-                    self._next_row(m, state, regs, per_group)
+                # The next item: the tile's next row, or after its last the next tile's E_min, E or
+                # row 0 (uniform: always a row of codes).
+                m.d.comb += [to_row.eq(tile_row), need_parsed.eq(Mux(tile_row, next_need, exp_bits))]
 
-    def _next_row(self, m, state, regs, per_group):
+    def _next_row(self, m, state, regs, per_group, parse):
         """After a row: the next row, tile (K-tiles inner), or the pass's end; a MicroScopiQ tile
-        opens with ``E_min`` at an N-tile's start and ``E`` at a K-group's last K-tile, then its map."""
+        opens with ``E_min`` at an N-tile's start and ``E`` at a K-group's last K-tile. Returns two
+        registers: whether the item after the front row is a row, and whether the current K-tile
+        is its K-group's last (an ``E`` follows ``E_min``)."""
         row, tile_k, tile_n = regs["row"], regs["tile_k"], regs["tile_n"]
-        first = Mux(regs["raw"], _Item.ROW, _Item.MAP)
-        m.d.sync += row.eq(row + 1)
-        with m.If(row == self.cfg.rows - 1):
-            m.d.sync += row.eq(0)
-            next_k = tile_k + 1
-            next_last = ((next_k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
-            with m.If(tile_k == regs["k_tiles"]):
-                m.d.sync += tile_k.eq(0)
-                with m.If(tile_n == regs["n_tiles"]):
-                    m.d.sync += state.eq(_Item.END)
+        last_row = row == self.cfg.rows - 1
+
+        def group_last(k):
+            return ((k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
+
+        def row_follows(k):
+            """Whether K-tile ``k``'s last row is followed by a row (no E_min, E or end)."""
+            return (k != regs["k_tiles"]) & ~group_last(k + 1)
+
+        # Registers, so that no adder or comparator of the counters sits in front of ``need``:
+        # ``then_row``, ``row_follows`` of the current K-tile (set as E_min or a tile's last row is
+        # parsed), and ``row_next``, whether the front row (the next, outside the ROW state) is
+        # followed by a row (always in a uniform pass).
+        then_row, row_next = Signal(), Signal(init=1)
+        k_last = Signal(init=per_group == 1) if per_group > 1 else Const(1, 1)
+        rows = self.cfg.rows
+        next_k = tile_k + 1
+        next_last = group_last(next_k)
+        n_end = tile_k == regs["k_tiles"]
+        with m.If(parse & (state == _Item.HEADER)):
+            m.d.sync += row_next.eq(1)
+            if per_group > 1:
+                m.d.sync += k_last.eq(0)
+        with m.If(parse & (state == _Item.EMIN)):
+            m.d.sync += [then_row.eq(row_follows(tile_k)), row_next.eq((rows > 1) | row_follows(tile_k))]
+        with m.If(parse & (state == _Item.ROW)):
+            m.d.sync += row.eq(row + 1)
+            with m.If(~regs["raw"]):
+                m.d.sync += row_next.eq(((row != rows - 2) if rows > 1 else Const(0, 1)) | then_row)
+            with m.If(last_row):
+                m.d.sync += [row.eq(0), then_row.eq(row_follows(next_k))]
+                with m.If(~regs["raw"]):
+                    m.d.sync += row_next.eq((rows > 1) | row_follows(next_k))
+                if per_group > 1:
+                    m.d.sync += k_last.eq(~n_end & next_last)
+                with m.If(n_end):
+                    m.d.sync += tile_k.eq(0)
+                    with m.If(tile_n == regs["n_tiles"]):
+                        m.d.sync += state.eq(_Item.END)
+                    with m.Else():
+                        m.d.sync += [tile_n.eq(tile_n + 1), state.eq(Mux(regs["raw"], _Item.ROW, _Item.EMIN))]
                 with m.Else():
-                    m.d.sync += [tile_n.eq(tile_n + 1), state.eq(Mux(regs["raw"], _Item.ROW, _Item.EMIN))]
-            with m.Else():
-                m.d.sync += [tile_k.eq(next_k),
-                             state.eq(Mux(regs["raw"] | ~next_last, first, _Item.EXPS))]
+                    m.d.sync += [tile_k.eq(next_k),
+                                 state.eq(Mux(regs["raw"] | ~next_last, _Item.ROW, _Item.EXPS))]
+        return row_next, k_last
 
     def _header_check(self, m, buffer):
         """Whether the header at the buffer's front is one this instance runs, and its core view."""
@@ -456,75 +535,20 @@ class Unpacker(wiring.Component):
         return [Mux(present, fmt.xbits + geom.pair_bits + _times(count, geom.pair_bits), 0)
                 for present, count in zip(presence, counts)]
 
-    def _row(self, m, buffer, fill, last_taken, row_need, in_map, measured, truncated, regs):
-        """The output payload of the row at the front and the register updates when it is parsed;
-        ``measured``: in the MAP state (``in_map``), the tile's map and first row are in the buffer
-        (``truncated``: they never will be).
-
-        In the MAP state the tile map at the buffer's front is read (presence bits, then the counts
-        of the present blocks) into the map registers, with the map's length (where row 0 starts)
-        and row 0's length; the registers then hold the tile's rows, row ``r`` at the front while
-        row ``r`` is at the buffer's front, and the next row's length is registered as a row is
-        parsed. Every row's fields are at offsets fixed by its own map entries."""
+    def _row(self, m, buffer, state, parse, shift, regs):
+        """The output payload of the row at the buffer's front, and ``next_need``, the next PE
+        row's length (registers only: the map queue's, :meth:`_map_queue`)."""
         cfg, fmt = self.cfg, self.cfg.fmt
         code_bits = cfg.cols * fmt.wbits
         value = Signal(self.row_layout(cfg))
-        # A narrow row's codes are C·b/2 bits: its lengths count that, and its fields are read off
-        # the row widened to the b-bit layout (each code zero-extended, the records after them).
-        row_code_bits = Mux(regs["narrow"], code_bits // 2, code_bits) if self._narrow_rows else code_bits
         if not self.record:
             m.d.comb += value.codes.as_value().eq(buffer[:code_bits])
-            return value, [], None
-        geom, blocks, entries = self.record, self.sizes.blocks, self.sizes.map_entries
-        count_width = max(1, geom.count_bits)
-        # The tile map at the buffer's front (MAP state): presence, then the counts of present blocks.
-        presence = [buffer[e] for e in range(entries)]
-        counts = []
-        for e in range(entries):
-            rank = _popcount(presence[:e]) if e else Const(0, 1)
-            # The rank picks one of the ``e + 1`` fields it can name (a multiplexer, not a shifter).
-            fields = [buffer[entries + r * geom.count_bits:][:geom.count_bits] for r in range(e + 1)]
-            counts.append(Array(fields)[rank] if geom.count_bits else Const(0, 1))
-        map_len = Signal(range(self.sizes.map_bits + 1))
-        m.d.comb += map_len.eq(entries + _times(_popcount(presence), geom.count_bits))
-        row0_len = Signal.like(row_need)       # row 0 without the map
-        m.d.comb += row0_len.eq(row_code_bits + sum(self._record_lengths(presence[:blocks], counts[:blocks])))
-        # Two MAP cycles at least: every MAP cycle registers the lengths and the map off the
-        # buffer's front (its bits below ``fill`` stay put while nothing is parsed) and whether
-        # ``fill`` covers them; the next one reads that flag. ``first_need`` counts only bits below ``fill`` once
-        # ``fill`` reaches it: the presence bits then all lie below ``fill``, hence the true counts
-        # and lengths. The comparison itself is registered in the first cycle (``whole``: ``fill``
-        # covers the map and row 0), so the second only reads a flip-flop on its way to ``state``.
-        stored_presence = Signal(entries)
-        stored_counts = Signal(entries * count_width)
-        row_offset = Signal.like(map_len)      # where the front row's codes start in the buffer
-        seen, seen_last, seen_row0, whole = Signal(), Signal(), Signal.like(row0_len), Signal()
-        first_need = Signal.like(row_need)
-        m.d.comb += first_need.eq(row_offset + seen_row0)
-        row_presence = stored_presence[:blocks]
-        row_counts = [stored_counts.word_select(blk, count_width) if geom.count_bits else Const(0, 1)
-                      for blk in range(blocks)]
-        # ``truncated`` a cycle after the comparison (a register: the MAP state emits nothing
-        # meanwhile, and this way no logic sits between ``whole`` and ``fault`` or the merge).
-        short = Signal()
-        m.d.sync += short.eq(in_map & seen & seen_last & ~whole)
-        m.d.comb += [measured.eq(in_map & seen & whole), truncated.eq(in_map & short)]
-        m.d.sync += seen.eq(in_map & ~measured)
-        with m.If(in_map):
-            m.d.sync += [stored_presence.eq(Cat(*presence)), row_offset.eq(map_len), seen_row0.eq(row0_len),
-                         whole.eq(fill >= map_len + row0_len), seen_last.eq(last_taken)]
-            m.d.comb += row_need.eq(first_need)
-            if geom.count_bits:
-                m.d.sync += stored_counts.eq(Cat(*counts))
-        # As a row is parsed: the next row to the front, and its length.
-        next_presence = stored_presence[blocks:2 * blocks]
-        next_counts = [stored_counts.word_select(blocks + blk, count_width) if geom.count_bits else Const(0, 1)
-                       for blk in range(blocks)]
-        next_need = Mux(regs["raw"], code_bits, row_code_bits + sum(self._record_lengths(next_presence, next_counts)))
-        parsed = [stored_presence.eq(stored_presence >> blocks), row_offset.eq(0)]
-        if geom.count_bits:
-            parsed.append(stored_counts.eq(stored_counts >> (blocks * count_width)))
-        # The row: codes, then the records of its present blocks.
+            return value, Const(code_bits)
+        geom = self.record
+        presence, counts, row_offset, next_need = self._map_queue(m, buffer, state, parse, shift, regs)
+        # The front row: codes from ``row_offset`` on, then the records of its present blocks. A
+        # narrow row's codes are C·b/2 bits: its fields are read off the row widened to the b-bit
+        # layout (each code zero-extended, the records after them).
         bits = Signal(self.sizes.row_bits)
         m.d.comb += bits.eq(_field_at(m, buffer, row_offset, self.sizes.row_bits))
         if self._narrow_rows:
@@ -536,8 +560,8 @@ class Unpacker(wiring.Component):
             bits = narrow_bits
         m.d.comb += [value.codes.as_value().eq(bits[:code_bits]), value.raw.eq(regs["raw"])]
         offset = code_bits
-        for blk in range(blocks):
-            present, count = row_presence[blk] & ~regs["raw"], row_counts[blk]
+        for blk, count in enumerate(counts):
+            present = presence[blk] & ~regs["raw"]
             record = value.blocks[blk]
             m.d.comb += [record.present.eq(present),
                          record.xexp.eq(Mux(present, _field_at(m, bits, offset, fmt.xbits), 0))]
@@ -548,4 +572,126 @@ class Unpacker(wiring.Component):
                 pair = _field_at(m, bits, offset + fmt.xbits + index * geom.pair_bits, geom.pair_bits)
                 m.d.comb += record.pairs[index].as_value().eq(Mux(used, pair, 0))
             offset = offset + self._record_lengths([present], [count])[0]
-        return value, parsed, next_need
+        return value, next_need
+
+    def _map_queue(self, m, buffer, state, parse, shift, regs):
+        """The map queue; returns the front row's presence bits and count fields (per block), where
+        its codes start (``row_offset``) and the next row's length.
+
+        The queue holds one entry per PE row of the pass, from the row at the front (entry 0) on,
+        ``(ahead + 1)·R`` of them: the row's micro-blocks' presence bits and counts, its ``prefix``
+        (the map fields' bits in front of its codes, :class:`MapPlacement`) and its ``body`` (its
+        codes and records). It moves on by one entry as an item is parsed whose next item is a row
+        (``shift``), so the next row is always entry 1 and its length, set as that item is parsed,
+        ``body + prefix`` of registers. The map fields are registered off the buffer's front as
+        their row is parsed: the prologue's into the first tiles' entries, a row 0's presence bits
+        into tile ``ahead``'s with each block's ``rank`` (and their count fields' length into the
+        prefix of the row two on, which carries them), a counts row's counts (with the bodies) into
+        the entries of the tile they belong to, each block's picked by its registered rank."""
+        cfg, fmt = self.cfg, self.cfg.fmt
+        code_bits = cfg.cols * fmt.wbits
+        row_code_bits = Mux(regs["narrow"], code_bits // 2, code_bits) if self._narrow_rows else code_bits
+        geom, blocks, entries = self.record, self.sizes.blocks, self.sizes.map_entries
+        place, rows, count_bits = self.sizes.placement, cfg.rows, geom.count_bits
+        ahead = place.ahead
+        depth = (ahead + 1) * rows
+        presence = [Signal(blocks, name=f"queue_presence_{i}") for i in range(depth)]
+        prefix = [Signal(range(self.sizes.prefix_bits + 1), name=f"queue_prefix_{i}") for i in range(depth)]
+        counts = [Signal(blocks * count_bits, name=f"queue_counts_{i}") for i in range(depth)] if count_bits else []
+        # ``body``: the row's codes and records, registered with its map entries, so that the next
+        # row's length is one addition of two registers (``body + prefix``) in front of ``need``.
+        body = [Signal(range(self.sizes.row_bits + 1), init=code_bits, name=f"queue_body_{i}") for i in range(depth)]
+        # ``rank``: per block, the present blocks before it in its tile (which count field is its),
+        # registered with the presence bits so that no popcount sits in front of the counts' capture.
+        rank_bits = max(1, (entries - 1).bit_length())
+        rank = [Signal(blocks * rank_bits, name=f"queue_rank_{i}") for i in range(depth)] if count_bits else []
+        queue = [presence, prefix, body] + ([counts, rank] if count_bits else [])
+
+        def ranks(tile_bits, r):
+            """Row ``r``'s blocks' ranks among the presence ``tile_bits`` of their tile."""
+            counts = [_popcount(tile_bits[:r * blocks + blk]) if r or blk else Const(0, 1) for blk in range(blocks)]
+            return Cat(*(Cat(count, Const(0, rank_bits))[:rank_bits] for count in counts))
+
+        def counts_of(entry):
+            return [counts[entry].word_select(blk, count_bits) if count_bits else Const(0, 1) for blk in range(blocks)]
+
+        with m.If(shift):
+            # (The entry past the end takes a row of codes: every entry's ``body`` stays a row's.)
+            m.d.sync += [field[i].eq(field[i + 1] if i + 1 < depth else (code_bits if field is body else 0))
+                         for field in queue for i in range(depth)]
+
+        def put(field, entry: int, new, moves):
+            """Register ``new`` into the entry now at ``entry`` (one lower if the queue moves on in
+            this cycle: ``moves`` True, False, or None where ``shift`` decides)."""
+            if moves is None:
+                with m.If(shift):
+                    m.d.sync += field[entry - 1].eq(new)
+                with m.Else():
+                    m.d.sync += field[entry].eq(new)
+            else:
+                m.d.sync += field[entry - int(moves)].eq(new)
+
+        def count_length(bits):
+            """The count fields' length for the presence ``bits``."""
+            return _times(_popcount(bits), count_bits) if count_bits else Const(0, 1)
+
+        def body_length(row_presence, row_counts):
+            """A row's codes and records for its blocks' presence bits and count fields."""
+            fields = [row_counts[blk * count_bits:][:count_bits] if count_bits else Const(0, 1) for blk in range(blocks)]
+            return row_code_bits + sum(self._record_lengths(row_presence, fields))
+
+        with m.If(parse & (state == _Item.HEADER)):
+            # A uniform pass's rows start at the front and are ``C·b`` bits: entries 0 and 1 stay
+            # (its parses do not move the queue on); a MicroScopiQ pass's prologue fills entry 1.
+            m.d.sync += [prefix[0].eq(0), prefix[1].eq(0), body[1].eq(code_bits)]
+        # The prologue (its next item is E_min: the queue stays): the first tiles from entry 1 on.
+        with m.If(parse & (state == _Item.PROLOGUE)):
+            for tile in range(ahead):
+                for r in range(rows):
+                    at = (tile * rows + r) * blocks
+                    put(presence, 1 + tile * rows + r, buffer[at:at + blocks], False)
+                    put(prefix, 1 + tile * rows + r, entries if r == 0 else 0, False)
+                    if count_bits:
+                        put(rank, 1 + tile * rows + r, ranks(buffer[tile * entries:(tile + 1) * entries], r), False)
+            for tile in range(place.prologue_counts if count_bits else ahead):
+                for r in range(rows):
+                    at = ahead * entries + (tile * rows + r) * blocks * count_bits
+                    if count_bits:
+                        put(counts, 1 + tile * rows + r, buffer[at:at + blocks * count_bits], False)
+                    where = (tile * rows + r) * blocks
+                    put(body, 1 + tile * rows + r,
+                        body_length(buffer[where:where + blocks], buffer[at:at + blocks * count_bits]), False)
+            for tile in range(place.prologue_counts, ahead):
+                carrier = place.counts_row(tile)
+                base = entries if carrier % rows == 0 else 0
+                put(prefix, 1 + carrier, base + count_length(buffer[tile * entries:(tile + 1) * entries]), False)
+        # A row (its parse moves the queue on but at R = 1, where an E_min or E may come next).
+        in_row = parse & (state == _Item.ROW) & ~regs["raw"]
+        moves = True if rows > 1 else None
+        with m.If(in_row & (regs["row"] == 0)):
+            # Tile ``ahead`` on: its presence bits; its counts open the row two on.
+            for r in range(rows):
+                put(presence, ahead * rows + r, buffer[r * blocks:(r + 1) * blocks], moves)
+                put(prefix, ahead * rows + r, entries if r == 0 else 0, moves)
+                if count_bits:
+                    put(rank, ahead * rows + r, ranks(buffer[:entries], r), moves)
+                else:
+                    put(body, ahead * rows + r, body_length(buffer[r * blocks:(r + 1) * blocks], Const(0, 1)), moves)
+            put(prefix, 2, (entries if rows <= 2 else 0) + count_length(buffer[:entries]), moves)
+        if count_bits:
+            with m.If(in_row & (regs["row"] == place.counts_slot)):
+                # The counts of the tile whose row 0 is ``ahead·R − 2`` rows on, by its blocks' ranks.
+                first = ahead * rows - 2
+                at = entries if place.counts_slot == 0 else 0
+                fields = [buffer[at + i * count_bits:][:count_bits] for i in range(entries)]
+                ranked = [Array(fields[:e + 1])[rank[first + e // blocks].word_select(e % blocks, rank_bits)]
+                          if e else fields[0] for e in range(entries)]
+                for r in range(rows):
+                    row_counts = Cat(*ranked[r * blocks:(r + 1) * blocks])
+                    put(counts, first + r, row_counts, moves)
+                    put(body, first + r, body_length(presence[first + r], row_counts), moves)
+        # The next row's length: entry 1.
+        next_need = body[1] + prefix[1]
+        row_offset = Signal.like(prefix[0], name="row_offset")
+        m.d.comb += row_offset.eq(prefix[0])
+        return presence[0], counts_of(0), row_offset, next_need

@@ -23,13 +23,12 @@ from ..hdl.core import CoreTiming
 from ..hdl.layouts import PACKED_HEADER
 from ..hdl.meta_decoder import MetaDecoder
 from ..hdl.unpacker import UnpackerSizes
-from .packed_stream import ITEM_EXPONENTS, ITEM_MINIMA, ITEM_ROW
+from .packed_stream import ITEM_EXPONENTS, ITEM_MINIMA, ITEM_PROLOGUE, ITEM_ROW
 
 __all__ = ["run_cycles"]
 
-_HEADER = -1      # item kind of the pass header (the packed_stream kinds are 0 … 2)
+_HEADER = -1      # item kind of the pass header (the packed_stream kinds are 0 … 3)
 _END = -2         # the unpacker's END state after a pass's last item
-_MAP = -3         # the unpacker's MAP state before a MicroScopiQ tile's first row (its length)
 
 
 @dataclass
@@ -166,29 +165,11 @@ def run_cycles(cfg: AccelConfig, items: tuple, periods: list[int], passes: list[
     kinds, bits = (np.asarray(a).tolist() for a in items)
     width = cfg.weight_bus
     total = PACKED_HEADER.size + sum(bits)
-    kinds, bits = _with_maps(cfg, kinds, bits, msq=msq)
     walk = [_Pass(tokens, [_HEADER] + kinds + [_END], [PACKED_HEADER.size] + bits + [0], -(-total // width))
             for tokens in passes]
     loader = _Loader(CoreTiming.of(cfg), periods, gaps, cfg.rows, len(periods))
     sim = _Simulation(cfg, walk, loader, k_tiles=k_tiles, msq=msq)
     return sim.run()
-
-
-def _with_maps(cfg: AccelConfig, kinds: list, bits: list, *, msq: bool) -> tuple[list, list]:
-    """The items with the unpacker's MAP state in front of every MicroScopiQ tile's first row: it
-    takes no bits, but lasts until the buffer has held the whole row (map included) for a cycle."""
-    if not msq:
-        return kinds, bits
-    out_kinds, out_bits, rows = [], [], 0
-    for kind, size in zip(kinds, bits):
-        if kind == ITEM_ROW:
-            if rows % cfg.rows == 0:
-                out_kinds.append(_MAP)
-                out_bits.append(size)
-            rows += 1
-        out_kinds.append(kind)
-        out_bits.append(size)
-    return out_kinds, out_bits
 
 
 class _Simulation:
@@ -207,7 +188,6 @@ class _Simulation:
         self.pass_in = self.pass_out = 0       # pass whose beats / items are being taken / parsed
         self.beat = 0                          # next beat of pass_in
         self.fill, self.item, self.last_taken = 0, 0, False
-        self.map_fill = None                   # fill in the MAP cycle before (None: not in MAP)
         self.header_valid = self.exps_valid = self.exps_minimum = self.row_valid = False
         # skid buffers before and after the decoders (payload: True, or an exponent item's
         # ``minimum`` flag); without ReCoN only ``row_skid``, between the unpacker and the merge
@@ -259,13 +239,11 @@ class _Simulation:
             pass                            # every pass parsed
         elif kind == _END:
             restart = self.last_taken
-        elif kind == _MAP:
-            # The unpacker registers the map's lengths and whether ``fill`` covers them in every
-            # MAP cycle and reads that flag in the next one.
-            parse = self.map_fill is not None and self.map_fill >= current.bits[self.item]
         else:
             if kind == _HEADER:
                 free = not self.header_valid or header_taken
+            elif kind == ITEM_PROLOGUE:
+                free = not self.header_valid       # no output register; waits for the header's taker
             elif kind == ITEM_ROW:
                 free = (not self.row_valid or rows_taken) and not self.header_valid
             else:
@@ -273,8 +251,7 @@ class _Simulation:
             parse = self.fill >= current.bits[self.item] and free
         beat_in = (not self.last_taken and self.fill <= self.capacity - self.width
                    and self.pass_in < len(self.passes))
-        moved = moved or parse or restart or beat_in or kind == _MAP
-        self.map_fill = self.fill if kind == _MAP and not parse else None
+        moved = moved or parse or restart or beat_in
 
         # Register updates.
         self.header_valid = (kind == _HEADER and parse) or (self.header_valid and not header_taken)
@@ -332,8 +309,7 @@ class _Simulation:
 
     def _unpack(self, parse: bool, restart: bool, beat_in: bool, current: _Pass) -> None:
         if parse:
-            if current.kinds[self.item] != _MAP:
-                self.fill -= current.bits[self.item]
+            self.fill -= current.bits[self.item]
             self.item += 1
         if restart:
             self.fill, self.item, self.last_taken = 0, 0, False

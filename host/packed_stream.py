@@ -5,17 +5,24 @@ One pass of a layer on an ``R × C`` instance is a bit stream (LSB first, byte `
 bits ``8i … 8i + 7``), zero-padded to a whole byte:
 
 * a 64-bit **header** (:data:`HEADER_FIELDS`);
+* (MicroScopiQ mode) the **prologue**: the first tiles' maps (below);
 * per N-tile ``j`` (MicroScopiQ mode) the **row minima** ``E_min[n]``, ``C × 8`` bits;
 * per weight tile ``(j, t)``, K-tiles inner:
 
   - at the last K-tile of a K-group ``g`` (MicroScopiQ mode) the **exponents** ``E[n, g]``,
     ``C × 8`` bits;
-  - (MicroScopiQ mode) the **tile map**: one presence bit per micro-block of the tile (``R·C/U``,
-    row ``r`` outer, micro-block inner), then ``pairs − 1`` (``log2(U/2)`` bits) of every present
-    micro-block in the same order;
-  - ``R`` **rows**: the ``C`` codes (``b`` bits each, column ``c`` first), then for every present
-    micro-block of the row its **record**: ``X`` (``xb`` bits), then its pairs in ascending outlier
-    offset, ``o | p << log2(U)`` in ``2·log2(U)`` bits each.
+  - ``R`` **rows**: (MicroScopiQ mode) map fields of tiles ahead, then the ``C`` codes (``b`` bits
+    each, column ``c`` first), then for every present micro-block of the row its **record**: ``X``
+    (``xb`` bits), then its pairs in ascending outlier offset, ``o | p << log2(U)`` in
+    ``2·log2(U)`` bits each.
+
+A tile's **map** is one presence bit per micro-block of the tile (``R·C/U``, row ``r`` outer,
+micro-block inner) and ``pairs − 1`` (``log2(U/2)`` bits) of every present micro-block in the same
+order. It travels ahead of its tile (:class:`~microscopiq.hdl.unpacker.MapPlacement`): tile ``σ``'s
+presence bits open row 0 of tile ``σ − A`` and its counts pass row ``(σ − A)·R + 2``
+(``A = ceil(4/R)``); the prologue holds the presence bits of tiles ``0 … A − 1`` and every count
+field (0 where absent) of those whose counts row would precede the pass; the presence bits of the
+``A`` tiles past the pass's end are 0.
 
 Uniform (raw) layers carry only the header and the rows' codes. On a multi-precision instance
 (``AccelConfig.multi_precision``) a uniform layer at ``b/2`` runs in pair mode: its header's ``wbits``
@@ -26,8 +33,8 @@ in its low half and the second's in its high half (:func:`uniform_codes`).
 Every field is a field of the packed file (``quant/pack.py``) or a presence bit; the host reorders,
 it never expands metadata into roles or ReCoN configurations: that is the on-chip decoders' job
 (:mod:`microscopiq.hdl.meta_decoder`, :mod:`microscopiq.hdl.exp_decoder`). Row lengths are fixed by
-the tile map, which precedes the rows, so an unpacker knows every row's length before the row
-arrives.
+the tile maps, which precede their rows by two rows at least, so an unpacker knows every row's
+length from registers before the row arrives.
 
 :func:`encode_pass` writes a pass, :func:`decode_pass` reads one back (checking every rule),
 :func:`stream_bits` counts the bits per section, :func:`row_records` gives the per-row metadata the
@@ -43,12 +50,13 @@ import numpy as np
 from ..config import AccelConfig, ConfigError
 from ..hdl.layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION, Mode
 from ..hdl.meta_decoder import RecordGeometry
+from ..hdl.unpacker import MapPlacement
 from ..quant.layer import MsqLayer, Role, UniformLayer, padded
 
 __all__ = [
     "STREAM_VERSION", "HEADER_BITS", "HEADER_FIELDS", "EXP_BITS", "PackedStreamError",
     "RecordGeometry", "RowRecords", "StreamBits", "Contents",
-    "ITEM_MINIMA", "ITEM_EXPONENTS", "ITEM_ROW", "pass_items",
+    "ITEM_MINIMA", "ITEM_EXPONENTS", "ITEM_ROW", "ITEM_PROLOGUE", "pass_items",
     "row_records", "uniform_codes", "encode_pass", "encode_passes", "decode_pass", "stream_bits",
     "ppu_shifts", "to_beats",
 ]
@@ -60,7 +68,7 @@ HEADER_BITS = PACKED_HEADER.size
 HEADER_FIELDS = {name: (field.offset, field.width) for name, field in PACKED_HEADER}
 
 # Order of the parts of a tile (sort keys of the encoder).
-_PART_EMIN, _PART_EXPS, _PART_MAP, _PART_ROWS = range(4)
+_PART_PRO, _PART_EMIN, _PART_EXPS, _PART_ROWS = range(4)
 
 
 class PackedStreamError(ValueError):
@@ -292,12 +300,23 @@ def _header(cfg: AccelConfig, grid: _Grid, tokens: int) -> int:
     return sum(value << HEADER_FIELDS[name][0] for name, value in values.items())
 
 
+def _tile_maps(grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Per tile of the pass and ``ahead`` tiles past its end (all absent): the presence bits and
+    ``pairs − 1`` (0 where absent) of its ``R·B`` micro-blocks, row ``r`` outer, ``(tiles + ahead, R·B)``."""
+    rec, ahead = grid.records, MapPlacement(grid.cfg.rows).ahead
+    tiles = grid.n_tiles * grid.k_tiles
+    present = np.zeros((tiles + ahead, grid.cfg.rows * rec.count.shape[1]), np.int64)
+    counts = np.zeros_like(present)
+    present[:tiles] = (rec.count > 0).reshape(tiles, -1)
+    counts[:tiles] = np.maximum(rec.count - 1, 0).reshape(tiles, -1)
+    return present, counts
+
+
 def _fields(grid: _Grid):
     """Every field of a pass: ``(sections, keys, values, widths)``, unsorted; sorting by ``keys``
     (tile, part, position; the header first) gives stream order."""
     rec = grid.records
     fmt, rows, cols = grid.cfg.fmt, grid.cfg.rows, grid.cfg.cols
-    per_row = cols // fmt.ublock
     tiles_per_group = fmt.group // rows
     out = {name: [] for name in ("header", "emin", "exps", "tile_maps", "codes", "records")}
 
@@ -319,13 +338,8 @@ def _fields(grid: _Grid):
         last_tile = j[:, None] * grid.k_tiles + (g[None, :] + 1) * tiles_per_group - 1      # (NT, groups)
         exps = grid.exps.reshape(grid.n_tiles, cols, grid.groups).transpose(0, 2, 1)      # (NT, groups, C)
         add("exps", last_tile[:, :, None], _PART_EXPS, np.arange(cols)[None, None, :], exps & 0xFF, EXP_BITS)
-        blk = np.arange(per_row)[None, :]
-        map_pos = r[:, None] * per_row + blk                                              # (rows, B)
-        present = rec.count > 0
-        add("tile_maps", tile[:, None], _PART_MAP, map_pos, present, 1)
-        sel = np.nonzero(present)
-        add("tile_maps", tile[sel[0]], _PART_MAP, rows * per_row + map_pos[sel], rec.count[sel] - 1,
-            geom.count_bits)
+        _add_tile_maps(grid, add)
+        sel = np.nonzero(rec.count > 0)
         stride = 1 + geom.max_pairs
         base = cols + sel[1] * stride
         add("records", tile[sel[0]], _PART_ROWS + r[sel[0]], base, rec.xexp[sel], fmt.xbits)
@@ -337,15 +351,43 @@ def _fields(grid: _Grid):
     return out
 
 
+# Positions of a row's map fields before its codes (0 …): presence bits, then counts.
+_POS_PRESENCE, _POS_COUNTS = -(2 << 40), -(1 << 40)
+
+
+def _add_tile_maps(grid: _Grid, add) -> None:
+    """The tile maps' fields (:class:`~microscopiq.hdl.unpacker.MapPlacement`): the prologue (the
+    first ``ahead`` tiles' presence bits, then every count field of the first ``prologue_counts``),
+    then tile ``σ``'s presence bits at the front of row 0 of tile ``σ − ahead`` (zeros past the
+    pass's end) and its present blocks' counts at the front of pass row ``(σ − ahead)·R + 2``."""
+    place, rows = MapPlacement(grid.cfg.rows), grid.cfg.rows
+    ahead, early = place.ahead, place.prologue_counts
+    count_bits = RecordGeometry(grid.cfg.fmt).count_bits
+    present, counts = _tile_maps(grid)
+    tiles, entries = present.shape[0] - ahead, present.shape[1]
+    entry = np.arange(entries)[None, :]
+    lead = np.arange(ahead)[:, None]
+    add("tile_maps", 0, _PART_PRO, lead * entries + entry, present[:ahead], 1)
+    add("tile_maps", 0, _PART_PRO, ahead * entries + np.arange(early)[:, None] * entries + entry,
+        counts[:early], count_bits)
+    carried = np.arange(ahead, tiles + ahead)[:, None]
+    add("tile_maps", carried - ahead, _PART_ROWS, _POS_PRESENCE + entry, present[ahead:], 1)
+    later = np.arange(early, tiles)
+    row = place.counts_row(later)
+    sel = np.nonzero(present[later])                     # lexicographic: ascending entries
+    add("tile_maps", (row // rows)[sel[0]], _PART_ROWS + (row % rows)[sel[0]], _POS_COUNTS + sel[1],
+        counts[later][sel], count_bits)
+
+
 #: Item kinds of :func:`pass_items` (the unpacker parses one item per cycle).
-ITEM_MINIMA, ITEM_EXPONENTS, ITEM_ROW = range(3)
+ITEM_MINIMA, ITEM_EXPONENTS, ITEM_ROW, ITEM_PROLOGUE = range(4)
 
 
 def pass_items(cfg: AccelConfig, layer) -> tuple[np.ndarray, np.ndarray]:
     """The items the unpacker (:class:`~microscopiq.hdl.unpacker.Unpacker`) parses from one pass
-    after its header, in stream order: ``(kinds, bits)``, ``kinds`` one of :data:`ITEM_MINIMA`,
-    :data:`ITEM_EXPONENTS`, :data:`ITEM_ROW` (a tile's first MicroScopiQ row includes its tile
-    map). ``bits.sum() + HEADER_BITS`` is the pass's length before padding."""
+    after its header, in stream order: ``(kinds, bits)``, ``kinds`` one of :data:`ITEM_PROLOGUE`,
+    :data:`ITEM_MINIMA`, :data:`ITEM_EXPONENTS`, :data:`ITEM_ROW` (a MicroScopiQ row includes the
+    map fields in front of it). ``bits.sum() + HEADER_BITS`` is the pass's length before padding."""
     grid = _grid(cfg, layer)
     rec, fmt, rows = grid.records, cfg.fmt, cfg.rows
     row_bits = np.full(len(rec), cfg.cols * grid.code_bits, np.int64)
@@ -353,10 +395,15 @@ def pass_items(cfg: AccelConfig, layer) -> tuple[np.ndarray, np.ndarray]:
     if grid.raw:
         return np.full(tiles * rows, ITEM_ROW), row_bits
     geom = RecordGeometry(fmt)
+    place = MapPlacement(rows)
     present = rec.count > 0
     row_bits += (present * (fmt.xbits + rec.count * geom.pair_bits)).sum(axis=1)
-    maps = present.reshape(tiles, -1)
-    row_bits[::rows] += maps.shape[1] + maps.sum(axis=1) * geom.count_bits
+    maps, _ = _tile_maps(grid)
+    entries = maps.shape[1]
+    row_bits[::rows] += entries
+    later = np.arange(place.prologue_counts, tiles)
+    np.add.at(row_bits, place.counts_row(later), maps[later].sum(axis=1) * geom.count_bits)
+    prologue = place.ahead * entries + place.prologue_counts * entries * geom.count_bits
     # Per tile: E_min at an N-tile's first K-tile, E at a K-group's last, then the R rows.
     t = np.arange(tiles) % grid.k_tiles
     per_group = fmt.group // rows
@@ -365,7 +412,8 @@ def pass_items(cfg: AccelConfig, layer) -> tuple[np.ndarray, np.ndarray]:
                             np.full((tiles, rows), ITEM_ROW)], axis=1)
     bits = np.concatenate([np.where(heads, cfg.cols * EXP_BITS, 0), row_bits.reshape(tiles, rows)], axis=1)
     keep = kinds.ravel() >= 0
-    return kinds.ravel()[keep], bits.ravel()[keep]
+    return (np.concatenate([[ITEM_PROLOGUE], kinds.ravel()[keep]]),
+            np.concatenate([[prologue], bits.ravel()[keep]]))
 
 
 def stream_bits(cfg: AccelConfig, layer) -> StreamBits:
@@ -463,7 +511,9 @@ def decode_pass(cfg: AccelConfig, data: bytes) -> Contents:
     PackedStreamError
         A wrong version, reserved bits, ``wbits`` or tile counts the instance cannot take, a stream
         that ends early or has more than 7 zero padding bits (or nonzero ones) after its last field,
-        a pair whose outlier and partner coincide or a slot used by two pairs.
+        a pair whose outlier and partner coincide or a slot used by two pairs, a prologue count of
+        an absent micro-block that is not 0, a present micro-block in a tile map past the pass's
+        last tile (the unpacker reads such fields as the layout says and ignores them).
     """
     fmt = cfg.fmt
     data = bytes(data)
@@ -509,6 +559,7 @@ def decode_pass(cfg: AccelConfig, data: bytes) -> Contents:
     emin = np.zeros(nt * cols, np.int64)
     exps = np.zeros((nt * cols, kt // tiles_per_group), np.int64)
     geom = RecordGeometry(fmt) if not raw else None
+    maps = None if raw else _MapReader(reader, MapPlacement(rows), rows * per_row, geom.count_bits)
     for j in range(nt):
         if not raw:
             emin[j * cols:(j + 1) * cols] = _signed8(reader.take(cols, EXP_BITS, "row minima"))
@@ -516,20 +567,59 @@ def decode_pass(cfg: AccelConfig, data: bytes) -> Contents:
             if not raw and (t + 1) % tiles_per_group == 0:
                 exps[j * cols:(j + 1) * cols, t // tiles_per_group] = _signed8(reader.take(cols, EXP_BITS, "exponents"))
             first = (j * kt + t) * rows
-            counts = np.zeros((rows, per_row), np.int64)
-            if not raw:
-                present = reader.take(rows * per_row, 1, "tile map").reshape(rows, per_row)
-                counts[present == 1] = reader.take(int(present.sum()), geom.count_bits, "tile map") + 1
+            counts = np.zeros((rows, per_row), np.int64) if raw else maps.counts(j * kt + t).reshape(rows, per_row)
             for r in range(rows):
                 index = first + r
+                if not raw:
+                    maps.row_fields(index)
                 rec.codes[index] = reader.take(cols, fmt.wbits // 2 if narrow else fmt.wbits, "codes")
                 for blk in np.flatnonzero(counts[r]):
                     _read_record(reader, geom, rec, index, blk, int(counts[r, blk]))
+    if not raw:
+        maps.check_past(nt * kt)
     tail = reader.bits[reader.cursor:]
     if tail.size >= 8 or tail.any():
         raise PackedStreamError(f"stream has {tail.size} bits after its last field (at most 7 zero "
                                 f"padding bits are allowed)")
     return Contents(header, rec, emin, exps)
+
+
+class _MapReader:
+    """The tile maps of a MicroScopiQ pass as :func:`decode_pass` meets them
+    (:class:`~microscopiq.hdl.unpacker.MapPlacement`): the prologue when made, then the map fields
+    at the front of each row (:meth:`row_fields`, in row order)."""
+
+    def __init__(self, reader: _Reader, place: MapPlacement, entries: int, count_bits: int):
+        self.reader, self.place, self.entries, self.count_bits = reader, place, entries, count_bits
+        self.present = {tile: reader.take(entries, 1, "tile map") for tile in range(place.ahead)}
+        self.pairs = {}
+        for tile in range(place.prologue_counts):
+            fields = reader.take(entries, count_bits, "tile map")
+            if (fields * (1 - self.present[tile])).any():
+                raise PackedStreamError(f"tile {tile}: the prologue's count of an absent micro-block is not 0")
+            self.pairs[tile] = fields
+
+    def row_fields(self, row: int) -> None:
+        """Read the map fields at the front of pass row ``row``."""
+        place = self.place
+        if row % place.rows == 0:
+            self.present[row // place.rows + place.ahead] = self.reader.take(self.entries, 1, "tile map")
+        if (row - 2) % place.rows == 0 and (tile := (row - 2) // place.rows + place.ahead) >= place.prologue_counts:
+            present = self.present[tile]
+            fields = np.zeros(self.entries, np.int64)
+            fields[present == 1] = self.reader.take(int(present.sum()), self.count_bits, "tile map")
+            self.pairs[tile] = fields
+
+    def counts(self, tile: int) -> np.ndarray:
+        """Pairs of each micro-block of ``tile`` (0: absent), ``(R·B,)``."""
+        return np.where(self.present[tile] == 1, self.pairs[tile] + 1, 0)
+
+    def check_past(self, tiles: int) -> None:
+        """The maps of the tiles past the pass's end must be empty."""
+        for tile in range(tiles, tiles + self.place.ahead):
+            if self.present[tile].any():
+                raise PackedStreamError(f"tile map of tile {tile}, past the pass's last tile, has present "
+                                        f"micro-blocks")
 
 
 def _read_record(reader: _Reader, geom: RecordGeometry, rec: RowRecords, index: int, blk: int, pairs: int) -> None:

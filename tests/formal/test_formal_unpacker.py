@@ -5,13 +5,11 @@ the unpacker on which the proof fails (a bounded check from reset finds the brok
 from __future__ import annotations
 
 import pytest
-from amaranth import Signal
-
 from microscopiq.flow.formal import prove
 from microscopiq.flow.formal_props import PROOFS
 from microscopiq.flow.formal_unpacker import (UnpackerPassProof, UnpackerProgressProof, UnpackerStreamProof,
                                               unpacker_config)
-from microscopiq.hdl.unpacker import Unpacker
+from microscopiq.hdl.unpacker import Unpacker, _Item
 
 
 def _assigned(m, name: str):
@@ -41,20 +39,22 @@ class TakesAfterLast(Unpacker):
         return m
 
 
-class NoMapTruncation(Unpacker):
-    """Mutant: a tlast inside a tile's map and first row is not flagged: the unpacker waits in its
-    MAP state for bits that never come."""
+class PrologueNeverParsed(Unpacker):
+    """Mutant: the prologue waits for an output that never frees: the unpacker holds a pass's bits
+    and takes no beat."""
 
-    def _row(self, m, buffer, fill, last_taken, row_need, in_map, measured, truncated, regs):
-        return super()._row(m, buffer, fill, last_taken, row_need, in_map, measured, Signal(), regs)
+    def _items(self, m, state, buffer, need_parsed, ready, parse, header_fault, regs):
+        super()._items(m, state, buffer, need_parsed, ready, parse, header_fault, regs)
+        with m.If(state == _Item.PROLOGUE):
+            m.d.comb += ready.eq(0)
 
 
 class ShortPass(Unpacker):
     """Mutant: a pass ends after the first K-tile of each N-tile (``KT`` read as 1)."""
 
-    def _next_row(self, m, state, regs, per_group):
+    def _next_row(self, m, state, regs, per_group, parse):
         k_tiles = regs["k_tiles"]
-        super()._next_row(m, state, dict(regs, k_tiles=k_tiles ^ k_tiles), per_group)
+        return super()._next_row(m, state, dict(regs, k_tiles=k_tiles ^ k_tiles), per_group, parse)
 
 
 @pytest.mark.parametrize("name", ["unpacker_stream", "unpacker_progress", "unpacker_passes", "unpacker_cover"])
@@ -68,11 +68,11 @@ def test_unpacker_proof(tmp_path, name):
     (lambda: UnpackerStreamProof(unpacker=LoadsWhileWaiting(unpacker_config())), 24),
     # A tlast beat, then one more beat taken (step 1).
     (lambda: UnpackerStreamProof(unpacker=TakesAfterLast(unpacker_config())), 6),
-    # Header, E_min, E (24 beats), a tlast in the tile map, then 8 cycles refused (step 32).
-    (lambda: UnpackerProgressProof(unpacker=NoMapTruncation(unpacker_config()), invariants=False), 40),
+    # A MicroScopiQ header, the buffer filled behind the prologue, then 8 cycles refused.
+    (lambda: UnpackerProgressProof(unpacker=PrologueNeverParsed(unpacker_config()), invariants=False), 40),
     # A raw pass of 2 K-tiles ended after one, no fault, then a header (step 20).
     (lambda: UnpackerPassProof(unpacker=ShortPass(unpacker_config()), invariants=False), 26),
-], ids=["LoadsWhileWaiting", "TakesAfterLast", "NoMapTruncation", "ShortPass"])
+], ids=["LoadsWhileWaiting", "TakesAfterLast", "PrologueNeverParsed", "ShortPass"])
 def test_unpacker_proof_fails_on_a_mutant(tmp_path, harness, depth):
     result = prove("unpacker-mutant", harness(), mode="bmc", depth=depth, root=tmp_path)
     assert result.status == "FAIL" and result.trace is not None, result.summary()

@@ -190,15 +190,18 @@ def test_decode_tiles_overlap(share):
 def test_decode_8x8_tile_period():
     """The default 8×8 array, ReCoN per row, M = 1, a 256-bit weight bus (a tile in two beats): 32
     more tiles of a uniform layer (rows only) cost 32·R = 256 cycles, a tile every R = 8 cycles (25
-    under the rule before the overlap); a MicroScopiQ tile takes R + 2 (the unpacker's two MAP
-    cycles); the RTL runs both."""
+    under the rule before the overlap); a MicroScopiQ tile too (its map travels a tile ahead, so the
+    unpacker parses a row every cycle; R + 2 with the MAP state of stream version 1: 366), 32 more
+    of them 266 cycles (8 per tile, and 5 for each of the two K-groups' E items they add); the RTL
+    runs both."""
     cfg = AccelConfig(max_tokens=4, weight_bus=256)
     short, long = (random_uniform_case(cfg, n=16, k=k, m=1, seed=5) for k in (128, 256))
     cycles = check_case(cfg, short)
     assert cycles == predict_cycles(cfg, short.layer, 1) == 296
     assert predict_cycles(cfg, long.layer, 1) - cycles == 32 * cfg.rows
     msq = random_case(cfg, n=16, k=128, m=1, seed=5)
-    assert check_case(cfg, msq) == predict_cycles(cfg, msq.layer, 1) == 366
+    assert check_case(cfg, msq) == predict_cycles(cfg, msq.layer, 1) == 307
+    assert predict_cycles(cfg, random_case(cfg, n=16, k=256, m=1, seed=5).layer, 1) - 307 == 266
 
 
 @pytest.mark.parametrize("pause", [0.0, 0.3])

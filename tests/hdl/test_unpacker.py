@@ -26,6 +26,10 @@ B4 = AccelConfig(fmt=FormatConfig(group=16), rows=8, cols=8)
 WIDE = AccelConfig(fmt=FormatConfig(group=16, xbits=3), rows=4, cols=16)
 B2 = AccelConfig(fmt=FormatConfig(wbits=2, group=16), rows=8, cols=8)
 INT8 = AccelConfig(fmt=FormatConfig(wbits=8, group=16), rows=8, cols=8, recon_share=0, acc_bits=48)
+# R < 4: tile maps travel two (R = 2) and four (R = 1) tiles ahead (MapPlacement).
+TWO = AccelConfig(fmt=FormatConfig(group=4), rows=2, cols=8)
+ONE = AccelConfig(fmt=FormatConfig(group=2, xbits=3), rows=1, cols=16)
+U2 = AccelConfig(fmt=FormatConfig(group=16, ublock=2), rows=4, cols=4)      # one pair a block: no counts
 
 
 def expected(cfg: AccelConfig, layer, data: bytes) -> dict:
@@ -92,6 +96,10 @@ def merged(*wants: dict) -> dict:
     (WIDE, 24, "full_outlier", 16, 16),
     (B2, 32, "random", 16, 32),
     (B4, 32, "random_uniform", 16, 32),
+    (TWO, 32, "random", 16, 12),
+    (ONE, 64, "full_outlier", 32, 6),
+    (ONE, 8, "random", 16, 2),
+    (U2, 16, "full_outlier", 8, 32),
     (INT8, 32, "random_uniform", 16, 32),
 ], ids=lambda v: getattr(v, "__name__", None) if callable(v) else None)
 def test_passes_read_as_the_host_reads_them(cfg, bus, kind, n, k):
@@ -110,7 +118,7 @@ HEADER = {name: field.offset for name, field in PACKED_HEADER}
 
 
 @pytest.mark.parametrize("fault, spoil", [
-    (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["version"], 4, 2), bus)),
+    (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["version"], 4, 1), bus)),
     (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["reserved"], 8, 1), bus)),
     (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["wbits"], 3, 1), bus)),
     (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["tokens"], 16, 64), bus)),
@@ -119,10 +127,12 @@ HEADER = {name: field.offset for name, field in PACKED_HEADER}
     (Fault.TRUNCATED, lambda d, bus: framed(d[:4], bus)),
     (Fault.TRUNCATED, lambda d, bus: framed(d[:len(d) - 8], bus)),
     (Fault.TRUNCATED, lambda d, bus: framed(d[:12], bus)),
+    (Fault.TRUNCATED, lambda d, bus: framed(d[:8], bus)),
+    (Fault.TRUNCATED, lambda d, bus: framed(d[:19], bus)),
     (Fault.OVERRUN, lambda d, bus: framed(d, bus)[:-1] + [(framed(d, bus)[-1][0], 0), (0, 1)]),
     (Fault.OVERRUN, lambda d, bus: framed(d, bus)[:-1] + [(framed(d, bus)[-1][0] | 1 << (bus - 1), 1)]),
 ], ids=["version", "reserved", "wbits", "tokens", "k_tiles", "n_tiles", "truncated_header", "truncated",
-        "truncated_minima", "late_tlast", "padding"])
+        "truncated_minima", "truncated_prologue", "truncated_tile_1_presence", "late_tlast", "padding"])
 def test_malformed_pass_faults_and_the_next_pass_is_intact(fault, spoil):
     """A malformed pass reports its fault once — in its header beat when the header itself is bad,
     else by a ``fault`` pulse after a prefix of its items — and the good pass that follows is read

@@ -127,17 +127,18 @@ def one_pair_case():
 
 
 # Bit offsets in docs/format.md's worked example: the pair of tile 0 row 3 follows the header, the
-# minima, the tile map (10 bits), rows 0-3's codes and row 3's X; tile 1's first exponent follows
-# tile 0 (its map, eight rows of codes, the one record).
-PAIR = PACKED_HEADER.size + 64 + 10 + 4 * 32 + 4
-EXPONENT = PACKED_HEADER.size + 64 + 10 + 8 * 32 + 10
+# prologue (24 bits), the minima, tile 1's presence bits (8, opening row 0), rows 0-3's codes and
+# row 3's X; tile 1's first exponent follows tile 0 (8 presence bits, eight rows of codes, the one
+# record).
+PAIR = PACKED_HEADER.size + 24 + 64 + 8 + 4 * 32 + 4
+EXPONENT = PACKED_HEADER.size + 24 + 64 + 8 + 8 * 32 + 10
 
 
 @pytest.mark.parametrize("fault, spoil, first", [
     (Fault.PAIRS, lambda d: stimulus.with_bits(d, PAIR, 6, 5 | 5 << 3), 3),
     (Fault.EXPONENT, lambda d: stimulus.with_bits(d, EXPONENT, 8, 0x80), 8),
-    # 80 bytes end on a beat: tile 1's rows 0-4 are whole, row 5 is cut.
-    (Fault.TRUNCATED, lambda d: d[:80], 13),
+    # 84 bytes end on a beat: tile 1's rows 0-4 are whole (they end at bit 658), row 5 is cut.
+    (Fault.TRUNCATED, lambda d: d[:84], 13),
 ], ids=["pairs", "exponent", "truncated"])
 def test_faults_mark_the_pass_and_keep_its_rows(fault, spoil, first):
     """A fault inside a pass marks the rest of its rows (the rows it lacks are made up) and the pass

@@ -32,24 +32,31 @@ def write_fields(fields) -> bytes:
 
 
 def test_worked_example_bit_for_bit():
-    """The fields in the order docs/format.md lists them, written by hand, equal encode_pass."""
+    """The fields in the order docs/format.md lists them, written by hand, equal encode_pass: the
+    prologue holds tile 0's map (every count field), row 0 of tile t opens with tile t + 1's presence
+    bits and row 2 with its present blocks' counts (none: tile 1 has no outlier; tile 2 is past the
+    end, all absent)."""
     layer = one_pair_layer()
-    header = 1 | (0 << 4) | (3 << 5) | (0 << 16) | (1 << 32) | (0 << 48)   # v1, MSQ, b-1, M-1, KT-1, NT-1
-    fields = [(header, 64)] + [(0xFD, 8)] * 8                            # E_min = -3 for the 8 rows
+    header = 2 | (0 << 4) | (3 << 5) | (0 << 16) | (1 << 32) | (0 << 48)   # v2, MSQ, b-1, M-1, KT-1, NT-1
+    present = [[int(t == 0 and r == 3) for r in range(8)] for t in range(3)]
+    fields = [(header, 64)] + [(p, 1) for p in present[0]] + [(0, 2)] * 8   # prologue: tile 0's map
+    fields += [(0xFD, 8)] * 8                                            # E_min = -3 for the 8 rows
     for t in range(2):                                                   # two K-tiles, one K-group
         if t == 1:
             fields += [(0xFD, 8)] * 8                                    # E[n, 0] at the group's last tile
-        present = [int(t == 0 and r == 3) for r in range(8)]
-        fields += [(p, 1) for p in present] + [(0, 2)] * sum(present)   # tile map: presence, pairs - 1
         for r in range(8):
+            if r == 0:
+                fields += [(p, 1) for p in present[t + 1]]               # tile t + 1's presence bits
+            if r == 2:
+                fields += [(0, 2)] * sum(present[t + 1])                 # its pairs - 1
             fields += [(int(layer.codes[c, 8 * t + r]), 4) for c in range(8)]
-            if present[r]:
+            if present[t][r]:
                 fields += [(9, 4), (5 | 2 << 3, 6)]                      # X, pair o | p << 3
     expected = write_fields(fields)
-    assert len(expected) == 92                                           # 732 bits + 4 padding
+    assert len(expected) == 95                                           # 754 bits + 6 padding
     assert encode_pass(CFG, layer) == expected
-    assert expected[:24].hex(" ") == ("61 00 00 00 01 00 00 00 fd fd fd fd fd fd fd fd "
-                                      "08 80 90 c5 14 c4 14 08")
+    assert expected[:24].hex(" ") == ("62 00 00 00 01 00 00 00 08 00 00 fd fd fd fd fd "
+                                      "fd fd fd 00 20 64 31 05")
     assert stream_bits(CFG, layer).total == 8 * len(expected)
 
 
@@ -111,13 +118,16 @@ def set_field(bits, offset, width, value):
     return bits
 
 
-# Bit offsets in the worked example: the record of tile 0 row 3 starts after the header, the minima,
-# the 10-bit tile map and four rows of codes: 64 + 64 + 10 + 4·32 = 266 (X), 270 (the pair).
-PAIR = 64 + 64 + 10 + 3 * 32 + 32 + 4
+# Bit offsets in the worked example: the record of tile 0 row 3 starts after the header, the 24-bit
+# prologue, the minima, tile 1's 8 presence bits and four rows of codes: 64 + 24 + 64 + 8 + 4·32 = 288
+# (X), 292 (the pair); tile 2's presence bits (past the end) open tile 1's row 0, after tile 0's
+# 8 + 8·32 + 10 bits and E: 64 + 24 + 64 + 274 + 64 = 490.
+PAIR = 64 + 24 + 64 + 8 + 4 * 32 + 4
+PAST = 64 + 24 + 64 + 274 + 64
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda b: set_field(b, 0, 4, 2), r"^unsupported stream version 2 \(this reader knows 1\)$"),
+    (lambda b: set_field(b, 0, 4, 1), r"^unsupported stream version 1 \(this reader knows 2\)$"),
     (lambda b: set_field(b, 8, 8, 0x40), r"^header reserved bits are 0x40, must be 0$"),
     (lambda b: set_field(b, 5, 3, 1), r"^stream has wbits=2, the instance 4$"),
     (lambda b: set_field(b, 32, 16, 2), r"^k_tiles=3 is not a whole number of K-groups \(2 tiles each\)$"),
@@ -125,8 +135,11 @@ PAIR = 64 + 64 + 10 + 3 * 32 + 32 + 4
                                            r"max_k=4096, max_n=16384 allow$"),
     (lambda b: set_field(b, PAIR, 6, 5 | 5 << 3), r"^row 3 micro-block 0: a slot is used twice"),
     (lambda b: b[:-16], r"^stream is truncated in the codes: needs"),
-    (lambda b: np.concatenate([b, np.zeros(8, np.uint8)]), r"^stream has 12 bits after its last field"),
-    (lambda b: set_field(b, 733, 1, 1), r"^stream has 4 bits after its last field"),
+    (lambda b: np.concatenate([b, np.zeros(8, np.uint8)]), r"^stream has 14 bits after its last field"),
+    (lambda b: set_field(b, 755, 1, 1), r"^stream has 6 bits after its last field"),
+    (lambda b: b[:80], r"^stream is truncated in the tile map: needs 88 bits, has 80$"),
+    (lambda b: set_field(b, 72, 2, 1), r"^tile 0: the prologue's count of an absent micro-block is not 0$"),
+    (lambda b: set_field(b, PAST, 1, 1), r"^tile map of tile 2, past the pass's last tile, has present micro-blocks$"),
     (lambda b: b[:40], r"^stream is truncated in the header: 5 bytes, the header is 8$"),
 ])
 def test_decode_refusals(change, message):
@@ -154,7 +167,7 @@ def test_pair_pass_bit_for_bit():
     cfg = AccelConfig(fmt=FormatConfig(wbits=4, group=16), rows=4, cols=8, multi_precision=True)
     layer = half_uniform_case(cfg, 8, 24, 1, 9).layer
     q = layer.q.astype(np.int64) & 3                                   # (8, 32): Kp = 32
-    header = 1 | 1 << 4 | 1 << 5 | (4 - 1) << 32                      # raw, b - 1 = 1, KT = 4
+    header = 2 | 1 << 4 | 1 << 5 | (4 - 1) << 32                      # v2, raw, b - 1 = 1, KT = 4
     rows = [(q[c, 8 * t + r] | q[c, 8 * t + 4 + r] << 2, 4) for t in range(4) for r in range(4) for c in range(8)]
     data = encode_pass(cfg, layer)
     assert data == write_fields([(header, 64)] + rows)
