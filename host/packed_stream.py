@@ -56,7 +56,7 @@ from ..quant.layer import MsqLayer, Role, UniformLayer, padded
 __all__ = [
     "STREAM_VERSION", "HEADER_BITS", "HEADER_FIELDS", "EXP_BITS", "PackedStreamError",
     "RecordGeometry", "RowRecords", "StreamBits", "Contents",
-    "ITEM_MINIMA", "ITEM_EXPONENTS", "ITEM_ROW", "ITEM_PROLOGUE", "pass_items",
+    "ITEM_MINIMA", "ITEM_EXPONENTS", "ITEM_ROW", "ITEM_PROLOGUE", "pass_items", "SECTIONS", "field_offsets",
     "row_records", "uniform_codes", "encode_pass", "encode_passes", "decode_pass", "stream_bits",
     "ppu_shifts", "to_beats",
 ]
@@ -312,13 +312,17 @@ def _tile_maps(grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
     return present, counts
 
 
+#: The sections of a pass (:func:`stream_bits` counts them, :func:`field_offsets` locates their fields).
+SECTIONS = ("header", "emin", "exps", "tile_maps", "codes", "records")
+
+
 def _fields(grid: _Grid):
     """Every field of a pass: ``(sections, keys, values, widths)``, unsorted; sorting by ``keys``
     (tile, part, position; the header first) gives stream order."""
     rec = grid.records
     fmt, rows, cols = grid.cfg.fmt, grid.cfg.rows, grid.cfg.cols
     tiles_per_group = fmt.group // rows
-    out = {name: [] for name in ("header", "emin", "exps", "tile_maps", "codes", "records")}
+    out = {name: [] for name in SECTIONS}
 
     def add(section, tile, part, pos, values, width):
         tile, part, pos, values = np.broadcast_arrays(*(np.asarray(a, np.int64) for a in (tile, part, pos, values)))
@@ -425,6 +429,28 @@ def stream_bits(cfg: AccelConfig, layer) -> StreamBits:
     return StreamBits(**sizes, padding=-total % 8, weights=layer.n * layer.k)
 
 
+def _in_stream_order(grid: _Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every field of the pass in stream order, the header first (its value 0): ``(sections,
+    values, widths)``, ``sections`` the names of :func:`_fields`."""
+    fields = _fields(grid)
+    names = np.concatenate([np.full(len(v), name) for name, parts in fields.items() for _, _, _, v, _ in parts])
+    tile, part, pos, values, widths = (np.concatenate(a) for a in zip(
+        *((t, p, q, v, np.full(len(v), w, np.int64)) for parts in fields.values() for t, p, q, v, w in parts)))
+    order = np.lexsort((pos, part, tile))
+    return names[order], values.astype(np.uint64)[order], widths[order]
+
+
+def field_offsets(cfg: AccelConfig, layer, section: str) -> tuple[np.ndarray, np.ndarray]:
+    """Where the fields of one ``section`` of :func:`encode_pass`'s stream lie: ``(offsets, widths)``
+    in bits from the pass's start, in stream order (``records``: per present micro-block its ``X``,
+    then its pairs). For tests that spoil one field of a real pass."""
+    if section not in SECTIONS:
+        raise PackedStreamError(f"no section {section!r} in a pass; sections: {', '.join(SECTIONS)}")
+    names, _, widths = _in_stream_order(_grid(cfg, layer))
+    starts = np.cumsum(widths) - widths
+    return starts[names == section], widths[names == section]
+
+
 def encode_pass(cfg: AccelConfig, layer, tokens: int = 1) -> bytes:
     """The ``s_axis_weights`` bytes of one pass of ``tokens`` tokens through ``layer``.
 
@@ -436,13 +462,8 @@ def encode_pass(cfg: AccelConfig, layer, tokens: int = 1) -> bytes:
     """
     grid = _grid(cfg, layer)
     header = _header(cfg, grid, tokens)
-    parts = [p for section in _fields(grid).values() for p in section]
-    tile, part, pos, values, widths = (np.concatenate(a) for a in zip(
-        *((t, p, q, v, np.full(len(v), w, np.int64)) for t, p, q, v, w in parts)))
-    values = values.astype(np.uint64)
-    values[(tile == -1)] = np.uint64(header)
-    order = np.lexsort((pos, part, tile))
-    values, widths = values[order], widths[order]
+    _, values, widths = _in_stream_order(grid)
+    values[0] = np.uint64(header)
     starts = np.cumsum(widths) - widths
     owner = np.repeat(np.arange(len(values)), widths)
     shift = (np.arange(int(widths.sum())) - starts[owner]).astype(np.uint64)

@@ -341,10 +341,10 @@ class TB:
 
     async def run_malformed(self, case: Case, spoil) -> list:
         """Stream ``case`` (one pass) with its weight beats changed by ``spoil`` (a function of the
-        list of :class:`~microscopiq.host.stream_format.Beat`) and return the pass's result beats
-        read as :attr:`StreamLayouts.result` (one frame: up to its ``tlast``)."""
+        list of :class:`~microscopiq.host.stream_format.Beat` and the case's layer) and return the
+        pass's result beats read as :attr:`StreamLayouts.result` (one frame: up to its ``tlast``)."""
         weight_beats, act_beats = stream_format.encode_layer(self.cfg, case.layer, case.x)
-        for source, beats in ((self.weights, spoil(weight_beats)), (self.act, act_beats)):
+        for source, beats in ((self.weights, spoil(weight_beats, case.layer)), (self.act, act_beats)):
             for frame in frames_of(beats):
                 source.send_nowait(AxiStreamFrame(frame))
         frame = await with_timeout(self.result.recv(), self.timeout_cycles(case) * CLOCK_PERIOD_NS, "ns")

@@ -50,7 +50,7 @@ import numpy as np
 from ..config import AccelConfig
 from ..hdl.layouts import Fault
 from ..hdl.soc import SocPorts
-from ..host import stream_format
+from ..host import packed_stream, stream_format
 from . import stimulus
 from .accel_tb import TB, Scoreboard, pause_generator, saturation
 from .runner import cocotb_params
@@ -202,25 +202,49 @@ async def back_to_back_layers(dut):
     scoreboard.assert_clean()
 
 
-def _version(beats):
+def _version(beats, layer):
     """The pass header's ``version`` field set to 15 (the first beat holds it at bits 0-3)."""
     return [stream_format.Beat(beats[0].data | 0xF, beats[0].last)] + beats[1:]
 
 
-def _truncated(beats):
+def _truncated(beats, layer):
     """The pass's last beat dropped, ``tlast`` moved onto the one before."""
     return beats[:-2] + [stream_format.Beat(beats[-2].data, True)]
 
 
-def _overrun(beats):
+def _overrun(beats, layer):
     """One zero beat after the pass's last, carrying its ``tlast``."""
     return beats[:-1] + [stream_format.Beat(beats[-1].data, False), stream_format.Beat(0, True)]
 
 
+def _with_field(beats, offset: int, width: int, value: int):
+    """The pass's beats with the ``width`` bits at stream bit ``offset`` set to ``value``."""
+    bus = CFG.weight_bus
+    word = sum(beat.data << (i * bus) for i, beat in enumerate(beats))
+    word = word & ~(((1 << width) - 1) << offset) | value << offset
+    return [stream_format.Beat(word >> (i * bus) & ((1 << bus) - 1), beat.last) for i, beat in enumerate(beats)]
+
+
+def _pairs(beats, layer):
+    """The first outlier pair of the pass (the field after the first record's ``X``) names slot 0 as
+    both outlier and partner."""
+    offsets, widths = packed_stream.field_offsets(CFG, layer, "records")
+    assert len(offsets) >= 2, "the malformed case has no outlier record to spoil"
+    return _with_field(beats, int(offsets[1]), int(widths[1]), 0)
+
+
+def _exponent(beats, layer):
+    """The pass's first inlier exponent ``E`` set to -128, below every row minimum ``E_min``."""
+    assert layer.exps.min() > -128, "the malformed case has an exponent of -128 already"
+    offsets, widths = packed_stream.field_offsets(CFG, layer, "exps")
+    return _with_field(beats, int(offsets[0]), int(widths[0]), 0x80)
+
+
 @cocotb.test(skip=not EXTRAS)
 async def malformed_weight_streams(dut):
-    """A refused header, a truncated pass and an overrun pass (docs/hardware.md, "Malformed weight
-    streams"), each followed by a good layer: a refused pass is one result beat marked HEADER, a
+    """A refused header, a truncated pass, an overrun pass, a pair naming one slot twice and an
+    exponent below its row minimum (docs/hardware.md, "Malformed weight streams"), each followed by
+    a good layer: a refused pass is one result beat marked HEADER, a
     faulty pass keeps all its result beats and marks its last, the sticky ``fault`` port holds the
     first fault, and every good layer after them is exact — no hang, nothing carried over."""
     seed = case_seed("malformed")
@@ -229,7 +253,8 @@ async def malformed_weight_streams(dut):
     scoreboard = Scoreboard(CFG)
     due = stream_format.result_beat_count
     for index, (spoil, fault) in enumerate(((_version, Fault.HEADER), (_truncated, Fault.TRUNCATED),
-                                            (_overrun, Fault.OVERRUN))):
+                                            (_overrun, Fault.OVERRUN), (_pairs, Fault.PAIRS),
+                                            (_exponent, Fault.EXPONENT))):
         case = make_case("random", seed + 2 * index, m=min(SHAPE["m"], CFG.max_tokens))
         beats = await tb.run_malformed(case, spoil)
         marks = [Fault(beat.fault) for beat in beats]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.host.packed_stream import (
-    HEADER_BITS, PackedStreamError, decode_pass, encode_pass, row_records, stream_bits,
+    HEADER_BITS, PackedStreamError, decode_pass, encode_pass, field_offsets, row_records, stream_bits,
 )
 from microscopiq.quant.layer import Role
 from microscopiq.tb.stimulus import (empty_msq_layer, half_msq_case, half_uniform_case, random_case, random_uniform_case,
@@ -58,6 +58,20 @@ def test_worked_example_bit_for_bit():
     assert expected[:24].hex(" ") == ("62 00 00 00 01 00 00 00 08 00 00 fd fd fd fd fd "
                                       "fd fd fd 00 20 64 31 05")
     assert stream_bits(CFG, layer).total == 8 * len(expected)
+
+
+def test_field_offsets_of_the_worked_example():
+    """Row 3's record (X, then its pair) after the header, the prologue (24), the minima (64), tile 1's
+    presence bits (8) and rows 0-3's codes; tile 1's exponents after all of tile 0 (its row 3 record
+    included) — the offsets of test_worked_example_bit_for_bit's fields."""
+    layer = one_pair_layer()
+    offsets, widths = field_offsets(CFG, layer, "records")
+    assert offsets.tolist() == [288, 292] and widths.tolist() == [4, 6]
+    offsets, widths = field_offsets(CFG, layer, "exps")
+    assert offsets.tolist() == [426 + 8 * c for c in range(8)] and widths.tolist() == [8] * 8
+    assert field_offsets(CFG, layer, "header")[0].tolist() == [0]
+    with pytest.raises(PackedStreamError, match="no section 'maps'"):
+        field_offsets(CFG, layer, "maps")
 
 
 def check_round_trip(cfg, layer):

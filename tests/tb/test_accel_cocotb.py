@@ -67,10 +67,10 @@ def test_accel_regression(preset, sim):
     records = run_accel(PRESETS[preset], sim, {"cases": cases, "seed": SEED, "shape": SHAPES[preset],
                                                "boundary_resets": stress}, seed=SEED)
     # One record per case, the reset reruns (mid-layer; header and pass boundary), four back-to-back
-    # layers, the three good layers after malformed weight streams.
-    assert len(records) == len(cases) + 1 + (2 if stress else 0) + 4 + 3
+    # layers, the five good layers after malformed weight streams.
+    assert len(records) == len(cases) + 1 + (2 if stress else 0) + 4 + 5
     assert [r["kind"] for r in records if r["kind"].startswith("after-")] == [
-        "after-version", "after-truncated", "after-overrun"]
+        "after-version", "after-truncated", "after-overrun", "after-pairs", "after-exponent"]
     assert_every_integer_checked(records)
     # Saturation really happens, and is counted (what microscopiq sim reports).
     assert all(record["overflowed"] > 0 for record in records if record["kind"] == "saturation")
