@@ -60,9 +60,11 @@ class WeightDecoder(wiring.Component):
     every port always ready; throughput one row per cycle.
 
     A :class:`~.skid_buffer.SkidBuffer` sits on each side of each decoder (one between the unpacker
-    and the merge without ReCoN): every ``ready`` that reaches the unpacker's parse logic, the
-    decoders' pipeline enables or the merge is a register, so no handshake path crosses more than
-    one block (on the 45k the decoders are placed far apart).
+    and the merge without ReCoN) and one after the merge (``out_skid``, the front end's output):
+    every ``ready`` that reaches the unpacker's parse logic, the decoders' pipeline enables or the
+    merge is a register, so no handshake path crosses more than one block (on the 45k the decoders
+    are placed far apart), and the merge's handshake loop with the decoded-row buffer closes inside
+    the front end, not through the core's loader.
     """
 
     def __init__(self, cfg: AccelConfig):
@@ -94,9 +96,10 @@ class WeightDecoder(wiring.Component):
     @staticmethod
     def latency_of(cfg: AccelConfig) -> int:
         """Cycles from the beat that completes a row to the row on ``o``: the unpacker's buffer and
-        output registers, a skid buffer, and with ReCoN the metadata decoder and a second one."""
+        output registers, a skid buffer, with ReCoN the metadata decoder and a second one, and the
+        merge's output skid buffer."""
         skid = SkidBuffer.LATENCY
-        return 2 + (skid + MetaDecoder.latency_of(cfg.fmt) + skid if cfg.has_recon else skid)
+        return 2 + (skid + MetaDecoder.latency_of(cfg.fmt) + skid if cfg.has_recon else skid) + skid
 
     def elaborate(self, platform):
         m = Module()
@@ -114,7 +117,9 @@ class WeightDecoder(wiring.Component):
             # Uniform layers only: no records, no exponents.
             m.d.comb += unpacker.exps.ready.eq(1)
             shifts = None
-        self._merge(m, unpacker, rows, shifts)
+        m.submodules.out_skid = out_skid = SkidBuffer(self.beat_layout(cfg))
+        wiring.connect(m, out_skid.o, wiring.flipped(self.o))
+        self._merge(m, unpacker, rows, shifts, out_skid.i)
         return m
 
     @staticmethod
@@ -130,8 +135,9 @@ class WeightDecoder(wiring.Component):
         m.d.sync += count.eq(count + enter - leave)
         return count
 
-    def _merge(self, m, unpacker, rows, shifts):
-        cfg, out = self.cfg, self.o
+    def _merge(self, m, unpacker, rows, shifts, out):
+        """Headers, rows and shifts in stream order onto ``out`` (the output skid buffer's input)."""
+        cfg = self.cfg
         header = unpacker.header
         beat = out.payload
         per_group = cfg.fmt.group // cfg.rows
