@@ -147,9 +147,16 @@ class WeightDecoder(wiring.Component):
         pass_fault = Signal(Fault)
         row = Signal(range(cfg.rows))
         tile_k, tile_n = Signal.like(fields.k_tiles), Signal.like(fields.n_tiles)
-        group_last = ((tile_k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
-        msq = fields.mode == Mode.MSQ
-        wants_shift = msq & (row == 0) & group_last
+
+        def group_last(k):
+            return ((k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
+
+        # The row being merged is a K-group's last K-tile's first row in MicroScopiQ mode, so it
+        # carries the shifts: a register, set for the next row as a row is taken, so that the
+        # merge's take (which reaches the wide buffers' enables) starts from registers only.
+        wants_shift = Signal()
+        next_k = Mux(tile_k == fields.k_tiles, 0, tile_k + 1)
+        wants_next = (fields.mode == Mode.MSQ) & (row == cfg.rows - 1) & group_last(next_k)
 
         most = self.latency + 2
         rows_pending = self._in_flight(m, unpacker.rows.valid & unpacker.rows.ready, rows.valid & rows.ready, most)
@@ -179,7 +186,8 @@ class WeightDecoder(wiring.Component):
                          beat.header.eq(1), beat.fields.eq(header.payload.fields), beat.fault.eq(header.payload.fault)]
             with m.If(header.valid & out.ready & (header.payload.fault == Fault.NONE)):
                 m.d.sync += [active.eq(1), fields.eq(header.payload.fields), row.eq(0),
-                             tile_k.eq(0), tile_n.eq(0), broken.eq(0), pass_fault.eq(Fault.NONE)]
+                             tile_k.eq(0), tile_n.eq(0), broken.eq(0), pass_fault.eq(Fault.NONE),
+                             wants_shift.eq((header.payload.fields.mode == Mode.MSQ) & group_last(0))]
         with m.Else():
             has_row = row_real | row_made
             has_shift = ~wants_shift | shift_real | shift_made
@@ -197,7 +205,7 @@ class WeightDecoder(wiring.Component):
                 with m.If(wants_shift & shift_real):
                     m.d.comb += beat.d.eq(shifts.payload.shifts)
             with m.If(take):
-                m.d.sync += [pass_fault.eq(fault_now), row.eq(row + 1)]
+                m.d.sync += [pass_fault.eq(fault_now), row.eq(row + 1), wants_shift.eq(wants_next)]
                 self._advance(m, row, tile_k, tile_n, fields, active)
             with m.Elif(fault_now != Fault.NONE):
                 m.d.sync += pass_fault.eq(fault_now)
