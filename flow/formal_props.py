@@ -166,12 +166,12 @@ PROOFS: dict[str, Proof] = {
         "bounded: a refused pass, its beat, and the next pass's first result beats (cover "
         "credit_refused_cover); k-induction does not close without the assumption"),
     "credit_refused_cover": Proof(
-        lambda core=None: CreditProof(core=core, invariants=False, refused_headers=True), "cover", 40, False,
+        lambda core=None: CreditProof(core=core, invariants=False, refused_headers=True), "cover", 43, False,
         "credit_refused not vacuous: after a refused pass's beat, a pass writes results, and fills the "
-        "FIFO up to the credit", "reached at steps 23 (a result beat after a refused pass's beat) and 37"),
+        "FIFO up to the credit", "reached at steps 25 (a result beat after a refused pass's beat) and 40"),
     "credit_cover": Proof(
-        lambda core=None: CreditProof(core=core), "cover", 36, False,
+        lambda core=None: CreditProof(core=core), "cover", 40, False,
         "credit harness not vacuous: the credit holds a token back with the FIFO two beats short "
         "of full",
-        "reached at step 31"),
+        "reached at step 37"),
 }

@@ -258,18 +258,20 @@ class AcceleratorCore(wiring.Component):
         would otherwise be dropped as this pass's and answered with more refusal beats (found by the
         formal ``credit_refused`` check)."""
         drained = Signal()
-        sent = Signal()
+        # The beat is offered from the cycle after the drain until it is written: a register, as
+        # it joins the PPU's valid in the result FIFO's write enable, whose net reaches every
+        # LUT-RAM cell of the FIFO across the die (its logic there was the 8×8 build's critical path).
+        offering = Signal()
         act = self.act
         with m.If(refused & ~drained):
             m.d.comb += act.ready.eq(1)
             with m.If(act.valid & act.payload.last):
-                m.d.sync += drained.eq(1)
-        with m.If(refused & drained & ~sent):
-            m.d.comb += refusal.valid.eq(1)
-            with m.If(refusal.ready):
-                m.d.sync += sent.eq(1)
+                m.d.sync += [drained.eq(1), offering.eq(1)]
+        m.d.comb += refusal.valid.eq(offering)
+        with m.If(offering & refusal.ready):
+            m.d.sync += offering.eq(0)
         with m.If(~refused):
-            m.d.sync += [drained.eq(0), sent.eq(0)]
+            m.d.sync += [drained.eq(0), offering.eq(0)]
 
     def _row_path(self, m, array, pending):
         """The row buffer between the loader and the array's ``load``; returns its input stream and
