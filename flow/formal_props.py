@@ -93,14 +93,14 @@ PROOFS: dict[str, Proof] = {
         "(with recon_network: the contributions are right under any en stalls)",
         "k-induction: unbounded (a one-cycle property of every state)"),
     "axi": Proof(
-        lambda accel=None: AxiProof(accel=accel), "bmc", 24, True,
+        lambda accel=None: AxiProof(accel=accel), "bmc", 29, True,
         "AXI4-Stream: stable result beats under back-pressure; no spurious, stale, duplicated or "
         "lost result beat (2x2, a=4, b=2, no ReCoN)",
-        "bounded: a whole pass takes at least 19 steps (cover: axi_cover)"),
+        "bounded: a whole pass takes at least 24 steps (cover: axi_cover)"),
     "axi_cover": Proof(
-        lambda accel=None: AxiProof(accel=accel), "cover", 24, True,
+        lambda accel=None: AxiProof(accel=accel), "cover", 29, True,
         "AXI4-Stream harness not vacuous: a whole pass ends with its last beat within the depth",
-        "reached at step 18"),
+        "reached at step 23"),
     "axi_deep": Proof(
         lambda accel=None: AxiProof(accel=accel), "bmc", 30, False,
         "AXI4-Stream, as axi, deeper (passes of up to 2 tokens x 2 tiles with back-pressure)",
