@@ -12,12 +12,13 @@ every cycle (weights, activations, ``result.ready``, and the reset) and proves b
 with these invariants, asserted too (each holds in every reachable state, and together they are
 inductive):
 
-* the array is a pipeline of ``CoreTiming.arrive(1)`` cycles: a token leaves it (``array.out``)
-  exactly that many cycles after it was issued (``array.issue``); the harness keeps the issue
-  history of that length;
+* the array is a pipeline of ``CoreTiming.array.latency(1)`` cycles: a token leaves it
+  (``array.out``) exactly that many cycles after it was issued (``array.issue``, the core's issue
+  register); the harness keeps the issue history of that length;
 * the PPU emits a beat only for a token that entered it ``PPU.latency`` cycles earlier (a history of
   the array's ``out``);
-* ``committed`` (the core's register, reached by name) = tokens in the array + the FIFO's level;
+* ``committed`` (the core's register, reached by name) = tokens in the issue register and the
+  array + the FIFO's level;
 * ``committed`` + the tokens in the PPU <= the FIFO's depth: room for every beat still to come;
 
 and one assumption: no refused header (``refused``, reached by name, stays 0): a refused pass
@@ -137,12 +138,12 @@ class CreditProof(Elaboratable):
         # token of period 0, an unreachable state, would leave the array early).
         committed = internal(fragment, "committed")
         m.d.comb += Assert(internal(fragment, "period", "array") == 1)
-        in_array = _history(m, array.issue.valid, core.timing.arrive(1), "issued")
+        in_array = _history(m, array.issue.valid, core.timing.array.latency(1), "issued")
         in_ppu = _history(m, array.out.valid, PPU.latency, "arrived")
         m.d.comb += [
             Assert(array.out.valid == in_array[-1]),
             Assert(~ppu.result.valid | in_ppu[-1]),
-            Assert(committed == _popcount(in_array) + fifo.level),
+            Assert(committed == array.issue.valid + _popcount(in_array) + fifo.level),
             Assert(committed + _popcount(in_ppu) <= fifo.depth),
         ]
         return m

@@ -105,14 +105,14 @@ PROOFS: dict[str, Proof] = {
         "(with recon_network: the contributions are right under any en stalls)",
         "k-induction: unbounded (a one-cycle property of every state)"),
     "axi": Proof(
-        lambda accel=None: AxiProof(accel=accel), "bmc", 24, True,
+        lambda accel=None: AxiProof(accel=accel), "bmc", 29, True,
         "AXI4-Stream: stable result beats under back-pressure; no spurious, stale, duplicated or "
         "lost result beat (2x2, a=4, b=2, no ReCoN)",
-        "bounded: a whole pass takes at least 19 steps (cover: axi_cover)"),
+        "bounded: a whole pass takes at least 24 steps (cover: axi_cover)"),
     "axi_cover": Proof(
-        lambda accel=None: AxiProof(accel=accel), "cover", 24, True,
+        lambda accel=None: AxiProof(accel=accel), "cover", 29, True,
         "AXI4-Stream harness not vacuous: a whole pass ends with its last beat within the depth",
-        "reached at step 18"),
+        "reached at step 23"),
     "axi_deep": Proof(
         lambda accel=None: AxiProof(accel=accel), "bmc", 30, False,
         "AXI4-Stream, as axi, deeper (passes of up to 2 tokens x 2 tiles with back-pressure)",
@@ -190,12 +190,12 @@ PROOFS: dict[str, Proof] = {
         "bounded: a refused pass, its beat, and the next pass's first result beats (cover "
         "credit_refused_cover); k-induction does not close without the assumption"),
     "credit_refused_cover": Proof(
-        lambda core=None: CreditProof(core=core, invariants=False, refused_headers=True), "cover", 40, False,
+        lambda core=None: CreditProof(core=core, invariants=False, refused_headers=True), "cover", 43, False,
         "credit_refused not vacuous: after a refused pass's beat, a pass writes results, and fills the "
-        "FIFO up to the credit", "reached at steps 23 (a result beat after a refused pass's beat) and 37"),
+        "FIFO up to the credit", "reached at steps 25 (a result beat after a refused pass's beat) and 40"),
     "credit_cover": Proof(
-        lambda core=None: CreditProof(core=core), "cover", 36, False,
+        lambda core=None: CreditProof(core=core), "cover", 40, False,
         "credit harness not vacuous: the credit holds a token back with the FIFO two beats short "
         "of full",
-        "reached at step 31"),
+        "reached at step 37"),
 }

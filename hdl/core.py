@@ -10,9 +10,10 @@ Control, per pass (one layer header, at most ``max_tokens`` tokens):
 * the **loader** takes the header, then per weight tile the PPU shifts (into a queue that hands
   them to the PPU when its shadow is free) and the ``R`` rows, through a
   :class:`~.skid_buffer.SkidBuffer` (one row per cycle, bubbles allowed), into the shadow banks:
-  row 0 of a tile as soon as the tile before has issued its first token (the array's load rule),
+  row 0 of a tile as soon as the tile before's first token is on the array's ``issue`` (the
+  array's load rule; the cycle after its handshake, the issue register's),
   the rest one per cycle behind it, so the next tile loads while the current one computes;
-* the **issuer** starts a tile in any cycle after its last row is in the shadow (and at least
+* the **issuer** starts a tile in the cycle its last row is written or later (and at least
   :attr:`CoreTiming.tile_spacing` cycles after the tile before) and sends its ``M``
   activation vectors into the array, one per cycle (one every ``T`` cycles with shared ReCoN, plus
   the array's tile gap after a tile), tagging each token with its index and the tile's place in its
@@ -42,12 +43,16 @@ from .weight_decoder import WeightDecoder
 from .ppu import PPU, token_tag_layout
 from .skid_buffer import SkidBuffer
 
-__all__ = ["AcceleratorCore", "CoreTiming", "LOAD_STAGE", "ROW_BUFFER_DEPTH", "RESULT_FIFO_LATENCY",
-           "CREDIT_MARGIN"]
+__all__ = ["AcceleratorCore", "CoreTiming", "LOAD_STAGE", "ISSUE_STAGE", "ROW_BUFFER_DEPTH",
+           "RESULT_FIFO_LATENCY", "CREDIT_MARGIN"]
 
 #: Cycles from a row beat's handshake to its earliest write into the shadow banks: the row
 #: buffer's output register (:attr:`SkidBuffer.LATENCY <.skid_buffer.SkidBuffer.LATENCY>`).
 LOAD_STAGE = SkidBuffer.LATENCY
+#: Cycles from a token's ``act`` handshake to the array's ``issue`` port: the issue register. It
+#: lets the gate on a tile's row 0 be a register (``pending``, cleared by the handshake) instead of
+#: the handshake itself, which crossed the chip from the issuer into the row buffer's enables.
+ISSUE_STAGE = 1
 #: Row beats the loader holds while row 0 of a tile waits for the tile before to start
 #: (:attr:`SkidBuffer.DEPTH <.skid_buffer.SkidBuffer.DEPTH>`): with two, it takes a row every
 #: cycle once they flow.
@@ -75,9 +80,17 @@ class CoreTiming:
         return cls(ArrayTiming.of(cfg))
 
     def arrive(self, period: int) -> int:
-        """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU: the
-        array's latency (the issuer drives the array's ``issue`` from the handshake)."""
-        return self.array.latency(period)
+        """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU: the issue
+        register (:data:`ISSUE_STAGE`) and the array's latency."""
+        return ISSUE_STAGE + self.array.latency(period)
+
+    @property
+    def start_with_last_row(self) -> bool:
+        """Whether the issuer may take a tile's first token in the cycle its last row is written
+        (the token reaches the array a cycle later, after the row): so without shared ReCoN. With
+        it the tile's ``T`` (the array's ``next_period``, which the issuer needs at the handshake)
+        counts the last row only from the next cycle, and the tile starts a cycle after."""
+        return not self.array.shared
 
     @property
     def tile_spacing(self) -> int:
@@ -170,21 +183,21 @@ class AcceleratorCore(wiring.Component):
         m.d.comb += [array.raw.eq(mode == Mode.RAW), ppu.raw.eq(mode == Mode.RAW)]
         if cfg.multi_precision:
             m.d.comb += [array.pairs.eq(pairs), array.narrow.eq(narrow)]
-        credit, refusal = self._result_fifo(m, array, ppu, pass_fault)
+        took = Signal()                # a token taken: in the issue register in the next cycle
+        credit, refusal = self._result_fifo(m, array, ppu, pass_fault, took)
 
         # pending: a tile's last row is in the shadow and its first token has not been issued; row
         # 0 of the next tile may be written from the cycle that token is issued (the array's load
         # rule), the issuer may start the tile in any cycle after its last row was written.
         pending = Signal()
-        starting = array.issue.valid & array.issue.payload.first
-        rows = self._row_path(m, array, pending, starting)
+        rows, completes = self._row_path(m, array, pending)
         shifts = self._shift_path(m, array, ppu)
 
         pass_regs = {"busy": busy, "refused": refused, "pass_fault": pass_fault, "mode": mode,
                      "tokens": tokens, "k_tiles": k_tiles, "n_tiles": n_tiles, "pairs": pairs,
                      "narrow": narrow}
         self._loader(m, decoder.o, pass_regs, rows, shifts)
-        self._issuer(m, credit, pass_regs, pending, array, tag_layout)
+        self._issuer(m, credit, pass_regs, (pending, completes), array, tag_layout, took)
         self._refusal(m, refused, refusal)
         self._status(m, decoder.o)
 
@@ -198,13 +211,13 @@ class AcceleratorCore(wiring.Component):
         with m.If(beats.valid & beats.ready & (beats.payload.fault != Fault.NONE) & (self.fault == Fault.NONE)):
             m.d.sync += self.fault.eq(beats.payload.fault)
 
-    def _result_fifo(self, m, array, ppu, pass_fault):
+    def _result_fifo(self, m, array, ppu, pass_fault, took):
         """The result FIFO after the PPU's result register, and the credit the issuer needs.
 
-        Every token in the array (issued, not yet at the PPU) or in the PPU's
+        Every token in the issue register or the array (taken, not yet at the PPU) or in the PPU's
         :attr:`PPU.latency <.ppu.PPU.latency>` stages may still write one beat, so the
         FIFO cannot overflow while ``committed + PPU.latency ≤ depth``, ``committed`` being the
-        tokens in the array plus the FIFO's beats. ``credit`` for the next cycle compares this
+        tokens in the issue register and the array plus the FIFO's beats. ``credit`` for the next cycle compares this
         cycle's ``committed`` register with a constant (a short path, whatever the handshakes do),
         leaving :data:`CREDIT_MARGIN`. Depth: :attr:`CoreTiming.result_fifo_depth`.
 
@@ -231,7 +244,7 @@ class AcceleratorCore(wiring.Component):
                      self.result.payload.data.eq(read.beat.data), self.result.payload.last.eq(read.beat.last),
                      beat.fault.eq(read.fault)]
         committed = Signal(range(depth + 1))
-        grows = array.issue.valid + ppu.result.valid + (refusal.valid & refusal.ready)
+        grows = took + ppu.result.valid + (refusal.valid & refusal.ready)
         shrinks = array.out.valid + (out.r_rdy & self.result.ready)
         credit = Signal(init=1)
         m.d.sync += [committed.eq(committed + grows - shrinks),
@@ -245,41 +258,42 @@ class AcceleratorCore(wiring.Component):
         would otherwise be dropped as this pass's and answered with more refusal beats (found by the
         formal ``credit_refused`` check)."""
         drained = Signal()
-        sent = Signal()
+        # The beat is offered from the cycle after the drain until it is written: a register, as
+        # it joins the PPU's valid in the result FIFO's write enable, whose net reaches every
+        # LUT-RAM cell of the FIFO across the die (its logic there was the 8×8 build's critical path).
+        offering = Signal()
         act = self.act
         with m.If(refused & ~drained):
             m.d.comb += act.ready.eq(1)
             with m.If(act.valid & act.payload.last):
-                m.d.sync += drained.eq(1)
-        with m.If(refused & drained & ~sent):
-            m.d.comb += refusal.valid.eq(1)
-            with m.If(refusal.ready):
-                m.d.sync += sent.eq(1)
+                m.d.sync += [drained.eq(1), offering.eq(1)]
+        m.d.comb += refusal.valid.eq(offering)
+        with m.If(offering & refusal.ready):
+            m.d.sync += offering.eq(0)
         with m.If(~refused):
-            m.d.sync += [drained.eq(0), sent.eq(0)]
+            m.d.sync += [drained.eq(0), offering.eq(0)]
 
-    def _row_path(self, m, array, pending, starting):
-        """The row buffer between the loader and the array's ``load``; returns its input stream.
+    def _row_path(self, m, array, pending):
+        """The row buffer between the loader and the array's ``load``; returns its input stream and
+        ``completes``: a tile's last row is written in this cycle.
 
         Its output is written into the shadow in the cycle it is offered, except row 0 of a tile
-        while the tile before is complete in the shadow and not started (``pending``), unless its
-        first token is issued in this cycle (``starting``): the only path from the issuer into
-        the load is that gate, not the input's ``ready``."""
+        while the tile before is complete in the shadow and its first token not taken
+        (``pending``, a register the issuer clears with that handshake): the token reaches the
+        array's ``issue`` a cycle after the handshake (:data:`ISSUE_STAGE`), the cycle from which
+        the array takes the next tile's row 0, so the gate needs no path from the issuer's
+        handshake (its ``act.valid`` and credit) into the buffer's enables and the array's load."""
         cfg = self.cfg
         members = dict(load_layout(cfg).members)
         del members["valid"]
         m.submodules.row_buffer = buffer = SkidBuffer(data.StructLayout(members))
         head = buffer.o.payload
-        m.d.comb += buffer.o.ready.eq((head.row != 0) | ~pending | starting)
+        m.d.comb += buffer.o.ready.eq((head.row != 0) | ~pending)
         written = buffer.o.valid & buffer.o.ready
         m.d.comb += [array.load.valid.eq(written), array.load.row.eq(head.row),
                      array.load.codes.eq(head.codes), array.load.roles.eq(head.roles),
                      array.load.config.eq(head.config)]
-        with m.If(written & (head.row == cfg.rows - 1)):
-            m.d.sync += pending.eq(1)
-        with m.Elif(starting):
-            m.d.sync += pending.eq(0)
-        return buffer.i
+        return buffer.i, written & (head.row == cfg.rows - 1)
 
     def _shift_path(self, m, array, ppu):
         """The queue of tile shifts in front of the PPU's one shadow; returns its input stream.
@@ -344,7 +358,11 @@ class AcceleratorCore(wiring.Component):
         place = tile_k % per_group if per_group > 1 else 0
         return place == 0, place == per_group - 1
 
-    def _issuer(self, m, credit, regs, pending, array, tag_layout):
+    def _issuer(self, m, credit, regs, tiles, array, tag_layout, took):
+        """Take the pass's activation vectors, tile by tile, into the issue register (the array's
+        ``issue`` a cycle later) with their tags. ``tiles`` is (``pending``, ``completes``): a
+        tile's last row was written in an earlier cycle and its first token not taken (a register,
+        kept here), or is written in this cycle; drives ``took``, a token taken."""
         cfg = self.cfg
         beat = self.act
         busy, tokens, k_tiles, n_tiles = regs["busy"], regs["tokens"], regs["k_tiles"], regs["n_tiles"]
@@ -356,16 +374,24 @@ class AcceleratorCore(wiring.Component):
         period = Signal.like(array.next_period, init=1)
         gap = Signal.like(array.next_gap)
         wait = Signal(range(array.max_period + array.tile_gap_extra + 1))
-        can_start = busy & ~regs["refused"] & ~done & pending
+        pending, completes = tiles
+        complete = pending | completes if self.timing.start_with_last_row else pending
+        can_start = busy & ~regs["refused"] & ~done & complete
         if self.timing.tile_spacing > self.timing.array.rows:
             # R = 1: the double buffering alone would let the next tile's first token follow this
             # one's in the next cycle, and at M = 1 that token would enter the PPU right after itself.
             just_started = Signal()
-            m.d.sync += just_started.eq(array.issue.valid & array.issue.payload.first)
+            m.d.sync += just_started.eq(beat.valid & beat.ready & ~regs["refused"] & ~in_tile)
             can_start &= ~just_started
         m.d.comb += beat.ready.eq(credit & (wait == 0) & Mux(in_tile, 1, can_start))
         # (A refused pass's activations are dropped by _refusal, which also drives ready.)
         take = beat.valid & beat.ready & ~regs["refused"]
+        starts = take & ~in_tile           # a tile's first token
+        m.d.comb += took.eq(take)
+        with m.If(starts):
+            m.d.sync += pending.eq(0)
+        with m.Elif(completes):
+            m.d.sync += pending.eq(1)
 
         group_first, group_last = self._group_place(tile_k, cfg.fmt.group // cfg.rows)
         if cfg.multi_precision:      # a pair pass's K-tiles are 2R deep: G/2R per K-group
@@ -382,6 +408,9 @@ class AcceleratorCore(wiring.Component):
             tag.k_first.eq(tile_k == 0),
             tag.k_last.eq(last_k),
             tag.last.eq(last_token & last_k & (tile_n == n_tiles)),
+        ]
+        # The issue register (ISSUE_STAGE): the token reaches the array a cycle after its handshake.
+        m.d.sync += [
             array.issue.valid.eq(take),
             array.issue.payload.first.eq(~in_tile),
             array.issue.payload.tag.eq(tag),

@@ -20,8 +20,8 @@ class SkidBuffer(wiring.Component):
 
     Latency 1 cycle (a payload taken on ``i`` is on ``o`` in the next cycle), throughput one
     payload per cycle. ``i.ready`` is a register (1 while the buffer holds fewer than two
-    payloads) and ``o.payload`` comes from a register; ``o.ready`` reaches only the registers'
-    enables and multiplexers.
+    payloads) and ``o.payload`` comes from a register; ``o.ready`` reaches only the head register's
+    enable and the spare's valid flag.
 
     Parameters
     ----------
@@ -55,10 +55,16 @@ class SkidBuffer(wiring.Component):
         taken = self.i.valid & self.i.ready
         leaves = self.o.valid & self.o.ready
         m.d.comb += self.i.ready.eq(~spare_valid)
+        # The spare takes the input in every cycle it is empty (what it holds then is never read):
+        # its enable is the register ``spare_valid``, so ``o.ready`` reaches only the head's enable
+        # and ``spare_valid``, not the spare's payload (in the core the buffers are wide and their
+        # payload registers spread across the chip: a handshake there was a long net).
+        with m.If(~spare_valid):
+            m.d.sync += spare.eq(self.i.payload)
         with m.If(self.o.valid & ~leaves):
             # The head stays; a payload taken now waits behind it (the spare was empty).
             with m.If(taken):
-                m.d.sync += [spare.eq(self.i.payload), spare_valid.eq(1)]
+                m.d.sync += spare_valid.eq(1)
         with m.Else():
             # The head is empty or leaves: the older of spare and input moves up.
             m.d.sync += [self.o.payload.eq(Mux(spare_valid, spare.as_value(), self.i.payload.as_value())),

@@ -60,9 +60,11 @@ class WeightDecoder(wiring.Component):
     every port always ready; throughput one row per cycle.
 
     A :class:`~.skid_buffer.SkidBuffer` sits on each side of each decoder (one between the unpacker
-    and the merge without ReCoN): every ``ready`` that reaches the unpacker's parse logic, the
-    decoders' pipeline enables or the merge is a register, so no handshake path crosses more than
-    one block (on the 45k the decoders are placed far apart).
+    and the merge without ReCoN) and one after the merge (``out_skid``, the front end's output):
+    every ``ready`` that reaches the unpacker's parse logic, the decoders' pipeline enables or the
+    merge is a register, so no handshake path crosses more than one block (on the 45k the decoders
+    are placed far apart), and the merge's handshake loop with the decoded-row buffer closes inside
+    the front end, not through the core's loader.
     """
 
     def __init__(self, cfg: AccelConfig):
@@ -94,9 +96,10 @@ class WeightDecoder(wiring.Component):
     @staticmethod
     def latency_of(cfg: AccelConfig) -> int:
         """Cycles from the beat that completes a row to the row on ``o``: the unpacker's buffer and
-        output registers, a skid buffer, and with ReCoN the metadata decoder and a second one."""
+        output registers, a skid buffer, with ReCoN the metadata decoder and a second one, and the
+        merge's output skid buffer."""
         skid = SkidBuffer.LATENCY
-        return 2 + (skid + MetaDecoder.latency_of(cfg.fmt) + skid if cfg.has_recon else skid)
+        return 2 + (skid + MetaDecoder.latency_of(cfg.fmt) + skid if cfg.has_recon else skid) + skid
 
     def elaborate(self, platform):
         m = Module()
@@ -114,7 +117,9 @@ class WeightDecoder(wiring.Component):
             # Uniform layers only: no records, no exponents.
             m.d.comb += unpacker.exps.ready.eq(1)
             shifts = None
-        self._merge(m, unpacker, rows, shifts)
+        m.submodules.out_skid = out_skid = SkidBuffer(self.beat_layout(cfg))
+        wiring.connect(m, out_skid.o, wiring.flipped(self.o))
+        self._merge(m, unpacker, rows, shifts, out_skid.i)
         return m
 
     @staticmethod
@@ -130,8 +135,9 @@ class WeightDecoder(wiring.Component):
         m.d.sync += count.eq(count + enter - leave)
         return count
 
-    def _merge(self, m, unpacker, rows, shifts):
-        cfg, out = self.cfg, self.o
+    def _merge(self, m, unpacker, rows, shifts, out):
+        """Headers, rows and shifts in stream order onto ``out`` (the output skid buffer's input)."""
+        cfg = self.cfg
         header = unpacker.header
         beat = out.payload
         per_group = cfg.fmt.group // cfg.rows
@@ -141,9 +147,16 @@ class WeightDecoder(wiring.Component):
         pass_fault = Signal(Fault)
         row = Signal(range(cfg.rows))
         tile_k, tile_n = Signal.like(fields.k_tiles), Signal.like(fields.n_tiles)
-        group_last = ((tile_k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
-        msq = fields.mode == Mode.MSQ
-        wants_shift = msq & (row == 0) & group_last
+
+        def group_last(k):
+            return ((k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
+
+        # The row being merged is a K-group's last K-tile's first row in MicroScopiQ mode, so it
+        # carries the shifts: a register, set for the next row as a row is taken, so that the
+        # merge's take (which reaches the wide buffers' enables) starts from registers only.
+        wants_shift = Signal()
+        next_k = Mux(tile_k == fields.k_tiles, 0, tile_k + 1)
+        wants_next = (fields.mode == Mode.MSQ) & (row == cfg.rows - 1) & group_last(next_k)
 
         most = self.latency + 2
         rows_pending = self._in_flight(m, unpacker.rows.valid & unpacker.rows.ready, rows.valid & rows.ready, most)
@@ -173,7 +186,8 @@ class WeightDecoder(wiring.Component):
                          beat.header.eq(1), beat.fields.eq(header.payload.fields), beat.fault.eq(header.payload.fault)]
             with m.If(header.valid & out.ready & (header.payload.fault == Fault.NONE)):
                 m.d.sync += [active.eq(1), fields.eq(header.payload.fields), row.eq(0),
-                             tile_k.eq(0), tile_n.eq(0), broken.eq(0), pass_fault.eq(Fault.NONE)]
+                             tile_k.eq(0), tile_n.eq(0), broken.eq(0), pass_fault.eq(Fault.NONE),
+                             wants_shift.eq((header.payload.fields.mode == Mode.MSQ) & group_last(0))]
         with m.Else():
             has_row = row_real | row_made
             has_shift = ~wants_shift | shift_real | shift_made
@@ -191,7 +205,7 @@ class WeightDecoder(wiring.Component):
                 with m.If(wants_shift & shift_real):
                     m.d.comb += beat.d.eq(shifts.payload.shifts)
             with m.If(take):
-                m.d.sync += [pass_fault.eq(fault_now), row.eq(row + 1)]
+                m.d.sync += [pass_fault.eq(fault_now), row.eq(row + 1), wants_shift.eq(wants_next)]
                 self._advance(m, row, tile_k, tile_n, fields, active)
             with m.Elif(fault_now != Fault.NONE):
                 m.d.sync += pass_fault.eq(fault_now)

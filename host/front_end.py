@@ -7,7 +7,7 @@ this model's. Streams are always valid (inputs) and ready (output).
 
 Only the state that decides timing is simulated: the unpacker's bit count ``fill`` and item
 position, the valid flags of the one-beat registers and of the metadata decoder's stages, the merge's
-row count, and the loader's tile bookkeeping. A cycle in which nothing can move is skipped to the
+row count, the skid buffers' occupancy, and the loader's tile bookkeeping. A cycle in which nothing can move is skipped to the
 next cycle at which the loader's readiness changes.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import AccelConfig
-from ..hdl.core import CoreTiming
+from ..hdl.core import ISSUE_STAGE, CoreTiming
 from ..hdl.layouts import PACKED_HEADER
 from ..hdl.meta_decoder import MetaDecoder
 from ..hdl.unpacker import UnpackerSizes
@@ -71,8 +71,10 @@ class _Loader:
 
     The row buffer (:class:`~microscopiq.hdl.skid_buffer.SkidBuffer`) takes a row while its spare
     is empty and writes its head into the shadow, but row 0 of a tile while the tile before is
-    complete and not started (``pending``): that row goes in the tile's start cycle at the
-    earliest. A tile starts in the cycle after its last row is written, at least
+    complete and not started (``pending``): that row goes in the cycle after the tile's start (the
+    first token's handshake; the token is in the issue register then) at the earliest. A tile
+    starts in the cycle its last row is written (with shared ReCoN the cycle after:
+    :attr:`~microscopiq.hdl.core.CoreTiming.start_with_last_row`), at least
     :attr:`~microscopiq.hdl.core.CoreTiming.tile_spacing` after the tile before and once that
     tile's ``M`` tokens (``T`` apart) and gap are through. The shift queue takes a tile's shifts
     with its row 0 while it has room and moves them to the PPU while the PPU's shadow is free
@@ -88,7 +90,7 @@ class _Loader:
         self.loaded = 0                          # rows taken of the tile being taken
         self.written = 0                         # rows written of the tile being written
         self.tile = 0                            # tile being written (in the pass)
-        self.row0_from = -_LATER                 # start of the last complete tile
+        self.row0_from = -_LATER                 # the cycle after the last complete tile's start
         self.issued = self.free = -_LATER        # the tile before's start; earliest next start
         self.queue = 0                           # shift queue entries
         self.shadow_free = True                  # the PPU's shift shadow
@@ -125,8 +127,9 @@ class _Loader:
             return
         self.written = 0
         timing, period = self.timing, self.periods[self.tile]
-        start = max(cycle + 1, self.free, self.issued + timing.tile_spacing)
-        self.row0_from = self.issued = start
+        start = max(cycle + (0 if timing.start_with_last_row else 1), self.free,
+                    self.issued + timing.tile_spacing)
+        self.issued, self.row0_from = start, start + ISSUE_STAGE
         last_issue = start + (self.tokens - 1) * period
         self.free = last_issue + period + self.gaps[self.tile]
         self.arrivals.append(start + timing.arrive(period))
@@ -193,8 +196,9 @@ class _Simulation:
         # ``minimum`` flag); without ReCoN only ``row_skid``, between the unpacker and the merge
         self.row_skid, self.exp_skid, self.decoded_skid, self.shift_skid = _Skid(), _Skid(), _Skid(), _Skid()
         self.shift_valid = False               # the exponent decoder's output register
-        # merge
+        # merge, and its output skid buffer (payload: True for a row, the pass for its header)
         self.active, self.merged, self.pass_done = False, 0, 0
+        self.out_skid = _Skid()
 
     def run(self) -> int:
         cycle = 0
@@ -213,10 +217,15 @@ class _Simulation:
     # -- one cycle ---------------------------------------------------------------------------------
     def step(self, cycle: int) -> bool:
         loader, cfg = self.loader, self.cfg
-        # The merge's output and the loader's ready (the core's loader rules).
+        # The front end's output skid buffer and the loader's ready (the core's loader rules).
+        head = self.out_skid.head
+        if head is None:
+            loader_take = False
+        else:
+            loader_take = loader.ready_for_row() if head is True else loader.ready_for_header(cycle)
+        # The merge's output into that buffer.
         if not self.active:
             out_valid = self.header_valid
-            loader_ready = loader.ready_for_header(cycle)
             wants_shift = False
         else:
             tile = self.merged // cfg.rows
@@ -224,12 +233,15 @@ class _Simulation:
             wants_shift = self.msq and self.merged % cfg.rows == 0 and place % self.per_group == self.per_group - 1
             rows = self.decoded_skid if self.recon else self.row_skid
             out_valid = rows.head is not None and (not wants_shift or self.shift_skid.head is not None)
-            loader_ready = loader.ready_for_row()
-        take = out_valid and loader_ready
-        header_taken = self.header_valid and not self.active and loader_ready
+        take = out_valid and self.out_skid.ready
+        header_taken = self.header_valid and not self.active and self.out_skid.ready
         moved = self._decoders(take and self.active, take and self.active and wants_shift)
         rows_taken = self.rows_taken
-        moved = loader.step(cycle, take and self.active) or take or moved
+        moved = loader.step(cycle, loader_take and head is True) or loader_take or take or moved
+        if loader_take and head is not True:
+            loader.take_header(head.tokens)
+        merged = (True if self.active else self.passes[self.pass_done]) if take else None
+        self.out_skid.step(merged, loader_take)
 
         # The unpacker's item and beat (rules of hdl/unpacker.py).
         current = self.passes[min(self.pass_out, len(self.passes) - 1)]
@@ -298,9 +310,7 @@ class _Simulation:
         if not take:
             return
         if not self.active:
-            pass_ = self.passes[self.pass_done]
             self.active, self.merged = True, 0
-            self.loader.take_header(pass_.tokens)
             return
         self.merged += 1
         if self.merged == self.rows_per_pass:

@@ -413,8 +413,8 @@ class CycleModel:
         return self.arrive(1)
 
     def arrive(self, period: int) -> int:
-        """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU (the array's
-        ``1 + R + T + P + L + H``); its result beat (if it makes one) is valid :attr:`ppu_latency`
+        """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU (the issue
+        register and the array's ``1 + R + T + P + L + H``); its result beat (if it makes one) is valid :attr:`ppu_latency`
         cycles later."""
         return self.timing.arrive(period)
 
@@ -454,9 +454,11 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int, *, periods: list[int] |
     through the front end and the loader (:mod:`.front_end`, a cycle-by-cycle simulation of their
     control state), tiles issued as docs/hardware.md ("Cycle model") states.
 
-    A tile ``i`` issues its ``M`` tokens ``T_i`` cycles apart from ``start_i = max(w_i + 1,
-    free_i, start_{i-1} + tile_spacing)``: ``w_i`` the cycle its last row is written into the
-    shadow (rows pass the row buffer, :data:`~microscopiq.hdl.core.LOAD_STAGE`; row 0 not before ``start_{i-1}``),
+    A tile ``i`` issues its ``M`` tokens ``T_i`` cycles apart from ``start_i = max(w_i,
+    free_i, start_{i-1} + tile_spacing)`` (``w_i + 1`` with shared ReCoN): ``w_i`` the cycle its
+    last row is written into the shadow (rows pass the row buffer,
+    :data:`~microscopiq.hdl.core.LOAD_STAGE`; row 0 not before ``start_{i-1} + 1``, when that
+    tile's first token leaves the issue register, :data:`~microscopiq.hdl.core.ISSUE_STAGE`),
     ``free_i`` = tile ``i-1``'s last token + ``T_{i-1}`` + its gap (:func:`tile_gaps`). The
     last result beat is ``arrive(T) + ppu_latency`` cycles after the last token; the next pass's
     header is taken in the next cycle.

@@ -8,18 +8,21 @@ from amaranth.hdl import Fragment
 
 from microscopiq.config import AccelConfig
 from microscopiq.hdl.array import Array, ArrayTiming
-from microscopiq.hdl.core import CREDIT_MARGIN, RESULT_FIFO_LATENCY, AcceleratorCore, CoreTiming
+from microscopiq.hdl.core import CREDIT_MARGIN, ISSUE_STAGE, RESULT_FIFO_LATENCY, AcceleratorCore, CoreTiming
 from microscopiq.hdl.ppu import PPU
 from microscopiq.host.stream_format import CycleModel
 
 
-@pytest.mark.parametrize("share, arrive, depth, gap, queue", [(1, 14, 25, 0, 5), (2, 15, 26, 1, 5), (0, 11, 22, 0, 5),
-                                                             (4, 15, 26, 3, 6)])
+@pytest.mark.parametrize("share, arrive, depth, gap, queue", [(1, 15, 26, 0, 5), (2, 16, 27, 1, 6), (0, 12, 23, 0, 5),
+                                                             (4, 16, 27, 3, 6)])
 def test_documented_timing(share, arrive, depth, gap, queue):
-    """8×8: arrive(1) = 1 + R + 1 + P + L + H; depth = arrive(1) + 7 + 1 + 3 (25 per row); the shift
-    queue ceil(arrive(max T) / R) + 3; first tokens of two tiles at least R = 8 cycles apart."""
+    """8×8: arrive(1) = 1 + 1 + R + 1 + P + L + H (the issue register and the array); depth =
+    arrive(1) + 7 + 1 + 3 (26 per row); the shift queue ceil(arrive(max T) / R) + 3; first tokens of
+    two tiles at least R = 8 cycles apart; a tile may start with its last row's write unless ReCoN
+    is shared."""
     timing = CoreTiming.of(AccelConfig(recon_share=share))
-    assert timing.arrive(1) == arrive and timing.array.depth == arrive
+    assert timing.arrive(1) == arrive and timing.array.depth + ISSUE_STAGE == arrive
+    assert timing.start_with_last_row == (share < 2)
     assert timing.arrive(3) == arrive + 2
     assert timing.result_fifo_depth == depth == arrive + PPU.latency + RESULT_FIFO_LATENCY + CREDIT_MARGIN
     assert timing.result_latency == 8 and timing.tile_spacing == 8
@@ -44,6 +47,7 @@ def test_cycle_model_is_built_from_the_blocks(share):
     cfg = AccelConfig(recon_share=share)
     model, array = CycleModel.of(cfg), Array(cfg)
     assert array.timing == ArrayTiming.of(cfg)
-    assert (model.arrive(1), model.pipeline, model.tile_gap) == (array.depth, array.pipeline, array.tile_gap_extra)
+    assert (model.arrive(1), model.pipeline, model.tile_gap) == (ISSUE_STAGE + array.depth, array.pipeline,
+                                                                 array.tile_gap_extra)
     assert model.ppu_latency == PPU.latency + RESULT_FIFO_LATENCY
     array._MustUse__silence = True      # built for its timing only
