@@ -133,6 +133,15 @@ class Mismatch:
         return f"{self.layer}: {self.what}{list(self.index)} expected {self.expected}, got {self.actual}"
 
 
+def assert_every_integer_checked(records: list[dict]) -> None:
+    """The layer records of a cocotb run (``stats`` lines): every layer returned all its result
+    integers (``Case.result_integers``) and each equalled the golden model's."""
+    for record in records:
+        assert record["mismatches"] == 0 and record["checked"] == record["result_integers"], (
+            f"{record['name']}: {record['checked']} integers checked of {record['result_integers']}, "
+            f"{record['mismatches']} mismatches, first {record['first_mismatch']}")
+
+
 @dataclass
 class Scoreboard:
     """Checks decoded results against the golden model; counts integers checked and mismatches."""

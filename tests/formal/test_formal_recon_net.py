@@ -6,6 +6,7 @@ assumes equals the compiler's, a mutant network on which the (bounded) proof fin
 
 from __future__ import annotations
 
+import pytest
 
 from amaranth import C, Module, Signal
 from amaranth.sim import Simulator
@@ -55,17 +56,6 @@ def test_network_proof_fails_on_a_mutant(tmp_path):
     assert result.status == "FAIL" and result.trace is not None, result.summary()
 
 
-def test_merge_proof_at_the_default_format(tmp_path):
-    result = PROOFS["recon_merge"].run("recon_merge", root=tmp_path)
-    assert result.passed, result.summary()
-
-
-def test_merge_proof_fails_on_a_mutant(tmp_path):
-    proof, fmt = PROOFS["recon_merge"], FormatConfig()
-    result = proof.run("recon_merge-mutant", root=tmp_path, harness=proof.build(BenesBitFlipped(fmt, fmt.ublock)))
-    assert result.status == "FAIL" and result.trace is not None, result.summary()
-
-
 class ClearsIgnored(ReconNetwork):
     """Mutant: no synchronous clear (the merge operands of ZERO and non-merging columns, and the
     low bits filled by the shift's top step keep their loaded values)."""
@@ -74,14 +64,21 @@ class ClearsIgnored(ReconNetwork):
         super()._load(m, reg, value, C(0, 1))
 
 
-def test_shift_proof(tmp_path):
-    result = PROOFS["recon_shift"].run("recon_shift", root=tmp_path)
+#: The default format's two halves (the network cut at its merge registers, its last stage) and a
+#: mutant each must catch.
+HALVES = [("recon_merge", BenesBitFlipped), ("recon_shift", ClearsIgnored)]
+
+
+@pytest.mark.parametrize("name", [name for name, _ in HALVES])
+def test_default_format_half(name, tmp_path):
+    result = PROOFS[name].run(name, root=tmp_path)
     assert result.passed, result.summary()
 
 
-def test_shift_proof_fails_on_a_mutant(tmp_path):
-    proof, fmt = PROOFS["recon_shift"], FormatConfig()
-    result = proof.run("recon_shift-mutant", root=tmp_path, harness=proof.build(ClearsIgnored(fmt, fmt.ublock)))
+@pytest.mark.parametrize("name, mutant", HALVES)
+def test_default_format_half_fails_on_a_mutant(name, mutant, tmp_path):
+    proof, fmt = PROOFS[name], FormatConfig()
+    result = proof.run(f"{name}-mutant", root=tmp_path, harness=proof.build(mutant(fmt, fmt.ublock)))
     assert result.status == "FAIL" and result.trace is not None, result.summary()
 
 

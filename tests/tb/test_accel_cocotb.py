@@ -11,6 +11,7 @@ all-MiniLM-L6-v2 sub-block) are marked slow. ``SIM=icarus|verilator`` restricts 
 import pytest
 
 from microscopiq.config import PRESETS, AccelConfig, FormatConfig
+from microscopiq.tb.accel_tb import assert_every_integer_checked
 from microscopiq.tb.runner import selected_simulators
 from microscopiq.tb.sim_cli import run_accel
 from microscopiq.tb.stimulus import CORNERS
@@ -38,14 +39,6 @@ SHAPES = {
     "8x8-b4": {"n": 16, "k": 128, "m": 6},
     "16x16-b4-shared": {"n": 16, "k": 128, "m": 6},  # one N-tile (ragged and back-to-back: two)
 }
-
-
-def assert_every_integer_checked(records):
-    """Every layer run returned all its result integers and each equalled the golden model's."""
-    for record in records:
-        assert record["mismatches"] == 0 and record["checked"] == record["result_integers"], (
-            f"{record['name']}: {record['checked']} integers checked of {record['result_integers']}, "
-            f"{record['mismatches']} mismatches, first {record['first_mismatch']}")
 
 
 def _pairs():
