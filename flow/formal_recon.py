@@ -35,7 +35,7 @@ from ..quant.layer import Role
 from .formal import elaborated, internal
 
 __all__ = ["SwitchProof", "recon_switches", "CompilerEncoding", "compiler_encoding", "column_field",
-           "in_pe_range", "spec_merge", "spec_shift", "spec_contribution", "network_checks", "NetworkProof",
+           "in_pe_range", "spec_merge", "spec_shift", "network_checks", "NetworkProof",
            "ShiftStageProof"]
 
 
@@ -202,19 +202,14 @@ def spec_shift(fmt: FormatConfig, uniform, role, code, xexp):
     return Mux(role == Role.INLIER, Mux(uniform, 0, b), Mux(role == Role.OUT_HI, code[:b - 1] + xexp, 0))
 
 
-def spec_contribution(fmt: FormatConfig, uniform, role, code, xexp, product, partner):
-    """A column's contribution by SPEC §3, exact: its merge shifted by its shift (``product << b``
-    for an inlier, ``product`` in uniform mode, ``((product << b) ± partner) << (e + X)`` for an
-    outlier, 0 for a partner)."""
-    return spec_merge(fmt, role, code, product, partner) << spec_shift(fmt, uniform, role, code, xexp)
-
-
 def network_checks(network: ReconNetwork, fragment, expected: list, *, cut: bool) -> tuple[list, int]:
     """What a harness asserts of ``network`` (elaborated as ``fragment``) for a row whose columns
     should give ``expected`` (``(merge, shift)`` each, :func:`spec_merge` and :func:`spec_shift`),
     and after how many enabled edges: ``(signal, expected value)`` pairs — the contributions
-    ``merge << shift`` after ``latency`` edges, or with ``cut`` the merge registers ``merged_<c>``
-    and ``scale_<c>`` one edge earlier (:class:`ShiftStageProof` covers the last stage)."""
+    ``merge << shift`` (SPEC §3's: ``p << b`` for an inlier, ``p`` in uniform mode, ``((hi << b) ±
+    lo) << (e + X)`` for an outlier, 0 for a partner) after ``latency`` edges, or with ``cut`` the
+    merge registers ``merged_<c>`` and ``scale_<c>`` one edge earlier (:class:`ShiftStageProof`
+    covers the last stage)."""
     if cut:
         return [(internal(fragment, name), want) for c, (merge, shift) in enumerate(expected)
                 for name, want in ((f"merged_{c}", merge), (f"scale_{c}", shift))], network.latency - 1
