@@ -38,6 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The one build every layer runs on.
 MP = PRESETS["8x8-b4"].replace(multi_precision=True)
 SEED = 13
+#: The harnesses by simulator (tb/native.py), and the docs/performance.md section each run rewrites:
+#: an Icarus run (slow: docs/verification.md) writes its own beside the Verilator one.
+HARNESS_NAMES = {"verilator": "Verilator", "icarus": "Icarus"}
+SECTIONS = {"verilator": "MIXED_RUN", "icarus": "MIXED_RUN_ICARUS"}
 
 
 def plan_layers(folder: Path) -> tuple[dict, list[tuple[dict, object]]]:
@@ -60,23 +64,28 @@ def layer_cycles(layers, tokens: list[int]) -> list[dict]:
              "cycles": {m: predict_cycles(MP, layer, m) for m in tokens}} for entry, layer in layers]
 
 
-def rtl_runs(layers, tokens: int, every: bool) -> list[dict]:
-    """The first layer of each b (``every``: every layer) on the native harness (results checked),
-    cycles beside the model's."""
+def rtl_runs(layers, tokens: int, every: bool, sim: str = "verilator") -> list[dict]:
+    """The first layer of each b (``every``: every layer) on the native harness of ``sim`` (results
+    checked), cycles beside the model's; each layer's outcome printed on stderr as it finishes."""
     from microscopiq.tb.native import build_harness, check_case
-    exe = build_harness(MP, quiet=False)
+    exe = build_harness(MP, sim=sim, quiet=False)
     runs, seen = [], set()
     for entry, layer in layers:
         if entry["b"] in seen and not every:
             continue
         seen.add(entry["b"])
         x = random_activations(layer.fmt, tokens, layer.k, np.random.default_rng(SEED))
-        check = check_case(MP, Case(entry["layer"], layer, x, SEED), executable=exe)
+        check = check_case(MP, Case(entry["layer"], layer, x, SEED), executable=exe, sim=sim)
         if check.mismatches:
             raise SystemExit(f"bench_mixed_run: {entry['layer']}: the RTL differs from the golden model: "
                              f"{check.mismatches[0]}")
         runs.append({"layer": entry["layer"], "b": entry["b"], "rtl": check.run.cycles,
-                     "model": check.predicted, "checked": check.checked})
+                     "model": check.predicted, "checked": check.checked, "seconds": check.run.seconds,
+                     "cpu_seconds": check.run.cpu_seconds, "simulated": check.run.simulated_cycles})
+        print(f"bench_mixed_run: {sim}: {entry['layer']} (b = {entry['b']}, M = {tokens}): {check.run.cycles:,} "
+              f"cycles (model {check.predicted:,}), {check.checked:,} integers, no mismatch, "
+              f"{check.run.seconds:.0f} s ({check.run.cycles_per_cpu_second:,.0f} cycles per CPU second)",
+              file=sys.stderr, flush=True)
     return runs
 
 
@@ -90,18 +99,48 @@ def summary_rows(plan: dict, rows: list[dict], tokens: list[int], cosine) -> lis
             f"{count[2]} / {count[4]} | {m} | {total(m, 2)} | {total(m, 4)} | {total(m)} |" for m in tokens]
 
 
+def rtl_line(plan: dict, runs: list[dict], layers: int, tokens: int, sim: str) -> str:
+    """The RTL runs in one paragraph: which layers, integers checked, cycles against the model, time."""
+    same = all(r["rtl"] == r["model"] for r in runs)
+    verdict = " — equal to the model." if same else " — **differs from the model**."
+    simulated = sum(r["simulated"] for r in runs)
+    cpu = sum(r["cpu_seconds"] for r in runs)
+    head = (f"RTL (native {HARNESS_NAMES[sim]} harness of the build, random activations at M = {tokens}, every "
+            f"result integer checked against the golden model; {sum(r['seconds'] for r in runs):,.0f} s of "
+            f"simulation, {simulated / max(cpu, 1e-9):,.0f} simulated cycles per CPU second): ")
+    if len(runs) == layers:
+        counts = {b: sum(r["b"] == b for r in runs) for b in (2, 4)}
+        return (head + f"every layer of the budget-{plan['budget']} plan ({counts[2]} at b = 2, "
+                f"{counts[4]} at b = 4): {sum(r['checked'] for r in runs):,} integers, no mismatch; "
+                f"{sum(r['rtl'] for r in runs):,} cycles (model {sum(r['model'] for r in runs):,})" + verdict)
+    return head + ", ".join(f"{r['layer']} (b = {r['b']}): {r['rtl']:,} cycles (model {r['model']:,}, "
+                            f"{r['checked']:,} integers)" for r in runs) + verdict
+
+
+def header(plans, command: str, seconds: float, target: str = "make bench-mixed-run") -> str:
+    """Who wrote the section, when, with what command, and on which plans and build."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"Written {stamp} on {platform.machine()} ({platform.python_implementation()} "
+            f"{platform.python_version()}) by `{command}` (`{target}`, {seconds:.0f} s). "
+            "Plans: `microscopiq quantize --model minilm --method microscopiq --wbits 2,4 --budget "
+            f"B --calib-texts 32 --out DIR`, B = {', '.join(str(p['budget']) for p, _, _ in plans)}. "
+            "Build: `microscopiq generate accel --preset 8x8-b4 "
+            "--multi-precision` (8×8, b = 4, ReCoN per row, 32-bit weight bus) "
+            "runs every layer of every plan (`check_layer`); cycles: `predict_cycles` per layer at M tokens.")
+
+
+def icarus_section(plans, runs, tokens: list[int], command: str, seconds: float) -> str:
+    """The Icarus run: the header and the RTL paragraph (the tables are the model's, as above)."""
+    plan, rows, _ = plans[0]
+    return (header(plans, command, seconds, "make bench-mixed-run-icarus") + "\n\n"
+            + rtl_line(plan, runs, len(rows), tokens[0], "icarus"))
+
+
 def section(plans: list[tuple[dict, list[dict], str | None]], runs, tokens: list[int], command: str,
             seconds: float) -> str:
     """The summary of every plan, then the first plan's layers and the RTL runs."""
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     plan, rows, _ = plans[0]
-    lines = [f"Written {stamp} on {platform.machine()} ({platform.python_implementation()} "
-             f"{platform.python_version()}) by `{command}` (`make bench-mixed-run`, {seconds:.0f} s). "
-             "Plans: `microscopiq quantize --model minilm --method microscopiq --wbits 2,4 --budget "
-             f"B --calib-texts 32 --out DIR`, B = {', '.join(str(p['budget']) for p, _, _ in plans)}. "
-             "Build: `microscopiq generate accel --preset 8x8-b4 "
-             "--multi-precision` (8×8, b = 4, ReCoN per row, 32-bit weight bus) "
-             "runs every layer of every plan (`check_layer`); cycles: `predict_cycles` per layer at M tokens.", "",
+    lines = [header(plans, command, seconds), "",
              "| budget | mean EBW (bits/weight) | embedding cosine, mean | layers at b = 2 / 4 | M "
              "| cycles, b = 2 layers | cycles, b = 4 layers | cycles, whole model (8×8) |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -113,19 +152,7 @@ def section(plans: list[tuple[dict, list[dict], str | None]], runs, tokens: list
     lines += [f"| {r['layer']} | {r['b']} | {r['n']} × {r['k']} | "
               + " | ".join(f"{r['cycles'][m]:,}" for m in tokens) + " |" for r in rows]
     if runs:
-        same = all(r["rtl"] == r["model"] for r in runs)
-        verdict = " — equal to the model." if same else " — **differs from the model**."
-        head = ("RTL (native Verilator harness of the build, random activations at M = "
-                f"{tokens[0]}, every result integer checked against the golden model): ")
-        if len(runs) == len(rows):
-            counts = {b: sum(r["b"] == b for r in runs) for b in (2, 4)}
-            lines += ["", head + f"every layer of the budget-{plan['budget']} plan ({counts[2]} at b = 2, "
-                      f"{counts[4]} at b = 4): {sum(r['checked'] for r in runs):,} integers, no mismatch; "
-                      f"{sum(r['rtl'] for r in runs):,} cycles (model {sum(r['model'] for r in runs):,})"
-                      + verdict]
-        else:
-            lines += ["", head + ", ".join(f"{r['layer']} (b = {r['b']}): {r['rtl']:,} cycles (model "
-                                           f"{r['model']:,}, {r['checked']:,} integers)" for r in runs) + verdict]
+        lines += ["", rtl_line(plan, runs, len(rows), tokens[0], "verilator")]
     return "\n".join(lines)
 
 
@@ -140,22 +167,28 @@ def main(argv=None) -> int:
                         help="each plan's embedding cosine (docs/quantization.md), printed as given")
     parser.add_argument("--rtl", choices=("first", "all"),
                         help="also run on the native harness the first plan's first layer of each b, or all its layers")
+    parser.add_argument("--sim", choices=tuple(HARNESS_NAMES), default="verilator",
+                        help="the simulator of the --rtl runs (default verilator; icarus rewrites its "
+                             "own section, MIXED_RUN_ICARUS)")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md",
                         help="the page whose MIXED_RUN section is rewritten")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if len(args.cosine) > len(args.plan):
         parser.error(f"{len(args.cosine)} --cosine values for {len(args.plan)} --plan folders")
+    if args.sim != "verilator" and not args.rtl:
+        parser.error(f"--sim {args.sim} is the simulator of the --rtl runs; give --rtl")
     tokens = [int(m) for m in args.tokens.split(",")]
     plans, runs = [], None
     for index, folder in enumerate(args.plan):
         plan, layers = plan_layers(folder)
         plans.append((plan, layer_cycles(layers, tokens), args.cosine[index] if index < len(args.cosine) else None))
         if index == 0 and args.rtl:
-            runs = rtl_runs(layers, tokens[0], args.rtl == "all")
+            runs = rtl_runs(layers, tokens[0], args.rtl == "all", args.sim)
     command = " ".join(["python bench/bench_mixed_run.py", *(argv if argv is not None else sys.argv[1:])])
-    text = section(plans, runs, tokens, command, time.perf_counter() - start)
-    write_section(args.doc, "MIXED_RUN", text, "bench/bench_mixed_run.py")
+    made = icarus_section if args.sim == "icarus" else section
+    text = made(plans, runs, tokens, command, time.perf_counter() - start)
+    write_section(args.doc, SECTIONS[args.sim], text, "bench/bench_mixed_run.py")
     print(text)
     return 0
 

