@@ -32,15 +32,15 @@ from bench_qor import write_section   # bench/ is the script's folder, on sys.pa
 from microscopiq.config import PRESETS
 from microscopiq.host.stream_format import check_layer, predict_cycles
 from microscopiq.quant.pack import load_layer
+from microscopiq.tb.native import SIMULATOR_NAMES
 from microscopiq.tb.stimulus import Case, random_activations
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The one build every layer runs on.
 MP = PRESETS["8x8-b4"].replace(multi_precision=True)
 SEED = 13
-#: The harnesses by simulator (tb/native.py), and the docs/performance.md section each run rewrites:
-#: an Icarus run (slow: docs/verification.md) writes its own beside the Verilator one.
-HARNESS_NAMES = {"verilator": "Verilator", "icarus": "Icarus"}
+#: The docs/performance.md section a run of each simulator rewrites: an Icarus run (slow:
+#: docs/verification.md) writes its own beside the Verilator one.
 SECTIONS = {"verilator": "MIXED_RUN", "icarus": "MIXED_RUN_ICARUS"}
 
 
@@ -105,7 +105,7 @@ def rtl_line(plan: dict, runs: list[dict], layers: int, tokens: int, sim: str) -
     verdict = " — equal to the model." if same else " — **differs from the model**."
     simulated = sum(r["simulated"] for r in runs)
     cpu = sum(r["cpu_seconds"] for r in runs)
-    head = (f"RTL (native {HARNESS_NAMES[sim]} harness of the build, random activations at M = {tokens}, every "
+    head = (f"RTL (native {SIMULATOR_NAMES[sim]} harness of the build, random activations at M = {tokens}, every "
             f"result integer checked against the golden model; {sum(r['seconds'] for r in runs):,.0f} s of "
             f"simulation, {simulated / max(cpu, 1e-9):,.0f} simulated cycles per CPU second): ")
     if len(runs) == layers:
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
                         help="each plan's embedding cosine (docs/quantization.md), printed as given")
     parser.add_argument("--rtl", choices=("first", "all"),
                         help="also run on the native harness the first plan's first layer of each b, or all its layers")
-    parser.add_argument("--sim", choices=tuple(HARNESS_NAMES), default="verilator",
+    parser.add_argument("--sim", choices=tuple(SECTIONS), default="verilator",
                         help="the simulator of the --rtl runs (default verilator; icarus rewrites its "
                              "own section, MIXED_RUN_ICARUS)")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md",

@@ -52,14 +52,15 @@ from ..hdl.layouts import StreamLayouts
 from ..host.stream_format import Beat
 from ..quant.layer import UniformLayer, padded
 from .accel_tb import PAUSE_PATTERNS, Scoreboard, timeout_cycles
+from .runner import SIMULATORS
 from .stimulus import Case
 
-__all__ = ["SIMULATORS", "HARNESS_SOURCES", "NativeError", "NativeTimeout", "NativeRun", "NativeCheck", "build_dir_of",
+__all__ = ["SIMULATORS", "SIMULATOR_NAMES", "HARNESS_SOURCES", "NativeError", "NativeTimeout", "NativeRun", "NativeCheck", "build_dir_of",
            "build_harness", "pause_spec", "encode_beats", "encode_weights", "encode_activations", "decode_beats",
            "run_layer", "harness_command", "check_case"]
 
-#: The simulators a native harness is built for (the first is the default).
-SIMULATORS = ("verilator", "icarus")
+#: The simulators' names as the reports print them (tb/runner.py's SIMULATORS, both).
+SIMULATOR_NAMES = {"verilator": "Verilator", "icarus": "Icarus"}
 HARNESS_SOURCES = {"verilator": Path(__file__).with_name("native") / "harness.cpp",
                    "icarus": Path(__file__).with_name("native") / "harness.v"}
 #: What each build writes: Verilator's executable, Icarus's compiled design for ``vvp``.

@@ -7,9 +7,9 @@ and the ``microscopiq sim`` command.
 * ``microscopiq sim --layer FILE [--harness native|cocotb] [--sim icarus|verilator] [--config C]
   [--tokens M] [--activations FILE.npy] [--seed S]`` runs one packed layer
   (:func:`~microscopiq.quant.pack.load_layer`) with ``M`` random activations, or real ones from a
-  ``.npy`` file quantized per token (SPEC §1), on the native Verilator harness
-  (:mod:`microscopiq.tb.native`, the default) or the cocotb testbench, and prints the cycles, the
-  result integers checked and the mismatches; exit status 1 on a mismatch.
+  ``.npy`` file quantized per token (SPEC §1), on the native harness (:mod:`microscopiq.tb.native`,
+  the default) or the cocotb testbench, either on ``--sim`` (default Verilator), and prints the
+  cycles, the result integers checked and the mismatches; exit status 1 on a mismatch.
 
 Build folders follow the project's layout, ``build/cocotb/accel/<config>/{rtl,icarus,verilator}``:
 the Verilog in ``rtl/``, one simulator build per configuration and simulator, reused while the
@@ -39,7 +39,7 @@ BUILD_ROOT = Path("build") / "cocotb" / "accel"
 TEST_MODULE = "microscopiq.tb.test_accel"
 #: Random activation rows ``sim`` streams when neither ``--tokens`` nor ``--activations`` says.
 DEFAULT_TOKENS = 8
-#: ``--harness``: the native Verilator harness (whole layers, fast) or the cocotb testbench.
+#: ``--harness``: the native harness (whole layers; fast on Verilator) or the cocotb testbench.
 HARNESSES = ("native", "cocotb")
 #: Extra simulator build options for the accelerator.
 #:
@@ -167,13 +167,13 @@ def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str | No
                         seed: int, *, harness: str = "native",
                         activations: str | os.PathLike | None = None, progress=None) -> SimReport:
     """Run the packed layer at ``path`` with ``tokens`` random activations (seed ``seed``) or the
-    ``activations`` file (:func:`layer_activations`) on ``harness`` (``sim`` for cocotb; the native
-    harness is Verilator). Every input is checked before anything is built
+    ``activations`` file (:func:`layer_activations`) on ``harness`` and ``sim`` (default
+    Verilator). Every input is checked before anything is built
     (:func:`microscopiq.validate.check_sim_layer`)."""
     if harness not in HARNESSES:
         raise ConfigError(f"--harness must be one of {', '.join(HARNESSES)}, not {harness!r}")
-    if harness == "native" and sim not in (None, "verilator"):
-        raise ConfigError(f"--sim {sim} needs --harness cocotb: the native harness is Verilator")
+    if sim not in (None, *SIMULATORS):
+        raise ConfigError(f"--sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     layer = check_sim_layer(path, cfg, DEFAULT_TOKENS if tokens is None else tokens, seed)
     x, source = layer_activations(layer, cfg, tokens, seed, activations)
     report = _run_layer(cfg, layer, x, f"{path} (n={layer.n} k={layer.k} {source})", path, sim, harness,
@@ -187,7 +187,7 @@ def simulate_layer_file(path: str | os.PathLike, cfg: AccelConfig, sim: str | No
 def _run_layer(cfg, layer, x, name, path, sim, harness, seed, activations, progress) -> SimReport:
     sim = sim or "verilator"
     if harness == "native":
-        return _simulate_native(cfg, layer, x, name, progress)
+        return _simulate_native(cfg, layer, x, name, sim, progress)
     params = {"layer_file": str(Path(path).resolve()), "shape": {"m": x.shape[0]}, "seed": seed}
     with tempfile.TemporaryDirectory() as scratch:
         if activations is not None:
@@ -207,17 +207,17 @@ def _run_layer(cfg, layer, x, name, path, sim, harness, seed, activations, progr
                      rec["mismatches"], rec["first_mismatch"], error, rec["outputs"], rec["overflowed"])
 
 
-def _simulate_native(cfg: AccelConfig, layer, x, name: str, progress=None) -> SimReport:
+def _simulate_native(cfg: AccelConfig, layer, x, name: str, sim: str, progress=None) -> SimReport:
     from .accel_tb import saturation
     from .native import build_harness, check_case
     from .stimulus import Case
     case = Case(name, layer, x, 0)
     if progress is not None:
-        progress(f"building (or reusing) the native Verilator harness of {config_name(cfg)}")
-    executable = build_harness(cfg, quiet=False)
+        progress(f"building (or reusing) the native {sim} harness of {config_name(cfg)}")
+    executable = build_harness(cfg, sim=sim, quiet=False)
     if progress is not None:
-        progress(f"running {x.shape[0]} tokens through the native harness")
-    check = check_case(cfg, case, executable=executable)
+        progress(f"running {x.shape[0]} tokens through the native {sim} harness")
+    check = check_case(cfg, case, executable=executable, sim=sim)
     first = str(check.mismatches[0]) if check.mismatches else ""
     outputs, overflowed = saturation(case, check.run.results)
     return SimReport(name, check.run.cycles, check.predicted, case.macs, check.checked,
@@ -236,7 +236,9 @@ def _run_sim(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_json(), indent=1, allow_nan=False))
         return 1 if report.mismatches or report.error else 0
-    where = "native Verilator harness" if args.harness == "native" else f"cocotb on {args.sim or 'verilator'}"
+    from .native import SIMULATOR_NAMES
+    sim = args.sim or "verilator"
+    where = f"native {SIMULATOR_NAMES[sim]} harness" if args.harness == "native" else f"cocotb on {sim}"
     print(f"{report.name} on {config_name(cfg)} ({where})")
     print(f"cycles: {report.cycles} (predicted {report.predicted}), {report.macs} MACs, "
           f"{report.macs / max(report.cycles, 1):.1f} MACs/cycle")
@@ -259,20 +261,21 @@ def add_commands(subparsers) -> None:
     parser = subparsers.add_parser(
         "sim", help="run a packed layer through the simulated accelerator",
         description="Generate the accelerator for --config, build it (cached under "
-                    "build/cocotb/accel/) for the native Verilator harness or for cocotb on --sim, "
+                    "build/cocotb/accel/) for the native harness or for cocotb, on --sim, "
                     "stream the packed layer with M random or real (--activations) activations "
                     "through it and check every result integer against the golden model. Prints "
                     "the cycles, the integers checked and the mismatches; exits 1 on a mismatch. "
                     "WAVES=1 writes a waveform into the cocotb build folder.",
         epilog="example: microscopiq sim --layer build/layers/q.msq --config 8x8-b4 --tokens 64; "
+               "microscopiq sim --layer q.msq --sim icarus --tokens 4; "
                "microscopiq sim --layer q.msq --harness cocotb --sim icarus --activations x.npy")
     parser.add_argument("--layer", required=True, metavar="FILE", help="packed layer (.msq)")
     parser.add_argument("--harness", choices=HARNESSES, default="native",
-                        help="native: the C++ Verilator harness (whole layers at ~10^5 cycles/s); "
-                             "cocotb: the cocotb testbench on --sim (default native)")
+                        help="native: the file-driven testbench (whole layers at ~10^5 cycles/s on "
+                             "Verilator, a few hundred on Icarus); cocotb: the cocotb testbench "
+                             "(default native)")
     parser.add_argument("--sim", choices=SIMULATORS, default=None,
-                        help="simulator of the cocotb harness (default verilator; the native "
-                             "harness is Verilator)")
+                        help="simulator of either harness (default verilator)")
     parser.add_argument("--config", default="8x8-b4", metavar="C",
                         help=f"preset ({', '.join(PRESETS)}) or a JSON configuration/manifest "
                              "(default 8x8-b4)")

@@ -93,10 +93,13 @@ def test_sim_native_runs_a_layer_with_real_activations(tmp_path, capsys):
     assert "results checked: 96, mismatches: 0" in out   # y and overflow of 6 tokens x 8 outputs
 
 
-def test_sim_icarus_needs_the_cocotb_harness(b2_layer, capsys):
-    assert main(["sim", "--layer", str(b2_layer), "--config", "4x8-b2", "--sim", "icarus"]) == 2
-    assert capsys.readouterr().err.strip() == ("microscopiq: error: --sim icarus needs --harness cocotb: "
-                                               "the native harness is Verilator")
+@pytest.mark.xdist_group("accel-4x8-b2-native-icarus")
+def test_sim_native_on_icarus(b2_layer, capsys):
+    """``--sim icarus`` runs the native harness on Icarus (tb/native/harness.v)."""
+    assert main(["sim", "--layer", str(b2_layer), "--config", "4x8-b2", "--sim", "icarus", "--tokens", "2"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\(native Icarus harness\)\ncycles: (\d+) \(predicted \1\)", out), out
+    assert re.search(r"results checked: \d+, mismatches: 0", out), out
 
 
 def test_sim_layer_formats_of_a_multi_precision_config(b2_layer, tmp_path):
