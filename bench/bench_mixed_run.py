@@ -5,15 +5,18 @@ MicroScopiQ layers at b = 4 and, one slot per PE, at b = 2, chosen per pass by t
 
 For each plan: every layer's cycles at M tokens from :func:`~microscopiq.host.stream_format.predict_cycles`
 (the model; tests/hdl/test_top.py holds the RTL equal to it, on real MiniLM layers of each b too),
-summed per b and over the model (M = 32 = 4R and M = 1, the decode step); with ``--rtl`` one layer
-of each b (the first of the first plan) runs on the native Verilator harness of the build with
-random activations, every result integer checked against the golden model and its cycles printed
-beside the model's. The mean EBW comes from the plan; the embedding cosine of the same budget from
-docs/quantization.md's table (``--cosine``, the ``bench/bench_mixed.py`` measurement: the plan is
-the CLI's, the very same). The MIXED_RUN section of docs/performance.md ("MicroScopiQ at b = 2 and
-the mixed-precision MiniLM on one build") is rewritten between its markers.
+summed per b and over the model (M = 32 = 4R and M = 1, the decode step); with ``--rtl first`` one
+layer of each b (the first of the first plan), with ``--rtl all`` every layer (``--rtl-layers N``:
+the first N), runs on the native harness of the build (``--sim``: Verilator, or Icarus, tb/native.py)
+with random activations, every result integer checked against the golden model and its cycles
+printed beside the model's. The mean EBW comes from the plan; the embedding cosine of the same budget
+from docs/quantization.md's table (``--cosine``, the ``bench/bench_mixed.py`` measurement: the plan
+is the CLI's, the very same). The MIXED_RUN section of docs/performance.md ("MicroScopiQ at b = 2
+and the mixed-precision MiniLM on one build") is rewritten between its markers; an Icarus run
+rewrites MIXED_RUN_ICARUS after it (its RTL runs; the tables are the model's, the same).
 
-    python bench/bench_mixed_run.py --plan DIR [DIR ...] [--cosine C [C ...]] [--tokens 32,1] [--rtl]
+    python bench/bench_mixed_run.py --plan DIR [DIR ...] [--cosine C [C ...]] [--tokens 32,1]
+        [--rtl first|all [--rtl-layers N]] [--sim verilator|icarus]
 """
 
 from __future__ import annotations
@@ -167,6 +170,8 @@ def main(argv=None) -> int:
                         help="each plan's embedding cosine (docs/quantization.md), printed as given")
     parser.add_argument("--rtl", choices=("first", "all"),
                         help="also run on the native harness the first plan's first layer of each b, or all its layers")
+    parser.add_argument("--rtl-layers", type=int, default=None, metavar="N",
+                        help="with --rtl all: only the plan's first N layers (an encoder block is 6)")
     parser.add_argument("--sim", choices=tuple(SECTIONS), default="verilator",
                         help="the simulator of the --rtl runs (default verilator; icarus rewrites its "
                              "own section, MIXED_RUN_ICARUS)")
@@ -178,13 +183,15 @@ def main(argv=None) -> int:
         parser.error(f"{len(args.cosine)} --cosine values for {len(args.plan)} --plan folders")
     if args.sim != "verilator" and not args.rtl:
         parser.error(f"--sim {args.sim} is the simulator of the --rtl runs; give --rtl")
+    if args.rtl_layers is not None and (args.rtl != "all" or args.rtl_layers < 1):
+        parser.error(f"--rtl-layers takes N >= 1 with --rtl all, not {args.rtl_layers} with --rtl {args.rtl}")
     tokens = [int(m) for m in args.tokens.split(",")]
     plans, runs = [], None
     for index, folder in enumerate(args.plan):
         plan, layers = plan_layers(folder)
         plans.append((plan, layer_cycles(layers, tokens), args.cosine[index] if index < len(args.cosine) else None))
         if index == 0 and args.rtl:
-            runs = rtl_runs(layers, tokens[0], args.rtl == "all", args.sim)
+            runs = rtl_runs(layers[:args.rtl_layers], tokens[0], args.rtl == "all", args.sim)
     command = " ".join(["python bench/bench_mixed_run.py", *(argv if argv is not None else sys.argv[1:])])
     made = icarus_section if args.sim == "icarus" else section
     text = made(plans, runs, tokens, command, time.perf_counter() - start)
