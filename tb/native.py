@@ -55,7 +55,8 @@ from .accel_tb import PAUSE_PATTERNS, Scoreboard, timeout_cycles
 from .runner import SIMULATORS
 from .stimulus import Case
 
-__all__ = ["SIMULATORS", "SIMULATOR_NAMES", "HARNESS_SOURCES", "NativeError", "NativeTimeout", "NativeRun", "NativeCheck", "build_dir_of",
+__all__ = ["SIMULATORS", "SIMULATOR_NAMES", "HARNESS_SOURCES", "NativeError", "NativeTimeout", "NativeRun",
+           "NativeCheck", "build_dir_of",
            "build_harness", "pause_spec", "encode_beats", "encode_weights", "encode_activations", "decode_beats",
            "run_layer", "harness_command", "check_case"]
 
