@@ -93,8 +93,8 @@ mixed-plans: setup
 	  --wbits 2,4 --budget $$budget --calib-texts 32 --out build/minilm-mixed-$$budget || exit 1; done
 
 # The budget-3.0 plan on the native Icarus harness (tb/native/harness.v) -> docs/performance.md.
-# Icarus runs the 8x8 at a few hundred cycles per CPU second, the whole plan's 5.4 M cycles at
-# M = 32 in about 6 CPU hours: the first layer of each b, at M = 1 (minutes).
+# Icarus runs the 8x8 at under 300 cycles per CPU second, the whole plan's 5.4 M cycles at M = 32
+# in over 5 CPU hours: the first layer of each b, at M = 1 (6 CPU minutes).
 .PHONY: bench-mixed-run-icarus
 bench-mixed-run-icarus: mixed-plans
 	nice -n 10 $(PY) bench/bench_mixed_run.py --plan build/minilm-mixed-3.0 --tokens 1 --rtl first --sim icarus

@@ -116,8 +116,9 @@ def rtl_line(plan: dict, runs: list[dict], layers: int, tokens: int, sim: str) -
         return (head + f"every layer of the budget-{plan['budget']} plan ({counts[2]} at b = 2, "
                 f"{counts[4]} at b = 4): {sum(r['checked'] for r in runs):,} integers, no mismatch; "
                 f"{sum(r['rtl'] for r in runs):,} cycles (model {sum(r['model'] for r in runs):,})" + verdict)
-    return head + ", ".join(f"{r['layer']} (b = {r['b']}): {r['rtl']:,} cycles (model {r['model']:,}, "
-                            f"{r['checked']:,} integers)" for r in runs) + verdict
+    return (head + ", ".join(f"{r['layer']} (b = {r['b']}): {r['rtl']:,} cycles (model {r['model']:,}, "
+                             f"{r['checked']:,} integers)" for r in runs)
+            + f"; {sum(r['checked'] for r in runs):,} integers, no mismatch" + verdict)
 
 
 def header(plans, command: str, seconds: float, target: str = "make bench-mixed-run") -> str:

@@ -14,7 +14,8 @@
 // MT19937), the same stream behaviour, reset, cycle counting and drain window, the same one-line
 // JSON statistics on stdout (without the seconds: Python times the vvp process). A failure prints
 // "harness: MESSAGE" on stderr ("harness: timeout: ..." past +max_cycles, so a stuck run never
-// hangs) and ends through $fatal, vvp's non-zero exit status.
+// hangs) and ends through $fatal, vvp's non-zero exit status. One check more than harness.cpp's,
+// as Icarus is four-state: a result beat with an X or Z bit is an error.
 
 // One pause pattern: draw() gives the next cycle's pause bit.
 module microscopiq_pauses;
@@ -267,7 +268,7 @@ module microscopiq_harness;
         end
     endtask
 
-    task fail(input [8*512-1:0] message);
+    task fail(input [8*2048-1:0] message);
         begin
             $fdisplay(32'h8000_0002, "harness: %0s", message);
             $fatal(0);
@@ -275,7 +276,7 @@ module microscopiq_harness;
     endtask
 
     task check_taken(input [8*32-1:0] name, input integer sent, input integer beats);
-        reg [8*512-1:0] message;
+        reg [8*2048-1:0] message;
         begin
             if (sent != beats) begin
                 $sformat(message, "%0s: %0d of %0d beats taken", name, sent, beats);
@@ -318,7 +319,7 @@ module microscopiq_harness;
     endtask
 
     initial begin : run
-        reg [8*512-1:0] message;
+        reg [8*2048-1:0] message;
         parse;
         weights.open(weights_path, idle_weights);
         act.open(act_path, idle_act);
@@ -365,6 +366,12 @@ module microscopiq_harness;
             act_hs = act_valid && act_ready;
             result_hs = result_valid && result_ready;
             if (result_hs) begin
+                // Icarus is four-state: a result bit the design left undefined is an error here
+                // (Verilator would have made it 0 or 1).
+                if (^{result_data, result_last} === 1'bx) begin
+                    $sformat(message, "result beat %0d holds X or Z bits: %b", received + 1, result_data);
+                    fail(message);
+                end
                 for (word = 0; word < RESULT_WORDS; word = word + 1) begin
                     out_word = result_data >> (32 * word);
                     $fwrite(results, "%u", out_word);
