@@ -5,7 +5,8 @@ A layer ``Y = X · Wᵀ`` runs as one or more *passes*, each of at most ``max_to
 sends on ``s_axis_weights`` one layer header beat, then for every weight tile ``(j, t)`` (N-tile
 ``j`` outer, K-tile ``t`` inner) one tile header beat (the PPU shifts ``d``) and ``R`` row beats
 (codes, roles, ReCoN config of PE row ``r``); on ``s_axis_act`` the ``M`` activation vectors of
-every tile; and receives on ``m_axis_result`` ``M`` beats per N-tile (MicroScopiQ mode: ``Y_int``
+every tile, lanes in the order of the tile's rows (:func:`act_columns`: balanced over the ReCoN
+groups on a shared-ReCoN build, ``k`` order otherwise); and receives on ``m_axis_result`` ``M`` beats per N-tile (MicroScopiQ mode: ``Y_int``
 and the sticky overflow flags) or ``M`` beats per N-tile and K-group (raw mode: ``P`` and ``S``).
 Every field is two's complement (signed) or plain binary (unsigned), LSB first at its offset.
 """
