@@ -6,11 +6,12 @@ quantize`` (the folder ``make bench-stream`` and the decode table share, quantiz
 missing), then counts cycles with :func:`~microscopiq.host.stream_format.predict_cycles` — the cycle
 model that the top-level and cocotb tests prove equal to the RTL's cycle counts — for an 8×8 array
 with ReCoN per row and shared by 2, 4 and 8 rows, at M = 4R, 8R and 16R tokens. Shared ReCoN's cost
-depends on where the outliers sit (rows with an outlier per group and tile); per-row does not. At
-M = 4R it also bounds what each lever can buy: the same model with every tile gap 0 (the periods
-alone), every period 1 (the gaps alone), the gap before issue #14 (``max(S - 1, L + H)`` after
-every tile), the tiles' rows reordered (balanced over the groups, outlier rows first), groups of
-interleaved rows, and the layer's ``k`` reordered once.
+depends on where the outliers sit (rows with an outlier per group and tile, each tile's rows
+balanced over the groups by the host: ``host/row_order.py``); per-row does not. At M = 4R it also
+bounds what each lever can buy: the same model with every tile gap 0 (the periods alone), every
+period 1 (the gaps alone), each tile's rows in ``k`` order (the stream before the balancing), the gap
+before issue #14 (``max(S - 1, L + H)`` after every tile, rows in ``k`` order), and, from the rows
+in ``k`` order, groups of interleaved rows and the layer's ``k`` reordered once.
 Writes ``docs/bench_cycles.md``.
 
     python bench/bench_cycles.py [--out docs/bench_cycles.md]
@@ -29,6 +30,7 @@ from pathlib import Path
 from bench_decode import DESIGNS, ROOT, quantize_missing   # bench/ is the script's folder, on sys.path
 from microscopiq.config import PRESETS
 from microscopiq.hdl.array import ArrayTiming
+from microscopiq.host.packed_stream import row_orders
 from microscopiq.host.stream_format import predict_cycles, tile_gaps, tile_outlier_rows, tile_periods
 from microscopiq.outputs import atomic_file
 from microscopiq.quant.pack import load_layer
@@ -45,7 +47,7 @@ def reordered_periods(cfg, rows, k_tiles: int) -> list[int]:
     """The tiles' periods after one reordering of the layer's ``k`` inside each K-group (the same
     for every N-tile, so the host would permute the layer's weights and activations once, outside
     the accelerator): the ``k`` sorted by the number of N-tiles where they hold an outlier, dealt
-    back and forth over the K-group's ReCoN groups. ``rows``: :func:`tile_outlier_rows`."""
+    back and forth over the K-group's ReCoN groups. ``rows``: :func:`k_order_rows`."""
     outlier = rows.reshape(-1, k_tiles * cfg.rows)               # (N-tiles, K): k holds an outlier
     groups = cfg.fmt.group // cfg.recon_share                    # ReCoN groups per K-group
     order = []
@@ -60,24 +62,33 @@ def reordered_periods(cfg, rows, k_tiles: int) -> list[int]:
     return [max(1, int(v)) for v in per_group.reshape(len(outlier), k_tiles, -1).max(axis=2).reshape(-1)]
 
 
+def k_order_rows(cfg, layer) -> np.ndarray:
+    """:func:`tile_outlier_rows` with every tile's rows put back in ``k`` order (the stream before
+    the host balanced them): (tiles, R / S, S) booleans."""
+    rows = tile_outlier_rows(cfg, layer)
+    stream = rows.reshape(len(rows), cfg.rows)
+    natural = np.empty_like(stream)
+    np.put_along_axis(natural, row_orders(cfg, layer), stream, axis=1)
+    return natural.reshape(rows.shape)
+
+
 def lever_bounds(cfg, layer) -> dict[str, tuple[list[int], list[int]]]:
     """Per bound, the tiles' (periods, gaps) to give :func:`predict_cycles`."""
     periods, gaps = tile_periods(cfg, layer), tile_gaps(cfg, layer)
     timing = ArrayTiming.of(cfg)
-    # Balanced: a tile's n outlier rows spread over its R/S groups, each group's first: the period
-    # ceil(n / (R/S)) (at least 1) and the gap rule's largest offset, one less.
-    rows = tile_outlier_rows(cfg, layer)
-    outliers = rows.sum(axis=(1, 2))
-    balanced = [max(1, -(-int(n) * cfg.recon_share // cfg.rows)) for n in outliers]
+    # Rows in k order: the most outlier rows of a group, and the largest offset of one in its group.
+    rows = k_order_rows(cfg, layer)
+    k_periods = [max(1, int(v)) for v in rows.sum(axis=2).max(axis=1)]
+    k_gaps = [int(v) for v in (rows * np.arange(cfg.recon_share)).max(axis=(1, 2))]
     # Interleaved: group g the rows r with r mod (R/S) = g.
     interleaved = rows.reshape(len(rows), cfg.recon_share, -1).sum(axis=1).max(axis=1)
     return {
         "now": (periods, gaps),
         "gap 0 (periods alone)": (periods, [0] * len(gaps)),
         "T = 1 (gaps alone)": ([1] * len(periods), gaps),
-        "before: gap max(S − 1, L + H)": (periods, [max(cfg.recon_share - 1, timing.recon_latency + timing.hold)]
-                                           * len(gaps)),
-        "rows balanced, outliers first": (balanced, [t - 1 if n else 0 for t, n in zip(balanced, outliers)]),
+        "rows in k order": (k_periods, k_gaps),
+        "before issue #14: k order, gap max(S − 1, L + H)": (
+            k_periods, [max(cfg.recon_share - 1, timing.recon_latency + timing.hold)] * len(gaps)),
         "groups interleaved, gap 0": ([max(1, int(t)) for t in interleaved], [0] * len(gaps)),
         "k reordered per layer, gap 0": (reordered_periods(cfg, rows, math.ceil(layer.k / cfg.fmt.group)
                                                            * cfg.fmt.group // cfg.rows), [0] * len(gaps)),
@@ -145,16 +156,19 @@ def main(argv: list[str] | None = None) -> int:
         "| --- | " + " | ".join("---:" for _ in TOKEN_FACTORS) + " |",
         *summary, "",
         "## Where shared ReCoN's cycles go (whole model, M = 4R)", "",
-        "The same model with the tiles' periods or gaps replaced: what each lever can buy at most. "
+        "`now`: each tile's rows balanced by the host (`host/row_order.py`: its `n` outlier rows "
+        "dealt over the `R/S` groups, each group's first; period `max(1, ceil(n·S/R))`, gap one "
+        "less), the activations in the same order. The same model with the tiles' periods or gaps "
+        "replaced: what each lever can buy at most, or what a design without it took. "
         "`gap 0`: no cycle between tiles (the periods `T` alone); `T = 1`: one token per cycle "
-        "(the gaps alone); `before`: the gap every tile paid before issue #14 (`max(S − 1, L + H)`, "
-        "L = 3, H = 1); `rows balanced`: each tile's rows reordered by the host so that its `n` "
-        "outlier rows spread over the `R/S` groups, each group's first (period "
-        "`max(1, ceil(n·S/R))`, gap one less), which needs the activations permuted alike per tile "
-        "(not built); `groups interleaved`: a network serving the rows `r ≡ g (mod R/S)` instead of "
-        "`S` neighbours (not built); `k reordered per layer`: the layer's `k` permuted once inside "
-        "each K-group (sorted by how many N-tiles hold an outlier there, dealt back and forth over "
-        "the groups), weights and activations alike, outside the accelerator (not built).", "",
+        "(the gaps alone); `rows in k order`: the stream before the balancing (period: the most "
+        "outlier rows of a group, gap: the largest offset of one in its group); `before issue #14`: "
+        "rows in `k` order and the gap every tile paid then (`max(S − 1, L + H)`, L = 3, H = 1); "
+        "from the rows in `k` order, the levers weighed instead of the balancing: `groups "
+        "interleaved`: a network serving the rows `r ≡ g (mod R/S)` instead of `S` neighbours "
+        "(not built); `k reordered per layer`: the layer's `k` permuted once inside each K-group "
+        "(sorted by how many N-tiles hold an outlier there, dealt back and forth over the groups), "
+        "weights and activations alike, outside the accelerator (not built).", "",
         "| ReCoN | " + " | ".join(bound_names) + " |",
         "| --- | " + " | ".join("---:" for _ in bound_names) + " |",
         *[f"| shared:{share} | " + " | ".join(f"{bounds[share, name]:.1f} %" for name in bound_names) + " |"
@@ -166,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         "Per-row ReCoN issues one token per cycle whatever the outliers; shared ReCoN issues one every "
         "`T` cycles, `T` = the most rows holding an outlier among a tile's ReCoN groups, plus the "
         "tile's gap, the largest offset of an outlier row in its group (docs/hardware.md, cycle "
-        "model).", ""])
+        "model); with the rows balanced, `T = max(1, ceil(n·S/R))` and the gap `T − 1` for a tile "
+        "of `n` outlier rows.", ""])
     with atomic_file(args.out, "w") as handle:
         handle.write(text)
     print(text)

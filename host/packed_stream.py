@@ -14,7 +14,8 @@ bits ``8i … 8i + 7``), zero-padded to a whole byte:
   - ``R`` **rows**: (MicroScopiQ mode) map fields of tiles ahead, then the ``C`` codes (``b`` bits
     each, column ``c`` first), then for every present micro-block of the row its **record**: ``X``
     (``xb`` bits), then its pairs in ascending outlier offset, ``o | p << log2(U)`` in
-    ``2·log2(U)`` bits each.
+    ``2·log2(U)`` bits each. Row ``r`` carries the tile's K row ``t·R + π(r)``, ``π`` the tile's
+    :func:`row_orders` (``k`` order unless ReCoN is shared).
 
 A tile's **map** is one presence bit per micro-block of the tile (``R·C/U``, row ``r`` outer,
 micro-block inner) and ``pairs − 1`` (``log2(U/2)`` bits) of every present micro-block in the same
@@ -52,12 +53,13 @@ from ..hdl.layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION, Mode
 from ..hdl.meta_decoder import RecordGeometry
 from ..hdl.unpacker import MapPlacement
 from ..quant.layer import MsqLayer, Role, UniformLayer, padded
+from .row_order import tile_row_orders
 
 __all__ = [
     "STREAM_VERSION", "HEADER_BITS", "HEADER_FIELDS", "EXP_BITS", "PackedStreamError",
     "RecordGeometry", "RowRecords", "StreamBits", "Contents",
     "ITEM_MINIMA", "ITEM_EXPONENTS", "ITEM_ROW", "ITEM_PROLOGUE", "pass_items", "SECTIONS", "field_offsets",
-    "row_records", "uniform_codes", "encode_pass", "encode_passes", "decode_pass", "stream_bits",
+    "row_records", "row_orders", "uniform_codes", "encode_pass", "encode_passes", "decode_pass", "stream_bits",
     "ppu_shifts", "to_beats",
 ]
 
@@ -83,7 +85,7 @@ class RowRecords:
     Attributes
     ----------
     codes : ndarray, (rows, C)
-        Raw ``b``-bit codes of slots ``(jC + c, tR + r)``.
+        Raw ``b``-bit codes of slots ``(jC + c, tR + π(r))``, ``π`` the tile's :func:`row_orders`.
     count : ndarray, (rows, B)
         Pairs of each micro-block (0: not present).
     xexp : ndarray, (rows, B)
@@ -114,6 +116,10 @@ class RowRecords:
             blocks.append(block)
         return {"codes": [int(v) for v in self.codes[index]], "blocks": blocks, "raw": int(raw)}
 
+    def take(self, index) -> "RowRecords":
+        """The rows ``index`` (an integer array), in that order."""
+        return RowRecords(*(getattr(self, field.name)[index] for field in fields(self)))
+
     def equals(self, other: "RowRecords") -> str | None:
         """``None`` when both hold the same rows, else where the first difference is."""
         for field in fields(self):
@@ -137,7 +143,8 @@ class _Grid:
     pairs: bool                # pair mode: a uniform layer at b/2, 2R-deep K-tiles
     codes: np.ndarray          # (Nt, Kp), (Nt, Kp/2) in pair mode
     exps: np.ndarray           # (Nt, groups) int64; zeros in raw mode
-    records: RowRecords
+    records: RowRecords        # in stream order: each tile's rows in its order (``orders``)
+    orders: np.ndarray         # (tiles, R): PE row r of tile i carries K row t·R + orders[i, r]
     narrow: bool = False       # a MicroScopiQ layer at b/2: rows of C·b/2-bit codes, one slot per PE
 
     @property
@@ -226,13 +233,25 @@ def _grid(cfg: AccelConfig, layer) -> _Grid:
     records = RowRecords(codes=_to_rows(codes, cfg, cfg.cols), count=_to_rows(count, cfg, per_row),
                          xexp=_to_rows(xexp, cfg, per_row), outlier=_to_rows(outlier, cfg, per_row),
                          partner=_to_rows(partner, cfg, per_row))
+    # Each tile's rows in their travel order (identity unless ReCoN is shared; a raw pass has no
+    # outlier rows, so it keeps k order too).
+    orders = tile_row_orders(cfg, (records.count > 0).any(axis=1).reshape(-1, cfg.rows))
+    records = records.take((np.arange(len(orders))[:, None] * cfg.rows + orders).ravel())
     narrow = not raw and layer.fmt != fmt
-    return _Grid(cfg, nt // cfg.cols, kp // cfg.rows, raw, pairs, codes, exps, records, narrow)
+    return _Grid(cfg, nt // cfg.cols, kp // cfg.rows, raw, pairs, codes, exps, records, orders, narrow)
 
 
 def row_records(cfg: AccelConfig, layer) -> RowRecords:
     """Every PE row's codes and micro-block metadata in stream order (see :class:`RowRecords`)."""
     return _grid(cfg, layer).records
+
+
+def row_orders(cfg: AccelConfig, layer) -> np.ndarray:
+    """Per weight tile in stream order, which of its K rows each PE row carries, ``(tiles, R)``:
+    row ``r`` of tile ``(j, t)`` holds slots ``(jC + c, t·R + orders[j·KT + t, r])``
+    (:func:`~microscopiq.host.row_order.tile_row_order`: balanced over the ReCoN groups when ReCoN
+    is shared, else ``k`` order). Its activation vectors travel in the same order."""
+    return _grid(cfg, layer).orders
 
 
 def ppu_shifts(emin, exps) -> np.ndarray:

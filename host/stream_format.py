@@ -5,7 +5,8 @@ A layer ``Y = X · Wᵀ`` runs as one or more *passes*, each of at most ``max_to
 sends on ``s_axis_weights`` one layer header beat, then for every weight tile ``(j, t)`` (N-tile
 ``j`` outer, K-tile ``t`` inner) one tile header beat (the PPU shifts ``d``) and ``R`` row beats
 (codes, roles, ReCoN config of PE row ``r``); on ``s_axis_act`` the ``M`` activation vectors of
-every tile; and receives on ``m_axis_result`` ``M`` beats per N-tile (MicroScopiQ mode: ``Y_int``
+every tile, lanes in the order of the tile's rows (:func:`act_columns`: balanced over the ReCoN
+groups on a shared-ReCoN build, ``k`` order otherwise); and receives on ``m_axis_result`` ``M`` beats per N-tile (MicroScopiQ mode: ``Y_int``
 and the sticky overflow flags) or ``M`` beats per N-tile and K-group (raw mode: ``P`` and ``S``).
 Every field is two's complement (signed) or plain binary (unsigned), LSB first at its offset.
 """
@@ -29,7 +30,7 @@ from . import front_end, packed_stream, routing
 
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "Beat", "StreamError",
-    "check_layer", "layer_pairs", "narrow_codes", "check_activations", "encode_layer", "decoded_tiles", "decode_results", "pack_beat", "from_beat", "expected_results",
+    "check_layer", "layer_pairs", "narrow_codes", "check_activations", "encode_layer", "weight_beats", "act_columns", "decoded_tiles", "decode_results", "pack_beat", "from_beat", "expected_results",
     "predict_cycles", "CycleModel", "token_passes",
 ]
 
@@ -139,6 +140,7 @@ class _Tiles:
     xexp: np.ndarray     # (Nt, Kp): each slot's micro-block X
     shifts: np.ndarray   # (Nt, groups): d = E - E_min
     uniform: bool
+    orders: np.ndarray   # (tiles, R): packed_stream.row_orders, the rows' travel order per tile
 
     @property
     def n_tiles_k(self) -> int:
@@ -147,6 +149,7 @@ class _Tiles:
 
 def _tiles(cfg: AccelConfig, layer) -> _Tiles:
     fmt = cfg.fmt
+    orders = packed_stream.row_orders(cfg, layer)
     kp = padded(layer.k, fmt.group)
     nt = padded(layer.n, cfg.cols)
     groups = kp // fmt.group
@@ -159,14 +162,14 @@ def _tiles(cfg: AccelConfig, layer) -> _Tiles:
     if isinstance(layer, UniformLayer):
         codes = grow(packed_stream.uniform_codes(cfg, layer, layer_pairs(cfg, layer)), 0)
         zeros = np.zeros_like(codes)
-        return _Tiles(codes, zeros + Role.INLIER, zeros - 1, zeros, np.zeros((nt, groups), np.int64), True)
+        return _Tiles(codes, zeros + Role.INLIER, zeros - 1, zeros, np.zeros((nt, groups), np.int64), True, orders)
     exps = np.asarray(layer.exps, np.int64)
     shifts = grow(exps - exps.min(axis=1, keepdims=True), 0)
     codes, roles = grow(layer.codes, 0), grow(layer.roles, Role.INLIER)
     if cfg.pass_narrow(layer.fmt, False):
         codes = narrow_codes(codes, roles, fmt.wbits)
     return _Tiles(codes, roles, grow(layer.mate, -1),
-                  grow(np.repeat(np.asarray(layer.xexp, np.int64), fmt.ublock, axis=0), 0), shifts, False)
+                  grow(np.repeat(np.asarray(layer.xexp, np.int64), fmt.ublock, axis=0), 0), shifts, False, orders)
 
 
 def narrow_codes(codes, roles, wbits: int) -> np.ndarray:
@@ -182,11 +185,12 @@ def narrow_codes(codes, roles, wbits: int) -> np.ndarray:
 
 
 def _row_beats(cfg: AccelConfig, layouts: StreamLayouts, tiles: _Tiles, j: int, t: int) -> list[int]:
-    """The ``R`` row beats of weight tile ``(j, t)`` (:attr:`~microscopiq.hdl.layouts.StreamLayouts.row`)."""
+    """The ``R`` row beats of weight tile ``(j, t)`` (:attr:`~microscopiq.hdl.layouts.StreamLayouts.row`),
+    in the tile's row order (:func:`~.packed_stream.row_orders`)."""
     fmt = cfg.fmt
     rows, cols = cfg.rows, cfg.cols
-    n0, k0 = j * cols, t * rows
-    sel = (slice(n0, n0 + cols), slice(k0, k0 + rows))
+    n0, k_tiles = j * cols, tiles.codes.shape[1] // rows
+    sel = (slice(n0, n0 + cols), t * rows + tiles.orders[j * k_tiles + t])
     codes, roles = tiles.codes[sel].T, tiles.roles[sel].T   # (R, C)
     if cfg.has_recon:
         fields = routing.compile_fields(fmt, cols, codes, roles, tiles.mate[sel].T, tiles.xexp[sel].T,
@@ -227,27 +231,49 @@ def encode_layer(cfg: AccelConfig, layer, x) -> tuple[list[Beat], list[Beat]]:
         a MicroScopiQ layer on an instance without ReCoN).
     """
     x = _check_layer(cfg, layer, x)
-    layouts = StreamLayouts(cfg)
-    kp = padded(layer.k, cfg.fmt.group)
-    depth = cfg.tile_depth(layer_pairs(cfg, layer))
-    k_tiles, n_tiles = kp // depth, padded(layer.n, cfg.cols) // cfg.cols
-    xp = np.zeros((x.shape[0], kp), np.int64)
-    xp[:, :layer.k] = x
-    passes = token_passes(cfg, x.shape[0])
-    weights, acts = [], []
-    for (start, count), stream in zip(passes, packed_stream.encode_passes(cfg, layer, [c for _, c in passes])):
+    return weight_beats(cfg, layer, x.shape[0]), _act_beats(cfg, layer, x)
+
+
+def weight_beats(cfg: AccelConfig, layer, tokens: int) -> list[Beat]:
+    """The ``s_axis_weights`` beats of :func:`encode_layer` (they depend on the token count, not on
+    the activations)."""
+    check_layer(cfg, layer)
+    passes = [count for _, count in token_passes(cfg, tokens)]
+    beats = []
+    for stream in packed_stream.encode_passes(cfg, layer, passes):
         words = packed_stream.to_beats(stream, cfg.weight_bus)
-        weights += [Beat(word, index == len(words) - 1) for index, word in enumerate(words)]
-        # A K-tile's activations in k order (a b pass on a multi-precision instance leaves the
-        # vector's upper R lanes 0).
-        vectors = [pack_beat(layouts.act, xp[m, t * depth:(t + 1) * depth])
-                   for m in range(start, start + count) for t in range(k_tiles)]
-        # Order: tile (j, t) outer, token inner; the vectors do not depend on j.
-        per_tile = [[vectors[(m - start) * k_tiles + t] for m in range(start, start + count)]
-                    for t in range(k_tiles)]
-        flat = [vec for _ in range(n_tiles) for t in range(k_tiles) for vec in per_tile[t]]
-        acts += [Beat(data, index == len(flat) - 1) for index, data in enumerate(flat)]
-    return weights, acts
+        beats += [Beat(word, index == len(words) - 1) for index, word in enumerate(words)]
+    return beats
+
+
+def act_columns(cfg: AccelConfig, layer) -> np.ndarray:
+    """Per weight tile in stream order, the column of ``x`` (padded to whole K-groups with zeros)
+    that each lane of the tile's activation vectors carries, ``(tiles, depth)``: tile ``(j, t)``'s
+    ``R`` rows in their travel order (:func:`~.packed_stream.row_orders`); a pair pass's ``2R``
+    lanes in ``k`` order (a ``b`` pass on a multi-precision instance leaves the upper ``R`` lanes 0)."""
+    orders = packed_stream.row_orders(cfg, layer)
+    depth = cfg.tile_depth(layer_pairs(cfg, layer))
+    lanes = orders if depth == cfg.rows else np.broadcast_to(np.arange(depth), (len(orders), depth))
+    k_tiles = padded(layer.k, cfg.fmt.group) // depth
+    return (np.arange(len(orders)) % k_tiles)[:, None] * depth + lanes
+
+
+def _act_beats(cfg: AccelConfig, layer, x: np.ndarray) -> list[Beat]:
+    """The ``s_axis_act`` beats of :func:`encode_layer` (``x`` checked): per pass, tile ``(j, t)``
+    outer, token inner, lanes as :func:`act_columns` says."""
+    layouts = StreamLayouts(cfg)
+    xp = np.zeros((x.shape[0], padded(layer.k, cfg.fmt.group)), np.int64)
+    xp[:, :layer.k] = x
+    # Tiles with the same lanes (every N-tile's copy of a K-tile whose rows keep their order) share
+    # their packed vectors: pack each distinct lane set once per token.
+    unique, inverse = np.unique(act_columns(cfg, layer), axis=0, return_inverse=True)
+    beats = []
+    for start, count in token_passes(cfg, x.shape[0]):
+        vectors = [[pack_beat(layouts.act, xp[m, columns]) for m in range(start, start + count)]
+                   for columns in unique]
+        flat = [word for u in inverse.reshape(-1) for word in vectors[u]]
+        beats += [Beat(data, index == len(flat) - 1) for index, data in enumerate(flat)]
+    return beats
 
 
 def decoded_tiles(cfg: AccelConfig, layer) -> list[tuple[list[int], list[int]]]:
@@ -420,11 +446,13 @@ class CycleModel:
 
 
 def tile_outlier_rows(cfg: AccelConfig, layer) -> np.ndarray:
-    """Per weight tile in stream order and ReCoN group, whether each row holds an outlier:
-    (tiles, R / S, S) booleans (S = 1 unless ReCoN is shared)."""
+    """Per weight tile in stream order and ReCoN group, whether each PE row (the tile's rows in
+    their travel order, :func:`~.packed_stream.row_orders`) holds an outlier: (tiles, R / S, S)
+    booleans (S = 1 unless ReCoN is shared)."""
     tiles = _tiles(cfg, layer)
     n_tiles, k_tiles = tiles.codes.shape[0] // cfg.cols, tiles.codes.shape[1] // cfg.rows
     outlier = (tiles.roles != Role.INLIER).reshape(n_tiles, cfg.cols, k_tiles, cfg.rows).any(axis=1)
+    outlier = np.take_along_axis(outlier.reshape(n_tiles * k_tiles, cfg.rows), tiles.orders, axis=1)
     return outlier.reshape(n_tiles * k_tiles, -1, max(cfg.recon_share, 1))
 
 

@@ -245,33 +245,35 @@ def encode_beats(beats, width: int) -> bytes:
 def encode_weights(cfg: AccelConfig, layer, tokens: int) -> bytes:
     """The ``s_axis_weights`` records of ``layer`` for ``tokens`` tokens (they depend on the token
     count, not on the activations: :func:`run_layer` takes them precomputed)."""
-    weight_beats, _ = stream_format.encode_layer(cfg, layer, np.zeros((tokens, layer.k), np.int64))
-    return encode_beats(weight_beats, StreamLayouts(cfg).weights_width)
+    return encode_beats(stream_format.weight_beats(cfg, layer, tokens), StreamLayouts(cfg).weights_width)
 
 
 def encode_activations(cfg: AccelConfig, layer, x: np.ndarray) -> bytes:
     """The ``s_axis_act`` records of :func:`~microscopiq.host.stream_format.encode_layer`, built with
     NumPy (a real layer streams a million activation vectors; tests/tb/test_native.py checks that
     the two agree beat for beat): per pass, every weight tile ``(j, t)`` in order, its tokens' ``R``
-    activations of ``a`` bits (``2R`` in pair mode), ``tlast`` on the pass's last beat."""
+    activations of ``a`` bits (``2R`` in pair mode) in the tile's row order
+    (:func:`~microscopiq.host.stream_format.act_columns`), ``tlast`` on the pass's last beat."""
     fmt = cfg.fmt
-    rows = cfg.tile_depth(stream_format.layer_pairs(cfg, layer))     # activations per K-tile
     x = stream_format.check_activations(cfg, layer, x)
     words = _words(StreamLayouts(cfg).act_width)
-    k_tiles = padded(layer.k, fmt.group) // rows
-    n_tiles = padded(layer.n, cfg.cols) // cfg.cols
-    xp = np.zeros((x.shape[0], k_tiles * rows), np.int64)
+    # Each distinct lane set (a K-tile in one row order) packed once.
+    unique, inverse = np.unique(stream_format.act_columns(cfg, layer), axis=0, return_inverse=True)
+    lanes = unique.shape[1]
+    xp = np.zeros((x.shape[0], padded(layer.k, fmt.group)), np.int64)
     xp[:, :layer.k] = x
-    # Bit i of field r is bit r·a + i of the vector; little-endian bytes of 32-bit words.
-    bits = (xp.reshape(x.shape[0], k_tiles, rows)[..., None] >> np.arange(fmt.abits)) & 1
-    bits = bits.reshape(x.shape[0], k_tiles, rows * fmt.abits).astype(np.uint8)
-    bits = np.pad(bits, ((0, 0), (0, 0), (0, 32 * words - rows * fmt.abits)))
-    vectors = np.packbits(bits, axis=2, bitorder="little").view("<u4")   # (M, KT, words)
     passes = []
     for start, count in stream_format.token_passes(cfg, x.shape[0]):
-        per_tile = vectors[start:start + count].transpose(1, 0, 2)            # (KT, count, words)
-        records = np.zeros((n_tiles, k_tiles, count, words + 1), "<u4")
-        records[..., :words] = per_tile[None]
+        # Bit i of field r is bit r·a + i of the vector (a <= 8: the low byte of two's complement
+        # holds it); little-endian bytes of 32-bit words. One pass at a time bounds the memory.
+        low = xp[start:start + count][:, unique].astype(np.uint8)                   # (count, sets, lanes)
+        bits = (low[..., None] >> np.arange(fmt.abits, dtype=np.uint8)) & 1
+        bits = bits.reshape(count, len(unique), lanes * fmt.abits)
+        bits = np.pad(bits, ((0, 0), (0, 0), (0, 32 * words - lanes * fmt.abits)))
+        vectors = np.packbits(bits, axis=2, bitorder="little").view("<u4")        # (count, sets, words)
+        per_tile = vectors[:, inverse.reshape(-1)].transpose(1, 0, 2)              # (tiles, count, words)
+        records = np.zeros((len(inverse), count, words + 1), "<u4")
+        records[..., :words] = per_tile
         records = records.reshape(-1, words + 1)
         records[-1, words] = 1
         passes.append(records)

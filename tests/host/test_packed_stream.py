@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.host.packed_stream import (
-    HEADER_BITS, PackedStreamError, decode_pass, encode_pass, field_offsets, row_records, stream_bits,
+    HEADER_BITS, PackedStreamError, decode_pass, encode_pass, field_offsets, row_orders, row_records, stream_bits,
 )
 from microscopiq.quant.layer import Role
 from microscopiq.tb.stimulus import (empty_msq_layer, half_msq_case, half_uniform_case, random_case, random_uniform_case,
@@ -96,6 +96,21 @@ def test_msq_round_trip(wbits, ublock, blocks, rows, xbits, n, k, rate, seed):
     np_ = layer.exps.shape[0]
     assert (contents.exps[:np_] == layer.exps).all() and not contents.exps[np_:].any()
     assert (contents.emin[:np_] == layer.exps.min(axis=1)).all()
+
+
+@pytest.mark.parametrize("share", [2, 4, 8])
+def test_shared_pass_is_the_per_row_pass_with_each_tiles_rows_reordered(share):
+    """A shared-ReCoN build's pass carries every tile's rows in ``row_orders`` (balanced over the
+    ReCoN groups), a per-row build's in ``k`` order; the same fields, so the same bit count, and
+    the round trip reads them back."""
+    shared = CFG.replace(recon_share=share)
+    layer = random_case(shared, n=16, k=32, m=1, seed=21, outlier_rate=0.3).layer
+    orders = row_orders(shared, layer)
+    assert (row_orders(CFG, layer) == np.arange(8)).all() and (orders != np.arange(8)).any()
+    want = row_records(CFG, layer).take((np.arange(len(orders))[:, None] * 8 + orders).ravel())
+    got = check_round_trip(shared, layer).records
+    assert got.equals(want) is None, got.equals(want)
+    assert stream_bits(shared, layer) == stream_bits(CFG, layer)
 
 
 @pytest.mark.parametrize("wbits", [2, 4, 8])

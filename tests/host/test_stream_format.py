@@ -10,7 +10,7 @@ from amaranth import Shape
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl.layouts import Fault, Mode, StreamLayouts
 from microscopiq.host.packed_stream import HEADER_FIELDS, encode_pass
-from microscopiq.host.stream_format import (MODE_RAW, Beat, StreamError,
+from microscopiq.host.stream_format import (MODE_RAW, Beat, StreamError, act_columns,
                                            decode_results, decoded_tiles, pack_beat,
                                            encode_layer, expected_results, predict_cycles,
                                            result_beat_count, tile_gaps, tile_periods)
@@ -82,6 +82,41 @@ def test_decoded_tiles_are_the_routing_compilers():
             role = int(layer.roles[n, k]) if n < layer.np_ else Role.INLIER
             assert _field(word, sf.row["codes"].offset + 4 * c, 4) == code, (n, k)
             assert _field(word, sf.row["roles"].offset + 2 * c, 2) == role, (n, k)
+
+
+@pytest.mark.parametrize("share", [1, 2])
+def test_rows_and_activations_travel_in_one_order(share):
+    """Shared ReCoN: tile ``(j, t)``'s decoded row ``r`` holds K row ``act_columns[tile, r]`` and its
+    activation vectors carry that column in lane ``r``, so every product and sum is unchanged; the
+    rows are the balanced order (period ``max(1, ceil(n·S/R))`` for ``n`` outlier rows). Per-row
+    ReCoN: ``k`` order."""
+    seed = 15
+    cfg = _cfg(share=share)
+    sf = StreamLayouts(cfg)
+    case = random_case(cfg, n=16, k=24, m=3, seed=seed, outlier_rate=0.4)
+    layer, x = case.layer, case.x
+    print(f"seed={seed}")
+    columns = act_columns(cfg, layer)
+    k_tiles = 24 // cfg.rows
+    natural = (np.arange(len(columns)) % k_tiles)[:, None] * cfg.rows + np.arange(cfg.rows)
+    assert (columns == natural).all() == (share == 1)
+    _, acts = encode_layer(cfg, layer, x)
+    for i, (_, rows) in enumerate(decoded_tiles(cfg, layer)):
+        j = i // k_tiles
+        for r, word in enumerate(rows):
+            k = int(columns[i, r])
+            codes = [int(layer.codes[j * 8 + c, k]) for c in range(cfg.cols)]
+            roles = [int(layer.roles[j * 8 + c, k]) for c in range(cfg.cols)]
+            assert [_field(word, sf.row["codes"].offset + 4 * c, 4) for c in range(cfg.cols)] == codes, (i, r)
+            assert [_field(word, sf.row["roles"].offset + 2 * c, 2) for c in range(cfg.cols)] == roles, (i, r)
+        for m in range(3):
+            lanes = [_field(acts[i * 3 + m].data, 8 * r, 8) for r in range(cfg.rows)]
+            want = [int(x[m, k]) & 0xFF for k in columns[i]]
+            assert lanes == want, f"tile {i} token {m}: lanes {lanes}, expected {want}"
+    outlier_rows = (layer.roles != Role.INLIER).reshape(2, 8, k_tiles, cfg.rows).any(axis=1).sum(axis=2).ravel()
+    balanced = [max(1, -(-int(n) * share // cfg.rows)) for n in outlier_rows]
+    assert tile_periods(cfg, layer) == (balanced if share > 1 else [1] * len(balanced))
+    assert share == 1 or max(balanced) > 1
 
 
 def test_encode_uniform_header_is_raw_mode():
