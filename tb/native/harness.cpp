@@ -177,14 +177,18 @@ void get(const VlWide<N>& port, uint32_t* words) {
 std::vector<uint32_t> read_records(const char* path, size_t record_words) {
     FILE* file = std::fopen(path, "rb");
     if (!file) fail(EXIT_USAGE, std::string("cannot open ") + path);
-    std::vector<uint32_t> words;
-    uint32_t buffer[4096];
+    // Read bytes, not words: a file whose length is not a whole number of records (a stray 1 to 3
+    // bytes included) is refused instead of losing its tail.
+    std::vector<unsigned char> bytes;
+    unsigned char buffer[16384];
     size_t count;
-    while ((count = std::fread(buffer, 4, 4096, file)) > 0) words.insert(words.end(), buffer, buffer + count);
+    while ((count = std::fread(buffer, 1, sizeof buffer, file)) > 0) bytes.insert(bytes.end(), buffer, buffer + count);
     std::fclose(file);
-    if (words.size() % record_words)
+    if (bytes.size() % (record_words * 4))
         fail(EXIT_USAGE, std::string(path) + " is not a whole number of " +
                              std::to_string(record_words * 4) + "-byte beat records");
+    std::vector<uint32_t> words(bytes.size() / 4);
+    std::memcpy(words.data(), bytes.data(), bytes.size());
     return words;
 }
 

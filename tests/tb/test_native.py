@@ -159,13 +159,14 @@ def test_a_stuck_or_malformed_run_times_out(preset, sim, executables):
                          max_cycles=limit, sim=sim)
 
 
+@pytest.mark.parametrize("extra", (1, 4), ids=("one-byte-too-many", "one-word-too-many"))
 @pytest.mark.parametrize("preset, sim", QUICK_BUILDS)
-def test_a_harness_error_is_reported(preset, sim, executables):
+def test_a_harness_error_is_reported(preset, sim, extra, executables):
     """A failure other than the cycle bound is a plain NativeError with the harness's message."""
     cfg = PRESETS[preset]
     case = random_case(cfg, 8, 32, 1, seed=SEED)
     record = 4 * (-(-StreamLayouts(cfg).weights_width // 32) + 1)
-    ragged = native.encode_weights(cfg, case.layer, case.tokens) + bytes(4)     # one word too many
+    ragged = native.encode_weights(cfg, case.layer, case.tokens) + bytes(extra)
     with pytest.raises(native.NativeError, match=rf"^native harness, layer n=8 k=32 M=1: \S+/weights.bin is not "
                                                  rf"a whole number of {record}-byte beat records$") as error:
         native.run_layer(cfg, case.layer, case.x, executable=_executable(executables, preset, sim),
