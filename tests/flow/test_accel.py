@@ -99,3 +99,30 @@ def test_generate_accel_multi_precision(tmp_path, capsys):
     assert "pairs" in manifest["streams"]["s_axis_weights"]["decoded"]["header"]
     assert "--multi-precision" in (out / "accel.v").read_text()
     capsys.readouterr()
+
+
+def test_generate_accel_dsp_instantiates_one_mult18x18d_per_pe(tmp_path, capsys):
+    """``--dsp ecp5``: R·C primitives, the option in the manifest, the name's hash and the header's
+    command; the latencies are those of the fabric build."""
+    argv = ["generate", "accel", "--rows", "4", "--cols", "8", "--group", "8", "--max-k", "64",
+            "--max-tokens", "8"]
+    assert main([*argv, "--dsp", "ecp5", "--out", str(tmp_path / "dsp")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "fabric")]) == 0
+    dsp, fabric = (json.loads((tmp_path / name / "manifest.json").read_text()) for name in ("dsp", "fabric"))
+    text = (tmp_path / "dsp" / "accel.v").read_text()
+    assert text.count("MULT18X18D #(") == 4 * 8
+    assert "MULT18X18D" not in (tmp_path / "fabric" / "accel.v").read_text()
+    assert dsp["parameters"]["dsp"] == "ecp5" and fabric["parameters"]["dsp"] == "none"
+    assert dsp["top"] != fabric["top"] and "--dsp ecp5" in text
+    assert dsp["latency_cycles"] == fabric["latency_cycles"]
+    assert dsp["cycle_model"] == fabric["cycle_model"]
+
+
+def test_generate_accel_dsp_refusals(tmp_path, capsys):
+    out = tmp_path / "refused"
+    assert main(["generate", "accel", "--dsp", "ecp5", "--multi-precision", "--out", str(out)]) == 2
+    assert re.search(r"dsp 'ecp5' maps one a x \(b\+1\) multiplier per PE to a DSP; multi_precision's PEs "
+                     r"have two partial multipliers: use dsp 'none'$", capsys.readouterr().err.strip())
+    assert main(["generate", "accel", "--dsp", "gowin", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().endswith("dsp must be one of none, ecp5, not 'gowin'")
+    assert not out.exists()

@@ -1,0 +1,19 @@
+"""microscopiq.tb.runner.with_primitive_models: the MULT18X18D model joins the sources of a design
+that instantiates the primitive, and only of such a design."""
+
+from microscopiq.hdl.dsp_mult import VERILOG_MODEL
+from microscopiq.tb.runner import with_primitive_models
+
+
+def test_model_added_only_where_instantiated(tmp_path):
+    user = tmp_path / "user.v"
+    user.write_text('module top;\n  MULT18X18D #(\n    .GSR("DISABLED")\n  ) dsp (\n  );\nendmodule\n')
+    plain = tmp_path / "plain.v"
+    plain.write_text("module plain;\n  // MULT18X18D in a comment is no instance\n  wire MULT18X18D_x;\nendmodule\n")
+    bare = tmp_path / "bare.v"
+    bare.write_text("module bare;\n  MULT18X18D dsp (.CLK0(1'b0));\nendmodule\n")
+    assert with_primitive_models([user]) == [user, VERILOG_MODEL]
+    assert with_primitive_models([bare, plain]) == [bare, plain, VERILOG_MODEL]
+    assert with_primitive_models([plain]) == [plain]
+    assert with_primitive_models([user, VERILOG_MODEL]) == [user, VERILOG_MODEL]  # defined: not twice
+    assert VERILOG_MODEL.is_file()
