@@ -402,9 +402,14 @@ class AccelConfig:
         return dataclasses.replace(self, fmt=fmt, **changes)
 
     def to_json(self) -> dict:
-        """Plain dict (for manifests): every parameter plus the ReCoN arrangement as text."""
+        """Plain dict (for manifests): every parameter (``dsp`` only when not ``"none"``) plus the
+        ReCoN arrangement as text."""
         out = dataclasses.asdict(self)
         out["recon"] = ReconSharing.format(self.recon_share)
+        if self.dsp == "none":
+            # Only when set: every other build's manifest, and every key hashed from it (build
+            # folders, explore's synthesis cache), stays as it was before the option.
+            del out["dsp"]
         return out
 
     @classmethod
