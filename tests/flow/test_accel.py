@@ -103,17 +103,20 @@ def test_generate_accel_multi_precision(tmp_path, capsys):
 
 def test_generate_accel_dsp_instantiates_one_mult18x18d_per_pe(tmp_path, capsys):
     """``--dsp ecp5``: R·C primitives, the option in the manifest, the name's hash and the header's
-    command; the latencies are those of the fabric build."""
+    command; the latencies and the cycle model are those of the fabric build."""
+    from microscopiq.flow.accel import accel_manifest
+    from microscopiq.flow.naming import accel_top_name
     argv = ["generate", "accel", "--rows", "4", "--cols", "8", "--group", "8", "--max-k", "64",
-            "--max-tokens", "8"]
-    assert main([*argv, "--dsp", "ecp5", "--out", str(tmp_path / "dsp")]) == 0
-    assert main([*argv, "--out", str(tmp_path / "fabric")]) == 0
-    dsp, fabric = (json.loads((tmp_path / name / "manifest.json").read_text()) for name in ("dsp", "fabric"))
-    text = (tmp_path / "dsp" / "accel.v").read_text()
+            "--max-tokens", "8", "--dsp", "ecp5"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    dsp = json.loads((tmp_path / "manifest.json").read_text())
+    text = (tmp_path / "accel.v").read_text()
     assert text.count("MULT18X18D #(") == 4 * 8
-    assert "MULT18X18D" not in (tmp_path / "fabric" / "accel.v").read_text()
-    assert dsp["parameters"]["dsp"] == "ecp5" and "dsp" not in fabric["parameters"]
-    assert dsp["top"] != fabric["top"] and "--dsp ecp5" in text
+    cfg = AccelConfig.from_json(dsp["parameters"])
+    fabric = accel_manifest(cfg.replace(dsp="none"))
+    assert cfg.dsp == "ecp5" and "dsp" not in fabric["parameters"]
+    assert dsp["top"] == accel_top_name(cfg) != accel_top_name(cfg.replace(dsp="none"))
+    assert "--dsp ecp5" in text
     assert dsp["latency_cycles"] == fabric["latency_cycles"]
     assert dsp["cycle_model"] == fabric["cycle_model"]
 

@@ -23,8 +23,10 @@ SHAPE = {"n": 16, "k": 128, "m": 5}
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("sim", [pytest.param(sim, marks=pytest.mark.xdist_group(f"accel-dsp-{sim}"))
-                                 for sim in selected_simulators()])
+@pytest.mark.parametrize("sim", [
+    pytest.param(sim, marks=[pytest.mark.xdist_group(f"accel-dsp-{sim}"),
+                             *([pytest.mark.slow] if sim == "verilator" else [])])  # minutes to build
+    for sim in selected_simulators()])
 def test_dsp_build_regression(sim):
     records = run_accel(CFG, sim, {"cases": CASES, "seed": SEED, "shape": SHAPE, "extras": False},
                         seed=SEED)
