@@ -18,6 +18,7 @@ from amaranth.lib import data
 
 from ..config import DSP_TARGETS, PRESETS, AccelConfig, ConfigError, ReconSharing, resolve_config
 from ..hdl.core import LOAD_STAGE, ROW_BUFFER_DEPTH
+from ..hdl.dsp_mult import VERILOG_MODEL
 from ..hdl.layouts import PACKED_HEADER, STREAM_VERSION, Fault, Mode, StreamLayouts
 from ..hdl.soc import RESET_STYLES, STREAMS, SocAccelerator, SocPorts
 from ..hdl.top import Accelerator
@@ -139,10 +140,13 @@ def generate_accel(cfg: AccelConfig, out_dir, *, name: str | None = None,
         {"name": port, "direction": "in", "width": 1} for port in ("clk", "rst")]
     description = (f"MicroScopiQ accelerator {cfg.rows}x{cfg.cols}, a={cfg.fmt.abits}, "
                    f"b={cfg.fmt.wbits}, recon {options['recon']}, AXI4-Stream")
+    # A DSP build ships the project's model of the primitive for the core's lint and simulations.
+    models = {VERILOG_MODEL.name: VERILOG_MODEL.read_text()} if cfg.dsp != "none" else {}
     extra = {
+        **models,
         CORE_NAME: accel_core(vlnv=core_vlnv(top_name, __version__), top_name=top_name,
                               description=description, command=command, verilog_name="accel.v",
-                              waivers_name=WAIVERS_NAME),
+                              waivers_name=WAIVERS_NAME, sim_models=tuple(models)),
         WAIVERS_NAME: waiver_control_file().read_text(),
         SMOKE_TB_NAME: smoke_testbench(cfg, top_name, implicit + signature_ports(component), ports),
     }
