@@ -17,3 +17,14 @@ def test_model_added_only_where_instantiated(tmp_path):
     assert with_primitive_models([plain]) == [plain]
     assert with_primitive_models([user, VERILOG_MODEL]) == [user, VERILOG_MODEL]  # defined: not twice
     assert VERILOG_MODEL.is_file()
+
+
+def test_generated_dsp_build_sources_carry_the_model(tmp_path):
+    """tb/sim_cli.generate_rtl (cocotb and the native harness): a DSP build's sources end with the
+    model, a fabric build's have none."""
+    from microscopiq.config import PRESETS
+    from microscopiq.tb.sim_cli import generate_rtl
+    cfg = PRESETS["4x8-b2"].replace(dsp="ecp5")
+    manifest, sources = generate_rtl(cfg, tmp_path / "rtl")
+    assert [path.name for path in sources] == ["accel.v", VERILOG_MODEL.name]
+    assert sources[-1] == VERILOG_MODEL
