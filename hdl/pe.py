@@ -56,7 +56,8 @@ __all__ = ["PE"]
 class PE(wiring.Component):
     """Multi-precision INT PE with double-buffered (ping-pong) weight-stationary slot.
 
-    Latency 1 cycle (``product`` is registered), throughput one product per cycle. The product
+    Latency 1 cycle (``product`` is registered; ``1 + act_stages`` = 2 from ``act`` in a DSP
+    build), throughput one product per cycle. The product
     register advances only when ``en`` is 1 (a stall holds it); ``load`` and ``swap`` act at every
     clock edge regardless of ``en``. Reset clears both banks (operand 0) and ``product``. The
     banks are an *active* and a *shadow* register (a swap copies each into the other), so the
@@ -118,7 +119,7 @@ class PE(wiring.Component):
         (``dsp="ecp5"`` only) Enable of the activation's input register.
     """
 
-    #: Cycles from ``act`` to ``product``.
+    #: Cycles from ``act`` to ``product`` (plus :attr:`act_stages` in a DSP build).
     LATENCY = 1
     #: Products per cycle.
     THROUGHPUT = 1
