@@ -16,8 +16,9 @@ import argparse
 from amaranth import Shape
 from amaranth.lib import data
 
-from ..config import PRESETS, AccelConfig, ConfigError, ReconSharing, resolve_config
+from ..config import DSP_TARGETS, PRESETS, AccelConfig, ConfigError, ReconSharing, resolve_config
 from ..hdl.core import LOAD_STAGE, ROW_BUFFER_DEPTH
+from ..hdl.dsp_mult import VERILOG_MODEL
 from ..hdl.layouts import PACKED_HEADER, STREAM_VERSION, Fault, Mode, StreamLayouts
 from ..hdl.soc import RESET_STYLES, STREAMS, SocAccelerator, SocPorts
 from ..hdl.top import Accelerator
@@ -139,10 +140,13 @@ def generate_accel(cfg: AccelConfig, out_dir, *, name: str | None = None,
         {"name": port, "direction": "in", "width": 1} for port in ("clk", "rst")]
     description = (f"MicroScopiQ accelerator {cfg.rows}x{cfg.cols}, a={cfg.fmt.abits}, "
                    f"b={cfg.fmt.wbits}, recon {options['recon']}, AXI4-Stream")
+    # A DSP build ships the project's model of the primitive for the core's lint and simulations.
+    models = {VERILOG_MODEL.name: VERILOG_MODEL.read_text()} if cfg.dsp != "none" else {}
     extra = {
+        **models,
         CORE_NAME: accel_core(vlnv=core_vlnv(top_name, __version__), top_name=top_name,
                               description=description, command=command, verilog_name="accel.v",
-                              waivers_name=WAIVERS_NAME),
+                              waivers_name=WAIVERS_NAME, sim_models=tuple(models)),
         WAIVERS_NAME: waiver_control_file().read_text(),
         SMOKE_TB_NAME: smoke_testbench(cfg, top_name, implicit + signature_ports(component), ports),
     }
@@ -153,8 +157,8 @@ def generate_accel(cfg: AccelConfig, out_dir, *, name: str | None = None,
 def accel_options() -> tuple[tuple[str, str, str, str], ...]:
     """The generator options of the accelerator, once for ``generate accel`` and ``synth``:
     ``(flag, destination, metavar, help)``; every one is an integer field of :class:`AccelConfig` /
-    :class:`~microscopiq.config.FormatConfig` but ``--recon`` (:class:`ReconSharing` text) and the
-    flags of :data:`FLAG_OPTIONS` (no value)."""
+    :class:`~microscopiq.config.FormatConfig` but ``--recon`` (:class:`ReconSharing` text),
+    ``--dsp`` (text) and the flags of :data:`FLAG_OPTIONS` (no value)."""
     defaults = AccelConfig()
     fmt = defaults.fmt
     return (
@@ -182,11 +186,17 @@ def accel_options() -> tuple[tuple[str, str, str, str], ...]:
          "run-time slot width: uniform layers also at b/2 (header wbits), two b/2-bit slots per PE, "
          "twice the MACs per cycle; needs b 4 or 8 and --group a multiple of 2R; the activation "
          "vector is then 2R*a (default off)"),
+        ("--dsp", "dsp", "|".join(DSP_TARGETS),
+         "PE multipliers: none (fabric logic, or what synthesis infers) or ecp5 (one MULT18X18D "
+         "instance per PE with its input and output registers; same latencies; not with "
+         f"--multi-precision) (default {defaults.dsp})"),
     )
 
 
 #: Destinations of :func:`accel_options` that are flags (given: True; absent: the base's value).
 FLAG_OPTIONS = ("multi_precision",)
+#: Destinations of :func:`accel_options` that take text, not an integer.
+TEXT_OPTIONS = ("recon", "dsp")
 
 
 def add_accel_options(parser) -> None:
@@ -196,7 +206,7 @@ def add_accel_options(parser) -> None:
         if dest in FLAG_OPTIONS:
             parser.add_argument(flag, dest=dest, action="store_const", const=True, default=None, help=text)
             continue
-        parser.add_argument(flag, dest=dest, type=str if dest == "recon" else int, default=None,
+        parser.add_argument(flag, dest=dest, type=str if dest in TEXT_OPTIONS else int, default=None,
                             metavar=metavar, help=text)
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS), metavar="NAME",
                         help="start from a named configuration of microscopiq/config.py "

@@ -50,8 +50,16 @@ def _yaml_list(items, indent: int) -> str:
 
 
 def accel_core(*, vlnv: str, top_name: str, description: str, command: str, verilog_name: str,
-               waivers_name: str) -> str:
-    """The ``.core`` text (see the module doc for the targets)."""
+               waivers_name: str, sim_models: tuple[str, ...] = ()) -> str:
+    """The ``.core`` text (see the module doc for the targets). ``sim_models``: files of the
+    folder holding Verilog models of the vendor primitives the design instantiates (a DSP
+    build's ``MULT18X18D``), a ``sim_models`` fileset of the lint and simulation targets only
+    (synthesis maps the primitives themselves)."""
+    models = ", sim_models" if sim_models else ""
+    models_fileset = (f"""
+  sim_models:
+    files:{_yaml_list(sim_models, 6)}
+    file_type: verilogSource""" if sim_models else "")
     warnings = ["-Wall", *(f"-Wno-{name}" for name in VERILATOR_WAIVERS)]
     lint_options = _yaml_list(warnings, 8)
     sim_options = _yaml_list([*warnings, "--timing", "--timescale", "1ns/1ps", "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",
@@ -73,7 +81,7 @@ filesets:
   smoke_tb:
     files:
       - {SMOKE_TB_NAME}
-    file_type: verilogSource
+    file_type: verilogSource{models_fileset}
 
 targets:
   default:
@@ -82,7 +90,7 @@ targets:
     toplevel: {top_name}
   lint:
     description: Verilator lint, -Wall with the named waivers of microscopiq (flow/lint.py)
-    filesets: [waivers, rtl]
+    filesets: [waivers, rtl{models}]
     flow: lint
     flow_options:
       tool: verilator
@@ -90,7 +98,7 @@ targets:
     toplevel: {top_name}
   sim_icarus:
     description: Self-checking simulation on Icarus Verilog (one layer against the golden model; prints PASS)
-    filesets: [rtl, smoke_tb]
+    filesets: [rtl{models}, smoke_tb]
     flow: sim
     flow_options:
       tool: icarus
@@ -99,7 +107,7 @@ targets:
     toplevel: {SMOKE_TB_TOP}
   sim_verilator:
     description: Self-checking simulation on Verilator (--binary --timing; one layer against the golden model; prints PASS)
-    filesets: [waivers, rtl, smoke_tb]
+    filesets: [waivers, rtl{models}, smoke_tb]
     flow: sim
     flow_options:
       tool: verilator

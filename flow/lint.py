@@ -105,7 +105,7 @@ def verilator_executable() -> str:
     return path
 
 
-def lint(verilog: str | os.PathLike, top: str | None = None) -> None:
+def lint(verilog: str | os.PathLike, top: str | None = None, models=()) -> None:
     """Run ``verilator --lint-only -Wall`` with the named waivers on one Verilog file.
 
     Parameters
@@ -114,6 +114,9 @@ def lint(verilog: str | os.PathLike, top: str | None = None) -> None:
         The Verilog file.
     top : str, optional
         Top module name (needed when the file holds several modules and the top is ambiguous).
+    models : paths, optional
+        Verilog models of the vendor primitives the file instantiates (a DSP build's
+        ``MULT18X18D``), read with it and linted with it.
 
     Raises
     ------
@@ -123,7 +126,7 @@ def lint(verilog: str | os.PathLike, top: str | None = None) -> None:
     cmd = [verilator_executable(), "--lint-only", *verilator_warning_args()]
     if top is not None:
         cmd += ["--top-module", top]
-    cmd.append(str(Path(verilog)))
+    cmd += [str(Path(verilog)), *(str(Path(model)) for model in models)]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     text = (result.stdout + result.stderr).strip()
     if result.returncode != 0 or "%Warning" in text or "%Error" in text:
@@ -132,11 +135,15 @@ def lint(verilog: str | os.PathLike, top: str | None = None) -> None:
 
 def lint_generated(folder: str | os.PathLike) -> str:
     """Lint every file of a generated folder (``manifest.json`` names the files and the top
-    module); return the top module's name. Raises :class:`LintError`."""
+    module; a DSP build's with the ``MULT18X18D`` model); return the top module's name. Raises
+    :class:`LintError`."""
+    from ..hdl.dsp_mult import VERILOG_MODEL
     folder = Path(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
+    # A DSP build instantiates MULT18X18D, which only the project's simulation model defines.
+    models = [VERILOG_MODEL] if manifest.get("parameters", {}).get("dsp", "none") != "none" else []
     for name in manifest["files"]:
-        lint(folder / name, top=manifest["top"])
+        lint(folder / name, top=manifest["top"], models=models)
     return manifest["top"]
 
 

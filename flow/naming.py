@@ -51,7 +51,8 @@ def option_values(cfg: AccelConfig) -> dict:
             "recon": ReconSharing.format(cfg.recon_share), "max_tokens": cfg.max_tokens,
             "max_k": cfg.max_k, "max_n": cfg.max_n,
             # (only when set: the names and hashes of every other build stay as they were)
-            **({"multi_precision": True} if cfg.multi_precision else {})}
+            **({"multi_precision": True} if cfg.multi_precision else {}),
+            **({"dsp": cfg.dsp} if cfg.dsp != "none" else {})}
 
 
 def accel_top_name(cfg: AccelConfig, ports: dict | None = None) -> str:

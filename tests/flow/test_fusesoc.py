@@ -119,3 +119,19 @@ def test_generator_core_gives_the_configuration_asked_for(tmp_path):
     assert AccelConfig.from_json(manifest["parameters"]) == SMALL.replace(acc_bits=24)
     assert manifest["streams"]["m_axis_result"]["tdata_width"] == 296          # 291 bits, whole bytes
     assert (manifests[0].parent / "accel.core").read_text().count("name: microscopiq:accel:my_accel:") == 1
+
+
+def test_dsp_build_core_simulates_with_the_primitive_model(tmp_path):
+    """``dsp="ecp5"``: the folder holds hdl/models/MULT18X18D.v, a ``sim_models`` fileset of the lint
+    and simulation targets only, and the smoke testbench passes on Icarus through it."""
+    import yaml
+    out = tmp_path / "accel"
+    manifest = generate_accel(SMALL.replace(dsp="ecp5"), out)
+    assert "MULT18X18D.v" in manifest["extra_files"] and "MULT18X18D.v" not in manifest["files"]
+    core = yaml.safe_load((out / "accel.core").read_text())
+    assert core["filesets"]["sim_models"]["files"] == ["MULT18X18D.v"]
+    assert {name: "sim_models" in target.get("filesets", []) for name, target in core["targets"].items()} == {
+        "default": False, "lint": True, "sim_icarus": True, "sim_verilator": True, "synth_ecp5": False}
+    vlnv = f"microscopiq:accel:{manifest['top']}:{microscopiq.__version__}"
+    result = _fusesoc(tmp_path, "--cores-root", str(out), "run", "--target=sim_icarus", vlnv)
+    assert "result beats equal the golden model's" in result.stdout + result.stderr

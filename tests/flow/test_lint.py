@@ -40,3 +40,23 @@ def test_message_waivers_are_narrow(tmp_path):
     with pytest.raises(LintError, match=r"(?s)^verilator lint of '.*idioms\.v' failed:\n.*"
                                         r"%Warning-WIDTHTRUNC: .*Operator ASSIGNW expects 2 bits"):
         lint(source)
+
+
+def test_dsp_instance_is_lint_clean_with_its_model(tmp_path):
+    """A folder whose manifest says ``dsp`` is linted with hdl/models/MULT18X18D.v (the model
+    itself passes -Wall); without the model the instance has no module."""
+    import json
+
+    from amaranth.back import verilog
+
+    from microscopiq.flow.lint import lint_generated
+    from microscopiq.hdl.dsp_mult import DspMult
+
+    dut = DspMult(8, 5)
+    text = verilog.convert(dut, name="top", ports=[dut.a, dut.b, dut.a_en, dut.b_en, dut.p_en, dut.p])
+    (tmp_path / "top.v").write_text(text)
+    manifest = {"top": "top", "files": ["top.v"], "parameters": {"dsp": "ecp5"}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert lint_generated(tmp_path) == "top"
+    with pytest.raises(LintError, match=r"Cannot find .*MULT18X18D"):
+        lint(tmp_path / "top.v", top="top")

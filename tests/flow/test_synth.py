@@ -292,6 +292,9 @@ def test_cli_synth_generates_the_pe_and_reports_no_fit(tmp_path, capsys):
      r"^microscopiq: error: --rows: generator parameters of --design accel only, not of --design pe$"),
     (["--design", "accel", "--rows", "3"],
      r"^microscopiq: error: group \(128\) must be a multiple of rows, .*rows=3 does not divide it$"),
+    (["--design", "accel", "--preset", "4x8-b2", "--dsp", "ecp5", "--family", "ice40"],
+     r"^microscopiq: error: --dsp ecp5 instantiates ECP5 DSP primitives, which --family ice40 does "
+     r"not have: use --family ecp5 or --dsp none$"),
     (["--from", "nowhere"],
      r"^microscopiq: error: --from must be a folder written by 'microscopiq generate' \(with "
      r"manifest\.json\), not 'nowhere'$"),

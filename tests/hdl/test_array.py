@@ -28,8 +28,9 @@ def _tile_rows(cfg, layer, t):
 
 def run_array(cfg, layer, x, seed, pause=0.0):
     """Stream every K-tile of N-tile 0 through the array, each tile's activations in its rows' order
-    (``act_columns``); return (sums (T, M, C), act sums (T, M))."""
-    dut = Array(cfg, tag_shape=8)
+    (``act_columns``); return (sums (T, M, C), act sums (T, M)). A DSP build (``cfg.dsp``) runs with
+    the DSPs' behavioural model."""
+    dut = Array(cfg, tag_shape=8, dsp_model=True)
     rng = np.random.default_rng(seed)
     k_tiles = x.shape[1] // cfg.rows
     columns = act_columns(cfg, layer)[:k_tiles]
@@ -155,6 +156,15 @@ def test_uniform_raw(share):
     seed = 30 + share
     cfg = _cfg(share, wbits=3)
     check(cfg, random_uniform_case(cfg, n=8, k=12, m=5, seed=seed), seed, pause=0.2)
+
+
+@pytest.mark.parametrize("share, kind", [(1, random_case), (2, full_outlier_case), (0, random_uniform_case)])
+def test_dsp_build_with_stalls(share, kind):
+    """``dsp="ecp5"`` (the MULT18X18D's A register is the last activation stage, its B register the
+    active bank, its output register the product): the same sums under bubbles and global stalls."""
+    seed = 60 + share
+    cfg = _cfg(share, wbits=2 if share else 3).replace(dsp="ecp5")
+    check(cfg, kind(cfg, n=8, k=12, m=5, seed=seed), seed, pause=0.3)
 
 
 def test_wide_array_mixed_periods():

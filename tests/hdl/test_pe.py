@@ -22,19 +22,27 @@ from microscopiq.tb.test_pe import (
 SEED = 20261123
 
 
-def simulate(fmt: FormatConfig, stim: PeStimulus, pairs: bool = False) -> list[int]:
+def simulate(fmt: FormatConfig, stim: PeStimulus, pairs: bool = False, dsp: str = "none") -> list[int]:
     """Drive one stimulus cycle per clock from reset; return ``product`` after each edge. With
-    ``pairs``, the pair-capable PE in its normal mode (``pairs`` 0), ``act_hi`` random (ignored)."""
-    dut = PE(fmt, pairs=pairs)
+    ``pairs``, the pair-capable PE in its normal mode (``pairs`` 0), ``act_hi`` random (ignored).
+    With a ``dsp``, its behavioural model, ``act_en`` 1 and each activation presented one cycle
+    early (the DSP's A register is one more stage): the products are those of the fabric PE."""
+    dut = PE(fmt, pairs=pairs, dsp=dsp, dsp_model=True)
     noise = np.random.default_rng(SEED).integers(-fmt.act_bound, fmt.act_bound, len(stim))
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     actual = []
     role = dut.load_role  # raw 2 bits, so the unused encoding 3 can be driven
+    cycles = list(stim.cycles())
+    early = [int(c[0]) for c in cycles[1:]] + [0]
 
     async def bench(ctx):
-        for act, en, load, code, role_code, swap in stim.cycles():
-            ctx.set(dut.act, act)
+        if dsp != "none":
+            ctx.set(dut.act_en, 1)
+            ctx.set(dut.act, int(cycles[0][0]))
+            await ctx.tick()  # en 0: only the A register moves
+        for index, (act, en, load, code, role_code, swap) in enumerate(cycles):
+            ctx.set(dut.act, early[index] if dsp != "none" else act)
             ctx.set(dut.en, en)
             ctx.set(dut.load, load)
             ctx.set(dut.load_code, code)
@@ -50,8 +58,8 @@ def simulate(fmt: FormatConfig, stim: PeStimulus, pairs: bool = False) -> list[i
     return actual
 
 
-def assert_matches(fmt: FormatConfig, stim: PeStimulus, pairs: bool = False) -> None:
-    count, message = first_mismatch(stim, fmt.wbits, simulate(fmt, stim, pairs))
+def assert_matches(fmt: FormatConfig, stim: PeStimulus, pairs: bool = False, dsp: str = "none") -> None:
+    count, message = first_mismatch(stim, fmt.wbits, simulate(fmt, stim, pairs, dsp))
     assert count == 0, message
 
 
@@ -143,6 +151,48 @@ def test_random_stalls_loads_swaps(abits, wbits):
     assert_matches(fmt, stim)
 
 
+@pytest.mark.parametrize("abits, wbits", [(8, 2), (8, 4), (4, 3), (8, 8)])
+def test_dsp_pe_random_stalls_loads_swaps(abits, wbits):
+    """The DSP PE (its behavioural model): a full sweep and random en/load/swap, every role
+    encoding, the fabric PE's products one activation stage later."""
+    fmt = FormatConfig(abits=abits, wbits=wbits)
+    rng = np.random.default_rng(SEED + 1)
+    stim = PeStimulus.concat([sweep_stream(fmt, extreme_acts(fmt), [*Role, UNUSED_ROLE]),
+                              stress_stream(fmt, 600, rng)])
+    assert_matches(fmt, stim, dsp="ecp5")
+
+
+def test_dsp_pe_holds_the_activation_while_act_en_is_0():
+    """``act_en`` 0 keeps the A register: the product is that of the last activation sampled."""
+    fmt = FormatConfig(abits=8, wbits=4)
+    dut = PE(fmt, dsp="ecp5", dsp_model=True)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.load, 1)
+        ctx.set(dut.load_code, 3)
+        ctx.set(dut.load_role, Role.INLIER)
+        await ctx.tick()
+        ctx.set(dut.load, 0)
+        ctx.set(dut.swap, 1)
+        ctx.set(dut.act_en, 1)
+        ctx.set(dut.act, -7)
+        await ctx.tick()  # A <- -7, B <- 3
+        ctx.set(dut.swap, 0)
+        ctx.set(dut.act_en, 0)
+        ctx.set(dut.act, 100)
+        ctx.set(dut.en, 1)
+        for _ in range(2):
+            await ctx.tick()
+            got.append(ctx.get(dut.product))
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [-21, -21], f"expected [-21, -21], got {got}"
+
+
 def test_directed_pingpong_and_stall():
     """Load the shadow while the active bank computes, swap, stall: exact products, a=8, b=4."""
     fmt = FormatConfig(abits=8, wbits=4)
@@ -190,6 +240,9 @@ def test_ports_and_widths():
     (lambda: PE(FormatConfig(wbits=1)), ConfigError, r"^wbits must be one of 2, 3, 4, 8, not 1$"),
     (lambda: PE(FormatConfig(abits=16)), ConfigError, r"^abits must be one of 4, 8, not 16$"),
     (lambda: PE(FormatConfig(abits=True)), TypeError, r"^abits must be an integer, not True$"),
+    (lambda: PE(FormatConfig(), dsp="xilinx"), ValueError, r"^dsp must be one of none, ecp5, not 'xilinx'$"),
+    (lambda: PE(FormatConfig(), pairs=True, dsp="ecp5"), ValueError,
+     r"^pair mode has two partial multipliers, not one DSP: dsp must be 'none', not 'ecp5'$"),
 ])
 def test_refusals(make, error, message):
     with pytest.raises(error, match=message):
