@@ -26,7 +26,8 @@ from ..quant.layer import Role
 from .exp_decoder import ExpDecoder
 from .layouts import SHIFT_BITS, Fault, Mode, StreamLayouts, axis_signature
 from .meta_decoder import MetaDecoder
-from .skid_buffer import SkidBuffer
+from .skid_buffer import PingPongBuffer, SkidBuffer
+from .wrap_counter import WrapCounter
 from .unpacker import Unpacker
 
 __all__ = ["WeightDecoder"]
@@ -64,7 +65,9 @@ class WeightDecoder(wiring.Component):
     every ``ready`` that reaches the unpacker's parse logic, the decoders' pipeline enables or the
     merge is a register, so no handshake path crosses more than one block (on the 45k the decoders
     are placed far apart), and the merge's handshake loop with the decoded-row buffer closes inside
-    the front end, not through the core's loader.
+    the front end, not through the core's loader. The buffers whose output the merge or the
+    loader takes (the decoders' outputs, ``out_skid``) are ping-pong buffers
+    (:class:`~.skid_buffer.PingPongBuffer`): those handshakes load no wide payload register.
     """
 
     def __init__(self, cfg: AccelConfig):
@@ -106,26 +109,30 @@ class WeightDecoder(wiring.Component):
         cfg = self.cfg
         m.submodules.unpacker = unpacker = Unpacker(cfg)
         wiring.connect(m, wiring.flipped(self.i), unpacker.i)
-        rows = self._skid(m, "row_skid", unpacker.rows)
+        # The buffers the merge and the core's loader take from are PingPongBuffers: their
+        # handshakes (the merge's take, the loader's ready) reach no wide payload enable.
         if cfg.has_recon:
             m.submodules.meta = meta = MetaDecoder(cfg.fmt, cfg.cols, cfg.multi_precision)
             m.submodules.exps = exps = ExpDecoder(cfg.cols)
-            wiring.connect(m, rows, meta.i)
+            wiring.connect(m, self._skid(m, "row_skid", unpacker.rows), meta.i)
             wiring.connect(m, self._skid(m, "exp_skid", unpacker.exps), exps.i)
-            rows, shifts = self._skid(m, "decoded_row_skid", meta.o), self._skid(m, "shift_skid", exps.o)
+            rows = self._skid(m, "decoded_row_skid", meta.o, PingPongBuffer)
+            shifts = self._skid(m, "shift_skid", exps.o, PingPongBuffer)
         else:
             # Uniform layers only: no records, no exponents.
+            rows = self._skid(m, "row_skid", unpacker.rows, PingPongBuffer)
             m.d.comb += unpacker.exps.ready.eq(1)
             shifts = None
-        m.submodules.out_skid = out_skid = SkidBuffer(self.beat_layout(cfg))
+        m.submodules.out_skid = out_skid = PingPongBuffer(self.beat_layout(cfg))
         wiring.connect(m, out_skid.o, wiring.flipped(self.o))
         self._merge(m, unpacker, rows, shifts, out_skid.i)
         return m
 
     @staticmethod
-    def _skid(m, name: str, source):
-        """``source`` (a submodule's output stream) through a skid buffer; returns its output."""
-        m.submodules[name] = skid = SkidBuffer(source.payload.shape())
+    def _skid(m, name: str, source, buffer=SkidBuffer):
+        """``source`` (a submodule's output stream) through a ``buffer`` (a :class:`SkidBuffer` or
+        :class:`PingPongBuffer`); returns its output."""
+        m.submodules[name] = skid = buffer(source.payload.shape())
         wiring.connect(m, source, skid.i)
         return skid.o
 
@@ -145,8 +152,10 @@ class WeightDecoder(wiring.Component):
         active = Signal()                 # a pass's rows are being merged
         broken = Signal()                 # the stream of this pass ended in a fault
         pass_fault = Signal(Fault)
-        row = Signal(range(cfg.rows))
-        tile_k, tile_n = Signal.like(fields.k_tiles), Signal.like(fields.n_tiles)
+        # The place of the row being merged; the ends are registers (the merge's take reaches the
+        # wide buffers' enables, so it starts from registers only).
+        row = WrapCounter(Const(cfg.rows - 1, range(cfg.rows)), name="row")
+        tile_k, tile_n = WrapCounter(fields.k_tiles, name="tile_k"), WrapCounter(fields.n_tiles, name="tile_n")
 
         def group_last(k):
             return ((k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
@@ -155,8 +164,8 @@ class WeightDecoder(wiring.Component):
         # carries the shifts: a register, set for the next row as a row is taken, so that the
         # merge's take (which reaches the wide buffers' enables) starts from registers only.
         wants_shift = Signal()
-        next_k = Mux(tile_k == fields.k_tiles, 0, tile_k + 1)
-        wants_next = (fields.mode == Mode.MSQ) & (row == cfg.rows - 1) & group_last(next_k)
+        next_k = Mux(tile_k.last, 0, tile_k.count + 1)
+        wants_next = (fields.mode == Mode.MSQ) & row.last & group_last(next_k)
 
         most = self.latency + 2
         rows_pending = self._in_flight(m, unpacker.rows.valid & unpacker.rows.ready, rows.valid & rows.ready, most)
@@ -185,9 +194,12 @@ class WeightDecoder(wiring.Component):
             m.d.comb += [out.valid.eq(header.valid), header.ready.eq(out.ready),
                          beat.header.eq(1), beat.fields.eq(header.payload.fields), beat.fault.eq(header.payload.fault)]
             with m.If(header.valid & out.ready & (header.payload.fault == Fault.NONE)):
-                m.d.sync += [active.eq(1), fields.eq(header.payload.fields), row.eq(0),
-                             tile_k.eq(0), tile_n.eq(0), broken.eq(0), pass_fault.eq(Fault.NONE),
+                m.d.sync += [active.eq(1), fields.eq(header.payload.fields), broken.eq(0),
+                             pass_fault.eq(Fault.NONE),
                              wants_shift.eq((header.payload.fields.mode == Mode.MSQ) & group_last(0))]
+                for counter, limit in ((row, row.limit), (tile_k, header.payload.fields.k_tiles),
+                                       (tile_n, header.payload.fields.n_tiles)):
+                    counter.start(m, limit)
         with m.Else():
             has_row = row_real | row_made
             has_shift = ~wants_shift | shift_real | shift_made
@@ -205,20 +217,18 @@ class WeightDecoder(wiring.Component):
                 with m.If(wants_shift & shift_real):
                     m.d.comb += beat.d.eq(shifts.payload.shifts)
             with m.If(take):
-                m.d.sync += [pass_fault.eq(fault_now), row.eq(row + 1), wants_shift.eq(wants_next)]
-                self._advance(m, row, tile_k, tile_n, fields, active)
+                m.d.sync += [pass_fault.eq(fault_now), wants_shift.eq(wants_next)]
+                self._advance(m, row, tile_k, tile_n, active)
             with m.Elif(fault_now != Fault.NONE):
                 m.d.sync += pass_fault.eq(fault_now)
 
-    def _advance(self, m, row, tile_k, tile_n, fields, active):
+    @staticmethod
+    def _advance(m, row, tile_k, tile_n, active):
         """After a row: the next row, K-tile, N-tile, or the pass's end."""
-        with m.If(row == self.cfg.rows - 1):
-            m.d.sync += row.eq(0)
-            with m.If(tile_k == fields.k_tiles):
-                m.d.sync += tile_k.eq(0)
-                with m.If(tile_n == fields.n_tiles):
+        row.step(m)
+        with m.If(row.last):
+            tile_k.step(m)
+            with m.If(tile_k.last):
+                tile_n.step(m)
+                with m.If(tile_n.last):
                     m.d.sync += active.eq(0)
-                with m.Else():
-                    m.d.sync += tile_n.eq(tile_n + 1)
-            with m.Else():
-                m.d.sync += tile_k.eq(tile_k + 1)
