@@ -26,7 +26,7 @@ from ..quant.layer import Role
 from .exp_decoder import ExpDecoder
 from .layouts import SHIFT_BITS, Fault, Mode, StreamLayouts, axis_signature
 from .meta_decoder import MetaDecoder
-from .skid_buffer import PingPongBuffer, SkidBuffer
+from .skid_buffer import SkidBuffer
 from .wrap_counter import WrapCounter
 from .unpacker import Unpacker
 
@@ -65,9 +65,7 @@ class WeightDecoder(wiring.Component):
     every ``ready`` that reaches the unpacker's parse logic, the decoders' pipeline enables or the
     merge is a register, so no handshake path crosses more than one block (on the 45k the decoders
     are placed far apart), and the merge's handshake loop with the decoded-row buffer closes inside
-    the front end, not through the core's loader. The buffers whose output the merge or the
-    loader takes (the decoders' outputs, ``out_skid``) are ping-pong buffers
-    (:class:`~.skid_buffer.PingPongBuffer`): those handshakes load no wide payload register.
+    the front end, not through the core's loader.
     """
 
     def __init__(self, cfg: AccelConfig):
@@ -109,30 +107,26 @@ class WeightDecoder(wiring.Component):
         cfg = self.cfg
         m.submodules.unpacker = unpacker = Unpacker(cfg)
         wiring.connect(m, wiring.flipped(self.i), unpacker.i)
-        # The buffers the merge and the core's loader take from are PingPongBuffers: their
-        # handshakes (the merge's take, the loader's ready) reach no wide payload enable.
+        rows = self._skid(m, "row_skid", unpacker.rows)
         if cfg.has_recon:
             m.submodules.meta = meta = MetaDecoder(cfg.fmt, cfg.cols, cfg.multi_precision)
             m.submodules.exps = exps = ExpDecoder(cfg.cols)
-            wiring.connect(m, self._skid(m, "row_skid", unpacker.rows), meta.i)
+            wiring.connect(m, rows, meta.i)
             wiring.connect(m, self._skid(m, "exp_skid", unpacker.exps), exps.i)
-            rows = self._skid(m, "decoded_row_skid", meta.o, PingPongBuffer)
-            shifts = self._skid(m, "shift_skid", exps.o, PingPongBuffer)
+            rows, shifts = self._skid(m, "decoded_row_skid", meta.o), self._skid(m, "shift_skid", exps.o)
         else:
             # Uniform layers only: no records, no exponents.
-            rows = self._skid(m, "row_skid", unpacker.rows, PingPongBuffer)
             m.d.comb += unpacker.exps.ready.eq(1)
             shifts = None
-        m.submodules.out_skid = out_skid = PingPongBuffer(self.beat_layout(cfg))
+        m.submodules.out_skid = out_skid = SkidBuffer(self.beat_layout(cfg))
         wiring.connect(m, out_skid.o, wiring.flipped(self.o))
         self._merge(m, unpacker, rows, shifts, out_skid.i)
         return m
 
     @staticmethod
-    def _skid(m, name: str, source, buffer=SkidBuffer):
-        """``source`` (a submodule's output stream) through a ``buffer`` (a :class:`SkidBuffer` or
-        :class:`PingPongBuffer`); returns its output."""
-        m.submodules[name] = skid = buffer(source.payload.shape())
+    def _skid(m, name: str, source):
+        """``source`` (a submodule's output stream) through a skid buffer; returns its output."""
+        m.submodules[name] = skid = SkidBuffer(source.payload.shape())
         wiring.connect(m, source, skid.i)
         return skid.o
 
