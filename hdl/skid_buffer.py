@@ -1,5 +1,4 @@
-"""Two-entry stream buffers with registered ``i.ready``: a skid buffer (registered output) and a
-ping-pong buffer (payload registers whose enables never see ``o.ready``).
+"""A two-entry stream buffer with registered output and registered ``i.ready`` (a skid buffer).
 
 The core's loader puts row beats through one on their way into the array's shadow banks: the
 array may refuse a row for a while (row 0 of a tile waits for the tile before to start), and the
@@ -13,7 +12,7 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SkidBuffer", "PingPongBuffer"]
+__all__ = ["SkidBuffer"]
 
 
 class SkidBuffer(wiring.Component):
@@ -70,42 +69,4 @@ class SkidBuffer(wiring.Component):
             # The head is empty or leaves: the older of spare and input moves up.
             m.d.sync += [self.o.payload.eq(Mux(spare_valid, spare.as_value(), self.i.payload.as_value())),
                          self.o.valid.eq(spare_valid | taken), spare_valid.eq(0)]
-        return m
-
-
-class PingPongBuffer(SkidBuffer):
-    """Two-entry first-in first-out stream buffer whose payload registers load without ``o.ready``.
-
-    The same ports, :attr:`DEPTH`, :attr:`LATENCY` and throughput as :class:`SkidBuffer`, and
-    ``o.valid`` and ``i.ready`` are registers too; the payloads sit in two slots, each loaded in
-    every cycle it is empty (its enable is its own ``full`` flag, a register), and ``o.payload`` is
-    the head slot's, through a multiplexer on the read pointer (a LUT per bit, the cost). So
-    ``o.ready`` reaches only four one-bit registers (the read pointer, ``o.valid``, ``i.ready``
-    and the head's ``full``), never the wide payload's enables: in the core the front end's output
-    buffer feeds the loader, whose ``ready`` made a handshake loop through that buffer's enables
-    spread across the chip (the whole build's critical path in two runs, docs/performance.md).
-    """
-
-    def elaborate(self, platform):
-        m = Module()
-        slots = [Signal(self.layout, name=f"slot_{k}") for k in range(2)]
-        full = [Signal(name=f"full_{k}") for k in range(2)]
-        write, read = Signal(), Signal()    # the slot the next payload enters / the head
-        count = Signal(range(3))
-        has, room = Signal(), Signal(init=1)    # o.valid, i.ready
-        m.d.comb += [self.o.valid.eq(has), self.i.ready.eq(room)]
-        taken = self.i.valid & self.i.ready
-        leaves = self.o.valid & self.o.ready
-        for k in range(2):
-            with m.If(~full[k]):
-                m.d.sync += slots[k].eq(self.i.payload)
-            # (One slot cannot be entered and left in one cycle: it is entered only while empty.)
-            with m.If(taken & (write == k)):
-                m.d.sync += full[k].eq(1)
-            with m.Elif(leaves & (read == k)):
-                m.d.sync += full[k].eq(0)
-        after = count + taken - leaves
-        m.d.sync += [write.eq(write ^ taken), read.eq(read ^ leaves), count.eq(after),
-                     has.eq(after != 0), room.eq(after != 2)]
-        m.d.comb += self.o.payload.eq(Mux(read, slots[1].as_value(), slots[0].as_value()))
         return m

@@ -26,7 +26,7 @@ from ..quant.layer import Role
 from .exp_decoder import ExpDecoder
 from .layouts import SHIFT_BITS, Fault, Mode, StreamLayouts, axis_signature
 from .meta_decoder import MetaDecoder
-from .skid_buffer import PingPongBuffer, SkidBuffer
+from .skid_buffer import SkidBuffer
 from .wrap_counter import WrapCounter
 from .unpacker import Unpacker
 
@@ -118,9 +118,7 @@ class WeightDecoder(wiring.Component):
             # Uniform layers only: no records, no exponents.
             m.d.comb += unpacker.exps.ready.eq(1)
             shifts = None
-        # The loader's ready (from the core's pass state and row buffer) would reach this buffer's
-        # wide payload enables, placed by the decoders: a ping-pong buffer's never see it.
-        m.submodules.out_skid = out_skid = PingPongBuffer(self.beat_layout(cfg))
+        m.submodules.out_skid = out_skid = SkidBuffer(self.beat_layout(cfg))
         wiring.connect(m, out_skid.o, wiring.flipped(self.o))
         self._merge(m, unpacker, rows, shifts, out_skid.i)
         return m

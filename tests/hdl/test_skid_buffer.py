@@ -9,34 +9,29 @@ from amaranth import unsigned
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from microscopiq.hdl.skid_buffer import PingPongBuffer, SkidBuffer
+from microscopiq.hdl.skid_buffer import SkidBuffer
 from microscopiq.tb.sim_streams import stream_through
 
 LAYOUT = data.StructLayout({"row": unsigned(3), "value": unsigned(12)})
 
 
 
-BUFFERS = pytest.mark.parametrize("buffer", [SkidBuffer, PingPongBuffer])
-
-
-@BUFFERS
 @pytest.mark.parametrize("pause", [0.0, 0.3, 0.7])
-def test_in_order_under_pauses(buffer, pause):
+def test_in_order_under_pauses(pause):
     seed = int(pause * 10) + 1
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
     payloads = [{"row": int(r), "value": int(v)} for r, v in zip(rng.integers(0, 8, 200), rng.integers(0, 4096, 200))]
-    got = stream_through(buffer(LAYOUT), payloads, len(payloads), rng, pause=pause,
+    got = stream_through(SkidBuffer(LAYOUT), payloads, len(payloads), rng, pause=pause,
                          sample=lambda beat: {"row": int(beat.row), "value": int(beat.value)})
     for index, (g, w) in enumerate(zip(got, payloads)):
         assert g == w, f"payload {index}: expected {w}, got {g}"
 
 
-@BUFFERS
-def test_latency_throughput_and_registered_ready(buffer):
+def test_latency_throughput_and_registered_ready():
     """Always-ready output: a payload per cycle, each one cycle after it was taken. Output held:
     two are taken, then ``i.ready`` is 0 in the same cycle that ``o.ready`` rises (a register)."""
-    dut = buffer(LAYOUT)
+    dut = SkidBuffer(LAYOUT)
     seen = []
 
     async def bench(ctx):
@@ -70,7 +65,6 @@ def test_latency_throughput_and_registered_ready(buffer):
     assert seen == [None, 0, 1, 2, 3], seen
 
 
-@BUFFERS
-def test_refuses_a_non_layout(buffer):
+def test_refuses_a_non_layout():
     with pytest.raises(TypeError, match=r"^layout must be an amaranth\.lib\.data\.Layout, not 8$"):
-        buffer(8)
+        SkidBuffer(8)
