@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Module, Mux, Signal
+from amaranth import Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -42,6 +42,7 @@ from .layouts import Fault, Mode, StreamLayouts, axis_signature
 from .weight_decoder import WeightDecoder
 from .ppu import PPU, token_tag_layout
 from .skid_buffer import SkidBuffer
+from .wrap_counter import WrapCounter
 
 __all__ = ["AcceleratorCore", "CoreTiming", "LOAD_STAGE", "ISSUE_STAGE", "ROW_BUFFER_DEPTH",
            "RESULT_FIFO_LATENCY", "CREDIT_MARGIN"]
@@ -193,9 +194,12 @@ class AcceleratorCore(wiring.Component):
         rows, completes = self._row_path(m, array, pending)
         shifts = self._shift_path(m, array, ppu)
 
+        # The issuer's place in the pass: token of the tile, K-tile, N-tile (reset by each header).
+        counters = (WrapCounter(tokens, name="token"), WrapCounter(k_tiles, name="tile_k"),
+                    WrapCounter(n_tiles, name="tile_n"))
         pass_regs = {"busy": busy, "refused": refused, "pass_fault": pass_fault, "mode": mode,
                      "tokens": tokens, "k_tiles": k_tiles, "n_tiles": n_tiles, "pairs": pairs,
-                     "narrow": narrow}
+                     "narrow": narrow, "counters": counters}
         self._loader(m, decoder.o, pass_regs, rows, shifts)
         self._issuer(m, credit, pass_regs, (pending, completes), array, tag_layout, took)
         self._refusal(m, refused, refusal)
@@ -321,8 +325,8 @@ class AcceleratorCore(wiring.Component):
         cfg = self.cfg
         beat = beats.payload
         header = beat.fields
-        row = Signal(range(cfg.rows))
-        m.d.comb += [rows.payload.row.eq(row), rows.payload.codes.eq(beat.codes)]
+        row = WrapCounter(Const(cfg.rows - 1, range(cfg.rows)), name="row")
+        m.d.comb += [rows.payload.row.eq(row.count), rows.payload.codes.eq(beat.codes)]
         if cfg.has_recon:   # (else every role is INLIER, 0, and the PPU's shifts are unused)
             m.d.comb += [shifts.payload.eq(beat.d.as_value()),
                          rows.payload.roles.as_value().eq(beat.roles.as_value()),
@@ -331,10 +335,13 @@ class AcceleratorCore(wiring.Component):
         with m.If(~regs["busy"]):
             m.d.comb += beats.ready.eq(1)
             with m.If(beats.valid):
-                m.d.sync += [regs["busy"].eq(1), regs["pass_fault"].eq(beat.fault), row.eq(0)]
+                m.d.sync += [regs["busy"].eq(1), regs["pass_fault"].eq(beat.fault)]
+                row.start(m, row.limit)
                 with m.If(beat.fault == Fault.NONE):
                     m.d.sync += [regs["mode"].eq(header.mode), regs["tokens"].eq(header.tokens),
                                  regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles)]
+                    for counter, limit in zip(regs["counters"], (header.tokens, header.k_tiles, header.n_tiles)):
+                        counter.start(m, limit)
                     if cfg.multi_precision:
                         m.d.sync += [regs["pairs"].eq(header.pairs), regs["narrow"].eq(header.narrow)]
                 with m.Else():
@@ -343,14 +350,13 @@ class AcceleratorCore(wiring.Component):
             # A row waits for room in the row buffer (row 0 also in the shift queue); the next
             # header waits until this pass has ended (~busy).
             row_beat = beats.valid & ~beat.header
-            first = row == 0
+            first = row.first
             m.d.comb += [beats.ready.eq(~beat.header & rows.ready & (~first | shifts.ready)),
                          rows.valid.eq(row_beat & (~first | shifts.ready)),
                          shifts.valid.eq(row_beat & first & rows.ready)]
             with m.If(take):
-                m.d.sync += [row.eq(row + 1), regs["pass_fault"].eq(beat.fault)]
-                with m.If(row == cfg.rows - 1):
-                    m.d.sync += row.eq(0)
+                m.d.sync += regs["pass_fault"].eq(beat.fault)
+                row.step(m)
 
     @staticmethod
     def _group_place(tile_k, per_group: int):
@@ -362,15 +368,18 @@ class AcceleratorCore(wiring.Component):
         """Take the pass's activation vectors, tile by tile, into the issue register (the array's
         ``issue`` a cycle later) with their tags. ``tiles`` is (``pending``, ``completes``): a
         tile's last row was written in an earlier cycle and its first token not taken (a register,
-        kept here), or is written in this cycle; drives ``took``, a token taken."""
+        kept here), or is written in this cycle; drives ``took``, a token taken.
+
+        The handshake reaches only registers' enables and the issue register: the end of a tile,
+        of a K-pass and of the pass are :class:`~.wrap_counter.WrapCounter` flags computed a cycle
+        ahead, and a refused pass (whose activations :meth:`_refusal` drops, driving ``ready``
+        itself) never starts a tile, so ``take`` needs no term of its own for it."""
         cfg = self.cfg
         beat = self.act
-        busy, tokens, k_tiles, n_tiles = regs["busy"], regs["tokens"], regs["k_tiles"], regs["n_tiles"]
+        busy = regs["busy"]
+        token, tile_k, tile_n = regs["counters"]
         in_tile = Signal()
         done = Signal()
-        token = Signal.like(tokens)
-        tile_k = Signal.like(k_tiles)
-        tile_n = Signal.like(n_tiles)
         period = Signal.like(array.next_period, init=1)
         gap = Signal.like(array.next_gap)
         wait = Signal(range(array.max_period + array.tile_gap_extra + 1))
@@ -381,11 +390,13 @@ class AcceleratorCore(wiring.Component):
             # R = 1: the double buffering alone would let the next tile's first token follow this
             # one's in the next cycle, and at M = 1 that token would enter the PPU right after itself.
             just_started = Signal()
-            m.d.sync += just_started.eq(beat.valid & beat.ready & ~regs["refused"] & ~in_tile)
+            m.d.sync += just_started.eq(took & ~in_tile)
             can_start &= ~just_started
-        m.d.comb += beat.ready.eq(credit & (wait == 0) & Mux(in_tile, 1, can_start))
-        # (A refused pass's activations are dropped by _refusal, which also drives ready.)
-        take = beat.valid & beat.ready & ~regs["refused"]
+        ready = Signal()
+        m.d.comb += [ready.eq(credit & (wait == 0) & Mux(in_tile, 1, can_start)), beat.ready.eq(ready)]
+        # (A refused pass's activations are dropped by _refusal, which also drives beat.ready; the
+        # issuer's own ``ready`` is 0 then: in_tile is 0 from the pass before's last token on.)
+        take = beat.valid & ready
         starts = take & ~in_tile           # a tile's first token
         m.d.comb += took.eq(take)
         with m.If(starts):
@@ -393,21 +404,19 @@ class AcceleratorCore(wiring.Component):
         with m.Elif(completes):
             m.d.sync += pending.eq(1)
 
-        group_first, group_last = self._group_place(tile_k, cfg.fmt.group // cfg.rows)
+        group_first, group_last = self._group_place(tile_k.count, cfg.fmt.group // cfg.rows)
         if cfg.multi_precision:      # a pair pass's K-tiles are 2R deep: G/2R per K-group
-            pair_first, pair_last = self._group_place(tile_k, cfg.fmt.group // (2 * cfg.rows))
+            pair_first, pair_last = self._group_place(tile_k.count, cfg.fmt.group // (2 * cfg.rows))
             group_first = Mux(regs["pairs"], pair_first, group_first)
             group_last = Mux(regs["pairs"], pair_last, group_last)
         tag = Signal(tag_layout)
-        last_token = token == tokens
-        last_k = tile_k == k_tiles
         m.d.comb += [
-            tag.m.eq(token),
+            tag.m.eq(token.count),
             tag.group_first.eq(group_first),
             tag.group_last.eq(group_last),
-            tag.k_first.eq(tile_k == 0),
-            tag.k_last.eq(last_k),
-            tag.last.eq(last_token & last_k & (tile_n == n_tiles)),
+            tag.k_first.eq(tile_k.first),
+            tag.k_last.eq(tile_k.last),
+            tag.last.eq(token.last & tile_k.last & tile_n.last),
         ]
         # The issue register (ISSUE_STAGE): the token reaches the array a cycle after its handshake.
         m.d.sync += [
@@ -422,17 +431,14 @@ class AcceleratorCore(wiring.Component):
             m.d.sync += wait.eq(wait - 1)
         with m.If(take):
             # Tokens T apart; after a tile's last one, also the tile's gap (Array.next_gap).
-            m.d.sync += [wait.eq(cur_period - 1 + Mux(last_token, cur_gap, 0)),
-                         period.eq(cur_period), gap.eq(cur_gap), token.eq(token + 1), in_tile.eq(1)]
-            with m.If(last_token):
-                m.d.sync += [token.eq(0), in_tile.eq(0)]
-                with m.If(last_k):
-                    m.d.sync += tile_k.eq(0)
-                    with m.If(tile_n == n_tiles):
-                        m.d.sync += [done.eq(1), tile_n.eq(0)]
-                    with m.Else():
-                        m.d.sync += tile_n.eq(tile_n + 1)
-                with m.Else():
-                    m.d.sync += tile_k.eq(tile_k + 1)
+            m.d.sync += [wait.eq(cur_period - 1 + Mux(token.last, cur_gap, 0)),
+                         period.eq(cur_period), gap.eq(cur_gap), in_tile.eq(~token.last)]
+            token.step(m)
+            with m.If(token.last):
+                tile_k.step(m)
+                with m.If(tile_k.last):
+                    tile_n.step(m)
+                    with m.If(tile_n.last):
+                        m.d.sync += done.eq(1)
         with m.If(~busy):
             m.d.sync += done.eq(0)

@@ -27,6 +27,7 @@ from .exp_decoder import ExpDecoder
 from .layouts import SHIFT_BITS, Fault, Mode, StreamLayouts, axis_signature
 from .meta_decoder import MetaDecoder
 from .skid_buffer import SkidBuffer
+from .wrap_counter import WrapCounter
 from .unpacker import Unpacker
 
 __all__ = ["WeightDecoder"]
@@ -145,8 +146,10 @@ class WeightDecoder(wiring.Component):
         active = Signal()                 # a pass's rows are being merged
         broken = Signal()                 # the stream of this pass ended in a fault
         pass_fault = Signal(Fault)
-        row = Signal(range(cfg.rows))
-        tile_k, tile_n = Signal.like(fields.k_tiles), Signal.like(fields.n_tiles)
+        # The place of the row being merged; the ends are registers (the merge's take reaches the
+        # wide buffers' enables, so it starts from registers only).
+        row = WrapCounter(Const(cfg.rows - 1, range(cfg.rows)), name="row")
+        tile_k, tile_n = WrapCounter(fields.k_tiles, name="tile_k"), WrapCounter(fields.n_tiles, name="tile_n")
 
         def group_last(k):
             return ((k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
@@ -155,8 +158,8 @@ class WeightDecoder(wiring.Component):
         # carries the shifts: a register, set for the next row as a row is taken, so that the
         # merge's take (which reaches the wide buffers' enables) starts from registers only.
         wants_shift = Signal()
-        next_k = Mux(tile_k == fields.k_tiles, 0, tile_k + 1)
-        wants_next = (fields.mode == Mode.MSQ) & (row == cfg.rows - 1) & group_last(next_k)
+        next_k = Mux(tile_k.last, 0, tile_k.count + 1)
+        wants_next = (fields.mode == Mode.MSQ) & row.last & group_last(next_k)
 
         most = self.latency + 2
         rows_pending = self._in_flight(m, unpacker.rows.valid & unpacker.rows.ready, rows.valid & rows.ready, most)
@@ -185,9 +188,12 @@ class WeightDecoder(wiring.Component):
             m.d.comb += [out.valid.eq(header.valid), header.ready.eq(out.ready),
                          beat.header.eq(1), beat.fields.eq(header.payload.fields), beat.fault.eq(header.payload.fault)]
             with m.If(header.valid & out.ready & (header.payload.fault == Fault.NONE)):
-                m.d.sync += [active.eq(1), fields.eq(header.payload.fields), row.eq(0),
-                             tile_k.eq(0), tile_n.eq(0), broken.eq(0), pass_fault.eq(Fault.NONE),
+                m.d.sync += [active.eq(1), fields.eq(header.payload.fields), broken.eq(0),
+                             pass_fault.eq(Fault.NONE),
                              wants_shift.eq((header.payload.fields.mode == Mode.MSQ) & group_last(0))]
+                for counter, limit in ((row, row.limit), (tile_k, header.payload.fields.k_tiles),
+                                       (tile_n, header.payload.fields.n_tiles)):
+                    counter.start(m, limit)
         with m.Else():
             has_row = row_real | row_made
             has_shift = ~wants_shift | shift_real | shift_made
@@ -205,20 +211,18 @@ class WeightDecoder(wiring.Component):
                 with m.If(wants_shift & shift_real):
                     m.d.comb += beat.d.eq(shifts.payload.shifts)
             with m.If(take):
-                m.d.sync += [pass_fault.eq(fault_now), row.eq(row + 1), wants_shift.eq(wants_next)]
-                self._advance(m, row, tile_k, tile_n, fields, active)
+                m.d.sync += [pass_fault.eq(fault_now), wants_shift.eq(wants_next)]
+                self._advance(m, row, tile_k, tile_n, active)
             with m.Elif(fault_now != Fault.NONE):
                 m.d.sync += pass_fault.eq(fault_now)
 
-    def _advance(self, m, row, tile_k, tile_n, fields, active):
+    @staticmethod
+    def _advance(m, row, tile_k, tile_n, active):
         """After a row: the next row, K-tile, N-tile, or the pass's end."""
-        with m.If(row == self.cfg.rows - 1):
-            m.d.sync += row.eq(0)
-            with m.If(tile_k == fields.k_tiles):
-                m.d.sync += tile_k.eq(0)
-                with m.If(tile_n == fields.n_tiles):
+        row.step(m)
+        with m.If(row.last):
+            tile_k.step(m)
+            with m.If(tile_k.last):
+                tile_n.step(m)
+                with m.If(tile_n.last):
                     m.d.sync += active.eq(0)
-                with m.Else():
-                    m.d.sync += tile_n.eq(tile_n + 1)
-            with m.Else():
-                m.d.sync += tile_k.eq(tile_k + 1)
