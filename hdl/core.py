@@ -42,7 +42,7 @@ from .layouts import Fault, Mode, StreamLayouts, axis_signature
 from .weight_decoder import WeightDecoder
 from .ppu import PPU, token_tag_layout
 from .skid_buffer import SkidBuffer
-from .wrap_counter import WrapCounter
+from .wrap_counter import WrapCounter, step_nested
 
 __all__ = ["AcceleratorCore", "CoreTiming", "LOAD_STAGE", "ISSUE_STAGE", "ROW_BUFFER_DEPTH",
            "RESULT_FIFO_LATENCY", "CREDIT_MARGIN"]
@@ -433,12 +433,7 @@ class AcceleratorCore(wiring.Component):
             # Tokens T apart; after a tile's last one, also the tile's gap (Array.next_gap).
             m.d.sync += [wait.eq(cur_period - 1 + Mux(token.last, cur_gap, 0)),
                          period.eq(cur_period), gap.eq(cur_gap), in_tile.eq(~token.last)]
-            token.step(m)
-            with m.If(token.last):
-                tile_k.step(m)
-                with m.If(tile_k.last):
-                    tile_n.step(m)
-                    with m.If(tile_n.last):
-                        m.d.sync += done.eq(1)
+            with m.If(step_nested(m, (token, tile_k, tile_n))):
+                m.d.sync += done.eq(1)
         with m.If(~busy):
             m.d.sync += done.eq(0)

@@ -27,7 +27,7 @@ from .exp_decoder import ExpDecoder
 from .layouts import SHIFT_BITS, Fault, Mode, StreamLayouts, axis_signature
 from .meta_decoder import MetaDecoder
 from .skid_buffer import SkidBuffer
-from .wrap_counter import WrapCounter
+from .wrap_counter import WrapCounter, step_nested
 from .unpacker import Unpacker
 
 __all__ = ["WeightDecoder"]
@@ -212,17 +212,8 @@ class WeightDecoder(wiring.Component):
                     m.d.comb += beat.d.eq(shifts.payload.shifts)
             with m.If(take):
                 m.d.sync += [pass_fault.eq(fault_now), wants_shift.eq(wants_next)]
-                self._advance(m, row, tile_k, tile_n, active)
+                # After a row: the next row, K-tile, N-tile, or the pass's end.
+                with m.If(step_nested(m, (row, tile_k, tile_n))):
+                    m.d.sync += active.eq(0)
             with m.Elif(fault_now != Fault.NONE):
                 m.d.sync += pass_fault.eq(fault_now)
-
-    @staticmethod
-    def _advance(m, row, tile_k, tile_n, active):
-        """After a row: the next row, K-tile, N-tile, or the pass's end."""
-        row.step(m)
-        with m.If(row.last):
-            tile_k.step(m)
-            with m.If(tile_k.last):
-                tile_n.step(m)
-                with m.If(tile_n.last):
-                    m.d.sync += active.eq(0)

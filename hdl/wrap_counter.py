@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from amaranth import Const, Mux, Signal, Value
 
-__all__ = ["WrapCounter"]
+__all__ = ["WrapCounter", "step_nested"]
 
 
 class WrapCounter:
@@ -44,3 +44,15 @@ class WrapCounter:
         following = self.count + 1
         m.d.sync += [self.count.eq(Mux(self.last, 0, following)), self.first.eq(self.last),
                      self.last.eq(Mux(self.last, self.limit == 0, following == self.limit))]
+
+
+def step_nested(m, counters) -> Value:
+    """Step ``counters[0]``; each counter at its limit (wrapping) steps the next one, as nested loops
+    do (innermost first: e.g. rows, K-tiles, N-tiles). Returns the condition under which the outermost
+    one wraps too: every counter at its limit, the loops' end."""
+    wraps = Const(1)
+    for counter in counters:
+        with m.If(wraps):
+            counter.step(m)
+        wraps = wraps & counter.last
+    return wraps
