@@ -23,7 +23,6 @@ on the 37 MiniLM layers quantized with MicroScopiQ at b = 2 (``make bench-stream
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
