@@ -31,7 +31,8 @@ from bench_decode import DESIGNS, ROOT, quantize_missing   # bench/ is the scrip
 from microscopiq.config import PRESETS
 from microscopiq.hdl.array import ArrayTiming
 from microscopiq.host.packed_stream import row_orders
-from microscopiq.host.stream_format import predict_cycles, tile_gaps, tile_outlier_rows, tile_periods
+from microscopiq.host.stream_format import (gaps_of, periods_of, predict_cycles, tile_gaps, tile_outlier_rows,
+                                            tile_periods)
 from microscopiq.outputs import atomic_file
 from microscopiq.quant.pack import load_layer
 
@@ -78,10 +79,9 @@ def lever_bounds(cfg, layer) -> dict[str, tuple[list[int], list[int]]]:
     timing = ArrayTiming.of(cfg)
     # Rows in k order: the most outlier rows of a group, and the largest offset of one in its group.
     rows = k_order_rows(cfg, layer)
-    k_periods = [max(1, int(v)) for v in rows.sum(axis=2).max(axis=1)]
-    k_gaps = [int(v) for v in (rows * np.arange(cfg.recon_share)).max(axis=(1, 2))]
+    k_periods, k_gaps = periods_of(rows), gaps_of(rows)
     # Interleaved: group g the rows r with r mod (R/S) = g.
-    interleaved = rows.reshape(len(rows), cfg.recon_share, -1).sum(axis=1).max(axis=1)
+    interleaved = periods_of(rows.reshape(len(rows), cfg.recon_share, -1).transpose(0, 2, 1))
     return {
         "now": (periods, gaps),
         "gap 0 (periods alone)": (periods, [0] * len(gaps)),
@@ -89,7 +89,7 @@ def lever_bounds(cfg, layer) -> dict[str, tuple[list[int], list[int]]]:
         "rows in k order": (k_periods, k_gaps),
         "before issue #14: k order, gap max(S − 1, L + H)": (
             k_periods, [max(cfg.recon_share - 1, timing.recon_latency + timing.hold)] * len(gaps)),
-        "groups interleaved, gap 0": ([max(1, int(t)) for t in interleaved], [0] * len(gaps)),
+        "groups interleaved, gap 0": (interleaved, [0] * len(gaps)),
         "k reordered per layer, gap 0": (reordered_periods(cfg, rows, math.ceil(layer.k / cfg.fmt.group)
                                                            * cfg.fmt.group // cfg.rows), [0] * len(gaps)),
     }

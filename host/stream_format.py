@@ -31,7 +31,8 @@ from . import front_end, packed_stream, routing
 __all__ = [
     "MODE_MSQ", "MODE_RAW", "Beat", "StreamError",
     "check_layer", "layer_pairs", "narrow_codes", "check_activations", "encode_layer", "weight_beats", "act_columns", "decoded_tiles", "decode_results", "pack_beat", "from_beat", "expected_results",
-    "predict_cycles", "CycleModel", "token_passes",
+    "predict_cycles", "CycleModel", "token_passes", "tile_outlier_rows", "tile_periods", "tile_gaps",
+    "periods_of", "gaps_of",
 ]
 
 #: Layer header ``mode`` values (:class:`~microscopiq.hdl.layouts.Mode`).
@@ -459,20 +460,28 @@ def tile_outlier_rows(cfg: AccelConfig, layer) -> np.ndarray:
 def tile_periods(cfg: AccelConfig, layer) -> list[int]:
     """Issue period ``T`` of every weight tile in stream order (1 unless ReCoN is shared: then the
     largest number of outlier rows among the tile's ReCoN groups, at least 1)."""
-    per_group = tile_outlier_rows(cfg, layer).sum(axis=2)
-    if cfg.recon_share <= 1:
-        return [1] * len(per_group)
-    return [max(1, int(v)) for v in per_group.max(axis=1)]
+    return periods_of(tile_outlier_rows(cfg, layer))
 
 
 def tile_gaps(cfg: AccelConfig, layer) -> list[int]:
     """Extra cycles after every weight tile's last token in stream order
     (:meth:`ArrayTiming.tile_gap <microscopiq.hdl.array.ArrayTiming.tile_gap>`, vectorised: the
     largest offset of an outlier row in its ReCoN group; 0 unless ReCoN is shared)."""
-    outlier = tile_outlier_rows(cfg, layer)
-    if cfg.recon_share <= 1:
-        return [0] * len(outlier)
-    return [int(v) for v in (outlier * np.arange(cfg.recon_share)).max(axis=(1, 2))]
+    return gaps_of(tile_outlier_rows(cfg, layer))
+
+
+def periods_of(outlier_rows) -> list[int]:
+    """Each tile's issue period from whether its PE rows hold an outlier, ``(tiles, groups, S)``
+    booleans as :func:`tile_outlier_rows` gives them: the most outlier rows of one group, at least 1
+    (1 with per-row ReCoN, ``S = 1``)."""
+    return [max(1, int(v)) for v in np.asarray(outlier_rows).sum(axis=2).max(axis=1)]
+
+
+def gaps_of(outlier_rows) -> list[int]:
+    """Each tile's gap from the same ``(tiles, groups, S)`` booleans: the largest offset of an
+    outlier row in its group (0 with per-row ReCoN)."""
+    outlier_rows = np.asarray(outlier_rows)
+    return [int(v) for v in (outlier_rows * np.arange(outlier_rows.shape[2])).max(axis=(1, 2))]
 
 
 def predict_cycles(cfg: AccelConfig, layer, tokens: int, *, periods: list[int] | None = None,
