@@ -29,6 +29,7 @@ import numpy as np
 
 from microscopiq.config import PRESETS
 from microscopiq.host.packed_stream import stream_bits
+from microscopiq.host.stream_format import periods_of
 from microscopiq.quant.layer import Role
 from microscopiq.quant.pack import load_layer
 
@@ -51,7 +52,8 @@ def periods(outlier_rows: np.ndarray, balanced: bool) -> np.ndarray:
     rows = outlier_rows.shape[-1]
     if balanced:
         return np.where(outlier_rows.sum(axis=(2, 3)) > rows, 2, 1)
-    return np.maximum(outlier_rows.sum(axis=2).max(axis=2), 1)
+    # A PE row is a "group" of its two K rows: the shared-ReCoN period rule.
+    return np.array(periods_of(outlier_rows.reshape(-1, 2, rows).transpose(0, 2, 1)))
 
 
 def decode_ratio(layer, rows: int, cols: int) -> float:
