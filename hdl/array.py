@@ -24,6 +24,14 @@ ReCoN arrangements (``AccelConfig.recon_share``):
   (:attr:`Array.next_gap`: the largest offset of an outlier row in its group) after a tile's last
   token.
 * ``0`` (none): no network, every row is a bypass row with shift 0 (uniform layers only).
+
+A **MicroScopiQ pair pass** (a multi-precision instance with per-row ReCoN, ``pairs`` and
+``narrow`` both 1): each PE's network slot (lane ``r``) goes through the row's ReCoN as in a
+narrow pass, and its inlier slot's product (lane ``R + r``, :attr:`PE.inlier <.pe.PE.inlier>`),
+times ``2^b`` like an inlier's contribution, skips the network: row ``r``'s inlier products are
+ready ``L`` cycles before its contributions, exactly when row ``r − L``'s column adder takes the
+same token, so they are added there (rows ``r < L``, after ``L − r`` registers, at row 0's):
+``R·C`` more adder operands, no extra latency.
 """
 
 from __future__ import annotations
@@ -213,7 +221,9 @@ class Array(wiring.Component):
         sum column adds all ``2R`` activations.
     narrow : In(1)
         (multi-precision instances only) A MicroScopiQ pass at ``b/2``, static for a pass: the
-        column sums leave shifted right by ``b/2`` (see :meth:`_raw_sums`).
+        column sums leave shifted right by ``b/2`` (see :meth:`_raw_sums`). With ``pairs`` (and
+        per-row ReCoN): a MicroScopiQ pair pass, lane ``r`` the network slot and lane ``R + r``
+        the inlier slot (module docstring).
     issue : In(stream.Signature(issue_layout(cfg, tag_shape), always_ready=True))
         The token entering this cycle (``valid`` 0 = bubble); the array never refuses one.
     load : In(load_layout(cfg))
@@ -308,9 +318,9 @@ class Array(wiring.Component):
         lanes = self._lanes(m, 0)
         lanes_hi = self._lanes(m, rows) if cfg.multi_precision else None
         rowctl = self._row_state(m, markers)
-        products = self._pe_rows(m, markers, lanes, lanes_hi)
+        products, inliers = self._pe_rows(m, markers, lanes, lanes_hi)
         contribs = self._contributions(m, markers, products, rowctl)
-        psum = self._column_adders(m, contribs, tap)
+        psum = self._column_adders(m, contribs, self._inlier_operands(m, inliers), tap)
         leaving = tap(rows + lat)
         m.d.comb += [
             self.out.valid.eq(leaving.valid),
@@ -329,16 +339,41 @@ class Array(wiring.Component):
             total = total + Mux(self.pairs, sum(x[rows + r] for r in range(rows)), 0)
         return total
 
-    def _column_adders(self, m, contribs, tap):
-        """Row ``r`` adds its contribution to the partial sums coming down from row ``r - 1`` when
-        the token reaches stage ``r + T + P + L + H``; returns the last row's sums."""
+    @property
+    def msq_pairs(self) -> bool:
+        """Whether this array runs MicroScopiQ pair passes (multi-precision, per-row ReCoN)."""
+        return self.cfg.multi_precision and self.cfg.has_recon and not self.shared
+
+    def _inlier_operands(self, m, inliers):
+        """Per row ``r'``, the inlier slots' contributions (``inlier << b``) its column adders add in a
+        MicroScopiQ pair pass: row ``r``'s at row ``max(r − L, 0)``, ``max(L − r, 0)`` registers on
+        (see the module docstring); empty lists without pair passes."""
+        cfg = self.cfg
+        extra = [[] for _ in range(cfg.rows)]
+        if not self.msq_pairs:
+            return extra
+        for r, row in enumerate(inliers):
+            delayed = row
+            for s in range(max(self.recon_latency - r, 0)):
+                later = [Signal.like(v, name=f"inlier_{r}_{c}_d{s + 1}") for c, v in enumerate(row)]
+                with m.If(self.en):
+                    m.d.sync += [d.eq(v) for d, v in zip(later, delayed)]
+                delayed = later
+            extra[max(r - self.recon_latency, 0)].append([v << cfg.fmt.wbits for v in delayed])
+        return extra
+
+    def _column_adders(self, m, contribs, extra, tap):
+        """Row ``r`` adds its contribution (and the inlier operands ``extra[r]``, per operand ``C``
+        values) to the partial sums coming down from row ``r - 1`` when the token reaches stage
+        ``r + T + P + L + H``; returns the last row's sums."""
         cfg = self.cfg
         psum = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name="psum_in")
         for r in range(cfg.rows):
             nxt = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name=f"psum_{r}")
             take = tap(r + self.pipeline)
             with m.If(self.en & take.valid):
-                m.d.sync += [nxt[c].eq((psum[c] if r else 0) + contribs[r][c]) for c in range(cfg.cols)]
+                m.d.sync += [nxt[c].eq(sum((operand[c] for operand in extra[r]), (psum[c] if r else 0) + contribs[r][c]))
+                             for c in range(cfg.cols)]
             psum = nxt
         return psum
 
@@ -438,20 +473,24 @@ class Array(wiring.Component):
 
     def _pe_rows(self, m, markers, lanes, lanes_hi):
         """The PEs: row ``r`` multiplies when a token is at stage ``r``; returns per row the list
-        of ``C`` product signals (registered once more, :data:`PRODUCT_PIPE`)."""
+        of ``C`` product signals and (MicroScopiQ pair passes) of ``C`` inlier-slot products, 0
+        outside such a pass (both registered once more, :data:`PRODUCT_PIPE`)."""
         cfg, en = self.cfg, self.en
-        products = []
+        products, inliers = [], []
+        split = Signal()
+        if cfg.multi_precision:
+            m.d.comb += split.eq(self.pairs & self.narrow)
         for r in range(cfg.rows):
             swap = en & self._first_entering(markers, r)
             step = markers[r].valid
             act = lanes[r][-1]
             act_hi = lanes_hi[r][-1] if cfg.multi_precision else None
-            row = []
+            row, inlier_row = [], []
             for c in range(cfg.cols):
                 pe = m.submodules[f"pe_{r}_{c}"] = PE(cfg.fmt, pairs=cfg.multi_precision, dsp=cfg.dsp,
                                                       dsp_model=self.dsp_model)
                 if cfg.multi_precision:
-                    m.d.comb += [pe.pairs.eq(self.pairs), pe.act_hi.eq(act_hi)]
+                    m.d.comb += [pe.pairs.eq(self.pairs), pe.split.eq(split), pe.act_hi.eq(act_hi)]
                 if cfg.dsp != "none":
                     m.d.comb += pe.act_en.eq(en)
                 m.d.comb += [
@@ -466,8 +505,14 @@ class Array(wiring.Component):
                 with m.If(en):
                     m.d.sync += staged.eq(pe.product)
                 row.append(staged)
+                if self.msq_pairs:
+                    inlier = Signal.like(pe.inlier, name=f"inlier_{r}_{c}")
+                    with m.If(en):
+                        m.d.sync += inlier.eq(Mux(split, pe.inlier, 0))
+                    inlier_row.append(inlier)
             products.append(row)
-        return products
+            inliers.append(inlier_row)
+        return products, inliers
 
     def _contributions(self, m, markers, products, rowctl):
         """Per row, the ``C`` contributions the column adders take."""
