@@ -107,8 +107,8 @@ def decode_rows() -> list[dict]:
 
 
 def rtl_cycles() -> dict:
-    """The native harness's cycles of the 384×384 layer at b = 4 and 2, M = 32 and 1, uniform and
-    (keys ``msq-w4``, ``msq-w2``) MicroScopiQ (results checked)."""
+    """The native harness's cycles of the 384×384 layer at b = 4 and 2, M = 32 and 1, uniform, and
+    at M = 32 MicroScopiQ (keys ``msq-w4``, ``msq-w2``) (results checked)."""
     from microscopiq.tb.native import build_harness, check_case
     from microscopiq.tb.stimulus import Case, random_activations
     exe = build_harness(MP, quiet=False)
@@ -116,9 +116,10 @@ def rtl_cycles() -> dict:
     out = {}
     for tokens in (M_TARGET, 1):
         cases = dict(layers(MP, n, k, tokens))
-        x = random_activations(MP.fmt, tokens, k, np.random.default_rng(SEED))
-        for name, layer in msq_layers(n, k, tokens, RTL_LAYER).items():
-            cases[f"msq-{name}"] = Case(f"msq-{name} {n}×{k} m={tokens}", layer, x, SEED)
+        if tokens == M_TARGET:
+            x = random_activations(MP.fmt, tokens, k, np.random.default_rng(SEED))
+            for name, layer in msq_layers(n, k, tokens, RTL_LAYER).items():
+                cases[f"msq-{name}"] = Case(f"msq-{name} {n}×{k} m={tokens}", layer, x, SEED)
         for name, case in cases.items():
             check = check_case(MP, case, executable=exe)
             if check.mismatches:
@@ -219,7 +220,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     target_rows = precision_rows(M_TARGET)
     decode = decode_rows()
-    msq = msq_rows(M_TARGET) + msq_rows(1)
+    msq = msq_rows(M_TARGET)
     rtl = rtl_cycles() if args.rtl else None
     synth = tuple(synth_luts(folder) for folder in args.synth) if args.synth else None
     command = " ".join(["python bench/bench_multi_precision.py", *(argv if argv is not None else sys.argv[1:])])
