@@ -27,11 +27,13 @@ ReCoN arrangements (``AccelConfig.recon_share``):
 
 A **MicroScopiQ pair pass** (a multi-precision instance with per-row ReCoN, ``pairs`` and
 ``narrow`` both 1): each PE's network slot (lane ``r``) goes through the row's ReCoN as in a
-narrow pass, and its inlier slot's product (lane ``R + r``, :attr:`PE.inlier <.pe.PE.inlier>`),
-times ``2^b`` like an inlier's contribution, skips the network: row ``r``'s inlier products are
-ready ``L`` cycles before its contributions, exactly when row ``r − L``'s column adder takes the
-same token, so they are added there (rows ``r < L``, after ``L − r`` registers, at row 0's):
-``R·C`` more adder operands, no extra latency.
+narrow pass, and its inlier slot's product (lane ``R + r``, :attr:`PE.inlier <.pe.PE.inlier>`)
+skips the network: a chain of narrow adders per column, one per row, sums a token's inlier
+products down the rows with the token's skew (row ``r`` adds its product, ready one stage after
+the token reaches it, to the chain's value from row ``r − 1``), and the last row's column adder
+adds the chain's sum, ``P + L + H − 1`` registers later, times ``2^b`` like an inlier's
+contribution (0 outside a pair pass): ``R`` adders of ``a + b/2 + log2(R)`` bits and one operand
+of the last column adder per column, no extra latency.
 """
 
 from __future__ import annotations
@@ -320,7 +322,7 @@ class Array(wiring.Component):
         rowctl = self._row_state(m, markers)
         products, inliers = self._pe_rows(m, markers, lanes, lanes_hi)
         contribs = self._contributions(m, markers, products, rowctl)
-        psum = self._column_adders(m, contribs, self._inlier_operands(m, inliers), tap)
+        psum = self._column_adders(m, contribs, self._inlier_sums(m, inliers), tap)
         leaving = tap(rows + lat)
         m.d.comb += [
             self.out.valid.eq(leaving.valid),
@@ -344,36 +346,44 @@ class Array(wiring.Component):
         """Whether this array runs MicroScopiQ pair passes (multi-precision, per-row ReCoN)."""
         return self.cfg.multi_precision and self.cfg.has_recon and not self.shared
 
-    def _inlier_operands(self, m, inliers):
-        """Per row ``r'``, the inlier slots' contributions (``inlier << b``) its column adders add in a
-        MicroScopiQ pair pass: row ``r``'s at row ``max(r − L, 0)``, ``max(L − r, 0)`` registers on
-        (see the module docstring); empty lists without pair passes."""
+    def _inlier_sums(self, m, inliers):
+        """The operand the last row's column adders add in a MicroScopiQ pair pass: per column the
+        token's inlier products summed down the rows (the chain of the module docstring) and shifted
+        by ``b``, 0 outside a pair pass; None without pair passes. Row ``r``'s chain register holds
+        a token's sum over rows ``0 … r`` when the token is at stage ``r + 2``, the last row's
+        adder takes it at stage ``R + P + L + H``: ``P + L + H − 1`` registers between."""
         cfg = self.cfg
-        extra = [[] for _ in range(cfg.rows)]
         if not self.msq_pairs:
-            return extra
+            return None
+        a, h = cfg.fmt.abits, cfg.fmt.wbits // 2
+        shape = signed((cfg.rows << (a + h - 2)).bit_length() + 1)   # R · |x·q| <= R · 2^(a-1) · 2^(h-1)
+        chain = [0] * cfg.cols
         for r, row in enumerate(inliers):
-            delayed = row
-            for s in range(max(self.recon_latency - r, 0)):
-                later = [Signal.like(v, name=f"inlier_{r}_{c}_d{s + 1}") for c, v in enumerate(row)]
-                with m.If(self.en):
-                    m.d.sync += [d.eq(v) for d, v in zip(later, delayed)]
-                delayed = later
-            extra[max(r - self.recon_latency, 0)].append([v << cfg.fmt.wbits for v in delayed])
-        return extra
+            nxt = [Signal(shape, name=f"inlier_sum_{r}_{c}") for c in range(cfg.cols)]
+            with m.If(self.en):
+                m.d.sync += [d.eq(prev + v) for d, prev, v in zip(nxt, chain, row)]
+            chain = nxt
+        for s in range(self.pipeline - 1):
+            later = [Signal(shape, name=f"inlier_sum_d{s + 1}_{c}") for c in range(cfg.cols)]
+            with m.If(self.en):
+                m.d.sync += [d.eq(v) for d, v in zip(later, chain)]
+            chain = later
+        split = Signal()
+        m.d.comb += split.eq(self.pairs & self.narrow)
+        return [Mux(split, v, 0) << cfg.fmt.wbits for v in chain]
 
-    def _column_adders(self, m, contribs, extra, tap):
-        """Row ``r`` adds its contribution (and the inlier operands ``extra[r]``, per operand ``C``
-        values) to the partial sums coming down from row ``r - 1`` when the token reaches stage
-        ``r + T + P + L + H``; returns the last row's sums."""
+    def _column_adders(self, m, contribs, inlier_sums, tap):
+        """Row ``r`` adds its contribution to the partial sums coming down from row ``r - 1`` when
+        the token reaches stage ``r + T + P + L + H``, the last row also ``inlier_sums`` (``C``
+        values, or None); returns the last row's sums."""
         cfg = self.cfg
         psum = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name="psum_in")
         for r in range(cfg.rows):
             nxt = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name=f"psum_{r}")
             take = tap(r + self.pipeline)
+            extra = inlier_sums if inlier_sums is not None and r == cfg.rows - 1 else [0] * cfg.cols
             with m.If(self.en & take.valid):
-                m.d.sync += [nxt[c].eq(sum((operand[c] for operand in extra[r]), (psum[c] if r else 0) + contribs[r][c]))
-                             for c in range(cfg.cols)]
+                m.d.sync += [nxt[c].eq((psum[c] if r else 0) + contribs[r][c] + extra[c]) for c in range(cfg.cols)]
             psum = nxt
         return psum
 
@@ -473,8 +483,8 @@ class Array(wiring.Component):
 
     def _pe_rows(self, m, markers, lanes, lanes_hi):
         """The PEs: row ``r`` multiplies when a token is at stage ``r``; returns per row the list
-        of ``C`` product signals and (MicroScopiQ pair passes) of ``C`` inlier-slot products, 0
-        outside such a pass (both registered once more, :data:`PRODUCT_PIPE`)."""
+        of ``C`` product signals (registered once more, :data:`PRODUCT_PIPE`) and (arrays with
+        MicroScopiQ pair passes) of the ``C`` PEs' ``inlier`` outputs."""
         cfg, en = self.cfg, self.en
         products, inliers = [], []
         split = Signal()
@@ -506,10 +516,7 @@ class Array(wiring.Component):
                     m.d.sync += staged.eq(pe.product)
                 row.append(staged)
                 if self.msq_pairs:
-                    inlier = Signal.like(pe.inlier, name=f"inlier_{r}_{c}")
-                    with m.If(en):
-                        m.d.sync += inlier.eq(Mux(split, pe.inlier, 0))
-                    inlier_row.append(inlier)
+                    inlier_row.append(pe.inlier)
             products.append(row)
             inliers.append(inlier_row)
         return products, inliers
