@@ -323,7 +323,9 @@ def row_orders(cfg: AccelConfig, layer) -> np.ndarray:
     """Per weight tile in stream order, which of its K rows each PE row carries, ``(tiles, R)``:
     row ``r`` of tile ``(j, t)`` holds slots ``(jC + c, t·R + orders[j·KT + t, r])``
     (:func:`~microscopiq.host.row_order.tile_row_order`: balanced over the ReCoN groups when ReCoN
-    is shared, else ``k`` order). Its activation vectors travel in the same order."""
+    is shared, else ``k`` order). Its activation vectors travel in the same order. A pair pass's
+    ``2R``-deep tiles keep their code columns in order (``k`` order: identity); which K rows their
+    slots hold is :func:`tile_lanes`."""
     return _grid(cfg, layer).orders
 
 
