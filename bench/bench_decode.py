@@ -8,6 +8,9 @@ Designs (:data:`DESIGNS`), all 8×8 arrays from this generator:
     MicroScopiQ b = 4, ReCoN per row, on the MiniLM layers quantized at b = 4.
 ``msq-b2``
     MicroScopiQ b = 2, ReCoN per row, on the MiniLM layers quantized at b = 2.
+``msq-b2-mp``
+    The b = 4 ``--multi-precision`` build running the same MicroScopiQ b = 2 layers as pair passes,
+    two K rows per PE row (docs/hardware.md, "MicroScopiQ pair passes").
 ``dq-w2``
     The b = 2 build running decoupleQ W2 layers in uniform (raw) mode.
 ``dq-w2-mp``
@@ -26,7 +29,10 @@ count of the table is :func:`~microscopiq.host.stream_format.predict_cycles` (th
 count beside the model's. The speedup is INT8 cycles / design cycles. The section "Decode table" of
 docs/performance.md is rewritten between its markers.
 
-    python bench/bench_decode.py [--rtl] [--doc docs/performance.md]
+    python bench/bench_decode.py [--rtl] [--designs NAME ...] [--doc docs/performance.md]
+
+``--designs`` computes only the named designs (with ``int8``, the baseline) and prints their table
+without rewriting the page.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKENS = (1, 4, 16)
 BUSES = (32, 64)
 #: Issue #12's targets: fewer cycles than INT8 at M = 1 on a 32-bit bus, by design.
-TARGETS = {"msq-b4": 1.8, "msq-b2": 3.0, "dq-w2": 3.0, "dq-w2-mp": 3.0}
+TARGETS = {"msq-b4": 1.8, "msq-b2": 3.0, "msq-b2-mp": 3.0, "dq-w2": 3.0, "dq-w2-mp": 3.0}
 TARGET_BUS, TARGET_TOKENS = 32, 1
 #: The MiniLM layers of the table (layer 0's), by the shape they stand for.
 LAYERS = {"attn 384×384": "encoder.layer.0.attention.self.query",
@@ -86,6 +92,8 @@ class Design:
 DESIGNS = (
     Design("msq-b4", "MicroScopiQ b=4", _B4, "build/stream-bits/minilm-b4", ("--method", "microscopiq", "--wbits", "4")),
     Design("msq-b2", "MicroScopiQ b=2", _B2, "build/stream-bits/minilm-b2", ("--method", "microscopiq", "--wbits", "2")),
+    Design("msq-b2-mp", "MicroScopiQ b=2 on the b=4 --multi-precision build (pair passes)",
+           _B4.replace(multi_precision=True), "build/stream-bits/minilm-b2", ("--method", "microscopiq", "--wbits", "2")),
     Design("dq-w2", "decoupleQ W2 (uniform, b=2 build)", _B2, "build/decode/minilm-decoupleq-w2",
            ("--method", "decoupleq", "--wbits", "2")),
     Design("dq-w2-mp", "decoupleQ W2 on the b=4 --multi-precision build", _B4.replace(multi_precision=True),
@@ -291,20 +299,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="designs computed in parallel (default 2)")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md",
                         help="the page whose DECODE section is rewritten")
+    parser.add_argument("--designs", nargs="+", choices=[d.name for d in DESIGNS],
+                        help="only these designs and the baseline, printed, the page left as it is")
     args = parser.parse_args(argv)
-    for design in DESIGNS:
+    designs = [d for d in DESIGNS if not args.designs or d.name in args.designs or d.name == BASELINE]
+    for design in designs:
         quantize_missing(design)
     start = time.perf_counter()
     if args.rtl:   # build (or find cached) every harness before the workers share them
-        for design in DESIGNS:
+        for design in designs:
             harness(design)
     rows = []
     with ProcessPoolExecutor(args.jobs) as pool:
-        for design, design_rows in zip(DESIGNS, pool.map(design_rows_of, DESIGNS, [args.rtl] * len(DESIGNS))):
+        for design, design_rows in zip(designs, pool.map(design_rows_of, designs, [args.rtl] * len(designs))):
             rows += design_rows
             print(f"bench_decode: {design.name} done ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    command = "python bench/bench_decode.py" + (" --rtl" if args.rtl else "")
+    command = " ".join(["python bench/bench_decode.py", *(argv if argv is not None else sys.argv[1:])])
     text = "\n".join([
         f"Written {stamp} on {platform.machine()}, {os.cpu_count()} CPUs ({platform.python_implementation()} "
         f"{platform.python_version()}) by `{command}` (`make bench-cycles`), "
@@ -313,14 +324,15 @@ def main(argv: list[str] | None = None) -> int:
         "integer checked against the golden model), run for the MiniLM layers on the 32-bit bus. "
         f"{BIG}: the design's {BIG_FROM} layer tiled in whole micro-blocks and K-groups (no real weights "
         "of that shape offline). ×INT8 = INT8 cycles / design cycles. " + rtl_summary(rows), "",
-        "Targets (issue #12):", "", *verdicts(rows), "",
-        table(rows), "",
+        "Targets (issue #12):", "", *verdicts(rows, designs), "",
+        table(rows, designs), "",
         "Weight-stream bits per weight on the bus (the pass in whole beats, "
-        "`stream_bits(cfg, layer).bus_bits_per_weight(bus)`):", "", bits_table(rows), "",
+        "`stream_bits(cfg, layer).bus_bits_per_weight(bus)`):", "", bits_table(rows, designs), "",
         "Cycles per 8×8 weight tile at M = 1 against the bus beats one tile's weights take:", "",
-        *tile_periods_m1(rows)])
-    from bench_qor import write_section   # bench/ is the script's folder, on sys.path
-    write_section(args.doc, "DECODE", text, "bench/bench_decode.py")
+        *tile_periods_m1(rows, designs)])
+    if not args.designs:
+        from bench_qor import write_section   # bench/ is the script's folder, on sys.path
+        write_section(args.doc, "DECODE", text, "bench/bench_decode.py")
     print(text)
     return 0
 

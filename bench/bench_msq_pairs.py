@@ -1,9 +1,15 @@
-"""What MicroScopiQ b/2 at two K rows per PE row could reach (issues #12 and #13): bounds, not a build.
+"""MicroScopiQ b/2 at two K rows per PE row (issues #12 and #13): the bounds, and what the built
+pair passes need.
 
-A ``--multi-precision`` build runs a MicroScopiQ layer at b/2 one slot per PE (docs/hardware.md,
-"Multi-precision PEs"), so its W2 layers issue like W4 ones. Pairing two K rows per PE row, as the
-uniform pair passes do, needs each PE row's outlier merges for two K rows. This script measures,
-on the 37 MiniLM layers quantized with MicroScopiQ at b = 2 (``make bench-stream``'s folder):
+A ``--multi-precision`` build runs a MicroScopiQ layer at b/2 as a **pair pass** (docs/hardware.md,
+"MicroScopiQ pair passes": each K-group's outlier rows in the PE rows' network slots) when no
+K-group of an N-tile holds more than ``G/2`` outlier rows, else one slot per PE. This script
+measures, on the 37 MiniLM layers quantized with MicroScopiQ at b = 2 (``make bench-stream``'s
+folder):
+
+* the **built design**: the most outlier rows in one K-group of one N-tile (``G`` K rows by ``C``
+  columns) against its ``G/2`` network slots, and how many layers run as pair passes
+  (:func:`~microscopiq.host.packed_stream.msq_pair_rows`);
 
 * the **pair tiles**: ``2R`` K rows by ``C`` columns; a K row is an *outlier row* of its tile when
   one of its ``C`` slots is OUT_HI or OUT_LO;
@@ -28,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from microscopiq.config import PRESETS
-from microscopiq.host.packed_stream import stream_bits
+from microscopiq.host.packed_stream import msq_pair_rows, stream_bits
 from microscopiq.host.stream_format import periods_of
 from microscopiq.quant.layer import Role
 from microscopiq.quant.pack import load_layer
@@ -56,6 +62,13 @@ def periods(outlier_rows: np.ndarray, balanced: bool) -> np.ndarray:
     return np.array(periods_of(outlier_rows.reshape(-1, 2, rows).transpose(0, 2, 1)))
 
 
+def group_outlier_rows(layer, cols: int, group: int) -> np.ndarray:
+    """Outlier rows of every K-group of every N-tile (``G`` K rows by ``C`` columns)."""
+    outlier = layer.roles != Role.INLIER
+    n_pad, k_pad = outlier.shape
+    return outlier.reshape(n_pad // cols, cols, k_pad).any(axis=1).reshape(n_pad // cols, k_pad // group, group).sum(axis=2)
+
+
 def decode_ratio(layer, rows: int, cols: int) -> float:
     """INT8 cycles / pair-rate cycles per pair tile at M = 1 on the bus (bus-bound or ``R``)."""
     bits_per_weight = stream_bits(CFG, layer).total / (layer.n * layer.k)
@@ -72,11 +85,15 @@ def main(argv=None) -> int:
     if not files:
         parser.error(f"no .msq layers in {args.layers} (make bench-stream quantizes them)")
     rows, cols = CFG.rows, CFG.cols
-    tiles = two = 0
+    tiles = two = groups = fullest = paired = 0
     sums = {"as streamed": 0, "balanced": 0}
     ratios = []
     for path in files:
         layer = load_layer(path)
+        per_group = group_outlier_rows(layer, cols, CFG.fmt.group)
+        groups += per_group.size
+        fullest = max(fullest, int(per_group.max()))
+        paired += msq_pair_rows(CFG, layer) is not None
         outlier_rows = outlier_rows_per_pair_tile(layer, rows, cols)
         tiles += outlier_rows.shape[0] * outlier_rows.shape[1]
         two += int((outlier_rows.sum(axis=2).max(axis=2) == 2).sum())
@@ -86,6 +103,8 @@ def main(argv=None) -> int:
     print(f"{len(files)} layers of {args.layers.relative_to(ROOT) if args.layers.is_relative_to(ROOT) else args.layers}, "
           f"{tiles} pair tiles ({2 * rows}×{cols}); a PE row with two outlier rows in {two} "
           f"({two / tiles:.1%}) as streamed")
+    print(f"built: the fullest of {groups} K-groups ({CFG.fmt.group} K rows × {cols} columns) holds {fullest} "
+          f"outlier rows (network slots: {CFG.fmt.group // 2}); {paired} of {len(files)} layers run as pair passes")
     for name, total in sums.items():
         print(f"one network per PE row, {name}: {total / (2 * tiles):.3f}× the issue cycles of one slot per PE")
     print(f"decode M = 1, {BUS}-bit bus, pair rate: {min(ratios):.2f}–{max(ratios):.2f}× INT8 "

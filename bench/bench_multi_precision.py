@@ -2,7 +2,11 @@
 b = 2 on the same 8×8 multi-precision build (``--wbits 4 --multi-precision``: two 2-bit slots per PE
 at b = 2), at M = 4R = 32 tokens on the MiniLM layer shapes, and at M = 1 against the INT8 array on
 a 32-bit weight bus; with ``--synth`` the Yosys LUT4s of the build against the fixed b = 4 build
-(``make bench-multi-precision``).
+(``make bench-multi-precision``). The same for **MicroScopiQ**: the MiniLM layer 0 layers
+quantized at b = 2 (``bench_decode``'s ``msq-b2`` folder, quantized first if missing), which run
+as pair passes (two K rows per PE row), against random MicroScopiQ b = 4 layers of the same shapes
+(at M = 32 the 8×8 is compute-bound: a b = 4 layer's cycles depend on its shape, not on where its
+outliers are; tiles have period 1 with ReCoN per row).
 
 Every cycle count is :func:`~microscopiq.host.stream_format.predict_cycles` (the model; the tests
 hold the RTL equal to it: tests/hdl/test_top.py ``test_multi_precision_*`` and the cocotb case on
@@ -27,10 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_qor import write_section   # bench/ is the script's folder, on sys.path
+from bench_decode import DESIGNS, LAYERS, quantize_missing   # bench/ is the script's folder, on sys.path
+from bench_qor import write_section
 from microscopiq.config import PRESETS
-from microscopiq.host.stream_format import predict_cycles
-from microscopiq.tb.stimulus import half_uniform_case, random_uniform_case
+from microscopiq.host.stream_format import layer_pairs, predict_cycles
+from microscopiq.quant.pack import load_layer
+from microscopiq.tb.stimulus import half_uniform_case, random_case, random_uniform_case
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The build: the 8×8 b = 4 preset with run-time b = 2 for uniform layers.
@@ -47,6 +53,8 @@ W2_OVER_INT8 = 3.0
 LUT_GROWTH = 0.15
 RTL_LAYER = "attn 384×384"
 SEED = 13
+#: The MiniLM layers quantized by MicroScopiQ at b = 2.
+MSQ_B2 = next(d for d in DESIGNS if d.name == "msq-b2")
 
 
 def layers(cfg, n: int, k: int, m: int) -> dict:
@@ -67,6 +75,24 @@ def precision_rows(tokens: int) -> list[dict]:
     return rows
 
 
+def msq_layers(n: int, k: int, m: int, label: str) -> dict:
+    """The MicroScopiQ b = 4 (random, of shape n × k) and b = 2 (MiniLM's, ``label``) layers."""
+    return {"w4": random_case(MP, n, k, m, SEED).layer,
+            "w2": load_layer(ROOT / MSQ_B2.folder / f"{LAYERS[label]}.msq")}
+
+
+def msq_rows(tokens: int) -> list[dict]:
+    """Per MiniLM shape: MicroScopiQ W4 and W2 cycles on the multi-precision build at ``tokens``."""
+    quantize_missing(MSQ_B2)
+    rows = []
+    for label, (n, k) in SHAPES.items():
+        layers = msq_layers(n, k, tokens, label)
+        w4, w2 = (predict_cycles(MP, layers[b], tokens) for b in ("w4", "w2"))
+        rows.append({"layer": label, "tokens": tokens, "w4": w4, "w2": w2, "ratio": w2 / w4,
+                     "pairs": layer_pairs(MP, layers["w2"])})
+    return rows
+
+
 def decode_rows() -> list[dict]:
     """Per MiniLM shape at M = 1, 32-bit bus: W2 and W4 on the multi-precision build, W2 on the fixed
     b = 2 build, INT8 on the INT8 array."""
@@ -81,13 +107,20 @@ def decode_rows() -> list[dict]:
 
 
 def rtl_cycles() -> dict:
-    """The native harness's cycles of the 384×384 layer at b = 4 and 2, M = 32 and 1 (results checked)."""
+    """The native harness's cycles of the 384×384 layer at b = 4 and 2, M = 32 and 1, uniform, and
+    at M = 32 MicroScopiQ (keys ``msq-w4``, ``msq-w2``) (results checked)."""
     from microscopiq.tb.native import build_harness, check_case
+    from microscopiq.tb.stimulus import Case, random_activations
     exe = build_harness(MP, quiet=False)
     n, k = SHAPES[RTL_LAYER]
     out = {}
     for tokens in (M_TARGET, 1):
-        for name, case in layers(MP, n, k, tokens).items():
+        cases = dict(layers(MP, n, k, tokens))
+        if tokens == M_TARGET:
+            x = random_activations(MP.fmt, tokens, k, np.random.default_rng(SEED))
+            for name, layer in msq_layers(n, k, tokens, RTL_LAYER).items():
+                cases[f"msq-{name}"] = Case(f"msq-{name} {n}×{k} m={tokens}", layer, x, SEED)
+        for name, case in cases.items():
             check = check_case(MP, case, executable=exe)
             if check.mismatches:
                 raise SystemExit(f"bench_multi_precision: {case.name}: the RTL differs from the golden model: "
@@ -106,7 +139,30 @@ def _verdict(met: bool) -> str:
     return "met" if met else "**NOT met**"
 
 
-def section(target_rows, decode, rtl, synth, command: str) -> str:
+def msq_section(rows, rtl) -> list[str]:
+    """The MicroScopiQ W2-vs-W4 lines of :func:`section`."""
+    worst = max(r["ratio"] for r in rows if r["tokens"] == M_TARGET)
+    lines = ["", f"* MicroScopiQ W2 ≤ {W2_OVER_W4} × W4 cycles on one build at M = {M_TARGET} (4R): "
+             f"{_verdict(worst <= W2_OVER_W4)} — worst {worst:.3f}. W2: MiniLM layer 0's layers quantized by "
+             f"`microscopiq quantize --model minilm --method microscopiq --wbits 2` ({MSQ_B2.folder}); W4: "
+             "random MicroScopiQ b = 4 layers of the same shapes (compute-bound at M = 32: their cycles "
+             "follow the shape).", "",
+             "| layer | M | MicroScopiQ W4 cycles | MicroScopiQ W2 cycles | W2 / W4 | W2 pass |",
+             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    lines += [f"| {r['layer']} | {r['tokens']} | {r['w4']:,} | {r['w2']:,} | {r['ratio']:.3f} | "
+              f"{'pairs' if r['pairs'] else 'one slot per PE'} |" for r in rows]
+    if rtl:
+        model = {m: next(r for r in rows if r["layer"] == RTL_LAYER and r["tokens"] == m) for m in {r["tokens"] for r in rows}}
+        keys = [(f"msq-{b}", m) for m in model for b in ("w4", "w2")]
+        same = all(rtl[name, m] == model[m][name[4:]] for name, m in keys)
+        lines += ["", f"RTL (native Verilator harness, MicroScopiQ {RTL_LAYER}, every result integer checked): "
+                  + ", ".join(f"{name[4:].upper()} M = {m}: {rtl[name, m]:,} cycles (model {model[m][name[4:]]:,})"
+                              for name, m in keys)
+                  + (" — equal to the model." if same else " — **differs from the model**.")]
+    return lines
+
+
+def section(target_rows, decode, rtl, synth, command: str, msq=None) -> str:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     worst = max(r["ratio"] for r in target_rows)
     lines = [f"Written {stamp} on {platform.machine()} ({platform.python_implementation()} "
@@ -136,6 +192,8 @@ def section(target_rows, decode, rtl, synth, command: str) -> str:
                   + ", ".join(f"{name.upper()} M = {m}: {rtl[name, m]:,} cycles (model {model[name, m]:,})"
                               for name, m in model)
                   + (" — equal to the model." if same else " — **differs from the model**.")]
+    if msq:
+        lines += msq_section(msq, rtl)
     if synth:
         base, mp = synth
         growth = mp["luts"] / base["luts"] - 1
@@ -162,10 +220,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     target_rows = precision_rows(M_TARGET)
     decode = decode_rows()
+    msq = msq_rows(M_TARGET)
     rtl = rtl_cycles() if args.rtl else None
     synth = tuple(synth_luts(folder) for folder in args.synth) if args.synth else None
     command = " ".join(["python bench/bench_multi_precision.py", *(argv if argv is not None else sys.argv[1:])])
-    text = section(target_rows, decode, rtl, synth, command)
+    text = section(target_rows, decode, rtl, synth, command, msq)
     write_section(args.doc, "MULTI_PRECISION", text, "bench/bench_multi_precision.py")
     print(text)
     return 0

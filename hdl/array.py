@@ -24,6 +24,16 @@ ReCoN arrangements (``AccelConfig.recon_share``):
   (:attr:`Array.next_gap`: the largest offset of an outlier row in its group) after a tile's last
   token.
 * ``0`` (none): no network, every row is a bypass row with shift 0 (uniform layers only).
+
+A **MicroScopiQ pair pass** (a multi-precision instance with per-row ReCoN, ``pairs`` and
+``narrow`` both 1): each PE's network slot (lane ``r``) goes through the row's ReCoN as in a
+narrow pass, and its inlier slot's product (lane ``R + r``, :attr:`PE.inlier <.pe.PE.inlier>`)
+skips the network: a chain of narrow adders per column, one per row, sums a token's inlier
+products down the rows with the token's skew (row ``r`` adds its product, ready one stage after
+the token reaches it, to the chain's value from row ``r − 1``), and the last row's column adder
+adds the chain's sum, ``P + L + H − 1`` registers later, times ``2^b`` like an inlier's
+contribution (0 outside a pair pass): ``R`` adders of ``a + b/2 + log2(R)`` bits and one operand
+of the last column adder per column, no extra latency.
 """
 
 from __future__ import annotations
@@ -213,7 +223,9 @@ class Array(wiring.Component):
         sum column adds all ``2R`` activations.
     narrow : In(1)
         (multi-precision instances only) A MicroScopiQ pass at ``b/2``, static for a pass: the
-        column sums leave shifted right by ``b/2`` (see :meth:`_raw_sums`).
+        column sums leave shifted right by ``b/2`` (see :meth:`_raw_sums`). With ``pairs`` (and
+        per-row ReCoN): a MicroScopiQ pair pass, lane ``r`` the network slot and lane ``R + r``
+        the inlier slot (module docstring).
     issue : In(stream.Signature(issue_layout(cfg, tag_shape), always_ready=True))
         The token entering this cycle (``valid`` 0 = bubble); the array never refuses one.
     load : In(load_layout(cfg))
@@ -308,9 +320,9 @@ class Array(wiring.Component):
         lanes = self._lanes(m, 0)
         lanes_hi = self._lanes(m, rows) if cfg.multi_precision else None
         rowctl = self._row_state(m, markers)
-        products = self._pe_rows(m, markers, lanes, lanes_hi)
+        products, inliers = self._pe_rows(m, markers, lanes, lanes_hi)
         contribs = self._contributions(m, markers, products, rowctl)
-        psum = self._column_adders(m, contribs, tap)
+        psum = self._column_adders(m, contribs, self._inlier_sums(m, inliers), tap)
         leaving = tap(rows + lat)
         m.d.comb += [
             self.out.valid.eq(leaving.valid),
@@ -329,16 +341,49 @@ class Array(wiring.Component):
             total = total + Mux(self.pairs, sum(x[rows + r] for r in range(rows)), 0)
         return total
 
-    def _column_adders(self, m, contribs, tap):
+    @property
+    def msq_pairs(self) -> bool:
+        """Whether this array runs MicroScopiQ pair passes (multi-precision, per-row ReCoN)."""
+        return self.cfg.multi_precision and self.cfg.has_recon and not self.shared
+
+    def _inlier_sums(self, m, inliers):
+        """The operand the last row's column adders add in a MicroScopiQ pair pass: per column the
+        token's inlier products summed down the rows (the chain of the module docstring) and shifted
+        by ``b``, 0 outside a pair pass; None without pair passes. Row ``r``'s chain register holds
+        a token's sum over rows ``0 … r`` when the token is at stage ``r + 2``, the last row's
+        adder takes it at stage ``R + P + L + H``: ``P + L + H − 1`` registers between."""
+        cfg = self.cfg
+        if not self.msq_pairs:
+            return None
+        a, h = cfg.fmt.abits, cfg.fmt.wbits // 2
+        shape = signed((cfg.rows << (a + h - 2)).bit_length() + 1)   # R · |x·q| <= R · 2^(a-1) · 2^(h-1)
+        chain = [0] * cfg.cols
+        for r, row in enumerate(inliers):
+            nxt = [Signal(shape, name=f"inlier_sum_{r}_{c}") for c in range(cfg.cols)]
+            with m.If(self.en):
+                m.d.sync += [d.eq(prev + v) for d, prev, v in zip(nxt, chain, row)]
+            chain = nxt
+        for s in range(self.pipeline - 1):
+            later = [Signal(shape, name=f"inlier_sum_d{s + 1}_{c}") for c in range(cfg.cols)]
+            with m.If(self.en):
+                m.d.sync += [d.eq(v) for d, v in zip(later, chain)]
+            chain = later
+        split = Signal()
+        m.d.comb += split.eq(self.pairs & self.narrow)
+        return [Mux(split, v, 0) << cfg.fmt.wbits for v in chain]
+
+    def _column_adders(self, m, contribs, inlier_sums, tap):
         """Row ``r`` adds its contribution to the partial sums coming down from row ``r - 1`` when
-        the token reaches stage ``r + T + P + L + H``; returns the last row's sums."""
+        the token reaches stage ``r + T + P + L + H``, the last row also ``inlier_sums`` (``C``
+        values, or None); returns the last row's sums."""
         cfg = self.cfg
         psum = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name="psum_in")
         for r in range(cfg.rows):
             nxt = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name=f"psum_{r}")
             take = tap(r + self.pipeline)
+            extra = inlier_sums if inlier_sums is not None and r == cfg.rows - 1 else [0] * cfg.cols
             with m.If(self.en & take.valid):
-                m.d.sync += [nxt[c].eq((psum[c] if r else 0) + contribs[r][c]) for c in range(cfg.cols)]
+                m.d.sync += [nxt[c].eq((psum[c] if r else 0) + contribs[r][c] + extra[c]) for c in range(cfg.cols)]
             psum = nxt
         return psum
 
@@ -438,20 +483,24 @@ class Array(wiring.Component):
 
     def _pe_rows(self, m, markers, lanes, lanes_hi):
         """The PEs: row ``r`` multiplies when a token is at stage ``r``; returns per row the list
-        of ``C`` product signals (registered once more, :data:`PRODUCT_PIPE`)."""
+        of ``C`` product signals (registered once more, :data:`PRODUCT_PIPE`) and (arrays with
+        MicroScopiQ pair passes) of the ``C`` PEs' ``inlier`` outputs."""
         cfg, en = self.cfg, self.en
-        products = []
+        products, inliers = [], []
+        split = Signal()
+        if cfg.multi_precision:
+            m.d.comb += split.eq(self.pairs & self.narrow)
         for r in range(cfg.rows):
             swap = en & self._first_entering(markers, r)
             step = markers[r].valid
             act = lanes[r][-1]
             act_hi = lanes_hi[r][-1] if cfg.multi_precision else None
-            row = []
+            row, inlier_row = [], []
             for c in range(cfg.cols):
                 pe = m.submodules[f"pe_{r}_{c}"] = PE(cfg.fmt, pairs=cfg.multi_precision, dsp=cfg.dsp,
                                                       dsp_model=self.dsp_model)
                 if cfg.multi_precision:
-                    m.d.comb += [pe.pairs.eq(self.pairs), pe.act_hi.eq(act_hi)]
+                    m.d.comb += [pe.pairs.eq(self.pairs), pe.split.eq(split), pe.act_hi.eq(act_hi)]
                 if cfg.dsp != "none":
                     m.d.comb += pe.act_en.eq(en)
                 m.d.comb += [
@@ -466,8 +515,11 @@ class Array(wiring.Component):
                 with m.If(en):
                     m.d.sync += staged.eq(pe.product)
                 row.append(staged)
+                if self.msq_pairs:
+                    inlier_row.append(pe.inlier)
             products.append(row)
-        return products
+            inliers.append(inlier_row)
+        return products, inliers
 
     def _contributions(self, m, markers, products, rowctl):
         """Per row, the ``C`` contributions the column adders take."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from amaranth import signed, unsigned
+from amaranth import Const, Mux, signed, unsigned
 from amaranth.lib import data, enum, stream
 
 from ..config import AccelConfig
@@ -27,7 +27,7 @@ from ..quant.layer import Role, padded
 from .recon_network import ReconNetwork
 
 __all__ = ["SHIFT_BITS", "EXP_BITS", "STREAM_VERSION", "PACKED_HEADER", "Mode", "Fault", "StreamLayouts",
-           "axis_signature"]
+           "axis_signature", "group_last"]
 
 #: Width of one PPU shift ``d = E - E_min`` (0 … 255), in the tile header and in the PPU.
 SHIFT_BITS = 8
@@ -47,9 +47,10 @@ class Mode(enum.Enum, shape=1):
 STREAM_VERSION = 2
 
 #: The packed weight stream's 64-bit pass header, fields at fixed offsets whatever the instance
-#: (``wbits`` holds ``b - 1``; ``tokens``, ``k_tiles``, ``n_tiles`` hold ``M - 1``, ``KT - 1``, ``NT - 1``).
+#: (``wbits`` holds ``b - 1``; ``tokens``, ``k_tiles``, ``n_tiles`` hold ``M - 1``, ``KT - 1``, ``NT - 1``;
+#: ``msq_pairs`` 1: a MicroScopiQ pass at ``b/2`` with two K rows per PE row, docs/format.md).
 PACKED_HEADER = data.StructLayout({
-    "version": unsigned(4), "mode": Mode, "wbits": unsigned(3), "reserved": unsigned(8),
+    "version": unsigned(4), "mode": Mode, "wbits": unsigned(3), "msq_pairs": unsigned(1), "reserved": unsigned(7),
     "tokens": unsigned(16), "k_tiles": unsigned(16), "n_tiles": unsigned(16),
 })
 
@@ -77,6 +78,15 @@ def axis_signature(width: int, *, always_ready: bool = False) -> stream.Signatur
     """One AXI4-Stream port as an Amaranth stream: ``data`` (``tdata``) and ``last`` (``tlast``)."""
     return stream.Signature(data.StructLayout({"data": unsigned(width), "last": 1}),
                             always_ready=always_ready)
+
+
+def group_last(cfg: AccelConfig, k, pairs=None):
+    """Whether K-tile ``k`` (a value) is the last of its K-group: ``G/R`` K-tiles per K-group, or
+    ``G/2R`` where ``pairs`` (a 1-bit value; None: never) is 1."""
+    def last(per_group):
+        return (k % per_group) == per_group - 1 if per_group > 1 else Const(1, 1)
+    per_group = cfg.fmt.group // cfg.rows
+    return last(per_group) if pairs is None else Mux(pairs, last(per_group // 2), last(per_group))
 
 
 def _bits(maximum: int) -> int:

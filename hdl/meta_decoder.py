@@ -115,6 +115,10 @@ class MetaDecoder(wiring.Component):
     narrow : bool
         (a multi-precision instance) The row carries ``narrow``: a MicroScopiQ row at ``h = b/2``
         whose ``h``-bit codes arrive zero-extended; :meth:`narrow_code` widens each by its role.
+        And ``pairs``: with ``narrow``, a MicroScopiQ pair pass's row, each ``b``-bit code field
+        holding the network slot's ``h``-bit code (low half, the records' slot: its op and shift
+        come from its :meth:`narrow_code`) and the inlier slot's (high half); its codes pass
+        unchanged (the PE decodes both halves).
 
     Members
     -------
@@ -122,7 +126,7 @@ class MetaDecoder(wiring.Component):
         ``codes`` (``C`` raw codes), ``blocks`` (per micro-block ``present``, ``count`` = pairs - 1
         (absent at U = 2), ``xexp``, ``pairs[U/2]`` of ``outlier`` / ``partner`` offsets, the first
         ``count + 1`` used, any order), ``raw`` (uniform layer: metadata ignored, every slot INLIER,
-        shift 0), ``narrow`` (``narrow=True`` only).
+        shift 0), ``narrow`` and ``pairs`` (``narrow=True`` only).
     o : Out(stream.Signature(MetaDecoder.out_layout(fmt, width)))
         ``codes`` (passed through), ``roles`` (:class:`~microscopiq.quant.layer.Role` per column),
         ``config`` (:meth:`ReconNetwork.config_layout`, bit-identical to ``compile_row``), ``error``.
@@ -173,6 +177,7 @@ class MetaDecoder(wiring.Component):
         }
         if narrow:
             fields["narrow"] = unsigned(1)
+            fields["pairs"] = unsigned(1)
         return data.StructLayout(fields)
 
     @staticmethod
@@ -281,8 +286,9 @@ class MetaDecoder(wiring.Component):
             perms.append([{"dst": dst}])
         stages = 2 * self.record.offset_bits - 1
         narrow = payload.narrow if self.narrow else C(0, 1)
+        pairs = payload.pairs if self.narrow else C(0, 1)
         return {"valid": self.i.valid, "codes": [payload.codes[c] for c in range(self.width)], "roles": roles,
-                "narrow": narrow,
+                "narrow": narrow, "pairs": pairs,
                 "xexp": [payload.blocks[blk].xexp for blk in range(self.geometry.blocks)], "raw": raw,
                 "error": _any(errors), "perms": perms,
                 "benes": [[[] for _ in range(stages)] for _ in range(self.geometry.blocks)]}
@@ -363,8 +369,9 @@ class MetaDecoder(wiring.Component):
             for c in range(blk * u, (blk + 1) * u):
                 role, code = state["roles"][c], state["codes"][c]
                 if self.narrow:
-                    code = Mux(state["narrow"], self.narrow_code(code, role, b), code)
-                    codes.append(code)
+                    wide = Mux(state["narrow"], self.narrow_code(code, role, b), code)
+                    codes.append(Mux(state["pairs"], code, wide))
+                    code = wide
                 outlier, partner = role == Role.OUT_HI.value, role == Role.OUT_LO.value
                 op = Mux(outlier, Mux(code[b - 1], ColumnOp.MERGE_SUB, ColumnOp.MERGE_ADD),
                          Mux(partner, ColumnOp.ZERO, ColumnOp.KEEP))

@@ -28,9 +28,18 @@ PEs"): the multiplier is bit-decomposed into two ``a × (h + 1)`` signed partial
   ``q_lo`` in its low half and ``q_hi`` in its high half, and the PE computes
   ``x · q_lo + x_hi · q_hi`` (two K rows, two activations), ``w_lo`` then taken signed.
 
-The stored operand is the same in both modes (the INLIER decode ``code.as_signed()`` already
-holds ``q_hi`` sign-extended above ``q_lo``): only the partials' activations and ``w_lo``'s sign
-bit follow ``pairs``, so a pass's mode needs no reload.
+* ``pairs`` 1 and ``split`` 1 (a MicroScopiQ pair pass, docs/hardware.md "MicroScopiQ pair
+  passes"): the low half is the *network* slot, of any role, the high half the *inlier* slot
+  (always INLIER); ``product`` is the network slot's ``2^h·pe_product(x, code_lo, role, h)`` for
+  OUT_LO and ``pe_product(x, code_lo, role, h)`` else (what ``MetaDecoder.narrow_code`` makes of
+  it at ``b``), and ``inlier`` the inlier slot's ``x_hi · q_hi``, kept apart for the column adders.
+
+In pair mode the stored operand is ``w_lo`` (``h`` bits) and ``w_hi`` (``h`` bits, its sign
+extended from bit ``2h - 1``), and bit ``2h`` is the network slot's OUT_LO flag (``w_lo``
+zero-extended, the product shifted left by ``h``); OUT_HI stores ``±1`` in the low half. A uniform
+pair pass has INLIER slots only, so its operand is the INLIER decode ``code.as_signed()`` with bit
+``2h`` cleared: only the decode of OUT_HI and OUT_LO, the partials' activations, ``w_lo``'s sign bit
+and ``w_hi``'s top bit follow ``pairs``, so a pass's mode needs no reload.
 
 **DSP build** (``PE(fmt, dsp="ecp5")``, ``AccelConfig.dsp``, docs/hardware.md "DSP build"): the
 multiplier and its registers are one :class:`~microscopiq.hdl.dsp_mult.DspMult`, an ECP5
@@ -110,11 +119,19 @@ class PE(wiring.Component):
         Exchange the active and shadow banks at this clock edge.
     product : Out(signed(a + b))
         ``golden.pe_product(act, code, role, b)`` of the previous enabled cycle (pair mode:
-        ``act · q_lo + act_hi · q_hi``; ``|product| <= 2^(a-1) · 2^(b/2)``, within ``a + b`` bits).
+        ``act · q_lo + act_hi · q_hi``; ``|product| <= 2^(a-1) · 2^(b/2)``, within ``a + b`` bits;
+        with ``split``: the network slot's product alone, see the module docstring).
     pairs : In(1)
-        (``pairs=True`` only) Pair mode for the products.
+        (``pairs=True`` only) Pair mode for the products; must be steady while slots are loaded
+        (the decode follows it), as it is for a pass.
+    split : In(1)
+        (``pairs=True`` only) With ``pairs``: a MicroScopiQ pair pass, ``product`` and ``inlier``
+        apart.
     act_hi : In(signed(a))
         (``pairs=True`` only) The activation of the high-half slot in pair mode (ignored else).
+    inlier : Out(signed(a + b/2 + 1))
+        (``pairs=True`` only) ``act_hi · q_hi`` of the previous enabled cycle in pair mode (the high
+        partial product; meaningful with ``pairs`` and ``split``).
     act_en : In(1)
         (``dsp="ecp5"`` only) Enable of the activation's input register.
     """
@@ -153,7 +170,8 @@ class PE(wiring.Component):
             "product": Out(signed(a + b)),
         }
         if pairs:
-            ports.update({"pairs": In(1), "act_hi": In(signed(a))})
+            ports.update({"pairs": In(1), "split": In(1), "act_hi": In(signed(a)),
+                          "inlier": Out(signed(a + b // 2 + 1))})
         if dsp != "none":
             ports["act_en"] = In(1)
         super().__init__(ports)
@@ -171,10 +189,21 @@ class PE(wiring.Component):
         return self.act_stages_of(self.dsp)
 
     def _decode(self, m: Module) -> Signal:
-        """The multiplier operand ``w`` (signed ``b + 1`` bits) of the slot being loaded."""
+        """The multiplier operand ``w`` (signed ``b + 1`` bits) of the slot being loaded; in pair
+        mode the two halves' operands and the network slot's OUT_LO flag (module docstring)."""
         b = self.fmt.wbits
         code = self.load_code
         operand = Signal(signed(b + 1))
+        if self.pairs_mode:
+            h = b // 2
+            high = code[h:]
+            low = Signal(h)
+            with m.Switch(self.load_role):
+                with m.Case(Role.INLIER, Role.OUT_LO):
+                    m.d.comb += low.eq(code[:h])
+                with m.Case(Role.OUT_HI):
+                    m.d.comb += low.eq(Mux(code[h - 1], -1, 1))
+            paired = Cat(low, high, self.load_role == Role.OUT_LO)
         with m.Switch(self.load_role):
             with m.Case(Role.INLIER):
                 m.d.comb += operand.eq(code.as_signed())
@@ -184,7 +213,11 @@ class PE(wiring.Component):
                 m.d.comb += operand.eq(code)
             with m.Default():
                 m.d.comb += operand.eq(0)
-        return operand
+        if not self.pairs_mode:
+            return operand
+        chosen = Signal(signed(b + 1))
+        m.d.comb += chosen.eq(Mux(self.pairs, paired, operand))
+        return chosen
 
     def elaborate(self, platform):
         m = Module()
@@ -207,8 +240,13 @@ class PE(wiring.Component):
         if self.dsp != "none":
             self._dsp_multiply(m, shadow)
             return m
+        if not self.pairs_mode:
+            with m.If(self.en):
+                m.d.sync += self.product.eq(self.act * active)
+            return m
+        product, inlier = self._pair_multiply(active)
         with m.If(self.en):
-            m.d.sync += self.product.eq(self._multiply(active))
+            m.d.sync += [self.product.eq(product), self.inlier.eq(inlier)]
         return m
 
     def _dsp_multiply(self, m, shadow):
@@ -222,15 +260,16 @@ class PE(wiring.Component):
             self.product.eq(mult.p),
         ]
 
-    def _multiply(self, active):
-        """``act`` times the active operand: one multiplier, or the two partials of pair mode."""
-        if not self.pairs_mode:
-            return self.act * active
+    def _pair_multiply(self, active):
+        """The two partial products of the bit-decomposed multiplier: ``(product, inlier)``."""
         half = self.fmt.wbits // 2
         # (x << h) in normal mode: the high partial's weight 2^h rides on its activation, one
         # multiplexer per row (identical in every PE of a row: Yosys merges them), not a shift
         # multiplexer on every PE's product.
         x_hi = Mux(self.pairs, self.act_hi, self.act << half)
-        w_lo = Cat(active[:half], self.pairs & active[half - 1]).as_signed()
-        w_hi = active[half:].as_signed()
-        return self.act * w_lo + x_hi * w_hi
+        out_lo = self.pairs & active[2 * half]           # pair mode: the network slot is OUT_LO
+        w_lo = Cat(active[:half], self.pairs & ~active[2 * half] & active[half - 1]).as_signed()
+        w_hi = Cat(active[half:2 * half], Mux(self.pairs, active[2 * half - 1], active[2 * half])).as_signed()
+        low, high = self.act * w_lo, x_hi * w_hi
+        network = Mux(out_lo, low << half, low)
+        return network + Mux(self.split & self.pairs, 0, high), high

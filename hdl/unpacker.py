@@ -39,6 +39,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import AccelConfig
 from .exp_decoder import ExpDecoder
 from .layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION, Fault, Mode, StreamLayouts, axis_signature
+from .layouts import group_last as layouts_group_last
 from .meta_decoder import MetaDecoder, RecordGeometry
 
 __all__ = ["Unpacker", "UnpackerSizes", "MapPlacement"]
@@ -244,6 +245,8 @@ class Unpacker(wiring.Component):
         self.record = self.sizes.record
         # MicroScopiQ rows at b/2 (a multi-precision instance with ReCoN): ``_header_check``, ``_row``.
         self._narrow_rows = cfg.multi_precision and cfg.has_recon
+        # MicroScopiQ pair passes (per-row ReCoN besides): rows of C·b-bit codes, 2R-deep K-tiles.
+        self._msq_pairs = self._narrow_rows and cfg.recon_share == 1
         super().__init__({
             "i": In(axis_signature(bus_bits)),
             "header": Out(stream.Signature(self.header_layout(cfg))),
@@ -368,7 +371,7 @@ class Unpacker(wiring.Component):
 
     def _pass_registers(self, m) -> dict:
         header = self.layouts.header.members
-        return {"raw": Signal(), "narrow": Signal(),
+        return {"raw": Signal(), "narrow": Signal(), "msq_pairs": Signal(),
                 "k_tiles": Signal(header["k_tiles"]), "n_tiles": Signal(header["n_tiles"]),
                 "tile_k": Signal(header["k_tiles"]), "tile_n": Signal(header["n_tiles"]),
                 "row": Signal(range(self.cfg.rows))}
@@ -408,8 +411,7 @@ class Unpacker(wiring.Component):
         rows_free = self._outputs(m, self.rows, parse & (state == _Item.ROW), row_value) & ~self.header.valid
         code_bits = cfg.cols * cfg.fmt.wbits
 
-        per_group = cfg.fmt.group // cfg.rows
-        tile_row, group_last = self._next_row(m, state, regs, per_group, parse)
+        tile_row, group_last = self._next_row(m, state, regs, parse, header_value)
         with m.Switch(state):
             with m.Case(_Item.HEADER):
                 m.d.comb += ready.eq(header_free)
@@ -419,7 +421,9 @@ class Unpacker(wiring.Component):
                 with m.If(parse):
                     with m.If(header_ok):
                         if self._narrow_rows:
-                            m.d.sync += regs["narrow"].eq(header_value.narrow)
+                            # ``narrow``: rows of C·b/2-bit codes (one slot per PE).
+                            m.d.sync += [regs["narrow"].eq(header_value.narrow & ~header_value.pairs),
+                                         regs["msq_pairs"].eq(header_value.narrow & header_value.pairs)]
                         m.d.sync += [regs["raw"].eq(header.mode == Mode.RAW),
                                      regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles),
                                      regs["tile_k"].eq(0), regs["tile_n"].eq(0), regs["row"].eq(0),
@@ -443,16 +447,19 @@ class Unpacker(wiring.Component):
                 # row 0 (uniform: always a row of codes).
                 m.d.comb += [to_row.eq(tile_row), need_parsed.eq(Mux(tile_row, next_need, exp_bits))]
 
-    def _next_row(self, m, state, regs, per_group, parse):
+    def _next_row(self, m, state, regs, parse, header_value):
         """After a row: the next row, tile (K-tiles inner), or the pass's end; a MicroScopiQ tile
-        opens with ``E_min`` at an N-tile's start and ``E`` at a K-group's last K-tile. Returns two
-        registers: whether the item after the front row is a row, and whether the current K-tile
-        is its K-group's last (an ``E`` follows ``E_min``)."""
+        opens with ``E_min`` at an N-tile's start and ``E`` at a K-group's last K-tile (``G/R``
+        K-tiles per K-group, ``G/2R`` in a MicroScopiQ pair pass). Returns two registers: whether
+        the item after the front row is a row, and whether the current K-tile is its K-group's last
+        (an ``E`` follows ``E_min``)."""
         row, tile_k, tile_n = regs["row"], regs["tile_k"], regs["tile_n"]
         last_row = row == self.cfg.rows - 1
+        per_group = self.cfg.fmt.group // self.cfg.rows
+        pass_pairs = regs["msq_pairs"] if self._msq_pairs else None
 
         def group_last(k):
-            return ((k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
+            return layouts_group_last(self.cfg, k, pass_pairs)
 
         def row_follows(k):
             """Whether K-tile ``k``'s last row is followed by a row (no E_min, E or end)."""
@@ -471,7 +478,9 @@ class Unpacker(wiring.Component):
         with m.If(parse & (state == _Item.HEADER)):
             m.d.sync += row_next.eq(1)
             if per_group > 1:
-                m.d.sync += k_last.eq(0)
+                # (K-tile 0 is a K-group's last only where a K-group is one pair tile, G = 2R.)
+                first_last = header_value.narrow & header_value.pairs if self._msq_pairs and per_group == 2 else 0
+                m.d.sync += k_last.eq(first_last)
         with m.If(parse & (state == _Item.EMIN)):
             m.d.sync += [then_row.eq(row_follows(tile_k)), row_next.eq((rows > 1) | row_follows(tile_k))]
         with m.If(parse & (state == _Item.ROW)):
@@ -483,7 +492,7 @@ class Unpacker(wiring.Component):
                 with m.If(~regs["raw"]):
                     m.d.sync += row_next.eq((rows > 1) | row_follows(next_k))
                 if per_group > 1:
-                    m.d.sync += k_last.eq(~n_end & next_last)
+                    m.d.sync += k_last.eq(Mux(n_end, group_last(Const(0, 1)), next_last))
                 with m.If(n_end):
                     m.d.sync += tile_k.eq(0)
                     with m.If(tile_n == regs["n_tiles"]):
@@ -509,11 +518,19 @@ class Unpacker(wiring.Component):
             pairs = (header.wbits == cfg.fmt.wbits // 2 - 1) & (header.mode == Mode.RAW)
             width_ok = width_ok | pairs
             whole_groups = Mux(pairs, (header.k_tiles + 1) % (per_group // 2) == 0, whole_groups)
+        msq_pairs = Const(0, 1)
         if self._narrow_rows:
-            # A MicroScopiQ pass at b/2: one slot per PE, rows of C·b/2-bit codes (``_row``).
+            # A MicroScopiQ pass at b/2: one slot per PE, rows of C·b/2-bit codes (``_row``); with
+            # ``msq_pairs`` (per-row ReCoN only) two K rows per PE row: rows of C·b-bit codes,
+            # 2R-deep K-tiles (G/2R per K-group).
             narrow = (header.wbits == cfg.fmt.wbits // 2 - 1) & (header.mode == Mode.MSQ)
             width_ok = width_ok | narrow
+            if self._msq_pairs:
+                msq_pairs = narrow & header.msq_pairs
+                whole_groups = Mux(msq_pairs, (header.k_tiles + 1) % (per_group // 2) == 0, whole_groups)
+        # ``msq_pairs`` is 1 only in a MicroScopiQ pair pass this instance runs.
         ok = ((header.version == STREAM_VERSION) & (header.reserved == 0) & width_ok
+              & (~header.msq_pairs | msq_pairs)
               & (header.tokens < cfg.max_tokens)
               & (header.k_tiles < sf.max_k_tiles) & (header.n_tiles < sf.max_n_tiles)
               & whole_groups)
@@ -521,7 +538,7 @@ class Unpacker(wiring.Component):
             ok = ok & (header.mode == Mode.RAW)
         value = Signal(sf.header)
         if cfg.multi_precision:
-            m.d.comb += value.pairs.eq(pairs)
+            m.d.comb += value.pairs.eq(pairs | msq_pairs)
         if self._narrow_rows:
             m.d.comb += value.narrow.eq(narrow)
         # The bounds above make the core's narrower fields exact.
@@ -556,7 +573,8 @@ class Unpacker(wiring.Component):
             codes = [Cat(bits[c * half:][:half], Const(0, half)) for c in range(cfg.cols)]
             widened = Cat(*codes, bits[code_bits // 2:])[:self.sizes.row_bits]
             narrow_bits = Signal(self.sizes.row_bits)
-            m.d.comb += [narrow_bits.eq(Mux(regs["narrow"], widened, bits)), value.narrow.eq(regs["narrow"])]
+            m.d.comb += [narrow_bits.eq(Mux(regs["narrow"], widened, bits)),
+                         value.narrow.eq(regs["narrow"] | regs["msq_pairs"]), value.pairs.eq(regs["msq_pairs"])]
             bits = narrow_bits
         m.d.comb += [value.codes.as_value().eq(bits[:code_bits]), value.raw.eq(regs["raw"])]
         offset = code_bits

@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import AccelConfig
 from ..quant.layer import Role
 from .exp_decoder import ExpDecoder
+from . import layouts
 from .layouts import SHIFT_BITS, Fault, Mode, StreamLayouts, axis_signature
 from .meta_decoder import MetaDecoder
 from .skid_buffer import SkidBuffer
@@ -141,7 +142,6 @@ class WeightDecoder(wiring.Component):
         cfg = self.cfg
         header = unpacker.header
         beat = out.payload
-        per_group = cfg.fmt.group // cfg.rows
         fields = Signal(StreamLayouts(cfg).header)
         active = Signal()                 # a pass's rows are being merged
         broken = Signal()                 # the stream of this pass ended in a fault
@@ -151,15 +151,16 @@ class WeightDecoder(wiring.Component):
         row = WrapCounter(Const(cfg.rows - 1, range(cfg.rows)), name="row")
         tile_k, tile_n = WrapCounter(fields.k_tiles, name="tile_k"), WrapCounter(fields.n_tiles, name="tile_n")
 
-        def group_last(k):
-            return ((k % per_group) == per_group - 1) if per_group > 1 else Const(1, 1)
+        def group_last(k, header_fields):
+            """(A MicroScopiQ pair pass has ``G/2R`` K-tiles per K-group.)"""
+            return layouts.group_last(cfg, k, header_fields.pairs if cfg.multi_precision else None)
 
         # The row being merged is a K-group's last K-tile's first row in MicroScopiQ mode, so it
         # carries the shifts: a register, set for the next row as a row is taken, so that the
         # merge's take (which reaches the wide buffers' enables) starts from registers only.
         wants_shift = Signal()
         next_k = Mux(tile_k.last, 0, tile_k.count + 1)
-        wants_next = (fields.mode == Mode.MSQ) & row.last & group_last(next_k)
+        wants_next = (fields.mode == Mode.MSQ) & row.last & group_last(next_k, fields)
 
         most = self.latency + 2
         rows_pending = self._in_flight(m, unpacker.rows.valid & unpacker.rows.ready, rows.valid & rows.ready, most)
@@ -190,7 +191,8 @@ class WeightDecoder(wiring.Component):
             with m.If(header.valid & out.ready & (header.payload.fault == Fault.NONE)):
                 m.d.sync += [active.eq(1), fields.eq(header.payload.fields), broken.eq(0),
                              pass_fault.eq(Fault.NONE),
-                             wants_shift.eq((header.payload.fields.mode == Mode.MSQ) & group_last(0))]
+                             wants_shift.eq((header.payload.fields.mode == Mode.MSQ)
+                                            & group_last(Const(0, 1), header.payload.fields))]
                 for counter, limit in ((row, row.limit), (tile_k, header.payload.fields.k_tiles),
                                        (tile_n, header.payload.fields.n_tiles)):
                     counter.start(m, limit)

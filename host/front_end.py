@@ -158,11 +158,12 @@ class _Loader:
 
 
 def run_cycles(cfg: AccelConfig, items: tuple, periods: list[int], passes: list[int], *,
-               k_tiles: int, msq: bool, gaps: list[int]) -> int:
+               k_tiles: int, per_group: int, msq: bool, gaps: list[int]) -> int:
     """Cycles from the first ``s_axis_weights`` handshake to the last ``m_axis_result`` handshake
     (both included) of passes of ``passes`` tokens each, every pass the items ``(kinds, bits)`` of
     :func:`~microscopiq.host.packed_stream.pass_items` after a header; ``periods`` the issue period
-    of every tile in stream order, ``k_tiles`` the layer's K-tiles, ``msq`` MicroScopiQ mode (a
+    of every tile in stream order, ``k_tiles`` the layer's K-tiles, ``per_group`` the K-tiles of a
+    K-group (``G/R``, ``G/2R`` in pair mode), ``msq`` MicroScopiQ mode (a
     K-group's last K-tile loads the PPU shifts with its first row), ``gaps`` every tile's extra
     cycles after its last token (:func:`~microscopiq.host.stream_format.tile_gaps`)."""
     kinds, bits = (np.asarray(a).tolist() for a in items)
@@ -171,14 +172,15 @@ def run_cycles(cfg: AccelConfig, items: tuple, periods: list[int], passes: list[
     walk = [_Pass(tokens, [_HEADER] + kinds + [_END], [PACKED_HEADER.size] + bits + [0], -(-total // width))
             for tokens in passes]
     loader = _Loader(CoreTiming.of(cfg), periods, gaps, cfg.rows, len(periods))
-    sim = _Simulation(cfg, walk, loader, k_tiles=k_tiles, msq=msq)
+    sim = _Simulation(cfg, walk, loader, k_tiles=k_tiles, per_group=per_group, msq=msq)
     return sim.run()
 
 
 class _Simulation:
     """The front end and loader, one cycle per :meth:`step`."""
 
-    def __init__(self, cfg: AccelConfig, passes: list[_Pass], loader: _Loader, *, k_tiles: int, msq: bool):
+    def __init__(self, cfg: AccelConfig, passes: list[_Pass], loader: _Loader, *, k_tiles: int, per_group: int,
+                 msq: bool):
         self.cfg, self.passes, self.loader = cfg, passes, loader
         self.k_tiles, self.msq = k_tiles, msq
         self.width = cfg.weight_bus
@@ -186,7 +188,7 @@ class _Simulation:
         self.recon = cfg.has_recon
         self.meta = [False] * (MetaDecoder.latency_of(cfg.fmt) if self.recon else 0)
         self.rows_per_pass = sum(kind == ITEM_ROW for kind in passes[0].kinds)
-        self.per_group = cfg.fmt.group // cfg.rows
+        self.per_group = per_group
         # unpacker
         self.pass_in = self.pass_out = 0       # pass whose beats / items are being taken / parsed
         self.beat = 0                          # next beat of pass_in

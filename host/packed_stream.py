@@ -31,6 +31,15 @@ is ``b/2 - 1``, its K-tiles are ``2R`` deep and PE row ``r`` of K-tile ``t`` car
 ``2Rt + r`` and ``2Rt + R + r``, column ``c``'s ``b``-bit field holding the first's ``b/2``-bit code
 in its low half and the second's in its high half (:func:`uniform_codes`).
 
+A MicroScopiQ layer at ``b/2`` on a multi-precision instance with per-row ReCoN runs in pair mode
+too (a **MicroScopiQ pair pass**, header ``msq_pairs`` 1) when every K-group of every N-tile holds
+at most ``G/2`` outlier rows (:func:`msq_pair_rows`; else it runs one slot per PE, a narrow pass):
+the K-group's rows are placed in slots by :func:`~.row_order.pair_slot_rows`, PE row ``r`` of pair
+tile ``t`` carrying slot ``2Rt + r`` (the *network* slot, which may hold outliers) in the low half
+of each ``b``-bit code field and slot ``2Rt + R + r`` (the *inlier* slot, no outliers) in the high
+half; the row's records are the network slot's, and a K-group's exponents follow its ``G/2R``-th
+pair tile.
+
 Every field is a field of the packed file (``quant/pack.py``) or a presence bit; the host reorders,
 it never expands metadata into roles or ReCoN configurations: that is the on-chip decoders' job
 (:mod:`microscopiq.hdl.meta_decoder`, :mod:`microscopiq.hdl.exp_decoder`). Row lengths are fixed by
@@ -53,20 +62,20 @@ from ..hdl.layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION, Mode
 from ..hdl.meta_decoder import RecordGeometry
 from ..hdl.unpacker import MapPlacement
 from ..quant.layer import MsqLayer, Role, UniformLayer, padded
-from .row_order import tile_row_orders
+from .row_order import pair_slot_rows, tile_row_orders
 
 __all__ = [
     "STREAM_VERSION", "HEADER_BITS", "HEADER_FIELDS", "EXP_BITS", "PackedStreamError",
     "RecordGeometry", "RowRecords", "StreamBits", "Contents",
     "ITEM_MINIMA", "ITEM_EXPONENTS", "ITEM_ROW", "ITEM_PROLOGUE", "pass_items", "SECTIONS", "field_offsets",
-    "row_records", "row_orders", "uniform_codes", "encode_pass", "encode_passes", "decode_pass", "stream_bits",
+    "row_records", "row_orders", "tile_lanes", "pass_pairs", "msq_pair_rows", "split_slots", "pair_codes", "pair_take", "uniform_codes", "encode_pass", "encode_passes", "decode_pass", "stream_bits",
     "ppu_shifts", "to_beats",
 ]
 
 #: Width of the pass header.
 HEADER_BITS = PACKED_HEADER.size
 #: ``name: (offset, width)`` of the header fields (:data:`~microscopiq.hdl.layouts.PACKED_HEADER`).
-#: ``wbits`` holds ``b - 1``; ``reserved`` is 0.
+#: ``wbits`` holds ``b - 1``; ``msq_pairs`` is 1 for a MicroScopiQ pair pass; ``reserved`` is 0.
 HEADER_FIELDS = {name: (field.offset, field.width) for name, field in PACKED_HEADER}
 
 # Order of the parts of a tile (sort keys of the encoder).
@@ -140,17 +149,23 @@ class _Grid:
     n_tiles: int
     k_tiles: int
     raw: bool
-    pairs: bool                # pair mode: a uniform layer at b/2, 2R-deep K-tiles
+    pairs: bool                # pair mode: 2R-deep K-tiles (a uniform layer at b/2 or a MicroScopiQ pair pass)
     codes: np.ndarray          # (Nt, Kp), (Nt, Kp/2) in pair mode
     exps: np.ndarray           # (Nt, groups) int64; zeros in raw mode
     records: RowRecords        # in stream order: each tile's rows in its order (``orders``)
     orders: np.ndarray         # (tiles, R): PE row r of tile i carries K row t·R + orders[i, r]
-    narrow: bool = False       # a MicroScopiQ layer at b/2: rows of C·b/2-bit codes, one slot per PE
+    lanes: np.ndarray          # (tiles, depth): the K row of each activation lane of tile i
+    narrow: bool = False       # a MicroScopiQ layer at b/2 (one slot per PE, or a MicroScopiQ pair pass)
+
+    @property
+    def msq_pairs(self) -> bool:
+        """A MicroScopiQ pair pass (header ``msq_pairs``)."""
+        return self.narrow and self.pairs
 
     @property
     def code_bits(self) -> int:
-        """Bits of one code in a row: ``b``, or ``b/2`` for a narrow pass."""
-        return self.cfg.fmt.wbits // 2 if self.narrow else self.cfg.fmt.wbits
+        """Bits of one code in a row: ``b``, or ``b/2`` for a narrow pass one slot per PE."""
+        return self.cfg.fmt.wbits // 2 if self.narrow and not self.pairs else self.cfg.fmt.wbits
 
     @property
     def header_wbits(self) -> int:
@@ -163,7 +178,7 @@ class _Grid:
 
 
 def _check(cfg: AccelConfig, layer) -> bool:
-    """Whether ``layer`` runs in pair mode on ``cfg``; raise if it cannot run at all."""
+    """Whether ``layer`` is a uniform layer in pair mode on ``cfg``; raise if it cannot run at all."""
     if not isinstance(cfg, AccelConfig):
         raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
     if not isinstance(layer, (MsqLayer, UniformLayer)):
@@ -177,6 +192,48 @@ def _check(cfg: AccelConfig, layer) -> bool:
     return pairs
 
 
+def msq_pair_rows(cfg: AccelConfig, layer) -> np.ndarray | None:
+    """The slots of ``layer``'s MicroScopiQ pair pass on ``cfg``: ``(NT, Kp)``, the K row that slot
+    ``s`` of N-tile ``j`` carries (:func:`~.row_order.pair_slot_rows`); None when the layer does not
+    run as one (not a MicroScopiQ layer at ``b/2`` on a multi-precision instance with per-row ReCoN,
+    or a K-group of an N-tile with more than ``G/2`` outlier rows: then a narrow pass)."""
+    if not isinstance(layer, MsqLayer) or _check(cfg, layer) or layer.fmt == cfg.fmt or cfg.recon_share != 1:
+        return None
+    kp, nt = padded(layer.k, cfg.fmt.group), padded(layer.n, cfg.cols)
+    outlier = np.zeros((nt, kp), bool)
+    outlier[:layer.codes.shape[0]] = np.asarray(layer.roles) != Role.INLIER
+    return pair_slot_rows(cfg.rows, cfg.fmt.group, outlier.reshape(-1, cfg.cols, kp).any(axis=1))
+
+
+def pass_pairs(cfg: AccelConfig, layer) -> bool:
+    """Whether ``layer``'s passes on ``cfg`` have ``2R``-deep K-tiles (two slots per PE): a uniform
+    layer at ``b/2`` (:meth:`AccelConfig.pass_pairs`) or a MicroScopiQ pair pass
+    (:func:`msq_pair_rows`); raise :class:`PackedStreamError` if it cannot run at all."""
+    return _check(cfg, layer) or msq_pair_rows(cfg, layer) is not None
+
+
+def split_slots(slots, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`msq_pair_rows`'s ``(NT, Kp)`` slots as the network and the inlier slots' K rows,
+    ``(NT, Kp/2)`` each: column ``tR + r`` is PE row ``r`` of pair tile ``t``."""
+    halves = slots.reshape(len(slots), -1, 2, rows)
+    return halves[:, :, 0].reshape(len(slots), -1), halves[:, :, 1].reshape(len(slots), -1)
+
+
+def pair_codes(low, high, half: int) -> np.ndarray:
+    """Two slots' ``half``-bit codes in one ``2·half``-bit field: ``low`` in the low half."""
+    mask = (1 << half) - 1
+    return (np.asarray(low, np.int64) & mask) | (np.asarray(high, np.int64) & mask) << half
+
+
+def pair_take(array, slots, per_tile: int) -> np.ndarray:
+    """``array`` ``(NT·per_tile, Kp, ...)`` by (N position, K row) with its K rows taken in each
+    N-tile's slot order ``slots`` ``(NT, S)``: ``(NT·per_tile, S, ...)``."""
+    array = np.asarray(array)
+    nt = slots.shape[0]
+    index = np.repeat(slots, per_tile, axis=0).reshape(nt * per_tile, -1, *([1] * (array.ndim - 2)))
+    return np.take_along_axis(array, index, axis=1)
+
+
 def uniform_codes(cfg: AccelConfig, layer: UniformLayer, pairs: bool) -> np.ndarray:
     """The uniform layer's ``b``-bit row codes, ``(Np, Kp)``; in pair mode ``(Np, Kp/2)``: column
     ``tR + r`` holds ``q[:, 2Rt + r]`` in its low ``b/2`` bits and ``q[:, 2Rt + R + r]`` in its high
@@ -184,9 +241,8 @@ def uniform_codes(cfg: AccelConfig, layer: UniformLayer, pairs: bool) -> np.ndar
     q = np.asarray(layer.q, np.int64)
     if not pairs:
         return q & ((1 << cfg.fmt.wbits) - 1)
-    half, rows = layer.fmt.wbits, cfg.rows
-    split = (q & ((1 << half) - 1)).reshape(q.shape[0], -1, 2, rows)      # (n, t, half, r)
-    return (split[:, :, 0] | split[:, :, 1] << half).reshape(q.shape[0], -1)
+    split = q.reshape(q.shape[0], -1, 2, cfg.rows)      # (n, t, half, r)
+    return pair_codes(split[:, :, 0], split[:, :, 1], layer.fmt.wbits).reshape(q.shape[0], -1)
 
 
 def _to_rows(array: np.ndarray, cfg: AccelConfig, per_row: int) -> np.ndarray:
@@ -200,10 +256,11 @@ def _to_rows(array: np.ndarray, cfg: AccelConfig, per_row: int) -> np.ndarray:
 
 
 def _grid(cfg: AccelConfig, layer) -> _Grid:
-    pairs = _check(cfg, layer)
+    slots = msq_pair_rows(cfg, layer)
+    pairs = _check(cfg, layer) or slots is not None
     fmt = cfg.fmt
     u = fmt.ublock
-    kp = padded(layer.k, fmt.group) // (2 if pairs else 1)     # columns of row codes
+    kp = padded(layer.k, fmt.group)                             # K rows
     nt = padded(layer.n, cfg.cols)
     raw = isinstance(layer, UniformLayer)
 
@@ -219,7 +276,7 @@ def _grid(cfg: AccelConfig, layer) -> _Grid:
     partner = np.zeros((blocks, kp, half), np.int64)
     if raw:
         codes = grow(uniform_codes(cfg, layer, pairs))
-        exps = np.zeros((nt, padded(layer.k, fmt.group) // fmt.group), np.int64)
+        exps = np.zeros((nt, kp // fmt.group), np.int64)
     else:
         codes, exps = grow(layer.codes), grow(layer.exps)
         hi = (np.asarray(layer.roles) == Role.OUT_HI).reshape(-1, u, kp).transpose(0, 2, 1)  # (μ, k, o)
@@ -229,6 +286,17 @@ def _grid(cfg: AccelConfig, layer) -> _Grid:
         outlier[mu, col, index] = off
         partner[mu, col, index] = np.asarray(layer.mate)[mu * u + off, col]
         xexp[:hi.shape[0]] = np.where(count[:hi.shape[0]] > 0, layer.xexp, 0)
+    depth = cfg.tile_depth(pairs)
+    lanes = np.broadcast_to(np.arange(kp), (nt // cfg.cols, kp))     # per N-tile, the K row of each lane
+    if slots is not None:
+        # A MicroScopiQ pair pass: row r of pair tile t holds slots 2Rt + r (network: its codes'
+        # low halves and its records) and 2Rt + R + r (inlier: the high halves).
+        lanes = slots
+        network, inlier = split_slots(slots, cfg.rows)
+        codes = pair_codes(pair_take(codes, network, cfg.cols), pair_take(codes, inlier, cfg.cols), layer.fmt.wbits)
+        count, xexp, outlier, partner = (pair_take(a, network, cfg.cols // u) for a in (count, xexp, outlier, partner))
+    elif pairs:
+        count, xexp, outlier, partner = (a[:, :kp // 2] for a in (count, xexp, outlier, partner))
     per_row = cfg.cols // u
     records = RowRecords(codes=_to_rows(codes, cfg, cfg.cols), count=_to_rows(count, cfg, per_row),
                          xexp=_to_rows(xexp, cfg, per_row), outlier=_to_rows(outlier, cfg, per_row),
@@ -237,8 +305,13 @@ def _grid(cfg: AccelConfig, layer) -> _Grid:
     # outlier rows, so it keeps k order too).
     orders = tile_row_orders(cfg, (records.count > 0).any(axis=1).reshape(-1, cfg.rows))
     records = records.take((np.arange(len(orders))[:, None] * cfg.rows + orders).ravel())
+    k_tiles = kp // depth
+    if depth == cfg.rows:
+        lanes = (np.arange(len(orders)) % k_tiles * depth)[:, None] + orders
+    else:
+        lanes = lanes.reshape(-1, depth)
     narrow = not raw and layer.fmt != fmt
-    return _Grid(cfg, nt // cfg.cols, kp // cfg.rows, raw, pairs, codes, exps, records, orders, narrow)
+    return _Grid(cfg, nt // cfg.cols, k_tiles, raw, pairs, codes, exps, records, orders, lanes, narrow)
 
 
 def row_records(cfg: AccelConfig, layer) -> RowRecords:
@@ -250,8 +323,18 @@ def row_orders(cfg: AccelConfig, layer) -> np.ndarray:
     """Per weight tile in stream order, which of its K rows each PE row carries, ``(tiles, R)``:
     row ``r`` of tile ``(j, t)`` holds slots ``(jC + c, t·R + orders[j·KT + t, r])``
     (:func:`~microscopiq.host.row_order.tile_row_order`: balanced over the ReCoN groups when ReCoN
-    is shared, else ``k`` order). Its activation vectors travel in the same order."""
+    is shared, else ``k`` order). Its activation vectors travel in the same order. A pair pass's
+    ``2R``-deep tiles keep their code columns in order (``k`` order: identity); which K rows their
+    slots hold is :func:`tile_lanes`."""
     return _grid(cfg, layer).orders
+
+
+def tile_lanes(cfg: AccelConfig, layer) -> np.ndarray:
+    """Per weight tile in stream order, the K row (of ``x`` padded to whole K-groups) that each lane
+    of its activation vectors carries, ``(tiles, depth)``: tile ``(j, t)``'s ``R`` rows in their
+    travel order (:func:`row_orders`); a pair pass's ``2R`` lanes: K rows ``2Rt … 2Rt + 2R − 1``
+    of a uniform layer, the slots of :func:`msq_pair_rows` of a MicroScopiQ pair pass."""
+    return _grid(cfg, layer).lanes
 
 
 def ppu_shifts(emin, exps) -> np.ndarray:
@@ -309,7 +392,7 @@ def _header_tokens(cfg: AccelConfig, tokens: int) -> None:
 def _header(cfg: AccelConfig, grid: _Grid, tokens: int) -> int:
     _header_tokens(cfg, tokens)
     values = {"version": STREAM_VERSION, "mode": (Mode.RAW if grid.raw else Mode.MSQ).value,
-              "wbits": grid.header_wbits - 1, "reserved": 0,
+              "wbits": grid.header_wbits - 1, "msq_pairs": int(grid.msq_pairs), "reserved": 0,
               "tokens": tokens - 1,
               "k_tiles": grid.k_tiles - 1, "n_tiles": grid.n_tiles - 1}
     for name in ("k_tiles", "n_tiles"):
@@ -340,7 +423,7 @@ def _fields(grid: _Grid):
     (tile, part, position; the header first) gives stream order."""
     rec = grid.records
     fmt, rows, cols = grid.cfg.fmt, grid.cfg.rows, grid.cfg.cols
-    tiles_per_group = fmt.group // rows
+    tiles_per_group = fmt.group // grid.cfg.tile_depth(grid.pairs)
     out = {name: [] for name in SECTIONS}
 
     def add(section, tile, part, pos, values, width):
@@ -429,7 +512,7 @@ def pass_items(cfg: AccelConfig, layer) -> tuple[np.ndarray, np.ndarray]:
     prologue = place.ahead * entries + place.prologue_counts * entries * geom.count_bits
     # Per tile: E_min at an N-tile's first K-tile, E at a K-group's last, then the R rows.
     t = np.arange(tiles) % grid.k_tiles
-    per_group = fmt.group // rows
+    per_group = fmt.group // cfg.tile_depth(grid.pairs)
     heads = np.stack([t == 0, (t + 1) % per_group == 0], axis=1)            # (tiles, 2)
     kinds = np.concatenate([np.where(heads, [[ITEM_MINIMA, ITEM_EXPONENTS]], -1),
                             np.full((tiles, rows), ITEM_ROW)], axis=1)
@@ -571,8 +654,11 @@ def decode_pass(cfg: AccelConfig, data: bytes) -> Contents:
         raise PackedStreamError(f"header reserved bits are {header['reserved']:#x}, must be 0")
     raw = header["mode"] == Mode.RAW.value
     half_width = cfg.multi_precision and header["wbits"] + 1 == fmt.wbits // 2
-    pairs = half_width and raw
     narrow = half_width and not raw and cfg.has_recon      # a MicroScopiQ pass at b/2
+    if header["msq_pairs"] and not (narrow and cfg.recon_share == 1):
+        raise PackedStreamError("header msq_pairs is 1 but the pass is not a MicroScopiQ pass at b/2 on a "
+                                "multi-precision instance with per-row ReCoN")
+    pairs = half_width and (raw or bool(header["msq_pairs"]))
     if not raw and not cfg.has_recon:
         raise PackedStreamError("a MicroScopiQ stream needs ReCoN: this instance has recon 'none'")
     if header["wbits"] + 1 != fmt.wbits and not (pairs or narrow):
@@ -612,7 +698,7 @@ def decode_pass(cfg: AccelConfig, data: bytes) -> Contents:
                 index = first + r
                 if not raw:
                     maps.row_fields(index)
-                rec.codes[index] = reader.take(cols, fmt.wbits // 2 if narrow else fmt.wbits, "codes")
+                rec.codes[index] = reader.take(cols, fmt.wbits // 2 if narrow and not pairs else fmt.wbits, "codes")
                 for blk in np.flatnonzero(counts[r]):
                     _read_record(reader, geom, rec, index, blk, int(counts[r, blk]))
     if not raw:

@@ -10,6 +10,14 @@ activation vectors in the same order: ``n`` outlier rows cost ``T = max(1, ceil(
 of ``T − 1``, the least any order gives. Per-row ReCoN (``S = 1``) and rows without outliers keep
 ``k`` order.
 
+A **MicroScopiQ pair pass** (a layer at ``b/2`` on a multi-precision instance with per-row ReCoN,
+docs/hardware.md "Multi-precision PEs") runs two K rows per PE row: PE row ``r`` of a ``2R``-deep
+K-tile holds a *network* slot (lane ``r``: its products go through the row's ReCoN) and an
+*inlier* slot (lane ``R + r``: its products bypass the network, so it must hold no outlier). A
+K-group's rows may sit in any of its ``G/2R`` pair tiles (the PPU sums the whole K-group), so
+:func:`pair_slot_rows` places each K-group's outlier rows in network slots: possible exactly when
+the K-group holds at most ``G/2`` outlier rows (in the N-tile's ``C`` columns).
+
 :func:`tile_row_order` defines the order of one tile; :func:`tile_row_orders` applies it to every
 tile of a layer. Every producer of the two streams (``packed_stream``'s rows, ``stream_format``'s
 decoded tiles, activation beats and cycle model, ``tb.native``'s activation records) takes the
@@ -22,7 +30,7 @@ import numpy as np
 
 from ..config import AccelConfig
 
-__all__ = ["tile_row_order", "tile_row_orders"]
+__all__ = ["tile_row_order", "tile_row_orders", "pair_slot_rows"]
 
 
 def tile_row_order(cfg: AccelConfig, present) -> tuple[int, ...]:
@@ -68,3 +76,46 @@ def tile_row_orders(cfg: AccelConfig, present) -> np.ndarray:
     patterns, inverse = np.unique(present, axis=0, return_inverse=True)
     orders = np.array([tile_row_order(cfg, p) for p in patterns], np.int64)
     return orders[inverse.reshape(-1)]
+
+
+def pair_slot_rows(rows: int, group: int, outlier) -> np.ndarray | None:
+    """Which K row each slot of a MicroScopiQ pair pass carries, per N-tile.
+
+    Slot ``s`` of a K-group is lane ``s mod 2R`` of its pair tile ``s div 2R``; lanes ``0 … R−1``
+    are the network slots, ``R … 2R−1`` the inlier slots. Every K row starts in its own slot
+    (``k`` order); then, per K-group in ``k`` order, the ``i``-th outlier row in an inlier slot
+    trades places with the ``i``-th row without outliers in a network slot. So a K-group without
+    outlier rows in inlier slots keeps ``k`` order (the uniform pair pass's).
+
+    Parameters
+    ----------
+    rows : int
+        ``R``.
+    group : int
+        ``G``, a multiple of ``2R``.
+    outlier : array of bool, (N-tiles, Kp)
+        Whether K row ``k`` holds an outlier (OUT_HI or OUT_LO) in one of the N-tile's ``C``
+        columns; ``Kp`` a multiple of ``G``.
+
+    Returns
+    -------
+    ndarray of int64, (N-tiles, Kp), or None
+        Row ``j``: the K row of every slot ``0 … Kp−1`` (a permutation inside each K-group).
+        None when some K-group of some N-tile holds more than ``G/2`` outlier rows (they do not
+        fit in its network slots).
+    """
+    outlier = np.asarray(outlier, bool)
+    if outlier.ndim != 2 or outlier.shape[1] % group or group % (2 * rows):
+        raise ValueError(f"outlier must be (N-tiles, Kp) bools with Kp a multiple of G={group}, and G a "
+                         f"multiple of 2R={2 * rows}; got shape {outlier.shape}")
+    blocks = outlier.reshape(-1, group)                         # (N-tiles · groups, G)
+    network = np.arange(group) % (2 * rows) < rows
+    if (blocks.sum(axis=1) > network.sum()).any():
+        return None
+    slots = np.broadcast_to(np.arange(group), blocks.shape).copy()
+    for block in np.flatnonzero((blocks & ~network).any(axis=1)):
+        movers = np.flatnonzero(blocks[block] & ~network)
+        hosts = np.flatnonzero(~blocks[block] & network)[:len(movers)]
+        slots[block, movers], slots[block, hosts] = hosts, movers
+    base = np.arange(outlier.shape[1]) // group * group
+    return slots.reshape(outlier.shape) + base

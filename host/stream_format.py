@@ -21,7 +21,7 @@ import numpy as np
 from amaranth import Shape
 from amaranth.lib import data
 
-from ..config import AccelConfig, ConfigError
+from ..config import AccelConfig
 from ..hdl.layouts import Fault, Mode, StreamLayouts
 from ..hdl.core import CoreTiming
 from ..quant import golden
@@ -104,12 +104,13 @@ def check_layer(cfg: AccelConfig, layer) -> None:
 
 
 def layer_pairs(cfg: AccelConfig, layer) -> bool:
-    """Whether ``layer`` runs in pair mode on ``cfg`` (a uniform layer at ``b/2`` on a
-    multi-precision instance: ``2R``-deep K-tiles, :func:`~.packed_stream.uniform_codes`); raise
-    :class:`StreamError` if its format is not one ``cfg`` runs."""
+    """Whether ``layer`` runs in pair mode on ``cfg`` (``2R``-deep K-tiles, two slots per PE: a
+    uniform layer at ``b/2`` on a multi-precision instance, :func:`~.packed_stream.uniform_codes`,
+    or a MicroScopiQ pair pass, :func:`~.packed_stream.msq_pair_rows`); raise :class:`StreamError`
+    if its format is not one ``cfg`` runs."""
     try:
-        return cfg.pass_pairs(layer.fmt, isinstance(layer, UniformLayer))
-    except ConfigError as error:
+        return packed_stream.pass_pairs(cfg, layer)
+    except packed_stream.PackedStreamError as error:
         raise StreamError(str(error)) from None
 
 
@@ -142,6 +143,9 @@ class _Tiles:
     shifts: np.ndarray   # (Nt, groups): d = E - E_min
     uniform: bool
     orders: np.ndarray   # (tiles, R): packed_stream.row_orders, the rows' travel order per tile
+    # The decoded rows' codes where they differ from ``codes`` (whose network-slot codes ReCoN's
+    # configuration is compiled from): a MicroScopiQ pair pass's two raw b/2-bit codes per field.
+    row_codes: np.ndarray | None = None
 
     @property
     def n_tiles_k(self) -> int:
@@ -166,11 +170,19 @@ def _tiles(cfg: AccelConfig, layer) -> _Tiles:
         return _Tiles(codes, zeros + Role.INLIER, zeros - 1, zeros, np.zeros((nt, groups), np.int64), True, orders)
     exps = np.asarray(layer.exps, np.int64)
     shifts = grow(exps - exps.min(axis=1, keepdims=True), 0)
-    codes, roles = grow(layer.codes, 0), grow(layer.roles, Role.INLIER)
+    codes, roles, mate = grow(layer.codes, 0), grow(layer.roles, Role.INLIER), grow(layer.mate, -1)
+    xexp = grow(np.repeat(np.asarray(layer.xexp, np.int64), fmt.ublock, axis=0), 0)
+    row_codes = None
+    if (slots := packed_stream.msq_pair_rows(cfg, layer)) is not None:
+        # PE row r of pair tile t: the network slot 2Rt + r (roles, ReCoN) and the inlier slot 2Rt + R + r.
+        network, inlier = packed_stream.split_slots(slots, cfg.rows)
+        take = [packed_stream.pair_take(a, network, cfg.cols) for a in (codes, roles, mate, xexp)]
+        row_codes = packed_stream.pair_codes(take[0], packed_stream.pair_take(codes, inlier, cfg.cols),
+                                             layer.fmt.wbits)
+        codes, roles, mate, xexp = take
     if cfg.pass_narrow(layer.fmt, False):
         codes = narrow_codes(codes, roles, fmt.wbits)
-    return _Tiles(codes, roles, grow(layer.mate, -1),
-                  grow(np.repeat(np.asarray(layer.xexp, np.int64), fmt.ublock, axis=0), 0), shifts, False, orders)
+    return _Tiles(codes, roles, mate, xexp, shifts, False, orders, row_codes)
 
 
 def narrow_codes(codes, roles, wbits: int) -> np.ndarray:
@@ -199,6 +211,8 @@ def _row_beats(cfg: AccelConfig, layouts: StreamLayouts, tiles: _Tiles, j: int, 
         configs = routing.pack_config(routing.ReconGeometry(fmt, cols), fields)
     else:
         configs = [0] * rows
+    if tiles.row_codes is not None:
+        codes = tiles.row_codes[sel].T
     return [pack_beat(layouts.row, {"codes": codes[r], "roles": roles[r], "config": configs[r]})
             for r in range(rows)]
 
@@ -249,14 +263,12 @@ def weight_beats(cfg: AccelConfig, layer, tokens: int) -> list[Beat]:
 
 def act_columns(cfg: AccelConfig, layer) -> np.ndarray:
     """Per weight tile in stream order, the column of ``x`` (padded to whole K-groups with zeros)
-    that each lane of the tile's activation vectors carries, ``(tiles, depth)``: tile ``(j, t)``'s
-    ``R`` rows in their travel order (:func:`~.packed_stream.row_orders`); a pair pass's ``2R``
-    lanes in ``k`` order (a ``b`` pass on a multi-precision instance leaves the upper ``R`` lanes 0)."""
-    orders = packed_stream.row_orders(cfg, layer)
-    depth = cfg.tile_depth(layer_pairs(cfg, layer))
-    lanes = orders if depth == cfg.rows else np.broadcast_to(np.arange(depth), (len(orders), depth))
-    k_tiles = padded(layer.k, cfg.fmt.group) // depth
-    return (np.arange(len(orders)) % k_tiles)[:, None] * depth + lanes
+    that each lane of the tile's activation vectors carries, ``(tiles, depth)``
+    (:func:`~.packed_stream.tile_lanes`: tile ``(j, t)``'s ``R`` rows in their travel order; a
+    uniform pair pass's ``2R`` lanes in ``k`` order, a MicroScopiQ pair pass's its slots; a ``b``
+    pass on a multi-precision instance leaves the upper ``R`` lanes 0)."""
+    check_layer(cfg, layer)
+    return packed_stream.tile_lanes(cfg, layer)
 
 
 def _act_beats(cfg: AccelConfig, layer, x: np.ndarray) -> list[Beat]:
@@ -505,12 +517,14 @@ def predict_cycles(cfg: AccelConfig, layer, tokens: int, *, periods: list[int] |
     """
     check_layer(cfg, layer)
     items = packed_stream.pass_items(cfg, layer)
-    k_tiles = padded(layer.k, cfg.fmt.group) // cfg.tile_depth(layer_pairs(cfg, layer))
+    depth = cfg.tile_depth(layer_pairs(cfg, layer))
+    k_tiles = padded(layer.k, cfg.fmt.group) // depth
     periods = tile_periods(cfg, layer) if periods is None else periods
     gaps = tile_gaps(cfg, layer) if gaps is None else gaps
     if len(periods) != len(gaps):
         raise ValueError(f"periods and gaps must have one entry per tile, not {len(periods)} and {len(gaps)}")
     return front_end.run_cycles(cfg, items, periods, [c for _, c in token_passes(cfg, tokens)],
-                                k_tiles=k_tiles, msq=isinstance(layer, MsqLayer), gaps=gaps)
+                                k_tiles=k_tiles, per_group=cfg.fmt.group // depth, msq=isinstance(layer, MsqLayer),
+                                gaps=gaps)
 
 

@@ -229,11 +229,26 @@ def half_uniform_case(cfg: AccelConfig, n: int, k: int, m: int, seed: int) -> Ca
 
 def half_msq_case(cfg: AccelConfig, n: int, k: int, m: int, seed: int, outlier_rate: float = 0.3) -> Case:
     """:func:`random_case` at ``b/2`` for a multi-precision instance with ReCoN (a MicroScopiQ pass at
-    ``b/2``: one slot per PE, ``AccelConfig.pass_narrow``)."""
+    ``b/2``, ``AccelConfig.pass_narrow``: two K rows per PE row where every K-group holds at most
+    ``G/2`` outlier rows per N-tile, ``packed_stream.msq_pair_rows``, else one slot per PE)."""
     if not cfg.multi_precision:
         raise ValueError("a b/2 MicroScopiQ layer runs only on a multi_precision instance")
     case = random_case(cfg.replace(wbits=cfg.fmt.wbits // 2, multi_precision=False), n, k, m, seed, outlier_rate)
     return replace(case, name="half-msq")
+
+
+def half_msq_sparse_case(cfg: AccelConfig, n: int, k: int, m: int, seed: int) -> Case:
+    """:func:`half_msq_case` with outliers in 10 % of the micro-blocks: on a ``G = 4R`` instance
+    with one micro-block per row a K-group almost never holds more than ``G/2`` outlier rows, so
+    the layer runs as a MicroScopiQ pair pass."""
+    return replace(half_msq_case(cfg, n, k, m, seed, outlier_rate=0.1), name="half-msq-sparse")
+
+
+def half_msq_dense_case(cfg: AccelConfig, n: int, k: int, m: int, seed: int) -> Case:
+    """:func:`half_msq_case` with outliers in 70 % of the micro-blocks: on a ``G = 4R`` instance
+    some K-group almost always holds more than ``G/2`` outlier rows, so the layer runs one slot
+    per PE."""
+    return replace(half_msq_case(cfg, n, k, m, seed, outlier_rate=0.7), name="half-msq-dense")
 
 
 # -- SPEC §6 corners ------------------------------------------------------------------------------
@@ -467,6 +482,8 @@ GENERATORS: dict[str, Callable[..., Case]] = {
     "random_uniform": random_uniform_case,
     "half_uniform": half_uniform_case,
     "half_msq": half_msq_case,
+    "half_msq_sparse": half_msq_sparse_case,
+    "half_msq_dense": half_msq_dense_case,
     "quantized": quantized_case,
     "decoupleq": decoupleq_case,
     "minilm": minilm_case,

@@ -10,11 +10,12 @@ from amaranth.sim import Simulator
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl.array import Array, ArrayTiming
 from microscopiq.hdl.layouts import StreamLayouts
-from microscopiq.host.stream_format import _row_beats, _tiles, act_columns, from_beat, tile_gaps, tile_periods
+from microscopiq.host.stream_format import (_row_beats, _tiles, act_columns, from_beat, layer_pairs, tile_gaps,
+                                            tile_periods)
 from microscopiq.quant import golden
 from microscopiq.quant.layer import UniformLayer
 from microscopiq.tb.sim_streams import step, stream_get
-from microscopiq.tb.stimulus import full_outlier_case, random_case, random_uniform_case
+from microscopiq.tb.stimulus import full_outlier_case, half_msq_case, half_uniform_case, random_case, random_uniform_case
 
 
 def _tile_rows(cfg, layer, t):
@@ -26,14 +27,20 @@ def _tile_rows(cfg, layer, t):
             for beat in beats]
 
 
+def _columns(cfg, layer, x):
+    """``act_columns`` of N-tile 0's K-tiles."""
+    return act_columns(cfg, layer)[:x.shape[1] // cfg.tile_depth(layer_pairs(cfg, layer))]
+
+
 def run_array(cfg, layer, x, seed, pause=0.0):
     """Stream every K-tile of N-tile 0 through the array, each tile's activations in its rows' order
     (``act_columns``); return (sums (T, M, C), act sums (T, M)). A DSP build (``cfg.dsp``) runs with
-    the DSPs' behavioural model."""
+    the DSPs' behavioural model. A multi-precision instance runs the layer's pass mode (``pairs``,
+    ``narrow``)."""
     dut = Array(cfg, tag_shape=8, dsp_model=True)
     rng = np.random.default_rng(seed)
-    k_tiles = x.shape[1] // cfg.rows
-    columns = act_columns(cfg, layer)[:k_tiles]
+    columns = _columns(cfg, layer, x)
+    k_tiles = len(columns)
     tokens = x.shape[0]
     raw = isinstance(layer, UniformLayer)
     sums = np.zeros((k_tiles, tokens, cfg.cols), np.int64)
@@ -48,6 +55,9 @@ def run_array(cfg, layer, x, seed, pause=0.0):
         # the cycle tile t's first token is issued (or later), the rows one after another, and a
         # tile's first token in the cycle after its last row (or later); bubbles on both.
         ctx.set(dut.raw, raw)
+        if cfg.multi_precision:
+            ctx.set(dut.pairs, layer_pairs(cfg, layer))
+            ctx.set(dut.narrow, cfg.pass_narrow(layer.fmt, raw))
         ctx.set(dut.en, 1)
         load_t = load_r = issue_t = issue_m = wait = 0
         loaded = started = -1                          # last tile fully loaded / started
@@ -110,10 +120,13 @@ def run_array(cfg, layer, x, seed, pause=0.0):
 
 
 def expected_tile_sums(cfg, layer, x):
+    """``golden.group_partial_sums`` over each K-tile's rows (``act_columns``, in tile order)."""
     weights = layer.q if isinstance(layer, UniformLayer) else golden.slot_values(layer)
-    weights = np.asarray(weights, np.int64)[:cfg.cols]
-    partial = golden.group_partial_sums(x, weights, cfg.rows)      # (M, C, k_tiles)
-    act = x.reshape(x.shape[0], -1, cfg.rows).sum(axis=2)
+    columns = _columns(cfg, layer, x)
+    weights = np.asarray(weights, np.int64)[:cfg.cols, columns.ravel()]
+    x = x[:, columns.ravel()]
+    partial = golden.group_partial_sums(x, weights, columns.shape[1])      # (M, C, k_tiles)
+    act = x.reshape(x.shape[0], -1, columns.shape[1]).sum(axis=2)
     return partial.transpose(2, 0, 1), act.T
 
 
@@ -213,3 +226,32 @@ def test_tile_gaps_at_their_tightest(share, rows, m, pause):
     gaps = tile_gaps(cfg, case.layer)
     assert min(gaps) == 0 and max(gaps) == share - 1, gaps
     check(cfg, case, seed, pause=pause)
+
+
+def _multi_precision(rows=4, group=8):
+    return AccelConfig(fmt=FormatConfig(wbits=4, group=group), rows=rows, cols=8, max_tokens=16, max_k=64,
+                       multi_precision=True)
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.3])
+def test_msq_pair_pass(pause):
+    """A MicroScopiQ b = 2 pair pass on a b = 4 multi-precision array: each PE's network slot through
+    its row's ReCoN, its inlier slot added at row ``r − L`` (rows ``r < L`` delayed), K rows in
+    the host's slot order; with bubbles and stalls."""
+    seed = 70
+    cfg = _multi_precision(rows=4, group=16)
+    case = half_msq_case(cfg, n=8, k=32, m=5, seed=seed, outlier_rate=0.35)
+    assert layer_pairs(cfg, case.layer)
+    check(cfg, case, seed, pause=pause)
+
+
+@pytest.mark.parametrize("kind", [half_uniform_case, half_msq_case, random_case])
+def test_multi_precision_passes(kind):
+    """The other passes of the same array: a uniform pair pass (``pairs`` only), a narrow
+    MicroScopiQ pass (one slot per PE, a K-group with more than G/2 outlier rows), a b = 4 pass."""
+    seed = 80
+    cfg = _multi_precision(rows=4, group=16)
+    extra = {"outlier_rate": 0.8} if kind is half_msq_case else {}
+    case = kind(cfg, n=8, k=32, m=4, seed=seed, **extra)
+    assert layer_pairs(cfg, case.layer) == (kind is half_uniform_case)
+    check(cfg, case, seed, pause=0.2)

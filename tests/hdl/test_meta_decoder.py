@@ -41,10 +41,10 @@ def beat_fields(beat) -> tuple[int, int, int, int]:
                  for name in ("codes", "roles", "config", "error"))
 
 
-def run(fmt, width, payloads, rng, *, pause=0.25):
+def run(fmt, width, payloads, rng, *, pause=0.25, narrow=False):
     """Stream ``payloads`` through the decoder with idle input and output cycles (probability
     ``pause`` each); return the output beats as ``(codes, roles, config, error)`` integers."""
-    return stream_through(MetaDecoder(fmt, width), payloads, len(payloads), rng, pause=pause,
+    return stream_through(MetaDecoder(fmt, width, narrow), payloads, len(payloads), rng, pause=pause,
                           sample=beat_fields)
 
 
@@ -195,14 +195,32 @@ def test_layer_rows_match_stream_format(kind, wbits):
     """A layer's rows as the packed stream carries them (``row_records``), decoded, equal the rows
     the host's routing compiler makes (codes, roles, ReCoN config: ``stream_format.decoded_tiles``)."""
     cfg = AccelConfig(fmt=FormatConfig(wbits=wbits, group=16), rows=4, cols=16)
-    case = stimulus.build_case(kind, cfg, 40, 64, 1, SEED)
-    records = row_records(cfg, case.layer)
+    check_layer_rows(cfg, stimulus.build_case(kind, cfg, 40, 64, 1, SEED).layer)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.7])
+def test_half_width_rows_match_stream_format(rate):
+    """A b = 2 MicroScopiQ layer on a b = 4 multi-precision instance: a pair pass (``pairs``: the
+    network slot's code in each field's low half decides the op and shift, the codes pass
+    unchanged) or, with a K-group of more than G/2 outlier rows, a narrow pass (``narrow``: each
+    code widened by its role); the rows equal ``stream_format.decoded_tiles``."""
+    cfg = AccelConfig(fmt=FormatConfig(wbits=4, group=16), rows=4, cols=16, multi_precision=True)
+    layer = stimulus.half_msq_case(cfg, 40, 64, 1, SEED, outlier_rate=rate).layer
+    assert stream_format.layer_pairs(cfg, layer) == (rate < 0.5)
+    check_layer_rows(cfg, layer, {"narrow": 1, "pairs": int(rate < 0.5)})
+
+
+def check_layer_rows(cfg, layer, flags=None):
+    """The decoder's rows of ``layer``'s pass (row fields ``flags`` besides the records) against
+    ``stream_format.decoded_tiles``."""
+    records = row_records(cfg, layer)
     geom = RecordGeometry(cfg.fmt)
     row = StreamLayouts(cfg).row
-    beats = [word for _, rows in stream_format.decoded_tiles(cfg, case.layer) for word in rows]
+    beats = [word for _, rows in stream_format.decoded_tiles(cfg, layer) for word in rows]
     assert len(beats) == len(records)
     rng = np.random.default_rng(SEED)
-    outputs = run(cfg.fmt, cfg.cols, [records.payload(i, geom) for i in range(len(records))], rng)
+    payloads = [dict(records.payload(i, geom), **(flags or {})) for i in range(len(records))]
+    outputs = run(cfg.fmt, cfg.cols, payloads, rng, narrow=flags is not None)
     got = [codes | (roles << row["roles"].offset) | (config << row["config"].offset) for codes, roles, config, _ in outputs]
     for index, (g, want) in enumerate(zip(got, beats)):
         assert g == want, f"row {index}: expected {want:#x}, actual {g:#x}"

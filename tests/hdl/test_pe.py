@@ -12,6 +12,7 @@ from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, ConfigError, FormatConfig
 from microscopiq.hdl.pe import PE
+from microscopiq.host.stream_format import narrow_codes
 from microscopiq.quant.golden import pe_product
 from microscopiq.quant.layer import Role
 from microscopiq.tb.test_pe import (
@@ -82,21 +83,25 @@ def test_pair_capable_pe_in_normal_mode(wbits):
     assert_matches(fmt, sweep_stream(fmt, acts, list(Role)), pairs=True)
 
 
-def simulate_pairs(fmt: FormatConfig, codes, acts, acts_hi) -> np.ndarray:
-    """Pair mode: each code loaded and swapped in, then every ``(acts[i], acts_hi[i])``; returns the
-    products, (codes, len(acts))."""
+def simulate_pairs(fmt: FormatConfig, codes, acts, acts_hi, roles=None, split: bool = False):
+    """Pair mode: each code (with its role, INLIER by default) loaded and swapped in, then every
+    ``(acts[i], acts_hi[i])``; returns the products and the ``inlier`` outputs, each
+    (codes, len(acts))."""
     dut = PE(fmt, pairs=True)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     out = np.zeros((len(codes), len(acts)), np.int64)
+    inlier = np.zeros_like(out)
+    roles = [Role.INLIER] * len(codes) if roles is None else roles
 
     async def bench(ctx):
         ctx.set(dut.pairs, 1)
-        for index, code in enumerate(codes):
+        ctx.set(dut.split, split)
+        for index, (code, role) in enumerate(zip(codes, roles)):
             ctx.set(dut.en, 0)
             ctx.set(dut.load, 1)
             ctx.set(dut.load_code, int(code))
-            ctx.set(dut.load_role, Role.INLIER)
+            ctx.set(dut.load_role, Role(int(role)))
             await ctx.tick()
             ctx.set(dut.load, 0)
             ctx.set(dut.swap, 1)
@@ -108,10 +113,26 @@ def simulate_pairs(fmt: FormatConfig, codes, acts, acts_hi) -> np.ndarray:
                 ctx.set(dut.act_hi, int(x_hi))
                 await ctx.tick()
                 out[index, i] = ctx.get(dut.product)
+                inlier[index, i] = ctx.get(dut.inlier)
 
     sim.add_testbench(bench)
     sim.run()
-    return out
+    return out, inlier
+
+
+def _pair_acts(seed):
+    """Extreme activation pairs (every combination of six edge values) and 24 random ones."""
+    rng = np.random.default_rng(seed)
+    edge = np.array([-128, -127, -1, 0, 1, 127])
+    return (np.concatenate([np.repeat(edge, len(edge)), rng.integers(-128, 128, 24)]),
+            np.concatenate([np.tile(edge, len(edge)), rng.integers(-128, 128, 24)]))
+
+
+def _assert_equal(got, want, what, codes, roles, acts, acts_hi):
+    bad = np.argwhere(got != want)
+    assert not len(bad), (f"{what}: first mismatch: code={codes[bad[0][0]]}, role={roles[bad[0][0]]}, "
+                          f"act={acts[bad[0][1]]}, act_hi={acts_hi[bad[0][1]]}: expected {want[tuple(bad[0])]}, "
+                          f"got {got[tuple(bad[0])]}")
 
 
 @pytest.mark.parametrize("wbits", [4, 8])
@@ -121,18 +142,34 @@ def test_pair_mode_exhaustive_codes(wbits):
     summed. Every code (b = 4: all 16; b = 8: all 256) against extreme and random activation pairs."""
     fmt = FormatConfig(abits=8, wbits=wbits)
     half = wbits // 2
-    rng = np.random.default_rng(SEED + wbits)
-    edge = np.array([-128, -127, -1, 0, 1, 127])
-    acts = np.concatenate([np.repeat(edge, len(edge)), rng.integers(-128, 128, 24)])
-    acts_hi = np.concatenate([np.tile(edge, len(edge)), rng.integers(-128, 128, 24)])
+    acts, acts_hi = _pair_acts(SEED + wbits)
     codes = np.arange(1 << wbits)
-    got = simulate_pairs(fmt, codes, acts, acts_hi)
+    got, _ = simulate_pairs(fmt, codes, acts, acts_hi)
     lo, hi = codes & ((1 << half) - 1), codes >> half
     want = (pe_product(acts[None, :], lo[:, None], Role.INLIER, half)
             + pe_product(acts_hi[None, :], hi[:, None], Role.INLIER, half))
-    bad = np.argwhere(got != want)
-    assert not len(bad), (f"first mismatch: code={codes[bad[0][0]]}, act={acts[bad[0][1]]}, "
-                          f"act_hi={acts_hi[bad[0][1]]}: expected {want[tuple(bad[0])]}, got {got[tuple(bad[0])]}")
+    _assert_equal(got, want, "product", codes, [Role.INLIER] * len(codes), acts, acts_hi)
+
+
+@pytest.mark.parametrize("wbits", [4, 8])
+def test_msq_pair_mode_every_code_and_role(wbits):
+    """A MicroScopiQ pair pass (``pairs`` and ``split``): the low half is the network slot of any
+    role, the high half an INLIER slot. ``product`` is the network slot's product at ``b`` of its
+    narrowed code (``stream_format.narrow_codes``: ``2^h`` times the ``h``-bit contribution once
+    ReCoN has shifted it), ``inlier`` the high slot's ``x_hi · q_hi``; every code and role (b = 4:
+    16 × 3; b = 8: 256 × 3) against extreme and random activation pairs."""
+    fmt = FormatConfig(abits=8, wbits=wbits)
+    half = wbits // 2
+    acts, acts_hi = _pair_acts(SEED + 10 * wbits)
+    codes = np.tile(np.arange(1 << wbits), 3)
+    roles = np.repeat([Role.INLIER, Role.OUT_HI, Role.OUT_LO], 1 << wbits)
+    got, inlier = simulate_pairs(fmt, codes, acts, acts_hi, list(roles), split=True)
+    lo, hi = codes & ((1 << half) - 1), codes >> half
+    network = narrow_codes(lo, roles, wbits)
+    want = pe_product(acts[None, :], network[:, None], roles[:, None], wbits)
+    _assert_equal(got, want, "product", codes, roles, acts, acts_hi)
+    _assert_equal(inlier, pe_product(acts_hi[None, :], hi[:, None], Role.INLIER, half), "inlier",
+                  codes, roles, acts, acts_hi)
 
 
 def test_pair_mode_refuses_odd_wbits():

@@ -12,7 +12,7 @@ from amaranth.sim import DomainReset, Simulator
 
 from microscopiq.config import PRESETS, AccelConfig, FormatConfig
 from microscopiq.host.stream_format import (Beat, CycleModel, StreamError, check_layer, decode_results, encode_layer,
-                                           expected_results, predict_cycles, result_beat_count, tile_periods,
+                                           expected_results, layer_pairs, predict_cycles, result_beat_count, tile_periods,
                                            token_passes)
 from microscopiq.hdl.layouts import Fault, StreamLayouts
 from microscopiq.hdl.top import Accelerator
@@ -354,6 +354,32 @@ def test_multi_precision_msq_w2_w4_and_uniform_w2_on_one_build(share):
     for case in (half_msq_case(cfg, n=16, k=20, m=3, seed=61, outlier_rate=0.6),
                  random_case(cfg, n=16, k=20, m=3, seed=62), half_uniform_case(cfg, n=16, k=20, m=3, seed=63)):
         assert check_case(cfg, case) == predict_cycles(cfg, case.layer, case.tokens), case.name
+
+
+def test_multi_precision_msq_w2_pairs():
+    """A MicroScopiQ pair pass (b = 2, two K rows per PE row: each K-group's outlier rows in the
+    network slots, the inlier slots' products beside ReCoN) beside a narrow pass of a layer with a
+    K-group of more than G/2 outlier rows; sizes not multiples of R, C or G, M > max_tokens, with
+    back-pressure; bit-exact, in the predicted cycles."""
+    cfg = pair_build()
+    pairs = half_msq_case(cfg, n=19, k=37, m=11, seed=64, outlier_rate=0.2)
+    narrow = half_msq_case(cfg, n=16, k=20, m=3, seed=61, outlier_rate=0.6)
+    assert (layer_pairs(cfg, pairs.layer), layer_pairs(cfg, narrow.layer)) == (True, False)
+    for case in (pairs, narrow):
+        assert check_case(cfg, case) == predict_cycles(cfg, case.layer, case.tokens), case.name
+    check_case(cfg, pairs, pause=0.3, seed=65)
+
+
+def test_multi_precision_msq_w2_pairs_halve_the_cycles():
+    """M = 4R tokens, K = 4G: the MicroScopiQ W2 pair pass takes half the K-tiles of the W4 layer,
+    in the cycles the model predicts."""
+    cfg = pair_build(group=8, max_tokens=16)
+    w4 = random_case(cfg, n=16, k=32, m=16, seed=66, outlier_rate=0.3)
+    w2 = half_msq_case(cfg, n=16, k=32, m=16, seed=67, outlier_rate=0.3)
+    assert layer_pairs(cfg, w2.layer)
+    c4, c2 = check_case(cfg, w4), check_case(cfg, w2)
+    assert (c4, c2) == (predict_cycles(cfg, w4.layer, 16), predict_cycles(cfg, w2.layer, 16))
+    assert c2 < 0.6 * c4, (c4, c2)
 
 
 #: Layers of the mixed MiniLM plan at budget 3.0 (docs/quantization.md, "Mixed precision"): the

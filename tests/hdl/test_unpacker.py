@@ -38,7 +38,7 @@ def expected(cfg: AccelConfig, layer, data: bytes) -> dict:
     header = {name: contents.header[name] for name in StreamLayouts(cfg).header.members}
     exps = []
     if contents.header["mode"] == 0:
-        cols, per_group = cfg.cols, cfg.fmt.group // cfg.rows
+        cols, per_group = cfg.cols, cfg.fmt.group // cfg.tile_depth(contents.header.get("pairs", 0))
         n_tiles, groups = contents.exps.shape[0] // cols, contents.exps.shape[1]
         for j in range(n_tiles):
             rows = slice(j * cols, (j + 1) * cols)
@@ -51,7 +51,8 @@ def expected(cfg: AccelConfig, layer, data: bytes) -> dict:
     rows = [records.payload(i, geom, raw) if geom else {"codes": records.codes[i].tolist()}
             for i in range(len(records))]
     if geom and cfg.multi_precision:          # a narrow row's b/2-bit codes leave zero-extended
-        rows = [dict(row, narrow=contents.header["narrow"]) for row in rows]
+        read = contents.header
+        rows = [dict(row, narrow=read["narrow"], pairs=read["narrow"] & read["pairs"]) for row in rows]
     as_int = lambda layout, values: [layout.const(v).as_value().value for v in values]
     return {"header": as_int(Unpacker.header_layout(cfg), [{"fields": header, "fault": 0}]),
             "exps": as_int(ExpDecoder.in_layout(cfg.cols), exps),
@@ -119,7 +120,7 @@ HEADER = {name: field.offset for name, field in PACKED_HEADER}
 
 @pytest.mark.parametrize("fault, spoil", [
     (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["version"], 4, 1), bus)),
-    (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["reserved"], 8, 1), bus)),
+    (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["reserved"], 7, 1), bus)),
     (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["wbits"], 3, 1), bus)),
     (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["tokens"], 16, 64), bus)),
     (Fault.HEADER, lambda d, bus: framed(stimulus.with_bits(d, HEADER["k_tiles"], 16, 2), bus)),
@@ -164,30 +165,43 @@ MP = AccelConfig(fmt=FormatConfig(group=16), rows=4, cols=8, multi_precision=Tru
 
 def test_multi_precision_passes_back_to_back():
     """One multi-precision instance: a b = 2 uniform pass (``pairs`` 1, two K rows per PE row), a
-    b = 4 uniform pass, a b = 4 MicroScopiQ pass and a b = 2 MicroScopiQ pass (``narrow`` 1, rows of
-    C·2-bit codes, each code zero-extended on the output), read as the host reads them."""
+    b = 4 uniform pass, a b = 4 MicroScopiQ pass, a b = 2 MicroScopiQ pass (``narrow`` 1, rows of
+    C·2-bit codes, each code zero-extended on the output) and a b = 2 MicroScopiQ pair pass
+    (``pairs`` and ``narrow`` 1, rows of C·4-bit codes, E after every second tile), read as the
+    host reads them."""
     rng = np.random.default_rng(SEED)
     layers = [stimulus.half_uniform_case(MP, 16, 40, 1, SEED).layer,
               stimulus.build_case("random_uniform", MP, 16, 40, 1, SEED).layer,
               stimulus.build_case("random", MP, 16, 32, 1, SEED).layer,
-              stimulus.half_msq_case(MP, 16, 32, 1, SEED, outlier_rate=0.6).layer]
+              stimulus.half_msq_case(MP, 16, 32, 1, SEED, outlier_rate=0.6).layer,
+              stimulus.half_msq_case(MP, 16, 48, 1, SEED, outlier_rate=0.2).layer]
     passes = [encode_pass(MP, layer, 2) for layer in layers]
     got = simulate(MP, 32, [framed(p, 32) for p in passes], rng)
     assert got["faults"] == []
     wants = [expected(MP, layer, p) for layer, p in zip(layers, passes)]
     fields = [Unpacker.header_layout(MP).from_bits(w["header"][0]).fields for w in wants]
-    assert [(f.pairs, f.narrow) for f in fields] == [(1, 0), (0, 0), (0, 0), (0, 1)]
-    check(got, merged(*wants), "b = 2, 4, 4, 2")
+    assert [(f.pairs, f.narrow) for f in fields] == [(1, 0), (0, 0), (0, 0), (0, 1), (1, 1)]
+    check(got, merged(*wants), "b = 2, 4, 4, 2, 2 in pairs")
 
 
-@pytest.mark.parametrize("field, value", [("mode", 0), ("k_tiles", 2), ("wbits", 0)],
-                         ids=["msq_at_half_b_without_recon", "k_tiles_not_whole_groups", "b_1"])
-def test_multi_precision_header_refusals(field, value):
+@pytest.mark.parametrize("field, value, share", [("mode", 0, 0), ("k_tiles", 2, 1), ("wbits", 0, 1),
+                                                 ("msq_pairs", 1, 1), ("msq_pairs", 1, 2)],
+                         ids=["msq_at_half_b_without_recon", "k_tiles_not_whole_groups", "b_1",
+                              "msq_pairs_in_raw_mode", "msq_pairs_with_shared_recon"])
+def test_multi_precision_header_refusals(field, value, share):
     """A b/2 pass must have whole K-groups (``G/2R`` tiles in pair mode); a MicroScopiQ one needs
-    ReCoN; other widths are refused."""
-    cfg = MP.replace(recon_share=0) if field == "mode" else MP
-    good = encode_pass(cfg, stimulus.half_uniform_case(cfg, 8, 32, 1, SEED).layer, 1)
-    spoiled = stimulus.with_bits(good, HEADER[field], {"mode": 1, "k_tiles": 16, "wbits": 3}[field], value)
+    ReCoN; other widths are refused; ``msq_pairs`` only in a MicroScopiQ pass at b/2 with per-row
+    ReCoN (here a uniform pass's header with it set, and a MicroScopiQ pair pass's header on a
+    shared-ReCoN instance)."""
+    cfg = MP.replace(recon_share=share)
+    layer = stimulus.half_uniform_case(cfg, 8, 32, 1, SEED).layer
+    if share == 2:
+        layer = stimulus.half_msq_case(MP, 8, 32, 1, SEED, outlier_rate=0.2).layer
+        good = encode_pass(MP, layer, 1)
+        spoiled, good = good, encode_pass(cfg, layer, 1)
+    else:
+        good = encode_pass(cfg, layer, 1)
+        spoiled = stimulus.with_bits(good, HEADER[field], {"mode": 1, "k_tiles": 16, "wbits": 3, "msq_pairs": 1}[field], value)
     got = simulate(cfg, 32, [framed(spoiled, 32), framed(good, 32)], np.random.default_rng(SEED))
     header = Unpacker.header_layout(cfg)
     assert [Fault(header.from_bits(beat).fault) for beat in got["header"]] == [Fault.HEADER, Fault.NONE]

@@ -57,7 +57,7 @@ def check_pass(cfg, layer, tokens, beats, *, fault=Fault.NONE, first_fault=None)
     assert header.header == 1 and Fault(header.fault) == Fault.NONE
     fields = {"mode": int(uniform), "tokens": tokens - 1, "k_tiles": k_tiles - 1, "n_tiles": n_tiles(cfg, layer) - 1}
     if cfg.multi_precision:
-        fields.update(pairs=int(cfg.pass_pairs(layer.fmt, uniform)), narrow=int(cfg.pass_narrow(layer.fmt, uniform)))
+        fields.update(pairs=int(stream_format.layer_pairs(cfg, layer)), narrow=int(cfg.pass_narrow(layer.fmt, uniform)))
     assert header.fields.as_value().value == layouts.header.const(fields).as_value().value
     assert len(rows) == len(tiles) * cfg.rows, f"{len(rows)} rows, expected {len(tiles) * cfg.rows}"
     marks = [Fault(beat.fault) for beat in rows]
@@ -69,7 +69,7 @@ def check_pass(cfg, layer, tokens, beats, *, fault=Fault.NONE, first_fault=None)
         assert marked <= first_fault, f"first marked row {marked}, the cut is at row {first_fault}"
     else:
         assert marked == first_fault, f"first marked row {marked}, the fault is at row {first_fault}"
-    per_group = cfg.fmt.group // cfg.rows
+    per_group = cfg.fmt.group // cfg.tile_depth(stream_format.layer_pairs(cfg, layer))
     row_layout = layouts.row
     for index, beat in enumerate(rows):
         if index == first_fault or (fault == Fault.TRUNCATED and index >= first_fault):
@@ -113,13 +113,23 @@ def n_tiles(cfg, layer) -> int:
 ], ids=["b4-random", "b4-pairs", "b4-uniform", "wide-b2-full", "int8", "multi-precision-msq-b2"])
 def test_passes_decode_as_the_routing_compiler_says(cfg, kind, n, k):
     """Two passes back to back: each a header and every row equal to decoded_tiles."""
-    case = stimulus.build_case(kind, cfg, n, k, 1, SEED)
-    print(f"seed {SEED}: {kind} {n}x{k} on {cfg.rows}x{cfg.cols} b={cfg.fmt.wbits}, bus {cfg.weight_bus}")
-    beats = decode(cfg, [encode_pass(cfg, case.layer, 2), encode_pass(cfg, case.layer, 5)],
-                   np.random.default_rng(SEED))
+    check_two_passes(cfg, stimulus.build_case(kind, cfg, n, k, 1, SEED).layer, kind)
+
+
+def test_msq_pair_pass_decodes_as_the_routing_compiler_says():
+    """A MicroScopiQ b = 2 pair pass (``pairs`` and ``narrow`` 1; 2R-deep K-tiles, the PPU shifts
+    with every second tile's first row), twice."""
+    layer = stimulus.half_msq_case(MP, 24, 64, 1, SEED, outlier_rate=0.2).layer
+    assert stream_format.layer_pairs(MP, layer)
+    check_two_passes(MP, layer, "half_msq pairs")
+
+
+def check_two_passes(cfg, layer, kind):
+    print(f"seed {SEED}: {kind} {layer.n}x{layer.k} on {cfg.rows}x{cfg.cols} b={cfg.fmt.wbits}, bus {cfg.weight_bus}")
+    beats = decode(cfg, [encode_pass(cfg, layer, 2), encode_pass(cfg, layer, 5)], np.random.default_rng(SEED))
     half = len(beats) // 2
-    check_pass(cfg, case.layer, 2, beats[:half])
-    check_pass(cfg, case.layer, 5, beats[half:])
+    check_pass(cfg, layer, 2, beats[:half])
+    check_pass(cfg, layer, 5, beats[half:])
 
 
 def one_pair_case():

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.host.packed_stream import (
-    HEADER_BITS, PackedStreamError, decode_pass, encode_pass, field_offsets, row_orders, row_records, stream_bits,
+    HEADER_BITS, PackedStreamError, decode_pass, encode_pass, field_offsets, msq_pair_rows, pass_items, row_orders,
+    row_records, stream_bits, tile_lanes,
 )
 from microscopiq.quant.layer import Role
 from microscopiq.tb.stimulus import (empty_msq_layer, half_msq_case, half_uniform_case, random_case, random_uniform_case,
@@ -157,7 +158,7 @@ PAST = 64 + 24 + 64 + 274 + 64
 
 @pytest.mark.parametrize("change, message", [
     (lambda b: set_field(b, 0, 4, 1), r"^unsupported stream version 1 \(this reader knows 2\)$"),
-    (lambda b: set_field(b, 8, 8, 0x40), r"^header reserved bits are 0x40, must be 0$"),
+    (lambda b: set_field(b, 9, 7, 0x40), r"^header reserved bits are 0x40, must be 0$"),
     (lambda b: set_field(b, 5, 3, 1), r"^stream has wbits=2, the instance 4$"),
     (lambda b: set_field(b, 32, 16, 2), r"^k_tiles=3 is not a whole number of K-groups \(2 tiles each\)$"),
     (lambda b: set_field(b, 32, 16, 1023), r"^stream has 1024 K-tiles and 1 N-tiles, more than the instance's "
@@ -217,6 +218,7 @@ def test_narrow_msq_pass():
     cfg = AccelConfig(fmt=FormatConfig(wbits=4, group=16), rows=4, cols=8, multi_precision=True)
     fixed = cfg.replace(wbits=2, multi_precision=False)
     layer = half_msq_case(cfg, 16, 40, 1, 9, outlier_rate=0.6).layer
+    assert msq_pair_rows(cfg, layer) is None          # a K-group with more than G/2 outlier rows
     data = encode_pass(cfg, layer)
     assert data == encode_pass(fixed, layer)
     contents = check_round_trip(cfg, layer)
@@ -227,3 +229,41 @@ def test_narrow_msq_pass():
         decode_pass(cfg.replace(recon_share=0), data)
     with pytest.raises(PackedStreamError, match=r"^stream has wbits=3, the instance 4 \(or 2\)$"):
         decode_pass(cfg, bytes([data[0] & 0x1F | 2 << 5]) + data[1:])
+
+
+def test_msq_pair_pass():
+    """A MicroScopiQ b = 2 layer whose K-groups hold at most G/2 outlier rows per N-tile, on a b = 4
+    multi-precision instance with per-row ReCoN: header ``wbits`` 1 and ``msq_pairs`` 1, ``2R``-deep
+    K-tiles (``G/2R`` per K-group: ``E`` after every second tile here), each row's ``b``-bit code
+    fields holding the network slot's code (low half) and the inlier slot's (high half), and the
+    network slot's records; read back with ``pairs`` and ``narrow`` 1. The activation lanes carry
+    the slots' K rows; inlier slots hold no outlier. Refused where the pass is not one."""
+    cfg = AccelConfig(fmt=FormatConfig(wbits=4, group=16), rows=4, cols=8, multi_precision=True)
+    layer = half_msq_case(cfg, 16, 40, 1, 9, outlier_rate=0.25).layer
+    slots = msq_pair_rows(cfg, layer)
+    assert slots is not None and (slots != np.arange(48)).any()
+    data = encode_pass(cfg, layer)
+    contents = check_round_trip(cfg, layer)
+    header = contents.header
+    assert (header["wbits"], header["msq_pairs"], header["pairs"], header["narrow"], header["k_tiles"]) == (1, 1, 1, 1, 5)
+    assert stream_bits(cfg, layer).codes == 16 * 48 * 2                # two bits per weight
+    lanes = tile_lanes(cfg, layer)                                     # (2 N-tiles · 6 pair tiles, 8)
+    assert lanes.shape == (12, 8) and (lanes.reshape(2, -1) == slots).all()
+    rec = row_records(cfg, layer)
+    codes = np.zeros((16, 48), np.int64)
+    codes[:layer.np_] = layer.codes
+    roles = np.zeros((16, 48), np.int64)
+    roles[:layer.np_] = layer.roles
+    for i in range(12):
+        cols = slice(8 * (i // 6), 8 * (i // 6) + 8)
+        for r in range(4):
+            net, inl = lanes[i, r], lanes[i, 4 + r]
+            assert (rec.codes[4 * i + r] == codes[cols, net] | codes[cols, inl] << 2).all(), (i, r)
+            assert (roles[cols, inl] == Role.INLIER).all(), (i, r)
+            mine = (roles[cols, net] == Role.OUT_HI).reshape(-1, 8).sum(axis=1)
+            assert (rec.count[4 * i + r] == mine).all(), (i, r)
+    kinds, _ = pass_items(cfg, layer)
+    assert list(kinds[:13]) == [3, 0, 2, 2, 2, 2, 1, 2, 2, 2, 2, 2, 2]   # prologue, E_min, tile 0, E, tile 1 …
+    with pytest.raises(PackedStreamError, match=r"^header msq_pairs is 1 but the pass is not a MicroScopiQ pass"):
+        decode_pass(cfg.replace(recon_share=2), data)
+    assert msq_pair_rows(cfg.replace(recon_share=2), layer) is None

@@ -11,7 +11,7 @@ import pytest
 
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl.array import ArrayTiming
-from microscopiq.host.row_order import tile_row_order, tile_row_orders
+from microscopiq.host.row_order import pair_slot_rows, tile_row_order, tile_row_orders
 
 
 def _cfg(share, rows=8):
@@ -74,3 +74,41 @@ def test_refusals():
         tile_row_order(_cfg(4), [True] * 4)
     with pytest.raises(ValueError, match=r"^present must be \(tiles, 8\) bools, not shape \(3, 4\)$"):
         tile_row_orders(_cfg(4), np.zeros((3, 4), bool))
+
+
+def test_pair_slot_rows_directed():
+    """R = 2, G = 8 (two pair tiles of 4 slots, lanes 0, 1 network): an outlier row in an inlier
+    slot trades with the first non-outlier row in a network slot; no outlier: ``k`` order."""
+    no = np.zeros((1, 8), bool)
+    assert (pair_slot_rows(2, 8, no) == np.arange(8)).all()
+    outlier = _present(8, 2, 3, 7)            # rows 2, 3 (tile 0's inlier slots), 7 (tile 1's)
+    got = pair_slot_rows(2, 8, np.array([outlier]))
+    assert got.tolist() == [[2, 3, 0, 1, 7, 5, 6, 4]]
+    assert pair_slot_rows(2, 8, np.array([_present(8, 0, 1, 2, 4, 5)])) is None   # 5 > G/2 = 4
+
+
+def test_pair_slot_rows_every_pattern():
+    """Every outlier pattern of one K-group (R = 2, G = 8) and a second N-tile and K-group: a
+    permutation inside each K-group that puts every outlier row in a network slot, exactly when
+    at most G/2 rows hold an outlier."""
+    rng = np.random.default_rng(7)
+    for pattern in itertools.product((False, True), repeat=8):
+        other = rng.random(8) < 0.3
+        outlier = np.array([list(pattern) + list(other), list(other) + list(pattern)])
+        got = pair_slot_rows(2, 8, outlier)
+        if max(sum(pattern), other.sum()) > 4:
+            assert got is None, pattern
+            continue
+        for j in range(2):
+            for g in range(2):
+                block = got[j, 8 * g:8 * (g + 1)]
+                assert sorted(block) == list(range(8 * g, 8 * (g + 1))), (pattern, block)
+                carried = outlier[j, block]
+                assert not carried[np.arange(8) % 4 >= 2].any(), (pattern, block)
+
+
+def test_pair_slot_rows_refuses_bad_shapes():
+    with pytest.raises(ValueError, match=r"^outlier must be \(N-tiles, Kp\) bools with Kp a multiple of G=8"):
+        pair_slot_rows(2, 8, np.zeros((1, 12), bool))
+    with pytest.raises(ValueError, match="multiple of 2R=4"):
+        pair_slot_rows(2, 6, np.zeros((1, 12), bool))

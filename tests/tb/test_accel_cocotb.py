@@ -14,7 +14,8 @@ from microscopiq.config import PRESETS, AccelConfig, FormatConfig
 from microscopiq.tb.accel_tb import assert_every_integer_checked
 from microscopiq.tb.runner import selected_simulators
 from microscopiq.tb.sim_cli import run_accel
-from microscopiq.tb.stimulus import CORNERS
+from microscopiq.host.stream_format import layer_pairs
+from microscopiq.tb.stimulus import CORNERS, build_case
 from microscopiq.tb.test_accel import cross
 
 SEED = 1
@@ -83,12 +84,23 @@ def test_accel_quantized_layers(preset, sim):
 
 
 #: One multi-precision instance (b = 4; uniform layers also at b = 2, two slots per PE; MicroScopiQ
-#: layers also at b = 2, one slot per PE) on both simulators: the b = 2 uniform layer under every
-#: pause pair, a b = 4 uniform, a MicroScopiQ b = 4 and a MicroScopiQ b = 2 layer, the cycle model
-#: exact on the free-running runs.
+#: layers also at b = 2, two K rows per PE row or, with a K-group of more than G/2 outlier rows, one
+#: slot per PE) on both simulators: the b = 2 uniform layer and the MicroScopiQ b = 2 pair pass under
+#: every pause pair, a b = 4 uniform, a MicroScopiQ b = 4 and a MicroScopiQ b = 2 narrow layer, the
+#: cycle model exact on the free-running runs.
 MULTI_PRECISION = AccelConfig(fmt=FormatConfig(wbits=4, group=16), rows=4, cols=8, max_k=256,
                               multi_precision=True)
-MULTI_PRECISION_CASES = cross(["half_uniform"], ["random_uniform", "random", "half_msq"])
+MULTI_PRECISION_CASES = cross(["half_uniform", "half_msq_sparse"], ["random_uniform", "random", "half_msq_dense"])
+MULTI_PRECISION_SHAPE = {"n": 16, "k": 48, "m": 5}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_multi_precision_cases_cover_both_msq_b2_passes(seed):
+    """At the run's shape the ``half_msq_sparse`` layer is a MicroScopiQ pair pass and the
+    ``half_msq_dense`` one a narrow pass (one slot per PE), whatever the case's seed."""
+    passes = [layer_pairs(MULTI_PRECISION, build_case(kind, MULTI_PRECISION, **MULTI_PRECISION_SHAPE, seed=seed).layer)
+              for kind in ("half_msq_sparse", "half_msq_dense")]
+    assert passes == [True, False]
 
 
 @pytest.mark.cocotb
@@ -96,6 +108,6 @@ MULTI_PRECISION_CASES = cross(["half_uniform"], ["random_uniform", "random", "ha
                                               id=f"{sim}-seed{SEED}") for sim in selected_simulators()])
 def test_accel_multi_precision(sim):
     records = run_accel(MULTI_PRECISION, sim, {"cases": MULTI_PRECISION_CASES, "seed": SEED, "extras": False,
-                                               "shape": {"n": 16, "k": 48, "m": 5}}, seed=SEED)
+                                               "shape": MULTI_PRECISION_SHAPE}, seed=SEED)
     assert [r["kind"] for r in records] == [kind for kind, _, _ in MULTI_PRECISION_CASES]
     assert_every_integer_checked(records)

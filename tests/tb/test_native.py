@@ -17,10 +17,10 @@ import pytest
 
 from microscopiq.config import PRESETS
 from microscopiq.hdl.layouts import StreamLayouts
-from microscopiq.host.stream_format import StreamError, encode_layer, predict_cycles, result_beat_count
+from microscopiq.host.stream_format import StreamError, encode_layer, layer_pairs, predict_cycles, result_beat_count
 from microscopiq.tb import native
 from microscopiq.tb.accel_tb import PAUSE_PATTERNS, pause_generator
-from microscopiq.tb.stimulus import half_uniform_case, random_case, random_uniform_case
+from microscopiq.tb.stimulus import half_msq_case, half_uniform_case, random_case, random_uniform_case
 
 SEED = 1
 #: Small layers: two N-tiles of each preset, one K-group and a ragged K, a few tokens.
@@ -195,7 +195,9 @@ MULTI_PRECISION = PRESETS["8x8-b4"].replace(multi_precision=True, max_tokens=8)
 def test_activation_records_match_encode_layer(preset):
     cfg = MULTI_PRECISION if preset == "multi-precision" else PRESETS[preset]
     sf = StreamLayouts(cfg)
-    pairs = [half_uniform_case(cfg, 9, 300, cfg.max_tokens + 2, seed=SEED)] if cfg.multi_precision else []
+    pairs = ([half_uniform_case(cfg, 9, 300, cfg.max_tokens + 2, seed=SEED),
+              half_msq_case(cfg, 16, 300, 3, seed=SEED, outlier_rate=0.2)] if cfg.multi_precision else [])
+    assert all(layer_pairs(cfg, case.layer) for case in pairs)        # a uniform and a MicroScopiQ pair pass
     for case in (random_case(cfg, 24, 260, cfg.max_tokens + 3, seed=SEED),     # two passes
                  random_uniform_case(cfg, 5, 40, 2, seed=SEED), *pairs):
         weights, acts = encode_layer(cfg, case.layer, case.x)
