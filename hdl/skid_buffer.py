@@ -16,22 +16,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SkidBuffer", "SlotBuffer", "credit"]
-
-
-def credit(m, taken, leaves, depth: int, *, name: str):
-    """The registered ``i.ready`` of a ``depth``-entry first-in first-out buffer counted from its
-    handshakes (``taken`` in, ``leaves`` out): ``ready`` while fewer than ``depth`` payloads are
-    held, the sender's credit. Returns ``ready`` and the count after this cycle's handshakes.
-
-    It equals a :class:`SkidBuffer`'s ``i.ready`` in every cycle (the skid buffer's spare is full
-    exactly when it holds two payloads), so a sender far from a skid buffer's spare can keep its
-    own copy of that ``ready``, next to the logic it gates."""
-    held = Signal(range(depth + 1), name=f"{name}_held")
-    ready = Signal(init=1, name=f"{name}_ready")
-    after = held + taken - leaves
-    m.d.sync += [held.eq(after), ready.eq(after != depth)]
-    return ready, after
+__all__ = ["SkidBuffer", "SlotBuffer"]
 
 
 class SkidBuffer(wiring.Component):
@@ -117,11 +102,13 @@ class SlotBuffer(SkidBuffer):
         m.submodules.slots = slots = Memory(shape=self.layout, depth=self.SLOTS, init=[],
                                             attrs={"ram_style": "distributed"})
         write, read = slots.write_port(), slots.read_port(domain="comb")
+        count = Signal(range(self.DEPTH + 1))
+        room = Signal(init=1)
         taken = self.i.valid & self.i.ready
         leaves = self.o.valid & self.o.ready
-        room, after = credit(m, taken, leaves, self.DEPTH, name="slots")
+        after = count + taken - leaves
         m.d.comb += [self.i.ready.eq(room), write.en.eq(1), write.data.eq(self.i.payload),
                      self.o.payload.eq(read.data)]
-        m.d.sync += [write.addr.eq(write.addr + taken), read.addr.eq(read.addr + leaves),
-                     self.o.valid.eq(after != 0)]
+        m.d.sync += [write.addr.eq(write.addr + taken), read.addr.eq(read.addr + leaves), count.eq(after),
+                     self.o.valid.eq(after != 0), room.eq(after != self.DEPTH)]
         return m

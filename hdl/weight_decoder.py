@@ -26,7 +26,7 @@ from ..quant.layer import Role
 from .exp_decoder import ExpDecoder
 from .layouts import SHIFT_BITS, Fault, Mode, StreamLayouts, axis_signature
 from .meta_decoder import MetaDecoder
-from .skid_buffer import SkidBuffer, SlotBuffer, credit
+from .skid_buffer import SkidBuffer, SlotBuffer
 from .wrap_counter import WrapCounter, step_nested
 from .unpacker import Unpacker
 
@@ -109,15 +109,12 @@ class WeightDecoder(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), unpacker.i)
         # The merge takes from slot buffers (its ``take`` then reaches no payload enable): the
         # decoders' outputs with ReCoN, the unpacker's rows without.
-        # The unpacker's ready from a skid buffer is its own copy of the buffer's (``credit``): the
-        # skid buffer's spare flag sits among the payload enables it drives, and its route into the
-        # unpacker's parse logic was the critical path (88.6 MHz, 11.3 ns).
-        rows = self._skid(m, "row_skid", unpacker.rows, SkidBuffer if cfg.has_recon else SlotBuffer, counted=True)
+        rows = self._skid(m, "row_skid", unpacker.rows, SkidBuffer if cfg.has_recon else SlotBuffer)
         if cfg.has_recon:
             m.submodules.meta = meta = MetaDecoder(cfg.fmt, cfg.cols, cfg.multi_precision)
             m.submodules.exps = exps = ExpDecoder(cfg.cols)
             wiring.connect(m, rows, meta.i)
-            wiring.connect(m, self._skid(m, "exp_skid", unpacker.exps, counted=True), exps.i)
+            wiring.connect(m, self._skid(m, "exp_skid", unpacker.exps), exps.i)
             rows = self._skid(m, "decoded_row_skid", meta.o, SlotBuffer)
             shifts = self._skid(m, "shift_skid", exps.o, SlotBuffer)
         else:
@@ -130,18 +127,11 @@ class WeightDecoder(wiring.Component):
         return m
 
     @staticmethod
-    def _skid(m, name: str, source, buffer=SkidBuffer, *, counted: bool = False):
+    def _skid(m, name: str, source, buffer=SkidBuffer):
         """``source`` (a submodule's output stream) through a ``buffer`` (a
-        :class:`~.skid_buffer.SkidBuffer` or :class:`~.skid_buffer.SlotBuffer`); returns its output.
-        ``counted``: ``source.ready`` is a :func:`~.skid_buffer.credit` counted here (equal to the
-        buffer's ``i.ready`` in every cycle), not the buffer's own."""
+        :class:`~.skid_buffer.SkidBuffer` or :class:`~.skid_buffer.SlotBuffer`); returns its output."""
         m.submodules[name] = skid = buffer(source.payload.shape())
-        if counted:
-            ready, _ = credit(m, source.valid & source.ready, skid.o.valid & skid.o.ready, buffer.DEPTH,
-                              name=f"{name}_credit")
-            m.d.comb += [skid.i.valid.eq(source.valid), skid.i.payload.eq(source.payload), source.ready.eq(ready)]
-        else:
-            wiring.connect(m, source, skid.i)
+        wiring.connect(m, source, skid.i)
         return skid.o
 
     def _in_flight(self, m, enter, leave, most: int):
