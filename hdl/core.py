@@ -290,14 +290,20 @@ class AcceleratorCore(wiring.Component):
         cfg = self.cfg
         members = dict(load_layout(cfg).members)
         del members["valid"]
+        # With each row, whether it is its tile's first / last (the loader's registered counter
+        # ends): the gate and ``completes`` are then a LUT of the buffer's registers, not a
+        # comparison of the row number (``completes`` starts the issuer's handshake, whose
+        # end-of-tile logic was the critical path with it, 11.9 ns).
+        members.update(first=1, last=1)
         m.submodules.row_buffer = buffer = SkidBuffer(data.StructLayout(members))
         head = buffer.o.payload
-        m.d.comb += buffer.o.ready.eq((head.row != 0) | ~pending)
+        m.d.comb += buffer.o.ready.eq(~head.first | ~pending)
         written = buffer.o.valid & buffer.o.ready
         m.d.comb += [array.load.valid.eq(written), array.load.row.eq(head.row),
                      array.load.codes.eq(head.codes), array.load.roles.eq(head.roles),
                      array.load.config.eq(head.config)]
-        return buffer.i, written & (head.row == cfg.rows - 1)
+        # A tile's last row is never held back unless it is also its first (R = 1).
+        return buffer.i, (written if cfg.rows == 1 else buffer.o.valid) & head.last
 
     def _shift_path(self, m, array, ppu):
         """The queue of tile shifts in front of the PPU's one shadow; returns its input stream.
@@ -326,7 +332,8 @@ class AcceleratorCore(wiring.Component):
         beat = beats.payload
         header = beat.fields
         row = WrapCounter(Const(cfg.rows - 1, range(cfg.rows)), name="row")
-        m.d.comb += [rows.payload.row.eq(row.count), rows.payload.codes.eq(beat.codes)]
+        m.d.comb += [rows.payload.row.eq(row.count), rows.payload.first.eq(row.first),
+                     rows.payload.last.eq(row.last), rows.payload.codes.eq(beat.codes)]
         if cfg.has_recon:   # (else every role is INLIER, 0, and the PPU's shifts are unused)
             m.d.comb += [shifts.payload.eq(beat.d.as_value()),
                          rows.payload.roles.as_value().eq(beat.roles.as_value()),

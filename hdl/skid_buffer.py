@@ -1,18 +1,22 @@
-"""A two-entry stream buffer with registered output and registered ``i.ready`` (a skid buffer).
+"""Two-entry stream buffers with registered ``o.valid`` and ``i.ready``: a skid buffer (payload in
+registers, ``o.payload`` a register) and a slot buffer (payload in LUT RAM, written without any
+handshake in its enable).
 
-The core's loader puts row beats through one on their way into the array's shadow banks: the
-array may refuse a row for a while (row 0 of a tile waits for the tile before to start), and the
-buffer keeps taking one row per cycle meanwhile, up to two, without any path from ``o.ready`` to
-``i.ready``.
+The core's loader puts row beats through a skid buffer on their way into the array's shadow banks:
+the array may refuse a row for a while (row 0 of a tile waits for the tile before to start), and
+the buffer keeps taking one row per cycle meanwhile, up to two, without any path from ``o.ready``
+to ``i.ready``. The weight front end's merge and the loader take from slot buffers, whose
+consumers' ``ready`` reaches no payload enable.
 """
 
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SkidBuffer"]
+__all__ = ["SkidBuffer", "SlotBuffer"]
 
 
 class SkidBuffer(wiring.Component):
@@ -69,4 +73,42 @@ class SkidBuffer(wiring.Component):
             # The head is empty or leaves: the older of spare and input moves up.
             m.d.sync += [self.o.payload.eq(Mux(spare_valid, spare.as_value(), self.i.payload.as_value())),
                          self.o.valid.eq(spare_valid | taken), spare_valid.eq(0)]
+        return m
+
+
+class SlotBuffer(SkidBuffer):
+    """Two-entry first-in first-out stream buffer whose payloads sit in LUT RAM and whose
+    handshakes reach no payload enable: a credit link.
+
+    The same ports, :attr:`~SkidBuffer.DEPTH`, :attr:`~SkidBuffer.LATENCY`, throughput and
+    cycle-by-cycle behaviour as :class:`SkidBuffer` (``i.ready`` and ``o.valid`` are registers:
+    ``i.ready`` is the registered count of free slots, the sender's credit, above zero). The
+    payloads sit in a :data:`SLOTS`-entry LUT RAM, written in every cycle at the write pointer
+    (that slot never holds a payload not yet read: at most :attr:`~SkidBuffer.DEPTH` do) and read
+    asynchronously at the read pointer. So ``i.valid`` and ``o.ready`` reach only the two
+    pointers and the count, never the payload's storage: in the core the front end's output
+    buffer feeds the loader, whose ``ready`` made a handshake loop through a skid buffer's payload
+    enables spread across the chip (the whole build's critical path, docs/performance.md), and the
+    merge's ``take`` the same through the decoded-row buffer's. Per payload bit it costs a quarter
+    of a ``TRELLIS_DPR16X4`` (ECP5) instead of two flip-flops and a multiplexer.
+    """
+
+    #: Entries of the LUT RAM: more than :attr:`~SkidBuffer.DEPTH`, so that the slot written in
+    #: every cycle is free; a power of two, so that the pointers wrap by themselves.
+    SLOTS = 4
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.slots = slots = Memory(shape=self.layout, depth=self.SLOTS, init=[],
+                                            attrs={"ram_style": "distributed"})
+        write, read = slots.write_port(), slots.read_port(domain="comb")
+        count = Signal(range(self.DEPTH + 1))
+        room = Signal(init=1)
+        taken = self.i.valid & self.i.ready
+        leaves = self.o.valid & self.o.ready
+        after = count + taken - leaves
+        m.d.comb += [self.i.ready.eq(room), write.en.eq(1), write.data.eq(self.i.payload),
+                     self.o.payload.eq(read.data)]
+        m.d.sync += [write.addr.eq(write.addr + taken), read.addr.eq(read.addr + leaves), count.eq(after),
+                     self.o.valid.eq(after != 0), room.eq(after != self.DEPTH)]
         return m

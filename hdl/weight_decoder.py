@@ -27,7 +27,7 @@ from .exp_decoder import ExpDecoder
 from . import layouts
 from .layouts import SHIFT_BITS, Fault, Mode, StreamLayouts, axis_signature
 from .meta_decoder import MetaDecoder
-from .skid_buffer import SkidBuffer
+from .skid_buffer import SkidBuffer, SlotBuffer
 from .wrap_counter import WrapCounter, step_nested
 from .unpacker import Unpacker
 
@@ -108,26 +108,30 @@ class WeightDecoder(wiring.Component):
         cfg = self.cfg
         m.submodules.unpacker = unpacker = Unpacker(cfg)
         wiring.connect(m, wiring.flipped(self.i), unpacker.i)
-        rows = self._skid(m, "row_skid", unpacker.rows)
+        # The merge takes from slot buffers (its ``take`` then reaches no payload enable): the
+        # decoders' outputs with ReCoN, the unpacker's rows without.
+        rows = self._skid(m, "row_skid", unpacker.rows, SkidBuffer if cfg.has_recon else SlotBuffer)
         if cfg.has_recon:
             m.submodules.meta = meta = MetaDecoder(cfg.fmt, cfg.cols, cfg.multi_precision)
             m.submodules.exps = exps = ExpDecoder(cfg.cols)
             wiring.connect(m, rows, meta.i)
             wiring.connect(m, self._skid(m, "exp_skid", unpacker.exps), exps.i)
-            rows, shifts = self._skid(m, "decoded_row_skid", meta.o), self._skid(m, "shift_skid", exps.o)
+            rows = self._skid(m, "decoded_row_skid", meta.o, SlotBuffer)
+            shifts = self._skid(m, "shift_skid", exps.o, SlotBuffer)
         else:
             # Uniform layers only: no records, no exponents.
             m.d.comb += unpacker.exps.ready.eq(1)
             shifts = None
-        m.submodules.out_skid = out_skid = SkidBuffer(self.beat_layout(cfg))
+        m.submodules.out_skid = out_skid = SlotBuffer(self.beat_layout(cfg))
         wiring.connect(m, out_skid.o, wiring.flipped(self.o))
         self._merge(m, unpacker, rows, shifts, out_skid.i)
         return m
 
     @staticmethod
-    def _skid(m, name: str, source):
-        """``source`` (a submodule's output stream) through a skid buffer; returns its output."""
-        m.submodules[name] = skid = SkidBuffer(source.payload.shape())
+    def _skid(m, name: str, source, buffer=SkidBuffer):
+        """``source`` (a submodule's output stream) through a ``buffer`` (a
+        :class:`~.skid_buffer.SkidBuffer` or :class:`~.skid_buffer.SlotBuffer`); returns its output."""
+        m.submodules[name] = skid = buffer(source.payload.shape())
         wiring.connect(m, source, skid.i)
         return skid.o
 
