@@ -381,9 +381,11 @@ class Array(wiring.Component):
         for r in range(cfg.rows):
             nxt = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name=f"psum_{r}")
             take = tap(r + self.pipeline)
-            extra = inlier_sums if inlier_sums is not None and r == cfg.rows - 1 else [0] * cfg.cols
+            sums = [(psum[c] if r else 0) + contribs[r][c] for c in range(cfg.cols)]
+            if inlier_sums is not None and r == cfg.rows - 1:
+                sums = [v + extra for v, extra in zip(sums, inlier_sums)]
             with m.If(self.en & take.valid):
-                m.d.sync += [nxt[c].eq((psum[c] if r else 0) + contribs[r][c] + extra[c]) for c in range(cfg.cols)]
+                m.d.sync += [nxt[c].eq(sums[c]) for c in range(cfg.cols)]
             psum = nxt
         return psum
 
