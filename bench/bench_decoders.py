@@ -3,10 +3,13 @@
 Each block is elaborated to Verilog on its own (``MetaDecoder(fmt, C)``, ``ExpDecoder(C)``,
 ``Unpacker(cfg)`` and the whole ``WeightDecoder(cfg)``) and synthesised with the chosen mapper
 (abc9 by default, falling back to abc; ``make bench-qor`` uses abc); LUT4 = logic LUTs + 2 per carry
-cell, as everywhere in the docs. ``--place``: out of context on an ECP5-25k at 100 MHz, nextpnr seed 1.
+cell, as everywhere in the docs. ``--place``: out of context on an ECP5 (``--device``, default 25k) at
+100 MHz, at each nextpnr seed of ``--seeds`` (default 1) on one netlist: one block's Fmax moves by
+±5 MHz between seeds, so a change is judged on several (their mean is printed too).
 
     python bench/bench_decoders.py                 # default 8x8, b = 4, 32-bit weight bus
     python bench/bench_decoders.py --wbits 2 --cols 16 --bus 64
+    python bench/bench_decoders.py --place --device 45k --seeds 1,2,3 --blocks weight_decoder
 """
 
 from __future__ import annotations
@@ -19,26 +22,37 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.flow.synth import run_yosys, summarize_cells, synthesize
+from microscopiq.flow.synth import FlowParameterError, run_nextpnr, run_yosys, summarize_cells, synthesize
+from microscopiq.flow.synth_cli import parse_seeds
 from microscopiq.hdl.exp_decoder import ExpDecoder
 from microscopiq.hdl.meta_decoder import MetaDecoder
 from microscopiq.hdl.unpacker import Unpacker
 from microscopiq.hdl.weight_decoder import WeightDecoder
 
 
-def synth(name: str, component, workdir: Path, mapper: str, place: bool) -> dict:
+def synth(name: str, component, workdir: Path, mapper: str, place: bool, device: str = "25k",
+          seeds: tuple[int, ...] = (1,)) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     source = workdir / f"{name}.v"
     source.write_text(verilog.convert(component, name=name))
-    fmax = None
-    if place:   # out of context on an ECP5-25k at 100 MHz, seed 1 (inputs straight from the ports)
-        report = synthesize(source, name, "ecp5", device="25k", io="ooc", workdir=workdir, mapper=mapper)
-        res, mapper, fmax = report.resources, report.lut_mapper, min(report.fmax_mhz.values())
+    fmax = []
+    if place:   # out of context at 100 MHz (inputs straight from the ports), the first seed here
+        report = synthesize(source, name, "ecp5", device=device, io="ooc", workdir=workdir, mapper=mapper,
+                            seed=seeds[0])
+        res, mapper, fmax = report.resources, report.lut_mapper, [min(report.fmax_mhz.values())]
+        for seed in seeds[1:]:   # the same netlist, placed again
+            placed, _ = run_nextpnr("ecp5", device, report.package, 100.0, seed, workdir, True, 1800)
+            fmax.append(min(clock["achieved"] for clock in placed["fmax"].values()))
     else:
         cells, _, mapper = run_yosys([source], name, "ecp5", workdir, use_dsp=True, timeout_s=1800, mapper=mapper)
         res = summarize_cells(cells, "ecp5")
+    shown = " / ".join(f"{value:.1f}" for value in fmax) + (f" (mean {sum(fmax) / len(fmax):.1f})" if len(fmax) > 1 else "")
     return {"block": name, "luts": res.luts, "logic": res.logic_luts, "carries": res.carries, "ffs": res.ffs,
-            "mapper": mapper, "fmax": "–" if fmax is None else f"{fmax:.1f}"}
+            "mapper": mapper, "fmax": shown or "–"}
+
+
+#: The blocks, in table order.
+BLOCKS = ("meta_decoder", "exp_decoder", "unpacker", "weight_decoder")
 
 
 def main(argv=None) -> int:
@@ -50,24 +64,39 @@ def main(argv=None) -> int:
     parser.add_argument("--bus", type=int, default=32, help="weight bus bits (the unpacker's W)")
     parser.add_argument("--mapper", choices=("abc9", "abc"), default="abc9", help="Yosys LUT mapper")
     parser.add_argument("--place", action="store_true", help="also place and route (nextpnr, Fmax)")
+    parser.add_argument("--device", default="25k", help="ECP5 device of --place (25k, 45k, 85k)")
+    parser.add_argument("--seeds", default="1", help="nextpnr seeds of --place, e.g. 1,2,3 (one netlist)")
+    parser.add_argument("--blocks", default=",".join(BLOCKS), help=f"some of {','.join(BLOCKS)}")
     parser.add_argument("--out", type=Path, default=Path("build/bench-decoders"))
     args = parser.parse_args(argv)
+    try:
+        seeds = tuple(parse_seeds(args.seeds))
+    except FlowParameterError as error:
+        parser.error(f"--seeds: {error}")
+    blocks = args.blocks.split(",")
+    unknown = sorted(set(blocks) - set(BLOCKS))
+    if unknown:
+        parser.error(f"--blocks: no block {', '.join(unknown)} (the blocks: {', '.join(BLOCKS)})")
     fmt = FormatConfig(wbits=args.wbits, ublock=args.ublock)
     start = time.perf_counter()
-    meta = MetaDecoder(fmt, args.cols)
     cfg = AccelConfig(fmt=fmt, rows=args.rows, cols=args.cols, weight_bus=args.bus)
-    work = args.out / f"r{args.rows}-c{args.cols}-b{args.wbits}-u{args.ublock}-w{args.bus}-{args.mapper}"
-    rows = [dict(synth("meta_decoder", meta, work / "meta", args.mapper, args.place), latency=meta.latency),
-            dict(synth("exp_decoder", ExpDecoder(args.cols), work / "exp", args.mapper, args.place),
-                 latency=ExpDecoder.latency),
-            dict(synth("unpacker", Unpacker(cfg), work / "unpacker", args.mapper, args.place),
-                 latency=2),
-            dict(synth("weight_decoder", WeightDecoder(cfg), work / "front", args.mapper, args.place),
-                 latency=WeightDecoder.latency_of(cfg))]
+    work = (args.out / f"r{args.rows}-c{args.cols}-b{args.wbits}-u{args.ublock}-w{args.bus}-{args.mapper}"
+            f"{'' if args.device == '25k' else '-' + args.device}")
+    # name -> (component, latency, folder); built only where asked for
+    made = {"meta_decoder": lambda: (MetaDecoder(fmt, args.cols), None, "meta"),
+            "exp_decoder": lambda: (ExpDecoder(args.cols), ExpDecoder.latency, "exp"),
+            "unpacker": lambda: (Unpacker(cfg), 2, "unpacker"),
+            "weight_decoder": lambda: (WeightDecoder(cfg), WeightDecoder.latency_of(cfg), "front")}
+    rows = []
+    for name in (block for block in BLOCKS if block in blocks):
+        component, latency, folder = made[name]()
+        rows.append(dict(synth(name, component, work / folder, args.mapper, args.place, args.device, seeds),
+                         latency=component.latency if latency is None else latency))
     print(f"Command: `python bench/bench_decoders.py {' '.join(argv or sys.argv[1:])}` (R = {args.rows}, "
           f"C = {args.cols}, b = {args.wbits}, U = {args.ublock}, W = {args.bus}; "
           f"{time.perf_counter() - start:.0f} s)\n")
-    print("| block | LUT4 (logic + 2·carry) | FF | latency | mapper | Fmax MHz (25k, ooc) |")
+    seeds_shown = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+    print(f"| block | LUT4 (logic + 2·carry) | FF | latency | mapper | Fmax MHz ({args.device}, ooc, {seeds_shown}) |")
     print("| --- | ---: | ---: | ---: | --- | ---: |")
     for r in rows:
         print(f"| {r['block']} | {r['luts']} ({r['logic']} + 2·{r['carries']}) | {r['ffs']} | {r['latency']} "
