@@ -100,11 +100,12 @@ mixed-plans: setup
 	  --wbits 2,4 --budget $$budget --calib-texts 32 --out build/minilm-mixed-$$budget || exit 1; done
 
 # The budget-3.0 plan on the native Icarus harness (tb/native/harness.v) -> docs/performance.md.
-# Icarus runs the 8x8 at under 300 cycles per CPU second, the whole plan's 5.4 M cycles at M = 32
-# in over 5 CPU hours: the first layer of each b, at M = 1 (6 CPU minutes).
+# Icarus runs the 8x8 at about 300-400 cycles per CPU second, so the whole plan (every layer) at
+# M = 1: 1.03 M cycles, about 45 CPU minutes (90 wall-clock minutes beside other jobs); at M = 32
+# (3.5 M cycles) it would take about 3 CPU hours.
 .PHONY: bench-mixed-run-icarus
 bench-mixed-run-icarus: mixed-plans
-	nice -n 10 $(PY) bench/bench_mixed_run.py --plan build/minilm-mixed-3.0 --tokens 1 --rtl first --sim icarus
+	nice -n 10 $(PY) bench/bench_mixed_run.py --plan build/minilm-mixed-3.0 --tokens 1 --rtl all --sim icarus
 
 # Simulated MACs/s and wall time per configuration on both simulators, cocotb and the native
 # Verilator harness -> docs/bench_sim.md.
