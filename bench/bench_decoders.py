@@ -22,7 +22,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.flow.synth import FlowParameterError, run_nextpnr, run_yosys, summarize_cells, synthesize
+from microscopiq.flow.synth import FlowParameterError, run_yosys, summarize_cells, synthesize
 from microscopiq.flow.synth_cli import parse_seeds
 from microscopiq.hdl.exp_decoder import ExpDecoder
 from microscopiq.hdl.meta_decoder import MetaDecoder
@@ -36,13 +36,12 @@ def synth(name: str, component, workdir: Path, mapper: str, place: bool, device:
     source = workdir / f"{name}.v"
     source.write_text(verilog.convert(component, name=name))
     fmax = []
-    if place:   # out of context at 100 MHz (inputs straight from the ports), the first seed here
-        report = synthesize(source, name, "ecp5", device=device, io="ooc", workdir=workdir, mapper=mapper,
-                            seed=seeds[0])
-        res, mapper, fmax = report.resources, report.lut_mapper, [min(report.fmax_mhz.values())]
-        for seed in seeds[1:]:   # the same netlist, placed again
-            placed, _ = run_nextpnr("ecp5", device, report.package, 100.0, seed, workdir, True, 1800)
-            fmax.append(min(clock["achieved"] for clock in placed["fmax"].values()))
+    if place:   # out of context at 100 MHz (inputs straight from the ports); Yosys runs once, the
+        # later seeds place its netlist again (synthesize reuses it, as `microscopiq synth --seed 1,2,3`)
+        reports = [synthesize(source, name, "ecp5", device=device, io="ooc", workdir=workdir, mapper=mapper,
+                              seed=seed) for seed in seeds]
+        res, mapper = reports[0].resources, reports[0].lut_mapper
+        fmax = [min(report.fmax_mhz.values()) for report in reports]
     else:
         cells, _, mapper = run_yosys([source], name, "ecp5", workdir, use_dsp=True, timeout_s=1800, mapper=mapper)
         res = summarize_cells(cells, "ecp5")
@@ -82,16 +81,17 @@ def main(argv=None) -> int:
     cfg = AccelConfig(fmt=fmt, rows=args.rows, cols=args.cols, weight_bus=args.bus)
     work = (args.out / f"r{args.rows}-c{args.cols}-b{args.wbits}-u{args.ublock}-w{args.bus}-{args.mapper}"
             f"{'' if args.device == '25k' else '-' + args.device}")
-    # name -> (component, latency, folder); built only where asked for
-    made = {"meta_decoder": lambda: (MetaDecoder(fmt, args.cols), None, "meta"),
-            "exp_decoder": lambda: (ExpDecoder(args.cols), ExpDecoder.latency, "exp"),
-            "unpacker": lambda: (Unpacker(cfg), 2, "unpacker"),
-            "weight_decoder": lambda: (WeightDecoder(cfg), WeightDecoder.latency_of(cfg), "front")}
+    # name -> (folder, the block, its latency); a block is built only where asked for
+    made = {"meta_decoder": ("meta", lambda: MetaDecoder(fmt, args.cols), lambda meta: meta.latency),
+            "exp_decoder": ("exp", lambda: ExpDecoder(args.cols), lambda _: ExpDecoder.latency),
+            "unpacker": ("unpacker", lambda: Unpacker(cfg), lambda _: 2),
+            "weight_decoder": ("front", lambda: WeightDecoder(cfg), lambda _: WeightDecoder.latency_of(cfg))}
     rows = []
     for name in (block for block in BLOCKS if block in blocks):
-        component, latency, folder = made[name]()
+        folder, make, latency = made[name]
+        component = make()
         rows.append(dict(synth(name, component, work / folder, args.mapper, args.place, args.device, seeds),
-                         latency=component.latency if latency is None else latency))
+                         latency=latency(component)))
     print(f"Command: `python bench/bench_decoders.py {' '.join(argv or sys.argv[1:])}` (R = {args.rows}, "
           f"C = {args.cols}, b = {args.wbits}, U = {args.ublock}, W = {args.bus}; "
           f"{time.perf_counter() - start:.0f} s)\n")
