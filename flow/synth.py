@@ -176,8 +176,11 @@ class SynthReport:
     use_dsp: bool
     resources: Resources
     cells: dict[str, int]
-    #: Yosys LUT mapper: "abc9" (the default flow) or "abc" (the fallback of :func:`run_yosys`).
+    #: Yosys LUT mapper that ran: "abc9" (the default flow) or "abc" (asked for, or the fallback of
+    #: :func:`run_yosys`).
     lut_mapper: str = "abc9"
+    #: The mapper asked for (``mapper`` of :func:`synthesize`).
+    lut_mapper_asked: str = "abc9"
     #: nextpnr placer (:data:`PLACERS`).
     placer: str = "heap"
     io_mode: str = "not placed"
@@ -630,11 +633,12 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
 def _flow(sources, top, family, device, package, freq_mhz, workdir, seed, use_dsp, io, place_route,
           timeout_s, mapper, progress, placer) -> SynthReport:
     """The tool runs of :func:`synthesize` (parameters checked, ``workdir`` locked)."""
-    cells, yosys_s, mapper = run_yosys(sources, top, family, workdir, use_dsp, timeout_s, mapper,
+    cells, yosys_s, mapped = run_yosys(sources, top, family, workdir, use_dsp, timeout_s, mapper,
                                        progress)
     report = SynthReport(top=top, family=family, device=device, package=package,
                          freq_mhz=float(freq_mhz), seed=seed, use_dsp=use_dsp,
-                         resources=summarize_cells(cells, family), cells=cells, lut_mapper=mapper,
+                         resources=summarize_cells(cells, family), cells=cells, lut_mapper=mapped,
+                         lut_mapper_asked=mapper,
                          placer=placer, seconds={"yosys": round(yosys_s, 2)}, workdir=str(workdir),
                          tools={"yosys": tool_command("yosys")})
     if not place_route:
@@ -689,8 +693,10 @@ def format_report(report: SynthReport) -> str:
     ]
     if res.lutram:
         rows.append(("LUT RAMs", str(res.lutram)))
-    if report.lut_mapper != "abc9":
+    if report.lut_mapper != report.lut_mapper_asked:
         rows.append(("LUT mapping", f"{report.lut_mapper} (ABC9 hit a Yosys assertion on this design)"))
+    elif report.lut_mapper != "abc9":
+        rows.append(("LUT mapping", report.lut_mapper))
     if report.placed:
         rows.append(("I/O", report.io_mode))
         for clock, mhz in sorted(report.fmax_mhz.items()):

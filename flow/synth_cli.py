@@ -160,7 +160,8 @@ def _run(args: argparse.Namespace) -> int:
     # Every parameter before anything is written: a bad one costs nothing (docs/verification.md).
     for seed in seeds:
         synth.check_flow_parameters(family, args.device, args.package, args.freq, args.io,
-                                    not args.no_dsp, seed=seed, timeout_s=args.timeout, placer=args.placer)
+                                    not args.no_dsp, args.mapper, seed=seed, timeout_s=args.timeout,
+                                    placer=args.placer)
     _check_design(args)
     if args.out is not None:
         check_out_dir(args.out)
@@ -179,7 +180,8 @@ def _run(args: argparse.Namespace) -> int:
         runs = synth_runs(manifest, files, out, family=family, device=args.device,
                            package=args.package, freq_mhz=args.freq, seeds=seeds,
                            use_dsp=not args.no_dsp, io=args.io, timeout_s=args.timeout,
-                           place_route=not args.no_place, progress=_progress, placer=args.placer)
+                           place_route=not args.no_place, progress=_progress, placer=args.placer,
+                           mapper=args.mapper)
     except synth.DoesNotFit as error:
         if error.report is not None:
             print(synth.format_report(error.report))
@@ -226,6 +228,8 @@ def add_commands(subparsers) -> None:
     flow.add_argument("--placer", choices=synth.PLACERS, default=synth.PLACERS[0],
                       help="nextpnr placer (default heap; static places the ECP5 DSP builds, on which "
                            "heap stalls)")
+    flow.add_argument("--mapper", choices=("abc9", "abc"), default="abc9",
+                      help="Yosys LUT mapper (default abc9; abc, ECP5 only, is what make bench-qor uses)")
     flow.add_argument("--no-place", action="store_true",
                       help="stop after Yosys: cell counts (LUT4s, FFs, DSPs, LUT RAMs) in synth.json "
                            "without place and route")

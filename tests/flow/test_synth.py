@@ -296,6 +296,8 @@ def test_cli_synth_generates_the_pe_and_reports_no_fit(tmp_path, capsys):
     (["--design", "accel", "--preset", "4x8-b2", "--dsp", "ecp5", "--family", "ice40"],
      r"^microscopiq: error: --dsp ecp5 instantiates ECP5 DSP primitives, which --family ice40 does "
      r"not have: use --family ecp5 or --dsp none$"),
+    (["--design", "pe", "--mapper", "abc", "--family", "ice40"],
+     r"^microscopiq: error: mapper must be 'abc9' or \(ecp5 only\) 'abc', not 'abc'$"),
     (["--from", "nowhere"],
      r"^microscopiq: error: --from must be a folder written by 'microscopiq generate' \(with "
      r"manifest\.json\), not 'nowhere'$"),
@@ -348,6 +350,18 @@ def test_cli_static_placer(pe_dir, tmp_path, capsys):
     # Its own log beside the HeAP placer's name, which it does not take.
     assert (out / "nextpnr-static.log").is_file() and not (out / "nextpnr.log").exists()
     assert "Info: Running Static placer..." in (out / "nextpnr-static.log").read_text()
+
+
+def test_cli_abc_mapper(pe_dir, tmp_path, capsys):
+    out = tmp_path / "abc"
+    assert main(["synth", "--from", str(pe_dir), "--mapper", "abc", "--no-place", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    # Asked for, not a fallback: the table says which mapper ran and no more.
+    assert re.search(r"^LUT mapping +abc$", printed, re.MULTILINE)
+    report = json.loads((out / "synth.json").read_text())["report"]
+    assert (report["lut_mapper"], report["lut_mapper_asked"]) == ("abc", "abc")
+    assert report["resources"]["ffs"] == 22 and report["resources"]["dsps"] == 1
+    assert (out / "yosys-abc.log").is_file() and not (out / "yosys.log").exists()
 
 
 @pytest.mark.parametrize("text, seeds", [("1", [1]), ("1,2,3", [1, 2, 3]), (" 4, 9", [4, 9])])
