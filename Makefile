@@ -149,10 +149,12 @@ synth: setup
 # FPGA QoR sweep (array size x b x ReCoN) through `microscopiq explore` (docs/explore.md)
 # -> docs/performance.md, docs/img/. Resumable: each point's result is cached in build/qor/.
 # QOR_ARGS adds or overrides explore options (QOR_ARGS="--place", QOR_ARGS="--arrays 4x8").
+# Then the weight front end's blocks alone (ABC as the sweep; placed on the 45k, seeds 1-3).
 QOR_SWEEP := --arrays 4x8,8x8,16x16 --wbits 4,2 --recon per-row,shared:2,shared:4,none
 bench-qor: setup
 	$(PY) -m microscopiq.cli explore $(QOR_SWEEP) --out build/qor $(QOR_ARGS)
 	$(PY) bench/bench_qor.py --explore build/qor --command "make bench-qor$(if $(QOR_ARGS), QOR_ARGS='$(QOR_ARGS)')"
+	$(PY) bench/bench_decoders.py --mapper abc --place --device 45k --seeds 1,2,3
 
 # The parts of one ReCoN network synthesised alone (Yosys only, about 3 minutes) -> the table of
 # docs/performance.md "Where the LUTs go".
