@@ -22,7 +22,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.flow.synth import FlowParameterError, run_yosys, summarize_cells, synthesize
+from microscopiq.flow.synth import MAPPERS, FlowParameterError, run_yosys, summarize_cells, synthesize
 from microscopiq.flow.synth_cli import parse_seeds
 from microscopiq.hdl.exp_decoder import ExpDecoder
 from microscopiq.hdl.meta_decoder import MetaDecoder
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cols", type=int, default=8)
     parser.add_argument("--rows", type=int, default=8)
     parser.add_argument("--bus", type=int, default=32, help="weight bus bits (the unpacker's W)")
-    parser.add_argument("--mapper", choices=("abc9", "abc"), default="abc9", help="Yosys LUT mapper")
+    parser.add_argument("--mapper", choices=MAPPERS, default=MAPPERS[0], help="Yosys LUT mapper")
     parser.add_argument("--place", action="store_true", help="also place and route (nextpnr, Fmax)")
     parser.add_argument("--device", default="25k", help="ECP5 device of --place (25k, 45k, 85k)")
     parser.add_argument("--seeds", default="1", help="nextpnr seeds of --place, e.g. 1,2,3 (one netlist)")

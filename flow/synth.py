@@ -48,7 +48,7 @@ __all__ = [
     "Resources", "CriticalPath", "SynthReport", "synthesize", "run_yosys", "run_nextpnr",
     "DEVICES", "DEFAULT_DEVICE", "parse_cell_counts", "summarize_cells", "parse_utilisation",
     "over_utilised", "parse_timing", "first_error", "format_report", "abc9_crash",
-    "tool_command", "tool_variable", "tool_version", "PLACERS",
+    "tool_command", "tool_variable", "tool_version", "PLACERS", "MAPPERS",
 ]
 
 #: nextpnr device flags per family, with the package nextpnr picks when none is given.
@@ -87,6 +87,8 @@ PACKAGES: dict[str, dict[str, tuple[str, ...]]] = {
 DEFAULT_DEVICE = {"ecp5": "25k", "ice40": "up5k"}
 #: nextpnr placers (``--placer``) of both families, the default first.
 PLACERS = ("heap", "static", "sa")
+#: Yosys LUT mappers, the default first (``abc`` on ECP5 only, see :func:`run_yosys`).
+MAPPERS = ("abc9", "abc")
 #: iCE40 parts with SB_MAC16 DSP blocks.
 ICE40_DSP_DEVICES = ("up3k", "up5k")
 
@@ -535,7 +537,7 @@ def _check_parameters(family, device, package, freq_mhz, io, use_dsp, mapper):
         raise FlowParameterError(f"freq_mhz must be a number in (0, 1000], not {freq_mhz!r}")
     if io not in ("auto", "pins", "ooc"):
         raise FlowParameterError(f"io must be 'auto', 'pins' or 'ooc', not {io!r}")
-    if mapper not in ("abc9", "abc") or (mapper == "abc" and family != "ecp5"):
+    if mapper not in MAPPERS or (mapper == "abc" and family != "ecp5"):
         raise FlowParameterError(f"mapper must be 'abc9' or (ecp5 only) 'abc', not {mapper!r}")
     if io == "ooc" and family != "ecp5":
         raise FlowParameterError(f"io='ooc' (out of context) exists for ecp5 only, not {family!r}")

@@ -228,7 +228,7 @@ def add_commands(subparsers) -> None:
     flow.add_argument("--placer", choices=synth.PLACERS, default=synth.PLACERS[0],
                       help="nextpnr placer (default heap; static places the ECP5 DSP builds, on which "
                            "heap stalls)")
-    flow.add_argument("--mapper", choices=("abc9", "abc"), default="abc9",
+    flow.add_argument("--mapper", choices=synth.MAPPERS, default=synth.MAPPERS[0],
                       help="Yosys LUT mapper (default abc9; abc, ECP5 only, is what make bench-qor uses)")
     flow.add_argument("--no-place", action="store_true",
                       help="stop after Yosys: cell counts (LUT4s, FFs, DSPs, LUT RAMs) in synth.json "

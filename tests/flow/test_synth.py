@@ -347,6 +347,7 @@ def test_cli_static_placer(pe_dir, tmp_path, capsys):
     assert "target 100 MHz, seed 1, placer static" in printed and "Fmax clk" in printed
     report = json.loads((out / "synth.json").read_text())["report"]
     assert report["placer"] == "static" and report["resources"]["ffs"] == 22 and report["fmax"] > 0
+    assert report["utilisation"]["TRELLIS_FF"] == {"used": 22, "available": 24288}
     # Its own log beside the HeAP placer's name, which it does not take.
     assert (out / "nextpnr-static.log").is_file() and not (out / "nextpnr.log").exists()
     assert "Info: Running Static placer..." in (out / "nextpnr-static.log").read_text()
