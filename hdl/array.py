@@ -18,7 +18,7 @@ ReCoN arrangements (``AccelConfig.recon_share``):
   group (in row order) owns network slot ``j``; the tile's period ``T`` is the largest number of
   outlier rows in a group (at least 1). Tokens enter every ``T`` cycles and a slot clock modulo
   ``T`` per group gives each slot one network cycle per token; each row holds its contribution in
-  a register until its column adder takes it, and a bypass row's products wait ``L + H`` cycles
+  a register until its column adder takes it, and a bypass row's products wait ``I + L + H`` cycles
   in a delay line, so that every row multiplies when the token reaches it. Every token carries its
   tile's ``T``, so tiles of different periods overlap; the controller leaves the tile's own gap
   (:attr:`Array.next_gap`: the largest offset of an outlier row in its group) after a tile's last
@@ -106,10 +106,11 @@ class ArrayTiming:
     it (the host's cycle model is built from them).
 
     A token issued in cycle ``c`` leaves (``out``) in cycle ``c + latency(T)``, ``T`` its tile's
-    period: ``latency(T) = 1 + R + T + P + L + H`` — the input register, one stage per PE row (the
-    systolic skew), the tile's period ``T``, ``P`` =
-    :data:`PRODUCT_PIPE`, ``L`` the ReCoN latency (:func:`~.recon_network.recon_latency`, 0 without
-    ReCoN) and ``H`` the hold register of shared ReCoN (1 when shared, else 0).
+    period: ``latency(T) = 1 + R + T + P + I + L + H + O`` — the input register, one stage per PE
+    row (the systolic skew), the tile's period ``T``, ``P`` = :data:`PRODUCT_PIPE`, ``L`` the ReCoN
+    latency (:func:`~.recon_network.recon_latency`, 0 without ReCoN) and three registers of shared
+    ReCoN (each 1 when shared, else 0): ``I`` after a network's input multiplexers, ``H`` holding
+    its result for the row's column adder, ``O`` on the column sums leaving the array.
     """
 
     rows: int
@@ -132,15 +133,29 @@ class ArrayTiming:
         return 1 if self.shared else 0
 
     @property
+    def network_input(self) -> int:
+        """``I``: the register between a shared network's input multiplexers (the slot's row's
+        products and configuration) and the network, so the row's claim and the slot clock do not
+        run into the network's first switches in one cycle."""
+        return 1 if self.shared else 0
+
+    @property
+    def output_stage(self) -> int:
+        """``O``: the register of a shared array's column sums after the last row's adder (the
+        bypass selection into the column adders and the raw shift end there, not in the PPU's
+        input register)."""
+        return 1 if self.shared else 0
+
+    @property
     def max_period(self) -> int:
         """Largest tile period ``T`` (``recon_share`` when shared, else 1)."""
         return self.recon_share if self.shared else 1
 
     @property
     def pipeline(self) -> int:
-        """``P + L + H``: enabled cycles from a row's PE product register to its column adder's
+        """``P + I + L + H``: enabled cycles from a row's PE product register to its column adder's
         input, beyond the one cycle of a period-1 tile."""
-        return PRODUCT_PIPE + self.recon_latency + self.hold
+        return PRODUCT_PIPE + self.network_input + self.recon_latency + self.hold
 
     @property
     def tile_gap_extra(self) -> int:
@@ -169,7 +184,7 @@ class ArrayTiming:
 
     def latency(self, period: int) -> int:
         """Enabled cycles from ``issue`` to ``out`` of a token of a tile of period ``period``."""
-        return 1 + self.rows + period + self.pipeline
+        return 1 + self.rows + period + self.pipeline + self.output_stage
 
     @property
     def depth(self) -> int:
@@ -180,7 +195,7 @@ class ArrayTiming:
 class Array(wiring.Component):
     """Weight-stationary ``R × C`` PE array with ReCoN, double-buffered tiles.
 
-    Latency ``1 + R + T + P + L + H`` enabled cycles from ``issue`` to ``out`` (``T`` the tile's
+    Latency ``1 + R + T + P + I + L + H + O`` enabled cycles from ``issue`` to ``out`` (``T`` the tile's
     period, 1 unless ReCoN is shared; :class:`ArrayTiming` names the terms, :attr:`timing` holds
     them and :attr:`depth` gives the latency for ``T = 1``). Throughput one token every ``T``
     cycles. All state advances only when ``en`` is 1.
@@ -246,7 +261,7 @@ class Array(wiring.Component):
         self.dsp_model = dsp_model
         self.timing = timing = ArrayTiming.of(cfg)
         self.shared, self.max_period = timing.shared, timing.max_period
-        self.recon_latency, self.hold = timing.recon_latency, timing.hold
+        self.recon_latency = timing.recon_latency
         ports = {
             "en": In(1),
             "raw": In(1),
@@ -273,7 +288,7 @@ class Array(wiring.Component):
 
     @property
     def pipeline(self) -> int:
-        """:attr:`ArrayTiming.pipeline`, ``P + L + H``."""
+        """:attr:`ArrayTiming.pipeline`, ``P + I + L + H``."""
         return self.timing.pipeline
 
     def elaborate(self, platform):
@@ -301,7 +316,8 @@ class Array(wiring.Component):
                 markers[0].act_sum.eq(self._act_sum(issue.x)),
                 markers[0].period.eq(Mux(issue.first, self.next_period, period)),
             ]
-            # A token leaves at stage R + T + P + L + H; beyond it its marker is cleared.
+            # A token's sums are at stage R + T + P + I + L + H (then O registers); beyond it its
+            # marker is cleared.
             m.d.sync += [markers[s].eq(markers[s - 1]) for s in range(1, stages)]
             m.d.sync += [markers[s].valid.eq(markers[s - 1].valid
                                              & (s - 1 < rows + lat + markers[s - 1].period))
@@ -324,13 +340,18 @@ class Array(wiring.Component):
         contribs = self._contributions(m, markers, products, rowctl)
         psum = self._column_adders(m, contribs, self._inlier_sums(m, inliers), tap)
         leaving = tap(rows + lat)
-        m.d.comb += [
+        out = [
             self.out.valid.eq(leaving.valid),
             self.out.payload.first.eq(leaving.first),
             self.out.payload.tag.eq(leaving.tag),
             self.out.payload.act_sum.eq(leaving.act_sum),
             self.out.payload.sums.eq(self._raw_sums(psum)),
         ]
+        if self.timing.output_stage:
+            with m.If(en):
+                m.d.sync += out
+        else:
+            m.d.comb += out
         return m
 
     def _act_sum(self, x):
@@ -374,7 +395,7 @@ class Array(wiring.Component):
 
     def _column_adders(self, m, contribs, inlier_sums, tap):
         """Row ``r`` adds its contribution to the partial sums coming down from row ``r - 1`` when
-        the token reaches stage ``r + T + P + L + H``, the last row also ``inlier_sums`` (``C``
+        the token reaches stage ``r + T + P + I + L + H``, the last row also ``inlier_sums`` (``C``
         values, or None); returns the last row's sums."""
         cfg = self.cfg
         psum = Signal(data.ArrayLayout(signed(cfg.column_sum_bits), cfg.cols), name="psum_in")
@@ -564,12 +585,15 @@ class Array(wiring.Component):
             index = Signal(range(share), name=f"recon_{g}_index")
             m.d.comb += index.eq(Cat(Cat(sel[i] for i in range(share) if i >> k & 1).any()
                                      for k in range(len(index))))
+            # The network's inputs through the register I (ArrayTiming.network_input).
             config = ValueArray(rowctl[r].config for r in members)[index]
             prods = [ValueArray(products[r][c] for r in members)[index] for c in range(cfg.cols)]
-            m.d.comb += [net.en.eq(en), net.config.as_value().eq(config)]
-            m.d.comb += [net.products[c].eq(p) for c, p in enumerate(prods)]
+            m.d.comb += net.en.eq(en)
+            with m.If(en):
+                m.d.sync += [net.config.as_value().eq(config),
+                             *(net.products[c].eq(p) for c, p in enumerate(prods))]
             delayed = sel
-            for s in range(self.recon_latency):
+            for s in range(self.timing.network_input + self.recon_latency):
                 nxt = Signal(share, name=f"recon_{g}_sel_d{s + 1}")
                 with m.If(en):
                     m.d.sync += nxt.eq(delayed)
@@ -586,16 +610,16 @@ class Array(wiring.Component):
         return out
 
     def _bypass_delay(self, m, r, products, bypass):
-        """Row ``r``'s products and bypass flag ``L + H`` enabled cycles later. A row's product
+        """Row ``r``'s products and bypass flag ``I + L + H`` enabled cycles later. A row's product
         register holds a token's products for its ``T`` cycles from stage ``r + 1 + P``, and the
-        column adder takes them at stage ``r + T + P + L + H``, so ``L + H`` registers bring them
-        there for every ``T``; the flag travels with them, so a row that changes role between
+        column adder takes them at stage ``r + T + P + I + L + H``, so ``I + L + H`` registers bring
+        them there for every ``T``; the flag travels with them, so a row that changes role between
         two tiles needs no gap. (The alternative, multiplying late in the PE, needs the PE's
         weights after the next tile has swapped them in: a gap of ``L + H`` after every tile.)"""
         layout = data.StructLayout({"bypass": 1, "products": data.ArrayLayout(products[0].shape(), len(products))})
         line = Signal(layout, name=f"bypass_{r}_0")
         m.d.comb += [line.bypass.eq(bypass), *(line.products[c].eq(p) for c, p in enumerate(products))]
-        for s in range(self.recon_latency + self.hold):
+        for s in range(self.pipeline - PRODUCT_PIPE):
             later = Signal(layout, name=f"bypass_{r}_{s + 1}")
             with m.If(self.en):
                 m.d.sync += later.eq(line)

@@ -410,7 +410,7 @@ class CycleModel:
 
     @property
     def pipeline(self) -> int:
-        """``P + L + H`` (:attr:`~microscopiq.hdl.array.ArrayTiming.pipeline`)."""
+        """``P + I + L + H`` (:attr:`~microscopiq.hdl.array.ArrayTiming.pipeline`)."""
         return self.timing.array.pipeline
 
     @property
@@ -453,7 +453,7 @@ class CycleModel:
 
     def arrive(self, period: int) -> int:
         """Cycles from a token's ``s_axis_act`` handshake to its column sums at the PPU (the issue
-        register and the array's ``1 + R + T + P + L + H``); its result beat (if it makes one) is valid :attr:`ppu_latency`
+        register and the array's ``1 + R + T + P + I + L + H + O``); its result beat (if it makes one) is valid :attr:`ppu_latency`
         cycles later."""
         return self.timing.arrive(period)
 

@@ -13,11 +13,11 @@ from microscopiq.hdl.ppu import PPU
 from microscopiq.host.stream_format import CycleModel
 
 
-@pytest.mark.parametrize("share, arrive, depth, gap, queue", [(1, 15, 26, 0, 5), (2, 16, 27, 1, 6), (0, 12, 23, 0, 5),
-                                                             (4, 16, 27, 3, 6)])
+@pytest.mark.parametrize("share, arrive, depth, gap, queue", [(1, 15, 26, 0, 5), (2, 18, 29, 1, 6), (0, 12, 23, 0, 5),
+                                                             (4, 18, 29, 3, 6)])
 def test_documented_timing(share, arrive, depth, gap, queue):
-    """8×8: arrive(1) = 1 + 1 + R + 1 + P + L + H (the issue register and the array); depth =
-    arrive(1) + 7 + 1 + 3 (26 per row); the shift queue ceil(arrive(max T) / R) + 3; first tokens of
+    """8×8: arrive(1) = 1 + 1 + R + 1 + P + I + L + H + O (the issue register and the array;
+    I = H = O = 1 when shared); depth = arrive(1) + 7 + 1 + 3 (26 per row); the shift queue ceil(arrive(max T) / R) + 3; first tokens of
     two tiles at least R = 8 cycles apart; a tile may start with its last row's write unless ReCoN
     is shared."""
     timing = CoreTiming.of(AccelConfig(recon_share=share))
