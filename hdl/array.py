@@ -335,9 +335,9 @@ class Array(wiring.Component):
 
         lanes = self._lanes(m, 0)
         lanes_hi = self._lanes(m, rows) if cfg.multi_precision else None
-        rowctl = self._row_state(m, markers)
+        rowctl, upcoming = self._row_state(m, markers)
         products, inliers = self._pe_rows(m, markers, lanes, lanes_hi)
-        contribs = self._contributions(m, markers, products, rowctl)
+        contribs = self._contributions(m, markers, products, rowctl, upcoming)
         psum = self._column_adders(m, contribs, self._inlier_sums(m, inliers), tap)
         leaving = tap(rows + lat)
         out = [
@@ -450,11 +450,13 @@ class Array(wiring.Component):
 
     def _row_state(self, m, markers):
         """Double-buffered per-row fields: ReCoN config, bypass flag, network slot; ``T`` and the
-        tile gap."""
+        tile gap. Returns per row its active fields and its ``claim`` and ``slot`` as they will be
+        after the next enabled edge (the shared network's input index is a register computed from
+        them, see _contributions)."""
         cfg, load, en = self.cfg, self.load, self.en
         share = max(cfg.recon_share, 1)
         slot_shape = range(share)
-        rowctl = []
+        rowctl, upcoming = [], []
         count = Signal(range(share + 1))      # outlier rows so far in the loading group
         most = Signal(range(share + 1))       # largest count of the loading tile
         writing = en & load.valid
@@ -499,10 +501,15 @@ class Array(wiring.Component):
             with m.If(en & products_in.valid & products_in.first):
                 m.d.sync += [active.config.eq(shadow.config), active.bypass.eq(shadow.bypass)]
             head = markers[r - r % share + PRODUCT_PIPE]
-            with m.If(en & head.valid & head.first):
-                m.d.sync += [active.claim.eq(shadow.claim), active.slot.eq(shadow.slot)]
+            after = Signal(data.StructLayout({"claim": 1, "slot": slot_shape}), name=f"row_{r}_upcoming")
+            switch = head.valid & head.first
+            m.d.comb += [after.claim.eq(Mux(switch, shadow.claim, active.claim)),
+                         after.slot.eq(Mux(switch, shadow.slot, active.slot))]
+            with m.If(en):
+                m.d.sync += [active.claim.eq(after.claim), active.slot.eq(after.slot)]
             rowctl.append(active)
-        return rowctl
+            upcoming.append(after)
+        return rowctl, upcoming
 
     def _pe_rows(self, m, markers, lanes, lanes_hi):
         """The PEs: row ``r`` multiplies when a token is at stage ``r``; returns per row the list
@@ -544,8 +551,8 @@ class Array(wiring.Component):
             inliers.append(inlier_row)
         return products, inliers
 
-    def _contributions(self, m, markers, products, rowctl):
-        """Per row, the ``C`` contributions the column adders take."""
+    def _contributions(self, m, markers, products, rowctl, upcoming):
+        """Per row, the ``C`` contributions the column adders take (``upcoming``: see _row_state)."""
         cfg, en = self.cfg, self.en
         fmt = cfg.fmt
         width = fmt.product_bits
@@ -573,18 +580,29 @@ class Array(wiring.Component):
             head = markers[g * share + PRODUCT_PIPE]
             phase = Signal(range(share), name=f"recon_{g}_phase")
             period = Signal(range(share + 1), init=1, name=f"recon_{g}_period")
-            with m.If(en & head.valid & head.first):
-                m.d.sync += [phase.eq(0), period.eq(head.period)]
-            with m.Elif(en):
-                m.d.sync += phase.eq(Mux(phase + 1 >= period, 0, phase + 1))
+            restart = head.valid & head.first
+            phase_after = Signal(range(share), name=f"recon_{g}_phase_upcoming")
+            m.d.comb += phase_after.eq(Mux(restart, 0, Mux(phase + 1 >= period, 0, phase + 1)))
+            with m.If(en):
+                m.d.sync += phase.eq(phase_after)
+            with m.If(en & restart):
+                m.d.sync += period.eq(head.period)
+
+            def claimants(fields, now):
+                """One-hot (or 0): the group's row that owns the network in phase ``now``."""
+                return Cat(fields[r].claim & (fields[r].slot == now) for r in members)
             sel = Signal(share, name=f"recon_{g}_sel")
-            m.d.comb += sel.eq(Cat(rowctl[r].claim & (rowctl[r].slot == phase) for r in members))
-            # The slot's row as a binary index (sel is one-hot or 0): one S:1 multiplexer per bit
-            # instead of a chain of S 2:1 ones. With no claimer the network computes row 0's
-            # products, which no row takes.
+            m.d.comb += sel.eq(claimants(rowctl, phase))
+            # The slot's row as a binary index: one S:1 multiplexer per bit instead of a chain of
+            # S 2:1 ones; a register computed from the rows' upcoming claims and the upcoming
+            # phase, so that it equals this cycle's ``sel`` and only a flip-flop drives the
+            # multiplexers' selects, which reach the group's rows across the die. With no
+            # claimer the network computes row 0's products, which no row takes.
             index = Signal(range(share), name=f"recon_{g}_index")
-            m.d.comb += index.eq(Cat(Cat(sel[i] for i in range(share) if i >> k & 1).any()
-                                     for k in range(len(index))))
+            sel_after = claimants(upcoming, phase_after)
+            with m.If(en):
+                m.d.sync += index.eq(Cat(Cat(sel_after[i] for i in range(share) if i >> k & 1).any()
+                                         for k in range(len(index))))
             # The network's inputs through the register I (ArrayTiming.network_input).
             config = ValueArray(rowctl[r].config for r in members)[index]
             prods = [ValueArray(products[r][c] for r in members)[index] for c in range(cfg.cols)]
