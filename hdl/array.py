@@ -588,21 +588,19 @@ class Array(wiring.Component):
             with m.If(en & restart):
                 m.d.sync += period.eq(head.period)
 
-            def claimants(fields, now):
-                """One-hot (or 0): the group's row that owns the network in phase ``now``."""
-                return Cat(fields[r].claim & (fields[r].slot == now) for r in members)
+            # The slot's owner, one-hot (or 0), and the same as a binary index (one S:1 multiplexer
+            # per bit instead of a chain of S 2:1 ones): both registers, loaded from the rows'
+            # upcoming claims and the slot clock's upcoming phase, so they hold this cycle's owner
+            # and only flip-flops drive the multiplexers' selects, which reach the group's rows
+            # across the die. With no claimer the network computes row 0's products, which no row
+            # takes.
+            owner = Cat(upcoming[r].claim & (upcoming[r].slot == phase_after) for r in members)
             sel = Signal(share, name=f"recon_{g}_sel")
-            m.d.comb += sel.eq(claimants(rowctl, phase))
-            # The slot's row as a binary index: one S:1 multiplexer per bit instead of a chain of
-            # S 2:1 ones; a register computed from the rows' upcoming claims and the upcoming
-            # phase, so that it equals this cycle's ``sel`` and only a flip-flop drives the
-            # multiplexers' selects, which reach the group's rows across the die. With no
-            # claimer the network computes row 0's products, which no row takes.
             index = Signal(range(share), name=f"recon_{g}_index")
-            sel_after = claimants(upcoming, phase_after)
             with m.If(en):
-                m.d.sync += index.eq(Cat(Cat(sel_after[i] for i in range(share) if i >> k & 1).any()
-                                         for k in range(len(index))))
+                m.d.sync += [sel.eq(owner),
+                             index.eq(Cat(Cat(owner[i] for i in range(share) if i >> k & 1).any()
+                                          for k in range(len(index))))]
             # The network's inputs through the register I (ArrayTiming.network_input).
             config = ValueArray(rowctl[r].config for r in members)[index]
             prods = [ValueArray(products[r][c] for r in members)[index] for c in range(cfg.cols)]
