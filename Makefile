@@ -159,8 +159,9 @@ bench-qor: setup
 	$(PY) bench/bench_qor.py --explore build/qor --command "make bench-qor$(if $(QOR_ARGS), QOR_ARGS='$(QOR_ARGS)')"
 	$(PY) bench/bench_decoders.py --mapper abc --place --device 45k --seeds 1,2,3
 
-# The parts of one ReCoN network synthesised alone (Yosys only, about 3 minutes) -> the table of
-# docs/performance.md "Where the LUTs go".
+# The parts of one ReCoN network synthesised alone, and the outlier support beside the networks
+# (front end, PPU shifts; Yosys only, about 7 minutes) -> the tables of docs/performance.md
+# "Where the LUTs go".
 bench-outlier-luts: setup
 	$(PY) bench/bench_outlier_luts.py
 

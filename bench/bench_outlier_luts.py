@@ -13,7 +13,13 @@ no DSPs, no place and route), and printed as a Markdown table for docs/performan
   registered 3:1 multiplexer from three of the lanes (the cheapest return that lets every set of up
   to U/2 outlier columns find distinct lanes, docs/recon.md).
 
-    python bench/bench_outlier_luts.py [--wbits 4,2] [--out build/outlier_luts]
+Then the outlier support beside the networks (``--tables beside``), for each array of ``--arrays``:
+the weight front end (``WeightDecoder``) of the per-row configuration against that of ``none``
+(which has no metadata or exponent decoder), and the ``PPU`` with its ``shift_load`` port against
+the same PPU with it tied to 0 (Yosys removes the shifters, as in a ``none`` build).
+
+    python bench/bench_outlier_luts.py [--wbits 4,2] [--arrays 8x8,16x16] [--tables networks,beside]
+                                       [--out build/outlier_luts]
 """
 
 from __future__ import annotations
@@ -22,15 +28,17 @@ import argparse
 import time
 from pathlib import Path
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from microscopiq.config import FormatConfig
+from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.flow import synth
 from microscopiq.hdl.recon_geometry import ReconGeometry
+from microscopiq.hdl.ppu import PPU
 from microscopiq.hdl.recon_network import ReconNetwork
+from microscopiq.hdl.weight_decoder import WeightDecoder
 
 
 class NetworkPart(ReconNetwork):
@@ -100,24 +108,53 @@ class Shifters(wiring.Component):
         return m
 
 
-def measure(component, name: str, out: Path) -> synth.Resources:
+def port_signals(component, leave_out=()) -> list:
+    """``component``'s ports but those named in ``leave_out``, without constants (an always-ready
+    stream's ``ready``, which Amaranth refuses as a port)."""
+    values = [Value.cast(v) for path, _, v in component.signature.flatten(component) if path[0] not in leave_out]
+    return [v for v in values if not isinstance(v, Const)]
+
+
+def ppu_without_shifts(cfg: AccelConfig):
+    """A PPU whose ``shift_load`` is tied to 0 (as in a ``none`` build), and its ports."""
+    top = Module()
+    top.submodules.ppu = ppu = PPU(cfg)
+    top.d.comb += ppu.shift_load.as_value().eq(0)
+    return top, port_signals(ppu, leave_out=("shift_load",))
+
+
+def measure(component, name: str, out: Path, ports=None) -> synth.Resources:
     work = out / name
     work.mkdir(parents=True, exist_ok=True)
-    (work / "top.v").write_text(verilog.convert(component, name="top"))
+    (work / "top.v").write_text(verilog.convert(component, name="top", ports=ports))
     report = synth.synthesize([work / "top.v"], "top", workdir=work / "synth", use_dsp=False,
                               place_route=False, mapper="abc", device="85k")
     return report.resources
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--wbits", default="4,2", help="comma-separated b (default 4,2)")
-    parser.add_argument("--out", type=Path, default=Path("build/outlier_luts"))
-    args = parser.parse_args(argv)
-    started = time.monotonic()
+def beside_the_networks(bits: list[int], arrays: list[tuple[int, int]], out: Path) -> None:
+    """The table of the outlier support outside the networks: front end and PPU shifts."""
+    print("| array, b | front end: per row − none | PPU: shifts − no shifts |")
+    print("| --- | ---: | ---: |")
+    for rows, cols in arrays:
+        for b in bits:
+            per_row = AccelConfig(fmt=FormatConfig(wbits=b), rows=rows, cols=cols)
+            tag = f"r{rows}-c{cols}-b{b}"
+            front = [measure(WeightDecoder(cfg), f"{tag}-front-{name}", out).luts
+                     for name, cfg in (("per-row", per_row), ("none", per_row.replace(recon_share=0)))]
+            whole = PPU(per_row)
+            stripped, stripped_ports = ppu_without_shifts(per_row)
+            ppu = [measure(whole, f"{tag}-ppu-shifts", out, port_signals(whole)).luts,
+                   measure(stripped, f"{tag}-ppu-no-shifts", out, stripped_ports).luts]
+            print(f"| {rows}×{cols}, {b} | {front[0]} − {front[1]} = {front[0] - front[1]} "
+                  f"| {ppu[0]} − {ppu[1]} = {ppu[0] - ppu[1]} |", flush=True)
+
+
+def network_parts(bits: list[int], out: Path) -> None:
+    """The table of one network's parts."""
     print("| b | part (C = 8) | LUT4s | FFs |")
     print("| ---: | --- | ---: | ---: |")
-    for b in (int(text) for text in args.wbits.split(",")):
+    for b in bits:
         fmt = FormatConfig(wbits=b)
         parts = [("network", ReconNetwork(fmt, 8)),
                  ("Beneš only", NetworkPart(fmt, 8, "benes")),
@@ -125,8 +162,27 @@ def main(argv=None) -> int:
                  ("8 shifters", Shifters(fmt, lanes=False)),
                  ("4 lane shifters + returns", Shifters(fmt, lanes=True))]
         for label, component in parts:
-            res = measure(component, f"b{b}-{label.split()[0].lower()}-{len(label)}", args.out)
+            res = measure(component, f"b{b}-{label.split()[0].lower()}-{len(label)}", out)
             print(f"| {b} | {label} | {res.luts} | {res.ffs} |", flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wbits", default="4,2", help="comma-separated b (default 4,2)")
+    parser.add_argument("--arrays", default="8x8,16x16", help="arrays of --tables beside (default 8x8,16x16)")
+    parser.add_argument("--tables", default="networks,beside", help="networks, beside, or both (default)")
+    parser.add_argument("--out", type=Path, default=Path("build/outlier_luts"))
+    args = parser.parse_args(argv)
+    tables = args.tables.split(",")
+    if not tables or set(tables) - {"networks", "beside"}:
+        parser.error(f"--tables: networks and/or beside, not {args.tables!r}")
+    bits = [int(text) for text in args.wbits.split(",")]
+    started = time.monotonic()
+    if "beside" in tables:
+        beside_the_networks(bits, [tuple(int(n) for n in shape.split("x")) for shape in args.arrays.split(",")],
+                            args.out)
+    if "networks" in tables:
+        network_parts(bits, args.out)
     print(f"\n({time.monotonic() - started:.0f} s)")
     return 0
 
