@@ -30,7 +30,8 @@ from ..config import AccelConfig
 from .array import act_sum_bits, result_layout
 from .layouts import SHIFT_BITS, StreamLayouts, axis_signature
 
-__all__ = ["PPU", "token_tag_layout", "read_registered", "read_ahead", "coarse_shift", "shift_fit", "saturate"]
+__all__ = ["PPU", "token_tag_layout", "read_registered", "read_ahead", "narrow_shift", "sign_runs",
+           "shift_fit", "saturate"]
 
 #: Low bits of the shift ``d`` applied in stage 3; stage 2 shifts by the rest.
 FINE_BITS = 3
@@ -88,32 +89,44 @@ def read_ahead(m: Module, en, memory: Memory, write, writing, next_writer, early
     return entry
 
 
-def coarse_shift(m: Module, partial, small, acc_bits: int):
-    """``partial << small`` with the low :data:`FINE_BITS` of ``small`` taken as 0, in
-    ``len(partial) + acc_bits`` signed bits (exact for ``small ≤ acc_bits``)."""
-    coarse = Signal(signed(len(partial) + acc_bits), name="coarse")
-    m.d.comb += coarse.eq(partial.as_signed() << Cat(C(0, FINE_BITS), small[FINE_BITS:]))
-    return coarse
-
-
-def shift_fit(m: Module, partial, full, huge, acc_bits: int):
-    """``partial << d`` in ``acc_bits + 1`` signed bits, and whether it cannot be added exactly.
-
-    The shift ``d`` (0 … 255) arrives as ``huge = d ≥ acc_bits + 1`` and, when not huge,
-    ``full`` = ``partial << d`` in ``len(partial) + acc_bits`` bits (:func:`coarse_shift` of
-    ``partial`` by ``d``, then shifted by ``d``'s low :data:`FINE_BITS`). Instead of a 300-bit
-    shifter, a nonzero ``partial`` whose shifted value does not fit ``acc_bits + 1`` signed bits is
-    flagged ``beyond``: its magnitude is then at least ``2^acc_bits``, more than any accumulator
-    can cancel, so the sum saturates in its direction. The value fits exactly when the bits of ``partial << d`` from ``acc_bits`` up are
-    all copies of its sign.
-    """
-    wide = acc_bits + 1
-    spill = full[wide - 1:]
-    fits = ~spill.any() | spill.all()
+def narrow_shift(m: Module, partial, small, wide: int):
+    """``partial << small`` in its low ``wide`` bits (signed), ``small < wide``: by ``small`` but its
+    low :data:`FINE_BITS`, then by those. Only ``partial``'s low ``wide`` bits (sign-extended if
+    it is narrower) reach the result; whether the bits above them are copies of its sign is
+    :func:`sign_runs`' question."""
+    low = Signal(wide, name="low")
+    coarse = Signal(wide, name="coarse")
+    m.d.comb += [low.eq(partial.as_signed()),
+                 coarse.eq(low << Cat(C(0, FINE_BITS), small[FINE_BITS:]))]
     shifted = Signal(signed(wide), name="shifted")
-    beyond = Signal(name="beyond")
-    m.d.comb += [shifted.eq(full[:wide]), beyond.eq((partial != 0) & (huge | ~fits))]
-    return shifted, beyond
+    m.d.comb += shifted.eq(coarse << small[:FINE_BITS])
+    return shifted
+
+
+def sign_runs(m: Module, partial, wide: int):
+    """``wide`` bits, bit ``d``: the bits of ``partial`` from ``wide - 1 - d`` up are all copies of
+    its sign, i.e. ``partial << d`` fits ``wide`` signed bits (a thermometer code: bit ``d`` set
+    implies every lower bit set). Instead of shifting the bits that leave the ``wide``-bit word
+    (``len(partial) + wide - 1`` bits), the fit test looks at the unshifted ``partial``."""
+    extended = Signal(signed(max(len(partial), wide)), name="extended")
+    m.d.comb += extended.eq(partial.as_signed())
+    sign = extended[-1]
+    runs = [~(extended[wide - 1:] ^ sign.replicate(len(extended) - wide + 1)).any()]
+    for bit in range(wide - 2, -1, -1):
+        runs.append(runs[-1] & (extended[bit] == sign))
+    fits = Signal(wide, name="runs")
+    m.d.comb += fits.eq(Cat(*runs))
+    return fits
+
+
+def shift_fit(partial, runs, small, huge):
+    """Whether a nonzero ``partial << d`` cannot be added exactly into ``wide = acc_bits + 1``
+    signed bits (``beyond``), for ``d`` (0 … 255) given as ``huge = d ≥ wide`` and ``small = d``
+    otherwise, with ``runs`` = :func:`sign_runs` of ``partial``. Instead of a 300-bit shifter, such
+    a value's magnitude is at least ``2^acc_bits``, more than any accumulator can cancel, so the
+    sum saturates in its direction."""
+    zero = runs[-1] & ~partial[-1]                 # every bit a copy of a sign bit 0
+    return Mux(huge, ~zero, ~runs.bit_select(small, 1))
 
 
 def saturate(m: Module, total, beyond, negative, acc_bits: int):
@@ -205,7 +218,6 @@ class PPU(wiring.Component):
         """Memory entries and the stage registers."""
         cfg, sf = self.cfg, self.format
         cols, wide = cfg.cols, cfg.acc_bits + 1
-        coarse = signed(sf.partial_bits + cfg.acc_bits)
         partial = {"p": data.ArrayLayout(signed(sf.partial_bits), cols), "s": signed(sf.sum_bits)}
         token = {"valid": 1, "tag": token_tag_layout(cfg)}
         return {
@@ -219,7 +231,9 @@ class PPU(wiring.Component):
             "shift": data.StructLayout({**token, **partial,
                                         "small": data.ArrayLayout(range(wide), cols), "huge": cols}),
             "fit": data.StructLayout({**token, **partial,
-                                      "full": data.ArrayLayout(coarse, cols), "huge": cols}),
+                                      "shifted": data.ArrayLayout(signed(wide), cols),
+                                      "runs": data.ArrayLayout(unsigned(wide), cols),
+                                      "small": data.ArrayLayout(range(wide), cols), "huge": cols}),
             "add": data.StructLayout({**token, **partial,
                                       "shifted": data.ArrayLayout(signed(wide), cols),
                                       "beyond": cols}),
@@ -291,16 +305,14 @@ class PPU(wiring.Component):
         return s3
 
     def _stage_shift(self, m, layouts, s3):
-        """Stage 3: ``P << d``, by multiples of ``2^FINE_BITS``, then by the rest (after the add of
-        stage 2, the longest path of the 8×8 build with the coarse step in it)."""
-        acc_bits = self.cfg.acc_bits
-
-        def shifted_partial(c):
-            coarse = coarse_shift(m, s3.p[c], s3.small[c], acc_bits)
-            return (coarse << s3.small[c][:FINE_BITS])[:len(coarse)]
+        """Stage 3: ``P << d`` in ``acc_bits + 1`` bits (:func:`narrow_shift`) and the sign runs of
+        ``P`` (:func:`sign_runs`) that say whether it fits."""
+        wide = self.cfg.acc_bits + 1
         s3b = Signal(layouts["fit"])
-        self._advance(m, s3b, valid=s3.valid, tag=s3.tag, p=s3.p, s=s3.s, huge=s3.huge,
-                      full=Cat(*(shifted_partial(c) for c in range(self.cfg.cols))))
+        cols = range(self.cfg.cols)
+        self._advance(m, s3b, valid=s3.valid, tag=s3.tag, p=s3.p, s=s3.s, huge=s3.huge, small=s3.small,
+                      shifted=Cat(*(narrow_shift(m, s3.p[c], s3.small[c], wide) for c in cols)),
+                      runs=Cat(*(sign_runs(m, s3.p[c], wide) for c in cols)))
         return s3b
 
     def _stage_accumulate(self, m, layouts, accs, a_wr, s3, s3b, s5):
@@ -310,10 +322,9 @@ class PPU(wiring.Component):
         s4 = Signal(layouts["add"])
         stored = read_ahead(m, self.en, accs, a_wr, s5.valid, (s4.valid, s4.tag.m), s3.tag.m,
                             s3b.tag.k_first, "old_acc")
-        fitted = [shift_fit(m, s3b.p[c], s3b.full[c], s3b.huge[c], acc_bits) for c in range(cols)]
-        self._advance(m, s4, valid=s3b.valid, tag=s3b.tag, p=s3b.p, s=s3b.s,
-                      shifted=Cat(*(shifted for shifted, _ in fitted)),
-                      beyond=Cat(*(s3b.tag.group_last & beyond for _, beyond in fitted)))
+        beyond = [shift_fit(s3b.p[c], s3b.runs[c], s3b.small[c], s3b.huge[c]) for c in range(cols)]
+        self._advance(m, s4, valid=s3b.valid, tag=s3b.tag, p=s3b.p, s=s3b.s, shifted=s3b.shifted,
+                      beyond=Cat(*(s3b.tag.group_last & beyond[c] for c in range(cols))))
         addend = [Mux(s4.tag.group_last, s4.shifted[c], 0) for c in range(cols)]
         self._advance(m, s5, valid=s4.valid, tag=s4.tag, p=s4.p, s=s4.s, beyond=s4.beyond, ovf=stored.ovf,
                       total=Cat(*(stored.acc[c] + addend[c] for c in range(cols))),

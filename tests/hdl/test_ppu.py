@@ -10,7 +10,8 @@ import pytest
 from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
-from microscopiq.hdl.ppu import PPU
+from amaranth import Module, Signal, signed
+from microscopiq.hdl.ppu import PPU, narrow_shift, shift_fit, sign_runs
 from microscopiq.hdl.layouts import StreamLayouts
 from microscopiq.host.stream_format import from_beat
 from microscopiq.quant import golden
@@ -231,3 +232,35 @@ def test_latency():
     sim.add_testbench(bench)
     sim.run()
     assert seen == {0: PPU.latency, 2: PPU.latency + 2}
+
+
+@pytest.mark.parametrize("partial_bits, wide", [(7, 5), (4, 7)])
+def test_narrow_shift_and_fit_exhaustive(partial_bits, wide):
+    """Every ``partial`` of a 7-bit word into 5 bits (the bits above the word decide the fit) and of
+    a 4-bit word into 7 (sign-extended), every shift up to 2 · wide: the shifted low bits when the
+    value fits, ``beyond`` exactly when a nonzero ``partial << d`` leaves ``wide`` signed bits."""
+    m = Module()
+    partial = Signal(signed(partial_bits))
+    small = Signal(range(wide))
+    huge = Signal()
+    shifted = narrow_shift(m, partial, small, wide)
+    beyond = Signal()
+    m.d.comb += beyond.eq(shift_fit(partial, sign_runs(m, partial, wide), small, huge))
+    low, high = -(1 << (wide - 1)), (1 << (wide - 1)) - 1
+
+    async def bench(ctx):
+        for value in range(-(1 << (partial_bits - 1)), 1 << (partial_bits - 1)):
+            for d in range(2 * wide):
+                ctx.set(partial, value)
+                ctx.set(small, d % wide if d >= wide else d)
+                ctx.set(huge, d >= wide)
+                want_beyond = not low <= value << d <= high
+                got_beyond = ctx.get(beyond)
+                assert got_beyond == want_beyond, f"partial={value} d={d}: beyond expected {want_beyond}, got {got_beyond}"
+                if not want_beyond:
+                    assert ctx.get(shifted) == value << d, \
+                        f"partial={value} d={d}: expected {value << d}, got {ctx.get(shifted)}"
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
