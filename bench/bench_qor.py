@@ -1,15 +1,16 @@
 """FPGA quality of results of the accelerator (``make bench-qor``).
 
-The sweep itself is ``microscopiq explore`` (flow/explore.py, docs/explore.md), which
-``make bench-qor`` runs first with the sweep of docs/performance.md (arrays 4×8, 8×8, 16×16, b ∈ {4,
-2}, ReCoN per row, shared by 2 and by 4 rows, none; ``QOR_ARGS`` adds or overrides options, e.g.
-``--place`` or ``--arrays 4x8``). This script only turns the sweep's ``pareto.json`` into the page:
-the table with the outlier-support share of each point against the ``none`` point of the same array
-and b, and the sweep's plot.
+The sweeps themselves are ``microscopiq explore`` (flow/explore.py, docs/explore.md), which
+``make bench-qor`` runs first with the sweeps of docs/performance.md: Yosys counts of arrays 4×8,
+8×8, 16×16, b ∈ {4, 2}, ReCoN per row, shared by 2 and by 4 rows, none (``build/qor``), and the
+8×8 points placed and routed (``build/qor-placed``); ``QOR_ARGS`` adds or overrides options of
+both. This script only turns the sweeps' results into the page: the table with the outlier-support
+share of each point against the ``none`` point of the same array and b, the sweep's plot, and the
+placed points' Fmax against ``none`` with their critical paths.
 
 The page ``docs/performance.md`` and its PNG (``docs/img/``) are rewritten between the markers.
 
-    python bench/bench_qor.py [--explore build/qor] [--command TEXT]
+    python bench/bench_qor.py [--explore build/qor] [--placed build/qor-placed] [--command TEXT]
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import shutil
 import sys
 from pathlib import Path
 
+from microscopiq.flow.explore import source_digest
 from microscopiq.outputs import atomic_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build" / "qor"
+PLACED = ROOT / "build" / "qor-placed"
 DOC = ROOT / "docs" / "performance.md"
 IMG = ROOT / "docs" / "img"
 
@@ -41,17 +44,31 @@ def _fmt(value, spec="") -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _same(row) -> tuple:
+    """The array and format a point shares with its ``none`` baseline."""
+    return row["rows"], row["cols"], row["wbits"], row["xbits"]
+
+
+def _order(row) -> tuple:
+    return row["rows"] * row["cols"], -row["wbits"], row["recon"] == "none", row["recon"]
+
+
+def _where(sweep: Path) -> str:
+    return str(sweep.relative_to(ROOT) if sweep.is_relative_to(ROOT) else sweep)
+
+
+def _tools(document: dict) -> str:
+    return ", ".join(f"{name} {version.split(' (')[0]}" for name, version in sorted(document["tools"].items()))
+
+
 def qor_section(sweep: Path, command: str) -> str:
     """The QoR section from ``microscopiq explore``'s results in ``sweep`` (pareto.json)."""
     document = json.loads((sweep / "pareto.json").read_text())
     rows = document["points"]
-    same = lambda row: (row["rows"], row["cols"], row["wbits"], row["xbits"])
-    baseline = {same(row): row for row in rows if row["recon"] == "none"}
-    order = lambda row: (row["rows"] * row["cols"], -row["wbits"], row["recon"] == "none", row["recon"])
+    baseline = {_same(row): row for row in rows if row["recon"] == "none"}
     placed = any(row["fmax"] for row in rows)
-    tools = ", ".join(f"{name} {version.split(' (')[0]}" for name, version in sorted(document["tools"].items()))
     lines = [f"Written {datetime.date.today().isoformat()} on {platform.machine()} by `{command}` "
-             f"from `{sweep.relative_to(ROOT) if sweep.is_relative_to(ROOT) else sweep}/pareto.json`; tools: {tools}. "
+             f"from `{_where(sweep)}/pareto.json`; tools: {_tools(document)}. "
              f"LUT4s … LUT RAMs: Yosys (ECP5, ABC LUT mapping, multipliers in LUTs as `make synth`); "
              f"cycles: one MiniLM inference, its {document['tokens']}-token pass through the 37 linear "
              f"layers, from the cycle model (shared ReCoN on the layers quantized at that b); "
@@ -59,8 +76,8 @@ def qor_section(sweep: Path, command: str) -> str:
              "| array | b | ReCoN | LUT4s | FFs | DSPs | LUT RAMs | outlier support, % of LUTs | Fmax MHz "
              "| cycles / inference | inferences/s | per kLUT | Pareto |",
              "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for row in sorted(rows, key=order):
-        base = baseline.get(same(row))
+    for row in sorted(rows, key=_order):
+        base = baseline.get(_same(row))
         share = _share(row["luts"], base["luts"]) if base and row["recon"] != "none" else None
         fmax = "does not fit" if not row["fits"] else _fmt(row["fmax"], ".1f")
         lines.append(f"| {row['rows']}x{row['cols']} | {row['wbits']} | {row['recon']} | {row['luts']} "
@@ -77,9 +94,60 @@ def qor_section(sweep: Path, command: str) -> str:
     return "\n".join(lines)
 
 
-def write_page(qor: str) -> None:
-    """Rewrite the QoR section of docs/performance.md (between its markers)."""
+def placed_results(sweep: Path) -> list[dict]:
+    """The per-point results (``points/<key>.json``) of the points in ``sweep``'s ``pareto.json``
+    measured on the hardware sources of this checkout; a point without one is an error."""
+    labels = [row["label"] for row in json.loads((sweep / "pareto.json").read_text())["points"]]
+    digest = source_digest()
+    current = {}
+    for path in (sweep / "points").glob("*.json"):
+        result = json.loads(path.read_text())
+        if result["hardware_digest"] == digest and result["label"] in labels:
+            current[result["label"]] = result
+    missing = [label for label in labels if label not in current]
+    if missing:
+        raise SystemExit(f"{_where(sweep)}: no result on this checkout's hardware sources for "
+                         f"{', '.join(missing)}: run its explore sweep first")
+    return [current[label] for label in labels]
+
+
+def placed_section(sweep: Path, command: str) -> str:
+    """The placed points of ``sweep``: Fmax against the ``none`` point of the same array and b, how
+    full the device is, and the critical path nextpnr reports."""
+    document = json.loads((sweep / "pareto.json").read_text())
+    rows = {row["label"]: row for row in document["points"]}
+    results = placed_results(sweep)
+    baseline = {_same(rows[r["label"]]): rows[r["label"]] for r in results if r["config"]["recon"] == "none"}
+    flow = results[0]["flow"]
+    lines = [f"Written {datetime.date.today().isoformat()} on {platform.machine()} by `{command}` from "
+             f"`{_where(sweep)}/points/`; tools: {_tools(document)}. Yosys (ABC, LUT multipliers), then "
+             f"nextpnr on the {flow['device']} out of context at {flow['freq_mhz']} MHz, seed "
+             f"{flow['seed']}; inferences/s at the Fmax.", "",
+             "| array | b | ReCoN | LUT4s | FFs | LUTs placed | Fmax MHz | vs none | critical path (nextpnr) "
+             "| cycles / inference | inferences/s |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    for result in sorted(results, key=lambda r: _order(rows[r["label"]])):
+        row, synth = rows[result["label"]], result["synth"]
+        base = baseline.get(_same(row))
+        if not row["fits"]:
+            lines.append(f"| {row['rows']}x{row['cols']} | {row['wbits']} | {row['recon']} | {row['luts']} "
+                         f"| {row['ffs']} | – | does not fit | – | {result['error']} | {row['cycles']:,} | – |")
+            continue
+        used, available = (synth["utilisation"]["TRELLIS_COMB"][k] for k in ("used", "available"))
+        versus = (f"{100 * (row['fmax'] / base['fmax'] - 1):+.1f} %"
+                  if base and base["fits"] and row["recon"] != "none" else "–")
+        path = synth["critical_path"]
+        lines.append(f"| {row['rows']}x{row['cols']} | {row['wbits']} | {row['recon']} | {row['luts']} "
+                     f"| {row['ffs']} | {100 * used / available:.0f} % | {row['fmax']:.1f} | {versus} "
+                     f"| {path['delay_ns']} ns, {path['logic_levels']} levels: `{path['start']}` → "
+                     f"`{path['end']}` | {row['cycles']:,} | {row['inferences_per_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def write_page(qor: str, placed: str) -> None:
+    """Rewrite the QoR sections of docs/performance.md (between their markers)."""
     write_section(DOC, "QOR", qor, "bench/bench_qor.py")
+    write_section(DOC, "QOR PLACED", placed, "bench/bench_qor.py")
 
 
 def write_section(doc: Path, marker: str, body: str, source: str) -> None:
@@ -102,12 +170,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--explore", type=Path, default=CACHE,
                         help="the --out folder of the 'microscopiq explore' sweep (default build/qor)")
+    parser.add_argument("--placed", type=Path, default=PLACED,
+                        help="the --out folder of the placed sweep (default build/qor-placed)")
     parser.add_argument("--command", default="make bench-qor",
                         help="the command named on the page as the one that made the sweep")
     args = parser.parse_args(argv)
     qor = qor_section(args.explore.resolve(), args.command)
-    print(qor)
-    write_page(qor)
+    placed = placed_section(args.placed.resolve(), args.command)
+    print(qor, placed, sep="\n\n")
+    write_page(qor, placed)
     print(f"wrote {DOC.relative_to(ROOT)}")
     return 0
 

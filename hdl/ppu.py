@@ -157,9 +157,9 @@ class PPU(wiring.Component):
     0. input register: the token; the tile's shifts split into ``small``/``huge``;
     1. the ``P``/``S`` entry is read at ``tag.m`` (0 at ``group_first``);
     2. ``P ← P + sums``, ``S`` likewise, written back;
-    3. ``P << d``: by ``d`` but its low :data:`FINE_BITS` (:func:`coarse_shift`), then by those;
+    3. ``P << d`` in ``acc_bits + 1`` bits (:func:`narrow_shift`) and ``P``'s :func:`sign_runs`;
        the accumulator entry is read at the token's ``m`` into a register (:func:`read_ahead`);
-    4. its fit check (:func:`shift_fit`); the accumulator entry completed by the writes since its
+    4. its fit (:func:`shift_fit`); the accumulator entry completed by the writes since its
        read (0 at ``k_first``);
     5. ``acc + (P << d)`` at a group's last K-tile (``acc + 0`` else), ``acc_bits + 2`` bits wide;
     6. its saturation (:func:`saturate`) and the sticky flags, written back; the result beat is
@@ -316,9 +316,9 @@ class PPU(wiring.Component):
         return s3b
 
     def _stage_accumulate(self, m, layouts, accs, a_wr, s3, s3b, s5):
-        """Stage 4, the fit check and the accumulator read, and stage 5, the wide accumulate into
+        """Stage 4, the fit and the accumulator read, and stage 5, the wide accumulate into
         ``s5``. Outside a group's last K-tile the accumulator adds 0 (and so cannot saturate)."""
-        cols, acc_bits = self.cfg.cols, self.cfg.acc_bits
+        cols = self.cfg.cols
         s4 = Signal(layouts["add"])
         stored = read_ahead(m, self.en, accs, a_wr, s5.valid, (s4.valid, s4.tag.m), s3.tag.m,
                             s3b.tag.k_first, "old_acc")

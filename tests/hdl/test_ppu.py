@@ -1,18 +1,18 @@
 """The post-processing unit against ``golden.mx_accumulate`` and ``golden.uniform_raw``: random
 partial sums, saturation both ways with the sticky flag, shifts 0 to 255, raw mode, the same token
 as close as the PPU allows (M = 2 without a gap between tiles, M = 1 one cycle apart) under
-back-pressure, and the latency."""
+back-pressure, the latency, and the narrow shift with its fit test exhaustively on small words."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth import Module, Signal, signed
 from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
-from amaranth import Module, Signal, signed
-from microscopiq.hdl.ppu import PPU, narrow_shift, shift_fit, sign_runs
 from microscopiq.hdl.layouts import StreamLayouts
+from microscopiq.hdl.ppu import PPU, narrow_shift, shift_fit, sign_runs
 from microscopiq.host.stream_format import from_beat
 from microscopiq.quant import golden
 from microscopiq.tb.sim_streams import step, stream_put
