@@ -1,0 +1,62 @@
+"""The placed table of bench/bench_qor.py from a sweep folder written here: Fmax against ``none``,
+the placed share of the device and the critical path, only results of this checkout's hardware
+sources, and a clear error for a point without one."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from microscopiq.flow.explore import source_digest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_qor.py"
+_spec = importlib.util.spec_from_file_location("bench_qor", BENCH)
+bq = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("bench_qor", bq)
+_spec.loader.exec_module(bq)
+
+
+def _point(recon: str, luts: int, fmax: float, digest: str) -> tuple[dict, dict]:
+    label = f"8x8-b4-{recon}-x4-g128-acc32"
+    row = {"label": label, "rows": 8, "cols": 8, "wbits": 4, "xbits": 4, "recon": recon, "luts": luts,
+           "ffs": luts // 2, "dsps": 0, "lutram": 913, "fmax": fmax, "clock_mhz": fmax, "cycles": 1000,
+           "inferences_per_s": fmax * 1e3, "per_s_per_klut": 0.0, "fits": True, "pareto": False}
+    result = {"label": label, "config": {"recon": recon}, "hardware_digest": digest, "error": None,
+              "flow": {"device": "45k", "freq_mhz": 100, "seed": 1},
+              "synth": {"utilisation": {"TRELLIS_COMB": {"used": luts, "available": 43848}},
+                        "critical_path": {"delay_ns": round(1000 / fmax, 2), "logic_levels": 9,
+                                          "start": f"{recon}.a", "end": f"{recon}.b"}}}
+    return row, result
+
+
+def _sweep(tmp_path: Path, points: list[tuple[dict, dict]], stale=()) -> Path:
+    (tmp_path / "points").mkdir()
+    (tmp_path / "pareto.json").write_text(json.dumps({
+        "model": "minilm", "tokens": 128, "tools": {"yosys": "Yosys 0.70 (x)"},
+        "points": [row for row, _ in points], "failed": [], "missing": [], "skipped": []}))
+    for index, result in enumerate([*(result for _, result in points), *stale]):
+        (tmp_path / "points" / f"{index}.json").write_text(json.dumps(result))
+    return tmp_path
+
+
+def test_placed_table_against_none(tmp_path):
+    digest = source_digest()
+    none, per_row = _point("none", 15000, 100.0, digest), _point("per-row", 30000, 95.0, digest)
+    stale = _point("per-row", 31000, 50.0, "0" * 64)[1]          # an older RTL's result: not shown
+    text = bq.placed_section(_sweep(tmp_path, [per_row, none], [stale]), "make bench-qor")
+    lines = text.splitlines()
+    assert lines[4] == ("| 8x8 | 4 | per-row | 30000 | 15000 | 68 % | 95.0 | -5.0 % | 10.53 ns, 9 levels: "
+                        "`per-row.a` → `per-row.b` | 1,000 | 95000.00 |")
+    assert lines[5] == ("| 8x8 | 4 | none | 15000 | 7500 | 34 % | 100.0 | – | 10.0 ns, 9 levels: "
+                        "`none.a` → `none.b` | 1,000 | 100000.00 |")
+    assert len(lines) == 6
+
+
+def test_placed_table_needs_every_point_on_these_sources(tmp_path):
+    sweep = _sweep(tmp_path, [_point("none", 15000, 100.0, "0" * 64)])
+    with pytest.raises(SystemExit, match="no result on this checkout's hardware sources for 8x8-b4-none"):
+        bq.placed_section(sweep, "make bench-qor")
