@@ -28,12 +28,13 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
 from .array import act_sum_bits, result_layout
+from .bits import field_at
 from .layouts import SHIFT_BITS, StreamLayouts, axis_signature
 
 __all__ = ["PPU", "token_tag_layout", "read_registered", "read_ahead", "narrow_shift", "sign_runs",
            "shift_fit", "saturate"]
 
-#: Low bits of the shift ``d`` applied in stage 3; stage 2 shifts by the rest.
+#: Low bits of the shift ``d``, applied after the rest (:func:`narrow_shift`'s second step).
 FINE_BITS = 3
 
 
@@ -119,14 +120,14 @@ def sign_runs(m: Module, partial, wide: int):
     return fits
 
 
-def shift_fit(partial, runs, small, huge):
+def shift_fit(m: Module, partial, runs, small, huge):
     """Whether a nonzero ``partial << d`` cannot be added exactly into ``wide = acc_bits + 1``
     signed bits (``beyond``), for ``d`` (0 … 255) given as ``huge = d ≥ wide`` and ``small = d``
     otherwise, with ``runs`` = :func:`sign_runs` of ``partial``. Instead of a 300-bit shifter, such
     a value's magnitude is at least ``2^acc_bits``, more than any accumulator can cancel, so the
     sum saturates in its direction."""
     zero = runs[-1] & ~partial[-1]                 # every bit a copy of a sign bit 0
-    return Mux(huge, ~zero, ~runs.bit_select(small, 1))
+    return Mux(huge, ~zero, ~field_at(m, runs, small, 1))
 
 
 def saturate(m: Module, total, beyond, negative, acc_bits: int):
@@ -322,7 +323,7 @@ class PPU(wiring.Component):
         s4 = Signal(layouts["add"])
         stored = read_ahead(m, self.en, accs, a_wr, s5.valid, (s4.valid, s4.tag.m), s3.tag.m,
                             s3b.tag.k_first, "old_acc")
-        beyond = [shift_fit(s3b.p[c], s3b.runs[c], s3b.small[c], s3b.huge[c]) for c in range(cols)]
+        beyond = [shift_fit(m, s3b.p[c], s3b.runs[c], s3b.small[c], s3b.huge[c]) for c in range(cols)]
         self._advance(m, s4, valid=s3b.valid, tag=s3b.tag, p=s3b.p, s=s3b.s, shifted=s3b.shifted,
                       beyond=Cat(*(s3b.tag.group_last & beyond[c] for c in range(cols))))
         addend = [Mux(s4.tag.group_last, s4.shifted[c], 0) for c in range(cols)]

@@ -37,6 +37,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
+from .bits import field_at
 from .exp_decoder import ExpDecoder
 from .layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION, Fault, Mode, StreamLayouts, axis_signature
 from .layouts import group_last as layouts_group_last
@@ -53,16 +54,6 @@ class _Item(enum.Enum, shape=3):
     END = 4
     DRAIN = 5
     PROLOGUE = 6  # a MicroScopiQ pass's first tiles' maps (MapPlacement)
-
-
-def _field_at(m, value, offset, width: int):
-    """``value.bit_select(offset, width)``, the shift on a signal as wide as ``value`` so that the
-    Verilog truncates nothing implicitly (Verilator's WIDTHTRUNC)."""
-    if isinstance(offset, int):
-        return value[offset:offset + width]
-    shifted = Signal(len(value))
-    m.d.comb += shifted.eq(value >> offset)
-    return shifted[:width]
 
 
 def _shifted(value, amount, width: int, *, left: bool):
@@ -567,7 +558,7 @@ class Unpacker(wiring.Component):
         # narrow row's codes are C·b/2 bits: its fields are read off the row widened to the b-bit
         # layout (each code zero-extended, the records after them).
         bits = Signal(self.sizes.row_bits)
-        m.d.comb += bits.eq(_field_at(m, buffer, row_offset, self.sizes.row_bits))
+        m.d.comb += bits.eq(field_at(m, buffer, row_offset, self.sizes.row_bits))
         if self._narrow_rows:
             half = fmt.wbits // 2
             codes = [Cat(bits[c * half:][:half], Const(0, half)) for c in range(cfg.cols)]
@@ -582,12 +573,12 @@ class Unpacker(wiring.Component):
             present = presence[blk] & ~regs["raw"]
             record = value.blocks[blk]
             m.d.comb += [record.present.eq(present),
-                         record.xexp.eq(Mux(present, _field_at(m, bits, offset, fmt.xbits), 0))]
+                         record.xexp.eq(Mux(present, field_at(m, bits, offset, fmt.xbits), 0))]
             if geom.count_bits:
                 m.d.comb += record.count.eq(Mux(present, count, 0))
             for index in range(geom.max_pairs):
                 used = present & (count >= index) if index else present
-                pair = _field_at(m, bits, offset + fmt.xbits + index * geom.pair_bits, geom.pair_bits)
+                pair = field_at(m, bits, offset + fmt.xbits + index * geom.pair_bits, geom.pair_bits)
                 m.d.comb += record.pairs[index].as_value().eq(Mux(used, pair, 0))
             offset = offset + self._record_lengths([present], [count])[0]
         return value, next_need

@@ -245,7 +245,7 @@ def test_narrow_shift_and_fit_exhaustive(partial_bits, wide):
     huge = Signal()
     shifted = narrow_shift(m, partial, small, wide)
     beyond = Signal()
-    m.d.comb += beyond.eq(shift_fit(partial, sign_runs(m, partial, wide), small, huge))
+    m.d.comb += beyond.eq(shift_fit(m, partial, sign_runs(m, partial, wide), small, huge))
     low, high = -(1 << (wide - 1)), (1 << (wide - 1)) - 1
 
     async def bench(ctx):
