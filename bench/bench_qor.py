@@ -124,6 +124,10 @@ def placed_section(sweep: Path, command: str) -> str:
     document = json.loads((sweep / "pareto.json").read_text())
     rows = {row["label"]: row for row in document["points"]}
     results = placed_results(sweep)
+    missing = [f"* {entry}" for entry in document["missing"]]
+    if not results:
+        return "\n".join([f"No placed point on this checkout's hardware sources in `{_where(sweep)}` "
+                          f"(`{command}`); not measured yet:", "", *missing])
     baseline = {_same(rows[r["label"]]): rows[r["label"]] for r in results if r["config"]["recon"] == "none"}
     flow = results[0]["flow"]
     lines = [f"Written {datetime.date.today().isoformat()} on {platform.machine()} by `{command}` from "
@@ -148,6 +152,8 @@ def placed_section(sweep: Path, command: str) -> str:
                      f"| {row['ffs']} | {100 * used / available:.0f} % | {row['fmax']:.1f} | {versus} "
                      f"| {path['delay_ns']} ns, {path['logic_levels']} levels: `{path['start']}` → "
                      f"`{path['end']}` | {row['cycles']:,} | {row['inferences_per_s']:.2f} |")
+    if missing:
+        lines += ["", "Not measured yet:", "", *missing]
     return "\n".join(lines)
 
 

