@@ -101,10 +101,10 @@ def qor_section(sweep: Path, command: str) -> str:
     return "\n".join(lines)
 
 
-def placed_results(sweep: Path) -> list[dict]:
-    """The per-point results (``points/<key>.json``) of the points in ``sweep``'s ``pareto.json``
-    measured on the hardware sources of this checkout; a point without one is an error."""
-    labels = [row["label"] for row in json.loads((sweep / "pareto.json").read_text())["points"]]
+def placed_results(sweep: Path, labels: list[str]) -> list[dict]:
+    """The per-point results (``points/<key>.json``) in ``sweep`` of the points ``labels`` (its
+    ``pareto.json``'s) measured on the hardware sources of this checkout; a point without one is
+    an error."""
     digest = source_digest()
     current = {}
     for path in (sweep / "points").glob("*.json"):
@@ -123,7 +123,7 @@ def placed_section(sweep: Path, command: str) -> str:
     full the device is, and the critical path nextpnr reports."""
     document = json.loads((sweep / "pareto.json").read_text())
     rows = {row["label"]: row for row in document["points"]}
-    results = placed_results(sweep)
+    results = placed_results(sweep, list(rows))
     missing = [f"* {entry}" for entry in document["missing"]]
     if not results:
         return "\n".join([f"No placed point on this checkout's hardware sources in `{_where(sweep)}` "

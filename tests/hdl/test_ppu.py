@@ -252,7 +252,7 @@ def test_narrow_shift_and_fit_exhaustive(partial_bits, wide):
         for value in range(-(1 << (partial_bits - 1)), 1 << (partial_bits - 1)):
             for d in range(2 * wide):
                 ctx.set(partial, value)
-                ctx.set(small, d % wide if d >= wide else d)
+                ctx.set(small, d & ((1 << len(small)) - 1))    # the PPU's small: d's low bits
                 ctx.set(huge, d >= wide)
                 want_beyond = not low <= value << d <= high
                 got_beyond = ctx.get(beyond)
