@@ -9,8 +9,9 @@ a timing lever can first be judged on this table, then placed.
 
 A level is a LUT4 (or an asynchronous LUT-RAM read, a LUT of the address); a carry chain adds one
 level where a path enters it and none along it; the PFU multiplexers of wider LUTs add none. Paths
-start at flip-flops and input ports and end at flip-flops' data, clock-enable and reset inputs,
-LUT-RAM write ports and output ports. The deepest endpoints are grouped by the register (or port) a
+start at flip-flops, the outputs of other cells not in :data:`COMBINATIONAL` (DSP and block-RAM
+sites) and input ports, and end at every other cell input (flip-flops' data, clock-enable and
+reset, LUT-RAM write ports) and at output ports. The deepest endpoints are grouped by the register (or port) a
 deepest path to them starts from and the register they belong to, with Yosys's cell-name suffixes
 and bit indices taken off.
 
@@ -74,7 +75,7 @@ def register_name(cell: str) -> str:
 
 def _top_module(netlist: dict) -> dict:
     tops = [module for module in netlist.get("modules", {}).values()
-            if int(module.get("attributes", {}).get("top", 0) or 0)]
+            if int(module.get("attributes", {}).get("top", "0"), 2)]
     if len(tops) != 1:
         raise NetlistError(f"expected one top module in the netlist, found {len(tops)}")
     return tops[0]
@@ -96,9 +97,13 @@ def count_levels(netlist: dict, *, min_levels: int = 7) -> Levels:
                     drivers[bit] = name
                 elif port not in through and port not in CLOCKS:
                     endpoints.append((bit, register_name(name)))
+    inputs = {}
     for name, port in module["ports"].items():
+        bits = [bit for bit in port["bits"] if isinstance(bit, int)]
         if port["direction"] == "output":
-            endpoints += [(bit, name) for bit in port["bits"] if isinstance(bit, int)]
+            endpoints += [(bit, name) for bit in bits]
+        else:
+            inputs.update(dict.fromkeys(bits, name))
 
     depth, origin, on_path = {}, {}, set()
 
@@ -110,7 +115,7 @@ def count_levels(netlist: dict, *, min_levels: int = 7) -> Levels:
         cell = cells.get(name)
         through = COMBINATIONAL.get(cell["type"]) if cell else None
         if not through:
-            depth[bit], origin[bit] = 0, register_name(name) if name else _port_of(module, bit)
+            depth[bit], origin[bit] = 0, register_name(name) if name else inputs.get(bit, "constant")
             return 0
         if bit in on_path:
             raise NetlistError(f"combinational loop through {name}")
@@ -138,13 +143,6 @@ def count_levels(netlist: dict, *, min_levels: int = 7) -> Levels:
     groups = sorted(((deepest[key], *key, count) for key, count in grouped.items()),
                     key=lambda group: (-group[0], -group[3], group[1], group[2]))
     return Levels(dict(sorted(histogram.items())), groups)
-
-
-def _port_of(module: dict, bit: int) -> str:
-    for name, port in module["ports"].items():
-        if bit in port["bits"]:
-            return name
-    return "constant"
 
 
 def markdown(levels: Levels, *, min_levels: int, groups: int) -> str:

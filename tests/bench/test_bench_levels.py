@@ -64,6 +64,10 @@ def test_levels_of_each_cell_kind():
     assert levels.histogram == {0: 4, 1: 3, 2: 3, 3: 1}
     assert levels.deepest == 3 and levels.at_least(2) == 4
     assert levels.groups == [(3, "ff_a", "ff_b", 2), (2, "ff_a", "ff_c", 1), (2, "ff_a", "ram.slots_DPR", 1)]
+    # From one level on: the input port starts the output port's path, ff_c starts ff_a's.
+    assert bl.count_levels(_netlist(CELLS), min_levels=1).groups == [
+        (3, "ff_a", "ff_b", 2), (2, "ff_a", "ff_c", 2), (2, "ff_a", "ram.slots_DPR", 1), (1, "din", "dout", 1),
+        (1, "ff_c", "ff_a", 1)]
 
 
 def test_markdown_table():
