@@ -382,11 +382,12 @@ class Unpacker(wiring.Component):
         cfg = self.cfg
         exp_bits = cfg.cols * EXP_BITS
         header_ok, header_value = self._header_check(m, buffer)
-        # ``to_row``: the item after the front one is a PE row (the map queue moves on as it is parsed).
+        # ``to_row``: the item after the front one is a PE row; then, in a MicroScopiQ pass, the
+        # map queue moves on as the front item is parsed (``moving``, from registers).
         to_row = Signal()
-        shift = Signal()
-        m.d.comb += shift.eq(parse & to_row & ~regs["raw"])
-        row_value, next_need = self._row(m, buffer, state, parse, shift, regs)
+        moving = Signal()
+        m.d.comb += moving.eq(to_row & ~regs["raw"])
+        row_value, next_need = self._row(m, buffer, state, parse, moving, regs)
         exps_value = Signal(ExpDecoder.in_layout(cfg.cols))
         m.d.comb += [exps_value.minimum.eq(state == _Item.EMIN), exps_value.exps.as_value().eq(buffer[:exp_bits])]
         with m.If((state == _Item.HEADER) & parse & ~header_ok):
@@ -543,7 +544,7 @@ class Unpacker(wiring.Component):
         return [Mux(present, fmt.xbits + geom.pair_bits + _times(count, geom.pair_bits), 0)
                 for present, count in zip(presence, counts)]
 
-    def _row(self, m, buffer, state, parse, shift, regs):
+    def _row(self, m, buffer, state, parse, moving, regs):
         """The output payload of the row at the buffer's front, and ``next_need``, the next PE
         row's length (registers only: the map queue's, :meth:`_map_queue`)."""
         cfg, fmt = self.cfg, self.cfg.fmt
@@ -553,7 +554,7 @@ class Unpacker(wiring.Component):
             m.d.comb += value.codes.as_value().eq(buffer[:code_bits])
             return value, Const(code_bits)
         geom = self.record
-        presence, counts, row_offset, next_need = self._map_queue(m, buffer, state, parse, shift, regs)
+        presence, counts, row_offset, next_need = self._map_queue(m, buffer, state, parse, moving, regs)
         # The front row: codes from ``row_offset`` on, then the records of its present blocks. A
         # narrow row's codes are C·b/2 bits: its fields are read off the row widened to the b-bit
         # layout (each code zero-extended, the records after them).
@@ -583,7 +584,7 @@ class Unpacker(wiring.Component):
             offset = offset + self._record_lengths([present], [count])[0]
         return value, next_need
 
-    def _map_queue(self, m, buffer, state, parse, shift, regs):
+    def _map_queue(self, m, buffer, state, parse, moving, regs):
         """The map queue; returns the front row's presence bits and count fields (per block), where
         its codes start (``row_offset``) and the next row's length.
 
@@ -591,7 +592,7 @@ class Unpacker(wiring.Component):
         ``(ahead + 1)·R`` of them: the row's micro-blocks' presence bits and counts, its ``prefix``
         (the map fields' bits in front of its codes, :class:`MapPlacement`) and its ``body`` (its
         codes and records). It moves on by one entry as an item is parsed whose next item is a row
-        (``shift``), so the next row is always entry 1 and its length, set as that item is parsed,
+        (``moving``), so the next row is always entry 1 and its length, set as that item is parsed,
         ``body + prefix`` of registers. The map fields are registered off the buffer's front as
         their row is parsed: the prologue's into the first tiles' entries, a row 0's presence bits
         into tile ``ahead``'s with each block's ``rank`` (and their count fields' length into the
@@ -624,81 +625,85 @@ class Unpacker(wiring.Component):
         def counts_of(entry):
             return [counts[entry].word_select(blk, count_bits) if count_bits else Const(0, 1) for blk in range(blocks)]
 
-        with m.If(shift):
-            # (The entry past the end takes a row of codes: every entry's ``body`` stays a row's.)
-            m.d.sync += [field[i].eq(field[i + 1] if i + 1 < depth else (code_bits if field is body else 0))
-                         for field in queue for i in range(depth)]
+        # Every update waits for the front item's parse; under it only registers choose (``moving``,
+        # the state, the row), so that ``parse`` reaches the queue's registers as their clock enable
+        # and none of their data multiplexers.
+        with m.If(parse):
+            with m.If(moving):
+                # (The entry past the end takes a row of codes: every entry's ``body`` stays a row's.)
+                m.d.sync += [field[i].eq(field[i + 1] if i + 1 < depth else (code_bits if field is body else 0))
+                             for field in queue for i in range(depth)]
 
-        def put(field, entry: int, new, moves):
-            """Register ``new`` into the entry now at ``entry`` (one lower if the queue moves on in
-            this cycle: ``moves`` True, False, or None where ``shift`` decides)."""
-            if moves is None:
-                with m.If(shift):
-                    m.d.sync += field[entry - 1].eq(new)
-                with m.Else():
-                    m.d.sync += field[entry].eq(new)
-            else:
-                m.d.sync += field[entry - int(moves)].eq(new)
-
-        def count_length(bits):
-            """The count fields' length for the presence ``bits``."""
-            return _times(_popcount(bits), count_bits) if count_bits else Const(0, 1)
-
-        def body_length(row_presence, row_counts):
-            """A row's codes and records for its blocks' presence bits and count fields."""
-            fields = [row_counts[blk * count_bits:][:count_bits] if count_bits else Const(0, 1) for blk in range(blocks)]
-            return row_code_bits + sum(self._record_lengths(row_presence, fields))
-
-        with m.If(parse & (state == _Item.HEADER)):
-            # A uniform pass's rows start at the front and are ``C·b`` bits: entries 0 and 1 stay
-            # (its parses do not move the queue on); a MicroScopiQ pass's prologue fills entry 1.
-            m.d.sync += [prefix[0].eq(0), prefix[1].eq(0), body[1].eq(code_bits)]
-        # The prologue (its next item is E_min: the queue stays): the first tiles from entry 1 on.
-        with m.If(parse & (state == _Item.PROLOGUE)):
-            for tile in range(ahead):
-                for r in range(rows):
-                    at = (tile * rows + r) * blocks
-                    put(presence, 1 + tile * rows + r, buffer[at:at + blocks], False)
-                    put(prefix, 1 + tile * rows + r, entries if r == 0 else 0, False)
-                    if count_bits:
-                        put(rank, 1 + tile * rows + r, ranks(buffer[tile * entries:(tile + 1) * entries], r), False)
-            for tile in range(place.prologue_counts if count_bits else ahead):
-                for r in range(rows):
-                    at = ahead * entries + (tile * rows + r) * blocks * count_bits
-                    if count_bits:
-                        put(counts, 1 + tile * rows + r, buffer[at:at + blocks * count_bits], False)
-                    where = (tile * rows + r) * blocks
-                    put(body, 1 + tile * rows + r,
-                        body_length(buffer[where:where + blocks], buffer[at:at + blocks * count_bits]), False)
-            for tile in range(place.prologue_counts, ahead):
-                carrier = place.counts_row(tile)
-                base = entries if carrier % rows == 0 else 0
-                put(prefix, 1 + carrier, base + count_length(buffer[tile * entries:(tile + 1) * entries]), False)
-        # A row (its parse moves the queue on but at R = 1, where an E_min or E may come next).
-        in_row = parse & (state == _Item.ROW) & ~regs["raw"]
-        moves = True if rows > 1 else None
-        with m.If(in_row & (regs["row"] == 0)):
-            # Tile ``ahead`` on: its presence bits; its counts open the row two on.
-            for r in range(rows):
-                put(presence, ahead * rows + r, buffer[r * blocks:(r + 1) * blocks], moves)
-                put(prefix, ahead * rows + r, entries if r == 0 else 0, moves)
-                if count_bits:
-                    put(rank, ahead * rows + r, ranks(buffer[:entries], r), moves)
+            def put(field, entry: int, new, moves):
+                """Register ``new`` into the entry now at ``entry`` (one lower if the queue moves on in
+                this cycle: ``moves`` True, False, or None where ``moving`` decides)."""
+                if moves is None:
+                    with m.If(moving):
+                        m.d.sync += field[entry - 1].eq(new)
+                    with m.Else():
+                        m.d.sync += field[entry].eq(new)
                 else:
-                    put(body, ahead * rows + r, body_length(buffer[r * blocks:(r + 1) * blocks], Const(0, 1)), moves)
-            put(prefix, 2, (entries if rows <= 2 else 0) + count_length(buffer[:entries]), moves)
-        if count_bits:
-            with m.If(in_row & (regs["row"] == place.counts_slot)):
-                # The counts of the tile whose row 0 is ``ahead·R − 2`` rows on, by its blocks' ranks.
-                first = ahead * rows - 2
-                at = entries if place.counts_slot == 0 else 0
-                fields = [buffer[at + i * count_bits:][:count_bits] for i in range(entries)]
-                ranked = [Array(fields[:e + 1])[rank[first + e // blocks].word_select(e % blocks, rank_bits)]
-                          if e else fields[0] for e in range(entries)]
+                    m.d.sync += field[entry - int(moves)].eq(new)
+
+            def count_length(bits):
+                """The count fields' length for the presence ``bits``."""
+                return _times(_popcount(bits), count_bits) if count_bits else Const(0, 1)
+
+            def body_length(row_presence, row_counts):
+                """A row's codes and records for its blocks' presence bits and count fields."""
+                fields = [row_counts[blk * count_bits:][:count_bits] if count_bits else Const(0, 1) for blk in range(blocks)]
+                return row_code_bits + sum(self._record_lengths(row_presence, fields))
+
+            with m.If(state == _Item.HEADER):
+                # A uniform pass's rows start at the front and are ``C·b`` bits: entries 0 and 1 stay
+                # (its parses do not move the queue on); a MicroScopiQ pass's prologue fills entry 1.
+                m.d.sync += [prefix[0].eq(0), prefix[1].eq(0), body[1].eq(code_bits)]
+            # The prologue (its next item is E_min: the queue stays): the first tiles from entry 1 on.
+            with m.If(state == _Item.PROLOGUE):
+                for tile in range(ahead):
+                    for r in range(rows):
+                        at = (tile * rows + r) * blocks
+                        put(presence, 1 + tile * rows + r, buffer[at:at + blocks], False)
+                        put(prefix, 1 + tile * rows + r, entries if r == 0 else 0, False)
+                        if count_bits:
+                            put(rank, 1 + tile * rows + r, ranks(buffer[tile * entries:(tile + 1) * entries], r), False)
+                for tile in range(place.prologue_counts if count_bits else ahead):
+                    for r in range(rows):
+                        at = ahead * entries + (tile * rows + r) * blocks * count_bits
+                        if count_bits:
+                            put(counts, 1 + tile * rows + r, buffer[at:at + blocks * count_bits], False)
+                        where = (tile * rows + r) * blocks
+                        put(body, 1 + tile * rows + r,
+                            body_length(buffer[where:where + blocks], buffer[at:at + blocks * count_bits]), False)
+                for tile in range(place.prologue_counts, ahead):
+                    carrier = place.counts_row(tile)
+                    base = entries if carrier % rows == 0 else 0
+                    put(prefix, 1 + carrier, base + count_length(buffer[tile * entries:(tile + 1) * entries]), False)
+            # A row (its parse moves the queue on but at R = 1, where an E_min or E may come next).
+            in_row = (state == _Item.ROW) & ~regs["raw"]
+            moves = True if rows > 1 else None
+            with m.If(in_row & (regs["row"] == 0)):
+                # Tile ``ahead`` on: its presence bits; its counts open the row two on.
                 for r in range(rows):
-                    row_counts = Cat(*ranked[r * blocks:(r + 1) * blocks])
-                    put(counts, first + r, row_counts, moves)
-                    put(body, first + r, body_length(presence[first + r], row_counts), moves)
+                    put(presence, ahead * rows + r, buffer[r * blocks:(r + 1) * blocks], moves)
+                    put(prefix, ahead * rows + r, entries if r == 0 else 0, moves)
+                    if count_bits:
+                        put(rank, ahead * rows + r, ranks(buffer[:entries], r), moves)
+                    else:
+                        put(body, ahead * rows + r, body_length(buffer[r * blocks:(r + 1) * blocks], Const(0, 1)), moves)
+                put(prefix, 2, (entries if rows <= 2 else 0) + count_length(buffer[:entries]), moves)
+            if count_bits:
+                with m.If(in_row & (regs["row"] == place.counts_slot)):
+                    # The counts of the tile whose row 0 is ``ahead·R − 2`` rows on, by its blocks' ranks.
+                    first = ahead * rows - 2
+                    at = entries if place.counts_slot == 0 else 0
+                    fields = [buffer[at + i * count_bits:][:count_bits] for i in range(entries)]
+                    ranked = [Array(fields[:e + 1])[rank[first + e // blocks].word_select(e % blocks, rank_bits)]
+                              if e else fields[0] for e in range(entries)]
+                    for r in range(rows):
+                        row_counts = Cat(*ranked[r * blocks:(r + 1) * blocks])
+                        put(counts, first + r, row_counts, moves)
+                        put(body, first + r, body_length(presence[first + r], row_counts), moves)
         # The next row's length: entry 1.
         next_need = body[1] + prefix[1]
         row_offset = Signal.like(prefix[0], name="row_offset")
