@@ -38,6 +38,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
 from .array import Array, ArrayTiming, load_layout
+from .credit_fifo import CreditFIFO
 from .layouts import Fault, Mode, StreamLayouts, axis_signature
 from .weight_decoder import WeightDecoder
 from .ppu import PPU, token_tag_layout
@@ -232,14 +233,17 @@ class AcceleratorCore(wiring.Component):
         # Each entry: the PPU's beat and the pass's fault when it was written (stable while the
         # output waits; the pass's last beat is written after any fault of the pass is known).
         entry = data.StructLayout({"beat": ppu.result.payload.shape(), "fault": Fault})
-        m.submodules.result_fifo = out = SyncFIFO(width=entry.size, depth=depth)
+        m.submodules.result_fifo = out = CreditFIFO(entry.size, depth)
         refusal = stream.Signature(1).flip().create(path=("refusal",))
         # The PPU cannot stall (its result is always_ready): the credit keeps the FIFO from ever
-        # refusing a beat, so its w_rdy is not looked at.
+        # being full when it writes (a CreditFIFO: nothing gates the write enable of its LUT-RAM
+        # cells but the writers' valid registers and its own not-full register); a refused
+        # pass's beat waits for room.
         written = Signal(entry)
         m.d.comb += [written.beat.eq(ppu.result.payload), written.fault.eq(pass_fault),
-                     out.w_stream.valid.eq(ppu.result.valid | refusal.valid),
-                     out.w_stream.payload.eq(written), refusal.ready.eq(out.w_rdy)]
+                     refusal.ready.eq(out.w_rdy),
+                     out.w_stream.valid.eq(ppu.result.valid | (refusal.valid & refusal.ready)),
+                     out.w_stream.payload.eq(written)]
         with m.If(refusal.valid):      # a refused pass's one beat: body 0, its fault, tlast
             m.d.comb += [written.beat.data.eq(0), written.beat.last.eq(1)]
         beat = data.View(sf.result, self.result.payload.data)
