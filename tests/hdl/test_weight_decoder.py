@@ -47,8 +47,9 @@ def check_pass(cfg, layer, tokens, beats, *, fault=Fault.NONE, first_fault=None)
     """``beats`` hold one pass of ``layer``: its header, then its rows, equal to decoded_tiles. With a
     ``fault`` at row ``first_fault``: every row from some point on is marked with it — from that row
     exactly for PAIRS and EXPONENT, from no later than it for a truncated stream (the unpacker sees
-    the cut before the rows ahead of it have left the decoders) — and only the rows the stream held
-    are compared (a truncated pass's made-up rows and the faulty row itself are not)."""
+    the cut before the rows ahead of it have left the decoders), from its last row at the latest
+    for OVERRUN (``first_fault`` None) — and only the rows the stream held are compared (a
+    truncated pass's made-up rows and the faulty row itself are not)."""
     layouts = StreamLayouts(cfg)
     header, rows = beats[0], beats[1:]
     tiles = tiles_of(cfg, layer)
@@ -67,6 +68,8 @@ def check_pass(cfg, layer, tokens, beats, *, fault=Fault.NONE, first_fault=None)
         assert marked == len(rows)
     elif fault == Fault.TRUNCATED:
         assert marked <= first_fault, f"first marked row {marked}, the cut is at row {first_fault}"
+    elif fault == Fault.OVERRUN:    # found at the pass's end: its last row at least
+        assert marked < len(rows), "the pass's last row is not marked"
     else:
         assert marked == first_fault, f"first marked row {marked}, the fault is at row {first_fault}"
     per_group = cfg.fmt.group // cfg.tile_depth(stream_format.layer_pairs(cfg, layer))
@@ -159,6 +162,20 @@ def test_faults_mark_the_pass_and_keep_its_rows(fault, spoil, first):
     assert len(beats) == 2 * (1 + 2 * B4.rows)
     check_pass(B4, layer, 1, beats[:17], fault=fault, first_fault=first)
     check_pass(B4, layer, 1, beats[17:])
+
+
+@pytest.mark.parametrize("cfg", [B4, INT8], ids=["b4", "int8"])
+def test_overrun_marks_the_pass_to_its_last_row(cfg):
+    """A pass whose last field is not in its tlast beat (one more beat of zeros) keeps its rows and
+    is marked OVERRUN to its last row; the next pass is clean. Without ReCoN a row reaches the
+    merge two cycles after it is parsed, the fewest there are, and the unpacker's END check, a
+    cycle after the last row's parse, must still mark it."""
+    layer = stimulus.build_case("random_uniform", cfg, 16, 32, 1, SEED).layer
+    good = encode_pass(cfg, layer, 1)
+    beats = decode(cfg, [good + bytes(cfg.weight_bus // 8), good], np.random.default_rng(SEED))
+    half = len(beats) // 2
+    check_pass(cfg, layer, 1, beats[:half], fault=Fault.OVERRUN)
+    check_pass(cfg, layer, 1, beats[half:])
 
 
 def test_refused_header_is_one_beat():
