@@ -180,9 +180,17 @@ class WeightDecoder(wiring.Component):
         else:
             shift_real, shift_made = Const(0, 1), Const(1, 1)
 
-        with m.If(unpacker.fault != Fault.NONE):
+        # The unpacker's fault pulse a cycle later: its END check (the buffer's zero test) and the
+        # merge's fault priority would otherwise run into the output buffer's LUT-RAM write data in
+        # one cycle (the critical path of several builds). A pass's last row reaches the merge no
+        # earlier than two cycles after it was parsed (the unpacker's output register and the
+        # row's slot buffer), and its END check follows the parse, so the pulse is still in time
+        # to mark it.
+        late_fault = Signal(Fault)
+        m.d.sync += late_fault.eq(unpacker.fault)
+        with m.If(late_fault != Fault.NONE):
             m.d.sync += broken.eq(1)
-        unpacker_fault = Mux(active, unpacker.fault, Fault.NONE)
+        unpacker_fault = Mux(active, late_fault, Fault.NONE)
         row_error = Mux(row_real & rows.payload.error, Fault.PAIRS, Fault.NONE) if cfg.has_recon else Fault.NONE
         shift_error = (Mux(wants_shift & shift_real & shifts.payload.error, Fault.EXPONENT, Fault.NONE)
                        if shifts is not None else Fault.NONE)
