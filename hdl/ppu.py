@@ -28,6 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
 from .array import act_sum_bits, result_layout
+from .bits import at_least
 from .layouts import SHIFT_BITS, StreamLayouts, axis_signature
 
 __all__ = ["PPU", "token_tag_layout", "read_registered", "read_ahead", "narrow_shift", "fit_mask",
@@ -110,7 +111,7 @@ def fit_mask(m: Module, small, huge, partial_bits: int, wide: int):
     (every bit when ``huge``). A function of the shift alone, so the PPU forms it a stage before
     ``P`` is known."""
     mask = Signal(max(partial_bits, wide), name="fit_mask")
-    m.d.comb += mask.eq(Cat(*(huge | (small >= max(wide - 1 - j, 0)) for j in range(len(mask)))))
+    m.d.comb += mask.eq(Cat(*(huge | at_least(small, max(wide - 1 - j, 0)) for j in range(len(mask)))))
     return mask
 
 
