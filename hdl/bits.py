@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Const, Module, Signal, Value
 
-__all__ = ["field_at"]
+__all__ = ["field_at", "at_least"]
 
 
 def field_at(m: Module, value, offset, width: int):
@@ -15,3 +15,16 @@ def field_at(m: Module, value, offset, width: int):
     shifted = Signal(len(value))
     m.d.comb += shifted.eq(value >> offset)
     return shifted[:width]
+
+
+def at_least(value, constant: int):
+    """``value >= constant`` (unsigned) as ANDs and ORs of ``value``'s bits, LSB first: Yosys turns
+    a ``>=`` into a carry chain, a chain of four LUTs and a carry cell per comparison; as logic,
+    ABC folds a few-bit comparison into a LUT or two."""
+    value = Value.cast(value)
+    if constant >= 1 << len(value):
+        return Const(0, 1)
+    holds = Const(1, 1)                       # the empty low part: equal, so at least
+    for i, bit in enumerate(value):
+        holds = bit & holds if constant >> i & 1 else bit | holds
+    return holds

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Const, Module, Mux, Signal
+from amaranth import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
 from .array import Array, ArrayTiming, load_layout
+from .credit_fifo import CreditFIFO
 from .layouts import Fault, Mode, StreamLayouts, axis_signature
 from .weight_decoder import WeightDecoder
 from .ppu import PPU, token_tag_layout
@@ -222,8 +223,8 @@ class AcceleratorCore(wiring.Component):
         :attr:`PPU.latency <.ppu.PPU.latency>` stages may still write one beat, so the
         FIFO cannot overflow while ``committed + PPU.latency ≤ depth``, ``committed`` being the
         tokens in the issue register and the array plus the FIFO's beats. ``credit`` for the next cycle compares this
-        cycle's ``committed`` register with a constant (a short path, whatever the handshakes do),
-        leaving :data:`CREDIT_MARGIN`. Depth: :attr:`CoreTiming.result_fifo_depth`.
+        cycle's ``committed``, a sum of two registers, with a constant (a short path, whatever the
+        handshakes do), leaving :data:`CREDIT_MARGIN`. Depth: :attr:`CoreTiming.result_fifo_depth`.
 
         Returns ``credit`` and the write port of a refused pass's one beat (``valid``, ``ready``;
         it is written only while no token is in the array, the PPU or the FIFO)."""
@@ -232,14 +233,17 @@ class AcceleratorCore(wiring.Component):
         # Each entry: the PPU's beat and the pass's fault when it was written (stable while the
         # output waits; the pass's last beat is written after any fault of the pass is known).
         entry = data.StructLayout({"beat": ppu.result.payload.shape(), "fault": Fault})
-        m.submodules.result_fifo = out = SyncFIFO(width=entry.size, depth=depth)
+        m.submodules.result_fifo = out = CreditFIFO(entry.size, depth)
         refusal = stream.Signature(1).flip().create(path=("refusal",))
         # The PPU cannot stall (its result is always_ready): the credit keeps the FIFO from ever
-        # refusing a beat, so its w_rdy is not looked at.
+        # being full when it writes (a CreditFIFO: nothing gates the write enable of its LUT-RAM
+        # cells but the writers' valid registers and its own not-full register); a refused
+        # pass's beat waits for room.
         written = Signal(entry)
         m.d.comb += [written.beat.eq(ppu.result.payload), written.fault.eq(pass_fault),
-                     out.w_stream.valid.eq(ppu.result.valid | refusal.valid),
-                     out.w_stream.payload.eq(written), refusal.ready.eq(out.w_rdy)]
+                     refusal.ready.eq(out.w_rdy),
+                     out.w_stream.valid.eq(ppu.result.valid | (refusal.valid & refusal.ready)),
+                     out.w_stream.payload.eq(written)]
         with m.If(refusal.valid):      # a refused pass's one beat: body 0, its fault, tlast
             m.d.comb += [written.beat.data.eq(0), written.beat.last.eq(1)]
         beat = data.View(sf.result, self.result.payload.data)
@@ -247,11 +251,19 @@ class AcceleratorCore(wiring.Component):
         m.d.comb += [self.result.valid.eq(out.r_stream.valid), out.r_stream.ready.eq(self.result.ready),
                      self.result.payload.data.eq(read.beat.data), self.result.payload.last.eq(read.beat.last),
                      beat.fault.eq(read.fault)]
-        committed = Signal(range(depth + 1))
-        grows = took + ppu.result.valid + (refusal.valid & refusal.ready)
+        # ``committed`` is kept as the sum of two wrapping counters: the tokens taken, counted
+        # beside the issuer (whose ``took`` comes from the activation handshake), and everything
+        # else, counted beside the PPU and the FIFO, so that no handshake crosses the die into an
+        # adder; the credit adds the two registers. Wide enough that the sum (at most ``depth``)
+        # is exact modulo their width.
+        wrap = unsigned(depth.bit_length() + 1)
+        taken, rest = Signal(wrap), Signal(wrap)
+        grows = ppu.result.valid + (refusal.valid & refusal.ready)
         shrinks = array.out.valid + (out.r_rdy & self.result.ready)
+        committed = Signal(wrap)
         credit = Signal(init=1)
-        m.d.sync += [committed.eq(committed + grows - shrinks),
+        m.d.comb += committed.eq(taken + rest)
+        m.d.sync += [taken.eq(taken + took), rest.eq(rest + grows - shrinks),
                      credit.eq(committed + CREDIT_MARGIN + PPU.latency <= depth)]
         return credit, refusal
 

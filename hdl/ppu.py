@@ -28,11 +28,11 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
 from .array import act_sum_bits, result_layout
-from .bits import field_at
+from .bits import at_least
 from .layouts import SHIFT_BITS, StreamLayouts, axis_signature
 
-__all__ = ["PPU", "token_tag_layout", "read_registered", "read_ahead", "narrow_shift", "sign_runs",
-           "shift_fit", "saturate"]
+__all__ = ["PPU", "token_tag_layout", "read_registered", "read_ahead", "narrow_shift", "fit_mask",
+           "shift_beyond", "saturate"]
 
 #: Low bits of the shift ``d``, applied after the rest (:func:`narrow_shift`'s second step).
 FINE_BITS = 3
@@ -94,7 +94,7 @@ def narrow_shift(m: Module, partial, small, wide: int):
     """``partial << small`` in its low ``wide`` bits (signed), ``small < wide``: by ``small`` but its
     low :data:`FINE_BITS`, then by those. Only ``partial``'s low ``wide`` bits (sign-extended if
     it is narrower) reach the result; whether the bits above them are copies of its sign is
-    :func:`sign_runs`' question."""
+    :func:`shift_beyond`'s question."""
     low = Signal(wide, name="low")
     coarse = Signal(wide, name="coarse")
     m.d.comb += [low.eq(partial.as_signed()),
@@ -104,36 +104,35 @@ def narrow_shift(m: Module, partial, small, wide: int):
     return shifted
 
 
-def sign_runs(m: Module, partial, wide: int):
-    """``wide`` bits, bit ``d``: the bits of ``partial`` from ``wide - 1 - d`` up are all copies of
-    its sign, i.e. ``partial << d`` fits ``wide`` signed bits (a thermometer code: bit ``d`` set
-    implies every lower bit set). Instead of shifting the bits that leave the ``wide``-bit word
-    (``len(partial) + wide - 1`` bits), the fit test looks at the unshifted ``partial``."""
-    extended = Signal(signed(max(len(partial), wide)), name="extended")
+def fit_mask(m: Module, small, huge, partial_bits: int, wide: int):
+    """The bits of a ``partial_bits``-bit ``P`` (sign-extended to ``wide`` if narrower) that must
+    all be copies of its sign for ``P << d`` to fit ``wide`` signed bits, for ``d`` given as
+    ``huge = d ≥ wide`` and ``small = d`` otherwise: bit ``j`` is set where ``j ≥ wide - 1 - d``
+    (every bit when ``huge``). A function of the shift alone, so the PPU forms it a stage before
+    ``P`` is known."""
+    mask = Signal(max(partial_bits, wide), name="fit_mask")
+    m.d.comb += mask.eq(Cat(*(huge | at_least(small, max(wide - 1 - j, 0)) for j in range(len(mask)))))
+    return mask
+
+
+def shift_beyond(m: Module, partial, mask, huge):
+    """Whether a nonzero ``partial << d`` cannot be added exactly into ``wide = acc_bits + 1``
+    signed bits, with ``mask`` = :func:`fit_mask` of ``d``: a bit under the mask differs from the
+    sign, or ``d ≥ wide`` and ``P`` is -1 (every bit a copy of a sign bit 1). Instead of a 300-bit
+    shifter, such a value's magnitude is at least ``2^acc_bits``, more than any accumulator can
+    cancel, so the sum saturates in its direction. One AND tree of ``len(mask)`` bits: written as
+    a chain of runs per shift, ABC kept it a chain (eight LUT levels for 33 bits)."""
+    extended = Signal(len(mask), name="extended")
     m.d.comb += extended.eq(partial.as_signed())
     sign = extended[-1]
-    runs = [~(extended[wide - 1:] ^ sign.replicate(len(extended) - wide + 1)).any()]
-    for bit in range(wide - 2, -1, -1):
-        runs.append(runs[-1] & (extended[bit] == sign))
-    fits = Signal(wide, name="runs")
-    m.d.comb += fits.eq(Cat(*runs))
-    return fits
-
-
-def shift_fit(m: Module, partial, runs, small, huge):
-    """Whether a nonzero ``partial << d`` cannot be added exactly into ``wide = acc_bits + 1``
-    signed bits (``beyond``), for ``d`` (0 … 255) given as ``huge = d ≥ wide`` and ``small = d``
-    otherwise, with ``runs`` = :func:`sign_runs` of ``partial``. Instead of a 300-bit shifter, such
-    a value's magnitude is at least ``2^acc_bits``, more than any accumulator can cancel, so the
-    sum saturates in its direction."""
-    zero = runs[-1] & ~partial[-1]                 # every bit a copy of a sign bit 0
-    return Mux(huge, ~zero, ~field_at(m, runs, small, 1))
+    fits = (~(extended ^ sign.replicate(len(mask))) | ~mask).all() & ~(huge & sign)
+    return ~fits
 
 
 def saturate(m: Module, total, beyond, negative, acc_bits: int):
     """``total`` (an accumulator plus a shifted ``P``, formed ``acc_bits + 2`` bits wide) clamped to
     signed ``acc_bits`` (or to the bound on the side of ``negative`` when ``beyond``, see
-    :func:`shift_fit`), and whether it clamped. ``total`` is in range when its top three bits agree.
+    :func:`shift_beyond`), and whether it clamped. ``total`` is in range when its top three bits agree.
     """
     top_bits = total[acc_bits - 1:]
     in_range = ~top_bits.any() | top_bits.all()
@@ -157,11 +156,12 @@ class PPU(wiring.Component):
 
     0. input register: the token; the tile's shifts split into ``small``/``huge``;
     1. the ``P``/``S`` entry is read at ``tag.m`` (0 at ``group_first``);
-    2. ``P ← P + sums``, ``S`` likewise, written back;
-    3. ``P << d`` in ``acc_bits + 1`` bits (:func:`narrow_shift`) and ``P``'s :func:`sign_runs`;
-       the accumulator entry is read at the token's ``m`` into a register (:func:`read_ahead`);
-    4. its fit (:func:`shift_fit`); the accumulator entry completed by the writes since its
-       read (0 at ``k_first``);
+    2. ``P ← P + sums``, ``S`` likewise, written back; the bits of ``P`` that ``d`` needs to be
+       sign copies (:func:`fit_mask`);
+    3. ``P << d`` in ``acc_bits + 1`` bits (:func:`narrow_shift`) and whether it fits them
+       (:func:`shift_beyond`); the accumulator entry is read at the token's ``m`` into a
+       register (:func:`read_ahead`);
+    4. the accumulator entry completed by the writes since its read (0 at ``k_first``);
     5. ``acc + (P << d)`` at a group's last K-tile (``acc + 0`` else), ``acc_bits + 2`` bits wide;
     6. its saturation (:func:`saturate`) and the sticky flags, written back; the result beat is
        registered.
@@ -230,11 +230,10 @@ class PPU(wiring.Component):
                                       "act_sum": signed(act_sum_bits(cfg)),
                                       "small": data.ArrayLayout(range(wide), cols), "huge": cols}),
             "shift": data.StructLayout({**token, **partial,
-                                        "small": data.ArrayLayout(range(wide), cols), "huge": cols}),
+                                        "small": data.ArrayLayout(range(wide), cols), "huge": cols,
+                                        "mask": data.ArrayLayout(unsigned(max(sf.partial_bits, wide)), cols)}),
             "fit": data.StructLayout({**token, **partial,
-                                      "shifted": data.ArrayLayout(signed(wide), cols),
-                                      "runs": data.ArrayLayout(unsigned(wide), cols),
-                                      "small": data.ArrayLayout(range(wide), cols), "huge": cols}),
+                                      "shifted": data.ArrayLayout(signed(wide), cols), "beyond": cols}),
             "add": data.StructLayout({**token, **partial,
                                       "shifted": data.ArrayLayout(signed(wide), cols),
                                       "beyond": cols}),
@@ -302,30 +301,31 @@ class PPU(wiring.Component):
         m.d.comb += new.s.eq(old.s + s2.act_sum)
         m.d.comb += [p_wr.addr.eq(s2.tag.m), p_wr.data.eq(new), p_wr.en.eq(en & s2.valid)]
         s3 = Signal(layouts["shift"])
-        self._advance(m, s3, valid=s2.valid, tag=s2.tag, p=new.p, s=new.s, huge=s2.huge, small=s2.small)
+        mask = [fit_mask(m, s2.small[c], s2.huge[c], len(new.p[c]), self.cfg.acc_bits + 1) for c in range(cols)]
+        self._advance(m, s3, valid=s2.valid, tag=s2.tag, p=new.p, s=new.s, huge=s2.huge, small=s2.small,
+                      mask=Cat(*mask))
         return s3
 
     def _stage_shift(self, m, layouts, s3):
-        """Stage 3: ``P << d`` in ``acc_bits + 1`` bits (:func:`narrow_shift`) and the sign runs of
-        ``P`` (:func:`sign_runs`) that say whether it fits."""
+        """Stage 3: ``P << d`` in ``acc_bits + 1`` bits (:func:`narrow_shift`) and whether it fits
+        them (:func:`shift_beyond`)."""
         wide = self.cfg.acc_bits + 1
         s3b = Signal(layouts["fit"])
         cols = range(self.cfg.cols)
-        self._advance(m, s3b, valid=s3.valid, tag=s3.tag, p=s3.p, s=s3.s, huge=s3.huge, small=s3.small,
+        self._advance(m, s3b, valid=s3.valid, tag=s3.tag, p=s3.p, s=s3.s,
                       shifted=Cat(*(narrow_shift(m, s3.p[c], s3.small[c], wide) for c in cols)),
-                      runs=Cat(*(sign_runs(m, s3.p[c], wide) for c in cols)))
+                      beyond=Cat(*(shift_beyond(m, s3.p[c], s3.mask[c], s3.huge[c]) for c in cols)))
         return s3b
 
     def _stage_accumulate(self, m, layouts, accs, a_wr, s3, s3b, s5):
-        """Stage 4, the fit and the accumulator read, and stage 5, the wide accumulate into
+        """Stage 4, the accumulator entry completed, and stage 5, the wide accumulate into
         ``s5``. Outside a group's last K-tile the accumulator adds 0 (and so cannot saturate)."""
         cols = self.cfg.cols
         s4 = Signal(layouts["add"])
         stored = read_ahead(m, self.en, accs, a_wr, s5.valid, (s4.valid, s4.tag.m), s3.tag.m,
                             s3b.tag.k_first, "old_acc")
-        beyond = [shift_fit(m, s3b.p[c], s3b.runs[c], s3b.small[c], s3b.huge[c]) for c in range(cols)]
         self._advance(m, s4, valid=s3b.valid, tag=s3b.tag, p=s3b.p, s=s3b.s, shifted=s3b.shifted,
-                      beyond=Cat(*(s3b.tag.group_last & beyond[c] for c in range(cols))))
+                      beyond=Cat(*(s3b.tag.group_last & s3b.beyond[c] for c in range(cols))))
         addend = [Mux(s4.tag.group_last, s4.shifted[c], 0) for c in range(cols)]
         self._advance(m, s5, valid=s4.valid, tag=s4.tag, p=s4.p, s=s4.s, beyond=s4.beyond, ovf=stored.ovf,
                       total=Cat(*(stored.acc[c] + addend[c] for c in range(cols))),

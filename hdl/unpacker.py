@@ -30,7 +30,9 @@ padding) raise ``fault`` for one cycle. The unpacker then drops beats up to and 
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
+from functools import reduce
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
@@ -44,6 +46,21 @@ from .layouts import group_last as layouts_group_last
 from .meta_decoder import MetaDecoder, RecordGeometry
 
 __all__ = ["Unpacker", "UnpackerSizes", "MapPlacement"]
+
+
+class _Next(enum.Enum):
+    """The candidate lengths of the item after the front one: the next PE row's (``body + prefix``
+    of the map queue, or ``C·b`` without ReCoN), an exponent vector, a uniform pass's first row of
+    codes, the prologue."""
+    ROW = 0
+    EXPS = 1
+    CODES = 2
+    PROLOGUE = 3
+
+
+def _one_hot(flags: dict, values: dict):
+    """``values[k]`` for the one ``flags[k]`` that is set (0 if none), as an OR of ANDs."""
+    return reduce(operator.or_, (Mux(flags[kind], value, 0) for kind, value in values.items()))
 
 
 class _Item(enum.Enum, shape=3):
@@ -79,6 +96,27 @@ def _times(value, factor: int):
     if factor and factor & (factor - 1) == 0:
         return value << (factor.bit_length() - 1)
     return sum((Mux(value[i], factor << i, 0) for i in range(len(value))), Const(0, 1))
+
+
+def _sum(terms, width: int):
+    """``Σ terms`` modulo ``2**width`` with one carry chain: the constants folded into one, then
+    carry-save layers (a LUT level each) down to two operands and one adder, so that a sum of
+    registers is not a chain of adders one behind the other."""
+    constant = sum(t for t in terms if isinstance(t, int)) % (1 << width)
+    values = [Cat(Value.cast(t), Const(0, width))[:width] for t in terms if not isinstance(t, int)]
+    values += [Const(constant, width)] if constant or not values else []
+    while len(values) > 2:
+        a, b, c, *values = values
+        carries = (a & b) | (a & c) | (b & c)
+        values += [a ^ b ^ c, Cat(Const(0, 1), carries)[:width]]
+    return (values[0] + values[1])[:width] if len(values) == 2 else values[0]
+
+
+def _minus(base, terms, width: int):
+    """``base - Σ terms`` modulo ``2**width`` as ``~(~base + Σ terms)``: the subtrahends join the
+    carry-save sum (:func:`_sum`) instead of being added up before the subtraction."""
+    inverted = ~Cat(Value.cast(base), Const(0, width))[:width]
+    return ~_sum([inverted, *terms], width)
 
 
 def _popcount(bits) -> object:
@@ -273,10 +311,9 @@ class Unpacker(wiring.Component):
         # ``spare = fill - need`` is a register too (negative while the item is incomplete), so
         # that ``have`` is its sign and a beat's place below a parsed item is a register.
         spare = Signal(signed(len(fill) + 1), init=-PACKED_HEADER.size)
-        # The next item's length if the front item is parsed in this cycle, set by the state from
-        # registers (default: ``need``).
-        need_parsed = Signal.like(need)
-        m.d.comb += need_parsed.eq(need)
+        # Which of the candidate lengths (``_Next``) is the next item's if the front item is parsed
+        # in this cycle: one flag, set by the state from registers (none in END and DRAIN).
+        chosen = {kind: Signal(name=f"next_{kind.name.lower()}") for kind in _Next}
         # ``room``: the buffer has room for a beat, a register (``fill <= capacity - W`` for the
         # current ``fill``), so that a beat's ``ready`` depends on no comparator.
         room = Signal(init=1)
@@ -298,7 +335,6 @@ class Unpacker(wiring.Component):
                      appended.eq(buffer | Mux(take, at_fill, 0)),
                      consumed.eq(_shifted(buffer, need, capacity, left=False) | Mux(take, at_kept, 0))]
         m.d.sync += buffer.eq(Mux(parse, consumed, appended))
-        self._next_counts(m, parse, take, fill, kept, need, need_parsed, spare, room)
         with m.If(take & beat.payload.last):
             m.d.sync += last_taken.eq(1)
 
@@ -316,11 +352,15 @@ class Unpacker(wiring.Component):
             with m.Elif(ready):
                 m.d.comb += header_fault.eq(Fault.TRUNCATED)
 
-        self._items(m, state, buffer, need_parsed, ready, parse, header_fault, pass_regs)
+        row_terms = self._items(m, state, buffer, chosen, ready, parse, header_fault, pass_regs)
+        cfg = self.cfg
+        lengths = {_Next.ROW: row_terms, _Next.EXPS: [cfg.cols * EXP_BITS],
+                   _Next.CODES: [cfg.cols * cfg.fmt.wbits], _Next.PROLOGUE: [self.sizes.prologue_bits]}
+        self._next_counts(m, parse, take, fill, kept, need, spare, room, chosen, lengths)
 
         def restart():
             """Drop what is left of the pass (its tlast beat is in) and wait for a header."""
-            # (Set here, not through ``need_parsed``: the END state's ``buffer == 0`` stays out of
+            # (Set here, not through ``chosen``: the END state's ``buffer == 0`` stays out of
             # ``spare``'s subtraction. The buffer is zero already: END restarts only on an empty
             # buffer with no beat taken, DRAIN clears it every cycle; so ``buffer == 0`` does not
             # reach the buffer's own multiplexers.)
@@ -342,23 +382,26 @@ class Unpacker(wiring.Component):
                 restart()
         return m
 
-    def _next_counts(self, m, parse, take, fill, kept, need, need_parsed, spare, room):
+    def _next_counts(self, m, parse, take, fill, kept, need, spare, room, chosen, lengths):
         """The next ``fill``, ``need``, ``spare = fill - need`` and ``room``. Every candidate (the
-        front item parsed or not, a beat taken or not) is computed from registers; ``parse`` and
-        ``take``, which depend on the handshakes, only select among them, so no adder or comparator
-        sits behind a ``ready``."""
-        width, capacity = self.bus_bits, self.sizes.capacity
+        front item parsed or not, a beat taken or not, and if parsed each next length of
+        ``lengths``, a list of terms per :class:`_Next`) is computed from registers; the state's
+        ``chosen`` flag, then ``parse`` and ``take``, which depend on the handshakes, only select
+        among them, so no adder or comparator sits behind a ``ready`` or behind another adder."""
+        width, capacity, bits = self.bus_bits, self.sizes.capacity, len(spare)
 
-        def after(base, item_need, beat: bool):
-            new_fill = base + width if beat else base
-            return [new_fill, new_fill - item_need, new_fill <= capacity - width]
+        def after(base, beat: bool, parsed: bool):
+            added = width if beat else 0
+            left = (_one_hot(chosen, {kind: _minus(base, [-added, *terms], bits) for kind, terms in lengths.items()})
+                    if parsed else _minus(base, [-added, need], bits))
+            return [base + added, left, base <= capacity - width - added]
 
-        parsed = [after(kept, need_parsed, True), after(kept, need_parsed, False)]
-        held = [after(fill, need, True), after(fill, need, False)]
-        for reg, options in zip((fill, spare, room), zip(*parsed, *held)):
-            with_beat_parsed, parsed_only, with_beat, unchanged = options
+        options = [after(kept, True, True), after(kept, False, True), after(fill, True, False), after(fill, False, False)]
+        for reg, (with_beat_parsed, parsed_only, with_beat, unchanged) in zip((fill, spare, room), zip(*options)):
             m.d.sync += reg.eq(Mux(parse, Mux(take, with_beat_parsed, parsed_only), Mux(take, with_beat, unchanged)))
-        m.d.sync += need.eq(Mux(parse, need_parsed, need))
+        need_parsed = _one_hot(chosen, {kind: _sum(terms, len(need)) for kind, terms in lengths.items()})
+        with m.If(parse):
+            m.d.sync += need.eq(need_parsed)
 
     def _pass_registers(self, m) -> dict:
         header = self.layouts.header.members
@@ -376,17 +419,19 @@ class Unpacker(wiring.Component):
             m.d.sync += port.valid.eq(0)
         return free
 
-    def _items(self, m, state, buffer, need_parsed, ready, parse, header_fault, regs):
-        """The items' parsing; ``need_parsed`` is the next item's length if the front item is
-        parsed in this cycle (set here from registers, by state)."""
+    def _items(self, m, state, buffer, chosen, ready, parse, header_fault, regs):
+        """The items' parsing; sets ``chosen``, which length (:class:`_Next`) the next item has if
+        the front item is parsed in this cycle (from registers, by state), and returns the next PE
+        row's length as terms to add up."""
         cfg = self.cfg
         exp_bits = cfg.cols * EXP_BITS
         header_ok, header_value = self._header_check(m, buffer)
-        # ``to_row``: the item after the front one is a PE row (the map queue moves on as it is parsed).
+        # ``to_row``: the item after the front one is a PE row; then, in a MicroScopiQ pass, the
+        # map queue moves on as the front item is parsed (``moving``, from registers).
         to_row = Signal()
-        shift = Signal()
-        m.d.comb += shift.eq(parse & to_row & ~regs["raw"])
-        row_value, next_need = self._row(m, buffer, state, parse, shift, regs)
+        moving = Signal()
+        m.d.comb += moving.eq(to_row & ~regs["raw"])
+        row_value, row_terms = self._row(m, buffer, state, parse, moving, regs)
         exps_value = Signal(ExpDecoder.in_layout(cfg.cols))
         m.d.comb += [exps_value.minimum.eq(state == _Item.EMIN), exps_value.exps.as_value().eq(buffer[:exp_bits])]
         with m.If((state == _Item.HEADER) & parse & ~header_ok):
@@ -400,7 +445,6 @@ class Unpacker(wiring.Component):
         exps_free = self._outputs(m, self.exps, parse & ((state == _Item.EMIN) | (state == _Item.EXPS)),
                                   exps_value) & ~self.header.valid
         rows_free = self._outputs(m, self.rows, parse & (state == _Item.ROW), row_value) & ~self.header.valid
-        code_bits = cfg.cols * cfg.fmt.wbits
 
         tile_row, group_last = self._next_row(m, state, regs, parse, header_value)
         with m.Switch(state):
@@ -408,7 +452,8 @@ class Unpacker(wiring.Component):
                 m.d.comb += ready.eq(header_free)
                 header = data.View(PACKED_HEADER, buffer[:PACKED_HEADER.size])
                 # (Whatever ``header_ok``: a refused header drains the pass and restarts.)
-                m.d.comb += need_parsed.eq(Mux(header.mode == Mode.RAW, code_bits, self.sizes.prologue_bits))
+                m.d.comb += [chosen[_Next.CODES].eq(header.mode == Mode.RAW),
+                             chosen[_Next.PROLOGUE].eq(header.mode != Mode.RAW)]
                 with m.If(parse):
                     with m.If(header_ok):
                         if self._narrow_rows:
@@ -420,23 +465,24 @@ class Unpacker(wiring.Component):
                                      regs["tile_k"].eq(0), regs["tile_n"].eq(0), regs["row"].eq(0),
                                      state.eq(Mux(header.mode == Mode.RAW, _Item.ROW, _Item.PROLOGUE))]
             with m.Case(_Item.PROLOGUE):
-                m.d.comb += [ready.eq(~self.header.valid), need_parsed.eq(exp_bits)]
+                m.d.comb += [ready.eq(~self.header.valid), chosen[_Next.EXPS].eq(1)]
                 with m.If(parse):
                     m.d.sync += state.eq(_Item.EMIN)
             with m.Case(_Item.EMIN):
                 m.d.comb += [ready.eq(exps_free), to_row.eq(~group_last),
-                             need_parsed.eq(Mux(group_last, exp_bits, next_need))]
+                             chosen[_Next.EXPS].eq(group_last), chosen[_Next.ROW].eq(~group_last)]
                 with m.If(parse):
                     m.d.sync += state.eq(Mux(group_last, _Item.EXPS, _Item.ROW))
             with m.Case(_Item.EXPS):
-                m.d.comb += [ready.eq(exps_free), to_row.eq(1), need_parsed.eq(next_need)]
+                m.d.comb += [ready.eq(exps_free), to_row.eq(1), chosen[_Next.ROW].eq(1)]
                 with m.If(parse):
                     m.d.sync += state.eq(_Item.ROW)
             with m.Case(_Item.ROW):
                 m.d.comb += ready.eq(rows_free)
                 # The next item: the tile's next row, or after its last the next tile's E_min, E or
                 # row 0 (uniform: always a row of codes).
-                m.d.comb += [to_row.eq(tile_row), need_parsed.eq(Mux(tile_row, next_need, exp_bits))]
+                m.d.comb += [to_row.eq(tile_row), chosen[_Next.ROW].eq(tile_row), chosen[_Next.EXPS].eq(~tile_row)]
+        return row_terms
 
     def _next_row(self, m, state, regs, parse, header_value):
         """After a row: the next row, tile (K-tiles inner), or the pass's end; a MicroScopiQ tile
@@ -543,17 +589,17 @@ class Unpacker(wiring.Component):
         return [Mux(present, fmt.xbits + geom.pair_bits + _times(count, geom.pair_bits), 0)
                 for present, count in zip(presence, counts)]
 
-    def _row(self, m, buffer, state, parse, shift, regs):
-        """The output payload of the row at the buffer's front, and ``next_need``, the next PE
-        row's length (registers only: the map queue's, :meth:`_map_queue`)."""
+    def _row(self, m, buffer, state, parse, moving, regs):
+        """The output payload of the row at the buffer's front, and the next PE row's length as
+        terms to add up (registers only: the map queue's, :meth:`_map_queue`)."""
         cfg, fmt = self.cfg, self.cfg.fmt
         code_bits = cfg.cols * fmt.wbits
         value = Signal(self.row_layout(cfg))
         if not self.record:
             m.d.comb += value.codes.as_value().eq(buffer[:code_bits])
-            return value, Const(code_bits)
+            return value, [code_bits]
         geom = self.record
-        presence, counts, row_offset, next_need = self._map_queue(m, buffer, state, parse, shift, regs)
+        presence, counts, row_offset, row_terms = self._map_queue(m, buffer, state, parse, moving, regs)
         # The front row: codes from ``row_offset`` on, then the records of its present blocks. A
         # narrow row's codes are C·b/2 bits: its fields are read off the row widened to the b-bit
         # layout (each code zero-extended, the records after them).
@@ -581,9 +627,9 @@ class Unpacker(wiring.Component):
                 pair = field_at(m, bits, offset + fmt.xbits + index * geom.pair_bits, geom.pair_bits)
                 m.d.comb += record.pairs[index].as_value().eq(Mux(used, pair, 0))
             offset = offset + self._record_lengths([present], [count])[0]
-        return value, next_need
+        return value, row_terms
 
-    def _map_queue(self, m, buffer, state, parse, shift, regs):
+    def _map_queue(self, m, buffer, state, parse, moving, regs):
         """The map queue; returns the front row's presence bits and count fields (per block), where
         its codes start (``row_offset``) and the next row's length.
 
@@ -591,7 +637,7 @@ class Unpacker(wiring.Component):
         ``(ahead + 1)·R`` of them: the row's micro-blocks' presence bits and counts, its ``prefix``
         (the map fields' bits in front of its codes, :class:`MapPlacement`) and its ``body`` (its
         codes and records). It moves on by one entry as an item is parsed whose next item is a row
-        (``shift``), so the next row is always entry 1 and its length, set as that item is parsed,
+        (``moving``), so the next row is always entry 1 and its length, set as that item is parsed,
         ``body + prefix`` of registers. The map fields are registered off the buffer's front as
         their row is parsed: the prologue's into the first tiles' entries, a row 0's presence bits
         into tile ``ahead``'s with each block's ``rank`` (and their count fields' length into the
@@ -624,83 +670,86 @@ class Unpacker(wiring.Component):
         def counts_of(entry):
             return [counts[entry].word_select(blk, count_bits) if count_bits else Const(0, 1) for blk in range(blocks)]
 
-        with m.If(shift):
-            # (The entry past the end takes a row of codes: every entry's ``body`` stays a row's.)
-            m.d.sync += [field[i].eq(field[i + 1] if i + 1 < depth else (code_bits if field is body else 0))
-                         for field in queue for i in range(depth)]
+        # Every update waits for the front item's parse; under it only registers choose (``moving``,
+        # the state, the row), so that ``parse`` reaches the queue's registers as their clock enable
+        # and none of their data multiplexers.
+        with m.If(parse):
+            with m.If(moving):
+                # (The entry past the end takes a row of codes: every entry's ``body`` stays a row's.)
+                m.d.sync += [field[i].eq(field[i + 1] if i + 1 < depth else (code_bits if field is body else 0))
+                             for field in queue for i in range(depth)]
 
-        def put(field, entry: int, new, moves):
-            """Register ``new`` into the entry now at ``entry`` (one lower if the queue moves on in
-            this cycle: ``moves`` True, False, or None where ``shift`` decides)."""
-            if moves is None:
-                with m.If(shift):
-                    m.d.sync += field[entry - 1].eq(new)
-                with m.Else():
-                    m.d.sync += field[entry].eq(new)
-            else:
-                m.d.sync += field[entry - int(moves)].eq(new)
-
-        def count_length(bits):
-            """The count fields' length for the presence ``bits``."""
-            return _times(_popcount(bits), count_bits) if count_bits else Const(0, 1)
-
-        def body_length(row_presence, row_counts):
-            """A row's codes and records for its blocks' presence bits and count fields."""
-            fields = [row_counts[blk * count_bits:][:count_bits] if count_bits else Const(0, 1) for blk in range(blocks)]
-            return row_code_bits + sum(self._record_lengths(row_presence, fields))
-
-        with m.If(parse & (state == _Item.HEADER)):
-            # A uniform pass's rows start at the front and are ``C·b`` bits: entries 0 and 1 stay
-            # (its parses do not move the queue on); a MicroScopiQ pass's prologue fills entry 1.
-            m.d.sync += [prefix[0].eq(0), prefix[1].eq(0), body[1].eq(code_bits)]
-        # The prologue (its next item is E_min: the queue stays): the first tiles from entry 1 on.
-        with m.If(parse & (state == _Item.PROLOGUE)):
-            for tile in range(ahead):
-                for r in range(rows):
-                    at = (tile * rows + r) * blocks
-                    put(presence, 1 + tile * rows + r, buffer[at:at + blocks], False)
-                    put(prefix, 1 + tile * rows + r, entries if r == 0 else 0, False)
-                    if count_bits:
-                        put(rank, 1 + tile * rows + r, ranks(buffer[tile * entries:(tile + 1) * entries], r), False)
-            for tile in range(place.prologue_counts if count_bits else ahead):
-                for r in range(rows):
-                    at = ahead * entries + (tile * rows + r) * blocks * count_bits
-                    if count_bits:
-                        put(counts, 1 + tile * rows + r, buffer[at:at + blocks * count_bits], False)
-                    where = (tile * rows + r) * blocks
-                    put(body, 1 + tile * rows + r,
-                        body_length(buffer[where:where + blocks], buffer[at:at + blocks * count_bits]), False)
-            for tile in range(place.prologue_counts, ahead):
-                carrier = place.counts_row(tile)
-                base = entries if carrier % rows == 0 else 0
-                put(prefix, 1 + carrier, base + count_length(buffer[tile * entries:(tile + 1) * entries]), False)
-        # A row (its parse moves the queue on but at R = 1, where an E_min or E may come next).
-        in_row = parse & (state == _Item.ROW) & ~regs["raw"]
-        moves = True if rows > 1 else None
-        with m.If(in_row & (regs["row"] == 0)):
-            # Tile ``ahead`` on: its presence bits; its counts open the row two on.
-            for r in range(rows):
-                put(presence, ahead * rows + r, buffer[r * blocks:(r + 1) * blocks], moves)
-                put(prefix, ahead * rows + r, entries if r == 0 else 0, moves)
-                if count_bits:
-                    put(rank, ahead * rows + r, ranks(buffer[:entries], r), moves)
+            def put(field, entry: int, new, moves):
+                """Register ``new`` into the entry now at ``entry`` (one lower if the queue moves on in
+                this cycle: ``moves`` True, False, or None where ``moving`` decides)."""
+                if moves is None:
+                    with m.If(moving):
+                        m.d.sync += field[entry - 1].eq(new)
+                    with m.Else():
+                        m.d.sync += field[entry].eq(new)
                 else:
-                    put(body, ahead * rows + r, body_length(buffer[r * blocks:(r + 1) * blocks], Const(0, 1)), moves)
-            put(prefix, 2, (entries if rows <= 2 else 0) + count_length(buffer[:entries]), moves)
-        if count_bits:
-            with m.If(in_row & (regs["row"] == place.counts_slot)):
-                # The counts of the tile whose row 0 is ``ahead·R − 2`` rows on, by its blocks' ranks.
-                first = ahead * rows - 2
-                at = entries if place.counts_slot == 0 else 0
-                fields = [buffer[at + i * count_bits:][:count_bits] for i in range(entries)]
-                ranked = [Array(fields[:e + 1])[rank[first + e // blocks].word_select(e % blocks, rank_bits)]
-                          if e else fields[0] for e in range(entries)]
+                    m.d.sync += field[entry - int(moves)].eq(new)
+
+            def count_length(bits):
+                """The count fields' length for the presence ``bits``."""
+                return _times(_popcount(bits), count_bits) if count_bits else Const(0, 1)
+
+            def body_length(row_presence, row_counts):
+                """A row's codes and records for its blocks' presence bits and count fields."""
+                fields = [row_counts[blk * count_bits:][:count_bits] if count_bits else Const(0, 1) for blk in range(blocks)]
+                return row_code_bits + sum(self._record_lengths(row_presence, fields))
+
+            with m.If(state == _Item.HEADER):
+                # A uniform pass's rows start at the front and are ``C·b`` bits: entries 0 and 1 stay
+                # (its parses do not move the queue on); a MicroScopiQ pass's prologue fills entry 1.
+                m.d.sync += [prefix[0].eq(0), prefix[1].eq(0), body[1].eq(code_bits)]
+            # The prologue (its next item is E_min: the queue stays): the first tiles from entry 1 on.
+            with m.If(state == _Item.PROLOGUE):
+                for tile in range(ahead):
+                    for r in range(rows):
+                        at = (tile * rows + r) * blocks
+                        put(presence, 1 + tile * rows + r, buffer[at:at + blocks], False)
+                        put(prefix, 1 + tile * rows + r, entries if r == 0 else 0, False)
+                        if count_bits:
+                            put(rank, 1 + tile * rows + r, ranks(buffer[tile * entries:(tile + 1) * entries], r), False)
+                for tile in range(place.prologue_counts if count_bits else ahead):
+                    for r in range(rows):
+                        at = ahead * entries + (tile * rows + r) * blocks * count_bits
+                        if count_bits:
+                            put(counts, 1 + tile * rows + r, buffer[at:at + blocks * count_bits], False)
+                        where = (tile * rows + r) * blocks
+                        put(body, 1 + tile * rows + r,
+                            body_length(buffer[where:where + blocks], buffer[at:at + blocks * count_bits]), False)
+                for tile in range(place.prologue_counts, ahead):
+                    carrier = place.counts_row(tile)
+                    base = entries if carrier % rows == 0 else 0
+                    put(prefix, 1 + carrier, base + count_length(buffer[tile * entries:(tile + 1) * entries]), False)
+            # A row (its parse moves the queue on but at R = 1, where an E_min or E may come next).
+            in_row = (state == _Item.ROW) & ~regs["raw"]
+            moves = True if rows > 1 else None
+            with m.If(in_row & (regs["row"] == 0)):
+                # Tile ``ahead`` on: its presence bits; its counts open the row two on.
                 for r in range(rows):
-                    row_counts = Cat(*ranked[r * blocks:(r + 1) * blocks])
-                    put(counts, first + r, row_counts, moves)
-                    put(body, first + r, body_length(presence[first + r], row_counts), moves)
-        # The next row's length: entry 1.
-        next_need = body[1] + prefix[1]
+                    put(presence, ahead * rows + r, buffer[r * blocks:(r + 1) * blocks], moves)
+                    put(prefix, ahead * rows + r, entries if r == 0 else 0, moves)
+                    if count_bits:
+                        put(rank, ahead * rows + r, ranks(buffer[:entries], r), moves)
+                    else:
+                        put(body, ahead * rows + r, body_length(buffer[r * blocks:(r + 1) * blocks], Const(0, 1)), moves)
+                put(prefix, 2, (entries if rows <= 2 else 0) + count_length(buffer[:entries]), moves)
+            if count_bits:
+                with m.If(in_row & (regs["row"] == place.counts_slot)):
+                    # The counts of the tile whose row 0 is ``ahead·R − 2`` rows on, by its blocks' ranks.
+                    first = ahead * rows - 2
+                    at = entries if place.counts_slot == 0 else 0
+                    fields = [buffer[at + i * count_bits:][:count_bits] for i in range(entries)]
+                    ranked = [Array(fields[:e + 1])[rank[first + e // blocks].word_select(e % blocks, rank_bits)]
+                              if e else fields[0] for e in range(entries)]
+                    for r in range(rows):
+                        row_counts = Cat(*ranked[r * blocks:(r + 1) * blocks])
+                        put(counts, first + r, row_counts, moves)
+                        put(body, first + r, body_length(presence[first + r], row_counts), moves)
+        # The next row's length: entry 1's ``body + prefix``.
         row_offset = Signal.like(prefix[0], name="row_offset")
         m.d.comb += row_offset.eq(prefix[0])
-        return presence[0], counts_of(0), row_offset, next_need
+        return presence[0], counts_of(0), row_offset, [body[1], prefix[1]]

@@ -136,10 +136,15 @@ class WeightDecoder(wiring.Component):
         return skid.o
 
     def _in_flight(self, m, enter, leave, most: int):
-        """Beats between two handshakes of a pipeline (``enter`` in, ``leave`` out)."""
+        """Whether no beat is between two handshakes of a pipeline (``enter`` in, ``leave`` out): a
+        register. The handshakes only choose among ``count``, ``count ± 1`` and the zero tests of
+        ``count``: the merge's ``leave`` depends on this flag, and an adder and a zero test behind
+        it made a seven-level loop."""
         count = Signal(range(most + 1))
-        m.d.sync += count.eq(count + enter - leave)
-        return count
+        empty = Signal(init=1)
+        m.d.sync += [count.eq(Mux(enter, Mux(leave, count, count + 1), Mux(leave, count - 1, count))),
+                     empty.eq(Mux(enter == leave, empty, ~enter & (count == 1)))]
+        return empty
 
     def _merge(self, m, unpacker, rows, shifts, out):
         """Headers, rows and shifts in stream order onto ``out`` (the output skid buffer's input)."""
@@ -167,22 +172,30 @@ class WeightDecoder(wiring.Component):
         wants_next = (fields.mode == Mode.MSQ) & row.last & group_last(next_k, fields)
 
         most = self.latency + 2
-        rows_pending = self._in_flight(m, unpacker.rows.valid & unpacker.rows.ready, rows.valid & rows.ready, most)
+        rows_drained = self._in_flight(m, unpacker.rows.valid & unpacker.rows.ready, rows.valid & rows.ready, most)
         row_real = rows.valid
-        row_made = broken & (rows_pending == 0) & ~rows.valid
+        row_made = broken & rows_drained & ~rows.valid
         if shifts is not None:
             exps = unpacker.exps
-            shifts_pending = self._in_flight(m, exps.valid & exps.ready & ~exps.payload.minimum,
+            shifts_drained = self._in_flight(m, exps.valid & exps.ready & ~exps.payload.minimum,
                                              shifts.valid & shifts.ready,
                                              2 * SkidBuffer.DEPTH + ExpDecoder.latency)
             shift_real = shifts.valid
-            shift_made = broken & (shifts_pending == 0) & ~shifts.valid
+            shift_made = broken & shifts_drained & ~shifts.valid
         else:
             shift_real, shift_made = Const(0, 1), Const(1, 1)
 
-        with m.If(unpacker.fault != Fault.NONE):
+        # The unpacker's fault pulse a cycle later: its END check (the buffer's zero test) and the
+        # merge's fault priority would otherwise run into the output buffer's LUT-RAM write data in
+        # one cycle (the critical path of several builds). A pass's last row reaches the merge no
+        # earlier than two cycles after it was parsed (the unpacker's output register and the
+        # row's slot buffer), and its END check follows the parse, so the pulse is still in time
+        # to mark it.
+        late_fault = Signal(Fault)
+        m.d.sync += late_fault.eq(unpacker.fault)
+        with m.If(late_fault != Fault.NONE):
             m.d.sync += broken.eq(1)
-        unpacker_fault = Mux(active, unpacker.fault, Fault.NONE)
+        unpacker_fault = Mux(active, late_fault, Fault.NONE)
         row_error = Mux(row_real & rows.payload.error, Fault.PAIRS, Fault.NONE) if cfg.has_recon else Fault.NONE
         shift_error = (Mux(wants_shift & shift_real & shifts.payload.error, Fault.EXPONENT, Fault.NONE)
                        if shifts is not None else Fault.NONE)

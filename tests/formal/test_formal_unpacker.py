@@ -43,10 +43,11 @@ class PrologueNeverParsed(Unpacker):
     """Mutant: the prologue waits for an output that never frees: the unpacker holds a pass's bits
     and takes no beat."""
 
-    def _items(self, m, state, buffer, need_parsed, ready, parse, header_fault, regs):
-        super()._items(m, state, buffer, need_parsed, ready, parse, header_fault, regs)
+    def _items(self, m, state, buffer, chosen, ready, parse, header_fault, regs):
+        row_terms = super()._items(m, state, buffer, chosen, ready, parse, header_fault, regs)
         with m.If(state == _Item.PROLOGUE):
             m.d.comb += ready.eq(0)
+        return row_terms
 
 
 class ShortPass(Unpacker):

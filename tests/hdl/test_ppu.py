@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, FormatConfig
 from microscopiq.hdl.layouts import StreamLayouts
-from microscopiq.hdl.ppu import PPU, narrow_shift, shift_fit, sign_runs
+from microscopiq.hdl.ppu import PPU, fit_mask, narrow_shift, shift_beyond
 from microscopiq.host.stream_format import from_beat
 from microscopiq.quant import golden
 from microscopiq.tb.sim_streams import step, stream_put
@@ -245,7 +245,7 @@ def test_narrow_shift_and_fit_exhaustive(partial_bits, wide):
     huge = Signal()
     shifted = narrow_shift(m, partial, small, wide)
     beyond = Signal()
-    m.d.comb += beyond.eq(shift_fit(m, partial, sign_runs(m, partial, wide), small, huge))
+    m.d.comb += beyond.eq(shift_beyond(m, partial, fit_mask(m, small, huge, partial_bits, wide), huge))
     low, high = -(1 << (wide - 1)), (1 << (wide - 1)) - 1
 
     async def bench(ctx):
