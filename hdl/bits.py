@@ -22,8 +22,8 @@ def at_least(value, constant: int):
     a ``>=`` into a carry chain, a chain of four LUTs and a carry cell per comparison; as logic,
     ABC folds a few-bit comparison into a LUT or two."""
     value = Value.cast(value)
-    if constant >= 1 << len(value):
-        return Const(0, 1)
+    if constant <= 0 or constant >= 1 << len(value):
+        return Const(int(constant <= 0), 1)
     holds = Const(1, 1)                       # the empty low part: equal, so at least
     for i, bit in enumerate(value):
         holds = bit & holds if constant >> i & 1 else bit | holds

@@ -21,20 +21,39 @@ async def step(ctx, en) -> None:
     await ctx.tick().until(en)
 
 
-async def stream_put(ctx, stream, payload, *, en=None) -> None:
-    """Offer ``payload`` on ``stream`` until it is taken (``ready``, and ``en`` if given)."""
+#: Cycles ``stream_through`` and ``stream_run`` wait for one handshake before they fail: a block
+#: that stops taking or giving beats fails its test with the beat it stopped at, instead of hanging.
+PATIENCE = 5000
+
+
+async def _until(ctx, condition, within, what: str, *sampled):
+    """The next clock edge at which ``condition`` holds, and the values of ``sampled`` there; with
+    ``within`` a number of edges, an ``AssertionError`` naming ``what`` if none comes by then."""
+    if within is None:
+        return await ctx.tick().sample(*sampled).until(condition)
+    for _ in range(within):
+        _, _, *values, done = await ctx.tick().sample(*sampled, condition)
+        if done:
+            return values
+    raise AssertionError(f"{what}: no handshake within {within} cycles")
+
+
+async def stream_put(ctx, stream, payload, *, en=None, within=None, what="beat") -> None:
+    """Offer ``payload`` on ``stream`` until it is taken (``ready``, and ``en`` if given), failing
+    after ``within`` cycles if given."""
     ctx.set(stream.valid, 1)
     ctx.set(stream.payload, payload)
-    await ctx.tick().until(_handshake(stream.ready, en))
+    await _until(ctx, _handshake(stream.ready, en), within, f"{what} not taken")
     ctx.set(stream.valid, 0)
 
 
-async def stream_get(ctx, stream, *, en=None):
-    """Take the next payload off ``stream`` (raising ``ready`` unless it is ``always_ready``)."""
+async def stream_get(ctx, stream, *, en=None, within=None, what="beat"):
+    """Take the next payload off ``stream`` (raising ``ready`` unless it is ``always_ready``),
+    failing after ``within`` cycles if given."""
     settable = not isinstance(stream.ready, Const)
     if settable:
         ctx.set(stream.ready, 1)
-    payload, = await ctx.tick().sample(stream.payload).until(_handshake(stream.valid, en))
+    payload, = await _until(ctx, _handshake(stream.valid, en), within, f"{what} not given", stream.payload)
     if settable:
         ctx.set(stream.ready, 0)
     return payload
@@ -52,13 +71,13 @@ def stream_through(dut, payloads, wanted: int, rng, *, pause: float = 0.25, samp
         for index, payload in enumerate(payloads):
             if idle_in[index]:
                 await ctx.tick()
-            await stream_put(ctx, dut.i, payload)
+            await stream_put(ctx, dut.i, payload, within=PATIENCE, what=f"input beat {index}")
 
     async def consumer(ctx):
         for index in range(wanted):
             if idle_out[index]:
                 await ctx.tick()
-            outputs.append(sample(await stream_get(ctx, dut.o)))
+            outputs.append(sample(await stream_get(ctx, dut.o, within=PATIENCE, what=f"output beat {index} of {wanted}")))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -80,10 +99,10 @@ def stream_run(dut, source, payloads, sinks: dict, rng, *, pause: float = 0.3, t
     got["watch"] = []
 
     async def producer(ctx):
-        for payload in payloads:
+        for index, payload in enumerate(payloads):
             if rng.random() < pause:
                 await ctx.tick()
-            await stream_put(ctx, source, payload)
+            await stream_put(ctx, source, payload, within=PATIENCE, what=f"input beat {index}")
         await ctx.tick().repeat(tail)
 
     async def consumers(ctx):
