@@ -14,6 +14,10 @@ Mapping choices (checked against Yosys 0.70 / nextpnr 0.11):
 * ``luts`` counts LUT4 equivalents: logic LUTs plus the two LUT4s of every ECP5 ``CCU2C`` carry
   cell (nextpnr's "Total LUT4s"); on iCE40 ``SB_CARRY`` shares a logic cell with its ``SB_LUT4``, so
   ``luts`` is the ``SB_LUT4`` count. ``carries`` counts the carry cells themselves.
+* Replicas: a register the RTL copies to cut its fan-out (an attribute
+  :data:`~microscopiq.hdl.bits.REPLICA` on each copy, e.g. the array's per-PE activation
+  registers) gets Yosys's ``keep`` on its flip-flops, so that ``opt_merge`` does not fold the copies
+  back into one register.
 * I/O: a core's ports normally connect to other logic, not to pins. ``io="auto"`` places it with
   pins when its ports fit the package and otherwise re-runs nextpnr-ecp5 out of context (no I/O
   buffers, clock on general routing); ``io="ooc"`` forces that (ECP5 only).
@@ -42,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..buildlock import build_lock
+from ..hdl.bits import REPLICA
 
 __all__ = [
     "SynthError", "SynthTimeout", "DoesNotFit", "FlowParameterError", "PACKAGES", "check_flow_parameters",
@@ -441,6 +446,10 @@ def run_yosys(verilog: list[Path], top: str, family: str, workdir: Path, use_dsp
     # folder is reachable through "..".
     reads = "".join(f"read_verilog -sv {json.dumps(os.path.relpath(Path(v).resolve(), workdir.resolve()))}\n"
                     for v in verilog)
+    # Registers marked as replicas (hdl/bits.py REPLICA) keep their copies: ``keep`` on the
+    # flip-flop cells driving a marked wire, set after ``proc`` has made them (on the wire alone,
+    # opt_merge would still fold copies with one input into one register).
+    reads += f"hierarchy -top {top}\nproc\nsetattr -set keep 1 a:{REPLICA} %ci1:+[Q] c:* %i\n"
     if mapper == "abc":
         synthesis = _ECP5_ABC_MAPPING.format(top=top, flags=flags)
     else:

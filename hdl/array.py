@@ -45,6 +45,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
+from .bits import REPLICA
 from .pe import PE
 from .recon_geometry import config_bits
 from .recon_network import ReconNetwork, recon_latency
@@ -432,21 +433,32 @@ class Array(wiring.Component):
         return markers[r - 1].valid & markers[r - 1].first
 
     def _lanes(self, m, first: int):
-        """Per row, the delay line of its activation: ``lanes[r][0]`` is ``issue``'s ``x[first + r]``
-        (``first`` = ``R``: the pair mode's high-half activations) and ``lanes[r][s + 1]`` stage
-        ``s``'s. Row ``r``'s PEs multiply stage ``r``'s activation, ``r + 1`` registers on; the last
-        :attr:`PE.act_stages <.pe.PE.act_stages>` of them are inside the PEs (a DSP's A input
-        register, one copy per PE), so ``lanes[r][-1]`` is what the PEs take."""
+        """Per row, the activation its PEs take: a list of one signal per column. Row ``r``'s PEs
+        multiply ``issue``'s ``x[first + r]`` (``first`` = ``R``: the pair mode's high-half
+        activations) ``r + 1`` registers on; the last :attr:`PE.act_stages <.pe.PE.act_stages>` of
+        them are inside the PEs (a DSP's A input register, one per PE). In fabric the last stage is
+        one register per PE, each driving its PE's multiplier alone: a single register per row drove
+        all ``C`` PEs and its routed net was the default build's critical path (docs/performance.md).
+        The copies carry the :data:`REPLICA` attribute, from which the synthesis flow keeps them
+        apart (Yosys merges registers with the same input otherwise)."""
         cfg = self.cfg
-        own = 1 - PE.act_stages_of(cfg.dsp)
-        lanes = []
+        in_fabric = PE.act_stages_of(cfg.dsp) == 0
+        taps = []
         for r in range(cfg.rows):
             entering = self.issue.payload.x[first + r]
-            line = [Signal(signed(cfg.fmt.abits), name=f"lane_{first + r}_{s}") for s in range(r + own)]
+            line = [Signal(signed(cfg.fmt.abits), name=f"lane_{first + r}_{s}") for s in range(r)]
             with m.If(self.en):
                 m.d.sync += [stage.eq(prev) for stage, prev in zip(line, [entering, *line])]
-            lanes.append([entering, *line])
-        return lanes
+            shared = [entering, *line][-1]
+            if in_fabric:
+                copies = [Signal(signed(cfg.fmt.abits), name=f"lane_{first + r}_{r}_pe{c}", attrs={REPLICA: 1})
+                          for c in range(cfg.cols)]
+                with m.If(self.en):
+                    m.d.sync += [copy.eq(shared) for copy in copies]
+            else:
+                copies = [shared] * cfg.cols
+            taps.append(copies)
+        return taps
 
     def _row_state(self, m, markers):
         """Double-buffered per-row fields: ReCoN config, bypass flag, network slot; ``T`` and the
@@ -523,18 +535,18 @@ class Array(wiring.Component):
         for r in range(cfg.rows):
             swap = en & self._first_entering(markers, r)
             step = markers[r].valid
-            act = lanes[r][-1]
-            act_hi = lanes_hi[r][-1] if cfg.multi_precision else None
+            acts = lanes[r]
+            acts_hi = lanes_hi[r] if cfg.multi_precision else None
             row, inlier_row = [], []
             for c in range(cfg.cols):
                 pe = m.submodules[f"pe_{r}_{c}"] = PE(cfg.fmt, pairs=cfg.multi_precision, dsp=cfg.dsp,
                                                       dsp_model=self.dsp_model)
                 if cfg.multi_precision:
-                    m.d.comb += [pe.pairs.eq(self.pairs), pe.split.eq(split), pe.act_hi.eq(act_hi)]
+                    m.d.comb += [pe.pairs.eq(self.pairs), pe.split.eq(split), pe.act_hi.eq(acts_hi[c])]
                 if cfg.dsp != "none":
                     m.d.comb += pe.act_en.eq(en)
                 m.d.comb += [
-                    pe.act.eq(act),
+                    pe.act.eq(acts[c]),
                     pe.en.eq(en & step),
                     pe.swap.eq(swap),
                     pe.load.eq(en & self.load.valid & (self.load.row == r)),

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from amaranth import Const, Module, Signal, Value
 
-__all__ = ["field_at", "at_least"]
+__all__ = ["REPLICA", "field_at", "at_least"]
+
+#: Attribute of a register that copies another register to cut its fan-out (a per-consumer copy,
+#: placed next to its consumer). Yosys merges registers with the same input (``opt_merge``), so
+#: the synthesis flow (flow/synth.py) sets ``keep`` on the flip-flops driving a wire that carries it.
+REPLICA = "microscopiq_replica"
 
 
 def field_at(m: Module, value, offset, width: int):

@@ -8,7 +8,7 @@ import json
 import re
 
 import pytest
-from amaranth import Module, signed
+from amaranth import Module, Signal, signed
 from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -18,6 +18,7 @@ from microscopiq.config import FormatConfig
 from microscopiq.flow import synth
 from microscopiq.flow.generate import generate_pe, read_manifest
 from microscopiq.flow.synth_cli import parse_seeds
+from microscopiq.hdl.bits import REPLICA
 
 # -- captured tool output (Yosys 0.70, nextpnr 0.11.1) --------------------------------------------
 
@@ -189,6 +190,34 @@ def test_exact_counts_of_a_known_design(counter_v, tmp_path, use_dsp):
     fresh = synth.synthesize(counter_v, "countermac", workdir=tmp_path, use_dsp=use_dsp,
                              place_route=False)
     assert fresh.resources == res and fresh.seconds["yosys"] > 0
+
+
+class Replicas(wiring.Component):
+    """An 8-bit register and ``copies`` registers of it (attribute ``attrs``), summed: 8 + 8 *
+    ``copies`` flip-flops when the copies are kept apart, 16 when Yosys merges them."""
+
+    a: In(signed(8))
+    s: Out(signed(10))
+
+    def __init__(self, attrs):
+        self.attrs = attrs
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        held = Signal(signed(8))
+        copies = [Signal(signed(8), name=f"copy{i}", attrs=self.attrs) for i in range(4)]
+        m.d.sync += [held.eq(self.a), *(copy.eq(held) for copy in copies)]
+        m.d.comb += self.s.eq(sum(copies))
+        return m
+
+
+@pytest.mark.parametrize("attrs, ffs", [({REPLICA: 1}, 8 + 4 * 8), ({}, 8 + 8)], ids=["replica", "plain"])
+def test_replicas_are_kept_apart(tmp_path, attrs, ffs):
+    verilog_path = tmp_path / "replicas.v"
+    verilog_path.write_text(verilog.convert(Replicas(attrs), name="replicas"))
+    report = synth.synthesize(verilog_path, "replicas", workdir=tmp_path, place_route=False)
+    assert report.resources.ffs == ffs
 
 
 # -- the generated PE -------------------------------------------------------------------------------
