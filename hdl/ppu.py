@@ -21,14 +21,14 @@ least ``2R + 6`` cycles).
 
 from __future__ import annotations
 
-from amaranth import C, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import C, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
 from .array import act_sum_bits, result_layout
-from .bits import at_least
+from .bits import REPLICA, at_least
 from .layouts import SHIFT_BITS, StreamLayouts, axis_signature
 
 __all__ = ["PPU", "token_tag_layout", "read_registered", "read_ahead", "narrow_shift", "fit_mask",
@@ -58,7 +58,7 @@ def read_registered(m: Module, en, memory: Memory, addr, clear, name: str):
     m.d.comb += port.addr.eq(addr)
     entry = Signal(memory.shape, name=name)
     with m.If(en):
-        m.d.sync += entry.eq(Mux(clear, 0, port.data.as_value()))
+        m.d.sync += entry.eq(Mux(clear, 0, Value.cast(port.data)))
     return entry
 
 
@@ -83,7 +83,7 @@ def read_ahead(m: Module, en, memory: Memory, write, writing, next_writer, early
     with m.If(en):
         m.d.sync += [before.eq(write.data), from_before.eq(writing & (write.addr == early_addr)),
                      from_now.eq(next_valid & (next_addr == early_addr))]
-    fresh = Mux(from_now, write.data.as_value(), Mux(from_before, before.as_value(), early.as_value()))
+    fresh = Mux(from_now, Value.cast(write.data), Mux(from_before, Value.cast(before), Value.cast(early)))
     entry = Signal(memory.shape, name=name)
     with m.If(en):
         m.d.sync += entry.eq(Mux(clear, 0, fresh))
@@ -223,8 +223,7 @@ class PPU(wiring.Component):
         token = {"valid": 1, "tag": token_tag_layout(cfg)}
         return {
             "partial": data.StructLayout(partial),
-            "acc": data.StructLayout({"acc": data.ArrayLayout(signed(cfg.acc_bits), cols),
-                                      "ovf": unsigned(cols)}),
+            "acc": data.StructLayout({"acc": signed(cfg.acc_bits), "ovf": 1}),     # one column's
             "sum": data.StructLayout({**token,
                                       "sums": data.ArrayLayout(signed(cfg.column_sum_bits), cols),
                                       "act_sum": signed(act_sum_bits(cfg)),
@@ -247,20 +246,38 @@ class PPU(wiring.Component):
         cfg = self.cfg
         layouts = self._layouts()
         # LUT RAM: Yosys would fold the forwarding registers into block-RAM read ports, whose
-        # clock-to-output delay leaves too little of the cycle for the next stage's logic.
-        lut_ram = {"ram_style": "distributed"}
-        m.submodules.partials = partials = Memory(shape=layouts["partial"], depth=cfg.max_tokens, init=[],
-                                                  attrs=lut_ram)
-        m.submodules.accumulators = accs = Memory(shape=layouts["acc"], depth=cfg.max_tokens, init=[],
-                                                  attrs=lut_ram)
-        p_wr, a_wr = partials.write_port(), accs.write_port()
+        # clock-to-output delay leaves too little of the cycle for the next stage's logic. One
+        # memory per column (and one for ``S``), each addressed by its own copies of the stages'
+        # token registers (:meth:`_per_column`): one address register reaching every LUT-RAM cell
+        # of a C-column entry was a net across the die (the read of stage 3, a critical path).
+        def memory(name, shape):
+            m.submodules[name] = mem = Memory(shape=shape, depth=cfg.max_tokens, init=[],
+                                              attrs={"ram_style": "distributed"})
+            return mem
+        partials = [memory(f"partials_{c}", layouts["partial"].members["p"].elem_shape)
+                    for c in range(cfg.cols)] + [memory("partials_s", layouts["partial"].members["s"])]
+        accs = [memory(f"accumulators_{c}", layouts["acc"]) for c in range(cfg.cols)]
+        a_wr = [acc.write_port() for acc in accs]
         s5 = Signal(layouts["saturate"])
-        s1 = self._stage_input(m, layouts)
-        s3 = self._stage_partial(m, layouts, partials, p_wr, s1)
+        s1, s1_cols = self._stage_input(m, layouts)
+        s3, s3_cols = self._stage_partial(m, layouts, partials, s1, s1_cols)
         s3b = self._stage_shift(m, layouts, s3)
-        self._stage_accumulate(m, layouts, accs, a_wr, s3, s3b, s5)
-        self._stage_saturate(m, layouts, a_wr, s5)
+        s5_cols = self._stage_accumulate(m, layouts, accs, a_wr, s3, s3_cols, s3b, s5)
+        self._stage_saturate(m, layouts, a_wr, s5, s5_cols)
         return m
+
+    def _per_column(self, m, name, **fields):
+        """Per column, copies of some of a stage's token fields (``valid``, ``addr`` for ``tag.m``,
+        a ``clear`` flag), loaded at enabled edges from the values the stage loads: each copy
+        drives one column's memory ports (:data:`~.bits.REPLICA`, placed next to them)."""
+        copies = []
+        for c in range(self.cfg.cols):
+            copy = {key: Signal(Value.cast(value).shape(), name=f"{name}_{key}_{c}", attrs={REPLICA: 1})
+                    for key, value in fields.items()}
+            with m.If(self.en):
+                m.d.sync += [copy[key].eq(value) for key, value in fields.items()]
+            copies.append(copy)
+        return copies
 
     def _advance(self, m, stage, **fields):
         """Load the stage register ``stage``'s ``fields`` at enabled edges."""
@@ -286,25 +303,29 @@ class PPU(wiring.Component):
         self._advance(m, s1, valid=self.inp.valid, tag=inp.tag, sums=inp.sums, act_sum=inp.act_sum,
                       small=Cat(*(current[c][:len(s1.small[c])] for c in range(cols))),
                       huge=Cat(*(current[c] >= wide for c in range(cols))))
-        return s1
+        return s1, self._per_column(m, "s1", addr=inp.tag.m, clear=inp.tag.group_first)
 
-    def _stage_partial(self, m, layouts, partials, p_wr, s1):
-        """Stage 1, the P/S read, and stage 2, ``P ← P + sums`` (``S`` likewise) written back."""
+    def _stage_partial(self, m, layouts, partials, s1, s1_cols):
+        """Stage 1, the P/S read, and stage 2, ``P ← P + sums`` (``S`` likewise) written back.
+        ``partials``: the memories of the columns' ``P`` and of ``S`` (at column 0's ports)."""
         cols, en = self.cfg.cols, self.en
         s2 = Signal(layouts["sum"])
-        old = read_registered(m, en, partials, s1.tag.m, s1.tag.group_first, "old_partial")
+        s2_cols = self._per_column(m, "s2", valid=s1.valid, addr=s1.tag.m)
         with m.If(en):
             m.d.sync += s2.eq(s1)
         new = Signal(layouts["partial"])
-        for c in range(cols):
-            m.d.comb += new.p[c].eq(old.p[c] + s2.sums[c])
-        m.d.comb += new.s.eq(old.s + s2.act_sum)
-        m.d.comb += [p_wr.addr.eq(s2.tag.m), p_wr.data.eq(new), p_wr.en.eq(en & s2.valid)]
+        for c, memory in enumerate(partials):
+            reader, writer = s1_cols[c % cols], s2_cols[c % cols]    # (S: column 0's copies)
+            old = read_registered(m, en, memory, reader["addr"], reader["clear"], f"old_partial_{c}")
+            entry = new.p[c] if c < cols else new.s
+            write = memory.write_port()
+            m.d.comb += [entry.eq(old + (s2.sums[c] if c < cols else s2.act_sum)),
+                         write.addr.eq(writer["addr"]), write.data.eq(entry), write.en.eq(en & writer["valid"])]
         s3 = Signal(layouts["shift"])
         mask = [fit_mask(m, s2.small[c], s2.huge[c], len(new.p[c]), self.cfg.acc_bits + 1) for c in range(cols)]
         self._advance(m, s3, valid=s2.valid, tag=s2.tag, p=new.p, s=new.s, huge=s2.huge, small=s2.small,
                       mask=Cat(*mask))
-        return s3
+        return s3, self._per_column(m, "s3", addr=s2.tag.m)
 
     def _stage_shift(self, m, layouts, s3):
         """Stage 3: ``P << d`` in ``acc_bits + 1`` bits (:func:`narrow_shift`) and whether it fits
@@ -317,31 +338,39 @@ class PPU(wiring.Component):
                       beyond=Cat(*(shift_beyond(m, s3.p[c], s3.mask[c], s3.huge[c]) for c in cols)))
         return s3b
 
-    def _stage_accumulate(self, m, layouts, accs, a_wr, s3, s3b, s5):
+    def _stage_accumulate(self, m, layouts, accs, a_wr, s3, s3_cols, s3b, s5):
         """Stage 4, the accumulator entry completed, and stage 5, the wide accumulate into
-        ``s5``. Outside a group's last K-tile the accumulator adds 0 (and so cannot saturate)."""
+        ``s5``. Outside a group's last K-tile the accumulator adds 0 (and so cannot saturate).
+        Returns stage 5's per-column token copies (the accumulators' writers)."""
         cols = self.cfg.cols
         s4 = Signal(layouts["add"])
-        stored = read_ahead(m, self.en, accs, a_wr, s5.valid, (s4.valid, s4.tag.m), s3.tag.m,
-                            s3b.tag.k_first, "old_acc")
+        s3b_cols = self._per_column(m, "s3b", clear=s3.tag.k_first)
+        s5_cols = self._per_column(m, "s5", valid=s4.valid, addr=s4.tag.m)
+        stored = []
+        for c, (memory, write) in enumerate(zip(accs, a_wr)):
+            stored.append(read_ahead(m, self.en, memory, write, s5_cols[c]["valid"], (s4.valid, s4.tag.m),
+                                     s3_cols[c]["addr"], s3b_cols[c]["clear"], f"old_acc_{c}"))
         self._advance(m, s4, valid=s3b.valid, tag=s3b.tag, p=s3b.p, s=s3b.s, shifted=s3b.shifted,
                       beyond=Cat(*(s3b.tag.group_last & s3b.beyond[c] for c in range(cols))))
         addend = [Mux(s4.tag.group_last, s4.shifted[c], 0) for c in range(cols)]
-        self._advance(m, s5, valid=s4.valid, tag=s4.tag, p=s4.p, s=s4.s, beyond=s4.beyond, ovf=stored.ovf,
-                      total=Cat(*(stored.acc[c] + addend[c] for c in range(cols))),
+        self._advance(m, s5, valid=s4.valid, tag=s4.tag, p=s4.p, s=s4.s, beyond=s4.beyond,
+                      ovf=Cat(*(entry.ovf for entry in stored)),
+                      total=Cat(*(entry.acc + addend[c] for c, entry in enumerate(stored))),
                       negative=Cat(*(s4.p[c] < 0 for c in range(cols))))
+        return s5_cols
 
-    def _stage_saturate(self, m, layouts, a_wr, s5):
-        """Stage 6: saturation and the sticky flags, written back; the result register."""
+    def _stage_saturate(self, m, layouts, a_wr, s5, s5_cols):
+        """Stage 6: saturation and the sticky flags, written back (each column at its copy of the
+        token's index); the result register."""
         cols, en = self.cfg.cols, self.en
         tag = s5.tag
-        acc = Signal(layouts["acc"])
-        for c in range(cols):
+        accs = [Signal(layouts["acc"], name=f"acc_{c}") for c in range(cols)]
+        for c, (acc, write, writer) in enumerate(zip(accs, a_wr, s5_cols)):
             summed, clamped = saturate(m, s5.total[c], s5.beyond[c], s5.negative[c], self.cfg.acc_bits)
-            m.d.comb += [acc.acc[c].eq(summed), acc.ovf[c].eq(s5.ovf[c] | clamped)]
-        m.d.comb += [a_wr.addr.eq(tag.m), a_wr.data.eq(acc), a_wr.en.eq(en & s5.valid)]
+            m.d.comb += [acc.acc.eq(summed), acc.ovf.eq(s5.ovf[c] | clamped),
+                         write.addr.eq(writer["addr"]), write.data.eq(acc), write.en.eq(en & writer["valid"])]
         raw_word = Cat(*(s5.p[c] for c in range(cols)), s5.s)
-        msq_word = Cat(*(acc.acc[c] for c in range(cols)), acc.ovf)
+        msq_word = Cat(*(acc.acc for acc in accs), *(acc.ovf for acc in accs))
         emit = s5.valid & Mux(self.raw, tag.group_last, tag.k_last)
         with m.If(en):
             m.d.sync += self.result.valid.eq(emit)
