@@ -449,13 +449,13 @@ def run_yosys(verilog: list[Path], top: str, family: str, workdir: Path, use_dsp
     # Registers marked as replicas (hdl/bits.py REPLICA) keep their copies: ``keep`` on the
     # flip-flop cells driving a marked wire, set after ``proc`` has made them (on the wire alone,
     # opt_merge would still fold copies with one input into one register).
-    reads += f"hierarchy -top {top}\nproc\nsetattr -set keep 1 a:{REPLICA} %ci1:+[Q] c:* %i\n"
+    keep_replicas = f"hierarchy -top {top}\nproc\nsetattr -set keep 1 a:{REPLICA} %ci1:+[Q] c:* %i\n"
     if mapper == "abc":
         synthesis = _ECP5_ABC_MAPPING.format(top=top, flags=flags)
     else:
         synthesis = f"synth_{family} -top {top} {flags} -json netlist.json\n"
     stem = "yosys" if mapper == "abc9" else f"yosys-{mapper}"
-    script = reads + synthesis + "tee -q -o stat.json stat -json\n"
+    script = reads + keep_replicas + synthesis + "tee -q -o stat.json stat -json\n"
     reused = _reusable(workdir, script, verilog)
     if reused is not None:
         if progress:

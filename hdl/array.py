@@ -45,7 +45,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
-from .bits import REPLICA
+from .bits import replicas
 from .pe import PE
 from .recon_geometry import config_bits
 from .recon_network import ReconNetwork, recon_latency
@@ -439,7 +439,7 @@ class Array(wiring.Component):
         them are inside the PEs (a DSP's A input register, one per PE). In fabric the last stage is
         one register per PE, each driving its PE's multiplier alone: a single register per row drove
         all ``C`` PEs and its routed net was the default build's critical path (docs/performance.md).
-        The copies carry the :data:`REPLICA` attribute, from which the synthesis flow keeps them
+        The copies carry the :data:`~.bits.REPLICA` attribute, from which the synthesis flow keeps them
         apart (Yosys merges registers with the same input otherwise)."""
         cfg = self.cfg
         in_fabric = PE.act_stages_of(cfg.dsp) == 0
@@ -450,14 +450,8 @@ class Array(wiring.Component):
             with m.If(self.en):
                 m.d.sync += [stage.eq(prev) for stage, prev in zip(line, [entering, *line])]
             shared = [entering, *line][-1]
-            if in_fabric:
-                copies = [Signal(signed(cfg.fmt.abits), name=f"lane_{first + r}_{r}_pe{c}", attrs={REPLICA: 1})
-                          for c in range(cfg.cols)]
-                with m.If(self.en):
-                    m.d.sync += [copy.eq(shared) for copy in copies]
-            else:
-                copies = [shared] * cfg.cols
-            taps.append(copies)
+            taps.append(replicas(m, self.en, shared, cfg.cols, f"lane_{first + r}_{r}_pe") if in_fabric
+                        else [shared] * cfg.cols)
         return taps
 
     def _row_state(self, m, markers):

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from amaranth import Const, Module, Signal, Value
 
-__all__ = ["REPLICA", "field_at", "at_least"]
+__all__ = ["REPLICA", "replicas", "field_at", "at_least"]
 
 #: Attribute of a register that copies another register to cut its fan-out (a per-consumer copy,
 #: placed next to its consumer). Yosys merges registers with the same input (``opt_merge``), so
 #: the synthesis flow (flow/synth.py) sets ``keep`` on the flip-flops driving a wire that carries it.
 REPLICA = "microscopiq_replica"
+
+
+def replicas(m: Module, en, value, count: int, name: str) -> list[Signal]:
+    """``count`` registers ``name0`` … each loaded with ``value`` at the edges where ``en`` is 1,
+    marked :data:`REPLICA`: one per consumer, so no single register fans out to all of them."""
+    copies = [Signal(Value.cast(value).shape(), name=f"{name}{i}", attrs={REPLICA: 1}) for i in range(count)]
+    with m.If(en):
+        m.d.sync += [copy.eq(value) for copy in copies]
+    return copies
 
 
 def field_at(m: Module, value, offset, width: int):

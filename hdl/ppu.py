@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
 from .array import act_sum_bits, result_layout
-from .bits import REPLICA, at_least
+from .bits import at_least, replicas
 from .layouts import SHIFT_BITS, StreamLayouts, axis_signature
 
 __all__ = ["PPU", "token_tag_layout", "read_registered", "read_ahead", "narrow_shift", "fit_mask",
@@ -223,7 +223,7 @@ class PPU(wiring.Component):
         token = {"valid": 1, "tag": token_tag_layout(cfg)}
         return {
             "partial": data.StructLayout(partial),
-            "acc": data.StructLayout({"acc": signed(cfg.acc_bits), "ovf": 1}),     # one column's
+            "acc": data.StructLayout({"acc": signed(cfg.acc_bits), "ovf": 1}),     # (per column)
             "sum": data.StructLayout({**token,
                                       "sums": data.ArrayLayout(signed(cfg.column_sum_bits), cols),
                                       "act_sum": signed(act_sum_bits(cfg)),
@@ -270,14 +270,9 @@ class PPU(wiring.Component):
         """Per column, copies of some of a stage's token fields (``valid``, ``addr`` for ``tag.m``,
         a ``clear`` flag), loaded at enabled edges from the values the stage loads: each copy
         drives one column's memory ports (:data:`~.bits.REPLICA`, placed next to them)."""
-        copies = []
-        for c in range(self.cfg.cols):
-            copy = {key: Signal(Value.cast(value).shape(), name=f"{name}_{key}_{c}", attrs={REPLICA: 1})
-                    for key, value in fields.items()}
-            with m.If(self.en):
-                m.d.sync += [copy[key].eq(value) for key, value in fields.items()]
-            copies.append(copy)
-        return copies
+        per_field = {key: replicas(m, self.en, value, self.cfg.cols, f"{name}_{key}_")
+                     for key, value in fields.items()}
+        return [{key: copies[c] for key, copies in per_field.items()} for c in range(self.cfg.cols)]
 
     def _advance(self, m, stage, **fields):
         """Load the stage register ``stage``'s ``fields`` at enabled edges."""
@@ -314,12 +309,15 @@ class PPU(wiring.Component):
         with m.If(en):
             m.d.sync += s2.eq(s1)
         new = Signal(layouts["partial"])
-        for c, memory in enumerate(partials):
-            reader, writer = s1_cols[c % cols], s2_cols[c % cols]    # (S: column 0's copies)
+        # Per memory: its entry of ``new``, the sum it adds, its readers' and writers' copies (``S``
+        # at column 0's).
+        entries = [new.p[c] for c in range(cols)] + [new.s]
+        addends = [s2.sums[c] for c in range(cols)] + [s2.act_sum]
+        for c, (memory, entry, addend, reader, writer) in enumerate(
+                zip(partials, entries, addends, s1_cols + s1_cols[:1], s2_cols + s2_cols[:1])):
             old = read_registered(m, en, memory, reader["addr"], reader["clear"], f"old_partial_{c}")
-            entry = new.p[c] if c < cols else new.s
             write = memory.write_port()
-            m.d.comb += [entry.eq(old + (s2.sums[c] if c < cols else s2.act_sum)),
+            m.d.comb += [entry.eq(old + addend),
                          write.addr.eq(writer["addr"]), write.data.eq(entry), write.en.eq(en & writer["valid"])]
         s3 = Signal(layouts["shift"])
         mask = [fit_mask(m, s2.small[c], s2.huge[c], len(new.p[c]), self.cfg.acc_bits + 1) for c in range(cols)]

@@ -5,6 +5,8 @@ back-pressure, the latency, and the narrow shift with its fit test exhaustively 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from amaranth import Module, Signal, signed
@@ -264,3 +266,12 @@ def test_narrow_shift_and_fit_exhaustive(partial_bits, wide):
     sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()
+
+
+def test_memory_ports_per_column(replica_wires):
+    """Each column's memories are addressed and written by its own copies of the stages' token
+    fields (stage 1: index and clear; 2: valid and index; 3: index; 3b: clear; 5: valid and index),
+    marked REPLICA: 8 per column, 64 on the 8×8 (the memory ports they drive carry the mark too)."""
+    fields = ("s1_addr", "s1_clear", "s2_valid", "s2_addr", "s3_addr", "s3b_clear", "s5_valid", "s5_addr")
+    copies = {name for name in replica_wires(PPU(AccelConfig())) if re.fullmatch(r"s\d+b?_[a-z]+_\d+", name)}
+    assert copies == {f"{field}_{c}" for field in fields for c in range(8)}
