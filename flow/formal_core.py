@@ -145,5 +145,8 @@ class CreditProof(Elaboratable):
             Assert(~ppu.result.valid | in_ppu[-1]),
             Assert(committed == array.issue.valid + _popcount(in_array) + fifo.level),
             Assert(committed + _popcount(in_ppu) <= fifo.depth),
+            # The issuer's ``startable`` register is the pass state it stands for.
+            Assert(internal(fragment, "startable")
+                   == (internal(fragment, "busy") & ~refused & ~internal(fragment, "done"))),
         ]
         return m

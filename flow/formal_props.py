@@ -28,6 +28,10 @@ __all__ = ["Proof", "PROOFS", "NETWORK_FORMAT"]
 #: The network proof's formats: U = 8 at the smallest b and X of the format; the solver does not
 #: finish at b = 4 (docs/verification.md).
 NETWORK_FORMAT = FormatConfig(wbits=2, xbits=1)
+#: The metadata proofs' decoder latency (U = 8 in each) and the edges after reset from which the
+#: decoder's and the network's state is any function of the last rows alone (no feedback).
+_META_LATENCY = MetaDecoder.latency_of(NETWORK_FORMAT)
+_META_EDGES = _META_LATENCY + ReconNetwork.latency
 
 
 def _output_waits(block):
@@ -123,14 +127,14 @@ PROOFS: dict[str, Proof] = {
         "~o.valid | o.ready; one output beat per exponent beat taken, held until taken",
         "k-induction: unbounded (invariant: the decoder's minima are the reference's)"),
     "meta_decoder": Proof(
-        lambda decoder=None: MetaProof(NETWORK_FORMAT, decoder=decoder), "bmc", 14, False,
+        lambda decoder=None: MetaProof(NETWORK_FORMAT, decoder=decoder), "bmc", _META_EDGES + 1, False,
         "MetaDecoder -> ReconNetwork, U=8, b=2, xbits=1, full rate: codes, roles and error of every "
         "record; the network configured by the decoder gives the merge/shift of SPEC 3 for every "
         "legal record and every product in the PE ranges",
-        "no feedback at full rate: the state 13 edges after reset (decoder latency 10, network 3) is "
-        "any function of the last 13 rows"),
+        f"no feedback at full rate: the state {_META_EDGES} edges after reset (decoder latency "
+        f"{_META_LATENCY}, network {ReconNetwork.latency}) is any function of the last {_META_EDGES} rows"),
     "meta_decoder_b3": Proof(
-        lambda decoder=None: MetaProof(FormatConfig(wbits=3, xbits=1), decoder=decoder), "bmc", 14, False,
+        lambda decoder=None: MetaProof(FormatConfig(wbits=3, xbits=1), decoder=decoder), "bmc", _META_EDGES + 1, False,
         "MetaDecoder -> ReconNetwork as meta_decoder, b=3, xbits=1", "as meta_decoder"),
     **{f"recon_merge_b{b}": Proof(
         lambda network=None, b=b: NetworkProof(FormatConfig(wbits=b), network=network, stalls=False, cut=True),
@@ -139,11 +143,12 @@ PROOFS: dict[str, Proof] = {
         lambda network=None, b=b: ShiftStageProof(FormatConfig(wbits=b), network=network), "prove", 4, False,
         f"ReCoN network's last stage as recon_shift, b={b}, xbits=4", "as recon_shift") for b in (2, 3)},
     "meta_decoder_b4": Proof(
-        lambda decoder=None: MetaProof(FormatConfig(), decoder=decoder, cut=True), "bmc", 13, False,
+        lambda decoder=None: MetaProof(FormatConfig(), decoder=decoder, cut=True), "bmc", _META_EDGES, False,
         "MetaDecoder -> ReconNetwork as meta_decoder at the default format (U=8, b=4, xbits=4), the "
         "network cut at its merge registers (with recon_shift: the contributions)",
-        "no feedback at full rate: the state 12 edges after reset (decoder latency 10, network to its "
-        "merge registers 2) is any function of the last 12 rows"),
+        f"no feedback at full rate: the state {_META_EDGES - 1} edges after reset (decoder latency "
+        f"{_META_LATENCY}, network to its merge registers {ReconNetwork.latency - 1}) is any function of "
+        f"the last {_META_EDGES - 1} rows"),
     "meta_hold": Proof(
         lambda decoder=None: HoldProof(decoder or MetaDecoder(NETWORK_FORMAT, NETWORK_FORMAT.ublock),
                                        _output_waits, lambda dec: [dec.i.ready == ~_output_waits(dec)]),

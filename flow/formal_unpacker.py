@@ -149,13 +149,22 @@ class UnpackerProgressProof(_Harness):
         return m
 
     def _ranges(self, m, fragment):
-        """Invariants: the state, lengths and fill hold values they can reach."""
+        """Invariants: the state, lengths and fill hold values they can reach, and the copies of
+        registers (the state flags, `spare`, the outputs' `valid`) equal their registers."""
         state, fill, need, spare = (internal(fragment, name) for name in ("state", "fill", "need", "spare"))
         sizes = self.unpacker.sizes
         # The shortest item: a row of codes, or the prologue.
         shortest = min(self.cfg.cols * self.cfg.fmt.wbits, sizes.prologue_bits or PACKED_HEADER.size)
         m.d.comb += [Assert(state <= max(item.value for item in _Item)), Assert(fill <= sizes.capacity),
                      Assert(need <= sizes.item_bits), Assert(need >= shortest), Assert(spare == fill - need)]
+        # The copies the unpacker chooses its map queue's enables and its ready from equal the
+        # registers they copy.
+        for kind in Unpacker._PARSING:
+            m.d.comb += [Assert(internal(fragment, f"{name}_{kind.name.lower()}") == (state == kind))
+                         for name in ("state_is", "queue_in")]
+        m.d.comb += [Assert(internal(fragment, "spare_copy0") == spare)] + [
+            Assert(internal(fragment, f"{port}__valid_copy") == getattr(self.unpacker, port).valid)
+            for port in ("header", "exps", "rows")]
         # The map queue's prefixes (where a row's codes start) are map fields' lengths and its
         # bodies rows' codes and records, so a row's length stays an item's at most.
         depth = (sizes.placement.ahead + 1) * self.cfg.rows if sizes.record else 0

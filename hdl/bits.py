@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import operator
+
 from amaranth import Const, Module, Signal, Value
 
-__all__ = ["REPLICA", "replicas", "field_at", "at_least"]
+__all__ = ["REPLICA", "replicas", "mirrored", "field_at", "at_least", "below", "residue_is", "or_tree", "repeated"]
 
 #: Attribute of a register that copies another register to cut its fan-out (a per-consumer copy,
 #: placed next to its consumer). Yosys merges registers with the same input (``opt_merge``), so
@@ -19,6 +21,21 @@ def replicas(m: Module, en, value, count: int, name: str) -> list[Signal]:
     with m.If(en):
         m.d.sync += [copy.eq(value) for copy in copies]
     return copies
+
+
+def mirrored(m: Module, register: Signal, count: int) -> tuple[Signal, list[Signal]]:
+    """``register``'s next value as a signal to assign in ``m.d.comb`` wherever ``m.d.sync``
+    would assign ``register`` (it holds ``register`` where nothing does), and ``count`` copies of
+    ``register`` that follow it, all marked :data:`REPLICA`: for a register written in many places,
+    so that a consumer far from its other consumers has one of its own."""
+    if count:   # (the register is marked too: Yosys would merge an unmarked one into a marked copy)
+        Value.cast(register).attrs[REPLICA] = 1
+    name = Value.cast(register).name
+    following = Signal.like(register, name=f"{name}_next")
+    copies = [Signal.like(register, name=f"{name}_copy{i}", attrs={REPLICA: 1}) for i in range(count)]
+    m.d.comb += following.eq(register)
+    m.d.sync += [copy.eq(following) for copy in (register, *copies)]
+    return following, copies
 
 
 def field_at(m: Module, value, offset, width: int):
@@ -42,3 +59,46 @@ def at_least(value, constant: int):
     for i, bit in enumerate(value):
         holds = bit & holds if constant >> i & 1 else bit | holds
     return holds
+
+
+def below(value, constant: int):
+    """``value < constant`` (unsigned). A power of two is "the bits from ``log2(constant)`` on are
+    zero", an OR tree (Yosys maps a ``<`` to a carry chain); any other bound :func:`at_least`."""
+    value = Value.cast(value)
+    if constant > 0 and constant & (constant - 1) == 0:
+        high = value[constant.bit_length() - 1:]
+        return ~high.any() if len(high) else Const(1, 1)
+    return ~at_least(value, constant)
+
+
+def residue_is(value, modulus: int, residue: int):
+    """``value % modulus == residue`` (unsigned, ``0 <= residue < modulus``): for a power of two,
+    the low ``log2(modulus)`` bits equal a constant, an AND tree instead of Yosys's modulo and
+    comparison."""
+    value = Value.cast(value)
+    if modulus & (modulus - 1):
+        return value % modulus == residue
+    bits = modulus.bit_length() - 1
+    if len(value) < bits:                     # the value is its own residue
+        return value == residue if residue < 1 << len(value) else Const(0, 1)
+    return value[:bits] == residue if bits else Const(1, 1)
+
+
+def _pairwise(combine, items: list):
+    """``items`` reduced by ``combine`` as a balanced tree (depth ``log2`` of their count): ABC maps
+    a reduction written as a chain level by level."""
+    while len(items) > 1:
+        items = [combine(items[i], items[i + 1]) if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)]
+    return items[0]
+
+
+def or_tree(values):
+    """The OR of ``values`` (0 if none), as a balanced tree."""
+    return _pairwise(operator.or_, [Value.cast(value) for value in values] or [Const(0, 1)])
+
+
+def repeated(bits):
+    """Whether two or more of ``bits`` are set, as a balanced tree of (any set, two set) pairs."""
+    def combine(left, right):
+        return left[0] | right[0], left[1] | right[1] | (left[0] & right[0])
+    return _pairwise(combine, [(Value.cast(bit), Const(0, 1)) for bit in bits] or [(Const(0, 1),) * 2])[1]

@@ -43,6 +43,7 @@ from .layouts import Fault, Mode, StreamLayouts, axis_signature
 from .weight_decoder import WeightDecoder
 from .ppu import PPU, token_tag_layout
 from .skid_buffer import SkidBuffer
+from .bits import mirrored
 from .wrap_counter import WrapCounter, step_nested
 
 __all__ = ["AcceleratorCore", "CoreTiming", "LOAD_STAGE", "ISSUE_STAGE", "ROW_BUFFER_DEPTH",
@@ -175,6 +176,10 @@ class AcceleratorCore(wiring.Component):
         # -- pass registers (layer header) ------------------------------------------------------
         busy = Signal()
         refused = Signal()             # this pass's header was refused: drain its activations
+        # Assigned through their next values (bits.mirrored), from which the issuer registers
+        # whether it may start a tile (``startable``): so its handshake does not decode them.
+        busy_next, _ = mirrored(m, busy, 0)
+        refused_next, _ = mirrored(m, refused, 0)
         pass_fault = Signal(Fault)     # the pass's first fault (marks its result beats)
         mode = Signal(Mode)
         tokens = Signal(sf.header.members["tokens"])
@@ -198,7 +203,8 @@ class AcceleratorCore(wiring.Component):
         # The issuer's place in the pass: token of the tile, K-tile, N-tile (reset by each header).
         counters = (WrapCounter(tokens, name="token"), WrapCounter(k_tiles, name="tile_k"),
                     WrapCounter(n_tiles, name="tile_n"))
-        pass_regs = {"busy": busy, "refused": refused, "pass_fault": pass_fault, "mode": mode,
+        pass_regs = {"busy": busy, "refused": refused, "busy_next": busy_next, "refused_next": refused_next,
+                     "pass_fault": pass_fault, "mode": mode,
                      "tokens": tokens, "k_tiles": k_tiles, "n_tiles": n_tiles, "pairs": pairs,
                      "narrow": narrow, "counters": counters}
         self._loader(m, decoder.o, pass_regs, rows, shifts)
@@ -208,7 +214,7 @@ class AcceleratorCore(wiring.Component):
 
         wiring.connect(m, array=array.out, ppu=ppu.inp)
         with m.If(self.result.valid & self.result.ready & self.result.payload.last):
-            m.d.sync += [busy.eq(0), refused.eq(0)]
+            m.d.comb += [busy_next.eq(0), refused_next.eq(0)]
         return m
 
     def _status(self, m, beats):
@@ -354,7 +360,8 @@ class AcceleratorCore(wiring.Component):
         with m.If(~regs["busy"]):
             m.d.comb += beats.ready.eq(1)
             with m.If(beats.valid):
-                m.d.sync += [regs["busy"].eq(1), regs["pass_fault"].eq(beat.fault)]
+                m.d.sync += regs["pass_fault"].eq(beat.fault)
+                m.d.comb += regs["busy_next"].eq(1)
                 row.start(m, row.limit)
                 with m.If(beat.fault == Fault.NONE):
                     m.d.sync += [regs["mode"].eq(header.mode), regs["tokens"].eq(header.tokens),
@@ -364,7 +371,7 @@ class AcceleratorCore(wiring.Component):
                     if cfg.multi_precision:
                         m.d.sync += [regs["pairs"].eq(header.pairs), regs["narrow"].eq(header.narrow)]
                 with m.Else():
-                    m.d.sync += regs["refused"].eq(1)
+                    m.d.comb += regs["refused_next"].eq(1)
         with m.Elif(~regs["refused"]):
             # A row waits for room in the row buffer (row 0 also in the shift queue); the next
             # header waits until this pass has ended (~busy).
@@ -399,12 +406,17 @@ class AcceleratorCore(wiring.Component):
         token, tile_k, tile_n = regs["counters"]
         in_tile = Signal()
         done = Signal()
+        done_next, _ = mirrored(m, done, 0)
+        # ``busy & ~refused & ~done``, a register: the handshake's tile start needs no decode of it.
+        startable = Signal(name="startable")
+        m.d.sync += startable.eq(regs["busy_next"] & ~regs["refused_next"] & ~done_next)
         period = Signal.like(array.next_period, init=1)
         gap = Signal.like(array.next_gap)
         wait = Signal(range(array.max_period + array.tile_gap_extra + 1))
+        idle = Signal(init=1)       # ``wait == 0``, a register: no comparator behind ``ready``
         pending, completes = tiles
         complete = pending | completes if self.timing.start_with_last_row else pending
-        can_start = busy & ~regs["refused"] & ~done & complete
+        can_start = startable & complete
         if self.timing.tile_spacing > self.timing.array.rows:
             # R = 1: the double buffering alone would let the next tile's first token follow this
             # one's in the next cycle, and at M = 1 that token would enter the PPU right after itself.
@@ -412,7 +424,7 @@ class AcceleratorCore(wiring.Component):
             m.d.sync += just_started.eq(took & ~in_tile)
             can_start &= ~just_started
         ready = Signal()
-        m.d.comb += [ready.eq(credit & (wait == 0) & Mux(in_tile, 1, can_start)), beat.ready.eq(ready)]
+        m.d.comb += [ready.eq(credit & idle & Mux(in_tile, 1, can_start)), beat.ready.eq(ready)]
         # (A refused pass's activations are dropped by _refusal, which also drives beat.ready; the
         # issuer's own ``ready`` is 0 then: in_tile is 0 from the pass before's last token on.)
         take = beat.valid & ready
@@ -446,13 +458,15 @@ class AcceleratorCore(wiring.Component):
         ]
         cur_period = Mux(in_tile, period, array.next_period)
         cur_gap = Mux(in_tile, gap, array.next_gap)
+        next_wait = Signal.like(wait)
+        m.d.comb += next_wait.eq(cur_period - 1 + Mux(token.last, cur_gap, 0))
         with m.If(wait != 0):
-            m.d.sync += wait.eq(wait - 1)
+            m.d.sync += [wait.eq(wait - 1), idle.eq(wait == 1)]
         with m.If(take):
             # Tokens T apart; after a tile's last one, also the tile's gap (Array.next_gap).
-            m.d.sync += [wait.eq(cur_period - 1 + Mux(token.last, cur_gap, 0)),
+            m.d.sync += [wait.eq(next_wait), idle.eq(next_wait == 0),
                          period.eq(cur_period), gap.eq(cur_gap), in_tile.eq(~token.last)]
             with m.If(step_nested(m, (token, tile_k, tile_n))):
-                m.d.sync += done.eq(1)
+                m.d.comb += done_next.eq(1)
         with m.If(~busy):
-            m.d.sync += done.eq(0)
+            m.d.comb += done_next.eq(0)

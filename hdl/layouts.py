@@ -19,11 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from amaranth import Const, Mux, signed, unsigned
+from amaranth import Mux, signed, unsigned
 from amaranth.lib import data, enum, stream
 
 from ..config import AccelConfig
 from ..quant.layer import Role, padded
+from .bits import residue_is
 from .recon_network import ReconNetwork
 
 __all__ = ["SHIFT_BITS", "EXP_BITS", "STREAM_VERSION", "PACKED_HEADER", "Mode", "Fault", "StreamLayouts",
@@ -80,11 +81,12 @@ def axis_signature(width: int, *, always_ready: bool = False) -> stream.Signatur
                             always_ready=always_ready)
 
 
-def group_last(cfg: AccelConfig, k, pairs=None):
-    """Whether K-tile ``k`` (a value) is the last of its K-group: ``G/R`` K-tiles per K-group, or
-    ``G/2R`` where ``pairs`` (a 1-bit value; None: never) is 1."""
+def group_last(cfg: AccelConfig, k, pairs=None, ahead: int = 0):
+    """Whether K-tile ``k + ahead`` (``k`` a value) is the last of its K-group: ``G/R`` K-tiles per
+    K-group, or ``G/2R`` where ``pairs`` (a 1-bit value; None: never) is 1. A test of ``k``'s
+    residue (``ahead`` moves the residue, so no adder comes before it)."""
     def last(per_group):
-        return (k % per_group) == per_group - 1 if per_group > 1 else Const(1, 1)
+        return residue_is(k, per_group, (per_group - 1 - ahead) % per_group)
     per_group = cfg.fmt.group // cfg.rows
     return last(per_group) if pairs is None else Mux(pairs, last(per_group // 2), last(per_group))
 

@@ -20,19 +20,18 @@ the upper half there (the Waksman rule that keeps the first last-stage switch fi
 loop at its lowest input; so input ``i < h`` goes down (``sub[i] = 1``) unless its ``T``-orbit holds
 that input. The orbits come from ``log2(h)`` doubling steps (``T``, ``T²``, ``T⁴`` …), then the
 halves' permutations are formed and the same is done on each, down to two lines (one swap bit:
-``dst[0]``). Every level is pipelined in four register stages.
+``dst[0]``). Every level is pipelined in four register stages and one per doubling step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import reduce
-
 from amaranth import C, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import FormatConfig
+from .bits import REPLICA, or_tree, repeated, replicas
 from .recon_geometry import ColumnOp, ReconGeometry
 from ..quant.layer import Role
 from .recon_network import ReconNetwork
@@ -94,8 +93,6 @@ def _onehot(value, width: int):
     return Cat(*(value == q for q in range(width)))
 
 
-def _any(bits) -> object:
-    return reduce(lambda a, b: a | b, bits, C(0, 1))
 
 
 class MetaDecoder(wiring.Component):
@@ -132,7 +129,8 @@ class MetaDecoder(wiring.Component):
         ``config`` (:meth:`ReconNetwork.config_layout`, bit-identical to ``compile_row``), ``error``.
     """
 
-    #: Register stages per level of the Beneš recursion (networks of 4 or more lines).
+    #: Register stages per level of the Beneš recursion (networks of ``n`` >= 4 lines), besides one
+    #: per doubling step of the orbits after the first (:meth:`doublings`).
     STAGES_PER_LEVEL = 4
 
     def __init__(self, fmt: FormatConfig, width: int, narrow: bool = False):
@@ -154,8 +152,18 @@ class MetaDecoder(wiring.Component):
     @classmethod
     def latency_of(cls, fmt: FormatConfig) -> int:
         """The latency of the decoder for ``fmt``, without building one: the record register, four
-        stages per Beneš level of 4 or more lines, the output register."""
-        return 2 + cls.STAGES_PER_LEVEL * (RecordGeometry(fmt).offset_bits - 1)
+        stages per Beneš level of 4 or more lines and one per doubling step after the first (none
+        at U <= 8), the output register."""
+        sizes = [fmt.ublock >> level for level in range(RecordGeometry(fmt).offset_bits - 1)]
+        return 2 + sum(cls.STAGES_PER_LEVEL + max(0, cls.doublings(size) - 1) for size in sizes)
+
+    @staticmethod
+    def doublings(lines: int) -> int:
+        """Doubling steps of the orbits on a network of ``lines`` lines: ``T²``, ``T⁴`` … up to
+        ``T^(h/2)`` (``h = lines/2``). ``T²`` is formed with ``T`` (stage 1 of the level), the
+        first step with the orbits of ``T`` (stage 2), each later one in a stage of its own, so that
+        no stage selects by a selected index twice."""
+        return max(0, (lines // 2).bit_length() - 2)
 
     @staticmethod
     def block_layout(fmt: FormatConfig) -> data.StructLayout:
@@ -213,13 +221,14 @@ class MetaDecoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         self._m, self._advance, self._stages = m, Signal(), 0
-        m.d.comb += [self._advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(self._advance)]
+        m.d.comb += self._advance.eq(~self.o.valid | self.o.ready)
         levels = self.record.offset_bits          # log2(U): stages 0 … 2·levels - 2 of the network
         state = self._stage(self._records())
         size = self.fmt.ublock
         while size > 2:                           # one Beneš level: first and last stages, two halves
             depth = levels - size.bit_length() + 1
-            steps = (self._inverse, self._orbits, self._colours, self._halves)
+            later = [self._doubling] * max(0, self.doublings(size) - 1)
+            steps = (self._inverse, self._orbits, *later, self._colours, self._halves)
             for index, step in enumerate(steps):
                 state["perms"] = [[step(perm) for perm in block] for block in state["perms"]]
                 if index == len(steps) - 1:
@@ -228,20 +237,28 @@ class MetaDecoder(wiring.Component):
             size //= 2
         for blk, block in enumerate(state["perms"]):  # two-line networks: the swap bit is dst[0]
             state["benes"][blk][levels - 1] = [perm["dst"][0][0] for perm in block]
-        out = self._stage(self._outputs(state))
+        outputs = self._outputs(state)
+        # ``i.ready`` equals ``_advance``, but from a copy of the output's valid register: the
+        # advance net reaches every pipeline register's enable and nextpnr places its LUT among
+        # them, so the input's handshake (the skid buffer in front) gets a LUT of its own.
+        valid_copy, = replicas(m, self._advance, outputs["valid"], 1, "o_valid_copy")
+        m.d.comb += self.i.ready.eq(~valid_copy | self.o.ready)
+        out = self._stage(outputs)
+        out["valid"].attrs[REPLICA] = 1      # (unmarked, Yosys would merge it into the copy)
         m.d.comb += [self.o.valid.eq(out.pop("valid"))]
         m.d.comb += self.o.payload.as_value().eq(Cat(*(out[name] for name in self.o.payload.shape().members)))
         if self._stages != self.latency:
             raise RuntimeError(f"pipeline has {self._stages} stages, latency says {self.latency}")
         return m
 
-    def _register(self, value):
-        """Register a nest of dicts and lists of values, advancing with the pipeline."""
+    def _register(self, value, name: str):
+        """Register a nest of dicts and lists of values, advancing with the pipeline; each register
+        named by its stage and place in the nest (``s3_perms_0_1_orbit_5``)."""
         if isinstance(value, dict):
-            return {key: self._register(v) for key, v in value.items()}
+            return {key: self._register(v, f"{name}_{key}") for key, v in value.items()}
         if isinstance(value, list):
-            return [self._register(v) for v in value]
-        reg = Signal(value.shape())
+            return [self._register(v, f"{name}_{index}") for index, v in enumerate(value)]
+        reg = Signal(value.shape(), name=name)
         with self._m.If(self._advance):
             self._m.d.sync += reg.eq(value)
         return reg
@@ -255,7 +272,7 @@ class MetaDecoder(wiring.Component):
 
     def _stage(self, state: dict) -> dict:
         self._stages += 1
-        return self._register(state)
+        return self._register(state, f"s{self._stages}")
 
     def _records(self) -> dict:
         """Stage 0: per micro-block the routing permutation ``dst``, per column the role, and the
@@ -273,16 +290,13 @@ class MetaDecoder(wiring.Component):
             for c in range(u):
                 hits_hi = [valid & (o == c) for valid, o, _ in pairs]
                 hits_lo = [valid & (p == c) for valid, _, p in pairs]
-                is_hi, is_lo = _any(hits_hi), _any(hits_lo)
+                is_hi, is_lo = or_tree(hits_hi), or_tree(hits_lo)
                 moved = [Mux(hit, p, 0) for hit, (_, _, p) in zip(hits_hi, pairs)]
                 moved += [Mux(hit, o, 0) for hit, (_, o, _) in zip(hits_lo, pairs)]
-                dst.append(reduce(lambda a, b: a | b, moved, Mux(is_hi | is_lo, 0, C(c, self.record.offset_bits))))
+                dst.append(or_tree([*moved, Mux(is_hi | is_lo, 0, C(c, self.record.offset_bits))]))
                 roles.append(Mux(is_hi, Role.OUT_HI.value, Mux(is_lo, Role.OUT_LO.value,
                                                                    Role.INLIER.value)))
-                seen = dup = C(0, 1)                   # this slot named by two pair fields
-                for hit in (h for pair in zip(hits_hi, hits_lo) for h in pair):
-                    dup, seen = dup | (seen & hit), seen | hit
-                errors.append(dup)
+                errors.append(repeated(hits_hi + hits_lo))   # this slot named by two pair fields
             perms.append([{"dst": dst}])
         stages = 2 * self.record.offset_bits - 1
         narrow = payload.narrow if self.narrow else C(0, 1)
@@ -290,35 +304,47 @@ class MetaDecoder(wiring.Component):
         return {"valid": self.i.valid, "codes": [payload.codes[c] for c in range(self.width)], "roles": roles,
                 "narrow": narrow, "pairs": pairs,
                 "xexp": [payload.blocks[blk].xexp for blk in range(self.geometry.blocks)], "raw": raw,
-                "error": _any(errors), "perms": perms,
+                "error": or_tree(errors), "perms": perms,
                 "benes": [[[] for _ in range(stages)] for _ in range(self.geometry.blocks)]}
 
-    # One Beneš level on a permutation dst of n lines (h = n/2), in four register stages.
+    # One Beneš level on a permutation dst of n lines (h = n/2), in four register stages and one per
+    # doubling step.
 
     def _inverse(self, perm: dict) -> dict:
         """``inv`` and the loop step ``T(p) = inv[dst[p ^ h] ^ h]``. The whole micro-block's
         permutation is its own inverse; the halves' are not."""
         dst = perm["dst"]
         n = len(dst)
-        h, bits = n // 2, n.bit_length() - 1
+        h = n // 2
         if n == self.fmt.ublock:   # a legal record's dst is an involution (an illegal one sets error)
             inv = dst
         else:
-            inv = self._wires([reduce(lambda a, b: a | b, [Mux(dst[p] == q, p, 0) for p in range(n)], C(0, bits))
+            inv = self._wires([or_tree([Mux(dst[p] == q, p, 0) for p in range(n)])
                                for q in range(n)])
-        step = [_select(inv, dst[p ^ h] ^ h) for p in range(n)]
-        return {"dst": dst, "inv": inv, "step": step}
+        step = self._wires([_select(inv, dst[p ^ h] ^ h) for p in range(n)])
+        perm = {"dst": dst, "inv": inv, "step": step}
+        if self.doublings(n):
+            perm["power"] = [_select(step, step[p]) for p in range(n)]       # T²
+        return perm
 
     def _orbits(self, perm: dict) -> dict:
-        """``orbit[p]``: the inputs ``T^k(p)``, ``k < h``, as an ``n``-bit mask (doubling steps)."""
+        """``orbit[p]``: the inputs ``T^k(p)``, ``k < 2``, as an ``n``-bit mask, then the first
+        doubling step (with ``T²`` from the stage before) where there is one."""
         step = perm["step"]
         n = len(step)
-        power = step
-        orbit = self._wires([C(1 << p, n) | _onehot(power[p], n) for p in range(n)])
-        for _ in range((n // 2).bit_length() - 2):    # covers T^0 … T^(2^(i+1) - 1) after step i
-            power = self._wires([_select(power, power[p]) for p in range(n)])
-            orbit = self._wires([orbit[p] | _select(orbit, power[p]) for p in range(n)])
-        return {"dst": perm["dst"], "inv": perm["inv"], "orbit": orbit}
+        orbit = self._wires([C(1 << p, n) | _onehot(step[p], n) for p in range(n)])
+        if "power" not in perm:
+            return {"dst": perm["dst"], "inv": perm["inv"], "orbit": orbit}
+        return self._doubling({"dst": perm["dst"], "inv": perm["inv"], "orbit": orbit, "power": perm["power"]})
+
+    def _doubling(self, perm: dict) -> dict:
+        """One doubling step: with ``power = T^j``, the orbits of ``k < j`` become those of
+        ``k < 2j``, and ``power`` becomes ``T^2j`` for the next step (one selection each)."""
+        orbit, power = perm["orbit"], perm["power"]
+        n = len(orbit)
+        return {"dst": perm["dst"], "inv": perm["inv"],
+                "orbit": self._wires([orbit[p] | _select(orbit, power[p]) for p in range(n)]),
+                "power": self._wires([_select(power, power[p]) for p in range(n)])}
 
     def _colours(self, perm: dict) -> dict:
         """``sub[i]`` (``i < h``): input ``i`` crosses the lower half. The loop through ``inv[0]``

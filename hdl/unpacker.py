@@ -30,16 +30,14 @@ padding) raise ``fault`` for one cycle. The unpacker then drops beats up to and 
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
-from functools import reduce
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
-from .bits import field_at
+from .bits import REPLICA, below, field_at, mirrored, or_tree
 from .exp_decoder import ExpDecoder
 from .layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION, Fault, Mode, StreamLayouts, axis_signature
 from .layouts import group_last as layouts_group_last
@@ -60,7 +58,7 @@ class _Next(enum.Enum):
 
 def _one_hot(flags: dict, values: dict):
     """``values[k]`` for the one ``flags[k]`` that is set (0 if none), as an OR of ANDs."""
-    return reduce(operator.or_, (Mux(flags[kind], value, 0) for kind, value in values.items()))
+    return or_tree([Mux(flags[kind], value, 0) for kind, value in values.items()])
 
 
 class _Item(enum.Enum, shape=3):
@@ -303,6 +301,13 @@ class Unpacker(wiring.Component):
         buffer = Signal(capacity)      # bits at and above ``fill`` are zero
         fill = Signal(range(capacity + 1))
         state = Signal(_Item)
+        # The map queue's updates (a thousand clock enables) are chosen from copies of the
+        # registers that decide ``parse`` (the state one-hot, :meth:`_state_flags`), so that its
+        # logic is placed by the queue and the rest of the unpacker's by the buffer: ``state`` and
+        # ``spare`` are assigned through their next values.
+        state_next, _ = mirrored(m, state, 0)
+        flags = self._state_flags(m, state, state_next, "state_is")
+        queue_flags = self._state_flags(m, state, state_next, "queue_in")
         last_taken = Signal()          # this pass's tlast beat is in the buffer
         pass_regs = self._pass_registers(m)
         # The length of the item at the front, a register: set as the item before is parsed, from
@@ -311,6 +316,7 @@ class Unpacker(wiring.Component):
         # ``spare = fill - need`` is a register too (negative while the item is incomplete), so
         # that ``have`` is its sign and a beat's place below a parsed item is a register.
         spare = Signal(signed(len(fill) + 1), init=-PACKED_HEADER.size)
+        spare_next, (queue_spare,) = mirrored(m, spare, 1)
         # Which of the candidate lengths (``_Next``) is the next item's if the front item is parsed
         # in this cycle: one flag, set by the state from registers (none in END and DRAIN).
         chosen = {kind: Signal(name=f"next_{kind.name.lower()}") for kind in _Next}
@@ -343,7 +349,7 @@ class Unpacker(wiring.Component):
         fault, header_fault = Signal(Fault), Signal(Fault)
         m.d.comb += self.fault.eq(fault)
         parsing = (state != _Item.END) & (state != _Item.DRAIN)
-        m.d.comb += parse.eq(parsing & have & ready)
+        m.d.comb += parse.eq(have & ready)          # (``ready`` is 0 in the states that do not parse)
         # (``fault`` is a function of registers only: nothing downstream's ready reaches it, so the
         # front end's output payload never depends on its own ready.)
         with m.If(parsing & last_taken & ~have):
@@ -352,11 +358,12 @@ class Unpacker(wiring.Component):
             with m.Elif(ready):
                 m.d.comb += header_fault.eq(Fault.TRUNCATED)
 
-        row_terms = self._items(m, state, buffer, chosen, ready, parse, header_fault, pass_regs)
+        row_terms = self._items(m, (state, state_next, flags, queue_flags), buffer, chosen, ready, parse,
+                                (have, ~queue_spare[-1]), header_fault, pass_regs)
         cfg = self.cfg
         lengths = {_Next.ROW: row_terms, _Next.EXPS: [cfg.cols * EXP_BITS],
                    _Next.CODES: [cfg.cols * cfg.fmt.wbits], _Next.PROLOGUE: [self.sizes.prologue_bits]}
-        self._next_counts(m, parse, take, fill, kept, need, spare, room, chosen, lengths)
+        self._next_counts(m, parse, take, fill, kept, need, spare, spare_next, room, chosen, lengths)
 
         def restart():
             """Drop what is left of the pass (its tlast beat is in) and wait for a header."""
@@ -364,8 +371,8 @@ class Unpacker(wiring.Component):
             # ``spare``'s subtraction. The buffer is zero already: END restarts only on an empty
             # buffer with no beat taken, DRAIN clears it every cycle; so ``buffer == 0`` does not
             # reach the buffer's own multiplexers.)
-            m.d.sync += [last_taken.eq(0), state.eq(_Item.HEADER), fill.eq(0), room.eq(1),
-                         need.eq(PACKED_HEADER.size), spare.eq(-PACKED_HEADER.size)]
+            m.d.sync += [last_taken.eq(0), fill.eq(0), room.eq(1), need.eq(PACKED_HEADER.size)]
+            m.d.comb += [state_next.eq(_Item.HEADER), spare_next.eq(-PACKED_HEADER.size)]
 
         with m.If(state == _Item.END):
             # The pass's last field must lie in its tlast beat, padded with zeros.
@@ -374,15 +381,16 @@ class Unpacker(wiring.Component):
             with m.Else():
                 m.d.comb += fault.eq(Fault.OVERRUN)
         with m.If((fault != Fault.NONE) | (header_fault != Fault.NONE)):
-            m.d.sync += state.eq(_Item.DRAIN)
+            m.d.comb += state_next.eq(_Item.DRAIN)
         with m.If(state == _Item.DRAIN):
             m.d.comb += beat.ready.eq(~last_taken)
-            m.d.sync += [buffer.eq(0), fill.eq(0), room.eq(1), spare.eq(-need)]
+            m.d.sync += [buffer.eq(0), fill.eq(0), room.eq(1)]
+            m.d.comb += spare_next.eq(-need)
             with m.If(last_taken):
                 restart()
         return m
 
-    def _next_counts(self, m, parse, take, fill, kept, need, spare, room, chosen, lengths):
+    def _next_counts(self, m, parse, take, fill, kept, need, spare, spare_next, room, chosen, lengths):
         """The next ``fill``, ``need``, ``spare = fill - need`` and ``room``. Every candidate (the
         front item parsed or not, a beat taken or not, and if parsed each next length of
         ``lengths``, a list of terms per :class:`_Next`) is computed from registers; the state's
@@ -397,8 +405,11 @@ class Unpacker(wiring.Component):
             return [base + added, left, base <= capacity - width - added]
 
         options = [after(kept, True, True), after(kept, False, True), after(fill, True, False), after(fill, False, False)]
-        for reg, (with_beat_parsed, parsed_only, with_beat, unchanged) in zip((fill, spare, room), zip(*options)):
-            m.d.sync += reg.eq(Mux(parse, Mux(take, with_beat_parsed, parsed_only), Mux(take, with_beat, unchanged)))
+        fill_value, spare_value, room_value = (
+            Mux(parse, Mux(take, with_beat_parsed, parsed_only), Mux(take, with_beat, unchanged))
+            for with_beat_parsed, parsed_only, with_beat, unchanged in zip(*options))
+        m.d.sync += [fill.eq(fill_value), room.eq(room_value)]
+        m.d.comb += spare_next.eq(spare_value)
         need_parsed = _one_hot(chosen, {kind: _sum(terms, len(need)) for kind, terms in lengths.items()})
         with m.If(parse):
             m.d.sync += need.eq(need_parsed)
@@ -407,49 +418,85 @@ class Unpacker(wiring.Component):
         header = self.layouts.header.members
         return {"raw": Signal(), "narrow": Signal(), "msq_pairs": Signal(),
                 "k_tiles": Signal(header["k_tiles"]), "n_tiles": Signal(header["n_tiles"]),
+                "k_before_last": Signal(header["k_tiles"]),
                 "tile_k": Signal(header["k_tiles"]), "tile_n": Signal(header["n_tiles"]),
                 "row": Signal(range(self.cfg.rows))}
 
     def _outputs(self, m, port, load, value):
-        """A one-beat output register on ``port``; returns whether it can take a beat now."""
-        free = ~port.valid | port.ready
+        """A one-beat output register on ``port``; returns a copy of its ``valid`` register
+        (:data:`.bits.REPLICA`, the map queue's)."""
+        copy = Signal(name=f"{port.valid.name}_copy", attrs={REPLICA: 1})
+        port.valid.attrs[REPLICA] = 1            # (unmarked, Yosys would merge it into the copy)
         with m.If(load):
-            m.d.sync += [port.valid.eq(1), port.payload.eq(value)]
+            m.d.sync += [port.valid.eq(1), copy.eq(1), port.payload.eq(value)]
         with m.Elif(port.ready):
-            m.d.sync += port.valid.eq(0)
-        return free
+            m.d.sync += [port.valid.eq(0), copy.eq(0)]
+        return copy
 
-    def _items(self, m, state, buffer, chosen, ready, parse, header_fault, regs):
-        """The items' parsing; sets ``chosen``, which length (:class:`_Next`) the next item has if
-        the front item is parsed in this cycle (from registers, by state), and returns the next PE
-        row's length as terms to add up."""
+    #: The states that parse an item (:meth:`_state_flags`).
+    _PARSING = (_Item.HEADER, _Item.PROLOGUE, _Item.EMIN, _Item.EXPS, _Item.ROW)
+
+    @classmethod
+    def _state_flags(cls, m, state, state_next, name: str) -> dict:
+        """The state one-hot, per parsing state a register equal to ``state == kind`` (loaded from
+        the state's next value), marked :data:`.bits.REPLICA`: each user has its own set."""
+        reset = _Item(Value.cast(state).init)
+        flags = {kind: Signal(name=f"{name}_{kind.name.lower()}", init=kind == reset, attrs={REPLICA: 1})
+                 for kind in cls._PARSING}
+        m.d.sync += [flag.eq(state_next == kind) for kind, flag in flags.items()]
+        return flags
+
+    def _ready(self, flags, valids):
+        """Whether the front item's output register can take it, the state given as ``flags``
+        (one per parsing state), with the output registers' ``valids`` (header, exps, rows): a
+        pass's items wait until its header has been taken, so whatever follows the header on the
+        outputs belongs to the pass its taker started."""
+        header_valid, exps_valid, rows_valid = valids
+        after_header = ~header_valid
+        exps_free = (~exps_valid | self.exps.ready) & after_header
+        free = {_Item.HEADER: ~header_valid | self.header.ready, _Item.PROLOGUE: after_header,
+                _Item.EMIN: exps_free, _Item.EXPS: exps_free,
+                _Item.ROW: (~rows_valid | self.rows.ready) & after_header}
+        return _one_hot(flags, free)
+
+    @staticmethod
+    def _to_row(flags, group_last, tile_row):
+        """Whether the item after the front one is a PE row, the state given as ``flags`` (the
+        K-group's and the tile's ends are registers): after E_min unless an E follows, after E,
+        after a row but a tile's last that an E_min, E or the end follows."""
+        return _one_hot({kind: flags[kind] for kind in (_Item.EMIN, _Item.EXPS, _Item.ROW)},
+                        {_Item.EMIN: ~group_last, _Item.EXPS: Const(1, 1), _Item.ROW: tile_row})
+
+    def _items(self, m, states, buffer, chosen, ready, parse, haves, header_fault, regs):
+        """The items' parsing; sets ``ready`` and ``chosen``, which length (:class:`_Next`) the next
+        item has if the front item is parsed in this cycle (from registers, by state), and returns
+        the next PE row's length as terms to add up. ``states``: the state register, its next value
+        and the map queue's copy; ``haves``: the front item is complete, and the queue's copy."""
         cfg = self.cfg
         exp_bits = cfg.cols * EXP_BITS
+        state, state_next, flags, queue_flags = states
         header_ok, header_value = self._header_check(m, buffer)
-        # ``to_row``: the item after the front one is a PE row; then, in a MicroScopiQ pass, the
-        # map queue moves on as the front item is parsed (``moving``, from registers).
-        to_row = Signal()
-        moving = Signal()
-        m.d.comb += moving.eq(to_row & ~regs["raw"])
-        row_value, row_terms = self._row(m, buffer, state, parse, moving, regs)
+        # The map queue's own ``parse`` and ``moving`` (the item after the front one is a PE row
+        # and the pass is MicroScopiQ: the queue moves on as the front item is parsed), from copies.
+        queue_parse, moving = Signal(), Signal()
+        row_value, row_terms = self._row(m, buffer, queue_flags, queue_parse, moving, regs)
         exps_value = Signal(ExpDecoder.in_layout(cfg.cols))
         m.d.comb += [exps_value.minimum.eq(state == _Item.EMIN), exps_value.exps.as_value().eq(buffer[:exp_bits])]
         with m.If((state == _Item.HEADER) & parse & ~header_ok):
             m.d.comb += header_fault.eq(Fault.HEADER)
         header_beat = Signal(self.header_layout(cfg))
         m.d.comb += [header_beat.fields.eq(header_value), header_beat.fault.eq(header_fault)]
-        header_free = self._outputs(m, self.header, (parse & (state == _Item.HEADER))
-                                    | (header_fault != Fault.NONE), header_beat)
-        # A pass's items wait until its header has been taken, so whatever follows the header on
-        # the outputs belongs to the pass the header's taker has started.
-        exps_free = self._outputs(m, self.exps, parse & ((state == _Item.EMIN) | (state == _Item.EXPS)),
-                                  exps_value) & ~self.header.valid
-        rows_free = self._outputs(m, self.rows, parse & (state == _Item.ROW), row_value) & ~self.header.valid
+        valid_copies = [
+            self._outputs(m, self.header, (parse & (state == _Item.HEADER)) | (header_fault != Fault.NONE), header_beat),
+            self._outputs(m, self.exps, parse & ((state == _Item.EMIN) | (state == _Item.EXPS)), exps_value),
+            self._outputs(m, self.rows, parse & (state == _Item.ROW), row_value)]
+        m.d.comb += [ready.eq(self._ready(flags, (self.header.valid, self.exps.valid, self.rows.valid))),
+                     queue_parse.eq(haves[1] & self._ready(queue_flags, valid_copies))]
 
-        tile_row, group_last = self._next_row(m, state, regs, parse, header_value)
+        tile_row, group_last = self._next_row(m, states, regs, parse, header_value)
+        m.d.comb += moving.eq(self._to_row(queue_flags, group_last, tile_row) & ~regs["raw"])
         with m.Switch(state):
             with m.Case(_Item.HEADER):
-                m.d.comb += ready.eq(header_free)
                 header = data.View(PACKED_HEADER, buffer[:PACKED_HEADER.size])
                 # (Whatever ``header_ok``: a refused header drains the pass and restarts.)
                 m.d.comb += [chosen[_Next.CODES].eq(header.mode == Mode.RAW),
@@ -462,45 +509,47 @@ class Unpacker(wiring.Component):
                                          regs["msq_pairs"].eq(header_value.narrow & header_value.pairs)]
                         m.d.sync += [regs["raw"].eq(header.mode == Mode.RAW),
                                      regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles),
-                                     regs["tile_k"].eq(0), regs["tile_n"].eq(0), regs["row"].eq(0),
-                                     state.eq(Mux(header.mode == Mode.RAW, _Item.ROW, _Item.PROLOGUE))]
+                                     regs["k_before_last"].eq(header.k_tiles - 1),
+                                     regs["tile_k"].eq(0), regs["tile_n"].eq(0), regs["row"].eq(0)]
+                        m.d.comb += state_next.eq(Mux(header.mode == Mode.RAW, _Item.ROW, _Item.PROLOGUE))
             with m.Case(_Item.PROLOGUE):
-                m.d.comb += [ready.eq(~self.header.valid), chosen[_Next.EXPS].eq(1)]
+                m.d.comb += chosen[_Next.EXPS].eq(1)
                 with m.If(parse):
-                    m.d.sync += state.eq(_Item.EMIN)
+                    m.d.comb += state_next.eq(_Item.EMIN)
             with m.Case(_Item.EMIN):
-                m.d.comb += [ready.eq(exps_free), to_row.eq(~group_last),
-                             chosen[_Next.EXPS].eq(group_last), chosen[_Next.ROW].eq(~group_last)]
+                m.d.comb += [chosen[_Next.EXPS].eq(group_last), chosen[_Next.ROW].eq(~group_last)]
                 with m.If(parse):
-                    m.d.sync += state.eq(Mux(group_last, _Item.EXPS, _Item.ROW))
+                    m.d.comb += state_next.eq(Mux(group_last, _Item.EXPS, _Item.ROW))
             with m.Case(_Item.EXPS):
-                m.d.comb += [ready.eq(exps_free), to_row.eq(1), chosen[_Next.ROW].eq(1)]
+                m.d.comb += chosen[_Next.ROW].eq(1)
                 with m.If(parse):
-                    m.d.sync += state.eq(_Item.ROW)
+                    m.d.comb += state_next.eq(_Item.ROW)
             with m.Case(_Item.ROW):
-                m.d.comb += ready.eq(rows_free)
                 # The next item: the tile's next row, or after its last the next tile's E_min, E or
                 # row 0 (uniform: always a row of codes).
-                m.d.comb += [to_row.eq(tile_row), chosen[_Next.ROW].eq(tile_row), chosen[_Next.EXPS].eq(~tile_row)]
+                m.d.comb += [chosen[_Next.ROW].eq(tile_row), chosen[_Next.EXPS].eq(~tile_row)]
         return row_terms
 
-    def _next_row(self, m, state, regs, parse, header_value):
+    def _next_row(self, m, states, regs, parse, header_value):
         """After a row: the next row, tile (K-tiles inner), or the pass's end; a MicroScopiQ tile
         opens with ``E_min`` at an N-tile's start and ``E`` at a K-group's last K-tile (``G/R``
         K-tiles per K-group, ``G/2R`` in a MicroScopiQ pair pass). Returns two registers: whether
         the item after the front row is a row, and whether the current K-tile is its K-group's last
         (an ``E`` follows ``E_min``)."""
+        state, state_next, _, _ = states
         row, tile_k, tile_n = regs["row"], regs["tile_k"], regs["tile_n"]
         last_row = row == self.cfg.rows - 1
         per_group = self.cfg.fmt.group // self.cfg.rows
         pass_pairs = regs["msq_pairs"] if self._msq_pairs else None
 
-        def group_last(k):
-            return layouts_group_last(self.cfg, k, pass_pairs)
+        def group_last(ahead: int):
+            """Whether K-tile ``tile_k + ahead`` is its K-group's last (no adder: a residue test)."""
+            return layouts_group_last(self.cfg, tile_k, pass_pairs, ahead)
 
-        def row_follows(k):
-            """Whether K-tile ``k``'s last row is followed by a row (no E_min, E or end)."""
-            return (k != regs["k_tiles"]) & ~group_last(k + 1)
+        def row_follows(ahead: int):
+            """Whether K-tile ``tile_k + ahead``'s last row is followed by a row (no E_min, E or
+            end); ``KT - 1 - ahead`` is a register, so no adder sits before the comparison."""
+            return (tile_k != (regs["k_before_last"] if ahead else regs["k_tiles"])) & ~group_last(ahead + 1)
 
         # Registers, so that no adder or comparator of the counters sits in front of ``need``:
         # ``then_row``, ``row_follows`` of the current K-tile (set as E_min or a tile's last row is
@@ -510,7 +559,7 @@ class Unpacker(wiring.Component):
         k_last = Signal(init=per_group == 1) if per_group > 1 else Const(1, 1)
         rows = self.cfg.rows
         next_k = tile_k + 1
-        next_last = group_last(next_k)
+        next_last = group_last(1)
         n_end = tile_k == regs["k_tiles"]
         with m.If(parse & (state == _Item.HEADER)):
             m.d.sync += row_next.eq(1)
@@ -519,34 +568,36 @@ class Unpacker(wiring.Component):
                 first_last = header_value.narrow & header_value.pairs if self._msq_pairs and per_group == 2 else 0
                 m.d.sync += k_last.eq(first_last)
         with m.If(parse & (state == _Item.EMIN)):
-            m.d.sync += [then_row.eq(row_follows(tile_k)), row_next.eq((rows > 1) | row_follows(tile_k))]
+            m.d.sync += [then_row.eq(row_follows(0)), row_next.eq((rows > 1) | row_follows(0))]
         with m.If(parse & (state == _Item.ROW)):
             m.d.sync += row.eq(row + 1)
             with m.If(~regs["raw"]):
                 m.d.sync += row_next.eq(((row != rows - 2) if rows > 1 else Const(0, 1)) | then_row)
             with m.If(last_row):
-                m.d.sync += [row.eq(0), then_row.eq(row_follows(next_k))]
+                m.d.sync += [row.eq(0), then_row.eq(row_follows(1))]
                 with m.If(~regs["raw"]):
-                    m.d.sync += row_next.eq((rows > 1) | row_follows(next_k))
+                    m.d.sync += row_next.eq((rows > 1) | row_follows(1))
                 if per_group > 1:
-                    m.d.sync += k_last.eq(Mux(n_end, group_last(Const(0, 1)), next_last))
+                    m.d.sync += k_last.eq(Mux(n_end, layouts_group_last(self.cfg, Const(0, 1), pass_pairs), next_last))
                 with m.If(n_end):
                     m.d.sync += tile_k.eq(0)
                     with m.If(tile_n == regs["n_tiles"]):
-                        m.d.sync += state.eq(_Item.END)
+                        m.d.comb += state_next.eq(_Item.END)
                     with m.Else():
-                        m.d.sync += [tile_n.eq(tile_n + 1), state.eq(Mux(regs["raw"], _Item.ROW, _Item.EMIN))]
+                        m.d.sync += tile_n.eq(tile_n + 1)
+                        m.d.comb += state_next.eq(Mux(regs["raw"], _Item.ROW, _Item.EMIN))
                 with m.Else():
-                    m.d.sync += [tile_k.eq(next_k),
-                                 state.eq(Mux(regs["raw"] | ~next_last, _Item.ROW, _Item.EXPS))]
+                    m.d.sync += tile_k.eq(next_k)
+                    m.d.comb += state_next.eq(Mux(regs["raw"] | ~next_last, _Item.ROW, _Item.EXPS))
         return row_next, k_last
 
     def _header_check(self, m, buffer):
-        """Whether the header at the buffer's front is one this instance runs, and its core view."""
+        """Whether the header at the buffer's front is one this instance runs, and its core view.
+        Every test is an AND or OR tree of the header's bits (:func:`.bits.below`,
+        :func:`.bits.residue_is`): a comparison as a carry chain would sit between the buffer and
+        ``state``."""
         cfg, sf = self.cfg, self.layouts
         header = data.View(PACKED_HEADER, buffer[:PACKED_HEADER.size])
-        per_group = cfg.fmt.group // cfg.rows
-        whole_groups = (header.k_tiles + 1) % per_group == 0
         width_ok = header.wbits == cfg.fmt.wbits - 1
         pairs = Const(0, 1)
         if cfg.multi_precision:
@@ -554,7 +605,6 @@ class Unpacker(wiring.Component):
             # rows are parsed exactly as b rows (C·b bits).
             pairs = (header.wbits == cfg.fmt.wbits // 2 - 1) & (header.mode == Mode.RAW)
             width_ok = width_ok | pairs
-            whole_groups = Mux(pairs, (header.k_tiles + 1) % (per_group // 2) == 0, whole_groups)
         msq_pairs = Const(0, 1)
         if self._narrow_rows:
             # A MicroScopiQ pass at b/2: one slot per PE, rows of C·b/2-bit codes (``_row``); with
@@ -564,13 +614,13 @@ class Unpacker(wiring.Component):
             width_ok = width_ok | narrow
             if self._msq_pairs:
                 msq_pairs = narrow & header.msq_pairs
-                whole_groups = Mux(msq_pairs, (header.k_tiles + 1) % (per_group // 2) == 0, whole_groups)
-        # ``msq_pairs`` is 1 only in a MicroScopiQ pair pass this instance runs.
+        # ``msq_pairs`` is 1 only in a MicroScopiQ pair pass this instance runs; a pair pass (either
+        # mode) has K-groups of G/2R K-tiles.
         ok = ((header.version == STREAM_VERSION) & (header.reserved == 0) & width_ok
               & (~header.msq_pairs | msq_pairs)
-              & (header.tokens < cfg.max_tokens)
-              & (header.k_tiles < sf.max_k_tiles) & (header.n_tiles < sf.max_n_tiles)
-              & whole_groups)
+              & below(header.tokens, cfg.max_tokens)
+              & below(header.k_tiles, sf.max_k_tiles) & below(header.n_tiles, sf.max_n_tiles)
+              & layouts_group_last(cfg, header.k_tiles, pairs | msq_pairs if cfg.multi_precision else None))
         if not cfg.has_recon:
             ok = ok & (header.mode == Mode.RAW)
         value = Signal(sf.header)
@@ -589,7 +639,7 @@ class Unpacker(wiring.Component):
         return [Mux(present, fmt.xbits + geom.pair_bits + _times(count, geom.pair_bits), 0)
                 for present, count in zip(presence, counts)]
 
-    def _row(self, m, buffer, state, parse, moving, regs):
+    def _row(self, m, buffer, flags, parse, moving, regs):
         """The output payload of the row at the buffer's front, and the next PE row's length as
         terms to add up (registers only: the map queue's, :meth:`_map_queue`)."""
         cfg, fmt = self.cfg, self.cfg.fmt
@@ -599,7 +649,7 @@ class Unpacker(wiring.Component):
             m.d.comb += value.codes.as_value().eq(buffer[:code_bits])
             return value, [code_bits]
         geom = self.record
-        presence, counts, row_offset, row_terms = self._map_queue(m, buffer, state, parse, moving, regs)
+        presence, counts, row_offset, row_terms = self._map_queue(m, buffer, flags, parse, moving, regs)
         # The front row: codes from ``row_offset`` on, then the records of its present blocks. A
         # narrow row's codes are C·b/2 bits: its fields are read off the row widened to the b-bit
         # layout (each code zero-extended, the records after them).
@@ -629,7 +679,7 @@ class Unpacker(wiring.Component):
             offset = offset + self._record_lengths([present], [count])[0]
         return value, row_terms
 
-    def _map_queue(self, m, buffer, state, parse, moving, regs):
+    def _map_queue(self, m, buffer, flags, parse, moving, regs):
         """The map queue; returns the front row's presence bits and count fields (per block), where
         its codes start (``row_offset``) and the next row's length.
 
@@ -642,7 +692,10 @@ class Unpacker(wiring.Component):
         their row is parsed: the prologue's into the first tiles' entries, a row 0's presence bits
         into tile ``ahead``'s with each block's ``rank`` (and their count fields' length into the
         prefix of the row two on, which carries them), a counts row's counts (with the bodies) into
-        the entries of the tile they belong to, each block's picked by its registered rank."""
+        the entries of the tile they belong to, each block's picked by its registered rank.
+
+        ``flags`` (the state one-hot), ``parse`` and ``moving`` are the queue's own: from copies of
+        the unpacker's registers, so that the queue's enables are placed by the queue."""
         cfg, fmt = self.cfg, self.cfg.fmt
         code_bits = cfg.cols * fmt.wbits
         row_code_bits = Mux(regs["narrow"], code_bits // 2, code_bits) if self._narrow_rows else code_bits
@@ -699,12 +752,12 @@ class Unpacker(wiring.Component):
                 fields = [row_counts[blk * count_bits:][:count_bits] if count_bits else Const(0, 1) for blk in range(blocks)]
                 return row_code_bits + sum(self._record_lengths(row_presence, fields))
 
-            with m.If(state == _Item.HEADER):
+            with m.If(flags[_Item.HEADER]):
                 # A uniform pass's rows start at the front and are ``C·b`` bits: entries 0 and 1 stay
                 # (its parses do not move the queue on); a MicroScopiQ pass's prologue fills entry 1.
                 m.d.sync += [prefix[0].eq(0), prefix[1].eq(0), body[1].eq(code_bits)]
             # The prologue (its next item is E_min: the queue stays): the first tiles from entry 1 on.
-            with m.If(state == _Item.PROLOGUE):
+            with m.If(flags[_Item.PROLOGUE]):
                 for tile in range(ahead):
                     for r in range(rows):
                         at = (tile * rows + r) * blocks
@@ -725,7 +778,7 @@ class Unpacker(wiring.Component):
                     base = entries if carrier % rows == 0 else 0
                     put(prefix, 1 + carrier, base + count_length(buffer[tile * entries:(tile + 1) * entries]), False)
             # A row (its parse moves the queue on but at R = 1, where an E_min or E may come next).
-            in_row = (state == _Item.ROW) & ~regs["raw"]
+            in_row = flags[_Item.ROW] & ~regs["raw"]
             moves = True if rows > 1 else None
             with m.If(in_row & (regs["row"] == 0)):
                 # Tile ``ahead`` on: its presence bits; its counts open the row two on.

@@ -160,16 +160,16 @@ class WeightDecoder(wiring.Component):
         row = WrapCounter(Const(cfg.rows - 1, range(cfg.rows)), name="row")
         tile_k, tile_n = WrapCounter(fields.k_tiles, name="tile_k"), WrapCounter(fields.n_tiles, name="tile_n")
 
-        def group_last(k, header_fields):
+        def group_last(k, header_fields, ahead: int = 0):
             """(A MicroScopiQ pair pass has ``G/2R`` K-tiles per K-group.)"""
-            return layouts.group_last(cfg, k, header_fields.pairs if cfg.multi_precision else None)
+            return layouts.group_last(cfg, k, header_fields.pairs if cfg.multi_precision else None, ahead)
 
         # The row being merged is a K-group's last K-tile's first row in MicroScopiQ mode, so it
         # carries the shifts: a register, set for the next row as a row is taken, so that the
         # merge's take (which reaches the wide buffers' enables) starts from registers only.
         wants_shift = Signal()
-        next_k = Mux(tile_k.last, 0, tile_k.count + 1)
-        wants_next = (fields.mode == Mode.MSQ) & row.last & group_last(next_k, fields)
+        next_last = Mux(tile_k.last, group_last(Const(0, 1), fields), group_last(tile_k.count, fields, ahead=1))
+        wants_next = (fields.mode == Mode.MSQ) & row.last & next_last
 
         most = self.latency + 2
         rows_drained = self._in_flight(m, unpacker.rows.valid & unpacker.rows.ready, rows.valid & rows.ready, most)

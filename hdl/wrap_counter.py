@@ -31,19 +31,32 @@ class WrapCounter:
     def __init__(self, limit, *, name: str):
         self.limit = Value.cast(limit)
         self.count = Signal(len(self.limit), name=name)
-        at_reset = self.limit.value == 0 if isinstance(self.limit, Const) else True
+        constant = isinstance(self.limit, Const)
+        at_reset = self.limit.value == 0 if constant else True
         self.last = Signal(init=at_reset, name=f"{name}_last")
         self.first = Signal(init=1, name=f"{name}_first")
+        # ``limit - 1`` (the count before the last) and ``limit == 0``, registers set by ``start``
+        # (constants for a constant limit), so that ``last``'s next value is one equality of two
+        # registers: no incrementer's carry chain in front of a comparison.
+        ones = (1 << len(self.limit)) - 1    # ``limit - 1`` at limit 0 (never a count then)
+        if constant:
+            self._before_last = Const((self.limit.value - 1) & ones, len(self.limit))
+            self._single = Const(at_reset, 1)
+        else:
+            self._before_last = Signal(len(self.limit), init=ones, name=f"{name}_before_last")
+            self._single = Signal(init=1, name=f"{name}_single")
+        self._constant = constant
 
     def start(self, m, limit):
         """From the next cycle count from 0 up to ``limit`` (the value ``self.limit`` takes then)."""
         m.d.sync += [self.count.eq(0), self.last.eq(limit == 0), self.first.eq(1)]
+        if not self._constant:
+            m.d.sync += [self._before_last.eq(limit - 1), self._single.eq(limit == 0)]
 
     def step(self, m):
         """The next count (0 after ``limit``), in the next cycle."""
-        following = self.count + 1
-        m.d.sync += [self.count.eq(Mux(self.last, 0, following)), self.first.eq(self.last),
-                     self.last.eq(Mux(self.last, self.limit == 0, following == self.limit))]
+        m.d.sync += [self.count.eq(Mux(self.last, 0, self.count + 1)), self.first.eq(self.last),
+                     self.last.eq(Mux(self.last, self._single, self.count == self._before_last))]
 
 
 def step_nested(m, counters) -> Value:

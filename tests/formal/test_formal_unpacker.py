@@ -5,6 +5,7 @@ the unpacker on which the proof fails (a bounded check from reset finds the brok
 from __future__ import annotations
 
 import pytest
+from amaranth import Mux
 from microscopiq.flow.formal import prove
 from microscopiq.flow.formal_props import PROOFS
 from microscopiq.flow.formal_unpacker import (UnpackerPassProof, UnpackerProgressProof, UnpackerStreamProof,
@@ -21,11 +22,11 @@ def _assigned(m, name: str):
 
 
 class LoadsWhileWaiting(Unpacker):
-    """Mutant: an output register takes the next item while its beat waits (overwritten)."""
+    """Mutant: the exponent and row output registers take the next item while their beat waits
+    (overwritten)."""
 
-    def _outputs(self, m, port, load, value):
-        super()._outputs(m, port, load, value)
-        return 1
+    def _ready(self, flags, valids):
+        return super()._ready(flags, (valids[0], 0, 0))
 
 
 class TakesAfterLast(Unpacker):
@@ -43,11 +44,8 @@ class PrologueNeverParsed(Unpacker):
     """Mutant: the prologue waits for an output that never frees: the unpacker holds a pass's bits
     and takes no beat."""
 
-    def _items(self, m, state, buffer, chosen, ready, parse, header_fault, regs):
-        row_terms = super()._items(m, state, buffer, chosen, ready, parse, header_fault, regs)
-        with m.If(state == _Item.PROLOGUE):
-            m.d.comb += ready.eq(0)
-        return row_terms
+    def _ready(self, flags, valids):
+        return Mux(flags[_Item.PROLOGUE], 0, super()._ready(flags, valids))
 
 
 class ShortPass(Unpacker):
@@ -64,6 +62,15 @@ def test_unpacker_proof(tmp_path, name):
     assert result.passed, result.summary()
 
 
+class FlagsLag(Unpacker):
+    """Mutant: the map queue's state flags are loaded from the state, not its next value (a cycle
+    late)."""
+
+    @classmethod
+    def _state_flags(cls, m, state, state_next, name):
+        return super()._state_flags(m, state, state if name == "queue_in" else state_next, name)
+
+
 @pytest.mark.parametrize("harness, depth", [
     # Two refused (truncated) headers: the second header beat overwrites the first (step 5).
     (lambda: UnpackerStreamProof(unpacker=LoadsWhileWaiting(unpacker_config())), 24),
@@ -73,7 +80,9 @@ def test_unpacker_proof(tmp_path, name):
     (lambda: UnpackerProgressProof(unpacker=PrologueNeverParsed(unpacker_config()), invariants=False), 40),
     # A raw pass of 2 K-tiles ended after one, no fault, then a header (step 20).
     (lambda: UnpackerPassProof(unpacker=ShortPass(unpacker_config()), invariants=False), 26),
-], ids=["LoadsWhileWaiting", "TakesAfterLast", "PrologueNeverParsed", "ShortPass"])
+    # The header parsed: the state moves on, its queue copy a cycle later (the copies' invariant).
+    (lambda: UnpackerProgressProof(unpacker=FlagsLag(unpacker_config())), 16),
+], ids=["LoadsWhileWaiting", "TakesAfterLast", "PrologueNeverParsed", "ShortPass", "FlagsLag"])
 def test_unpacker_proof_fails_on_a_mutant(tmp_path, harness, depth):
     result = prove("unpacker-mutant", harness(), mode="bmc", depth=depth, root=tmp_path)
     assert result.status == "FAIL" and result.trace is not None, result.summary()

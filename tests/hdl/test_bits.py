@@ -1,5 +1,6 @@
 """``field_at`` against Python's integers: every offset of a 6-bit value, variable and fixed, one
-bit and three; ``at_least`` against Python's ``>=`` for every 4-bit value and constant."""
+bit and three; ``at_least``, ``below`` and ``residue_is`` against Python's ``>=``, ``<`` and ``%``
+for every 4-bit value and constant (powers of two and others, moduli wider than the value)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from amaranth import Module, Signal
 from amaranth.sim import Simulator
 
-from microscopiq.hdl.bits import at_least, field_at
+from microscopiq.hdl.bits import at_least, below, field_at, residue_is
 
 
 @pytest.mark.parametrize("width", [1, 3])
@@ -32,18 +33,34 @@ def test_field_at_every_offset(width):
     sim.run()
 
 
-def test_at_least_every_value_and_constant():
+def _check_every_value(compared: dict, want, name: str):
+    """``compared``: ``constants -> value`` of a 4-bit ``value`` signal; each against ``want``."""
     m = Module()
     value = Signal(4)
-    compared = {constant: at_least(value, constant) for constant in range(18)}
+    outputs = {constants: helper(value) for constants, helper in compared.items()}
 
     async def bench(ctx):
         for number in range(16):
             ctx.set(value, number)
-            for constant, holds in compared.items():
-                want = int(number >= constant)
-                assert ctx.get(holds) == want, f"{number} >= {constant}: expected {want}, got {ctx.get(holds)}"
+            for constants, holds in outputs.items():
+                expected = int(want(number, *constants))
+                assert ctx.get(holds) == expected, f"{name}({number}, {constants}): expected {expected}, got {ctx.get(holds)}"
 
     sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()
+
+
+@pytest.mark.parametrize("name, helper, want", [
+    ("at_least", at_least, lambda number, constant: number >= constant),
+    ("below", below, lambda number, constant: number < constant),
+])
+def test_comparison_every_value_and_constant(name, helper, want):
+    compared = {(constant,): lambda value, constant=constant: helper(value, constant) for constant in range(34)}
+    _check_every_value(compared, want, name)
+
+
+def test_residue_every_value_modulus_and_residue():
+    compared = {(modulus, residue): lambda value, modulus=modulus, residue=residue: residue_is(value, modulus, residue)
+                for modulus in range(1, 34) for residue in range(modulus)}
+    _check_every_value(compared, lambda number, modulus, residue: number % modulus == residue, "residue_is")
