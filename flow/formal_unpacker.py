@@ -163,7 +163,7 @@ class UnpackerProgressProof(_Harness):
             m.d.comb += [Assert(internal(fragment, f"{name}_{kind.name.lower()}") == (state == kind))
                          for name in ("state_is", "queue_in")]
         m.d.comb += [Assert(internal(fragment, "spare_copy0") == spare)] + [
-            Assert(internal(fragment, f"{port}__valid_copy") == getattr(self.unpacker, port).valid)
+            Assert(internal(fragment, f"{port}__valid_copy0") == getattr(self.unpacker, port).valid)
             for port in ("header", "exps", "rows")]
         # The map queue's prefixes (where a row's codes start) are map fields' lengths and its
         # bodies rows' codes and records, so a row's length stays an item's at most.

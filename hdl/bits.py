@@ -14,9 +14,13 @@ __all__ = ["REPLICA", "replicas", "mirrored", "field_at", "at_least", "below", "
 REPLICA = "microscopiq_replica"
 
 
-def replicas(m: Module, en, value, count: int, name: str) -> list[Signal]:
+def replicas(m: Module, en, value, count: int, name: str, *, original=None) -> list[Signal]:
     """``count`` registers ``name0`` … each loaded with ``value`` at the edges where ``en`` is 1,
-    marked :data:`REPLICA`: one per consumer, so no single register fans out to all of them."""
+    marked :data:`REPLICA`: one per consumer, so no single register fans out to all of them.
+    ``original``: a register loaded the same way elsewhere, marked too (Yosys would merge an
+    unmarked register into a marked copy)."""
+    if original is not None:
+        Value.cast(original).attrs[REPLICA] = 1
     copies = [Signal(Value.cast(value).shape(), name=f"{name}{i}", attrs={REPLICA: 1}) for i in range(count)]
     with m.If(en):
         m.d.sync += [copy.eq(value) for copy in copies]
@@ -28,10 +32,10 @@ def mirrored(m: Module, register: Signal, count: int) -> tuple[Signal, list[Sign
     would assign ``register`` (it holds ``register`` where nothing does), and ``count`` copies of
     ``register`` that follow it, all marked :data:`REPLICA`: for a register written in many places,
     so that a consumer far from its other consumers has one of its own."""
-    if count:   # (the register is marked too: Yosys would merge an unmarked one into a marked copy)
-        Value.cast(register).attrs[REPLICA] = 1
     name = Value.cast(register).name
     following = Signal.like(register, name=f"{name}_next")
+    if count:   # (the register is marked too: Yosys would merge an unmarked one into a marked copy)
+        Value.cast(register).attrs[REPLICA] = 1
     copies = [Signal.like(register, name=f"{name}_copy{i}", attrs={REPLICA: 1}) for i in range(count)]
     m.d.comb += following.eq(register)
     m.d.sync += [copy.eq(following) for copy in (register, *copies)]

@@ -20,18 +20,20 @@ the upper half there (the Waksman rule that keeps the first last-stage switch fi
 loop at its lowest input; so input ``i < h`` goes down (``sub[i] = 1``) unless its ``T``-orbit holds
 that input. The orbits come from ``log2(h)`` doubling steps (``T``, ``T²``, ``T⁴`` …), then the
 halves' permutations are formed and the same is done on each, down to two lines (one swap bit:
-``dst[0]``). Every level is pipelined in four register stages and one per doubling step.
+``dst[0]``). Every level is pipelined in four register stages, and one more per doubling step after
+the first (none at U <= 8).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from amaranth import C, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import FormatConfig
-from .bits import REPLICA, or_tree, repeated, replicas
+from .bits import or_tree, repeated, replicas
 from .recon_geometry import ColumnOp, ReconGeometry
 from ..quant.layer import Role
 from .recon_network import ReconNetwork
@@ -91,8 +93,6 @@ def _select(values: list, index) -> object:
 def _onehot(value, width: int):
     """``1 << value`` on ``width`` bits."""
     return Cat(*(value == q for q in range(width)))
-
-
 
 
 class MetaDecoder(wiring.Component):
@@ -241,10 +241,9 @@ class MetaDecoder(wiring.Component):
         # ``i.ready`` equals ``_advance``, but from a copy of the output's valid register: the
         # advance net reaches every pipeline register's enable and nextpnr places its LUT among
         # them, so the input's handshake (the skid buffer in front) gets a LUT of its own.
-        valid_copy, = replicas(m, self._advance, outputs["valid"], 1, "o_valid_copy")
-        m.d.comb += self.i.ready.eq(~valid_copy | self.o.ready)
         out = self._stage(outputs)
-        out["valid"].attrs[REPLICA] = 1      # (unmarked, Yosys would merge it into the copy)
+        valid_copy, = replicas(m, self._advance, outputs["valid"], 1, "o_valid_copy", original=out["valid"])
+        m.d.comb += self.i.ready.eq(~valid_copy | self.o.ready)
         m.d.comb += [self.o.valid.eq(out.pop("valid"))]
         m.d.comb += self.o.payload.as_value().eq(Cat(*(out[name] for name in self.o.payload.shape().members)))
         if self._stages != self.latency:
@@ -308,7 +307,7 @@ class MetaDecoder(wiring.Component):
                 "benes": [[[] for _ in range(stages)] for _ in range(self.geometry.blocks)]}
 
     # One Beneš level on a permutation dst of n lines (h = n/2), in four register stages and one per
-    # doubling step.
+    # doubling step after the first.
 
     def _inverse(self, perm: dict) -> dict:
         """``inv`` and the loop step ``T(p) = inv[dst[p ^ h] ^ h]``. The whole micro-block's

@@ -424,13 +424,13 @@ class Unpacker(wiring.Component):
 
     def _outputs(self, m, port, load, value):
         """A one-beat output register on ``port``; returns a copy of its ``valid`` register
-        (:data:`.bits.REPLICA`, the map queue's)."""
-        copy = Signal(name=f"{port.valid.name}_copy", attrs={REPLICA: 1})
-        port.valid.attrs[REPLICA] = 1            # (unmarked, Yosys would merge it into the copy)
+        (:func:`.bits.mirrored`, the map queue's)."""
+        valid_next, (copy,) = mirrored(m, port.valid, 1)
         with m.If(load):
-            m.d.sync += [port.valid.eq(1), copy.eq(1), port.payload.eq(value)]
+            m.d.sync += port.payload.eq(value)
+            m.d.comb += valid_next.eq(1)
         with m.Elif(port.ready):
-            m.d.sync += [port.valid.eq(0), copy.eq(0)]
+            m.d.comb += valid_next.eq(0)
         return copy
 
     #: The states that parse an item (:meth:`_state_flags`).
@@ -470,8 +470,8 @@ class Unpacker(wiring.Component):
     def _items(self, m, states, buffer, chosen, ready, parse, haves, header_fault, regs):
         """The items' parsing; sets ``ready`` and ``chosen``, which length (:class:`_Next`) the next
         item has if the front item is parsed in this cycle (from registers, by state), and returns
-        the next PE row's length as terms to add up. ``states``: the state register, its next value
-        and the map queue's copy; ``haves``: the front item is complete, and the queue's copy."""
+        the next PE row's length as terms to add up. ``states``: the state register, its next
+        value, its one-hot flags and the map queue's; ``haves``: the front item is complete, and the queue's copy."""
         cfg = self.cfg
         exp_bits = cfg.cols * EXP_BITS
         state, state_next, flags, queue_flags = states
