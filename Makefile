@@ -163,13 +163,14 @@ bench-qor: setup
 	$(PY) bench/bench_qor.py --explore build/qor --placed build/qor-placed --command "make bench-qor$(if $(QOR_ARGS), QOR_ARGS='$(QOR_ARGS)')"
 	$(PY) bench/bench_decoders.py --mapper abc --place --device 45k --seeds 1,2,3
 
-# make bench-levels [SYNTH_ARGS="--rows 16 ..."]: the default build through Yosys (ABC, as make synth;
-# about a minute), then the LUT levels of its register-to-register paths and the deepest of them,
-# grouped (bench/bench_levels.py; docs/performance.md "Logic levels before place and route").
+# make bench-levels [SYNTH_ARGS="--rows 16 ..."] [LEVELS_ARGS="--paths 5"]: the default build through
+# Yosys (ABC, as make synth; about a minute), then the LUT levels of its register-to-register paths
+# and the deepest of them, grouped, with --paths N the nets of the first N groups' deepest paths
+# (bench/bench_levels.py; docs/performance.md "Logic levels before place and route").
 LEVELS_DIR := build/synth/levels
 bench-levels: setup
 	$(PY) -m microscopiq.cli synth --design accel --family ecp5 --device 45k --freq 100 --no-dsp --mapper abc --no-place --out $(LEVELS_DIR) $(SYNTH_ARGS)
-	$(PY) bench/bench_levels.py $(LEVELS_DIR)/netlist.json
+	$(PY) bench/bench_levels.py $(LEVELS_DIR)/netlist.json $(LEVELS_ARGS)
 
 # The parts of one ReCoN network synthesised alone, and the outlier support beside the networks
 # (front end, PPU shifts; Yosys only, about 7 minutes) -> the tables of docs/performance.md

@@ -15,7 +15,11 @@ reset, LUT-RAM write ports) and at output ports. The deepest endpoints are group
 deepest path to them starts from and the register they belong to, with Yosys's cell-name suffixes
 and bit indices taken off.
 
-    python bench/bench_levels.py NETLIST [--min-levels 7] [--groups 25]
+    python bench/bench_levels.py NETLIST [--min-levels 7] [--groups 25] [--paths 0]
+
+``--paths N`` prints, for each of the first ``N`` groups, the deepest path of its deepest endpoint:
+every net on it with its level, the kind of cell driving it and its name in the netlist (Yosys
+names a LUT's output after a load it drives, so the names say where a path runs).
 
 ``NETLIST``: the ``netlist.json`` of ``microscopiq synth ... --mapper abc --no-place`` (ECP5).
 """
@@ -51,11 +55,14 @@ class NetlistError(ValueError):
 
 @dataclass(frozen=True)
 class Levels:
-    """The count of one netlist: endpoints per depth, and the deepest endpoints' groups
-    (``(levels, source, endpoint, endpoints)``, deepest first)."""
+    """The count of one netlist: endpoints per depth, the deepest endpoints' groups
+    (``(levels, source, endpoint, endpoints)``, deepest first) and per group (``(source,
+    endpoint)``) the deepest path of its deepest endpoint, as ``(level, driving cell type, net)``
+    from the source on."""
 
     histogram: dict[int, int]
     groups: list[tuple[int, str, str, int]]
+    paths: dict[tuple[str, str], list[tuple[int, str, str]]]
 
     @property
     def deepest(self) -> int:
@@ -79,6 +86,20 @@ def _top_module(netlist: dict) -> dict:
     if len(tops) != 1:
         raise NetlistError(f"expected one top module in the netlist, found {len(tops)}")
     return tops[0]
+
+
+def _net_names(module: dict) -> dict:
+    """Each bit's shortest visible net name (``name[i]`` in a wider net)."""
+    names = {}
+    for name, net in module.get("netnames", {}).items():
+        if net.get("hide_name"):
+            continue
+        bits = net["bits"]
+        for index, bit in enumerate(bits):
+            label = name if len(bits) == 1 else f"{name}[{index}]"
+            if isinstance(bit, int) and (bit not in names or len(label) < len(names[bit])):
+                names[bit] = label
+    return names
 
 
 def count_levels(netlist: dict, *, min_levels: int = 7) -> Levels:
@@ -106,6 +127,7 @@ def count_levels(netlist: dict, *, min_levels: int = 7) -> Levels:
             inputs.update(dict.fromkeys(bits, name))
 
     depth, origin, on_path = {}, {}, set()
+    feeder = {}       # bit -> the input bit its deepest path comes through (None at a start)
 
     def level(bit):
         """Levels to ``bit`` from the nearest flip-flop or port; ``origin`` its deepest path's start."""
@@ -115,38 +137,48 @@ def count_levels(netlist: dict, *, min_levels: int = 7) -> Levels:
         cell = cells.get(name)
         through = COMBINATIONAL.get(cell["type"]) if cell else None
         if not through:
-            depth[bit], origin[bit] = 0, register_name(name) if name else inputs.get(bit, "constant")
+            depth[bit], origin[bit], feeder[bit] = 0, register_name(name) if name else inputs.get(bit, "constant"), None
             return 0
         if bit in on_path:
             raise NetlistError(f"combinational loop through {name}")
         on_path.add(bit)
-        best, start = -1, None
+        best, start, via = -1, None, None
         for port, added in through.items():
             for source in cell["connections"].get(port, []):
                 if isinstance(source, int) and level(source) + added > best:
-                    best, start = depth[source] + added, origin[source]
+                    best, start, via = depth[source] + added, origin[source], source
         on_path.discard(bit)
-        depth[bit], origin[bit] = max(best, 0), start if start is not None else register_name(name)
+        depth[bit], origin[bit], feeder[bit] = max(best, 0), start if start is not None else register_name(name), via
         return depth[bit]
 
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * len(cells) + 1000))
     histogram = collections.Counter()
     grouped = collections.Counter()
-    deepest = {}
+    deepest, deepest_bit = {}, {}
     for bit, register in endpoints:
         levels = level(bit)
         histogram[levels] += 1
         if levels >= min_levels:
             key = (origin[bit], register)
             grouped[key] += 1
-            deepest[key] = max(deepest.get(key, 0), levels)
+            if levels > deepest.get(key, -1):
+                deepest[key], deepest_bit[key] = levels, bit
     groups = sorted(((deepest[key], *key, count) for key, count in grouped.items()),
                     key=lambda group: (-group[0], -group[3], group[1], group[2]))
-    return Levels(dict(sorted(histogram.items())), groups)
+    names = _net_names(module)
+
+    def path(bit):
+        chain = [bit]
+        while feeder[chain[-1]] is not None:
+            chain.append(feeder[chain[-1]])
+        return [(depth[step], cells[drivers[step]]["type"] if step in drivers else "port",
+                 names.get(step, "(unnamed)")) for step in reversed(chain)]
+    return Levels(dict(sorted(histogram.items())), groups, {key: path(bit) for key, bit in deepest_bit.items()})
 
 
-def markdown(levels: Levels, *, min_levels: int, groups: int) -> str:
-    """The histogram and the deepest groups as Markdown."""
+def markdown(levels: Levels, *, min_levels: int, groups: int, paths: int = 0) -> str:
+    """The histogram and the deepest groups as Markdown; the deepest path of the first ``paths``
+    groups after them."""
     lines = ["| LUT levels | " + " | ".join(str(depth) for depth in levels.histogram) + " |",
              "| --- |" + " ---: |" * len(levels.histogram),
              "| endpoints | " + " | ".join(f"{count:,}" for count in levels.histogram.values()) + " |", "",
@@ -155,6 +187,11 @@ def markdown(levels: Levels, *, min_levels: int, groups: int) -> str:
              "| levels | from | to | endpoints |", "| ---: | --- | --- | ---: |"]
     lines += [f"| {depth} | `{source}` | `{register}` | {count} |"
               for depth, source, register, count in levels.groups[:groups]]
+    for depth, source, register, _ in levels.groups[:paths]:
+        lines += ["", f"Deepest path from `{source}` to `{register}`, {depth} levels (level, cell, net):", "",
+                  "```text"]
+        lines += [f"{step:3} {kind:<16} {net}" for step, kind, net in levels.paths[(source, register)]]
+        lines.append("```")
     return "\n".join(lines)
 
 
@@ -163,7 +200,10 @@ def main(argv=None) -> int:
     parser.add_argument("netlist", type=Path, help="netlist.json of microscopiq synth --no-place (ECP5)")
     parser.add_argument("--min-levels", type=int, default=7, help="group endpoints this deep or deeper")
     parser.add_argument("--groups", type=int, default=25, help="groups to print")
+    parser.add_argument("--paths", type=int, default=0, help="print the deepest path of the first PATHS groups")
     args = parser.parse_args(argv)
+    if args.paths < 0:
+        parser.error(f"--paths must be 0 or more, not {args.paths}")
     try:
         netlist = json.loads(args.netlist.read_text())
         levels = count_levels(netlist, min_levels=args.min_levels)
@@ -171,8 +211,8 @@ def main(argv=None) -> int:
         print(f"bench_levels: error: {args.netlist}: {error}", file=sys.stderr)
         return 1
     print(f"Command: `python bench/bench_levels.py {args.netlist} --min-levels {args.min_levels} "
-          f"--groups {args.groups}` (deepest: {levels.deepest} levels)\n")
-    print(markdown(levels, min_levels=args.min_levels, groups=args.groups))
+          f"--groups {args.groups} --paths {args.paths}` (deepest: {levels.deepest} levels)\n")
+    print(markdown(levels, min_levels=args.min_levels, groups=args.groups, paths=args.paths))
     return 0
 
 

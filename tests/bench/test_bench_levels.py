@@ -25,10 +25,16 @@ def _cell(kind: str, **connections) -> dict:
             "port_directions": {port: _DIRECTIONS.get(port, "input") for port in connections}}
 
 
+# Net names: a one-bit net, a two-bit net, a hidden name (bit 8 shows as unnamed), and a longer
+# second name of bit 2 (the shorter one is shown).
+NETNAMES = {"ff_a_q": {"bits": [2]}, "chain": {"bits": [3, 4]}, "$abc$8": {"bits": [8], "hide_name": 1},
+            "ff_a_q_long_alias": {"bits": [2]}, "mux_out": {"bits": [10]}}
+
+
 def _netlist(cells: dict, ports: dict | None = None) -> dict:
     ports = ports or {"din": {"direction": "input", "bits": [100]}, "dout": {"direction": "output", "bits": [101]}}
     return {"modules": {"top": {"attributes": {"top": "00000000000000000000000000000001"}, "ports": ports,
-                                "cells": cells}}}
+                                "cells": cells, "netnames": NETNAMES}}}
 
 
 # Bits: 2 = ff_a.Q; LUT chain 2 -> 3 -> 4 -> ff_b.DI (2 levels); carry chain: 2 enters at A0 (one
@@ -68,6 +74,33 @@ def test_levels_of_each_cell_kind():
     assert bl.count_levels(_netlist(CELLS), min_levels=1).groups == [
         (3, "ff_a", "ff_b", 2), (2, "ff_a", "ff_c", 2), (2, "ff_a", "ram.slots_DPR", 1), (1, "din", "dout", 1),
         (1, "ff_c", "ff_a", 1)]
+
+
+def test_deepest_paths():
+    levels = bl.count_levels(_netlist(CELLS), min_levels=2)
+    # ff_b's deepest endpoint is its LSR: ff_a -> LUT 3 -> LUT 4 -> LUT 8 -> the PFU multiplexer.
+    assert levels.paths[("ff_a", "ff_b")] == [(0, "TRELLIS_FF", "ff_a_q"), (1, "LUT4", "chain[0]"),
+                                              (2, "LUT4", "chain[1]"), (3, "LUT4", "(unnamed)"),
+                                              (3, "PFUMX", "mux_out")]
+    # Through the carry chain (entered at A0, along COUT -> CIN) and the LUT-RAM's read.
+    assert levels.paths[("ff_a", "ff_c")] == [(0, "TRELLIS_FF", "ff_a_q"), (1, "TRELLIS_DPR16X4", "(unnamed)"),
+                                              (2, "LUT4", "(unnamed)")]
+    text = bl.markdown(levels, min_levels=2, groups=3, paths=1)
+    assert text.splitlines()[-10:] == [
+        "", "Deepest path from `ff_a` to `ff_b`, 3 levels (level, cell, net):", "", "```text",
+        "  0 TRELLIS_FF       ff_a_q", "  1 LUT4             chain[0]", "  2 LUT4             chain[1]",
+        "  3 LUT4             (unnamed)", "  3 PFUMX            mux_out", "```"]
+    # No paths unless asked for.
+    assert "Deepest path" not in bl.markdown(levels, min_levels=2, groups=3)
+
+
+def test_negative_paths_is_an_error(tmp_path, capsys):
+    path = tmp_path / "netlist.json"
+    path.write_text(json.dumps(_netlist(CELLS)))
+    with pytest.raises(SystemExit) as exit_info:
+        bl.main([str(path), "--paths", "-1"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.endswith("error: --paths must be 0 or more, not -1\n")
 
 
 def test_markdown_table():
