@@ -471,7 +471,8 @@ class Unpacker(wiring.Component):
         """The items' parsing; sets ``ready`` and ``chosen``, which length (:class:`_Next`) the next
         item has if the front item is parsed in this cycle (from registers, by state), and returns
         the next PE row's length as terms to add up. ``states``: the state register, its next
-        value, its one-hot flags and the map queue's; ``haves``: the front item is complete, and the queue's copy."""
+        value, its one-hot flags and the map queue's; ``haves``: the front item is complete, and
+        the queue's copy."""
         cfg = self.cfg
         exp_bits = cfg.cols * EXP_BITS
         state, state_next, flags, queue_flags = states

@@ -82,7 +82,8 @@ def test_deepest_paths():
     assert levels.paths[("ff_a", "ff_b")] == [(0, "TRELLIS_FF", "ff_a_q"), (1, "LUT4", "chain[0]"),
                                               (2, "LUT4", "chain[1]"), (3, "LUT4", "(unnamed)"),
                                               (3, "PFUMX", "mux_out")]
-    # Through the carry chain (entered at A0, along COUT -> CIN) and the LUT-RAM's read.
+    # ff_c's deepest endpoint is its DI through the LUT-RAM's read (2 levels), not its CE through
+    # the carry chain (1 level).
     assert levels.paths[("ff_a", "ff_c")] == [(0, "TRELLIS_FF", "ff_a_q"), (1, "TRELLIS_DPR16X4", "(unnamed)"),
                                               (2, "LUT4", "(unnamed)")]
     text = bl.markdown(levels, min_levels=2, groups=3, paths=1)
