@@ -153,7 +153,8 @@ synth: setup
 # counts of every point, the 8x8 points placed and routed -> docs/performance.md, docs/img/.
 # Resumable: each point's result is cached in build/qor/ and build/qor-placed/. QOR_ARGS adds or
 # overrides explore options of both sweeps (QOR_ARGS="--workers 1", QOR_ARGS="--seed 2").
-# Then the weight front end's blocks alone (ABC as the sweep; placed on the 45k, seeds 1-3).
+# Then the weight front end's blocks alone (ABC as the sweep; placed on the 45k, seeds 1-3), and the
+# unpacker's item loop alone against a ring read in two stages (the bound on Fmax it sets).
 QOR_RECON := --wbits 4,2 --recon per-row,shared:2,shared:4,none
 QOR_SWEEP := --arrays 4x8,8x8,16x16 $(QOR_RECON)
 QOR_PLACED := --arrays 8x8 $(QOR_RECON) --place
@@ -162,6 +163,7 @@ bench-qor: setup
 	$(PY) -m microscopiq.cli explore $(QOR_PLACED) --out build/qor-placed $(QOR_ARGS)
 	$(PY) bench/bench_qor.py --explore build/qor --placed build/qor-placed --command "make bench-qor$(if $(QOR_ARGS), QOR_ARGS='$(QOR_ARGS)')"
 	$(PY) bench/bench_decoders.py --mapper abc --place --device 45k --seeds 1,2,3
+	$(PY) bench/bench_item_loop.py --place --seeds 1,2,3
 
 # make bench-levels [SYNTH_ARGS="--rows 16 ..."] [LEVELS_ARGS="--paths 5"]: the default build through
 # Yosys (ABC, as make synth; about a minute), then the LUT levels of its register-to-register paths
