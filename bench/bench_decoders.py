@@ -54,24 +54,35 @@ def synth(name: str, component, workdir: Path, mapper: str, place: bool, device:
 BLOCKS = ("meta_decoder", "exp_decoder", "unpacker", "weight_decoder")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_block_arguments(parser: argparse.ArgumentParser, device: str) -> None:
+    """The options of a bench that places blocks of the front end alone (this one and
+    bench_item_loop.py): the array, ``b``, the weight bus, and where and how often to place."""
     parser.add_argument("--wbits", type=int, default=4)
-    parser.add_argument("--ublock", type=int, default=8)
     parser.add_argument("--cols", type=int, default=8)
     parser.add_argument("--rows", type=int, default=8)
     parser.add_argument("--bus", type=int, default=32, help="weight bus bits (the unpacker's W)")
-    parser.add_argument("--mapper", choices=MAPPERS, default=MAPPERS[0], help="Yosys LUT mapper")
     parser.add_argument("--place", action="store_true", help="also place and route (nextpnr, Fmax)")
-    parser.add_argument("--device", default="25k", help="ECP5 device of --place (25k, 45k, 85k)")
+    parser.add_argument("--device", default=device, help="ECP5 device of --place (25k, 45k, 85k)")
     parser.add_argument("--seeds", default="1", help="nextpnr seeds of --place, e.g. 1,2,3 (one netlist)")
+
+
+def seeds_of(parser: argparse.ArgumentParser, args) -> tuple[int, ...]:
+    """``--seeds`` as integers, or the parser's error naming the problem."""
+    try:
+        return tuple(parse_seeds(args.seeds))
+    except FlowParameterError as error:
+        parser.error(f"--seeds: {error}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_block_arguments(parser, device="25k")
+    parser.add_argument("--ublock", type=int, default=8)
+    parser.add_argument("--mapper", choices=MAPPERS, default=MAPPERS[0], help="Yosys LUT mapper")
     parser.add_argument("--blocks", default=",".join(BLOCKS), help=f"some of {','.join(BLOCKS)}")
     parser.add_argument("--out", type=Path, default=Path("build/bench-decoders"))
     args = parser.parse_args(argv)
-    try:
-        seeds = tuple(parse_seeds(args.seeds))
-    except FlowParameterError as error:
-        parser.error(f"--seeds: {error}")
+    seeds = seeds_of(parser, args)
     blocks = args.blocks.split(",")
     unknown = sorted(set(blocks) - set(BLOCKS))
     if unknown:

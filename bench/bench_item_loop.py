@@ -31,11 +31,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_decoders import synth  # noqa: E402  (the front-end bench's Yosys + nextpnr runner)
+from bench_decoders import add_block_arguments, seeds_of, synth  # noqa: E402  (the front-end bench's)
 
 from microscopiq.config import AccelConfig, FormatConfig  # noqa: E402
-from microscopiq.flow.synth import FlowParameterError  # noqa: E402
-from microscopiq.flow.synth_cli import parse_seeds  # noqa: E402
 from microscopiq.hdl.unpacker import UnpackerSizes, _shifted  # noqa: E402
 
 
@@ -134,19 +132,10 @@ KERNELS = (("shift_window", ShiftWindow, "the unpacker's shift-register window (
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--wbits", type=int, default=4)
-    parser.add_argument("--cols", type=int, default=8)
-    parser.add_argument("--rows", type=int, default=8)
-    parser.add_argument("--bus", type=int, default=32, help="weight bus bits (the unpacker's W)")
-    parser.add_argument("--place", action="store_true", help="also place and route (nextpnr, Fmax)")
-    parser.add_argument("--device", default="45k", help="ECP5 device of --place (25k, 45k, 85k)")
-    parser.add_argument("--seeds", default="1", help="nextpnr seeds of --place, e.g. 1,2,3 (one netlist)")
+    add_block_arguments(parser, device="45k")
     parser.add_argument("--out", type=Path, default=Path("build/bench-item-loop"))
     args = parser.parse_args(argv)
-    try:
-        seeds = tuple(parse_seeds(args.seeds))
-    except FlowParameterError as error:
-        parser.error(f"--seeds: {error}")
+    seeds = seeds_of(parser, args)
     cfg = AccelConfig(fmt=FormatConfig(wbits=args.wbits), rows=args.rows, cols=args.cols, weight_bus=args.bus)
     sizes = UnpackerSizes(cfg, args.bus)
     start = time.perf_counter()

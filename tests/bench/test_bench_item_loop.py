@@ -25,7 +25,7 @@ SEED = 20261206
 ITEMS = 60
 
 
-def _run(kind, sizes: UnpackerSizes, lengths: list[int], seed: int) -> list[int]:
+def _run(kind, sizes: UnpackerSizes, lengths: list[int], seed: int) -> tuple[int, list[int]]:
     """The items ``kind`` hands out for a random stream cut into ``lengths``; returns the stream's
     bits as an integer and the items seen (each masked to its length)."""
     rng = random.Random(seed)
