@@ -96,11 +96,10 @@ class RingWindow(_ItemLoop):
 
     def __init__(self, sizes: UnpackerSizes, first_need: int):
         super().__init__(sizes, first_need)
-        self.slots = 1 << max(0, -(-self.capacity // self.bus_bits) - 1).bit_length()
+        # The least power of two of slots holding ``capacity`` bits, so that the pointer wraps freely.
+        self.slots = 1 << (-(-self.capacity // self.bus_bits) - 1).bit_length()
         self.ring_bits = self.slots * self.bus_bits
-        pointer_bits = (self.ring_bits - 1).bit_length()
-        self.fine_bits = pointer_bits // 2          # the second stage's shift
-        assert self.ring_bits >= self.capacity
+        self.fine_bits = (self.ring_bits - 1).bit_length() // 2     # the second stage's shift
 
     def elaborate(self, platform):
         m = Module()
