@@ -20,26 +20,22 @@ OUT_LO    ``f``, the unsigned ``b``-bit     ``x · f`` (the fraction)
 ========  ================================  ====================================
 
 **Pair mode** (``PE(fmt, pairs=True)``, a multi-precision instance, docs/hardware.md "Multi-precision
-PEs"): the multiplier is bit-decomposed into two ``a × (h + 1)`` signed partial multipliers,
-``h = b/2``, over the operand's halves ``w = w_hi · 2^h + w_lo`` (``w_lo`` its low ``h`` bits):
+PEs"): beside the ``a × (b + 1)`` multiplier a narrow ``a × h`` one, ``h = b/2``, and each bank holds
+the operand ``w`` and the high slot's signed code ``q_hi`` (``h`` bits, 0 in a ``b``-bit pass):
 
-* ``pairs`` 0 (a ``b``-bit pass): ``x · w = ((x << h) · w_hi) + x · w_lo``, ``w_lo`` unsigned;
+* ``pairs`` 0 (a ``b``-bit pass): ``w`` is the table's, ``q_hi`` 0, the product ``x · w``;
 * ``pairs`` 1 (a ``b/2`` pass, INLIER slots only): the code holds two signed ``h``-bit codes,
-  ``q_lo`` in its low half and ``q_hi`` in its high half, and the PE computes
-  ``x · q_lo + x_hi · q_hi`` (two K rows, two activations), ``w_lo`` then taken signed.
-
+  ``q_lo`` in its low half and ``q_hi`` in its high half, ``w = q_lo``, and the PE computes
+  ``x · q_lo + x_hi · q_hi`` (two K rows, two activations);
 * ``pairs`` 1 and ``split`` 1 (a MicroScopiQ pair pass, docs/hardware.md "MicroScopiQ pair
-  passes"): the low half is the *network* slot, of any role, the high half the *inlier* slot
-  (always INLIER); ``product`` is the network slot's ``2^h·pe_product(x, code_lo, role, h)`` for
-  OUT_LO and ``pe_product(x, code_lo, role, h)`` else (what ``MetaDecoder.narrow_code`` makes of
-  it at ``b``), and ``inlier`` the inlier slot's ``x_hi · q_hi``, kept apart for the column adders.
+  passes"): the low half is the *network* slot, of any role, decoded at ``h`` (INLIER ``q_lo``,
+  OUT_HI ``±1``, OUT_LO ``f · 2^h``: what ``MetaDecoder.narrow_code`` makes of it at ``b``), the
+  high half the *inlier* slot (always INLIER); ``product`` is the network slot's ``x · w`` alone
+  and ``inlier`` the inlier slot's ``x_hi · q_hi``, kept apart for the column adders.
 
-In pair mode the stored operand is ``w_lo`` (``h`` bits) and ``w_hi`` (``h`` bits, its sign
-extended from bit ``2h - 1``), and bit ``2h`` is the network slot's OUT_LO flag (``w_lo``
-zero-extended, the product shifted left by ``h``); OUT_HI stores ``±1`` in the low half. A uniform
-pair pass has INLIER slots only, so its operand is the INLIER decode ``code.as_signed()`` with bit
-``2h`` cleared: only the decode of OUT_HI and OUT_LO, the partials' activations, ``w_lo``'s sign bit
-and ``w_hi``'s top bit follow ``pairs``, so a pass's mode needs no reload.
+The decode follows ``pairs`` (steady for a pass, while its slots load); the multipliers do not. The
+wide multiplier is the fixed PE's, so the pair mode costs the narrow one, ``h`` bits per bank and the
+adder (docs/performance.md, "Run-time precision").
 
 **DSP build** (``PE(fmt, dsp="ecp5")``, ``AccelConfig.dsp``, docs/hardware.md "DSP build"): the
 multiplier and its registers are one :class:`~microscopiq.hdl.dsp_mult.DspMult`, an ECP5
@@ -51,7 +47,7 @@ latency is the same as with the fabric multiplier.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -90,8 +86,8 @@ class PE(wiring.Component):
         Uses ``fmt.abits`` (``a``: 4 or 8) and ``fmt.wbits`` (``b``: 2, 3, 4 or 8). With ``b = 8``
         only INLIER slots occur in practice (uniform mode), but every role is computed.
     pairs : bool
-        Build the bit-decomposed multiplier with the ``pairs`` and ``act_hi`` inputs (even ``b``
-        only; see the module docstring).
+        Build the pair mode's narrow second multiplier with the ``pairs``, ``split`` and ``act_hi``
+        inputs (even ``b`` only; see the module docstring).
     dsp : str
         ``"none"`` (the multiplier in fabric logic) or ``"ecp5"`` (a :class:`DspMult`; not with
         ``pairs``). With ``"ecp5"`` the activation goes through the DSP's A input register first:
@@ -188,65 +184,63 @@ class PE(wiring.Component):
         cycles."""
         return self.act_stages_of(self.dsp)
 
-    def _decode(self, m: Module) -> Signal:
-        """The multiplier operand ``w`` (signed ``b + 1`` bits) of the slot being loaded; in pair
-        mode the two halves' operands and the network slot's OUT_LO flag (module docstring)."""
+    def _decode(self, m: Module) -> Value:
+        """The bank contents of the slot being loaded: the multiplier operand ``w`` (signed
+        ``b + 1`` bits), in pair mode also the high slot's code ``q_hi`` (module docstring)."""
         b = self.fmt.wbits
-        code = self.load_code
-        operand = Signal(signed(b + 1))
-        if self.pairs_mode:
-            h = b // 2
-            high = code[h:]
-            low = Signal(h)
-            with m.Switch(self.load_role):
-                with m.Case(Role.INLIER, Role.OUT_LO):
-                    m.d.comb += low.eq(code[:h])
-                with m.Case(Role.OUT_HI):
-                    m.d.comb += low.eq(Mux(code[h - 1], -1, 1))
-            paired = Cat(low, high, self.load_role == Role.OUT_LO)
-        with m.Switch(self.load_role):
+        code, role = self.load_code, self.load_role
+        if not self.pairs_mode:
+            return self._operand(m, code, role, 0)
+        h = b // 2
+        operand = Mux(self.pairs, self._operand(m, code[:h], role, h), self._operand(m, code, role, 0))
+        return Cat(operand, Mux(self.pairs, code[h:], 0))
+
+    def _operand(self, m: Module, code, role, fraction_shift: int) -> Signal:
+        """``w`` (signed ``b + 1`` bits) of a slot whose code is ``code`` (``b`` or ``b/2`` bits):
+        the INLIER code signed, ``±1`` for OUT_HI, the OUT_LO fraction ``f << fraction_shift``."""
+        operand = Signal(signed(self.fmt.wbits + 1))
+        with m.Switch(role):
             with m.Case(Role.INLIER):
                 m.d.comb += operand.eq(code.as_signed())
             with m.Case(Role.OUT_HI):
-                m.d.comb += operand.eq(Mux(code[b - 1], -1, 1))
+                m.d.comb += operand.eq(Mux(code[-1], -1, 1))
             with m.Case(Role.OUT_LO):
-                m.d.comb += operand.eq(code)
-            with m.Default():
-                m.d.comb += operand.eq(0)
-        if not self.pairs_mode:
-            return operand
-        chosen = Signal(signed(b + 1))
-        m.d.comb += chosen.eq(Mux(self.pairs, paired, operand))
-        return chosen
+                m.d.comb += operand.eq(code << fraction_shift)
+        return operand
 
     def elaborate(self, platform):
         m = Module()
         b = self.fmt.wbits
-        operand = self._decode(m)
+        stored = self._decode(m)
 
-        # The active operand is a register of its own (not banks[select]): the multiplier's input
+        # The active bank is a register of its own (not banks[select]): the multiplier's input
         # comes straight from a flip-flop, with no bank multiplexer and no select signal shared by
         # a whole row (Yosys merges identical per-PE selects into one high-fanout net).
-        active = Signal(signed(b + 1), name="active")
-        shadow = Signal(signed(b + 1), name="shadow")
+        active = Signal(len(stored), name="active")
+        shadow = Signal(len(stored), name="shadow")
         # The shadow after this edge: the loaded slot, else the old active bank on a swap, else itself.
         with m.If(self.load):
-            m.d.sync += shadow.eq(operand)
+            m.d.sync += shadow.eq(stored)
         with m.Elif(self.swap):
             m.d.sync += shadow.eq(active)
         with m.If(self.swap):
             m.d.sync += active.eq(shadow)
 
         if self.dsp != "none":
-            self._dsp_multiply(m, shadow)
+            self._dsp_multiply(m, shadow.as_signed())
             return m
+        operand = active[:b + 1].as_signed()
         if not self.pairs_mode:
             with m.If(self.en):
-                m.d.sync += self.product.eq(self.act * active)
+                m.d.sync += self.product.eq(self.act * operand)
             return m
-        product, inlier = self._pair_multiply(active)
+        # The high slot's product: 0 in a b-bit pass (q_hi 0), the network slot's partner in a
+        # uniform pair pass, kept apart (``inlier``) in a MicroScopiQ one.
+        network = self.act * operand
+        inlier = self.act_hi * active[b + 1:].as_signed()
         with m.If(self.en):
-            m.d.sync += [self.product.eq(product), self.inlier.eq(inlier)]
+            m.d.sync += [self.product.eq(Mux(self.split, network, network + inlier)),
+                         self.inlier.eq(inlier)]
         return m
 
     def _dsp_multiply(self, m, shadow):
@@ -259,17 +253,3 @@ class PE(wiring.Component):
             mult.p_en.eq(self.en),
             self.product.eq(mult.p),
         ]
-
-    def _pair_multiply(self, active):
-        """The two partial products of the bit-decomposed multiplier: ``(product, inlier)``."""
-        half = self.fmt.wbits // 2
-        # (x << h) in normal mode: the high partial's weight 2^h rides on its activation, one
-        # multiplexer per row (identical in every PE of a row: Yosys merges them), not a shift
-        # multiplexer on every PE's product.
-        x_hi = Mux(self.pairs, self.act_hi, self.act << half)
-        out_lo = self.pairs & active[2 * half]           # pair mode: the network slot is OUT_LO
-        w_lo = Cat(active[:half], self.pairs & ~active[2 * half] & active[half - 1]).as_signed()
-        w_hi = Cat(active[half:2 * half], Mux(self.pairs, active[2 * half - 1], active[2 * half])).as_signed()
-        low, high = self.act * w_lo, x_hi * w_hi
-        network = Mux(out_lo, low << half, low)
-        return network + Mux(self.split & self.pairs, 0, high), high

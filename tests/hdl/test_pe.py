@@ -76,7 +76,7 @@ def test_exhaustive_full_rate_pingpong(wbits):
 
 @pytest.mark.parametrize("wbits", [4, 8])
 def test_pair_capable_pe_in_normal_mode(wbits):
-    """The bit-decomposed PE of a multi-precision instance, ``pairs`` 0: every (activation, code,
+    """The pair-capable PE of a multi-precision instance, ``pairs`` 0: every (activation, code,
     role) for b = 4 (every code with the extreme activations for b = 8) is ``golden.pe_product``."""
     fmt = FormatConfig(abits=8, wbits=wbits)
     acts = np.arange(-128, 128) if wbits == 4 else extreme_acts(fmt)
