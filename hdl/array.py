@@ -30,10 +30,12 @@ A **MicroScopiQ pair pass** (a multi-precision instance with per-row ReCoN, ``pa
 narrow pass, and its inlier slot's product (lane ``R + r``, :attr:`PE.inlier <.pe.PE.inlier>`)
 skips the network: a chain of narrow adders per column, one per row, sums a token's inlier
 products down the rows with the token's skew (row ``r`` adds its product, ready one stage after
-the token reaches it, to the chain's value from row ``r − 1``), and the last row's column adder
+the token reaches it, to the chain's value from row ``r − 1``, the product's ``inlier_carry`` as the
+adder's carry-in), and the last row's column adder
 adds the chain's sum, ``P + L + H − 1`` registers later, times ``2^b`` like an inlier's
-contribution (0 outside a pair pass): ``R`` adders of ``a + b/2 + log2(R)`` bits and one operand
-of the last column adder per column, no extra latency.
+contribution (0 outside a pair pass): ``R`` adders per column, row ``r``'s as wide as a sum of
+``r + 1`` products (``a + b/2 + ⌈log2(r + 1)⌉`` bits at most), and one operand of the last column
+adder per column, no extra latency.
 """
 
 from __future__ import annotations
@@ -378,15 +380,18 @@ class Array(wiring.Component):
         if not self.msq_pairs:
             return None
         a, h = cfg.fmt.abits, cfg.fmt.wbits // 2
-        shape = signed((cfg.rows << (a + h - 2)).bit_length() + 1)   # R · |x·q| <= R · 2^(a-1) · 2^(h-1)
+
+        def shape(terms):
+            """A sum of ``terms`` inlier products: ``|x·q| <= 2^(a-1) · 2^(h-1)`` each."""
+            return signed((terms << (a + h - 2)).bit_length() + 1)
         chain = [0] * cfg.cols
         for r, row in enumerate(inliers):
-            nxt = [Signal(shape, name=f"inlier_sum_{r}_{c}") for c in range(cfg.cols)]
+            nxt = [Signal(shape(r + 1), name=f"inlier_sum_{r}_{c}") for c in range(cfg.cols)]
             with m.If(self.en):
-                m.d.sync += [d.eq(prev + v) for d, prev, v in zip(nxt, chain, row)]
+                m.d.sync += [d.eq(prev + v + carry) for d, prev, (v, carry) in zip(nxt, chain, row)]
             chain = nxt
         for s in range(self.pipeline - 1):
-            later = [Signal(shape, name=f"inlier_sum_d{s + 1}_{c}") for c in range(cfg.cols)]
+            later = [Signal(shape(cfg.rows), name=f"inlier_sum_d{s + 1}_{c}") for c in range(cfg.cols)]
             with m.If(self.en):
                 m.d.sync += [d.eq(v) for d, v in zip(later, chain)]
             chain = later
@@ -552,7 +557,7 @@ class Array(wiring.Component):
                     m.d.sync += staged.eq(pe.product)
                 row.append(staged)
                 if self.msq_pairs:
-                    inlier_row.append(pe.inlier)
+                    inlier_row.append((pe.inlier, pe.inlier_carry))
             products.append(row)
             inliers.append(inlier_row)
         return products, inliers

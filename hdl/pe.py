@@ -31,11 +31,13 @@ the operand ``w`` and the high slot's signed code ``q_hi`` (``h`` bits, 0 in a `
   passes"): the low half is the *network* slot, of any role, decoded at ``h`` (INLIER ``q_lo``,
   OUT_HI ``±1``, OUT_LO ``f · 2^h``: what ``MetaDecoder.narrow_code`` makes of it at ``b``), the
   high half the *inlier* slot (always INLIER); ``product`` is the network slot's ``x · w`` alone
-  and ``inlier`` the inlier slot's ``x_hi · q_hi``, kept apart for the column adders.
+  and ``inlier + inlier_carry`` the inlier slot's ``x_hi · q_hi``, kept apart for the column adders.
 
 The decode follows ``pairs`` (steady for a pass, while its slots load); the multipliers do not. The
-wide multiplier is the fixed PE's, so the pair mode costs the narrow one, ``h`` bits per bank and the
-adder (docs/performance.md, "Run-time precision").
+wide multiplier is the fixed PE's, so the pair mode costs the narrow one (``x_hi · |q_hi|``, at
+b = 4 a choice of 0, ``x_hi`` and ``2·x_hi``; a negative ``q_hi`` flips its bits and leaves the ``+1``
+to the adders that take the product), ``h`` bits per bank and one adder (docs/performance.md,
+"Run-time precision").
 
 **DSP build** (``PE(fmt, dsp="ecp5")``, ``AccelConfig.dsp``, docs/hardware.md "DSP build"): the
 multiplier and its registers are one :class:`~microscopiq.hdl.dsp_mult.DspMult`, an ECP5
@@ -126,8 +128,12 @@ class PE(wiring.Component):
     act_hi : In(signed(a))
         (``pairs=True`` only) The activation of the high-half slot in pair mode (ignored else).
     inlier : Out(signed(a + b/2 + 1))
-        (``pairs=True`` only) ``act_hi · q_hi`` of the previous enabled cycle in pair mode (the high
-        partial product; meaningful with ``pairs`` and ``split``).
+        (``pairs=True`` only) With ``inlier_carry``, ``act_hi · q_hi`` of the previous enabled cycle
+        in pair mode (the high slot's product; meaningful with ``pairs`` and ``split``): the product
+        is ``inlier + inlier_carry``, ``inlier`` its bits flipped where ``q_hi < 0``, so the adder
+        that takes it takes ``inlier_carry`` as its carry-in.
+    inlier_carry : Out(1)
+        (``pairs=True`` only) See ``inlier``.
     act_en : In(1)
         (``dsp="ecp5"`` only) Enable of the activation's input register.
     """
@@ -167,7 +173,7 @@ class PE(wiring.Component):
         }
         if pairs:
             ports.update({"pairs": In(1), "split": In(1), "act_hi": In(signed(a)),
-                          "inlier": Out(signed(a + b // 2 + 1))})
+                          "inlier": Out(signed(a + b // 2 + 1)), "inlier_carry": Out(1)})
         if dsp != "none":
             ports["act_en"] = In(1)
         super().__init__(ports)
@@ -234,13 +240,19 @@ class PE(wiring.Component):
             with m.If(self.en):
                 m.d.sync += self.product.eq(self.act * operand)
             return m
-        # The high slot's product: 0 in a b-bit pass (q_hi 0), the network slot's partner in a
-        # uniform pair pass, kept apart (``inlier``) in a MicroScopiQ one.
+        # The high slot's product x_hi·q_hi (0 in a b-bit pass: q_hi 0) as x_hi·|q_hi| with its bits
+        # flipped where q_hi < 0, and the 1 that completes the negation (-v = ~v + 1) apart: it
+        # rides as the carry-in of the adders that take the product (here and the array's inlier
+        # chain), so no adder of its own negates it.
         network = self.act * operand
-        inlier = self.act_hi * active[b + 1:].as_signed()
+        q_hi = active[b + 1:].as_signed()
+        negate = q_hi < 0
+        scaled = Signal(signed(len(self.inlier)))
+        m.d.comb += scaled.eq(self.act_hi * Mux(negate, -q_hi, q_hi))
+        flipped = (scaled.as_unsigned() ^ negate.replicate(len(scaled))).as_signed()
         with m.If(self.en):
-            m.d.sync += [self.product.eq(Mux(self.split, network, network + inlier)),
-                         self.inlier.eq(inlier)]
+            m.d.sync += [self.product.eq(Mux(self.split, network, network + flipped + negate)),
+                         self.inlier.eq(flipped), self.inlier_carry.eq(negate)]
         return m
 
     def _dsp_multiply(self, m, shadow):

@@ -113,7 +113,7 @@ def simulate_pairs(fmt: FormatConfig, codes, acts, acts_hi, roles=None, split: b
                 ctx.set(dut.act_hi, int(x_hi))
                 await ctx.tick()
                 out[index, i] = ctx.get(dut.product)
-                inlier[index, i] = ctx.get(dut.inlier)
+                inlier[index, i] = ctx.get(dut.inlier) + ctx.get(dut.inlier_carry)
 
     sim.add_testbench(bench)
     sim.run()
