@@ -203,7 +203,8 @@ class PE(wiring.Component):
 
     def _operand(self, m: Module, code, role, fraction_shift: int) -> Signal:
         """``w`` (signed ``b + 1`` bits) of a slot whose code is ``code`` (``b`` or ``b/2`` bits):
-        the INLIER code signed, ``±1`` for OUT_HI, the OUT_LO fraction ``f << fraction_shift``."""
+        the INLIER code signed, ``±1`` for OUT_HI, the OUT_LO fraction ``f << fraction_shift``; the
+        unused role 3 matches no case and leaves the signal's reset value, 0."""
         operand = Signal(signed(self.fmt.wbits + 1))
         with m.Switch(role):
             with m.Case(Role.INLIER):
