@@ -316,7 +316,7 @@ class Array(wiring.Component):
                 markers[0].valid.eq(self.issue.valid),
                 markers[0].first.eq(issue.first),
                 markers[0].tag.eq(issue.tag),
-                markers[0].act_sum.eq(self._act_sum(issue.x)),
+                markers[0].act_sum.eq(sum(issue.x[r] for r in range(rows))),
                 markers[0].period.eq(Mux(issue.first, self.next_period, period)),
             ]
             # A token's sums are at stage R + T + P + I + L + H (then O registers); beyond it its
@@ -325,6 +325,12 @@ class Array(wiring.Component):
             m.d.sync += [markers[s].valid.eq(markers[s - 1].valid
                                              & (s - 1 < rows + lat + markers[s - 1].period))
                          for s in range(1, stages)]
+            if cfg.multi_precision:
+                # A pair pass's upper R activations join the sum column a stage later: no adder
+                # of 2R activations in one cycle (the sum is read only as the token leaves).
+                upper = Signal(signed(act_sum_bits(cfg)), name="act_sum_upper")
+                m.d.sync += [upper.eq(Mux(self.pairs, sum(issue.x[rows + r] for r in range(rows)), 0)),
+                             markers[1].act_sum.eq(markers[0].act_sum + upper)]
 
         def tap(base):
             """The token at stage ``base + T`` with ``T`` its own period (valid 0 if none)."""
@@ -356,14 +362,6 @@ class Array(wiring.Component):
         else:
             m.d.comb += out
         return m
-
-    def _act_sum(self, x):
-        """The sum column's input: the ``R`` activations, and in pair mode the upper ``R`` too."""
-        rows = self.cfg.rows
-        total = sum(x[r] for r in range(rows))
-        if self.cfg.multi_precision:
-            total = total + Mux(self.pairs, sum(x[rows + r] for r in range(rows)), 0)
-        return total
 
     @property
     def msq_pairs(self) -> bool:
