@@ -76,13 +76,15 @@ bench-cycles: setup
 
 # Run-time precision (issue #13): W2 vs W4 cycles on one --multi-precision 8x8 build (M = 32, the
 # MiniLM shapes), W2 at M = 1 against the INT8 array, the 384x384 layer on the native Verilator
-# harness, and the Yosys LUT4s of the build against the fixed b = 4 build -> docs/performance.md.
+# harness, and the Yosys LUT4s of the build against the fixed b = 4 build (ABC9 and ABC) -> docs/performance.md.
 MP_DIR := build/multi-precision
 .PHONY: bench-multi-precision
 bench-multi-precision: setup
-	@for mp in "" --multi-precision; do nice -n 10 $(PY) -m microscopiq.cli synth --design accel \
-	  --preset 8x8-b4 $$mp --no-dsp --no-place --out $(MP_DIR)/synth-b4$${mp:+-mp} || exit 1; done
-	nice -n 10 $(PY) bench/bench_multi_precision.py --rtl --synth $(MP_DIR)/synth-b4 $(MP_DIR)/synth-b4-mp
+	@for mapper in abc9 abc; do for mp in "" --multi-precision; do nice -n 10 $(PY) -m microscopiq.cli synth \
+	  --design accel --preset 8x8-b4 $$mp --no-dsp --no-place --mapper $$mapper \
+	  --out $(MP_DIR)/$$mapper-b4$${mp:+-mp} || exit 1; done; done
+	nice -n 10 $(PY) bench/bench_multi_precision.py --rtl --synth $(MP_DIR)/abc9-b4 $(MP_DIR)/abc9-b4-mp \
+	  --synth $(MP_DIR)/abc-b4 $(MP_DIR)/abc-b4-mp
 
 # The mixed-precision MiniLM (budgets 3.0 and 3.5, b in {2, 4}) on one --multi-precision 8x8 build:
 # every layer's cycles, and every layer of the first plan on the native harness -> docs/performance.md. The

@@ -132,7 +132,8 @@ def rtl_cycles() -> dict:
 def synth_luts(folder: Path) -> dict:
     """The resources of a ``microscopiq synth`` run's synth.json."""
     report = json.loads((folder / "synth.json").read_text())["report"]
-    return report["resources"] | {"top": report["top"], "yosys_s": report["seconds"]["yosys"]}
+    return report["resources"] | {"top": report["top"], "yosys_s": report["seconds"]["yosys"],
+                                  "mapper": report["lut_mapper"]}
 
 
 def _verdict(met: bool) -> str:
@@ -159,6 +160,24 @@ def msq_section(rows, rtl) -> list[str]:
                   + ", ".join(f"{name[4:].upper()} M = {m}: {rtl[name, m]:,} cycles (model {model[m][name[4:]]:,})"
                               for name, m in keys)
                   + (" — equal to the model." if same else " — **differs from the model**.")]
+    return lines
+
+
+def synth_section(synth) -> list[str]:
+    """The LUT4 lines of :func:`section`: per LUT mapper, the fixed and the multi-precision build."""
+    lines = [""]
+    for base, mp in synth:
+        growth = mp["luts"] / base["luts"] - 1
+        lines += [f"* LUT4s of the multi-precision 8×8 ≤ +{LUT_GROWTH:.0%} over the fixed b = 4 build, "
+                  f"{base['mapper'].upper()} mapping: {_verdict(growth <= LUT_GROWTH)} — {growth:+.1%}"]
+    lines += ["", "| build | LUT mapper | LUT4s | logic | carry cells | FFs | LUT RAMs | Yosys s |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {name} (`{r['top']}`) | {r['mapper'].upper()} | {r['luts']:,} | {r['logic_luts']:,} | "
+              f"{r['carries']:,} | {r['ffs']:,} | {r['lutram']:,} | {r['yosys_s']:.0f} |"
+              for pair in synth for name, r in zip(("b = 4", "b = 4, --multi-precision"), pair)]
+    lines += ["", "(`microscopiq synth --design accel --preset 8x8-b4 [--multi-precision] --no-dsp --no-place "
+              "[--mapper abc]`: Yosys synth_ecp5, multipliers in LUTs as `make synth`, with its default LUT "
+              "mapper (ABC9) and with ABC, `make synth`'s; not placed, so no Fmax.)"]
     return lines
 
 
@@ -195,26 +214,16 @@ def section(target_rows, decode, rtl, synth, command: str, msq=None) -> str:
     if msq:
         lines += msq_section(msq, rtl)
     if synth:
-        base, mp = synth
-        growth = mp["luts"] / base["luts"] - 1
-        lines += ["", f"* LUT4s of the multi-precision 8×8 ≤ +{LUT_GROWTH:.0%} over the fixed b = 4 build: "
-                  f"{_verdict(growth <= LUT_GROWTH)} — {growth:+.1%}", "",
-                  "| build | LUT4s | logic | carry cells | FFs | LUT RAMs | Yosys s |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {name} (`{r['top']}`) | {r['luts']:,} | {r['logic_luts']:,} | {r['carries']:,} | "
-                  f"{r['ffs']:,} | {r['lutram']:,} | {r['yosys_s']:.0f} |"
-                  for name, r in (("b = 4", base), ("b = 4, --multi-precision", mp))]
-        lines += ["", "(`microscopiq synth --design accel --preset 8x8-b4 [--multi-precision] --no-dsp --no-place`: "
-                  "Yosys synth_ecp5, multipliers in LUTs as `make synth`; not placed, so no Fmax.)"]
+        lines += synth_section(synth)
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rtl", action="store_true", help="also run the 384×384 layer on the native harness")
-    parser.add_argument("--synth", nargs=2, type=Path, metavar=("BASE_DIR", "MP_DIR"),
+    parser.add_argument("--synth", nargs=2, type=Path, metavar=("BASE_DIR", "MP_DIR"), action="append",
                         help="the --out folders of 'microscopiq synth' for the fixed b = 4 and the "
-                             "multi-precision build")
+                             "multi-precision build (once per LUT mapper)")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md",
                         help="the page whose MULTI_PRECISION section is rewritten")
     args = parser.parse_args(argv)
@@ -222,7 +231,7 @@ def main(argv=None) -> int:
     decode = decode_rows()
     msq = msq_rows(M_TARGET)
     rtl = rtl_cycles() if args.rtl else None
-    synth = tuple(synth_luts(folder) for folder in args.synth) if args.synth else None
+    synth = [tuple(synth_luts(folder) for folder in pair) for pair in args.synth] if args.synth else None
     command = " ".join(["python bench/bench_multi_precision.py", *(argv if argv is not None else sys.argv[1:])])
     text = section(target_rows, decode, rtl, synth, command, msq)
     write_section(args.doc, "MULTI_PRECISION", text, "bench/bench_multi_precision.py")

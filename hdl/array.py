@@ -35,7 +35,9 @@ adder's carry-in), and the last row's column adder
 adds the chain's sum, ``P + L + H − 1`` registers later, times ``2^b`` like an inlier's
 contribution (0 outside a pair pass): ``R`` adders per column, row ``r``'s as wide as a sum of
 ``r + 1`` products (``a + b/2 + ⌈log2(r + 1)⌉`` bits at most), and one operand of the last column
-adder per column, no extra latency.
+adder per column, no extra latency. Such an array's PEs are built ``apart`` (``PE(apart=True)``):
+in a uniform pair pass too the high slot's product leaves on ``inlier`` and the same chain adds it,
+unshifted (a raw pass's scale), so no PE has an adder of its own.
 """
 
 from __future__ import annotations
@@ -393,9 +395,9 @@ class Array(wiring.Component):
             with m.If(self.en):
                 m.d.sync += [d.eq(v) for d, v in zip(later, chain)]
             chain = later
-        split = Signal()
-        m.d.comb += split.eq(self.pairs & self.narrow)
-        return [Mux(split, v, 0) << cfg.fmt.wbits for v in chain]
+        # An inlier's contribution: 2^b times its product in a MicroScopiQ pass, the product in a
+        # uniform one (the PEs leave every pair pass's high-slot product to this chain).
+        return [Mux(self.pairs, Mux(self.narrow, v << cfg.fmt.wbits, v), 0) for v in chain]
 
     def _column_adders(self, m, contribs, inlier_sums, tap):
         """Row ``r`` adds its contribution to the partial sums coming down from row ``r - 1`` when
@@ -526,9 +528,6 @@ class Array(wiring.Component):
         MicroScopiQ pair passes) of the ``C`` PEs' ``inlier`` outputs."""
         cfg, en = self.cfg, self.en
         products, inliers = [], []
-        split = Signal()
-        if cfg.multi_precision:
-            m.d.comb += split.eq(self.pairs & self.narrow)
         for r in range(cfg.rows):
             swap = en & self._first_entering(markers, r)
             step = markers[r].valid
@@ -537,9 +536,9 @@ class Array(wiring.Component):
             row, inlier_row = [], []
             for c in range(cfg.cols):
                 pe = m.submodules[f"pe_{r}_{c}"] = PE(cfg.fmt, pairs=cfg.multi_precision, dsp=cfg.dsp,
-                                                      dsp_model=self.dsp_model)
+                                                      dsp_model=self.dsp_model, apart=self.msq_pairs)
                 if cfg.multi_precision:
-                    m.d.comb += [pe.pairs.eq(self.pairs), pe.split.eq(split), pe.act_hi.eq(acts_hi[c])]
+                    m.d.comb += [pe.pairs.eq(self.pairs), pe.act_hi.eq(acts_hi[c])]
                 if cfg.dsp != "none":
                     m.d.comb += pe.act_en.eq(en)
                 m.d.comb += [

@@ -19,25 +19,28 @@ OUT_LO    ``f``, the unsigned ``b``-bit     ``x · f`` (the fraction)
 3         ``0`` (unused encoding)           ``0``
 ========  ================================  ====================================
 
-**Pair mode** (``PE(fmt, pairs=True)``, a multi-precision instance, docs/hardware.md "Multi-precision
+**Pair mode** (``PE(fmt, pairs=True[, apart=True])``, a multi-precision instance, docs/hardware.md "Multi-precision
 PEs"): beside the ``a × (b + 1)`` multiplier a narrow ``a × h`` one, ``h = b/2``, and each bank holds
 the operand ``w`` and the high slot's signed code ``q_hi`` (``h`` bits, 0 in a ``b``-bit pass):
 
 * ``pairs`` 0 (a ``b``-bit pass): ``w`` is the table's, ``q_hi`` 0, the product ``x · w``;
-* ``pairs`` 1 (a ``b/2`` pass, INLIER slots only): the code holds two signed ``h``-bit codes,
-  ``q_lo`` in its low half and ``q_hi`` in its high half, ``w = q_lo``, and the PE computes
-  ``x · q_lo + x_hi · q_hi`` (two K rows, two activations);
-* ``pairs`` 1 and ``split`` 1 (a MicroScopiQ pair pass, docs/hardware.md "MicroScopiQ pair
-  passes"): the low half is the *network* slot, of any role, decoded at ``h`` (INLIER ``q_lo``,
-  OUT_HI ``±1``, OUT_LO ``f · 2^h``: what ``MetaDecoder.narrow_code`` makes of it at ``b``), the
-  high half the *inlier* slot (always INLIER); ``product`` is the network slot's ``x · w`` alone
-  and ``inlier + inlier_carry`` the inlier slot's ``x_hi · q_hi``, kept apart for the column adders.
+* ``pairs`` 1 (a ``b/2`` pass, INLIER slots only) in a PE not built ``apart``: the code holds two
+  signed ``h``-bit codes, ``q_lo`` in its low half and ``q_hi`` in its high half, ``w = q_lo``, and
+  the PE computes ``x · q_lo + x_hi · q_hi`` (two K rows, two activations);
+* ``pairs`` 1 in a PE built ``apart`` (an array with MicroScopiQ pair passes, docs/hardware.md
+  "MicroScopiQ pair passes", :attr:`Array.msq_pairs <.array.Array.msq_pairs>`): the low half is the
+  *network* slot, of any role, decoded at ``h`` (INLIER ``q_lo``, OUT_HI ``±1``, OUT_LO ``f · 2^h``:
+  what ``MetaDecoder.narrow_code`` makes of it at ``b``), the high half the *inlier* slot (always
+  INLIER); ``product`` is the network slot's ``x · w`` alone and ``inlier + inlier_carry`` the
+  inlier slot's ``x_hi · q_hi``, kept apart for the array's inlier chain, which adds it in every
+  pair pass (a uniform one too: there both halves are INLIER slots and ``w = q_lo``). The PE then
+  has no adder: the chain's one adder per PE is there for MicroScopiQ pair passes anyway.
 
 The decode follows ``pairs`` (steady for a pass, while its slots load); the multipliers do not. The
 wide multiplier is the fixed PE's, so the pair mode costs the narrow one (``x_hi · |q_hi|``, at
 b = 4 a choice of 0, ``x_hi`` and ``2·x_hi``; a negative ``q_hi`` flips its bits and leaves the ``+1``
-to the adders that take the product), ``h`` bits per bank and one adder (docs/performance.md,
-"Run-time precision").
+to the adders that take the product), ``h`` bits per bank and, not ``apart``, one adder
+(docs/performance.md, "Run-time precision").
 
 **DSP build** (``PE(fmt, dsp="ecp5")``, ``AccelConfig.dsp``, docs/hardware.md "DSP build"): the
 multiplier and its registers are one :class:`~microscopiq.hdl.dsp_mult.DspMult`, an ECP5
@@ -88,8 +91,11 @@ class PE(wiring.Component):
         Uses ``fmt.abits`` (``a``: 4 or 8) and ``fmt.wbits`` (``b``: 2, 3, 4 or 8). With ``b = 8``
         only INLIER slots occur in practice (uniform mode), but every role is computed.
     pairs : bool
-        Build the pair mode's narrow second multiplier with the ``pairs``, ``split`` and ``act_hi``
-        inputs (even ``b`` only; see the module docstring).
+        Build the pair mode's narrow second multiplier with the ``pairs`` and ``act_hi`` inputs
+        (even ``b`` only; see the module docstring).
+    apart : bool
+        With ``pairs``: the high slot's product leaves on ``inlier`` alone in every pair pass,
+        ``product`` is the low slot's (the module docstring).
     dsp : str
         ``"none"`` (the multiplier in fabric logic) or ``"ecp5"`` (a :class:`DspMult`; not with
         ``pairs``). With ``"ecp5"`` the activation goes through the DSP's A input register first:
@@ -118,18 +124,15 @@ class PE(wiring.Component):
     product : Out(signed(a + b))
         ``golden.pe_product(act, code, role, b)`` of the previous enabled cycle (pair mode:
         ``act · q_lo + act_hi · q_hi``; ``|product| <= 2^(a-1) · 2^(b/2)``, within ``a + b`` bits;
-        with ``split``: the network slot's product alone, see the module docstring).
+        ``apart``: the low slot's product alone, see the module docstring).
     pairs : In(1)
         (``pairs=True`` only) Pair mode for the products; must be steady while slots are loaded
         (the decode follows it), as it is for a pass.
-    split : In(1)
-        (``pairs=True`` only) With ``pairs``: a MicroScopiQ pair pass, ``product`` and ``inlier``
-        apart.
     act_hi : In(signed(a))
         (``pairs=True`` only) The activation of the high-half slot in pair mode (ignored else).
     inlier : Out(signed(a + b/2 + 1))
         (``pairs=True`` only) With ``inlier_carry``, ``act_hi · q_hi`` of the previous enabled cycle
-        in pair mode (the high slot's product; meaningful with ``pairs`` and ``split``): the product
+        in pair mode (the high slot's product; 0 in a ``b``-bit pass): the product
         is ``inlier + inlier_carry``, ``inlier`` its bits flipped where ``q_hi < 0``, so the adder
         that takes it takes ``inlier_carry`` as its carry-in.
     inlier_carry : Out(1)
@@ -143,7 +146,8 @@ class PE(wiring.Component):
     #: Products per cycle.
     THROUGHPUT = 1
 
-    def __init__(self, fmt: FormatConfig, pairs: bool = False, dsp: str = "none", dsp_model: bool = False):
+    def __init__(self, fmt: FormatConfig, pairs: bool = False, dsp: str = "none", dsp_model: bool = False,
+                 apart: bool = False):
         if not isinstance(fmt, FormatConfig):
             self._MustUse__silence = True  # refused: never elaborated, no "unused" warning
             raise TypeError(f"fmt must be a FormatConfig, not {fmt!r}")
@@ -157,8 +161,12 @@ class PE(wiring.Component):
             self._MustUse__silence = True
             raise ValueError(f"pair mode has two partial multipliers, not one DSP: dsp must be 'none', "
                              f"not {dsp!r}")
+        if apart and not pairs:
+            self._MustUse__silence = True
+            raise ValueError("apart keeps the pair mode's high-slot product apart: it needs pairs=True")
         self.fmt = fmt
         self.pairs_mode = pairs
+        self.apart = apart
         self.dsp = dsp
         self.dsp_model = dsp_model
         a, b = fmt.abits, fmt.wbits
@@ -172,7 +180,7 @@ class PE(wiring.Component):
             "product": Out(signed(a + b)),
         }
         if pairs:
-            ports.update({"pairs": In(1), "split": In(1), "act_hi": In(signed(a)),
+            ports.update({"pairs": In(1), "act_hi": In(signed(a)),
                           "inlier": Out(signed(a + b // 2 + 1)), "inlier_carry": Out(1)})
         if dsp != "none":
             ports["act_en"] = In(1)
@@ -252,7 +260,7 @@ class PE(wiring.Component):
         m.d.comb += scaled.eq(self.act_hi * Mux(negate, -q_hi, q_hi))
         flipped = (scaled.as_unsigned() ^ negate.replicate(len(scaled))).as_signed()
         with m.If(self.en):
-            m.d.sync += [self.product.eq(Mux(self.split, network, network + flipped + negate)),
+            m.d.sync += [self.product.eq(network if self.apart else network + flipped + negate),
                          self.inlier.eq(flipped), self.inlier_carry.eq(negate)]
         return m
 

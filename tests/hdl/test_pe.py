@@ -83,11 +83,11 @@ def test_pair_capable_pe_in_normal_mode(wbits):
     assert_matches(fmt, sweep_stream(fmt, acts, list(Role)), pairs=True)
 
 
-def simulate_pairs(fmt: FormatConfig, codes, acts, acts_hi, roles=None, split: bool = False):
-    """Pair mode: each code (with its role, INLIER by default) loaded and swapped in, then every
-    ``(acts[i], acts_hi[i])``; returns the products and the ``inlier`` outputs, each
-    (codes, len(acts))."""
-    dut = PE(fmt, pairs=True)
+def simulate_pairs(fmt: FormatConfig, codes, acts, acts_hi, roles=None, apart: bool = False):
+    """Pair mode (a PE built ``apart`` or not): each code (with its role, INLIER by default) loaded
+    and swapped in, then every ``(acts[i], acts_hi[i])``; returns the products and the ``inlier``
+    outputs (plus ``inlier_carry``), each (codes, len(acts))."""
+    dut = PE(fmt, pairs=True, apart=apart)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     out = np.zeros((len(codes), len(acts)), np.int64)
@@ -96,7 +96,6 @@ def simulate_pairs(fmt: FormatConfig, codes, acts, acts_hi, roles=None, split: b
 
     async def bench(ctx):
         ctx.set(dut.pairs, 1)
-        ctx.set(dut.split, split)
         for index, (code, role) in enumerate(zip(codes, roles)):
             ctx.set(dut.en, 0)
             ctx.set(dut.load, 1)
@@ -136,24 +135,29 @@ def _assert_equal(got, want, what, codes, roles, acts, acts_hi):
 
 
 @pytest.mark.parametrize("wbits", [4, 8])
-def test_pair_mode_exhaustive_codes(wbits):
+@pytest.mark.parametrize("apart", [False, True])
+def test_pair_mode_exhaustive_codes(wbits, apart):
     """Pair mode: a ``b``-bit code holds two signed ``b/2``-bit codes (low half: K row ``r``, high
     half: ``R + r``); the product is ``golden.pe_product`` of each half with its own activation,
-    summed. Every code (b = 4: all 16; b = 8: all 256) against extreme and random activation pairs."""
+    summed (not ``apart``), or the low half's on ``product`` and the high half's on ``inlier``
+    (``apart``). Every code (b = 4: all 16; b = 8: all 256) against extreme and random activation
+    pairs."""
     fmt = FormatConfig(abits=8, wbits=wbits)
     half = wbits // 2
     acts, acts_hi = _pair_acts(SEED + wbits)
     codes = np.arange(1 << wbits)
-    got, _ = simulate_pairs(fmt, codes, acts, acts_hi)
+    got, inlier = simulate_pairs(fmt, codes, acts, acts_hi, apart=apart)
     lo, hi = codes & ((1 << half) - 1), codes >> half
-    want = (pe_product(acts[None, :], lo[:, None], Role.INLIER, half)
-            + pe_product(acts_hi[None, :], hi[:, None], Role.INLIER, half))
-    _assert_equal(got, want, "product", codes, [Role.INLIER] * len(codes), acts, acts_hi)
+    low = pe_product(acts[None, :], lo[:, None], Role.INLIER, half)
+    high = pe_product(acts_hi[None, :], hi[:, None], Role.INLIER, half)
+    inliers = [Role.INLIER] * len(codes)
+    _assert_equal(got, low if apart else low + high, "product", codes, inliers, acts, acts_hi)
+    _assert_equal(inlier, high, "inlier", codes, inliers, acts, acts_hi)
 
 
 @pytest.mark.parametrize("wbits", [4, 8])
 def test_msq_pair_mode_every_code_and_role(wbits):
-    """A MicroScopiQ pair pass (``pairs`` and ``split``): the low half is the network slot of any
+    """A MicroScopiQ pair pass (``pairs``, a PE built ``apart``): the low half is the network slot of any
     role, the high half an INLIER slot. ``product`` is the network slot's product at ``b`` of its
     narrowed code (``stream_format.narrow_codes``: ``2^h`` times the ``h``-bit contribution once
     ReCoN has shifted it), ``inlier`` the high slot's ``x_hi · q_hi``; every code and role (b = 4:
@@ -163,7 +167,7 @@ def test_msq_pair_mode_every_code_and_role(wbits):
     acts, acts_hi = _pair_acts(SEED + 10 * wbits)
     codes = np.tile(np.arange(1 << wbits), 3)
     roles = np.repeat([Role.INLIER, Role.OUT_HI, Role.OUT_LO], 1 << wbits)
-    got, inlier = simulate_pairs(fmt, codes, acts, acts_hi, list(roles), split=True)
+    got, inlier = simulate_pairs(fmt, codes, acts, acts_hi, list(roles), apart=True)
     lo, hi = codes & ((1 << half) - 1), codes >> half
     network = narrow_codes(lo, roles, wbits)
     want = pe_product(acts[None, :], network[:, None], roles[:, None], wbits)
@@ -280,6 +284,8 @@ def test_ports_and_widths():
     (lambda: PE(FormatConfig(), dsp="xilinx"), ValueError, r"^dsp must be one of none, ecp5, not 'xilinx'$"),
     (lambda: PE(FormatConfig(), pairs=True, dsp="ecp5"), ValueError,
      r"^pair mode has two partial multipliers, not one DSP: dsp must be 'none', not 'ecp5'$"),
+    (lambda: PE(FormatConfig(), apart=True), ValueError,
+     r"^apart keeps the pair mode's high-slot product apart: it needs pairs=True$"),
 ])
 def test_refusals(make, error, message):
     with pytest.raises(error, match=message):
