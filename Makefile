@@ -152,18 +152,22 @@ synth: setup
 	$(PY) -m microscopiq.cli synth --design accel --family $(FAMILY) --device $(DEVICE) --freq $(FREQ) $(DSP) $(if $(SEEDS),--seed $(SEEDS)) $(if $(PLACER),--placer $(PLACER)) $(if $(filter ecp5,$(FAMILY)),--mapper $(MAPPER)) $(SYNTH_ARGS)
 
 # FPGA QoR sweep (array size x b x ReCoN) through `microscopiq explore` (docs/explore.md): Yosys
-# counts of every point, the 8x8 points placed and routed -> docs/performance.md, docs/img/.
-# Resumable: each point's result is cached in build/qor/ and build/qor-placed/. QOR_ARGS adds or
-# overrides explore options of both sweeps (QOR_ARGS="--workers 1", QOR_ARGS="--seed 2").
+# counts of every point, the 8x8 points placed and routed, the 8x8 b = 4 build fixed and
+# --multi-precision placed (issue #13) -> docs/performance.md, docs/img/. Resumable: each point's
+# result is cached in build/qor/, build/qor-placed/ and build/qor-mp/. QOR_ARGS adds or overrides
+# explore options of the three sweeps (QOR_ARGS="--workers 1", QOR_ARGS="--seed 2").
 # Then the weight front end's blocks alone (ABC as the sweep; placed on the 45k, seeds 1-3), and the
 # unpacker's item loop alone against a ring read in two stages (the bound on Fmax it sets).
 QOR_RECON := --wbits 4,2 --recon per-row,shared:2,shared:4,none
 QOR_SWEEP := --arrays 4x8,8x8,16x16 $(QOR_RECON)
 QOR_PLACED := --arrays 8x8 $(QOR_RECON) --place
+QOR_MP := --arrays 8x8 --wbits 4 --recon per-row --multi-precision off,on --place
 bench-qor: setup
 	$(PY) -m microscopiq.cli explore $(QOR_SWEEP) --out build/qor $(QOR_ARGS)
 	$(PY) -m microscopiq.cli explore $(QOR_PLACED) --out build/qor-placed $(QOR_ARGS)
-	$(PY) bench/bench_qor.py --explore build/qor --placed build/qor-placed --command "make bench-qor$(if $(QOR_ARGS), QOR_ARGS='$(QOR_ARGS)')"
+	$(PY) -m microscopiq.cli explore $(QOR_MP) --out build/qor-mp $(QOR_ARGS)
+	$(PY) bench/bench_qor.py --explore build/qor --placed build/qor-placed --multi-precision build/qor-mp \
+	  --command "make bench-qor$(if $(QOR_ARGS), QOR_ARGS='$(QOR_ARGS)')"
 	$(PY) bench/bench_decoders.py --mapper abc --place --device 45k --seeds 1,2,3
 	$(PY) bench/bench_item_loop.py --place --seeds 1,2,3
 

@@ -3,14 +3,17 @@
 The sweeps themselves are ``microscopiq explore`` (flow/explore.py, docs/explore.md), which
 ``make bench-qor`` runs first with the sweeps of docs/performance.md: Yosys counts of arrays 4×8,
 8×8, 16×16, b ∈ {4, 2}, ReCoN per row, shared by 2 and by 4 rows, none (``build/qor``), and the
-8×8 points placed and routed (``build/qor-placed``); ``QOR_ARGS`` adds or overrides options of
-both. This script only turns the sweeps' results into the page: the table with the outlier-support
+8×8 points placed and routed (``build/qor-placed``), and the 8×8 b = 4 per-row build fixed and
+``--multi-precision``, placed (``build/qor-mp``); ``QOR_ARGS`` adds or overrides options of
+all three. This script only turns the sweeps' results into the page: the table with the outlier-support
 share of each point against the ``none`` point of the same array and b, the sweep's plot, and the
-placed points' Fmax against ``none`` with their critical paths.
+placed points' Fmax against ``none`` with their critical paths, and the multi-precision build's
+LUT4s and Fmax against the fixed build's (issue #13).
 
 The page ``docs/performance.md`` and its PNG (``docs/img/``) are rewritten between the markers.
 
-    python bench/bench_qor.py [--explore build/qor] [--placed build/qor-placed] [--command TEXT]
+    python bench/bench_qor.py [--explore build/qor] [--placed build/qor-placed] [--multi-precision build/qor-mp]
+                              [--command TEXT]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from microscopiq.outputs import atomic_file
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build" / "qor"
 PLACED = ROOT / "build" / "qor-placed"
+MULTI_PRECISION = ROOT / "build" / "qor-mp"
 DOC = ROOT / "docs" / "performance.md"
 IMG = ROOT / "docs" / "img"
 
@@ -46,7 +50,7 @@ def _fmt(value, spec="") -> str:
 
 def _same(row) -> tuple:
     """The array and format a point shares with its ``none`` baseline."""
-    return row["rows"], row["cols"], row["wbits"], row["xbits"]
+    return row["rows"], row["cols"], row["wbits"], row["xbits"], row["multi_precision"]
 
 
 def _order(row) -> tuple:
@@ -144,23 +148,70 @@ def placed_section(sweep: Path, command: str) -> str:
             lines.append(f"| {row['rows']}x{row['cols']} | {row['wbits']} | {row['recon']} | {row['luts']} "
                          f"| {row['ffs']} | – | does not fit | – | {result['error']} | {row['cycles']:,} | – |")
             continue
-        used, available = (synth["utilisation"]["TRELLIS_COMB"][k] for k in ("used", "available"))
         versus = (f"{100 * (row['fmax'] / base['fmax'] - 1):+.1f} %"
                   if base and base["fits"] and row["recon"] != "none" else "–")
-        path = synth["critical_path"]
+        placed_share, path = _placement(synth)
         lines.append(f"| {row['rows']}x{row['cols']} | {row['wbits']} | {row['recon']} | {row['luts']} "
-                     f"| {row['ffs']} | {100 * used / available:.0f} % | {row['fmax']:.1f} | {versus} "
-                     f"| {path['delay_ns']} ns, {path['logic_levels']} levels: `{path['start']}` → "
-                     f"`{path['end']}` | {row['cycles']:,} | {row['inferences_per_s']:.2f} |")
+                     f"| {row['ffs']} | {placed_share} | {row['fmax']:.1f} | {versus} "
+                     f"| {path} | {row['cycles']:,} | {row['inferences_per_s']:.2f} |")
     if missing:
         lines += ["", "Not measured yet:", "", *missing]
     return "\n".join(lines)
 
 
-def write_page(qor: str, placed: str) -> None:
+def _placement(synth: dict) -> tuple[str, str]:
+    """How full a placed point's device is, and its critical path, as table cells."""
+    used, available = (synth["utilisation"]["TRELLIS_COMB"][k] for k in ("used", "available"))
+    path = synth["critical_path"]
+    return (f"{100 * used / available:.0f} %",
+            f"{path['delay_ns']} ns, {path['logic_levels']} levels: `{path['start']}` → `{path['end']}`")
+
+
+#: Issue #13's bound on the multi-precision build's LUT4s over the fixed build.
+MP_LUT_GROWTH = 0.15
+
+
+def multi_precision_section(sweep: Path, command: str) -> str:
+    """The placed multi-precision points of ``sweep`` against the fixed point of the same array,
+    format and ReCoN (issue #13: LUT4s and Fmax)."""
+    document = json.loads((sweep / "pareto.json").read_text())
+    rows = {row["label"]: row for row in document["points"]}
+    results = {result["label"]: result for result in placed_results(sweep, list(rows))}
+
+    def twin(row) -> tuple:
+        return row["rows"], row["cols"], row["wbits"], row["xbits"], row["recon"]
+    fixed = {twin(row): row for row in rows.values() if not row["multi_precision"]}
+    flow = next(iter(results.values()))["flow"]
+    lines = [f"Written {datetime.date.today().isoformat()} on {platform.machine()} by `{command}` from "
+             f"`{_where(sweep)}/points/`; tools: {_tools(document)}. Yosys (ABC, LUT multipliers), then "
+             f"nextpnr on the {flow['device']} out of context at {flow['freq_mhz']} MHz, seed {flow['seed']}.",
+             "", "| array | b | ReCoN | PEs | LUT4s | vs fixed | FFs | LUTs placed | Fmax MHz | vs fixed "
+             "| critical path (nextpnr) |", "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    verdicts = []
+    for label in sorted(rows, key=lambda label: (_order(rows[label]), rows[label]["multi_precision"])):
+        row, base = rows[label], fixed[twin(rows[label])]
+        placed_share, path = _placement(results[label]["synth"]) if row["fits"] else ("–", results[label]["error"])
+        fmax = _fmt(row["fmax"], ".1f") if row["fits"] else "does not fit"
+        growth, speed = "–", "–"
+        if row["multi_precision"]:
+            more = row["luts"] / base["luts"] - 1
+            growth = f"{100 * more:+.1f} %"
+            speed = f"{100 * (row['fmax'] / base['fmax'] - 1):+.1f} %" if row["fits"] and base["fits"] else "–"
+            verdicts.append(f"* {row['rows']}x{row['cols']}, b = {row['wbits']}, {row['recon']}: LUT4s "
+                            f"≤ +{MP_LUT_GROWTH:.0%} over the fixed build: "
+                            f"{'met' if more <= MP_LUT_GROWTH else '**NOT met**'} ({100 * more:+.1f} %); "
+                            f"Fmax {fmax} MHz against {_fmt(base['fmax'], '.1f')}")
+        lines.append(f"| {row['rows']}x{row['cols']} | {row['wbits']} | {row['recon']} | "
+                     f"{'multi-precision' if row['multi_precision'] else 'fixed'} | {row['luts']} | {growth} "
+                     f"| {row['ffs']} | {placed_share} | {fmax} | {speed} | {path} |")
+    return "\n".join([*lines, "", *verdicts])
+
+
+def write_page(qor: str, placed: str, multi_precision: str) -> None:
     """Rewrite the QoR sections of docs/performance.md (between their markers)."""
     write_section(DOC, "QOR", qor, "bench/bench_qor.py")
     write_section(DOC, "QOR PLACED", placed, "bench/bench_qor.py")
+    write_section(DOC, "QOR MULTI_PRECISION", multi_precision, "bench/bench_qor.py")
 
 
 def write_section(doc: Path, marker: str, body: str, source: str) -> None:
@@ -185,13 +236,16 @@ def main(argv=None) -> int:
                         help="the --out folder of the 'microscopiq explore' sweep (default build/qor)")
     parser.add_argument("--placed", type=Path, default=PLACED,
                         help="the --out folder of the placed sweep (default build/qor-placed)")
+    parser.add_argument("--multi-precision", type=Path, default=MULTI_PRECISION,
+                        help="the --out folder of the placed multi-precision sweep (default build/qor-mp)")
     parser.add_argument("--command", default="make bench-qor",
                         help="the command named on the page as the one that made the sweep")
     args = parser.parse_args(argv)
     qor = qor_section(args.explore.resolve(), args.command)
     placed = placed_section(args.placed.resolve(), args.command)
-    print(qor, placed, sep="\n\n")
-    write_page(qor, placed)
+    multi_precision = multi_precision_section(args.multi_precision.resolve(), args.command)
+    print(qor, placed, multi_precision, sep="\n\n")
+    write_page(qor, placed, multi_precision)
     print(f"wrote {DOC.relative_to(ROOT)}")
     return 0
 

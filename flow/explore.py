@@ -118,7 +118,7 @@ class Point:
     def label(self) -> str:
         cfg = self.cfg
         return (f"{cfg.rows}x{cfg.cols}-b{cfg.fmt.wbits}-{ReconSharing.format(cfg.recon_share)}"
-                f"-x{cfg.fmt.xbits}-g{cfg.fmt.group}-acc{cfg.acc_bits}")
+                f"-x{cfg.fmt.xbits}-g{cfg.fmt.group}-acc{cfg.acc_bits}{'-mp' if cfg.multi_precision else ''}")
 
 
 def _array(text: str) -> dict:
@@ -132,13 +132,20 @@ def _field(name: str, parse=int):
     return lambda text: {name: parse(text)}
 
 
+def _on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise ValueError(text)
+    return text == "on"
+
+
 #: Sweep axes: option name and the parser of one value into AccelConfig/FormatConfig changes.
 #: ``arrays`` (``4x8,8x8``) lists array shapes where ``rows`` x ``cols`` would cross them.
 AXES = (("arrays", _array), ("rows", _field("rows")), ("cols", _field("cols")), ("wbits", _field("wbits")),
         ("abits", _field("abits")), ("xbits", _field("xbits")), ("ublock", _field("ublock")),
         ("group", _field("group")), ("acc_bits", _field("acc_bits")),
         ("recon", _field("recon_share", ReconSharing.parse)), ("max_tokens", _field("max_tokens")),
-        ("max_k", _field("max_k")), ("max_n", _field("max_n")))
+        ("max_k", _field("max_k")), ("max_n", _field("max_n")),
+        ("multi_precision", _field("multi_precision", _on_off)))
 
 
 def _values(option: str, text: str, parse) -> list[dict]:
@@ -365,7 +372,8 @@ def metrics(result: dict) -> dict:
     rate = clock * 1e6 / cycles
     cfg = result["config"]
     return {"label": result["label"], "rows": cfg["rows"], "cols": cfg["cols"], "wbits": cfg["fmt"]["wbits"],
-            "xbits": cfg["fmt"]["xbits"], "recon": cfg["recon"], "luts": res["luts"], "ffs": res["ffs"], "dsps": res["dsps"],
+            "xbits": cfg["fmt"]["xbits"], "recon": cfg["recon"], "multi_precision": cfg["multi_precision"],
+            "luts": res["luts"], "ffs": res["ffs"], "dsps": res["dsps"],
             "lutram": res["lutram"], "fmax": fmax, "clock_mhz": clock, "cycles": cycles,
             "inferences_per_s": rate, "per_s_per_klut": 1000 * rate / res["luts"],
             "fits": result["fits"]}
@@ -689,6 +697,7 @@ _AXIS_HELP = {
     "recon": ("per-row|shared:S|none[,...]", "ReCoN arrangement"),
     "max_tokens": ("M[,M...]", "tokens per pass the result buffer holds"),
     "max_k": ("K[,K...]", "largest layer K"), "max_n": ("N[,N...]", "largest layer N"),
+    "multi_precision": ("off|on[,...]", "run-time multi-precision PEs (passes at b and b/2)"),
 }
 
 

@@ -20,9 +20,10 @@ sys.modules.setdefault("bench_qor", bq)
 _spec.loader.exec_module(bq)
 
 
-def _point(recon: str, luts: int, fmax: float, digest: str) -> tuple[dict, dict]:
-    label = f"8x8-b4-{recon}-x4-g128-acc32"
-    row = {"label": label, "rows": 8, "cols": 8, "wbits": 4, "xbits": 4, "recon": recon, "luts": luts,
+def _point(recon: str, luts: int, fmax: float, digest: str, multi_precision: bool = False) -> tuple[dict, dict]:
+    label = f"8x8-b4-{recon}-x4-g128-acc32{'-mp' if multi_precision else ''}"
+    row = {"label": label, "rows": 8, "cols": 8, "wbits": 4, "xbits": 4, "recon": recon,
+           "multi_precision": label.endswith("-mp"), "luts": luts,
            "ffs": luts // 2, "dsps": 0, "lutram": 913, "fmax": fmax, "clock_mhz": fmax, "cycles": 1000,
            "inferences_per_s": fmax * 1e3, "per_s_per_klut": 0.0, "fits": True, "pareto": False}
     result = {"label": label, "config": {"recon": recon}, "hardware_digest": digest, "error": None,
@@ -72,3 +73,16 @@ def test_placed_table_of_an_empty_cache_lists_what_is_missing(tmp_path):
         "No placed point on this checkout's hardware sources in "
         f"`{sweep}` (`make bench-qor QOR_ARGS='--no-run'`); not measured yet:", "",
         "* 8x8-b4-none-x4-g128-acc32"]
+
+
+def test_multi_precision_table_against_the_fixed_build(tmp_path):
+    digest = source_digest()
+    fixed, multi = _point("per-row", 30000, 90.0, digest), _point("per-row", 34600, 81.0, digest, True)
+    lines = bq.multi_precision_section(_sweep(tmp_path, [multi, fixed]), "make bench-qor").splitlines()
+    assert lines[4] == ("| 8x8 | 4 | per-row | fixed | 30000 | – | 15000 | 68 % | 90.0 | – | 11.11 ns, 9 levels: "
+                        "`per-row.a` → `per-row.b` |")
+    assert lines[5] == ("| 8x8 | 4 | per-row | multi-precision | 34600 | +15.3 % | 17300 | 79 % | 81.0 | -10.0 % "
+                        "| 12.35 ns, 9 levels: `per-row.a` → `per-row.b` |")
+    assert lines[7] == ("* 8x8, b = 4, per-row: LUT4s ≤ +15% over the fixed build: **NOT met** (+15.3 %); "
+                        "Fmax 81.0 MHz against 90.0")
+    assert len(lines) == 8

@@ -37,6 +37,15 @@ def test_sweep_points_and_refusals():
     with pytest.raises(explore.ExploreError, match=r"^--rows must be a comma-separated list of values, "
                                                    r"not '4,x'$"):
         explore.sweep_points(AccelConfig(), {"rows": "4,x"}, explore.Flow())
+    points, skipped = explore.sweep_points(AccelConfig(), {"wbits": "4,2", "multi_precision": "off,on"},
+                                           explore.Flow())
+    assert [p.label for p in points] == ["8x8-b4-per-row-x4-g128-acc32", "8x8-b4-per-row-x4-g128-acc32-mp",
+                                         "8x8-b2-per-row-x4-g128-acc32"]
+    assert skipped == ["wbits=2, multi_precision=True: multi_precision needs wbits 4 or 8 (two wbits/2-bit "
+                       "slots per PE), not 2"]
+    with pytest.raises(explore.ExploreError, match=r"^--multi-precision must be a comma-separated list of "
+                                                   r"values, not 'yes'$"):
+        explore.sweep_points(AccelConfig(), {"multi_precision": "yes"}, explore.Flow())
     points, _ = explore.sweep_points(AccelConfig(), {"arrays": "4x8,16x16", "recon": "none"}, explore.Flow())
     assert [(p.cfg.rows, p.cfg.cols, p.cfg.recon_share) for p in points] == [(4, 8, 0), (16, 16, 0)]
     with pytest.raises(explore.ExploreError, match=r"^--arrays must be a comma-separated list of RxC "
