@@ -207,11 +207,10 @@ def multi_precision_section(sweep: Path, command: str) -> str:
     return "\n".join([*lines, "", *verdicts])
 
 
-def write_page(qor: str, placed: str, multi_precision: str) -> None:
-    """Rewrite the QoR sections of docs/performance.md (between their markers)."""
-    write_section(DOC, "QOR", qor, "bench/bench_qor.py")
-    write_section(DOC, "QOR PLACED", placed, "bench/bench_qor.py")
-    write_section(DOC, "QOR MULTI_PRECISION", multi_precision, "bench/bench_qor.py")
+#: The page's QoR sections: name (``--only``), marker, the function that writes it from a sweep
+#: folder, and the option that names that folder.
+SECTIONS = (("qor", "QOR", qor_section, "explore"), ("placed", "QOR PLACED", placed_section, "placed"),
+            ("multi-precision", "QOR MULTI_PRECISION", multi_precision_section, "multi_precision"))
 
 
 def write_section(doc: Path, marker: str, body: str, source: str) -> None:
@@ -240,12 +239,16 @@ def main(argv=None) -> int:
                         help="the --out folder of the placed multi-precision sweep (default build/qor-mp)")
     parser.add_argument("--command", default="make bench-qor",
                         help="the command named on the page as the one that made the sweep")
+    parser.add_argument("--only", action="append", choices=[name for name, *_ in SECTIONS],
+                        help="write only this section (repeatable; default: all)")
     args = parser.parse_args(argv)
-    qor = qor_section(args.explore.resolve(), args.command)
-    placed = placed_section(args.placed.resolve(), args.command)
-    multi_precision = multi_precision_section(args.multi_precision.resolve(), args.command)
-    print(qor, placed, multi_precision, sep="\n\n")
-    write_page(qor, placed, multi_precision)
+    chosen = [(marker, write, getattr(args, option)) for name, marker, write, option in SECTIONS
+              if not args.only or name in args.only]
+    # Every section is made before the page is touched: a missing sweep leaves the page as it was.
+    texts = [(marker, write(folder.resolve(), args.command)) for marker, write, folder in chosen]
+    print(*(text for _, text in texts), sep="\n\n")
+    for marker, text in texts:
+        write_section(DOC, marker, text, "bench/bench_qor.py")
     print(f"wrote {DOC.relative_to(ROOT)}")
     return 0
 
