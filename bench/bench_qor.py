@@ -181,7 +181,7 @@ def multi_precision_section(sweep: Path, command: str) -> str:
     def twin(row) -> tuple:
         return row["rows"], row["cols"], row["wbits"], row["xbits"], row["recon"]
     fixed = {twin(row): row for row in rows.values() if not row["multi_precision"]}
-    flow = next(iter(results.values()))["flow"]
+    flow = next(iter(results.values()))["flow"] if results else {"device": "–", "freq_mhz": "–", "seed": "–"}
     lines = [f"Written {datetime.date.today().isoformat()} on {platform.machine()} by `{command}` from "
              f"`{_where(sweep)}/points/`; tools: {_tools(document)}. Yosys (ABC, LUT multipliers), then "
              f"nextpnr on the {flow['device']} out of context at {flow['freq_mhz']} MHz, seed {flow['seed']}.",
@@ -189,11 +189,11 @@ def multi_precision_section(sweep: Path, command: str) -> str:
              "| critical path (nextpnr) |", "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     verdicts = []
     for label in sorted(rows, key=lambda label: (_order(rows[label]), rows[label]["multi_precision"])):
-        row, base = rows[label], fixed[twin(rows[label])]
+        row, base = rows[label], fixed.get(twin(rows[label]))
         placed_share, path = _placement(results[label]["synth"]) if row["fits"] else ("–", results[label]["error"])
         fmax = _fmt(row["fmax"], ".1f") if row["fits"] else "does not fit"
         growth, speed = "–", "–"
-        if row["multi_precision"]:
+        if row["multi_precision"] and base:
             more = row["luts"] / base["luts"] - 1
             growth = f"{100 * more:+.1f} %"
             speed = f"{100 * (row['fmax'] / base['fmax'] - 1):+.1f} %" if row["fits"] and base["fits"] else "–"
@@ -204,7 +204,11 @@ def multi_precision_section(sweep: Path, command: str) -> str:
         lines.append(f"| {row['rows']}x{row['cols']} | {row['wbits']} | {row['recon']} | "
                      f"{'multi-precision' if row['multi_precision'] else 'fixed'} | {row['luts']} | {growth} "
                      f"| {row['ffs']} | {placed_share} | {fmax} | {speed} | {path} |")
-    return "\n".join([*lines, "", *verdicts])
+    notes = ["", *verdicts] if verdicts else []
+    for title, entries in (("Failed", document["failed"]), ("Not measured yet", document["missing"])):
+        if entries:
+            notes += ["", f"{title}:", "", *(f"* {entry}" for entry in entries)]
+    return "\n".join([*lines, *notes])
 
 
 #: The page's QoR sections: name (``--only``), marker, the function that writes it from a sweep

@@ -86,3 +86,15 @@ def test_multi_precision_table_against_the_fixed_build(tmp_path):
     assert lines[7] == ("* 8x8, b = 4, per-row: LUT4s ≤ +15% over the fixed build: **NOT met** (+15.3 %); "
                         "Fmax 81.0 MHz against 90.0")
     assert len(lines) == 8
+
+
+def test_multi_precision_table_lists_a_point_that_failed(tmp_path):
+    """A point whose place and route failed (explore's ``failed``) is named with its reason."""
+    fixed = _point("per-row", 30000, 90.0, source_digest())
+    sweep = _sweep(tmp_path, [fixed])
+    document = json.loads((sweep / "pareto.json").read_text())
+    document["failed"] = ["8x8-b4-per-row-x4-g128-acc32-mp: SynthError: no legal placement"]
+    (sweep / "pareto.json").write_text(json.dumps(document))
+    lines = bq.multi_precision_section(sweep, "make bench-qor").splitlines()
+    assert lines[4].startswith("| 8x8 | 4 | per-row | fixed | 30000 | – |")
+    assert lines[5:] == ["", "Failed:", "", "* 8x8-b4-per-row-x4-g128-acc32-mp: SynthError: no legal placement"]
