@@ -92,8 +92,12 @@ PACKAGES: dict[str, dict[str, tuple[str, ...]]] = {
 DEFAULT_DEVICE = {"ecp5": "25k", "ice40": "up5k"}
 #: nextpnr placers (``--placer``) of both families, the default first.
 PLACERS = ("heap", "static", "sa")
-#: Yosys LUT mappers, the default first (``abc`` on ECP5 only, see :func:`run_yosys`).
-MAPPERS = ("abc9", "abc")
+#: Yosys LUT mappers, the default first (``abc`` and ``abc-wide`` on ECP5 only, see :func:`run_yosys`).
+MAPPERS = ("abc9", "abc", "abc-wide")
+#: The ABC mappers' LUT sizes: ``abc`` LUT4s only; ``abc-wide`` also 5 to 7 inputs, which Yosys
+#: builds from LUT4s and the slices' wide-function multiplexers (``PFUMX``, ``L6MUX21``): fewer
+#: LUT levels on a path for more LUT4s (docs/performance.md, "Wide LUTs").
+_ABC_LUTS = {"abc": "4", "abc-wide": "4:7"}
 #: iCE40 parts with SB_MAC16 DSP blocks.
 ICE40_DSP_DEVICES = ("up3k", "up5k")
 
@@ -183,8 +187,8 @@ class SynthReport:
     use_dsp: bool
     resources: Resources
     cells: dict[str, int]
-    #: Yosys LUT mapper that ran: "abc9" (the default flow) or "abc" (asked for, or the fallback of
-    #: :func:`run_yosys`).
+    #: Yosys LUT mapper that ran: "abc9" (the default flow), "abc" (asked for, or the fallback of
+    #: :func:`run_yosys`) or "abc-wide".
     lut_mapper: str = "abc9"
     #: The mapper asked for (``mapper`` of :func:`synthesize`).
     lut_mapper_asked: str = "abc9"
@@ -420,7 +424,7 @@ def _run(tool: str, args: list[str], log: Path, timeout_s: float, cwd: Path,
 _ECP5_ABC_MAPPING = ("synth_ecp5 -top {top} {flags} -run :map_luts\n"
                      "check -latchonly -assert\n"
                      "techmap -map +/lattice/latches_map.v\n"
-                     "abc -lut 4\n"
+                     "abc -lut {luts}\n"
                      "clean\n"
                      "synth_ecp5 -top {top} {flags} -run map_cells: -json netlist.json\n")
 
@@ -436,8 +440,8 @@ def run_yosys(verilog: list[Path], top: str, family: str, workdir: Path, use_dsp
               timeout_s: float, mapper: str = "abc9", progress=None) -> tuple[dict[str, int], float, str]:
     """Synthesise; write ``netlist.json``, ``stat.json`` and ``yosys.log`` in ``workdir``.
 
-    ``mapper`` is ``"abc9"`` (the default flow) or ``"abc"`` (ECP5 only, see
-    :data:`_ECP5_ABC_MAPPING`); the ABC flow's log is ``yosys-abc.log``. Returns the cell
+    ``mapper`` is ``"abc9"`` (the default flow), ``"abc"`` or ``"abc-wide"`` (ECP5 only, see
+    :data:`_ECP5_ABC_MAPPING`, :data:`_ABC_LUTS`); an ABC flow's log is ``yosys-<mapper>.log``. Returns the cell
     counts, the seconds Yosys took (all attempts) and the LUT mapper that succeeded.
     ``progress``: see :func:`_run`.
     """
@@ -450,8 +454,8 @@ def run_yosys(verilog: list[Path], top: str, family: str, workdir: Path, use_dsp
     # flip-flop cells driving a marked wire, set after ``proc`` has made them (on the wire alone,
     # opt_merge would still fold copies with one input into one register).
     keep_replicas = f"hierarchy -top {top}\nproc\nsetattr -set keep 1 a:{REPLICA} %ci1:+[Q] c:* %i\n"
-    if mapper == "abc":
-        synthesis = _ECP5_ABC_MAPPING.format(top=top, flags=flags)
+    if mapper in _ABC_LUTS:
+        synthesis = _ECP5_ABC_MAPPING.format(top=top, flags=flags, luts=_ABC_LUTS[mapper])
     else:
         synthesis = f"synth_{family} -top {top} {flags} -json netlist.json\n"
     stem = "yosys" if mapper == "abc9" else f"yosys-{mapper}"
@@ -546,8 +550,8 @@ def _check_parameters(family, device, package, freq_mhz, io, use_dsp, mapper):
         raise FlowParameterError(f"freq_mhz must be a number in (0, 1000], not {freq_mhz!r}")
     if io not in ("auto", "pins", "ooc"):
         raise FlowParameterError(f"io must be 'auto', 'pins' or 'ooc', not {io!r}")
-    if mapper not in MAPPERS or (mapper == "abc" and family != "ecp5"):
-        raise FlowParameterError(f"mapper must be 'abc9' or (ecp5 only) 'abc', not {mapper!r}")
+    if mapper not in MAPPERS or (mapper in _ABC_LUTS and family != "ecp5"):
+        raise FlowParameterError(f"mapper must be 'abc9' or (ecp5 only) 'abc' or 'abc-wide', not {mapper!r}")
     if io == "ooc" and family != "ecp5":
         raise FlowParameterError(f"io='ooc' (out of context) exists for ecp5 only, not {family!r}")
     if use_dsp and family == "ice40" and device not in ICE40_DSP_DEVICES:
@@ -602,9 +606,10 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
         I/O placement (see the module notes).
     place_route : bool
         False stops after Yosys (cell counts only).
-    mapper : {"abc9", "abc"}
+    mapper : {"abc9", "abc", "abc-wide"}
         Yosys LUT mapper: ``abc9`` (the default flow; on ECP5 it falls back to ``abc`` when Yosys
-        0.70 asserts in it) or ``abc`` (ECP5 only; comparisons between designs should use one).
+        0.70 asserts in it), ``abc`` (ECP5 only; comparisons between designs should use one) or
+        ``abc-wide`` (ECP5 only: ABC with LUTs of up to 7 inputs, :data:`_ABC_LUTS`).
     timeout_s : float
         Time limit of each tool run.
     placer : {"heap", "static", "sa"}

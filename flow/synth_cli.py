@@ -229,7 +229,8 @@ def add_commands(subparsers) -> None:
                       help="nextpnr placer (default heap; static places the ECP5 DSP builds, on which "
                            "heap stalls)")
     flow.add_argument("--mapper", choices=synth.MAPPERS, default=synth.MAPPERS[0],
-                      help="Yosys LUT mapper (default abc9; abc, ECP5 only, is what make bench-qor uses)")
+                      help="Yosys LUT mapper (default abc9; abc, ECP5 only, is what make bench-qor uses; "
+                           "abc-wide, ECP5 only, ABC with wide LUTs of up to 7 inputs)")
     flow.add_argument("--no-place", action="store_true",
                       help="stop after Yosys: cell counts (LUT4s, FFs, DSPs, LUT RAMs) in synth.json "
                            "without place and route")

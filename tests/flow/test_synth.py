@@ -326,7 +326,7 @@ def test_cli_synth_generates_the_pe_and_reports_no_fit(tmp_path, capsys):
      r"^microscopiq: error: --dsp ecp5 instantiates ECP5 DSP primitives, which --family ice40 does "
      r"not have: use --family ecp5 or --dsp none$"),
     (["--design", "pe", "--mapper", "abc", "--family", "ice40"],
-     r"^microscopiq: error: mapper must be 'abc9' or \(ecp5 only\) 'abc', not 'abc'$"),
+     r"^microscopiq: error: mapper must be 'abc9' or \(ecp5 only\) 'abc' or 'abc-wide', not 'abc'$"),
     (["--from", "nowhere"],
      r"^microscopiq: error: --from must be a folder written by 'microscopiq generate' \(with "
      r"manifest\.json\), not 'nowhere'$"),
@@ -392,6 +392,19 @@ def test_cli_abc_mapper(pe_dir, tmp_path, capsys):
     assert (report["lut_mapper"], report["lut_mapper_asked"]) == ("abc", "abc")
     assert report["resources"]["ffs"] == 22 and report["resources"]["dsps"] == 1
     assert (out / "yosys-abc.log").is_file() and not (out / "yosys.log").exists()
+
+
+def test_cli_abc_wide_mapper(pe_dir, tmp_path, capsys):
+    """ABC with LUTs of up to 7 inputs: Yosys builds them from LUT4s and the slices' PFUMX/L6MUX21."""
+    out = tmp_path / "wide"
+    assert main(["synth", "--from", str(pe_dir), "--mapper", "abc-wide", "--no-dsp", "--no-place",
+                 "--out", str(out)]) == 0
+    assert re.search(r"^LUT mapping +abc-wide$", capsys.readouterr().out, re.MULTILINE)
+    report = json.loads((out / "synth.json").read_text())["report"]
+    assert (report["lut_mapper"], report["lut_mapper_asked"]) == ("abc-wide", "abc-wide")
+    assert "abc -lut 4:7\n" in (out / "yosys-abc-wide.ys").read_text()
+    assert report["cells"] == {"CCU2C": 6, "L6MUX21": 51, "LUT4": 211, "PFUMX": 85, "TRELLIS_FF": 22}
+    assert report["resources"]["luts"] == 211 + 2 * 6
 
 
 @pytest.mark.parametrize("text, seeds", [("1", [1]), ("1,2,3", [1, 2, 3]), (" 4, 9", [4, 9])])
