@@ -23,7 +23,7 @@ _spec.loader.exec_module(bq)
 def _point(recon: str, luts: int, fmax: float, digest: str, multi_precision: bool = False) -> tuple[dict, dict]:
     label = f"8x8-b4-{recon}-x4-g128-acc32{'-mp' if multi_precision else ''}"
     row = {"label": label, "rows": 8, "cols": 8, "wbits": 4, "xbits": 4, "recon": recon,
-           "multi_precision": label.endswith("-mp"), "luts": luts,
+           "multi_precision": multi_precision, "luts": luts,
            "ffs": luts // 2, "dsps": 0, "lutram": 913, "fmax": fmax, "clock_mhz": fmax, "cycles": 1000,
            "inferences_per_s": fmax * 1e3, "per_s_per_klut": 0.0, "fits": True, "pareto": False}
     result = {"label": label, "config": {"recon": recon}, "hardware_digest": digest, "error": None,
@@ -96,5 +96,6 @@ def test_multi_precision_table_lists_a_point_that_failed(tmp_path):
     document["failed"] = ["8x8-b4-per-row-x4-g128-acc32-mp: SynthError: no legal placement"]
     (sweep / "pareto.json").write_text(json.dumps(document))
     lines = bq.multi_precision_section(sweep, "make bench-qor").splitlines()
-    assert lines[4].startswith("| 8x8 | 4 | per-row | fixed | 30000 | – |")
+    assert lines[4] == ("| 8x8 | 4 | per-row | fixed | 30000 | – | 15000 | 68 % | 90.0 | – | 11.11 ns, 9 levels: "
+                        "`per-row.a` → `per-row.b` |")
     assert lines[5:] == ["", "Failed:", "", "* 8x8-b4-per-row-x4-g128-acc32-mp: SynthError: no legal placement"]
