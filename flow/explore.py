@@ -729,7 +729,8 @@ def add_commands(subparsers) -> None:
     flow.add_argument("--seed", type=int, default=1, help="nextpnr seed (default 1)")
     flow.add_argument("--dsp", action="store_true",
                       help="multipliers in DSP blocks (default: in LUTs, as make synth)")
-    flow.add_argument("--mapper", choices=("abc", "abc9", "abc-wide"), default="abc",
+    from .synth import MAPPERS
+    flow.add_argument("--mapper", choices=MAPPERS, default="abc",
                       help="Yosys LUT mapper (default abc: one mapper for every size, see flow/synth.py)")
     flow.add_argument("--timeout", type=float, default=3600.0, metavar="S",
                       help="time limit per tool run (default 3600); a point past it is retried once")
