@@ -154,9 +154,10 @@ synth: setup
 
 # FPGA QoR sweep (array size x b x ReCoN) through `microscopiq explore` (docs/explore.md): Yosys
 # counts of every point, the 8x8 points placed and routed, the 8x8 b = 4 build fixed and
-# --multi-precision placed (issue #13) -> docs/performance.md, docs/img/. Resumable: each point's
-# result is cached in build/qor/, build/qor-placed/ and build/qor-mp/. QOR_ARGS adds or overrides
-# explore options of the three sweeps (QOR_ARGS="--workers 1", QOR_ARGS="--seed 2").
+# --multi-precision placed (issue #13), on the 45k and on the 85k (where the multi-precision netlist
+# places) -> docs/performance.md, docs/img/. Resumable: each point's result is cached in build/qor/,
+# build/qor-placed/, build/qor-mp/ and build/qor-mp-85k/. QOR_ARGS adds or overrides explore options
+# of the four sweeps (QOR_ARGS="--workers 1", QOR_ARGS="--seed 2").
 # Then the weight front end's blocks alone (ABC as the sweep; placed on the 45k, seeds 1-3), and the
 # unpacker's item loop alone against a ring read in two stages (the bound on Fmax it sets).
 QOR_RECON := --wbits 4,2 --recon per-row,shared:2,shared:4,none
@@ -167,7 +168,9 @@ bench-qor: setup
 	$(PY) -m microscopiq.cli explore $(QOR_SWEEP) --out build/qor $(QOR_ARGS)
 	$(PY) -m microscopiq.cli explore $(QOR_PLACED) --out build/qor-placed $(QOR_ARGS)
 	$(PY) -m microscopiq.cli explore $(QOR_MP) --out build/qor-mp $(QOR_ARGS)
+	$(PY) -m microscopiq.cli explore $(QOR_MP) --device 85k --out build/qor-mp-85k $(QOR_ARGS)
 	$(PY) bench/bench_qor.py --explore build/qor --placed build/qor-placed --multi-precision build/qor-mp \
+	  --multi-precision-85k build/qor-mp-85k \
 	  --command "make bench-qor$(if $(QOR_ARGS), QOR_ARGS='$(QOR_ARGS)')"
 	$(PY) bench/bench_decoders.py --mapper abc --place --device 45k --seeds 1,2,3
 	$(PY) bench/bench_item_loop.py --place --seeds 1,2,3

@@ -4,16 +4,17 @@ The sweeps themselves are ``microscopiq explore`` (flow/explore.py, docs/explore
 ``make bench-qor`` runs first with the sweeps of docs/performance.md: Yosys counts of arrays 4×8,
 8×8, 16×16, b ∈ {4, 2}, ReCoN per row, shared by 2 and by 4 rows, none (``build/qor``), and the
 8×8 points placed and routed (``build/qor-placed``), and the 8×8 b = 4 per-row build fixed and
-``--multi-precision``, placed (``build/qor-mp``); ``QOR_ARGS`` adds or overrides options of
-all three. This script only turns the sweeps' results into the page: the table with the outlier-support
+``--multi-precision``, placed (``build/qor-mp``), and the same two on the 85k (``build/qor-mp-85k``:
+the multi-precision netlist does not place on the 45k); ``QOR_ARGS`` adds or overrides options of
+all four. This script only turns the sweeps' results into the page: the table with the outlier-support
 share of each point against the ``none`` point of the same array and b, the sweep's plot, and the
 placed points' Fmax against ``none`` with their critical paths, and the multi-precision build's
-LUT4s and Fmax against the fixed build's (issue #13).
+LUT4s and Fmax against the fixed build's on each device (issue #13).
 
 The page ``docs/performance.md`` and its PNG (``docs/img/``) are rewritten between the markers.
 
     python bench/bench_qor.py [--explore build/qor] [--placed build/qor-placed] [--multi-precision build/qor-mp]
-                              [--command TEXT]
+                              [--multi-precision-85k build/qor-mp-85k] [--command TEXT]
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build" / "qor"
 PLACED = ROOT / "build" / "qor-placed"
 MULTI_PRECISION = ROOT / "build" / "qor-mp"
+#: The same two builds placed on the 85k: the multi-precision netlist does not place on the 45k.
+MULTI_PRECISION_85K = ROOT / "build" / "qor-mp-85k"
 DOC = ROOT / "docs" / "performance.md"
 IMG = ROOT / "docs" / "img"
 
@@ -214,7 +217,8 @@ def multi_precision_section(sweep: Path, command: str) -> str:
 #: The page's QoR sections: name (``--only``), marker, the function that writes it from a sweep
 #: folder, and the option that names that folder.
 SECTIONS = (("qor", "QOR", qor_section, "explore"), ("placed", "QOR PLACED", placed_section, "placed"),
-            ("multi-precision", "QOR MULTI_PRECISION", multi_precision_section, "multi_precision"))
+            ("multi-precision", "QOR MULTI_PRECISION", multi_precision_section, "multi_precision"),
+            ("multi-precision-85k", "QOR MULTI_PRECISION 85K", multi_precision_section, "multi_precision_85k"))
 
 
 def write_section(doc: Path, marker: str, body: str, source: str) -> None:
@@ -241,6 +245,8 @@ def main(argv=None) -> int:
                         help="the --out folder of the placed sweep (default build/qor-placed)")
     parser.add_argument("--multi-precision", type=Path, default=MULTI_PRECISION,
                         help="the --out folder of the placed multi-precision sweep (default build/qor-mp)")
+    parser.add_argument("--multi-precision-85k", type=Path, default=MULTI_PRECISION_85K,
+                        help="the same sweep placed on the 85k (default build/qor-mp-85k)")
     parser.add_argument("--command", default="make bench-qor",
                         help="the command named on the page as the one that made the sweep")
     parser.add_argument("--only", action="append", choices=[name for name, *_ in SECTIONS],
