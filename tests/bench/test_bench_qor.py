@@ -99,3 +99,34 @@ def test_multi_precision_table_lists_a_point_that_failed(tmp_path):
     assert lines[4] == ("| 8x8 | 4 | per-row | fixed | 30000 | – | 15000 | 68 % | 90.0 | – | 11.11 ns, 9 levels: "
                         "`per-row.a` → `per-row.b` |")
     assert lines[5:] == ["", "Failed:", "", "* 8x8-b4-per-row-x4-g128-acc32-mp: SynthError: no legal placement"]
+
+
+def test_each_multi_precision_sweep_fills_its_own_section(tmp_path, monkeypatch):
+    """``--multi-precision`` (45k) and ``--multi-precision-85k`` write their tables between their own
+    markers, each naming its device, the text around them kept."""
+    digest = source_digest()
+    sweeps = {}
+    for device, luts, fmax in (("45k", 30000, 90.0), ("85k", 30000, 88.8)):
+        fixed = _point("per-row", luts, fmax, digest)
+        fixed[1]["flow"]["device"] = device
+        (tmp_path / device).mkdir()
+        sweeps[device] = _sweep(tmp_path / device, [fixed])
+    doc = tmp_path / "performance.md"
+    doc.write_text("before\n<!-- BEGIN QOR MULTI_PRECISION (bench/bench_qor.py) -->\nold\n"
+                   "<!-- END QOR MULTI_PRECISION -->\nbetween\n"
+                   "<!-- BEGIN QOR MULTI_PRECISION 85K (bench/bench_qor.py) -->\nold\n"
+                   "<!-- END QOR MULTI_PRECISION 85K -->\nafter\n")
+    monkeypatch.setattr(bq, "DOC", doc)
+    monkeypatch.setattr(bq, "ROOT", tmp_path)
+    assert bq.main(["--only", "multi-precision", "--only", "multi-precision-85k",
+                    "--multi-precision", str(sweeps["45k"]), "--multi-precision-85k", str(sweeps["85k"])]) == 0
+    text = doc.read_text()
+    first, second = (text.split(f"<!-- BEGIN QOR MULTI_PRECISION{marker} (bench/bench_qor.py) -->\n")[1]
+                     .split(f"<!-- END QOR MULTI_PRECISION{marker} -->")[0].splitlines() for marker in ("", " 85K"))
+    assert "nextpnr on the 45k out of context at 100 MHz, seed 1." in first[0]
+    assert "nextpnr on the 85k out of context at 100 MHz, seed 1." in second[0]
+    assert first[4] == ("| 8x8 | 4 | per-row | fixed | 30000 | – | 15000 | 68 % | 90.0 | – | 11.11 ns, 9 levels: "
+                        "`per-row.a` → `per-row.b` |")
+    assert second[4] == ("| 8x8 | 4 | per-row | fixed | 30000 | – | 15000 | 68 % | 88.8 | – | 11.26 ns, 9 levels: "
+                         "`per-row.a` → `per-row.b` |")
+    assert text.startswith("before\n") and "\nbetween\n" in text and text.endswith("after\n")
