@@ -135,16 +135,17 @@ bench-stream: setup
 	$(PY) bench/bench_stream_bits.py $(STREAM_DIR)/minilm-b4 $(STREAM_DIR)/minilm-b2 --out docs/bench_stream.md
 	$(PY) bench/bench_decoders.py
 
-# make synth [FAMILY=ecp5|ice40] [DEVICE=45k] [FREQ=100] [DSP=--no-dsp] [SEEDS=1,2,3] [PLACER=static] [MAPPER=abc9|abc-wide] [SYNTH_ARGS="--rows 16 ..."]
+# make synth [FAMILY=ecp5|ice40] [DEVICE=45k] [FREQ=100] [DSP=--no-dsp] [SEEDS=1,2,3] [PLACER=static] [MAPPER=abc|abc9] [SYNTH_ARGS="--rows 16 ..."]
 # Yosys + nextpnr on the default accelerator; table on stdout, synth.json and logs in build/synth/.
 # SEEDS: place and route once per nextpnr seed, each reported, the worst Fmax summarised.
 # PLACER: nextpnr placer (heap by default; static places the DSP build, SYNTH_ARGS="--dsp ecp5").
 # SYNTH_ARGS=--no-place: Yosys counts only. YOSYS=, NEXTPNR_ECP5=, NEXTPNR_ICE40= name native tools.
 # LUT multipliers by default: the DSP sites sit far from the logic (docs/performance.md); DSP= infers them.
-# ECP5: ABC LUT mapping (--mapper abc): on the default build faster than ABC9 at seeds 1, 2 and 3 with
-# 4.9 % fewer LUT4s (docs/performance.md); MAPPER=abc9 for Yosys's default; MAPPER=abc-wide for ABC with
-# wide LUTs (5-7 inputs from LUT4s and PFUMX/L6MUX21: fewer levels, more LUT4s). iCE40 has ABC9 only.
-MAPPER ?= abc
+# ECP5: ABC with wide LUTs (--mapper abc-wide: 5-7 inputs from LUT4s and PFUMX/L6MUX21): on the default
+# build faster than ABC's LUT4s at seeds 1, 2 and 3 for 10 % more LUT4s (docs/performance.md, "Wide LUTs");
+# MAPPER=abc for LUT4s only (the QoR tables' counts, and a build too full for wide LUTs), MAPPER=abc9
+# for Yosys's default. iCE40 has ABC9 only.
+MAPPER ?= abc-wide
 FAMILY ?= ecp5
 DEVICE ?= 45k
 FREQ ?= 100
