@@ -8,6 +8,8 @@ every cycle (weights, activations, ``result.ready``, and the reset) and proves b
 
 * **no overflow**: the PPU never offers a beat (``ppu.result.valid``; it cannot wait) while the FIFO
   is full (``w_rdy`` low): no beat is dropped (a refused pass's one beat waits for room);
+* **lanes**: each lane of the FIFO's storage is written exactly when the FIFO is (``w_lanes``, the
+  copies of the writers' registers, equal ``w_stream.valid`` in every cycle);
 
 with these invariants, asserted too (each holds in every reachable state, and together they are
 inductive):
@@ -30,13 +32,13 @@ also asserts that a refused pass's beat (the core's ``refusal`` stream) never me
 written once, and that no activation is taken after it until the pass has ended.
 
 The block is reached through its ports, its submodules' ports (``array``, ``ppu``,
-``result_fifo``: ``level``, ``w_rdy``), ``CoreTiming``'s constants and the named signals
+``result_fifo``: ``level``, ``w_rdy``, ``w_lanes``), ``CoreTiming``'s constants and the named signals
 ``committed``, ``refused`` and ``refusal__valid``: the loader and issuer may change freely.
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Elaboratable, Module, Signal
+from amaranth import Cat, Elaboratable, Module, Mux, Signal
 from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Assume, Cover, ResetSignal
 
@@ -111,6 +113,9 @@ class CreditProof(Elaboratable):
         # beat is a stream handshake: it waits for room). The weight streams are those whose
         # headers the front end accepts: a refused pass issues no token (docs/verification.md).
         m.d.comb += Assert(~ppu.result.valid | fifo.w_rdy)
+        # Each lane of the FIFO is written by its own copies of the writers' registers: every
+        # lane's enable is the FIFO's write, in every cycle.
+        m.d.comb += Assert(fifo.w_lanes == Mux(fifo.w_stream.valid, (1 << fifo.lanes) - 1, 0))
         refused = internal(fragment, "refused")
         # Not vacuous: the credit holds a token back while the FIFO has beats to give.
         holds_back = core.act.valid & ~core.act.ready & (fifo.level == fifo.depth - 2)

@@ -191,7 +191,7 @@ class AcceleratorCore(wiring.Component):
         if cfg.multi_precision:
             m.d.comb += [array.pairs.eq(pairs), array.narrow.eq(narrow)]
         took = Signal()                # a token taken: in the issue register in the next cycle
-        credit, refusal = self._result_fifo(m, array, ppu, pass_fault, took)
+        credit, refusal, offers = self._result_fifo(m, array, ppu, pass_fault, took)
 
         # pending: a tile's last row is in the shadow and its first token has not been issued; row
         # 0 of the next tile may be written from the cycle that token is issued (the array's load
@@ -209,7 +209,7 @@ class AcceleratorCore(wiring.Component):
                      "narrow": narrow, "counters": counters}
         self._loader(m, decoder.o, pass_regs, rows, shifts)
         self._issuer(m, credit, pass_regs, (pending, completes), array, tag_layout, took)
-        self._refusal(m, refused, refusal)
+        self._refusal(m, refused, refusal, offers)
         self._status(m, decoder.o)
 
         wiring.connect(m, array=array.out, ppu=ppu.inp)
@@ -232,26 +232,35 @@ class AcceleratorCore(wiring.Component):
         cycle's ``committed``, a sum of two registers, with a constant (a short path, whatever the
         handshakes do), leaving :data:`CREDIT_MARGIN`. Depth: :attr:`CoreTiming.result_fifo_depth`.
 
-        Returns ``credit`` and the write port of a refused pass's one beat (``valid``, ``ready``;
-        it is written only while no token is in the array, the PPU or the FIFO)."""
+        Returns ``credit``, the write port of a refused pass's one beat (``valid``, ``ready``;
+        it is written only while no token is in the array, the PPU or the FIFO) and ``offers``,
+        one signal per lane of the FIFO for :meth:`_refusal` to drive with a copy of that beat's
+        ``valid``."""
         sf = self.format
         depth = self.timing.result_fifo_depth
         # Each entry: the PPU's beat and the pass's fault when it was written (stable while the
         # output waits; the pass's last beat is written after any fault of the pass is known).
         entry = data.StructLayout({"beat": ppu.result.payload.shape(), "fault": Fault})
-        m.submodules.result_fifo = out = CreditFIFO(entry.size, depth)
+        # One lane per column: each lane's LUT-RAM cells are written by their own copies of the
+        # writers' valid registers (the PPU's, the refusal's, the FIFO's not-full).
+        m.submodules.result_fifo = out = CreditFIFO(entry.size, depth, lanes=self.cfg.cols)
         refusal = stream.Signature(1).flip().create(path=("refusal",))
+        offers = [Signal(name=f"refusal_offer_{i}") for i in range(out.lanes)]
         # The PPU cannot stall (its result is always_ready): the credit keeps the FIFO from ever
         # being full when it writes (a CreditFIFO: nothing gates the write enable of its LUT-RAM
         # cells but the writers' valid registers and its own not-full register); a refused
         # pass's beat waits for room.
-        written = Signal(entry)
-        m.d.comb += [written.beat.eq(ppu.result.payload), written.fault.eq(pass_fault),
+        computed, refused_beat = Signal(entry), Signal(entry)    # refused: body 0, its fault, tlast
+        m.d.comb += [computed.beat.eq(ppu.result.payload), computed.fault.eq(pass_fault),
+                     refused_beat.beat.last.eq(1), refused_beat.fault.eq(pass_fault),
                      refusal.ready.eq(out.w_rdy),
-                     out.w_stream.valid.eq(ppu.result.valid | (refusal.valid & refusal.ready)),
-                     out.w_stream.payload.eq(written)]
-        with m.If(refusal.valid):      # a refused pass's one beat: body 0, its fault, tlast
-            m.d.comb += [written.beat.data.eq(0), written.beat.last.eq(1)]
+                     out.w_stream.valid.eq(ppu.result.valid | (refusal.valid & refusal.ready))]
+        for lane, (low, high) in enumerate(out.lane_bounds):
+            offered = offers[lane]
+            m.d.comb += [
+                out.w_stream.payload[low:high].eq(
+                    Mux(offered, refused_beat.as_value()[low:high], computed.as_value()[low:high])),
+                out.w_lanes[lane].eq(ppu.result_valid_copies[lane] | (offered & out.w_rdy_lanes[lane]))]
         beat = data.View(sf.result, self.result.payload.data)
         read = data.View(entry, out.r_stream.payload)
         m.d.comb += [self.result.valid.eq(out.r_stream.valid), out.r_stream.ready.eq(self.result.ready),
@@ -271,29 +280,33 @@ class AcceleratorCore(wiring.Component):
         m.d.comb += committed.eq(taken + rest)
         m.d.sync += [taken.eq(taken + took), rest.eq(rest + grows - shrinks),
                      credit.eq(committed + CREDIT_MARGIN + PPU.latency <= depth)]
-        return credit, refusal
+        return credit, refusal, offers
 
-    def _refusal(self, m, refused, refusal):
+    def _refusal(self, m, refused, refusal, offers):
         """A refused pass: its activations up to ``tlast`` are dropped (the issuer takes none while
         ``refused``), then its one result beat goes out; then nothing until that beat has been taken
         (``refused`` clears), so the next pass's activations wait for it — under back-pressure they
         would otherwise be dropped as this pass's and answered with more refusal beats (found by the
-        formal ``credit_refused`` check)."""
+        formal ``credit_refused`` check). ``offers``: copies of the beat's ``valid``, one per lane
+        of the result FIFO."""
         drained = Signal()
         # The beat is offered from the cycle after the drain until it is written: a register, as
-        # it joins the PPU's valid in the result FIFO's write enable, whose net reaches every
-        # LUT-RAM cell of the FIFO across the die (its logic there was the 8×8 build's critical path).
+        # it joins the PPU's valid in the result FIFO's write enables, and one copy per lane, as
+        # one net reaching every LUT-RAM cell of the FIFO crossed the die (the critical path).
         offering = Signal()
+        offering_next, copies = mirrored(m, offering, len(offers) - 1)
         act = self.act
         with m.If(refused & ~drained):
             m.d.comb += act.ready.eq(1)
             with m.If(act.valid & act.payload.last):
-                m.d.sync += [drained.eq(1), offering.eq(1)]
-        m.d.comb += refusal.valid.eq(offering)
+                m.d.sync += drained.eq(1)
+                m.d.comb += offering_next.eq(1)
+        m.d.comb += [refusal.valid.eq(offering), *(offer.eq(copy) for offer, copy in zip(offers, [offering, *copies]))]
         with m.If(offering & refusal.ready):
-            m.d.sync += offering.eq(0)
+            m.d.comb += offering_next.eq(0)
         with m.If(~refused):
-            m.d.sync += [drained.eq(0), offering.eq(0)]
+            m.d.sync += drained.eq(0)
+            m.d.comb += offering_next.eq(0)
 
     def _row_path(self, m, array, pending):
         """The row buffer between the loader and the array's ``load``; returns its input stream and

@@ -196,6 +196,9 @@ class PPU(wiring.Component):
         Result beats, :attr:`~.layouts.StreamLayouts.msq_result` or
         :attr:`~.layouts.StreamLayouts.raw_result` (the ``body`` of
         :attr:`~.layouts.StreamLayouts.result`; the core adds the pass's fault).
+    result_valid_copies : Out(C)
+        ``result.valid`` again, one register per column (:data:`~.bits.REPLICA`): each drives the
+        write enable of one lane of the core's result FIFO, beside it.
     """
 
     #: Enabled cycles from a token at ``inp`` to its result beat (the seven stages).
@@ -213,6 +216,7 @@ class PPU(wiring.Component):
             "shift_load": In(data.StructLayout({
                 "valid": 1, "d": data.ArrayLayout(unsigned(SHIFT_BITS), cfg.cols)})),
             "result": Out(axis_signature(sf.result.members["body"].size, always_ready=True)),
+            "result_valid_copies": Out(cfg.cols),
         })
 
     def _layouts(self) -> dict[str, data.StructLayout]:
@@ -370,6 +374,8 @@ class PPU(wiring.Component):
         raw_word = Cat(*(s5.p[c] for c in range(cols)), s5.s)
         msq_word = Cat(*(acc.acc for acc in accs), *(acc.ovf for acc in accs))
         emit = s5.valid & Mux(self.raw, tag.group_last, tag.k_last)
+        m.d.comb += self.result_valid_copies.eq(
+            Cat(*replicas(m, en, emit, cols, "result_valid_copy", original=self.result.valid)))
         with m.If(en):
             m.d.sync += self.result.valid.eq(emit)
             with m.If(emit):

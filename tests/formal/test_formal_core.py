@@ -1,7 +1,8 @@
 """Formal proof of the core's credit (flow/formal_core.py): the result FIFO never overflows, and a
 core whose credit keeps too small a margin overflows it (a bounded counterexample); with refused
 headers, a refused pass writes one beat and takes nothing after it, and a core that drains the
-next pass's activations after that beat is caught."""
+next pass's activations after that beat is caught, as is one whose result FIFO lane misses the
+refused beat's write enable."""
 
 from __future__ import annotations
 
@@ -49,8 +50,9 @@ class DrainsOn(AcceleratorCore):
     core drains activations again while the beat waits, so under back-pressure the next pass's
     activations are dropped and answered with another refusal beat."""
 
-    def _refusal(self, m, refused, refusal):
+    def _refusal(self, m, refused, refusal, offers):
         drained = Signal()
+        m.d.comb += [offer.eq(refusal.valid) for offer in offers]
         with m.If(refused & ~drained):
             m.d.comb += self.act.ready.eq(1)
             with m.If(self.act.valid & self.act.payload.last):
@@ -66,4 +68,20 @@ def test_credit_proof_with_refused_headers_fails_on_a_core_that_drains_on(tmp_pa
     back-pressure, then an activation taken for it again (step 5)."""
     harness = CreditProof(core=DrainsOn(CreditProof.config()), invariants=False, refused_headers=True)
     result = prove("credit-refused-mutant", harness, mode="bmc", depth=12, root=tmp_path)
+    assert result.status == "FAIL" and result.trace is not None, result.summary()
+
+
+class LaneMissesRefusal(AcceleratorCore):
+    """Mutant: lane 0 of the result FIFO is not offered the refused pass's beat (its copy of the
+    beat's ``valid`` held at 0), so that lane's write enable misses the beat's write."""
+
+    def _refusal(self, m, refused, refusal, offers):
+        held = Signal()
+        super()._refusal(m, refused, refusal, [held, *offers[1:]])
+        m.d.comb += offers[0].eq(0)
+
+
+def test_credit_proof_with_refused_headers_fails_on_a_lane_that_misses_the_refusal(tmp_path):
+    harness = CreditProof(core=LaneMissesRefusal(CreditProof.config()), invariants=False, refused_headers=True)
+    result = prove("credit-lane-mutant", harness, mode="bmc", depth=12, root=tmp_path)
     assert result.status == "FAIL" and result.trace is not None, result.summary()

@@ -1,7 +1,8 @@
 """The credit FIFO (hdl/credit_fifo.py) against a Python queue, cycle by cycle: a writer that keeps
 count (it writes only while fewer than ``depth`` entries are held or one leaves) and a reader
-that pauses at random; ``level``, ``w_stream.ready`` (not full), ``r_stream.valid`` and the
-oldest entry checked in every cycle."""
+that pauses at random; ``level``, ``w_stream.ready`` (not full, and each lane's copy),
+``r_stream.valid`` and the oldest entry checked in every cycle, with the entry in one memory or
+split into lanes."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from microscopiq.hdl.credit_fifo import CreditFIFO
 WIDTH = 12
 
 
-@pytest.mark.parametrize("depth, seed", [(1, 1), (6, 2), (16, 3), (26, 4)])
-def test_matches_a_queue(depth, seed):
-    print(f"depth={depth} seed={seed}")
+@pytest.mark.parametrize("depth, seed, lanes", [(1, 1, 1), (6, 2, 1), (16, 3, 1), (26, 4, 1),
+                                                (1, 5, 3), (6, 6, 5), (16, 7, 12)])
+def test_matches_a_queue(depth, seed, lanes):
+    print(f"depth={depth} seed={seed} lanes={lanes}")
     rng = np.random.default_rng(seed)
-    dut = CreditFIFO(WIDTH, depth)
+    dut = CreditFIFO(WIDTH, depth, lanes)
     model: deque[int] = deque()
     cycles = 400
     seen = {"full": 0, "empty": 0}    # not vacuous: the queue runs full and empty
@@ -33,6 +35,9 @@ def test_matches_a_queue(depth, seed):
                 f"{(len(model), int(len(model) < depth), int(bool(model)))}"
             seen["full"] += len(model) == depth
             seen["empty"] += not model
+            if lanes > 1:
+                copies = ctx.get(dut.w_rdy_lanes)
+                assert copies == ready * ((1 << lanes) - 1), f"cycle {cycle}: lane readies {copies:b}, ready {ready}"
             if model:
                 got = ctx.get(dut.r_stream.payload)
                 assert got == model[0], f"cycle {cycle}: oldest entry {got}, expected {model[0]}"
@@ -44,6 +49,8 @@ def test_matches_a_queue(depth, seed):
             value = int(rng.integers(0, 1 << WIDTH))
             ctx.set(dut.r_stream.ready, int(take))
             ctx.set(dut.w_stream.valid, int(put))
+            if lanes > 1:
+                ctx.set(dut.w_lanes, (1 << lanes) - 1 if put else 0)
             ctx.set(dut.w_stream.payload, value)
             await ctx.tick()
             if take:
@@ -58,7 +65,18 @@ def test_matches_a_queue(depth, seed):
     assert seen["full"] > 10 and seen["empty"] > 10, seen
 
 
-@pytest.mark.parametrize("width, depth", [(0, 4), (8, 0), (8, True)])
-def test_bad_parameters_are_refused(width, depth):
+@pytest.mark.parametrize("width, depth, lanes", [(0, 4, 1), (8, 0, 1), (8, True, 1), (8, 4, 0)])
+def test_bad_parameters_are_refused(width, depth, lanes):
     with pytest.raises(ValueError, match=r"must be a positive integer"):
-        CreditFIFO(width, depth)
+        CreditFIFO(width, depth, lanes)
+
+
+def test_more_lanes_than_bits_are_refused():
+    with pytest.raises(ValueError, match=r"^lanes must be at most the width \(8\), not 9$"):
+        CreditFIFO(8, 4, 9)
+
+
+def test_lanes_split_the_entry_evenly():
+    fifo = CreditFIFO(12, 4, 5)
+    fifo._MustUse__silence = True      # only its bounds are looked at
+    assert fifo.lane_bounds == [(0, 2), (2, 4), (4, 7), (7, 9), (9, 12)]
