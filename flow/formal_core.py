@@ -38,7 +38,7 @@ The block is reached through its ports, its submodules' ports (``array``, ``ppu`
 
 from __future__ import annotations
 
-from amaranth import Cat, Elaboratable, Module, Mux, Signal
+from amaranth import Cat, Elaboratable, Module, Signal
 from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Assume, Cover, ResetSignal
 
@@ -115,7 +115,7 @@ class CreditProof(Elaboratable):
         m.d.comb += Assert(~ppu.result.valid | fifo.w_rdy)
         # Each lane of the FIFO is written by its own copies of the writers' registers: every
         # lane's enable is the FIFO's write, in every cycle.
-        m.d.comb += Assert(fifo.w_lanes == Mux(fifo.w_stream.valid, (1 << fifo.lanes) - 1, 0))
+        m.d.comb += Assert(fifo.w_lanes == fifo.w_stream.valid.replicate(fifo.lanes))
         refused = internal(fragment, "refused")
         # Not vacuous: the credit holds a token back while the FIFO has beats to give.
         holds_back = core.act.valid & ~core.act.ready & (fifo.level == fifo.depth - 2)

@@ -6,10 +6,13 @@ refused beat's write enable."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from unittest import mock
 
 from amaranth import Signal
 
+from microscopiq.flow import formal_core
 from microscopiq.flow.formal import prove
 from microscopiq.flow.formal_core import CreditProof
 from microscopiq.flow.formal_props import PROOFS
@@ -82,6 +85,14 @@ class LaneMissesRefusal(AcceleratorCore):
 
 
 def test_credit_proof_with_refused_headers_fails_on_a_lane_that_misses_the_refusal(tmp_path):
+    """The lanes assertion fails at step 5, when the refused pass's beat is written (a refused
+    header's one weight beat and one activation beat, then the offer)."""
     harness = CreditProof(core=LaneMissesRefusal(CreditProof.config()), invariants=False, refused_headers=True)
     result = prove("credit-lane-mutant", harness, mode="bmc", depth=12, root=tmp_path)
     assert result.status == "FAIL" and result.trace is not None, result.summary()
+    source = Path(formal_core.__file__)
+    line = next(number for number, text in enumerate(source.read_text().splitlines(), 1)
+                if "Assert(fifo.w_lanes ==" in text)
+    failed = re.search(r"failed assertion \S+ at (\S+) step (\d+)", (result.workdir / "logfile.txt").read_text())
+    assert failed is not None, result.summary()
+    assert (failed.group(1), int(failed.group(2))) == (f"{source}:{line}", 5), failed.group(0)

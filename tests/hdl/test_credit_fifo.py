@@ -80,3 +80,25 @@ def test_lanes_split_the_entry_evenly():
     fifo = CreditFIFO(12, 4, 5)
     fifo._MustUse__silence = True      # only its bounds are looked at
     assert fifo.lane_bounds == [(0, 2), (2, 4), (4, 7), (7, 9), (9, 12)]
+
+
+def test_a_lane_is_written_by_its_own_enable_alone():
+    """``w_lanes`` alone writes each lane: an entry written with lane 1's enable low keeps lane 1's
+    bits (4 to 7) of the slot's earlier content (0, the memory's), the other lanes take the payload."""
+    dut = CreditFIFO(WIDTH, 4, 3)
+    read = []
+
+    async def bench(ctx):
+        ctx.set(dut.w_stream.payload, 0xABC)
+        ctx.set(dut.w_stream.valid, 1)
+        ctx.set(dut.w_lanes, 0b101)
+        await ctx.tick()
+        ctx.set(dut.w_stream.valid, 0)
+        ctx.set(dut.w_lanes, 0)
+        read.append((ctx.get(dut.level), ctx.get(dut.r_stream.payload)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert read == [(1, 0xA0C)], [(level, hex(entry)) for level, entry in read]
