@@ -135,9 +135,10 @@ bench-stream: setup
 	$(PY) bench/bench_stream_bits.py $(STREAM_DIR)/minilm-b4 $(STREAM_DIR)/minilm-b2 --out docs/bench_stream.md
 	$(PY) bench/bench_decoders.py
 
-# make synth [FAMILY=ecp5|ice40] [DEVICE=45k] [FREQ=100] [DSP=--no-dsp] [SEEDS=1,2,3] [PLACER=static] [MAPPER=abc|abc9] [SYNTH_ARGS="--rows 16 ..."]
+# make synth [FAMILY=ecp5|ice40] [DEVICE=45k] [FREQ=100] [DSP=--no-dsp] [SEEDS=1,2,3] [SPEED=6|7|8] [PLACER=static] [MAPPER=abc|abc9] [SYNTH_ARGS="--rows 16 ..."]
 # Yosys + nextpnr on the default accelerator; table on stdout, synth.json and logs in build/synth/.
 # SEEDS: place and route once per nextpnr seed, each reported, the worst Fmax summarised.
+# SPEED: the ECP5 speed grade the timing is for (6 by default, the slowest part; 8 the fastest).
 # PLACER: nextpnr placer (heap by default; static places the DSP build, SYNTH_ARGS="--dsp ecp5").
 # SYNTH_ARGS=--no-place: Yosys counts only. YOSYS=, NEXTPNR_ECP5=, NEXTPNR_ICE40= name native tools.
 # LUT multipliers by default: the DSP sites sit far from the logic (docs/performance.md); DSP= infers them.
@@ -151,7 +152,7 @@ DEVICE ?= 45k
 FREQ ?= 100
 DSP ?= --no-dsp
 synth: setup
-	$(PY) -m microscopiq.cli synth --design accel --family $(FAMILY) --device $(DEVICE) --freq $(FREQ) $(DSP) $(if $(SEEDS),--seed $(SEEDS)) $(if $(PLACER),--placer $(PLACER)) $(if $(filter ecp5,$(FAMILY)),--mapper $(MAPPER)) $(SYNTH_ARGS)
+	$(PY) -m microscopiq.cli synth --design accel --family $(FAMILY) --device $(DEVICE) --freq $(FREQ) $(DSP) $(if $(SEEDS),--seed $(SEEDS)) $(if $(SPEED),--speed $(SPEED)) $(if $(PLACER),--placer $(PLACER)) $(if $(filter ecp5,$(FAMILY)),--mapper $(MAPPER)) $(SYNTH_ARGS)
 
 # FPGA QoR sweep (array size x b x ReCoN) through `microscopiq explore` (docs/explore.md): Yosys
 # counts of every point, the 8x8 points placed and routed, the 8x8 b = 4 build fixed and

@@ -53,7 +53,7 @@ __all__ = [
     "Resources", "CriticalPath", "SynthReport", "synthesize", "run_yosys", "run_nextpnr",
     "DEVICES", "DEFAULT_DEVICE", "parse_cell_counts", "summarize_cells", "parse_utilisation",
     "over_utilised", "parse_timing", "first_error", "format_report", "abc9_crash",
-    "tool_command", "tool_variable", "tool_version", "PLACERS", "MAPPERS",
+    "tool_command", "tool_variable", "tool_version", "PLACERS", "MAPPERS", "SPEED_GRADES", "speed_grade",
 ]
 
 #: nextpnr device flags per family, with the package nextpnr picks when none is given.
@@ -90,6 +90,9 @@ PACKAGES: dict[str, dict[str, tuple[str, ...]]] = {
               "up5k": ("sg48", "uwg30"), "u4k": ("sg48",)},
 }
 DEFAULT_DEVICE = {"ecp5": "25k", "ice40": "up5k"}
+#: nextpnr speed grades (``--speed``) per family, nextpnr's default first: ECP5's 6 is the slowest
+#: part (LFE5U-45F-6), 8 the fastest; iCE40 parts have none to choose.
+SPEED_GRADES: dict[str, tuple[int, ...]] = {"ecp5": (6, 7, 8), "ice40": ()}
 #: nextpnr placers (``--placer``) of both families, the default first.
 PLACERS = ("heap", "static", "sa")
 #: Yosys LUT mappers, the default first (``abc`` and ``abc-wide`` on ECP5 only, see :func:`run_yosys`).
@@ -194,6 +197,8 @@ class SynthReport:
     lut_mapper_asked: str = "abc9"
     #: nextpnr placer (:data:`PLACERS`).
     placer: str = "heap"
+    #: Speed grade the timing is for (:data:`SPEED_GRADES`; ``None`` for a family without grades).
+    speed: int | None = None
     io_mode: str = "not placed"
     #: nextpnr bel type -> (used, available), from the placed design.
     utilisation: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -506,20 +511,32 @@ def _reusable(workdir: Path, script: str, verilog: list[Path]) -> dict | None:
     return recorded
 
 
+def speed_grade(family: str, speed: int | None = None) -> int | None:
+    """The speed grade a run for ``family`` is timed at: ``speed``, else the family's default
+    (:data:`SPEED_GRADES`; ``None`` for a family without grades)."""
+    grades = SPEED_GRADES[family]
+    return speed if speed is not None else (grades[0] if grades else None)
+
+
 def run_nextpnr(family: str, device: str, package: str, freq_mhz: float, seed: int, workdir: Path,
-                ooc: bool, timeout_s: float, progress=None, placer: str = PLACERS[0]) -> tuple[dict, float]:
+                ooc: bool, timeout_s: float, progress=None, placer: str = PLACERS[0],
+                speed: int | None = None) -> tuple[dict, float]:
     """Place and route ``netlist.json``; return nextpnr's report (with the parsed utilisation added
     under ``"utilisation_log"``) and the seconds it took. Raises :class:`DoesNotFit`.
 
     Logs are ``nextpnr[-ooc].log`` for seed 1 and ``nextpnr[-ooc]-seed<N>.log`` for any other seed
-    (``-<placer>`` after ``-ooc`` for a placer other than HeAP), so that runs of several seeds or
-    placers on one netlist keep every log."""
+    (``-<placer>`` after ``-ooc`` for a placer other than HeAP, ``-speed<N>`` for a speed grade other
+    than the family's default), so that runs of several seeds, placers or grades on one netlist keep
+    every log."""
+    speed = speed_grade(family, speed)
     stem = ("nextpnr-ooc" if ooc else "nextpnr") + ("" if placer == PLACERS[0] else f"-{placer}") + (
-        "" if seed == 1 else f"-seed{seed}")
+        "" if speed == speed_grade(family) else f"-speed{speed}") + ("" if seed == 1 else f"-seed{seed}")
     log, report = workdir / f"{stem}.log", workdir / f"{stem}-report.json"
     args = [f"--{device}", "--package", package, "--json", "netlist.json", "--freq", f"{freq_mhz:g}",
             "--seed", str(seed), "--placer", placer, "--timing-allow-fail", "--report", report.name,
             "--log", log.name, "-q"]
+    if speed is not None:
+        args += ["--speed", str(speed)]
     if ooc:
         args.append("--out-of-context")
     if report.exists():
@@ -560,7 +577,8 @@ def _check_parameters(family, device, package, freq_mhz, io, use_dsp, mapper):
 
 
 def check_flow_parameters(family, device, package, freq_mhz, io, use_dsp, mapper="abc9", *,
-                          seed: int = 1, timeout_s: float = 1800.0, placer: str = PLACERS[0]):
+                          seed: int = 1, timeout_s: float = 1800.0, placer: str = PLACERS[0],
+                          speed: int | None = None):
     """Every flow parameter, checked before any tool runs or anything is written; returns the
     device, the package and whether DSPs are used (see :func:`synthesize`)."""
     device, chosen, use_dsp = _check_parameters(family, device, package, freq_mhz, io, use_dsp, mapper)
@@ -573,6 +591,10 @@ def check_flow_parameters(family, device, package, freq_mhz, io, use_dsp, mapper
         raise FlowParameterError(f"timeout must be a number of seconds > 0, not {timeout_s!r}")
     if placer not in PLACERS:
         raise FlowParameterError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
+    if speed is not None and (isinstance(speed, bool) or speed not in SPEED_GRADES[family]):
+        grades = SPEED_GRADES[family]
+        raise FlowParameterError(f"speed grade for {family} must be one of {', '.join(map(str, grades))}, not {speed!r}"
+                                 if grades else f"speed grades exist for ecp5 only, not {family!r}")
     return device, chosen, use_dsp
 
 
@@ -580,7 +602,7 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
                package: str | None = None, freq_mhz: float = 100.0, workdir=None, seed: int = 1,
                use_dsp: bool = True, io: str = "auto", place_route: bool = True,
                timeout_s: float = 1800.0, mapper: str = "abc9", progress=None,
-               placer: str = PLACERS[0]) -> SynthReport:
+               placer: str = PLACERS[0], speed: int | None = None) -> SynthReport:
     """Synthesise ``top`` from ``verilog`` (a path or a list of paths), then place and route it.
 
     Parameters
@@ -614,6 +636,8 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
         Time limit of each tool run.
     placer : {"heap", "static", "sa"}
         nextpnr placer (default HeAP; see the module notes).
+    speed : {6, 7, 8}, optional
+        ECP5 speed grade the timing is for (default 6, nextpnr's: the slowest part).
     progress : callable, optional
         Called with one line when a tool starts, every minute while it runs and when it ends (the
         elapsed seconds in each); ``microscopiq synth`` prints them on stderr.
@@ -632,7 +656,7 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
         A tool ran too long or failed.
     """
     device, package, use_dsp = check_flow_parameters(family, device, package, freq_mhz, io, use_dsp, mapper,
-                                                     seed=seed, timeout_s=timeout_s, placer=placer)
+                                                     seed=seed, timeout_s=timeout_s, placer=placer, speed=speed)
     sources = [Path(v) for v in ([verilog] if isinstance(verilog, (str, os.PathLike)) else verilog)]
     for source in sources:
         if not source.is_file():
@@ -643,11 +667,11 @@ def synthesize(verilog, top: str, family: str = "ecp5", device: str | None = Non
     workdir.mkdir(parents=True, exist_ok=True)
     with build_lock(workdir):
         return _flow(sources, top, family, device, package, freq_mhz, workdir, seed, use_dsp, io,
-                     place_route, timeout_s, mapper, progress, placer)
+                     place_route, timeout_s, mapper, progress, placer, speed_grade(family, speed))
 
 
 def _flow(sources, top, family, device, package, freq_mhz, workdir, seed, use_dsp, io, place_route,
-          timeout_s, mapper, progress, placer) -> SynthReport:
+          timeout_s, mapper, progress, placer, speed) -> SynthReport:
     """The tool runs of :func:`synthesize` (parameters checked, ``workdir`` locked)."""
     cells, yosys_s, mapped = run_yosys(sources, top, family, workdir, use_dsp, timeout_s, mapper,
                                        progress)
@@ -655,7 +679,7 @@ def _flow(sources, top, family, device, package, freq_mhz, workdir, seed, use_ds
                          freq_mhz=float(freq_mhz), seed=seed, use_dsp=use_dsp,
                          resources=summarize_cells(cells, family), cells=cells, lut_mapper=mapped,
                          lut_mapper_asked=mapper,
-                         placer=placer, seconds={"yosys": round(yosys_s, 2)}, workdir=str(workdir),
+                         placer=placer, speed=speed, seconds={"yosys": round(yosys_s, 2)}, workdir=str(workdir),
                          tools={"yosys": tool_command("yosys")})
     if not place_route:
         return report
@@ -664,7 +688,7 @@ def _flow(sources, top, family, device, package, freq_mhz, workdir, seed, use_ds
     try:
         try:
             pnr, pnr_s = run_nextpnr(family, device, package, freq_mhz, seed, workdir, ooc, timeout_s,
-                                     progress, placer)
+                                     progress, placer, speed)
         except DoesNotFit as error:
             if io != "auto" or family != "ecp5" or error.resource != _IO_BEL[family]:
                 raise
@@ -672,7 +696,7 @@ def _flow(sources, top, family, device, package, freq_mhz, workdir, seed, use_ds
             if progress:
                 progress(f"nextpnr-{family}: the ports do not fit the package; placing out of context")
             pnr, pnr_s = run_nextpnr(family, device, package, freq_mhz, seed, workdir, ooc, timeout_s,
-                                     progress, placer)
+                                     progress, placer, speed)
     except DoesNotFit as error:
         error.report = report
         raise
@@ -690,6 +714,7 @@ def format_report(report: SynthReport) -> str:
     logic_bel = _LOGIC_BEL[report.family]
     rows = [("design", f"{report.top} on {report.family} {report.device} ({report.package}), "
                        f"target {report.freq_mhz:g} MHz, seed {report.seed}"
+                       + ("" if report.speed is None else f", speed grade {report.speed}")
                        + ("" if report.placer == PLACERS[0] else f", placer {report.placer}"))]
 
     def placed(bel):

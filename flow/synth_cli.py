@@ -161,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
     for seed in seeds:
         synth.check_flow_parameters(family, args.device, args.package, args.freq, args.io,
                                     not args.no_dsp, args.mapper, seed=seed, timeout_s=args.timeout,
-                                    placer=args.placer)
+                                    placer=args.placer, speed=args.speed)
     _check_design(args)
     if args.out is not None:
         check_out_dir(args.out)
@@ -181,7 +181,7 @@ def _run(args: argparse.Namespace) -> int:
                            package=args.package, freq_mhz=args.freq, seeds=seeds,
                            use_dsp=not args.no_dsp, io=args.io, timeout_s=args.timeout,
                            place_route=not args.no_place, progress=_progress, placer=args.placer,
-                           mapper=args.mapper)
+                           mapper=args.mapper, speed=args.speed)
     except synth.DoesNotFit as error:
         if error.report is not None:
             print(synth.format_report(error.report))
@@ -228,6 +228,8 @@ def add_commands(subparsers) -> None:
     flow.add_argument("--placer", choices=synth.PLACERS, default=synth.PLACERS[0],
                       help="nextpnr placer (default heap; static places the ECP5 DSP builds, on which "
                            "heap stalls)")
+    flow.add_argument("--speed", type=int, choices=synth.SPEED_GRADES["ecp5"], default=None,
+                      help="ECP5 speed grade the timing is for (default 6, the slowest part; 8 the fastest)")
     flow.add_argument("--mapper", choices=synth.MAPPERS, default=synth.MAPPERS[0],
                       help="Yosys LUT mapper (default abc9; abc, ECP5 only, is what make bench-qor uses; "
                            "abc-wide, ECP5 only, ABC with wide LUTs of up to 7 inputs)")

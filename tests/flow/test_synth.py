@@ -277,6 +277,8 @@ def test_time_limit(counter_v, tmp_path):
     ({"family": "ice40", "io": "ooc"}, r"^io='ooc' \(out of context\) exists for ecp5 only"),
     ({"top": "1bad"}, r"^top must be a Verilog module name, not '1bad'$"),
     ({"placer": "annealing"}, r"^placer must be one of heap, static, sa, not 'annealing'$"),
+    ({"speed": 9}, r"^speed grade for ecp5 must be one of 6, 7, 8, not 9$"),
+    ({"family": "ice40", "speed": 6}, r"^speed grades exist for ecp5 only, not 'ice40'$"),
 ])
 def test_bad_parameters(counter_v, tmp_path, kwargs, message):
     args = {"top": "countermac", "workdir": tmp_path, **kwargs}
@@ -373,13 +375,28 @@ def test_cli_static_placer(pe_dir, tmp_path, capsys):
     out = tmp_path / "static"
     assert main(["synth", "--from", str(pe_dir), "--placer", "static", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "target 100 MHz, seed 1, placer static" in printed and "Fmax clk" in printed
+    assert "target 100 MHz, seed 1, speed grade 6, placer static" in printed and "Fmax clk" in printed
     report = json.loads((out / "synth.json").read_text())["report"]
     assert report["placer"] == "static" and report["resources"]["ffs"] == 22 and report["fmax"] > 0
     assert report["utilisation"]["TRELLIS_FF"] == {"used": 22, "available": 24288}
     # Its own log beside the HeAP placer's name, which it does not take.
     assert (out / "nextpnr-static.log").is_file() and not (out / "nextpnr.log").exists()
     assert "Info: Running Static placer..." in (out / "nextpnr-static.log").read_text()
+
+
+def test_cli_speed_grade(pe_dir, tmp_path, capsys):
+    """The default run is timed at grade 6 and says so; ``--speed 8`` times the same netlist for the
+    fastest part (its own log beside grade 6's), so its Fmax is higher."""
+    out = tmp_path / "speed"
+    assert main(["synth", "--from", str(pe_dir), "--out", str(out)]) == 0
+    assert "target 100 MHz, seed 1, speed grade 6" in capsys.readouterr().out
+    slow = json.loads((out / "synth.json").read_text())["report"]
+    assert main(["synth", "--from", str(pe_dir), "--speed", "8", "--out", str(out)]) == 0
+    assert "target 100 MHz, seed 1, speed grade 8" in capsys.readouterr().out
+    fast = json.loads((out / "synth.json").read_text())["report"]
+    assert (slow["speed"], fast["speed"]) == (6, 8)
+    assert fast["fmax"] > slow["fmax"], (slow["fmax"], fast["fmax"])
+    assert (out / "nextpnr.log").is_file() and (out / "nextpnr-speed8.log").is_file()
 
 
 def test_cli_abc_mapper(pe_dir, tmp_path, capsys):
