@@ -162,7 +162,7 @@ class UnpackerProgressProof(_Harness):
         for kind in Unpacker._PARSING:
             m.d.comb += [Assert(internal(fragment, f"{name}_{kind.name.lower()}") == (state == kind))
                          for name in ("state_is", "queue_in")]
-        m.d.comb += [Assert(internal(fragment, "spare_copy0") == spare)] + [
+        m.d.comb += [Assert(internal(fragment, copy) == spare) for copy in ("beat_spare", "queue_spare")] + [
             Assert(internal(fragment, f"{port}__valid_copy0") == getattr(self.unpacker, port).valid)
             for port in ("header", "exps", "rows")]
         # The map queue's prefixes (where a row's codes start) are map fields' lengths and its

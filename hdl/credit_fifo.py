@@ -14,7 +14,7 @@ every LUT-RAM cell of a wide entry was a path across the die (docs/performance.m
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -86,6 +86,11 @@ class CreditFIFO(wiring.Component):
         """Not empty (``r_stream.valid``), as ``SyncFIFO.r_rdy``."""
         return self.r_stream.valid
 
+    def _differs(self, value: int):
+        """``level != value``; 1 where ``level`` cannot hold ``value`` (a constant comparison
+        Verilator's lint refuses)."""
+        return self.level != value if value < 1 << len(self.level) else Const(1, 1)
+
     def elaborate(self, platform):
         m = Module()
         # A power-of-two number of slots, so that the pointers wrap by themselves (the LUT RAM is
@@ -112,8 +117,12 @@ class CreditFIFO(wiring.Component):
         level_after = Signal.like(self.level)
         not_full = Signal(init=1)
         not_full_next, not_full_copies = mirrored(m, not_full, self.lanes - 1)
+        # ``level_after != depth`` by cases of the handshakes, each a comparison of the level
+        # register with a constant: no adder in front of the not-full copies.
         m.d.comb += [level_after.eq(self.level + writes - reads), self.w_stream.ready.eq(not_full),
-                     not_full_next.eq(level_after != self.depth)]
+                     not_full_next.eq(Mux(writes & ~reads, self.level != self.depth - 1,
+                                          Mux(reads & ~writes, self._differs(self.depth + 1),
+                                              self.level != self.depth)))]
         if split:
             m.d.comb += self.w_rdy_lanes.eq(Cat(not_full, *not_full_copies))
         m.d.sync += self.level.eq(level_after)

@@ -224,6 +224,9 @@ class MetaDecoder(wiring.Component):
         m.d.comb += self._advance.eq(~self.o.valid | self.o.ready)
         levels = self.record.offset_bits          # log2(U): stages 0 … 2·levels - 2 of the network
         state = self._stage(self._records())
+        # The records' error is registered per slot and ORed in stage 1 (its tree and the slots'
+        # comparisons would otherwise be one path of stage 0).
+        state["error"] = or_tree(state["error"])
         size = self.fmt.ublock
         while size > 2:                           # one Beneš level: first and last stages, two halves
             depth = levels - size.bit_length() + 1
@@ -275,7 +278,7 @@ class MetaDecoder(wiring.Component):
 
     def _records(self) -> dict:
         """Stage 0: per micro-block the routing permutation ``dst``, per column the role, and the
-        error flag, from the records (metadata ignored in raw mode)."""
+        error flags per slot, from the records (metadata ignored in raw mode)."""
         u, payload = self.fmt.ublock, self.i.payload
         raw = payload.raw
         roles, perms, errors = [], [], []
@@ -303,7 +306,7 @@ class MetaDecoder(wiring.Component):
         return {"valid": self.i.valid, "codes": [payload.codes[c] for c in range(self.width)], "roles": roles,
                 "narrow": narrow, "pairs": pairs,
                 "xexp": [payload.blocks[blk].xexp for blk in range(self.geometry.blocks)], "raw": raw,
-                "error": or_tree(errors), "perms": perms,
+                "error": errors, "perms": perms,
                 "benes": [[[] for _ in range(stages)] for _ in range(self.geometry.blocks)]}
 
     # One Beneš level on a permutation dst of n lines (h = n/2), in four register stages and one per

@@ -99,10 +99,12 @@ def _times(value, factor: int):
 def _sum(terms, width: int):
     """``Σ terms`` modulo ``2**width`` with one carry chain: the constants folded into one, then
     carry-save layers (a LUT level each) down to two operands and one adder, so that a sum of
-    registers is not a chain of adders one behind the other."""
+    registers is not a chain of adders one behind the other. The layers take the operands in order,
+    the constant first: the last of ``terms`` passes the fewest layers (one of up to four operands),
+    so a loop's own register goes last."""
     constant = sum(t for t in terms if isinstance(t, int)) % (1 << width)
     values = [Cat(Value.cast(t), Const(0, width))[:width] for t in terms if not isinstance(t, int)]
-    values += [Const(constant, width)] if constant or not values else []
+    values = ([Const(constant, width)] if constant or not values else []) + values
     while len(values) > 2:
         a, b, c, *values = values
         carries = (a & b) | (a & c) | (b & c)
@@ -112,9 +114,10 @@ def _sum(terms, width: int):
 
 def _minus(base, terms, width: int):
     """``base - Σ terms`` modulo ``2**width`` as ``~(~base + Σ terms)``: the subtrahends join the
-    carry-save sum (:func:`_sum`) instead of being added up before the subtraction."""
+    carry-save sum (:func:`_sum`) instead of being added up before the subtraction; ``base`` (the
+    item loop's ``spare`` or ``fill``) joins last, one layer before the carry chain."""
     inverted = ~Cat(Value.cast(base), Const(0, width))[:width]
-    return ~_sum([inverted, *terms], width)
+    return ~_sum([*terms, inverted], width)
 
 
 def _popcount(bits) -> object:
@@ -316,7 +319,14 @@ class Unpacker(wiring.Component):
         # ``spare = fill - need`` is a register too (negative while the item is incomplete), so
         # that ``have`` is its sign and a beat's place below a parsed item is a register.
         spare = Signal(signed(len(fill) + 1), init=-PACKED_HEADER.size)
-        spare_next, (queue_spare,) = mirrored(m, spare, 1)
+        # Two copies for the beat's shifter and the map queue, each computing its own next value
+        # from itself (copies loading ``spare``'s next value would carry the loop to them).
+        spares = [spare, Signal.like(spare, name="beat_spare"), Signal.like(spare, name="queue_spare")]
+        spare_nexts = [Signal.like(copy, name=f"{copy.name}_next") for copy in spares]
+        for copy, following in zip(spares, spare_nexts):
+            copy.attrs[REPLICA] = 1
+            m.d.sync += copy.eq(following)
+        _, beat_spare, queue_spare = spares
         # Which of the candidate lengths (``_Next``) is the next item's if the front item is parsed
         # in this cycle: one flag, set by the state from registers (none in END and DRAIN).
         chosen = {kind: Signal(name=f"next_{kind.name.lower()}") for kind in _Next}
@@ -334,10 +344,11 @@ class Unpacker(wiring.Component):
         # ``parse`` and ``take`` only select among their results: a beat lands at ``fill``, or at
         # ``spare = fill - need`` below the parsed item's bits.
         kept = spare[:len(fill)]
+        beat_kept = beat_spare[:len(fill)]
         appended, consumed = Signal(capacity), Signal(capacity)
         at_fill, at_kept = Signal(capacity), Signal(capacity)
         m.d.comb += [at_fill.eq(_shifted(beat.payload.data, fill, capacity, left=True)),
-                     at_kept.eq(_shifted(beat.payload.data, kept, capacity, left=True)),
+                     at_kept.eq(_shifted(beat.payload.data, beat_kept, capacity, left=True)),
                      appended.eq(buffer | Mux(take, at_fill, 0)),
                      consumed.eq(_shifted(buffer, need, capacity, left=False) | Mux(take, at_kept, 0))]
         m.d.sync += buffer.eq(Mux(parse, consumed, appended))
@@ -358,12 +369,13 @@ class Unpacker(wiring.Component):
             with m.Elif(ready):
                 m.d.comb += header_fault.eq(Fault.TRUNCATED)
 
-        row_terms = self._items(m, (state, state_next, flags, queue_flags), buffer, chosen, ready, parse,
-                                (have, ~queue_spare[-1]), header_fault, pass_regs)
+        row_terms, queue_parse = self._items(m, (state, state_next, flags, queue_flags), buffer, chosen, ready,
+                                             parse, (have, ~queue_spare[-1]), header_fault, pass_regs)
         cfg = self.cfg
         lengths = {_Next.ROW: row_terms, _Next.EXPS: [cfg.cols * EXP_BITS],
                    _Next.CODES: [cfg.cols * cfg.fmt.wbits], _Next.PROLOGUE: [self.sizes.prologue_bits]}
-        self._next_counts(m, parse, take, fill, kept, need, spare, spare_next, room, chosen, lengths)
+        loops = [(kept, parse), (beat_kept, ~beat_spare[-1] & ready), (queue_spare[:len(fill)], queue_parse)]
+        self._next_counts(m, take, fill, need, room, chosen, lengths, list(zip(loops, spare_nexts)))
 
         def restart():
             """Drop what is left of the pass (its tlast beat is in) and wait for a header."""
@@ -372,7 +384,7 @@ class Unpacker(wiring.Component):
             # buffer with no beat taken, DRAIN clears it every cycle; so ``buffer == 0`` does not
             # reach the buffer's own multiplexers.)
             m.d.sync += [last_taken.eq(0), fill.eq(0), room.eq(1), need.eq(PACKED_HEADER.size)]
-            m.d.comb += [state_next.eq(_Item.HEADER), spare_next.eq(-PACKED_HEADER.size)]
+            m.d.comb += [state_next.eq(_Item.HEADER), *(following.eq(-PACKED_HEADER.size) for following in spare_nexts)]
 
         with m.If(state == _Item.END):
             # The pass's last field must lie in its tlast beat, padded with zeros.
@@ -385,18 +397,20 @@ class Unpacker(wiring.Component):
         with m.If(state == _Item.DRAIN):
             m.d.comb += beat.ready.eq(~last_taken)
             m.d.sync += [buffer.eq(0), fill.eq(0), room.eq(1)]
-            m.d.comb += spare_next.eq(-need)
+            m.d.comb += [following.eq(-need) for following in spare_nexts]
             with m.If(last_taken):
                 restart()
         return m
 
-    def _next_counts(self, m, parse, take, fill, kept, need, spare, spare_next, room, chosen, lengths):
+    def _next_counts(self, m, take, fill, need, room, chosen, lengths, loops):
         """The next ``fill``, ``need``, ``spare = fill - need`` and ``room``. Every candidate (the
         front item parsed or not, a beat taken or not, and if parsed each next length of
         ``lengths``, a list of terms per :class:`_Next`) is computed from registers; the state's
         ``chosen`` flag, then ``parse`` and ``take``, which depend on the handshakes, only select
-        among them, so no adder or comparator sits behind a ``ready`` or behind another adder."""
-        width, capacity, bits = self.bus_bits, self.sizes.capacity, len(spare)
+        among them, so no adder or comparator sits behind a ``ready`` or behind another adder.
+        ``loops``: per copy of ``spare`` (``spare`` first) its ``kept``, its ``parse`` and its next
+        value; ``fill``, ``room`` and ``need`` follow the first."""
+        width, capacity, bits = self.bus_bits, self.sizes.capacity, len(loops[0][1])
 
         def after(base, beat: bool, parsed: bool):
             added = width if beat else 0
@@ -404,15 +418,18 @@ class Unpacker(wiring.Component):
                     if parsed else _minus(base, [-added, need], bits))
             return [base + added, left, base <= capacity - width - added]
 
-        options = [after(kept, True, True), after(kept, False, True), after(fill, True, False), after(fill, False, False)]
-        fill_value, spare_value, room_value = (
-            Mux(parse, Mux(take, with_beat_parsed, parsed_only), Mux(take, with_beat, unchanged))
-            for with_beat_parsed, parsed_only, with_beat, unchanged in zip(*options))
-        m.d.sync += [fill.eq(fill_value), room.eq(room_value)]
-        m.d.comb += spare_next.eq(spare_value)
-        need_parsed = _one_hot(chosen, {kind: _sum(terms, len(need)) for kind, terms in lengths.items()})
-        with m.If(parse):
-            m.d.sync += need.eq(need_parsed)
+        unparsed = [after(fill, True, False), after(fill, False, False)]
+        for index, ((kept, parse), following) in enumerate(loops):
+            options = [after(kept, True, True), after(kept, False, True), *unparsed]
+            fill_value, spare_value, room_value = (
+                Mux(parse, Mux(take, with_beat_parsed, parsed_only), Mux(take, with_beat, unchanged))
+                for with_beat_parsed, parsed_only, with_beat, unchanged in zip(*options))
+            m.d.comb += following.eq(spare_value)
+            if index == 0:
+                m.d.sync += [fill.eq(fill_value), room.eq(room_value)]
+                need_parsed = _one_hot(chosen, {kind: _sum(terms, len(need)) for kind, terms in lengths.items()})
+                with m.If(parse):
+                    m.d.sync += need.eq(need_parsed)
 
     def _pass_registers(self, m) -> dict:
         header = self.layouts.header.members
@@ -529,7 +546,7 @@ class Unpacker(wiring.Component):
                 # The next item: the tile's next row, or after its last the next tile's E_min, E or
                 # row 0 (uniform: always a row of codes).
                 m.d.comb += [chosen[_Next.ROW].eq(tile_row), chosen[_Next.EXPS].eq(~tile_row)]
-        return row_terms
+        return row_terms, queue_parse
 
     def _next_row(self, m, states, regs, parse, header_value):
         """After a row: the next row, tile (K-tiles inner), or the pass's end; a MicroScopiQ tile
