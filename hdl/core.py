@@ -379,8 +379,8 @@ class AcceleratorCore(wiring.Component):
                 with m.If(beat.fault == Fault.NONE):
                     m.d.sync += [regs["mode"].eq(header.mode), regs["tokens"].eq(header.tokens),
                                  regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles)]
-                    for counter, limit in zip(regs["counters"], (header.tokens, header.k_tiles, header.n_tiles)):
-                        counter.start(m, limit)
+                    for counter, name in zip(regs["counters"], WeightDecoder.COUNTS):
+                        counter.start(m, getattr(header, name), single=getattr(beat.single, name))
                     if cfg.multi_precision:
                         m.d.sync += [regs["pairs"].eq(header.pairs), regs["narrow"].eq(header.narrow)]
                 with m.Else():

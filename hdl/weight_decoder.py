@@ -84,11 +84,22 @@ class WeightDecoder(wiring.Component):
         shifts: those fields exist only with ReCoN."""
         layouts = StreamLayouts(cfg)
         fields = {"header": unsigned(1), "fault": Fault, "fields": layouts.header,
+                  "single": WeightDecoder.single_layout(),
                   "codes": data.ArrayLayout(unsigned(cfg.fmt.wbits), cfg.cols)}
         if cfg.has_recon:
             fields.update({"roles": data.ArrayLayout(Role, cfg.cols), "config": layouts.recon_config,
                            "shift": unsigned(1), "d": data.ArrayLayout(unsigned(SHIFT_BITS), cfg.cols)})
         return data.StructLayout(fields)
+
+    #: The header's counts whose zero tests a header beat carries (``single``).
+    COUNTS = ("tokens", "k_tiles", "n_tiles")
+
+    @classmethod
+    def single_layout(cls) -> data.StructLayout:
+        """Per count of the header, whether it is 0 (one token, K-tile, N-tile): computed in the
+        merge from its registers, so that the core's counters start from these bits, not from a
+        zero test behind the output buffer's LUT-RAM read."""
+        return data.StructLayout({name: unsigned(1) for name in cls.COUNTS})
 
     @property
     def latency(self) -> int:
@@ -204,7 +215,9 @@ class WeightDecoder(wiring.Component):
         with m.If(~active):
             # A header: the pass's rows follow; a refused one runs nothing.
             m.d.comb += [out.valid.eq(header.valid), header.ready.eq(out.ready),
-                         beat.header.eq(1), beat.fields.eq(header.payload.fields), beat.fault.eq(header.payload.fault)]
+                         beat.header.eq(1), beat.fields.eq(header.payload.fields), beat.fault.eq(header.payload.fault),
+                         *(getattr(beat.single, name).eq(getattr(header.payload.fields, name) == 0)
+                           for name in self.COUNTS)]
             with m.If(header.valid & out.ready & (header.payload.fault == Fault.NONE)):
                 m.d.sync += [active.eq(1), fields.eq(header.payload.fields), broken.eq(0),
                              pass_fault.eq(Fault.NONE),

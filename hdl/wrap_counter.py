@@ -47,11 +47,14 @@ class WrapCounter:
             self._single = Signal(init=1, name=f"{name}_single")
         self._constant = constant
 
-    def start(self, m, limit):
-        """From the next cycle count from 0 up to ``limit`` (the value ``self.limit`` takes then)."""
-        m.d.sync += [self.count.eq(0), self.last.eq(limit == 0), self.first.eq(1)]
+    def start(self, m, limit, single=None):
+        """From the next cycle count from 0 up to ``limit`` (the value ``self.limit`` takes then).
+        ``single``: ``limit == 0`` where the caller has it from registers already (a limit read
+        from LUT RAM would otherwise put its zero test in front of ``last``)."""
+        single = limit == 0 if single is None else single
+        m.d.sync += [self.count.eq(0), self.last.eq(single), self.first.eq(1)]
         if not self._constant:
-            m.d.sync += [self._before_last.eq(limit - 1), self._single.eq(limit == 0)]
+            m.d.sync += [self._before_last.eq(limit - 1), self._single.eq(single)]
 
     def step(self, m):
         """The next count (0 after ``limit``), in the next cycle."""

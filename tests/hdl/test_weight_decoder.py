@@ -60,6 +60,8 @@ def check_pass(cfg, layer, tokens, beats, *, fault=Fault.NONE, first_fault=None)
     if cfg.multi_precision:
         fields.update(pairs=int(stream_format.layer_pairs(cfg, layer)), narrow=int(cfg.pass_narrow(layer.fmt, uniform)))
     assert header.fields.as_value().value == layouts.header.const(fields).as_value().value
+    single = {name: int(fields[name] == 0) for name in WeightDecoder.COUNTS}
+    assert {name: int(getattr(header.single, name)) for name in WeightDecoder.COUNTS} == single, single
     assert len(rows) == len(tiles) * cfg.rows, f"{len(rows)} rows, expected {len(tiles) * cfg.rows}"
     marks = [Fault(beat.fault) for beat in rows]
     marked = next((i for i, mark in enumerate(marks) if mark != Fault.NONE), len(rows))
