@@ -375,7 +375,8 @@ class Unpacker(wiring.Component):
         lengths = {_Next.ROW: row_terms, _Next.EXPS: [cfg.cols * EXP_BITS],
                    _Next.CODES: [cfg.cols * cfg.fmt.wbits], _Next.PROLOGUE: [self.sizes.prologue_bits]}
         loops = [(kept, parse), (beat_kept, ~beat_spare[-1] & ready), (queue_spare[:len(fill)], queue_parse)]
-        self._next_counts(m, take, fill, need, room, chosen, lengths, list(zip(loops, spare_nexts)))
+        self._next_counts(m, take, fill, need, room, chosen, lengths,
+                          [(*loop, following) for loop, following in zip(loops, spare_nexts)])
 
         def restart():
             """Drop what is left of the pass (its tlast beat is in) and wait for a header."""
@@ -410,7 +411,7 @@ class Unpacker(wiring.Component):
         among them, so no adder or comparator sits behind a ``ready`` or behind another adder.
         ``loops``: per copy of ``spare`` (``spare`` first) its ``kept``, its ``parse`` and its next
         value; ``fill``, ``room`` and ``need`` follow the first."""
-        width, capacity, bits = self.bus_bits, self.sizes.capacity, len(loops[0][1])
+        width, capacity, bits = self.bus_bits, self.sizes.capacity, len(loops[0][2])
 
         def after(base, beat: bool, parsed: bool):
             added = width if beat else 0
@@ -419,7 +420,7 @@ class Unpacker(wiring.Component):
             return [base + added, left, base <= capacity - width - added]
 
         unparsed = [after(fill, True, False), after(fill, False, False)]
-        for index, ((kept, parse), following) in enumerate(loops):
+        for index, (kept, parse, following) in enumerate(loops):
             options = [after(kept, True, True), after(kept, False, True), *unparsed]
             fill_value, spare_value, room_value = (
                 Mux(parse, Mux(take, with_beat_parsed, parsed_only), Mux(take, with_beat, unchanged))
