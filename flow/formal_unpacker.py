@@ -173,6 +173,12 @@ class UnpackerProgressProof(_Harness):
             body = internal(fragment, f"queue_body_{i}")
             m.d.comb += [Assert(internal(fragment, f"queue_prefix_{i}") <= sizes.prefix_bits),
                          Assert(body >= codes), Assert(body <= sizes.row_bits)]
+        # The next row's length and what ``spare`` changes by for it are entry 1's, registered with it.
+        if depth:
+            length = internal(fragment, "row_length")
+            m.d.comb += Assert(length == internal(fragment, "queue_body_1") + internal(fragment, "queue_prefix_1"))
+            m.d.comb += [Assert((internal(fragment, f"row_change_{added}") + length)[:sizes.spare_bits] == added)
+                         for added in (0, sizes.bus_bits)]
 
 
 class UnpackerPassProof(_Harness):

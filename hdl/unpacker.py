@@ -96,28 +96,17 @@ def _times(value, factor: int):
     return sum((Mux(value[i], factor << i, 0) for i in range(len(value))), Const(0, 1))
 
 
-def _sum(terms, width: int):
-    """``Σ terms`` modulo ``2**width`` with one carry chain: the constants folded into one, then
-    carry-save layers (a LUT level each) down to two operands and one adder, so that a sum of
-    registers is not a chain of adders one behind the other. The layers take the operands in order,
-    the constant first: the last of ``terms`` passes the fewest layers (one of up to four operands),
-    so a loop's own register goes last."""
-    constant = sum(t for t in terms if isinstance(t, int)) % (1 << width)
-    values = [Cat(Value.cast(t), Const(0, width))[:width] for t in terms if not isinstance(t, int)]
-    values = ([Const(constant, width)] if constant or not values else []) + values
+def _difference(constant: int, terms, width: int):
+    """``constant - Σ terms`` modulo ``2**width`` with one carry chain: ``-t`` is ``~t + 1``, and
+    carry-save layers (a LUT level each) take the operands down to two, so that a difference of
+    sums is not a chain of adders one behind the other."""
+    values = [Const((constant + len(terms)) % (1 << width), width)]
+    values += [~Cat(Value.cast(term), Const(0, width))[:width] for term in terms]
     while len(values) > 2:
         a, b, c, *values = values
         carries = (a & b) | (a & c) | (b & c)
         values += [a ^ b ^ c, Cat(Const(0, 1), carries)[:width]]
     return (values[0] + values[1])[:width] if len(values) == 2 else values[0]
-
-
-def _minus(base, terms, width: int):
-    """``base - Σ terms`` modulo ``2**width`` as ``~(~base + Σ terms)``: the subtrahends join the
-    carry-save sum (:func:`_sum`) instead of being added up before the subtraction; ``base`` (the
-    item loop's ``spare`` or ``fill``) joins last, one layer before the carry chain."""
-    inverted = ~Cat(Value.cast(base), Const(0, width))[:width]
-    return ~_sum([*terms, inverted], width)
 
 
 def _popcount(bits) -> object:
@@ -166,6 +155,29 @@ class MapPlacement:
     def counts_row(self, tile):
         """The pass row (across tiles) that carries ``tile``'s counts (``tile >= prologue_counts``)."""
         return (tile - self.ahead) * self.rows + 2
+
+
+@dataclass(frozen=True)
+class _RowLength:
+    """The next PE row's length as registers (the map queue's entry 1's ``body + prefix``):
+    ``length`` for ``need``, and in ``changes`` per bits ``added`` with the row (0, or a beat's
+    ``W``) ``added - length`` modulo ``2**spare_bits``, what ``spare`` changes by as the row before
+    is parsed: so that ``spare``'s next value is one adder of two registers."""
+
+    length: Signal
+    changes: dict
+
+    @classmethod
+    def load(cls, m, enable, terms, sizes: UnpackerSizes, init: int) -> _RowLength:
+        """Registers loaded with the length ``Σ terms`` (from ``init``) under ``enable``."""
+        bits = sizes.spare_bits
+        length = Signal(range(sizes.item_bits + 1), init=init, name="row_length")
+        changes = {added: Signal(bits, init=(added - init) % (1 << bits), name=f"row_change_{added}")
+                   for added in (0, sizes.bus_bits)}
+        with m.If(enable):
+            m.d.sync += [length.eq(sum(terms))] + [
+                change.eq(_difference(added, terms, bits)) for added, change in changes.items()]
+        return cls(length, changes)
 
 
 @dataclass(frozen=True)
@@ -232,6 +244,11 @@ class UnpackerSizes:
         """Bits of the buffer: the longest item and one beat, so a beat is taken whenever the next
         item is still incomplete."""
         return self.item_bits + self.bus_bits
+
+    @property
+    def spare_bits(self) -> int:
+        """Bits of ``spare``, the buffer's bits past the front item: ``fill``'s and a sign."""
+        return self.capacity.bit_length() + 1
 
 
 class Unpacker(wiring.Component):
@@ -318,7 +335,7 @@ class Unpacker(wiring.Component):
         need = Signal(range(self.sizes.item_bits + 1), init=PACKED_HEADER.size)
         # ``spare = fill - need`` is a register too (negative while the item is incomplete), so
         # that ``have`` is its sign and a beat's place below a parsed item is a register.
-        spare = Signal(signed(len(fill) + 1), init=-PACKED_HEADER.size)
+        spare = Signal(signed(self.sizes.spare_bits), init=-PACKED_HEADER.size)
         # Two copies for the beat's shifter and the map queue, each computing its own next value
         # from itself (copies loading ``spare``'s next value would carry the loop to them).
         spares = [spare, Signal.like(spare, name="beat_spare"), Signal.like(spare, name="queue_spare")]
@@ -343,7 +360,6 @@ class Unpacker(wiring.Component):
         # ``need`` and ``spare`` are registers, so the shifters start from registers and ports, and
         # ``parse`` and ``take`` only select among their results: a beat lands at ``fill``, or at
         # ``spare = fill - need`` below the parsed item's bits.
-        kept = spare[:len(fill)]
         beat_kept = beat_spare[:len(fill)]
         appended, consumed = Signal(capacity), Signal(capacity)
         at_fill, at_kept = Signal(capacity), Signal(capacity)
@@ -369,12 +385,12 @@ class Unpacker(wiring.Component):
             with m.Elif(ready):
                 m.d.comb += header_fault.eq(Fault.TRUNCATED)
 
-        row_terms, queue_parse = self._items(m, (state, state_next, flags, queue_flags), buffer, chosen, ready,
+        row_length, queue_parse = self._items(m, (state, state_next, flags, queue_flags), buffer, chosen, ready,
                                              parse, (have, ~queue_spare[-1]), header_fault, pass_regs)
         cfg = self.cfg
-        lengths = {_Next.ROW: row_terms, _Next.EXPS: [cfg.cols * EXP_BITS],
-                   _Next.CODES: [cfg.cols * cfg.fmt.wbits], _Next.PROLOGUE: [self.sizes.prologue_bits]}
-        loops = [(kept, parse), (beat_kept, ~beat_spare[-1] & ready), (queue_spare[:len(fill)], queue_parse)]
+        lengths = {_Next.ROW: row_length, _Next.EXPS: cfg.cols * EXP_BITS,
+                   _Next.CODES: cfg.cols * cfg.fmt.wbits, _Next.PROLOGUE: self.sizes.prologue_bits}
+        loops = [(spare, parse), (beat_spare, ~beat_spare[-1] & ready), (queue_spare, queue_parse)]
         self._next_counts(m, take, fill, need, room, chosen, lengths,
                           [(*loop, following) for loop, following in zip(loops, spare_nexts)])
 
@@ -406,29 +422,35 @@ class Unpacker(wiring.Component):
     def _next_counts(self, m, take, fill, need, room, chosen, lengths, loops):
         """The next ``fill``, ``need``, ``spare = fill - need`` and ``room``. Every candidate (the
         front item parsed or not, a beat taken or not, and if parsed each next length of
-        ``lengths``, a list of terms per :class:`_Next`) is computed from registers; the state's
-        ``chosen`` flag, then ``parse`` and ``take``, which depend on the handshakes, only select
-        among them, so no adder or comparator sits behind a ``ready`` or behind another adder.
-        ``loops``: per copy of ``spare`` (``spare`` first) its ``kept``, its ``parse`` and its next
-        value; ``fill``, ``room`` and ``need`` follow the first."""
-        width, capacity, bits = self.bus_bits, self.sizes.capacity, len(loops[0][2])
+        ``lengths``, per :class:`_Next` a constant or the map queue's :class:`_RowLength`) is
+        computed from registers; the state's ``chosen`` flag, then ``parse`` and ``take``, which
+        depend on the handshakes, only select among them, so no adder or comparator sits behind a
+        ``ready`` or behind another adder. ``loops``: per copy of ``spare`` (``spare`` first) the
+        copy, its ``parse`` and its next value; ``fill``, ``room`` and ``need`` follow the first."""
+        width, capacity, bits = self.bus_bits, self.sizes.capacity, self.sizes.spare_bits
 
-        def after(base, beat: bool, parsed: bool):
-            added = width if beat else 0
-            left = (_one_hot(chosen, {kind: _minus(base, [-added, *terms], bits) for kind, terms in lengths.items()})
-                    if parsed else _minus(base, [-added, need], bits))
-            return [base + added, left, base <= capacity - width - added]
+        def change(length, added: int):
+            """What ``spare`` changes by for a next item of ``length`` with ``added`` bits."""
+            return (added - length) % (1 << bits) if isinstance(length, int) else length.changes[added]
 
-        unparsed = [after(fill, True, False), after(fill, False, False)]
-        for index, (kept, parse, following) in enumerate(loops):
-            options = [after(kept, True, True), after(kept, False, True), *unparsed]
-            fill_value, spare_value, room_value = (
-                Mux(parse, Mux(take, with_beat_parsed, parsed_only), Mux(take, with_beat, unchanged))
-                for with_beat_parsed, parsed_only, with_beat, unchanged in zip(*options))
-            m.d.comb += following.eq(spare_value)
+        def room_after(base, added: int):
+            return base <= capacity - width - added
+
+        need_parsed = _one_hot(chosen, {kind: length if isinstance(length, int) else length.length
+                                        for kind, length in lengths.items()})
+        for index, (copy, parse, following) in enumerate(loops):
+            # Parsed, ``copy`` (then ``fill - need``, not negative) is the bits kept; not parsed,
+            # ``spare`` moves by the beat only.
+            kept = copy[:len(fill)]
+            parsed = {added: _one_hot(chosen, {kind: (kept + change(length, added))[:bits]
+                                               for kind, length in lengths.items()})
+                      for added in (width, 0)}
+            m.d.comb += following.eq(Mux(parse, Mux(take, parsed[width], parsed[0]),
+                                         Mux(take, (copy + width)[:bits], copy)))
             if index == 0:
-                m.d.sync += [fill.eq(fill_value), room.eq(room_value)]
-                need_parsed = _one_hot(chosen, {kind: _sum(terms, len(need)) for kind, terms in lengths.items()})
+                m.d.sync += [fill.eq(Mux(parse, Mux(take, kept + width, kept), Mux(take, fill + width, fill))),
+                             room.eq(Mux(parse, Mux(take, room_after(kept, width), room_after(kept, 0)),
+                                         Mux(take, room_after(fill, width), room_after(fill, 0))))]
                 with m.If(parse):
                     m.d.sync += need.eq(need_parsed)
 
@@ -488,9 +510,9 @@ class Unpacker(wiring.Component):
     def _items(self, m, states, buffer, chosen, ready, parse, haves, header_fault, regs):
         """The items' parsing; sets ``ready`` and ``chosen``, which length (:class:`_Next`) the next
         item has if the front item is parsed in this cycle (from registers, by state), and returns
-        the next PE row's length as terms to add up. ``states``: the state register, its next
-        value, its one-hot flags and the map queue's; ``haves``: the front item is complete, and
-        the queue's copy."""
+        the next PE row's length (:meth:`_row`) and the queue's ``parse``. ``states``: the state
+        register, its next value, its one-hot flags and the map queue's; ``haves``: the front item
+        is complete, and the queue's copy."""
         cfg = self.cfg
         exp_bits = cfg.cols * EXP_BITS
         state, state_next, flags, queue_flags = states
@@ -498,7 +520,7 @@ class Unpacker(wiring.Component):
         # The map queue's own ``parse`` and ``moving`` (the item after the front one is a PE row
         # and the pass is MicroScopiQ: the queue moves on as the front item is parsed), from copies.
         queue_parse, moving = Signal(), Signal()
-        row_value, row_terms = self._row(m, buffer, queue_flags, queue_parse, moving, regs)
+        row_value, row_length = self._row(m, buffer, queue_flags, queue_parse, moving, regs)
         exps_value = Signal(ExpDecoder.in_layout(cfg.cols))
         m.d.comb += [exps_value.minimum.eq(state == _Item.EMIN), exps_value.exps.as_value().eq(buffer[:exp_bits])]
         with m.If((state == _Item.HEADER) & parse & ~header_ok):
@@ -547,7 +569,7 @@ class Unpacker(wiring.Component):
                 # The next item: the tile's next row, or after its last the next tile's E_min, E or
                 # row 0 (uniform: always a row of codes).
                 m.d.comb += [chosen[_Next.ROW].eq(tile_row), chosen[_Next.EXPS].eq(~tile_row)]
-        return row_terms, queue_parse
+        return row_length, queue_parse
 
     def _next_row(self, m, states, regs, parse, header_value):
         """After a row: the next row, tile (K-tiles inner), or the pass's end; a MicroScopiQ tile
@@ -659,16 +681,16 @@ class Unpacker(wiring.Component):
                 for present, count in zip(presence, counts)]
 
     def _row(self, m, buffer, flags, parse, moving, regs):
-        """The output payload of the row at the buffer's front, and the next PE row's length as
-        terms to add up (registers only: the map queue's, :meth:`_map_queue`)."""
+        """The output payload of the row at the buffer's front, and the next PE row's length: ``C·b``
+        without ReCoN, else the map queue's :class:`_RowLength` (registers)."""
         cfg, fmt = self.cfg, self.cfg.fmt
         code_bits = cfg.cols * fmt.wbits
         value = Signal(self.row_layout(cfg))
         if not self.record:
             m.d.comb += value.codes.as_value().eq(buffer[:code_bits])
-            return value, [code_bits]
+            return value, code_bits
         geom = self.record
-        presence, counts, row_offset, row_terms = self._map_queue(m, buffer, flags, parse, moving, regs)
+        presence, counts, row_offset, row_length = self._map_queue(m, buffer, flags, parse, moving, regs)
         # The front row: codes from ``row_offset`` on, then the records of its present blocks. A
         # narrow row's codes are C·b/2 bits: its fields are read off the row widened to the b-bit
         # layout (each code zero-extended, the records after them).
@@ -696,19 +718,19 @@ class Unpacker(wiring.Component):
                 pair = field_at(m, bits, offset + fmt.xbits + index * geom.pair_bits, geom.pair_bits)
                 m.d.comb += record.pairs[index].as_value().eq(Mux(used, pair, 0))
             offset = offset + self._record_lengths([present], [count])[0]
-        return value, row_terms
+        return value, row_length
 
     def _map_queue(self, m, buffer, flags, parse, moving, regs):
         """The map queue; returns the front row's presence bits and count fields (per block), where
-        its codes start (``row_offset``) and the next row's length.
+        its codes start (``row_offset``) and the next row's length (:class:`_RowLength`).
 
         The queue holds one entry per PE row of the pass, from the row at the front (entry 0) on,
         ``(ahead + 1)·R`` of them: the row's micro-blocks' presence bits and counts, its ``prefix``
         (the map fields' bits in front of its codes, :class:`MapPlacement`) and its ``body`` (its
         codes and records). It moves on by one entry as an item is parsed whose next item is a row
-        (``moving``), so the next row is always entry 1 and its length, set as that item is parsed,
-        ``body + prefix`` of registers. The map fields are registered off the buffer's front as
-        their row is parsed: the prologue's into the first tiles' entries, a row 0's presence bits
+        (``moving``), so the next row is always entry 1 and its length, ``body + prefix``, is
+        registered with entry 1. The map fields are registered off the buffer's front as their row
+        is parsed: the prologue's into the first tiles' entries, a row 0's presence bits
         into tile ``ahead``'s with each block's ``rank`` (and their count fields' length into the
         prefix of the row two on, which carries them), a counts row's counts (with the bodies) into
         the entries of the tile they belong to, each block's picked by its registered rank.
@@ -726,7 +748,7 @@ class Unpacker(wiring.Component):
         prefix = [Signal(range(self.sizes.prefix_bits + 1), name=f"queue_prefix_{i}") for i in range(depth)]
         counts = [Signal(blocks * count_bits, name=f"queue_counts_{i}") for i in range(depth)] if count_bits else []
         # ``body``: the row's codes and records, registered with its map entries, so that the next
-        # row's length is one addition of two registers (``body + prefix``) in front of ``need``.
+        # row's length is one addition of two entries' next values (``body + prefix``).
         body = [Signal(range(self.sizes.row_bits + 1), init=code_bits, name=f"queue_body_{i}") for i in range(depth)]
         # ``rank``: per block, the present blocks before it in its tile (which count field is its),
         # registered with the presence bits so that no popcount sits in front of the counts' capture.
@@ -742,86 +764,93 @@ class Unpacker(wiring.Component):
         def counts_of(entry):
             return [counts[entry].word_select(blk, count_bits) if count_bits else Const(0, 1) for blk in range(blocks)]
 
-        # Every update waits for the front item's parse; under it only registers choose (``moving``,
-        # the state, the row), so that ``parse`` reaches the queue's registers as their clock enable
-        # and none of their data multiplexers.
-        with m.If(parse):
-            with m.If(moving):
-                # (The entry past the end takes a row of codes: every entry's ``body`` stays a row's.)
-                m.d.sync += [field[i].eq(field[i + 1] if i + 1 < depth else (code_bits if field is body else 0))
-                             for field in queue for i in range(depth)]
+        # Every update waits for the front item's parse: the entries' next values are chosen by
+        # registers only (``moving``, the state, the row) and loaded under ``parse``, so that ``parse``
+        # reaches the queue's registers as their clock enable and none of their data multiplexers.
+        nexts = {id(field): [Signal.like(entry, name=f"{entry.name}_next") for entry in field] for field in queue}
+        for field in queue:
+            m.d.comb += [following.eq(entry) for following, entry in zip(nexts[id(field)], field)]
+        with m.If(moving):
+            # (The entry past the end takes a row of codes: every entry's ``body`` stays a row's.)
+            m.d.comb += [nexts[id(field)][i].eq(field[i + 1] if i + 1 < depth else (code_bits if field is body else 0))
+                         for field in queue for i in range(depth)]
 
-            def put(field, entry: int, new, moves):
-                """Register ``new`` into the entry now at ``entry`` (one lower if the queue moves on in
-                this cycle: ``moves`` True, False, or None where ``moving`` decides)."""
-                if moves is None:
-                    with m.If(moving):
-                        m.d.sync += field[entry - 1].eq(new)
-                    with m.Else():
-                        m.d.sync += field[entry].eq(new)
-                else:
-                    m.d.sync += field[entry - int(moves)].eq(new)
+        def put(field, entry: int, new, moves):
+            """Register ``new`` into the entry now at ``entry`` (one lower if the queue moves on in
+            this cycle: ``moves`` True, False, or None where ``moving`` decides)."""
+            if moves is None:
+                with m.If(moving):
+                    m.d.comb += nexts[id(field)][entry - 1].eq(new)
+                with m.Else():
+                    m.d.comb += nexts[id(field)][entry].eq(new)
+            else:
+                m.d.comb += nexts[id(field)][entry - int(moves)].eq(new)
 
-            def count_length(bits):
-                """The count fields' length for the presence ``bits``."""
-                return _times(_popcount(bits), count_bits) if count_bits else Const(0, 1)
+        def count_length(bits):
+            """The count fields' length for the presence ``bits``."""
+            return _times(_popcount(bits), count_bits) if count_bits else Const(0, 1)
 
-            def body_length(row_presence, row_counts):
-                """A row's codes and records for its blocks' presence bits and count fields."""
-                fields = [row_counts[blk * count_bits:][:count_bits] if count_bits else Const(0, 1) for blk in range(blocks)]
-                return row_code_bits + sum(self._record_lengths(row_presence, fields))
+        def body_length(row_presence, row_counts):
+            """A row's codes and records for its blocks' presence bits and count fields."""
+            fields = [row_counts[blk * count_bits:][:count_bits] if count_bits else Const(0, 1) for blk in range(blocks)]
+            return row_code_bits + sum(self._record_lengths(row_presence, fields))
 
-            with m.If(flags[_Item.HEADER]):
-                # A uniform pass's rows start at the front and are ``C·b`` bits: entries 0 and 1 stay
-                # (its parses do not move the queue on); a MicroScopiQ pass's prologue fills entry 1.
-                m.d.sync += [prefix[0].eq(0), prefix[1].eq(0), body[1].eq(code_bits)]
-            # The prologue (its next item is E_min: the queue stays): the first tiles from entry 1 on.
-            with m.If(flags[_Item.PROLOGUE]):
-                for tile in range(ahead):
-                    for r in range(rows):
-                        at = (tile * rows + r) * blocks
-                        put(presence, 1 + tile * rows + r, buffer[at:at + blocks], False)
-                        put(prefix, 1 + tile * rows + r, entries if r == 0 else 0, False)
-                        if count_bits:
-                            put(rank, 1 + tile * rows + r, ranks(buffer[tile * entries:(tile + 1) * entries], r), False)
-                for tile in range(place.prologue_counts if count_bits else ahead):
-                    for r in range(rows):
-                        at = ahead * entries + (tile * rows + r) * blocks * count_bits
-                        if count_bits:
-                            put(counts, 1 + tile * rows + r, buffer[at:at + blocks * count_bits], False)
-                        where = (tile * rows + r) * blocks
-                        put(body, 1 + tile * rows + r,
-                            body_length(buffer[where:where + blocks], buffer[at:at + blocks * count_bits]), False)
-                for tile in range(place.prologue_counts, ahead):
-                    carrier = place.counts_row(tile)
-                    base = entries if carrier % rows == 0 else 0
-                    put(prefix, 1 + carrier, base + count_length(buffer[tile * entries:(tile + 1) * entries]), False)
-            # A row (its parse moves the queue on but at R = 1, where an E_min or E may come next).
-            in_row = flags[_Item.ROW] & ~regs["raw"]
-            moves = True if rows > 1 else None
-            with m.If(in_row & (regs["row"] == 0)):
-                # Tile ``ahead`` on: its presence bits; its counts open the row two on.
+        with m.If(flags[_Item.HEADER]):
+            # A uniform pass's rows start at the front and are ``C·b`` bits: entries 0 and 1 stay
+            # (its parses do not move the queue on); a MicroScopiQ pass's prologue fills entry 1.
+            put(prefix, 0, 0, False)
+            put(prefix, 1, 0, False)
+            put(body, 1, code_bits, False)
+        # The prologue (its next item is E_min: the queue stays): the first tiles from entry 1 on.
+        with m.If(flags[_Item.PROLOGUE]):
+            for tile in range(ahead):
                 for r in range(rows):
-                    put(presence, ahead * rows + r, buffer[r * blocks:(r + 1) * blocks], moves)
-                    put(prefix, ahead * rows + r, entries if r == 0 else 0, moves)
+                    at = (tile * rows + r) * blocks
+                    put(presence, 1 + tile * rows + r, buffer[at:at + blocks], False)
+                    put(prefix, 1 + tile * rows + r, entries if r == 0 else 0, False)
                     if count_bits:
-                        put(rank, ahead * rows + r, ranks(buffer[:entries], r), moves)
-                    else:
-                        put(body, ahead * rows + r, body_length(buffer[r * blocks:(r + 1) * blocks], Const(0, 1)), moves)
-                put(prefix, 2, (entries if rows <= 2 else 0) + count_length(buffer[:entries]), moves)
-            if count_bits:
-                with m.If(in_row & (regs["row"] == place.counts_slot)):
-                    # The counts of the tile whose row 0 is ``ahead·R − 2`` rows on, by its blocks' ranks.
-                    first = ahead * rows - 2
-                    at = entries if place.counts_slot == 0 else 0
-                    fields = [buffer[at + i * count_bits:][:count_bits] for i in range(entries)]
-                    ranked = [Array(fields[:e + 1])[rank[first + e // blocks].word_select(e % blocks, rank_bits)]
-                              if e else fields[0] for e in range(entries)]
-                    for r in range(rows):
-                        row_counts = Cat(*ranked[r * blocks:(r + 1) * blocks])
-                        put(counts, first + r, row_counts, moves)
-                        put(body, first + r, body_length(presence[first + r], row_counts), moves)
-        # The next row's length: entry 1's ``body + prefix``.
+                        put(rank, 1 + tile * rows + r, ranks(buffer[tile * entries:(tile + 1) * entries], r), False)
+            for tile in range(place.prologue_counts if count_bits else ahead):
+                for r in range(rows):
+                    at = ahead * entries + (tile * rows + r) * blocks * count_bits
+                    if count_bits:
+                        put(counts, 1 + tile * rows + r, buffer[at:at + blocks * count_bits], False)
+                    where = (tile * rows + r) * blocks
+                    put(body, 1 + tile * rows + r,
+                        body_length(buffer[where:where + blocks], buffer[at:at + blocks * count_bits]), False)
+            for tile in range(place.prologue_counts, ahead):
+                carrier = place.counts_row(tile)
+                base = entries if carrier % rows == 0 else 0
+                put(prefix, 1 + carrier, base + count_length(buffer[tile * entries:(tile + 1) * entries]), False)
+        # A row (its parse moves the queue on but at R = 1, where an E_min or E may come next).
+        in_row = flags[_Item.ROW] & ~regs["raw"]
+        moves = True if rows > 1 else None
+        with m.If(in_row & (regs["row"] == 0)):
+            # Tile ``ahead`` on: its presence bits; its counts open the row two on.
+            for r in range(rows):
+                put(presence, ahead * rows + r, buffer[r * blocks:(r + 1) * blocks], moves)
+                put(prefix, ahead * rows + r, entries if r == 0 else 0, moves)
+                if count_bits:
+                    put(rank, ahead * rows + r, ranks(buffer[:entries], r), moves)
+                else:
+                    put(body, ahead * rows + r, body_length(buffer[r * blocks:(r + 1) * blocks], Const(0, 1)), moves)
+            put(prefix, 2, (entries if rows <= 2 else 0) + count_length(buffer[:entries]), moves)
+        if count_bits:
+            with m.If(in_row & (regs["row"] == place.counts_slot)):
+                # The counts of the tile whose row 0 is ``ahead·R − 2`` rows on, by its blocks' ranks.
+                first = ahead * rows - 2
+                at = entries if place.counts_slot == 0 else 0
+                fields = [buffer[at + i * count_bits:][:count_bits] for i in range(entries)]
+                ranked = [Array(fields[:e + 1])[rank[first + e // blocks].word_select(e % blocks, rank_bits)]
+                          if e else fields[0] for e in range(entries)]
+                for r in range(rows):
+                    row_counts = Cat(*ranked[r * blocks:(r + 1) * blocks])
+                    put(counts, first + r, row_counts, moves)
+                    put(body, first + r, body_length(presence[first + r], row_counts), moves)
+        with m.If(parse):
+            m.d.sync += [entry.eq(following) for field in queue for entry, following in zip(field, nexts[id(field)])]
+        # The next row's length: entry 1's ``body + prefix``, registered as entry 1 is.
+        row_length = _RowLength.load(m, parse, [nexts[id(body)][1], nexts[id(prefix)][1]], self.sizes, code_bits)
         row_offset = Signal.like(prefix[0], name="row_offset")
         m.d.comb += row_offset.eq(prefix[0])
-        return presence[0], counts_of(0), row_offset, [body[1], prefix[1]]
+        return presence[0], counts_of(0), row_offset, row_length
