@@ -11,10 +11,12 @@ consumers' ``ready`` reaches no payload enable.
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal
+from amaranth import Array, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from .bits import REPLICA
 
 __all__ = ["SkidBuffer", "SlotBuffer"]
 
@@ -97,6 +99,17 @@ class SlotBuffer(SkidBuffer):
     #: every cycle is free; a power of two, so that the pointers wrap by themselves.
     SLOTS = 4
 
+    def __init__(self, layout, *, fast=()):
+        """``fast``: names of ``layout``'s fields (a :class:`~amaranth.lib.data.StructLayout`) held
+        in flip-flops with a read pointer of their own, not in the LUT RAM: a field the consumer
+        decides from at once (an error flag) is then read from a register placed by the consumer,
+        not from a LUT RAM placed with the rest of a wide payload and its pointer's fan-out."""
+        super().__init__(layout)
+        self.fast = tuple(fast)
+        if self.fast and not (isinstance(layout, data.StructLayout) and set(self.fast) <= set(layout.members)):
+            self._MustUse__silence = True  # refused: never elaborated, no "unused" warning
+            raise ValueError(f"fast fields {self.fast!r} are not all fields of {layout!r}")
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.slots = slots = Memory(shape=self.layout, depth=self.SLOTS, init=[],
@@ -111,4 +124,18 @@ class SlotBuffer(SkidBuffer):
                      self.o.payload.eq(read.data)]
         m.d.sync += [write.addr.eq(write.addr + taken), read.addr.eq(read.addr + leaves), count.eq(after),
                      self.o.valid.eq(after != 0), room.eq(after != self.DEPTH)]
+        if self.fast:
+            self._fast_fields(m, write.addr, read.addr, leaves)
         return m
+
+    def _fast_fields(self, m, write_addr, read_addr, leaves):
+        """The :attr:`fast` fields: flip-flop slots written as the LUT RAM is, read at a copy of
+        the read pointer that counts for itself (over ``o.payload``'s LUT-RAM bits)."""
+        read_addr.attrs[REPLICA] = 1
+        fast_read = Signal.like(read_addr, name="fast_read_addr", attrs={REPLICA: 1})
+        m.d.sync += fast_read.eq(fast_read + leaves)
+        for name in self.fast:
+            value = Value.cast(self.i.payload[name])
+            slots = Array(Signal.like(value, name=f"{name}_slot{k}") for k in range(self.SLOTS))
+            m.d.sync += slots[write_addr].eq(value)
+            m.d.comb += Value.cast(self.o.payload[name]).eq(slots[fast_read])

@@ -17,6 +17,8 @@ the first fault on carries the pass's first fault code.
 
 from __future__ import annotations
 
+import functools
+
 from amaranth import Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -127,8 +129,11 @@ class WeightDecoder(wiring.Component):
             m.submodules.exps = exps = ExpDecoder(cfg.cols)
             wiring.connect(m, rows, meta.i)
             wiring.connect(m, self._skid(m, "exp_skid", unpacker.exps), exps.i)
-            rows = self._skid(m, "decoded_row_skid", meta.o, SlotBuffer)
-            shifts = self._skid(m, "shift_skid", exps.o, SlotBuffer)
+            # (Their ``error`` flags reach the merge's fault, written into the output buffer's LUT RAM
+            # in the same cycle: held in flip-flops placed by the merge.)
+            error_fast = functools.partial(SlotBuffer, fast=("error",))
+            rows = self._skid(m, "decoded_row_skid", meta.o, error_fast)
+            shifts = self._skid(m, "shift_skid", exps.o, error_fast)
         else:
             # Uniform layers only: no records, no exponents.
             m.d.comb += unpacker.exps.ready.eq(1)

@@ -3,6 +3,8 @@ back-pressure; one cycle of latency and one payload per cycle; ``i.ready`` a reg
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from amaranth import unsigned
@@ -13,8 +15,18 @@ from microscopiq.hdl.skid_buffer import SkidBuffer, SlotBuffer
 from microscopiq.tb.sim_streams import stream_through
 
 LAYOUT = data.StructLayout({"row": unsigned(3), "value": unsigned(12)})
-#: Both buffers: the same ports and cycle-by-cycle behaviour.
-BUFFERS = pytest.mark.parametrize("buffer", [SkidBuffer, SlotBuffer])
+
+
+def fast(*names):
+    """A slot buffer holding the fields ``names`` in flip-flops."""
+    buffer = functools.partial(SlotBuffer, fast=names)
+    buffer.__name__ = f"SlotBuffer(fast={names})"
+    return buffer
+
+
+#: The buffers: the same ports and cycle-by-cycle behaviour.
+BUFFERS = pytest.mark.parametrize("buffer", [SkidBuffer, SlotBuffer, fast("row"), fast("row", "value")],
+                                  ids=lambda buffer: buffer.__name__)
 
 
 @BUFFERS
@@ -89,15 +101,17 @@ def _trace(buffer, valid, ready, values) -> list:
     return trace
 
 
-def test_slot_buffer_cycle_for_cycle_a_skid_buffer():
-    """The slot buffer's ``i.ready``, ``o.valid`` and valid ``o.payload`` equal the skid buffer's
-    in every cycle of a random run (so swapping one for the other changes no cycle count)."""
+@pytest.mark.parametrize("buffer", [SlotBuffer, fast("value")], ids=lambda buffer: buffer.__name__)
+def test_slot_buffer_cycle_for_cycle_a_skid_buffer(buffer):
+    """The slot buffer's ``i.ready``, ``o.valid`` and valid ``o.payload`` (from its LUT RAM or its
+    flip-flops) equal the skid buffer's in every cycle of a random run (so swapping one for the
+    other changes no cycle count)."""
     seed = 7
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
     cycles = 2000
     valid, ready, values = rng.random(cycles) < 0.6, rng.random(cycles) < 0.5, rng.integers(0, 4096, cycles)
-    skid, slot = _trace(SkidBuffer, valid, ready, values), _trace(SlotBuffer, valid, ready, values)
+    skid, slot = _trace(SkidBuffer, valid, ready, values), _trace(buffer, valid, ready, values)
     for cycle, (want, got) in enumerate(zip(skid, slot)):
         assert got == want, f"cycle {cycle}: skid buffer (i.ready, o.valid, o.payload) {want}, slot buffer {got}"
 
@@ -106,3 +120,8 @@ def test_slot_buffer_cycle_for_cycle_a_skid_buffer():
 def test_refuses_a_non_layout(buffer):
     with pytest.raises(TypeError, match=r"^layout must be an amaranth\.lib\.data\.Layout, not 8$"):
         buffer(8)
+
+
+def test_slot_buffer_refuses_fast_fields_not_in_the_layout():
+    with pytest.raises(ValueError, match=r"^fast fields \('row', 'col'\) are not all fields of "):
+        SlotBuffer(LAYOUT, fast=("row", "col"))
