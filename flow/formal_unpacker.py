@@ -150,7 +150,7 @@ class UnpackerProgressProof(_Harness):
 
     def _ranges(self, m, fragment):
         """Invariants: the state, lengths and fill hold values they can reach, and the copies of
-        registers (the state flags, `spare`, the outputs' `valid`) equal their registers."""
+        registers (the state flags, `spare`, `fill`, the outputs' `valid`) equal their registers."""
         state, fill, need, spare = (internal(fragment, name) for name in ("state", "fill", "need", "spare"))
         sizes = self.unpacker.sizes
         # The shortest item: a row of codes, or the prologue.
@@ -162,6 +162,7 @@ class UnpackerProgressProof(_Harness):
         for kind in Unpacker._PARSING:
             m.d.comb += [Assert(internal(fragment, f"{name}_{kind.name.lower()}") == (state == kind))
                          for name in ("state_is", "queue_in")]
+        m.d.comb += Assert(internal(fragment, "fill_copy0") == fill)
         m.d.comb += [Assert(internal(fragment, copy) == spare) for copy in ("beat_spare", "queue_spare")] + [
             Assert(internal(fragment, f"{port}__valid_copy0") == getattr(self.unpacker, port).valid)
             for port in ("header", "exps", "rows")]
@@ -272,7 +273,14 @@ class UnpackerPassProof(_Harness):
         m.d.comb += [named[name].eq(reg) for name, reg in regs.items()]
         regs = named
         k_tiles, n_tiles = regs["k_tiles"], regs["n_tiles"]
-        in_pass = (state != _Item.HEADER) & (state != _Item.DRAIN) & (state <= max(item.value for item in _Item))
+        # (``refused``: the cycle after a refused header's parse, in the state a good one leads to,
+        # the refused beat waiting on ``header`` so that nothing is parsed: no pass.)
+        refused = internal(fragment, "refused")
+        with m.If(refused):
+            m.d.comb += [Assert(header.fault == Fault.HEADER), Assert(self.unpacker.header.valid),
+                         Assert((state == _Item.PROLOGUE) | (state == _Item.ROW))]
+        in_pass = ((state != _Item.HEADER) & (state != _Item.DRAIN) & (state <= max(item.value for item in _Item))
+                   & ~refused)
         tiles_before = regs["tile_n"] * (k_tiles + 1) + regs["tile_k"]
         first = (state == _Item.EMIN) | (state == _Item.PROLOGUE)
         exps_before = Mux(regs["raw"], 0, regs["tile_n"] * (k_tiles + 2)

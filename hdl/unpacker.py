@@ -96,25 +96,53 @@ def _times(value, factor: int):
     return sum((Mux(value[i], factor << i, 0) for i in range(len(value))), Const(0, 1))
 
 
-def _difference(constant: int, terms, width: int):
-    """``constant - Σ terms`` modulo ``2**width`` with one carry chain: ``-t`` is ``~t + 1``, and
-    carry-save layers (a LUT level each) take the operands down to two, so that a difference of
-    sums is not a chain of adders one behind the other."""
-    values = [Const((constant + len(terms)) % (1 << width), width)]
-    values += [~Cat(Value.cast(term), Const(0, width))[:width] for term in terms]
+def _widened(value, width: int):
+    """``value`` zero-extended or cut to ``width`` bits."""
+    return Cat(Value.cast(value), Const(0, width))[:width]
+
+
+def _add_all(values, width: int):
+    """``Σ values`` modulo ``2**width`` with one carry chain: carry-save layers (a LUT level each)
+    take the operands down to two, so that a sum of several is not a chain of adders one behind
+    the other."""
+    values = [_widened(value, width) for value in values] or [Const(0, width)]
     while len(values) > 2:
         a, b, c, *values = values
-        carries = (a & b) | (a & c) | (b & c)
-        values += [a ^ b ^ c, Cat(Const(0, 1), carries)[:width]]
+        total, carries = _full_add(a, b, c)
+        values += [total, Cat(Const(0, 1), carries)[:width]]
     return (values[0] + values[1])[:width] if len(values) == 2 else values[0]
 
 
-def _popcount(bits) -> object:
-    """The number of set ``bits``, as a balanced tree of adders (depth ``log2`` of their count)."""
-    terms = [Value.cast(bit) for bit in bits] or [Const(0, 1)]
-    while len(terms) > 1:
-        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
-    return terms[0]
+def _difference(constant: int, terms, width: int):
+    """``constant - Σ terms`` modulo ``2**width`` with one carry chain (:func:`_add_all`): ``-t``
+    is ``~t + 1``."""
+    return _add_all([Const((constant + len(terms)) % (1 << width), width)]
+                    + [~_widened(term, width) for term in terms], width)
+
+
+def _full_add(a, b, c):
+    """Bitwise sum and carry of ``a + b + c`` (a carry-save layer), as logic: Yosys maps an adder
+    cell to a carry chain, which ABC cannot merge with the LUTs around it."""
+    return a ^ b ^ c, (a & b) | (a & c) | (b & c)
+
+
+def _popcount(bits) -> Value:
+    """The number of set ``bits``, by layers of full and half adders as logic (a Wallace tree, no
+    adder cell): a tree of adder cells is a chain of carry chains, one routed hop each."""
+    columns = [[Value.cast(bit) for bit in bits]]   # per weight 2**i, the bits still to add
+    while any(len(column) > 1 for column in columns):
+        reduced = [[] for _ in range(len(columns) + 1)]
+        for weight, column in enumerate(columns):
+            for at in range(0, len(column), 3):
+                group = column[at:at + 3]
+                if len(group) == 1:
+                    reduced[weight] += group
+                    continue
+                total, carry = _full_add(*group, Const(0, 1)) if len(group) == 2 else _full_add(*group)
+                reduced[weight].append(total)
+                reduced[weight + 1].append(carry)
+        columns = reduced if reduced[-1] else reduced[:-1]
+    return Cat(*(column[0] for column in columns)) if columns[0] else Const(0, 1)
 
 
 @dataclass(frozen=True)
@@ -175,7 +203,7 @@ class _RowLength:
         changes = {added: Signal(bits, init=(added - init) % (1 << bits), name=f"row_change_{added}")
                    for added in (0, sizes.bus_bits)}
         with m.If(enable):
-            m.d.sync += [length.eq(sum(terms))] + [
+            m.d.sync += [length.eq(_add_all(terms, len(length)))] + [
                 change.eq(_difference(added, terms, bits)) for added, change in changes.items()]
         return cls(length, changes)
 
@@ -320,6 +348,9 @@ class Unpacker(wiring.Component):
         width, capacity = self.bus_bits, self.sizes.capacity
         buffer = Signal(capacity)      # bits at and above ``fill`` are zero
         fill = Signal(range(capacity + 1))
+        # The beat's shifter has a copy of ``fill`` of its own: its select lines reach every bit of
+        # the buffer, the other users of ``fill`` are the count logic's adders.
+        fill_next, (beat_fill,) = mirrored(m, fill, 1)
         state = Signal(_Item)
         # The map queue's updates (a thousand clock enables) are chosen from copies of the
         # registers that decide ``parse`` (the state one-hot, :meth:`_state_flags`), so that its
@@ -363,7 +394,7 @@ class Unpacker(wiring.Component):
         beat_kept = beat_spare[:len(fill)]
         appended, consumed = Signal(capacity), Signal(capacity)
         at_fill, at_kept = Signal(capacity), Signal(capacity)
-        m.d.comb += [at_fill.eq(_shifted(beat.payload.data, fill, capacity, left=True)),
+        m.d.comb += [at_fill.eq(_shifted(beat.payload.data, beat_fill, capacity, left=True)),
                      at_kept.eq(_shifted(beat.payload.data, beat_kept, capacity, left=True)),
                      appended.eq(buffer | Mux(take, at_fill, 0)),
                      consumed.eq(_shifted(buffer, need, capacity, left=False) | Mux(take, at_kept, 0))]
@@ -373,61 +404,77 @@ class Unpacker(wiring.Component):
 
         # A fault in the header (bad fields, or tlast inside it) goes out as the pass's header beat,
         # in order; one later in the pass pulses ``fault``. Either way the rest of the pass is dropped.
-        fault, header_fault = Signal(Fault), Signal(Fault)
+        fault, header_truncated = Signal(Fault), Signal()
         m.d.comb += self.fault.eq(fault)
-        parsing = (state != _Item.END) & (state != _Item.DRAIN)
+        # ``drain``: drop the rest of the pass from the next cycle (a function of registers: no
+        # test of the buffer reaches the state).
+        drain = Signal()
+        # ``refused``: the header parsed in the cycle before was refused. The state moved on as for
+        # a good header (so that the header check reaches only the header beat's ``fault`` and this
+        # register, not ``state``), and nothing is parsed now (the refused beat is on ``header``):
+        # the pass drains from the next cycle.
+        refused = Signal()
+        parsing = (state != _Item.END) & (state != _Item.DRAIN) & ~refused
         m.d.comb += parse.eq(have & ready)          # (``ready`` is 0 in the states that do not parse)
         # (``fault`` is a function of registers only: nothing downstream's ready reaches it, so the
         # front end's output payload never depends on its own ready.)
         with m.If(parsing & last_taken & ~have):
             with m.If(state != _Item.HEADER):
-                m.d.comb += fault.eq(Fault.TRUNCATED)
+                m.d.comb += [fault.eq(Fault.TRUNCATED), drain.eq(1)]
             with m.Elif(ready):
-                m.d.comb += header_fault.eq(Fault.TRUNCATED)
+                m.d.comb += [header_truncated.eq(1), drain.eq(1)]
 
-        row_length, queue_parse = self._items(m, (state, state_next, flags, queue_flags), buffer, chosen, ready,
-                                             parse, (have, ~queue_spare[-1]), header_fault, pass_regs)
+        row_length, queue_parse, refusing = self._items(
+            m, (state, state_next, flags, queue_flags), buffer, chosen, ready, parse, (have, ~queue_spare[-1]),
+            header_truncated, pass_regs)
+        m.d.sync += refused.eq(refusing)
         cfg = self.cfg
         lengths = {_Next.ROW: row_length, _Next.EXPS: cfg.cols * EXP_BITS,
                    _Next.CODES: cfg.cols * cfg.fmt.wbits, _Next.PROLOGUE: self.sizes.prologue_bits}
         loops = [(spare, parse), (beat_spare, ~beat_spare[-1] & ready), (queue_spare, queue_parse)]
-        self._next_counts(m, take, fill, need, room, chosen, lengths,
+        self._next_counts(m, take, (fill, fill_next), need, room, chosen, lengths,
                           [(*loop, following) for loop, following in zip(loops, spare_nexts)])
 
         def restart():
             """Drop what is left of the pass (its tlast beat is in) and wait for a header."""
-            # (Set here, not through ``chosen``: the END state's ``buffer == 0`` stays out of
-            # ``spare``'s subtraction. The buffer is zero already: END restarts only on an empty
-            # buffer with no beat taken, DRAIN clears it every cycle; so ``buffer == 0`` does not
-            # reach the buffer's own multiplexers.)
-            m.d.sync += [last_taken.eq(0), fill.eq(0), room.eq(1), need.eq(PACKED_HEADER.size)]
-            m.d.comb += [state_next.eq(_Item.HEADER), *(following.eq(-PACKED_HEADER.size) for following in spare_nexts)]
+            # (Set here, not through ``chosen``: END and DRAIN are no parsing states. The buffer
+            # is cleared in both.)
+            m.d.sync += [last_taken.eq(0), room.eq(1), need.eq(PACKED_HEADER.size)]
+            m.d.comb += [fill_next.eq(0), state_next.eq(_Item.HEADER), *(following.eq(-PACKED_HEADER.size) for following in spare_nexts)]
 
         with m.If(state == _Item.END):
-            # The pass's last field must lie in its tlast beat, padded with zeros.
-            with m.If(last_taken & (fill < width) & (buffer == 0)):
+            # The pass's last field must lie in its tlast beat (``fill < W`` once it is in), padded
+            # with zeros: nonzero padding raises ``fault`` as the unpacker restarts, so that the
+            # buffer's test reaches ``fault`` alone (END lasts one cycle: it restarts or drains).
+            m.d.sync += buffer.eq(0)
+            with m.If(last_taken & (fill < width)):
                 restart()
+                with m.If(buffer != 0):
+                    m.d.comb += fault.eq(Fault.OVERRUN)
             with m.Else():
-                m.d.comb += fault.eq(Fault.OVERRUN)
-        with m.If((fault != Fault.NONE) | (header_fault != Fault.NONE)):
+                m.d.comb += [fault.eq(Fault.OVERRUN), drain.eq(1)]
+        with m.If(drain | refused):
             m.d.comb += state_next.eq(_Item.DRAIN)
         with m.If(state == _Item.DRAIN):
             m.d.comb += beat.ready.eq(~last_taken)
-            m.d.sync += [buffer.eq(0), fill.eq(0), room.eq(1)]
+            m.d.sync += [buffer.eq(0), room.eq(1)]
+            m.d.comb += fill_next.eq(0)
             m.d.comb += [following.eq(-need) for following in spare_nexts]
             with m.If(last_taken):
                 restart()
         return m
 
-    def _next_counts(self, m, take, fill, need, room, chosen, lengths, loops):
+    def _next_counts(self, m, take, fills, need, room, chosen, lengths, loops):
         """The next ``fill``, ``need``, ``spare = fill - need`` and ``room``. Every candidate (the
         front item parsed or not, a beat taken or not, and if parsed each next length of
         ``lengths``, per :class:`_Next` a constant or the map queue's :class:`_RowLength`) is
         computed from registers; the state's ``chosen`` flag, then ``parse`` and ``take``, which
         depend on the handshakes, only select among them, so no adder or comparator sits behind a
         ``ready`` or behind another adder. ``loops``: per copy of ``spare`` (``spare`` first) the
-        copy, its ``parse`` and its next value; ``fill``, ``room`` and ``need`` follow the first."""
+        copy, its ``parse`` and its next value; ``fill`` (``fills``: the register and its next
+        value), ``room`` and ``need`` follow the first."""
         width, capacity, bits = self.bus_bits, self.sizes.capacity, self.sizes.spare_bits
+        fill, fill_next = fills
 
         def change(length, added: int):
             """What ``spare`` changes by for a next item of ``length`` with ``added`` bits."""
@@ -448,9 +495,9 @@ class Unpacker(wiring.Component):
             m.d.comb += following.eq(Mux(parse, Mux(take, parsed[width], parsed[0]),
                                          Mux(take, (copy + width)[:bits], copy)))
             if index == 0:
-                m.d.sync += [fill.eq(Mux(parse, Mux(take, kept + width, kept), Mux(take, fill + width, fill))),
-                             room.eq(Mux(parse, Mux(take, room_after(kept, width), room_after(kept, 0)),
-                                         Mux(take, room_after(fill, width), room_after(fill, 0))))]
+                m.d.comb += fill_next.eq(Mux(parse, Mux(take, kept + width, kept), Mux(take, fill + width, fill)))
+                m.d.sync += room.eq(Mux(parse, Mux(take, room_after(kept, width), room_after(kept, 0)),
+                                        Mux(take, room_after(fill, width), room_after(fill, 0))))
                 with m.If(parse):
                     m.d.sync += need.eq(need_parsed)
 
@@ -507,12 +554,13 @@ class Unpacker(wiring.Component):
         return _one_hot({kind: flags[kind] for kind in (_Item.EMIN, _Item.EXPS, _Item.ROW)},
                         {_Item.EMIN: ~group_last, _Item.EXPS: Const(1, 1), _Item.ROW: tile_row})
 
-    def _items(self, m, states, buffer, chosen, ready, parse, haves, header_fault, regs):
+    def _items(self, m, states, buffer, chosen, ready, parse, haves, header_truncated, regs):
         """The items' parsing; sets ``ready`` and ``chosen``, which length (:class:`_Next`) the next
         item has if the front item is parsed in this cycle (from registers, by state), and returns
-        the next PE row's length (:meth:`_row`) and the queue's ``parse``. ``states``: the state
-        register, its next value, its one-hot flags and the map queue's; ``haves``: the front item
-        is complete, and the queue's copy."""
+        the next PE row's length (:meth:`_row`), the queue's ``parse`` and whether a header is
+        refused in this cycle. ``states``: the state register, its next value, its one-hot flags
+        and the map queue's; ``haves``: the front item is complete, and the queue's copy;
+        ``header_truncated``: ``tlast`` cut the header short."""
         cfg = self.cfg
         exp_bits = cfg.cols * EXP_BITS
         state, state_next, flags, queue_flags = states
@@ -523,12 +571,12 @@ class Unpacker(wiring.Component):
         row_value, row_length = self._row(m, buffer, queue_flags, queue_parse, moving, regs)
         exps_value = Signal(ExpDecoder.in_layout(cfg.cols))
         m.d.comb += [exps_value.minimum.eq(state == _Item.EMIN), exps_value.exps.as_value().eq(buffer[:exp_bits])]
-        with m.If((state == _Item.HEADER) & parse & ~header_ok):
-            m.d.comb += header_fault.eq(Fault.HEADER)
+        refusing = (state == _Item.HEADER) & parse & ~header_ok
         header_beat = Signal(self.header_layout(cfg))
-        m.d.comb += [header_beat.fields.eq(header_value), header_beat.fault.eq(header_fault)]
+        m.d.comb += [header_beat.fields.eq(header_value),
+                     header_beat.fault.eq(Mux(header_truncated, Fault.TRUNCATED, Mux(refusing, Fault.HEADER, Fault.NONE)))]
         valid_copies = [
-            self._outputs(m, self.header, (parse & (state == _Item.HEADER)) | (header_fault != Fault.NONE), header_beat),
+            self._outputs(m, self.header, (parse & (state == _Item.HEADER)) | header_truncated, header_beat),
             self._outputs(m, self.exps, parse & ((state == _Item.EMIN) | (state == _Item.EXPS)), exps_value),
             self._outputs(m, self.rows, parse & (state == _Item.ROW), row_value)]
         m.d.comb += [ready.eq(self._ready(flags, (self.header.valid, self.exps.valid, self.rows.valid))),
@@ -539,20 +587,20 @@ class Unpacker(wiring.Component):
         with m.Switch(state):
             with m.Case(_Item.HEADER):
                 header = data.View(PACKED_HEADER, buffer[:PACKED_HEADER.size])
-                # (Whatever ``header_ok``: a refused header drains the pass and restarts.)
+                # Whatever ``header_ok``: a refused header's pass drains from the cycle after next,
+                # and what is loaded now for it is never read.
                 m.d.comb += [chosen[_Next.CODES].eq(header.mode == Mode.RAW),
                              chosen[_Next.PROLOGUE].eq(header.mode != Mode.RAW)]
                 with m.If(parse):
-                    with m.If(header_ok):
-                        if self._narrow_rows:
-                            # ``narrow``: rows of C·b/2-bit codes (one slot per PE).
-                            m.d.sync += [regs["narrow"].eq(header_value.narrow & ~header_value.pairs),
-                                         regs["msq_pairs"].eq(header_value.narrow & header_value.pairs)]
-                        m.d.sync += [regs["raw"].eq(header.mode == Mode.RAW),
-                                     regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles),
-                                     regs["k_before_last"].eq(header.k_tiles - 1),
-                                     regs["tile_k"].eq(0), regs["tile_n"].eq(0), regs["row"].eq(0)]
-                        m.d.comb += state_next.eq(Mux(header.mode == Mode.RAW, _Item.ROW, _Item.PROLOGUE))
+                    if self._narrow_rows:
+                        # ``narrow``: rows of C·b/2-bit codes (one slot per PE).
+                        m.d.sync += [regs["narrow"].eq(header_value.narrow & ~header_value.pairs),
+                                     regs["msq_pairs"].eq(header_value.narrow & header_value.pairs)]
+                    m.d.sync += [regs["raw"].eq(header.mode == Mode.RAW),
+                                 regs["k_tiles"].eq(header.k_tiles), regs["n_tiles"].eq(header.n_tiles),
+                                 regs["k_before_last"].eq(header.k_tiles - 1),
+                                 regs["tile_k"].eq(0), regs["tile_n"].eq(0), regs["row"].eq(0)]
+                    m.d.comb += state_next.eq(Mux(header.mode == Mode.RAW, _Item.ROW, _Item.PROLOGUE))
             with m.Case(_Item.PROLOGUE):
                 m.d.comb += chosen[_Next.EXPS].eq(1)
                 with m.If(parse):
@@ -569,7 +617,7 @@ class Unpacker(wiring.Component):
                 # The next item: the tile's next row, or after its last the next tile's E_min, E or
                 # row 0 (uniform: always a row of codes).
                 m.d.comb += [chosen[_Next.ROW].eq(tile_row), chosen[_Next.EXPS].eq(~tile_row)]
-        return row_length, queue_parse
+        return row_length, queue_parse, refusing
 
     def _next_row(self, m, states, regs, parse, header_value):
         """After a row: the next row, tile (K-tiles inner), or the pass's end; a MicroScopiQ tile
@@ -786,9 +834,30 @@ class Unpacker(wiring.Component):
             else:
                 m.d.comb += nexts[id(field)][entry - int(moves)].eq(new)
 
+        # Each entry's next ``prefix`` as addends too (``parts``): where count fields' lengths are
+        # loaded, one per group of four presence bits (and the presence bits' own length, if any);
+        # elsewhere the next value itself and zeros. So the next row's length takes the popcount's
+        # groups into its carry-save layer, not an adder's sum of them.
+        groups = -(-entries // 4)
+        parts = [[Signal.like(entry, name=f"{entry.name}_part{j}") for entry in prefix]
+                 for j in range(1 + groups if count_bits else 1)]
+        for j, part in enumerate(parts):
+            nexts[id(part)] = part
+            m.d.comb += [part[i].eq(0 if j else prefix[i]) for i in range(depth)]
+            with m.If(moving):
+                m.d.comb += [part[i].eq(prefix[i + 1] if not j and i + 1 < depth else 0) for i in range(depth)]
+
+        def put_prefix(entry: int, terms, moves):
+            """:func:`put` ``Σ terms`` into ``prefix`` (and each term into its part)."""
+            terms = [Value.cast(term) for term in terms] or [Const(0, 1)]
+            put(prefix, entry, _add_all(terms, len(prefix[0])), moves)
+            for part, term in zip(parts, terms + [Const(0, 1)] * (len(parts) - len(terms))):
+                put(part, entry, term, moves)
+
         def count_length(bits):
-            """The count fields' length for the presence ``bits``."""
-            return _times(_popcount(bits), count_bits) if count_bits else Const(0, 1)
+            """The count fields' length for the presence ``bits``, as addends: one per four bits
+            (a LUT level)."""
+            return [_times(_popcount(bits[at:at + 4]), count_bits) for at in range(0, len(bits), 4)] if count_bits else []
 
         def body_length(row_presence, row_counts):
             """A row's codes and records for its blocks' presence bits and count fields."""
@@ -798,8 +867,8 @@ class Unpacker(wiring.Component):
         with m.If(flags[_Item.HEADER]):
             # A uniform pass's rows start at the front and are ``C·b`` bits: entries 0 and 1 stay
             # (its parses do not move the queue on); a MicroScopiQ pass's prologue fills entry 1.
-            put(prefix, 0, 0, False)
-            put(prefix, 1, 0, False)
+            put_prefix(0, [], False)
+            put_prefix(1, [], False)
             put(body, 1, code_bits, False)
         # The prologue (its next item is E_min: the queue stays): the first tiles from entry 1 on.
         with m.If(flags[_Item.PROLOGUE]):
@@ -807,7 +876,7 @@ class Unpacker(wiring.Component):
                 for r in range(rows):
                     at = (tile * rows + r) * blocks
                     put(presence, 1 + tile * rows + r, buffer[at:at + blocks], False)
-                    put(prefix, 1 + tile * rows + r, entries if r == 0 else 0, False)
+                    put_prefix(1 + tile * rows + r, [entries] if r == 0 else [], False)
                     if count_bits:
                         put(rank, 1 + tile * rows + r, ranks(buffer[tile * entries:(tile + 1) * entries], r), False)
             for tile in range(place.prologue_counts if count_bits else ahead):
@@ -821,7 +890,7 @@ class Unpacker(wiring.Component):
             for tile in range(place.prologue_counts, ahead):
                 carrier = place.counts_row(tile)
                 base = entries if carrier % rows == 0 else 0
-                put(prefix, 1 + carrier, base + count_length(buffer[tile * entries:(tile + 1) * entries]), False)
+                put_prefix(1 + carrier, [base, *count_length(buffer[tile * entries:(tile + 1) * entries])], False)
         # A row (its parse moves the queue on but at R = 1, where an E_min or E may come next).
         in_row = flags[_Item.ROW] & ~regs["raw"]
         moves = True if rows > 1 else None
@@ -829,12 +898,12 @@ class Unpacker(wiring.Component):
             # Tile ``ahead`` on: its presence bits; its counts open the row two on.
             for r in range(rows):
                 put(presence, ahead * rows + r, buffer[r * blocks:(r + 1) * blocks], moves)
-                put(prefix, ahead * rows + r, entries if r == 0 else 0, moves)
+                put_prefix(ahead * rows + r, [entries] if r == 0 else [], moves)
                 if count_bits:
                     put(rank, ahead * rows + r, ranks(buffer[:entries], r), moves)
                 else:
                     put(body, ahead * rows + r, body_length(buffer[r * blocks:(r + 1) * blocks], Const(0, 1)), moves)
-            put(prefix, 2, (entries if rows <= 2 else 0) + count_length(buffer[:entries]), moves)
+            put_prefix(2, ([entries] if rows <= 2 else []) + count_length(buffer[:entries]), moves)
         if count_bits:
             with m.If(in_row & (regs["row"] == place.counts_slot)):
                 # The counts of the tile whose row 0 is ``ahead·R − 2`` rows on, by its blocks' ranks.
@@ -849,8 +918,8 @@ class Unpacker(wiring.Component):
                     put(body, first + r, body_length(presence[first + r], row_counts), moves)
         with m.If(parse):
             m.d.sync += [entry.eq(following) for field in queue for entry, following in zip(field, nexts[id(field)])]
-        # The next row's length: entry 1's ``body + prefix``, registered as entry 1 is.
-        row_length = _RowLength.load(m, parse, [nexts[id(body)][1], nexts[id(prefix)][1]], self.sizes, code_bits)
+        # The next row's length: entry 1's ``body + prefix`` (its parts), registered as entry 1 is.
+        row_length = _RowLength.load(m, parse, [nexts[id(body)][1], *(part[1] for part in parts)], self.sizes, code_bits)
         row_offset = Signal.like(prefix[0], name="row_offset")
         m.d.comb += row_offset.eq(prefix[0])
         return presence[0], counts_of(0), row_offset, row_length

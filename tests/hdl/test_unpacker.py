@@ -8,12 +8,14 @@ import gc
 
 import numpy as np
 import pytest
+from amaranth import Module, Signal
+from amaranth.sim import Simulator
 
 from microscopiq.config import AccelConfig, ConfigError, FormatConfig
 from microscopiq.hdl.exp_decoder import ExpDecoder
 from microscopiq.hdl.layouts import PACKED_HEADER, Fault, StreamLayouts
 from microscopiq.hdl.meta_decoder import RecordGeometry
-from microscopiq.hdl.unpacker import Unpacker
+from microscopiq.hdl.unpacker import Unpacker, _popcount
 from microscopiq.host.packed_stream import decode_pass, encode_pass, row_records, to_beats
 from microscopiq.tb import stimulus
 from microscopiq.tb.sim_streams import stream_run
@@ -213,3 +215,20 @@ def test_bus_width_is_the_configurations():
     gc.collect()
     with pytest.raises(ConfigError, match="^weight_bus must be a multiple of 8 bits"):
         B4.replace(weight_bus=12)
+
+
+@pytest.mark.parametrize("count", range(10))
+def test_popcount_counts_every_pattern(count):
+    """The map queue's popcount (full adders as logic) counts every pattern of up to 9 bits."""
+    bits = Signal(max(count, 1))
+    total = Signal(4)
+    m = Module()
+    m.d.comb += total.eq(_popcount([bits[i] for i in range(count)]))
+    sim = Simulator(m)
+
+    async def check(ctx):
+        for pattern in range(1 << count):
+            ctx.set(bits, pattern)
+            assert ctx.get(total) == bin(pattern).count("1"), f"pattern {pattern:#b}: got {ctx.get(total)}"
+    sim.add_testbench(check)
+    sim.run()
