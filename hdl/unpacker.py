@@ -101,32 +101,37 @@ def _widened(value, width: int):
     return Cat(Value.cast(value), Const(0, width))[:width]
 
 
-def _add_all(values, width: int):
+def _add_all(m, values, width: int):
     """``Σ values`` modulo ``2**width`` with one carry chain: carry-save layers (a LUT level each)
     take the operands down to two, so that a sum of several is not a chain of adders one behind
     the other."""
     values = [_widened(value, width) for value in values] or [Const(0, width)]
     while len(values) > 2:
         a, b, c, *values = values
-        total, carries = _full_add(a, b, c)
+        total, carries = _full_add(m, a, b, c)
         values += [total, Cat(Const(0, 1), carries)[:width]]
     return (values[0] + values[1])[:width] if len(values) == 2 else values[0]
 
 
-def _difference(constant: int, terms, width: int):
+def _difference(m, constant: int, terms, width: int):
     """``constant - Σ terms`` modulo ``2**width`` with one carry chain (:func:`_add_all`): ``-t``
     is ``~t + 1``."""
-    return _add_all([Const((constant + len(terms)) % (1 << width), width)]
+    return _add_all(m, [Const((constant + len(terms)) % (1 << width), width)]
                     + [~_widened(term, width) for term in terms], width)
 
 
-def _full_add(a, b, c):
+def _full_add(m, a, b, c):
     """Bitwise sum and carry of ``a + b + c`` (a carry-save layer), as logic: Yosys maps an adder
-    cell to a carry chain, which ABC cannot merge with the LUTs around it."""
-    return a ^ b ^ c, (a & b) | (a & c) | (b & c)
+    cell to a carry chain, which ABC cannot merge with the LUTs around it. Both are signals: an
+    expression used by several others is written out again in each, so layers of them as
+    expressions grow the Verilog exponentially."""
+    width = max(len(Value.cast(term)) for term in (a, b, c))
+    total, carry = Signal(width, name="csa_sum"), Signal(width, name="csa_carry")
+    m.d.comb += [total.eq(a ^ b ^ c), carry.eq((a & b) | (a & c) | (b & c))]
+    return total, carry
 
 
-def _popcount(bits) -> Value:
+def _popcount(m, bits) -> Value:
     """The number of set ``bits``, by layers of full and half adders as logic (a Wallace tree, no
     adder cell): a tree of adder cells is a chain of carry chains, one routed hop each."""
     columns = [[Value.cast(bit) for bit in bits]]   # per weight 2**i, the bits still to add
@@ -138,7 +143,7 @@ def _popcount(bits) -> Value:
                 if len(group) == 1:
                     reduced[weight] += group
                     continue
-                total, carry = _full_add(*group, Const(0, 1)) if len(group) == 2 else _full_add(*group)
+                total, carry = _full_add(m, *group, Const(0, 1)) if len(group) == 2 else _full_add(m, *group)
                 reduced[weight].append(total)
                 reduced[weight + 1].append(carry)
         columns = reduced if reduced[-1] else reduced[:-1]
@@ -203,8 +208,8 @@ class _RowLength:
         changes = {added: Signal(bits, init=(added - init) % (1 << bits), name=f"row_change_{added}")
                    for added in (0, sizes.bus_bits)}
         with m.If(enable):
-            m.d.sync += [length.eq(_add_all(terms, len(length)))] + [
-                change.eq(_difference(added, terms, bits)) for added, change in changes.items()]
+            m.d.sync += [length.eq(_add_all(m, terms, len(length)))] + [
+                change.eq(_difference(m, added, terms, bits)) for added, change in changes.items()]
         return cls(length, changes)
 
 
@@ -806,7 +811,7 @@ class Unpacker(wiring.Component):
 
         def ranks(tile_bits, r):
             """Row ``r``'s blocks' ranks among the presence ``tile_bits`` of their tile."""
-            counts = [_popcount(tile_bits[:r * blocks + blk]) if r or blk else Const(0, 1) for blk in range(blocks)]
+            counts = [_popcount(m, tile_bits[:r * blocks + blk]) if r or blk else Const(0, 1) for blk in range(blocks)]
             return Cat(*(Cat(count, Const(0, rank_bits))[:rank_bits] for count in counts))
 
         def counts_of(entry):
@@ -850,14 +855,14 @@ class Unpacker(wiring.Component):
         def put_prefix(entry: int, terms, moves):
             """:func:`put` ``Σ terms`` into ``prefix`` (and each term into its part)."""
             terms = [Value.cast(term) for term in terms] or [Const(0, 1)]
-            put(prefix, entry, _add_all(terms, len(prefix[0])), moves)
+            put(prefix, entry, _add_all(m, terms, len(prefix[0])), moves)
             for part, term in zip(parts, terms + [Const(0, 1)] * (len(parts) - len(terms))):
                 put(part, entry, term, moves)
 
         def count_length(bits):
             """The count fields' length for the presence ``bits``, as addends: one per four bits
             (a LUT level)."""
-            return [_times(_popcount(bits[at:at + 4]), count_bits) for at in range(0, len(bits), 4)] if count_bits else []
+            return [_times(_popcount(m, bits[at:at + 4]), count_bits) for at in range(0, len(bits), 4)] if count_bits else []
 
         def body_length(row_presence, row_counts):
             """A row's codes and records for its blocks' presence bits and count fields."""

@@ -223,7 +223,7 @@ def test_popcount_counts_every_pattern(count):
     bits = Signal(max(count, 1))
     total = Signal(4)
     m = Module()
-    m.d.comb += total.eq(_popcount([bits[i] for i in range(count)]))
+    m.d.comb += total.eq(_popcount(m, [bits[i] for i in range(count)]))
     sim = Simulator(m)
 
     async def check(ctx):
