@@ -812,7 +812,7 @@ class Unpacker(wiring.Component):
         def ranks(tile_bits, r):
             """Row ``r``'s blocks' ranks among the presence ``tile_bits`` of their tile."""
             counts = [_popcount(m, tile_bits[:r * blocks + blk]) if r or blk else Const(0, 1) for blk in range(blocks)]
-            return Cat(*(Cat(count, Const(0, rank_bits))[:rank_bits] for count in counts))
+            return Cat(*(_widened(count, rank_bits) for count in counts))
 
         def counts_of(entry):
             return [counts[entry].word_select(blk, count_bits) if count_bits else Const(0, 1) for blk in range(blocks)]
