@@ -21,7 +21,7 @@ from .formal_decoders import ExpProof, MetaProof
 from .formal_pe import PEProof
 from .formal_hold import HoldProof
 from .formal_recon import NetworkProof, ShiftStageProof, SwitchProof, recon_switches
-from .formal_unpacker import UnpackerPassProof, UnpackerProgressProof, UnpackerStreamProof
+from .formal_unpacker import UnpackerPassProof, UnpackerProgressProof, UnpackerStreamProof, unpacker_config
 
 __all__ = ["Proof", "PROOFS", "NETWORK_FORMAT"]
 
@@ -177,6 +177,13 @@ PROOFS: dict[str, Proof] = {
         f"{UnpackerProgressProof.PROGRESS_BOUND} cycles in a row (a beat is taken within that many "
         "cycles of its arrival)",
         "k-induction: unbounded (invariants: state, fill and item lengths in their reachable ranges)"),
+    "unpacker_granules": Proof(
+        lambda unpacker=None: UnpackerProgressProof(unpacker_config(xbits=2), unpacker=unpacker), "prove",
+        UnpackerProgressProof.PROGRESS_BOUND + 2, True,
+        "unpacker_progress on the unpacker with xbits = 2, whose lengths are all even (granule 2): "
+        "fill, need, the prefixes and bodies stay whole granules, so the shifters' left-out lowest "
+        "stage changes nothing",
+        "k-induction: unbounded (invariants: unpacker_progress's, the lengths' bits below the granule zero)"),
     "unpacker_passes": Proof(
         lambda unpacker=None: UnpackerPassProof(unpacker=unpacker), "prove", 4, True,
         "Unpacker, free beats and back-pressure: between two header beats a good pass gets R rows "

@@ -36,11 +36,13 @@ from .formal import elaborated, internal
 
 __all__ = ["UnpackerStreamProof", "UnpackerProgressProof", "UnpackerPassProof", "unpacker_config"]
 
-def unpacker_config() -> AccelConfig:
-    """8 columns × 4 rows, b = 2, U = 8 (one micro-block per row), xbits = 1, one K-tile per
-    K-group, passes of up to 2 K- and 2 N-tiles, an 8-bit weight bus: the 64-bit header takes 8
-    beats, the 72-bit buffer holds one item and one beat."""
-    return AccelConfig(fmt=FormatConfig(wbits=2, abits=4, ublock=8, group=4, xbits=1), rows=4, cols=8,
+def unpacker_config(xbits: int = 1) -> AccelConfig:
+    """8 columns × 4 rows, b = 2, U = 8 (one micro-block per row), one K-tile per K-group, passes of
+    up to 2 K- and 2 N-tiles, an 8-bit weight bus: the 64-bit header takes 8 beats, the 72-bit
+    buffer holds one item and one beat. With ``xbits`` 1 a record may be an odd number of bits; with
+    2 every length is even (:attr:`~.unpacker.UnpackerSizes.granule` 2: the buffer's shifters leave
+    out their lowest stage)."""
+    return AccelConfig(fmt=FormatConfig(wbits=2, abits=4, ublock=8, group=4, xbits=xbits), rows=4, cols=8,
                        acc_bits=16, max_tokens=2, max_k=8, max_n=16, weight_bus=8)
 
 
@@ -157,6 +159,7 @@ class UnpackerProgressProof(_Harness):
         shortest = min(self.cfg.cols * self.cfg.fmt.wbits, sizes.prologue_bits or PACKED_HEADER.size)
         m.d.comb += [Assert(state <= max(item.value for item in _Item)), Assert(fill <= sizes.capacity),
                      Assert(need <= sizes.item_bits), Assert(need >= shortest), Assert(spare == fill - need)]
+        granular = [fill, need]
         # The copies the unpacker chooses its map queue's enables and its ready from equal the
         # registers they copy.
         for kind in Unpacker._PARSING:
@@ -172,8 +175,13 @@ class UnpackerProgressProof(_Harness):
         codes = self.cfg.cols * self.cfg.fmt.wbits // (2 if self.cfg.multi_precision else 1)
         for i in range(depth):
             body = internal(fragment, f"queue_body_{i}")
-            m.d.comb += [Assert(internal(fragment, f"queue_prefix_{i}") <= sizes.prefix_bits),
-                         Assert(body >= codes), Assert(body <= sizes.row_bits)]
+            prefix = internal(fragment, f"queue_prefix_{i}")
+            m.d.comb += [Assert(prefix <= sizes.prefix_bits), Assert(body >= codes), Assert(body <= sizes.row_bits)]
+            granular += [prefix, body]
+        # Every length is a whole number of granules (the shifters leave out the bits below one).
+        low = sizes.granule.bit_length() - 1
+        if low:
+            m.d.comb += [Assert(count[:low] == 0) for count in granular]
         # The next row's length and what ``spare`` changes by for it are entry 1's, registered with it.
         if depth:
             length = internal(fragment, "row_length")

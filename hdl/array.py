@@ -78,9 +78,11 @@ def issue_layout(cfg: AccelConfig, tag_shape=1) -> data.StructLayout:
 
 
 def load_layout(cfg: AccelConfig) -> data.StructLayout:
-    """One PE row of the next weight tile: codes, roles and the ReCoN config of row ``row``."""
+    """One PE row of the next weight tile: codes, roles and the ReCoN config of row ``row``;
+    ``select`` is ``1 << row``, the rows' bank write enables as bits the source holds in registers
+    (no row decoder between the core's row buffer and the clock enables of every PE's banks)."""
     return data.StructLayout({
-        "valid": 1, "row": range(cfg.rows),
+        "valid": 1, "row": range(cfg.rows), "select": cfg.rows,
         "codes": data.ArrayLayout(unsigned(cfg.fmt.wbits), cfg.cols),
         "roles": data.ArrayLayout(unsigned(2), cfg.cols),
         "config": unsigned(_config_bits(cfg)),
@@ -545,7 +547,7 @@ class Array(wiring.Component):
                     pe.act.eq(acts[c]),
                     pe.en.eq(en & step),
                     pe.swap.eq(swap),
-                    pe.load.eq(en & self.load.valid & (self.load.row == r)),
+                    pe.load.eq(en & self.load.valid & self.load.select[r]),
                     pe.load_code.eq(self.load.codes[c]),
                     pe.load_role.eq(self.load.roles[c]),
                 ]

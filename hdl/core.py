@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Const, Module, Mux, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -330,7 +330,7 @@ class AcceleratorCore(wiring.Component):
         head = buffer.o.payload
         m.d.comb += buffer.o.ready.eq(~head.first | ~pending)
         written = buffer.o.valid & buffer.o.ready
-        m.d.comb += [array.load.valid.eq(written), array.load.row.eq(head.row),
+        m.d.comb += [array.load.valid.eq(written), array.load.row.eq(head.row), array.load.select.eq(head.select),
                      array.load.codes.eq(head.codes), array.load.roles.eq(head.roles),
                      array.load.config.eq(head.config)]
         # A tile's last row is never held back unless it is also its first (R = 1).
@@ -363,7 +363,8 @@ class AcceleratorCore(wiring.Component):
         beat = beats.payload
         header = beat.fields
         row = WrapCounter(Const(cfg.rows - 1, range(cfg.rows)), name="row")
-        m.d.comb += [rows.payload.row.eq(row.count), rows.payload.first.eq(row.first),
+        m.d.comb += [rows.payload.row.eq(row.count), rows.payload.select.eq(Cat(row.count == r for r in range(cfg.rows))),
+                     rows.payload.first.eq(row.first),
                      rows.payload.last.eq(row.last), rows.payload.codes.eq(beat.codes)]
         if cfg.has_recon:   # (else every role is INLIER, 0, and the PPU's shifts are unused)
             m.d.comb += [shifts.payload.eq(beat.d.as_value()),

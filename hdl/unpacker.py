@@ -30,6 +30,7 @@ padding) raise ``fault`` for one cycle. The unpacker then drops beats up to and 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
@@ -279,6 +280,22 @@ class UnpackerSizes:
         return self.item_bits + self.bus_bits
 
     @property
+    def granule(self) -> int:
+        """The largest power of two that divides the bus width and every length an item is made
+        of: so every value of ``fill``, ``need``, ``spare`` and a row's code offset is a multiple of
+        it (2 on the default build, whose fields are all an even number of bits), and the buffer's
+        shifters leave out the select bits below it, always zero (Yosys cannot see that)."""
+        cfg = self.cfg
+        code_bits = cfg.cols * cfg.fmt.wbits
+        lengths = [self.bus_bits, PACKED_HEADER.size, cfg.cols * EXP_BITS, code_bits, self.prologue_bits]
+        if cfg.multi_precision:
+            lengths.append(code_bits // 2)      # a narrow (b/2-bit) row's codes
+        if self.record:
+            lengths += [self.map_entries, self.count_bits, cfg.fmt.xbits, self.record.pair_bits]
+        common = math.gcd(*lengths)
+        return common & -common
+
+    @property
     def spare_bits(self) -> int:
         """Bits of ``spare``, the buffer's bits past the front item: ``fill``'s and a sign."""
         return self.capacity.bit_length() + 1
@@ -399,10 +416,10 @@ class Unpacker(wiring.Component):
         beat_kept = beat_spare[:len(fill)]
         appended, consumed = Signal(capacity), Signal(capacity)
         at_fill, at_kept = Signal(capacity), Signal(capacity)
-        m.d.comb += [at_fill.eq(_shifted(beat.payload.data, beat_fill, capacity, left=True)),
-                     at_kept.eq(_shifted(beat.payload.data, beat_kept, capacity, left=True)),
+        m.d.comb += [at_fill.eq(_shifted(beat.payload.data, self._in_granules(beat_fill), capacity, left=True)),
+                     at_kept.eq(_shifted(beat.payload.data, self._in_granules(beat_kept), capacity, left=True)),
                      appended.eq(buffer | Mux(take, at_fill, 0)),
-                     consumed.eq(_shifted(buffer, need, capacity, left=False) | Mux(take, at_kept, 0))]
+                     consumed.eq(_shifted(buffer, self._in_granules(need), capacity, left=False) | Mux(take, at_kept, 0))]
         m.d.sync += buffer.eq(Mux(parse, consumed, appended))
         with m.If(take & beat.payload.last):
             m.d.sync += last_taken.eq(1)
@@ -468,6 +485,13 @@ class Unpacker(wiring.Component):
             with m.If(last_taken):
                 restart()
         return m
+
+    def _in_granules(self, count):
+        """A bit count (``fill``, ``need``, ``spare``, a code offset) whose bits below the granule
+        (:attr:`UnpackerSizes.granule`) are written as the constant zeros they always are, so that a
+        shifter it selects leaves out those stages."""
+        low = self.sizes.granule.bit_length() - 1
+        return Cat(Const(0, low), Value.cast(count)[low:])
 
     def _next_counts(self, m, take, fills, need, room, chosen, lengths, loops):
         """The next ``fill``, ``need``, ``spare = fill - need`` and ``room``. Every candidate (the
@@ -748,7 +772,7 @@ class Unpacker(wiring.Component):
         # narrow row's codes are C·b/2 bits: its fields are read off the row widened to the b-bit
         # layout (each code zero-extended, the records after them).
         bits = Signal(self.sizes.row_bits)
-        m.d.comb += bits.eq(field_at(m, buffer, row_offset, self.sizes.row_bits))
+        m.d.comb += bits.eq(field_at(m, buffer, self._in_granules(row_offset), self.sizes.row_bits))
         if self._narrow_rows:
             half = fmt.wbits // 2
             codes = [Cat(bits[c * half:][:half], Const(0, half)) for c in range(cfg.cols)]

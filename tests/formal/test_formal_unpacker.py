@@ -10,7 +10,7 @@ from microscopiq.flow.formal import prove
 from microscopiq.flow.formal_props import PROOFS
 from microscopiq.flow.formal_unpacker import (UnpackerPassProof, UnpackerProgressProof, UnpackerStreamProof,
                                               unpacker_config)
-from microscopiq.hdl.unpacker import Unpacker, _Item
+from microscopiq.hdl.unpacker import Unpacker, UnpackerSizes, _Item
 
 
 def _assigned(m, name: str):
@@ -56,7 +56,8 @@ class ShortPass(Unpacker):
         return super()._next_row(m, state, dict(regs, k_tiles=k_tiles ^ k_tiles), per_group, parse)
 
 
-@pytest.mark.parametrize("name", ["unpacker_stream", "unpacker_progress", "unpacker_passes", "unpacker_cover"])
+@pytest.mark.parametrize("name", ["unpacker_stream", "unpacker_progress", "unpacker_granules", "unpacker_passes",
+                                  "unpacker_cover"])
 def test_unpacker_proof(tmp_path, name):
     result = PROOFS[name].run(name, root=tmp_path)
     assert result.passed, result.summary()
@@ -71,6 +72,21 @@ class FlagsLag(Unpacker):
         return super()._state_flags(m, state, state if name == "queue_in" else state_next, name)
 
 
+class QuadSizes(UnpackerSizes):
+    """Sizes that claim a granule of 4 bits where the lengths are only even."""
+
+    granule = 4
+
+
+class QuadGranules(Unpacker):
+    """Mutant: the buffer's shifters leave out their two lowest stages (a granule of 4) on a
+    configuration whose records may be 2 bits off a multiple of 4."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.sizes = QuadSizes(cfg, self.bus_bits)
+
+
 @pytest.mark.parametrize("harness, depth", [
     # Two refused (truncated) headers: the second header beat overwrites the first (step 5).
     (lambda: UnpackerStreamProof(unpacker=LoadsWhileWaiting(unpacker_config())), 24),
@@ -82,7 +98,9 @@ class FlagsLag(Unpacker):
     (lambda: UnpackerPassProof(unpacker=ShortPass(unpacker_config()), invariants=False), 26),
     # The header parsed: the state moves on, its queue copy a cycle later (the copies' invariant).
     (lambda: UnpackerProgressProof(unpacker=FlagsLag(unpacker_config())), 16),
-], ids=["LoadsWhileWaiting", "TakesAfterLast", "PrologueNeverParsed", "ShortPass", "FlagsLag"])
+    # The prologue parsed: a map-queue body of two pairs' records, 2 bits off a granule of 4.
+    (lambda: UnpackerProgressProof(unpacker_config(xbits=2), unpacker=QuadGranules(unpacker_config(xbits=2))), 20),
+], ids=["LoadsWhileWaiting", "TakesAfterLast", "PrologueNeverParsed", "ShortPass", "FlagsLag", "QuadGranules"])
 def test_unpacker_proof_fails_on_a_mutant(tmp_path, harness, depth):
     result = prove("unpacker-mutant", harness(), mode="bmc", depth=depth, root=tmp_path)
     assert result.status == "FAIL" and result.trace is not None, result.summary()

@@ -80,7 +80,7 @@ def run_array(cfg, layer, x, seed, pause=0.0):
                     and not (pause and rng.random() < pause))
             if load:
                 codes, roles, config = _tile_rows(cfg, layer, load_t)[load_r]
-                ctx.set(dut.load, {"valid": 1, "row": load_r, "codes": codes, "roles": roles,
+                ctx.set(dut.load, {"valid": 1, "row": load_r, "select": 1 << load_r, "codes": codes, "roles": roles,
                                    "config": config})
             else:
                 ctx.set(dut.load.valid, 0)
