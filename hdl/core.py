@@ -197,7 +197,10 @@ class AcceleratorCore(wiring.Component):
         # 0 of the next tile may be written from the cycle that token is issued (the array's load
         # rule), the issuer may start the tile in any cycle after its last row was written.
         pending = Signal()
-        rows, completes = self._row_path(m, array, pending)
+        # The row buffer's gate reads a copy of its own: the issuer, which clears ``pending``, and
+        # the row buffer, whose enables it reaches, are placed apart (a 9.3 ns route at nextpnr seed 2).
+        pending_next, (gate_pending,) = mirrored(m, pending, 1)
+        rows, completes = self._row_path(m, array, gate_pending)
         shifts = self._shift_path(m, array, ppu)
 
         # The issuer's place in the pass: token of the tile, K-tile, N-tile (reset by each header).
@@ -208,7 +211,7 @@ class AcceleratorCore(wiring.Component):
                      "tokens": tokens, "k_tiles": k_tiles, "n_tiles": n_tiles, "pairs": pairs,
                      "narrow": narrow, "counters": counters}
         self._loader(m, decoder.o, pass_regs, rows, shifts)
-        self._issuer(m, credit, pass_regs, (pending, completes), array, tag_layout, took)
+        self._issuer(m, credit, pass_regs, (pending, pending_next, completes), array, tag_layout, took)
         self._refusal(m, refused, refusal, offers)
         self._status(m, decoder.o)
 
@@ -406,9 +409,9 @@ class AcceleratorCore(wiring.Component):
 
     def _issuer(self, m, credit, regs, tiles, array, tag_layout, took):
         """Take the pass's activation vectors, tile by tile, into the issue register (the array's
-        ``issue`` a cycle later) with their tags. ``tiles`` is (``pending``, ``completes``): a
-        tile's last row was written in an earlier cycle and its first token not taken (a register,
-        kept here), or is written in this cycle; drives ``took``, a token taken.
+        ``issue`` a cycle later) with their tags. ``tiles`` is (``pending``, its next value,
+        ``completes``): a tile's last row was written in an earlier cycle and its first token not
+        taken (a register, kept here through its next value), or is written in this cycle; drives ``took``, a token taken.
 
         The handshake reaches only registers' enables and the issue register: the end of a tile,
         of a K-pass and of the pass are :class:`~.wrap_counter.WrapCounter` flags computed a cycle
@@ -428,7 +431,7 @@ class AcceleratorCore(wiring.Component):
         gap = Signal.like(array.next_gap)
         wait = Signal(range(array.max_period + array.tile_gap_extra + 1))
         idle = Signal(init=1)       # ``wait == 0``, a register: no comparator behind ``ready``
-        pending, completes = tiles
+        pending, pending_next, completes = tiles
         complete = pending | completes if self.timing.start_with_last_row else pending
         can_start = startable & complete
         if self.timing.tile_spacing > self.timing.array.rows:
@@ -445,9 +448,9 @@ class AcceleratorCore(wiring.Component):
         starts = take & ~in_tile           # a tile's first token
         m.d.comb += took.eq(take)
         with m.If(starts):
-            m.d.sync += pending.eq(0)
+            m.d.comb += pending_next.eq(0)
         with m.Elif(completes):
-            m.d.sync += pending.eq(1)
+            m.d.comb += pending_next.eq(1)
 
         group_first, group_last = self._group_place(tile_k.count, cfg.fmt.group // cfg.rows)
         if cfg.multi_precision:      # a pair pass's K-tiles are 2R deep: G/2R per K-group

@@ -97,6 +97,19 @@ def _times(value, factor: int):
     return sum((Mux(value[i], factor << i, 0) for i in range(len(value))), Const(0, 1))
 
 
+#: Input bits up to which a row's body length is one table of its map fields (LUTs of them, at
+#: most two levels), not a sum of its blocks' record lengths.
+_TABLE_BITS = 8
+
+
+def _lookup(values, index):
+    """``values[index]``, a table of constants: for an ``index`` of a few bits, LUTs where a sum of
+    its fields would be adders (Yosys maps each to a carry chain, which ABC cannot merge with the
+    LUTs around it)."""
+    width = max(max(values).bit_length(), 1)
+    return Array(Const(value, width) for value in values)[index]
+
+
 def _widened(value, width: int):
     """``value`` zero-extended or cut to ``width`` bits."""
     return Cat(Value.cast(value), Const(0, width))[:width]
@@ -751,11 +764,30 @@ class Unpacker(wiring.Component):
             value[name].eq(header[name][:len(value[name])]) for name in ("tokens", "k_tiles", "n_tiles")]
         return ok, value
 
+    def _record_bits(self, count: int) -> int:
+        """The length of a present block's record whose count field is ``count`` (``count + 1``
+        pairs)."""
+        return self.cfg.fmt.xbits + self.record.pair_bits * (count + 1)
+
     def _record_lengths(self, presence, counts):
         """The records' lengths of one row's present blocks (``presence`` and ``counts`` per block)."""
-        fmt, geom = self.cfg.fmt, self.record
-        return [Mux(present, fmt.xbits + geom.pair_bits + _times(count, geom.pair_bits), 0)
+        counts_range = 1 << len(Value.cast(counts[0])) if counts else 1
+        return [Mux(present, _lookup([self._record_bits(k) for k in range(counts_range)], count), 0)
                 for present, count in zip(presence, counts)]
+
+    def _body_table(self, code_bits: list[int]) -> list[int]:
+        """A row's body length (codes and records) per value of ``Cat(presence, counts, narrow)``:
+        the presence bit and count field of each block, and (``code_bits`` of two entries) whether
+        its codes are narrow."""
+        blocks, count_bits = self.sizes.blocks, self.sizes.count_bits
+        table = []
+        for narrow, codes in enumerate(code_bits):
+            for counts in range(1 << blocks * count_bits):
+                for presence in range(1 << blocks):
+                    fields = [counts >> blk * count_bits & ((1 << count_bits) - 1) for blk in range(blocks)]
+                    table.append(codes + sum(self._record_bits(count) for blk, count in enumerate(fields)
+                                             if presence >> blk & 1))
+        return table
 
     def _row(self, m, buffer, flags, parse, moving, regs):
         """The output payload of the row at the buffer's front, and the next PE row's length: ``C·b``
@@ -889,9 +921,15 @@ class Unpacker(wiring.Component):
             return [_times(_popcount(m, bits[at:at + 4]), count_bits) for at in range(0, len(bits), 4)] if count_bits else []
 
         def body_length(row_presence, row_counts):
-            """A row's codes and records for its blocks' presence bits and count fields."""
-            fields = [row_counts[blk * count_bits:][:count_bits] if count_bits else Const(0, 1) for blk in range(blocks)]
-            return row_code_bits + sum(self._record_lengths(row_presence, fields))
+            """A row's codes and records for its blocks' presence bits and count fields: one table
+            of them where they are few bits, else the sum of the codes and the blocks' records."""
+            row_counts = row_counts if count_bits else Const(0, 0)
+            narrow = [regs["narrow"]] if self._narrow_rows else []
+            index = Cat(row_presence, row_counts, *narrow)
+            if len(index) <= _TABLE_BITS:
+                return _lookup(self._body_table([code_bits, code_bits // 2][:1 + len(narrow)]), index)
+            fields = [row_counts[blk * count_bits:][:count_bits] for blk in range(blocks)]
+            return _add_all(m, [row_code_bits, *self._record_lengths(row_presence, fields)], len(body[0]))
 
         with m.If(flags[_Item.HEADER]):
             # A uniform pass's rows start at the front and are ``C·b`` bits: entries 0 and 1 stay
