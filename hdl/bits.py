@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import operator
 
-from amaranth import Const, Module, Signal, Value
+from amaranth import Const, Module, Mux, Signal, Value
 
-__all__ = ["REPLICA", "replicas", "mirrored", "field_at", "at_least", "below", "residue_is", "or_tree", "repeated"]
+__all__ = ["REPLICA", "replicas", "mirrored", "field_at", "at_least", "below", "residue_is", "or_tree", "repeated",
+           "mux_tree"]
 
 #: Attribute of a register that copies another register to cut its fan-out (a per-consumer copy,
 #: placed next to its consumer). Yosys merges registers with the same input (``opt_merge``), so
@@ -106,3 +107,15 @@ def repeated(bits):
     def combine(left, right):
         return left[0] | right[0], left[1] | right[1] | (left[0] & right[0])
     return _pairwise(combine, [(Value.cast(bit), Const(0, 1)) for bit in bits] or [(Const(0, 1),) * 2])[1]
+
+
+def mux_tree(values: list, index):
+    """``values[index]`` as a tree of 2:1 multiplexers on the bits of ``index`` (LSB first); an
+    index past the list gives its last value. (Not an ``Array``: Yosys makes a ``switch`` of
+    constants a ROM, a memory whose contents a k-induction proof does not hold to its init.)"""
+    index = Value.cast(index)
+    level = list(values)
+    for bit in range(len(index)):
+        level = [Mux(index[bit], level[i + 1], level[i]) if i + 1 < len(level) else level[i]
+                 for i in range(0, len(level), 2)]
+    return level[0]

@@ -33,7 +33,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import FormatConfig
-from .bits import or_tree, repeated, replicas
+from .bits import mux_tree, or_tree, repeated, replicas
 from .recon_geometry import ColumnOp, ReconGeometry
 from ..quant.layer import Role
 from .recon_network import ReconNetwork
@@ -79,15 +79,6 @@ class RecordGeometry:
         return 2 * self.offset_bits
 
 
-
-
-def _select(values: list, index) -> object:
-    """``values[index]`` as a tree of 2:1 multiplexers on the bits of ``index`` (LSB first)."""
-    level = list(values)
-    for bit in range(len(index)):
-        level = [Mux(index[bit], level[i + 1], level[i]) if i + 1 < len(level) else level[i]
-                 for i in range(0, len(level), 2)]
-    return level[0]
 
 
 def _onehot(value, width: int):
@@ -323,10 +314,10 @@ class MetaDecoder(wiring.Component):
         else:
             inv = self._wires([or_tree([Mux(dst[p] == q, p, 0) for p in range(n)])
                                for q in range(n)])
-        step = self._wires([_select(inv, dst[p ^ h] ^ h) for p in range(n)])
+        step = self._wires([mux_tree(inv, dst[p ^ h] ^ h) for p in range(n)])
         perm = {"dst": dst, "inv": inv, "step": step}
         if self.doublings(n):
-            perm["power"] = [_select(step, step[p]) for p in range(n)]       # T²
+            perm["power"] = [mux_tree(step, step[p]) for p in range(n)]       # T²
         return perm
 
     def _orbits(self, perm: dict) -> dict:
@@ -345,8 +336,8 @@ class MetaDecoder(wiring.Component):
         orbit, power = perm["orbit"], perm["power"]
         n = len(orbit)
         return {"dst": perm["dst"], "inv": perm["inv"],
-                "orbit": self._wires([orbit[p] | _select(orbit, power[p]) for p in range(n)]),
-                "power": self._wires([_select(power, power[p]) for p in range(n)])}
+                "orbit": self._wires([orbit[p] | mux_tree(orbit, power[p]) for p in range(n)]),
+                "power": self._wires([mux_tree(power, power[p]) for p in range(n)])}
 
     def _colours(self, perm: dict) -> dict:
         """``sub[i]`` (``i < h``): input ``i`` crosses the lower half. The loop through ``inv[0]``
@@ -354,7 +345,7 @@ class MetaDecoder(wiring.Component):
         orbit, inv = perm["orbit"], perm["inv"]
         n = len(orbit)
         h = n // 2
-        first, = self._wires([_select(orbit, inv[0])])  # inputs in the upper half, loop of inv[0]
+        first, = self._wires([mux_tree(orbit, inv[0])])  # inputs in the upper half, loop of inv[0]
         second = Cat(first[h:], first[:h])            # their first-stage mates
         sub = []
         for i in range(h):
@@ -370,7 +361,7 @@ class MetaDecoder(wiring.Component):
         n = len(dst)
         h, bits = n // 2, n.bit_length() - 1
         down, = self._wires([Cat(sub, ~sub)])          # per input: crosses the lower half
-        last = [_select([down[p] for p in range(n)], inv[q]) for q in range(h)]
+        last = [mux_tree([down[p] for p in range(n)], inv[q]) for q in range(h)]
         upper = [Mux(sub[i], dst[i + h], dst[i])[:bits - 1] for i in range(h)]
         lower = [Mux(sub[i], dst[i], dst[i + h])[:bits - 1] for i in range(h)]
         return {"first": [sub[i] for i in range(h)], "last": last, "upper": upper, "lower": lower}

@@ -38,7 +38,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import AccelConfig
-from .bits import REPLICA, below, field_at, mirrored, or_tree
+from .bits import REPLICA, below, field_at, mirrored, mux_tree, or_tree
 from .exp_decoder import ExpDecoder
 from .layouts import EXP_BITS, PACKED_HEADER, STREAM_VERSION, Fault, Mode, StreamLayouts, axis_signature
 from .layouts import group_last as layouts_group_last
@@ -107,7 +107,7 @@ def _lookup(values, index):
     its fields would be adders (Yosys maps each to a carry chain, which ABC cannot merge with the
     LUTs around it)."""
     width = max(max(values).bit_length(), 1)
-    return Array(Const(value, width) for value in values)[index]
+    return mux_tree([Const(value, width) for value in values], index)
 
 
 def _widened(value, width: int):
