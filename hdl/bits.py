@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import operator
 
-from amaranth import Const, Module, Mux, Signal, Value
+from amaranth import Cat, Const, Module, Mux, Signal, Value
 
 __all__ = ["REPLICA", "replicas", "mirrored", "field_at", "at_least", "below", "residue_is", "or_tree", "repeated",
-           "mux_tree"]
+           "mux_tree", "one_hot"]
 
 #: Attribute of a register that copies another register to cut its fan-out (a per-consumer copy,
 #: placed next to its consumer). Yosys merges registers with the same input (``opt_merge``), so
@@ -119,3 +119,8 @@ def mux_tree(values: list, index):
         level = [Mux(index[bit], level[i + 1], level[i]) if i + 1 < len(level) else level[i]
                  for i in range(0, len(level), 2)]
     return level[0]
+
+
+def one_hot(value, width: int):
+    """``1 << value`` on ``width`` bits (a decoder: bit ``q`` is ``value == q``)."""
+    return Cat(*(value == q for q in range(width)))

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -43,7 +43,7 @@ from .layouts import Fault, Mode, StreamLayouts, axis_signature
 from .weight_decoder import WeightDecoder
 from .ppu import PPU, token_tag_layout
 from .skid_buffer import SkidBuffer
-from .bits import mirrored
+from .bits import mirrored, one_hot
 from .wrap_counter import WrapCounter, step_nested
 
 __all__ = ["AcceleratorCore", "CoreTiming", "LOAD_STAGE", "ISSUE_STAGE", "ROW_BUFFER_DEPTH",
@@ -366,7 +366,7 @@ class AcceleratorCore(wiring.Component):
         beat = beats.payload
         header = beat.fields
         row = WrapCounter(Const(cfg.rows - 1, range(cfg.rows)), name="row")
-        m.d.comb += [rows.payload.row.eq(row.count), rows.payload.select.eq(Cat(row.count == r for r in range(cfg.rows))),
+        m.d.comb += [rows.payload.row.eq(row.count), rows.payload.select.eq(one_hot(row.count, cfg.rows)),
                      rows.payload.first.eq(row.first),
                      rows.payload.last.eq(row.last), rows.payload.codes.eq(beat.codes)]
         if cfg.has_recon:   # (else every role is INLIER, 0, and the PPU's shifts are unused)

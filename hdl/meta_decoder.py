@@ -33,7 +33,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import FormatConfig
-from .bits import mux_tree, or_tree, repeated, replicas
+from .bits import mux_tree, one_hot, or_tree, repeated, replicas
 from .recon_geometry import ColumnOp, ReconGeometry
 from ..quant.layer import Role
 from .recon_network import ReconNetwork
@@ -79,11 +79,6 @@ class RecordGeometry:
         return 2 * self.offset_bits
 
 
-
-
-def _onehot(value, width: int):
-    """``1 << value`` on ``width`` bits."""
-    return Cat(*(value == q for q in range(width)))
 
 
 class MetaDecoder(wiring.Component):
@@ -325,7 +320,7 @@ class MetaDecoder(wiring.Component):
         doubling step (with ``T²`` from the stage before) where there is one."""
         step = perm["step"]
         n = len(step)
-        orbit = self._wires([C(1 << p, n) | _onehot(step[p], n) for p in range(n)])
+        orbit = self._wires([C(1 << p, n) | one_hot(step[p], n) for p in range(n)])
         if "power" not in perm:
             return {"dst": perm["dst"], "inv": perm["inv"], "orbit": orbit}
         return self._doubling({"dst": perm["dst"], "inv": perm["inv"], "orbit": orbit, "power": perm["power"]})

@@ -15,7 +15,7 @@ from microscopiq.config import AccelConfig, ConfigError, FormatConfig
 from microscopiq.hdl.exp_decoder import ExpDecoder
 from microscopiq.hdl.layouts import PACKED_HEADER, Fault, StreamLayouts
 from microscopiq.hdl.meta_decoder import RecordGeometry
-from microscopiq.hdl.unpacker import Unpacker, _popcount
+from microscopiq.hdl.unpacker import Unpacker, UnpackerSizes, _popcount
 from microscopiq.host.packed_stream import decode_pass, encode_pass, row_records, to_beats
 from microscopiq.tb import stimulus
 from microscopiq.tb.sim_streams import stream_run
@@ -232,3 +232,14 @@ def test_popcount_counts_every_pattern(count):
             assert ctx.get(total) == bin(pattern).count("1"), f"pattern {pattern:#b}: got {ctx.get(total)}"
     sim.add_testbench(check)
     sim.run()
+
+
+@pytest.mark.parametrize("cfg, granule", [
+    (AccelConfig(), 2),                                                     # every field even
+    (AccelConfig(fmt=FormatConfig(xbits=1)), 1),                            # X = 1: a record may be odd
+    (AccelConfig(fmt=FormatConfig(ublock=4)), 1),                           # 1-bit count fields
+    (AccelConfig(recon_share=0), 32),                                       # header, exponents, codes
+    (AccelConfig(recon_share=0, weight_bus=8), 8),
+], ids=["default", "xbits1", "u4", "uniform", "uniform-bus8"])
+def test_granule_divides_every_length(cfg, granule):
+    assert UnpackerSizes(cfg, cfg.weight_bus).granule == granule
